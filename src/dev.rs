@@ -1,0 +1,119 @@
+//! Development mode (`dev: true`): key material made on first start, never committed.
+//!
+//! The shipped `zweck.yaml` runs the proxy in front of the CRM double with no cloud account.
+//! What that needs (a dev CA, server and client certificates, API keys, the CRM double's
+//! credentials) is generated per machine into `certs/` the first time, and kept afterwards;
+//! a fixed secret in the repository would be a secret every clone shares. Without
+//! `dev: true`, nothing is generated: a missing file is an error that names it.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::certs::{self, DevPaths, GenerateOptions, GenerateReport};
+use crate::config::{ClientCertMatch, Config, KeyDigest};
+
+/// Why dev material could not be prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum DevError {
+    #[error(transparent)]
+    Certs(#[from] certs::CertsError),
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{what} {} is missing (set `dev: true` to generate development files, or provide it)", path.display())]
+    Missing { what: &'static str, path: PathBuf },
+}
+
+/// The generate options a config implies: a client certificate for every app matched by
+/// certificate, an API key for every app whose key hash lives at the dev path.
+pub fn generate_options(config: &Config) -> GenerateOptions {
+    let paths = DevPaths::new(&config.certs_dir);
+    let mut opts = GenerateOptions::new(&config.certs_dir);
+    for app in &config.apps {
+        match &app.client_cert {
+            Some(ClientCertMatch::San(name)) | Some(ClientCertMatch::Cn(name)) => {
+                opts.client_apps.push(name.clone())
+            }
+            None => {}
+        }
+        let dev_hash = paths.api_key_sha256(&app.name);
+        if app
+            .api_keys
+            .iter()
+            .any(|k| matches!(&k.sha256, KeyDigest::File(p) if *p == dev_hash))
+        {
+            opts.api_key_apps.push(app.name.clone());
+        }
+    }
+    opts
+}
+
+/// Makes whatever dev material is missing (first start), keeps the rest.
+pub fn prepare(config: &Config) -> Result<GenerateReport, DevError> {
+    let mut report = certs::generate(&generate_options(config))?;
+    if let Some(double) = &config.crm_double {
+        let mut secrets: Vec<&Path> = Vec::new();
+        if let Some(f) = &double.bearer_file {
+            secrets.push(f);
+        }
+        if let Some((_, f)) = &double.oauth_client {
+            secrets.push(f);
+        }
+        for path in secrets {
+            if path.exists() {
+                report.kept.push(path.to_path_buf());
+            } else {
+                write_secret(path, &random_token("crm")?)?;
+                report.created.push(path.to_path_buf());
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Checks that every file the listener needs exists, naming the first missing one.
+pub fn check_files(config: &Config) -> Result<(), DevError> {
+    let mut needed = vec![
+        ("TLS certificate", config.tls.cert.clone()),
+        ("TLS private key", config.tls.key.clone()),
+    ];
+    if let Some(ca) = &config.tls.client_ca {
+        needed.push(("client CA", ca.clone()));
+    }
+    for (what, path) in needed {
+        if !path.exists() {
+            return Err(DevError::Missing { what, path });
+        }
+    }
+    Ok(())
+}
+
+fn random_token(prefix: &str) -> Result<String, DevError> {
+    let mut bytes = [0u8; 24];
+    getrandom::fill(&mut bytes).map_err(|e| DevError::Write {
+        path: PathBuf::from("<random>"),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    Ok(format!("{prefix}_{}", hex::encode(bytes)))
+}
+
+fn write_secret(path: &Path, value: &str) -> Result<(), DevError> {
+    let err = |source| DevError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(err)?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(err)?;
+    f.write_all(format!("{value}\n").as_bytes()).map_err(err)?;
+    Ok(())
+}

@@ -1,0 +1,214 @@
+//! The one place where failures become responses.
+//!
+//! Every phase of the pipeline returns a [`ProxyError`] whose variant says what happened; this
+//! module maps each variant to an HTTP status and an RFC 9457 `application/problem+json` body
+//! with a stable `type` URI. A test pins the whole mapping, so a status never changes by
+//! accident. Messages name reasons, rules and route templates, never field values, raw paths
+//! or credentials: problem bodies are read by the app, and apps are exactly whom data
+//! minimisation protects the data from.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
+use serde::Serialize;
+
+use crate::body::{self, ProxyBody};
+
+/// The prefix of every problem `type` URI. The part after it is the stable problem slug that
+/// docs/problems.md documents.
+pub const PROBLEM_TYPE_PREFIX: &str = "urn:zweck:problem:";
+
+/// What went wrong while handling one request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProxyError {
+    /// No credential, or one that names no configured app.
+    #[error("the caller is not a known app")]
+    UnknownApp,
+    /// The app sent no `Zweck-Purpose` and its credential implies none.
+    #[error("no purpose given: send the Zweck-Purpose header")]
+    PurposeMissing,
+    /// The purpose is not one the app is granted (or does not exist).
+    #[error("purpose {purpose:?} is not granted to app {app}")]
+    PurposeNotGranted { app: String, purpose: String },
+    /// No upstream is configured for this host and path.
+    #[error("no upstream serves this host and path")]
+    NoRoute,
+    /// The path is on a CRM upstream but matches no inventory resource or ungoverned route.
+    #[error("this endpoint is not classified; it stays closed until an inventory covers it")]
+    UnknownResource,
+    /// The path is not in canonical form (dot-segments, encoded `/` or `.`, `//`, ...).
+    #[error("the request path is not canonical: {reason}")]
+    BadPath { reason: &'static str },
+    /// A method-override header or `_HttpMethod` parameter was sent.
+    #[error("method overrides are refused ({what})")]
+    MethodOverride { what: &'static str },
+    /// A request header or feature Zweck refuses (e.g. Upgrade, CONNECT).
+    #[error("{what} is not supported through Zweck")]
+    Unsupported { what: &'static str },
+    /// The upstream refused or reset the connection, or answered garbage.
+    #[error("the upstream {upstream} could not be reached")]
+    UpstreamUnavailable { upstream: String },
+    /// The upstream did not answer within its response timeout.
+    #[error("the upstream {upstream} did not answer in time")]
+    UpstreamTimeout { upstream: String },
+    /// Zweck could not obtain the upstream's own credential (token endpoint down, file gone).
+    #[error("the credential for upstream {upstream} is not available")]
+    UpstreamCredential { upstream: String },
+    /// The request body is larger than `limits.max_body_bytes`.
+    #[error("the request body is larger than {limit} bytes")]
+    BodyTooLarge { limit: u64 },
+    /// Too many concurrent buffered bodies (`limits.buffered_total`).
+    #[error("Zweck is out of buffer space; retry later")]
+    Overloaded { retry_after: Duration },
+}
+
+/// The RFC 9457 body.
+#[derive(Debug, Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'a str,
+    status: u16,
+    detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<&'a str>,
+}
+
+impl ProxyError {
+    /// The HTTP status this error is answered with.
+    pub fn status(&self) -> StatusCode {
+        use ProxyError::*;
+        match self {
+            UnknownApp => StatusCode::UNAUTHORIZED,
+            PurposeMissing | PurposeNotGranted { .. } | UnknownResource => StatusCode::FORBIDDEN,
+            NoRoute => StatusCode::NOT_FOUND,
+            BadPath { .. } | MethodOverride { .. } => StatusCode::BAD_REQUEST,
+            Unsupported { .. } => StatusCode::NOT_IMPLEMENTED,
+            UpstreamUnavailable { .. } | UpstreamCredential { .. } => StatusCode::BAD_GATEWAY,
+            UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The stable slug of the problem type (`urn:zweck:problem:<slug>`).
+    pub fn slug(&self) -> &'static str {
+        use ProxyError::*;
+        match self {
+            UnknownApp => "unknown-app",
+            PurposeMissing => "purpose-missing",
+            PurposeNotGranted { .. } => "purpose-not-granted",
+            NoRoute => "no-route",
+            UnknownResource => "unknown-resource",
+            BadPath { .. } => "bad-path",
+            MethodOverride { .. } => "method-override",
+            Unsupported { .. } => "unsupported",
+            UpstreamUnavailable { .. } => "upstream-unavailable",
+            UpstreamTimeout { .. } => "upstream-timeout",
+            UpstreamCredential { .. } => "upstream-credential",
+            BodyTooLarge { .. } => "body-too-large",
+            Overloaded { .. } => "overloaded",
+        }
+    }
+
+    fn title(&self) -> &'static str {
+        use ProxyError::*;
+        match self {
+            UnknownApp => "Unknown app",
+            PurposeMissing => "Purpose missing",
+            PurposeNotGranted { .. } => "Purpose not granted",
+            NoRoute => "No route",
+            UnknownResource => "Unknown resource",
+            BadPath { .. } => "Path not canonical",
+            MethodOverride { .. } => "Method override refused",
+            Unsupported { .. } => "Not supported",
+            UpstreamUnavailable { .. } => "Upstream unavailable",
+            UpstreamTimeout { .. } => "Upstream timeout",
+            UpstreamCredential { .. } => "Upstream credential unavailable",
+            BodyTooLarge { .. } => "Body too large",
+            Overloaded { .. } => "Overloaded",
+        }
+    }
+
+    /// Builds the problem+json response. `request_id` ties it to the logs.
+    pub fn to_response(&self, request_id: Option<&str>) -> Response<ProxyBody> {
+        let status = self.status();
+        let problem = Problem {
+            kind: format!("{PROBLEM_TYPE_PREFIX}{}", self.slug()),
+            title: self.title(),
+            status: status.as_u16(),
+            detail: self.to_string(),
+            request_id,
+        };
+        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        let mut resp = Response::new(body::full(Bytes::from(body)));
+        *resp.status_mut() = status;
+        let h = resp.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if status == StatusCode::UNAUTHORIZED {
+            h.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"zweck\""),
+            );
+        }
+        if let ProxyError::Overloaded { retry_after } = self {
+            if let Ok(v) = HeaderValue::from_str(&retry_after.as_secs().max(1).to_string()) {
+                h.insert(header::RETRY_AFTER, v);
+            }
+        }
+        resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    /// Pins the whole mapping: a status or slug never changes by accident.
+    #[test]
+    fn every_error_has_a_pinned_status_and_slug() {
+        let up = || "salesforce".to_string();
+        let table: Vec<(ProxyError, u16, &str)> = vec![
+            (ProxyError::UnknownApp, 401, "unknown-app"),
+            (ProxyError::PurposeMissing, 403, "purpose-missing"),
+            (
+                ProxyError::PurposeNotGranted { app: "a".into(), purpose: "p".into() },
+                403,
+                "purpose-not-granted",
+            ),
+            (ProxyError::NoRoute, 404, "no-route"),
+            (ProxyError::UnknownResource, 403, "unknown-resource"),
+            (ProxyError::BadPath { reason: "dot-segment" }, 400, "bad-path"),
+            (ProxyError::MethodOverride { what: "X-HTTP-Method-Override" }, 400, "method-override"),
+            (ProxyError::Unsupported { what: "Upgrade" }, 501, "unsupported"),
+            (ProxyError::UpstreamUnavailable { upstream: up() }, 502, "upstream-unavailable"),
+            (ProxyError::UpstreamTimeout { upstream: up() }, 504, "upstream-timeout"),
+            (ProxyError::UpstreamCredential { upstream: up() }, 502, "upstream-credential"),
+            (ProxyError::BodyTooLarge { limit: 10 }, 413, "body-too-large"),
+            (ProxyError::Overloaded { retry_after: Duration::from_secs(2) }, 503, "overloaded"),
+        ];
+        for (err, status, slug) in table {
+            assert_eq!(err.status().as_u16(), status, "{err:?}");
+            assert_eq!(err.slug(), slug, "{err:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn problem_body_is_rfc9457() {
+        let resp = ProxyError::UnknownApp.to_response(Some("r-1"));
+        assert_eq!(resp.status(), 401);
+        assert_eq!(resp.headers()[header::CONTENT_TYPE], "application/problem+json");
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(v["type"], "urn:zweck:problem:unknown-app");
+        assert_eq!(v["status"], 401);
+        assert_eq!(v["request_id"], "r-1");
+        assert!(v["title"].is_string() && v["detail"].is_string());
+    }
+}

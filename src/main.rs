@@ -1,0 +1,213 @@
+//! The `zweck` command line: serve, demo, certs, crm-double, config check.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use zweck::certs::{self, DevPaths};
+use zweck::config::Config;
+use zweck::crm_double::{CrmDouble, CrmDoubleConfig};
+use zweck::{dev, runtime, server, tls};
+
+#[derive(Parser)]
+#[command(name = "zweck", version, about = "Purpose-bound GDPR proxy for cloud-CRM APIs")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy (and the CRM double when the config has a crm_double section).
+    Serve {
+        #[arg(long, default_value = "zweck.yaml")]
+        config: PathBuf,
+    },
+    /// Run the proxy in front of the CRM double and print curl commands that go through it.
+    Demo {
+        #[arg(long, default_value = "zweck.yaml")]
+        config: PathBuf,
+    },
+    /// Development certificates and keys.
+    Certs {
+        #[command(subcommand)]
+        command: CertsCommand,
+    },
+    /// Run the built-in CRM double on its own.
+    CrmDouble {
+        #[arg(long, default_value = "127.0.0.1:9443")]
+        listen: SocketAddr,
+        /// Directory with crm-double.pem and crm-double.key (see `zweck certs generate`).
+        #[arg(long, default_value = "certs")]
+        certs: PathBuf,
+        #[arg(long, default_value_t = 1000)]
+        contacts: u64,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+    /// Check a config file and print every problem with file:line:column.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertsCommand {
+    /// Make the dev CA, server, CRM-double and client certificates, the audit signing key,
+    /// the pseudonymisation master key and API keys for the apps of a config.
+    Generate {
+        #[arg(long, default_value = "zweck.yaml")]
+        config: PathBuf,
+        /// Output directory (default: the config's certs_dir).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Replace existing files instead of only making missing ones.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    Check {
+        #[arg(long, default_value = "zweck.yaml")]
+        config: PathBuf,
+    },
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve { config } => serve(&config, false).await,
+        Command::Demo { config } => serve(&config, true).await,
+        Command::Certs {
+            command: CertsCommand::Generate { config, dir, force },
+        } => {
+            let config = Config::load(&config)?;
+            let mut opts = dev::generate_options(&config);
+            if let Some(dir) = dir {
+                opts.dir = dir;
+            }
+            opts.overwrite = force;
+            let report = certs::generate(&opts)?;
+            for p in &report.created {
+                println!("created {}", p.display());
+            }
+            for p in &report.kept {
+                println!("kept    {}", p.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CrmDouble {
+            listen,
+            certs,
+            contacts,
+            seed,
+        } => {
+            let paths = DevPaths::new(&certs);
+            let tls = tls::simple_server_config(&paths.crm_double_cert(), &paths.crm_double_key())
+                .context("the CRM double needs a certificate: run `zweck certs generate`")?;
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("cannot listen on {listen}"))?;
+            let double = CrmDouble::new(CrmDoubleConfig {
+                contacts,
+                seed,
+                ..CrmDoubleConfig::default()
+            });
+            println!("CRM double on https://{listen} ({contacts} contacts, seed {seed})");
+            double.serve(listener, tls, server::shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config {
+            command: ConfigCommand::Check { config },
+        } => match Config::load(&config) {
+            Ok(_) => {
+                println!("{}: ok", config.display());
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                Ok(ExitCode::FAILURE)
+            }
+        },
+    }
+}
+
+async fn serve(path: &Path, demo: bool) -> anyhow::Result<ExitCode> {
+    let config = Config::load(path)?;
+    let running = runtime::start(config.clone()).await?;
+    if demo {
+        print_demo(&config, running.proxy_addr);
+    }
+    server::shutdown_signal().await;
+    let drained = running.shutdown().await;
+    tracing::info!(?drained, "stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_demo(config: &Config, addr: SocketAddr) {
+    let paths = DevPaths::new(&config.certs_dir);
+    let base = format!("https://{addr}");
+    println!("\nZweck is running on {base} in front of the CRM double. Try, in another terminal:\n");
+    for app in &config.apps {
+        let Some(m) = &app.client_cert else { continue };
+        let name = match m {
+            zweck::config::ClientCertMatch::San(n) | zweck::config::ClientCertMatch::Cn(n) => n,
+        };
+        println!(
+            "  # app {} with its client certificate\n  curl --cacert {} --cert {} --key {} {base}/services/data/\n",
+            app.name,
+            paths.ca_cert().display(),
+            paths.client_cert(name).display(),
+            paths.client_key(name).display()
+        );
+        break;
+    }
+    for app in &config.apps {
+        let key = paths.api_key(&app.name);
+        if key.exists() {
+            println!(
+                "  # app {} with its API key\n  curl --cacert {} -H \"Authorization: Bearer $(cat {})\" {base}/services/data/\n",
+                app.name,
+                paths.ca_cert().display(),
+                key.display()
+            );
+            break;
+        }
+    }
+    println!(
+        "  # no credential: 401 problem+json\n  curl --cacert {} {base}/services/data/\n",
+        paths.ca_cert().display()
+    );
+}

@@ -1,0 +1,392 @@
+//! The compiled, immutable policy set the proxy reads once per request (shared in an `Arc`).
+//!
+//! Everything here was validated by `compile`; the request path only looks things up.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use http::Method;
+
+use super::select::{FieldNode, RecordSelector};
+use super::taxonomy::{CatId, Taxonomy};
+use crate::dialect::Dialect;
+use crate::pattern::RoutePattern;
+
+/// The compiled policies: inventories per dialect, purposes, controller, version.
+#[derive(Debug)]
+pub struct PolicySet {
+    pub(crate) version: String,
+    pub(crate) taxonomy: Taxonomy,
+    pub(crate) controller: Controller,
+    pub(crate) purposes: Vec<Purpose>,
+    pub(crate) purpose_index: HashMap<String, usize>,
+    pub(crate) inventories: HashMap<Dialect, Inventory>,
+}
+
+/// What `classify` found for a request line.
+#[derive(Debug, Clone, Copy)]
+pub enum RouteMatch<'a> {
+    /// Listed under `ungoverned`: no personal data, streams through untouched.
+    Ungoverned { template: &'a str },
+    /// An inventory operation: its bodies are governed.
+    Operation(&'a Operation),
+    /// Neither: refused (403 `unknown-resource`).
+    Unknown,
+}
+
+impl PolicySet {
+    /// SHA-256 hex over (relative path, NUL, bytes) of every file under the policy directory,
+    /// sorted by path. `Zweck-Policy` and the transfer log carry it.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// The controller named in `purposes.yaml`.
+    pub fn controller(&self) -> &Controller {
+        &self.controller
+    }
+
+    /// A purpose by name.
+    pub fn purpose(&self, name: &str) -> Option<&Purpose> {
+        self.purpose_index.get(name).map(|i| &self.purposes[*i])
+    }
+
+    /// All purposes in file order.
+    pub fn purposes(&self) -> &[Purpose] {
+        &self.purposes
+    }
+
+    /// The category taxonomy in use.
+    pub fn taxonomy(&self) -> &Taxonomy {
+        &self.taxonomy
+    }
+
+    /// The inventory of a dialect, if one was loaded.
+    pub fn inventory(&self, dialect: Dialect) -> Option<&Inventory> {
+        self.inventories.get(&dialect)
+    }
+
+    /// Finds the operation (or ungoverned entry) for a canonical path. Operations are tried
+    /// first, in file order, so a route that is both governed and ungoverned is governed.
+    pub fn classify(&self, dialect: Dialect, method: &Method, canonical_path: &str) -> RouteMatch<'_> {
+        let Some(inv) = self.inventories.get(&dialect) else {
+            return RouteMatch::Unknown;
+        };
+        if let Some(op) = inv
+            .operations
+            .iter()
+            .find(|o| o.pattern.matches(method, canonical_path))
+        {
+            return RouteMatch::Operation(op);
+        }
+        if let Some(p) = inv
+            .ungoverned
+            .iter()
+            .find(|p| p.matches(method, canonical_path))
+        {
+            return RouteMatch::Ungoverned {
+                template: p.template(),
+            };
+        }
+        RouteMatch::Unknown
+    }
+}
+
+/// The data controller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Controller {
+    pub name: String,
+    pub jurisdiction: String,
+    pub contact: Option<String>,
+}
+
+/// One dialect's inventory.
+#[derive(Debug)]
+pub struct Inventory {
+    pub(crate) dialect: Dialect,
+    pub(crate) ungoverned: Vec<RoutePattern>,
+    pub(crate) operations: Vec<Operation>,
+    pub(crate) resources: Vec<Resource>,
+    pub(crate) by_type: HashMap<String, usize>,
+}
+
+impl Inventory {
+    /// The dialect.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+    /// All operations in file order.
+    pub fn operations(&self) -> &[Operation] {
+        &self.operations
+    }
+    /// All resources in file order.
+    pub fn resources(&self) -> &[Resource] {
+        &self.resources
+    }
+}
+
+/// One resource (object type) of an inventory.
+#[derive(Debug)]
+pub struct Resource {
+    pub(crate) name: String,
+    pub(crate) records: Vec<RecordSelector>,
+    pub(crate) type_key: Option<Vec<String>>,
+    pub(crate) envelope: FieldNode,
+    pub(crate) fields: FieldNode,
+    pub(crate) consent: HashMap<String, ConsentSignal>,
+    pub(crate) keep_unclassified: bool,
+}
+
+impl Resource {
+    /// The resource name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// True when the resource keeps fields the inventory does not classify.
+    pub fn keeps_unclassified(&self) -> bool {
+        self.keep_unclassified
+    }
+}
+
+/// A consent signal on a record.
+#[derive(Debug, Clone)]
+pub struct ConsentSignal {
+    pub(crate) field: Vec<String>,
+    pub(crate) granted_when: Vec<serde_json::Value>,
+    pub(crate) separator: Option<String>,
+}
+
+/// `read`, `write` or `delete`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OpKind {
+    Read,
+    Write,
+    Delete,
+}
+
+impl OpKind {
+    /// The inventory spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OpKind::Read => "read",
+            OpKind::Write => "write",
+            OpKind::Delete => "delete",
+        }
+    }
+}
+
+/// How many records a route can return at once (budgets differ per class).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RouteClass {
+    Single,
+    List,
+    BulkExport,
+}
+
+impl RouteClass {
+    /// The inventory spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RouteClass::Single => "single",
+            RouteClass::List => "list",
+            RouteClass::BulkExport => "bulk_export",
+        }
+    }
+    /// Parses the inventory spelling.
+    pub fn from_name(s: &str) -> Option<RouteClass> {
+        match s {
+            "single" => Some(RouteClass::Single),
+            "list" => Some(RouteClass::List),
+            "bulk_export" => Some(RouteClass::BulkExport),
+            _ => None,
+        }
+    }
+}
+
+/// A governed route of an inventory resource.
+#[derive(Debug)]
+pub struct Operation {
+    pub(crate) dialect: Dialect,
+    pub(crate) resource: String,
+    pub(crate) resource_idx: usize,
+    pub(crate) op: OpKind,
+    pub(crate) class: RouteClass,
+    pub(crate) pattern: RoutePattern,
+}
+
+impl Operation {
+    /// The dialect whose inventory holds it.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+    /// The resource name.
+    pub fn resource(&self) -> &str {
+        &self.resource
+    }
+    /// read, write or delete.
+    pub fn op(&self) -> OpKind {
+        self.op
+    }
+    /// single, list or bulk_export (writes and deletes default to single).
+    pub fn class(&self) -> RouteClass {
+        self.class
+    }
+    /// The route template (`GET /services/data/*/query`) for logs and metrics.
+    pub fn template(&self) -> &str {
+        self.pattern.template()
+    }
+}
+
+/// Art. 6(1)(a)-(f).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LegalBasis {
+    Consent,
+    Contract,
+    LegalObligation,
+    VitalInterests,
+    PublicTask,
+    LegitimateInterests,
+}
+
+impl LegalBasis {
+    /// The spelling in `purposes.yaml` and the log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LegalBasis::Consent => "consent",
+            LegalBasis::Contract => "contract",
+            LegalBasis::LegalObligation => "legal_obligation",
+            LegalBasis::VitalInterests => "vital_interests",
+            LegalBasis::PublicTask => "public_task",
+            LegalBasis::LegitimateInterests => "legitimate_interests",
+        }
+    }
+    /// All spellings.
+    pub const NAMES: [&'static str; 6] = [
+        "consent",
+        "contract",
+        "legal_obligation",
+        "vital_interests",
+        "public_task",
+        "legitimate_interests",
+    ];
+    /// Parses the spelling.
+    pub fn from_name(s: &str) -> Option<LegalBasis> {
+        Some(match s {
+            "consent" => LegalBasis::Consent,
+            "contract" => LegalBasis::Contract,
+            "legal_obligation" => LegalBasis::LegalObligation,
+            "vital_interests" => LegalBasis::VitalInterests,
+            "public_task" => LegalBasis::PublicTask,
+            "legitimate_interests" => LegalBasis::LegitimateInterests,
+            _ => return None,
+        })
+    }
+}
+
+/// `enforce` (default) or `shadow` (compute, log, change nothing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Enforce,
+    Shadow,
+}
+
+/// Whether a purpose may write and delete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Writes {
+    Allow,
+    Deny,
+}
+
+/// How a date or number is coarsened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Generalise {
+    /// `1984-02-29` -> `1984`.
+    Year,
+    /// `1984-02-29` -> `1984-02`.
+    Month,
+    /// `34` -> `30-39` for width 10.
+    Range(u64),
+}
+
+/// What happens to a field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Keep,
+    Drop,
+    /// Replaced by `null` or a fixed string.
+    Redact(Option<String>),
+    /// All but the last `keep_last` characters become `*`; e-mail keeps its domain.
+    Mask { keep_last: usize },
+    /// HMAC-SHA-256 under the purpose's key, with a key-version prefix.
+    Pseudonymise,
+    Generalise(Generalise),
+    /// At most this many characters.
+    Truncate(usize),
+    /// The whole exchange is refused when such a value would flow.
+    Block,
+}
+
+impl Action {
+    /// The action's name in counts and explanations.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::Keep => "keep",
+            Action::Drop => "drop",
+            Action::Redact(_) => "redact",
+            Action::Mask { .. } => "mask",
+            Action::Pseudonymise => "pseudonymise",
+            Action::Generalise(_) => "generalise",
+            Action::Truncate(_) => "truncate",
+            Action::Block => "block",
+        }
+    }
+
+    /// True for the actions a write body may be subject to.
+    pub fn allowed_on_writes(&self) -> bool {
+        matches!(self, Action::Keep | Action::Drop | Action::Block)
+    }
+}
+
+/// A purpose's rule for one category (and its sub-categories).
+#[derive(Debug, Clone)]
+pub struct FieldRule {
+    pub category: String,
+    pub(crate) cat: CatId,
+    pub action: Action,
+    /// `fields.<category>`: the rule id in outcomes and the log.
+    pub id: String,
+}
+
+/// How a category resolves for a purpose (precomputed per taxonomy entry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Resolved {
+    Rule(u16),
+    Otherwise,
+    System,
+}
+
+/// Export budget: records per period, with a burst, optionally per route class.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportBudget {
+    pub records: u64,
+    pub per: Duration,
+    pub burst: Option<u64>,
+    pub per_class: Vec<(RouteClass, ExportBudget)>,
+}
+
+/// A compiled purpose.
+#[derive(Debug, Clone)]
+pub struct Purpose {
+    pub name: String,
+    pub description: Option<String>,
+    pub data_use: String,
+    pub legal_basis: LegalBasis,
+    pub requires_consent: Vec<String>,
+    pub rules: Vec<FieldRule>,
+    /// `drop`, `redact` or `block`; never keep.
+    pub otherwise: Action,
+    pub writes: Writes,
+    pub export_budget: Option<ExportBudget>,
+    pub mode: Mode,
+    pub(crate) by_cat: Vec<Resolved>,
+}

@@ -1,0 +1,165 @@
+//! The data-category taxonomy: fideslang's `user.*` and `system.*` names shipped as data
+//! (`taxonomy.txt`), so inventories stay exchangeable with privacy tools that speak fideslang.
+//!
+//! Categories are interned: the engine works on `CatId`s (indices) and only turns them back into
+//! names when it reports. `unclassified` is Zweck's own category for everything no selector
+//! classified; `system` and `system.*` mark non-personal fields.
+
+use std::collections::HashMap;
+
+const DATA: &str = include_str!("taxonomy.txt");
+
+/// Index of a category in the taxonomy.
+pub type CatId = u16;
+
+/// One category.
+#[derive(Debug, Clone)]
+pub struct Category {
+    /// Dotted fideslang name.
+    pub name: String,
+    /// The category one level up, if any.
+    pub parent: Option<CatId>,
+    /// `system` or below: not personal data.
+    pub system: bool,
+}
+
+/// The interned taxonomy.
+#[derive(Debug, Clone)]
+pub struct Taxonomy {
+    cats: Vec<Category>,
+    by_name: HashMap<String, CatId>,
+    unclassified: CatId,
+}
+
+/// The name of the category of fields no selector classified.
+pub const UNCLASSIFIED: &str = "unclassified";
+
+impl Taxonomy {
+    /// The shipped fideslang taxonomy plus `unclassified`.
+    pub fn builtin() -> Taxonomy {
+        let mut names: Vec<&str> = DATA
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .collect();
+        names.push(UNCLASSIFIED);
+        let mut cats = Vec::with_capacity(names.len());
+        let mut by_name = HashMap::with_capacity(names.len());
+        for (i, name) in names.iter().enumerate() {
+            let parent = name
+                .rsplit_once('.')
+                .and_then(|(p, _)| by_name.get(p).copied());
+            cats.push(Category {
+                name: (*name).to_string(),
+                parent,
+                system: *name == "system" || name.starts_with("system."),
+            });
+            by_name.insert((*name).to_string(), i as CatId);
+        }
+        let unclassified = by_name.get(UNCLASSIFIED).copied().unwrap_or(0);
+        Taxonomy {
+            cats,
+            by_name,
+            unclassified,
+        }
+    }
+
+    /// Looks a name up.
+    pub fn get(&self, name: &str) -> Option<CatId> {
+        self.by_name.get(name).copied()
+    }
+
+    /// The category behind an id.
+    pub fn cat(&self, id: CatId) -> &Category {
+        &self.cats[id as usize]
+    }
+
+    /// The name behind an id.
+    pub fn name(&self, id: CatId) -> &str {
+        &self.cats[id as usize].name
+    }
+
+    /// Number of categories.
+    pub fn len(&self) -> usize {
+        self.cats.len()
+    }
+
+    /// Never empty; here for clippy.
+    pub fn is_empty(&self) -> bool {
+        self.cats.is_empty()
+    }
+
+    /// The id of `unclassified`.
+    pub fn unclassified(&self) -> CatId {
+        self.unclassified
+    }
+
+    /// True for `system` and `system.*`.
+    pub fn is_system(&self, id: CatId) -> bool {
+        self.cats[id as usize].system
+    }
+
+    /// `id` itself, then each ancestor up to the root.
+    pub fn lineage(&self, id: CatId) -> impl Iterator<Item = CatId> + '_ {
+        std::iter::successors(Some(id), move |c| self.cats[*c as usize].parent)
+    }
+
+    /// All names, for listing.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.cats.iter().map(|c| c.name.as_str())
+    }
+
+    /// The closest known name, for "did you mean".
+    pub fn suggest(&self, name: &str) -> Option<&str> {
+        suggest(name, self.names())
+    }
+}
+
+/// The closest candidate within a small edit distance.
+pub fn suggest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let limit = (name.chars().count() / 3).clamp(2, 6);
+    candidates
+        .map(|c| (levenshtein(name, c), c))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+/// Edit distance (insert, delete, substitute; one char each).
+pub fn levenshtein(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let mut cur = vec![0; b.len() + 1];
+    for (i, ca) in a.chars().enumerate() {
+        cur[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lineage_and_system() {
+        let t = Taxonomy::builtin();
+        let email = t.get("user.contact.email").expect("email");
+        let names: Vec<&str> = t.lineage(email).map(|c| t.name(c)).collect();
+        assert_eq!(names, ["user.contact.email", "user.contact", "user"]);
+        assert!(t.is_system(t.get("system.operations").expect("ops")));
+        assert!(!t.is_system(t.unclassified()));
+    }
+
+    #[test]
+    fn did_you_mean() {
+        let t = Taxonomy::builtin();
+        assert_eq!(t.suggest("user.contact.emial"), Some("user.contact.email"));
+        assert_eq!(t.suggest("user.name.frist"), Some("user.name.first"));
+        assert_eq!(t.suggest("completely.different.thing.here"), None);
+    }
+}

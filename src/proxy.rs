@@ -1,0 +1,431 @@
+//! The per-request pipeline, phase by phase (DESIGN.md §1).
+//!
+//! [`handle`] runs the phases in order over a [`Ctx`]; each phase is a plain function whose
+//! doc says when it runs, what it may change and what its error means. Every failure is a
+//! [`ProxyError`] turned into a problem+json response in exactly one place (`error.rs`); the
+//! service itself never fails, because a hyper service that errors drops the connection
+//! without an answer.
+//!
+//! The order matters: identify before route, so an unknown caller learns nothing about which
+//! paths exist; route (with path canonicalisation) before anything reads the body, so the
+//! policy is chosen for the path the CRM will really act on; the transfer record is appended
+//! before the response is released, so nothing flows that the log does not show.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderName, HeaderValue, Request, Response};
+use hyper::body::Incoming;
+
+use crate::body::{self, ProxyBody};
+use crate::caller::Caller;
+use crate::error::ProxyError;
+use crate::metrics::{RequestLabels, UpstreamLabels};
+use crate::route;
+use crate::state::{State, UpstreamEntry};
+use crate::tls::PeerIdentity;
+
+/// The response header carrying the request id.
+pub const REQUEST_ID_HEADER: &str = "zweck-request-id";
+
+/// What the server knows about the connection a request came on.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    /// The verified client certificate's names, when one was presented.
+    pub identity: Option<PeerIdentity>,
+}
+
+/// How a route is governed.
+#[derive(Debug, Clone)]
+pub enum Governance {
+    /// Listed as carrying no personal data: streamed through untouched (links aside).
+    Ungoverned { template: String },
+}
+
+/// Per-request context, filled in as the phases run.
+#[derive(Debug)]
+pub struct Ctx {
+    pub request_id: String,
+    pub started: Instant,
+    pub caller: Option<Caller>,
+    pub upstream: Option<Arc<UpstreamEntry>>,
+    pub governance: Option<Governance>,
+}
+
+impl Ctx {
+    fn template(&self) -> &str {
+        match &self.governance {
+            Some(Governance::Ungoverned { template }) => template,
+            None => "-",
+        }
+    }
+}
+
+/// The route decision of phase 2.
+struct Routed {
+    upstream: Arc<UpstreamEntry>,
+    canonical_path: String,
+    governance: Governance,
+}
+
+/// Entry point for every request on the listener.
+pub async fn handle(
+    state: Arc<State>,
+    conn: Arc<ConnInfo>,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let mut ctx = Ctx {
+        request_id: state.next_request_id(),
+        started: Instant::now(),
+        caller: None,
+        upstream: None,
+        governance: None,
+    };
+    let method = req.method().clone();
+    let mut resp = match pipeline(&state, &conn, &mut ctx, req).await {
+        Ok(resp) => resp,
+        Err(err) => {
+            tracing::info!(
+                request_id = %ctx.request_id,
+                app = ctx.caller.as_ref().map(|c| &*c.app).unwrap_or("-"),
+                purpose = ctx.caller.as_ref().map(|c| &*c.purpose).unwrap_or("-"),
+                route = ctx.template(),
+                problem = err.slug(),
+                status = err.status().as_u16(),
+                "request refused"
+            );
+            err.to_response(Some(&ctx.request_id))
+        }
+    };
+    if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
+        resp.headers_mut().insert(REQUEST_ID_HEADER, v);
+    }
+    state
+        .metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            upstream: ctx
+                .upstream
+                .as_ref()
+                .map(|u| u.upstream.name().to_string())
+                .unwrap_or_else(|| "-".into()),
+            app: ctx.caller.as_ref().map(|c| c.app.to_string()).unwrap_or_else(|| "-".into()),
+            purpose: ctx
+                .caller
+                .as_ref()
+                .map(|c| c.purpose.to_string())
+                .unwrap_or_else(|| "-".into()),
+            status: resp.status().as_u16(),
+        })
+        .inc();
+    tracing::debug!(request_id = %ctx.request_id, %method, route = ctx.template(), status = resp.status().as_u16(), "answered");
+    Ok(resp)
+}
+
+async fn pipeline(
+    state: &State,
+    conn: &ConnInfo,
+    ctx: &mut Ctx,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    ctx.caller = Some(identify(state, conn, req.headers())?);
+    let routed = route(state, &req)?;
+    ctx.upstream = Some(routed.upstream.clone());
+    ctx.governance = Some(routed.governance.clone());
+    let upstream_req = filter_request(state, &routed, req).await?;
+    precheck(ctx)?;
+    let resp = forward(state, &routed, upstream_req).await?;
+    let resp = filter_response(state, &routed, resp).await?;
+    charge(ctx);
+    append(ctx).await?;
+    Ok(respond(resp))
+}
+
+/// Phase 1. Who is calling, for which purpose. Fails with 401 (unknown app) or 403 (purpose
+/// missing or not granted) before anything else about the request is looked at.
+fn identify(state: &State, conn: &ConnInfo, headers: &HeaderMap) -> Result<Caller, ProxyError> {
+    state.identities.identify(conn.identity.as_ref(), headers)
+}
+
+/// Phase 2. Canonicalises the path, refuses method overrides, picks the upstream and decides
+/// how the route is governed. A path on an upstream that matches nothing classified is
+/// refused (403 `unknown-resource`): new endpoints stay closed until someone classifies them.
+fn route(state: &State, req: &Request<Incoming>) -> Result<Routed, ProxyError> {
+    route::refuse_method_override(req.method(), req.uri(), req.headers())?;
+    let canonical_path = route::canonical_path(req.uri().path())?;
+    let host = route::request_host(req.uri(), req.headers());
+    let upstream = route::select(
+        state.upstreams.iter().map(|u| (&u.upstream.rule, u)),
+        host.as_deref(),
+        &canonical_path,
+    )
+    .ok_or(ProxyError::NoRoute)?
+    .clone();
+    let ungoverned = upstream
+        .upstream
+        .config
+        .ungoverned
+        .iter()
+        .find(|p| p.matches(req.method(), &canonical_path));
+    let governance = match ungoverned {
+        Some(p) => Governance::Ungoverned {
+            template: p.template().to_string(),
+        },
+        // Governed routes arrive with the policy engine; until then nothing else passes.
+        None => return Err(ProxyError::UnknownResource),
+    };
+    Ok(Routed {
+        upstream,
+        canonical_path,
+        governance,
+    })
+}
+
+/// Phase 3. Builds the request for the upstream: canonical path, headers filtered (hop-by-hop,
+/// the app's credentials, `Zweck-*`, cookies and client addresses never reach the CRM),
+/// framing left to hyper, the upstream's own credential injected. On ungoverned routes the
+/// body streams through under the hard size cap.
+async fn filter_request(
+    state: &State,
+    routed: &Routed,
+    req: Request<Incoming>,
+) -> Result<Request<ProxyBody>, ProxyError> {
+    let (parts, incoming) = req.into_parts();
+    let limit = state.config.limits.max_body_bytes;
+    if let Some(len) = content_length(&parts.headers) {
+        if len > limit {
+            return Err(ProxyError::BodyTooLarge { limit });
+        }
+    }
+    let upstream = &routed.upstream.upstream;
+    let uri = upstream.uri_for(&routed.canonical_path, parts.uri.query())?;
+    let mut headers = parts.headers;
+    strip_request_headers(&mut headers);
+    // Zweck decodes no content codings yet: ask for identity so links can be rewritten.
+    headers.remove(header::ACCEPT_ENCODING);
+    if let Some(auth) = upstream.authorization().await? {
+        headers.insert(header::AUTHORIZATION, auth);
+    }
+    let body = if http_body::Body::is_end_stream(&incoming) {
+        body::empty()
+    } else {
+        body::stream(http_body_util::Limited::new(incoming, limit as usize))
+    };
+    let mut out = Request::new(body);
+    *out.method_mut() = parts.method;
+    *out.uri_mut() = uri;
+    *out.headers_mut() = headers;
+    Ok(out)
+}
+
+/// Phase 4. Export budget pre-check (export budgets arrive in their own issue).
+fn precheck(_ctx: &Ctx) -> Result<(), ProxyError> {
+    Ok(())
+}
+
+/// Phase 5. Sends the request with the upstream's pooled client. Refused or reset is 502,
+/// no response head within the response timeout is 504.
+async fn forward(
+    state: &State,
+    routed: &Routed,
+    req: Request<ProxyBody>,
+) -> Result<Response<Incoming>, ProxyError> {
+    let upstream = &routed.upstream.upstream;
+    let started = Instant::now();
+    let resp = upstream.send(req).await;
+    state
+        .metrics
+        .upstream_latency
+        .get_or_create(&UpstreamLabels {
+            upstream: upstream.name().to_string(),
+        })
+        .observe(started.elapsed().as_secs_f64());
+    resp
+}
+
+/// Phase 6. Filters the response: hop-by-hop and framing headers dropped (hyper recomputes
+/// them from the body, which avoids forwarding a stale Content-Length), cookies dropped,
+/// absolute links to the upstream rewritten. Small JSON bodies on ungoverned routes have
+/// their links rewritten; everything else on them streams through untouched.
+async fn filter_response(
+    state: &State,
+    routed: &Routed,
+    resp: Response<Incoming>,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let (mut parts, incoming) = resp.into_parts();
+    let declared_len = content_length(&parts.headers);
+    strip_response_headers(&mut parts.headers);
+    let links = &routed.upstream.links;
+    links.rewrite_headers(&mut parts.headers);
+    let small = declared_len.is_some_and(|n| n <= state.config.limits.buffer_bytes);
+    let identity = !parts.headers.contains_key(header::CONTENT_ENCODING);
+    let body = if small && identity && is_json(&parts.headers) {
+        let limit = state.config.limits.buffer_bytes as usize;
+        let bytes = body::collect_limited(incoming, limit).await.map_err(|_| {
+            ProxyError::UpstreamUnavailable {
+                upstream: routed.upstream.upstream.name().to_string(),
+            }
+        })?;
+        body::full(rewrite_json_links(state, links, bytes))
+    } else {
+        body::stream(incoming)
+    };
+    Ok(Response::from_parts(parts, body))
+}
+
+fn rewrite_json_links(state: &State, links: &crate::links::LinkRewriter, bytes: Bytes) -> Bytes {
+    // TODO(json model): switch to crate::json::parse once it lands.
+    let _ = state;
+    let Ok(mut doc) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        // unparsable: an ungoverned body goes on as it came
+        return bytes;
+    };
+    if links.rewrite_json(&mut doc) == 0 {
+        return bytes;
+    }
+    serde_json::to_vec(&doc).map(Bytes::from).unwrap_or(bytes)
+}
+
+/// Phase 7. Charges delivered records to the export budget (arrives with budgets).
+fn charge(_ctx: &Ctx) {}
+
+/// Phase 8. Appends the transfer record before the response is released (arrives with the
+/// transfer log). Ungoverned routes carry no personal data and are not logged.
+async fn append(_ctx: &Ctx) -> Result<(), ProxyError> {
+    Ok(())
+}
+
+/// Phase 9. The response as the app sees it.
+fn respond(resp: Response<ProxyBody>) -> Response<ProxyBody> {
+    resp
+}
+
+/// Headers that describe one connection, not the message (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authorization",
+    "proxy-authenticate",
+];
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for name in listed {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+    headers.remove(header::CONTENT_LENGTH);
+}
+
+fn strip_request_headers(headers: &mut HeaderMap) {
+    strip_hop_by_hop(headers);
+    headers.remove(header::HOST);
+    headers.remove(header::AUTHORIZATION);
+    headers.remove(header::COOKIE);
+    headers.remove("forwarded");
+    let private: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| {
+            let k = k.as_str();
+            k.starts_with("zweck-") || k.starts_with("x-forwarded-") || k == "x-real-ip"
+        })
+        .cloned()
+        .collect();
+    for name in private {
+        headers.remove(name);
+    }
+}
+
+fn strip_response_headers(headers: &mut HeaderMap) {
+    strip_hop_by_hop(headers);
+    headers.remove(header::SET_COOKIE);
+    let private: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| k.as_str().starts_with("zweck-"))
+        .cloned()
+        .collect();
+    for name in private {
+        headers.remove(name);
+    }
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| {
+            let mt = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            mt == "application/json" || mt.ends_with("+json")
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_headers_lose_credentials_and_hop_by_hop() {
+        let mut h = HeaderMap::new();
+        for (k, v) in [
+            ("authorization", "Bearer app-key"),
+            ("zweck-api-key", "k"),
+            ("zweck-purpose", "p"),
+            ("zweck-anything", "x"),
+            ("cookie", "a=b"),
+            ("connection", "keep-alive, x-secret-hop"),
+            ("x-secret-hop", "1"),
+            ("transfer-encoding", "chunked"),
+            ("content-length", "5"),
+            ("x-forwarded-for", "10.0.0.1"),
+            ("host", "zweck.example"),
+            ("accept", "application/json"),
+            ("sforce-query-options", "batchSize=200"),
+        ] {
+            h.append(HeaderName::from_static(k), v.parse().expect("value"));
+        }
+        strip_request_headers(&mut h);
+        let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, vec!["accept", "sforce-query-options"]);
+    }
+
+    #[test]
+    fn response_headers_lose_framing_and_cookies() {
+        let mut h = HeaderMap::new();
+        for (k, v) in [
+            ("content-length", "10"),
+            ("transfer-encoding", "chunked"),
+            ("set-cookie", "BrowserId=1"),
+            ("zweck-policy", "spoofed"),
+            ("content-type", "application/json"),
+        ] {
+            h.append(HeaderName::from_static(k), v.parse().expect("value"));
+        }
+        strip_response_headers(&mut h);
+        let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, vec!["content-type"]);
+    }
+}

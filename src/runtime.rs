@@ -1,0 +1,176 @@
+//! Starting and stopping a whole Zweck: the proxy listener, the admin listener and, when the
+//! config has a `crm_double` section, the embedded CRM double. `main` and the integration
+//! tests use the same code, so what the tests start is what users run.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::certs::DevPaths;
+use crate::config::{Config, ConfigError};
+use crate::crm_double::{CrmDouble, CrmDoubleConfig, OAuthClient};
+use crate::server::{self, Drained};
+use crate::state::State;
+use crate::{dev, tls, upstream};
+
+/// Why Zweck could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Dev(#[from] dev::DevError),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error(transparent)]
+    Upstream(#[from] upstream::UpstreamSetupError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot read {}: {source}", path.display())]
+    Secret {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// A running Zweck.
+pub struct Running {
+    pub proxy_addr: SocketAddr,
+    pub admin_addr: Option<SocketAddr>,
+    pub crm_double_addr: Option<SocketAddr>,
+    pub crm_double: Option<Arc<CrmDouble>>,
+    pub state: Arc<State>,
+    stop: watch::Sender<bool>,
+    proxy: JoinHandle<Drained>,
+    others: Vec<JoinHandle<()>>,
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })
+}
+
+fn stopped(mut rx: watch::Receiver<bool>) -> impl std::future::Future<Output = ()> {
+    async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    }
+}
+
+/// Prepares dev material (when `dev: true`), starts the CRM double (when configured), the
+/// admin listener and the proxy.
+pub async fn start(mut config: Config) -> Result<Running, StartError> {
+    if config.dev {
+        let report = dev::prepare(&config)?;
+        for path in &report.created {
+            tracing::info!(file = %path.display(), "created development file");
+        }
+    }
+    dev::check_files(&config)?;
+    config.resolve_api_keys()?;
+    let server_tls = tls::server_config(&config.tls)?;
+    let (stop, stop_rx) = watch::channel(false);
+    let mut others = Vec::new();
+
+    let mut crm_double = None;
+    let mut crm_double_addr = None;
+    if let Some(settings) = config.crm_double.clone() {
+        let paths = DevPaths::new(&config.certs_dir);
+        let double_tls =
+            tls::simple_server_config(&paths.crm_double_cert(), &paths.crm_double_key())?;
+        let read = |path: &std::path::Path| {
+            std::fs::read_to_string(path)
+                .map(|s| s.trim().to_string())
+                .map_err(|source| StartError::Secret {
+                    path: path.to_path_buf(),
+                    source,
+                })
+        };
+        let mut cfg = CrmDoubleConfig {
+            contacts: settings.contacts,
+            seed: settings.seed,
+            ..CrmDoubleConfig::default()
+        };
+        if let Some(f) = &settings.bearer_file {
+            cfg.static_tokens.push(read(f)?);
+        }
+        if let Some((id, f)) = &settings.oauth_client {
+            cfg.oauth_clients.push(OAuthClient {
+                client_id: id.clone(),
+                client_secret: read(f)?,
+            });
+        }
+        let listener = bind(settings.listen).await?;
+        crm_double_addr = listener.local_addr().ok();
+        let double = CrmDouble::new(cfg);
+        crm_double = Some(double.clone());
+        let rx = stop_rx.clone();
+        others.push(tokio::spawn(async move {
+            if let Err(e) = double.serve(listener, double_tls, stopped(rx)).await {
+                tracing::error!(error = %e, "CRM double stopped");
+            }
+        }));
+        tracing::info!(addr = ?crm_double_addr, "CRM double listening");
+    }
+
+    let state = Arc::new(State::new(config.clone())?);
+    let mut admin_addr = None;
+    if let Some(addr) = config.admin {
+        let listener = bind(addr).await?;
+        admin_addr = listener.local_addr().ok();
+        let rx = stop_rx.clone();
+        let st = state.clone();
+        others.push(tokio::spawn(async move {
+            crate::admin::run(listener, st, stopped(rx)).await;
+        }));
+        tracing::info!(addr = ?admin_addr, "admin listening");
+    }
+
+    let listener = bind(config.listen).await?;
+    let proxy_addr = listener
+        .local_addr()
+        .map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let proxy = tokio::spawn(server::run(
+        listener,
+        server_tls,
+        state.clone(),
+        stopped(stop_rx),
+    ));
+    tracing::info!(addr = %proxy_addr, public_url = %config.public_url, "Zweck listening");
+    Ok(Running {
+        proxy_addr,
+        admin_addr,
+        crm_double_addr,
+        crm_double,
+        state,
+        stop,
+        proxy,
+        others,
+    })
+}
+
+impl Running {
+    /// Stops accepting, drains in-flight requests within the grace period, stops the rest.
+    pub async fn shutdown(self) -> Drained {
+        let _ = self.stop.send(true);
+        let drained = self.proxy.await.unwrap_or(Drained::GraceExpired);
+        for task in self.others {
+            let _ = task.await;
+        }
+        drained
+    }
+
+    /// A handle that triggers shutdown from elsewhere (e.g. a test) without owning `Running`.
+    pub fn stopper(&self) -> watch::Sender<bool> {
+        self.stop.clone()
+    }
+}

@@ -1,0 +1,84 @@
+//! Everything a request needs, built once at start-up and shared by `Arc` (no global state).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::caller::Identities;
+use crate::config::Config;
+use crate::links::LinkRewriter;
+use crate::metrics::Metrics;
+use crate::upstream::{Upstream, UpstreamSetupError};
+
+/// An upstream with what the pipeline derives from it once.
+#[derive(Debug)]
+pub struct UpstreamEntry {
+    pub upstream: Upstream,
+    pub links: LinkRewriter,
+}
+
+/// Shared, immutable-after-start state of the proxy.
+pub struct State {
+    pub config: Arc<Config>,
+    pub identities: Identities,
+    pub upstreams: Vec<Arc<UpstreamEntry>>,
+    pub metrics: Metrics,
+    request_ids: RequestIds,
+    ready: AtomicBool,
+}
+
+impl State {
+    /// Builds clients and reads credentials; fails when a secret is missing.
+    pub fn new(config: Config) -> Result<State, UpstreamSetupError> {
+        let mut upstreams = Vec::new();
+        for u in &config.upstreams {
+            let upstream = Upstream::new(u.clone())?;
+            let links = LinkRewriter::new(&upstream.origin, &config.public_url);
+            upstreams.push(Arc::new(UpstreamEntry { upstream, links }));
+        }
+        Ok(State {
+            identities: Identities::new(&config),
+            config: Arc::new(config),
+            upstreams,
+            metrics: Metrics::new(),
+            request_ids: RequestIds::new(),
+            ready: AtomicBool::new(false),
+        })
+    }
+
+    /// A new request id, unique within the process and unguessable across restarts.
+    pub fn next_request_id(&self) -> String {
+        self.request_ids.next()
+    }
+
+    /// Whether `/readyz` answers 200.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+}
+
+/// Request ids: a random per-process prefix and a counter.
+struct RequestIds {
+    prefix: String,
+    counter: AtomicU64,
+}
+
+impl RequestIds {
+    fn new() -> RequestIds {
+        let mut bytes = [0u8; 6];
+        // a predictable prefix only makes ids guessable, never wrong
+        let _ = getrandom::fill(&mut bytes);
+        RequestIds {
+            prefix: hex::encode(bytes),
+            counter: AtomicU64::new(0),
+        }
+    }
+
+    fn next(&self) -> String {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        format!("{}-{n:08x}", self.prefix)
+    }
+}

@@ -1,0 +1,329 @@
+//! Phase 5, forward: one pooled client per upstream, and the upstream's own credential.
+//!
+//! Apps never hold CRM credentials. Zweck injects each upstream's: a static bearer token read
+//! from a file or an environment variable at start-up, or an OAuth2 client-credentials token
+//! fetched from the token endpoint and refreshed before it expires (single flight: one
+//! refresh at a time, every waiting request reuses its result). The client is hyper-util's
+//! pooled legacy client over rustls (webpki roots plus an optional extra CA), with a connect
+//! timeout on the connector and a response timeout around each exchange. Failures become
+//! `ProxyError`s: refused or reset is 502, too slow is 504.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, Uri};
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use serde::Deserialize;
+use tokio::sync::Mutex;
+
+use crate::body::{self, ProxyBody};
+use crate::config::{SecretSource, UpstreamAuth, UpstreamConfig};
+use crate::error::ProxyError;
+use crate::route::RouteRule;
+use crate::tls;
+
+/// The pooled HTTPS client type.
+pub type HttpsClient = Client<HttpsConnector<HttpConnector>, ProxyBody>;
+
+/// Why an upstream could not be set up at start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamSetupError {
+    #[error("upstream {upstream}: {source}")]
+    Tls {
+        upstream: String,
+        source: tls::TlsError,
+    },
+    #[error("upstream {upstream}: cannot read its credential from {what}: {reason}")]
+    Credential {
+        upstream: String,
+        what: String,
+        reason: String,
+    },
+}
+
+/// A configured upstream, ready to forward to.
+pub struct Upstream {
+    pub config: UpstreamConfig,
+    pub rule: RouteRule,
+    /// `scheme://authority` of the upstream, for link rewriting.
+    pub origin: String,
+    client: HttpsClient,
+    credential: Credential,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream")
+            .field("name", &self.config.name)
+            .field("origin", &self.origin)
+            .finish_non_exhaustive()
+    }
+}
+
+enum Credential {
+    None,
+    Static(HeaderValue),
+    OAuth2(OAuth2Source),
+}
+
+struct OAuth2Source {
+    token_url: Uri,
+    client_id: String,
+    client_secret: String,
+    scope: Option<String>,
+    cached: Mutex<Option<CachedToken>>,
+}
+
+struct CachedToken {
+    header: HeaderValue,
+    refresh_at: Instant,
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    #[serde(default)]
+    expires_in: Option<u64>,
+}
+
+/// Builds the pooled client for an upstream.
+pub fn build_client(
+    extra_ca: Option<&std::path::Path>,
+    connect_timeout: Duration,
+) -> Result<HttpsClient, tls::TlsError> {
+    let tls = tls::client_config(extra_ca)?;
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(connect_timeout));
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_only()
+        .enable_all_versions()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_timer(TokioTimer::new())
+        .timer(TokioTimer::new())
+        .build(connector))
+}
+
+fn read_secret(upstream: &str, source: &SecretSource) -> Result<String, UpstreamSetupError> {
+    let (what, value) = match source {
+        SecretSource::File(p) => (
+            p.display().to_string(),
+            std::fs::read_to_string(p).map_err(|e| e.to_string()),
+        ),
+        SecretSource::Env(name) => (
+            format!("environment variable {name}"),
+            std::env::var(name).map_err(|e| e.to_string()),
+        ),
+    };
+    let value = value.map_err(|reason| UpstreamSetupError::Credential {
+        upstream: upstream.to_string(),
+        what: what.clone(),
+        reason,
+    })?;
+    let value = value.trim().to_string();
+    if value.is_empty() {
+        return Err(UpstreamSetupError::Credential {
+            upstream: upstream.to_string(),
+            what,
+            reason: "it is empty".into(),
+        });
+    }
+    Ok(value)
+}
+
+impl Upstream {
+    /// Sets up the client and reads the credential; fails when a secret is missing.
+    pub fn new(config: UpstreamConfig) -> Result<Upstream, UpstreamSetupError> {
+        let name = config.name.clone();
+        let client = build_client(config.ca.as_deref(), config.connect_timeout).map_err(
+            |source| UpstreamSetupError::Tls {
+                upstream: name.clone(),
+                source,
+            },
+        )?;
+        let credential = match &config.auth {
+            None => Credential::None,
+            Some(UpstreamAuth::BearerFile(p)) => {
+                Credential::Static(bearer(&name, &read_secret(&name, &SecretSource::File(p.clone()))?)?)
+            }
+            Some(UpstreamAuth::BearerEnv(e)) => {
+                Credential::Static(bearer(&name, &read_secret(&name, &SecretSource::Env(e.clone()))?)?)
+            }
+            Some(UpstreamAuth::OAuth2ClientCredentials {
+                token_url,
+                client_id,
+                secret,
+                scope,
+            }) => Credential::OAuth2(OAuth2Source {
+                token_url: token_url.clone(),
+                client_id: client_id.clone(),
+                client_secret: read_secret(&name, secret)?,
+                scope: scope.clone(),
+                cached: Mutex::new(None),
+            }),
+        };
+        let origin = format!(
+            "{}://{}",
+            config.url.scheme_str().unwrap_or("https"),
+            config.url.authority().map(|a| a.as_str()).unwrap_or("")
+        );
+        Ok(Upstream {
+            rule: RouteRule {
+                path_prefix: config.path_prefix.clone(),
+                host: config.host.clone(),
+            },
+            origin,
+            client,
+            credential,
+            config,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// The upstream URI for a canonical path and the raw query.
+    pub fn uri_for(&self, path: &str, query: Option<&str>) -> Result<Uri, ProxyError> {
+        let pq = match query {
+            Some(q) => format!("{path}?{q}"),
+            None => path.to_string(),
+        };
+        format!("{}{}", self.origin, pq)
+            .parse()
+            .map_err(|_| ProxyError::BadPath { reason: "unparsable request target" })
+    }
+
+    /// The `Authorization` value Zweck sends to this upstream, if it has a credential.
+    pub async fn authorization(&self) -> Result<Option<HeaderValue>, ProxyError> {
+        match &self.credential {
+            Credential::None => Ok(None),
+            Credential::Static(v) => Ok(Some(v.clone())),
+            Credential::OAuth2(src) => self.oauth2_token(src).await.map(Some),
+        }
+    }
+
+    async fn oauth2_token(&self, src: &OAuth2Source) -> Result<HeaderValue, ProxyError> {
+        let mut cached = src.cached.lock().await;
+        if let Some(t) = cached.as_ref() {
+            if Instant::now() < t.refresh_at {
+                return Ok(t.header.clone());
+            }
+        }
+        let fail = || ProxyError::UpstreamCredential {
+            upstream: self.config.name.clone(),
+        };
+        let mut form = form_urlencoded(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", &src.client_id),
+            ("client_secret", &src.client_secret),
+        ]);
+        if let Some(scope) = &src.scope {
+            form.push('&');
+            form.push_str(&form_urlencoded(&[("scope", scope)]));
+        }
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri(src.token_url.clone())
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::ACCEPT, "application/json")
+            .body(body::full(Bytes::from(form)))
+            .map_err(|_| fail())?;
+        let resp = tokio::time::timeout(self.config.response_timeout, self.client.request(req))
+            .await
+            .map_err(|_| fail())?
+            .map_err(|_| fail())?;
+        if !resp.status().is_success() {
+            tracing::warn!(upstream = %self.config.name, status = resp.status().as_u16(), "token endpoint refused the client credentials");
+            return Err(fail());
+        }
+        let bytes = body::collect_limited(resp.into_body(), 64 * 1024)
+            .await
+            .map_err(|_| fail())?;
+        let token: TokenResponse = serde_json::from_slice(&bytes).map_err(|_| fail())?;
+        let header = bearer(&self.config.name, &token.access_token).map_err(|_| fail())?;
+        let ttl = Duration::from_secs(token.expires_in.unwrap_or(300));
+        // refresh when 10 % of the lifetime (at least 5 s, at most 60 s) is left
+        let margin = (ttl / 10).clamp(Duration::from_secs(5), Duration::from_secs(60));
+        *cached = Some(CachedToken {
+            header: header.clone(),
+            refresh_at: Instant::now() + ttl.saturating_sub(margin),
+        });
+        tracing::info!(upstream = %self.config.name, expires_in = ttl.as_secs(), "fetched an upstream access token");
+        Ok(header)
+    }
+
+    /// Sends one request, waiting at most the response timeout for the response head.
+    pub async fn send(&self, req: Request<ProxyBody>) -> Result<Response<Incoming>, ProxyError> {
+        let name = &self.config.name;
+        match tokio::time::timeout(self.config.response_timeout, self.client.request(req)).await {
+            Err(_) => Err(ProxyError::UpstreamTimeout {
+                upstream: name.clone(),
+            }),
+            Ok(Err(e)) => {
+                if is_timeout(&e) {
+                    Err(ProxyError::UpstreamTimeout {
+                        upstream: name.clone(),
+                    })
+                } else {
+                    tracing::warn!(upstream = %name, error = %e, "upstream request failed");
+                    Err(ProxyError::UpstreamUnavailable {
+                        upstream: name.clone(),
+                    })
+                }
+            }
+            Ok(Ok(resp)) => Ok(resp),
+        }
+    }
+}
+
+fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::TimedOut {
+                return true;
+            }
+        }
+        if err.to_string().contains("timed out") {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+fn bearer(upstream: &str, token: &str) -> Result<HeaderValue, UpstreamSetupError> {
+    let mut v = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+        UpstreamSetupError::Credential {
+            upstream: upstream.to_string(),
+            what: "token".into(),
+            reason: "not a valid header value".into(),
+        }
+    })?;
+    v.set_sensitive(true);
+    Ok(v)
+}
+
+fn form_urlencoded(pairs: &[(&str, &str)]) -> String {
+    use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+    pairs
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "{}={}",
+                utf8_percent_encode(k, NON_ALPHANUMERIC),
+                utf8_percent_encode(v, NON_ALPHANUMERIC)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
