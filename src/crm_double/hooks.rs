@@ -7,7 +7,7 @@
 //!   receiver can check that every byte arrived in order.
 //! * `echo-headers`: the request headers as JSON; which headers reached the CRM.
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use http::header::CONTENT_TYPE;
 use http::StatusCode;
 use serde_json::{json, Map, Value};
@@ -22,7 +22,10 @@ pub(crate) fn handle(req: &Req) -> Reply {
     match req.path.as_str() {
         "/__double/large" => large(req),
         "/__double/echo-headers" => echo_headers(req),
-        _ => Reply::json(StatusCode::NOT_FOUND, &json!({"error": "unknown test hook"})),
+        _ => Reply::json(
+            StatusCode::NOT_FOUND,
+            &json!({"error": "unknown test hook"}),
+        ),
     }
 }
 
@@ -83,19 +86,26 @@ fn echo_headers(req: &Req) -> Reply {
     Reply::json(StatusCode::OK, &Value::Object(out))
 }
 
-/// The expected content of `/__double/large` (for tests on both sides of the proxy).
-#[allow(dead_code)]
-pub(crate) fn large_body(total: u64) -> Bytes {
-    Bytes::from((0..total).map(|k| (k % 251) as u8).collect::<Vec<u8>>())
+/// The expected content of `/__double/large`.
+#[cfg(test)]
+pub(crate) fn large_body(total: u64) -> bytes::Bytes {
+    bytes::Bytes::from((0..total).map(|k| (k % 251) as u8).collect::<Vec<u8>>())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
     use http::{HeaderMap, HeaderValue, Method};
 
     fn get(path: &str, headers: HeaderMap) -> Reply {
-        handle(&Req::new(Method::GET, path, headers, Bytes::new(), "h".into()))
+        handle(&Req::new(
+            Method::GET,
+            path,
+            headers,
+            Bytes::new(),
+            "h".into(),
+        ))
     }
 
     #[test]

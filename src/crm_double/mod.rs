@@ -112,6 +112,7 @@ pub struct CrmDouble {
     auth: Auth,
     recorder: Recorder,
     salesforce: salesforce::State,
+    hubspot: hubspot::State,
 }
 
 /// Request bodies above this size are refused with 413 (nothing in the APIs needs more).
@@ -128,6 +129,7 @@ impl CrmDouble {
             auth: Auth::new(config.static_tokens, config.oauth_clients, config.token_ttl),
             recorder: Recorder::default(),
             salesforce: salesforce::State::default(),
+            hubspot: hubspot::State::default(),
         })
     }
 
@@ -187,7 +189,10 @@ impl CrmDouble {
         }
         drop(listener);
         let _ = stopping_tx.send(true);
-        if tokio::time::timeout(GRACE, graceful.shutdown()).await.is_err() {
+        if tokio::time::timeout(GRACE, graceful.shutdown())
+            .await
+            .is_err()
+        {
             tracing::debug!("crm double: grace period over, dropping open connections");
         }
         connections.abort_all();
@@ -228,14 +233,16 @@ impl CrmDouble {
         mut stopping: watch::Receiver<bool>,
     ) -> Result<Response<ResBody>, std::io::Error> {
         let (parts, body) = req.into_parts();
-        let path_and_query = parts
-            .uri
-            .path_and_query()
-            .map_or_else(|| parts.uri.path().to_string(), |pq| pq.as_str().to_string());
+        let path_and_query = parts.uri.path_and_query().map_or_else(
+            || parts.uri.path().to_string(),
+            |pq| pq.as_str().to_string(),
+        );
         let body = match Limited::new(body, MAX_REQUEST_BODY).collect().await {
             Ok(collected) => collected.to_bytes(),
             Err(error) => {
-                let too_large = error.downcast_ref::<http_body_util::LengthLimitError>().is_some();
+                let too_large = error
+                    .downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some();
                 self.recorder.record(ReceivedRequest {
                     method: parts.method.clone(),
                     path_and_query,
@@ -247,7 +254,10 @@ impl CrmDouble {
                 } else {
                     StatusCode::BAD_REQUEST
                 };
-                return Ok(Reply::json(status, &json!({"error": "request body not readable"})).into_response());
+                return Ok(
+                    Reply::json(status, &json!({"error": "request body not readable"}))
+                        .into_response(),
+                );
             }
         };
         self.recorder.record(ReceivedRequest {
@@ -300,4 +310,34 @@ fn with_default_alpn(tls: Arc<rustls::ServerConfig>) -> Arc<rustls::ServerConfig
     let mut config = (*tls).clone();
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Arc::new(config)
+}
+
+/// Drives the router directly, without sockets: the unit tests of every dialect use this.
+#[cfg(test)]
+pub(crate) fn call(
+    double: &Arc<CrmDouble>,
+    method: Method,
+    path_and_query: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (StatusCode, HeaderMap, Bytes) {
+    let mut map = HeaderMap::new();
+    for (k, v) in headers {
+        if let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(k.as_bytes()),
+            http::HeaderValue::from_str(v),
+        ) {
+            map.append(name, value);
+        }
+    }
+    let req = Req::new(
+        method,
+        path_and_query,
+        map,
+        Bytes::from(body.to_string()),
+        "crm.test".into(),
+    );
+    let reply = double.route(&req);
+    let (status, headers) = (reply.status, (*reply.headers).clone());
+    (status, headers, reply.into_bytes())
 }

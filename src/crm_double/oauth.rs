@@ -54,7 +54,10 @@ impl Auth {
         }
         let Some(token) = req
             .header("authorization")
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
             .map(str::trim)
         else {
             return false;
@@ -63,7 +66,9 @@ impl Auth {
             return true;
         }
         let issued = self.issued.lock().unwrap_or_else(|e| e.into_inner());
-        issued.get(token).is_some_and(|expiry| Instant::now() < *expiry)
+        issued
+            .get(token)
+            .is_some_and(|expiry| Instant::now() < *expiry)
     }
 
     /// `POST /oauth2/token` with `grant_type=client_credentials`; client credentials in the
@@ -163,7 +168,13 @@ mod tests {
                 headers.insert("authorization", v);
             }
         }
-        Req::new(Method::POST, "/oauth2/token", headers, Bytes::from(body.to_string()), "h".into())
+        Req::new(
+            Method::POST,
+            "/oauth2/token",
+            headers,
+            Bytes::from(body.to_string()),
+            "h".into(),
+        )
     }
 
     fn access_token(reply: Reply) -> Option<String> {
@@ -174,7 +185,10 @@ mod tests {
     #[test]
     fn issues_tokens_that_then_authorise() {
         let a = auth();
-        let r = a.token(&req("grant_type=client_credentials&client_id=app&client_secret=s3cret", None));
+        let r = a.token(&req(
+            "grant_type=client_credentials&client_id=app&client_secret=s3cret",
+            None,
+        ));
         assert_eq!(r.status, StatusCode::OK);
         let token = access_token(r).unwrap_or_default();
         assert!(!token.is_empty());
@@ -189,9 +203,15 @@ mod tests {
     fn basic_auth_and_failures() {
         let a = auth();
         let basic = base64::engine::general_purpose::STANDARD.encode("app:s3cret");
-        let r = a.token(&req("grant_type=client_credentials", Some(&format!("Basic {basic}"))));
+        let r = a.token(&req(
+            "grant_type=client_credentials",
+            Some(&format!("Basic {basic}")),
+        ));
         assert_eq!(r.status, StatusCode::OK);
-        let r = a.token(&req("grant_type=client_credentials&client_id=app&client_secret=x", None));
+        let r = a.token(&req(
+            "grant_type=client_credentials&client_id=app&client_secret=x",
+            None,
+        ));
         assert_eq!(r.status, StatusCode::UNAUTHORIZED);
         assert_eq!(&r.into_bytes()[..], br#"{"error":"invalid_client"}"#);
         let r = a.token(&req("grant_type=password", None));
@@ -208,7 +228,10 @@ mod tests {
             }],
             Duration::ZERO,
         );
-        let r = a.token(&req("grant_type=client_credentials&client_id=app&client_secret=s", None));
+        let r = a.token(&req(
+            "grant_type=client_credentials&client_id=app&client_secret=s",
+            None,
+        ));
         let token = access_token(r).unwrap_or_default();
         assert!(!a.allows(&req("", Some(&format!("Bearer {token}")))));
     }
@@ -217,7 +240,10 @@ mod tests {
     fn nothing_configured_means_open() {
         let a = Auth::new(vec![], vec![], Duration::from_secs(1));
         assert!(a.allows(&req("", None)));
-        let r = a.token(&req("grant_type=client_credentials&client_id=a&client_secret=b", None));
+        let r = a.token(&req(
+            "grant_type=client_credentials&client_id=a&client_secret=b",
+            None,
+        ));
         assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     }
 }

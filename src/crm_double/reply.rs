@@ -30,7 +30,8 @@ pub(crate) enum Payload {
 /// A response before it becomes a hyper `Response`.
 pub(crate) struct Reply {
     pub status: StatusCode,
-    pub headers: HeaderMap,
+    /// Boxed to keep `Reply` small: it is the error type of many `Result`s.
+    pub headers: Box<HeaderMap>,
     pub payload: Payload,
 }
 
@@ -40,13 +41,17 @@ impl Reply {
     pub fn new(status: StatusCode) -> Self {
         Reply {
             status,
-            headers: HeaderMap::new(),
+            headers: Box::default(),
             payload: Payload::Full(Bytes::new()),
         }
     }
 
     /// A JSON body with the given content type.
-    pub fn json_as(status: StatusCode, content_type: &'static str, value: &serde_json::Value) -> Self {
+    pub fn json_as(
+        status: StatusCode,
+        content_type: &'static str,
+        value: &serde_json::Value,
+    ) -> Self {
         // Serialising a `Value` cannot fail (all keys are strings).
         let body = serde_json::to_vec(value).unwrap_or_default();
         Reply::new(status)
@@ -97,7 +102,7 @@ impl Reply {
         };
         let mut response = Response::new(body);
         *response.status_mut() = self.status;
-        *response.headers_mut() = self.headers;
+        *response.headers_mut() = *self.headers;
         response
     }
 }

@@ -21,7 +21,13 @@ pub(crate) struct Req {
 
 impl Req {
     /// Builds a request from a path-and-query as it appears on the wire (or inside a batch).
-    pub fn new(method: Method, path_and_query: &str, headers: HeaderMap, body: Bytes, host: String) -> Req {
+    pub fn new(
+        method: Method,
+        path_and_query: &str,
+        headers: HeaderMap,
+        body: Bytes,
+        host: String,
+    ) -> Req {
         let (path, query) = match path_and_query.split_once('?') {
             Some((p, q)) => (p, Some(q.to_string())),
             None => (path_and_query, None),
@@ -43,7 +49,10 @@ impl Req {
 
     /// The first value of a query parameter.
     pub fn param(&self, name: &str) -> Option<String> {
-        self.params().into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
+        self.params()
+            .into_iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v)
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {

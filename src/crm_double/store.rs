@@ -118,8 +118,8 @@ impl Store {
             .unwrap_or(0)
     }
 
-    /// Indices of created records whose stored field `key` equals `value`.
-    pub fn find_created(&self, kind: Kind, key: &str, value: &Value) -> Vec<u64> {
+    /// Indices of records whose written field `key` equals `value`.
+    pub fn find_written(&self, kind: Kind, key: &str, value: &Value) -> Vec<u64> {
         let overlays = self.lock();
         let Some(overlay) = overlays.get(&kind) else {
             return Vec::new();
@@ -170,7 +170,10 @@ mod tests {
         assert!(s.is_created(Kind::SfContact, 10));
         assert_eq!(s.total(Kind::SfContact), 11);
         assert_eq!(s.total(Kind::HsContact), 10);
-        assert_eq!(s.find_created(Kind::SfContact, "Email", &json!("a@example.com")), vec![10]);
+        assert_eq!(
+            s.find_written(Kind::SfContact, "Email", &json!("a@example.com")),
+            vec![10]
+        );
         assert!(s.update(Kind::SfContact, 3, Map::new()));
         assert_eq!(s.version(Kind::SfContact, 3), 1);
         assert!(!s.update(Kind::SfContact, 11, Map::new()));

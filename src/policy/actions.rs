@@ -66,9 +66,8 @@ impl PseudonymKey {
 
 fn mac_for(key: &[u8]) -> HmacSha256 {
     // HMAC accepts keys of any length; the error branch is unreachable but handled.
-    HmacSha256::new_from_slice(key).unwrap_or_else(|_| {
-        <HmacSha256 as hmac::digest::KeyInit>::new(&Default::default())
-    })
+    HmacSha256::new_from_slice(key)
+        .unwrap_or_else(|_| <HmacSha256 as hmac::digest::KeyInit>::new(&Default::default()))
 }
 
 /// A derived per-purpose key, ready to use.
@@ -214,8 +213,14 @@ mod tests {
 
     #[test]
     fn masks() {
-        assert_eq!(mask(&json!("+49 151 00000001"), 4, false), json!("************0001"));
-        assert_eq!(mask(&json!("livia@example.com"), 0, true), json!("*****@example.com"));
+        assert_eq!(
+            mask(&json!("+49 151 00000001"), 4, false),
+            json!("************0001")
+        );
+        assert_eq!(
+            mask(&json!("livia@example.com"), 0, true),
+            json!("*****@example.com")
+        );
         assert_eq!(mask(&json!("ab"), 4, false), json!("ab"));
         assert_eq!(mask(&json!({"a": 1}), 4, false), Value::Null);
         let once = mask(&json!("livia@example.com"), 2, true);
@@ -232,16 +237,43 @@ mod tests {
 
     #[test]
     fn generalises() {
-        assert_eq!(generalise(&json!("1984-02-29"), Generalise::Year), json!("1984"));
-        assert_eq!(generalise(&json!("1984-02-29"), Generalise::Month), json!("1984-02"));
+        assert_eq!(
+            generalise(&json!("1984-02-29"), Generalise::Year),
+            json!("1984")
+        );
+        assert_eq!(
+            generalise(&json!("1984-02-29"), Generalise::Month),
+            json!("1984-02")
+        );
         assert_eq!(generalise(&json!("1984"), Generalise::Month), json!("1984"));
-        assert_eq!(generalise(&json!("2024-05-02T08:15:00.000+0000"), Generalise::Year), json!("2024"));
-        assert_eq!(generalise(&json!("yesterday"), Generalise::Year), Value::Null);
-        assert_eq!(generalise(&json!(34), Generalise::Range(10)), json!("30-39"));
-        assert_eq!(generalise(&json!("34"), Generalise::Range(10)), json!("30-39"));
-        assert_eq!(generalise(&json!("30-39"), Generalise::Range(10)), json!("30-39"));
-        assert_eq!(generalise(&json!(-5), Generalise::Range(10)), json!("-10--1"));
-        assert_eq!(generalise(&json!("-10--1"), Generalise::Range(10)), json!("-10--1"));
+        assert_eq!(
+            generalise(&json!("2024-05-02T08:15:00.000+0000"), Generalise::Year),
+            json!("2024")
+        );
+        assert_eq!(
+            generalise(&json!("yesterday"), Generalise::Year),
+            Value::Null
+        );
+        assert_eq!(
+            generalise(&json!(34), Generalise::Range(10)),
+            json!("30-39")
+        );
+        assert_eq!(
+            generalise(&json!("34"), Generalise::Range(10)),
+            json!("30-39")
+        );
+        assert_eq!(
+            generalise(&json!("30-39"), Generalise::Range(10)),
+            json!("30-39")
+        );
+        assert_eq!(
+            generalise(&json!(-5), Generalise::Range(10)),
+            json!("-10--1")
+        );
+        assert_eq!(
+            generalise(&json!("-10--1"), Generalise::Range(10)),
+            json!("-10--1")
+        );
     }
 
     #[test]
@@ -254,8 +286,16 @@ mod tests {
         assert_eq!(p.len(), 4 + 22);
         assert_eq!(p, a.pseudonym("x@example.com"));
         assert_ne!(p, b.pseudonym("x@example.com"));
-        assert_ne!(p, PseudonymKey::new(b"other").derive("analytics").pseudonym("x@example.com"));
-        assert!(PseudonymKey::with_version(b"m", 2).derive("a").pseudonym("x").starts_with("pz2_"));
+        assert_ne!(
+            p,
+            PseudonymKey::new(b"other")
+                .derive("analytics")
+                .pseudonym("x@example.com")
+        );
+        assert!(PseudonymKey::with_version(b"m", 2)
+            .derive("a")
+            .pseudonym("x")
+            .starts_with("pz2_"));
         assert!(!format!("{k:?}").contains("master"));
     }
 }

@@ -95,9 +95,8 @@ impl Diags {
 
     /// Sorted by file and position; split into (errors, warnings).
     pub fn split(mut self) -> (Vec<Diagnostic>, Vec<Diagnostic>) {
-        self.list.sort_by(|a, b| {
-            (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column))
-        });
+        self.list
+            .sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
         self.list
             .into_iter()
             .partition(|d| d.severity == Severity::Error)

@@ -1,6 +1,128 @@
 //! Policies: what a field is (inventories) and what a purpose may see (purposes).
+//!
+//! Kept apart, as Fides keeps dataset annotations apart from policies, so that classifying a
+//! CRM's fields and deciding what a purpose may see can change independently. The data path:
+//!
+//! - `model`: raw YAML types (unknown keys refused, positions kept for diagnostics);
+//! - `compile`: raw -> `PolicySet` in one step that reports every problem (`diagnostic`);
+//! - `taxonomy`: fideslang data categories shipped as data, interned;
+//! - `select`: JSONPath parsed once, compiled into field trees and record locators;
+//! - `set`: the compiled, immutable, `Arc`-shared policy set and `classify`;
+//! - `engine`: `apply`, the pure function the proxy calls per body;
+//! - `actions`: mask, pseudonymise, generalise, truncate;
+//! - `testing`, `explain`: `zweck policy test` / `explain` over the same engine.
+//!
+//! The contract is docs/policy.md; DESIGN.md §2 says why default-deny matters.
 pub mod actions;
+pub mod compile;
+pub mod diagnostic;
+pub mod engine;
+pub mod explain;
 pub mod model;
 pub mod select;
 pub mod set;
 pub mod taxonomy;
+pub mod testing;
+
+pub use actions::PseudonymKey;
+pub use diagnostic::{Diagnostic, Severity};
+pub use engine::{apply, Direction, FieldDecision, Outcome, Refusal};
+pub use explain::{explain, ExplainError, Explanation};
+pub use set::{
+    Action, Controller, ExportBudget, FieldRule, Generalise, LegalBasis, Mode, OpKind, Operation,
+    PolicySet, Purpose, RouteClass, RouteMatch, Writes,
+};
+
+use std::path::Path;
+
+impl PolicySet {
+    /// Loads and compiles `dir` (`purposes.yaml`, `inventory/*.yaml`). Returns the set and
+    /// its warnings, or all errors.
+    pub fn load(dir: &Path) -> Result<(PolicySet, Vec<Diagnostic>), Vec<Diagnostic>> {
+        let sources = compile::read_dir(dir)?;
+        compile::compile(&sources)
+    }
+
+    /// Compiles in-memory files given as (relative path, text); for tests and tools.
+    pub fn from_texts(
+        files: &[(&str, &str)],
+    ) -> Result<(PolicySet, Vec<Diagnostic>), Vec<Diagnostic>> {
+        let sources: Vec<compile::Source> = files
+            .iter()
+            .map(|(rel, text)| compile::Source {
+                rel: (*rel).to_string(),
+                display: rel.into(),
+                bytes: text.as_bytes().to_vec(),
+            })
+            .collect();
+        compile::compile(&sources)
+    }
+}
+
+/// What `zweck policy check` prints: every diagnostic, errors first.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub diagnostics: Vec<Diagnostic>,
+    /// The policy version when the set compiled.
+    pub version: Option<String>,
+}
+
+impl Report {
+    /// True when there is no error (warnings allowed).
+    pub fn is_ok(&self) -> bool {
+        !self
+            .diagnostics
+            .iter()
+            .any(|d| d.severity == Severity::Error)
+    }
+    /// Number of errors.
+    pub fn errors(&self) -> usize {
+        self.diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .count()
+    }
+    /// Number of warnings.
+    pub fn warnings(&self) -> usize {
+        self.diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Warning)
+            .count()
+    }
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for d in &self.diagnostics {
+            writeln!(f, "{d}")?;
+        }
+        match (&self.version, self.is_ok()) {
+            (Some(v), true) => {
+                writeln!(f, "ok: policy version {v} ({} warning(s))", self.warnings())
+            }
+            _ => writeln!(
+                f,
+                "{} error(s), {} warning(s)",
+                self.errors(),
+                self.warnings()
+            ),
+        }
+    }
+}
+
+/// `zweck policy check`: loads and compiles `dir`, reporting every error and warning.
+pub fn check(dir: &Path) -> Report {
+    match PolicySet::load(dir) {
+        Ok((set, warnings)) => Report {
+            diagnostics: warnings,
+            version: Some(set.version().to_string()),
+        },
+        Err(diagnostics) => Report {
+            diagnostics,
+            version: None,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests;

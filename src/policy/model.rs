@@ -49,6 +49,9 @@ impl<'de, K: Deserialize<'de>, V: Deserialize<'de>> Deserialize<'de> for Ordered
             fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
                 Ok(OrderedMap(Vec::new()))
             }
+            fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+                Ok(OrderedMap(Vec::new()))
+            }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut out = Vec::new();
                 while let Some((k, v)) = map.next_entry()? {
@@ -57,7 +60,8 @@ impl<'de, K: Deserialize<'de>, V: Deserialize<'de>> Deserialize<'de> for Ordered
                 Ok(OrderedMap(out))
             }
         }
-        deserializer.deserialize_map(MapVisitor(PhantomData))
+        // `any`, so an empty `fields:` (null) reads as an empty map.
+        deserializer.deserialize_any(MapVisitor(PhantomData))
     }
 }
 
@@ -263,7 +267,10 @@ mod tests {
         let yaml = "controller: {name: X, jurisdiction: DE}\npurposes:\n  p:\n    data_use: a\n    legal_basis: consent\n    fields:\n      user.name: keep\n      user.contact: { mask: { keep_last: 4 } }\n";
         let p: RawPurposes = serde_saphyr::from_str(yaml).expect("parse");
         let (_, purpose) = &p.purposes.0[0];
-        assert_eq!(purpose.fields.0[1].1.value, serde_json::json!({"mask": {"keep_last": 4}}));
+        assert_eq!(
+            purpose.fields.0[1].1.value,
+            serde_json::json!({"mask": {"keep_last": 4}})
+        );
         assert_eq!(purpose.fields.0[1].1.referenced.line(), 8);
     }
 }

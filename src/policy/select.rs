@@ -30,7 +30,7 @@ pub enum Step {
 /// Why a selector was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SelectorError {
-    #[error("invalid JSONPath: {0}")]
+    #[error("invalid JSONPath {0}")]
     Syntax(String),
     #[error("{0}")]
     Unsupported(&'static str),
@@ -40,12 +40,27 @@ fn parse(path: &str) -> Result<JpQuery, SelectorError> {
     parse_json_path(path).map_err(|e| {
         // jsonpath-rust errors may quote the input; the input is a selector from a policy
         // file, never body data, so it may appear in diagnostics.
-        SelectorError::Syntax(first_line(&e.to_string()))
+        SelectorError::Syntax(summarise(&e.to_string()))
     })
 }
 
-fn first_line(s: &str) -> String {
-    s.lines().next().unwrap_or("").trim().to_string()
+/// pest errors span several lines (a caret drawing); keep the position and the expectation.
+fn summarise(s: &str) -> String {
+    let pos = s
+        .lines()
+        .find_map(|l| l.split_once("-->").map(|(_, p)| p))
+        .and_then(|p| p.trim().split(':').nth(1))
+        .map(|c| format!("at character {c}"));
+    let what = s
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("= "))
+        .map(str::to_string);
+    match (pos, what) {
+        (Some(p), Some(w)) => format!("{p}: {w}"),
+        (Some(p), None) => p,
+        (None, Some(w)) => w,
+        (None, None) => s.lines().next().unwrap_or("").trim().to_string(),
+    }
 }
 
 fn selector_names(seg: &Segment) -> Option<Vec<Option<String>>> {
@@ -336,9 +351,7 @@ fn fast_matches(steps: &[FastStep], v: &Value) -> bool {
 /// Renders a member name as a path segment (`.Email` or `['@odata.etag']`).
 pub fn push_key(path: &mut String, key: &str) {
     let plain = !key.is_empty()
-        && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
         && !key.starts_with(|c: char| c.is_ascii_digit());
     if plain {
         path.push('.');
@@ -371,7 +384,11 @@ mod tests {
         assert_eq!(parse_field_path("$['x','y']").expect("ok").len(), 2);
         assert_eq!(
             parse_field_path("$.e[*].c").expect("ok"),
-            vec![vec![Step::Key("e".into()), Step::Any, Step::Key("c".into())]]
+            vec![vec![
+                Step::Key("e".into()),
+                Step::Any,
+                Step::Key("c".into())
+            ]]
         );
         assert_eq!(
             parse_field_path("$['@odata.etag']").expect("ok"),

@@ -68,7 +68,12 @@ impl PolicySet {
 
     /// Finds the operation (or ungoverned entry) for a canonical path. Operations are tried
     /// first, in file order, so a route that is both governed and ungoverned is governed.
-    pub fn classify(&self, dialect: Dialect, method: &Method, canonical_path: &str) -> RouteMatch<'_> {
+    pub fn classify(
+        &self,
+        dialect: Dialect,
+        method: &Method,
+        canonical_path: &str,
+    ) -> RouteMatch<'_> {
         let Some(inv) = self.inventories.get(&dialect) else {
             return RouteMatch::Unknown;
         };
@@ -316,7 +321,9 @@ pub enum Action {
     /// Replaced by `null` or a fixed string.
     Redact(Option<String>),
     /// All but the last `keep_last` characters become `*`; e-mail keeps its domain.
-    Mask { keep_last: usize },
+    Mask {
+        keep_last: usize,
+    },
     /// HMAC-SHA-256 under the purpose's key, with a key-version prefix.
     Pseudonymise,
     Generalise(Generalise),

@@ -75,7 +75,9 @@ fn columns(double: &CrmDouble, plan: &Plan) -> Result<Vec<String>, &'static str>
                 };
                 out.extend(fields.iter().map(|f| format!("{rel}.{f}")));
             }
-            Item::Cases { .. } => return Err("Bulk API 2.0 does not support parent-to-child (nested) queries"),
+            Item::Cases { .. } => {
+                return Err("Bulk API 2.0 does not support parent-to-child (nested) queries")
+            }
         }
     }
     Ok(out)
@@ -114,21 +116,38 @@ pub(crate) fn create(double: &CrmDouble, req: &Req, ver: &str) -> Reply {
         Ok(v) => v,
         Err(e) => return e.reply(),
     };
-    let text = |k: &str, default: &str| body.get(k).and_then(Value::as_str).unwrap_or(default).to_string();
+    let text = |k: &str, default: &str| {
+        body.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or(default)
+            .to_string()
+    };
     let operation = text("operation", "");
     if operation != "query" && operation != "queryAll" {
-        return error(StatusCode::BAD_REQUEST, "INVALIDJOB", "operation must be query or queryAll");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "INVALIDJOB",
+            "operation must be query or queryAll",
+        );
     }
     let delimiter_name = text("columnDelimiter", "COMMA");
     let Some(delimiter_byte) = delimiter(&delimiter_name) else {
-        return error(StatusCode::BAD_REQUEST, "INVALIDJOB", "invalid columnDelimiter");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "INVALIDJOB",
+            "invalid columnDelimiter",
+        );
     };
     let line_ending = text("lineEnding", "LF");
     if line_ending != "LF" && line_ending != "CRLF" {
         return error(StatusCode::BAD_REQUEST, "INVALIDJOB", "invalid lineEnding");
     }
     if text("contentType", "CSV") != "CSV" {
-        return error(StatusCode::BAD_REQUEST, "INVALIDJOB", "contentType must be CSV");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "INVALIDJOB",
+            "contentType must be CSV",
+        );
     }
     let Some(query) = body.get("query").and_then(Value::as_str) else {
         return error(StatusCode::BAD_REQUEST, "INVALIDJOB", "query is required");
@@ -166,12 +185,20 @@ pub(crate) fn create(double: &CrmDouble, req: &Req, ver: &str) -> Reply {
 }
 
 fn find(double: &CrmDouble, id: &str) -> Option<Job> {
-    let jobs = double.salesforce.jobs.lock().unwrap_or_else(|e| e.into_inner());
+    let jobs = double
+        .salesforce
+        .jobs
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
     jobs.get(id).cloned()
 }
 
 fn job_not_found() -> Reply {
-    error(StatusCode::NOT_FOUND, "NOT_FOUND", "The requested resource does not exist")
+    error(
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+        "The requested resource does not exist",
+    )
 }
 
 /// `GET .../jobs/query/{id}`
@@ -204,12 +231,13 @@ fn paging(req: &Req) -> Result<(u64, Option<u64>), Reply> {
     };
     let max = match req.param("maxRecords") {
         None => None,
-        Some(m) => Some(
-            m.parse::<u64>()
-                .ok()
-                .filter(|n| *n > 0)
-                .ok_or_else(|| error(StatusCode::BAD_REQUEST, "INVALIDPARAMETER", "maxRecords must be a positive integer"))?,
-        ),
+        Some(m) => Some(m.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+            error(
+                StatusCode::BAD_REQUEST,
+                "INVALIDPARAMETER",
+                "maxRecords must be a positive integer",
+            )
+        })?),
     };
     Ok((offset, max))
 }
@@ -251,9 +279,17 @@ pub(crate) fn results(double: &Arc<CrmDouble>, req: &Req, id: &str) -> Reply {
     let total = soql::total(double, &job.plan);
     let start = offset.min(total);
     let end = max.map_or(total, |m| start.saturating_add(m).min(total));
-    let next = if end < total { encode_locator(end) } else { "null".to_string() };
+    let next = if end < total {
+        encode_locator(end)
+    } else {
+        "null".to_string()
+    };
     let (_, sep) = job.delimiter;
-    let eol: &'static [u8] = if job.line_ending == "CRLF" { b"\r\n" } else { b"\n" };
+    let eol: &'static [u8] = if job.line_ending == "CRLF" {
+        b"\r\n"
+    } else {
+        b"\n"
+    };
 
     let mut header = BytesMut::new();
     for (n, c) in job.columns.iter().enumerate() {
@@ -318,7 +354,10 @@ pub(crate) fn result_pages(double: &CrmDouble, req: &Req, id: &str, ver: &str) -
     let next = if done {
         Value::Null
     } else {
-        json!(format!("{base}/resultPages?locator={}&maxRecords={per_page}", encode_locator(at)))
+        json!(format!(
+            "{base}/resultPages?locator={}&maxRecords={per_page}",
+            encode_locator(at)
+        ))
     };
     ok_json(
         StatusCode::OK,

@@ -23,15 +23,25 @@ const MAX_SUBREQUESTS: usize = 25;
 const MAX_RECORDS: usize = 200;
 const MAX_IDS: usize = 2000;
 
+/// A record that passed validation: its object, its index when updating, and its fields.
+type Checked = (SObject, Option<u64>, Map<String, Value>);
+
 /// `POST` (create) or `PATCH` (update) `/composite/sobjects`.
 pub(crate) fn save(double: &CrmDouble, req: &Req) -> Reply {
     let body = match json_body(req) {
         Ok(v) => v,
         Err(e) => return e.reply(),
     };
-    let all_or_none = body.get("allOrNone").and_then(Value::as_bool).unwrap_or(false);
+    let all_or_none = body
+        .get("allOrNone")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     let Some(list) = body.get("records").and_then(Value::as_array) else {
-        return error(StatusCode::BAD_REQUEST, "INVALID_FIELD", "records is required");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_FIELD",
+            "records is required",
+        );
     };
     if list.len() > MAX_RECORDS {
         return error(
@@ -42,7 +52,7 @@ pub(crate) fn save(double: &CrmDouble, req: &Req) -> Reply {
     }
     let creating = req.method == Method::POST;
     // Validate everything first so allOrNone can refuse the whole batch.
-    let checked: Vec<Result<(SObject, Option<u64>, Map<String, Value>), Value>> = list
+    let checked: Vec<Result<Checked, Value>> = list
         .iter()
         .map(|record| {
             let fail = |code: &str, message: String| json!({ "statusCode": code, "message": message, "fields": [] });
@@ -98,7 +108,9 @@ pub(crate) fn retrieve(double: &CrmDouble, req: &Req, object: SObject, ver: &str
     let (ids, fields) = if req.method == Method::GET {
         (
             req.param("ids").map(|s| comma_list(&s)).unwrap_or_default(),
-            req.param("fields").map(|s| comma_list(&s)).unwrap_or_default(),
+            req.param("fields")
+                .map(|s| comma_list(&s))
+                .unwrap_or_default(),
         )
     } else {
         let body = match json_body(req) {
@@ -108,13 +120,22 @@ pub(crate) fn retrieve(double: &CrmDouble, req: &Req, object: SObject, ver: &str
         let strings = |key: &str| -> Vec<String> {
             body.get(key)
                 .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect()
+                })
                 .unwrap_or_default()
         };
         (strings("ids"), strings("fields"))
     };
     if ids.is_empty() || fields.is_empty() {
-        return error(StatusCode::BAD_REQUEST, "INVALID_FIELD", "ids and fields are required");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_FIELD",
+            "ids and fields are required",
+        );
     }
     if ids.len() > MAX_IDS {
         return error(StatusCode::BAD_REQUEST, "EXCEEDED_ID_LIMIT", "too many ids");
@@ -138,7 +159,9 @@ pub(crate) fn retrieve(double: &CrmDouble, req: &Req, object: SObject, ver: &str
         .map(|id| {
             records::parse_id(object.prefix(), id)
                 .and_then(|i| records::full(double, object, i, ver))
-                .map_or(Value::Null, |r| Value::Object(records::pick(&r, &canonical)))
+                .map_or(Value::Null, |r| {
+                    Value::Object(records::pick(&r, &canonical))
+                })
         })
         .collect();
     ok_json(StatusCode::OK, &Value::Array(rows))
@@ -150,9 +173,16 @@ pub(crate) fn composite(double: &Arc<CrmDouble>, req: &Req, ver: &str) -> Reply 
         Ok(v) => v,
         Err(e) => return e.reply(),
     };
-    let all_or_none = body.get("allOrNone").and_then(Value::as_bool).unwrap_or(false);
+    let all_or_none = body
+        .get("allOrNone")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     let Some(subrequests) = body.get("compositeRequest").and_then(Value::as_array) else {
-        return error(StatusCode::BAD_REQUEST, "JSON_PARSER_ERROR", "compositeRequest is required");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "JSON_PARSER_ERROR",
+            "compositeRequest is required",
+        );
     };
     if subrequests.len() > MAX_SUBREQUESTS {
         return error(
@@ -165,7 +195,11 @@ pub(crate) fn composite(double: &Arc<CrmDouble>, req: &Req, ver: &str) -> Reply 
     let mut responses = Vec::new();
     let mut halted = false;
     for sub in subrequests {
-        let reference = sub.get("referenceId").and_then(Value::as_str).unwrap_or_default().to_string();
+        let reference = sub
+            .get("referenceId")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         if halted {
             responses.push(json!({
                 "body": [{ "errorCode": "PROCESSING_HALTED", "message": "The transaction was rolled back since another operation in the same transaction failed." }],
@@ -190,7 +224,13 @@ pub(crate) fn composite(double: &Arc<CrmDouble>, req: &Req, ver: &str) -> Reply 
     ok_json(StatusCode::OK, &json!({ "compositeResponse": responses }))
 }
 
-fn run_subrequest(double: &Arc<CrmDouble>, outer: &Req, sub: &Value, done: &[(String, Value)], ver: &str) -> (u16, Value, Value) {
+fn run_subrequest(
+    double: &Arc<CrmDouble>,
+    outer: &Req,
+    sub: &Value,
+    done: &[(String, Value)],
+    ver: &str,
+) -> (u16, Value, Value) {
     let fail = |message: &str| {
         (
             400,
@@ -198,7 +238,10 @@ fn run_subrequest(double: &Arc<CrmDouble>, outer: &Req, sub: &Value, done: &[(St
             json!([{ "errorCode": "INVALID_INPUT", "message": message }]),
         )
     };
-    let method = sub.get("method").and_then(Value::as_str).unwrap_or_default();
+    let method = sub
+        .get("method")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let Ok(method) = Method::from_bytes(method.as_bytes()) else {
         return fail("invalid method");
     };
@@ -238,7 +281,10 @@ fn run_subrequest(double: &Arc<CrmDouble>, outer: &Req, sub: &Value, done: &[(St
         }
     }
     if !body.is_empty() {
-        headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
     }
     let req = Req::new(method, &url, headers, body, outer.host.clone());
     let reply = route(double, &req);
@@ -287,7 +333,8 @@ fn resolve(text: &str, done: &[(String, Value)]) -> Result<String, String> {
             .find(|(r, _)| r == reference)
             .map(|(_, b)| b)
             .ok_or_else(|| format!("Invalid reference specified. No value for {expr} found"))?;
-        let value = walk(body, path).ok_or_else(|| format!("Invalid reference specified. No value for {expr} found"))?;
+        let value = walk(body, path)
+            .ok_or_else(|| format!("Invalid reference specified. No value for {expr} found"))?;
         match value {
             Value::String(s) => out.push_str(s),
             other => out.push_str(&other.to_string()),
@@ -324,11 +371,22 @@ mod tests {
     #[test]
     fn resolves_references() {
         let done = vec![
-            ("refAccount".to_string(), json!({"id": "001FictA", "success": true})),
+            (
+                "refAccount".to_string(),
+                json!({"id": "001FictA", "success": true}),
+            ),
             ("q".to_string(), json!({"records": [{"Id": "003X"}]})),
         ];
-        assert_eq!(resolve("x='@{refAccount.id}'", &done).ok().as_deref(), Some("x='001FictA'"));
-        assert_eq!(resolve("@{q.records[0].Id}/@{refAccount.success}", &done).ok().as_deref(), Some("003X/true"));
+        assert_eq!(
+            resolve("x='@{refAccount.id}'", &done).ok().as_deref(),
+            Some("x='001FictA'")
+        );
+        assert_eq!(
+            resolve("@{q.records[0].Id}/@{refAccount.success}", &done)
+                .ok()
+                .as_deref(),
+            Some("003X/true")
+        );
         assert!(resolve("@{nope.id}", &done).is_err());
         assert!(resolve("@{refAccount.id", &done).is_err());
     }

@@ -98,7 +98,11 @@ pub(crate) fn ok_json(status: StatusCode, body: &Value) -> Reply {
 }
 
 fn not_found() -> Reply {
-    error(StatusCode::NOT_FOUND, "NOT_FOUND", "The requested resource does not exist")
+    error(
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+        "The requested resource does not exist",
+    )
 }
 
 fn method_not_allowed(method: &Method, allowed: &str) -> Reply {
@@ -115,7 +119,10 @@ fn valid_version(v: &str) -> bool {
     v.strip_prefix('v')
         .and_then(|n| n.split_once('.'))
         .is_some_and(|(a, b)| {
-            !a.is_empty() && !b.is_empty() && a.bytes().all(|c| c.is_ascii_digit()) && b.bytes().all(|c| c.is_ascii_digit())
+            !a.is_empty()
+                && !b.is_empty()
+                && a.bytes().all(|c| c.is_ascii_digit())
+                && b.bytes().all(|c| c.is_ascii_digit())
         })
 }
 
@@ -128,7 +135,10 @@ pub(crate) fn contact(double: &CrmDouble, index: u64) -> Value {
 pub(crate) fn handle(double: &Arc<CrmDouble>, req: &Req) -> Reply {
     let usage = double.salesforce.api_usage.fetch_add(1, Ordering::Relaxed) + 1;
     let reply = route(double, req);
-    reply.header("sforce-limit-info", format!("api-usage={usage}/{DAILY_API_REQUESTS}"))
+    reply.header(
+        "sforce-limit-info",
+        format!("api-usage={usage}/{DAILY_API_REQUESTS}"),
+    )
 }
 
 fn route(double: &Arc<CrmDouble>, req: &Req) -> Reply {
@@ -147,10 +157,18 @@ fn route(double: &Arc<CrmDouble>, req: &Req) -> Reply {
         return not_found();
     }
     if !double.auth.allows(req) {
-        return error(StatusCode::UNAUTHORIZED, "INVALID_SESSION_ID", "Session expired or invalid")
-            .header(http::header::WWW_AUTHENTICATE, "Token");
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "INVALID_SESSION_ID",
+            "Session expired or invalid",
+        )
+        .header(http::header::WWW_AUTHENTICATE, "Token");
     }
-    let segments: Vec<&str> = tail.trim_end_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+    let segments: Vec<&str> = tail
+        .trim_end_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
     let m = &req.method;
     match segments.as_slice() {
         [] => match *m {
@@ -272,7 +290,8 @@ pub(crate) fn json_body(req: &Req) -> Result<Value, SfError> {
 }
 
 fn get(double: &CrmDouble, req: &Req, object: SObject, id: &str, ver: &str) -> Reply {
-    let record = records::parse_id(object.prefix(), id).and_then(|i| records::full(double, object, i, ver));
+    let record =
+        records::parse_id(object.prefix(), id).and_then(|i| records::full(double, object, i, ver));
     let Some(record) = record else {
         return not_found();
     };
@@ -287,12 +306,18 @@ fn get(double: &CrmDouble, req: &Req, object: SObject, id: &str, ver: &str) -> R
                 return error(
                     StatusCode::BAD_REQUEST,
                     "INVALID_FIELD",
-                    &format!("No such column '{name}' on sobject of type {}", object.name()),
+                    &format!(
+                        "No such column '{name}' on sobject of type {}",
+                        object.name()
+                    ),
                 )
             }
         }
     }
-    ok_json(StatusCode::OK, &Value::Object(records::pick(&record, &picked)))
+    ok_json(
+        StatusCode::OK,
+        &Value::Object(records::pick(&record, &picked)),
+    )
 }
 
 /// A save problem of one record, in SaveResult form.
@@ -324,18 +349,25 @@ pub(crate) fn validate(
         let Some(field) = records::canonical(&sample, key).filter(|f| !object.read_only(f)) else {
             return Err(SaveError {
                 code: "INVALID_FIELD",
-                message: format!("No such column '{key}' on sobject of type {}", object.name()),
+                message: format!(
+                    "No such column '{key}' on sobject of type {}",
+                    object.name()
+                ),
                 fields: vec![key.clone()],
             });
         };
         if field == "Email" {
             let valid = match value {
                 Value::Null => true,
-                Value::String(s) => s.split_once('@').is_some_and(|(l, d)| !l.is_empty() && d.contains('.')),
+                Value::String(s) => s
+                    .split_once('@')
+                    .is_some_and(|(l, d)| !l.is_empty() && d.contains('.')),
                 _ => false,
             };
             if !valid {
-                let shown = value.as_str().map_or_else(|| value.to_string(), str::to_string);
+                let shown = value
+                    .as_str()
+                    .map_or_else(|| value.to_string(), str::to_string);
                 return Err(SaveError {
                     code: "INVALID_EMAIL_ADDRESS",
                     message: format!("Email: invalid email address: {shown}"),
@@ -366,14 +398,23 @@ pub(crate) fn validate(
 fn create(double: &CrmDouble, req: &Req, object: SObject) -> Reply {
     let body = match json_body(req) {
         Ok(Value::Object(m)) => m,
-        Ok(_) => return error(StatusCode::BAD_REQUEST, "JSON_PARSER_ERROR", "Expected a JSON object"),
+        Ok(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "JSON_PARSER_ERROR",
+                "Expected a JSON object",
+            )
+        }
         Err(e) => return e.reply(),
     };
     match validate(double, object, &body, true) {
         Ok(fields) => {
             let index = double.store.create(object.kind(), fields);
             let id = records::id(object.prefix(), index);
-            ok_json(StatusCode::CREATED, &json!({ "id": id, "errors": [], "success": true }))
+            ok_json(
+                StatusCode::CREATED,
+                &json!({ "id": id, "errors": [], "success": true }),
+            )
         }
         Err(e) => ok_json(
             StatusCode::BAD_REQUEST,
@@ -383,12 +424,20 @@ fn create(double: &CrmDouble, req: &Req, object: SObject) -> Reply {
 }
 
 fn update(double: &CrmDouble, req: &Req, object: SObject, id: &str) -> Reply {
-    let Some(index) = records::parse_id(object.prefix(), id).filter(|i| double.store.exists(object.kind(), *i)) else {
+    let Some(index) =
+        records::parse_id(object.prefix(), id).filter(|i| double.store.exists(object.kind(), *i))
+    else {
         return not_found();
     };
     let body = match json_body(req) {
         Ok(Value::Object(m)) => m,
-        Ok(_) => return error(StatusCode::BAD_REQUEST, "JSON_PARSER_ERROR", "Expected a JSON object"),
+        Ok(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "JSON_PARSER_ERROR",
+                "Expected a JSON object",
+            )
+        }
         Err(e) => return e.reply(),
     };
     match validate(double, object, &body, false) {

@@ -232,7 +232,12 @@ const SYSTEM_FIELDS: &[&str] = &[
 ];
 
 /// The full record (all fields), or `None` when the index does not exist.
-pub(crate) fn full(double: &CrmDouble, object: SObject, index: u64, ver: &str) -> Option<Map<String, Value>> {
+pub(crate) fn full(
+    double: &CrmDouble,
+    object: SObject,
+    index: u64,
+    ver: &str,
+) -> Option<Map<String, Value>> {
     let store = &double.store;
     let kind = object.kind();
     if !store.exists(kind, index) {
@@ -263,7 +268,8 @@ pub(crate) fn full(double: &CrmDouble, object: SObject, index: u64, ver: &str) -
 
 /// Recomputes derived fields (`Name`, compound addresses) from the flat ones after writes.
 fn derive(record: &mut Map<String, Value>) {
-    let text = |r: &Map<String, Value>, k: &str| r.get(k).and_then(Value::as_str).map(str::to_string);
+    let text =
+        |r: &Map<String, Value>, k: &str| r.get(k).and_then(Value::as_str).map(str::to_string);
     if record.contains_key("FirstName") {
         let name = match (text(record, "FirstName"), text(record, "LastName")) {
             (Some(f), Some(l)) => Value::String(format!("{f} {l}")),
@@ -277,8 +283,19 @@ fn derive(record: &mut Map<String, Value>) {
         if !record.contains_key(compound) {
             continue;
         }
-        let get = |k: &str| record.get(&format!("{prefix}{k}")).cloned().unwrap_or(Value::Null);
-        let parts = [get("Street"), get("City"), get("State"), get("PostalCode"), get("Country")];
+        let get = |k: &str| {
+            record
+                .get(&format!("{prefix}{k}"))
+                .cloned()
+                .unwrap_or(Value::Null)
+        };
+        let parts = [
+            get("Street"),
+            get("City"),
+            get("State"),
+            get("PostalCode"),
+            get("Country"),
+        ];
         let value = if parts.iter().all(Value::is_null) {
             Value::Null
         } else {

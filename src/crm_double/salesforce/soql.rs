@@ -32,9 +32,14 @@ pub(crate) enum Parent {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Item {
     Field(String),
-    Parent { rel: Parent, fields: Vec<String> },
+    Parent {
+        rel: Parent,
+        fields: Vec<String>,
+    },
     /// The `Cases` child subquery of Contact.
-    Cases { fields: Vec<String> },
+    Cases {
+        fields: Vec<String>,
+    },
 }
 
 /// A compiled query: what to return for each row, and how many rows there are at most.
@@ -91,7 +96,8 @@ fn find_keyword(s: &str, kw: &str) -> Option<usize> {
                 let end = i + kw.len();
                 let word = s.get(i..end).is_some_and(|w| w.eq_ignore_ascii_case(kw));
                 let before = i == 0 || bytes[i - 1].is_ascii_whitespace();
-                let after = end == s.len() || bytes.get(end).is_some_and(|b| b.is_ascii_whitespace());
+                let after =
+                    end == s.len() || bytes.get(end).is_some_and(|b| b.is_ascii_whitespace());
                 if word && before && after {
                     return Some(i);
                 }
@@ -114,12 +120,19 @@ fn parse(q: &str) -> Result<Raw, String> {
     let list = &rest[..from_at];
     let tail = &rest[from_at + 4..];
     let mut words = tail.split_whitespace();
-    let from = words.next().ok_or("unexpected end of query: expected an object")?.to_string();
+    let from = words
+        .next()
+        .ok_or("unexpected end of query: expected an object")?
+        .to_string();
     let tail_words: Vec<&str> = words.collect();
     let mut limit = None;
     for pair in tail_words.windows(2) {
         if pair[0].eq_ignore_ascii_case("limit") {
-            limit = Some(pair[1].parse::<u64>().map_err(|_| "LIMIT must be a number")?);
+            limit = Some(
+                pair[1]
+                    .parse::<u64>()
+                    .map_err(|_| "LIMIT must be a number")?,
+            );
         }
     }
     let mut items = Some(Vec::new());
@@ -167,13 +180,18 @@ pub(crate) fn compile(double: &CrmDouble, q: &str) -> Result<Plan, SfError> {
     // Field names are checked against a rendered sample: record 0 always renders.
     let sample = records::full(double, object, 0, "v66.0").unwrap_or_default();
     let Some(raw_items) = raw.items else {
-        return Ok(Plan { object, items: None, limit: raw.limit });
+        return Ok(Plan {
+            object,
+            items: None,
+            limit: raw.limit,
+        });
     };
     let mut items: Vec<Item> = Vec::new();
     for raw_item in raw_items {
         match raw_item {
             RawItem::Field(name) => {
-                let field = canonical(&sample, &name).ok_or_else(|| invalid_field(&name, object.name()))?;
+                let field =
+                    canonical(&sample, &name).ok_or_else(|| invalid_field(&name, object.name()))?;
                 items.push(Item::Field(field));
             }
             RawItem::Dotted(rel, field) => {
@@ -182,7 +200,9 @@ pub(crate) fn compile(double: &CrmDouble, q: &str) -> Result<Plan, SfError> {
                         Parent::Account,
                         records::full(double, SObject::Account, 0, "v66.0").unwrap_or_default(),
                     ),
-                    (SObject::Contact | SObject::Lead, "individual") => (Parent::Individual, individual_sample()),
+                    (SObject::Contact | SObject::Lead, "individual") => {
+                        (Parent::Individual, individual_sample())
+                    }
                     _ => return Err(invalid_field(&format!("{rel}.{field}"), object.name())),
                 };
                 let field = canonical(&parent_sample, &field)
@@ -192,7 +212,10 @@ pub(crate) fn compile(double: &CrmDouble, q: &str) -> Result<Plan, SfError> {
                     .find(|i| matches!(i, Item::Parent { rel, .. } if *rel == parent))
                 {
                     Some(Item::Parent { fields, .. }) => fields.push(field),
-                    _ => items.push(Item::Parent { rel: parent, fields: vec![field] }),
+                    _ => items.push(Item::Parent {
+                        rel: parent,
+                        fields: vec![field],
+                    }),
                 }
             }
             RawItem::Sub(sub) => {
@@ -200,22 +223,36 @@ pub(crate) fn compile(double: &CrmDouble, q: &str) -> Result<Plan, SfError> {
                     return Err(SfError::new(
                         StatusCode::BAD_REQUEST,
                         "INVALID_TYPE",
-                        format!("Didn't understand relationship '{}' in FROM part of query call.", sub.from),
+                        format!(
+                            "Didn't understand relationship '{}' in FROM part of query call.",
+                            sub.from
+                        ),
                     ));
                 }
                 let case_sample = case_sample();
                 let mut fields = Vec::new();
                 for f in sub.items.unwrap_or_default() {
                     let RawItem::Field(name) = f else {
-                        return Err(SfError::new(StatusCode::BAD_REQUEST, "MALFORMED_QUERY", "nested relationships are not supported by the double"));
+                        return Err(SfError::new(
+                            StatusCode::BAD_REQUEST,
+                            "MALFORMED_QUERY",
+                            "nested relationships are not supported by the double",
+                        ));
                     };
-                    fields.push(canonical(&case_sample, &name).ok_or_else(|| invalid_field(&name, "Case"))?);
+                    fields.push(
+                        canonical(&case_sample, &name)
+                            .ok_or_else(|| invalid_field(&name, "Case"))?,
+                    );
                 }
                 items.push(Item::Cases { fields });
             }
         }
     }
-    Ok(Plan { object, items: Some(items), limit: raw.limit })
+    Ok(Plan {
+        object,
+        items: Some(items),
+        limit: raw.limit,
+    })
 }
 
 fn individual_sample() -> Map<String, Value> {
@@ -240,7 +277,12 @@ pub(crate) fn total(double: &CrmDouble, plan: &Plan) -> u64 {
 }
 
 /// One row as the query endpoint returns it.
-pub(crate) fn row(double: &CrmDouble, plan: &Plan, index: u64, ver: &str) -> Option<Map<String, Value>> {
+pub(crate) fn row(
+    double: &CrmDouble,
+    plan: &Plan,
+    index: u64,
+    ver: &str,
+) -> Option<Map<String, Value>> {
     let record = records::full(double, plan.object, index, ver)?;
     let account = |fields: Option<&[String]>| -> Value {
         let account = record
@@ -296,10 +338,16 @@ pub(crate) fn row(double: &CrmDouble, plan: &Plan, index: u64, ver: &str) -> Opt
             Item::Field(f) => {
                 out.insert(f.clone(), record.get(f).cloned().unwrap_or(Value::Null));
             }
-            Item::Parent { rel: Parent::Account, fields } => {
+            Item::Parent {
+                rel: Parent::Account,
+                fields,
+            } => {
                 out.insert("Account".into(), account(Some(fields)));
             }
-            Item::Parent { rel: Parent::Individual, fields } => {
+            Item::Parent {
+                rel: Parent::Individual,
+                fields,
+            } => {
                 out.insert("Individual".into(), individual(Some(fields)));
             }
             Item::Cases { fields } => {
@@ -318,14 +366,21 @@ fn batch_size(req: &Req) -> Option<u64> {
         if !k.trim().eq_ignore_ascii_case("batchSize") {
             return None;
         }
-        v.trim().parse::<u64>().ok().map(|n| n.clamp(MIN_BATCH, MAX_BATCH))
+        v.trim()
+            .parse::<u64>()
+            .ok()
+            .map(|n| n.clamp(MIN_BATCH, MAX_BATCH))
     })
 }
 
 /// `GET .../query?q=` (and `queryAll`): first page.
 pub(crate) fn start(double: &Arc<CrmDouble>, req: &Req, ver: &str, resource: &str) -> Reply {
     let Some(q) = req.param("q") else {
-        return error(StatusCode::BAD_REQUEST, "MALFORMED_QUERY", "A query string has to be specified");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "MALFORMED_QUERY",
+            "A query string has to be specified",
+        );
     };
     let plan = match compile(double, &q) {
         Ok(plan) => plan,
@@ -336,8 +391,20 @@ pub(crate) fn start(double: &Arc<CrmDouble>, req: &Req, ver: &str, resource: &st
 }
 
 /// `GET .../query/{cursor}-{offset}`: a follow-up page.
-pub(crate) fn more(double: &Arc<CrmDouble>, req: &Req, ver: &str, resource: &str, locator: &str) -> Reply {
-    let invalid = || error(StatusCode::BAD_REQUEST, "INVALID_QUERY_LOCATOR", "invalid query locator");
+pub(crate) fn more(
+    double: &Arc<CrmDouble>,
+    req: &Req,
+    ver: &str,
+    resource: &str,
+    locator: &str,
+) -> Reply {
+    let invalid = || {
+        error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_QUERY_LOCATOR",
+            "invalid query locator",
+        )
+    };
     let Some((cursor, offset)) = locator.rsplit_once('-') else {
         return invalid();
     };
@@ -348,7 +415,15 @@ pub(crate) fn more(double: &Arc<CrmDouble>, req: &Req, ver: &str, resource: &str
         return invalid();
     };
     let batch = batch_size(req).unwrap_or(stored_batch);
-    page(double, plan, Some(cursor.to_string()), offset, batch, ver, resource)
+    page(
+        double,
+        plan,
+        Some(cursor.to_string()),
+        offset,
+        batch,
+        ver,
+        resource,
+    )
 }
 
 fn page(
@@ -369,7 +444,8 @@ fn page(
     body.insert("totalSize".into(), json!(total));
     body.insert("done".into(), json!(end >= total));
     if end < total {
-        let cursor = cursor.unwrap_or_else(|| double.salesforce.new_cursor(Arc::clone(&plan), batch));
+        let cursor =
+            cursor.unwrap_or_else(|| double.salesforce.new_cursor(Arc::clone(&plan), batch));
         body.insert(
             "nextRecordsUrl".into(),
             json!(format!("/services/data/{ver}/{resource}/{cursor}-{end}")),
@@ -385,10 +461,19 @@ mod tests {
 
     #[test]
     fn splits_and_finds_keywords_outside_parentheses() {
-        assert_eq!(split_top("a, (SELECT b, c FROM Cases), d", ','), vec!["a", " (SELECT b, c FROM Cases)", " d"]);
-        assert_eq!(find_keyword("a, (SELECT x FROM y) FROM Contact", "from"), Some(21));
+        assert_eq!(
+            split_top("a, (SELECT b, c FROM Cases), d", ','),
+            vec!["a", " (SELECT b, c FROM Cases)", " d"]
+        );
+        assert_eq!(
+            find_keyword("a, (SELECT x FROM y) FROM Contact", "from"),
+            Some(21)
+        );
         assert_eq!(find_keyword("Fromage FROM x", "from"), Some(8));
-        assert_eq!(find_keyword("x WHERE Name = ' from ' LIMIT 2", "from"), None);
+        assert_eq!(
+            find_keyword("x WHERE Name = ' from ' LIMIT 2", "from"),
+            None
+        );
     }
 
     #[test]

@@ -1,0 +1,627 @@
+//! The engine: one pure function from (purpose, operation, direction, parsed body) to a
+//! minimised body and an account of what happened. No I/O, no clock, no global state.
+//!
+//! One walk per body. Record selectors say where records sit; around them only `envelope`
+//! keys are classified, inside them the resource's field tree classifies each key as the
+//! walk reaches it. Every value ends at a leaf with exactly one category (`unclassified`
+//! when nothing matched), and the purpose's precomputed rule for that category decides.
+//! Because classification is by lookup and the default is `otherwise` (never keep), a
+//! selector that misses can only over-redact.
+//!
+//! Order inside a record: type (unknown types are removed whole), then consent (records
+//! without the purpose's consent are removed), then fields. Requests of writes only know
+//! keep, drop and block: anything else would store altered values in the CRM.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value;
+
+use super::actions::{self, PseudonymKey, PurposeKey};
+use super::select::{navigate, push_key, FieldNode, LocNode};
+use super::set::{
+    Action, ConsentSignal, Inventory, Mode, OpKind, Operation, PolicySet, Purpose, Resolved, Writes,
+};
+use super::taxonomy::{CatId, Taxonomy};
+use crate::dialect::Dialect;
+
+/// Which body of an exchange is being filtered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// The app's body going to the CRM.
+    Request,
+    /// The CRM's body going back to the app.
+    Response,
+}
+
+/// What `apply` did (or, in shadow mode, would have done). Counts, rule ids and category
+/// names only: never values.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// Located records that, after consent filtering, still carry a non-system field.
+    pub records: u64,
+    /// Per action (`keep`, `drop`, `redact`, `mask`, `pseudonymise`, `generalise`,
+    /// `truncate`, `record_removed`): how many values or records.
+    pub actions: BTreeMap<String, u64>,
+    /// Per rule id (`fields.<category>`, `otherwise`, `system`, `unclassified.keep`,
+    /// `consent.<signal>`, `unknown_type`): how many values or records.
+    pub rules: BTreeMap<String, u64>,
+    /// Non-system categories of the non-null values in the body as received.
+    pub categories_received: BTreeSet<String>,
+    /// Non-system categories of the values still (possibly transformed) in the result.
+    pub categories_delivered: BTreeSet<String>,
+    /// True when the body was (or, in shadow mode, would have been) changed.
+    pub changed: bool,
+    /// The purpose is in `mode: shadow`: the body was left as it was.
+    pub shadow: bool,
+    /// In shadow mode, the refusal enforcement would have produced.
+    pub shadow_refusal: Option<Refusal>,
+}
+
+/// Why an exchange is refused. No variant carries a value: field paths are templates
+/// (`$.records[*].Email`) built from keys, never from data.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// A `block` rule (or `otherwise: block`) met a value of this category (403).
+    #[error("category {category} may not flow for this purpose ({} field(s))", field_paths.len())]
+    Blocked {
+        category: String,
+        field_paths: Vec<String>,
+    },
+    /// The purpose has `writes: deny` (403).
+    #[error("this purpose may not write or delete")]
+    WriteDenied,
+    /// A write carries fields whose rule is neither keep, drop nor block (403).
+    #[error("a write may only keep, drop or block fields ({} field(s) refused)", field_paths.len())]
+    WriteActionNotAllowed { field_paths: Vec<String> },
+    /// The body is one record and it is withheld (missing consent, unknown type):
+    /// for this purpose the record does not exist (404 fits best).
+    #[error("the record is withheld from this purpose ({rule})")]
+    RecordWithheld { rule: String },
+    /// A `pseudonymise` rule applied but no pseudonym key was configured (500: a
+    /// configuration fault; `serve` should refuse to start instead).
+    #[error("pseudonymise needs a pseudonym key and none is configured")]
+    PseudonymKeyMissing,
+    /// The operation does not belong to this policy set (its dialect or resource is gone:
+    /// `classify` and `apply` must use the same snapshot). 500.
+    #[error("the operation is not part of this policy set (dialect {0})")]
+    NoInventory(Dialect),
+}
+
+/// One field decision, for `explain` (paths and names only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldDecision {
+    /// Template path of the field (`$.records[*].Email`).
+    pub path: String,
+    /// Category the field resolved to.
+    pub category: String,
+    /// Rule id.
+    pub rule: String,
+    /// Action name.
+    pub action: String,
+}
+
+/// Filters one body for one purpose. See the module docs for the order of decisions.
+/// In `mode: shadow` the body is left unchanged and the `Outcome` says what would have
+/// happened (`shadow_refusal` instead of an `Err`).
+pub fn apply(
+    set: &PolicySet,
+    purpose: &Purpose,
+    op: &Operation,
+    dir: Direction,
+    body: &mut Value,
+    key: Option<&PseudonymKey>,
+) -> Result<Outcome, Refusal> {
+    if purpose.mode == Mode::Shadow {
+        let mut copy = body.clone();
+        let mut out = match run(set, purpose, op, dir, &mut copy, key, None) {
+            Ok(o) => o,
+            Err(r) => Outcome {
+                shadow_refusal: Some(r),
+                ..Outcome::default()
+            },
+        };
+        out.shadow = true;
+        return Ok(out);
+    }
+    run(set, purpose, op, dir, body, key, None)
+}
+
+/// Like `apply` in enforce mode, also listing every field decision.
+pub(crate) fn apply_traced(
+    set: &PolicySet,
+    purpose: &Purpose,
+    op: &Operation,
+    dir: Direction,
+    body: &mut Value,
+    key: Option<&PseudonymKey>,
+) -> (Result<Outcome, Refusal>, Vec<FieldDecision>) {
+    let mut trace = Vec::new();
+    let r = run(set, purpose, op, dir, body, key, Some(&mut trace));
+    (r, trace)
+}
+
+const A_RECORD_REMOVED: usize = 8;
+const ACTION_NAMES: [&str; 9] = [
+    "keep",
+    "drop",
+    "redact",
+    "mask",
+    "pseudonymise",
+    "generalise",
+    "truncate",
+    "block",
+    "record_removed",
+];
+
+fn action_index(a: &Action) -> usize {
+    match a {
+        Action::Keep => 0,
+        Action::Drop => 1,
+        Action::Redact(_) => 2,
+        Action::Mask { .. } => 3,
+        Action::Pseudonymise => 4,
+        Action::Generalise(_) => 5,
+        Action::Truncate(_) => 6,
+        Action::Block => 7,
+    }
+}
+
+fn may_refuse(purpose: &Purpose, dir: Direction) -> bool {
+    purpose.otherwise == Action::Block
+        || purpose.rules.iter().any(|r| r.action == Action::Block)
+        || (dir == Direction::Request
+            && purpose.rules.iter().any(|r| !r.action.allowed_on_writes()))
+}
+
+fn run(
+    set: &PolicySet,
+    purpose: &Purpose,
+    op: &Operation,
+    dir: Direction,
+    body: &mut Value,
+    key: Option<&PseudonymKey>,
+    trace: Option<&mut Vec<FieldDecision>>,
+) -> Result<Outcome, Refusal> {
+    let deny = purpose.writes == Writes::Deny;
+    match (op.op, dir) {
+        (OpKind::Write | OpKind::Delete, Direction::Request) if deny => {
+            return Err(Refusal::WriteDenied)
+        }
+        (OpKind::Delete, _) if deny => return Err(Refusal::WriteDenied),
+        // Bodies of POST reads (search filters, id lists) are queries, not records: query
+        // minimisation is a separate step.
+        (OpKind::Read, Direction::Request) => return Ok(Outcome::default()),
+        _ => {}
+    }
+    let inv = set
+        .inventory(op.dialect)
+        .ok_or(Refusal::NoInventory(op.dialect))?;
+    let tax = &set.taxonomy;
+    let track = trace.is_some() || may_refuse(purpose, dir);
+    let mut w = Walker {
+        tax,
+        inv,
+        purpose,
+        write: dir == Direction::Request,
+        consent: dir == Direction::Response && op.op == OpKind::Read,
+        observing: false,
+        master: key,
+        pkey: None,
+        key_missing: false,
+        email_cat: tax.get("user.contact.email"),
+        track,
+        path: String::from("$"),
+        trace,
+        actions: [0; 9],
+        rule_hits: vec![0; purpose.rules.len() + 3],
+        other_hits: BTreeMap::new(),
+        received: vec![false; tax.len()],
+        delivered: vec![false; tax.len()],
+        records: 0,
+        personal: false,
+        changed: false,
+        blocked: None,
+        block_paths: BTreeSet::new(),
+        write_bad: BTreeSet::new(),
+        last_removal: None,
+    };
+    // An operation from another snapshot of the policies must not index out of bounds.
+    let res = match inv.resources.get(op.resource_idx) {
+        Some(r) if r.name == op.resource => r,
+        _ => return Err(Refusal::NoInventory(op.dialect)),
+    };
+    let located = res.records.iter().find_map(|s| s.locate(body));
+    let verdict = w.walk(
+        body,
+        Some(&res.envelope),
+        None,
+        located.as_deref(),
+        op.resource_idx,
+    );
+
+    if let Some(cat) = w.blocked {
+        return Err(Refusal::Blocked {
+            category: tax.name(cat).to_string(),
+            field_paths: w.block_paths.into_iter().collect(),
+        });
+    }
+    if !w.write_bad.is_empty() {
+        return Err(Refusal::WriteActionNotAllowed {
+            field_paths: w.write_bad.into_iter().collect(),
+        });
+    }
+    if w.key_missing {
+        return Err(Refusal::PseudonymKeyMissing);
+    }
+    match verdict {
+        Verdict::Keep => {}
+        Verdict::Remove => {
+            *body = Value::Null;
+        }
+        Verdict::RemoveRecord => {
+            return Err(Refusal::RecordWithheld {
+                rule: w.last_removal.unwrap_or_default(),
+            })
+        }
+    }
+    let names = |flags: &[bool]| -> BTreeSet<String> {
+        flags
+            .iter()
+            .enumerate()
+            .filter(|(i, f)| **f && !tax.is_system(*i as CatId))
+            .map(|(i, _)| tax.name(i as CatId).to_string())
+            .collect()
+    };
+    let mut actions = BTreeMap::new();
+    for (i, n) in w.actions.iter().enumerate() {
+        if *n > 0 {
+            actions.insert(ACTION_NAMES[i].to_string(), *n);
+        }
+    }
+    let mut rules = w.other_hits;
+    let fixed = ["otherwise", "system", "unclassified.keep"];
+    for (i, n) in w.rule_hits.iter().enumerate() {
+        if *n > 0 {
+            let id = match purpose.rules.get(i) {
+                Some(r) => r.id.clone(),
+                None => fixed[i - purpose.rules.len()].to_string(),
+            };
+            *rules.entry(id).or_insert(0) += *n;
+        }
+    }
+    Ok(Outcome {
+        records: w.records,
+        actions,
+        rules,
+        categories_received: names(&w.received),
+        categories_delivered: names(&w.delivered),
+        changed: w.changed,
+        shadow: false,
+        shadow_refusal: None,
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Keep,
+    /// Remove the key / array item.
+    Remove,
+    /// A record withheld whole: removed from arrays, `null` in objects.
+    RemoveRecord,
+}
+
+struct Walker<'a, 't> {
+    tax: &'a Taxonomy,
+    inv: &'a Inventory,
+    purpose: &'a Purpose,
+    write: bool,
+    consent: bool,
+    observing: bool,
+    master: Option<&'a PseudonymKey>,
+    pkey: Option<PurposeKey>,
+    key_missing: bool,
+    email_cat: Option<CatId>,
+    track: bool,
+    path: String,
+    trace: Option<&'t mut Vec<FieldDecision>>,
+    actions: [u64; 9],
+    rule_hits: Vec<u64>,
+    other_hits: BTreeMap<String, u64>,
+    received: Vec<bool>,
+    delivered: Vec<bool>,
+    records: u64,
+    personal: bool,
+    changed: bool,
+    blocked: Option<CatId>,
+    block_paths: BTreeSet<String>,
+    write_bad: BTreeSet<String>,
+    last_removal: Option<String>,
+}
+
+impl<'a> Walker<'a, '_> {
+    fn walk(
+        &mut self,
+        v: &mut Value,
+        node: Option<&'a FieldNode>,
+        inherited: Option<CatId>,
+        loc: Option<&LocNode>,
+        res: usize,
+    ) -> Verdict {
+        if let Some(l) = loc {
+            if l.record {
+                return self.record(v, res, false);
+            }
+        }
+        if let Some(child) = node.and_then(|n| n.child) {
+            return self.record(v, child, true);
+        }
+        let cat = node.and_then(|n| n.cat).or(inherited);
+        let structured = loc.is_some() || node.is_some_and(FieldNode::has_structure);
+        if structured {
+            match v {
+                Value::Object(map) => {
+                    map.retain(|k, cv| {
+                        let (cn, ccat) = FieldNode::member(node, k, cat);
+                        let cl = loc.and_then(|l| l.keys.get(k.as_str()));
+                        let mark = self.path.len();
+                        if self.track {
+                            push_key(&mut self.path, k);
+                        }
+                        let verdict = self.walk(cv, cn, ccat, cl, res);
+                        self.path.truncate(mark);
+                        match verdict {
+                            Verdict::Keep => true,
+                            _ if self.observing => true,
+                            Verdict::Remove => false,
+                            Verdict::RemoveRecord => {
+                                *cv = Value::Null;
+                                true
+                            }
+                        }
+                    });
+                    return Verdict::Keep;
+                }
+                Value::Array(items) => {
+                    let item_node = node.and_then(|n| n.any.as_deref());
+                    let mut i = 0usize;
+                    items.retain_mut(|item| {
+                        let cl = loc.and_then(|l| l.item(i));
+                        i += 1;
+                        let mark = self.path.len();
+                        if self.track {
+                            self.path.push_str("[*]");
+                        }
+                        let verdict = self.walk(item, item_node, cat, cl, res);
+                        self.path.truncate(mark);
+                        verdict == Verdict::Keep || self.observing
+                    });
+                    return Verdict::Keep;
+                }
+                _ => {}
+            }
+        }
+        let cat = cat.unwrap_or_else(|| self.tax.unclassified());
+        self.leaf(v, cat, res)
+    }
+
+    fn remove_record(&mut self, rule: String) -> Verdict {
+        if !self.observing {
+            self.actions[A_RECORD_REMOVED] += 1;
+            *self.other_hits.entry(rule.clone()).or_insert(0) += 1;
+            self.changed = true;
+            if let Some(t) = self.trace.as_deref_mut() {
+                t.push(FieldDecision {
+                    path: self.path.clone(),
+                    category: String::new(),
+                    rule: rule.clone(),
+                    action: "record_removed".into(),
+                });
+            }
+            self.last_removal = Some(rule);
+        }
+        Verdict::RemoveRecord
+    }
+
+    /// Walks a removed record only to learn which categories were received.
+    fn observe(&mut self, v: &mut Value, res: usize) {
+        let was = std::mem::replace(&mut self.observing, true);
+        let fields = &self.inv.resources[res].fields;
+        self.walk(v, Some(fields), None, None, res);
+        self.observing = was;
+    }
+
+    fn record(&mut self, v: &mut Value, res: usize, child: bool) -> Verdict {
+        if v.is_null() {
+            return Verdict::Keep;
+        }
+        if !v.is_object() {
+            let u = self.tax.unclassified();
+            return self.leaf(v, u, res);
+        }
+        let mut res = res;
+        if let Some(tk) = &self.inv.resources[res].type_key {
+            match navigate(v, tk) {
+                None => {}
+                Some(Value::String(t)) => match self.inv.by_type.get(t.as_str()) {
+                    Some(r) => res = *r,
+                    None => return self.remove_record("unknown_type".into()),
+                },
+                Some(_) => return self.remove_record("unknown_type".into()),
+            }
+        }
+        if self.consent && !self.observing {
+            for c in &self.purpose.requires_consent {
+                let granted = match self.inv.resources[res].consent.get(c) {
+                    Some(sig) => granted(sig, v, self.inv.dialect),
+                    // A child record rides on its parent's consent unless it has its own.
+                    None => child,
+                };
+                if !granted {
+                    self.observe(v, res);
+                    return self.remove_record(format!("consent.{c}"));
+                }
+            }
+        }
+        let saved = std::mem::replace(&mut self.personal, false);
+        let fields = &self.inv.resources[res].fields;
+        self.walk(v, Some(fields), None, None, res);
+        if self.personal && !self.observing {
+            self.records += 1;
+        }
+        self.personal = saved;
+        Verdict::Keep
+    }
+
+    fn leaf(&mut self, v: &mut Value, cat: CatId, res: usize) -> Verdict {
+        let null = v.is_null();
+        if !null {
+            self.received[cat as usize] = true;
+            if !self.tax.is_system(cat) {
+                self.personal = true;
+            }
+        }
+        if self.observing {
+            return Verdict::Keep;
+        }
+        let nrules = self.purpose.rules.len();
+        let (slot, mut action): (usize, &'a Action) = if cat == self.tax.unclassified() {
+            if self.inv.resources[res].keep_unclassified {
+                (nrules + 2, &Action::Keep)
+            } else {
+                (nrules, &self.purpose.otherwise)
+            }
+        } else {
+            match self.purpose.by_cat[cat as usize] {
+                Resolved::Rule(i) => (i as usize, &self.purpose.rules[i as usize].action),
+                Resolved::Otherwise => (nrules, &self.purpose.otherwise),
+                Resolved::System => (nrules + 1, &Action::Keep),
+            }
+        };
+        if self.write {
+            match action {
+                Action::Keep | Action::Drop | Action::Block => {}
+                // Unclassified content of a write is simply not written.
+                Action::Redact(_) if slot == nrules => action = &Action::Drop,
+                _ => {
+                    self.write_bad.insert(self.path.clone());
+                    return Verdict::Keep;
+                }
+            }
+        }
+        self.rule_hits[slot] += 1;
+        self.actions[action_index(action)] += 1;
+        if let Some(t) = self.trace.as_deref_mut() {
+            let rule = match self.purpose.rules.get(slot) {
+                Some(r) => r.id.clone(),
+                None => ["otherwise", "system", "unclassified.keep"][slot - nrules].to_string(),
+            };
+            t.push(FieldDecision {
+                path: self.path.clone(),
+                category: self.tax.name(cat).to_string(),
+                rule,
+                action: action.name().to_string(),
+            });
+        }
+        let new = match action {
+            Action::Keep => {
+                if !null {
+                    self.delivered[cat as usize] = true;
+                }
+                return Verdict::Keep;
+            }
+            Action::Drop => {
+                self.changed = true;
+                return Verdict::Remove;
+            }
+            Action::Block => {
+                if !null {
+                    self.blocked.get_or_insert(cat);
+                    self.block_paths.insert(self.path.clone());
+                }
+                return Verdict::Keep;
+            }
+            Action::Redact(s) => {
+                let new = s.as_ref().map_or(Value::Null, |s| Value::String(s.clone()));
+                if *v != new {
+                    *v = new;
+                    self.changed = true;
+                }
+                return Verdict::Keep;
+            }
+            _ if null => return Verdict::Keep,
+            Action::Mask { keep_last } => {
+                let email = self
+                    .email_cat
+                    .is_some_and(|e| self.tax.lineage(cat).any(|c| c == e));
+                actions::mask(v, *keep_last, email)
+            }
+            Action::Truncate(n) => actions::truncate(v, *n),
+            Action::Generalise(g) => actions::generalise(v, *g),
+            Action::Pseudonymise => {
+                if self.pkey.is_none() {
+                    self.pkey = self.master.map(|k| k.derive(&self.purpose.name));
+                }
+                match &self.pkey {
+                    Some(k) => actions::pseudonymise(v, k),
+                    None => {
+                        self.key_missing = true;
+                        Value::Null
+                    }
+                }
+            }
+        };
+        if !new.is_null() {
+            self.delivered[cat as usize] = true;
+        }
+        if *v != new {
+            *v = new;
+            self.changed = true;
+        }
+        Verdict::Keep
+    }
+}
+
+/// Evaluates a consent signal on a record. Absent, null or mistyped means no consent.
+/// HubSpot sends every property as a string, so there `"false"` equals `false` and `"1"`
+/// equals `1`; other dialects compare strictly.
+fn granted(sig: &ConsentSignal, record: &Value, dialect: Dialect) -> bool {
+    let Some(v) = navigate(record, &sig.field) else {
+        return false;
+    };
+    let matches = |actual: &Value| {
+        sig.granted_when
+            .iter()
+            .any(|e| scalar_eq(actual, e, dialect))
+    };
+    match (v, &sig.separator) {
+        (Value::String(s), Some(sep)) if !sep.is_empty() => s
+            .split(sep.as_str())
+            .any(|part| matches(&Value::String(part.trim().to_string()))),
+        (v, _) => matches(v),
+    }
+}
+
+fn scalar_eq(actual: &Value, expected: &Value, dialect: Dialect) -> bool {
+    let num = |v: &Value| -> Option<f64> {
+        match v {
+            Value::Number(n) => n.to_string().parse().ok(),
+            _ => None,
+        }
+    };
+    match (actual, expected) {
+        (Value::Bool(a), Value::Bool(e)) => a == e,
+        (Value::String(a), Value::String(e)) => a == e,
+        (Value::Number(_), Value::Number(_)) => {
+            num(actual).is_some() && num(actual) == num(expected)
+        }
+        (Value::String(a), Value::Bool(e)) if dialect == Dialect::Hubspot => {
+            (a == "true" && *e) || (a == "false" && !*e)
+        }
+        (Value::String(a), Value::Number(_)) if dialect == Dialect::Hubspot => a
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .is_some_and(|x| Some(x) == num(expected)),
+        _ => false,
+    }
+}

@@ -1,0 +1,798 @@
+//! Engine and compiler unit tests over small inline policies.
+
+use http::Method;
+use serde_json::{json, Value};
+
+use super::*;
+use crate::dialect::Dialect;
+
+const PURPOSES: &str = r#"
+controller: { name: Example GmbH, jurisdiction: DE }
+purposes:
+  news:
+    data_use: marketing.communications.email
+    legal_basis: consent
+    requires_consent: marketing_email
+    fields:
+      user.name.first: keep
+      user.contact.email: keep
+      user.demographic.date_of_birth: { generalise: year }
+      user.contact.address.postal_code: { truncate: 2 }
+    otherwise: drop
+  open:
+    data_use: essential.service
+    legal_basis: contract
+    fields:
+      user.name: keep
+      user.contact: keep
+      user.contact.phone_number: { mask: { keep_last: 4 } }
+      user.contact.email: { mask: 0 }
+      user.privacy_preferences: keep
+      user.workplace: keep
+      user.content: keep
+    otherwise: redact
+    writes: allow
+  pseudo:
+    data_use: analytics.reporting
+    legal_basis: legitimate_interests
+    fields:
+      user.contact.email: pseudonymise
+      user.name: { redact: "[redacted]" }
+    otherwise: drop
+  guarded:
+    data_use: essential.service
+    legal_basis: contract
+    fields:
+      user.name: keep
+      user.demographic: block
+    otherwise: drop
+    writes: allow
+  shadowy:
+    data_use: essential.service
+    legal_basis: contract
+    mode: shadow
+    fields:
+      user.name.first: keep
+    otherwise: drop
+"#;
+
+const SF: &str = r#"
+dialect: salesforce
+ungoverned: ["GET /services/data/"]
+resources:
+  Contact:
+    operations:
+      - { method: GET, path: "/services/data/v*/query", op: read, class: list }
+      - { method: GET, path: "/services/data/v*/sobjects/Contact/*", op: read, class: single }
+      - { method: PATCH, path: "/services/data/v*/sobjects/Contact/*", op: write }
+      - { method: DELETE, path: "/services/data/v*/sobjects/Contact/*", op: delete }
+    records: ["$.records[*]", "$"]
+    type_key: $.attributes.type
+    envelope: { $.totalSize: system, $.done: system }
+    fields:
+      $.attributes: system
+      $.Id: system
+      $.FirstName: user.name.first
+      $.LastName: user.name.last
+      $.Email: user.contact.email
+      $.Phone: user.contact.phone_number
+      $.Birthdate: user.demographic.date_of_birth
+      $.MailingPostalCode: user.contact.address.postal_code
+      $.HasOptedOutOfEmail: user.privacy_preferences
+      $.Cases.totalSize: system
+      $.Cases.done: system
+    children:
+      $.Account: Account
+      $.Cases.records[*]: Case
+    consent:
+      marketing_email: { field: $.HasOptedOutOfEmail, granted_when: false }
+  Account:
+    fields: { $.attributes: system, $.Name: user.workplace }
+  Case:
+    fields: { $.attributes: system, $.Subject: user.content.private, $.SuppliedEmail: user.contact.email }
+"#;
+
+const HS: &str = r#"
+dialect: hubspot
+resources:
+  contacts:
+    operations:
+      - { method: GET, path: /crm/v3/objects/contacts, op: read, class: list }
+    records: ["$.results[*]"]
+    envelope: { $.paging: system }
+    fields:
+      $.id: system
+      $.properties.email: user.contact.email
+      $.properties.hs_email_optout: user.privacy_preferences
+    consent:
+      marketing_email: { field: $.properties.hs_email_optout, granted_when: false }
+"#;
+
+const DY: &str = r#"
+dialect: dynamics
+resources:
+  contact:
+    operations:
+      - { method: GET, path: "/api/data/v*/contacts", op: read, class: list }
+    records: ["$.value[*]"]
+    envelope: { "$['@odata.context']": system }
+    fields:
+      "$['@odata.etag']": system
+      $.contactid: system
+      $.firstname: user.name.first
+      $.donotemail: user.privacy_preferences
+      $._parentcustomerid_value: system
+      "$['_parentcustomerid_value@OData.Community.Display.V1.FormattedValue']": user.workplace
+    consent:
+      marketing_email: { field: $.donotemail, granted_when: false }
+"#;
+
+fn set() -> PolicySet {
+    match PolicySet::from_texts(&[
+        ("purposes.yaml", PURPOSES),
+        ("inventory/salesforce.yaml", SF),
+        ("inventory/hubspot.yaml", HS),
+        ("inventory/dynamics.yaml", DY),
+    ]) {
+        Ok((s, _)) => s,
+        Err(d) => panic!(
+            "{}",
+            d.iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        ),
+    }
+}
+
+fn run(
+    set: &PolicySet,
+    dialect: Dialect,
+    method: &str,
+    path: &str,
+    purpose: &str,
+    dir: Direction,
+    body: &mut Value,
+) -> Result<Outcome, Refusal> {
+    let m = Method::from_bytes(method.as_bytes()).expect("method");
+    let RouteMatch::Operation(op) = set.classify(dialect, &m, path) else {
+        panic!("no operation for {method} {path}");
+    };
+    let p = set.purpose(purpose).expect("purpose");
+    apply(set, p, op, dir, body, Some(&PseudonymKey::new(b"test-key")))
+}
+
+fn query_page() -> Value {
+    json!({
+        "totalSize": 3, "done": true, "nextSecret": "leak-1",
+        "records": [
+            {"attributes": {"type": "Contact", "url": "/x"}, "Id": "003A", "FirstName": "Livia",
+             "LastName": "Marquardt", "Email": "livia@example.com", "Birthdate": "1984-02-29",
+             "MailingPostalCode": "99999", "HasOptedOutOfEmail": false, "Custom__c": "leak-2",
+             "Account": {"attributes": {"type": "Account"}, "Name": "Widgets GmbH", "Secret": "leak-3"},
+             "Cases": {"totalSize": 1, "done": true, "records": [
+                 {"attributes": {"type": "Case"}, "Subject": "Help", "SuppliedEmail": "livia@example.com"}]}},
+            {"attributes": {"type": "Contact"}, "Id": "003B", "FirstName": "Tomasz",
+             "Email": "t@example.org", "HasOptedOutOfEmail": true},
+            {"attributes": {"type": "Contact"}, "Id": "003C", "FirstName": "Nobody",
+             "HasOptedOutOfEmail": null}
+        ]
+    })
+}
+
+#[test]
+fn classify_routes() {
+    let s = set();
+    assert!(matches!(
+        s.classify(Dialect::Salesforce, &Method::GET, "/services/data/"),
+        RouteMatch::Ungoverned { .. }
+    ));
+    match s.classify(
+        Dialect::Salesforce,
+        &Method::GET,
+        "/services/data/v66.0/query",
+    ) {
+        RouteMatch::Operation(op) => {
+            assert_eq!(op.resource(), "Contact");
+            assert_eq!(op.class(), RouteClass::List);
+            assert_eq!(op.op(), OpKind::Read);
+            assert_eq!(op.template(), "GET /services/data/v*/query");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        s.classify(
+            Dialect::Salesforce,
+            &Method::GET,
+            "/services/data/v66.0/sobjects/Lead/1"
+        ),
+        RouteMatch::Unknown
+    ));
+    assert!(matches!(
+        s.classify(Dialect::Generic, &Method::GET, "/"),
+        RouteMatch::Unknown
+    ));
+    assert_eq!(s.version().len(), 64);
+    assert_eq!(s.controller().name, "Example GmbH");
+}
+
+#[test]
+fn newsletter_view_of_a_query_page() {
+    let s = set();
+    let mut body = query_page();
+    let out = run(
+        &s,
+        Dialect::Salesforce,
+        "GET",
+        "/services/data/v66.0/query",
+        "news",
+        Direction::Response,
+        &mut body,
+    )
+    .expect("allowed");
+    assert_eq!(
+        body,
+        json!({
+            "totalSize": 3, "done": true,
+            "records": [
+                {"attributes": {"type": "Contact", "url": "/x"}, "Id": "003A", "FirstName": "Livia",
+                 "Email": "livia@example.com", "Birthdate": "1984", "MailingPostalCode": "99",
+                 "Account": {"attributes": {"type": "Account"}},
+                 "Cases": {"totalSize": 1, "done": true, "records": [
+                     {"attributes": {"type": "Case"}, "SuppliedEmail": "livia@example.com"}]}}
+            ]
+        })
+    );
+    // Contact 003A, its Account (Name dropped but it carried one) and its Case.
+    assert_eq!(out.records, 3);
+    assert_eq!(out.actions["record_removed"], 2);
+    assert_eq!(out.rules["consent.marketing_email"], 2);
+    assert!(out.categories_received.contains("unclassified"));
+    assert!(out.categories_received.contains("user.name.last"));
+    assert!(!out.categories_delivered.contains("user.name.last"));
+    assert!(out.categories_delivered.contains("user.contact.email"));
+    assert!(!out.categories_delivered.contains("system"));
+    assert!(out.changed);
+    let text = body.to_string();
+    for leak in [
+        "leak-1",
+        "leak-2",
+        "leak-3",
+        "Marquardt",
+        "Tomasz",
+        "Widgets",
+    ] {
+        assert!(!text.contains(leak), "{leak} leaked");
+    }
+}
+
+#[test]
+fn consent_absent_null_mistyped_is_no_consent() {
+    let s = set();
+    for v in [json!(null), json!("false"), json!(0)] {
+        let mut body = json!({"records": [{"Id": "1", "FirstName": "A", "HasOptedOutOfEmail": v}]});
+        run(
+            &s,
+            Dialect::Salesforce,
+            "GET",
+            "/services/data/v66.0/query",
+            "news",
+            Direction::Response,
+            &mut body,
+        )
+        .expect("ok");
+        assert_eq!(body, json!({"records": []}));
+    }
+    let mut body = json!({"records": [{"Id": "1", "FirstName": "A"}]});
+    run(
+        &s,
+        Dialect::Salesforce,
+        "GET",
+        "/services/data/v66.0/query",
+        "news",
+        Direction::Response,
+        &mut body,
+    )
+    .expect("ok");
+    assert_eq!(body, json!({"records": []}));
+}
+
+#[test]
+fn hubspot_strings_are_coerced() {
+    let s = set();
+    let mut body = json!({"results": [
+        {"id": "1", "properties": {"email": "a@example.com", "hs_email_optout": "false"}},
+        {"id": "2", "properties": {"email": "b@example.com", "hs_email_optout": "true"}},
+        {"id": "3", "properties": {"email": "c@example.com", "hs_email_optout": "FALSE"}}
+    ], "paging": {"next": {"after": "4"}}});
+    let out = run(
+        &s,
+        Dialect::Hubspot,
+        "GET",
+        "/crm/v3/objects/contacts",
+        "news",
+        Direction::Response,
+        &mut body,
+    )
+    .expect("ok");
+    assert_eq!(
+        body,
+        json!({"results": [{"id": "1", "properties": {"email": "a@example.com"}}], "paging": {"next": {"after": "4"}}})
+    );
+    assert_eq!(out.records, 1);
+}
+
+#[test]
+fn single_record_without_consent_is_withheld() {
+    let s = set();
+    let mut body = json!({"attributes": {"type": "Contact"}, "Id": "1", "FirstName": "A", "HasOptedOutOfEmail": true});
+    let r = run(
+        &s,
+        Dialect::Salesforce,
+        "GET",
+        "/services/data/v66.0/sobjects/Contact/1",
+        "news",
+        Direction::Response,
+        &mut body,
+    );
+    assert_eq!(
+        r,
+        Err(Refusal::RecordWithheld {
+            rule: "consent.marketing_email".into()
+        })
+    );
+}
+
+#[test]
+fn unknown_types_are_dropped_whole() {
+    let s = set();
+    let mut body = json!({"records": [
+        {"attributes": {"type": "Opportunity"}, "Name": "x"},
+        {"attributes": {"type": 5}, "Name": "y"},
+        {"attributes": {"type": "Account"}, "Name": "Widgets"}
+    ]});
+    let out = run(
+        &s,
+        Dialect::Salesforce,
+        "GET",
+        "/services/data/v66.0/query",
+        "open",
+        Direction::Response,
+        &mut body,
+    )
+    .expect("ok");
+    assert_eq!(
+        body,
+        json!({"records": [{"attributes": {"type": "Account"}, "Name": "Widgets"}]})
+    );
+    assert_eq!(out.rules["unknown_type"], 2);
+    assert_eq!(out.records, 1);
+}
+
+#[test]
+fn annotations_inherit_and_explicit_wins() {
+    let s = set();
+    let mut body = json!({
+        "@odata.context": "ctx", "@odata.nextLink": "leak-next",
+        "value": [{
+            "@odata.etag": "W/1", "contactid": "c1", "firstname": "Henrike",
+            "firstname@OData.Community.Display.V1.FormattedValue": "Henrike",
+            "lastname@OData.Community.Display.V1.FormattedValue": "Solberg",
+            "donotemail": false, "donotemail@OData.Community.Display.V1.FormattedValue": "Allow",
+            "_parentcustomerid_value": "a1",
+            "_parentcustomerid_value@OData.Community.Display.V1.FormattedValue": "Northwind",
+            "_parentcustomerid_value@Microsoft.Dynamics.CRM.lookuplogicalname": "account"
+        }]
+    });
+    run(
+        &s,
+        Dialect::Dynamics,
+        "GET",
+        "/api/data/v9.2/contacts",
+        "news",
+        Direction::Response,
+        &mut body,
+    )
+    .expect("ok");
+    assert_eq!(
+        body,
+        json!({"@odata.context": "ctx", "value": [{
+            "@odata.etag": "W/1", "contactid": "c1", "firstname": "Henrike",
+            "firstname@OData.Community.Display.V1.FormattedValue": "Henrike",
+            "_parentcustomerid_value": "a1",
+            "_parentcustomerid_value@Microsoft.Dynamics.CRM.lookuplogicalname": "account"
+        }]})
+    );
+}
+
+#[test]
+fn redact_mask_and_otherwise_redact() {
+    let s = set();
+    let mut body = json!({"attributes": {"type": "Contact"}, "Id": "1", "FirstName": "Livia", "Email": "livia@example.com",
+        "Phone": "+49 151 00000001", "Birthdate": "1984-02-29", "New__c": {"a": 1}});
+    let out = run(
+        &s,
+        Dialect::Salesforce,
+        "GET",
+        "/services/data/v66.0/sobjects/Contact/1",
+        "open",
+        Direction::Response,
+        &mut body,
+    )
+    .expect("ok");
+    assert_eq!(
+        body,
+        json!({"attributes": {"type": "Contact"}, "Id": "1", "FirstName": "Livia", "Email": "*****@example.com",
+            "Phone": "************0001", "Birthdate": null, "New__c": null})
+    );
+    assert_eq!(out.actions["mask"], 2);
+    assert_eq!(out.actions["redact"], 2);
+    assert_eq!(out.rules["otherwise"], 2);
+    assert_eq!(out.rules["system"], 2);
+}
+
+#[test]
+fn pseudonyms_are_stable_within_and_differ_across_purposes() {
+    let s = set();
+    let mk = || json!({"attributes": {"type": "Contact"}, "Id": "1", "FirstName": "Livia", "Email": "livia@example.com"});
+    let mut a = mk();
+    run(
+        &s,
+        Dialect::Salesforce,
+        "GET",
+        "/services/data/v66.0/sobjects/Contact/1",
+        "pseudo",
+        Direction::Response,
+        &mut a,
+    )
+    .expect("ok");
+    let mut b = mk();
+    run(
+        &s,
+        Dialect::Salesforce,
+        "GET",
+        "/services/data/v66.0/sobjects/Contact/1",
+        "pseudo",
+        Direction::Response,
+        &mut b,
+    )
+    .expect("ok");
+    assert_eq!(a, b);
+    let email = a["Email"].as_str().expect("pseudonym");
+    assert!(email.starts_with("pz1_"));
+    assert_eq!(a["FirstName"], json!("[redacted]"));
+    let other = PseudonymKey::new(b"test-key")
+        .derive("open")
+        .pseudonym("livia@example.com");
+    assert_ne!(email, other);
+    // no key configured: refuse rather than pass the value
+    let p = s.purpose("pseudo").expect("p");
+    let RouteMatch::Operation(op) = s.classify(
+        Dialect::Salesforce,
+        &Method::GET,
+        "/services/data/v66.0/sobjects/Contact/1",
+    ) else {
+        panic!()
+    };
+    let mut c = mk();
+    assert_eq!(
+        apply(&s, p, op, Direction::Response, &mut c, None),
+        Err(Refusal::PseudonymKeyMissing)
+    );
+}
+
+#[test]
+fn block_refuses_naming_paths() {
+    let s = set();
+    let mut body = json!({"records": [{"attributes": {"type": "Contact"}, "FirstName": "A", "Birthdate": "1984-01-01"},
+                                      {"attributes": {"type": "Contact"}, "FirstName": "B", "Birthdate": null}]});
+    let r = run(
+        &s,
+        Dialect::Salesforce,
+        "GET",
+        "/services/data/v66.0/query",
+        "guarded",
+        Direction::Response,
+        &mut body,
+    );
+    assert_eq!(
+        r,
+        Err(Refusal::Blocked {
+            category: "user.demographic.date_of_birth".into(),
+            field_paths: vec!["$.records[*].Birthdate".into()]
+        })
+    );
+    let mut ok = json!({"records": [{"attributes": {"type": "Contact"}, "FirstName": "B", "Birthdate": null}]});
+    run(
+        &s,
+        Dialect::Salesforce,
+        "GET",
+        "/services/data/v66.0/query",
+        "guarded",
+        Direction::Response,
+        &mut ok,
+    )
+    .expect("null does not flow");
+}
+
+#[test]
+fn writes() {
+    let s = set();
+    let path = "/services/data/v66.0/sobjects/Contact/1";
+    let mut body = json!({"FirstName": "A"});
+    assert_eq!(
+        run(
+            &s,
+            Dialect::Salesforce,
+            "PATCH",
+            path,
+            "news",
+            Direction::Request,
+            &mut body
+        ),
+        Err(Refusal::WriteDenied)
+    );
+    assert_eq!(
+        run(
+            &s,
+            Dialect::Salesforce,
+            "DELETE",
+            path,
+            "news",
+            Direction::Request,
+            &mut Value::Null
+        ),
+        Err(Refusal::WriteDenied)
+    );
+    // keep, drop (unclassified and otherwise: redact become drop on writes)
+    let mut body = json!({"FirstName": "A", "LastName": "B", "Unknown__c": "x"});
+    let out = run(
+        &s,
+        Dialect::Salesforce,
+        "PATCH",
+        path,
+        "guarded",
+        Direction::Request,
+        &mut body,
+    )
+    .expect("ok");
+    assert_eq!(body, json!({"FirstName": "A", "LastName": "B"}));
+    assert_eq!(out.actions["drop"], 1);
+    let mut body = json!({"FirstName": "A", "Unknown__c": "x"});
+    run(
+        &s,
+        Dialect::Salesforce,
+        "PATCH",
+        path,
+        "open",
+        Direction::Request,
+        &mut body,
+    )
+    .expect("ok");
+    assert_eq!(body, json!({"FirstName": "A"}));
+    // a mask rule would store altered values: refuse, naming the fields
+    let mut body = json!({"FirstName": "A", "Phone": "+1", "Email": "a@example.com"});
+    assert_eq!(
+        run(
+            &s,
+            Dialect::Salesforce,
+            "PATCH",
+            path,
+            "open",
+            Direction::Request,
+            &mut body
+        ),
+        Err(Refusal::WriteActionNotAllowed {
+            field_paths: vec!["$.Email".into(), "$.Phone".into()]
+        })
+    );
+    // block applies to writes too
+    let mut body = json!({"FirstName": "A", "Birthdate": "1990-01-01"});
+    assert!(matches!(
+        run(
+            &s,
+            Dialect::Salesforce,
+            "PATCH",
+            path,
+            "guarded",
+            Direction::Request,
+            &mut body
+        ),
+        Err(Refusal::Blocked { .. })
+    ));
+}
+
+#[test]
+fn shadow_mode_changes_nothing() {
+    let s = set();
+    let mut body = query_page();
+    let before = body.clone();
+    let out = run(
+        &s,
+        Dialect::Salesforce,
+        "GET",
+        "/services/data/v66.0/query",
+        "shadowy",
+        Direction::Response,
+        &mut body,
+    )
+    .expect("ok");
+    assert_eq!(body, before);
+    assert!(out.shadow);
+    assert!(out.changed);
+    assert!(out.actions["drop"] > 0);
+}
+
+#[test]
+fn body_without_records_is_envelope_only() {
+    let s = set();
+    // `$.results[*]` misses: everything but the envelope is unclassified
+    let mut body =
+        json!({"paging": {"next": {"after": "2"}}, "other": [{"email": "x@example.com"}]});
+    let out = run(
+        &s,
+        Dialect::Hubspot,
+        "GET",
+        "/crm/v3/objects/contacts",
+        "open",
+        Direction::Response,
+        &mut body,
+    )
+    .expect("ok");
+    assert_eq!(
+        body,
+        json!({"paging": {"next": {"after": "2"}}, "other": null})
+    );
+    assert_eq!(out.records, 0);
+}
+
+#[test]
+fn empty_page_is_not_a_record() {
+    let s = set();
+    let mut body = json!({"totalSize": 0, "done": true, "records": []});
+    let out = run(
+        &s,
+        Dialect::Salesforce,
+        "GET",
+        "/services/data/v66.0/query",
+        "news",
+        Direction::Response,
+        &mut body,
+    )
+    .expect("ok");
+    assert_eq!(body, json!({"totalSize": 0, "done": true, "records": []}));
+    assert_eq!(out.records, 0);
+    assert!(!out.changed);
+}
+
+fn errors_of(files: &[(&str, &str)]) -> Vec<String> {
+    match PolicySet::from_texts(files) {
+        Ok(_) => Vec::new(),
+        Err(d) => d.iter().map(|d| d.to_string()).collect(),
+    }
+}
+
+#[test]
+fn diagnostics_carry_positions_and_hints() {
+    let inv = "dialect: salesforce\nresources:\n  Contact:\n    operations:\n      - { method: GET, path: /a, op: read }\n    records: [\"$.records[\"]\n    fields:\n      $.Email: user.contact.emial\n    children: { $.Account: Acount }\n";
+    let purposes = "controller: { name: X, jurisdiction: DE }\npurposes:\n  p:\n    data_use: a\n    legal_basis: consnet\n    fields:\n      user.name.frist: keep\n      user.contact: hash\n    otherwise: keep\n";
+    let errs = errors_of(&[("purposes.yaml", purposes), ("inventory/sf.yaml", inv)]);
+    let all = errs.join("\n");
+    assert!(
+        all.contains("inventory/sf.yaml:5:9: error: governed read route `GET /a` has no class"),
+        "{all}"
+    );
+    assert!(
+        all.contains(
+            "inventory/sf.yaml:6:15: error: record selector: invalid JSONPath at character 11"
+        ),
+        "{all}"
+    );
+    assert!(all.contains("inventory/sf.yaml:8:16: error: unknown data category `user.contact.emial` (did you mean `user.contact.email`?)"), "{all}");
+    assert!(all.contains("unknown resource `Acount`"), "{all}");
+    assert!(
+        all.contains(
+            "purposes.yaml:5:18: error: unknown legal basis `consnet` (did you mean `consent`?)"
+        ),
+        "{all}"
+    );
+    assert!(all.contains("(did you mean `user.name.first`?)"), "{all}");
+    assert!(all.contains("no unkeyed hash"), "{all}");
+    assert!(all.contains("otherwise is never keep"), "{all}");
+    assert!(errs.len() >= 8, "{all}");
+}
+
+#[test]
+fn unknown_keys_and_syntax_errors_are_reported() {
+    let errs = errors_of(&[
+        (
+            "purposes.yaml",
+            "controller: { name: X, jurisdiction: DE }\npurposes: {}\n",
+        ),
+        (
+            "inventory/a.yaml",
+            "dialect: hubspot\nresources:\n  c:\n    feilds: {}\n",
+        ),
+        ("inventory/b.yaml", "dialect: [\n"),
+    ]);
+    assert!(
+        errs.iter().any(|e| e.starts_with("inventory/a.yaml:4:")),
+        "{errs:?}"
+    );
+    assert!(
+        errs.iter().any(|e| e.starts_with("inventory/b.yaml:")),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn warnings_for_unclassified_keep_and_redundant_rules() {
+    let inv = "dialect: hubspot\nresources:\n  c:\n    operations: [{ method: GET, path: /x, op: read, class: list }]\n    records: [$]\n    unclassified: keep\n";
+    let purposes = "controller: { name: X, jurisdiction: DE }\npurposes:\n  p:\n    data_use: a\n    legal_basis: contract\n    fields:\n      user.contact: keep\n      user.contact.email: keep\n";
+    let (set, warnings) =
+        PolicySet::from_texts(&[("purposes.yaml", purposes), ("inventory/h.yaml", inv)])
+            .expect("compiles");
+    let all: Vec<String> = warnings.iter().map(|w| w.to_string()).collect();
+    assert!(
+        all.iter().any(|w| w.contains("keeps unclassified fields")),
+        "{all:?}"
+    );
+    assert!(
+        all.iter()
+            .any(|w| w.contains("repeats the rule for `user.contact`")),
+        "{all:?}"
+    );
+    // and unclassified: keep really keeps
+    let RouteMatch::Operation(op) = set.classify(Dialect::Hubspot, &Method::GET, "/x") else {
+        panic!()
+    };
+    let mut body = json!({"new_field": "v"});
+    let out = apply(
+        &set,
+        set.purpose("p").expect("p"),
+        op,
+        Direction::Response,
+        &mut body,
+        None,
+    )
+    .expect("ok");
+    assert_eq!(body, json!({"new_field": "v"}));
+    assert_eq!(out.rules["unclassified.keep"], 1);
+}
+
+#[test]
+fn policy_set_is_shareable_across_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<PolicySet>();
+    assert_send_sync::<Outcome>();
+    assert_send_sync::<Refusal>();
+    assert_send_sync::<PseudonymKey>();
+}
+
+#[test]
+fn version_hashes_relative_paths_and_bytes_in_order() {
+    use sha2::{Digest, Sha256};
+    let dir = std::env::temp_dir().join(format!("zweck-policy-version-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("inventory")).expect("mkdir");
+    std::fs::write(dir.join("purposes.yaml"), PURPOSES).expect("write");
+    std::fs::write(dir.join("inventory/salesforce.yaml"), SF).expect("write");
+    std::fs::write(dir.join("inventory/hubspot.yaml"), HS).expect("write");
+    std::fs::write(dir.join("inventory/dynamics.yaml"), DY).expect("write");
+    let (set, _) = PolicySet::load(&dir).expect("loads");
+    let mut h = Sha256::new();
+    for (rel, text) in [
+        ("inventory/dynamics.yaml", DY),
+        ("inventory/hubspot.yaml", HS),
+        ("inventory/salesforce.yaml", SF),
+        ("purposes.yaml", PURPOSES),
+    ] {
+        h.update(rel.as_bytes());
+        h.update([0u8]);
+        h.update(text.as_bytes());
+    }
+    assert_eq!(set.version(), hex::encode(h.finalize()));
+    let report = check(&dir);
+    assert!(report.is_ok(), "{report}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

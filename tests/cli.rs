@@ -1,0 +1,118 @@
+//! The `zweck` binary as users run it: first start in dev mode, SIGTERM, refusals at start-up.
+
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn zweck() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_zweck"))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A config like the shipped one, on free ports, in a temp dir.
+fn dev_config(dir: &std::path::Path, dev: bool) -> std::path::PathBuf {
+    let shipped = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/zweck.yaml"))
+        .expect("shipped zweck.yaml");
+    let (p, a, d) = (free_port(), free_port(), free_port());
+    let text = shipped
+        .replace("127.0.0.1:8443", &format!("127.0.0.1:{p}"))
+        .replace("127.0.0.1:9901", &format!("127.0.0.1:{a}"))
+        .replace("127.0.0.1:9443", &format!("127.0.0.1:{d}"))
+        .replace("dev: true", if dev { "dev: true" } else { "dev: false" });
+    let path = dir.join("zweck.yaml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+#[test]
+fn serve_makes_dev_certificates_on_first_start_and_exits_0_on_sigterm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dev_config(dir.path(), true);
+    let mut child = zweck()
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn zweck");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let mut listening = false;
+    for line in lines.by_ref() {
+        let line = line.expect("line");
+        if line.contains("Zweck listening") {
+            listening = true;
+            break;
+        }
+    }
+    assert!(listening, "zweck did not start");
+    for f in ["ca.pem", "proxy.pem", "proxy.key", "clients/newsletter-tool.pem", "api-keys/bi-export.key", "audit.key", "pseudonym.key"] {
+        assert!(dir.path().join("certs").join(f).exists(), "{f} was not generated");
+    }
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(dir.path().join("certs/proxy.key")).expect("meta").permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    let pid = child.id() as i32;
+    let status = Command::new("kill").args(["-TERM", &pid.to_string()]).status().expect("kill");
+    assert!(status.success());
+    // wait (bounded) for a clean exit
+    let mut code = None;
+    for _ in 0..600 {
+        if let Some(s) = child.try_wait().expect("wait") {
+            code = Some(s);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let code = code.unwrap_or_else(|| {
+        let _ = child.kill();
+        panic!("zweck did not exit after SIGTERM");
+    });
+    assert_eq!(code.code(), Some(0));
+}
+
+#[test]
+fn without_dev_mode_a_missing_certificate_is_named_and_nothing_starts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dev_config(dir.path(), false);
+    let out = zweck()
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("proxy.pem") && err.contains("missing"), "{err}");
+    assert!(!dir.path().join("certs/ca.pem").exists(), "nothing was generated");
+}
+
+#[test]
+fn config_errors_name_file_line_and_column() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(&path, "listen: 127.0.0.1:1\ntls: { cert: a, key: b }\nlisten_port: 3\n").expect("write");
+    let out = zweck().args(["config", "check", "--config"]).arg(&path).output().expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("{}:3:", path.display())), "{err}");
+    assert!(err.contains("listen_port"), "{err}");
+}
+
+#[test]
+fn the_shipped_config_is_valid() {
+    let out = zweck()
+        .args(["config", "check", "--config", concat!(env!("CARGO_MANIFEST_DIR"), "/zweck.yaml")])
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -1,0 +1,373 @@
+//! Test harness: a real Zweck and a real CRM double on 127.0.0.1:0 with freshly generated
+//! certificates, and real HTTP/1.1 and HTTP/2 TLS clients.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use zweck::certs::{self, DevPaths, GenerateOptions};
+use zweck::config::Config;
+use zweck::crm_double::{CrmDouble, CrmDoubleConfig, OAuthClient};
+use zweck::runtime::{self, Running};
+
+/// The static token the test double accepts and Zweck injects.
+pub const UPSTREAM_TOKEN: &str = "sf-upstream-token-Fict0001";
+pub const OAUTH_ID: &str = "zweck-test";
+pub const OAUTH_SECRET: &str = "oauth-secret-Fict0002";
+
+/// The apps of the test config.
+pub const CERT_APP: &str = "newsletter-tool";
+pub const KEY_APP: &str = "bi-export";
+
+/// A running CRM double.
+pub struct Double {
+    pub double: Arc<CrmDouble>,
+    pub addr: std::net::SocketAddr,
+    stop: watch::Sender<bool>,
+}
+
+impl Drop for Double {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+pub async fn start_double(dir: &Path, contacts: u64) -> Double {
+    let paths = DevPaths::new(dir);
+    let tls = zweck::tls::simple_server_config(&paths.crm_double_cert(), &paths.crm_double_key())
+        .expect("double tls");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let double = CrmDouble::new(CrmDoubleConfig {
+        contacts,
+        static_tokens: vec![UPSTREAM_TOKEN.into()],
+        oauth_clients: vec![OAuthClient {
+            client_id: OAUTH_ID.into(),
+            client_secret: OAUTH_SECRET.into(),
+        }],
+        ..CrmDoubleConfig::default()
+    });
+    let (stop, mut rx) = watch::channel(false);
+    let d = double.clone();
+    tokio::spawn(async move {
+        let _ = d
+            .serve(listener, tls, async move {
+                let _ = rx.wait_for(|s| *s).await;
+            })
+            .await;
+    });
+    Double { double, addr, stop }
+}
+
+/// Generates the test PKI into `dir`.
+pub fn make_certs(dir: &Path) {
+    let mut opts = GenerateOptions::new(dir);
+    opts.client_apps = vec![CERT_APP.into(), "support-desk".into(), "stranger".into()];
+    opts.api_key_apps = vec![KEY_APP.into()];
+    certs::generate(&opts).expect("certs");
+    std::fs::write(dir.join("upstream.token"), UPSTREAM_TOKEN).expect("token");
+    std::fs::write(dir.join("oauth.secret"), OAUTH_SECRET).expect("secret");
+}
+
+/// Options for the test config.
+#[derive(Clone)]
+pub struct Options {
+    pub double_port: u16,
+    pub response_timeout: &'static str,
+    pub oauth: bool,
+    pub extra_upstreams: String,
+    pub shutdown_grace: &'static str,
+    pub header_read_timeout: &'static str,
+    pub handshake_timeout: &'static str,
+}
+
+impl Options {
+    pub fn new(double_port: u16) -> Options {
+        Options {
+            double_port,
+            response_timeout: "30s",
+            oauth: false,
+            extra_upstreams: String::new(),
+            shutdown_grace: "30s",
+            header_read_timeout: "10s",
+            handshake_timeout: "10s",
+        }
+    }
+}
+
+pub fn config_text(dir: &Path, o: &Options) -> String {
+    let d = dir.display();
+    let port = o.double_port;
+    let sf_auth = if o.oauth {
+        format!(
+            "{{ oauth2_client_credentials: {{ token_url: \"https://127.0.0.1:{port}/oauth2/token\", client_id: {OAUTH_ID}, client_secret_file: {d}/oauth.secret }} }}"
+        )
+    } else {
+        format!("{{ bearer_file: {d}/upstream.token }}")
+    };
+    format!(
+        r#"
+listen: 127.0.0.1:0
+public_url: https://zweck.test:8443
+dev: false
+tls: {{ cert: {d}/proxy.pem, key: {d}/proxy.key, client_ca: {d}/ca.pem }}
+admin: 127.0.0.1:0
+certs_dir: {d}
+limits: {{ shutdown_grace: {grace}, header_read_timeout: {hrt}, handshake_timeout: {hst}, max_body_bytes: 1MiB }}
+apps:
+  {CERT_APP}:
+    client_cert: {{ san: {CERT_APP} }}
+    purposes: [newsletter]
+  support-desk:
+    client_cert: {{ san: support-desk }}
+    purposes: [support, billing]
+  {KEY_APP}:
+    api_keys: [{{ sha256_file: {d}/api-keys/{KEY_APP}.sha256, purpose: analytics }}]
+    purposes: [analytics]
+upstreams:
+  salesforce:
+    url: https://127.0.0.1:{port}
+    dialect: salesforce
+    route: {{ path_prefix: /services/data/ }}
+    auth: {sf_auth}
+    processor: Salesforce, Inc.
+    jurisdiction: US
+    transfer_mechanism: {{ type: dpf }}
+    ca: {d}/ca.pem
+    response_timeout: {rt}
+    ungoverned: ["GET /services/data/", "GET /services/data/*/limits"]
+  hubspot:
+    url: https://127.0.0.1:{port}
+    dialect: hubspot
+    route: {{ path_prefix: /crm/ }}
+    auth: {{ bearer_file: {d}/upstream.token }}
+    processor: HubSpot, Inc.
+    jurisdiction: US
+    transfer_mechanism: {{ type: scc, scc_module: "2" }}
+    ca: {d}/ca.pem
+    response_timeout: {rt}
+    ungoverned: ["GET /crm/v3/objects/companies"]
+  dynamics:
+    url: https://127.0.0.1:{port}
+    dialect: dynamics
+    route: {{ path_prefix: /api/data/ }}
+    auth: {{ bearer_file: {d}/upstream.token }}
+    processor: Microsoft Ireland Operations Ltd
+    jurisdiction: IE
+    transfer_mechanism: {{ type: none }}
+    ca: {d}/ca.pem
+    response_timeout: {rt}
+    ungoverned: ["GET /api/data/v9.2/", "GET /api/data/v9.2/accounts", "POST /api/data/v9.2/accounts"]
+  hooks:
+    url: https://127.0.0.1:{port}
+    dialect: generic
+    route: {{ path_prefix: /__double/ }}
+    auth: {{ bearer_file: {d}/upstream.token }}
+    processor: Test double
+    jurisdiction: DE
+    transfer_mechanism: {{ type: none }}
+    ca: {d}/ca.pem
+    response_timeout: {rt}
+    ungoverned: ["GET /__double/**"]
+{extra}
+"#,
+        grace = o.shutdown_grace,
+        hrt = o.header_read_timeout,
+        hst = o.handshake_timeout,
+        rt = o.response_timeout,
+        extra = o.extra_upstreams,
+    )
+}
+
+/// A full test setup: certificates, double, Zweck.
+pub struct Harness {
+    pub dir: tempfile::TempDir,
+    pub double: Double,
+    pub zweck: Option<Running>,
+}
+
+impl Harness {
+    pub async fn start() -> Harness {
+        Harness::start_with(|o| o).await
+    }
+
+    pub async fn start_with(tweak: impl FnOnce(Options) -> Options) -> Harness {
+        let dir = tempfile::tempdir().expect("tempdir");
+        make_certs(dir.path());
+        let double = start_double(dir.path(), 120).await;
+        let opts = tweak(Options::new(double.addr.port()));
+        let text = config_text(dir.path(), &opts);
+        let config = Config::parse(&dir.path().join("zweck.yaml"), &text).expect("config");
+        let zweck = runtime::start(config).await.expect("zweck starts");
+        Harness {
+            dir,
+            double,
+            zweck: Some(zweck),
+        }
+    }
+
+    pub fn zweck(&self) -> &Running {
+        self.zweck.as_ref().expect("running")
+    }
+
+    pub fn paths(&self) -> DevPaths {
+        DevPaths::new(self.dir.path())
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("https://localhost:{}{}", self.zweck().proxy_addr.port(), path)
+    }
+
+    pub fn api_key(&self) -> String {
+        certs::read_api_key(&self.paths().api_key(KEY_APP)).expect("api key")
+    }
+
+    /// A client presenting the client certificate of `app`.
+    pub fn cert_client(&self, app: &str, version: Version) -> TestClient {
+        let p = self.paths();
+        TestClient::new(&p.ca_cert(), Some((&p.client_cert(app), &p.client_key(app))), version)
+    }
+
+    /// A client without a client certificate.
+    pub fn anon_client(&self, version: Version) -> TestClient {
+        TestClient::new(&self.paths().ca_cert(), None, version)
+    }
+
+    pub async fn shutdown(&mut self) {
+        if let Some(z) = self.zweck.take() {
+            z.shutdown().await;
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    H1,
+    H2,
+}
+
+pub struct TestClient {
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    pub version: Version,
+}
+
+pub fn client_tls(ca: &Path, cert: Option<(&Path, &Path)>) -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca).expect("ca") {
+        roots.add(c.expect("cert")).expect("add");
+    }
+    let b = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots);
+    match cert {
+        Some((c, k)) => {
+            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(c)
+                .expect("chain")
+                .collect::<Result<_, _>>()
+                .expect("chain");
+            let key = PrivateKeyDer::from_pem_file(k).expect("key");
+            b.with_client_auth_cert(chain, key).expect("client auth")
+        }
+        None => b.with_no_client_auth(),
+    }
+}
+
+impl TestClient {
+    pub fn new(ca: &Path, cert: Option<(&Path, &Path)>, version: Version) -> TestClient {
+        let tls = client_tls(ca, cert);
+        let builder = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_only();
+        let connector = match version {
+            Version::H1 => builder.enable_http1().build(),
+            Version::H2 => builder.enable_http2().build(),
+        };
+        let mut cb = Client::builder(TokioExecutor::new());
+        if version == Version::H2 {
+            cb.http2_only(true);
+        }
+        TestClient {
+            client: cb.build(connector),
+            version,
+        }
+    }
+
+    pub async fn send(&self, req: Request<Full<Bytes>>) -> Response<Incoming> {
+        tokio::time::timeout(Duration::from_secs(60), self.client.request(req))
+            .await
+            .expect("answer within 60 s")
+            .expect("request")
+    }
+
+    pub async fn get(&self, url: &str, headers: &[(&str, &str)]) -> (Response<()>, Bytes) {
+        self.call(Method::GET, url, headers, Bytes::new()).await
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> (Response<()>, Bytes) {
+        let mut b = Request::builder().method(method).uri(url);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        let resp = self.send(b.body(Full::new(body)).expect("request")).await;
+        let (parts, body) = resp.into_parts();
+        let bytes = body.collect().await.expect("body").to_bytes();
+        (Response::from_parts(parts, ()), bytes)
+    }
+}
+
+/// Parses a problem+json body and returns its `type` slug.
+pub fn problem_slug(resp: &Response<()>, body: &[u8]) -> String {
+    assert_eq!(
+        resp.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("application/problem+json"),
+        "status {}: {}",
+        resp.status(),
+        String::from_utf8_lossy(body)
+    );
+    let v: serde_json::Value = serde_json::from_slice(body).expect("problem json");
+    assert_eq!(v["status"].as_u64(), Some(resp.status().as_u16() as u64));
+    v["type"]
+        .as_str()
+        .and_then(|t| t.strip_prefix("urn:zweck:problem:"))
+        .expect("type")
+        .to_string()
+}
+
+/// Waits for a condition with a generous bound.
+pub async fn eventually<F: FnMut() -> bool>(mut f: F) -> bool {
+    for _ in 0..600 {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+pub fn tempdir_path(d: &tempfile::TempDir) -> PathBuf {
+    d.path().to_path_buf()
+}

@@ -1,0 +1,362 @@
+//! The proxy core through real TLS on loopback: identity, routing, forwarding, credentials,
+//! link rewriting, failures and shutdown. Every test starts its own CRM double and Zweck.
+
+mod common;
+
+use bytes::Bytes;
+use common::*;
+use http::{Method, StatusCode};
+use http_body_util::BodyExt;
+
+fn json(body: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(body).expect("json body")
+}
+
+#[tokio::test]
+async fn each_dialect_passes_over_http1_and_http2_with_a_client_certificate() {
+    let h = Harness::start().await;
+    for version in [Version::H1, Version::H2] {
+        let c = h.cert_client(CERT_APP, version);
+        let (r, b) = c.get(&h.url("/services/data/"), &[]).await;
+        assert_eq!(r.status(), 200, "{}", String::from_utf8_lossy(&b));
+        assert_eq!(
+            r.version(),
+            if version == Version::H2 { http::Version::HTTP_2 } else { http::Version::HTTP_11 }
+        );
+        assert!(json(&b).as_array().is_some_and(|a| !a.is_empty()));
+        assert!(r.headers().contains_key("zweck-request-id"));
+
+        let (r, b) = c.get(&h.url("/crm/v3/objects/companies?limit=5"), &[]).await;
+        assert_eq!(r.status(), 200, "{}", String::from_utf8_lossy(&b));
+        assert_eq!(json(&b)["results"].as_array().map(Vec::len), Some(5));
+
+        let (r, b) = c.get(&h.url("/api/data/v9.2/"), &[]).await;
+        assert_eq!(r.status(), 200, "{}", String::from_utf8_lossy(&b));
+    }
+}
+
+#[tokio::test]
+async fn api_key_app_in_either_header_and_its_key_never_reaches_the_crm() {
+    let h = Harness::start().await;
+    let key = h.api_key();
+    let c = h.anon_client(Version::H2);
+    let bearer = format!("Bearer {key}");
+    for headers in [
+        vec![("zweck-api-key", key.as_str())],
+        vec![("authorization", bearer.as_str())],
+    ] {
+        h.double.double.clear_received();
+        let (r, b) = c.get(&h.url("/services/data/v66.0/limits"), &headers).await;
+        assert_eq!(r.status(), 200, "{}", String::from_utf8_lossy(&b));
+        let got = h.double.double.received();
+        assert_eq!(got.len(), 1);
+        let seen = &got[0].headers;
+        // the upstream's own credential, injected by Zweck
+        assert_eq!(
+            seen.get("authorization").and_then(|v| v.to_str().ok()),
+            Some(format!("Bearer {UPSTREAM_TOKEN}").as_str())
+        );
+        for (name, value) in seen {
+            let v = value.to_str().unwrap_or("");
+            assert!(!v.contains(&key), "the app's key leaked in {name}");
+            assert!(!name.as_str().starts_with("zweck-"), "{name} reached the CRM");
+        }
+    }
+}
+
+#[tokio::test]
+async fn spoofed_zweck_headers_and_client_addresses_are_stripped() {
+    let h = Harness::start().await;
+    let c = h.cert_client(CERT_APP, Version::H1);
+    let (r, _) = c
+        .get(
+            &h.url("/__double/echo-headers"),
+            &[
+                ("zweck-purpose", "newsletter"),
+                ("zweck-policy", "forged"),
+                ("zweck-app", "someone-else"),
+                ("x-forwarded-for", "203.0.113.9"),
+                ("cookie", "session=abc"),
+                ("authorization", "Bearer forged-upstream-token"),
+            ],
+        )
+        .await;
+    // an Authorization that is no known API key alongside a cert of another app is refused
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+
+    let (r, b) = c
+        .get(
+            &h.url("/__double/echo-headers"),
+            &[
+                ("zweck-purpose", "newsletter"),
+                ("zweck-policy", "forged"),
+                ("zweck-app", "someone-else"),
+                ("x-forwarded-for", "203.0.113.9"),
+                ("cookie", "session=abc"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{}", String::from_utf8_lossy(&b));
+    let got = h.double.double.received();
+    let seen = &got.last().expect("request reached the double").headers;
+    for name in ["zweck-purpose", "zweck-policy", "zweck-app", "x-forwarded-for", "cookie"] {
+        assert!(!seen.contains_key(name), "{name} reached the CRM");
+    }
+    assert_eq!(
+        seen.get("authorization").and_then(|v| v.to_str().ok()),
+        Some(format!("Bearer {UPSTREAM_TOKEN}").as_str())
+    );
+}
+
+#[tokio::test]
+async fn unknown_app_is_401_and_ungranted_purpose_is_403() {
+    let h = Harness::start().await;
+    let anon = h.anon_client(Version::H1);
+    for headers in [vec![], vec![("zweck-api-key", "zk_not-a-key")], vec![("authorization", "Bearer nope")]] {
+        let (r, b) = anon.get(&h.url("/services/data/"), &headers).await;
+        assert_eq!(r.status(), 401);
+        assert_eq!(problem_slug(&r, &b), "unknown-app");
+    }
+    // a certificate from the right CA that names no configured app
+    let stranger = h.cert_client("stranger", Version::H1);
+    let (r, b) = stranger.get(&h.url("/services/data/"), &[]).await;
+    assert_eq!(r.status(), 401);
+    assert_eq!(problem_slug(&r, &b), "unknown-app");
+
+    let c = h.cert_client(CERT_APP, Version::H2);
+    let (r, b) = c.get(&h.url("/services/data/"), &[("zweck-purpose", "analytics")]).await;
+    assert_eq!(r.status(), 403);
+    assert_eq!(problem_slug(&r, &b), "purpose-not-granted");
+    // two purposes granted, none named
+    let s = h.cert_client("support-desk", Version::H2);
+    let (r, b) = s.get(&h.url("/services/data/"), &[]).await;
+    assert_eq!(r.status(), 403);
+    assert_eq!(problem_slug(&r, &b), "purpose-missing");
+    let (r, _) = s.get(&h.url("/services/data/"), &[("zweck-purpose", "support")]).await;
+    assert_eq!(r.status(), 200);
+    assert!(h.double.double.received().len() == 1, "refused requests never reach the CRM");
+}
+
+#[tokio::test]
+async fn unknown_paths_bad_paths_and_method_overrides_never_reach_the_crm() {
+    let h = Harness::start().await;
+    let c = h.cert_client(CERT_APP, Version::H1);
+    let cases: &[(&str, u16, &str)] = &[
+        ("/services/data/v66.0/sobjects/Contact/003Qy00000Fict01AAA", 403, "unknown-resource"),
+        ("/crm/v3/objects/contacts", 403, "unknown-resource"),
+        ("/services/data/v66.0/../v66.0/limits", 400, "bad-path"),
+        ("/services/data/v66.0/./limits", 400, "bad-path"),
+        ("/services/data/v66.0%2Flimits", 400, "bad-path"),
+        ("/services/data/v66.0/%2e%2e/limits", 400, "bad-path"),
+        ("/services//data/v66.0/limits", 400, "bad-path"),
+        ("/services/data/v66.0/limits?_HttpMethod=DELETE", 400, "method-override"),
+        ("/elsewhere/", 404, "no-route"),
+    ];
+    for (path, status, slug) in cases {
+        let (r, b) = c.get(&h.url(path), &[]).await;
+        assert_eq!(r.status().as_u16(), *status, "{path}: {}", String::from_utf8_lossy(&b));
+        assert_eq!(&problem_slug(&r, &b), slug, "{path}");
+    }
+    let (r, b) = c
+        .get(&h.url("/services/data/v66.0/limits"), &[("x-http-method-override", "DELETE")])
+        .await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(problem_slug(&r, &b), "method-override");
+    assert!(h.double.double.received().is_empty(), "nothing reached the CRM");
+    // the canonical form of an encoded unreserved character still works
+    let (r, _) = c.get(&h.url("/services/data/v66.0/limit%73"), &[]).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(h.double.double.received()[0].path_and_query, "/services/data/v66.0/limits");
+}
+
+#[tokio::test]
+async fn absolute_upstream_links_are_rewritten_to_the_public_url() {
+    let h = Harness::start().await;
+    let c = h.cert_client(CERT_APP, Version::H2);
+    let upstream = format!("127.0.0.1:{}", h.double.addr.port());
+
+    // HubSpot paging.next.link
+    let (r, b) = c.get(&h.url("/crm/v3/objects/companies?limit=2"), &[]).await;
+    assert_eq!(r.status(), 200);
+    let v = json(&b);
+    let link = v["paging"]["next"]["link"].as_str().expect("paging link");
+    assert!(link.starts_with("https://zweck.test:8443/crm/v3/objects/companies?"), "{link}");
+    assert!(!String::from_utf8_lossy(&b).contains(&upstream));
+
+    // Dataverse @odata.nextLink and @odata.context
+    let (r, b) = c
+        .get(&h.url("/api/data/v9.2/accounts?$top=50"), &[("prefer", "odata.maxpagesize=2")])
+        .await;
+    assert_eq!(r.status(), 200, "{}", String::from_utf8_lossy(&b));
+    let v = json(&b);
+    let next = v["@odata.nextLink"].as_str().expect("nextLink");
+    assert!(next.starts_with("https://zweck.test:8443/api/data/v9.2/accounts"), "{next}");
+    assert!(!String::from_utf8_lossy(&b).contains(&upstream));
+
+    // OData-EntityId on create
+    let (r, b) = c
+        .call(
+            Method::POST,
+            &h.url("/api/data/v9.2/accounts"),
+            &[("content-type", "application/json")],
+            Bytes::from_static(br#"{"name":"Fictional Widgets GmbH"}"#),
+        )
+        .await;
+    assert!(r.status().is_success(), "{}: {}", r.status(), String::from_utf8_lossy(&b));
+    let id = r.headers()["odata-entityid"].to_str().expect("header");
+    assert!(id.starts_with("https://zweck.test:8443/api/data/v9.2/accounts("), "{id}");
+}
+
+#[tokio::test]
+async fn oauth2_client_credentials_are_fetched_once_and_injected() {
+    let h = Harness::start_with(|mut o| {
+        o.oauth = true;
+        o
+    })
+    .await;
+    let c = h.cert_client(CERT_APP, Version::H2);
+    for _ in 0..5 {
+        let (r, b) = c.get(&h.url("/services/data/v66.0/limits"), &[]).await;
+        assert_eq!(r.status(), 200, "{}", String::from_utf8_lossy(&b));
+    }
+    assert_eq!(h.double.double.tokens_issued(), 1, "the token is cached until it nears expiry");
+    let got = h.double.double.received();
+    let data: Vec<_> = got.iter().filter(|r| r.path_and_query.starts_with("/services")).collect();
+    assert_eq!(data.len(), 5);
+    let first = data[0].headers.get("authorization").cloned();
+    assert!(first.is_some());
+    assert!(data.iter().all(|r| r.headers.get("authorization") == first.as_ref()));
+    assert_ne!(
+        first.and_then(|v| v.to_str().ok().map(str::to_string)),
+        Some(format!("Bearer {UPSTREAM_TOKEN}"))
+    );
+}
+
+#[tokio::test]
+async fn upstream_down_is_502_and_too_slow_is_504() {
+    // a port that was free a moment ago: nothing listens there
+    let free = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let dead_port = free.local_addr().expect("addr").port();
+    drop(free);
+    let h = Harness::start_with(|mut o| {
+        o.response_timeout = "500ms";
+        o.extra_upstreams = format!(
+            r#"  dead:
+    url: https://127.0.0.1:{dead_port}
+    dialect: generic
+    route: {{ path_prefix: /dead/ }}
+    processor: Nobody
+    jurisdiction: DE
+    transfer_mechanism: {{ type: none }}
+    ungoverned: ["GET /dead/**"]
+"#
+        );
+        o
+    })
+    .await;
+    let c = h.cert_client(CERT_APP, Version::H1);
+    let (r, b) = c.get(&h.url("/dead/x"), &[]).await;
+    assert_eq!(r.status(), 502);
+    assert_eq!(problem_slug(&r, &b), "upstream-unavailable");
+
+    // the double accepts and never answers
+    let (r, b) = c.get(&h.url("/__double/stall"), &[]).await;
+    assert_eq!(r.status(), 504);
+    assert_eq!(problem_slug(&r, &b), "upstream-timeout");
+}
+
+#[tokio::test]
+async fn shutdown_while_a_large_body_is_in_flight_lets_it_complete() {
+    let mut h = Harness::start().await;
+    const SIZE: u64 = 8 * 1024 * 1024;
+    let c = h.cert_client(CERT_APP, Version::H1);
+    let req = http::Request::get(h.url(&format!("/__double/large?bytes={SIZE}&chunk=65536")))
+        .body(http_body_util::Full::new(Bytes::new()))
+        .expect("req");
+    let resp = c.send(req).await;
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.into_body();
+    // read the first chunk, then shut down while the rest is still coming
+    let mut received: u64 = 0;
+    let mut next_byte: u64 = 0;
+    let mut check = |data: &Bytes, next: &mut u64| {
+        for b in data.iter() {
+            assert_eq!(*b as u64, *next % 251, "bytes arrive intact and in order");
+            *next += 1;
+        }
+    };
+    if let Some(frame) = body.frame().await {
+        let data = frame.expect("frame").into_data().expect("data");
+        received += data.len() as u64;
+        check(&data, &mut next_byte);
+    }
+    assert!(received < SIZE);
+    let addr = h.zweck().proxy_addr;
+    let stopper = h.zweck().stopper();
+    let _ = stopper.send(true);
+    let z = h.zweck.take().expect("running");
+    let drain = tokio::spawn(z.shutdown());
+    while let Some(frame) = body.frame().await {
+        let data = frame.expect("body completes").into_data().unwrap_or_default();
+        received += data.len() as u64;
+        check(&data, &mut next_byte);
+    }
+    assert_eq!(received, SIZE, "the whole body arrived");
+    assert_eq!(drain.await.expect("join"), zweck::server::Drained::Clean);
+    // and the listener is gone: new connections are refused
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
+
+#[tokio::test]
+async fn admin_endpoints_report_health_readiness_and_metrics() {
+    let h = Harness::start().await;
+    let c = h.cert_client(CERT_APP, Version::H2);
+    let (r, _) = c.get(&h.url("/services/data/"), &[]).await;
+    assert_eq!(r.status(), 200);
+    let admin = h.zweck().admin_addr.expect("admin");
+    let get = |path: &'static str| async move {
+        let stream = tokio::net::TcpStream::connect(admin).await.expect("connect");
+        let (mut send, conn) = hyper::client::conn::http1::handshake(
+            hyper_util::rt::TokioIo::new(stream),
+        )
+        .await
+        .expect("handshake");
+        tokio::spawn(conn);
+        let resp = send
+            .send_request(
+                http::Request::get(path)
+                    .header("host", "admin")
+                    .body(http_body_util::Empty::<Bytes>::new())
+                    .expect("req"),
+            )
+            .await
+            .expect("resp");
+        let status = resp.status();
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        (status, String::from_utf8_lossy(&body).to_string())
+    };
+    assert_eq!(get("/healthz").await.0, 200);
+    assert_eq!(get("/readyz").await.0, 200);
+    let (status, text) = get("/metrics").await;
+    assert_eq!(status, 200);
+    assert!(
+        text.contains(r#"zweck_requests_total{upstream="salesforce",app="newsletter-tool",purpose="newsletter",status="200"} 1"#),
+        "{text}"
+    );
+    assert!(text.contains("zweck_upstream_latency_seconds_count{upstream=\"salesforce\"}"), "{text}");
+    assert!(text.contains("zweck_open_connections"), "{text}");
+    assert!(!text.contains("/services/data"), "metrics carry no raw paths");
+}
+
+#[tokio::test]
+async fn request_bodies_over_the_cap_are_refused_before_forwarding() {
+    let h = Harness::start().await;
+    let c = h.cert_client(CERT_APP, Version::H1);
+    let big = Bytes::from(vec![b'x'; 2 * 1024 * 1024]);
+    let (r, b) = c
+        .call(Method::POST, &h.url("/api/data/v9.2/accounts"), &[("content-type", "application/json")], big)
+        .await;
+    assert_eq!(r.status(), 413);
+    assert_eq!(problem_slug(&r, &b), "body-too-large");
+    assert!(h.double.double.received().is_empty());
+}
