@@ -45,7 +45,10 @@ pub async fn run(listener: TcpListener, state: Arc<State>, shutdown: impl Future
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), graceful.shutdown()).await;
 }
 
-async fn answer(state: Arc<State>, req: Request<Incoming>) -> Result<Response<ProxyBody>, Infallible> {
+async fn answer(
+    state: Arc<State>,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
     let (status, ctype, text) = match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => (StatusCode::OK, "text/plain", "ok\n".to_string()),
         (&Method::GET, "/readyz") if state.is_ready() => {
@@ -61,7 +64,11 @@ async fn answer(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Pr
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
             state.metrics.render(),
         ),
-        _ => (StatusCode::NOT_FOUND, "text/plain", "not found\n".to_string()),
+        _ => (
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "not found\n".to_string(),
+        ),
     };
     let mut resp = Response::new(body::full(text));
     *resp.status_mut() = status;

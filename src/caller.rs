@@ -138,7 +138,12 @@ impl Identities {
 fn presented_key(headers: &HeaderMap) -> Result<Option<String>, ProxyError> {
     let mut keys = Vec::new();
     for v in headers.get_all(API_KEY_HEADER) {
-        keys.push(v.to_str().map_err(|_| ProxyError::UnknownApp)?.trim().to_string());
+        keys.push(
+            v.to_str()
+                .map_err(|_| ProxyError::UnknownApp)?
+                .trim()
+                .to_string(),
+        );
     }
     for v in headers.get_all(http::header::AUTHORIZATION) {
         let v = v.to_str().map_err(|_| ProxyError::UnknownApp)?.trim();
@@ -170,11 +175,13 @@ fn requested_purpose(headers: &HeaderMap, app: &str) -> Result<Option<String>, P
     if values.next().is_some() {
         return Err(not_granted("<several>"));
     }
-    let p = first.to_str().map_err(|_| not_granted("<not text>"))?.trim();
+    let p = first
+        .to_str()
+        .map_err(|_| not_granted("<not text>"))?
+        .trim();
     let valid = !p.is_empty()
         && p.len() <= 64
-        && p
-            .bytes()
+        && p.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
     if !valid {
         return Err(not_granted("<malformed>"));
@@ -284,7 +291,10 @@ apps:
             headers(&[]),
             headers(&[("zweck-api-key", "zk_wrong")]),
             headers(&[("authorization", "Basic abc")]),
-            headers(&[("zweck-api-key", "zk_secret"), ("authorization", "Bearer zk_other")]),
+            headers(&[
+                ("zweck-api-key", "zk_secret"),
+                ("authorization", "Bearer zk_other"),
+            ]),
         ];
         for h in cases {
             assert_eq!(ids.identify(None, &h), Err(ProxyError::UnknownApp), "{h:?}");
@@ -312,7 +322,10 @@ apps:
                 Err(ProxyError::PurposeNotGranted { .. })
             ));
         }
-        let h = headers(&[("zweck-purpose", "newsletter"), ("zweck-purpose", "newsletter")]);
+        let h = headers(&[
+            ("zweck-purpose", "newsletter"),
+            ("zweck-purpose", "newsletter"),
+        ]);
         assert!(ids.identify(Some(&peer("newsletter-tool")), &h).is_err());
     }
 }

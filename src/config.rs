@@ -78,6 +78,8 @@ struct RawConfig {
     #[serde(default)]
     certs_dir: Option<String>,
     #[serde(default)]
+    pseudonym_key_file: Option<String>,
+    #[serde(default)]
     crm_double: Option<RawCrmDouble>,
     #[serde(default)]
     limits: RawLimits,
@@ -238,6 +240,8 @@ pub struct Config {
     pub admin: Option<SocketAddr>,
     pub policies: PathBuf,
     pub certs_dir: PathBuf,
+    /// The pseudonymisation master key (`ZWECK_PSEUDONYM_KEY_FILE` overrides it).
+    pub pseudonym_key_file: Option<PathBuf>,
     pub crm_double: Option<CrmDoubleSettings>,
     pub limits: Limits,
     pub apps: Vec<AppConfig>,
@@ -508,7 +512,11 @@ impl Config {
 }
 
 fn first_line(s: &str) -> String {
-    s.lines().next().unwrap_or("invalid YAML").trim().to_string()
+    s.lines()
+        .next()
+        .unwrap_or("invalid YAML")
+        .trim()
+        .to_string()
 }
 
 struct Compiler {
@@ -542,7 +550,10 @@ impl Compiler {
             Err(_) => {
                 self.error(
                     &s.referenced,
-                    format!("{what}: expected an address like 127.0.0.1:8443, got {:?}", s.value),
+                    format!(
+                        "{what}: expected an address like 127.0.0.1:8443, got {:?}",
+                        s.value
+                    ),
                 );
                 None
             }
@@ -557,7 +568,10 @@ impl Compiler {
                 None => {
                     self.error(
                         &s.referenced,
-                        format!("expected a duration like 10s, 500ms, 2m or 1h, got {:?}", s.value),
+                        format!(
+                            "expected a duration like 10s, 500ms, 2m or 1h, got {:?}",
+                            s.value
+                        ),
                     );
                     default
                 }
@@ -573,7 +587,10 @@ impl Compiler {
                 None => {
                     self.error(
                         &s.referenced,
-                        format!("expected a size like 8MiB, 1GiB or 65536, got {:?}", s.value),
+                        format!(
+                            "expected a size like 8MiB, 1GiB or 65536, got {:?}",
+                            s.value
+                        ),
                     );
                     default
                 }
@@ -672,6 +689,7 @@ impl Compiler {
             admin,
             policies: self.path(raw.policies.as_deref().unwrap_or("policies")),
             certs_dir: self.path(raw.certs_dir.as_deref().unwrap_or("certs")),
+            pseudonym_key_file: raw.pseudonym_key_file.as_deref().map(|p| self.path(p)),
             crm_double,
             limits,
             apps,
@@ -683,14 +701,26 @@ impl Compiler {
         let at = &app.referenced;
         let raw = &app.value;
         if !valid_name(name) {
-            self.error(at, format!("app name {name:?}: use letters, digits, '-' and '_'"));
+            self.error(
+                at,
+                format!("app name {name:?}: use letters, digits, '-' and '_'"),
+            );
         }
         let client_cert = match &raw.client_cert {
             None => None,
-            Some(RawClientCert { san: Some(s), cn: None }) => Some(ClientCertMatch::San(s.clone())),
-            Some(RawClientCert { san: None, cn: Some(c) }) => Some(ClientCertMatch::Cn(c.clone())),
+            Some(RawClientCert {
+                san: Some(s),
+                cn: None,
+            }) => Some(ClientCertMatch::San(s.clone())),
+            Some(RawClientCert {
+                san: None,
+                cn: Some(c),
+            }) => Some(ClientCertMatch::Cn(c.clone())),
             Some(_) => {
-                self.error(at, format!("app {name}: client_cert takes exactly one of san, cn"));
+                self.error(
+                    at,
+                    format!("app {name}: client_cert takes exactly one of san, cn"),
+                );
                 None
             }
         };
@@ -706,19 +736,30 @@ impl Compiler {
                 (Some(hexed), None) => match decode_sha256(hexed.trim()) {
                     Some(d) => KeyDigest::Inline(d),
                     None => {
-                        self.error(kat, format!("app {name}: an api key's sha256 is 64 hex characters"));
+                        self.error(
+                            kat,
+                            format!("app {name}: an api key's sha256 is 64 hex characters"),
+                        );
                         continue;
                     }
                 },
                 (None, Some(file)) => KeyDigest::File(self.path(file)),
                 _ => {
-                    self.error(kat, format!("app {name}: an api key takes exactly one of sha256, sha256_file"));
+                    self.error(
+                        kat,
+                        format!("app {name}: an api key takes exactly one of sha256, sha256_file"),
+                    );
                     continue;
                 }
             };
             if let Some(p) = &k.purpose {
                 if !purposes.contains(p) {
-                    self.error(kat, format!("app {name}: key bound to purpose {p:?}, which the app is not granted"));
+                    self.error(
+                        kat,
+                        format!(
+                            "app {name}: key bound to purpose {p:?}, which the app is not granted"
+                        ),
+                    );
                 }
             }
             api_keys.push(ApiKeyConfig {
@@ -727,7 +768,10 @@ impl Compiler {
             });
         }
         if client_cert.is_none() && api_keys.is_empty() {
-            self.error(at, format!("app {name}: needs a client_cert or at least one api key"));
+            self.error(
+                at,
+                format!("app {name}: needs a client_cert or at least one api key"),
+            );
         }
         Some(AppConfig {
             name: name.to_string(),
@@ -748,14 +792,23 @@ impl Compiler {
             let at = raw.get(&app.name).map(|a| a.referenced);
             if let (Some(m), Some(at)) = (&app.client_cert, at) {
                 if let Some(other) = certs.insert(format!("{m:?}"), app.name.clone()) {
-                    self.error(&at, format!("apps {other} and {} match the same client certificate", app.name));
+                    self.error(
+                        &at,
+                        format!(
+                            "apps {other} and {} match the same client certificate",
+                            app.name
+                        ),
+                    );
                 }
             }
             for k in &app.api_keys {
                 if let (Some(other), Some(at)) =
                     (keys.insert(k.sha256_debug_key(), app.name.clone()), at)
                 {
-                    self.error(&at, format!("apps {other} and {} share an api key", app.name));
+                    self.error(
+                        &at,
+                        format!("apps {other} and {} share an api key", app.name),
+                    );
                 }
             }
         }
@@ -766,7 +819,14 @@ impl Compiler {
         let raw = &up.value;
         let mut ok = true;
         let url = match raw.url.parse::<http::Uri>() {
-            Ok(u) if u.scheme_str() == Some("https") && u.authority().is_some() && u.path() == "/" && u.query().is_none() => Some(u),
+            Ok(u)
+                if u.scheme_str() == Some("https")
+                    && u.authority().is_some()
+                    && u.path() == "/"
+                    && u.query().is_none() =>
+            {
+                Some(u)
+            }
             Ok(u) if u.scheme_str() == Some("http") => {
                 self.error(&at, format!("upstream {name}: url must be https (personal data never travels in clear text)"));
                 let _ = u;
@@ -784,12 +844,18 @@ impl Compiler {
         let path_prefix = raw.route.path_prefix.clone();
         if let Some(p) = &path_prefix {
             if !p.starts_with('/') {
-                self.error(&at, format!("upstream {name}: route.path_prefix starts with '/'"));
+                self.error(
+                    &at,
+                    format!("upstream {name}: route.path_prefix starts with '/'"),
+                );
                 ok = false;
             }
         }
         if path_prefix.is_none() && raw.route.host.is_none() {
-            self.error(&at, format!("upstream {name}: route needs path_prefix and/or host"));
+            self.error(
+                &at,
+                format!("upstream {name}: route needs path_prefix and/or host"),
+            );
             ok = false;
         }
         let jurisdiction = raw.jurisdiction.trim().to_ascii_uppercase();
@@ -811,7 +877,10 @@ impl Compiler {
             }
         };
         if kind == Some(MechanismKind::Scc) && tm.scc_module.is_none() {
-            self.error(&at, format!("upstream {name}: transfer_mechanism type scc needs scc_module (1-4)"));
+            self.error(
+                &at,
+                format!("upstream {name}: transfer_mechanism type scc needs scc_module (1-4)"),
+            );
             ok = false;
         }
         let auth = match &raw.auth {
@@ -823,7 +892,9 @@ impl Compiler {
             Duration::from_secs(5),
         );
         let response_timeout = self.duration(
-            &raw.response_timeout.clone().map(|v| Spanned::new(v, at, at)),
+            &raw.response_timeout
+                .clone()
+                .map(|v| Spanned::new(v, at, at)),
             Duration::from_secs(60),
         );
         let mut ungoverned = Vec::new();
@@ -860,7 +931,12 @@ impl Compiler {
         })
     }
 
-    fn auth(&mut self, name: &str, at: &serde_saphyr::Location, a: &RawAuth) -> Option<UpstreamAuth> {
+    fn auth(
+        &mut self,
+        name: &str,
+        at: &serde_saphyr::Location,
+        a: &RawAuth,
+    ) -> Option<UpstreamAuth> {
         match (&a.bearer_file, &a.bearer_env, &a.oauth2_client_credentials) {
             (Some(f), None, None) => Some(UpstreamAuth::BearerFile(self.path(f))),
             (None, Some(e), None) => Some(UpstreamAuth::BearerEnv(e.clone())),
@@ -1020,7 +1096,10 @@ upstreams:
     #[test]
     fn plain_http_upstreams_are_refused() {
         let text = MINIMAL.replace("https://127.0.0.1:9443", "http://127.0.0.1:9443");
-        assert!(parse(&text).expect_err("http").to_string().contains("https"));
+        assert!(parse(&text)
+            .expect_err("http")
+            .to_string()
+            .contains("https"));
     }
 
     #[test]

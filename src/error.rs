@@ -58,6 +58,37 @@ pub enum ProxyError {
     /// The request body is larger than `limits.max_body_bytes`.
     #[error("the request body is larger than {limit} bytes")]
     BodyTooLarge { limit: u64 },
+    /// A governed body of a media type Zweck cannot inspect (or none at all).
+    #[error("a governed request body must be {expected}; got {got}")]
+    UnsupportedMediaType { expected: &'static str, got: String },
+    /// A governed request body that could not be fully inspected (malformed, duplicate
+    /// keys, too deep, encoded).
+    #[error("the request body cannot be inspected: {reason}")]
+    RequestNotInspectable { reason: &'static str },
+    /// A governed response body that could not be fully inspected: never passed on unread.
+    #[error("the upstream response cannot be inspected: {reason}")]
+    ResponseNotInspectable { reason: &'static str },
+    /// A body on GET, HEAD or DELETE of a governed route.
+    #[error("a {method} request carries no body on a governed route")]
+    BodyNotAllowed { method: String },
+    /// A `block` rule met data of this category.
+    #[error("data of category {category} may not flow for this purpose")]
+    Blocked { category: String },
+    /// The purpose may not write or delete.
+    #[error("purpose {purpose} may not write or delete")]
+    WriteDenied { purpose: String },
+    /// A write carries fields whose rule would alter values stored in the CRM.
+    #[error("this write carries fields the purpose may only see altered: {}", fields.join(", "))]
+    WriteActionNotAllowed { fields: Vec<String> },
+    /// The one record of the response is withheld from this purpose (no consent, unknown type).
+    #[error("the record is not available for this purpose")]
+    RecordWithheld,
+    /// The purpose named by the app is not defined by the policies in force.
+    #[error("purpose {purpose:?} is not defined by the policies in force")]
+    PurposeUnknown { purpose: String },
+    /// A policy fault on Zweck's side (e.g. a pseudonym key missing after a reload).
+    #[error("the policy could not be applied; see Zweck's log")]
+    PolicyFault,
     /// Too many concurrent buffered bodies (`limits.buffered_total`).
     #[error("Zweck is out of buffer space; retry later")]
     Overloaded { retry_after: Duration },
@@ -81,7 +112,18 @@ impl ProxyError {
         use ProxyError::*;
         match self {
             UnknownApp => StatusCode::UNAUTHORIZED,
-            PurposeMissing | PurposeNotGranted { .. } | UnknownResource => StatusCode::FORBIDDEN,
+            PurposeMissing
+            | PurposeNotGranted { .. }
+            | PurposeUnknown { .. }
+            | UnknownResource
+            | Blocked { .. }
+            | WriteDenied { .. }
+            | WriteActionNotAllowed { .. } => StatusCode::FORBIDDEN,
+            UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            RequestNotInspectable { .. } | BodyNotAllowed { .. } => StatusCode::BAD_REQUEST,
+            ResponseNotInspectable { .. } => StatusCode::BAD_GATEWAY,
+            RecordWithheld => StatusCode::NOT_FOUND,
+            PolicyFault => StatusCode::INTERNAL_SERVER_ERROR,
             NoRoute => StatusCode::NOT_FOUND,
             BadPath { .. } | MethodOverride { .. } => StatusCode::BAD_REQUEST,
             Unsupported { .. } => StatusCode::NOT_IMPLEMENTED,
@@ -109,6 +151,16 @@ impl ProxyError {
             UpstreamCredential { .. } => "upstream-credential",
             BodyTooLarge { .. } => "body-too-large",
             Overloaded { .. } => "overloaded",
+            UnsupportedMediaType { .. } => "unsupported-media-type",
+            RequestNotInspectable { .. } => "request-not-inspectable",
+            ResponseNotInspectable { .. } => "response-not-inspectable",
+            BodyNotAllowed { .. } => "body-not-allowed",
+            Blocked { .. } => "blocked",
+            WriteDenied { .. } => "write-denied",
+            WriteActionNotAllowed { .. } => "write-action-not-allowed",
+            RecordWithheld => "record-withheld",
+            PurposeUnknown { .. } => "purpose-unknown",
+            PolicyFault => "policy-fault",
         }
     }
 
@@ -128,6 +180,16 @@ impl ProxyError {
             UpstreamCredential { .. } => "Upstream credential unavailable",
             BodyTooLarge { .. } => "Body too large",
             Overloaded { .. } => "Overloaded",
+            UnsupportedMediaType { .. } => "Unsupported media type",
+            RequestNotInspectable { .. } => "Request body not inspectable",
+            ResponseNotInspectable { .. } => "Response not inspectable",
+            BodyNotAllowed { .. } => "Body not allowed",
+            Blocked { .. } => "Blocked by policy",
+            WriteDenied { .. } => "Writes denied",
+            WriteActionNotAllowed { .. } => "Write action not allowed",
+            RecordWithheld => "Record withheld",
+            PurposeUnknown { .. } => "Purpose unknown",
+            PolicyFault => "Policy fault",
         }
     }
 
@@ -178,20 +240,118 @@ mod tests {
             (ProxyError::UnknownApp, 401, "unknown-app"),
             (ProxyError::PurposeMissing, 403, "purpose-missing"),
             (
-                ProxyError::PurposeNotGranted { app: "a".into(), purpose: "p".into() },
+                ProxyError::PurposeNotGranted {
+                    app: "a".into(),
+                    purpose: "p".into(),
+                },
                 403,
                 "purpose-not-granted",
             ),
             (ProxyError::NoRoute, 404, "no-route"),
             (ProxyError::UnknownResource, 403, "unknown-resource"),
-            (ProxyError::BadPath { reason: "dot-segment" }, 400, "bad-path"),
-            (ProxyError::MethodOverride { what: "X-HTTP-Method-Override" }, 400, "method-override"),
-            (ProxyError::Unsupported { what: "Upgrade" }, 501, "unsupported"),
-            (ProxyError::UpstreamUnavailable { upstream: up() }, 502, "upstream-unavailable"),
-            (ProxyError::UpstreamTimeout { upstream: up() }, 504, "upstream-timeout"),
-            (ProxyError::UpstreamCredential { upstream: up() }, 502, "upstream-credential"),
-            (ProxyError::BodyTooLarge { limit: 10 }, 413, "body-too-large"),
-            (ProxyError::Overloaded { retry_after: Duration::from_secs(2) }, 503, "overloaded"),
+            (
+                ProxyError::BadPath {
+                    reason: "dot-segment",
+                },
+                400,
+                "bad-path",
+            ),
+            (
+                ProxyError::MethodOverride {
+                    what: "X-HTTP-Method-Override",
+                },
+                400,
+                "method-override",
+            ),
+            (
+                ProxyError::Unsupported { what: "Upgrade" },
+                501,
+                "unsupported",
+            ),
+            (
+                ProxyError::UpstreamUnavailable { upstream: up() },
+                502,
+                "upstream-unavailable",
+            ),
+            (
+                ProxyError::UpstreamTimeout { upstream: up() },
+                504,
+                "upstream-timeout",
+            ),
+            (
+                ProxyError::UpstreamCredential { upstream: up() },
+                502,
+                "upstream-credential",
+            ),
+            (
+                ProxyError::BodyTooLarge { limit: 10 },
+                413,
+                "body-too-large",
+            ),
+            (
+                ProxyError::Overloaded {
+                    retry_after: Duration::from_secs(2),
+                },
+                503,
+                "overloaded",
+            ),
+            (
+                ProxyError::UnsupportedMediaType {
+                    expected: "JSON",
+                    got: "text/plain".into(),
+                },
+                415,
+                "unsupported-media-type",
+            ),
+            (
+                ProxyError::RequestNotInspectable {
+                    reason: "duplicate-key",
+                },
+                400,
+                "request-not-inspectable",
+            ),
+            (
+                ProxyError::ResponseNotInspectable { reason: "syntax" },
+                502,
+                "response-not-inspectable",
+            ),
+            (
+                ProxyError::BodyNotAllowed {
+                    method: "GET".into(),
+                },
+                400,
+                "body-not-allowed",
+            ),
+            (
+                ProxyError::Blocked {
+                    category: "user.financial".into(),
+                },
+                403,
+                "blocked",
+            ),
+            (
+                ProxyError::WriteDenied {
+                    purpose: "newsletter".into(),
+                },
+                403,
+                "write-denied",
+            ),
+            (
+                ProxyError::WriteActionNotAllowed {
+                    fields: vec!["$.Email".into()],
+                },
+                403,
+                "write-action-not-allowed",
+            ),
+            (ProxyError::RecordWithheld, 404, "record-withheld"),
+            (
+                ProxyError::PurposeUnknown {
+                    purpose: "x".into(),
+                },
+                403,
+                "purpose-unknown",
+            ),
+            (ProxyError::PolicyFault, 500, "policy-fault"),
         ];
         for (err, status, slug) in table {
             assert_eq!(err.status().as_u16(), status, "{err:?}");
@@ -203,7 +363,10 @@ mod tests {
     async fn problem_body_is_rfc9457() {
         let resp = ProxyError::UnknownApp.to_response(Some("r-1"));
         assert_eq!(resp.status(), 401);
-        assert_eq!(resp.headers()[header::CONTENT_TYPE], "application/problem+json");
+        assert_eq!(
+            resp.headers()[header::CONTENT_TYPE],
+            "application/problem+json"
+        );
         let body = resp.into_body().collect().await.expect("body").to_bytes();
         let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
         assert_eq!(v["type"], "urn:zweck:problem:unknown-app");

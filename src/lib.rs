@@ -19,7 +19,9 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod audit;
 pub mod body;
+pub mod budget;
 pub mod caller;
 pub mod certs;
 pub mod config;
@@ -33,6 +35,7 @@ pub mod metrics;
 pub mod pattern;
 pub mod policy;
 pub mod proxy;
+pub mod reload;
 pub mod route;
 pub mod runtime;
 pub mod server;

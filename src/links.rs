@@ -90,21 +90,29 @@ mod tests {
     use super::*;
 
     fn rw() -> LinkRewriter {
-        LinkRewriter::new("https://contoso.crm4.dynamics.com", "https://zweck.example:8443")
+        LinkRewriter::new(
+            "https://contoso.crm4.dynamics.com",
+            "https://zweck.example:8443",
+        )
     }
 
     #[test]
     fn only_the_upstream_origin_is_rewritten() {
         let r = rw();
         assert_eq!(
-            r.rewrite("https://contoso.crm4.dynamics.com/api/data/v9.2/contacts?$skiptoken=x").as_deref(),
+            r.rewrite("https://contoso.crm4.dynamics.com/api/data/v9.2/contacts?$skiptoken=x")
+                .as_deref(),
             Some("https://zweck.example:8443/api/data/v9.2/contacts?$skiptoken=x")
         );
         assert_eq!(
-            r.rewrite("HTTPS://CONTOSO.crm4.dynamics.com:443/x").as_deref(),
+            r.rewrite("HTTPS://CONTOSO.crm4.dynamics.com:443/x")
+                .as_deref(),
             Some("https://zweck.example:8443/x")
         );
-        assert_eq!(r.rewrite("https://contoso.crm4.dynamics.com.evil.example/x"), None);
+        assert_eq!(
+            r.rewrite("https://contoso.crm4.dynamics.com.evil.example/x"),
+            None
+        );
         assert_eq!(r.rewrite("https://other.example/x"), None);
         assert_eq!(r.rewrite("/services/data/v66.0/query/01g-2000"), None);
     }
@@ -124,10 +132,18 @@ mod tests {
     #[test]
     fn headers() {
         let mut h = HeaderMap::new();
-        h.insert("odata-entityid", "https://contoso.crm4.dynamics.com/api/data/v9.2/contacts(1)".parse().expect("v"));
+        h.insert(
+            "odata-entityid",
+            "https://contoso.crm4.dynamics.com/api/data/v9.2/contacts(1)"
+                .parse()
+                .expect("v"),
+        );
         h.insert("location", "/relative".parse().expect("v"));
         assert_eq!(rw().rewrite_headers(&mut h), 1);
-        assert_eq!(h["odata-entityid"], "https://zweck.example:8443/api/data/v9.2/contacts(1)");
+        assert_eq!(
+            h["odata-entityid"],
+            "https://zweck.example:8443/api/data/v9.2/contacts(1)"
+        );
         assert_eq!(h["location"], "/relative");
     }
 }

@@ -12,7 +12,11 @@ use zweck::crm_double::{CrmDouble, CrmDoubleConfig};
 use zweck::{dev, runtime, server, tls};
 
 #[derive(Parser)]
-#[command(name = "zweck", version, about = "Purpose-bound GDPR proxy for cloud-CRM APIs")]
+#[command(
+    name = "zweck",
+    version,
+    about = "Purpose-bound GDPR proxy for cloud-CRM APIs"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -47,6 +51,11 @@ enum Command {
         #[arg(long, default_value_t = 42)]
         seed: u64,
     },
+    /// Check, test and explain policies.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
     /// Check a config file and print every problem with file:line:column.
     Config {
         #[command(subcommand)]
@@ -71,6 +80,36 @@ enum CertsCommand {
 }
 
 #[derive(Subcommand)]
+enum PolicyCommand {
+    /// Validate inventories and purposes; exit 1 with every diagnostic.
+    Check {
+        #[arg(long, default_value = "policies")]
+        dir: PathBuf,
+    },
+    /// Run the table tests in <dir>/tests/*.yaml through the engine the proxy uses.
+    Test {
+        #[arg(long, default_value = "policies")]
+        dir: PathBuf,
+    },
+    /// Show which rule fires for each field of a body, without printing values.
+    Explain {
+        #[arg(long, default_value = "zweck.yaml")]
+        config: PathBuf,
+        #[arg(long)]
+        app: String,
+        #[arg(long)]
+        purpose: String,
+        /// GET, POST, PATCH, ...
+        method: String,
+        /// The request URL or path, e.g. /services/data/v66.0/query?q=...
+        url: String,
+        /// The body to explain (a response for reads, the request for writes).
+        #[arg(long)]
+        body: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
 enum ConfigCommand {
     Check {
         #[arg(long, default_value = "zweck.yaml")]
@@ -84,13 +123,17 @@ fn init_tracing() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        .with_writer(std::io::stderr)
         .init();
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -146,9 +189,12 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 ..CrmDoubleConfig::default()
             });
             println!("CRM double on https://{listen} ({contacts} contacts, seed {seed})");
-            double.serve(listener, tls, server::shutdown_signal()).await?;
+            double
+                .serve(listener, tls, server::shutdown_signal())
+                .await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Policy { command } => policy_command(command),
         Command::Config {
             command: ConfigCommand::Check { config },
         } => match Config::load(&config) {
@@ -161,6 +207,91 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         },
+    }
+}
+
+fn policy_command(command: PolicyCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        PolicyCommand::Check { dir } => {
+            let report = zweck::policy::check(&dir);
+            print!("{report}");
+            Ok(if report.is_ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        PolicyCommand::Test { dir } => {
+            let report = zweck::policy::testing::run_dir(&dir);
+            print!("{report}");
+            Ok(if report.is_ok() && report.passed() > 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        PolicyCommand::Explain {
+            config,
+            app,
+            purpose,
+            method,
+            url,
+            body,
+        } => {
+            let config = Config::load(&config)?;
+            let granted = config
+                .app(&app)
+                .with_context(|| format!("no app {app} in the config"))?;
+            anyhow::ensure!(
+                granted.purposes.contains(&purpose),
+                "app {app} is not granted purpose {purpose}"
+            );
+            let uri: http::Uri = url.parse().context("not a URL or path")?;
+            let path =
+                zweck::route::canonical_path(uri.path()).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let host = uri.host().map(str::to_ascii_lowercase);
+            let rules: Vec<_> = config
+                .upstreams
+                .iter()
+                .map(|u| {
+                    (
+                        zweck::route::RouteRule {
+                            path_prefix: u.path_prefix.clone(),
+                            host: u.host.clone(),
+                        },
+                        u,
+                    )
+                })
+                .collect();
+            let upstream =
+                zweck::route::select(rules.iter().map(|(r, u)| (r, *u)), host.as_deref(), &path)
+                    .context("no upstream serves this path")?;
+            let method = http::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+                .context("not an HTTP method")?;
+            let doc = match body {
+                Some(f) => {
+                    let bytes = std::fs::read(&f)
+                        .with_context(|| format!("cannot read {}", f.display()))?;
+                    zweck::json::parse(&bytes, &zweck::json::JsonLimits::default())
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?
+                }
+                None => serde_json::Value::Null,
+            };
+            let (set, _) = zweck::policy::PolicySet::load(&config.policies).map_err(|d| {
+                anyhow::anyhow!(
+                    "{}",
+                    d.iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                )
+            })?;
+            let explanation =
+                zweck::policy::explain(&set, upstream.dialect, &purpose, &method, &path, &doc)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+            print!("{explanation}");
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -179,7 +310,9 @@ async fn serve(path: &Path, demo: bool) -> anyhow::Result<ExitCode> {
 fn print_demo(config: &Config, addr: SocketAddr) {
     let paths = DevPaths::new(&config.certs_dir);
     let base = format!("https://{addr}");
-    println!("\nZweck is running on {base} in front of the CRM double. Try, in another terminal:\n");
+    println!(
+        "\nZweck is running on {base} in front of the CRM double. Try, in another terminal:\n"
+    );
     for app in &config.apps {
         let Some(m) = &app.client_cert else { continue };
         let name = match m {

@@ -75,9 +75,7 @@ impl RoutePattern {
                 } else if part.is_empty() {
                     return Err(PatternError::Path(path.to_string()));
                 } else {
-                    segments.push(Segment::Glob(
-                        part.split('*').map(str::to_string).collect(),
-                    ));
+                    segments.push(Segment::Glob(part.split('*').map(str::to_string).collect()));
                 }
             }
         }
@@ -166,28 +164,65 @@ mod tests {
     use super::*;
 
     fn m(p: &str, method: &str, path: &str) -> bool {
-        RoutePattern::parse(p)
-            .expect("pattern")
-            .matches(&Method::from_bytes(method.as_bytes()).expect("method"), path)
+        RoutePattern::parse(p).expect("pattern").matches(
+            &Method::from_bytes(method.as_bytes()).expect("method"),
+            path,
+        )
     }
 
     #[test]
     fn literal_and_star_segments() {
         assert!(m("GET /services/data/", "GET", "/services/data/"));
-        assert!(!m("GET /services/data/", "GET", "/services/data/v66.0/query"));
-        assert!(m("GET /services/data/*/query", "GET", "/services/data/v66.0/query"));
-        assert!(!m("GET /services/data/*/query", "POST", "/services/data/v66.0/query"));
-        assert!(!m("GET /services/data/*/query", "GET", "/services/data/query"));
+        assert!(!m(
+            "GET /services/data/",
+            "GET",
+            "/services/data/v66.0/query"
+        ));
+        assert!(m(
+            "GET /services/data/*/query",
+            "GET",
+            "/services/data/v66.0/query"
+        ));
+        assert!(!m(
+            "GET /services/data/*/query",
+            "POST",
+            "/services/data/v66.0/query"
+        ));
+        assert!(!m(
+            "GET /services/data/*/query",
+            "GET",
+            "/services/data/query"
+        ));
         assert!(m("* /a/*", "DELETE", "/a/b"));
     }
 
     #[test]
     fn globs_inside_segments() {
-        assert!(m("GET /api/data/v9.2/contacts(*)", "GET", "/api/data/v9.2/contacts(6f0c)"));
-        assert!(!m("GET /api/data/v9.2/contacts(*)", "GET", "/api/data/v9.2/contacts()"));
-        assert!(!m("GET /api/data/v9.2/contacts(*)", "GET", "/api/data/v9.2/contacts"));
-        assert!(m("GET /services/data/v*/limits", "GET", "/services/data/v66.0/limits"));
-        assert!(!m("GET /services/data/v*/limits", "GET", "/services/data/x66.0/limits"));
+        assert!(m(
+            "GET /api/data/v9.2/contacts(*)",
+            "GET",
+            "/api/data/v9.2/contacts(6f0c)"
+        ));
+        assert!(!m(
+            "GET /api/data/v9.2/contacts(*)",
+            "GET",
+            "/api/data/v9.2/contacts()"
+        ));
+        assert!(!m(
+            "GET /api/data/v9.2/contacts(*)",
+            "GET",
+            "/api/data/v9.2/contacts"
+        ));
+        assert!(m(
+            "GET /services/data/v*/limits",
+            "GET",
+            "/services/data/v66.0/limits"
+        ));
+        assert!(!m(
+            "GET /services/data/v*/limits",
+            "GET",
+            "/services/data/x66.0/limits"
+        ));
     }
 
     #[test]

@@ -23,7 +23,11 @@ use hyper::body::Incoming;
 use crate::body::{self, ProxyBody};
 use crate::caller::Caller;
 use crate::error::ProxyError;
+use crate::json::{self, JsonLimits};
 use crate::metrics::{RequestLabels, UpstreamLabels};
+use crate::policy::{
+    self, Direction, OpKind, Operation, Outcome, PolicySet, Refusal, RouteMatch, Writes,
+};
 use crate::route;
 use crate::state::{State, UpstreamEntry};
 use crate::tls::PeerIdentity;
@@ -39,11 +43,16 @@ pub struct ConnInfo {
     pub identity: Option<PeerIdentity>,
 }
 
+/// The response header naming the policy version that decided the exchange.
+pub const POLICY_HEADER: &str = "zweck-policy";
+
 /// How a route is governed.
 #[derive(Debug, Clone)]
 pub enum Governance {
     /// Listed as carrying no personal data: streamed through untouched (links aside).
     Ungoverned { template: String },
+    /// An inventory operation: every body is parsed and filtered for the purpose.
+    Governed { op: Operation },
 }
 
 /// Per-request context, filled in as the phases run.
@@ -54,12 +63,15 @@ pub struct Ctx {
     pub caller: Option<Caller>,
     pub upstream: Option<Arc<UpstreamEntry>>,
     pub governance: Option<Governance>,
+    /// The policy snapshot this request uses from start to end.
+    pub policy: Option<Arc<PolicySet>>,
 }
 
 impl Ctx {
     fn template(&self) -> &str {
         match &self.governance {
             Some(Governance::Ungoverned { template }) => template,
+            Some(Governance::Governed { op }) => op.template(),
             None => "-",
         }
     }
@@ -70,6 +82,7 @@ struct Routed {
     upstream: Arc<UpstreamEntry>,
     canonical_path: String,
     governance: Governance,
+    policy: Arc<PolicySet>,
 }
 
 /// Entry point for every request on the listener.
@@ -84,6 +97,7 @@ pub async fn handle(
         caller: None,
         upstream: None,
         governance: None,
+        policy: None,
     };
     let method = req.method().clone();
     let mut resp = match pipeline(&state, &conn, &mut ctx, req).await {
@@ -104,6 +118,11 @@ pub async fn handle(
     if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
         resp.headers_mut().insert(REQUEST_ID_HEADER, v);
     }
+    if let Some(set) = &ctx.policy {
+        if let Ok(v) = HeaderValue::from_str(set.version()) {
+            resp.headers_mut().insert(POLICY_HEADER, v);
+        }
+    }
     state
         .metrics
         .requests
@@ -113,7 +132,11 @@ pub async fn handle(
                 .as_ref()
                 .map(|u| u.upstream.name().to_string())
                 .unwrap_or_else(|| "-".into()),
-            app: ctx.caller.as_ref().map(|c| c.app.to_string()).unwrap_or_else(|| "-".into()),
+            app: ctx
+                .caller
+                .as_ref()
+                .map(|c| c.app.to_string())
+                .unwrap_or_else(|| "-".into()),
             purpose: ctx
                 .caller
                 .as_ref()
@@ -132,14 +155,16 @@ async fn pipeline(
     ctx: &mut Ctx,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    ctx.caller = Some(identify(state, conn, req.headers())?);
+    let caller = identify(state, conn, req.headers())?;
+    ctx.caller = Some(caller.clone());
     let routed = route(state, &req)?;
     ctx.upstream = Some(routed.upstream.clone());
     ctx.governance = Some(routed.governance.clone());
-    let upstream_req = filter_request(state, &routed, req).await?;
+    ctx.policy = Some(routed.policy.clone());
+    let upstream_req = filter_request(state, ctx, &caller, &routed, req).await?;
     precheck(ctx)?;
     let resp = forward(state, &routed, upstream_req).await?;
-    let resp = filter_response(state, &routed, resp).await?;
+    let resp = filter_response(state, ctx, &caller, &routed, resp).await?;
     charge(ctx);
     append(ctx).await?;
     Ok(respond(resp))
@@ -165,6 +190,7 @@ fn route(state: &State, req: &Request<Incoming>) -> Result<Routed, ProxyError> {
     )
     .ok_or(ProxyError::NoRoute)?
     .clone();
+    let policy = state.policies.current();
     let ungoverned = upstream
         .upstream
         .config
@@ -175,13 +201,24 @@ fn route(state: &State, req: &Request<Incoming>) -> Result<Routed, ProxyError> {
         Some(p) => Governance::Ungoverned {
             template: p.template().to_string(),
         },
-        // Governed routes arrive with the policy engine; until then nothing else passes.
-        None => return Err(ProxyError::UnknownResource),
+        None => match policy.classify(
+            upstream.upstream.config.dialect,
+            req.method(),
+            &canonical_path,
+        ) {
+            RouteMatch::Ungoverned { template } => Governance::Ungoverned {
+                template: template.to_string(),
+            },
+            RouteMatch::Operation(op) => Governance::Governed { op: op.clone() },
+            // New endpoints stay closed until an inventory classifies them.
+            RouteMatch::Unknown => return Err(ProxyError::UnknownResource),
+        },
     };
     Ok(Routed {
         upstream,
         canonical_path,
         governance,
+        policy,
     })
 }
 
@@ -191,10 +228,21 @@ fn route(state: &State, req: &Request<Incoming>) -> Result<Routed, ProxyError> {
 /// body streams through under the hard size cap.
 async fn filter_request(
     state: &State,
+    ctx: &Ctx,
+    caller: &Caller,
     routed: &Routed,
     req: Request<Incoming>,
 ) -> Result<Request<ProxyBody>, ProxyError> {
     let (parts, incoming) = req.into_parts();
+    if let Governance::Governed { op } = &routed.governance {
+        refuse_on_governed(&parts.headers)?;
+        let purpose = purpose_of(&routed.policy, caller)?;
+        if matches!(op.op(), OpKind::Write | OpKind::Delete) && purpose.writes == Writes::Deny {
+            return Err(ProxyError::WriteDenied {
+                purpose: purpose.name.clone(),
+            });
+        }
+    }
     let limit = state.config.limits.max_body_bytes;
     if let Some(len) = content_length(&parts.headers) {
         if len > limit {
@@ -212,6 +260,16 @@ async fn filter_request(
     }
     let body = if http_body::Body::is_end_stream(&incoming) {
         body::empty()
+    } else if let Governance::Governed { op } = &routed.governance {
+        let method = parts.method.as_str();
+        if matches!(method, "GET" | "HEAD" | "DELETE") {
+            return Err(ProxyError::BodyNotAllowed {
+                method: method.to_string(),
+            });
+        }
+        body::full(
+            governed_request_body(state, ctx, caller, routed, op, &mut headers, incoming).await?,
+        )
     } else {
         body::stream(http_body_util::Limited::new(incoming, limit as usize))
     };
@@ -220,6 +278,156 @@ async fn filter_request(
     *out.uri_mut() = uri;
     *out.headers_mut() = headers;
     Ok(out)
+}
+
+/// Headers that would let a governed body slip past inspection.
+fn refuse_on_governed(headers: &HeaderMap) -> Result<(), ProxyError> {
+    if headers.contains_key(header::RANGE) {
+        return Err(ProxyError::Unsupported {
+            what: "Range on a governed route",
+        });
+    }
+    if headers.contains_key(header::UPGRADE) {
+        return Err(ProxyError::Unsupported {
+            what: "Upgrade on a governed route",
+        });
+    }
+    Ok(())
+}
+
+fn purpose_of<'a>(set: &'a PolicySet, caller: &Caller) -> Result<&'a policy::Purpose, ProxyError> {
+    set.purpose(&caller.purpose)
+        .ok_or_else(|| ProxyError::PurposeUnknown {
+            purpose: caller.purpose.to_string(),
+        })
+}
+
+fn json_limits(state: &State) -> JsonLimits {
+    JsonLimits {
+        max_depth: state.config.limits.json_depth,
+        max_bytes: state.config.limits.buffer_bytes as usize,
+    }
+}
+
+/// Reads, parses and filters a governed request body (writes: keep, drop, block only).
+async fn governed_request_body(
+    state: &State,
+    ctx: &Ctx,
+    caller: &Caller,
+    routed: &Routed,
+    op: &Operation,
+    headers: &mut HeaderMap,
+    incoming: Incoming,
+) -> Result<Bytes, ProxyError> {
+    let ctype = header_str(headers, header::CONTENT_TYPE);
+    if !ctype.as_deref().is_some_and(json::is_json_media_type) {
+        return Err(ProxyError::UnsupportedMediaType {
+            expected: "application/json",
+            got: ctype.unwrap_or_else(|| "none".into()),
+        });
+    }
+    if has_content_coding(headers) {
+        return Err(ProxyError::UnsupportedMediaType {
+            expected: "an unencoded body",
+            got: "a Content-Encoding".into(),
+        });
+    }
+    let limit = state.config.limits.buffer_bytes;
+    let bytes = body::collect_limited(incoming, limit as usize)
+        .await
+        .map_err(|e| match e {
+            body::CollectError::TooLarge { .. } => ProxyError::BodyTooLarge { limit },
+            body::CollectError::Stream(_) => ProxyError::RequestNotInspectable {
+                reason: "truncated",
+            },
+        })?;
+    let mut doc = json::parse(&bytes, &json_limits(state))
+        .map_err(|e| ProxyError::RequestNotInspectable { reason: e.reason() })?;
+    let purpose = purpose_of(&routed.policy, caller)?;
+    let outcome = policy::apply(
+        &routed.policy,
+        purpose,
+        op,
+        Direction::Request,
+        &mut doc,
+        state.pseudonym_key.as_ref(),
+    )
+    .map_err(|r| refusal(ctx, r))?;
+    log_outcome(ctx, "to_processor", &outcome);
+    headers.remove(header::CONTENT_LENGTH);
+    Ok(if outcome.changed && !outcome.shadow {
+        json::to_bytes(&doc)
+    } else {
+        bytes
+    })
+}
+
+/// Maps an engine refusal to the response error (never with values).
+fn refusal(ctx: &Ctx, r: Refusal) -> ProxyError {
+    tracing::info!(
+        request_id = %ctx.request_id,
+        route = ctx.template(),
+        refusal = %r,
+        "policy refused the exchange"
+    );
+    match r {
+        Refusal::Blocked { category, .. } => ProxyError::Blocked { category },
+        Refusal::WriteDenied => ProxyError::WriteDenied {
+            purpose: ctx
+                .caller
+                .as_ref()
+                .map(|c| c.purpose.to_string())
+                .unwrap_or_default(),
+        },
+        Refusal::WriteActionNotAllowed { field_paths } => ProxyError::WriteActionNotAllowed {
+            fields: field_paths,
+        },
+        Refusal::RecordWithheld { .. } => ProxyError::RecordWithheld,
+        Refusal::PseudonymKeyMissing | Refusal::NoInventory(_) => {
+            tracing::error!(request_id = %ctx.request_id, "policy fault");
+            ProxyError::PolicyFault
+        }
+    }
+}
+
+/// One decision event per filtered body: rule ids and counts, never values.
+fn log_outcome(ctx: &Ctx, direction: &'static str, o: &Outcome) {
+    let app = ctx.caller.as_ref().map(|c| &*c.app).unwrap_or("-");
+    let purpose = ctx.caller.as_ref().map(|c| &*c.purpose).unwrap_or("-");
+    if o.shadow {
+        tracing::info!(
+            request_id = %ctx.request_id, app, purpose, route = ctx.template(), direction,
+            records = o.records, would_change = o.changed, rules = ?o.rules, actions = ?o.actions,
+            would_refuse = o.shadow_refusal.as_ref().map(|r| r.to_string()),
+            "shadow: policy not enforced"
+        );
+    } else {
+        tracing::info!(
+            request_id = %ctx.request_id, app, purpose, route = ctx.template(), direction,
+            records = o.records, changed = o.changed, rules = ?o.rules, actions = ?o.actions,
+            "policy applied"
+        );
+    }
+}
+
+fn header_str(headers: &HeaderMap, name: HeaderName) -> Option<String> {
+    let mut all = headers.get_all(&name).iter();
+    let first = all.next()?;
+    if all.next().is_some() {
+        return Some("several values".into());
+    }
+    first.to_str().ok().map(str::to_string)
+}
+
+fn has_content_coding(headers: &HeaderMap) -> bool {
+    headers.get_all(header::CONTENT_ENCODING).iter().any(|v| {
+        v.to_str()
+            .map(|s| {
+                s.split(',')
+                    .any(|c| !c.trim().is_empty() && !c.trim().eq_ignore_ascii_case("identity"))
+            })
+            .unwrap_or(true)
+    })
 }
 
 /// Phase 4. Export budget pre-check (export budgets arrive in their own issue).
@@ -253,6 +461,8 @@ async fn forward(
 /// their links rewritten; everything else on them streams through untouched.
 async fn filter_response(
     state: &State,
+    ctx: &Ctx,
+    caller: &Caller,
     routed: &Routed,
     resp: Response<Incoming>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
@@ -261,6 +471,25 @@ async fn filter_response(
     strip_response_headers(&mut parts.headers);
     let links = &routed.upstream.links;
     links.rewrite_headers(&mut parts.headers);
+    if let Governance::Governed { op } = &routed.governance {
+        let body = if http_body::Body::is_end_stream(&incoming) {
+            body::empty()
+        } else {
+            body::full(
+                governed_response_body(
+                    state,
+                    ctx,
+                    caller,
+                    routed,
+                    op,
+                    &mut parts.headers,
+                    incoming,
+                )
+                .await?,
+            )
+        };
+        return Ok(Response::from_parts(parts, body));
+    }
     let small = declared_len.is_some_and(|n| n <= state.config.limits.buffer_bytes);
     let identity = !parts.headers.contains_key(header::CONTENT_ENCODING);
     let body = if small && identity && is_json(&parts.headers) {
@@ -277,17 +506,58 @@ async fn filter_response(
     Ok(Response::from_parts(parts, body))
 }
 
+/// Reads, parses and filters a governed response body; nothing goes on unread.
+async fn governed_response_body(
+    state: &State,
+    ctx: &Ctx,
+    caller: &Caller,
+    routed: &Routed,
+    op: &Operation,
+    headers: &mut HeaderMap,
+    incoming: Incoming,
+) -> Result<Bytes, ProxyError> {
+    let not = |reason| ProxyError::ResponseNotInspectable { reason };
+    if has_content_coding(headers) {
+        return Err(not("content-encoding"));
+    }
+    if !header_str(headers, header::CONTENT_TYPE)
+        .as_deref()
+        .is_some_and(json::is_json_media_type)
+    {
+        return Err(not("media-type"));
+    }
+    let limit = state.config.limits.buffer_bytes as usize;
+    let bytes = body::collect_limited(incoming, limit)
+        .await
+        .map_err(|e| match e {
+            body::CollectError::TooLarge { .. } => not("too-large"),
+            body::CollectError::Stream(_) => not("truncated"),
+        })?;
+    let mut doc = json::parse(&bytes, &json_limits(state)).map_err(|e| not(e.reason()))?;
+    let purpose = purpose_of(&routed.policy, caller)?;
+    let outcome = policy::apply(
+        &routed.policy,
+        purpose,
+        op,
+        Direction::Response,
+        &mut doc,
+        state.pseudonym_key.as_ref(),
+    )
+    .map_err(|r| refusal(ctx, r))?;
+    log_outcome(ctx, "from_processor", &outcome);
+    routed.upstream.links.rewrite_json(&mut doc);
+    Ok(json::to_bytes(&doc))
+}
+
 fn rewrite_json_links(state: &State, links: &crate::links::LinkRewriter, bytes: Bytes) -> Bytes {
-    // TODO(json model): switch to crate::json::parse once it lands.
-    let _ = state;
-    let Ok(mut doc) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+    let Ok(mut doc) = json::parse(&bytes, &json_limits(state)) else {
         // unparsable: an ungoverned body goes on as it came
         return bytes;
     };
     if links.rewrite_json(&mut doc) == 0 {
         return bytes;
     }
-    serde_json::to_vec(&doc).map(Bytes::from).unwrap_or(bytes)
+    json::to_bytes(&doc)
 }
 
 /// Phase 7. Charges delivered records to the export budget (arrives with budgets).
@@ -377,10 +647,7 @@ fn is_json(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| {
-            let mt = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-            mt == "application/json" || mt.ends_with("+json")
-        })
+        .is_some_and(json::is_json_media_type)
 }
 
 #[cfg(test)]

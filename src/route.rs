@@ -86,7 +86,9 @@ pub fn refuse_method_override(
 ) -> Result<(), ProxyError> {
     for h in OVERRIDE_HEADERS {
         if headers.contains_key(h) {
-            return Err(ProxyError::MethodOverride { what: "a method-override header" });
+            return Err(ProxyError::MethodOverride {
+                what: "a method-override header",
+            });
         }
     }
     if let Some(q) = uri.query() {
@@ -97,7 +99,9 @@ pub fn refuse_method_override(
                 .iter()
                 .any(|p| decoded.eq_ignore_ascii_case(p))
             {
-                return Err(ProxyError::MethodOverride { what: "a _HttpMethod parameter" });
+                return Err(ProxyError::MethodOverride {
+                    what: "a _HttpMethod parameter",
+                });
             }
         }
     }
@@ -109,14 +113,11 @@ pub fn refuse_method_override(
 
 /// The host the request was sent to (`:authority` or `Host`), lower-case, without port.
 pub fn request_host(uri: &Uri, headers: &HeaderMap) -> Option<String> {
-    let raw = uri
-        .authority()
-        .map(|a| a.host().to_string())
-        .or_else(|| {
-            let h = headers.get(http::header::HOST)?.to_str().ok()?;
-            let auth: http::uri::Authority = h.parse().ok()?;
-            Some(auth.host().to_string())
-        })?;
+    let raw = uri.authority().map(|a| a.host().to_string()).or_else(|| {
+        let h = headers.get(http::header::HOST)?.to_str().ok()?;
+        let auth: http::uri::Authority = h.parse().ok()?;
+        Some(auth.host().to_string())
+    })?;
     Some(raw.trim_end_matches('.').to_ascii_lowercase())
 }
 
@@ -138,8 +139,8 @@ impl RouteRule {
             score += 1_000_000;
         }
         if let Some(p) = &self.path_prefix {
-            let matches = path.starts_with(p.as_str())
-                || (p.ends_with('/') && path == &p[..p.len() - 1]);
+            let matches =
+                path.starts_with(p.as_str()) || (p.ends_with('/') && path == &p[..p.len() - 1]);
             if !matches {
                 return None;
             }
@@ -177,7 +178,10 @@ mod tests {
             canonical_path("/services/data/v66.0/query").as_deref(),
             Ok("/services/data/v66.0/query")
         );
-        assert_eq!(canonical_path("/services/dat%61/").as_deref(), Ok("/services/data/"));
+        assert_eq!(
+            canonical_path("/services/dat%61/").as_deref(),
+            Ok("/services/data/")
+        );
         assert_eq!(
             canonical_path("/api/data/v9.2/contacts(emailaddress1='a%40b')").as_deref(),
             Ok("/api/data/v9.2/contacts(emailaddress1='a%40b')")

@@ -12,9 +12,14 @@ use tokio::task::JoinHandle;
 use crate::certs::DevPaths;
 use crate::config::{Config, ConfigError};
 use crate::crm_double::{CrmDouble, CrmDoubleConfig, OAuthClient};
+use crate::policy::{Action, PseudonymKey};
+use crate::reload::{Policies, PolicyLoadError};
 use crate::server::{self, Drained};
 use crate::state::State;
 use crate::{dev, tls, upstream};
+
+/// The environment variable naming the pseudonymisation master key file.
+pub const PSEUDONYM_KEY_ENV: &str = "ZWECK_PSEUDONYM_KEY_FILE";
 
 /// Why Zweck could not start.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +37,14 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Policy(#[from] PolicyLoadError),
+    #[error("app {app} is granted purpose {purpose:?}, which the policies do not define")]
+    UndefinedPurpose { app: String, purpose: String },
+    #[error("purpose {purpose} pseudonymises, but no pseudonym key is configured: set {PSEUDONYM_KEY_ENV} to a file holding 64 hex characters (`zweck certs generate` makes one)")]
+    PseudonymKeyMissing { purpose: String },
+    #[error("pseudonym key: {0}")]
+    PseudonymKey(#[from] crate::certs::CertsError),
     #[error("cannot read {}: {source}", path.display())]
     Secret {
         path: std::path::PathBuf,
@@ -75,7 +88,33 @@ pub async fn start(mut config: Config) -> Result<Running, StartError> {
     dev::check_files(&config)?;
     config.resolve_api_keys()?;
     let server_tls = tls::server_config(&config.tls)?;
+    let policies = Arc::new(Policies::load(&config.policies)?);
+    let set = policies.current();
+    for app in &config.apps {
+        for purpose in &app.purposes {
+            if set.purpose(purpose).is_none() {
+                return Err(StartError::UndefinedPurpose {
+                    app: app.name.clone(),
+                    purpose: purpose.clone(),
+                });
+            }
+        }
+    }
+    let pseudonym_key = pseudonym_key(&config)?;
+    if pseudonym_key.is_none() {
+        if let Some(p) = set
+            .purposes()
+            .iter()
+            .find(|p| p.rules.iter().any(|r| r.action == Action::Pseudonymise))
+        {
+            return Err(StartError::PseudonymKeyMissing {
+                purpose: p.name.clone(),
+            });
+        }
+    }
+    tracing::info!(version = %set.version(), "policies loaded");
     let (stop, stop_rx) = watch::channel(false);
+    policies.clone().spawn_watchers(stop_rx.clone());
     let mut others = Vec::new();
 
     let mut crm_double = None;
@@ -119,7 +158,7 @@ pub async fn start(mut config: Config) -> Result<Running, StartError> {
         tracing::info!(addr = ?crm_double_addr, "CRM double listening");
     }
 
-    let state = Arc::new(State::new(config.clone())?);
+    let state = Arc::new(State::new(config.clone(), policies, pseudonym_key)?);
     let mut admin_addr = None;
     if let Some(addr) = config.admin {
         let listener = bind(addr).await?;
@@ -133,12 +172,10 @@ pub async fn start(mut config: Config) -> Result<Running, StartError> {
     }
 
     let listener = bind(config.listen).await?;
-    let proxy_addr = listener
-        .local_addr()
-        .map_err(|source| StartError::Bind {
-            addr: config.listen,
-            source,
-        })?;
+    let proxy_addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: config.listen,
+        source,
+    })?;
     let proxy = tokio::spawn(server::run(
         listener,
         server_tls,
@@ -156,6 +193,25 @@ pub async fn start(mut config: Config) -> Result<Running, StartError> {
         proxy,
         others,
     })
+}
+
+/// The pseudonym master key: `ZWECK_PSEUDONYM_KEY_FILE`, else `pseudonym_key_file` of the
+/// config, else in dev mode the generated one.
+fn pseudonym_key(config: &Config) -> Result<Option<PseudonymKey>, StartError> {
+    let path = match std::env::var_os(PSEUDONYM_KEY_ENV) {
+        Some(p) => Some(std::path::PathBuf::from(p)),
+        None => match &config.pseudonym_key_file {
+            Some(p) => Some(p.clone()),
+            None if config.dev => Some(DevPaths::new(&config.certs_dir).pseudonym_key()),
+            None => None,
+        },
+    };
+    match path {
+        Some(p) => Ok(Some(PseudonymKey::new(&crate::certs::read_pseudonym_key(
+            &p,
+        )?))),
+        None => Ok(None),
+    }
 }
 
 impl Running {

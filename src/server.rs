@@ -73,21 +73,20 @@ pub async fn run(
         let limits = limits.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let tls = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp))
-                .await
-            {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
-                    state.metrics.tls_handshake_failures.inc();
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    state.metrics.tls_handshake_failures.inc();
-                    tracing::debug!(%peer, "TLS handshake timed out");
-                    return;
-                }
-            };
+            let tls =
+                match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(e)) => {
+                        state.metrics.tls_handshake_failures.inc();
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        state.metrics.tls_handshake_failures.inc();
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                };
             let identity = tls
                 .get_ref()
                 .1
@@ -97,9 +96,7 @@ pub async fn run(
             let conn = Arc::new(ConnInfo { peer, identity });
             state.metrics.open_connections.inc();
             let svc_state = state.clone();
-            let svc = service_fn(move |req| {
-                proxy::handle(svc_state.clone(), conn.clone(), req)
-            });
+            let svc = service_fn(move |req| proxy::handle(svc_state.clone(), conn.clone(), req));
             let mut builder = auto::Builder::new(TokioExecutor::new());
             builder
                 .http1()

@@ -7,6 +7,8 @@ use crate::caller::Identities;
 use crate::config::Config;
 use crate::links::LinkRewriter;
 use crate::metrics::Metrics;
+use crate::policy::PseudonymKey;
+use crate::reload::Policies;
 use crate::upstream::{Upstream, UpstreamSetupError};
 
 /// An upstream with what the pipeline derives from it once.
@@ -22,13 +24,21 @@ pub struct State {
     pub identities: Identities,
     pub upstreams: Vec<Arc<UpstreamEntry>>,
     pub metrics: Metrics,
+    /// The policy set in force; each request takes one snapshot.
+    pub policies: Arc<Policies>,
+    /// The pseudonymisation master key, when a purpose needs one.
+    pub pseudonym_key: Option<PseudonymKey>,
     request_ids: RequestIds,
     ready: AtomicBool,
 }
 
 impl State {
     /// Builds clients and reads credentials; fails when a secret is missing.
-    pub fn new(config: Config) -> Result<State, UpstreamSetupError> {
+    pub fn new(
+        config: Config,
+        policies: Arc<Policies>,
+        pseudonym_key: Option<PseudonymKey>,
+    ) -> Result<State, UpstreamSetupError> {
         let mut upstreams = Vec::new();
         for u in &config.upstreams {
             let upstream = Upstream::new(u.clone())?;
@@ -40,6 +50,8 @@ impl State {
             config: Arc::new(config),
             upstreams,
             metrics: Metrics::new(),
+            policies,
+            pseudonym_key,
             request_ids: RequestIds::new(),
             ready: AtomicBool::new(false),
         })

@@ -143,20 +143,23 @@ impl Upstream {
     /// Sets up the client and reads the credential; fails when a secret is missing.
     pub fn new(config: UpstreamConfig) -> Result<Upstream, UpstreamSetupError> {
         let name = config.name.clone();
-        let client = build_client(config.ca.as_deref(), config.connect_timeout).map_err(
-            |source| UpstreamSetupError::Tls {
-                upstream: name.clone(),
-                source,
-            },
-        )?;
+        let client =
+            build_client(config.ca.as_deref(), config.connect_timeout).map_err(|source| {
+                UpstreamSetupError::Tls {
+                    upstream: name.clone(),
+                    source,
+                }
+            })?;
         let credential = match &config.auth {
             None => Credential::None,
-            Some(UpstreamAuth::BearerFile(p)) => {
-                Credential::Static(bearer(&name, &read_secret(&name, &SecretSource::File(p.clone()))?)?)
-            }
-            Some(UpstreamAuth::BearerEnv(e)) => {
-                Credential::Static(bearer(&name, &read_secret(&name, &SecretSource::Env(e.clone()))?)?)
-            }
+            Some(UpstreamAuth::BearerFile(p)) => Credential::Static(bearer(
+                &name,
+                &read_secret(&name, &SecretSource::File(p.clone()))?,
+            )?),
+            Some(UpstreamAuth::BearerEnv(e)) => Credential::Static(bearer(
+                &name,
+                &read_secret(&name, &SecretSource::Env(e.clone()))?,
+            )?),
             Some(UpstreamAuth::OAuth2ClientCredentials {
                 token_url,
                 client_id,
@@ -199,7 +202,9 @@ impl Upstream {
         };
         format!("{}{}", self.origin, pq)
             .parse()
-            .map_err(|_| ProxyError::BadPath { reason: "unparsable request target" })
+            .map_err(|_| ProxyError::BadPath {
+                reason: "unparsable request target",
+            })
     }
 
     /// The `Authorization` value Zweck sends to this upstream, if it has a credential.

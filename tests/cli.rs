@@ -1,6 +1,5 @@
 //! The `zweck` binary as users run it: first start in dev mode, SIGTERM, refusals at start-up.
 
-
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -25,7 +24,11 @@ fn dev_config(dir: &std::path::Path, dev: bool) -> std::path::PathBuf {
         .replace("127.0.0.1:8443", &format!("127.0.0.1:{p}"))
         .replace("127.0.0.1:9901", &format!("127.0.0.1:{a}"))
         .replace("127.0.0.1:9443", &format!("127.0.0.1:{d}"))
-        .replace("dev: true", if dev { "dev: true" } else { "dev: false" });
+        .replace("dev: true", if dev { "dev: true" } else { "dev: false" })
+        .replace(
+            "policies: policies/",
+            concat!("policies: ", env!("CARGO_MANIFEST_DIR"), "/policies"),
+        );
     let path = dir.join("zweck.yaml");
     std::fs::write(&path, text).expect("write config");
     path
@@ -45,25 +48,44 @@ fn serve_makes_dev_certificates_on_first_start_and_exits_0_on_sigterm() {
         .spawn()
         .expect("spawn zweck");
     let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let mut listening = false;
-    for line in lines.by_ref() {
-        let line = line.expect("line");
-        if line.contains("Zweck listening") {
-            listening = true;
-            break;
+    // read the log on a thread, so a silent child cannot hang the test
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("Zweck listening") {
+                let _ = tx.send(());
+            }
         }
+    });
+    if rx.recv_timeout(Duration::from_secs(120)).is_err() {
+        let _ = child.kill();
+        panic!("zweck did not start");
     }
-    assert!(listening, "zweck did not start");
-    for f in ["ca.pem", "proxy.pem", "proxy.key", "clients/newsletter-tool.pem", "api-keys/bi-export.key", "audit.key", "pseudonym.key"] {
-        assert!(dir.path().join("certs").join(f).exists(), "{f} was not generated");
+    for f in [
+        "ca.pem",
+        "proxy.pem",
+        "proxy.key",
+        "clients/newsletter-tool.pem",
+        "api-keys/bi-export.key",
+        "audit.key",
+        "pseudonym.key",
+    ] {
+        assert!(
+            dir.path().join("certs").join(f).exists(),
+            "{f} was not generated"
+        );
     }
     let mode = std::os::unix::fs::PermissionsExt::mode(
-        &std::fs::metadata(dir.path().join("certs/proxy.key")).expect("meta").permissions(),
+        &std::fs::metadata(dir.path().join("certs/proxy.key"))
+            .expect("meta")
+            .permissions(),
     );
     assert_eq!(mode & 0o777, 0o600);
     let pid = child.id() as i32;
-    let status = Command::new("kill").args(["-TERM", &pid.to_string()]).status().expect("kill");
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill");
     assert!(status.success());
     // wait (bounded) for a clean exit
     let mut code = None;
@@ -92,16 +114,30 @@ fn without_dev_mode_a_missing_certificate_is_named_and_nothing_starts() {
         .expect("run");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("proxy.pem") && err.contains("missing"), "{err}");
-    assert!(!dir.path().join("certs/ca.pem").exists(), "nothing was generated");
+    assert!(
+        err.contains("proxy.pem") && err.contains("missing"),
+        "{err}"
+    );
+    assert!(
+        !dir.path().join("certs/ca.pem").exists(),
+        "nothing was generated"
+    );
 }
 
 #[test]
 fn config_errors_name_file_line_and_column() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("bad.yaml");
-    std::fs::write(&path, "listen: 127.0.0.1:1\ntls: { cert: a, key: b }\nlisten_port: 3\n").expect("write");
-    let out = zweck().args(["config", "check", "--config"]).arg(&path).output().expect("run");
+    std::fs::write(
+        &path,
+        "listen: 127.0.0.1:1\ntls: { cert: a, key: b }\nlisten_port: 3\n",
+    )
+    .expect("write");
+    let out = zweck()
+        .args(["config", "check", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("{}:3:", path.display())), "{err}");
@@ -111,8 +147,17 @@ fn config_errors_name_file_line_and_column() {
 #[test]
 fn the_shipped_config_is_valid() {
     let out = zweck()
-        .args(["config", "check", "--config", concat!(env!("CARGO_MANIFEST_DIR"), "/zweck.yaml")])
+        .args([
+            "config",
+            "check",
+            "--config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/zweck.yaml"),
+        ])
         .output()
         .expect("run");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -4,6 +4,12 @@
 //! untouched (ungoverned routes) or a rewritten, fully inspected one (governed routes) through
 //! the same type. Collecting is always bounded: there is no unbounded `collect()` anywhere.
 
+pub mod csv;
+pub mod encoding;
+pub mod headers;
+pub mod media;
+pub mod multipart;
+
 use bytes::{Bytes, BytesMut};
 use http_body::Body;
 use http_body_util::combinators::UnsyncBoxBody;
@@ -17,7 +23,9 @@ pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
 
 /// A body of known bytes.
 pub fn full(bytes: impl Into<Bytes>) -> ProxyBody {
-    Full::new(bytes.into()).map_err(|e| match e {}).boxed_unsync()
+    Full::new(bytes.into())
+        .map_err(|e| match e {})
+        .boxed_unsync()
 }
 
 /// An empty body.
@@ -72,7 +80,9 @@ mod tests {
 
     #[tokio::test]
     async fn collect_stops_at_the_limit() {
-        let ok = collect_limited(full(vec![b'a'; 10]), 10).await.expect("fits");
+        let ok = collect_limited(full(vec![b'a'; 10]), 10)
+            .await
+            .expect("fits");
         assert_eq!(ok.len(), 10);
         let err = collect_limited(full(vec![b'a'; 11]), 10).await;
         assert!(matches!(err, Err(CollectError::TooLarge { limit: 10 })));

@@ -209,7 +209,7 @@ impl RouteClass {
 }
 
 /// A governed route of an inventory resource.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Operation {
     pub(crate) dialect: Dialect,
     pub(crate) resource: String,

@@ -92,6 +92,7 @@ pub struct Options {
     pub shutdown_grace: &'static str,
     pub header_read_timeout: &'static str,
     pub handshake_timeout: &'static str,
+    pub policies: PathBuf,
 }
 
 impl Options {
@@ -104,6 +105,7 @@ impl Options {
             shutdown_grace: "30s",
             header_read_timeout: "10s",
             handshake_timeout: "10s",
+            policies: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/policies")),
         }
     }
 }
@@ -126,6 +128,8 @@ dev: false
 tls: {{ cert: {d}/proxy.pem, key: {d}/proxy.key, client_ca: {d}/ca.pem }}
 admin: 127.0.0.1:0
 certs_dir: {d}
+policies: {policies}
+pseudonym_key_file: {d}/pseudonym.key
 limits: {{ shutdown_grace: {grace}, header_read_timeout: {hrt}, handshake_timeout: {hst}, max_body_bytes: 1MiB }}
 apps:
   {CERT_APP}:
@@ -170,7 +174,7 @@ upstreams:
     transfer_mechanism: {{ type: none }}
     ca: {d}/ca.pem
     response_timeout: {rt}
-    ungoverned: ["GET /api/data/v9.2/", "GET /api/data/v9.2/accounts", "POST /api/data/v9.2/accounts"]
+    ungoverned: ["GET /api/data/v9.2/"]
   hooks:
     url: https://127.0.0.1:{port}
     dialect: generic
@@ -181,7 +185,7 @@ upstreams:
     transfer_mechanism: {{ type: none }}
     ca: {d}/ca.pem
     response_timeout: {rt}
-    ungoverned: ["GET /__double/**"]
+    ungoverned: ["GET /__double/**", "POST /__double/echo-headers"]
 {extra}
 "#,
         grace = o.shutdown_grace,
@@ -189,6 +193,7 @@ upstreams:
         hst = o.handshake_timeout,
         rt = o.response_timeout,
         extra = o.extra_upstreams,
+        policies = o.policies.display(),
     )
 }
 
@@ -228,7 +233,11 @@ impl Harness {
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("https://localhost:{}{}", self.zweck().proxy_addr.port(), path)
+        format!(
+            "https://localhost:{}{}",
+            self.zweck().proxy_addr.port(),
+            path
+        )
     }
 
     pub fn api_key(&self) -> String {
@@ -238,7 +247,11 @@ impl Harness {
     /// A client presenting the client certificate of `app`.
     pub fn cert_client(&self, app: &str, version: Version) -> TestClient {
         let p = self.paths();
-        TestClient::new(&p.ca_cert(), Some((&p.client_cert(app), &p.client_key(app))), version)
+        TestClient::new(
+            &p.ca_cert(),
+            Some((&p.client_cert(app), &p.client_key(app))),
+            version,
+        )
     }
 
     /// A client without a client certificate.

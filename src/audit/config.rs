@@ -1,0 +1,359 @@
+//! The `audit:` section of `zweck.yaml`: raw (unknown keys refused) and compiled.
+//!
+//! ```yaml
+//! audit:
+//!   log: logs/transfers.jsonl
+//!   signing_key: certs/audit.key
+//!   offbox: { file: ../auditor/checkpoints }   # or { url: https://witness.example/add } or none
+//!   on_missing_mechanism: block                 # or log
+//!   checkpoint_every: 1000                      # entries
+//!   checkpoint_interval: 5m                     # optional
+//!   rotate_bytes: 256MiB                        # optional
+//!   rotate_age: 1d                              # optional
+//!   origin: zweck.example.com/transfers         # checkpoint origin and key name
+//! ```
+//!
+//! Off-box is required (a chain alone cannot reveal a cut-off tail), so leaving it out is an
+//! error and switching it off takes an explicit `offbox: none`. An off-box file inside the
+//! log's own directory is refused: whoever can cut the log could cut it too.
+
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::config::{parse_duration, parse_size};
+
+/// `audit:` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuditConfig {
+    pub log: String,
+    pub signing_key: String,
+    pub offbox: RawOffbox,
+    #[serde(default)]
+    pub on_missing_mechanism: Option<String>,
+    #[serde(default)]
+    pub checkpoint_every: Option<u64>,
+    #[serde(default)]
+    pub checkpoint_interval: Option<String>,
+    #[serde(default)]
+    pub rotate_bytes: Option<String>,
+    #[serde(default)]
+    pub rotate_age: Option<String>,
+    #[serde(default)]
+    pub origin: Option<String>,
+}
+
+/// `offbox:` as written: `{ file: path }`, `{ url: https://... }` or `none`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawOffbox {
+    File(RawOffboxFile),
+    Url(RawOffboxUrl),
+    Keyword(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOffboxFile {
+    pub file: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOffboxUrl {
+    pub url: String,
+}
+
+/// Where checkpoint copies go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Offbox {
+    /// Appended (and fsynced) to a file outside the log directory.
+    File(PathBuf),
+    /// POSTed as `text/plain` to an endpoint.
+    Url(http::Uri),
+    /// Explicitly switched off.
+    None,
+}
+
+/// What happens to a cross-border flow without a transfer mechanism.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnMissing {
+    #[default]
+    Block,
+    Log,
+}
+
+/// The compiled `audit:` section.
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    /// The active log file; rotated segments sit next to it.
+    pub log: PathBuf,
+    pub signing_key: PathBuf,
+    pub offbox: Offbox,
+    pub on_missing_mechanism: OnMissing,
+    /// A checkpoint after at least this many new entries.
+    pub checkpoint_every: u64,
+    /// A checkpoint after this long if there are new entries.
+    pub checkpoint_interval: Option<Duration>,
+    pub rotate_bytes: Option<u64>,
+    pub rotate_age: Option<Duration>,
+    /// Checkpoint origin line and signing key name.
+    pub origin: String,
+    /// How long the writer waits for more appends before a sync (0: batches form while the
+    /// previous sync runs, which costs no latency at low load). At most 2 ms.
+    pub commit_window: Duration,
+}
+
+/// Default checkpoint spacing in entries.
+pub const DEFAULT_CHECKPOINT_EVERY: u64 = 1000;
+/// Upper bound of the commit window.
+pub const MAX_COMMIT_WINDOW: Duration = Duration::from_millis(2);
+
+impl AuditConfig {
+    /// A config with defaults for everything but the paths (tests, tools).
+    pub fn new(log: impl Into<PathBuf>, signing_key: impl Into<PathBuf>, offbox: Offbox) -> Self {
+        Self {
+            log: log.into(),
+            signing_key: signing_key.into(),
+            offbox,
+            on_missing_mechanism: OnMissing::Block,
+            checkpoint_every: DEFAULT_CHECKPOINT_EVERY,
+            checkpoint_interval: None,
+            rotate_bytes: None,
+            rotate_age: None,
+            origin: default_origin(),
+            commit_window: Duration::ZERO,
+        }
+    }
+}
+
+/// `zweck/<hostname>`: distinct per instance, so logs of several instances can be merged.
+pub fn default_origin() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| valid_origin(h))
+        .unwrap_or_else(|| "localhost".to_string());
+    format!("zweck/{host}")
+}
+
+/// A signed-note key name: non-empty, no whitespace, no `+`.
+fn valid_origin(s: &str) -> bool {
+    !s.is_empty()
+        && !s
+            .chars()
+            .any(|c| c.is_whitespace() || c == '+' || c.is_control())
+}
+
+/// Validates the raw section; relative paths are resolved against `base_dir` (the config
+/// file's directory). Returns every problem, not just the first.
+pub fn compile_config(raw: &RawAuditConfig, base_dir: &Path) -> Result<AuditConfig, Vec<String>> {
+    let mut errors = Vec::new();
+    let resolve = |p: &str| -> PathBuf {
+        let p = Path::new(p);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            base_dir.join(p)
+        }
+    };
+    if raw.log.trim().is_empty() {
+        errors.push("audit.log: must name a file".to_string());
+    }
+    if raw.signing_key.trim().is_empty() {
+        errors.push("audit.signing_key: must name a file".to_string());
+    }
+    let log = resolve(&raw.log);
+    let offbox = match &raw.offbox {
+        RawOffbox::Keyword(k) if k == "none" => Offbox::None,
+        RawOffbox::Keyword(k) => {
+            errors.push(format!(
+                "audit.offbox: expected {{ file: PATH }}, {{ url: https://... }} or none, found {k:?}"
+            ));
+            Offbox::None
+        }
+        RawOffbox::File(f) => {
+            let path = resolve(&f.file);
+            let log_dir = normalise(log.parent().unwrap_or(Path::new("/")));
+            if normalise(&path).starts_with(&log_dir) {
+                errors.push(format!(
+                    "audit.offbox.file: {} is inside the log directory {}; it must be off-box",
+                    path.display(),
+                    log_dir.display()
+                ));
+            }
+            Offbox::File(path)
+        }
+        RawOffbox::Url(u) => match u.url.parse::<http::Uri>() {
+            Ok(uri) if uri.scheme_str() == Some("https") && uri.host().is_some() => {
+                Offbox::Url(uri)
+            }
+            Ok(uri)
+                if uri.scheme_str() == Some("http")
+                    && matches!(uri.host(), Some("127.0.0.1" | "localhost" | "[::1]")) =>
+            {
+                // Plain HTTP only to a local witness (a sidecar); never across a network.
+                Offbox::Url(uri)
+            }
+            _ => {
+                errors.push(format!(
+                    "audit.offbox.url: {:?} is not an https:// URL (http:// only to localhost)",
+                    u.url
+                ));
+                Offbox::None
+            }
+        },
+    };
+    let on_missing_mechanism = match raw.on_missing_mechanism.as_deref() {
+        None | Some("block") => OnMissing::Block,
+        Some("log") => OnMissing::Log,
+        Some(other) => {
+            errors.push(format!(
+                "audit.on_missing_mechanism: expected block or log, found {other:?}"
+            ));
+            OnMissing::Block
+        }
+    };
+    let checkpoint_every = raw.checkpoint_every.unwrap_or(DEFAULT_CHECKPOINT_EVERY);
+    if checkpoint_every == 0 {
+        errors.push("audit.checkpoint_every: must be at least 1".to_string());
+    }
+    let mut duration = |key: &str, v: &Option<String>| -> Option<Duration> {
+        let s = v.as_ref()?;
+        match parse_duration(s) {
+            Some(d) if !d.is_zero() => Some(d),
+            _ => {
+                errors.push(format!(
+                    "audit.{key}: {s:?} is not a positive duration (250ms, 10s, 5m, 1h, 1d)"
+                ));
+                None
+            }
+        }
+    };
+    let checkpoint_interval = duration("checkpoint_interval", &raw.checkpoint_interval);
+    let rotate_age = duration("rotate_age", &raw.rotate_age);
+    let rotate_bytes = match &raw.rotate_bytes {
+        None => None,
+        Some(s) => match parse_size(s) {
+            Some(n) if n >= 4096 => Some(n),
+            _ => {
+                errors.push(format!(
+                    "audit.rotate_bytes: {s:?} is not a size of at least 4KiB (64MiB, 1GiB)"
+                ));
+                None
+            }
+        },
+    };
+    let origin = match &raw.origin {
+        Some(o) if valid_origin(o) => o.clone(),
+        Some(o) => {
+            errors.push(format!(
+                "audit.origin: {o:?} must be non-empty without spaces or '+' (it is also the key name)"
+            ));
+            String::new()
+        }
+        None => default_origin(),
+    };
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(AuditConfig {
+        log,
+        signing_key: resolve(&raw.signing_key),
+        offbox,
+        on_missing_mechanism,
+        checkpoint_every,
+        checkpoint_interval,
+        rotate_bytes,
+        rotate_age,
+        origin,
+        commit_window: Duration::ZERO,
+    })
+}
+
+/// Lexical normalisation (`.` and `..` removed) after making the path absolute, so
+/// `logs/../logs/x` is recognised as inside `logs/`.
+fn normalise(p: &Path) -> PathBuf {
+    let abs = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir().unwrap_or_default().join(p)
+    };
+    let mut out = PathBuf::new();
+    for c in abs.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(yaml: &str) -> RawAuditConfig {
+        serde_saphyr::from_str(yaml).expect("yaml")
+    }
+
+    #[test]
+    fn compiles_the_design_example() {
+        let c = compile_config(
+            &raw("{ log: logs/transfers.jsonl, signing_key: certs/audit.key, offbox: { file: ../auditor/checkpoints }, on_missing_mechanism: block }"),
+            Path::new("/srv/zweck"),
+        )
+        .expect("valid");
+        assert_eq!(c.log, Path::new("/srv/zweck/logs/transfers.jsonl"));
+        assert_eq!(
+            c.offbox,
+            Offbox::File("/srv/zweck/../auditor/checkpoints".into())
+        );
+        assert_eq!(c.on_missing_mechanism, OnMissing::Block);
+        assert_eq!(c.checkpoint_every, DEFAULT_CHECKPOINT_EVERY);
+    }
+
+    #[test]
+    fn none_and_url_forms() {
+        let c = compile_config(
+            &raw("{ log: l.jsonl, signing_key: k, offbox: none, rotate_bytes: 64MiB, rotate_age: 1d, checkpoint_interval: 5m, origin: zweck.example/a }"),
+            Path::new("/x"),
+        )
+        .expect("valid");
+        assert_eq!(c.offbox, Offbox::None);
+        assert_eq!(c.rotate_bytes, Some(64 << 20));
+        assert_eq!(c.rotate_age, Some(Duration::from_secs(86_400)));
+        let c = compile_config(
+            &raw("{ log: l, signing_key: k, offbox: { url: 'https://witness.example/add' } }"),
+            Path::new("/x"),
+        )
+        .expect("valid");
+        assert!(matches!(c.offbox, Offbox::Url(_)));
+    }
+
+    #[test]
+    fn reports_every_error() {
+        let errs = compile_config(
+            &raw("{ log: logs/t.jsonl, signing_key: k, offbox: { file: logs/cp }, on_missing_mechanism: maybe, checkpoint_every: 0, rotate_bytes: lots, origin: 'a b' }"),
+            Path::new("/x"),
+        )
+        .expect_err("invalid");
+        assert_eq!(errs.len(), 5, "{errs:?}");
+        let errs = compile_config(
+            &raw("{ log: l, signing_key: k, offbox: { url: 'http://witness.example/add' } }"),
+            Path::new("/x"),
+        )
+        .expect_err("plain http off-host");
+        assert_eq!(errs.len(), 1);
+        assert!(serde_saphyr::from_str::<RawAuditConfig>("{ log: l, signing_key: k }").is_err());
+        assert!(serde_saphyr::from_str::<RawAuditConfig>(
+            "{ log: l, signing_key: k, offbox: none, extra: 1 }"
+        )
+        .is_err());
+    }
+}

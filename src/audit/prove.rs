@@ -1,0 +1,218 @@
+//! `zweck audit prove SEQ`: an RFC 6962 inclusion proof of one record against a signed
+//! checkpoint, verified on the spot.
+//!
+//! The proof is what an auditor hands to a third party: with the record's line, the proof
+//! hashes and the signed checkpoint (ideally the off-box copy), anyone can check that the
+//! record is in the log the key holder committed to, without seeing any other record.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+
+use super::checkpoint::{verify_note, Checkpoint, SignedNote};
+use super::files::{self, Lines};
+use super::merkle::{inclusion_proof, leaf_hash, root, verify_inclusion, Hash};
+use super::CliReport;
+
+/// What to prove.
+#[derive(Debug, Clone, Default)]
+pub struct ProveOptions {
+    /// The active log path.
+    pub log: PathBuf,
+    pub seq: u64,
+    /// `audit.pub`; without it the checkpoint's signature is not checked (and it says so).
+    pub public_key: Option<[u8; 32]>,
+    /// Off-box checkpoint files; preferred over on-box ones of the same size.
+    pub offbox: Vec<PathBuf>,
+}
+
+/// A proof and what it was checked against.
+#[derive(Debug, Clone)]
+pub struct InclusionProof {
+    pub seq: u64,
+    pub line: String,
+    pub leaf: Hash,
+    pub checkpoint: Checkpoint,
+    pub note: String,
+    pub source: String,
+    pub path: Vec<Hash>,
+}
+
+/// Builds and verifies the proof of record `seq`.
+pub fn prove(opts: &ProveOptions) -> CliReport {
+    match build(opts) {
+        Ok((p, signed)) => {
+            let mut out = String::new();
+            let _ = writeln!(out, "record seq {}:", p.seq);
+            let _ = writeln!(out, "  {}", p.line);
+            let _ = writeln!(
+                out,
+                "leaf hash SHA-256(0x00 || line): {}",
+                hex::encode(p.leaf)
+            );
+            let _ = writeln!(
+                out,
+                "checkpoint ({}): origin {} size {} root {}{}",
+                p.source,
+                p.checkpoint.origin,
+                p.checkpoint.size,
+                STANDARD.encode(p.checkpoint.root),
+                if signed {
+                    ", signature verified"
+                } else {
+                    ", signature NOT checked (no public key given)"
+                }
+            );
+            let _ = writeln!(
+                out,
+                "inclusion proof (RFC 6962 PATH({}, D[{}]), {} hashes, hex):",
+                p.seq,
+                p.checkpoint.size,
+                p.path.len()
+            );
+            for h in &p.path {
+                let _ = writeln!(out, "  {}", hex::encode(h));
+            }
+            let _ = writeln!(out, "signed checkpoint:");
+            for l in p.note.lines() {
+                let _ = writeln!(out, "  {l}");
+            }
+            let _ = writeln!(
+                out,
+                "VERIFIED: record {} is leaf {} of the tree of size {} the checkpoint commits to",
+                p.seq, p.seq, p.checkpoint.size
+            );
+            CliReport::new(out, 0)
+        }
+        Err((code, why)) => CliReport::new(format!("{why}\n"), code),
+    }
+}
+
+/// The proof and whether the checkpoint's signature was checked. Errors carry an exit code.
+pub fn build(opts: &ProveOptions) -> Result<(InclusionProof, bool), (i32, String)> {
+    let unreadable = |e: String| (2, format!("UNREADABLE {}: {e}", opts.log.display()));
+    let mut leaves = Vec::new();
+    let mut wanted = None;
+    let mut buf = Vec::new();
+    let files = files::chain_files(&opts.log).map_err(|e| unreadable(e.to_string()))?;
+    if files.is_empty() {
+        return Err(unreadable("no such log".into()));
+    }
+    for f in &files {
+        let mut lines = Lines::open(f).map_err(|e| unreadable(e.to_string()))?;
+        while let Some(complete) = lines
+            .next_line(&mut buf)
+            .map_err(|e| unreadable(e.to_string()))?
+        {
+            if !complete {
+                break;
+            }
+            if leaves.len() as u64 == opts.seq {
+                wanted = Some(String::from_utf8_lossy(&buf).into_owned());
+            }
+            leaves.push(leaf_hash(&buf));
+        }
+    }
+    let line = wanted.ok_or_else(|| {
+        (
+            2,
+            format!(
+                "the log holds {} records; there is no seq {}",
+                leaves.len(),
+                opts.seq
+            ),
+        )
+    })?;
+    // Candidate checkpoints: off-box first, so an equal size prefers the off-box copy.
+    let mut notes: Vec<(String, SignedNote)> = Vec::new();
+    let sources: Vec<PathBuf> = opts
+        .offbox
+        .iter()
+        .cloned()
+        .chain(std::iter::once(files::checkpoints_path(&opts.log)))
+        .collect();
+    for p in &sources {
+        for n in files::read_checkpoints(p).map_err(|e| unreadable(e.to_string()))? {
+            if let Ok(n) = n {
+                notes.push((format!("{}:{}", p.display(), n.line), n));
+            }
+        }
+    }
+    let onbox_origin = notes
+        .iter()
+        .rev()
+        .find_map(|(_, n)| Checkpoint::parse_body(&n.body).ok().map(|c| c.origin));
+    let mut best: Option<(Checkpoint, String, String)> = None;
+    for (src, n) in &notes {
+        let Ok(cp) = Checkpoint::parse_body(&n.body) else {
+            continue;
+        };
+        if Some(&cp.origin) != onbox_origin.as_ref()
+            || cp.size <= opts.seq
+            || cp.size > leaves.len() as u64
+        {
+            continue;
+        }
+        if let Some(pk) = &opts.public_key {
+            verify_note(n, &cp.origin, pk)
+                .map_err(|e| (1, format!("TAMPERED checkpoint at {src}: {e}")))?;
+        }
+        if best.as_ref().is_none_or(|(b, _, _)| cp.size > b.size) {
+            let note = format!("{}\n{}", n.body, signature_lines(n));
+            best = Some((cp, src.clone(), note));
+        }
+    }
+    let (checkpoint, source, note) = best.ok_or_else(|| {
+        (
+            2,
+            format!(
+                "no checkpoint covers seq {} yet (the log holds {} records); one is written every checkpoint_every entries and at shutdown",
+                opts.seq,
+                leaves.len()
+            ),
+        )
+    })?;
+    let size = checkpoint.size;
+    if root(&leaves[..size as usize]) != checkpoint.root {
+        return Err((
+            1,
+            format!("TAMPERED: the log's first {size} records do not hash to the root checkpoint {source} signs"),
+        ));
+    }
+    let path = inclusion_proof(&leaves, opts.seq, size)
+        .ok_or_else(|| (2, "cannot build the proof".to_string()))?;
+    let leaf = leaves[opts.seq as usize];
+    if !verify_inclusion(&leaf, opts.seq, size, &path, &checkpoint.root) {
+        return Err((1, "the inclusion proof does not verify".to_string()));
+    }
+    Ok((
+        InclusionProof {
+            seq: opts.seq,
+            line,
+            leaf,
+            checkpoint,
+            note,
+            source,
+            path,
+        },
+        opts.public_key.is_some(),
+    ))
+}
+
+fn signature_lines(n: &SignedNote) -> String {
+    n.signatures
+        .iter()
+        .map(|s| {
+            let mut blob = s.key_hash.to_vec();
+            blob.extend_from_slice(&s.signature);
+            format!(
+                "{}{} {}\n",
+                super::checkpoint::SIG_PREFIX,
+                s.name,
+                STANDARD.encode(blob)
+            )
+        })
+        .collect()
+}

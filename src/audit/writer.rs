@@ -1,0 +1,496 @@
+//! The [`AuditLog`] handle and the writer thread behind it.
+//!
+//! The append path is one channel send and one await: callers encode their record on their
+//! own task, the writer only prefixes `seq`/`ts`/`prev`, hashes and writes. The writer is a
+//! std thread, not a tokio task, because `fdatasync` blocks for up to milliseconds and a
+//! blocked runtime worker would stall unrelated requests. A std `mpsc` channel (unbounded:
+//! every sender awaits its ack, so the queue never exceeds the requests in flight) lets the
+//! thread wait with a timeout for checkpoint intervals and the commit window.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ring::signature::Ed25519KeyPair;
+use tokio::sync::oneshot;
+
+use super::checkpoint::{self, Checkpoint};
+use super::config::{AuditConfig, OnMissing, MAX_COMMIT_WINDOW};
+use super::files::{self, ChainState, RecoveryReport};
+use super::offbox;
+use super::record::{self, TransferRecord};
+use super::sink::{FileSink, Sink};
+use super::time;
+use super::AuditError;
+
+/// What `open` found and did (entries, a cut torn tail, the newest checkpoint).
+pub type Recovery = RecoveryReport;
+
+/// Most appends written by one sync.
+const MAX_BATCH: usize = 4096;
+/// How often an idle writer wakes to check age rotation.
+const IDLE_TICK: Duration = Duration::from_secs(1);
+
+enum Cmd {
+    Append {
+        body: Vec<u8>,
+        ack: oneshot::Sender<Result<u64, AuditError>>,
+    },
+    Shutdown {
+        ack: oneshot::Sender<Result<(), AuditError>>,
+    },
+}
+
+/// Counters for tests, metrics and benchmarks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AuditStats {
+    /// Appends acknowledged.
+    pub appends: u64,
+    /// Successful data syncs of the log file.
+    pub syncs: u64,
+    /// Checkpoints written.
+    pub checkpoints: u64,
+    /// Entries in the log (the tree size).
+    pub entries: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    appends: AtomicU64,
+    syncs: AtomicU64,
+    checkpoints: AtomicU64,
+    entries: AtomicU64,
+}
+
+struct Shared {
+    tx: mpsc::Sender<Cmd>,
+    failed: Arc<OnceLock<String>>,
+    counters: Arc<Counters>,
+    recovery: RecoveryReport,
+    on_missing: OnMissing,
+    verifier_key: String,
+    offbox_task: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    offbox_error: offbox::LastError,
+}
+
+/// A handle to the transfer log's writer. Cheap to clone; every clone appends to one log.
+#[derive(Clone)]
+pub struct AuditLog {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog")
+            .field("stats", &self.stats())
+            .field("failed", &self.shared.failed.get())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuditLog {
+    /// Loads the signing key, recovers the log (cutting a torn tail, checking the chain and
+    /// that no checkpointed entry is missing), and starts the writer and off-box tasks.
+    /// Must run inside a tokio runtime.
+    pub async fn open(config: AuditConfig) -> Result<AuditLog, AuditError> {
+        Self::open_with_sink(config, |s| s).await
+    }
+
+    /// [`AuditLog::open`] with the file sink wrapped, e.g. in a [`super::FailingSink`].
+    pub async fn open_with_sink<F>(config: AuditConfig, wrap: F) -> Result<AuditLog, AuditError>
+    where
+        F: FnOnce(Box<dyn Sink>) -> Box<dyn Sink> + Send + 'static,
+    {
+        let cfg = config.clone();
+        let (writer_parts, recovery) = tokio::task::spawn_blocking(move || prepare(&cfg, wrap))
+            .await
+            .map_err(|e| AuditError::Failed(format!("open task: {e}")))??;
+        let (key, sink, recovered) = writer_parts;
+        let verifier_key = checkpoint::verifier_key(&config.origin, &checkpoint::public_key(&key));
+        let offbox_error: offbox::LastError = Arc::new(Mutex::new(None));
+        let (offbox_tx, offbox_task) = match offbox::spawn(&config.offbox, offbox_error.clone()) {
+            Some((tx, h)) => (Some(tx), Some(h)),
+            None => (None, None),
+        };
+        let failed = Arc::new(OnceLock::new());
+        let counters = Arc::new(Counters::default());
+        counters
+            .entries
+            .store(recovered.chain.next_seq, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel();
+        let now = Instant::now();
+        let mut writer = Writer {
+            sink,
+            active_first_seq: recovered.active_first_seq,
+            active_started: recovered.active_started,
+            last_cp_size: recovery.last_checkpoint,
+            last_cp_at: now,
+            chain: recovered.chain,
+            key,
+            origin: config.origin.clone(),
+            every: config.checkpoint_every.max(1),
+            interval: config.checkpoint_interval,
+            rotate_bytes: config.rotate_bytes,
+            rotate_age: config.rotate_age,
+            window: config.commit_window.min(MAX_COMMIT_WINDOW),
+            failed: failed.clone(),
+            counters: counters.clone(),
+            offbox: offbox_tx,
+        };
+        std::thread::Builder::new()
+            .name("zweck-audit".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| AuditError::io(&config.log, e))?;
+        Ok(AuditLog {
+            shared: Arc::new(Shared {
+                tx,
+                failed,
+                counters,
+                recovery,
+                on_missing: config.on_missing_mechanism,
+                verifier_key,
+                offbox_task: tokio::sync::Mutex::new(offbox_task),
+                offbox_error,
+            }),
+        })
+    }
+
+    /// Appends one record; returns its seq once it is durable (after fdatasync).
+    pub async fn append(&self, record: TransferRecord) -> Result<u64, AuditError> {
+        if let Some(why) = self.shared.failed.get() {
+            return Err(AuditError::Failed(why.clone()));
+        }
+        let body = serde_json::to_vec(&record).map_err(|e| AuditError::Encode(e.to_string()))?;
+        let (ack, rx) = oneshot::channel();
+        self.shared
+            .tx
+            .send(Cmd::Append { body, ack })
+            .map_err(|_| AuditError::Closed)?;
+        rx.await.map_err(|_| self.closed_or_failed())?
+    }
+
+    /// Writes a final checkpoint, delivers it off-box, and stops the writer. Later appends
+    /// fail with `Closed`. Errors if the final checkpoint could not be written on or off box.
+    pub async fn shutdown(&self) -> Result<(), AuditError> {
+        let (ack, rx) = oneshot::channel();
+        let sent = self.shared.tx.send(Cmd::Shutdown { ack }).is_ok();
+        let result = if sent {
+            rx.await.unwrap_or(Err(AuditError::Closed))
+        } else {
+            Ok(())
+        };
+        // The writer dropped its off-box sender on exit; the task ends after delivering.
+        if let Some(task) = self.shared.offbox_task.lock().await.take() {
+            let _ = task.await;
+        }
+        result?;
+        match self.shared.offbox_error.lock().ok().and_then(|g| g.clone()) {
+            Some(e) => Err(AuditError::Offbox(e)),
+            None => Ok(()),
+        }
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> AuditStats {
+        let c = &self.shared.counters;
+        AuditStats {
+            appends: c.appends.load(Ordering::Relaxed),
+            syncs: c.syncs.load(Ordering::Relaxed),
+            checkpoints: c.checkpoints.load(Ordering::Relaxed),
+            entries: c.entries.load(Ordering::Relaxed),
+        }
+    }
+
+    /// What recovery found when the log was opened.
+    pub fn recovery(&self) -> &Recovery {
+        &self.shared.recovery
+    }
+
+    /// Why the writer failed, if it did (readiness reports it; appends return it).
+    pub fn failure(&self) -> Option<&str> {
+        self.shared.failed.get().map(String::as_str)
+    }
+
+    /// The last off-box delivery error, `None` once a delivery succeeded.
+    pub fn offbox_error(&self) -> Option<String> {
+        self.shared.offbox_error.lock().ok().and_then(|g| g.clone())
+    }
+
+    /// The `audit.on_missing_mechanism` setting, for [`super::decide_mechanism`].
+    pub fn on_missing_mechanism(&self) -> OnMissing {
+        self.shared.on_missing
+    }
+
+    /// The signed-note verifier key (`name+hash+base64`) of the checkpoint signer.
+    pub fn verifier_key(&self) -> &str {
+        &self.shared.verifier_key
+    }
+
+    fn closed_or_failed(&self) -> AuditError {
+        match self.shared.failed.get() {
+            Some(why) => AuditError::Failed(why.clone()),
+            None => AuditError::Closed,
+        }
+    }
+}
+
+type Prepared = (
+    (Ed25519KeyPair, Box<dyn Sink>, files::Recovered),
+    RecoveryReport,
+);
+
+/// The blocking half of `open`: key, directory, recovery, file.
+fn prepare<F>(config: &AuditConfig, wrap: F) -> Result<Prepared, AuditError>
+where
+    F: FnOnce(Box<dyn Sink>) -> Box<dyn Sink>,
+{
+    let key_err = |reason: String| AuditError::Key {
+        path: config.signing_key.display().to_string(),
+        reason,
+    };
+    let kp =
+        crate::certs::read_audit_key(&config.signing_key).map_err(|e| key_err(e.to_string()))?;
+    let key = checkpoint::key_from_pkcs8(&kp.serialize_der()).map_err(key_err)?;
+    if let Some(dir) = config.log.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| AuditError::io(dir, e))?;
+    }
+    let pk = checkpoint::public_key(&key);
+    let recovered = files::recover(&config.log, Some((&config.origin, &pk)))?;
+    if let Some((bytes, saved)) = &recovered.report.cut {
+        tracing::warn!(bytes, saved = %saved.display(), "transfer log: recovered from a torn tail");
+    }
+    let sink = FileSink::open(&config.log).map_err(|e| AuditError::io(&config.log, e))?;
+    let report = recovered.report.clone();
+    Ok(((key, wrap(Box::new(sink)), recovered), report))
+}
+
+type AppendAck = oneshot::Sender<Result<u64, AuditError>>;
+type ShutdownAck = oneshot::Sender<Result<(), AuditError>>;
+
+fn sort(cmd: Cmd, appends: &mut Vec<(Vec<u8>, AppendAck)>, shutdowns: &mut Vec<ShutdownAck>) {
+    match cmd {
+        Cmd::Append { body, ack } => appends.push((body, ack)),
+        Cmd::Shutdown { ack } => shutdowns.push(ack),
+    }
+}
+
+struct Writer {
+    sink: Box<dyn Sink>,
+    chain: ChainState,
+    active_first_seq: u64,
+    /// Seconds since the epoch of the active file's first entry.
+    active_started: Option<u64>,
+    last_cp_size: u64,
+    last_cp_at: Instant,
+    key: Ed25519KeyPair,
+    origin: String,
+    every: u64,
+    interval: Option<Duration>,
+    rotate_bytes: Option<u64>,
+    rotate_age: Option<Duration>,
+    window: Duration,
+    failed: Arc<OnceLock<String>>,
+    counters: Arc<Counters>,
+    offbox: Option<tokio::sync::mpsc::UnboundedSender<String>>,
+}
+
+impl Writer {
+    fn run(&mut self, rx: mpsc::Receiver<Cmd>) {
+        loop {
+            let first = match rx.recv_timeout(self.idle_wait()) {
+                Ok(cmd) => cmd,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.housekeeping();
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    // Every handle is gone without a shutdown: still seal what was written.
+                    let _ = self.final_checkpoint();
+                    return;
+                }
+            };
+            let mut appends = Vec::new();
+            let mut shutdowns = Vec::new();
+            sort(first, &mut appends, &mut shutdowns);
+            while appends.len() < MAX_BATCH && shutdowns.is_empty() {
+                match rx.try_recv() {
+                    Ok(cmd) => sort(cmd, &mut appends, &mut shutdowns),
+                    Err(_) => break,
+                }
+            }
+            if !self.window.is_zero() && shutdowns.is_empty() {
+                let deadline = Instant::now() + self.window;
+                while appends.len() < MAX_BATCH && shutdowns.is_empty() {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    match rx.recv_timeout(left) {
+                        Ok(cmd) => sort(cmd, &mut appends, &mut shutdowns),
+                        Err(_) => break,
+                    }
+                }
+            }
+            self.commit(appends);
+            if !shutdowns.is_empty() {
+                let result = self.final_checkpoint();
+                for ack in shutdowns {
+                    let _ = ack.send(result.clone());
+                }
+                return;
+            }
+            self.housekeeping();
+        }
+    }
+
+    fn idle_wait(&self) -> Duration {
+        let mut wait = Duration::from_secs(3600);
+        if self.rotate_age.is_some() {
+            wait = wait.min(IDLE_TICK);
+        }
+        if let Some(iv) = self.interval {
+            if self.chain.next_seq > self.last_cp_size {
+                wait = wait.min(iv.saturating_sub(self.last_cp_at.elapsed()));
+            }
+        }
+        wait.max(Duration::from_millis(1))
+    }
+
+    fn fail(&self, why: String) -> String {
+        tracing::error!(error = %why, "transfer log failed; governed flows stop until restart");
+        let _ = self.failed.set(why);
+        self.failed.get().cloned().unwrap_or_default()
+    }
+
+    /// Writes a batch with one sync and acknowledges it.
+    fn commit(&mut self, appends: Vec<(Vec<u8>, AppendAck)>) {
+        if appends.is_empty() {
+            return;
+        }
+        if let Some(why) = self.failed.get() {
+            for (_, ack) in appends {
+                let _ = ack.send(Err(AuditError::Failed(why.clone())));
+            }
+            return;
+        }
+        let now = SystemTime::now();
+        let ts = time::rfc3339_millis(now);
+        if self.sink.is_empty() {
+            self.active_started = now.duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs());
+        }
+        let mut buf = Vec::with_capacity(appends.iter().map(|(b, _)| b.len() + 160).sum());
+        let mut acks = Vec::with_capacity(appends.len());
+        for (body, ack) in appends {
+            let seq = self.chain.next_seq;
+            let line = record::line(seq, &ts, &self.chain.prev, &body);
+            self.chain.advance(&line);
+            buf.extend_from_slice(&line);
+            buf.push(b'\n');
+            acks.push((seq, ack));
+        }
+        let result = self
+            .sink
+            .write_all(&buf)
+            .map_err(|e| format!("write failed: {e}"))
+            .and_then(|()| {
+                self.sink
+                    .sync_data()
+                    .map_err(|e| format!("fdatasync failed: {e}"))
+            });
+        match result {
+            Ok(()) => {
+                let n = acks.len() as u64;
+                self.counters.syncs.fetch_add(1, Ordering::Relaxed);
+                self.counters.appends.fetch_add(n, Ordering::Relaxed);
+                self.counters
+                    .entries
+                    .store(self.chain.next_seq, Ordering::Relaxed);
+                for (seq, ack) in acks {
+                    let _ = ack.send(Ok(seq));
+                }
+            }
+            Err(why) => {
+                let why = self.fail(why);
+                for (_, ack) in acks {
+                    let _ = ack.send(Err(AuditError::Failed(why.clone())));
+                }
+            }
+        }
+    }
+
+    /// Checkpoints and rotation that are due.
+    fn housekeeping(&mut self) {
+        if self.failed.get().is_some() {
+            return;
+        }
+        let new = self.chain.next_seq - self.last_cp_size;
+        let interval_due = self
+            .interval
+            .is_some_and(|iv| new > 0 && self.last_cp_at.elapsed() >= iv);
+        if new >= self.every || interval_due {
+            if let Err(why) = self.checkpoint() {
+                self.fail(why);
+                return;
+            }
+        }
+        if self.sink.is_empty() {
+            return;
+        }
+        let by_size = self.rotate_bytes.is_some_and(|b| self.sink.len() >= b);
+        let by_age = match (self.rotate_age, self.active_started) {
+            (Some(age), Some(started)) => SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .is_ok_and(|now| now.as_secs().saturating_sub(started) >= age.as_secs()),
+            _ => false,
+        };
+        if by_size || by_age {
+            // Each segment ends on a checkpoint, so a segment can be checked on its own.
+            let result = self.checkpoint().and_then(|()| {
+                self.sink
+                    .rotate(self.active_first_seq)
+                    .map_err(|e| format!("rotation failed: {e}"))
+            });
+            match result {
+                Ok(()) => {
+                    self.active_first_seq = self.chain.next_seq;
+                    self.active_started = None;
+                }
+                Err(why) => {
+                    self.fail(why);
+                }
+            }
+        }
+    }
+
+    fn final_checkpoint(&mut self) -> Result<(), AuditError> {
+        if let Some(why) = self.failed.get() {
+            return Err(AuditError::Failed(why.clone()));
+        }
+        self.checkpoint()
+            .map_err(|why| AuditError::Failed(self.fail(why)))
+    }
+
+    /// Signs the current tree head, appends it on box (synced) and hands it to off-box.
+    /// A no-op when nothing is new since the last checkpoint.
+    fn checkpoint(&mut self) -> Result<(), String> {
+        let size = self.chain.next_seq;
+        if size == self.last_cp_size {
+            return Ok(());
+        }
+        let cp = Checkpoint {
+            origin: self.origin.clone(),
+            size,
+            root: self.chain.frontier.root(),
+            extensions: vec![format!("time {}", time::rfc3339_secs(SystemTime::now()))],
+        };
+        let note = checkpoint::sign(&cp, &self.origin, &self.key);
+        self.sink
+            .append_checkpoint(note.as_bytes())
+            .map_err(|e| format!("checkpoint write failed: {e}"))?;
+        self.last_cp_size = size;
+        self.last_cp_at = Instant::now();
+        self.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
+        if let Some(tx) = &self.offbox {
+            let _ = tx.send(note);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,395 @@
+//! Per-dialect header allowlists, both directions.
+//!
+//! Personal data does not only travel in bodies: CRMs echo record values into debug and error
+//! headers, SDKs add tracing headers with user ids, and clients send cookies. So headers pass
+//! only when a dialect's allowlist names them (CRM-APIS.md §1.9, §2.8, §3.7); everything else
+//! is dropped. The lists are data ([`allowlist`]) so docs and `policy explain` can print them.
+//!
+//! What is deliberately *not* on any list, because the pipeline sets it itself:
+//! - `authorization` and every `zweck-*` header: the app's credential never reaches the CRM;
+//!   Zweck injects the upstream's own credential *after* filtering.
+//! - `accept-encoding` (request): Zweck asks only for codings it can decode
+//!   ([`super::encoding::acceptable_encodings`]).
+//! - `host`, hop-by-hop headers (`connection`, `transfer-encoding`, `te`, `upgrade`, ...):
+//!   hyper and the upstream client own framing.
+//!
+//! `content-length` and `content-encoding` are allowed in both directions: they describe the
+//! bytes as forwarded, and the pipeline rewrites both whenever it changes a body.
+//! Response `location` and `odata-entityid` hold absolute upstream URLs that the links phase
+//! rewrites to Zweck's public URL.
+
+use http::header::HeaderName;
+use http::HeaderMap;
+
+use crate::dialect::Dialect;
+
+/// One allowlist entry. Names are lowercase, as `http` stores them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderRule {
+    /// This exact header name.
+    Exact(&'static str),
+    /// Every header whose name starts with this prefix (e.g. `x-ms-ratelimit-`).
+    Prefix(&'static str),
+}
+
+impl HeaderRule {
+    /// Whether this rule admits `name` (lowercase).
+    pub fn matches(&self, name: &str) -> bool {
+        match self {
+            HeaderRule::Exact(exact) => name == *exact,
+            HeaderRule::Prefix(prefix) => name.starts_with(prefix) && name.len() > prefix.len(),
+        }
+    }
+}
+
+/// The headers a dialect lets through, per direction.
+#[derive(Debug, Clone, Copy)]
+pub struct Allowlist {
+    /// App -> CRM.
+    pub request: &'static [HeaderRule],
+    /// CRM -> app.
+    pub response: &'static [HeaderRule],
+}
+
+impl Allowlist {
+    /// Whether a request header may reach the CRM.
+    pub fn allows_request(&self, name: &str) -> bool {
+        self.request.iter().any(|rule| rule.matches(name))
+    }
+
+    /// Whether a response header may reach the app.
+    pub fn allows_response(&self, name: &str) -> bool {
+        self.response.iter().any(|rule| rule.matches(name))
+    }
+}
+
+use HeaderRule::{Exact, Prefix};
+
+/// Generic JSON APIs: content negotiation, framing and conditional requests only.
+const GENERIC: Allowlist = Allowlist {
+    request: &[
+        Exact("accept"),
+        Exact("content-type"),
+        Exact("content-length"),
+        Exact("content-encoding"),
+        Exact("if-match"),
+        Exact("if-none-match"),
+        Exact("if-modified-since"),
+    ],
+    response: &[
+        Exact("content-type"),
+        Exact("content-length"),
+        Exact("content-encoding"),
+        Exact("etag"),
+        Exact("last-modified"),
+        Exact("location"),
+        Exact("retry-after"),
+    ],
+};
+
+/// Salesforce REST, Composite and Bulk API 2.0 (CRM-APIS.md §1.9).
+const SALESFORCE: Allowlist = Allowlist {
+    request: &[
+        Exact("accept"),
+        Exact("content-type"),
+        Exact("content-length"),
+        Exact("content-encoding"),
+        Exact("sforce-query-options"),
+        Exact("sforce-call-options"),
+        Exact("if-match"),
+        Exact("if-none-match"),
+        Exact("if-modified-since"),
+        Exact("if-unmodified-since"),
+        Exact("x-prettyprint"),
+    ],
+    response: &[
+        Exact("content-type"),
+        Exact("content-length"),
+        Exact("content-encoding"),
+        Exact("sforce-limit-info"),
+        Exact("sforce-locator"),
+        Exact("sforce-numberofrecords"),
+        Exact("location"),
+        Exact("etag"),
+        Exact("last-modified"),
+        Exact("retry-after"),
+    ],
+};
+
+/// HubSpot CRM v3 (CRM-APIS.md §2.7, §2.8).
+const HUBSPOT: Allowlist = Allowlist {
+    request: &[
+        Exact("accept"),
+        Exact("content-type"),
+        Exact("content-length"),
+        Exact("content-encoding"),
+    ],
+    response: &[
+        Exact("content-type"),
+        Exact("content-length"),
+        Exact("content-encoding"),
+        Exact("location"),
+        Exact("retry-after"),
+        Exact("x-hubspot-correlation-id"),
+        Prefix("x-hubspot-ratelimit-"),
+    ],
+};
+
+/// Dynamics 365 / Dataverse Web API (CRM-APIS.md §3.6, §3.7).
+const DYNAMICS: Allowlist = Allowlist {
+    request: &[
+        Exact("accept"),
+        Exact("content-type"),
+        Exact("content-length"),
+        Exact("content-encoding"),
+        Exact("odata-maxversion"),
+        Exact("odata-version"),
+        Exact("prefer"),
+        Exact("if-match"),
+        Exact("if-none-match"),
+    ],
+    response: &[
+        Exact("content-type"),
+        Exact("content-length"),
+        Exact("content-encoding"),
+        Exact("odata-entityid"),
+        Exact("odata-version"),
+        Exact("location"),
+        Exact("preference-applied"),
+        Exact("etag"),
+        Exact("retry-after"),
+        Exact("x-ms-service-request-id"),
+        Prefix("x-ms-ratelimit-"),
+    ],
+};
+
+/// The allowlists of a dialect.
+pub fn allowlist(dialect: Dialect) -> &'static Allowlist {
+    match dialect {
+        Dialect::Salesforce => &SALESFORCE,
+        Dialect::Hubspot => &HUBSPOT,
+        Dialect::Dynamics => &DYNAMICS,
+        Dialect::Generic => &GENERIC,
+    }
+}
+
+/// Drops every request header the dialect does not allow. Returns how many distinct header
+/// names were removed (for metrics; the names themselves may be anything a client invents).
+pub fn filter_request_headers(dialect: Dialect, headers: &mut HeaderMap) -> usize {
+    let list = allowlist(dialect);
+    retain(headers, |name| list.allows_request(name))
+}
+
+/// Drops every response header the dialect does not allow. Returns how many distinct header
+/// names were removed.
+pub fn filter_response_headers(dialect: Dialect, headers: &mut HeaderMap) -> usize {
+    let list = allowlist(dialect);
+    retain(headers, |name| list.allows_response(name))
+}
+
+fn retain(headers: &mut HeaderMap, keep: impl Fn(&str) -> bool) -> usize {
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| !keep(name.as_str()))
+        .cloned()
+        .collect();
+    for name in &doomed {
+        headers.remove(name);
+    }
+    doomed.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    const ALL: [Dialect; 4] = [
+        Dialect::Salesforce,
+        Dialect::Hubspot,
+        Dialect::Dynamics,
+        Dialect::Generic,
+    ];
+
+    fn map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.append(*name, HeaderValue::from_static(value));
+        }
+        headers
+    }
+
+    fn names(headers: &HeaderMap) -> Vec<&str> {
+        let mut names: Vec<&str> = headers.keys().map(|n| n.as_str()).collect();
+        names.sort_unstable();
+        names
+    }
+
+    #[test]
+    fn salesforce_request() {
+        let mut headers = map(&[
+            ("Accept", "application/json"),
+            ("Sforce-Query-Options", "batchSize=1000"),
+            ("Authorization", "Bearer app-token"),
+            ("Zweck-Purpose", "newsletter"),
+            ("Cookie", "sid=1"),
+            ("X-Debug-User", "jane@example.com"),
+            ("Accept-Encoding", "gzip"),
+            ("If-Match", "\"1\""),
+        ]);
+        let removed = filter_request_headers(Dialect::Salesforce, &mut headers);
+        assert_eq!(removed, 5);
+        assert_eq!(
+            names(&headers),
+            ["accept", "if-match", "sforce-query-options"]
+        );
+    }
+
+    #[test]
+    fn salesforce_response() {
+        let mut headers = map(&[
+            ("Content-Type", "text/csv"),
+            ("Sforce-Locator", "null"),
+            ("Sforce-NumberOfRecords", "2"),
+            ("Sforce-Limit-Info", "api-usage=18/5000"),
+            ("Set-Cookie", "BrowserId=x"),
+            ("X-SFDC-Request-Id", "abc"),
+            ("Strict-Transport-Security", "max-age=1"),
+        ]);
+        filter_response_headers(Dialect::Salesforce, &mut headers);
+        assert_eq!(
+            names(&headers),
+            [
+                "content-type",
+                "sforce-limit-info",
+                "sforce-locator",
+                "sforce-numberofrecords"
+            ]
+        );
+    }
+
+    #[test]
+    fn hubspot_ratelimit_prefix() {
+        let mut headers = map(&[
+            ("X-HubSpot-RateLimit-Daily", "250000"),
+            ("X-HubSpot-RateLimit-Daily-Remaining", "249999"),
+            ("X-HubSpot-RateLimit-Interval-Milliseconds", "10000"),
+            ("X-HubSpot-RateLimit-", "bare prefix"),
+            ("X-HubSpot-Debug", "email=jane@example.com"),
+            ("Content-Type", "application/json"),
+        ]);
+        filter_response_headers(Dialect::Hubspot, &mut headers);
+        assert_eq!(
+            names(&headers),
+            [
+                "content-type",
+                "x-hubspot-ratelimit-daily",
+                "x-hubspot-ratelimit-daily-remaining",
+                "x-hubspot-ratelimit-interval-milliseconds"
+            ]
+        );
+    }
+
+    #[test]
+    fn dynamics_both_ways() {
+        let mut request = map(&[
+            ("OData-MaxVersion", "4.0"),
+            ("OData-Version", "4.0"),
+            ("Prefer", "odata.maxpagesize=500"),
+            ("MSCRMCallerID", "00000000-0000-0000-0000-000000000001"),
+            ("X-HTTP-Method", "DELETE"),
+        ]);
+        filter_request_headers(Dialect::Dynamics, &mut request);
+        assert_eq!(
+            names(&request),
+            ["odata-maxversion", "odata-version", "prefer"]
+        );
+        let mut response = map(&[
+            ("x-ms-ratelimit-burst-remaining-xrm-requests", "5999"),
+            ("x-ms-ratelimit-time-remaining-xrm-requests", "1199"),
+            (
+                "OData-EntityId",
+                "https://org.crm4.dynamics.com/api/data/v9.2/contacts(1)",
+            ),
+            ("Preference-Applied", "odata.maxpagesize=500"),
+            ("REQ_ID", "x"),
+            ("x-ms-diagnostics", "user jane"),
+        ]);
+        filter_response_headers(Dialect::Dynamics, &mut response);
+        assert_eq!(
+            names(&response),
+            [
+                "odata-entityid",
+                "preference-applied",
+                "x-ms-ratelimit-burst-remaining-xrm-requests",
+                "x-ms-ratelimit-time-remaining-xrm-requests"
+            ]
+        );
+    }
+
+    #[test]
+    fn multi_valued_headers_go_whole() {
+        let mut headers = map(&[
+            ("Set-Cookie", "a=1"),
+            ("Set-Cookie", "b=2"),
+            ("ETag", "\"x\""),
+        ]);
+        let removed = filter_response_headers(Dialect::Generic, &mut headers);
+        assert_eq!(removed, 1);
+        assert_eq!(names(&headers), ["etag"]);
+    }
+
+    #[test]
+    fn credentials_and_framing_never_pass() {
+        for dialect in ALL {
+            let list = allowlist(dialect);
+            for name in [
+                "authorization",
+                "proxy-authorization",
+                "cookie",
+                "set-cookie",
+                "zweck-purpose",
+                "zweck-api-key",
+                "host",
+                "connection",
+                "transfer-encoding",
+                "te",
+                "upgrade",
+                "accept-encoding",
+                "x-http-method-override",
+                "forwarded",
+                "x-forwarded-for",
+            ] {
+                assert!(!list.allows_request(name), "{dialect}: request {name}");
+                assert!(!list.allows_response(name), "{dialect}: response {name}");
+            }
+        }
+    }
+
+    #[test]
+    fn lists_are_lowercase_and_unique() {
+        for dialect in ALL {
+            let list = allowlist(dialect);
+            for rules in [list.request, list.response] {
+                let mut seen = std::collections::HashSet::new();
+                for rule in rules {
+                    let (HeaderRule::Exact(name) | HeaderRule::Prefix(name)) = rule;
+                    assert_eq!(*name, name.to_ascii_lowercase());
+                    assert!(HeaderName::from_bytes(name.as_bytes()).is_ok(), "{name}");
+                    assert!(seen.insert(*name), "{dialect}: duplicate {name}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn content_negotiation_passes_everywhere() {
+        for dialect in ALL {
+            let list = allowlist(dialect);
+            assert!(list.allows_request("content-type"));
+            assert!(list.allows_request("accept"));
+            assert!(list.allows_response("content-type"));
+            assert!(list.allows_response("retry-after"));
+        }
+    }
+}

@@ -1,0 +1,379 @@
+//! What a governed body is, decided from its `Content-Type` alone.
+//!
+//! Zweck may only release a governed body it has fully inspected, and it can only inspect the
+//! formats it has a parser for. This module is the gate in front of those parsers: it maps a
+//! `Content-Type` to a [`BodyKind`], and everything it is not sure about becomes
+//! [`BodyKind::Other`], which the pipeline refuses (fail closed). In particular:
+//!
+//! - JSON and CSV are only accepted as UTF-8 (charset absent or `utf-8`): the parsers read
+//!   UTF-8, and a body declared in another charset could hide field names from them.
+//! - `multipart/mixed` needs a valid RFC 2046 boundary, otherwise parts cannot be delimited.
+//! - Anything ambiguous (two `Content-Type` headers, a list such as
+//!   `application/json, text/plain`, a duplicated parameter, bytes that are not visible ASCII)
+//!   is `Other`: an upstream and Zweck must never disagree about what a body is.
+//!
+//! `Other` carries the lowercase `type/subtype` when one could be read (for logs and problem
+//! details; parameters are left out), or `"invalid"`.
+
+use http::header::CONTENT_TYPE;
+use http::HeaderMap;
+
+/// The kind of a body, as far as Zweck's parsers are concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyKind {
+    /// `application/json` or any `*/*+json`, UTF-8.
+    Json,
+    /// `text/csv`, UTF-8 (Salesforce Bulk API 2.0 results and ingest uploads).
+    Csv,
+    /// `multipart/mixed` with its boundary (OData `$batch`).
+    MultipartMixed { boundary: String },
+    /// `application/x-www-form-urlencoded` (OAuth token endpoints).
+    FormUrlEncoded,
+    /// Anything else, including values that could not be read unambiguously.
+    Other(String),
+    /// No `Content-Type` header at all.
+    Missing,
+}
+
+impl BodyKind {
+    /// The value logs and problem details use for this kind.
+    pub fn name(&self) -> &str {
+        match self {
+            BodyKind::Json => "json",
+            BodyKind::Csv => "csv",
+            BodyKind::MultipartMixed { .. } => "multipart/mixed",
+            BodyKind::FormUrlEncoded => "form-urlencoded",
+            BodyKind::Other(essence) => essence,
+            BodyKind::Missing => "missing",
+        }
+    }
+}
+
+/// The marker `Other` carries when not even `type/subtype` could be read.
+const INVALID: &str = "invalid";
+
+/// Classifies the `Content-Type` headers of a message. Zero headers is [`BodyKind::Missing`];
+/// more than one is `Other` (RFC 9110 allows only one, and two readers could pick different
+/// ones).
+pub fn classify_headers(headers: &HeaderMap) -> BodyKind {
+    let mut values = headers.get_all(CONTENT_TYPE).iter();
+    let Some(first) = values.next() else {
+        return BodyKind::Missing;
+    };
+    if values.next().is_some() {
+        return BodyKind::Other(INVALID.to_string());
+    }
+    match first.to_str() {
+        Ok(value) => classify(value),
+        Err(_) => BodyKind::Other(INVALID.to_string()),
+    }
+}
+
+/// Classifies one `Content-Type` header value.
+pub fn classify(value: &str) -> BodyKind {
+    let Some(media) = MediaType::parse(value) else {
+        return BodyKind::Other(INVALID.to_string());
+    };
+    let essence = format!("{}/{}", media.kind, media.subtype);
+    match (media.kind.as_str(), media.subtype.as_str()) {
+        ("application", "json") => utf8_only(&media, BodyKind::Json, essence),
+        (_, sub) if sub.ends_with("+json") && sub.len() > "+json".len() => {
+            utf8_only(&media, BodyKind::Json, essence)
+        }
+        ("text", "csv") => utf8_only(&media, BodyKind::Csv, essence),
+        ("multipart", "mixed") => match media.param("boundary") {
+            Some(boundary) if valid_boundary(boundary) => BodyKind::MultipartMixed {
+                boundary: boundary.to_string(),
+            },
+            _ => BodyKind::Other(essence),
+        },
+        ("application", "x-www-form-urlencoded") => BodyKind::FormUrlEncoded,
+        _ => BodyKind::Other(essence),
+    }
+}
+
+/// `kind` if the charset is absent or UTF-8, else `Other`.
+fn utf8_only(media: &MediaType, kind: BodyKind, essence: String) -> BodyKind {
+    match media.param("charset") {
+        None => kind,
+        Some(charset) if charset.eq_ignore_ascii_case("utf-8") => kind,
+        Some(_) => BodyKind::Other(essence),
+    }
+}
+
+/// RFC 2046 §5.1.1: 1 to 70 characters from `bchars`, not ending in a space.
+pub fn valid_boundary(boundary: &str) -> bool {
+    const SPECIALS: &[u8] = b"'()+_,-./:=? ";
+    !boundary.is_empty()
+        && boundary.len() <= 70
+        && !boundary.ends_with(' ')
+        && boundary
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || SPECIALS.contains(&b))
+}
+
+/// A parsed media type: lowercase type and subtype, parameters with lowercase names.
+struct MediaType {
+    kind: String,
+    subtype: String,
+    params: Vec<(String, String)>,
+}
+
+impl MediaType {
+    /// RFC 9110 §8.3.1 `media-type`; `None` for anything that is not exactly one media type
+    /// (lists, duplicate parameters, stray characters).
+    fn parse(value: &str) -> Option<MediaType> {
+        let mut rest = value.trim_matches(is_ows);
+        let kind = take_token(&mut rest)?;
+        rest = rest.strip_prefix('/')?;
+        let subtype = take_token(&mut rest)?;
+        let mut params: Vec<(String, String)> = Vec::new();
+        loop {
+            rest = rest.trim_start_matches(is_ows);
+            if rest.is_empty() {
+                break;
+            }
+            rest = rest.strip_prefix(';')?;
+            rest = rest.trim_start_matches(is_ows);
+            if rest.is_empty() {
+                // A trailing `;` is tolerated, as most servers do.
+                break;
+            }
+            if rest.starts_with(';') {
+                continue;
+            }
+            let name = take_token(&mut rest)?.to_ascii_lowercase();
+            rest = rest.strip_prefix('=')?;
+            let value = if rest.starts_with('"') {
+                take_quoted(&mut rest)?
+            } else {
+                take_token(&mut rest)?.to_string()
+            };
+            if params.iter().any(|(n, _)| *n == name) {
+                return None;
+            }
+            params.push((name, value));
+        }
+        Some(MediaType {
+            kind: kind.to_ascii_lowercase(),
+            subtype: subtype.to_ascii_lowercase(),
+            params,
+        })
+    }
+
+    fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn is_ows(c: char) -> bool {
+    c == ' ' || c == '\t'
+}
+
+/// RFC 9110 `tchar`.
+fn is_tchar(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)
+}
+
+/// Takes a non-empty token from the front of `rest`.
+fn take_token<'a>(rest: &mut &'a str) -> Option<&'a str> {
+    let end = rest.find(|c: char| !is_tchar(c)).unwrap_or(rest.len());
+    if end == 0 {
+        return None;
+    }
+    let (token, tail) = rest.split_at(end);
+    *rest = tail;
+    Some(token)
+}
+
+/// Takes a quoted-string (with `\` escapes) from the front of `rest`, unquoted.
+fn take_quoted(rest: &mut &str) -> Option<String> {
+    let mut out = String::new();
+    let mut chars = rest.char_indices().skip(1);
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '"' => {
+                *rest = &rest[i + 1..];
+                return Some(out);
+            }
+            '\\' => {
+                let (_, escaped) = chars.next()?;
+                if !is_qdtext(escaped) && escaped != '"' && escaped != '\\' {
+                    return None;
+                }
+                out.push(escaped);
+            }
+            c if is_qdtext(c) => out.push(c),
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// Visible ASCII and blanks; obs-text is refused (it has no agreed meaning).
+fn is_qdtext(c: char) -> bool {
+    c == '\t' || c == ' ' || (c.is_ascii_graphic() && c != '"' && c != '\\')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn other(essence: &str) -> BodyKind {
+        BodyKind::Other(essence.to_string())
+    }
+
+    #[test]
+    fn json_variants() {
+        for value in [
+            "application/json",
+            "Application/JSON",
+            "application/json;charset=UTF-8",
+            " application/json ; charset=utf-8 ",
+            "application/json; odata.metadata=minimal; odata.streaming=true",
+            "application/json; charset=\"utf-8\"",
+            "application/problem+json",
+            "application/vnd.api+json",
+            "application/json;",
+        ] {
+            assert_eq!(classify(value), BodyKind::Json, "{value}");
+        }
+    }
+
+    #[test]
+    fn json_in_another_charset_is_refused() {
+        assert_eq!(
+            classify("application/json; charset=iso-8859-1"),
+            other("application/json")
+        );
+        assert_eq!(
+            classify("application/json; charset=utf-16"),
+            other("application/json")
+        );
+        assert_eq!(classify("text/csv; charset=latin1"), other("text/csv"));
+    }
+
+    #[test]
+    fn csv_variants() {
+        assert_eq!(classify("text/csv"), BodyKind::Csv);
+        assert_eq!(classify("text/csv; charset=UTF-8"), BodyKind::Csv);
+        assert_eq!(classify("TEXT/CSV;header=present"), BodyKind::Csv);
+    }
+
+    #[test]
+    fn multipart_needs_a_valid_boundary() {
+        assert_eq!(
+            classify("multipart/mixed; boundary=\"batch_7c1e0f3a-0000-4000-8000-000000000001\""),
+            BodyKind::MultipartMixed {
+                boundary: "batch_7c1e0f3a-0000-4000-8000-000000000001".into()
+            }
+        );
+        assert_eq!(
+            classify("Multipart/Mixed;BOUNDARY=batchresponse_1"),
+            BodyKind::MultipartMixed {
+                boundary: "batchresponse_1".into()
+            }
+        );
+        assert_eq!(classify("multipart/mixed"), other("multipart/mixed"));
+        assert_eq!(
+            classify("multipart/mixed; boundary=\"\""),
+            other("multipart/mixed")
+        );
+        let long = "a".repeat(71);
+        assert_eq!(
+            classify(&format!("multipart/mixed; boundary={long}")),
+            other("multipart/mixed")
+        );
+        assert_eq!(
+            classify("multipart/mixed; boundary=\"ends in space \""),
+            other("multipart/mixed")
+        );
+        assert_eq!(
+            classify("multipart/mixed; boundary=\"bad;char\""),
+            other("multipart/mixed")
+        );
+    }
+
+    #[test]
+    fn form_and_others() {
+        assert_eq!(
+            classify("application/x-www-form-urlencoded"),
+            BodyKind::FormUrlEncoded
+        );
+        assert_eq!(classify("text/plain"), other("text/plain"));
+        assert_eq!(classify("application/zip"), other("application/zip"));
+        assert_eq!(classify("application/+json"), other("application/+json"));
+        assert_eq!(classify("application/xml"), other("application/xml"));
+    }
+
+    #[test]
+    fn confusing_values_are_other() {
+        for value in [
+            "",
+            "   ",
+            "application/json, text/plain",
+            "application/json text/plain",
+            "application",
+            "application/",
+            "/json",
+            "application/json; charset=utf-8; charset=latin1",
+            "multipart/mixed; boundary=a; boundary=b",
+            "application/json; charset",
+            "application/json; charset=",
+            "application/json; charset=\"utf-8",
+            "application/json; =utf-8",
+            "application/jsön",
+            "application/json\u{0}",
+        ] {
+            assert!(
+                matches!(classify(value), BodyKind::Other(_)),
+                "{value:?} -> {:?}",
+                classify(value)
+            );
+        }
+    }
+
+    #[test]
+    fn header_map_cases() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(classify_headers(&headers), BodyKind::Missing);
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        assert_eq!(classify_headers(&headers), BodyKind::Json);
+        headers.append(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        assert_eq!(classify_headers(&headers), other(INVALID));
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_bytes(b"application/json; x=\xff").expect("opaque bytes allowed"),
+        );
+        assert_eq!(classify_headers(&headers), other(INVALID));
+    }
+
+    #[test]
+    fn names_for_logs() {
+        assert_eq!(BodyKind::Json.name(), "json");
+        assert_eq!(BodyKind::Missing.name(), "missing");
+        assert_eq!(other("text/plain").name(), "text/plain");
+        assert_eq!(
+            BodyKind::MultipartMixed {
+                boundary: "b".into()
+            }
+            .name(),
+            "multipart/mixed"
+        );
+    }
+
+    #[test]
+    fn quoted_escapes() {
+        assert_eq!(
+            classify("multipart/mixed; boundary=\"a\\-b\""),
+            BodyKind::MultipartMixed {
+                boundary: "a-b".into()
+            }
+        );
+    }
+}
