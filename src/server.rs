@@ -93,11 +93,19 @@ pub async fn run(
                 .peer_certificates()
                 .and_then(|chain| chain.first())
                 .and_then(PeerIdentity::from_cert);
+            // ALPN decides the protocol, so hyper never waits for bytes to guess it: a client
+            // that sends nothing then meets the header-read timeout instead of hanging.
+            let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
             let conn = Arc::new(ConnInfo { peer, identity });
             state.metrics.open_connections.inc();
             let svc_state = state.clone();
             let svc = service_fn(move |req| proxy::handle(svc_state.clone(), conn.clone(), req));
-            let mut builder = auto::Builder::new(TokioExecutor::new());
+            let builder = auto::Builder::new(TokioExecutor::new());
+            let mut builder = if h2 {
+                builder.http2_only()
+            } else {
+                builder.http1_only()
+            };
             builder
                 .http1()
                 .timer(TokioTimer::new())

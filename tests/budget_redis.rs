@@ -106,9 +106,13 @@ async fn two_instances_spend_one_budget() {
     let a = instance(&redis.url(), 2, &clock).await;
     let b = instance(&redis.url(), 2, &clock).await;
     let budget = hour(5000, None);
-    let r = a.charge(&key(), &budget, RouteClass::List, 2000, false).await;
+    let r = a
+        .charge(&key(), &budget, RouteClass::List, 2000, false)
+        .await;
     assert_eq!(r.map(|a| a.remaining), Ok(3000));
-    let r = b.charge(&key(), &budget, RouteClass::List, 2000, false).await;
+    let r = b
+        .charge(&key(), &budget, RouteClass::List, 2000, false)
+        .await;
     assert_eq!(r.map(|a| a.remaining), Ok(1000));
     // The third page, on either instance, is refused whole.
     let e = a
@@ -118,8 +122,14 @@ async fn two_instances_spend_one_budget() {
     assert!(e.is_retryable() && !e.store_unavailable);
     let r = b.precheck(&key(), &budget, RouteClass::List, false).await;
     assert_eq!(r.map(|a| a.remaining), Ok(1000));
-    assert!(b.charge(&key(), &budget, RouteClass::List, 1000, false).await.is_ok());
-    assert!(a.precheck(&key(), &budget, RouteClass::List, false).await.is_err());
+    assert!(b
+        .charge(&key(), &budget, RouteClass::List, 1000, false)
+        .await
+        .is_ok());
+    assert!(a
+        .precheck(&key(), &budget, RouteClass::List, false)
+        .await
+        .is_err());
     // Over the burst is refused before Redis is asked, and never retryable.
     let e = a
         .charge(&key(), &budget, RouteClass::List, 5001, false)
@@ -163,8 +173,13 @@ async fn class_sub_limits_are_atomic_with_the_total() {
     let a = instance(&redis.url(), 1, &clock).await;
     let mut budget = hour(1000, None);
     budget.per_class.push((RouteClass::List, hour(100, None)));
-    let r = a.charge(&key(), &budget, RouteClass::List, 100, false).await;
-    assert_eq!(r.map(|a| (a.remaining, a.class)), Ok((0, Some(RouteClass::List))));
+    let r = a
+        .charge(&key(), &budget, RouteClass::List, 100, false)
+        .await;
+    assert_eq!(
+        r.map(|a| (a.remaining, a.class)),
+        Ok((0, Some(RouteClass::List)))
+    );
     let e = a
         .charge(&key(), &budget, RouteClass::List, 10, false)
         .await
@@ -188,7 +203,10 @@ async fn refill_runs_on_the_redis_clock() {
         burst: None,
         per_class: Vec::new(),
     };
-    assert!(a.charge(&key(), &budget, RouteClass::List, 10, false).await.is_ok());
+    assert!(a
+        .charge(&key(), &budget, RouteClass::List, 10, false)
+        .await
+        .is_ok());
     let e = a
         .precheck(&key(), &budget, RouteClass::List, false)
         .await
@@ -196,7 +214,10 @@ async fn refill_runs_on_the_redis_clock() {
     let wait = e.retry_after.expect("retryable");
     assert!(wait <= Duration::from_millis(100));
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(a.charge(&key(), &budget, RouteClass::List, 2, false).await.is_ok());
+    assert!(a
+        .charge(&key(), &budget, RouteClass::List, 2, false)
+        .await
+        .is_ok());
 }
 
 #[tokio::test]
@@ -207,7 +228,10 @@ async fn redis_killed_mid_test_bulk_fails_closed_and_lists_use_the_local_share()
     let clock = FakeRelativeClock::default();
     let a = instance(&redis.url(), 4, &clock).await;
     let budget = hour(4000, None);
-    assert!(a.charge(&key(), &budget, RouteClass::List, 100, false).await.is_ok());
+    assert!(a
+        .charge(&key(), &budget, RouteClass::List, 100, false)
+        .await
+        .is_ok());
     assert!(a
         .charge(&key(), &budget, RouteClass::BulkExport, 100, false)
         .await
@@ -222,7 +246,9 @@ async fn redis_killed_mid_test_bulk_fails_closed_and_lists_use_the_local_share()
         .expect_err("bulk fails closed");
     assert!(e.store_unavailable && e.is_retryable());
     // Other routes get this instance's share: 4000 / 4 = 1000, burst 1000.
-    let r = a.charge(&key(), &budget, RouteClass::List, 1000, false).await;
+    let r = a
+        .charge(&key(), &budget, RouteClass::List, 1000, false)
+        .await;
     assert_eq!(r.map(|a| a.remaining), Ok(0));
     let e = a
         .charge(&key(), &budget, RouteClass::List, 1, false)
@@ -278,7 +304,10 @@ async fn keys_expire_when_the_bucket_is_full_again() {
         burst: None,
         per_class: Vec::new(),
     };
-    assert!(a.charge(&key(), &budget, RouteClass::List, 1, false).await.is_ok());
+    assert!(a
+        .charge(&key(), &budget, RouteClass::List, 1, false)
+        .await
+        .is_ok());
     let client = redis::Client::open(redis.url()).expect("client");
     let mut conn = client
         .get_multiplexed_async_connection()

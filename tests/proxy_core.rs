@@ -456,3 +456,44 @@ async fn request_bodies_over_the_cap_are_refused_before_forwarding() {
     assert_eq!(problem_slug(&r, &b), "body-too-large");
     assert!(h.double.double.received().is_empty());
 }
+
+#[tokio::test]
+async fn silent_clients_are_cut_off_by_the_handshake_and_header_timeouts() {
+    use tokio::io::AsyncReadExt;
+    let h = Harness::start_with(|mut o| {
+        o.handshake_timeout = "300ms";
+        o.header_read_timeout = "300ms";
+        o
+    })
+    .await;
+    let addr = h.zweck().proxy_addr;
+    let bound = std::time::Duration::from_secs(30);
+
+    // a TCP client that never starts its TLS handshake
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(bound, tcp.read(&mut buf))
+        .await
+        .expect("closed in time");
+    assert!(
+        matches!(read, Ok(0) | Err(_)),
+        "the server closed the connection"
+    );
+
+    // a TLS client that never sends its request headers
+    let mut tls = client_tls(&h.paths().ca_cert(), None);
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls));
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let name = rustls_pki_types::ServerName::try_from("localhost").expect("name");
+    let mut stream = connector.connect(name, tcp).await.expect("handshake");
+    let read = tokio::time::timeout(bound, stream.read(&mut buf))
+        .await
+        .expect("closed in time");
+    // hyper may answer 408 before closing; either way no request was served
+    match read {
+        Ok(0) | Err(_) => {}
+        Ok(n) => assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 408")),
+    }
+    assert!(h.double.double.received().is_empty());
+}

@@ -168,7 +168,20 @@ pub fn sign(cp: &Checkpoint, name: &str, key: &Ed25519KeyPair) -> String {
 /// Splits a file of concatenated notes (each followed by a blank line) into notes.
 /// Malformed notes come back as errors with their line number.
 pub fn parse_notes(text: &str) -> Vec<Result<SignedNote, (usize, String)>> {
+    parse_notes_with_end(text).into_iter().map(|(r, _)| r).collect()
+}
+
+/// [`parse_notes`] plus the byte offset just after each note (and its trailing blank line),
+/// so recovery can cut a torn last note.
+pub fn parse_notes_with_end(text: &str) -> Vec<(Result<SignedNote, (usize, String)>, usize)> {
     let lines: Vec<&str> = text.split('\n').collect();
+    let mut starts = Vec::with_capacity(lines.len());
+    let mut pos = 0;
+    for l in &lines {
+        starts.push(pos);
+        pos += l.len() + 1;
+    }
+    let end_at = |i: usize| starts.get(i).copied().unwrap_or(text.len()).min(text.len());
     let mut out = Vec::new();
     let mut i = 0;
     // A file ends with "\n", so the final split element is empty.
@@ -184,8 +197,8 @@ pub fn parse_notes(text: &str) -> Vec<Result<SignedNote, (usize, String)>> {
             body.push('\n');
             i += 1;
         }
-        if i >= lines.len() || i + 1 >= lines.len() {
-            out.push(Err((start + 1, "note has no signature lines".to_string())));
+        if i + 1 >= lines.len() {
+            out.push((Err((start + 1, "note has no signature lines".to_string())), text.len()));
             break;
         }
         i += 1; // the blank line
@@ -198,16 +211,27 @@ pub fn parse_notes(text: &str) -> Vec<Result<SignedNote, (usize, String)>> {
             }
             i += 1;
         }
+        // A signature line is whole only with its newline (the last split element has none).
+        if i == lines.len() && !sigs.is_empty() && !text.ends_with('\n') {
+            bad = Some("last signature line is incomplete".to_string());
+        }
+        let mut end = end_at(i);
+        if i + 1 < lines.len() && lines[i].is_empty() {
+            end = end_at(i + 1);
+        }
         if let Some(e) = bad {
-            out.push(Err((start + 1, e)));
+            out.push((Err((start + 1, e)), end));
         } else if sigs.is_empty() {
-            out.push(Err((start + 1, "note has no signature lines".to_string())));
+            out.push((Err((start + 1, "note has no signature lines".to_string())), end));
         } else {
-            out.push(Ok(SignedNote {
-                body,
-                signatures: sigs,
-                line: start + 1,
-            }));
+            out.push((
+                Ok(SignedNote {
+                    body,
+                    signatures: sigs,
+                    line: start + 1,
+                }),
+                end,
+            ));
         }
     }
     out

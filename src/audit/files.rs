@@ -302,6 +302,7 @@ pub(crate) fn recover(log: &Path, key: Option<(&str, &[u8; 32])>) -> Result<Reco
         }
     }
     report.entries = chain.next_seq;
+    cut_torn_checkpoint(&checkpoints_path(log))?;
     // The newest on-box checkpoint must not be ahead of the log.
     let cps = read_checkpoints(&checkpoints_path(log)).map_err(|e| AuditError::io(log, e))?;
     for note in cps.into_iter().flatten() {
@@ -334,6 +335,35 @@ pub(crate) fn recover(log: &Path, key: Option<(&str, &[u8; 32])>) -> Result<Reco
     })
 }
 
+/// A crash while appending a checkpoint can leave half a note at the end of the on-box
+/// checkpoint file; cut it so the file parses whole again. Damage before the last note is
+/// left alone for `verify` to report.
+fn cut_torn_checkpoint(path: &Path) -> Result<(), AuditError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(AuditError::io(path, e)),
+    };
+    let notes = super::checkpoint::parse_notes_with_end(&text);
+    let Some((Err(_), _)) = notes.last() else {
+        return Ok(());
+    };
+    let good = notes
+        .iter()
+        .rev()
+        .skip(1)
+        .find(|(r, _)| r.is_ok())
+        .map(|(_, end)| *end)
+        .unwrap_or(0);
+    tracing::warn!(path = %path.display(), bytes = text.len() - good, "transfer log: torn checkpoint cut");
+    let f = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| AuditError::io(path, e))?;
+    f.set_len(good as u64).map_err(|e| AuditError::io(path, e))?;
+    f.sync_all().map_err(|e| AuditError::io(path, e))
+}
+
 fn read_range(path: &Path, offset: u64, len: u64) -> io::Result<Vec<u8>> {
     use std::io::Seek;
     let mut f = File::open(path)?;
@@ -355,7 +385,9 @@ pub fn read_checkpoints(path: &Path) -> io::Result<Vec<Result<SignedNote, (usize
 /// Appends a note to a file and syncs it (the off-box file form).
 pub(crate) fn append_note(path: &Path, note: &str) -> io::Result<()> {
     let mut f = OpenOptions::new().create(true).append(true).open(path)?;
-    f.write_all(note.as_bytes())?;
-    f.write_all(b"\n")?;
+    // One write: a crash between two would leave a note without its separator.
+    let mut buf = note.as_bytes().to_vec();
+    buf.push(b'\n');
+    f.write_all(&buf)?;
     f.sync_data()
 }

@@ -82,8 +82,9 @@ impl Sink for FileSink {
     fn append_checkpoint(&mut self, note: &[u8]) -> io::Result<()> {
         let path = files::checkpoints_path(&self.path);
         let mut f = OpenOptions::new().create(true).append(true).open(&path)?;
-        f.write_all(note)?;
-        f.write_all(b"\n")?;
+        let mut buf = note.to_vec();
+        buf.push(b'\n');
+        f.write_all(&buf)?;
         f.sync_data()
     }
 }

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 
-use super::checkpoint::{verify_note, Checkpoint, SignedNote};
+use super::checkpoint::{parse_notes, verify_note, Checkpoint, SignedNote};
 use super::files::{self, ChainState, Lines};
 use super::CliReport;
 
@@ -80,13 +80,21 @@ struct Found {
     offbox: bool,
 }
 
+/// Reads a checkpoint file. A malformed note is tampering, except a torn last one (a crash
+/// while it was appended; the next start cuts it), which is skipped.
 fn load_notes(path: &Path) -> Result<Vec<(String, SignedNote)>, Failure> {
-    let notes = files::read_checkpoints(path)
-        .map_err(|e| Failure::Unreadable(format!("{}: {e}", path.display())))?;
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Failure::Unreadable(format!("{}: {e}", path.display()))),
+    };
+    let notes = parse_notes(&text);
+    let count = notes.len();
     let mut out = Vec::new();
-    for n in notes {
+    for (i, n) in notes.into_iter().enumerate() {
         match n {
             Ok(note) => out.push((format!("{}:{}", path.display(), note.line), note)),
+            Err(_) if i + 1 == count && !text.ends_with("\n\n") => {}
             Err((line, why)) => {
                 return Err(Failure::Tampered(format!(
                     "checkpoint at {}:{line} is malformed: {why}",
@@ -216,8 +224,13 @@ fn verify_one(log: &Path, opts: &VerifyOptions) -> Result<String, Failure> {
             }
             let seq = chain.next_seq;
             chain.accept(&buf).map_err(|why| {
+                let hint = if why.starts_with("prev") && seq > 0 {
+                    format!(" (record {} was altered, or a line was removed or inserted before this one)", seq - 1)
+                } else {
+                    String::new()
+                };
                 Failure::Tampered(format!(
-                    "first bad record is seq {seq} ({}:{number}): {why}",
+                    "first bad record is seq {seq} ({}:{number}): {why}{hint}",
                     file.display()
                 ))
             })?;
