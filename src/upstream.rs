@@ -67,7 +67,7 @@ impl std::fmt::Debug for Upstream {
 enum Credential {
     None,
     Static(HeaderValue),
-    OAuth2(OAuth2Source),
+    OAuth2(Box<OAuth2Source>),
 }
 
 struct OAuth2Source {
@@ -165,13 +165,13 @@ impl Upstream {
                 client_id,
                 secret,
                 scope,
-            }) => Credential::OAuth2(OAuth2Source {
+            }) => Credential::OAuth2(Box::new(OAuth2Source {
                 token_url: token_url.clone(),
                 client_id: client_id.clone(),
                 client_secret: read_secret(&name, secret)?,
                 scope: scope.clone(),
                 cached: Mutex::new(None),
-            }),
+            })),
         };
         let origin = format!(
             "{}://{}",

@@ -497,3 +497,65 @@ async fn silent_clients_are_cut_off_by_the_handshake_and_header_timeouts() {
     }
     assert!(h.double.double.received().is_empty());
 }
+
+/// An upstream that sends both Content-Length and Transfer-Encoding (request smuggling
+/// material): the chunked body wins, and Zweck computes its own framing instead of copying
+/// the stale Content-Length.
+#[tokio::test]
+async fn an_upstream_sending_both_content_length_and_chunked_gets_fresh_framing() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let certs_dir = tempfile::tempdir().expect("tempdir");
+    make_certs(certs_dir.path());
+    let paths = zweck::certs::DevPaths::new(certs_dir.path());
+    let tls = zweck::tls::simple_server_config(&paths.crm_double_cert(), &paths.crm_double_key())
+        .expect("tls");
+    let mut tls = (*tls).clone();
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(tls));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut s) = acceptor.accept(tcp).await else { return };
+                let mut buf = vec![0u8; 8192];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 3\r\n\
+                          transfer-encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+                    )
+                    .await;
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    let ca = paths.ca_cert();
+    let h = Harness::start_with(move |mut o| {
+        o.extra_upstreams = format!(
+            r#"  smuggler:
+    url: https://localhost:{port}
+    dialect: generic
+    route: {{ path_prefix: /smuggle/ }}
+    processor: Test
+    jurisdiction: DE
+    transfer_mechanism: {{ type: none }}
+    ca: {}
+    ungoverned: ["GET /smuggle/**"]
+"#,
+            ca.display()
+        );
+        o
+    })
+    .await;
+    for version in [Version::H1, Version::H2] {
+        let c = h.cert_client(CERT_APP, version);
+        let (r, b) = c.get(&h.url("/smuggle/x"), &[]).await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(&b[..], b"hello world");
+        if let Some(cl) = r.headers().get("content-length") {
+            assert_eq!(cl, "11", "a Content-Length, if any, is Zweck's own");
+        }
+    }
+}
