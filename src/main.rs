@@ -318,12 +318,15 @@ fn print_demo(config: &Config, addr: SocketAddr) {
         let name = match m {
             zweck::config::ClientCertMatch::San(n) | zweck::config::ClientCertMatch::Cn(n) => n,
         };
-        println!(
-            "  # app {} with its client certificate\n  curl --cacert {} --cert {} --key {} {base}/services/data/\n",
-            app.name,
+        let tls = format!(
+            "--cacert {} --cert {} --key {}",
             paths.ca_cert().display(),
             paths.client_cert(name).display(),
             paths.client_key(name).display()
+        );
+        println!(
+            "  # app {} with its client certificate: an ungoverned route, then a minimised query\n  curl {tls} {base}/services/data/\n  curl {tls} '{base}/services/data/v66.0/query?q=SELECT+Id,FirstName,Email,MobilePhone,Birthdate,HasOptedOutOfEmail+FROM+Contact+LIMIT+3'\n",
+            app.name,
         );
         break;
     }
@@ -331,7 +334,7 @@ fn print_demo(config: &Config, addr: SocketAddr) {
         let key = paths.api_key(&app.name);
         if key.exists() {
             println!(
-                "  # app {} with its API key\n  curl --cacert {} -H \"Authorization: Bearer $(cat {})\" {base}/services/data/\n",
+                "  # app {} with its API key, sent like an SDK's access token\n  curl --cacert {} -H \"Authorization: Bearer $(cat {})\" '{base}/crm/v3/objects/contacts?limit=2'\n",
                 app.name,
                 paths.ca_cert().display(),
                 key.display()

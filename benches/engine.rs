@@ -1,0 +1,129 @@
+//! The policy engine beside a plain serde_json parse + serialize of the same bytes, so the
+//! ratio shows in one run (issue goal: engine <= 1.25x serde_json, i.e. >= 0.8x throughput).
+//!
+//! Bodies are generated in the shapes of the fixtures by the CRM double's generator:
+//! Salesforce query pages, HubSpot list pages and Dataverse lists of about 1 KB, 100 KB and
+//! 10 MB. Each group measures three things on identical bytes:
+//! - `serde_json`: `from_slice::<Value>` + `to_vec` (the floor any JSON-rewriting proxy pays);
+//! - `zweck_parse`: Zweck's strict parser (duplicate keys, depth, BOM) + serialize;
+//! - `engine`: strict parse + `policy::apply` for the newsletter purpose + serialize.
+//!
+//! Run: `cargo bench --bench engine` (add `-- --quick` for a fast pass).
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use serde_json::{json, Value};
+use zweck::crm_double::{CrmDouble, CrmDoubleConfig, Dialect};
+use zweck::dialect::Dialect as D;
+use zweck::json::{self, JsonLimits};
+use zweck::policy::{self, Direction, PolicySet, PseudonymKey, RouteMatch};
+
+fn page(double: &CrmDouble, dialect: Dialect, target_bytes: usize) -> Vec<u8> {
+    let mut records = Vec::new();
+    let mut size = 0;
+    let mut i = 0;
+    while size < target_bytes {
+        let r = double.contact(dialect, i % 1_000_000);
+        size += r.to_string().len() + 1;
+        records.push(r);
+        i += 1;
+    }
+    let n = records.len();
+    let body = match dialect {
+        Dialect::Salesforce => json!({"totalSize": n, "done": true, "records": records}),
+        Dialect::HubSpot => json!({"results": records}),
+        Dialect::Dynamics => {
+            json!({"@odata.context": "https://x.example/api/data/v9.2/$metadata#contacts", "value": records})
+        }
+    };
+    serde_json::to_vec(&body).expect("serialize")
+}
+
+fn bench(c: &mut Criterion) {
+    let double = CrmDouble::new(CrmDoubleConfig {
+        contacts: 1_000_000,
+        ..CrmDoubleConfig::default()
+    });
+    let (set, _) = PolicySet::load(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/policies"
+    )))
+    .expect("shipped policies");
+    let key = PseudonymKey::new(&[7u8; 32]);
+    let limits = JsonLimits {
+        max_depth: 128,
+        max_bytes: 64 << 20,
+    };
+    let cases = [
+        (
+            Dialect::Salesforce,
+            D::Salesforce,
+            "GET",
+            "/services/data/v66.0/query",
+        ),
+        (
+            Dialect::HubSpot,
+            D::Hubspot,
+            "GET",
+            "/crm/v3/objects/contacts",
+        ),
+        (
+            Dialect::Dynamics,
+            D::Dynamics,
+            "GET",
+            "/api/data/v9.2/contacts",
+        ),
+    ];
+    for (dd, dialect, method, path) in cases {
+        let method = http::Method::from_bytes(method.as_bytes()).expect("method");
+        let RouteMatch::Operation(op) = set.classify(dialect, &method, path) else {
+            panic!("{path} is governed");
+        };
+        let mut group = c.benchmark_group(format!("{dialect}"));
+        for (label, size) in [("1KB", 1_000), ("100KB", 100_000), ("10MB", 10_000_000)] {
+            let bytes = page(&double, dd, size);
+            group.throughput(Throughput::Bytes(bytes.len() as u64));
+            if size >= 10_000_000 {
+                group.sample_size(10);
+            }
+            group.bench_with_input(BenchmarkId::new("serde_json", label), &bytes, |b, bytes| {
+                b.iter(|| {
+                    let v: Value = serde_json::from_slice(black_box(bytes)).expect("parse");
+                    black_box(serde_json::to_vec(&v).expect("serialize"))
+                })
+            });
+            group.bench_with_input(
+                BenchmarkId::new("zweck_parse", label),
+                &bytes,
+                |b, bytes| {
+                    b.iter(|| {
+                        let v = json::parse(black_box(bytes), &limits).expect("parse");
+                        black_box(json::to_bytes(&v))
+                    })
+                },
+            );
+            for purpose in ["newsletter", "analytics"] {
+                let p = set.purpose(purpose).expect("purpose");
+                group.bench_with_input(
+                    BenchmarkId::new(format!("engine_{purpose}"), label),
+                    &bytes,
+                    |b, bytes| {
+                        b.iter(|| {
+                            let mut v = json::parse(black_box(bytes), &limits).expect("parse");
+                            let out =
+                                policy::apply(&set, p, op, Direction::Response, &mut v, Some(&key))
+                                    .expect("apply");
+                            black_box(out.records);
+                            black_box(json::to_bytes(&v))
+                        })
+                    },
+                );
+            }
+        }
+        group.finish();
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
