@@ -69,7 +69,17 @@ impl Identities {
     ) -> Result<Caller, ProxyError> {
         let by_cert = peer.and_then(|p| self.app_for_cert(p));
         let key = presented_key(headers)?;
-        let by_key = key.as_deref().map(|k| self.app_for_key(k));
+        let mut by_key = key.as_deref().map(|k| self.app_for_key(k));
+        // SDKs that only know "access token" always send one. Next to a certificate that
+        // identifies an app, a bearer token that is no key of any app carries no identity and
+        // is ignored (it never reaches the CRM); a known key of another app is still refused,
+        // and so is an unknown explicit `Zweck-Api-Key`.
+        if by_cert.is_some()
+            && matches!(by_key, Some(None))
+            && !headers.contains_key(API_KEY_HEADER)
+        {
+            by_key = None;
+        }
 
         let (app, bound_purpose, credential) = match (by_cert, by_key) {
             (Some(app), None) => (app, None, CredentialKind::ClientCert),
@@ -304,6 +314,24 @@ apps:
         assert_eq!(
             ids.identify(Some(&peer("newsletter-tool")), &h),
             Err(ProxyError::UnknownApp)
+        );
+        let h = headers(&[("authorization", "Bearer zk_secret")]);
+        assert_eq!(
+            ids.identify(Some(&peer("newsletter-tool")), &h),
+            Err(ProxyError::UnknownApp)
+        );
+        // an unknown explicit Zweck-Api-Key next to a certificate
+        let h = headers(&[("zweck-api-key", "zk_unknown")]);
+        assert_eq!(
+            ids.identify(Some(&peer("newsletter-tool")), &h),
+            Err(ProxyError::UnknownApp)
+        );
+        // an SDK's placeholder bearer token next to a certificate carries no identity
+        let h = headers(&[("authorization", "Bearer sdk-placeholder-session")]);
+        assert_eq!(
+            ids.identify(Some(&peer("newsletter-tool")), &h)
+                .map(|c| c.app),
+            Ok(Arc::from("newsletter-tool"))
         );
         // a valid CA-signed cert naming no app
         assert_eq!(

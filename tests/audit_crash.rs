@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use zweck::audit::{self, AuditConfig, AuditLog, Decision, Direction, Offbox, Stage, TransferRecord};
+use zweck::audit::{
+    self, AuditConfig, AuditLog, Decision, Direction, Offbox, Stage, TransferRecord,
+};
 use zweck::config::{MechanismKind, TransferMechanism};
 
 const ENV: &str = "ZWECK_AUDIT_CRASH_DIR";
@@ -119,7 +121,12 @@ fn sigkill_under_load_loses_no_acknowledged_record() {
     let mut acked_total = BTreeSet::new();
     for round in 0..6u64 {
         let mut child = Command::new(&exe)
-            .args(["crash_writer_child", "--exact", "--nocapture", "--test-threads=1"])
+            .args([
+                "crash_writer_child",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(ENV, &root)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -151,10 +158,16 @@ fn sigkill_under_load_loses_no_acknowledged_record() {
         child.kill().expect("SIGKILL"); // Child::kill is SIGKILL on unix
         let _ = child.wait();
         let acked = reader.join().expect("reader");
-        assert!(!acked.is_empty(), "round {round}: the writer acknowledged nothing");
+        assert!(
+            !acked.is_empty(),
+            "round {round}: the writer acknowledged nothing"
+        );
         let in_log = seqs_in_log(&config(&root).log);
         for seq in &acked {
-            assert!(in_log.contains(seq), "round {round}: acked seq {seq} is not in the log");
+            assert!(
+                in_log.contains(seq),
+                "round {round}: acked seq {seq} is not in the log"
+            );
         }
         acked_total.extend(acked);
         let v = audit::verify(&audit::VerifyOptions {

@@ -89,7 +89,11 @@ fn record(n: u64) -> TransferRecord {
         parts: vec![],
         bytes: 100 + n,
         actions: BTreeMap::from([("keep".to_string(), 2), ("drop".to_string(), 1)]),
-        decision: if n % 5 == 0 { Decision::Blocked } else { Decision::Minimised },
+        decision: if n % 5 == 0 {
+            Decision::Blocked
+        } else {
+            Decision::Minimised
+        },
         status: 200,
         policy_version: "v1".into(),
         reason: None,
@@ -135,9 +139,16 @@ async fn concurrent_appends_are_group_committed_and_verify() {
     assert_eq!(seqs, (0..300).collect::<Vec<_>>());
     let stats = log.stats();
     assert_eq!(stats.appends, 300);
-    assert!(stats.syncs < 300, "group commit: {} syncs for 300 appends", stats.syncs);
+    assert!(
+        stats.syncs < 300,
+        "group commit: {} syncs for 300 appends",
+        stats.syncs
+    );
     log.shutdown().await.expect("shutdown");
-    assert!(log.append(record(1)).await.is_err(), "closed after shutdown");
+    assert!(
+        log.append(record(1)).await.is_err(),
+        "closed after shutdown"
+    );
     let v = s.verify();
     assert_eq!(v.exit_code, 0, "{}", v.text);
     assert!(v.text.contains("300 records"), "{}", v.text);
@@ -240,7 +251,11 @@ async fn verify_names_the_first_bad_record() {
     std::fs::remove_file(zweck::audit::files::checkpoints_path(&s.log())).expect("rm");
     let v = s.verify();
     assert_eq!(v.exit_code, 1, "{}", v.text);
-    assert!(v.text.contains("records from seq 20 on were removed"), "{}", v.text);
+    assert!(
+        v.text.contains("records from seq 20 on were removed"),
+        "{}",
+        v.text
+    );
     assert!(v.text.contains("off-box"), "{}", v.text);
     // A forged checkpoint (signed by another key).
     write_lines(&s.log(), &original);
@@ -298,7 +313,10 @@ async fn a_failed_sync_fails_every_later_append() {
     assert!(matches!(e, AuditError::Failed(_)), "{e}");
     assert!(log.failure().is_some_and(|f| f.contains("fdatasync")));
     for i in 3..6 {
-        assert!(matches!(log.append(record(i)).await, Err(AuditError::Failed(_))));
+        assert!(matches!(
+            log.append(record(i)).await,
+            Err(AuditError::Failed(_))
+        ));
     }
     assert!(log.shutdown().await.is_err());
 }
@@ -311,8 +329,14 @@ async fn a_failed_write_fails_every_later_append() {
     })
     .await
     .expect("open");
-    assert!(matches!(log.append(record(0)).await, Err(AuditError::Failed(_))));
-    assert!(matches!(log.append(record(1)).await, Err(AuditError::Failed(_))));
+    assert!(matches!(
+        log.append(record(0)).await,
+        Err(AuditError::Failed(_))
+    ));
+    assert!(matches!(
+        log.append(record(1)).await,
+        Err(AuditError::Failed(_))
+    ));
 }
 
 #[tokio::test]
@@ -324,7 +348,10 @@ async fn disk_full_is_a_failed_append() {
     let log = AuditLog::open(s.config.clone()).await.expect("open");
     let e = log.append(record(0)).await.expect_err("ENOSPC");
     assert!(e.to_string().contains("write failed"), "{e}");
-    assert!(matches!(log.append(record(1)).await, Err(AuditError::Failed(_))));
+    assert!(matches!(
+        log.append(record(1)).await,
+        Err(AuditError::Failed(_))
+    ));
 }
 
 #[tokio::test]
@@ -350,7 +377,8 @@ async fn report_prove_and_ropa() {
     });
     assert_eq!(r.exit_code, 0);
     assert!(
-        r.text.contains("\"Salesforce, Inc.\",user.contact.email,12,"),
+        r.text
+            .contains("\"Salesforce, Inc.\",user.contact.email,12,"),
         "{}",
         r.text
     );
@@ -412,12 +440,16 @@ async fn checkpoints_are_posted_to_an_http_witness() {
     use http_body_util::BodyExt;
     use hyper::service::service_fn;
     let received: Arc<Mutex<Vec<String>>> = Arc::default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let got = received.clone();
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
             let got = got.clone();
             tokio::spawn(async move {
                 let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
@@ -427,9 +459,9 @@ async fn checkpoints_are_posted_to_an_http_witness() {
                         got.lock()
                             .expect("lock")
                             .push(String::from_utf8_lossy(&body).into_owned());
-                        Ok::<_, hyper::Error>(http::Response::new(
-                            http_body_util::Full::new(bytes::Bytes::new()),
-                        ))
+                        Ok::<_, hyper::Error>(http::Response::new(http_body_util::Full::new(
+                            bytes::Bytes::new(),
+                        )))
                     }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
@@ -439,7 +471,11 @@ async fn checkpoints_are_posted_to_an_http_witness() {
         }
     });
     let mut s = setup();
-    s.config.offbox = Offbox::Url(format!("http://127.0.0.1:{}/add", addr.port()).parse().expect("uri"));
+    s.config.offbox = Offbox::Url(
+        format!("http://127.0.0.1:{}/add", addr.port())
+            .parse()
+            .expect("uri"),
+    );
     let log = AuditLog::open(s.config.clone()).await.expect("open");
     append_n(&log, 0, 4).await;
     log.shutdown().await.expect("shutdown delivers");
@@ -448,5 +484,42 @@ async fn checkpoints_are_posted_to_an_http_witness() {
         .pop()
         .expect("note")
         .expect("well-formed");
-    assert_eq!(verify_note(&note, ORIGIN, &s.public).expect("signed").size, 4);
+    assert_eq!(
+        verify_note(&note, ORIGIN, &s.public).expect("signed").size,
+        4
+    );
+}
+
+/// Throughput and latency at the design load; run with `--ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn throughput_at_1000_per_second() {
+    let s = setup();
+    let log = AuditLog::open(s.config.clone()).await.expect("open");
+    let start = std::time::Instant::now();
+    let mut tasks = Vec::new();
+    for t in 0..64u64 {
+        let log = log.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut worst = std::time::Duration::ZERO;
+            for i in 0..100u64 {
+                let t0 = std::time::Instant::now();
+                log.append(record(t * 1000 + i)).await.expect("append");
+                worst = worst.max(t0.elapsed());
+            }
+            worst
+        }));
+    }
+    let mut worst = std::time::Duration::ZERO;
+    for t in tasks {
+        worst = worst.max(t.await.expect("task"));
+    }
+    let el = start.elapsed();
+    let st = log.stats();
+    println!(
+        "6400 appends in {el:?} ({:.0}/s), {} syncs, worst latency {worst:?}",
+        6400.0 / el.as_secs_f64(),
+        st.syncs
+    );
+    log.shutdown().await.expect("shutdown");
 }

@@ -90,7 +90,23 @@ async fn spoofed_zweck_headers_and_client_addresses_are_stripped() {
             ],
         )
         .await;
-    // an Authorization that is no known API key alongside a cert of another app is refused
+    // an Authorization that is no known key carries no identity next to the certificate,
+    // and the forged token never reaches the CRM
+    assert_eq!(r.status(), StatusCode::OK);
+    let got = h.double.double.received();
+    let seen = &got.last().expect("request reached the double").headers;
+    assert_eq!(
+        seen.get("authorization").and_then(|v| v.to_str().ok()),
+        Some(format!("Bearer {UPSTREAM_TOKEN}").as_str())
+    );
+    // a known key of another app next to the certificate is refused
+    let key = h.api_key();
+    let (r, _) = c
+        .get(
+            &h.url("/__double/echo-headers"),
+            &[("authorization", &format!("Bearer {key}"))],
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 
     let (r, b) = c
@@ -512,13 +528,17 @@ async fn an_upstream_sending_both_content_length_and_chunked_gets_fresh_framing(
     let mut tls = (*tls).clone();
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(tls));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let port = listener.local_addr().expect("addr").port();
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
-                let Ok(mut s) = acceptor.accept(tcp).await else { return };
+                let Ok(mut s) = acceptor.accept(tcp).await else {
+                    return;
+                };
                 let mut buf = vec![0u8; 8192];
                 let _ = s.read(&mut buf).await;
                 let _ = s

@@ -165,15 +165,21 @@ pub fn sign(cp: &Checkpoint, name: &str, key: &Ed25519KeyPair) -> String {
     format!("{body}\n{SIG_PREFIX}{name} {}\n", STANDARD.encode(blob))
 }
 
+/// A note, or the 1-based line where a malformed one starts and why.
+pub type ParsedNote = Result<SignedNote, (usize, String)>;
+
 /// Splits a file of concatenated notes (each followed by a blank line) into notes.
 /// Malformed notes come back as errors with their line number.
-pub fn parse_notes(text: &str) -> Vec<Result<SignedNote, (usize, String)>> {
-    parse_notes_with_end(text).into_iter().map(|(r, _)| r).collect()
+pub fn parse_notes(text: &str) -> Vec<ParsedNote> {
+    parse_notes_with_end(text)
+        .into_iter()
+        .map(|(r, _)| r)
+        .collect()
 }
 
 /// [`parse_notes`] plus the byte offset just after each note (and its trailing blank line),
 /// so recovery can cut a torn last note.
-pub fn parse_notes_with_end(text: &str) -> Vec<(Result<SignedNote, (usize, String)>, usize)> {
+pub fn parse_notes_with_end(text: &str) -> Vec<(ParsedNote, usize)> {
     let lines: Vec<&str> = text.split('\n').collect();
     let mut starts = Vec::with_capacity(lines.len());
     let mut pos = 0;
@@ -198,7 +204,10 @@ pub fn parse_notes_with_end(text: &str) -> Vec<(Result<SignedNote, (usize, Strin
             i += 1;
         }
         if i + 1 >= lines.len() {
-            out.push((Err((start + 1, "note has no signature lines".to_string())), text.len()));
+            out.push((
+                Err((start + 1, "note has no signature lines".to_string())),
+                text.len(),
+            ));
             break;
         }
         i += 1; // the blank line
@@ -222,7 +231,10 @@ pub fn parse_notes_with_end(text: &str) -> Vec<(Result<SignedNote, (usize, Strin
         if let Some(e) = bad {
             out.push((Err((start + 1, e)), end));
         } else if sigs.is_empty() {
-            out.push((Err((start + 1, "note has no signature lines".to_string())), end));
+            out.push((
+                Err((start + 1, "note has no signature lines".to_string())),
+                end,
+            ));
         } else {
             out.push((
                 Ok(SignedNote {
@@ -319,6 +331,26 @@ mod tests {
             verify_note(&n, "zweck.example/log", &other),
             Err(CheckpointError::NoSignature(_))
         ));
+    }
+
+    #[test]
+    fn a_torn_last_note_is_found_with_the_end_of_the_good_ones() {
+        let k = key();
+        let cp = Checkpoint {
+            origin: "o".into(),
+            size: 1,
+            root: [1u8; 32],
+            extensions: vec![],
+        };
+        let note = format!("{}\n", sign(&cp, "o", &k));
+        for cut in [3, note.len() - 20, note.len() - 2] {
+            let text = format!("{note}{}", &note[..cut]);
+            let notes = parse_notes_with_end(&text);
+            assert_eq!(notes.len(), 2, "cut {cut}");
+            assert!(notes[0].0.is_ok());
+            assert_eq!(notes[0].1, note.len(), "cut {cut}");
+            assert!(notes[1].0.is_err(), "cut {cut}");
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::checkpoint::{parse_notes, verify_note, SignedNote};
+use super::checkpoint::{parse_notes, verify_note, ParsedNote};
 use super::merkle::{leaf_hash, Frontier, Hash};
 use super::record::{Head, GENESIS_PREV};
 use super::{time, AuditError};
@@ -360,7 +360,8 @@ fn cut_torn_checkpoint(path: &Path) -> Result<(), AuditError> {
         .write(true)
         .open(path)
         .map_err(|e| AuditError::io(path, e))?;
-    f.set_len(good as u64).map_err(|e| AuditError::io(path, e))?;
+    f.set_len(good as u64)
+        .map_err(|e| AuditError::io(path, e))?;
     f.sync_all().map_err(|e| AuditError::io(path, e))
 }
 
@@ -374,7 +375,7 @@ fn read_range(path: &Path, offset: u64, len: u64) -> io::Result<Vec<u8>> {
 }
 
 /// Reads a file of signed notes; a missing file is empty.
-pub fn read_checkpoints(path: &Path) -> io::Result<Vec<Result<SignedNote, (usize, String)>>> {
+pub fn read_checkpoints(path: &Path) -> io::Result<Vec<ParsedNote>> {
     match std::fs::read_to_string(path) {
         Ok(text) => Ok(parse_notes(&text)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),

@@ -134,10 +134,12 @@ pub fn build(opts: &ProveOptions) -> Result<(InclusionProof, bool), (i32, String
         .chain(std::iter::once(files::checkpoints_path(&opts.log)))
         .collect();
     for p in &sources {
-        for n in files::read_checkpoints(p).map_err(|e| unreadable(e.to_string()))? {
-            if let Ok(n) = n {
-                notes.push((format!("{}:{}", p.display(), n.line), n));
-            }
+        for n in files::read_checkpoints(p)
+            .map_err(|e| unreadable(e.to_string()))?
+            .into_iter()
+            .flatten()
+        {
+            notes.push((format!("{}:{}", p.display(), n.line), n));
         }
     }
     let onbox_origin = notes

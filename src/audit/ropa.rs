@@ -124,8 +124,9 @@ pub fn build(
             });
         }
     }
-    let mut undeclared: BTreeMap<(String, String, String, String), (u64, Option<u64>)> =
-        BTreeMap::new();
+    // (kind, purpose, upstream, detail) -> (count, first seq)
+    type Key = (String, String, String, String);
+    let mut undeclared: BTreeMap<Key, (u64, Option<u64>)> = BTreeMap::new();
     let mut note = |kind: &str, purpose: &str, upstream: &str, detail: String, seq: u64| {
         let e = undeclared
             .entry((

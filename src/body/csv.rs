@@ -11,6 +11,8 @@
 //! sees every row by column name, with the *original* values (a consent column may itself be
 //! dropped from the output) and removes rows it rejects. Output re-quotes every field the way
 //! Salesforce writes it (`"..."`, quotes doubled), with the input's delimiter and line ending.
+//! A plan that drops every column yields an empty body (a line without fields would read back
+//! as one empty field), and its rows count as removed.
 //!
 //! RFC 4180 is read strictly, because a lenient reader and the CRM's client could split a
 //! record differently, and then a value could slip out under the wrong column: a quote inside
@@ -225,6 +227,8 @@ pub struct CsvTransformer {
     in_record: bool,
     stats: CsvStats,
     spent: bool,
+    /// Whether the plan keeps (or replaces) at least one column.
+    any_kept: bool,
 }
 
 impl fmt::Debug for CsvTransformer {
@@ -262,6 +266,7 @@ impl CsvTransformer {
             in_record: false,
             stats: CsvStats::default(),
             spent: false,
+            any_kept: false,
         }
     }
 
@@ -436,6 +441,11 @@ impl CsvTransformer {
     ) -> Result<(), CsvError> {
         let record = self.record;
         let text = std::str::from_utf8(&self.row).map_err(|_| CsvError::InvalidUtf8 { record })?;
+        // Fields sit back to back in `row`: the whole may be UTF-8 while a field is not (a
+        // character split by a delimiter), so every field boundary must be a char boundary.
+        if !self.ends.iter().all(|end| text.is_char_boundary(*end)) {
+            return Err(CsvError::InvalidUtf8 { record });
+        }
         if let Some(plan) = self.plan.as_mut() {
             // The header.
             if let Some(ending) = ending {
@@ -453,13 +463,18 @@ impl CsvTransformer {
                 self.actions.push(plan(name));
             }
             self.plan = None;
-            let mut first = true;
-            for (name, action) in columns.names.iter().zip(&self.actions) {
-                if !matches!(action, CellAction::Drop) {
-                    write_field(out, name, self.delimiter, &mut first);
+            self.any_kept = self.actions.iter().any(|a| !matches!(a, CellAction::Drop));
+            // With every column dropped nothing is written at all: a CSV line without fields
+            // would read back as one empty field.
+            if self.any_kept {
+                let mut first = true;
+                for (name, action) in columns.names.iter().zip(&self.actions) {
+                    if !matches!(action, CellAction::Drop) {
+                        write_field(out, name, self.delimiter, &mut first);
+                    }
                 }
+                out.extend_from_slice(self.line_ending);
             }
-            out.extend_from_slice(self.line_ending);
             self.columns = columns;
         } else {
             if self.ends.len() != self.columns.names.len() {
@@ -474,7 +489,7 @@ impl CsvTransformer {
                 text,
                 ends: &self.ends,
             };
-            if (self.filter)(&row) {
+            if (self.filter)(&row) && self.any_kept {
                 let mut first = true;
                 for (i, action) in self.actions.iter().enumerate() {
                     match action {
@@ -806,6 +821,9 @@ mod tests {
             (b"a,b\n1,2\r", CsvError::BareCarriageReturn { record: 2 }),
             (b"a,b\n1,\xff\n", CsvError::InvalidUtf8 { record: 2 }),
             (b"a,b,a\n", CsvError::DuplicateColumn { column: 3 }),
+            // Each half of "\u{e9}" alone is invalid, though together they are UTF-8.
+            (b"a,b\n\xc3,\xa9\n", CsvError::InvalidUtf8 { record: 2 }),
+            (b"\xc3,\xa9\n", CsvError::InvalidUtf8 { record: 1 }),
         ];
         for (input, expected) in cases {
             assert_eq!(
@@ -872,9 +890,16 @@ mod tests {
                 true
             },
         );
-        let (out, _) = run(t, b"a,b\n1,2\n").expect("parse");
-        // Every column dropped: the rows are empty lines, still counted.
-        assert_eq!(out, "\n\n");
+        let (out, stats) = run(t, b"a,b\n1,2\n").expect("parse");
+        // Every column dropped: nothing is written, and no row counts as delivered.
+        assert_eq!(out, "");
+        assert_eq!(
+            stats,
+            CsvStats {
+                rows_emitted: 0,
+                rows_removed: 1
+            }
+        );
     }
 
     #[tokio::test]

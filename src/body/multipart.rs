@@ -154,9 +154,7 @@ impl HttpMessage {
     /// The message's headers.
     pub fn headers(&self) -> &[(String, String)] {
         match self {
-            HttpMessage::Request { headers, .. } | HttpMessage::Response { headers, .. } => {
-                headers
-            }
+            HttpMessage::Request { headers, .. } | HttpMessage::Response { headers, .. } => headers,
         }
     }
 
@@ -174,8 +172,8 @@ impl HttpMessage {
 
     /// Replaces the body and updates a `Content-Length` header if there is one.
     pub fn set_body(&mut self, new_body: Bytes) {
-        let (HttpMessage::Request { headers, body, .. } | HttpMessage::Response { headers, body, .. }) =
-            self;
+        let (HttpMessage::Request { headers, body, .. }
+        | HttpMessage::Response { headers, body, .. }) = self;
         for (name, value) in headers.iter_mut() {
             if name.eq_ignore_ascii_case("content-length") {
                 *value = new_body.len().to_string();
@@ -218,7 +216,8 @@ impl Batch {
 
     /// The `Content-Type` for the written batch.
     pub fn content_type(&self) -> String {
-        format!("multipart/mixed; boundary={}", self.boundary)
+        // Quoted: boundaries may hold characters (space, `?`, `(`...) a token may not.
+        format!("multipart/mixed; boundary=\"{}\"", self.boundary)
     }
 
     /// Writes the batch. `Content-Length` headers inside parts are set to the body lengths.
@@ -247,10 +246,15 @@ impl Batch {
                     parts,
                     epilogue,
                 } => {
-                    if !headers_writable(headers) || !is_blank(epilogue.as_bytes()) {
+                    let mut head = nl.to_vec();
+                    write_headers(&mut head, headers, nl);
+                    if !headers_writable(headers)
+                        || !is_blank(epilogue.as_bytes())
+                        || contains_delimiter(&head, &[&self.boundary, boundary])
+                    {
                         return Err(MultipartError::Unwritable { part: number + 1 });
                     }
-                    write_headers(&mut out, headers, nl);
+                    out.extend_from_slice(&head[nl.len()..]);
                     out.extend_from_slice(nl);
                     for part in parts {
                         number += 1;
@@ -303,22 +307,26 @@ fn write_checked(
             (100..=599).contains(status) && !reason.chars().any(|c| c.is_control() && c != '\t')
         }
     };
-    if !start_ok || !headers_writable(&part.headers) || !headers_writable(part.message.headers())
-    {
+    if !start_ok || !headers_writable(&part.headers) || !headers_writable(part.message.headers()) {
         return Err(unwritable);
     }
     // Written after a line end: a body that starts with a delimiter counts too.
     let mut buf = nl.to_vec();
     write_part(&mut buf, part, nl);
-    for boundary in boundaries {
-        let mut delimiter = b"\n--".to_vec();
-        delimiter.extend_from_slice(boundary.as_bytes());
-        if find(&buf, &delimiter, 0).is_some() {
-            return Err(unwritable);
-        }
+    if contains_delimiter(&buf, boundaries) {
+        return Err(unwritable);
     }
     out.extend_from_slice(&buf[nl.len()..]);
     Ok(())
+}
+
+/// Whether a line of `buf` starts with a delimiter of one of `boundaries`.
+fn contains_delimiter(buf: &[u8], boundaries: &[&str]) -> bool {
+    boundaries.iter().any(|boundary| {
+        let mut delimiter = b"\n--".to_vec();
+        delimiter.extend_from_slice(boundary.as_bytes());
+        find(buf, &delimiter, 0).is_some()
+    })
 }
 
 fn delimiter(out: &mut Vec<u8>, boundary: &str, nl: &[u8]) {
@@ -458,7 +466,9 @@ struct Split<'a> {
 }
 
 fn is_blank(bytes: &[u8]) -> bool {
-    bytes.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+    bytes
+        .iter()
+        .all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
 }
 
 /// Splits a multipart body at its delimiters (RFC 2046 §5.1.1). `after` numbers errors;
@@ -520,7 +530,10 @@ fn split<'a>(
             });
         };
         // One line end for the whole batch, change sets included.
-        if line_ending.or(expected).is_some_and(|known| known != ending) {
+        if line_ending
+            .or(expected)
+            .is_some_and(|known| known != ending)
+        {
             return Err(MultipartError::MixedLineEndings);
         }
         line_ending = Some(ending);
@@ -596,11 +609,12 @@ fn take_line<'a>(input: &mut &'a [u8]) -> Option<&'a [u8]> {
     Some(line.strip_suffix(b"\r").unwrap_or(line))
 }
 
+/// Header fields as written: names keep their case, values are trimmed.
+type Headers = Vec<(String, String)>;
+
 /// Reads header lines up to the blank line. `terminated` says whether the blank line was
 /// there (MIME part headers require it; an HTTP message may end right after its headers).
-fn header_block<'a>(
-    input: &mut &'a [u8],
-) -> Result<(Vec<(String, String)>, bool), ()> {
+fn header_block(input: &mut &[u8]) -> Result<(Headers, bool), ()> {
     let mut headers = Vec::new();
     while let Some(line) = take_line(input) {
         if line.is_empty() {
@@ -627,13 +641,13 @@ fn header_line(line: &[u8]) -> Result<(String, String), ()> {
         return Err(());
     }
     let name = std::str::from_utf8(name).map_err(|_| ())?;
-    Ok((name.to_string(), value.trim_matches([' ', '\t']).to_string()))
+    Ok((
+        name.to_string(),
+        value.trim_matches([' ', '\t']).to_string(),
+    ))
 }
 
-fn mime_headers(
-    content: &[u8],
-    part: usize,
-) -> Result<(Vec<(String, String)>, &[u8]), MultipartError> {
+fn mime_headers(content: &[u8], part: usize) -> Result<(Headers, &[u8]), MultipartError> {
     let mut rest = content;
     match header_block(&mut rest) {
         Ok((headers, true)) => Ok((headers, rest)),
@@ -668,7 +682,10 @@ fn http_message(content: &[u8], part: usize) -> Result<HttpMessage, MultipartErr
     let bad_start = || MultipartError::StartLine { part };
     if let Some(status_line) = start.strip_prefix("HTTP/1.1 ") {
         let (code, reason) = status_line.split_once(' ').unwrap_or((status_line, ""));
-        if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_digit()) {
+        if code.len() != 3
+            || !code.bytes().all(|b| b.is_ascii_digit())
+            || reason.chars().any(|c| c.is_control() && c != '\t')
+        {
             return Err(bad_start());
         }
         let status: u16 = code.parse().map_err(|_| bad_start())?;
@@ -690,8 +707,7 @@ fn http_message(content: &[u8], part: usize) -> Result<HttpMessage, MultipartErr
     };
     let token = |s: &str| {
         !s.is_empty()
-            && s
-                .bytes()
+            && s.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
     };
     if version != "HTTP/1.1"
@@ -737,23 +753,44 @@ mod tests {
         assert_eq!(batch.boundary, "batch_7c1e0f3a-0000-4000-8000-000000000001");
         assert_eq!(batch.line_ending, LineEnding::Lf);
         assert_eq!(batch.items.len(), 2);
-        let BatchItem::ChangeSet { boundary, parts, .. } = &batch.items[0] else {
+        let BatchItem::ChangeSet {
+            boundary, parts, ..
+        } = &batch.items[0]
+        else {
             panic!("first item is a change set");
         };
         assert_eq!(boundary, "changeset_7c1e0f3a-0000-4000-8000-000000000002");
         assert_eq!(parts.len(), 1);
         assert_eq!(parts[0].header("content-id"), Some("1"));
-        let HttpMessage::Request { method, target, headers, body } = &parts[0].message else {
+        let HttpMessage::Request {
+            method,
+            target,
+            headers,
+            body,
+        } = &parts[0].message
+        else {
             panic!("a request");
         };
         assert_eq!(method, "POST");
         assert_eq!(target, "/api/data/v9.2/contacts");
-        assert_eq!(headers, &[("Content-Type".to_string(), "application/json; type=entry".to_string())]);
+        assert_eq!(
+            headers,
+            &[(
+                "Content-Type".to_string(),
+                "application/json; type=entry".to_string()
+            )]
+        );
         assert!(body.starts_with(b"{") && body.ends_with(b"}"));
         let BatchItem::Part(get) = &batch.items[1] else {
             panic!("second item is a part");
         };
-        let HttpMessage::Request { method, target, body, .. } = &get.message else {
+        let HttpMessage::Request {
+            method,
+            target,
+            body,
+            ..
+        } = &get.message
+        else {
             panic!("a request");
         };
         assert_eq!(method, "GET");
@@ -819,7 +856,8 @@ mod tests {
     #[test]
     fn rewritten_bodies_get_their_content_length() {
         let body = "--b\r\nContent-Type: application/http\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n{\"a\":1}\r\n--b--";
-        let mut batch = parse_batch("multipart/mixed; boundary=b", body.as_bytes(), &limits()).expect("parse");
+        let mut batch =
+            parse_batch("multipart/mixed; boundary=b", body.as_bytes(), &limits()).expect("parse");
         assert_eq!(batch.to_bytes(), Ok(body_bytes(body.as_bytes())));
         let mut stale = batch.clone();
         for part in stale.parts_mut() {
@@ -834,7 +872,10 @@ mod tests {
         assert_eq!(stale.to_bytes(), batch.to_bytes());
         let written = batch.to_bytes().expect("writable");
         let text = std::str::from_utf8(&written).expect("utf-8");
-        assert!(text.contains("Content-Length: 2\r\n\r\n{}\r\n--b--"), "{text}");
+        assert!(
+            text.contains("Content-Length: 2\r\n\r\n{}\r\n--b--"),
+            "{text}"
+        );
         let again = parse_batch(&batch.content_type(), &written, &limits()).expect("reparse");
         assert_eq!(again, batch);
     }
@@ -854,7 +895,10 @@ mod tests {
         assert!(parse(&part("GET /x HTTP/1.1\r\n")).is_ok());
         assert!(parse(&part("GET /x HTTP/1.1")).is_ok());
         assert!(parse(&part("HTTP/1.1 204 No Content\r\n\r\n")).is_ok());
-        assert!(parse("--b  \r\nContent-Type: application/http\r\n\r\nGET /x HTTP/1.1\r\n\r\n\r\n--b--").is_ok());
+        assert!(parse(
+            "--b  \r\nContent-Type: application/http\r\n\r\nGET /x HTTP/1.1\r\n\r\n\r\n--b--"
+        )
+        .is_ok());
     }
 
     #[test]
@@ -879,6 +923,7 @@ mod tests {
             (part("GET /x y HTTP/1.1\r\n"), StartLine { part: 1 }),
             (part("HTTP/1.1 99 Odd\r\n\r\n"), StartLine { part: 1 }),
             (part("HTTP/1.1 2000 OK\r\n\r\n"), StartLine { part: 1 }),
+            (part("HTTP/1.1 204 \u{0}o Content\r\n\r\n"), StartLine { part: 1 }),
             (part("GET /x HTTP/1.1\r\nBad Header: x\r\n\r\n"), HttpHeader { part: 1 }),
             (part("GET /x HTTP/1.1\r\nNoColon\r\n\r\n"), HttpHeader { part: 1 }),
             (part("POST /x HTTP/1.1\r\nContent-Length: 5\r\n\r\n{}"), ContentLength { part: 1 }),
@@ -904,28 +949,46 @@ mod tests {
             --c\r\nContent-Type: multipart/mixed; boundary=d\r\n\r\n\
             --d\r\nContent-Type: application/http\r\n\r\nGET /x HTTP/1.1\r\n\r\n--d--\r\n\
             --c--\r\n--b--";
-        assert_eq!(parse(nested).map(|_| ()), Err(MultipartError::TooDeep { part: 1 }));
+        assert_eq!(
+            parse(nested).map(|_| ()),
+            Err(MultipartError::TooDeep { part: 1 })
+        );
         let fine = "--b\r\nContent-Type: multipart/mixed; boundary=c\r\n\r\n\
             --c\r\nContent-Type: application/http\r\n\r\nPATCH /x HTTP/1.1\r\n\r\n{}\r\n--c--\r\n--b--";
         let batch = parse(fine).expect("change set");
         assert_eq!(batch.to_bytes(), Ok(body_bytes(fine.as_bytes())));
         let unclosed = "--b\r\nContent-Type: multipart/mixed; boundary=c\r\n\r\n\
             --c\r\nContent-Type: application/http\r\n\r\nPATCH /x HTTP/1.1\r\n\r\n{}\r\n--b--";
-        assert_eq!(parse(unclosed).map(|_| ()), Err(MultipartError::MissingClose));
+        assert_eq!(
+            parse(unclosed).map(|_| ()),
+            Err(MultipartError::MissingClose)
+        );
     }
 
     #[test]
     fn line_ends_must_agree() {
         let mixed = "--b\r\nContent-Type: application/http\r\n\r\nGET /x HTTP/1.1\r\n\r\n\n--b--";
-        assert_eq!(parse(mixed).map(|_| ()), Err(MultipartError::MixedLineEndings));
+        assert_eq!(
+            parse(mixed).map(|_| ()),
+            Err(MultipartError::MixedLineEndings)
+        );
         let mixed = "--b\r\nContent-Type: application/http\r\n\r\nGET /x HTTP/1.1\r\n\r\n\r\n--b\nContent-Type: application/http\n\nGET /y HTTP/1.1\n\n\n--b--";
-        assert_eq!(parse(mixed).map(|_| ()), Err(MultipartError::MixedLineEndings));
+        assert_eq!(
+            parse(mixed).map(|_| ()),
+            Err(MultipartError::MixedLineEndings)
+        );
         let nested = "--b\r\nContent-Type: multipart/mixed; boundary=c\r\n\r\n--c\nContent-Type: application/http\n\nGET /x HTTP/1.1\n\n\n--c--\r\n--b--";
-        assert_eq!(parse(nested).map(|_| ()), Err(MultipartError::MixedLineEndings));
+        assert_eq!(
+            parse(nested).map(|_| ()),
+            Err(MultipartError::MixedLineEndings)
+        );
         // Under LF, a CR before a delimiter is body content and survives the round trip.
         let lf = "--b\nContent-Type: application/http\n\nPOST /x HTTP/1.1\n\nbody\r\n--b--";
         let batch = parse(lf).expect("lf");
-        assert_eq!(batch.parts().next().map(|p| p.message.body().as_ref()), Some(&b"body\r"[..]));
+        assert_eq!(
+            batch.parts().next().map(|p| p.message.body().as_ref()),
+            Some(&b"body\r"[..])
+        );
         assert_eq!(batch.to_bytes(), Ok(body_bytes(lf.as_bytes())));
     }
 
@@ -935,43 +998,66 @@ mod tests {
         let batch = parse(&body).expect("parse");
         let mut smuggle = batch.clone();
         for part in smuggle.parts_mut() {
-            part.message.set_body(Bytes::from_static(b"{}\r\n--b\r\nContent-Type: application/http\r\n\r\nDELETE /x HTTP/1.1"));
+            part.message.set_body(Bytes::from_static(
+                b"{}\r\n--b\r\nContent-Type: application/http\r\n\r\nDELETE /x HTTP/1.1",
+            ));
         }
-        assert_eq!(smuggle.to_bytes(), Err(MultipartError::Unwritable { part: 1 }));
+        assert_eq!(
+            smuggle.to_bytes(),
+            Err(MultipartError::Unwritable { part: 1 })
+        );
         let mut leading = batch.clone();
         for part in leading.parts_mut() {
             part.message.set_body(Bytes::from_static(b"--b--"));
         }
-        assert_eq!(leading.to_bytes(), Err(MultipartError::Unwritable { part: 1 }));
+        assert_eq!(
+            leading.to_bytes(),
+            Err(MultipartError::Unwritable { part: 1 })
+        );
         let mut header = batch.clone();
         for part in header.parts_mut() {
             if let HttpMessage::Request { headers, .. } = &mut part.message {
                 headers.push(("X-Injected".into(), "a\r\nDELETE /x HTTP/1.1".into()));
             }
         }
-        assert_eq!(header.to_bytes(), Err(MultipartError::Unwritable { part: 1 }));
+        assert_eq!(
+            header.to_bytes(),
+            Err(MultipartError::Unwritable { part: 1 })
+        );
         let mut target = batch.clone();
         for part in target.parts_mut() {
             if let HttpMessage::Request { target, .. } = &mut part.message {
                 *target = "/x HTTP/1.1".into();
             }
         }
-        assert_eq!(target.to_bytes(), Err(MultipartError::Unwritable { part: 1 }));
+        assert_eq!(
+            target.to_bytes(),
+            Err(MultipartError::Unwritable { part: 1 })
+        );
         let mut epilogue = batch;
         epilogue.epilogue = "text".into();
-        assert_eq!(epilogue.to_bytes(), Err(MultipartError::Unwritable { part: 0 }));
+        assert_eq!(
+            epilogue.to_bytes(),
+            Err(MultipartError::Unwritable { part: 0 })
+        );
     }
 
     #[test]
     fn limits_hold() {
         let one = "--b\r\nContent-Type: application/http\r\n\r\nGET /x HTTP/1.1\r\n\r\n\r\n";
         let body = format!("{}--b--", one.repeat(4));
-        let tight = MultipartLimits { max_parts: 3, max_part_bytes: 1024 };
+        let tight = MultipartLimits {
+            max_parts: 3,
+            max_part_bytes: 1024,
+        };
         assert_eq!(
             parse_batch("multipart/mixed; boundary=b", body.as_bytes(), &tight).map(|_| ()),
             Err(MultipartError::TooManyParts { limit: 3 })
         );
-        let tiny = MultipartLimits { max_parts: 10, max_part_bytes: 16 };
+        let tiny = MultipartLimits {
+            max_parts: 10,
+            max_part_bytes: 16,
+        };
         assert_eq!(
             parse_batch("multipart/mixed; boundary=b", body.as_bytes(), &tiny).map(|_| ()),
             Err(MultipartError::PartTooLarge { part: 1, limit: 16 })
@@ -979,6 +1065,9 @@ mod tests {
         let body = format!("{}--b--", one.repeat(1000));
         assert_eq!(parse(&body).map(|b| b.parts().count()), Ok(1000));
         let body = format!("{}--b--", one.repeat(1001));
-        assert_eq!(parse(&body).map(|_| ()), Err(MultipartError::TooManyParts { limit: 1000 }));
+        assert_eq!(
+            parse(&body).map(|_| ()),
+            Err(MultipartError::TooManyParts { limit: 1000 })
+        );
     }
 }

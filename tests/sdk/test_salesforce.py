@@ -1,0 +1,228 @@
+"""simple-salesforce through Zweck, for every purpose the shipped config grants an app.
+
+Each test uses the SDK exactly as an app would (instance URL = Zweck, the app's credential) and
+compares what the SDK returns with the CRM double's own record seen through the purpose's view
+(views.SF_CONTACT). The SDK must raise nothing; the records must be minimised.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+from simple_salesforce import Salesforce
+from simple_salesforce.exceptions import (
+    SalesforceRefusedRequest,
+    SalesforceResourceNotFound,
+)
+
+from conftest import APP_PURPOSES, http_session
+from views import SF_CONTACT, check_view
+
+VERSION = "66.0"
+FIELDS = ["Id", "FirstName", "LastName", "Email", "MobilePhone", "Birthdate", "MailingCountry",
+          "HasOptedOutOfEmail"]
+SELECT = f"SELECT {', '.join(FIELDS)} FROM Contact"
+Q50 = f"{SELECT} LIMIT 50"
+# Above the page size asked for below, so the query spans pages: 200 + 200 + 50.
+Q450 = f"{SELECT} LIMIT 450"
+BATCH_200 = {"Sforce-Query-Options": "batchSize=200"}
+QUERY_KEYS = {"attributes", *FIELDS}
+
+params = pytest.mark.parametrize(
+    "app,purpose", APP_PURPOSES, ids=[f"{a}:{p}" for a, p in APP_PURPOSES]
+)
+
+
+class UnknownResource(Exception):
+    """Zweck refused the route as unclassified (403 urn:zweck:problem:unknown-resource)."""
+
+
+@contextlib.contextmanager
+def unknown_resource_as_error():
+    """Turns only Zweck's `unknown-resource` refusal into UnknownResource, so a strict xfail on
+    it cannot hide any other failure."""
+    try:
+        yield
+    except SalesforceRefusedRequest as e:
+        content = e.content if isinstance(e.content, dict) else {}
+        if content.get("type") == "urn:zweck:problem:unknown-resource":
+            raise UnknownResource(f"{e.url}: {content}") from e
+        raise
+
+
+def sf_for(zweck, app: str, purpose: str) -> Salesforce:
+    session = http_session(zweck, app, purpose)
+    # mTLS apps: the SDK still sends its session id as a bearer token; Zweck ignores a token
+    # that is no API key next to a certificate that identifies the app.
+    session_id = zweck.api_key if zweck.uses_api_key(app) else "unused-mtls-app"
+    return Salesforce(
+        instance_url=zweck.proxy_url, session_id=session_id, session=session, version=VERSION
+    )
+
+
+def consented(row: dict) -> bool:
+    return row["HasOptedOutOfEmail"] is False
+
+
+def check_rows(purpose: str, rows: list[dict], truth: list[dict], where: str) -> None:
+    """The delivered rows are the CRM's rows (minus the ones the purpose's consent removes), in
+    order, each minimised."""
+    if purpose == "newsletter":
+        assert any(not consented(t) for t in truth), "no opted-out contact: consent untested"
+        truth = [t for t in truth if consented(t)]
+    assert [r["Id"] for r in rows] == [t["Id"] for t in truth], f"{where}: record ids differ"
+    for i, (row, t) in enumerate(zip(rows, truth)):
+        assert row["attributes"]["type"] == "Contact"
+        check_view(SF_CONTACT[purpose], row, t, f"{where}[{i}]", only=QUERY_KEYS)
+
+
+def walk_pages(sf: Salesforce, first: dict, **kw) -> list[dict]:
+    """Follows nextRecordsUrl with the SDK's query_more, as query_all_iter() does."""
+    pages = [first]
+    while not pages[-1]["done"]:
+        nxt = pages[-1]["nextRecordsUrl"]
+        assert nxt.startswith(f"/services/data/v{VERSION}/query/"), nxt
+        pages.append(sf.query_more(nxt, identifier_is_url=True, **kw))
+        assert len(pages) < 20, "pagination does not end"
+    return pages
+
+
+def check_paging(pages: list[dict], total: int) -> None:
+    assert [p["done"] for p in pages] == [False] * (len(pages) - 1) + [True]
+    for p in pages:
+        # totalSize is the CRM's count for the whole query; Zweck passes it through.
+        assert p["totalSize"] == total
+        assert ("nextRecordsUrl" in p) == (not p["done"])
+
+
+# --- query -----------------------------------------------------------------------------------
+
+
+@params
+def test_query_via_restful(zweck, double, app, purpose):
+    """GET .../query?q= through the SDK's generic restful() (the path without trailing slash)."""
+    sf = sf_for(zweck, app, purpose)
+    res = sf.restful("query", params={"q": Q50})
+    assert res["done"] is True and res["totalSize"] == 50 and "nextRecordsUrl" not in res
+    check_rows(purpose, res["records"], double.sf_query(VERSION, Q50), "query")
+
+
+@params
+def test_query(zweck, double, app, purpose):
+    sf = sf_for(zweck, app, purpose)
+    with unknown_resource_as_error():
+        res = sf.query(Q50)
+    assert res["done"] is True and res["totalSize"] == 50
+    check_rows(purpose, res["records"], double.sf_query(VERSION, Q50), "query")
+
+
+@params
+def test_query_more_across_pages(zweck, double, app, purpose):
+    """First page with restful(), the rest with query_more(nextRecordsUrl): 200 + 200 + 50 rows
+    upstream, each page minimised, the cursor URLs kept relative and working through Zweck."""
+    sf = sf_for(zweck, app, purpose)
+    first = sf.restful("query", params={"q": Q450}, headers=BATCH_200)
+    pages = walk_pages(sf, first, headers=BATCH_200)
+    assert len(pages) == 3
+    check_paging(pages, 450)
+    rows = [r for p in pages for r in p["records"]]
+    check_rows(purpose, rows, double.sf_query(VERSION, Q450), "query_more")
+    if purpose != "newsletter":
+        assert [len(p["records"]) for p in pages] == [200, 200, 50]
+
+
+@params
+def test_query_more_by_locator(zweck, app, purpose):
+    """query_more() with the bare locator (the SDK builds .../query/<locator>)."""
+    sf = sf_for(zweck, app, purpose)
+    first = sf.restful("query", params={"q": Q450}, headers=BATCH_200)
+    locator = first["nextRecordsUrl"].rsplit("/", 1)[1]
+    second = sf.query_more(locator, headers=BATCH_200)
+    assert second["done"] is False and second["totalSize"] == 450
+    assert {r["Id"] for r in second["records"]}.isdisjoint(r["Id"] for r in first["records"])
+
+
+@params
+def test_query_all(zweck, double, app, purpose):
+    sf = sf_for(zweck, app, purpose)
+    with unknown_resource_as_error():
+        res = sf.query_all(Q450, headers=BATCH_200)
+    assert res["done"] is True and res["totalSize"] == len(res["records"])
+    check_rows(purpose, res["records"], double.sf_query(VERSION, Q450), "query_all")
+
+
+# --- single records --------------------------------------------------------------------------
+
+
+@params
+def test_contact_get(zweck, double, app, purpose):
+    sf = sf_for(zweck, app, purpose)
+    rows = sf.restful("query", params={"q": Q50})["records"]
+    for row in rows[:5]:
+        got = sf.Contact.get(row["Id"])
+        check_view(SF_CONTACT[purpose], got, double.sf_contact(VERSION, row["Id"]),
+                   f"Contact.get({row['Id']})")
+
+
+def test_newsletter_withheld_contact_is_not_found(zweck, double):
+    """A contact without newsletter consent is withheld: the SDK raises its not-found error."""
+    opted_out = next(t for t in double.sf_query(VERSION, Q50) if not consented(t))
+    sf = sf_for(zweck, "newsletter-tool", "newsletter")
+    with pytest.raises(SalesforceResourceNotFound) as e:
+        sf.Contact.get(opted_out["Id"])
+    assert e.value.content["type"] == "urn:zweck:problem:record-withheld"
+
+
+# --- writes ----------------------------------------------------------------------------------
+
+
+def test_support_contact_update(zweck, double):
+    sf = sf_for(zweck, "support-desk", "support")
+    contact_id = sf.restful("query", params={"q": Q50})["records"][7]["Id"]
+    status = sf.Contact.update(contact_id, {"Title": "Escalation contact",
+                                            "Phone": "+49 30 0000 0007"})
+    assert status == 204
+    truth = double.sf_contact(VERSION, contact_id)
+    assert truth["Title"] == "Escalation contact" and truth["Phone"] == "+49 30 0000 0007"
+    got = sf.Contact.get(contact_id)
+    check_view(SF_CONTACT["support"], got, truth, "Contact.get after update")
+    assert got["Title"] == "Escalation contact"
+
+
+@pytest.mark.parametrize("app,purpose", [("newsletter-tool", "newsletter"),
+                                         ("bi-export", "analytics")])
+def test_write_denied_purposes_are_refused(zweck, double, app, purpose):
+    """`writes: deny`: the SDK raises SalesforceRefusedRequest and the CRM is unchanged."""
+    contact_id = double.sf_query(VERSION, Q50)[2]["Id"]
+    before = double.sf_contact(VERSION, contact_id)
+    sf = sf_for(zweck, app, purpose)
+    with pytest.raises(SalesforceRefusedRequest):
+        sf.Contact.update(contact_id, {"Title": "should not be written"})
+    assert double.sf_contact(VERSION, contact_id) == before
+
+
+# --- ungoverned routes -----------------------------------------------------------------------
+
+
+def test_limits(zweck):
+    sf = sf_for(zweck, "bi-export", "analytics")
+    with unknown_resource_as_error():
+        limits = sf.limits()
+    assert "DailyApiRequests" in limits
+
+
+def test_mtls_app_with_a_placeholder_session_id_works(zweck):
+    """simple-salesforce always sends `Authorization: Bearer <session_id>`. Next to a client
+    certificate that identifies the app, a bearer token that is no API key carries no identity:
+    Zweck ignores it (and never forwards it), so the SDK works unchanged."""
+    import requests
+
+    s = requests.Session()
+    s.trust_env = False
+    s.verify = zweck.ca
+    s.cert = zweck.client_cert("newsletter-tool")
+    sf = Salesforce(instance_url=zweck.proxy_url, session_id="placeholder", session=s,
+                    version=VERSION)
+    result = sf.query(Q50)
+    assert result["done"] in (True, False)

@@ -1,0 +1,218 @@
+"""Expected minimised views per purpose, and the comparison against the CRM double's truth.
+
+A view maps each field a purpose may see to how its value must relate to the CRM's own value:
+
+- ``KEEP``: unchanged;
+- ``YEAR``: a date generalised to its year (``1952-03-04`` -> ``1952``);
+- ``TRUNC2``: the first two characters (``truncate: 2``);
+- ``PSEUDONYM``: a keyed pseudonym ``pz1_...``, never the original value;
+- ``NULL``: redacted to ``null``;
+- a nested dict: an object with its own view (Salesforce compound addresses).
+
+Every field not in the view must be absent. A ``None`` in the CRM stays ``None``. The views are
+derived by hand from policies/purposes.yaml and policies/inventory/*.yaml, so a change to
+either that alters what an app sees makes these tests fail on purpose.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Mapping
+
+KEEP = "keep"
+YEAR = "year"
+TRUNC2 = "trunc2"
+PSEUDONYM = "pseudonym"
+NULL = "null"
+
+PSEUDONYM_RE = re.compile(r"^pz1_[A-Za-z0-9_-]{8,}$")
+
+
+def _check_value(rule: Any, got: Any, truth: Any, where: str) -> None:
+    if isinstance(rule, Mapping):
+        if truth is None:
+            assert got is None, f"{where}: expected null, got {got!r}"
+            return
+        assert isinstance(got, dict), f"{where}: expected an object, got {got!r}"
+        check_view(rule, got, truth, where)
+        return
+    if rule == NULL:
+        assert got is None, f"{where}: expected redacted null, got {got!r}"
+        return
+    if truth is None:
+        assert got is None, f"{where}: CRM has null, Zweck delivered {got!r}"
+        return
+    if rule == KEEP:
+        assert got == truth, f"{where}: expected {truth!r} unchanged, got {got!r}"
+    elif rule == YEAR:
+        assert got == str(truth)[:4], f"{where}: expected year of {truth!r}, got {got!r}"
+    elif rule == TRUNC2:
+        assert got == str(truth)[:2], f"{where}: expected {truth!r} truncated to 2, got {got!r}"
+    elif rule == PSEUDONYM:
+        assert isinstance(got, str) and PSEUDONYM_RE.match(got), (
+            f"{where}: expected a pz1_ pseudonym, got {got!r}"
+        )
+        assert got != truth, f"{where}: pseudonym equals the original value"
+    else:  # pragma: no cover - a typo in a view
+        raise AssertionError(f"unknown rule {rule!r}")
+
+
+def check_view(view: Mapping[str, Any], got: Mapping[str, Any], truth: Mapping[str, Any],
+               where: str, only: set[str] | None = None) -> None:
+    """`got` (what the SDK returned) is exactly `truth` (the CRM's record) seen through `view`.
+
+    `only` restricts the comparison to the keys the request asked for (a SOQL SELECT list)."""
+    extra = set(got) - set(truth)
+    assert not extra, f"{where}: keys the CRM never sent: {sorted(extra)}"
+    candidates = set(truth) if only is None else set(truth) & only
+    expected = {k for k in candidates if k in view}
+    assert set(got) == expected, (
+        f"{where}: keys {sorted(got)}; expected {sorted(expected)} "
+        f"(missing {sorted(expected - set(got))}, not allowed {sorted(set(got) - expected)})"
+    )
+    for key in expected:
+        _check_value(view[key], got[key], truth[key], f"{where}.{key}")
+
+
+# --- Salesforce Contact ----------------------------------------------------------------------
+
+# `system` keys of the Contact inventory: every purpose sees them.
+SF_SYSTEM = {
+    k: KEEP
+    for k in (
+        "attributes", "Id", "IsDeleted", "AccountId", "LeadSource", "IndividualId", "OwnerId",
+        "CreatedDate", "CreatedById", "LastModifiedDate", "LastModifiedById", "SystemModstamp",
+    )
+}
+
+SF_CONTACT = {
+    # newsletter: first name, e-mail, country; birthdate as a year; postcode to 2; rest dropped.
+    "newsletter": {
+        **SF_SYSTEM,
+        "FirstName": KEEP,
+        "Email": KEEP,
+        "MailingCountry": KEEP,
+        "MailingPostalCode": TRUNC2,
+        "Birthdate": YEAR,
+        "MailingAddress": {"country": KEEP, "postalCode": TRUNC2, "geocodeAccuracy": KEEP},
+    },
+    # support: names, contact data, privacy flags, job; the address only its country;
+    # everything unlisted (birthdate, geo coordinates) redacted to null.
+    "support": {
+        **SF_SYSTEM,
+        "Salutation": KEEP,
+        "FirstName": KEEP,
+        "LastName": KEEP,
+        "Name": KEEP,
+        "Email": KEEP,
+        "Phone": KEEP,
+        "MobilePhone": KEEP,
+        "HomePhone": KEEP,
+        "MailingCountry": KEEP,
+        "Title": KEEP,
+        "Department": KEEP,
+        "HasOptedOutOfEmail": KEEP,
+        "HasOptedOutOfFax": KEEP,
+        "DoNotCall": KEEP,
+        "Birthdate": NULL,
+        "MailingAddress": {
+            "country": KEEP, "geocodeAccuracy": KEEP, "latitude": NULL, "longitude": NULL,
+        },
+    },
+    # billing: names, all contact data incl. the full address, workplace; no birthdate,
+    # no job title, no privacy flags, no coordinates.
+    "billing": {
+        **SF_SYSTEM,
+        "Salutation": KEEP,
+        "FirstName": KEEP,
+        "LastName": KEEP,
+        "Name": KEEP,
+        "Email": KEEP,
+        "Phone": KEEP,
+        "MobilePhone": KEEP,
+        "HomePhone": KEEP,
+        "MailingStreet": KEEP,
+        "MailingCity": KEEP,
+        "MailingState": KEEP,
+        "MailingPostalCode": KEEP,
+        "MailingCountry": KEEP,
+        "Department": KEEP,
+        "MailingAddress": {
+            "street": KEEP, "city": KEEP, "state": KEEP, "postalCode": KEEP, "country": KEEP,
+            "geocodeAccuracy": KEEP,
+        },
+    },
+    # analytics: pseudonymous e-mail, no names or phones; city, country, postcode to 2,
+    # birthdate as a year, job and workplace.
+    "analytics": {
+        **SF_SYSTEM,
+        "Email": PSEUDONYM,
+        "MailingCity": KEEP,
+        "MailingCountry": KEEP,
+        "MailingPostalCode": TRUNC2,
+        "Birthdate": YEAR,
+        "Title": KEEP,
+        "Department": KEEP,
+        "MailingAddress": {
+            "city": KEEP, "country": KEEP, "postalCode": TRUNC2, "geocodeAccuracy": KEEP,
+        },
+    },
+}
+
+# --- HubSpot contacts ------------------------------------------------------------------------
+
+HS_SYSTEM = {k: KEEP for k in ("hs_object_id", "createdate", "lastmodifieddate",
+                               "lifecyclestage", "hs_lead_status")}
+
+HS_CONTACT = {
+    "newsletter": {
+        **HS_SYSTEM,
+        "firstname": KEEP,
+        "email": KEEP,
+        "country": KEEP,
+        "zip": TRUNC2,
+        "date_of_birth": YEAR,
+    },
+    "support": {
+        **HS_SYSTEM,
+        "firstname": KEEP,
+        "lastname": KEEP,
+        "email": KEEP,
+        "phone": KEEP,
+        "mobilephone": KEEP,
+        "fax": KEEP,
+        "website": KEEP,
+        "country": KEEP,
+        "jobtitle": KEEP,
+        "company": KEEP,
+        "hs_legal_basis": KEEP,
+        "hs_email_optout": KEEP,
+        "date_of_birth": NULL,
+    },
+    "billing": {
+        **HS_SYSTEM,
+        "firstname": KEEP,
+        "lastname": KEEP,
+        "email": KEEP,
+        "phone": KEEP,
+        "mobilephone": KEEP,
+        "fax": KEEP,
+        "website": KEEP,
+        "address": KEEP,
+        "city": KEEP,
+        "state": KEEP,
+        "zip": KEEP,
+        "country": KEEP,
+        "company": KEEP,
+    },
+    "analytics": {
+        **HS_SYSTEM,
+        "email": PSEUDONYM,
+        "city": KEEP,
+        "country": KEEP,
+        "zip": TRUNC2,
+        "date_of_birth": YEAR,
+        "jobtitle": KEEP,
+        "company": KEEP,
+    },
+}
