@@ -84,6 +84,8 @@ struct RawConfig {
     #[serde(default)]
     limits: RawLimits,
     #[serde(default)]
+    audit: Option<Spanned<crate::audit::RawAuditConfig>>,
+    #[serde(default)]
     apps: BTreeMap<String, Spanned<RawApp>>,
     #[serde(default)]
     upstreams: BTreeMap<String, Spanned<RawUpstream>>,
@@ -244,6 +246,8 @@ pub struct Config {
     pub pseudonym_key_file: Option<PathBuf>,
     pub crm_double: Option<CrmDoubleSettings>,
     pub limits: Limits,
+    /// The transfer log; without it governed flows are not logged (dev and tests only).
+    pub audit: Option<crate::audit::AuditConfig>,
     pub apps: Vec<AppConfig>,
     pub upstreams: Vec<UpstreamConfig>,
 }
@@ -676,6 +680,19 @@ impl Compiler {
             .filter_map(|(name, up)| self.upstream(name, up))
             .collect::<Vec<_>>();
 
+        let audit = match &raw.audit {
+            None => None,
+            Some(a) => match crate::audit::compile_config(&a.value, &self.base) {
+                Ok(c) => Some(c),
+                Err(errors) => {
+                    for e in errors {
+                        self.error(&a.referenced, format!("audit: {e}"));
+                    }
+                    None
+                }
+            },
+        };
+
         Some(Config {
             path: self.file.clone(),
             listen: listen?,
@@ -692,6 +709,7 @@ impl Compiler {
             pseudonym_key_file: raw.pseudonym_key_file.as_deref().map(|p| self.path(p)),
             crm_double,
             limits,
+            audit,
             apps,
             upstreams,
         })

@@ -86,6 +86,15 @@ pub enum ProxyError {
     /// The purpose named by the app is not defined by the policies in force.
     #[error("purpose {purpose:?} is not defined by the policies in force")]
     PurposeUnknown { purpose: String },
+    /// A cross-border flow to an upstream without a transfer mechanism (Art. 44-49).
+    #[error("no transfer mechanism is configured for upstream {upstream} in {jurisdiction}, outside the controller's area")]
+    TransferNotPermitted {
+        upstream: String,
+        jurisdiction: String,
+    },
+    /// The transfer log cannot be written: no personal data flows without its record.
+    #[error("the transfer log is unavailable; no personal data flows without its record")]
+    AuditUnavailable,
     /// A policy fault on Zweck's side (e.g. a pseudonym key missing after a reload).
     #[error("the policy could not be applied; see Zweck's log")]
     PolicyFault,
@@ -118,7 +127,8 @@ impl ProxyError {
             | UnknownResource
             | Blocked { .. }
             | WriteDenied { .. }
-            | WriteActionNotAllowed { .. } => StatusCode::FORBIDDEN,
+            | WriteActionNotAllowed { .. }
+            | TransferNotPermitted { .. } => StatusCode::FORBIDDEN,
             UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             RequestNotInspectable { .. } | BodyNotAllowed { .. } => StatusCode::BAD_REQUEST,
             ResponseNotInspectable { .. } => StatusCode::BAD_GATEWAY,
@@ -130,7 +140,7 @@ impl ProxyError {
             UpstreamUnavailable { .. } | UpstreamCredential { .. } => StatusCode::BAD_GATEWAY,
             UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Overloaded { .. } | AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -161,6 +171,8 @@ impl ProxyError {
             RecordWithheld => "record-withheld",
             PurposeUnknown { .. } => "purpose-unknown",
             PolicyFault => "policy-fault",
+            TransferNotPermitted { .. } => "transfer-not-permitted",
+            AuditUnavailable => "audit-unavailable",
         }
     }
 
@@ -190,6 +202,8 @@ impl ProxyError {
             RecordWithheld => "Record withheld",
             PurposeUnknown { .. } => "Purpose unknown",
             PolicyFault => "Policy fault",
+            TransferNotPermitted { .. } => "Transfer not permitted",
+            AuditUnavailable => "Transfer log unavailable",
         }
     }
 
@@ -352,6 +366,15 @@ mod tests {
                 "purpose-unknown",
             ),
             (ProxyError::PolicyFault, 500, "policy-fault"),
+            (
+                ProxyError::TransferNotPermitted {
+                    upstream: "u".into(),
+                    jurisdiction: "US".into(),
+                },
+                403,
+                "transfer-not-permitted",
+            ),
+            (ProxyError::AuditUnavailable, 503, "audit-unavailable"),
         ];
         for (err, status, slug) in table {
             assert_eq!(err.status().as_u16(), status, "{err:?}");

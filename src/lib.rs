@@ -41,4 +41,5 @@ pub mod runtime;
 pub mod server;
 pub mod state;
 pub mod tls;
+pub mod transfer;
 pub mod upstream;

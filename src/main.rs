@@ -56,6 +56,11 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Read, verify and summarise transfer logs (for auditors).
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Check a config file and print every problem with file:line:column.
     Config {
         #[command(subcommand)]
@@ -106,6 +111,58 @@ enum PolicyCommand {
         /// The body to explain (a response for reads, the request for writes).
         #[arg(long)]
         body: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain, checkpoints and signatures; names the first bad record.
+    /// Exit 0 intact, 1 tampered, 2 unreadable.
+    Verify {
+        /// Active log files (rotated segments and checkpoints are found beside each).
+        #[arg(required = true)]
+        logs: Vec<PathBuf>,
+        /// The signer's public key (certs/audit.pub).
+        #[arg(long)]
+        key: Option<PathBuf>,
+        /// Off-box checkpoint files, to detect a cut-off tail.
+        #[arg(long)]
+        offbox: Vec<PathBuf>,
+        /// Show progress on stderr.
+        #[arg(long)]
+        progress: bool,
+    },
+    /// Summarise flows by processor, country, mechanism, category, purpose, app and period.
+    Report {
+        #[arg(required = true)]
+        logs: Vec<PathBuf>,
+        /// Comma-separated: processor,country,mechanism,category,purpose,app,day,month
+        #[arg(long, default_value = "processor,country,mechanism")]
+        by: String,
+        /// table, csv or json
+        #[arg(long, default_value = "table")]
+        format: String,
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        until: Option<String>,
+    },
+    /// The Art. 30(1) record of processing, from config and policies, reconciled with logs.
+    Ropa {
+        #[arg(long, default_value = "zweck.yaml")]
+        config: PathBuf,
+        logs: Vec<PathBuf>,
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
+    /// An RFC 6962 inclusion proof of one record against the newest checkpoint.
+    Prove {
+        log: PathBuf,
+        seq: u64,
+        #[arg(long)]
+        key: Option<PathBuf>,
+        #[arg(long)]
+        offbox: Vec<PathBuf>,
     },
 }
 
@@ -195,6 +252,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Policy { command } => policy_command(command),
+        Command::Audit { command } => audit_command(command),
         Command::Config {
             command: ConfigCommand::Check { config },
         } => match Config::load(&config) {
@@ -208,6 +266,82 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
         },
     }
+}
+
+fn audit_command(command: AuditCommand) -> anyhow::Result<ExitCode> {
+    use zweck::audit;
+    let key = |path: Option<PathBuf>| -> anyhow::Result<Option<[u8; 32]>> {
+        path.map(|p| certs::read_audit_pub(&p).map_err(anyhow::Error::from))
+            .transpose()
+    };
+    let format = |f: &str| audit::Format::parse(f).with_context(|| format!("unknown format {f}"));
+    let report = match command {
+        AuditCommand::Verify {
+            logs,
+            key: k,
+            offbox,
+            progress,
+        } => audit::verify(&audit::VerifyOptions {
+            logs,
+            public_key: key(k)?,
+            offbox,
+            origin: None,
+            progress,
+        }),
+        AuditCommand::Report {
+            logs,
+            by,
+            format: f,
+            since,
+            until,
+        } => {
+            let group_by = by
+                .split(',')
+                .filter(|d| !d.trim().is_empty())
+                .map(|d| {
+                    audit::Dimension::parse(d.trim())
+                        .with_context(|| format!("unknown dimension {d}"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            audit::report(&audit::ReportOptions {
+                logs,
+                group_by,
+                since,
+                until,
+                format: format(&f)?,
+            })
+        }
+        AuditCommand::Ropa {
+            config,
+            logs,
+            format: f,
+        } => {
+            let config = Config::load(&config)?;
+            let (set, _) = zweck::policy::PolicySet::load(&config.policies).map_err(|d| {
+                anyhow::anyhow!(
+                    "{}",
+                    d.iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                )
+            })?;
+            audit::ropa(&set, &config.upstreams, &logs, format(&f)?)
+        }
+        AuditCommand::Prove {
+            log,
+            seq,
+            key: k,
+            offbox,
+        } => audit::prove(&audit::ProveOptions {
+            log,
+            seq,
+            public_key: key(k)?,
+            offbox,
+        }),
+    };
+    print!("{}", report.text);
+    Ok(ExitCode::from(report.exit_code.clamp(0, 255) as u8))
 }
 
 fn policy_command(command: PolicyCommand) -> anyhow::Result<ExitCode> {

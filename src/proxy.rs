@@ -20,6 +20,7 @@ use bytes::Bytes;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Request, Response};
 use hyper::body::Incoming;
 
+use crate::audit::{self, Decision, MechanismDecision};
 use crate::body::{self, ProxyBody};
 use crate::caller::Caller;
 use crate::error::ProxyError;
@@ -31,6 +32,7 @@ use crate::policy::{
 use crate::route;
 use crate::state::{State, UpstreamEntry};
 use crate::tls::PeerIdentity;
+use crate::transfer::{self, BodyReport, Exchange};
 
 /// The response header carrying the request id.
 pub const REQUEST_ID_HEADER: &str = "zweck-request-id";
@@ -65,6 +67,13 @@ pub struct Ctx {
     pub governance: Option<Governance>,
     /// The policy snapshot this request uses from start to end.
     pub policy: Option<Arc<PolicySet>>,
+    pub method: http::Method,
+    /// The filtered request body that went to the processor (governed writes).
+    pub sent: Option<BodyReport>,
+    /// The filtered response body that came back (governed responses).
+    pub received: Option<BodyReport>,
+    /// Whether the request was handed to the upstream.
+    pub forwarded: bool,
 }
 
 impl Ctx {
@@ -74,6 +83,24 @@ impl Ctx {
             Some(Governance::Governed { op }) => op.template(),
             None => "-",
         }
+    }
+
+    /// The exchange as the transfer log sees it; None unless the route is governed and the
+    /// caller is known.
+    fn exchange(&self) -> Option<Exchange<'_>> {
+        let Some(Governance::Governed { op }) = &self.governance else {
+            return None;
+        };
+        let caller = self.caller.as_ref()?;
+        Some(Exchange {
+            request_id: &self.request_id,
+            app: &caller.app,
+            purpose: &caller.purpose,
+            method: self.method.as_str(),
+            route: op.template(),
+            policy: self.policy.as_deref()?,
+            upstream: self.upstream.as_deref()?,
+        })
     }
 }
 
@@ -98,11 +125,16 @@ pub async fn handle(
         upstream: None,
         governance: None,
         policy: None,
+        method: req.method().clone(),
+        sent: None,
+        received: None,
+        forwarded: false,
     };
     let method = req.method().clone();
     let mut resp = match pipeline(&state, &conn, &mut ctx, req).await {
         Ok(resp) => resp,
         Err(err) => {
+            log_refusal(&state, &ctx, &err).await;
             tracing::info!(
                 request_id = %ctx.request_id,
                 app = ctx.caller.as_ref().map(|c| &*c.app).unwrap_or("-"),
@@ -163,10 +195,19 @@ async fn pipeline(
     ctx.policy = Some(routed.policy.clone());
     let upstream_req = filter_request(state, ctx, &caller, &routed, req).await?;
     precheck(ctx)?;
+    permit_transfer(state, ctx)?;
+    append(state, ctx, audit::Direction::ToProcessor, 0).await?;
+    ctx.forwarded = true;
     let resp = forward(state, &routed, upstream_req).await?;
     let resp = filter_response(state, ctx, &caller, &routed, resp).await?;
     charge(ctx);
-    append(ctx).await?;
+    append(
+        state,
+        ctx,
+        audit::Direction::FromProcessor,
+        resp.status().as_u16(),
+    )
+    .await?;
     Ok(respond(resp))
 }
 
@@ -228,7 +269,7 @@ fn route(state: &State, req: &Request<Incoming>) -> Result<Routed, ProxyError> {
 /// body streams through under the hard size cap.
 async fn filter_request(
     state: &State,
-    ctx: &Ctx,
+    ctx: &mut Ctx,
     caller: &Caller,
     routed: &Routed,
     req: Request<Incoming>,
@@ -267,9 +308,13 @@ async fn filter_request(
                 method: method.to_string(),
             });
         }
-        body::full(
-            governed_request_body(state, ctx, caller, routed, op, &mut headers, incoming).await?,
-        )
+        let (bytes, outcome) =
+            governed_request_body(state, ctx, caller, routed, op, &mut headers, incoming).await?;
+        ctx.sent = Some(BodyReport {
+            outcome,
+            bytes: bytes.len() as u64,
+        });
+        body::full(bytes)
     } else {
         body::stream(http_body_util::Limited::new(incoming, limit as usize))
     };
@@ -318,7 +363,7 @@ async fn governed_request_body(
     op: &Operation,
     headers: &mut HeaderMap,
     incoming: Incoming,
-) -> Result<Bytes, ProxyError> {
+) -> Result<(Bytes, Outcome), ProxyError> {
     let ctype = header_str(headers, header::CONTENT_TYPE);
     if !ctype.as_deref().is_some_and(json::is_json_media_type) {
         return Err(ProxyError::UnsupportedMediaType {
@@ -355,11 +400,12 @@ async fn governed_request_body(
     .map_err(|r| refusal(ctx, r))?;
     log_outcome(ctx, "to_processor", &outcome);
     headers.remove(header::CONTENT_LENGTH);
-    Ok(if outcome.changed && !outcome.shadow {
+    let out = if outcome.changed && !outcome.shadow {
         json::to_bytes(&doc)
     } else {
         bytes
-    })
+    };
+    Ok((out, outcome))
 }
 
 /// Maps an engine refusal to the response error (never with values).
@@ -461,7 +507,7 @@ async fn forward(
 /// their links rewritten; everything else on them streams through untouched.
 async fn filter_response(
     state: &State,
-    ctx: &Ctx,
+    ctx: &mut Ctx,
     caller: &Caller,
     routed: &Routed,
     resp: Response<Incoming>,
@@ -475,18 +521,21 @@ async fn filter_response(
         let body = if http_body::Body::is_end_stream(&incoming) {
             body::empty()
         } else {
-            body::full(
-                governed_response_body(
-                    state,
-                    ctx,
-                    caller,
-                    routed,
-                    op,
-                    &mut parts.headers,
-                    incoming,
-                )
-                .await?,
+            let (bytes, outcome) = governed_response_body(
+                state,
+                ctx,
+                caller,
+                routed,
+                op,
+                &mut parts.headers,
+                incoming,
             )
+            .await?;
+            ctx.received = Some(BodyReport {
+                outcome,
+                bytes: bytes.len() as u64,
+            });
+            body::full(bytes)
         };
         return Ok(Response::from_parts(parts, body));
     }
@@ -515,7 +564,7 @@ async fn governed_response_body(
     op: &Operation,
     headers: &mut HeaderMap,
     incoming: Incoming,
-) -> Result<Bytes, ProxyError> {
+) -> Result<(Bytes, Outcome), ProxyError> {
     let not = |reason| ProxyError::ResponseNotInspectable { reason };
     if has_content_coding(headers) {
         return Err(not("content-encoding"));
@@ -546,7 +595,7 @@ async fn governed_response_body(
     .map_err(|r| refusal(ctx, r))?;
     log_outcome(ctx, "from_processor", &outcome);
     routed.upstream.links.rewrite_json(&mut doc);
-    Ok(json::to_bytes(&doc))
+    Ok((json::to_bytes(&doc), outcome))
 }
 
 fn rewrite_json_links(state: &State, links: &crate::links::LinkRewriter, bytes: Bytes) -> Bytes {
@@ -563,10 +612,97 @@ fn rewrite_json_links(state: &State, links: &crate::links::LinkRewriter, bytes: 
 /// Phase 7. Charges delivered records to the export budget (arrives with budgets).
 fn charge(_ctx: &Ctx) {}
 
-/// Phase 8. Appends the transfer record before the response is released (arrives with the
-/// transfer log). Ungoverned routes carry no personal data and are not logged.
-async fn append(_ctx: &Ctx) -> Result<(), ProxyError> {
-    Ok(())
+/// The Art. 44-49 gate, before anything is forwarded on a governed route: a cross-border
+/// flow to an upstream without a transfer mechanism is refused (`on_missing_mechanism: block`,
+/// the default) or only logged (`log`).
+fn permit_transfer(state: &State, ctx: &Ctx) -> Result<(), ProxyError> {
+    let (Some(Governance::Governed { .. }), Some(policy), Some(upstream)) =
+        (&ctx.governance, &ctx.policy, &ctx.upstream)
+    else {
+        return Ok(());
+    };
+    match transfer::mechanism_decision(state, policy, upstream) {
+        MechanismDecision::Allow => Ok(()),
+        MechanismDecision::LogOnly => {
+            tracing::warn!(request_id = %ctx.request_id, upstream = upstream.upstream.name(), "cross-border transfer without a transfer mechanism (on_missing_mechanism: log)");
+            Ok(())
+        }
+        MechanismDecision::Block => Err(ProxyError::TransferNotPermitted {
+            upstream: upstream.upstream.name().to_string(),
+            jurisdiction: upstream.upstream.config.jurisdiction.clone(),
+        }),
+    }
+}
+
+/// Phase 8. Appends the transfer record of one direction and waits for it to be durable:
+/// data to the processor is logged before it is forwarded, data from the processor before
+/// the response is released. A log that cannot be written stops the flow (503). Ungoverned
+/// routes carry no personal data and are not logged; nor is a direction without a body.
+async fn append(
+    state: &State,
+    ctx: &Ctx,
+    direction: audit::Direction,
+    status: u16,
+) -> Result<(), ProxyError> {
+    let Some(log) = &state.audit else {
+        return Ok(());
+    };
+    let Some(x) = ctx.exchange() else {
+        return Ok(());
+    };
+    let body = match direction {
+        audit::Direction::ToProcessor => ctx.sent.as_ref(),
+        audit::Direction::FromProcessor => ctx.received.as_ref(),
+    };
+    let Some(body) = body else {
+        return Ok(());
+    };
+    let record = transfer::record(
+        &x,
+        direction,
+        Some(body),
+        transfer::decision_of(body),
+        status,
+        None,
+    );
+    match log.append(record).await {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            tracing::error!(request_id = %ctx.request_id, error = %e, "transfer log append failed: the flow stops");
+            Err(ProxyError::AuditUnavailable)
+        }
+    }
+}
+
+/// Every refusal of a governed exchange gets its record too (best effort: the refusal
+/// stands whether or not the log can take it).
+async fn log_refusal(state: &State, ctx: &Ctx, err: &ProxyError) {
+    let (Some(log), Some(x)) = (&state.audit, ctx.exchange()) else {
+        return;
+    };
+    if matches!(err, ProxyError::AuditUnavailable) {
+        return;
+    }
+    let direction = if ctx.forwarded {
+        audit::Direction::FromProcessor
+    } else {
+        audit::Direction::ToProcessor
+    };
+    let body = match direction {
+        audit::Direction::ToProcessor => ctx.sent.as_ref(),
+        audit::Direction::FromProcessor => ctx.received.as_ref(),
+    };
+    let record = transfer::record(
+        &x,
+        direction,
+        body,
+        Decision::Blocked,
+        err.status().as_u16(),
+        Some(err.slug()),
+    );
+    if let Err(e) = log.append(record).await {
+        tracing::error!(request_id = %ctx.request_id, error = %e, "transfer log append failed for a refusal");
+    }
 }
 
 /// Phase 9. The response as the app sees it.

@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::audit::{AuditError, AuditLog};
 use crate::certs::DevPaths;
 use crate::config::{Config, ConfigError};
 use crate::crm_double::{CrmDouble, CrmDoubleConfig, OAuthClient};
@@ -39,6 +40,8 @@ pub enum StartError {
     },
     #[error(transparent)]
     Policy(#[from] PolicyLoadError),
+    #[error("transfer log: {0}")]
+    Audit(#[from] AuditError),
     #[error("app {app} is granted purpose {purpose:?}, which the policies do not define")]
     UndefinedPurpose { app: String, purpose: String },
     #[error("purpose {purpose} pseudonymises, but no pseudonym key is configured: set {PSEUDONYM_KEY_ENV} to a file holding 64 hex characters (`zweck certs generate` makes one)")]
@@ -156,7 +159,18 @@ pub async fn start(mut config: Config) -> Result<Running, StartError> {
         tracing::info!(addr = ?crm_double_addr, "CRM double listening");
     }
 
-    let state = Arc::new(State::new(config.clone(), policies, pseudonym_key)?);
+    let audit = match &config.audit {
+        Some(a) => {
+            let log = AuditLog::open(a.clone()).await?;
+            tracing::info!(log = %a.log.display(), "transfer log open");
+            Some(log)
+        }
+        None => {
+            tracing::warn!("no audit section: governed flows are not written to a transfer log");
+            None
+        }
+    };
+    let state = Arc::new(State::new(config.clone(), policies, pseudonym_key, audit)?);
     let mut admin_addr = None;
     if let Some(addr) = config.admin {
         let listener = bind(addr).await?;
@@ -219,6 +233,12 @@ impl Running {
         let drained = self.proxy.await.unwrap_or(Drained::GraceExpired);
         for task in self.others {
             let _ = task.await;
+        }
+        // last: the final checkpoint, after every in-flight request has its record
+        if let Some(log) = &self.state.audit {
+            if let Err(e) = log.shutdown().await {
+                tracing::error!(error = %e, "transfer log shutdown");
+            }
         }
         drained
     }

@@ -28,6 +28,8 @@ pub struct State {
     pub policies: Arc<Policies>,
     /// The pseudonymisation master key, when a purpose needs one.
     pub pseudonym_key: Option<PseudonymKey>,
+    /// The transfer log, when configured.
+    pub audit: Option<crate::audit::AuditLog>,
     request_ids: RequestIds,
     ready: AtomicBool,
 }
@@ -38,6 +40,7 @@ impl State {
         config: Config,
         policies: Arc<Policies>,
         pseudonym_key: Option<PseudonymKey>,
+        audit: Option<crate::audit::AuditLog>,
     ) -> Result<State, UpstreamSetupError> {
         let mut upstreams = Vec::new();
         for u in &config.upstreams {
@@ -52,6 +55,7 @@ impl State {
             metrics: Metrics::new(),
             policies,
             pseudonym_key,
+            audit,
             request_ids: RequestIds::new(),
             ready: AtomicBool::new(false),
         })

@@ -93,10 +93,11 @@ pub struct Options {
     pub header_read_timeout: &'static str,
     pub handshake_timeout: &'static str,
     pub policies: PathBuf,
+    pub certs_dir: PathBuf,
 }
 
 impl Options {
-    pub fn new(double_port: u16) -> Options {
+    pub fn new(double_port: u16, certs_dir: &Path) -> Options {
         Options {
             double_port,
             response_timeout: "30s",
@@ -106,6 +107,7 @@ impl Options {
             header_read_timeout: "10s",
             handshake_timeout: "10s",
             policies: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/policies")),
+            certs_dir: certs_dir.to_path_buf(),
         }
     }
 }
@@ -130,6 +132,7 @@ admin: 127.0.0.1:0
 certs_dir: {d}
 policies: {policies}
 pseudonym_key_file: {d}/pseudonym.key
+audit: {{ log: {d}/logs/transfers.jsonl, signing_key: {d}/audit.key, offbox: {{ file: {d}/offbox/checkpoints }}, checkpoint_every: 5 }}
 limits: {{ shutdown_grace: {grace}, header_read_timeout: {hrt}, handshake_timeout: {hst}, max_body_bytes: 1MiB }}
 apps:
   {CERT_APP}:
@@ -210,10 +213,19 @@ impl Harness {
     }
 
     pub async fn start_with(tweak: impl FnOnce(Options) -> Options) -> Harness {
+        Harness::start_prepared(|_| {}, tweak).await
+    }
+
+    /// `prepare` runs on the temp dir before Zweck starts.
+    pub async fn start_prepared(
+        prepare: impl FnOnce(&Path),
+        tweak: impl FnOnce(Options) -> Options,
+    ) -> Harness {
         let dir = tempfile::tempdir().expect("tempdir");
         make_certs(dir.path());
+        prepare(dir.path());
         let double = start_double(dir.path(), 120).await;
-        let opts = tweak(Options::new(double.addr.port()));
+        let opts = tweak(Options::new(double.addr.port(), dir.path()));
         let text = config_text(dir.path(), &opts);
         let config = Config::parse(&dir.path().join("zweck.yaml"), &text).expect("config");
         let zweck = runtime::start(config).await.expect("zweck starts");

@@ -1,0 +1,227 @@
+//! The transfer log as the proxy writes it: one record per governed direction and per
+//! refusal, never a personal value, verifiable afterwards; a log that cannot be written stops
+//! the flow; a cross-border flow without a transfer mechanism never starts.
+
+mod common;
+
+use bytes::Bytes;
+use common::*;
+use http::Method;
+use zweck::crm_double::Dialect;
+
+fn entries(h: &Harness) -> Vec<serde_json::Value> {
+    let log = h.dir.path().join("logs/transfers.jsonl");
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect()
+}
+
+const SOQL: &str = "/services/data/v66.0/query?q=SELECT+Id,FirstName,LastName,Email,MobilePhone,HasOptedOutOfEmail+FROM+Contact+LIMIT+12";
+
+#[tokio::test]
+async fn governed_flows_and_refusals_are_logged_without_values_and_the_log_verifies() {
+    let mut h = Harness::start().await;
+    let news = h.cert_client(CERT_APP, Version::H2);
+    let support = h.cert_client("support-desk", Version::H1);
+
+    // a read: one from_processor record
+    let (r, body) = news.get(&h.url(SOQL), &[]).await;
+    assert_eq!(r.status(), 200);
+    let delivered: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    let n = delivered["records"].as_array().map(Vec::len).unwrap_or(0) as u64;
+
+    // a write: one to_processor record, appended before forwarding
+    let path = "/services/data/v66.0/sobjects/Contact/003Fict000000000001AAA";
+    let (r, _) = support
+        .call(
+            Method::PATCH,
+            &h.url(path),
+            &[
+                ("zweck-purpose", "support"),
+                ("content-type", "application/json"),
+            ],
+            Bytes::from_static(
+                br#"{"Title":"Head of Fiction","Secret_Notes__c":"Fictional-Secret-0042"}"#,
+            ),
+        )
+        .await;
+    assert!(r.status().is_success() || r.status() == 404);
+
+    // a refusal: one blocked record
+    let (r, _) = news
+        .call(
+            Method::PATCH,
+            &h.url(path),
+            &[("content-type", "application/json")],
+            Bytes::from_static(br#"{"Title":"x"}"#),
+        )
+        .await;
+    assert_eq!(r.status(), 403);
+
+    // ungoverned routes carry no personal data: no record
+    let (r, _) = news.get(&h.url("/services/data/"), &[]).await;
+    assert_eq!(r.status(), 200);
+
+    let log = entries(&h);
+    let read = log
+        .iter()
+        .find(|e| e["direction"] == "from_processor" && e["app"] == CERT_APP)
+        .expect("read record");
+    assert_eq!(read["purpose"], "newsletter");
+    assert_eq!(read["legal_basis"], "consent");
+    assert_eq!(read["processor"], "Salesforce, Inc.");
+    assert_eq!(read["jurisdiction"], "US");
+    assert_eq!(read["cross_border"], true);
+    assert_eq!(read["transfer_mechanism"]["type"], "dpf");
+    assert_eq!(read["route"], "GET /services/data/v*/query");
+    assert_eq!(read["decision"], "minimised");
+    assert_eq!(read["status"], 200);
+    assert!(n > 0);
+    assert!(
+        read["records"].as_u64().expect("records") >= n,
+        "records counted"
+    );
+    let cats: Vec<&str> = read["categories_delivered"]
+        .as_array()
+        .expect("cats")
+        .iter()
+        .filter_map(|c| c.as_str())
+        .collect();
+    assert!(cats.contains(&"user.contact.email"));
+    assert!(
+        !cats.iter().any(|c| c.starts_with("user.contact.phone")),
+        "{cats:?}"
+    );
+    let received: Vec<&str> = read["categories_received"]
+        .as_array()
+        .expect("cats")
+        .iter()
+        .filter_map(|c| c.as_str())
+        .collect();
+    assert!(
+        received.iter().any(|c| c.starts_with("user.contact.phone")),
+        "{received:?}"
+    );
+    assert_eq!(read["policy_version"].as_str().map(str::len), Some(64));
+
+    let write = log
+        .iter()
+        .find(|e| e["direction"] == "to_processor" && e["app"] == "support-desk")
+        .expect("write record");
+    assert_eq!(write["decision"], "minimised");
+    assert_eq!(write["route"], "PATCH /services/data/v*/sobjects/Contact/*");
+
+    let refused = log
+        .iter()
+        .find(|e| e["decision"] == "blocked")
+        .expect("refusal record");
+    assert_eq!(refused["reason"], "write-denied");
+    assert_eq!(refused["status"], 403);
+    assert_eq!(
+        log.iter()
+            .filter(|e| e["route"] == "GET /services/data/")
+            .count(),
+        0
+    );
+
+    // never a value, a raw path or a query string
+    let text = std::fs::read_to_string(h.dir.path().join("logs/transfers.jsonl")).expect("log");
+    for i in 0..12 {
+        let person = h.double.double.contact(Dialect::Salesforce, i);
+        for f in ["Email", "LastName", "MobilePhone"] {
+            if let Some(v) = person[f].as_str() {
+                assert!(!text.contains(v), "a value reached the transfer log");
+            }
+        }
+    }
+    assert!(!text.contains("Fictional-Secret-0042") && !text.contains("Head of Fiction"));
+    assert!(!text.contains("003Fict000000000001AAA") && !text.contains("SELECT"));
+
+    // shut down (final checkpoint), then the auditor's verification passes
+    h.shutdown().await;
+    let report = zweck::audit::verify(&zweck::audit::VerifyOptions {
+        logs: vec![h.dir.path().join("logs/transfers.jsonl")],
+        public_key: Some(zweck::certs::read_audit_pub(&h.paths().audit_pub()).expect("pub")),
+        offbox: vec![h.dir.path().join("offbox/checkpoints")],
+        origin: None,
+        progress: false,
+    });
+    assert_eq!(report.exit_code, 0, "{}", report.text);
+}
+
+#[tokio::test]
+async fn a_log_that_cannot_be_written_stops_governed_flows_only() {
+    // the log is /dev/full: every write fails as on a full disk
+    let h = Harness::start_prepared(
+        |dir| {
+            let log = dir.join("logs/transfers.jsonl");
+            std::fs::create_dir_all(log.parent().expect("dir")).expect("mkdir");
+            std::os::unix::fs::symlink("/dev/full", &log).expect("symlink");
+        },
+        |o| o,
+    )
+    .await;
+    let support = h.cert_client("support-desk", Version::H1);
+    let (r, b) = support
+        .call(
+            Method::PATCH,
+            &h.url("/services/data/v66.0/sobjects/Contact/003Fict000000000001AAA"),
+            &[
+                ("zweck-purpose", "support"),
+                ("content-type", "application/json"),
+            ],
+            Bytes::from_static(br#"{"Title":"Head of Fiction"}"#),
+        )
+        .await;
+    assert_eq!(r.status(), 503);
+    assert_eq!(problem_slug(&r, &b), "audit-unavailable");
+    assert!(
+        h.double.double.received().is_empty(),
+        "the write never reached the CRM"
+    );
+    // a governed read is fetched but never released
+    let news = h.cert_client(CERT_APP, Version::H2);
+    let (r, b) = news.get(&h.url(SOQL), &[]).await;
+    assert_eq!(r.status(), 503);
+    assert!(!String::from_utf8_lossy(&b).contains("example."));
+    // ungoverned routes carry no personal data and keep working
+    let (r, _) = news.get(&h.url("/services/data/"), &[]).await;
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn a_cross_border_flow_without_a_transfer_mechanism_never_starts() {
+    let h = Harness::start_with(|mut o| {
+        o.extra_upstreams = format!(
+            r#"  unguarded:
+    url: https://127.0.0.1:{port}
+    dialect: salesforce
+    route: {{ host: unguarded.test, path_prefix: /services/data/ }}
+    auth: {{ bearer_file: {dir}/upstream.token }}
+    processor: Offshore Fictional Ltd
+    jurisdiction: US
+    transfer_mechanism: {{ type: none }}
+    ca: {dir}/ca.pem
+"#,
+            port = o.double_port,
+            dir = o.certs_dir.display(),
+        );
+        o
+    })
+    .await;
+    let c = h.cert_client(CERT_APP, Version::H1);
+    let (r, b) = c.get(&h.url(SOQL), &[("host", "unguarded.test")]).await;
+    assert_eq!(r.status(), 403, "{}", String::from_utf8_lossy(&b));
+    assert_eq!(problem_slug(&r, &b), "transfer-not-permitted");
+    assert!(h.double.double.received().is_empty());
+    let log = entries(&h);
+    let refused = log
+        .iter()
+        .find(|e| e["upstream"] == "unguarded")
+        .expect("record");
+    assert_eq!(refused["decision"], "blocked");
+    assert_eq!(refused["reason"], "transfer-not-permitted");
+    assert_eq!(refused["cross_border"], true);
+}
