@@ -86,6 +86,8 @@ struct RawConfig {
     #[serde(default)]
     audit: Option<Spanned<crate::audit::RawAuditConfig>>,
     #[serde(default)]
+    budgets: Option<Spanned<crate::budget::RawBudgetsConfig>>,
+    #[serde(default)]
     apps: BTreeMap<String, Spanned<RawApp>>,
     #[serde(default)]
     upstreams: BTreeMap<String, Spanned<RawUpstream>>,
@@ -248,6 +250,9 @@ pub struct Config {
     pub limits: Limits,
     /// The transfer log; without it governed flows are not logged (dev and tests only).
     pub audit: Option<crate::audit::AuditConfig>,
+    /// Where export budgets live (`local` when absent) and how refusals look.
+    pub budgets: Option<crate::budget::RawBudgetsConfig>,
+    pub refusal_style: crate::budget::RefusalStyle,
     pub apps: Vec<AppConfig>,
     pub upstreams: Vec<UpstreamConfig>,
 }
@@ -693,6 +698,24 @@ impl Compiler {
             },
         };
 
+        let refusal_style = match raw
+            .budgets
+            .as_ref()
+            .and_then(|b| b.value.refusal.as_deref())
+        {
+            None | Some("problem") => crate::budget::RefusalStyle::Problem,
+            Some("vendor") => crate::budget::RefusalStyle::Vendor,
+            Some(other) => {
+                if let Some(b) = &raw.budgets {
+                    self.error(
+                        &b.referenced,
+                        format!("budgets.refusal is problem or vendor, got {other:?}"),
+                    );
+                }
+                crate::budget::RefusalStyle::Problem
+            }
+        };
+
         Some(Config {
             path: self.file.clone(),
             listen: listen?,
@@ -710,6 +733,8 @@ impl Compiler {
             crm_double,
             limits,
             audit,
+            budgets: raw.budgets.map(|b| b.value),
+            refusal_style,
             apps,
             upstreams,
         })

@@ -92,6 +92,14 @@ pub enum ProxyError {
         upstream: String,
         jurisdiction: String,
     },
+    /// The export budget cannot pay for this exchange (or the shared store is down for a
+    /// bulk export). Answered in the configured style, with RateLimit headers.
+    #[error("the export budget is exhausted")]
+    BudgetExhausted {
+        exhausted: Box<crate::budget::Exhausted>,
+        dialect: crate::dialect::Dialect,
+        style: crate::budget::RefusalStyle,
+    },
     /// The transfer log cannot be written: no personal data flows without its record.
     #[error("the transfer log is unavailable; no personal data flows without its record")]
     AuditUnavailable,
@@ -141,6 +149,11 @@ impl ProxyError {
             UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Overloaded { .. } | AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            BudgetExhausted {
+                exhausted,
+                dialect,
+                style,
+            } => exhausted.status(*dialect, *style),
         }
     }
 
@@ -173,6 +186,7 @@ impl ProxyError {
             PolicyFault => "policy-fault",
             TransferNotPermitted { .. } => "transfer-not-permitted",
             AuditUnavailable => "audit-unavailable",
+            BudgetExhausted { exhausted, .. } => exhausted.slug(),
         }
     }
 
@@ -204,11 +218,21 @@ impl ProxyError {
             PolicyFault => "Policy fault",
             TransferNotPermitted { .. } => "Transfer not permitted",
             AuditUnavailable => "Transfer log unavailable",
+            BudgetExhausted { .. } => "Export budget exhausted",
         }
     }
 
     /// Builds the problem+json response. `request_id` ties it to the logs.
     pub fn to_response(&self, request_id: Option<&str>) -> Response<ProxyBody> {
+        if let ProxyError::BudgetExhausted {
+            exhausted,
+            dialect,
+            style,
+        } = self
+        {
+            let resp = crate::budget::refusal_response(*dialect, *style, exhausted, request_id);
+            return resp.map(body::full);
+        }
         let status = self.status();
         let problem = Problem {
             kind: format!("{PROBLEM_TYPE_PREFIX}{}", self.slug()),

@@ -86,6 +86,11 @@ impl Metrics {
         }
     }
 
+    /// Registers metrics owned by another component (e.g. export budgets).
+    pub fn register_with(&mut self, f: impl FnOnce(&mut Registry)) {
+        f(&mut self.registry);
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();

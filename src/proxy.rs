@@ -27,7 +27,7 @@ use crate::error::ProxyError;
 use crate::json::{self, JsonLimits};
 use crate::metrics::{RequestLabels, UpstreamLabels};
 use crate::policy::{
-    self, Direction, OpKind, Operation, Outcome, PolicySet, Refusal, RouteMatch, Writes,
+    self, Direction, OpKind, Operation, Outcome, PolicySet, Refusal, RouteClass, RouteMatch, Writes,
 };
 use crate::route;
 use crate::state::{State, UpstreamEntry};
@@ -74,6 +74,8 @@ pub struct Ctx {
     pub received: Option<BodyReport>,
     /// Whether the request was handed to the upstream.
     pub forwarded: bool,
+    /// The export budget left after this exchange (for RateLimit headers).
+    pub allowance: Option<crate::budget::Allowance>,
 }
 
 impl Ctx {
@@ -129,6 +131,7 @@ pub async fn handle(
         sent: None,
         received: None,
         forwarded: false,
+        allowance: None,
     };
     let method = req.method().clone();
     let mut resp = match pipeline(&state, &conn, &mut ctx, req).await {
@@ -153,6 +156,13 @@ pub async fn handle(
     if let Some(set) = &ctx.policy {
         if let Ok(v) = HeaderValue::from_str(set.version()) {
             resp.headers_mut().insert(POLICY_HEADER, v);
+        }
+    }
+    if resp.status().is_success() {
+        if let Some(a) = &ctx.allowance {
+            for (name, value) in a.headers() {
+                resp.headers_mut().insert(name, value);
+            }
         }
     }
     state
@@ -193,14 +203,14 @@ async fn pipeline(
     ctx.upstream = Some(routed.upstream.clone());
     ctx.governance = Some(routed.governance.clone());
     ctx.policy = Some(routed.policy.clone());
-    let upstream_req = filter_request(state, ctx, &caller, &routed, req).await?;
-    precheck(ctx)?;
+    let mut upstream_req = filter_request(state, ctx, &caller, &routed, req).await?;
+    precheck(state, ctx, &mut upstream_req).await?;
     permit_transfer(state, ctx)?;
     append(state, ctx, audit::Direction::ToProcessor, 0).await?;
     ctx.forwarded = true;
     let resp = forward(state, &routed, upstream_req).await?;
     let resp = filter_response(state, ctx, &caller, &routed, resp).await?;
-    charge(ctx);
+    charge(state, ctx).await?;
     append(
         state,
         ctx,
@@ -477,8 +487,84 @@ fn has_content_coding(headers: &HeaderMap) -> bool {
 }
 
 /// Phase 4. Export budget pre-check (export budgets arrive in their own issue).
-fn precheck(_ctx: &Ctx) -> Result<(), ProxyError> {
+async fn precheck(
+    state: &State,
+    ctx: &mut Ctx,
+    req: &mut Request<ProxyBody>,
+) -> Result<(), ProxyError> {
+    let Some((key, budget, class, shadow, dialect)) = budget_scope(ctx) else {
+        return Ok(());
+    };
+    let allowance = state
+        .budgets
+        .precheck(&key, &budget, class, shadow)
+        .await
+        .map_err(|e| budget_refusal(state, dialect, e))?;
+    // ask only for what may still be delivered, so pages fit instead of being refused
+    if !shadow && class != RouteClass::Single {
+        let query = req.uri().query().map(str::to_string);
+        if let Some(new_query) = crate::budget::cap_page_size(
+            dialect,
+            req.headers_mut(),
+            query.as_deref(),
+            allowance.remaining,
+        ) {
+            let path = req.uri().path().to_string();
+            let target = if new_query.is_empty() {
+                path
+            } else {
+                format!("{path}?{new_query}")
+            };
+            let mut parts = req.uri().clone().into_parts();
+            parts.path_and_query = target.parse().ok();
+            if let Ok(uri) = http::Uri::from_parts(parts) {
+                *req.uri_mut() = uri;
+            }
+        }
+    }
+    ctx.allowance = Some(allowance);
     Ok(())
+}
+
+/// The budget that governs this exchange: governed reads of a purpose with an
+/// `export_budget`. Writes export nothing and are not charged.
+fn budget_scope(
+    ctx: &Ctx,
+) -> Option<(
+    crate::budget::BudgetKey,
+    policy::ExportBudget,
+    RouteClass,
+    bool,
+    crate::dialect::Dialect,
+)> {
+    let Some(Governance::Governed { op }) = &ctx.governance else {
+        return None;
+    };
+    if op.op() != OpKind::Read {
+        return None;
+    }
+    let caller = ctx.caller.as_ref()?;
+    let purpose = ctx.policy.as_ref()?.purpose(&caller.purpose)?;
+    let budget = purpose.export_budget.clone()?;
+    Some((
+        crate::budget::BudgetKey::new(caller.app.to_string(), caller.purpose.to_string()),
+        budget,
+        op.class(),
+        purpose.mode == policy::Mode::Shadow,
+        op.dialect(),
+    ))
+}
+
+fn budget_refusal(
+    state: &State,
+    dialect: crate::dialect::Dialect,
+    e: crate::budget::Exhausted,
+) -> ProxyError {
+    ProxyError::BudgetExhausted {
+        exhausted: Box::new(e),
+        dialect,
+        style: state.config.refusal_style,
+    }
 }
 
 /// Phase 5. Sends the request with the upstream's pooled client. Refused or reset is 502,
@@ -610,7 +696,24 @@ fn rewrite_json_links(state: &State, links: &crate::links::LinkRewriter, bytes: 
 }
 
 /// Phase 7. Charges delivered records to the export budget (arrives with budgets).
-fn charge(_ctx: &Ctx) {}
+/// Phase 7. Charges the records the engine actually delivered. A response larger than what
+/// is left is refused whole, never silently truncated (logged as `rate_limited`).
+async fn charge(state: &State, ctx: &mut Ctx) -> Result<(), ProxyError> {
+    let Some((key, budget, class, shadow, dialect)) = budget_scope(ctx) else {
+        return Ok(());
+    };
+    let records = ctx.received.as_ref().map_or(0, |b| b.outcome.records);
+    if records == 0 {
+        return Ok(());
+    }
+    let allowance = state
+        .budgets
+        .charge(&key, &budget, class, records, shadow)
+        .await
+        .map_err(|e| budget_refusal(state, dialect, e))?;
+    ctx.allowance = Some(allowance);
+    Ok(())
+}
 
 /// The Art. 44-49 gate, before anything is forwarded on a governed route: a cross-border
 /// flow to an upstream without a transfer mechanism is refused (`on_missing_mechanism: block`,
@@ -692,11 +795,16 @@ async fn log_refusal(state: &State, ctx: &Ctx, err: &ProxyError) {
         audit::Direction::ToProcessor => ctx.sent.as_ref(),
         audit::Direction::FromProcessor => ctx.received.as_ref(),
     };
+    let decision = if matches!(err, ProxyError::BudgetExhausted { .. }) {
+        Decision::RateLimited
+    } else {
+        Decision::Blocked
+    };
     let record = transfer::record(
         &x,
         direction,
         body,
-        Decision::Blocked,
+        decision,
         err.status().as_u16(),
         Some(err.slug()),
     );

@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::audit::{AuditError, AuditLog};
+use crate::budget::{BudgetError, Budgets};
 use crate::certs::DevPaths;
 use crate::config::{Config, ConfigError};
 use crate::crm_double::{CrmDouble, CrmDoubleConfig, OAuthClient};
@@ -42,6 +43,8 @@ pub enum StartError {
     Policy(#[from] PolicyLoadError),
     #[error("transfer log: {0}")]
     Audit(#[from] AuditError),
+    #[error("budgets: {0}")]
+    Budgets(#[from] BudgetError),
     #[error("app {app} is granted purpose {purpose:?}, which the policies do not define")]
     UndefinedPurpose { app: String, purpose: String },
     #[error("purpose {purpose} pseudonymises, but no pseudonym key is configured: set {PSEUDONYM_KEY_ENV} to a file holding 64 hex characters (`zweck certs generate` makes one)")]
@@ -65,6 +68,7 @@ pub struct Running {
     stop: watch::Sender<bool>,
     proxy: JoinHandle<Drained>,
     others: Vec<JoinHandle<()>>,
+    maintenance: JoinHandle<()>,
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
@@ -170,7 +174,19 @@ pub async fn start(mut config: Config) -> Result<Running, StartError> {
             None
         }
     };
-    let state = Arc::new(State::new(config.clone(), policies, pseudonym_key, audit)?);
+    let budgets = match &config.budgets {
+        Some(raw) => Budgets::from_config(raw).await?,
+        None => Budgets::local(),
+    };
+    // runs until aborted at shutdown: it never ends by itself
+    let maintenance = budgets.spawn_maintenance(std::time::Duration::from_secs(60));
+    let state = Arc::new(State::new(
+        config.clone(),
+        policies,
+        pseudonym_key,
+        audit,
+        budgets,
+    )?);
     let mut admin_addr = None;
     if let Some(addr) = config.admin {
         let listener = bind(addr).await?;
@@ -204,6 +220,7 @@ pub async fn start(mut config: Config) -> Result<Running, StartError> {
         stop,
         proxy,
         others,
+        maintenance,
     })
 }
 
@@ -231,6 +248,7 @@ impl Running {
     pub async fn shutdown(self) -> Drained {
         let _ = self.stop.send(true);
         let drained = self.proxy.await.unwrap_or(Drained::GraceExpired);
+        self.maintenance.abort();
         for task in self.others {
             let _ = task.await;
         }

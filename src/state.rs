@@ -30,6 +30,8 @@ pub struct State {
     pub pseudonym_key: Option<PseudonymKey>,
     /// The transfer log, when configured.
     pub audit: Option<crate::audit::AuditLog>,
+    /// Export budgets in records.
+    pub budgets: crate::budget::Budgets,
     request_ids: RequestIds,
     ready: AtomicBool,
 }
@@ -41,6 +43,7 @@ impl State {
         policies: Arc<Policies>,
         pseudonym_key: Option<PseudonymKey>,
         audit: Option<crate::audit::AuditLog>,
+        budgets: crate::budget::Budgets,
     ) -> Result<State, UpstreamSetupError> {
         let mut upstreams = Vec::new();
         for u in &config.upstreams {
@@ -52,10 +55,15 @@ impl State {
             identities: Identities::new(&config),
             config: Arc::new(config),
             upstreams,
-            metrics: Metrics::new(),
+            metrics: {
+                let mut m = Metrics::new();
+                m.register_with(|r| budgets.metrics().register(r));
+                m
+            },
             policies,
             pseudonym_key,
             audit,
+            budgets,
             request_ids: RequestIds::new(),
             ready: AtomicBool::new(false),
         })

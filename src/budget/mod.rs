@@ -59,6 +59,10 @@ pub struct RawBudgetsConfig {
     pub instances: Option<u32>,
     /// Prefix of every Redis key (default `zweck:budget`).
     pub key_prefix: Option<String>,
+    /// How refusals look: `problem` (default, 429 problem+json) or `vendor` (the upstream
+    /// CRM's own throttle shape, so its SDKs back off as they would there).
+    #[serde(default)]
+    pub refusal: Option<String>,
 }
 
 /// Why a `budgets:` section cannot be used.

@@ -221,10 +221,19 @@ impl Harness {
         prepare: impl FnOnce(&Path),
         tweak: impl FnOnce(Options) -> Options,
     ) -> Harness {
+        Harness::start_full(120, prepare, tweak).await
+    }
+
+    /// With `contacts` generated contacts in the double.
+    pub async fn start_full(
+        contacts: u64,
+        prepare: impl FnOnce(&Path),
+        tweak: impl FnOnce(Options) -> Options,
+    ) -> Harness {
         let dir = tempfile::tempdir().expect("tempdir");
         make_certs(dir.path());
         prepare(dir.path());
-        let double = start_double(dir.path(), 120).await;
+        let double = start_double(dir.path(), contacts).await;
         let opts = tweak(Options::new(double.addr.port(), dir.path()));
         let text = config_text(dir.path(), &opts);
         let config = Config::parse(&dir.path().join("zweck.yaml"), &text).expect("config");
@@ -393,6 +402,28 @@ pub async fn eventually<F: FnMut() -> bool>(mut f: F) -> bool {
     false
 }
 
-pub fn tempdir_path(d: &tempfile::TempDir) -> PathBuf {
-    d.path().to_path_buf()
+/// Copies the shipped policies into `to`, applying `edit` to purposes.yaml.
+pub fn policies_with(to: &Path, edit: impl FnOnce(String) -> String) -> PathBuf {
+    fn copy(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).expect("mkdir");
+        for e in std::fs::read_dir(from).expect("read").flatten() {
+            let t = to.join(e.file_name());
+            if e.path().is_dir() {
+                copy(&e.path(), &t);
+            } else {
+                std::fs::copy(e.path(), t).expect("copy");
+            }
+        }
+    }
+    let dir = to.join("policies");
+    copy(
+        Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/policies")),
+        &dir,
+    );
+    let purposes = dir.join("purposes.yaml");
+    let text = std::fs::read_to_string(&purposes).expect("read");
+    let edited = edit(text.clone());
+    assert_ne!(text, edited, "the edit changed purposes.yaml");
+    std::fs::write(&purposes, edited).expect("write");
+    dir
 }
