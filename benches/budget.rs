@@ -132,6 +132,7 @@ fn shared(c: &mut Criterion) {
         url: Some(format!("redis://127.0.0.1:{port}/")),
         instances: Some(2),
         key_prefix: Some("bench".into()),
+        refusal: None,
     };
     let Ok(b) = rt.block_on(Budgets::from_config(&raw)) else {
         eprintln!("redis config refused: skipping the redis benches");

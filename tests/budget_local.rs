@@ -352,6 +352,7 @@ async fn config_is_checked() {
         url: url.map(Into::into),
         instances,
         key_prefix: None,
+        refusal: None,
     };
     assert!(Budgets::from_config(&raw("local", None, None))
         .await

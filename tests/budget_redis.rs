@@ -76,6 +76,7 @@ fn config(url: &str, instances: u32, prefix: &str) -> RawBudgetsConfig {
         url: Some(url.into()),
         instances: Some(instances),
         key_prefix: Some(prefix.into()),
+        refusal: None,
     }
 }
 
