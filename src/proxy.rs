@@ -21,7 +21,7 @@ use http::{header, HeaderMap, HeaderName, HeaderValue, Request, Response};
 use hyper::body::Incoming;
 
 use crate::audit::{self, Decision, MechanismDecision};
-use crate::body::{self, ProxyBody};
+use crate::body::{self, encoding, media, ProxyBody};
 use crate::caller::Caller;
 use crate::error::ProxyError;
 use crate::json::{self, JsonLimits};
@@ -76,6 +76,8 @@ pub struct Ctx {
     pub forwarded: bool,
     /// The export budget left after this exchange (for RateLimit headers).
     pub allowance: Option<crate::budget::Allowance>,
+    /// The app's Accept-Encoding, for re-encoding a filtered response.
+    pub accept_encoding: Option<String>,
 }
 
 impl Ctx {
@@ -132,6 +134,7 @@ pub async fn handle(
         received: None,
         forwarded: false,
         allowance: None,
+        accept_encoding: None,
     };
     let method = req.method().clone();
     let mut resp = match pipeline(&state, &conn, &mut ctx, req).await {
@@ -302,10 +305,22 @@ async fn filter_request(
     }
     let upstream = &routed.upstream.upstream;
     let uri = upstream.uri_for(&routed.canonical_path, parts.uri.query())?;
+    ctx.accept_encoding = header_str(&parts.headers, header::ACCEPT_ENCODING);
     let mut headers = parts.headers;
     strip_request_headers(&mut headers);
-    // Zweck decodes no content codings yet: ask for identity so links can be rewritten.
+    // Per-dialect allowlist: personal data also travels in debug and error headers.
+    crate::body::headers::filter_request_headers(upstream.config.dialect, &mut headers);
     headers.remove(header::ACCEPT_ENCODING);
+    if let Governance::Governed { .. } = &routed.governance {
+        // only what Zweck can decode and parse comes back
+        headers.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static(encoding::acceptable_encodings()),
+        );
+        headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+    }
+    // Ungoverned routes ask for identity, so absolute links in small JSON bodies can be
+    // rewritten and nothing arrives in a coding the app did not ask for.
     if let Some(auth) = upstream.authorization().await? {
         headers.insert(header::AUTHORIZATION, auth);
     }
@@ -374,21 +389,22 @@ async fn governed_request_body(
     headers: &mut HeaderMap,
     incoming: Incoming,
 ) -> Result<(Bytes, Outcome), ProxyError> {
-    let ctype = header_str(headers, header::CONTENT_TYPE);
-    if !ctype.as_deref().is_some_and(json::is_json_media_type) {
-        return Err(ProxyError::UnsupportedMediaType {
-            expected: "application/json",
-            got: ctype.unwrap_or_else(|| "none".into()),
-        });
+    match media::classify_headers(headers) {
+        media::BodyKind::Json => {}
+        other => {
+            return Err(ProxyError::UnsupportedMediaType {
+                expected: "application/json",
+                got: other.name().to_string(),
+            })
+        }
     }
-    if has_content_coding(headers) {
-        return Err(ProxyError::UnsupportedMediaType {
-            expected: "an unencoded body",
-            got: "a Content-Encoding".into(),
-        });
-    }
+    let codings =
+        encoding::content_codings(headers).map_err(|_| ProxyError::UnsupportedMediaType {
+            expected: "a body in gzip, deflate, br, zstd or identity",
+            got: "an unknown Content-Encoding".into(),
+        })?;
     let limit = state.config.limits.buffer_bytes;
-    let bytes = body::collect_limited(incoming, limit as usize)
+    let raw = body::collect_limited(incoming, limit as usize)
         .await
         .map_err(|e| match e {
             body::CollectError::TooLarge { .. } => ProxyError::BodyTooLarge { limit },
@@ -396,6 +412,13 @@ async fn governed_request_body(
                 reason: "truncated",
             },
         })?;
+    let bytes = encoding::decode(&raw, &codings, &decode_limits(state)).map_err(|e| {
+        ProxyError::RequestNotInspectable {
+            reason: decode_reason(&e),
+        }
+    })?;
+    // forwarded decoded: the CRM receives exactly what was inspected
+    headers.remove(header::CONTENT_ENCODING);
     let mut doc = json::parse(&bytes, &json_limits(state))
         .map_err(|e| ProxyError::RequestNotInspectable { reason: e.reason() })?;
     let purpose = purpose_of(&routed.policy, caller)?;
@@ -463,6 +486,23 @@ fn log_outcome(ctx: &Ctx, direction: &'static str, o: &Outcome) {
             records = o.records, changed = o.changed, rules = ?o.rules, actions = ?o.actions,
             "policy applied"
         );
+    }
+}
+
+fn decode_limits(state: &State) -> encoding::Limits {
+    encoding::Limits::new(
+        state.config.limits.buffer_bytes as usize,
+        state.config.limits.decoded_ratio,
+    )
+}
+
+fn decode_reason(e: &encoding::DecodeError) -> &'static str {
+    match e {
+        encoding::DecodeError::TooLarge { .. } => "decoded-too-large",
+        encoding::DecodeError::RatioExceeded { .. } => "compression-bomb",
+        encoding::DecodeError::Unknown(_) => "unknown-content-encoding",
+        encoding::DecodeError::TooManyCodings => "too-many-content-encodings",
+        _ => "corrupt-content-encoding",
     }
 }
 
@@ -601,6 +641,10 @@ async fn filter_response(
     let (mut parts, incoming) = resp.into_parts();
     let declared_len = content_length(&parts.headers);
     strip_response_headers(&mut parts.headers);
+    crate::body::headers::filter_response_headers(
+        routed.upstream.upstream.config.dialect,
+        &mut parts.headers,
+    );
     let links = &routed.upstream.links;
     links.rewrite_headers(&mut parts.headers);
     if let Governance::Governed { op } = &routed.governance {
@@ -626,7 +670,7 @@ async fn filter_response(
         return Ok(Response::from_parts(parts, body));
     }
     let small = declared_len.is_some_and(|n| n <= state.config.limits.buffer_bytes);
-    let identity = !parts.headers.contains_key(header::CONTENT_ENCODING);
+    let identity = !has_content_coding(&parts.headers);
     let body = if small && identity && is_json(&parts.headers) {
         let limit = state.config.limits.buffer_bytes as usize;
         let bytes = body::collect_limited(incoming, limit).await.map_err(|_| {
@@ -652,22 +696,20 @@ async fn governed_response_body(
     incoming: Incoming,
 ) -> Result<(Bytes, Outcome), ProxyError> {
     let not = |reason| ProxyError::ResponseNotInspectable { reason };
-    if has_content_coding(headers) {
-        return Err(not("content-encoding"));
-    }
-    if !header_str(headers, header::CONTENT_TYPE)
-        .as_deref()
-        .is_some_and(json::is_json_media_type)
-    {
+    if media::classify_headers(headers) != media::BodyKind::Json {
         return Err(not("media-type"));
     }
+    let codings = encoding::content_codings(headers).map_err(|_| not("content-encoding"))?;
     let limit = state.config.limits.buffer_bytes as usize;
-    let bytes = body::collect_limited(incoming, limit)
+    let raw = body::collect_limited(incoming, limit)
         .await
         .map_err(|e| match e {
             body::CollectError::TooLarge { .. } => not("too-large"),
             body::CollectError::Stream(_) => not("truncated"),
         })?;
+    let bytes = encoding::decode(&raw, &codings, &decode_limits(state))
+        .map_err(|e| not(decode_reason(&e)))?;
+    headers.remove(header::CONTENT_ENCODING);
     let mut doc = json::parse(&bytes, &json_limits(state)).map_err(|e| not(e.reason()))?;
     let purpose = purpose_of(&routed.policy, caller)?;
     let outcome = policy::apply(
@@ -681,7 +723,18 @@ async fn governed_response_body(
     .map_err(|r| refusal(ctx, r))?;
     log_outcome(ctx, "from_processor", &outcome);
     routed.upstream.links.rewrite_json(&mut doc);
-    Ok((json::to_bytes(&doc), outcome))
+    let out = json::to_bytes(&doc);
+    // re-encoded when the app asked for a coding Zweck speaks, else identity
+    if let Some(coding) = ctx.accept_encoding.as_deref().and_then(encoding::negotiate) {
+        if let Ok(encoded) = encoding::encode(&out, coding) {
+            if let Ok(v) = HeaderValue::from_str(coding.as_str()) {
+                headers.insert(header::CONTENT_ENCODING, v);
+                headers.append(header::VARY, HeaderValue::from_static("accept-encoding"));
+                return Ok((encoded, outcome));
+            }
+        }
+    }
+    Ok((out, outcome))
 }
 
 fn rewrite_json_links(state: &State, links: &crate::links::LinkRewriter, bytes: Bytes) -> Bytes {

@@ -376,7 +376,7 @@ async fn shutdown_while_a_large_body_is_in_flight_lets_it_complete() {
     // read the first chunk, then shut down while the rest is still coming
     let mut received: u64 = 0;
     let mut next_byte: u64 = 0;
-    let mut check = |data: &Bytes, next: &mut u64| {
+    let check = |data: &Bytes, next: &mut u64| {
         for b in data.iter() {
             assert_eq!(*b as u64, *next % 251, "bytes arrive intact and in order");
             *next += 1;

@@ -1,0 +1,239 @@
+//! Bypass attempts on governed routes: every body is inspected whole or refused. Each test
+//! checks with real values that nothing the policy forbids reaches the CRM, and that the
+//! status says why.
+
+mod common;
+
+use std::io::Write;
+
+use bytes::Bytes;
+use common::*;
+use http::Method;
+
+const WRITE: &str = "/services/data/v66.0/sobjects/Contact/003Fict000000000001AAA";
+const SECRET: &str = "Fictional-Secret-0042";
+
+fn gzip(data: &[u8]) -> Bytes {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).expect("gzip");
+    Bytes::from(e.finish().expect("gzip"))
+}
+
+async fn write(h: &Harness, headers: &[(&str, &str)], body: Bytes) -> (http::Response<()>, Bytes) {
+    let support = h.cert_client("support-desk", Version::H1);
+    let mut all = vec![("zweck-purpose", "support")];
+    all.extend_from_slice(headers);
+    support.call(Method::PATCH, &h.url(WRITE), &all, body).await
+}
+
+fn crm_saw_secret(h: &Harness) -> bool {
+    h.double.double.received().iter().any(|r| {
+        String::from_utf8_lossy(&r.body).contains(SECRET)
+            || r.body.windows(4).any(|w| w == b"\x1f\x8b\x08\x00")
+    })
+}
+
+#[tokio::test]
+async fn a_gzip_body_is_decoded_inspected_and_forwarded_plain() {
+    let h = Harness::start().await;
+    let body = format!(r#"{{"Title":"Head of Fiction","Secret_Notes__c":"{SECRET}"}}"#);
+    let (r, b) = write(
+        &h,
+        &[
+            ("content-type", "application/json"),
+            ("content-encoding", "gzip"),
+        ],
+        gzip(body.as_bytes()),
+    )
+    .await;
+    assert!(
+        r.status().is_success() || r.status() == 404,
+        "{}: {}",
+        r.status(),
+        String::from_utf8_lossy(&b)
+    );
+    let got = h.double.double.received();
+    let sent = got
+        .iter()
+        .find(|r| r.method == Method::PATCH)
+        .expect("reached the CRM");
+    assert!(!sent.headers.contains_key("content-encoding"));
+    let text = String::from_utf8_lossy(&sent.body);
+    assert!(
+        text.contains("Head of Fiction") && !text.contains(SECRET),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn bombs_unknown_and_stacked_encodings_are_refused() {
+    let h = Harness::start().await;
+    let json = ("content-type", "application/json");
+    // 64 MiB of spaces around a small object: a 1000:1 bomb
+    let mut bomb = Vec::with_capacity(64 << 20);
+    bomb.extend_from_slice(format!(r#"{{"Title":"x","Secret_Notes__c":"{SECRET}""#).as_bytes());
+    bomb.resize(64 << 20, b' ');
+    bomb.push(b'}');
+    let (r, b) = write(&h, &[json, ("content-encoding", "gzip")], gzip(&bomb)).await;
+    assert_eq!(r.status(), 400, "{}", String::from_utf8_lossy(&b));
+    assert_eq!(problem_slug(&r, &b), "request-not-inspectable");
+    assert!(
+        String::from_utf8_lossy(&b).contains("compression-bomb")
+            || String::from_utf8_lossy(&b).contains("decoded-too-large")
+    );
+
+    let (r, b) = write(
+        &h,
+        &[json, ("content-encoding", "compress")],
+        Bytes::from_static(b"{}"),
+    )
+    .await;
+    assert_eq!(r.status(), 415);
+    assert_eq!(problem_slug(&r, &b), "unsupported-media-type");
+
+    // gzip inside gzip decodes; the body is still inspected whole
+    let inner = gzip(format!(r#"{{"Title":"Stacked","Secret_Notes__c":"{SECRET}"}}"#).as_bytes());
+    let (r, _) = write(
+        &h,
+        &[json, ("content-encoding", "gzip, gzip")],
+        gzip(&inner),
+    )
+    .await;
+    assert!(r.status().is_success() || r.status() == 404);
+    // a body that claims gzip but is not
+    let (r, b) = write(
+        &h,
+        &[json, ("content-encoding", "gzip")],
+        Bytes::from_static(br#"{"Title":"x"}"#),
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(problem_slug(&r, &b), "request-not-inspectable");
+    assert!(!crm_saw_secret(&h));
+}
+
+#[tokio::test]
+async fn content_type_confusion_is_refused() {
+    let h = Harness::start().await;
+    let body = Bytes::from(format!(r#"{{"Title":"x","Secret_Notes__c":"{SECRET}"}}"#));
+    for ctype in [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "application/json; charset=latin1",
+        "text/json+xml",
+        "multipart/form-data; boundary=x",
+    ] {
+        let (r, b) = write(&h, &[("content-type", ctype)], body.clone()).await;
+        assert_eq!(r.status(), 415, "{ctype}");
+        assert_eq!(problem_slug(&r, &b), "unsupported-media-type");
+    }
+    // no content type at all
+    let (r, _) = write(&h, &[], body.clone()).await;
+    assert_eq!(r.status(), 415);
+    // two content types
+    let (r, _) = write(
+        &h,
+        &[
+            ("content-type", "application/json"),
+            ("content-type", "text/plain"),
+        ],
+        body,
+    )
+    .await;
+    assert_eq!(r.status(), 415);
+    assert!(h.double.double.received().is_empty());
+}
+
+#[tokio::test]
+async fn duplicate_escaped_and_deep_json_is_refused() {
+    let h = Harness::start().await;
+    let json = ("content-type", "application/json");
+    for (doc, reason) in [
+        (
+            format!(r#"{{"Title":"x","Title":"{SECRET}"}}"#),
+            "duplicate-key",
+        ),
+        (
+            format!(r#"{{"Title":"x","\u0054itle":"{SECRET}"}}"#),
+            "duplicate-key",
+        ),
+        (
+            format!(
+                r#"{{"Title":{}"{SECRET}"{}}}"#,
+                "[".repeat(200),
+                "]".repeat(200)
+            ),
+            "too-deep",
+        ),
+        (
+            format!("\u{feff}{{\"Title\":\"{SECRET}\"}}"),
+            "byte-order-mark",
+        ),
+        (
+            format!(r#"{{"Title":"{SECRET}"}} {{"Title":"x"}}"#),
+            "trailing-content",
+        ),
+    ] {
+        let (r, b) = write(&h, &[json], Bytes::from(doc)).await;
+        assert_eq!(r.status(), 400, "{reason}");
+        assert_eq!(problem_slug(&r, &b), "request-not-inspectable");
+        let text = String::from_utf8_lossy(&b);
+        assert!(text.contains(reason), "{reason}: {text}");
+        assert!(!text.contains(SECRET));
+    }
+    assert!(h.double.double.received().is_empty());
+}
+
+#[tokio::test]
+async fn responses_are_re_encoded_for_apps_that_accept_it() {
+    let h = Harness::start().await;
+    let c = h.cert_client(CERT_APP, Version::H1);
+    let (r, b) = c
+        .get(
+            &h.url("/services/data/v66.0/query?q=SELECT+Id,Email,HasOptedOutOfEmail+FROM+Contact+LIMIT+5"),
+            &[("accept-encoding", "gzip")],
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()
+            .get("content-encoding")
+            .and_then(|v| v.to_str().ok()),
+        Some("gzip")
+    );
+    let mut d = flate2::read::GzDecoder::new(&b[..]);
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut d, &mut text).expect("gunzip");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("json");
+    assert!(v["records"].is_array());
+    // Range and Upgrade cannot carve a governed body into pieces
+    let (r, b) = c
+        .get(
+            &h.url("/services/data/v66.0/query?q=SELECT+Id+FROM+Contact"),
+            &[("range", "bytes=0-10")],
+        )
+        .await;
+    assert_eq!(r.status(), 501);
+    assert_eq!(problem_slug(&r, &b), "unsupported");
+}
+
+#[tokio::test]
+async fn headers_outside_the_dialect_allowlist_never_reach_the_crm() {
+    let h = Harness::start().await;
+    let c = h.cert_client(CERT_APP, Version::H1);
+    let (r, _) = c
+        .get(
+            &h.url("/services/data/v66.0/query?q=SELECT+Id,Email,HasOptedOutOfEmail+FROM+Contact+LIMIT+2"),
+            &[("x-debug-user", "livia.marquardt-ostby@example.com"), ("sforce-query-options", "batchSize=200"), ("referer", "https://intranet.example/contact/42")],
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let got = h.double.double.received();
+    let seen = &got.last().expect("reached").headers;
+    assert!(!seen.contains_key("x-debug-user"));
+    assert!(!seen.contains_key("referer"));
+    assert!(
+        seen.contains_key("sforce-query-options"),
+        "allowed headers pass"
+    );
+}
