@@ -42,4 +42,5 @@ pub mod server;
 pub mod state;
 pub mod tls;
 pub mod transfer;
+pub mod tunnel;
 pub mod upstream;

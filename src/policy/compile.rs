@@ -285,6 +285,10 @@ fn compile_inventory(
         .map(|(n, _)| n.value.as_str())
         .collect();
     for (i, (name, res)) in raw.resources.iter().enumerate() {
+        // A resource that only holds tunnels is no record type.
+        if tunnels_only(res) {
+            continue;
+        }
         for t in std::iter::once(name).chain(res.types.iter()) {
             if by_type.insert(t.value.clone(), i).is_some() {
                 diags.error(
@@ -319,6 +323,11 @@ fn compile_inventory(
         resources,
         by_type,
     })
+}
+
+/// True when every operation of the resource is a batch tunnel (and there is one).
+fn tunnels_only(res: &RawResource) -> bool {
+    !res.operations.is_empty() && res.operations.iter().all(|o| o.value.tunnel.is_some())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -381,6 +390,30 @@ fn compile_resource(
             }
             (None, _) => RouteClass::Single,
         };
+        let tunnel = match &o.tunnel {
+            None => None,
+            Some(t) => match TunnelKind::from_name(t) {
+                Some(k) if kind == OpKind::Read && pattern.template().starts_with("POST ") => {
+                    Some(k)
+                }
+                Some(_) => {
+                    diags.error(
+                        file,
+                        Some(&op.referenced),
+                        "a tunnel is `method: POST` with `op: read`: its sub-requests are governed part by part".to_string(),
+                    );
+                    continue;
+                }
+                None => {
+                    diags.error(
+                        file,
+                        Some(&op.referenced),
+                        format!("unknown tunnel `{t}` (odata_batch, sf_composite, sf_composite_batch or sf_tree)"),
+                    );
+                    continue;
+                }
+            },
+        };
         if let Some(prev) = operations
             .iter()
             .find(|p: &&Operation| p.pattern.template() == pattern.template())
@@ -402,6 +435,7 @@ fn compile_resource(
             op: kind,
             class,
             pattern,
+            tunnel,
         });
     }
 
@@ -412,7 +446,7 @@ fn compile_resource(
             Err(e) => diags.error(file, Some(&r.referenced), format!("record selector: {e}")),
         }
     }
-    if !res.operations.is_empty() && res.records.is_empty() {
+    if !res.operations.is_empty() && res.records.is_empty() && !tunnels_only(res) {
         diags.error(
             file,
             Some(&name.referenced),

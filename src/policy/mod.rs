@@ -30,7 +30,7 @@ pub use engine::{apply, Direction, FieldDecision, Outcome, Refusal};
 pub use explain::{explain, ExplainError, Explanation};
 pub use set::{
     Action, Controller, ExportBudget, FieldRule, Generalise, LegalBasis, Mode, OpKind, Operation,
-    PolicySet, Purpose, RouteClass, RouteMatch, Writes,
+    PolicySet, Purpose, RouteClass, RouteMatch, TunnelKind, Writes,
 };
 
 use std::path::Path;

@@ -124,6 +124,9 @@ pub struct RawOperation {
     pub op: String,
     #[serde(default)]
     pub class: Option<String>,
+    /// `odata_batch`, `sf_composite`, `sf_composite_batch` or `sf_tree`: a batch tunnel.
+    #[serde(default)]
+    pub tunnel: Option<String>,
 }
 
 /// `{ field, granted_when, separator? }`.

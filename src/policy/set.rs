@@ -217,6 +217,44 @@ pub struct Operation {
     pub(crate) op: OpKind,
     pub(crate) class: RouteClass,
     pub(crate) pattern: RoutePattern,
+    /// Set when the route is a batch tunnel, governed part by part by `crate::tunnel`.
+    pub(crate) tunnel: Option<TunnelKind>,
+}
+
+/// A batch tunnel: one request carrying many sub-requests, each governed as if sent alone
+/// (`crate::tunnel`). `policy::apply` refuses tunnel operations: their bodies are not records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TunnelKind {
+    /// Dataverse / OData `$batch` (`multipart/mixed`, change sets).
+    OdataBatch,
+    /// Salesforce `/composite` (`compositeRequest`, `@{ref}` references).
+    SfComposite,
+    /// Salesforce `/composite/batch` (`batchRequests`).
+    SfCompositeBatch,
+    /// Salesforce `/composite/tree/{SObject}` (records with nested children).
+    SfTree,
+}
+
+impl TunnelKind {
+    /// The inventory spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TunnelKind::OdataBatch => "odata_batch",
+            TunnelKind::SfComposite => "sf_composite",
+            TunnelKind::SfCompositeBatch => "sf_composite_batch",
+            TunnelKind::SfTree => "sf_tree",
+        }
+    }
+    /// Parses the inventory spelling.
+    pub fn from_name(s: &str) -> Option<TunnelKind> {
+        Some(match s {
+            "odata_batch" => TunnelKind::OdataBatch,
+            "sf_composite" => TunnelKind::SfComposite,
+            "sf_composite_batch" => TunnelKind::SfCompositeBatch,
+            "sf_tree" => TunnelKind::SfTree,
+            _ => return None,
+        })
+    }
 }
 
 impl Operation {
@@ -239,6 +277,11 @@ impl Operation {
     /// The route template (`GET /services/data/*/query`) for logs and metrics.
     pub fn template(&self) -> &str {
         self.pattern.template()
+    }
+    /// The tunnel kind when this route carries sub-requests (`tunnel:` in the inventory):
+    /// the proxy hands such bodies to `crate::tunnel` instead of `policy::apply`.
+    pub fn tunnel(&self) -> Option<TunnelKind> {
+        self.tunnel
     }
 }
 

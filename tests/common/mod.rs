@@ -349,6 +349,14 @@ impl TestClient {
             .expect("request")
     }
 
+    /// Like `send`, but a failure is returned instead of failing the test.
+    pub async fn try_send(
+        &self,
+        req: Request<Full<Bytes>>,
+    ) -> Result<Response<Incoming>, hyper_util::client::legacy::Error> {
+        self.client.request(req).await
+    }
+
     pub async fn get(&self, url: &str, headers: &[(&str, &str)]) -> (Response<()>, Bytes) {
         self.call(Method::GET, url, headers, Bytes::new()).await
     }

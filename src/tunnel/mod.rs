@@ -1,0 +1,1 @@
+//! Batch tunnels (work in progress).
