@@ -106,6 +106,11 @@ pub enum ProxyError {
     /// A policy fault on Zweck's side (e.g. a pseudonym key missing after a reload).
     #[error("the policy could not be applied; see Zweck's log")]
     PolicyFault,
+    /// One sub-request (or sub-response) of a `$batch` or composite tunnel was refused, and
+    /// with it the whole tunnel. Answered with the cause's status and problem type; the
+    /// detail names the part (1-based, in body order).
+    #[error("part {part} of the batch: {cause}")]
+    PartRefused { part: usize, cause: Box<ProxyError> },
     /// Too many concurrent buffered bodies (`limits.buffered_total`).
     #[error("Zweck is out of buffer space; retry later")]
     Overloaded { retry_after: Duration },
@@ -128,6 +133,7 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         use ProxyError::*;
         match self {
+            PartRefused { cause, .. } => cause.status(),
             UnknownApp => StatusCode::UNAUTHORIZED,
             PurposeMissing
             | PurposeNotGranted { .. }
@@ -161,6 +167,7 @@ impl ProxyError {
     pub fn slug(&self) -> &'static str {
         use ProxyError::*;
         match self {
+            PartRefused { cause, .. } => cause.slug(),
             UnknownApp => "unknown-app",
             PurposeMissing => "purpose-missing",
             PurposeNotGranted { .. } => "purpose-not-granted",
@@ -193,6 +200,7 @@ impl ProxyError {
     fn title(&self) -> &'static str {
         use ProxyError::*;
         match self {
+            PartRefused { cause, .. } => cause.title(),
             UnknownApp => "Unknown app",
             PurposeMissing => "Purpose missing",
             PurposeNotGranted { .. } => "Purpose not granted",
@@ -399,6 +407,24 @@ mod tests {
                 "transfer-not-permitted",
             ),
             (ProxyError::AuditUnavailable, 503, "audit-unavailable"),
+            (
+                ProxyError::PartRefused {
+                    part: 3,
+                    cause: Box::new(ProxyError::UnknownResource),
+                },
+                403,
+                "unknown-resource",
+            ),
+            (
+                ProxyError::PartRefused {
+                    part: 1,
+                    cause: Box::new(ProxyError::WriteDenied {
+                        purpose: "newsletter".into(),
+                    }),
+                },
+                403,
+                "write-denied",
+            ),
         ];
         for (err, status, slug) in table {
             assert_eq!(err.status().as_u16(), status, "{err:?}");

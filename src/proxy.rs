@@ -324,7 +324,11 @@ async fn filter_request(
     if let Some(auth) = upstream.authorization().await? {
         headers.insert(header::AUTHORIZATION, auth);
     }
-    let body = if http_body::Body::is_end_stream(&incoming) {
+    // An empty body that claims a media type is a (malformed) governed body, not no body.
+    let declares_body = headers.contains_key(header::CONTENT_TYPE)
+        && !matches!(parts.method.as_str(), "GET" | "HEAD" | "DELETE");
+    let governed = matches!(routed.governance, Governance::Governed { .. });
+    let body = if http_body::Body::is_end_stream(&incoming) && !(governed && declares_body) {
         body::empty()
     } else if let Governance::Governed { op } = &routed.governance {
         let method = parts.method.as_str();

@@ -25,16 +25,25 @@ struct Setup {
 
 fn setup() -> Setup {
     let dir = tempfile::tempdir().expect("tempdir");
-    let shipped = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/zweck.yaml")).expect("zweck.yaml");
+    let shipped = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/zweck.yaml"))
+        .expect("zweck.yaml");
     let (port, admin, double) = (free_port(), free_port(), free_port());
     let text = shipped
         .replace("127.0.0.1:8443", &format!("127.0.0.1:{port}"))
         .replace("127.0.0.1:9901", &format!("127.0.0.1:{admin}"))
         .replace("127.0.0.1:9443", &format!("127.0.0.1:{double}"))
-        .replace("policies: policies/", concat!("policies: ", env!("CARGO_MANIFEST_DIR"), "/policies"));
+        .replace(
+            "policies: policies/",
+            concat!("policies: ", env!("CARGO_MANIFEST_DIR"), "/policies"),
+        );
     let config = dir.path().join("zweck.yaml");
     std::fs::write(&config, text).expect("write");
-    Setup { dir, config, port, admin }
+    Setup {
+        dir,
+        config,
+        port,
+        admin,
+    }
 }
 
 fn start(s: &Setup) -> Child {
@@ -52,7 +61,9 @@ async fn wait_ready(s: &Setup) {
     for _ in 0..1200 {
         if let Ok(mut tcp) = tokio::net::TcpStream::connect(("127.0.0.1", s.admin)).await {
             use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            let _ = tcp.write_all(b"GET /readyz HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n").await;
+            let _ = tcp
+                .write_all(b"GET /readyz HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n")
+                .await;
             let mut buf = Vec::new();
             let _ = tcp.read_to_end(&mut buf).await;
             if buf.starts_with(b"HTTP/1.1 200") {
@@ -74,7 +85,10 @@ async fn every_released_response_survives_a_sigkill_in_the_log() {
         let certs = s.dir.path().join("certs");
         let client = std::sync::Arc::new(TestClient::new(
             &certs.join("ca.pem"),
-            Some((&certs.join("clients/newsletter-tool.pem"), &certs.join("clients/newsletter-tool.key"))),
+            Some((
+                &certs.join("clients/newsletter-tool.pem"),
+                &certs.join("clients/newsletter-tool.key"),
+            )),
             Version::H2,
         ));
         let url = format!(
@@ -93,11 +107,18 @@ async fn every_released_response_survives_a_sigkill_in_the_log() {
                     let req = http::Request::get(&url)
                         .body(http_body_util::Full::new(bytes::Bytes::new()))
                         .expect("req");
-                    let Ok(Ok(resp)) = tokio::time::timeout(Duration::from_secs(30), client_send(&client, req)).await else {
+                    let Ok(Ok(resp)) =
+                        tokio::time::timeout(Duration::from_secs(30), client_send(&client, req))
+                            .await
+                    else {
                         return;
                     };
                     if resp.status() == 200 {
-                        if let Some(id) = resp.headers().get("zweck-request-id").and_then(|v| v.to_str().ok()) {
+                        if let Some(id) = resp
+                            .headers()
+                            .get("zweck-request-id")
+                            .and_then(|v| v.to_str().ok())
+                        {
                             let _ = tx.send(id.to_string());
                         }
                     }
@@ -129,7 +150,9 @@ async fn every_released_response_survives_a_sigkill_in_the_log() {
     // one more start recovers the tail; then stop cleanly
     let mut child = start(&s);
     wait_ready(&s).await;
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
     let _ = child.wait();
 
     let log = s.dir.path().join("logs/transfers.jsonl");
@@ -140,12 +163,20 @@ async fn every_released_response_survives_a_sigkill_in_the_log() {
         .filter(|e| e["direction"] == "from_processor")
         .filter_map(|e| e["request_id"].as_str().map(str::to_string))
         .collect();
-    let missing: Vec<&String> = acknowledged.iter().filter(|id| !logged.contains(*id)).collect();
-    assert!(missing.is_empty(), "released without a durable record: {missing:?}");
+    let missing: Vec<&String> = acknowledged
+        .iter()
+        .filter(|id| !logged.contains(*id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "released without a durable record: {missing:?}"
+    );
 
     let report = zweck::audit::verify(&zweck::audit::VerifyOptions {
         logs: vec![log],
-        public_key: Some(zweck::certs::read_audit_pub(&s.dir.path().join("certs/audit.pub")).expect("pub")),
+        public_key: Some(
+            zweck::certs::read_audit_pub(&s.dir.path().join("certs/audit.pub")).expect("pub"),
+        ),
         offbox: vec![s.dir.path().join("audit-offbox/checkpoints")],
         origin: None,
         progress: false,

@@ -6,6 +6,7 @@
 //!   between chunks; for "shutdown while a large body is in flight". Byte `k` is `k % 251`, so a
 //!   receiver can check that every byte arrived in order.
 //! * `echo-headers`: the request headers as JSON; which headers reached the CRM.
+//! * `echo`: the request body back with its content type (for conformance tests).
 
 use bytes::BytesMut;
 use http::header::CONTENT_TYPE;
@@ -22,11 +23,24 @@ pub(crate) fn handle(req: &Req) -> Reply {
     match req.path.as_str() {
         "/__double/large" => large(req),
         "/__double/echo-headers" => echo_headers(req),
+        "/__double/echo" => echo(req),
         _ => Reply::json(
             StatusCode::NOT_FOUND,
             &json!({"error": "unknown test hook"}),
         ),
     }
+}
+
+/// The request body back, with its content type: lets tests send any document through a
+/// governed route and see what the policy let pass in both directions.
+fn echo(req: &Req) -> Reply {
+    let ctype = req
+        .header("content-type")
+        .unwrap_or("application/octet-stream")
+        .to_string();
+    Reply::new(StatusCode::OK)
+        .header(CONTENT_TYPE, ctype)
+        .body(req.body.clone())
 }
 
 fn large(req: &Req) -> Reply {

@@ -17,8 +17,9 @@ use super::diagnostic::{Diagnostic, Diags};
 use super::model::{RawBudget, RawInventory, RawPurpose, RawPurposes, RawResource, SpStr};
 use super::select::{parse_field_path, parse_key_path, FieldNode, RecordSelector};
 use super::set::{
-    Action, ConsentSignal, Controller, ExportBudget, FieldRule, Generalise, Inventory, LegalBasis,
-    Mode, OpKind, Operation, PolicySet, Purpose, Resolved, Resource, RouteClass, Writes,
+    Action, BodyFormat, ConsentSignal, Controller, ExportBudget, FieldRule, Generalise, Inventory,
+    LegalBasis, Mode, OpKind, Operation, PolicySet, Purpose, Resolved, Resource, RouteClass,
+    TunnelKind, Writes,
 };
 use super::taxonomy::{suggest, CatId, Taxonomy, UNCLASSIFIED};
 use crate::dialect::Dialect;
@@ -414,6 +415,9 @@ fn compile_resource(
                 }
             },
         };
+        let Some((format, objects)) = csv_format(file, op, kind, names, diags) else {
+            continue;
+        };
         if let Some(prev) = operations
             .iter()
             .find(|p: &&Operation| p.pattern.template() == pattern.template())
@@ -436,6 +440,8 @@ fn compile_resource(
             class,
             pattern,
             tunnel,
+            format,
+            objects,
         });
     }
 
@@ -446,7 +452,12 @@ fn compile_resource(
             Err(e) => diags.error(file, Some(&r.referenced), format!("record selector: {e}")),
         }
     }
-    if !res.operations.is_empty() && res.records.is_empty() && !tunnels_only(res) {
+    // A resource without `fields` describes no records (Bulk jobs: all envelope).
+    if !res.operations.is_empty()
+        && res.records.is_empty()
+        && !res.fields.is_empty()
+        && !tunnels_only(res)
+    {
         diags.error(
             file,
             Some(&name.referenced),
@@ -569,6 +580,79 @@ fn compile_resource(
         fields,
         consent,
         keep_unclassified,
+    }
+}
+
+/// `format:` and `objects:` of one operation. `None` after an error was reported.
+fn csv_format(
+    file: &Path,
+    op: &serde_saphyr::Spanned<super::model::RawOperation>,
+    kind: OpKind,
+    names: &[&str],
+    diags: &mut Diags,
+) -> Option<(BodyFormat, Vec<usize>)> {
+    let o = &op.value;
+    let at = Some(&op.referenced);
+    let format = match o.format.as_deref() {
+        None => BodyFormat::Json,
+        Some(f) => match BodyFormat::from_name(f) {
+            Some(f) => f,
+            None => {
+                diags.error(file, at, format!("unknown format `{f}` (json or csv)"));
+                return None;
+            }
+        },
+    };
+    match (format, &o.objects) {
+        (BodyFormat::Json, None) => Some((format, Vec::new())),
+        (BodyFormat::Json, Some(_)) => {
+            diags.error(
+                file,
+                at,
+                "`objects` applies to `format: csv` operations only",
+            );
+            None
+        }
+        (BodyFormat::Csv, _) if kind != OpKind::Read || o.tunnel.is_some() => {
+            diags.error(
+                file,
+                at,
+                "`format: csv` is supported on reads only (their responses are filtered)",
+            );
+            None
+        }
+        (BodyFormat::Csv, None) => {
+            diags.error(
+                file,
+                at,
+                "a `format: csv` operation needs `objects`: the resources its rows may be",
+            );
+            None
+        }
+        (BodyFormat::Csv, Some(list)) => {
+            let mut objects = Vec::new();
+            for object in list {
+                match names.iter().position(|n| n == object) {
+                    Some(i) if !objects.contains(&i) => objects.push(i),
+                    Some(_) => {
+                        diags.error(file, at, format!("`objects` names `{object}` twice"));
+                        return None;
+                    }
+                    None => {
+                        let hint = suggest(object, names.iter().copied())
+                            .map(|s| format!(" (did you mean `{s}`?)"))
+                            .unwrap_or_default();
+                        diags.error(file, at, format!("unknown resource `{object}`{hint}"));
+                        return None;
+                    }
+                }
+            }
+            if objects.is_empty() {
+                diags.error(file, at, "`objects` is empty");
+                return None;
+            }
+            Some((format, objects))
+        }
     }
 }
 

@@ -182,6 +182,11 @@ fn run(
     key: Option<&PseudonymKey>,
     trace: Option<&mut Vec<FieldDecision>>,
 ) -> Result<Outcome, Refusal> {
+    // A tunnel's body holds sub-requests, not records: only `crate::tunnel` may govern it,
+    // part by part. Filtering it as one record would pass its sub-requests unread.
+    if op.tunnel.is_some() {
+        return Err(Refusal::NoInventory(op.dialect));
+    }
     let deny = purpose.writes == Writes::Deny;
     match (op.op, dir) {
         (OpKind::Write | OpKind::Delete, Direction::Request) if deny => {

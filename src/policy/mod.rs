@@ -10,11 +10,13 @@
 //! - `set`: the compiled, immutable, `Arc`-shared policy set and `classify`;
 //! - `engine`: `apply`, the pure function the proxy calls per body;
 //! - `actions`: mask, pseudonymise, generalise, truncate;
+//! - `csv`: the same policies over CSV bodies (Salesforce Bulk API 2.0 results), streamed;
 //! - `testing`, `explain`: `zweck policy test` / `explain` over the same engine.
 //!
 //! The contract is docs/policy.md; DESIGN.md §2 says why default-deny matters.
 pub mod actions;
 pub mod compile;
+pub mod csv;
 pub mod diagnostic;
 pub mod engine;
 pub mod explain;
@@ -25,12 +27,13 @@ pub mod taxonomy;
 pub mod testing;
 
 pub use actions::PseudonymKey;
+pub use csv::{csv_plan, CsvFailure, CsvGovernor, CsvJob, CsvPolicy, CsvReport};
 pub use diagnostic::{Diagnostic, Severity};
 pub use engine::{apply, Direction, FieldDecision, Outcome, Refusal};
 pub use explain::{explain, ExplainError, Explanation};
 pub use set::{
-    Action, Controller, ExportBudget, FieldRule, Generalise, LegalBasis, Mode, OpKind, Operation,
-    PolicySet, Purpose, RouteClass, RouteMatch, TunnelKind, Writes,
+    Action, BodyFormat, Controller, ExportBudget, FieldRule, Generalise, LegalBasis, Mode, OpKind,
+    Operation, PolicySet, Purpose, RouteClass, RouteMatch, TunnelKind, Writes,
 };
 
 use std::path::Path;

@@ -127,6 +127,12 @@ pub struct RawOperation {
     /// `odata_batch`, `sf_composite`, `sf_composite_batch` or `sf_tree`: a batch tunnel.
     #[serde(default)]
     pub tunnel: Option<String>,
+    /// `json` (default) or `csv`: the media type of the operation's governed response body.
+    #[serde(default)]
+    pub format: Option<String>,
+    /// For `format: csv`: the resources whose records the CSV rows may be, in order.
+    #[serde(default)]
+    pub objects: Option<Vec<String>>,
 }
 
 /// `{ field, granted_when, separator? }`.

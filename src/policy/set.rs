@@ -219,6 +219,38 @@ pub struct Operation {
     pub(crate) pattern: RoutePattern,
     /// Set when the route is a batch tunnel, governed part by part by `crate::tunnel`.
     pub(crate) tunnel: Option<TunnelKind>,
+    /// `format:` in the inventory (JSON unless it says `csv`).
+    pub(crate) format: BodyFormat,
+    /// For CSV: indexes of the resources whose records the rows may be (`objects:`).
+    pub(crate) objects: Vec<usize>,
+}
+
+/// The media type of an operation's governed response body (`format:` in the inventory).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BodyFormat {
+    /// JSON, filtered by `policy::apply` (the default).
+    Json,
+    /// CSV rows of the operation's `objects` (Salesforce Bulk API 2.0 query results),
+    /// filtered by `policy::csv`.
+    Csv,
+}
+
+impl BodyFormat {
+    /// The inventory spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BodyFormat::Json => "json",
+            BodyFormat::Csv => "csv",
+        }
+    }
+    /// Parses the inventory spelling.
+    pub fn from_name(s: &str) -> Option<BodyFormat> {
+        match s {
+            "json" => Some(BodyFormat::Json),
+            "csv" => Some(BodyFormat::Csv),
+            _ => None,
+        }
+    }
 }
 
 /// A batch tunnel: one request carrying many sub-requests, each governed as if sent alone
@@ -282,6 +314,12 @@ impl Operation {
     /// the proxy hands such bodies to `crate::tunnel` instead of `policy::apply`.
     pub fn tunnel(&self) -> Option<TunnelKind> {
         self.tunnel
+    }
+    /// The media type of the governed response body. `Csv` bodies go to `policy::csv`
+    /// (`csv_plan`), not `policy::apply`; a JSON body on a CSV route (an error list) still
+    /// goes to `apply`, with the operation's own resource.
+    pub fn format(&self) -> BodyFormat {
+        self.format
     }
 }
 

@@ -14,6 +14,7 @@ import http.client
 import os
 import re
 import signal
+import shutil
 import socket
 import subprocess
 import time
@@ -93,10 +94,24 @@ def _zweck_bin() -> Path:
     return path
 
 
-def _policies_dir() -> Path:
-    """The shipped policies/, or ZWECK_SDK_POLICIES (to try an inventory fix before it lands)."""
+def _policies_dir(workdir: Path) -> Path:
+    """A copy of the shipped policies/ (or of ZWECK_SDK_POLICIES, to try an inventory fix before
+    it lands) whose export budgets are raised out of the way: this suite proves that the
+    minimised views are valid API responses, and reads far more than a real app would in an
+    hour. Budgets have their own tests (tests/budget_*.rs)."""
     raw = os.environ.get("ZWECK_SDK_POLICIES")
-    return Path(raw).resolve() if raw else REPO / "policies"
+    source = Path(raw).resolve() if raw else REPO / "policies"
+    target = workdir / "policies"
+    shutil.copytree(source, target)
+    purposes = target / "purposes.yaml"
+    text, n = re.subn(
+        r"(?m)^(\s*)export_budget:.*$",
+        r"\1export_budget: { records: 100000000, per: 1h, burst: 10000000 }",
+        purposes.read_text(),
+    )
+    assert n > 0, "purposes.yaml has no export_budget to raise"
+    purposes.write_text(text)
+    return target
 
 
 def _free_ports(n: int) -> list[int]:
@@ -148,7 +163,7 @@ def zweck(tmp_path_factory: pytest.TempPathFactory):
     config = workdir / "zweck.yaml"
     config.write_text(
         derive_config(
-            (REPO / "zweck.yaml").read_text(), proxy, double, admin, _policies_dir()
+            (REPO / "zweck.yaml").read_text(), proxy, double, admin, _policies_dir(workdir)
         )
     )
     log = workdir / "zweck.log"
