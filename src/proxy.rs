@@ -402,6 +402,7 @@ async fn governed_request_body(
             })
         }
     }
+    let mut reservation = reserve_buffer(state, headers)?;
     let codings =
         encoding::content_codings(headers).map_err(|_| ProxyError::UnsupportedMediaType {
             expected: "a body in gzip, deflate, br, zstd or identity",
@@ -416,11 +417,13 @@ async fn governed_request_body(
                 reason: "truncated",
             },
         })?;
+    grow_buffer(state, &mut reservation, raw.len())?;
     let bytes = encoding::decode(&raw, &codings, &decode_limits(state)).map_err(|e| {
         ProxyError::RequestNotInspectable {
             reason: decode_reason(&e),
         }
     })?;
+    grow_buffer(state, &mut reservation, raw.len() + bytes.len())?;
     // forwarded decoded: the CRM receives exactly what was inspected
     headers.remove(header::CONTENT_ENCODING);
     let mut doc = json::parse(&bytes, &json_limits(state))
@@ -491,6 +494,45 @@ fn log_outcome(ctx: &Ctx, direction: &'static str, o: &Outcome) {
             "policy applied"
         );
     }
+}
+
+/// Reserves room for one buffered body in the global buffer budget (`limits.buffered_total`),
+/// held until the body has been filtered and serialised: the declared size up front, or
+/// 64 KiB for a body of unknown size, topped up by [`grow_buffer`] once its size is known.
+fn reserve_buffer(
+    state: &State,
+    headers: &HeaderMap,
+) -> Result<tokio::sync::OwnedSemaphorePermit, ProxyError> {
+    let cap = state.config.limits.buffer_bytes;
+    let bytes = content_length(headers).unwrap_or(64 * 1024).min(cap);
+    acquire_kib(state, bytes)
+}
+
+/// Tops a reservation up to `actual` bytes.
+fn grow_buffer(
+    state: &State,
+    permit: &mut tokio::sync::OwnedSemaphorePermit,
+    actual: usize,
+) -> Result<(), ProxyError> {
+    let held = permit.num_permits() as u64 * 1024;
+    if (actual as u64) > held {
+        permit.merge(acquire_kib(state, actual as u64 - held)?);
+    }
+    Ok(())
+}
+
+fn acquire_kib(state: &State, bytes: u64) -> Result<tokio::sync::OwnedSemaphorePermit, ProxyError> {
+    let kib = u32::try_from(bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+    state
+        .buffers
+        .clone()
+        .try_acquire_many_owned(kib)
+        .map_err(|_| {
+            tracing::warn!("buffered_total exhausted: refusing a governed body");
+            ProxyError::Overloaded {
+                retry_after: std::time::Duration::from_secs(1),
+            }
+        })
 }
 
 fn decode_limits(state: &State) -> encoding::Limits {
@@ -703,6 +745,7 @@ async fn governed_response_body(
     if media::classify_headers(headers) != media::BodyKind::Json {
         return Err(not("media-type"));
     }
+    let mut reservation = reserve_buffer(state, headers)?;
     let codings = encoding::content_codings(headers).map_err(|_| not("content-encoding"))?;
     let limit = state.config.limits.buffer_bytes as usize;
     let raw = body::collect_limited(incoming, limit)
@@ -711,8 +754,10 @@ async fn governed_response_body(
             body::CollectError::TooLarge { .. } => not("too-large"),
             body::CollectError::Stream(_) => not("truncated"),
         })?;
+    grow_buffer(state, &mut reservation, raw.len())?;
     let bytes = encoding::decode(&raw, &codings, &decode_limits(state))
         .map_err(|e| not(decode_reason(&e)))?;
+    grow_buffer(state, &mut reservation, raw.len() + bytes.len())?;
     headers.remove(header::CONTENT_ENCODING);
     let mut doc = json::parse(&bytes, &json_limits(state)).map_err(|e| not(e.reason()))?;
     let purpose = purpose_of(&routed.policy, caller)?;

@@ -32,6 +32,10 @@ pub struct State {
     pub audit: Option<crate::audit::AuditLog>,
     /// Export budgets in records.
     pub budgets: crate::budget::Budgets,
+    /// `limits.buffered_total` in KiB: the memory all buffered governed bodies may hold at
+    /// once, across connections. A parsed tree costs several times its bytes, so this is what
+    /// keeps many large bodies at once from exhausting memory (503 when it is used up).
+    pub buffers: Arc<tokio::sync::Semaphore>,
     request_ids: RequestIds,
     ready: AtomicBool,
 }
@@ -51,6 +55,9 @@ impl State {
             let links = LinkRewriter::new(&upstream.origin, &config.public_url);
             upstreams.push(Arc::new(UpstreamEntry { upstream, links }));
         }
+        let buffer_kib = usize::try_from(config.limits.buffered_total / 1024)
+            .unwrap_or(usize::MAX)
+            .min(tokio::sync::Semaphore::MAX_PERMITS);
         Ok(State {
             identities: Identities::new(&config),
             config: Arc::new(config),
@@ -63,6 +70,7 @@ impl State {
             policies,
             pseudonym_key,
             audit,
+            buffers: Arc::new(tokio::sync::Semaphore::new(buffer_kib)),
             budgets,
             request_ids: RequestIds::new(),
             ready: AtomicBool::new(false),

@@ -237,3 +237,31 @@ async fn headers_outside_the_dialect_allowlist_never_reach_the_crm() {
         "allowed headers pass"
     );
 }
+
+#[tokio::test]
+async fn the_global_buffer_budget_refuses_what_does_not_fit_with_503() {
+    let h = Harness::start_with(|mut o| {
+        o.extra_limits = ", buffered_total: 64KiB".into();
+        o
+    })
+    .await;
+    let big = format!(r#"{{"Title":"x","Description":"{}"}}"#, "y".repeat(100_000));
+    let (r, b) = write(
+        &h,
+        &[("content-type", "application/json")],
+        Bytes::from(big),
+    )
+    .await;
+    assert_eq!(r.status(), 503);
+    assert_eq!(problem_slug(&r, &b), "overloaded");
+    assert!(r.headers().contains_key("retry-after"));
+    assert!(h.double.double.received().is_empty());
+    // a small body still fits
+    let (r, _) = write(
+        &h,
+        &[("content-type", "application/json")],
+        Bytes::from_static(br#"{"Title":"x"}"#),
+    )
+    .await;
+    assert!(r.status().is_success() || r.status() == 404);
+}

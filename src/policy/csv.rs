@@ -619,6 +619,9 @@ struct GovernedBody<S> {
     done: bool,
 }
 
+// No field is pinned structurally (the inner body is boxed).
+impl<S> Unpin for GovernedBody<S> {}
+
 impl<S: Deref<Target = PolicySet>> Body for GovernedBody<S> {
     type Data = Bytes;
     type Error = BoxError;

@@ -222,7 +222,20 @@ pub struct RawTestCase {
     pub direction: Option<String>,
     #[serde(default)]
     pub body: Option<serde_json::Value>,
+    /// CSV cases: what the proxy knows of the Bulk job (`object`, `columnDelimiter`).
+    #[serde(default)]
+    pub job: Option<RawCsvJob>,
     pub expect: RawExpect,
+}
+
+/// `{ object?, columnDelimiter? }` of a CSV table test.
+#[derive(Debug, Clone, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCsvJob {
+    #[serde(default)]
+    pub object: Option<String>,
+    #[serde(default, rename = "columnDelimiter")]
+    pub column_delimiter: Option<String>,
 }
 
 /// What a table test expects.

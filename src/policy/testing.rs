@@ -13,11 +13,13 @@ use http::Method;
 use serde_json::Value;
 
 use super::compile::{read_dir, Source};
+use super::csv::{csv_plan, CsvFailure, CsvJob, CsvReport};
 use super::diagnostic::{Diagnostic, Severity};
 use super::engine::{apply, Direction, Outcome, Refusal};
 use super::model::RawTestFile;
-use super::set::{OpKind, PolicySet, RouteMatch};
+use super::set::{BodyFormat, OpKind, PolicySet, RouteMatch};
 use super::PseudonymKey;
+use crate::body::csv::{CsvLimits, Delimiter};
 use crate::dialect::Dialect;
 
 /// The key used when a test file names none (tests must be reproducible).
@@ -201,6 +203,11 @@ fn run_case(set: &PolicySet, case: &super::model::RawTestCase, key: &PseudonymKe
         None => Direction::Request,
         Some(other) => return vec![format!("direction is request or response, not `{other}`")],
     };
+    if let (BodyFormat::Csv, Direction::Response, Some(Value::String(text))) =
+        (op.format(), dir, &case.body)
+    {
+        return run_csv_case(set, case, purpose, op, text, key);
+    }
     let mut body = case.body.clone().unwrap_or(Value::Null);
     let result = apply(set, purpose, op, dir, &mut body, Some(key));
     let decision = decision_name(&result);
@@ -219,7 +226,81 @@ fn run_case(set: &PolicySet, case: &super::model::RawTestCase, key: &PseudonymKe
             ));
         }
     }
-    match &result {
+    compare(expect, &result, &mut fail);
+    fail
+}
+
+/// A CSV case: `body` is the CSV text of a `format: csv` route's response (Bulk results),
+/// `job` optionally what the proxy knows of the job; `expect.body` is the CSV text out.
+fn run_csv_case(
+    set: &PolicySet,
+    case: &super::model::RawTestCase,
+    purpose: &super::Purpose,
+    op: &super::Operation,
+    text: &str,
+    key: &PseudonymKey,
+) -> Vec<String> {
+    let mut fail = Vec::new();
+    let expect = &case.expect;
+    let mut job = CsvJob::default();
+    if let Some(j) = &case.job {
+        job.object = j.object.clone();
+        if let Some(d) = &j.column_delimiter {
+            match Delimiter::from_salesforce(d) {
+                Some(d) => job.delimiter = Some(d),
+                None => return vec![format!("unknown columnDelimiter `{d}`")],
+            }
+        }
+    }
+    let run = || -> Result<(String, CsvReport), CsvFailure> {
+        let plan = csv_plan(&set, purpose, op, Some(key), &job).map_err(CsvFailure::Refused)?;
+        let mut governor = plan.governor(CsvLimits::default());
+        let report = governor.report();
+        let mut out = governor.feed(text.as_bytes())?.to_vec();
+        out.extend_from_slice(&governor.finish()?);
+        Ok((String::from_utf8_lossy(&out).into_owned(), report))
+    };
+    let (result, body) = match run() {
+        Ok((body, report)) => (Ok(report.outcome(set)), Some(body)),
+        Err(CsvFailure::Refused(r)) => (Err(r), None),
+        Err(e) => {
+            if expect.decision.as_deref() != Some("not_inspectable") {
+                fail.push(format!(
+                    "decision: expected {}, got not_inspectable ({e})",
+                    expect.decision.as_deref().unwrap_or("(any)")
+                ));
+            }
+            return fail;
+        }
+    };
+    let decision = decision_name(&result);
+    if let Some(d) = &expect.decision {
+        if d != decision {
+            fail.push(format!(
+                "decision: expected {d}, got {decision} ({result:?})"
+            ));
+        }
+    }
+    if let Some(b) = &expect.body {
+        let got = body.unwrap_or_default();
+        if b.as_str() != Some(got.as_str()) {
+            fail.push(format!(
+                "body:\n         expected {}\n         got      {:?}",
+                b, got
+            ));
+        }
+    }
+    compare(expect, &result, &mut fail);
+    fail
+}
+
+/// The expectations both JSON and CSV cases share.
+fn compare(
+    expect: &super::model::RawExpect,
+    result: &Result<Outcome, Refusal>,
+    fail: &mut Vec<String>,
+) {
+    match result {
         Ok(o) => {
             if let Some(n) = expect.records {
                 if n != o.records {
@@ -257,5 +338,4 @@ fn run_case(set: &PolicySet, case: &super::model::RawTestCase, key: &PseudonymKe
             }
         }
     }
-    fail
 }

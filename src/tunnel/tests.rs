@@ -355,6 +355,15 @@ fn dv_refused(name: &str, purpose_name: &str, body: &str, part: usize, cause: fn
     assert!(!shown.contains("SECRET"), "{name}: {shown}");
 }
 
+/// (name, purpose, body, refused part, expected cause).
+type DvRow = (
+    &'static str,
+    &'static str,
+    String,
+    usize,
+    fn(&Cause) -> bool,
+);
+
 #[test]
 fn batch_bypass_table() {
     let get = |t: &str| http_part(&format!("GET {t} HTTP/1.1\n"));
@@ -362,7 +371,7 @@ fn batch_bypass_table() {
     let unknown = |c: &Cause| *c == Cause::UnknownResource;
     let bad_url = |c: &Cause| matches!(c, Cause::BadUrl(_));
     let malformed = |c: &Cause| matches!(c, Cause::Malformed(_));
-    let rows: Vec<(&str, &str, String, usize, fn(&Cause) -> bool)> = vec![
+    let rows: Vec<DvRow> = vec![
         ("unknown entity set", "support", batch(&[ok.clone(), get("/api/data/v9.2/systemusers")]), 2, unknown),
         ("unknown relative entity set", "support", batch(&[get("systemusers?$top=1")]), 1, unknown),
         ("navigation past a key", "support", batch(&[get("/api/data/v9.2/contacts(1)/parentcustomerid_account")]), 1, unknown),

@@ -94,6 +94,8 @@ pub struct Options {
     pub handshake_timeout: &'static str,
     pub policies: PathBuf,
     pub certs_dir: PathBuf,
+    /// Appended inside `limits: { ... }`, e.g. `, buffered_total: 64KiB`.
+    pub extra_limits: String,
 }
 
 impl Options {
@@ -108,6 +110,7 @@ impl Options {
             handshake_timeout: "10s",
             policies: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/policies")),
             certs_dir: certs_dir.to_path_buf(),
+            extra_limits: String::new(),
         }
     }
 }
@@ -133,7 +136,7 @@ certs_dir: {d}
 policies: {policies}
 pseudonym_key_file: {d}/pseudonym.key
 audit: {{ log: {d}/logs/transfers.jsonl, signing_key: {d}/audit.key, offbox: {{ file: {d}/offbox/checkpoints }}, checkpoint_every: 5 }}
-limits: {{ shutdown_grace: {grace}, header_read_timeout: {hrt}, handshake_timeout: {hst}, max_body_bytes: 1MiB }}
+limits: {{ shutdown_grace: {grace}, header_read_timeout: {hrt}, handshake_timeout: {hst}, max_body_bytes: 1MiB{extra_limits} }}
 apps:
   {CERT_APP}:
     client_cert: {{ san: {CERT_APP} }}
@@ -197,6 +200,7 @@ upstreams:
         rt = o.response_timeout,
         extra = o.extra_upstreams,
         policies = o.policies.display(),
+        extra_limits = o.extra_limits,
     )
 }
 
