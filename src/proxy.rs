@@ -78,6 +78,10 @@ pub struct Ctx {
     pub allowance: Option<crate::budget::Allowance>,
     /// The app's Accept-Encoding, for re-encoding a filtered response.
     pub accept_encoding: Option<String>,
+    /// A governed `$batch` / composite request: its parts, to govern the response part by part.
+    pub tunnel: Option<crate::tunnel::GovernedRequest>,
+    /// Records per part of the tunnel response.
+    pub tunnel_parts_received: Vec<u64>,
 }
 
 impl Ctx {
@@ -135,6 +139,8 @@ pub async fn handle(
         forwarded: false,
         allowance: None,
         accept_encoding: None,
+        tunnel: None,
+        tunnel_parts_received: Vec::new(),
     };
     let method = req.method().clone();
     let mut resp = match pipeline(&state, &conn, &mut ctx, req).await {
@@ -291,7 +297,11 @@ async fn filter_request(
     if let Governance::Governed { op } = &routed.governance {
         refuse_on_governed(&parts.headers)?;
         let purpose = purpose_of(&routed.policy, caller)?;
-        if matches!(op.op(), OpKind::Write | OpKind::Delete) && purpose.writes == Writes::Deny {
+        // a tunnel's own operation is a read; its write parts are refused inside it
+        if op.tunnel().is_none()
+            && matches!(op.op(), OpKind::Write | OpKind::Delete)
+            && purpose.writes == Writes::Deny
+        {
             return Err(ProxyError::WriteDenied {
                 purpose: purpose.name.clone(),
             });
@@ -336,6 +346,15 @@ async fn filter_request(
             return Err(ProxyError::BodyNotAllowed {
                 method: method.to_string(),
             });
+        }
+        if op.tunnel().is_some() {
+            let bytes =
+                tunnel_request_body(state, ctx, caller, routed, op, &mut headers, incoming).await?;
+            let mut out = Request::new(body::full(bytes));
+            *out.method_mut() = parts.method;
+            *out.uri_mut() = uri;
+            *out.headers_mut() = headers;
+            return Ok(out);
         }
         let (bytes, outcome) =
             governed_request_body(state, ctx, caller, routed, op, &mut headers, incoming).await?;
@@ -446,6 +465,155 @@ async fn governed_request_body(
         bytes
     };
     Ok((out, outcome))
+}
+
+/// Reads a whole governed body (any media type) under the buffer budget, decoded.
+async fn read_decoded(
+    state: &State,
+    headers: &mut HeaderMap,
+    incoming: Incoming,
+    request: bool,
+) -> Result<(Bytes, tokio::sync::OwnedSemaphorePermit), ProxyError> {
+    let bad = |reason: &'static str| {
+        if request {
+            ProxyError::RequestNotInspectable { reason }
+        } else {
+            ProxyError::ResponseNotInspectable { reason }
+        }
+    };
+    let mut reservation = reserve_buffer(state, headers)?;
+    let codings =
+        encoding::content_codings(headers).map_err(|_| bad("unknown-content-encoding"))?;
+    let limit = state.config.limits.buffer_bytes;
+    let raw = body::collect_limited(incoming, limit as usize)
+        .await
+        .map_err(|e| match e {
+            body::CollectError::TooLarge { .. } if request => ProxyError::BodyTooLarge { limit },
+            body::CollectError::TooLarge { .. } => bad("too-large"),
+            body::CollectError::Stream(_) => bad("truncated"),
+        })?;
+    grow_buffer(state, &mut reservation, raw.len())?;
+    let bytes = encoding::decode(&raw, &codings, &decode_limits(state))
+        .map_err(|e| bad(decode_reason(&e)))?;
+    grow_buffer(state, &mut reservation, raw.len() + bytes.len())?;
+    headers.remove(header::CONTENT_ENCODING);
+    Ok((bytes, reservation))
+}
+
+fn tunnel_limits(state: &State) -> crate::tunnel::TunnelLimits {
+    crate::tunnel::TunnelLimits {
+        multipart: Default::default(),
+        json: json_limits(state),
+    }
+}
+
+/// A `$batch` or composite request: every part governed as if sent alone.
+async fn tunnel_request_body(
+    state: &State,
+    ctx: &mut Ctx,
+    caller: &Caller,
+    routed: &Routed,
+    op: &Operation,
+    headers: &mut HeaderMap,
+    incoming: Incoming,
+) -> Result<Bytes, ProxyError> {
+    let Some(kind) = op.tunnel() else {
+        return Err(ProxyError::PolicyFault);
+    };
+    let ctype = header_str(headers, header::CONTENT_TYPE).unwrap_or_default();
+    let (bytes, _reservation) = read_decoded(state, headers, incoming, true).await?;
+    let purpose = purpose_of(&routed.policy, caller)?;
+    let origins = [
+        routed.upstream.upstream.origin.clone(),
+        state.config.public_url.clone(),
+    ];
+    let tunnel = crate::tunnel::Tunnel {
+        dialect: op.dialect(),
+        kind,
+        path: &routed.canonical_path,
+        origins: &origins,
+    };
+    let governed = crate::tunnel::govern_request(
+        &routed.policy,
+        purpose,
+        &tunnel,
+        &ctype,
+        &bytes,
+        state.pseudonym_key.as_ref(),
+        &tunnel_limits(state),
+    )
+    .map_err(|e| {
+        tracing::info!(request_id = %ctx.request_id, refusal = %e, "tunnel refused");
+        e.to_proxy_error(&purpose.name)
+    })?;
+    if let Ok(v) = HeaderValue::from_str(&governed.content_type) {
+        headers.insert(header::CONTENT_TYPE, v);
+    }
+    headers.remove(header::CONTENT_LENGTH);
+    let out = governed.body.clone();
+    let outcome = governed.outcome();
+    log_outcome(ctx, "to_processor", &outcome);
+    if governed.writes() {
+        ctx.sent = Some(BodyReport {
+            outcome,
+            bytes: out.len() as u64,
+        });
+    }
+    ctx.tunnel = Some(governed);
+    Ok(out)
+}
+
+/// The tunnel's response: every part filtered with its own request's operation.
+async fn tunnel_response_body(
+    state: &State,
+    ctx: &mut Ctx,
+    caller: &Caller,
+    routed: &Routed,
+    headers: &mut HeaderMap,
+    incoming: Incoming,
+) -> Result<Bytes, ProxyError> {
+    let Some(request) = ctx.tunnel.as_ref() else {
+        return Err(ProxyError::PolicyFault);
+    };
+    let ctype = header_str(headers, header::CONTENT_TYPE).unwrap_or_default();
+    let (bytes, _reservation) = read_decoded(state, headers, incoming, false).await?;
+    let purpose = purpose_of(&routed.policy, caller)?;
+    let origins = [
+        routed.upstream.upstream.origin.clone(),
+        state.config.public_url.clone(),
+    ];
+    let tunnel = crate::tunnel::Tunnel {
+        dialect: request.dialect,
+        kind: request.kind,
+        path: &routed.canonical_path,
+        origins: &origins,
+    };
+    let governed = crate::tunnel::govern_response(
+        &routed.policy,
+        purpose,
+        &tunnel,
+        request,
+        &ctype,
+        &bytes,
+        state.pseudonym_key.as_ref(),
+        &tunnel_limits(state),
+        Some(&routed.upstream.links),
+    )
+    .map_err(|e| {
+        tracing::info!(request_id = %ctx.request_id, refusal = %e, "tunnel response refused");
+        e.to_proxy_error(&purpose.name)
+    })?;
+    if let Ok(v) = HeaderValue::from_str(&governed.content_type) {
+        headers.insert(header::CONTENT_TYPE, v);
+    }
+    let outcome = governed.outcome();
+    log_outcome(ctx, "from_processor", &outcome);
+    ctx.tunnel_parts_received = governed.records_per_part();
+    ctx.received = Some(BodyReport {
+        outcome,
+        bytes: governed.body.len() as u64,
+    });
+    Ok(governed.body)
 }
 
 /// Maps an engine refusal to the response error (never with values).
@@ -696,6 +864,11 @@ async fn filter_response(
     if let Governance::Governed { op } = &routed.governance {
         let body = if http_body::Body::is_end_stream(&incoming) {
             body::empty()
+        } else if op.tunnel().is_some() {
+            let bytes =
+                tunnel_response_body(state, ctx, caller, routed, &mut parts.headers, incoming)
+                    .await?;
+            body::full(bytes)
         } else {
             let (bytes, outcome) = governed_response_body(
                 state,
@@ -862,7 +1035,7 @@ async fn append(
     let Some(body) = body else {
         return Ok(());
     };
-    let record = transfer::record(
+    let mut record = transfer::record(
         &x,
         direction,
         Some(body),
@@ -870,6 +1043,14 @@ async fn append(
         status,
         None,
     );
+    record.parts = match direction {
+        audit::Direction::ToProcessor => ctx
+            .tunnel
+            .as_ref()
+            .map(|t| t.records_per_part())
+            .unwrap_or_default(),
+        audit::Direction::FromProcessor => ctx.tunnel_parts_received.clone(),
+    };
     match log.append(record).await {
         Ok(_) => Ok(()),
         Err(e) => {

@@ -459,7 +459,13 @@ impl<S: Deref<Target = PolicySet>> CsvGovernor<S> {
                 return Ok(Bytes::new());
             }
             if self.delimiter.is_none() {
-                self.choose_delimiter(true)?;
+                if !self.choose_delimiter(true)? {
+                    return Err(CsvFailure::Delimiter);
+                }
+                let pending = std::mem::take(&mut self.pending);
+                let r = self.probe_mut()?.feed(&pending);
+                self.pending = pending;
+                r.map_err(CsvFailure::Malformed)?;
             }
             let probe = self.probe_mut()?;
             if probe.columns().is_empty() {
@@ -1416,6 +1422,26 @@ mod tests {
         assert_eq!(o.records, 0);
         let (out, _) = run(&set, "newsletter", "\"Id\"\n");
         assert_eq!(out, "\"Id\"\n");
+        // The delimiter is only known at the end: one column, no line end.
+        for input in ["\"Id\"", "\"Id\",\"MobilePhone\"", "\"Id\"\n\"003\""] {
+            for size in [0, 1, 2] {
+                let (out, _) = run_with(
+                    &set,
+                    "analytics",
+                    &CsvJob::default(),
+                    None,
+                    input.as_bytes(),
+                    size,
+                )
+                .expect("short body");
+                let want = if input.ends_with("\"003\"") {
+                    "\"Id\"\n\"003\"\n"
+                } else {
+                    "\"Id\"\n"
+                };
+                assert_eq!(out, want, "{input:?} in chunks of {size}");
+            }
+        }
     }
 
     #[test]
@@ -1772,6 +1798,65 @@ purposes:
             0,
         );
         assert!(r.is_ok());
+    }
+
+    #[test]
+    fn policy_check_reports_bad_csv_operations() {
+        let purposes = "controller: { name: X, jurisdiction: DE }\npurposes: {}\n";
+        let with_op = |op: &str| {
+            format!(
+                "dialect: salesforce\nresources:\n  Contact:\n    fields: {{ $.Id: system }}\n  Jobs:\n    operations:\n      - {op}\n"
+            )
+        };
+        for (op, message) in [
+            (
+                "{ method: GET, path: /r, op: read, class: bulk_export, format: xml }",
+                "unknown format `xml`",
+            ),
+            (
+                "{ method: GET, path: /r, op: read, class: bulk_export, format: csv }",
+                "needs `objects`",
+            ),
+            (
+                "{ method: PUT, path: /r, op: write, format: csv, objects: [Contact] }",
+                "reads only",
+            ),
+            (
+                "{ method: GET, path: /r, op: read, class: list, objects: [Contact] }",
+                "`objects` applies to `format: csv`",
+            ),
+            (
+                "{ method: GET, path: /r, op: read, class: list, format: csv, objects: [Contcat] }",
+                "did you mean `Contact`",
+            ),
+            (
+                "{ method: GET, path: /r, op: read, class: list, format: csv, objects: [Contact, Contact] }",
+                "twice",
+            ),
+            (
+                "{ method: GET, path: /r, op: read, class: list, format: csv, objects: [] }",
+                "is empty",
+            ),
+        ] {
+            let inv = with_op(op);
+            let errors = PolicySet::from_texts(&[
+                ("inventory/salesforce.yaml", inv.as_str()),
+                ("purposes.yaml", purposes),
+            ])
+            .expect_err(op);
+            assert!(
+                errors.iter().any(|d| d.message.contains(message)),
+                "{op}: {errors:?}"
+            );
+        }
+        let ok = with_op(
+            "{ method: GET, path: /r, op: read, class: list, format: csv, objects: [Contact] }",
+        );
+        assert!(PolicySet::from_texts(&[
+            ("inventory/salesforce.yaml", ok.as_str()),
+            ("purposes.yaml", purposes),
+        ])
+        .is_ok());
     }
 
     #[test]
