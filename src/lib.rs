@@ -29,6 +29,7 @@ pub mod crm_double;
 pub mod dev;
 pub mod dialect;
 pub mod error;
+pub mod export;
 pub mod json;
 pub mod links;
 pub mod metrics;

@@ -616,6 +616,78 @@ async fn tunnel_response_body(
     Ok(governed.body)
 }
 
+/// A Bulk CSV result: governed as a stream (see `export.rs`), charged per chunk, with intent
+/// and close records in the transfer log.
+#[allow(clippy::too_many_arguments)]
+async fn streamed_export(
+    state: &State,
+    ctx: &mut Ctx,
+    caller: &Caller,
+    routed: &Routed,
+    op: &Operation,
+    headers: &mut HeaderMap,
+    incoming: Incoming,
+    status: u16,
+) -> Result<ProxyBody, ProxyError> {
+    let not = |reason| ProxyError::ResponseNotInspectable { reason };
+    let purpose = purpose_of(&routed.policy, caller)?;
+    let codings = encoding::content_codings(headers).map_err(|_| not("content-encoding"))?;
+    let decoder = if codings.is_empty() {
+        None
+    } else {
+        let limits = encoding::Limits::new(
+            state.config.limits.max_body_bytes as usize,
+            state.config.limits.decoded_ratio,
+        );
+        Some(encoding::Decoder::new(&codings, limits).map_err(|e| not(decode_reason(&e)))?)
+    };
+    let governor = policy::csv_plan(
+        &routed.policy,
+        purpose,
+        op,
+        state.pseudonym_key.as_ref(),
+        &policy::CsvJob::default(),
+    )
+    .map_err(|r| refusal(ctx, r))?
+    .governor(Default::default());
+    let charge = budget_scope(ctx)
+        .map(|(key, budget, class, shadow, _)| state.budgets.stream(key, budget, class, shadow));
+    let record = ctx.exchange().map(|x| {
+        transfer::record(
+            &x,
+            audit::Direction::FromProcessor,
+            None,
+            Decision::Minimised,
+            status,
+            None,
+        )
+    });
+    let mut export = crate::export::Export {
+        upstream: incoming,
+        decoder,
+        governor,
+        policy: routed.policy.clone(),
+        charge,
+        log: state.audit.clone(),
+        record,
+    };
+    let (first, ended) = crate::export::prime(&mut export)
+        .await
+        .map_err(|e| match e {
+            crate::export::StartFailure::Csv(policy::CsvFailure::Refused(r)) => refusal(ctx, r),
+            crate::export::StartFailure::Csv(f) => not(f.reason()),
+            crate::export::StartFailure::Decode(r) => not(r),
+            crate::export::StartFailure::Truncated => not("truncated"),
+        })?;
+    // counts change with filtering; the body is sent as identity, framed by hyper
+    headers.remove(header::CONTENT_ENCODING);
+    headers.remove("sforce-numberofrecords");
+    tracing::info!(request_id = %ctx.request_id, route = ctx.template(), "streaming a governed export");
+    crate::export::start(export, first, ended)
+        .await
+        .map_err(|_| ProxyError::AuditUnavailable)
+}
+
 /// Maps an engine refusal to the response error (never with values).
 fn refusal(ctx: &Ctx, r: Refusal) -> ProxyError {
     tracing::info!(
@@ -869,6 +941,21 @@ async fn filter_response(
                 tunnel_response_body(state, ctx, caller, routed, &mut parts.headers, incoming)
                     .await?;
             body::full(bytes)
+        } else if op.format() == policy::BodyFormat::Csv
+            && media::classify_headers(&parts.headers) == media::BodyKind::Csv
+        {
+            let status = parts.status.as_u16();
+            streamed_export(
+                state,
+                ctx,
+                caller,
+                routed,
+                op,
+                &mut parts.headers,
+                incoming,
+                status,
+            )
+            .await?
         } else {
             let (bytes, outcome) = governed_response_body(
                 state,

@@ -1,0 +1,461 @@
+#!/usr/bin/env bash
+# Load benchmark: Zweck vs nginx vs the CRM double directly, on loopback.
+#
+#   bash benches/load.sh            # builds target/release/zweck, runs everything (< 5 min after the build)
+#
+# What it does (docs/performance.md explains the numbers and the goals):
+#   - starts the built-in CRM double, Zweck with the transfer log, Zweck without it, and nginx
+#     as a plain TLS reverse proxy (keepalive upstream, verifying the double with the dev CA),
+#     all on 127.0.0.1 with free ports, in a temporary directory;
+#   - drives each with oha (HTTP/1.1 keep-alive, TLS): at maximum (closed loop, $CONNS
+#     connections) and open loop at a fixed rate (50 % of Zweck's maximum, coordinated
+#     omission corrected), for three scenarios: a ~0.5 KB ungoverned pass-through, a ~100 KB
+#     governed SOQL page, and a Bulk API 2.0 CSV results page;
+#   - reads CPU seconds (/proc/PID/stat utime+stime) and peak RSS (VmHWM, reset per run via
+#     clear_refs) of the proxy process, RSS idle and per idle TLS connection, and the RSS of
+#     a ~1 GB CSV export through Zweck;
+#   - prints one table. Nothing leaves loopback; every process it starts is stopped on exit.
+#
+# Not part of CI (it needs nginx and oha and a quiet machine). Tunables (environment):
+#   ZWECK_BENCH_DURATION  seconds per measured run (default 5)
+#   ZWECK_BENCH_CONNS     connections of the load generator (default 32)
+#   ZWECK_BENCH_IDLE      idle TLS connections for the per-connection RSS (default 500)
+#   ZWECK_BENCH_EXPORT_MB size of the CSV export (default 1024; 0 skips it)
+#   ZWECK_BENCH_KEEP=1    keep the temporary directory (configs, logs, raw oha JSON)
+#
+# Load generator: oha (`cargo install oha`, ~8 min to compile; installed here when missing).
+# It is the only one of oha, wrk and h2load that has a fixed request rate with coordinated-
+# omission correction, latency percentiles in machine-readable form, TLS client certificates
+# (Zweck identifies the newsletter app by its certificate) and keep-alive HTTP/1.1.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+HERE="$REPO/benches/load"
+DUR=${ZWECK_BENCH_DURATION:-5}
+CONNS=${ZWECK_BENCH_CONNS:-32}
+IDLE=${ZWECK_BENCH_IDLE:-500}
+EXPORT_MB=${ZWECK_BENCH_EXPORT_MB:-1024}
+BUDGET_SECONDS=290   # everything after the build and tool installation
+CONTACTS=6000000     # the double generates records on demand: no memory cost
+
+log() { printf '[load] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# ---------------------------------------------------------------- processes and cleanup
+WORK=$(mktemp -d /tmp/zweck-load.XXXXXX)
+PIDS=()
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    for pid in "${PIDS[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        for _ in $(seq 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+    done
+    if [[ "${ZWECK_BENCH_KEEP:-0}" == 1 ]]; then
+        log "kept $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------- tools
+command -v python3 >/dev/null || die "python3 is needed"
+python3 -c 'import yaml' 2>/dev/null || die "python3 needs PyYAML (Debian: python3-yaml)"
+command -v curl >/dev/null || die "curl is needed"
+if ! command -v nginx >/dev/null && [[ ! -x /usr/sbin/nginx ]]; then
+    log "installing nginx (apt-get)"
+    apt-get install -y nginx >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y nginx >/dev/null; }
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+OHA=$(command -v oha || echo "$HOME/.cargo/bin/oha")
+if [[ ! -x "$OHA" ]]; then
+    log "installing oha (cargo install oha --locked; ~8 minutes)"
+    cargo install oha --locked >/dev/null 2>&1 || die "cargo install oha failed"
+    OHA="$HOME/.cargo/bin/oha"
+fi
+
+log "building (cargo build --release --bin zweck)"
+(cd "$REPO" && cargo build --release --bin zweck >/dev/null 2>"$WORK/build.log") \
+    || { tail -20 "$WORK/build.log" >&2; die "build failed"; }
+ZWECK="$REPO/target/release/zweck"
+START=$SECONDS
+
+# Watchdog: the measurement part is bounded, whatever hangs.
+( sleep "$BUDGET_SECONDS"; log "time budget of ${BUDGET_SECONDS}s exceeded, stopping"; kill -TERM $$ ) &
+PIDS+=($!)
+
+# Two cores: servers on CPU 0, the load generator on CPU 1.
+if [[ $(nproc) -ge 2 ]]; then
+    SRV=(taskset -c 0) GEN=(taskset -c 1)
+    PINNING="servers (double, proxy) on CPU 0, load generator on CPU 1"
+else
+    SRV=() GEN=()
+    PINNING="not pinned (one CPU)"
+fi
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+D_PORT=$(free_port); Z_PORT=$(free_port); ZA_PORT=$(free_port)
+N_PORT=$(free_port); ZN_PORT=$(free_port); ZNA_PORT=$(free_port)
+while [[ $(printf '%s\n' "$D_PORT" "$Z_PORT" "$ZA_PORT" "$N_PORT" "$ZN_PORT" "$ZNA_PORT" | sort -u | wc -l) -lt 6 ]]; do
+    Z_PORT=$(free_port); ZA_PORT=$(free_port); N_PORT=$(free_port); ZN_PORT=$(free_port); ZNA_PORT=$(free_port)
+done
+
+# ---------------------------------------------------------------- policies, configs, certificates
+# A snapshot of policies/ (other work may be editing it), with export budgets raised out of the
+# way: the bench measures the proxy, not the budget (budgets have their own tests and bench).
+POL="$WORK/policies"
+cp -r "$REPO/policies" "$POL"
+POLICY_SOURCE="working tree"
+if ! "$ZWECK" policy check --dir "$POL" >"$WORK/policy-check.log" 2>&1; then
+    log "policies/ in the working tree do not check; using HEAD's"
+    rm -rf "$POL"
+    (cd "$REPO" && git archive HEAD policies) | tar -x -C "$WORK"
+    POLICY_SOURCE="HEAD (working tree did not check)"
+    "$ZWECK" policy check --dir "$POL" >"$WORK/policy-check.log" 2>&1 || { cat "$WORK/policy-check.log" >&2; die "policies do not check"; }
+fi
+python3 - "$POL/purposes.yaml" <<'EOF'
+import re, sys
+p = sys.argv[1]
+text = open(p).read()
+text, n = re.subn(r"(?m)^(\s*)export_budget:.*$", r"\1export_budget: { records: 100000000000, per: 1h, burst: 10000000000 }", text)
+assert n > 0, "no export_budget to raise"
+open(p, "w").write(text)
+EOF
+
+# Is the Bulk results route governed by the inventory? If not, it is declared ungoverned for
+# the bench and measured as pass-through.
+BULK_GOVERNED=no
+if grep -Eq 'path: *"?/services/data/v\*/jobs/query/\*/results' "$POL/inventory/salesforce.yaml"; then
+    BULK_GOVERNED=yes
+fi
+
+mkdir -p "$WORK/certs" "$WORK/log" "$WORK/nolog"
+python3 "$HERE/derive_config.py" "$REPO/zweck.yaml" "$WORK" "$POL" "$D_PORT" "$Z_PORT" "$ZA_PORT" yes "$WORK/zweck-log.yaml"
+python3 "$HERE/derive_config.py" "$REPO/zweck.yaml" "$WORK" "$POL" "$D_PORT" "$ZN_PORT" "$ZNA_PORT" no "$WORK/zweck-nolog.yaml"
+if [[ $BULK_GOVERNED == no ]]; then
+    for f in "$WORK/zweck-log.yaml" "$WORK/zweck-nolog.yaml"; do
+        python3 - "$f" <<'EOF'
+import sys, yaml
+p = sys.argv[1]
+cfg = yaml.safe_load(open(p))
+sf = cfg["upstreams"]["salesforce"]
+sf.setdefault("ungoverned", []).append("GET /services/data/*/jobs/query/*/results")
+sf["ungoverned"].append("POST /services/data/*/jobs/query")
+yaml.safe_dump(cfg, open(p, "w"), sort_keys=False)
+EOF
+    done
+fi
+"$ZWECK" certs generate --config "$WORK/zweck-log.yaml" >/dev/null
+echo "bench-$RANDOM$RANDOM" >"$WORK/certs/crm-double.token"
+CERTS="$WORK/certs"
+CA="$CERTS/ca.pem"
+APP_CERT=("$CERTS/clients/newsletter-tool.pem" "$CERTS/clients/newsletter-tool.key")
+
+# ---------------------------------------------------------------- start the servers
+wait_tls() { # port
+    for _ in $(seq 100); do
+        curl -s -o /dev/null --cacert "$CA" "https://127.0.0.1:$1/" 2>/dev/null && return 0
+        [[ $? -ne 7 ]] && return 0   # anything but "connection refused": it listens
+        sleep 0.1
+    done
+    die "nothing listens on 127.0.0.1:$1"
+}
+
+log "starting the CRM double, Zweck (with and without the transfer log) and nginx"
+"${SRV[@]}" "$ZWECK" crm-double --listen "127.0.0.1:$D_PORT" --certs "$CERTS" --contacts "$CONTACTS" \
+    >"$WORK/double.log" 2>&1 &
+DOUBLE_PID=$!; PIDS+=("$DOUBLE_PID")
+wait_tls "$D_PORT"
+
+RUST_LOG=warn "${SRV[@]}" "$ZWECK" serve --config "$WORK/zweck-log.yaml" >"$WORK/zweck-log.out" 2>&1 &
+ZLOG_PID=$!; PIDS+=("$ZLOG_PID")
+RUST_LOG=warn "${SRV[@]}" "$ZWECK" serve --config "$WORK/zweck-nolog.yaml" >"$WORK/zweck-nolog.out" 2>&1 &
+ZNOLOG_PID=$!; PIDS+=("$ZNOLOG_PID")
+wait_tls "$Z_PORT"; wait_tls "$ZN_PORT"
+kill -0 "$ZLOG_PID" 2>/dev/null || { cat "$WORK/zweck-log.out" >&2; die "zweck (log) did not start"; }
+kill -0 "$ZNOLOG_PID" 2>/dev/null || { cat "$WORK/zweck-nolog.out" >&2; die "zweck (no log) did not start"; }
+
+mkdir -p "$WORK/nginx"
+cat >"$WORK/nginx/nginx.conf" <<EOF
+worker_processes 1;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $WORK/nginx/body;
+    proxy_temp_path $WORK/nginx/proxy;
+    fastcgi_temp_path $WORK/nginx/fastcgi;
+    uwsgi_temp_path $WORK/nginx/uwsgi;
+    scgi_temp_path $WORK/nginx/scgi;
+    keepalive_requests 1000000;
+    keepalive_timeout 75s;
+    upstream double {
+        server 127.0.0.1:$D_PORT;
+        keepalive 64;
+        keepalive_requests 1000000;
+    }
+    server {
+        listen 127.0.0.1:$N_PORT ssl;
+        ssl_certificate $CERTS/proxy.pem;
+        ssl_certificate_key $CERTS/proxy.key;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        location / {
+            proxy_pass https://double;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host \$host;
+            proxy_ssl_verify on;
+            proxy_ssl_trusted_certificate $CA;
+            proxy_ssl_name localhost;
+            proxy_ssl_server_name on;
+            proxy_ssl_session_reuse on;
+            proxy_buffers 32 16k;
+            proxy_max_temp_file_size 0;
+        }
+    }
+}
+EOF
+"${SRV[@]}" "$NGINX" -c "$WORK/nginx/nginx.conf" -g 'daemon off;' >"$WORK/nginx/stdout.log" 2>&1 &
+NGINX_PID=$!; PIDS+=("$NGINX_PID")
+wait_tls "$N_PORT"
+kill -0 "$NGINX_PID" 2>/dev/null || { cat "$WORK/nginx/error.log" >&2; die "nginx did not start"; }
+
+# ---------------------------------------------------------------- measurement helpers
+CLK=$(getconf CLK_TCK)
+pids_of() { # target -> pids whose CPU and RSS count
+    case "$1" in
+        direct) echo "$DOUBLE_PID" ;;
+        nginx) echo "$NGINX_PID $(pgrep -P "$NGINX_PID" | tr '\n' ' ')" ;;
+        zweck) echo "$ZLOG_PID" ;;
+        zweck-nolog) echo "$ZNOLOG_PID" ;;
+    esac
+}
+port_of() { case "$1" in direct) echo "$D_PORT" ;; nginx) echo "$N_PORT" ;; zweck) echo "$Z_PORT" ;; zweck-nolog) echo "$ZN_PORT" ;; esac; }
+cpu_ticks() { local t=0 f; for p in "$@"; do read -r -a f <"/proc/$p/stat"; t=$((t + f[13] + f[14])); done; echo "$t"; }
+status_kb() { local t=0 v; for p in "${@:2}"; do v=$(awk -v k="$1:" '$1==k {print $2}' "/proc/$p/status"); t=$((t + ${v:-0})); done; echo "$t"; }
+reset_peak() { for p in "$@"; do echo 5 >"/proc/$p/clear_refs" 2>/dev/null || true; done; }
+client_args() { # target: TLS options of a client of that target
+    if [[ $1 == zweck* ]]; then echo "--cert ${APP_CERT[0]} --key ${APP_CERT[1]}"; fi
+}
+
+RESULTS="$WORK/results.tsv"
+: >"$RESULTS"
+# run_oha SCENARIO TARGET MODE RATE PATH -> a line in results.tsv
+run_oha() {
+    local scenario=$1 target=$2 mode=$3 rate=$4 path=$5
+    local port url out pids c0 c1 extra=() rate_args=()
+    port=$(port_of "$target"); url="https://127.0.0.1:$port$path"
+    pids=$(pids_of "$target")
+    # shellcheck disable=SC2206
+    extra=($(client_args "$target"))
+    [[ $mode == rate ]] && rate_args=(-q "$rate" --latency-correction)
+    out="$WORK/oha-$scenario-$target-$mode.json"
+    # shellcheck disable=SC2086
+    reset_peak $pids
+    # shellcheck disable=SC2086
+    c0=$(cpu_ticks $pids)
+    local t0 t1 gen
+    t0=$(awk '{print $14+$15+$16+$17}' /proc/$$/stat)
+    timeout $((DUR + 20)) "${GEN[@]}" "$OHA" --no-tui -z "${DUR}s" -c "$CONNS" "${rate_args[@]}" \
+        --cacert "$CA" "${extra[@]}" --output-format json -o "$out" "$url" >/dev/null 2>&1 || true
+    t1=$(awk '{print $14+$15+$16+$17}' /proc/$$/stat)
+    gen=$(( t1 - t0 ))   # CPU ticks of the finished children (the load generator)
+    # shellcheck disable=SC2086
+    c1=$(cpu_ticks $pids)
+    # shellcheck disable=SC2086
+    local hwm; hwm=$(status_kb VmHWM $pids)
+    python3 - "$out" "$scenario" "$target" "$mode" "$rate" "$(( c1 - c0 ))" "$CLK" "$hwm" "$gen" "$DUR" >>"$RESULTS" <<'EOF'
+import json, sys
+out, scenario, target, mode, rate, ticks, clk, hwm, gen, dur = sys.argv[1:11]
+try:
+    d = json.load(open(out))
+except Exception:
+    print("\t".join([scenario, target, mode, rate, "0", "nan", "nan", "0", "nan", "nan", hwm, "0", "0"]))
+    sys.exit(0)
+codes = d.get("statusCodeDistribution") or {}
+ok = sum(v for k, v in codes.items() if k.startswith("2"))
+total = sum(codes.values())
+secs = d["summary"]["total"] or float(dur)
+rps = ok / secs
+cpu = int(ticks) / int(clk)
+lat = d.get("latencyPercentiles") or {}
+p50 = (lat.get("p50") or float("nan")) * 1000
+p99 = (lat.get("p99") or float("nan")) * 1000
+cpu_per_req = cpu / ok * 1e6 if ok else float("nan")
+size = d["summary"].get("sizePerRequest") or 0
+gen_util = int(gen) / int(clk) / secs
+print("\t".join(str(x) for x in [scenario, target, mode, rate, f"{rps:.0f}", f"{p50:.3f}", f"{p99:.3f}",
+      f"{(ok / total if total else 0):.4f}", f"{cpu:.2f}", f"{cpu_per_req:.1f}", hwm, size, f"{gen_util:.2f}"]))
+EOF
+    tail -1 "$RESULTS" | awk -F'\t' '{printf "[load]   %-11s %-12s %-5s %6s rps  p50 %s ms  p99 %s ms  ok %s  cpu %s s\n", $1, $2, $3, $5, $6, $7, $8, $9}' >&2
+}
+
+check() { # name target path extra-curl-args... -> prints "status size"
+    local target=$2 path=$3; shift 3
+    local port; port=$(port_of "$target")
+    # shellcheck disable=SC2046
+    curl -s -o "$WORK/check-$target.body" -w '%{http_code} %{size_download}' --cacert "$CA" \
+        $(client_args "$target") "$@" "https://127.0.0.1:$port$path"
+}
+
+# ---------------------------------------------------------------- idle memory (before any traffic)
+IDLE_ZWECK_KB=$(status_kb VmRSS "$ZLOG_PID")
+IDLE_ZWECK_NOLOG_KB=$(status_kb VmRSS "$ZNOLOG_PID")
+# shellcheck disable=SC2046
+IDLE_NGINX_KB=$(status_kb VmRSS $(pids_of nginx))
+
+# ---------------------------------------------------------------- scenarios
+SOQL="SELECT+Id,FirstName,LastName,Email,Phone,MobilePhone,Birthdate,HasOptedOutOfEmail,MailingStreet,MailingCity,MailingPostalCode,MailingCountry,Title,Department+FROM+Contact"
+P_PASS="/services/data/"
+P_GOV="/services/data/v66.0/query?q=$SOQL+LIMIT+200"
+
+# The Bulk job: created through Zweck (so it knows the job's object), read by everyone.
+BULK_Q='SELECT Id,FirstName,LastName,Email,Phone,MobilePhone,Birthdate,HasOptedOutOfEmail,MailingStreet,MailingCity,MailingPostalCode,MailingCountry,Title,Department FROM Contact'
+JOB_BODY="{\"operation\":\"query\",\"query\":\"$BULK_Q\"}"
+JOB_ID=$(curl -s --cacert "$CA" --cert "${APP_CERT[0]}" --key "${APP_CERT[1]}" -H 'Content-Type: application/json' \
+    -d "$JOB_BODY" "https://127.0.0.1:$Z_PORT/services/data/v66.0/jobs/query" | python3 -c 'import json,sys; print(json.load(sys.stdin).get("id",""))' 2>/dev/null || true)
+BULK_NOTE=""
+if [[ -z "$JOB_ID" ]]; then
+    BULK_NOTE="job created directly at the double (Zweck refused the create)"
+    JOB_ID=$(curl -s --cacert "$CA" -H 'Content-Type: application/json' -d "$JOB_BODY" \
+        "https://127.0.0.1:$D_PORT/services/data/v66.0/jobs/query" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+fi
+P_BULK="/services/data/v66.0/jobs/query/$JOB_ID/results?maxRecords=2000"
+
+log "checking every target answers every scenario"
+declare -A SIZE STATUS
+for s in pass gov bulk; do
+    case $s in pass) p=$P_PASS ;; gov) p=$P_GOV ;; bulk) p=$P_BULK ;; esac
+    for t in direct nginx zweck zweck-nolog; do
+        read -r st sz < <(check "$s" "$t" "$p")
+        STATUS[$s-$t]=$st; SIZE[$s-$t]=$sz
+        [[ $s == bulk && $t == zweck ]] && head -1 "$WORK/check-$t.body" >"$WORK/bulk-header-zweck.txt"
+        [[ $s == bulk && $t == direct ]] && head -1 "$WORK/check-$t.body" >"$WORK/bulk-header-direct.txt"
+        [[ $st == 200 ]] || log "warning: $s via $t answered $st: $(head -c 300 "$WORK/check-$t.body")"
+    done
+done
+if [[ $BULK_GOVERNED == yes ]]; then
+    if cmp -s "$WORK/bulk-header-zweck.txt" "$WORK/bulk-header-direct.txt"; then
+        BULK_STATE="governed in the inventory, but Zweck returned the columns unchanged"
+    else
+        BULK_STATE="governed (columns filtered by the newsletter policy)"
+    fi
+else
+    BULK_STATE="not yet governed: measured as pass-through (declared ungoverned for the bench)"
+fi
+
+log "measuring (${DUR}s per run, $CONNS connections; $PINNING)"
+for s in pass gov bulk; do
+    case $s in pass) p=$P_PASS ;; gov) p=$P_GOV ;; bulk) p=$P_BULK ;; esac
+    for t in direct nginx zweck zweck-nolog; do   # warm-up: pools, caches, allocator
+        timeout 10 "${GEN[@]}" "$OHA" --no-tui -z 1s -c "$CONNS" --cacert "$CA" $(client_args "$t") \
+            --output-format quiet "https://127.0.0.1:$(port_of "$t")$p" >/dev/null 2>&1 || true
+        run_oha "$s" "$t" max 0 "$p"
+    done
+    zmax=$(awk -F'\t' -v s="$s" '$1==s && $2=="zweck" && $3=="max" {print $5}' "$RESULTS")
+    rate=$(( ${zmax:-0} / 2 ))
+    [[ $rate -lt 10 ]] && rate=10
+    for t in direct nginx zweck zweck-nolog; do
+        run_oha "$s" "$t" rate "$rate" "$p"
+    done
+done
+
+# ---------------------------------------------------------------- a large CSV export
+EXPORT_LINES=""
+if [[ $EXPORT_MB -gt 0 ]]; then
+    row_bytes=$(( ${SIZE[bulk-direct]:-300000} / 2000 ))
+    rows=$(( EXPORT_MB * 1024 * 1024 / (row_bytes > 0 ? row_bytes : 150) ))
+    [[ $rows -gt $CONTACTS ]] && rows=$CONTACTS
+    P_EXPORT="/services/data/v66.0/jobs/query/$JOB_ID/results?maxRecords=$rows"
+    log "exporting $rows rows (~${EXPORT_MB} MB of CSV from the double) through each target"
+    for t in direct nginx zweck; do
+        pids=$(pids_of "$t")
+        # shellcheck disable=SC2086
+        reset_peak $pids
+        # shellcheck disable=SC2086
+        c0=$(cpu_ticks $pids)
+        # shellcheck disable=SC2046
+        r=$(timeout 90 "${GEN[@]}" curl -s -o /dev/null -w '%{http_code} %{size_download} %{time_total}' \
+            --cacert "$CA" $(client_args "$t") "https://127.0.0.1:$(port_of "$t")$P_EXPORT" || echo "timeout 0 90")
+        # shellcheck disable=SC2086
+        c1=$(cpu_ticks $pids)
+        # shellcheck disable=SC2086
+        hwm=$(status_kb VmHWM $pids)
+        read -r code bytes secs <<<"$r"
+        EXPORT_LINES+=$(python3 -c "
+import sys
+t, code, b, s, cpu, hwm, rows = sys.argv[1:8]
+b = int(b); s = float(s)
+print(f'| {t} | {rows} | {code} | {b/1e6:.0f} MB | {s:.1f} s | {b/1e6/s if s else 0:.0f} MB/s | {int(cpu)/$CLK:.2f} s | {int(hwm)/1024:.1f} MB |')
+" "$t" "$code" "$bytes" "$secs" "$(( c1 - c0 ))" "$hwm" "$rows")$'\n'
+    done
+fi
+
+# ---------------------------------------------------------------- idle TLS connections
+idle_conns() { # target -> $WORK/idle-$t.result: "opened rss_before_kb rss_after_kb"
+    local t=$1 port pids before after fifo ready ipid
+    port=$(port_of "$t"); pids=$(pids_of "$t")
+    fifo="$WORK/idle-$t.fifo"; mkfifo "$fifo"
+    # shellcheck disable=SC2086
+    before=$(status_kb VmRSS $pids)
+    # shellcheck disable=SC2046
+    "${GEN[@]}" python3 "$HERE/idle_conns.py" 127.0.0.1 "$port" "$IDLE" "$CA" \
+        $( [[ $t == zweck* ]] && echo "${APP_CERT[0]} ${APP_CERT[1]}" ) <"$fifo" >"$WORK/idle-$t.out" 2>&1 &
+    ipid=$!; PIDS+=("$ipid")
+    exec 9>"$fifo"
+    for _ in $(seq 300); do grep -q ready "$WORK/idle-$t.out" 2>/dev/null && break; sleep 0.1; done
+    sleep 1   # let the server finish the last handshakes (TLS 1.3: client Finished)
+    # shellcheck disable=SC2086
+    after=$(status_kb VmRSS $pids)
+    ready=$(awk '/ready/ {print $2}' "$WORK/idle-$t.out")
+    echo done >&9; exec 9>&-
+    wait "$ipid" 2>/dev/null || true
+    echo "${ready:-0} $before $after" >"$WORK/idle-$t.result"
+}
+log "holding $IDLE idle TLS connections to zweck and nginx"
+idle_conns zweck; read -r Z_OPEN Z_B Z_A <"$WORK/idle-zweck.result"
+sleep 1
+idle_conns nginx; read -r N_OPEN N_B N_A <"$WORK/idle-nginx.result"
+
+ELAPSED=$(( SECONDS - START ))
+
+# ---------------------------------------------------------------- report
+{
+echo "# Zweck load benchmark"
+echo
+echo "- machine: $(nproc) CPUs, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), $(awk '/MemTotal/ {printf "%.1f GB", $2/1048576}' /proc/meminfo) RAM, load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "- zweck $(cd "$REPO" && git describe --always --dirty 2>/dev/null), nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///'), oha $("$OHA" --version | awk '{print $2}'), policies from $POLICY_SOURCE (budgets raised)"
+echo "- $PINNING; oha HTTP/1.1 keep-alive over TLS, $CONNS connections, ${DUR}s per run; 'max' = closed loop, 'rate' = open loop at 50 % of Zweck's max (same rate for every target, coordinated omission corrected)"
+echo "- bodies: pass ${SIZE[pass-direct]} B (GET /services/data/), gov ${SIZE[gov-direct]} B raw / ${SIZE[gov-zweck]} B after the newsletter policy (SOQL page, 200 contacts), bulk ${SIZE[bulk-direct]} B raw / ${SIZE[bulk-zweck]} B via Zweck (CSV results, 2000 rows; $BULK_STATE${BULK_NOTE:+; $BULK_NOTE})"
+echo
+python3 "$HERE/report.py" "$RESULTS"
+echo
+if [[ -n "$EXPORT_LINES" ]]; then
+    echo "CSV export (one request, newsletter app via Zweck; peak RSS of the proxy process, or of the double for direct):"
+    echo
+    echo "| target | rows | status | bytes out | time | throughput | proxy CPU | peak RSS |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+    printf '%s' "$EXPORT_LINES"
+    echo
+fi
+echo "Memory:"
+echo
+echo "| | zweck | nginx (master + worker) |"
+echo "|---|---:|---:|"
+awk -v z="$IDLE_ZWECK_KB" -v zn="$IDLE_ZWECK_NOLOG_KB" -v n="$IDLE_NGINX_KB" \
+    'BEGIN { printf "| RSS idle (before any request) | %.1f MB (without log: %.1f MB) | %.1f MB |\n", z/1024, zn/1024, n/1024 }'
+awk -v k="$IDLE" -v zo="${Z_OPEN:-0}" -v zb="$Z_B" -v za="$Z_A" -v no="${N_OPEN:-0}" -v nb="$N_B" -v na="$N_A" \
+    'BEGIN { printf "| RSS per idle TLS connection (%d held; client certificate for zweck) | %.1f KB (%d opened) | %.1f KB (%d opened) |\n", k, (zo ? (za-zb)/zo : 0), zo, (no ? (na-nb)/no : 0), no }'
+echo
+echo "measured in ${ELAPSED}s (after the build)"
+} | tee "$WORK/report.md"
