@@ -138,7 +138,7 @@ if grep -Eq 'path: *"?/services/data/v\*/jobs/query/\*/results' "$POL/inventory/
     BULK_GOVERNED=yes
 fi
 
-mkdir -p "$WORK/certs" "$WORK/log" "$WORK/nolog"
+mkdir -p "$WORK/certs" "$WORK/log/logs" "$WORK/log/offbox" "$WORK/nolog"
 python3 "$HERE/derive_config.py" "$REPO/zweck.yaml" "$WORK" "$POL" "$D_PORT" "$Z_PORT" "$ZA_PORT" yes "$WORK/zweck-log.yaml"
 python3 "$HERE/derive_config.py" "$REPO/zweck.yaml" "$WORK" "$POL" "$D_PORT" "$ZN_PORT" "$ZNA_PORT" no "$WORK/zweck-nolog.yaml"
 if [[ $BULK_GOVERNED == no ]]; then
@@ -181,6 +181,7 @@ ZLOG_PID=$!; PIDS+=("$ZLOG_PID")
 RUST_LOG=warn "${SRV[@]}" "$ZWECK" serve --config "$WORK/zweck-nolog.yaml" >"$WORK/zweck-nolog.out" 2>&1 &
 ZNOLOG_PID=$!; PIDS+=("$ZNOLOG_PID")
 wait_tls "$Z_PORT"; wait_tls "$ZN_PORT"
+sleep 0.5
 kill -0 "$ZLOG_PID" 2>/dev/null || { cat "$WORK/zweck-log.out" >&2; die "zweck (log) did not start"; }
 kill -0 "$ZNOLOG_PID" 2>/dev/null || { cat "$WORK/zweck-nolog.out" >&2; die "zweck (no log) did not start"; }
 
@@ -305,7 +306,7 @@ check() { # name target path extra-curl-args... -> prints "status size"
     local port; port=$(port_of "$target")
     # shellcheck disable=SC2046
     curl -s -o "$WORK/check-$target.body" -w '%{http_code} %{size_download}' --cacert "$CA" \
-        $(client_args "$target") "$@" "https://127.0.0.1:$port$path"
+        $(client_args "$target") "$@" "https://127.0.0.1:$port$path" || true
 }
 
 # ---------------------------------------------------------------- idle memory (before any traffic)

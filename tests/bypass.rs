@@ -265,3 +265,183 @@ async fn the_global_buffer_budget_refuses_what_does_not_fit_with_503() {
     .await;
     assert!(r.status().is_success() || r.status() == 404);
 }
+
+#[tokio::test]
+async fn case_variant_and_unknown_keys_are_unclassified_and_dropped_on_writes() {
+    let h = Harness::start().await;
+    // Salesforce treats field names case-insensitively; the inventory says `Email`, so `EMAIL`
+    // is unclassified, and default deny drops it: the CRM never stores it
+    let body = format!(
+        r#"{{"Title":"Head of Fiction","EMAIL":"{SECRET}@example.com","Description":"{{\"Email\":\"{SECRET}\"}}"}}"#
+    );
+    let (r, _) = write(
+        &h,
+        &[("content-type", "application/json")],
+        Bytes::from(body),
+    )
+    .await;
+    assert!(r.status().is_success() || r.status() == 404);
+    let got = h.double.double.received();
+    let sent = got
+        .iter()
+        .find(|r| r.method == Method::PATCH)
+        .expect("reached");
+    let text = String::from_utf8_lossy(&sent.body);
+    assert!(text.contains("Head of Fiction"), "{text}");
+    assert!(!text.contains(SECRET), "{text}");
+}
+
+#[tokio::test]
+async fn a_slow_drip_body_is_inspected_to_its_last_byte() {
+    let h = Harness::start().await;
+    // 64 KiB of harmless padding first, the secret last, sent in 1 KiB chunks with pauses
+    let mut doc = format!(r#"{{"Title":"{}""#, "t".repeat(64 * 1024));
+    doc.push_str(&format!(r#","Secret_Notes__c":"{SECRET}"}}"#));
+    let chunks: Vec<Bytes> = doc
+        .as_bytes()
+        .chunks(1024)
+        .map(Bytes::copy_from_slice)
+        .collect();
+    // a raw HTTP/1.1 connection, so the body can be a slow stream
+    let mut tls = client_tls(
+        &h.paths().ca_cert(),
+        Some((
+            &h.paths().client_cert("support-desk"),
+            &h.paths().client_key("support-desk"),
+        )),
+    );
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(h.zweck().proxy_addr)
+        .await
+        .expect("connect");
+    let name = rustls_pki_types::ServerName::try_from("localhost").expect("name");
+    let stream = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls))
+        .connect(name, tcp)
+        .await
+        .expect("tls");
+    let (mut send, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .expect("handshake");
+    tokio::spawn(conn);
+    let req = http::Request::patch(WRITE)
+        .header("host", "localhost")
+        .header("zweck-purpose", "support")
+        .header("content-type", "application/json")
+        .body(Drip::new(chunks))
+        .expect("req");
+    let resp = send.send_request(req).await.expect("response");
+    assert!(
+        resp.status().is_success() || resp.status() == 404,
+        "{}",
+        resp.status()
+    );
+    let got = h.double.double.received();
+    let sent = got
+        .iter()
+        .find(|r| r.method == Method::PATCH)
+        .expect("reached");
+    assert!(!String::from_utf8_lossy(&sent.body).contains(SECRET));
+    assert!(sent.body.len() > 64 * 1024, "the rest of the body arrived");
+}
+
+/// A body that yields one chunk every 2 ms: a slow client.
+struct Drip {
+    chunks: std::collections::VecDeque<Bytes>,
+    sleep: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Drip {
+    fn new(chunks: Vec<Bytes>) -> Drip {
+        Drip {
+            chunks: chunks.into(),
+            sleep: None,
+        }
+    }
+}
+
+impl http_body::Body for Drip {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        use std::future::Future;
+        let sleep = self.sleep.get_or_insert_with(|| {
+            Box::pin(tokio::time::sleep(std::time::Duration::from_millis(2)))
+        });
+        if sleep.as_mut().poll(cx).is_pending() {
+            return std::task::Poll::Pending;
+        }
+        self.sleep = None;
+        std::task::Poll::Ready(
+            self.chunks
+                .pop_front()
+                .map(|c| Ok(http_body::Frame::data(c))),
+        )
+    }
+}
+
+#[tokio::test]
+async fn values_echoed_into_crm_error_messages_do_not_reach_the_app() {
+    let h = Harness::start().await;
+    let support = h.cert_client("support-desk", Version::H1);
+    let bad = format!("{SECRET}@@invalid");
+    let (r, b) = support
+        .call(
+            Method::POST,
+            &h.url("/services/data/v66.0/sobjects/Contact"),
+            &[
+                ("zweck-purpose", "support"),
+                ("content-type", "application/json"),
+            ],
+            Bytes::from(format!(r#"{{"LastName":"Fictional","Email":"{bad}"}}"#)),
+        )
+        .await;
+    assert_eq!(r.status(), 400, "{}", String::from_utf8_lossy(&b));
+    let text = String::from_utf8_lossy(&b);
+    assert!(text.contains("INVALID_EMAIL_ADDRESS"), "codes stay: {text}");
+    assert!(
+        !text.contains(SECRET),
+        "the CRM's message echoed the value: {text}"
+    );
+}
+
+#[tokio::test]
+async fn response_headers_outside_the_allowlist_are_dropped() {
+    let h = Harness::start_with(|mut o| {
+        let dir = policies_with(&o.certs_dir, |t| t + "\n");
+        std::fs::write(
+            dir.join("inventory/generic.yaml"),
+            "dialect: generic\nresources:\n  Echo:\n    operations:\n      - { method: POST, path: \"/__double/echo\", op: write }\n    records: [\"$\"]\n    unclassified: keep\n    fields:\n      $.never_present_key: system\n",
+        )
+        .expect("inventory");
+        o.policies = dir;
+        o
+    })
+    .await;
+    let support = h.cert_client("support-desk", Version::H1);
+    let (r, _) = support
+        .call(
+            Method::POST,
+            &h.url(&format!(
+                "/__double/echo?header=x-debug-user&value={SECRET}"
+            )),
+            &[
+                ("zweck-purpose", "support"),
+                ("content-type", "application/json"),
+            ],
+            Bytes::from_static(br#"{"ok":true}"#),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers().get("x-debug-user").is_none(),
+        "a debug header carried data to the app"
+    );
+    for (name, value) in r.headers() {
+        assert!(!value.to_str().unwrap_or("").contains(SECRET), "{name}");
+    }
+}
