@@ -25,9 +25,145 @@ use tokio::sync::mpsc;
 
 use crate::audit::{AuditLog, Decision, Stage, TransferRecord};
 use crate::body::encoding::Decoder;
+use crate::body::json_stream::{JsonListStream, JsonStreamError};
 use crate::body::{BoxError, ProxyBody};
 use crate::budget::{StreamCharge, StreamVerdict};
-use crate::policy::{CsvFailure, CsvGovernor, PolicySet};
+use crate::policy::{CsvFailure, CsvGovernor, Outcome, PolicySet, Refusal};
+
+/// Why a governed stream failed.
+#[derive(Debug)]
+pub enum StreamFailure {
+    /// The policy refused (e.g. a `block` category in the header row).
+    Refused(Refusal),
+    /// The body could not be inspected; a short reason, never a value.
+    Reason(&'static str),
+}
+
+/// A body transformer that works chunk by chunk: CSV rows or JSON list records.
+pub trait StreamGovernor: Send {
+    fn feed(&mut self, chunk: &[u8]) -> Result<Bytes, StreamFailure>;
+    fn finish(&mut self) -> Result<Bytes, StreamFailure>;
+    /// Records delivered so far.
+    fn records(&self) -> u64;
+    /// What the policy did so far (for the close record).
+    fn outcome(&self) -> Outcome;
+}
+
+/// Bulk CSV through the policy's CSV governor.
+pub struct CsvStream {
+    pub governor: CsvGovernor<Arc<PolicySet>>,
+    pub policy: Arc<PolicySet>,
+}
+
+fn csv_failure(f: CsvFailure) -> StreamFailure {
+    match f {
+        CsvFailure::Refused(r) => StreamFailure::Refused(r),
+        other => StreamFailure::Reason(other.reason()),
+    }
+}
+
+impl StreamGovernor for CsvStream {
+    fn feed(&mut self, chunk: &[u8]) -> Result<Bytes, StreamFailure> {
+        self.governor.feed(chunk).map_err(csv_failure)
+    }
+    fn finish(&mut self) -> Result<Bytes, StreamFailure> {
+        self.governor.finish().map_err(csv_failure)
+    }
+    fn records(&self) -> u64 {
+        self.governor.report().records()
+    }
+    fn outcome(&self) -> Outcome {
+        self.governor.report().outcome(&self.policy)
+    }
+}
+
+type RecordFn =
+    Box<dyn FnMut(serde_json::Value) -> Result<Option<serde_json::Value>, Refusal> + Send>;
+type EnvelopeFn = Box<
+    dyn FnMut(
+            serde_json::Map<String, serde_json::Value>,
+        ) -> Result<serde_json::Map<String, serde_json::Value>, Refusal>
+        + Send,
+>;
+
+/// A JSON list page larger than the buffer, record by record.
+pub struct JsonStream {
+    pub inner: JsonListStream<RecordFn, EnvelopeFn, Refusal>,
+    pub acc: Arc<std::sync::Mutex<Outcome>>,
+}
+
+fn json_failure(e: JsonStreamError<Refusal>) -> StreamFailure {
+    match e {
+        JsonStreamError::Callback(r) => StreamFailure::Refused(r),
+        other => StreamFailure::Reason(other.reason()),
+    }
+}
+
+impl JsonStream {
+    /// `apply_one` filters a one-record page; `apply_envelope` the page without records.
+    pub fn new(
+        array_key: &str,
+        limits: crate::body::json_stream::JsonStreamLimits,
+        mut apply_one: impl FnMut(&mut serde_json::Value) -> Result<Outcome, Refusal> + Send + 'static,
+        mut apply_envelope: impl FnMut(&mut serde_json::Value) -> Result<Outcome, Refusal>
+            + Send
+            + 'static,
+    ) -> JsonStream {
+        let acc = Arc::new(std::sync::Mutex::new(Outcome::default()));
+        let key = array_key.to_string();
+        let (acc_r, acc_e, key_r, key_e) = (acc.clone(), acc.clone(), key.clone(), key.clone());
+        let on_record: RecordFn = Box::new(move |record| {
+            let mut page = serde_json::Value::Object(
+                [(key_r.clone(), serde_json::Value::Array(vec![record]))]
+                    .into_iter()
+                    .collect(),
+            );
+            let outcome = apply_one(&mut page)?;
+            merge(&acc_r, &outcome);
+            Ok(page
+                .get_mut(&key_r)
+                .and_then(|a| a.as_array_mut())
+                .and_then(|a| a.pop()))
+        });
+        let on_envelope: EnvelopeFn = Box::new(move |mut map| {
+            map.insert(key_e.clone(), serde_json::Value::Array(Vec::new()));
+            let mut page = serde_json::Value::Object(map);
+            let outcome = apply_envelope(&mut page)?;
+            merge(&acc_e, &outcome);
+            let mut map = match page {
+                serde_json::Value::Object(m) => m,
+                _ => serde_json::Map::new(),
+            };
+            map.shift_remove(&key_e);
+            Ok(map)
+        });
+        JsonStream {
+            inner: JsonListStream::new(array_key, limits, on_record, on_envelope),
+            acc,
+        }
+    }
+}
+
+fn merge(acc: &std::sync::Mutex<Outcome>, o: &Outcome) {
+    if let Ok(mut a) = acc.lock() {
+        *a = crate::tunnel::merged([&*a, o].into_iter());
+    }
+}
+
+impl StreamGovernor for JsonStream {
+    fn feed(&mut self, chunk: &[u8]) -> Result<Bytes, StreamFailure> {
+        self.inner.feed(chunk).map_err(json_failure)
+    }
+    fn finish(&mut self) -> Result<Bytes, StreamFailure> {
+        self.inner.finish().map_err(json_failure)
+    }
+    fn records(&self) -> u64 {
+        self.acc.lock().map(|a| a.records).unwrap_or(0)
+    }
+    fn outcome(&self) -> Outcome {
+        self.acc.lock().map(|a| a.clone()).unwrap_or_default()
+    }
+}
 
 /// A body fed by a task through a channel.
 pub struct ChannelBody {
@@ -54,7 +190,7 @@ impl Body for ChannelBody {
 /// Why a stream could not start (answered as a normal error response).
 #[derive(Debug)]
 pub enum StartFailure {
-    Csv(CsvFailure),
+    Governor(StreamFailure),
     Decode(&'static str),
     Truncated,
 }
@@ -63,8 +199,9 @@ pub enum StartFailure {
 pub struct Export {
     pub upstream: Incoming,
     pub decoder: Option<Decoder>,
-    pub governor: CsvGovernor<Arc<PolicySet>>,
-    pub policy: Arc<PolicySet>,
+    pub governor: Box<dyn StreamGovernor>,
+    /// Bytes already read from the upstream (a buffered prefix), fed first.
+    pub prefix: Option<Bytes>,
     pub charge: Option<StreamCharge>,
     pub log: Option<AuditLog>,
     /// The intent record; the close record is derived from it.
@@ -82,6 +219,18 @@ fn decode(decoder: &mut Option<Decoder>, data: &[u8]) -> Result<Bytes, &'static 
 /// before any byte goes out) and returns the first output.
 pub async fn prime(export: &mut Export) -> Result<(Bytes, bool), StartFailure> {
     let mut out = BytesMut::new();
+    if let Some(prefix) = export.prefix.take() {
+        let plain = decode(&mut export.decoder, &prefix).map_err(StartFailure::Decode)?;
+        out.extend_from_slice(
+            &export
+                .governor
+                .feed(&plain)
+                .map_err(StartFailure::Governor)?,
+        );
+        if !out.is_empty() {
+            return Ok((out.freeze(), false));
+        }
+    }
     loop {
         match export.upstream.frame().await {
             Some(Ok(frame)) => {
@@ -89,7 +238,10 @@ pub async fn prime(export: &mut Export) -> Result<(Bytes, bool), StartFailure> {
                     continue;
                 };
                 let plain = decode(&mut export.decoder, &data).map_err(StartFailure::Decode)?;
-                let produced = export.governor.feed(&plain).map_err(StartFailure::Csv)?;
+                let produced = export
+                    .governor
+                    .feed(&plain)
+                    .map_err(StartFailure::Governor)?;
                 if !produced.is_empty() {
                     out.extend_from_slice(&produced);
                     return Ok((out.freeze(), false));
@@ -101,9 +253,14 @@ pub async fn prime(export: &mut Export) -> Result<(Bytes, bool), StartFailure> {
                     let rest = d
                         .finish()
                         .map_err(|_| StartFailure::Decode("content-encoding"))?;
-                    out.extend_from_slice(&export.governor.feed(&rest).map_err(StartFailure::Csv)?);
+                    out.extend_from_slice(
+                        &export
+                            .governor
+                            .feed(&rest)
+                            .map_err(StartFailure::Governor)?,
+                    );
                 }
-                out.extend_from_slice(&export.governor.finish().map_err(StartFailure::Csv)?);
+                out.extend_from_slice(&export.governor.finish().map_err(StartFailure::Governor)?);
                 return Ok((out.freeze(), true));
             }
         }
@@ -149,7 +306,7 @@ pub async fn start(mut export: Export, first: Bytes, ended: bool) -> Result<Prox
                 },
             };
             // pay for the rows in this chunk before releasing it
-            let rows = export.governor.report().records();
+            let rows = export.governor.records();
             if let Some(c) = export.charge.as_mut() {
                 if rows > charged {
                     if let StreamVerdict::Abort(_) = c.charge_stream(rows - charged).await {
@@ -200,6 +357,13 @@ pub async fn start(mut export: Export, first: Bytes, ended: bool) -> Result<Prox
     Ok(http_body_util::BodyExt::boxed_unsync(ChannelBody { rx }))
 }
 
+fn reason_of(f: StreamFailure) -> &'static str {
+    match f {
+        StreamFailure::Refused(_) => "refused",
+        StreamFailure::Reason(r) => r,
+    }
+}
+
 async fn next_chunk(export: &mut Export) -> Result<(Bytes, bool), &'static str> {
     loop {
         match export.upstream.frame().await {
@@ -208,7 +372,7 @@ async fn next_chunk(export: &mut Export) -> Result<(Bytes, bool), &'static str> 
                     continue;
                 };
                 let plain = decode(&mut export.decoder, &data)?;
-                let out = export.governor.feed(&plain).map_err(|e| e.reason())?;
+                let out = export.governor.feed(&plain).map_err(reason_of)?;
                 if !out.is_empty() {
                     return Ok((out, false));
                 }
@@ -218,9 +382,9 @@ async fn next_chunk(export: &mut Export) -> Result<(Bytes, bool), &'static str> 
                 let mut out = BytesMut::new();
                 if let Some(d) = export.decoder.take() {
                     let rest = d.finish().map_err(|_| "content-encoding")?;
-                    out.extend_from_slice(&export.governor.feed(&rest).map_err(|e| e.reason())?);
+                    out.extend_from_slice(&export.governor.feed(&rest).map_err(reason_of)?);
                 }
-                out.extend_from_slice(&export.governor.finish().map_err(|e| e.reason())?);
+                out.extend_from_slice(&export.governor.finish().map_err(reason_of)?);
                 return Ok((out.freeze(), true));
             }
         }
@@ -251,8 +415,7 @@ fn close_record(
     let (Some(log), Some(rec)) = (&export.log, &export.record) else {
         return None;
     };
-    let report = export.governor.report();
-    let outcome = report.outcome(&export.policy);
+    let outcome = export.governor.outcome();
     let mut close = rec.clone();
     close.stage = Stage::Close;
     close.records = charged;

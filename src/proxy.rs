@@ -21,7 +21,7 @@ use http::{header, HeaderMap, HeaderName, HeaderValue, Request, Response};
 use hyper::body::Incoming;
 
 use crate::audit::{self, Decision, MechanismDecision};
-use crate::body::{self, encoding, media, ProxyBody};
+use crate::body::{self, encoding, media, BoxError, ProxyBody};
 use crate::caller::Caller;
 use crate::error::ProxyError;
 use crate::json::{self, JsonLimits};
@@ -665,8 +665,11 @@ async fn streamed_export(
     let mut export = crate::export::Export {
         upstream: incoming,
         decoder,
-        governor,
-        policy: routed.policy.clone(),
+        governor: Box::new(crate::export::CsvStream {
+            governor,
+            policy: routed.policy.clone(),
+        }),
+        prefix: None,
         charge,
         log: state.audit.clone(),
         record,
@@ -674,8 +677,12 @@ async fn streamed_export(
     let (first, ended) = crate::export::prime(&mut export)
         .await
         .map_err(|e| match e {
-            crate::export::StartFailure::Csv(policy::CsvFailure::Refused(r)) => refusal(ctx, r),
-            crate::export::StartFailure::Csv(f) => not(f.reason()),
+            crate::export::StartFailure::Governor(crate::export::StreamFailure::Refused(r)) => {
+                refusal(ctx, r)
+            }
+            crate::export::StartFailure::Governor(crate::export::StreamFailure::Reason(r)) => {
+                not(r)
+            }
             crate::export::StartFailure::Decode(r) => not(r),
             crate::export::StartFailure::Truncated => not("truncated"),
         })?;
@@ -957,7 +964,8 @@ async fn filter_response(
             )
             .await?
         } else {
-            let (bytes, outcome) = governed_response_body(
+            let status = parts.status.as_u16();
+            match governed_response_body(
                 state,
                 ctx,
                 caller,
@@ -966,12 +974,30 @@ async fn filter_response(
                 &mut parts.headers,
                 incoming,
             )
-            .await?;
-            ctx.received = Some(BodyReport {
-                outcome,
-                bytes: bytes.len() as u64,
-            });
-            body::full(bytes)
+            .await?
+            {
+                GovernedBody::Full(bytes, outcome) => {
+                    ctx.received = Some(BodyReport {
+                        outcome,
+                        bytes: bytes.len() as u64,
+                    });
+                    body::full(bytes)
+                }
+                GovernedBody::Overflow(prefix, rest) => {
+                    streamed_list(
+                        state,
+                        ctx,
+                        caller,
+                        routed,
+                        op,
+                        &mut parts.headers,
+                        prefix,
+                        rest,
+                        status,
+                    )
+                    .await?
+                }
+            }
         };
         return Ok(Response::from_parts(parts, body));
     }
@@ -991,6 +1017,128 @@ async fn filter_response(
     Ok(Response::from_parts(parts, body))
 }
 
+/// A filtered response body, or one too large to buffer (to be streamed).
+enum GovernedBody {
+    Full(Bytes, Outcome),
+    Overflow(Bytes, Incoming),
+}
+
+enum Collected {
+    Whole(Bytes),
+    /// The bytes read so far and the rest of the body.
+    Overflow(Bytes, Incoming),
+}
+
+/// Collects up to `limit` bytes; past it, hands back what was read and the rest.
+async fn collect_or_overflow(mut incoming: Incoming, limit: usize) -> Result<Collected, BoxError> {
+    use http_body_util::BodyExt;
+    let mut buf = bytes::BytesMut::new();
+    while let Some(frame) = incoming.frame().await {
+        let frame = frame?;
+        if let Ok(data) = frame.into_data() {
+            buf.extend_from_slice(&data);
+            if buf.len() > limit {
+                return Ok(Collected::Overflow(buf.freeze(), incoming));
+            }
+        }
+    }
+    Ok(Collected::Whole(buf.freeze()))
+}
+
+/// A JSON list page larger than `limits.buffer_bytes`: governed record by record as a
+/// stream with bounded memory, charged per chunk, with intent and close records.
+#[allow(clippy::too_many_arguments)]
+async fn streamed_list(
+    state: &State,
+    ctx: &mut Ctx,
+    caller: &Caller,
+    routed: &Routed,
+    op: &Operation,
+    headers: &mut HeaderMap,
+    prefix: Bytes,
+    incoming: Incoming,
+    status: u16,
+) -> Result<ProxyBody, ProxyError> {
+    let not = |reason| ProxyError::ResponseNotInspectable { reason };
+    let paths = routed.policy.record_paths(op);
+    let Some(array_key) = paths
+        .first()
+        .and_then(|p| crate::body::json_stream::array_key_of(p))
+        .map(str::to_string)
+    else {
+        // single records and nested shapes are not streamed: too large is too large
+        return Err(not("too-large"));
+    };
+    let purpose = purpose_of(&routed.policy, caller)?.clone();
+    let codings = encoding::content_codings(headers).map_err(|_| not("content-encoding"))?;
+    let decoder = if codings.is_empty() {
+        None
+    } else {
+        let limits = encoding::Limits::new(
+            state.config.limits.max_body_bytes as usize,
+            state.config.limits.decoded_ratio,
+        );
+        Some(encoding::Decoder::new(&codings, limits).map_err(|e| not(decode_reason(&e)))?)
+    };
+    let applier = |set: Arc<PolicySet>, purpose: policy::Purpose, op: Operation| {
+        let key = state.pseudonym_key.clone();
+        let links = routed.upstream.links.clone();
+        move |page: &mut serde_json::Value| {
+            let o = policy::apply(&set, &purpose, &op, Direction::Response, page, key.as_ref())?;
+            links.rewrite_json(page);
+            Ok(o)
+        }
+    };
+    let limits = crate::body::json_stream::JsonStreamLimits {
+        max_depth: state.config.limits.json_depth,
+        ..Default::default()
+    };
+    let governor = crate::export::JsonStream::new(
+        &array_key,
+        limits,
+        applier(routed.policy.clone(), purpose.clone(), op.clone()),
+        applier(routed.policy.clone(), purpose, op.clone()),
+    );
+    let charge = budget_scope(ctx)
+        .map(|(key, budget, class, shadow, _)| state.budgets.stream(key, budget, class, shadow));
+    let record = ctx.exchange().map(|x| {
+        transfer::record(
+            &x,
+            audit::Direction::FromProcessor,
+            None,
+            Decision::Minimised,
+            status,
+            None,
+        )
+    });
+    let mut export = crate::export::Export {
+        upstream: incoming,
+        decoder,
+        governor: Box::new(governor),
+        prefix: Some(prefix),
+        charge,
+        log: state.audit.clone(),
+        record,
+    };
+    let (first, ended) = crate::export::prime(&mut export)
+        .await
+        .map_err(|e| match e {
+            crate::export::StartFailure::Governor(crate::export::StreamFailure::Refused(r)) => {
+                refusal(ctx, r)
+            }
+            crate::export::StartFailure::Governor(crate::export::StreamFailure::Reason(r)) => {
+                not(r)
+            }
+            crate::export::StartFailure::Decode(r) => not(r),
+            crate::export::StartFailure::Truncated => not("truncated"),
+        })?;
+    headers.remove(header::CONTENT_ENCODING);
+    tracing::info!(request_id = %ctx.request_id, route = ctx.template(), "streaming a governed list page");
+    crate::export::start(export, first, ended)
+        .await
+        .map_err(|_| ProxyError::AuditUnavailable)
+}
+
 /// Reads, parses and filters a governed response body; nothing goes on unread.
 async fn governed_response_body(
     state: &State,
@@ -1000,20 +1148,25 @@ async fn governed_response_body(
     op: &Operation,
     headers: &mut HeaderMap,
     incoming: Incoming,
-) -> Result<(Bytes, Outcome), ProxyError> {
+) -> Result<GovernedBody, ProxyError> {
     let not = |reason| ProxyError::ResponseNotInspectable { reason };
     if media::classify_headers(headers) != media::BodyKind::Json {
         return Err(not("media-type"));
     }
-    let mut reservation = reserve_buffer(state, headers)?;
     let codings = encoding::content_codings(headers).map_err(|_| not("content-encoding"))?;
     let limit = state.config.limits.buffer_bytes as usize;
-    let raw = body::collect_limited(incoming, limit)
+    // larger than the buffer: a list page goes on as a stream (see export.rs)
+    if content_length(headers).is_some_and(|n| n > limit as u64) {
+        return Ok(GovernedBody::Overflow(Bytes::new(), incoming));
+    }
+    let mut reservation = reserve_buffer(state, headers)?;
+    let raw = match collect_or_overflow(incoming, limit)
         .await
-        .map_err(|e| match e {
-            body::CollectError::TooLarge { .. } => not("too-large"),
-            body::CollectError::Stream(_) => not("truncated"),
-        })?;
+        .map_err(|_| not("truncated"))?
+    {
+        Collected::Whole(raw) => raw,
+        Collected::Overflow(prefix, rest) => return Ok(GovernedBody::Overflow(prefix, rest)),
+    };
     grow_buffer(state, &mut reservation, raw.len())?;
     let bytes = encoding::decode(&raw, &codings, &decode_limits(state))
         .map_err(|e| not(decode_reason(&e)))?;
@@ -1039,11 +1192,11 @@ async fn governed_response_body(
             if let Ok(v) = HeaderValue::from_str(coding.as_str()) {
                 headers.insert(header::CONTENT_ENCODING, v);
                 headers.append(header::VARY, HeaderValue::from_static("accept-encoding"));
-                return Ok((encoded, outcome));
+                return Ok(GovernedBody::Full(encoded, outcome));
             }
         }
     }
-    Ok((out, outcome))
+    Ok(GovernedBody::Full(out, outcome))
 }
 
 fn rewrite_json_links(state: &State, links: &crate::links::LinkRewriter, bytes: Bytes) -> Bytes {

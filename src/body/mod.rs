@@ -7,6 +7,7 @@
 pub mod csv;
 pub mod encoding;
 pub mod headers;
+pub mod json_stream;
 pub mod media;
 pub mod multipart;
 

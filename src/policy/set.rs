@@ -66,6 +66,15 @@ impl PolicySet {
         self.inventories.get(&dialect)
     }
 
+    /// The record selectors of an operation's resource, as written (`$.records[*]`, ...).
+    pub fn record_paths(&self, op: &Operation) -> Vec<String> {
+        self.inventory(op.dialect)
+            .and_then(|inv| inv.resources.get(op.resource_idx))
+            .filter(|r| r.name == op.resource)
+            .map(|r| r.records.iter().map(|s| s.text().to_string()).collect())
+            .unwrap_or_default()
+    }
+
     /// Finds the operation (or ungoverned entry) for a canonical path. Operations are tried
     /// first, in file order, so a route that is both governed and ungoverned is governed.
     pub fn classify(
