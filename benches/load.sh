@@ -305,7 +305,7 @@ check() { # name target path extra-curl-args... -> prints "status size"
     local target=$2 path=$3; shift 3
     local port; port=$(port_of "$target")
     # shellcheck disable=SC2046
-    curl -s -o "$WORK/check-$target.body" -w '%{http_code} %{size_download}' --cacert "$CA" \
+    curl -s -o "$WORK/check-$target.body" -w '%{http_code} %{size_download}\n' --cacert "$CA" \
         $(client_args "$target") "$@" "https://127.0.0.1:$port$path" || true
 }
 

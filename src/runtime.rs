@@ -165,6 +165,15 @@ pub async fn start(mut config: Config) -> Result<Running, StartError> {
 
     let audit = match &config.audit {
         Some(a) => {
+            // an off-box file's directory is made like the log's (it lives elsewhere by design)
+            if let crate::audit::Offbox::File(path) = &a.offbox {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|source| StartError::Secret {
+                        path: dir.to_path_buf(),
+                        source,
+                    })?;
+                }
+            }
             let log = AuditLog::open(a.clone()).await?;
             tracing::info!(log = %a.log.display(), "transfer log open");
             Some(log)
