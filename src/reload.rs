@@ -85,7 +85,25 @@ impl Policies {
                 Duration::from_millis(300),
                 None,
                 move |res: notify_debouncer_full::DebounceEventResult| {
-                    if matches!(res, Ok(ref events) if !events.is_empty()) {
+                    // only changes: a reload reads the files, and notify reports reads as
+                    // access events, which would otherwise trigger the next reload forever
+                    let changed = res.as_ref().is_ok_and(|events| {
+                        events.iter().any(|e| {
+                            use notify::event::{EventKind, ModifyKind};
+                            matches!(
+                                e.event.kind,
+                                EventKind::Create(_)
+                                    | EventKind::Modify(
+                                        ModifyKind::Data(_)
+                                            | ModifyKind::Name(_)
+                                            | ModifyKind::Any
+                                            | ModifyKind::Other
+                                    )
+                                    | EventKind::Remove(_)
+                            )
+                        })
+                    });
+                    if changed {
                         let _ = tx.try_send(());
                     }
                 },

@@ -214,7 +214,7 @@ pub fn encode(input: &[u8], coding: Coding) -> io::Result<Bytes> {
         Coding::Gzip => {
             let mut encoder = flate2::write::GzEncoder::new(
                 Vec::with_capacity(input.len() / 4),
-                flate2::Compression::default(),
+                flate2::Compression::fast(),
             );
             encoder.write_all(input)?;
             encoder.finish()?
@@ -222,7 +222,7 @@ pub fn encode(input: &[u8], coding: Coding) -> io::Result<Bytes> {
         Coding::Deflate => {
             let mut encoder = flate2::write::ZlibEncoder::new(
                 Vec::with_capacity(input.len() / 4),
-                flate2::Compression::default(),
+                flate2::Compression::fast(),
             );
             encoder.write_all(input)?;
             encoder.finish()?
@@ -770,7 +770,7 @@ mod tests {
 
     fn raw_deflate(data: &[u8]) -> Vec<u8> {
         let mut encoder =
-            flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+            flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
         encoder.write_all(data).expect("vec write");
         encoder.finish().expect("vec write")
     }
