@@ -421,30 +421,13 @@ async fn governed_request_body(
             })
         }
     }
-    let mut reservation = reserve_buffer(state, headers)?;
-    let codings =
-        encoding::content_codings(headers).map_err(|_| ProxyError::UnsupportedMediaType {
-            expected: "a body in gzip, deflate, br, zstd or identity",
-            got: "an unknown Content-Encoding".into(),
-        })?;
-    let limit = state.config.limits.buffer_bytes;
-    let raw = body::collect_limited(incoming, limit as usize)
-        .await
-        .map_err(|e| match e {
-            body::CollectError::TooLarge { .. } => ProxyError::BodyTooLarge { limit },
-            body::CollectError::Stream(_) => ProxyError::RequestNotInspectable {
-                reason: "truncated",
-            },
-        })?;
-    grow_buffer(state, &mut reservation, raw.len())?;
-    let bytes = encoding::decode(&raw, &codings, &decode_limits(state)).map_err(|e| {
-        ProxyError::RequestNotInspectable {
-            reason: decode_reason(&e),
-        }
+    // an unknown coding is a media-type problem (415), not a malformed body
+    encoding::content_codings(headers).map_err(|_| ProxyError::UnsupportedMediaType {
+        expected: "a body in gzip, deflate, br, zstd or identity",
+        got: "an unknown Content-Encoding".into(),
     })?;
-    grow_buffer(state, &mut reservation, raw.len() + bytes.len())?;
-    // forwarded decoded: the CRM receives exactly what was inspected
-    headers.remove(header::CONTENT_ENCODING);
+    // decoded: the CRM receives exactly what was inspected
+    let (bytes, _reservation) = read_decoded(state, headers, incoming, true).await?;
     let mut doc = json::parse(&bytes, &json_limits(state))
         .map_err(|e| ProxyError::RequestNotInspectable { reason: e.reason() })?;
     let purpose = purpose_of(&routed.policy, caller)?;
@@ -629,18 +612,8 @@ async fn streamed_export(
     incoming: Incoming,
     status: u16,
 ) -> Result<ProxyBody, ProxyError> {
-    let not = |reason| ProxyError::ResponseNotInspectable { reason };
     let purpose = purpose_of(&routed.policy, caller)?;
-    let codings = encoding::content_codings(headers).map_err(|_| not("content-encoding"))?;
-    let decoder = if codings.is_empty() {
-        None
-    } else {
-        let limits = encoding::Limits::new(
-            state.config.limits.max_body_bytes as usize,
-            state.config.limits.decoded_ratio,
-        );
-        Some(encoding::Decoder::new(&codings, limits).map_err(|e| not(decode_reason(&e)))?)
-    };
+    let decoder = stream_decoder(state, headers)?;
     let governor = policy::csv_plan(
         &routed.policy,
         purpose,
@@ -650,6 +623,33 @@ async fn streamed_export(
     )
     .map_err(|r| refusal(ctx, r))?
     .governor(Default::default());
+    let governor = Box::new(crate::export::CsvStream {
+        governor,
+        policy: routed.policy.clone(),
+    });
+    headers.remove("sforce-numberofrecords"); // counts change with filtering
+    start_stream(
+        state, ctx, headers, decoder, governor, None, incoming, status,
+    )
+    .await
+}
+
+/// The start every governed stream shares: budget stream, intent record, the first output
+/// produced (a refusal at the header or envelope is still an ordinary error response), then
+/// the rest through the channel body of `export.rs`.
+#[allow(clippy::too_many_arguments)]
+async fn start_stream(
+    state: &State,
+    ctx: &Ctx,
+    headers: &mut HeaderMap,
+    decoder: Option<encoding::Decoder>,
+    governor: Box<dyn crate::export::StreamGovernor>,
+    prefix: Option<Bytes>,
+    incoming: Incoming,
+    status: u16,
+) -> Result<ProxyBody, ProxyError> {
+    use crate::export::{StartFailure, StreamFailure};
+    let not = |reason| ProxyError::ResponseNotInspectable { reason };
     let charge = budget_scope(ctx)
         .map(|(key, budget, class, shadow, _)| state.budgets.stream(key, budget, class, shadow));
     let record = ctx.exchange().map(|x| {
@@ -665,11 +665,8 @@ async fn streamed_export(
     let mut export = crate::export::Export {
         upstream: incoming,
         decoder,
-        governor: Box::new(crate::export::CsvStream {
-            governor,
-            policy: routed.policy.clone(),
-        }),
-        prefix: None,
+        governor,
+        prefix,
         charge,
         log: state.audit.clone(),
         record,
@@ -677,22 +674,36 @@ async fn streamed_export(
     let (first, ended) = crate::export::prime(&mut export)
         .await
         .map_err(|e| match e {
-            crate::export::StartFailure::Governor(crate::export::StreamFailure::Refused(r)) => {
-                refusal(ctx, r)
-            }
-            crate::export::StartFailure::Governor(crate::export::StreamFailure::Reason(r)) => {
-                not(r)
-            }
-            crate::export::StartFailure::Decode(r) => not(r),
-            crate::export::StartFailure::Truncated => not("truncated"),
+            StartFailure::Governor(StreamFailure::Refused(r)) => refusal(ctx, r),
+            StartFailure::Governor(StreamFailure::Reason(r)) => not(r),
+            StartFailure::Decode(r) => not(r),
+            StartFailure::Truncated => not("truncated"),
         })?;
-    // counts change with filtering; the body is sent as identity, framed by hyper
+    // sent as identity, framed by hyper
     headers.remove(header::CONTENT_ENCODING);
-    headers.remove("sforce-numberofrecords");
-    tracing::info!(request_id = %ctx.request_id, route = ctx.template(), "streaming a governed export");
+    tracing::info!(request_id = %ctx.request_id, route = ctx.template(), "streaming a governed body");
     crate::export::start(export, first, ended)
         .await
         .map_err(|_| ProxyError::AuditUnavailable)
+}
+
+/// A decoder for a streamed body's content codings (caps: max_body_bytes, decoded_ratio).
+fn stream_decoder(
+    state: &State,
+    headers: &HeaderMap,
+) -> Result<Option<encoding::Decoder>, ProxyError> {
+    let not = |reason| ProxyError::ResponseNotInspectable { reason };
+    let codings = encoding::content_codings(headers).map_err(|_| not("content-encoding"))?;
+    if codings.is_empty() {
+        return Ok(None);
+    }
+    let limits = encoding::Limits::new(
+        state.config.limits.max_body_bytes as usize,
+        state.config.limits.decoded_ratio,
+    );
+    encoding::Decoder::new(&codings, limits)
+        .map(Some)
+        .map_err(|e| not(decode_reason(&e)))
 }
 
 /// Maps an engine refusal to the response error (never with values).
@@ -1070,16 +1081,7 @@ async fn streamed_list(
         return Err(not("too-large"));
     };
     let purpose = purpose_of(&routed.policy, caller)?.clone();
-    let codings = encoding::content_codings(headers).map_err(|_| not("content-encoding"))?;
-    let decoder = if codings.is_empty() {
-        None
-    } else {
-        let limits = encoding::Limits::new(
-            state.config.limits.max_body_bytes as usize,
-            state.config.limits.decoded_ratio,
-        );
-        Some(encoding::Decoder::new(&codings, limits).map_err(|e| not(decode_reason(&e)))?)
-    };
+    let decoder = stream_decoder(state, headers)?;
     let applier = |set: Arc<PolicySet>, purpose: policy::Purpose, op: Operation| {
         let key = state.pseudonym_key.clone();
         let links = routed.upstream.links.clone();
@@ -1099,44 +1101,17 @@ async fn streamed_list(
         applier(routed.policy.clone(), purpose.clone(), op.clone()),
         applier(routed.policy.clone(), purpose, op.clone()),
     );
-    let charge = budget_scope(ctx)
-        .map(|(key, budget, class, shadow, _)| state.budgets.stream(key, budget, class, shadow));
-    let record = ctx.exchange().map(|x| {
-        transfer::record(
-            &x,
-            audit::Direction::FromProcessor,
-            None,
-            Decision::Minimised,
-            status,
-            None,
-        )
-    });
-    let mut export = crate::export::Export {
-        upstream: incoming,
+    start_stream(
+        state,
+        ctx,
+        headers,
         decoder,
-        governor: Box::new(governor),
-        prefix: Some(prefix),
-        charge,
-        log: state.audit.clone(),
-        record,
-    };
-    let (first, ended) = crate::export::prime(&mut export)
-        .await
-        .map_err(|e| match e {
-            crate::export::StartFailure::Governor(crate::export::StreamFailure::Refused(r)) => {
-                refusal(ctx, r)
-            }
-            crate::export::StartFailure::Governor(crate::export::StreamFailure::Reason(r)) => {
-                not(r)
-            }
-            crate::export::StartFailure::Decode(r) => not(r),
-            crate::export::StartFailure::Truncated => not("truncated"),
-        })?;
-    headers.remove(header::CONTENT_ENCODING);
-    tracing::info!(request_id = %ctx.request_id, route = ctx.template(), "streaming a governed list page");
-    crate::export::start(export, first, ended)
-        .await
-        .map_err(|_| ProxyError::AuditUnavailable)
+        Box::new(governor),
+        Some(prefix),
+        incoming,
+        status,
+    )
+    .await
 }
 
 /// Reads, parses and filters a governed response body; nothing goes on unread.
