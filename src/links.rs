@@ -52,6 +52,21 @@ impl LinkRewriter {
         None
     }
 
+    /// False when `body` cannot contain a link to the upstream: its authority (`host[:port]`)
+    /// does not occur anywhere, in any letter case. Lets an ungoverned body skip the parse.
+    pub fn may_link(&self, body: &[u8]) -> bool {
+        self.origins.iter().any(|o| {
+            let authority = o
+                .split_once("://")
+                .map_or(o.as_str(), |(_, a)| a)
+                .as_bytes();
+            !authority.is_empty()
+                && body
+                    .windows(authority.len())
+                    .any(|w| w.eq_ignore_ascii_case(authority))
+        })
+    }
+
     /// Rewrites the link headers in place; returns how many changed.
     pub fn rewrite_headers(&self, headers: &mut HeaderMap) -> usize {
         let mut n = 0;
@@ -127,6 +142,14 @@ mod tests {
         });
         assert_eq!(rw().rewrite_json(&mut v), 3);
         assert!(!v.to_string().contains("dynamics.com"));
+    }
+
+    #[test]
+    fn bodies_without_the_upstream_authority_are_skipped() {
+        let r = rw();
+        assert!(r.may_link(br#"{"l":"https://CONTOSO.crm4.dynamics.com/x"}"#));
+        assert!(r.may_link(br#"{"l":"https:\/\/contoso.crm4.dynamics.com\/x"}"#));
+        assert!(!r.may_link(br#"{"l":"https://other.example/x","n":1}"#));
     }
 
     #[test]
