@@ -430,17 +430,7 @@ async fn governed_request_body(
     let (bytes, _reservation) = read_decoded(state, headers, incoming, true).await?;
     let mut doc = json::parse(&bytes, &json_limits(state))
         .map_err(|e| ProxyError::RequestNotInspectable { reason: e.reason() })?;
-    let purpose = purpose_of(&routed.policy, caller)?;
-    let outcome = policy::apply(
-        &routed.policy,
-        purpose,
-        op,
-        Direction::Request,
-        &mut doc,
-        state.pseudonym_key.as_ref(),
-    )
-    .map_err(|r| refusal(ctx, r))?;
-    log_outcome(ctx, "to_processor", &outcome);
+    let outcome = filter_document(state, ctx, caller, routed, op, Direction::Request, &mut doc)?;
     headers.remove(header::CONTENT_LENGTH);
     let out = if outcome.changed && !outcome.shadow {
         json::to_bytes(&doc)
@@ -704,6 +694,34 @@ fn stream_decoder(
     encoding::Decoder::new(&codings, limits)
         .map(Some)
         .map_err(|e| not(decode_reason(&e)))
+}
+
+/// Applies the caller's purpose to one parsed body and logs the decision (counts only).
+fn filter_document(
+    state: &State,
+    ctx: &Ctx,
+    caller: &Caller,
+    routed: &Routed,
+    op: &Operation,
+    direction: Direction,
+    doc: &mut serde_json::Value,
+) -> Result<Outcome, ProxyError> {
+    let purpose = purpose_of(&routed.policy, caller)?;
+    let outcome = policy::apply(
+        &routed.policy,
+        purpose,
+        op,
+        direction,
+        doc,
+        state.pseudonym_key.as_ref(),
+    )
+    .map_err(|r| refusal(ctx, r))?;
+    let label = match direction {
+        Direction::Request => "to_processor",
+        Direction::Response => "from_processor",
+    };
+    log_outcome(ctx, label, &outcome);
+    Ok(outcome)
 }
 
 /// Maps an engine refusal to the response error (never with values).
@@ -1148,17 +1166,15 @@ async fn governed_response_body(
     grow_buffer(state, &mut reservation, raw.len() + bytes.len())?;
     headers.remove(header::CONTENT_ENCODING);
     let mut doc = json::parse(&bytes, &json_limits(state)).map_err(|e| not(e.reason()))?;
-    let purpose = purpose_of(&routed.policy, caller)?;
-    let outcome = policy::apply(
-        &routed.policy,
-        purpose,
+    let outcome = filter_document(
+        state,
+        ctx,
+        caller,
+        routed,
         op,
         Direction::Response,
         &mut doc,
-        state.pseudonym_key.as_ref(),
-    )
-    .map_err(|r| refusal(ctx, r))?;
-    log_outcome(ctx, "from_processor", &outcome);
+    )?;
     routed.upstream.links.rewrite_json(&mut doc);
     let out = json::to_bytes(&doc);
     // re-encoded when the app asked for a coding Zweck speaks, else identity
