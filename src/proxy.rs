@@ -321,13 +321,19 @@ async fn filter_request(
     // Per-dialect allowlist: personal data also travels in debug and error headers.
     crate::body::headers::filter_request_headers(upstream.config.dialect, &mut headers);
     headers.remove(header::ACCEPT_ENCODING);
-    if let Governance::Governed { .. } = &routed.governance {
+    if let Governance::Governed { op } = &routed.governance {
         // only what Zweck can decode and parse comes back
         headers.insert(
             header::ACCEPT_ENCODING,
             HeaderValue::from_static(encoding::acceptable_encodings()),
         );
-        headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+        // the media type the route's parser handles (Bulk results are CSV; their JSON
+        // error bodies are still accepted and inspected)
+        let accept = match op.format() {
+            policy::BodyFormat::Csv => "text/csv, application/json",
+            _ => "application/json",
+        };
+        headers.insert(header::ACCEPT, HeaderValue::from_static(accept));
     }
     // Ungoverned routes ask for identity, so absolute links in small JSON bodies can be
     // rewritten and nothing arrives in a coding the app did not ask for.
