@@ -19,6 +19,10 @@ use zweck::dialect::Dialect as D;
 use zweck::json::{self, JsonLimits};
 use zweck::policy::{self, Direction, PolicySet, PseudonymKey, RouteMatch};
 
+/// The allocator the `zweck` binary uses (src/main.rs), so the engine is measured as it runs.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn page(double: &CrmDouble, dialect: Dialect, target_bytes: usize) -> Vec<u8> {
     let mut records = Vec::new();
     let mut size = 0;

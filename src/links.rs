@@ -5,17 +5,25 @@
 //! would talk to the CRM directly and bypass every policy, so each such link is turned into
 //! the same path on Zweck. Only links whose origin is exactly the upstream's are touched.
 
-use http::{HeaderMap, HeaderName};
+use aho_corasick::AhoCorasick;
+use http::{header, HeaderMap, HeaderName};
 use serde_json::Value;
 
 /// Response headers that carry absolute links.
-const LINK_HEADERS: [&str; 3] = ["location", "content-location", "odata-entityid"];
+const LINK_HEADERS: [HeaderName; 3] = [
+    header::LOCATION,
+    header::CONTENT_LOCATION,
+    HeaderName::from_static("odata-entityid"),
+];
 
 /// Maps one upstream origin to the public URL.
 #[derive(Debug, Clone)]
 pub struct LinkRewriter {
     origins: Vec<String>,
     public_url: String,
+    /// Finds the upstream's authorities in a body, in any letter case (`None` if it could not
+    /// be built: then every body is parsed).
+    authorities: Option<AhoCorasick>,
 }
 
 impl LinkRewriter {
@@ -29,9 +37,19 @@ impl LinkRewriter {
         } else if origin.matches(':').count() == 1 {
             origins.push(format!("{origin}:443"));
         }
+        let authorities: Vec<&str> = origins
+            .iter()
+            .map(|o| o.split_once("://").map_or(o.as_str(), |(_, a)| a))
+            .filter(|a| !a.is_empty())
+            .collect();
+        let authorities = AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .build(&authorities)
+            .ok();
         LinkRewriter {
-            origins,
             public_url: public_url.trim_end_matches('/').to_string(),
+            origins,
+            authorities,
         }
     }
 
@@ -55,23 +73,13 @@ impl LinkRewriter {
     /// False when `body` cannot contain a link to the upstream: its authority (`host[:port]`)
     /// does not occur anywhere, in any letter case. Lets an ungoverned body skip the parse.
     pub fn may_link(&self, body: &[u8]) -> bool {
-        self.origins.iter().any(|o| {
-            let authority = o
-                .split_once("://")
-                .map_or(o.as_str(), |(_, a)| a)
-                .as_bytes();
-            !authority.is_empty()
-                && body
-                    .windows(authority.len())
-                    .any(|w| w.eq_ignore_ascii_case(authority))
-        })
+        self.authorities.as_ref().is_none_or(|ac| ac.is_match(body))
     }
 
     /// Rewrites the link headers in place; returns how many changed.
     pub fn rewrite_headers(&self, headers: &mut HeaderMap) -> usize {
         let mut n = 0;
         for name in LINK_HEADERS {
-            let name = HeaderName::from_static(name);
             let Some(v) = headers.get(&name).and_then(|v| v.to_str().ok()) else {
                 continue;
             };

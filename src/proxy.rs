@@ -439,7 +439,7 @@ async fn governed_request_body(
     let outcome = filter_document(state, ctx, caller, routed, op, Direction::Request, &mut doc)?;
     headers.remove(header::CONTENT_LENGTH);
     let out = if outcome.changed && !outcome.shadow {
-        json::to_bytes(&doc)
+        json::to_bytes_sized(&doc, bytes.len())
     } else {
         bytes
     };
@@ -472,7 +472,7 @@ async fn read_decoded(
             body::CollectError::Stream(_) => bad("truncated"),
         })?;
     grow_buffer(state, &mut reservation, raw.len())?;
-    let bytes = encoding::decode(&raw, &codings, &decode_limits(state))
+    let bytes = encoding::decode_bytes(&raw, &codings, &decode_limits(state))
         .map_err(|e| bad(decode_reason(&e)))?;
     grow_buffer(state, &mut reservation, raw.len() + bytes.len())?;
     headers.remove(header::CONTENT_ENCODING);
@@ -1067,7 +1067,9 @@ enum Collected {
 /// Collects up to `limit` bytes; past it, hands back what was read and the rest.
 async fn collect_or_overflow(mut incoming: Incoming, limit: usize) -> Result<Collected, BoxError> {
     use http_body_util::BodyExt;
-    let mut buf = bytes::BytesMut::new();
+    // sized from Content-Length when there is one (growing by doubling copied ~2x the body)
+    let hint = http_body::Body::size_hint(&incoming).lower() as usize;
+    let mut buf = bytes::BytesMut::with_capacity(hint.min(limit.saturating_add(1)));
     while let Some(frame) = incoming.frame().await {
         let frame = frame?;
         if let Ok(data) = frame.into_data() {
@@ -1167,7 +1169,7 @@ async fn governed_response_body(
         Collected::Overflow(prefix, rest) => return Ok(GovernedBody::Overflow(prefix, rest)),
     };
     grow_buffer(state, &mut reservation, raw.len())?;
-    let bytes = encoding::decode(&raw, &codings, &decode_limits(state))
+    let bytes = encoding::decode_bytes(&raw, &codings, &decode_limits(state))
         .map_err(|e| not(decode_reason(&e)))?;
     grow_buffer(state, &mut reservation, raw.len() + bytes.len())?;
     headers.remove(header::CONTENT_ENCODING);
@@ -1182,7 +1184,7 @@ async fn governed_response_body(
         &mut doc,
     )?;
     routed.upstream.links.rewrite_json(&mut doc);
-    let out = json::to_bytes(&doc);
+    let out = json::to_bytes_sized(&doc, bytes.len());
     // re-encoded when the app asked for a coding Zweck speaks, else identity
     if let Some(coding) = ctx.accept_encoding.as_deref().and_then(encoding::negotiate) {
         if let Ok(encoded) = encoding::encode(&out, coding) {
@@ -1342,19 +1344,27 @@ fn respond(resp: Response<ProxyBody>) -> Response<ProxyBody> {
 }
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "proxy-authorization",
-    "proxy-authenticate",
-];
+/// Hop-by-hop headers (RFC 9110 §7.6.1) and the framing header hyper recomputes.
+fn is_hop_by_hop(name: &str) -> bool {
+    matches!(
+        name,
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "proxy-authorization"
+            | "proxy-authenticate"
+            | "content-length"
+    )
+}
 
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
+/// Removes every header `doomed` names, and every header the `Connection` header lists, in
+/// one pass over the names (each name is looked at once, nothing is parsed from a string;
+/// the profile had this at ~5 % of a pass-through request's instructions).
+fn remove_headers(headers: &mut HeaderMap, doomed: impl Fn(&str) -> bool) {
     let listed: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -1362,45 +1372,32 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .flat_map(|v| v.split(','))
         .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
         .collect();
-    for name in listed {
+    let gone: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| is_hop_by_hop(k.as_str()) || doomed(k.as_str()))
+        .cloned()
+        .collect();
+    for name in listed.into_iter().chain(gone) {
         headers.remove(name);
     }
-    for name in HOP_BY_HOP {
-        headers.remove(name);
-    }
-    headers.remove(header::CONTENT_LENGTH);
 }
 
+/// What never reaches the CRM: hop-by-hop and framing headers, the app's credentials and
+/// cookies, Zweck's own headers, and what a client claims about forwarding.
 fn strip_request_headers(headers: &mut HeaderMap) {
-    strip_hop_by_hop(headers);
-    headers.remove(header::HOST);
-    headers.remove(header::AUTHORIZATION);
-    headers.remove(header::COOKIE);
-    headers.remove("forwarded");
-    let private: Vec<HeaderName> = headers
-        .keys()
-        .filter(|k| {
-            let k = k.as_str();
-            k.starts_with("zweck-") || k.starts_with("x-forwarded-") || k == "x-real-ip"
-        })
-        .cloned()
-        .collect();
-    for name in private {
-        headers.remove(name);
-    }
+    remove_headers(headers, |k| {
+        matches!(
+            k,
+            "host" | "authorization" | "cookie" | "forwarded" | "x-real-ip"
+        ) || k.starts_with("zweck-")
+            || k.starts_with("x-forwarded-")
+    });
 }
 
+/// What never reaches the app: hop-by-hop and framing headers, cookies, anything that
+/// claims to be Zweck's.
 fn strip_response_headers(headers: &mut HeaderMap) {
-    strip_hop_by_hop(headers);
-    headers.remove(header::SET_COOKIE);
-    let private: Vec<HeaderName> = headers
-        .keys()
-        .filter(|k| k.as_str().starts_with("zweck-"))
-        .cloned()
-        .collect();
-    for name in private {
-        headers.remove(name);
-    }
+    remove_headers(headers, |k| k == "set-cookie" || k.starts_with("zweck-"));
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {

@@ -196,15 +196,18 @@ impl Upstream {
 
     /// The upstream URI for a canonical path and the raw query.
     pub fn uri_for(&self, path: &str, query: Option<&str>) -> Result<Uri, ProxyError> {
-        let pq = match query {
-            Some(q) => format!("{path}?{q}"),
-            None => path.to_string(),
-        };
-        format!("{}{}", self.origin, pq)
-            .parse()
-            .map_err(|_| ProxyError::BadPath {
-                reason: "unparsable request target",
-            })
+        let mut target = String::with_capacity(
+            self.origin.len() + path.len() + query.map_or(0, |q| q.len() + 1),
+        );
+        target.push_str(&self.origin);
+        target.push_str(path);
+        if let Some(q) = query {
+            target.push('?');
+            target.push_str(q);
+        }
+        Uri::try_from(target).map_err(|_| ProxyError::BadPath {
+            reason: "unparsable request target",
+        })
     }
 
     /// The `Authorization` value Zweck sends to this upstream, if it has a credential.

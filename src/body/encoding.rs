@@ -208,6 +208,23 @@ pub fn decode(input: &[u8], codings: &[Coding], limits: &Limits) -> Result<Bytes
     Ok(Bytes::from(out))
 }
 
+/// `decode` for a body already in `Bytes`: without codings it is returned as it is (no copy).
+pub fn decode_bytes(
+    input: &Bytes,
+    codings: &[Coding],
+    limits: &Limits,
+) -> Result<Bytes, DecodeError> {
+    if codings.is_empty() {
+        if input.len() > limits.max_output {
+            return Err(DecodeError::TooLarge {
+                limit: limits.max_output,
+            });
+        }
+        return Ok(input.clone());
+    }
+    decode(input, codings, limits)
+}
+
 /// Encodes a body with one coding (for a client that accepted it).
 pub fn encode(input: &[u8], coding: Coding) -> io::Result<Bytes> {
     let out = match coding {

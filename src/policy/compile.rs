@@ -279,7 +279,7 @@ fn compile_inventory(
     }
 
     // Names first, so children and type keys can refer to resources defined later.
-    let mut by_type: HashMap<String, usize> = HashMap::new();
+    let mut by_type: super::FastMap<String, usize> = Default::default();
     let names: Vec<&str> = raw
         .resources
         .iter()
@@ -513,7 +513,7 @@ fn compile_resource(
         }
     }
 
-    let mut consent = HashMap::new();
+    let mut consent = super::FastMap::default();
     for (cname, c) in res.consent.iter() {
         let field = match parse_key_path(&c.value.field) {
             Ok(f) => f,

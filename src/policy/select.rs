@@ -10,7 +10,6 @@
 //! purpose's `otherwise` removes it: a selector bug costs over-redaction, never a leak.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 
 use jsonpath_rust::parser::model::{JpQuery, Segment, Selector};
 use jsonpath_rust::parser::parse_json_path;
@@ -134,7 +133,7 @@ pub struct FieldNode {
     /// Category of this node's whole subtree, unless a deeper node says otherwise.
     pub cat: Option<CatId>,
     /// Named members.
-    pub keys: HashMap<String, FieldNode>,
+    pub keys: super::FastMap<String, FieldNode>,
     /// `[*]`: array items, and members not named in `keys`.
     pub any: Option<Box<FieldNode>>,
     /// Nested records of this resource sit here (parent objects, child subqueries).
@@ -191,11 +190,11 @@ pub struct LocNode {
     /// The node here is a record.
     pub record: bool,
     /// Named members on the way to records.
-    pub keys: HashMap<String, LocNode>,
+    pub keys: super::FastMap<String, LocNode>,
     /// Every array item.
     pub any: Option<Box<LocNode>>,
     /// Specific array items.
-    pub idx: HashMap<usize, LocNode>,
+    pub idx: super::FastMap<usize, LocNode>,
 }
 
 impl LocNode {

@@ -19,7 +19,7 @@ pub struct PolicySet {
     pub(crate) taxonomy: Taxonomy,
     pub(crate) controller: Controller,
     pub(crate) purposes: Vec<Purpose>,
-    pub(crate) purpose_index: HashMap<String, usize>,
+    pub(crate) purpose_index: super::FastMap<String, usize>,
     pub(crate) inventories: HashMap<Dialect, Inventory>,
 }
 
@@ -121,7 +121,7 @@ pub struct Inventory {
     pub(crate) ungoverned: Vec<RoutePattern>,
     pub(crate) operations: Vec<Operation>,
     pub(crate) resources: Vec<Resource>,
-    pub(crate) by_type: HashMap<String, usize>,
+    pub(crate) by_type: super::FastMap<String, usize>,
 }
 
 impl Inventory {
@@ -147,7 +147,7 @@ pub struct Resource {
     pub(crate) type_key: Option<Vec<String>>,
     pub(crate) envelope: FieldNode,
     pub(crate) fields: FieldNode,
-    pub(crate) consent: HashMap<String, ConsentSignal>,
+    pub(crate) consent: super::FastMap<String, ConsentSignal>,
     pub(crate) keep_unclassified: bool,
 }
 

@@ -5,8 +5,6 @@
 //! names when it reports. `unclassified` is Zweck's own category for everything no selector
 //! classified; `system` and `system.*` mark non-personal fields.
 
-use std::collections::HashMap;
-
 const DATA: &str = include_str!("taxonomy.txt");
 
 /// Index of a category in the taxonomy.
@@ -27,7 +25,7 @@ pub struct Category {
 #[derive(Debug, Clone)]
 pub struct Taxonomy {
     cats: Vec<Category>,
-    by_name: HashMap<String, CatId>,
+    by_name: super::FastMap<String, CatId>,
     unclassified: CatId,
 }
 
@@ -44,7 +42,7 @@ impl Taxonomy {
             .collect();
         names.push(UNCLASSIFIED);
         let mut cats = Vec::with_capacity(names.len());
-        let mut by_name = HashMap::with_capacity(names.len());
+        let mut by_name = super::FastMap::with_capacity_and_hasher(names.len(), Default::default());
         for (i, name) in names.iter().enumerate() {
             let parent = name
                 .rsplit_once('.')
