@@ -31,6 +31,8 @@ set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 HERE="$REPO/benches/load"
+# shellcheck source=benches/load/common.sh
+source "$HERE/common.sh"
 DUR=${ZWECK_BENCH_DURATION:-4}
 CONNS=${ZWECK_BENCH_CONNS:-32}
 IDLE=${ZWECK_BENCH_IDLE:-500}
@@ -102,7 +104,6 @@ else
     PINNING="not pinned (one CPU)"
 fi
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 D_PORT=$(free_port); Z_PORT=$(free_port); ZA_PORT=$(free_port)
 N_PORT=$(free_port); ZN_PORT=$(free_port); ZNA_PORT=$(free_port)
 while [[ $(printf '%s\n' "$D_PORT" "$Z_PORT" "$ZA_PORT" "$N_PORT" "$ZN_PORT" "$ZNA_PORT" | sort -u | wc -l) -lt 6 ]]; do
@@ -110,26 +111,9 @@ while [[ $(printf '%s\n' "$D_PORT" "$Z_PORT" "$ZA_PORT" "$N_PORT" "$ZN_PORT" "$Z
 done
 
 # ---------------------------------------------------------------- policies, configs, certificates
-# A snapshot of policies/ (other work may be editing it), with export budgets raised out of the
-# way: the bench measures the proxy, not the budget (budgets have their own tests and bench).
+# A snapshot of policies/ (other work may be editing it), budgets raised (benches/load/common.sh).
 POL="$WORK/policies"
-cp -r "$REPO/policies" "$POL"
-POLICY_SOURCE="working tree"
-if ! "$ZWECK" policy check --dir "$POL" >"$WORK/policy-check.log" 2>&1; then
-    log "policies/ in the working tree do not check; using HEAD's"
-    rm -rf "$POL"
-    (cd "$REPO" && git archive HEAD policies) | tar -x -C "$WORK"
-    POLICY_SOURCE="HEAD (working tree did not check)"
-    "$ZWECK" policy check --dir "$POL" >"$WORK/policy-check.log" 2>&1 || { cat "$WORK/policy-check.log" >&2; die "policies do not check"; }
-fi
-python3 - "$POL/purposes.yaml" <<'EOF'
-import re, sys
-p = sys.argv[1]
-text = open(p).read()
-text, n = re.subn(r"(?m)^(\s*)export_budget:.*$", r"\1export_budget: { records: 100000000000, per: 1h, burst: 10000000000 }", text)
-assert n > 0, "no export_budget to raise"
-open(p, "w").write(text)
-EOF
+snapshot_policies "$ZWECK" "$REPO" "$POL" || die "policies do not check"
 
 # Is the Bulk results route governed by the inventory? If not, it is declared ungoverned for
 # the bench and measured as pass-through.

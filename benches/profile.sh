@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Instructions per request, counted by valgrind's callgrind: repeatable on a shared, noisy
+# machine where timings are not (docs/performance.md, "Profile").
+#
+#   bash benches/profile.sh                 # target/release/zweck (built first)
+#   ZWECK_BIN=/path/to/other/zweck bash benches/profile.sh   # an older build, for before/after
+#   ZWECK_PROFILE_KEEP=1 bash benches/profile.sh             # keep the callgrind files
+#
+# For each scenario Zweck runs under callgrind twice, serving N and 3N requests from oha
+# (8 connections, HTTP/1.1 keep-alive, TLS, the newsletter app's client certificate) through
+# to the CRM double (a separate, uninstrumented process). The difference of the two totals
+# divided by 2N is the cost of one request without start-up, TLS handshakes and shutdown:
+#   - pass-through: GET /services/data/ (484 B, ungoverned);
+#   - governed JSON: a SOQL page of 200 contacts (98 KB), newsletter policy, transfer log on;
+#   - the same without the transfer log: the difference is the log's CPU cost (its fdatasync
+#     waits are not instructions; load.sh measures those).
+# Everything on 127.0.0.1; about 3 minutes. Not part of CI (needs valgrind and oha).
+# Look inside a kept file with `callgrind_annotate --inclusive=yes FILE | head -60`.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+HERE="$REPO/benches/load"
+# shellcheck source=benches/load/common.sh
+source "$HERE/common.sh"
+
+log() { printf '[profile] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+command -v valgrind >/dev/null || die "valgrind is needed (Debian: apt-get install valgrind)"
+command -v python3 >/dev/null || die "python3 is needed"
+OHA=$(command -v oha || echo "$HOME/.cargo/bin/oha")
+[[ -x "$OHA" ]] || die "oha is needed (cargo install oha --locked)"
+
+if [[ -z "${ZWECK_BIN:-}" ]]; then
+    log "building (cargo build --release --bin zweck)"
+    (cd "$REPO" && cargo build --release --bin zweck >/dev/null 2>&1) || die "build failed"
+    ZWECK_BIN="$REPO/target/release/zweck"
+fi
+ZWECK=$(realpath "$ZWECK_BIN")
+
+WORK=$(mktemp -d /tmp/zweck-profile.XXXXXX)
+PIDS=()
+cleanup() {
+    local rc=$?
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    if [[ "${ZWECK_PROFILE_KEEP:-0}" == 1 ]]; then log "kept $WORK"; else rm -rf "$WORK"; fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+snapshot_policies "$ZWECK" "$REPO" "$WORK/policies" || die "policies do not check"
+D_PORT=$(free_port)
+mkdir -p "$WORK/certs"
+python3 "$HERE/derive_config.py" "$REPO/zweck.yaml" "$WORK" "$WORK/policies" "$D_PORT" 1 2 yes "$WORK/base.yaml"
+"$ZWECK" certs generate --config "$WORK/base.yaml" >/dev/null
+echo "profile-$RANDOM$RANDOM" >"$WORK/certs/crm-double.token"
+CA="$WORK/certs/ca.pem"
+CLIENT=(--cacert "$CA" --cert "$WORK/certs/clients/newsletter-tool.pem" --key "$WORK/certs/clients/newsletter-tool.key")
+
+"$ZWECK" crm-double --listen "127.0.0.1:$D_PORT" --certs "$WORK/certs" --contacts 100000 >"$WORK/double.log" 2>&1 &
+PIDS+=($!)
+
+# instructions N PATH AUDIT(yes|no) -> total Ir of a `zweck serve` that answered N requests of PATH
+instructions() {
+    local n=$1 path=$2 audit=$3 port admin run cfg vpid
+    port=$(free_port); admin=$(free_port)
+    run="$WORK/run-$n-$port"; cfg="$run.yaml"
+    mkdir -p "$run/log/logs" "$run/log/offbox"
+    python3 "$HERE/derive_config.py" "$REPO/zweck.yaml" "$run" "$WORK/policies" "$D_PORT" "$port" "$admin" "$audit" "$cfg"
+    # the run shares the certificates made above
+    sed -i "s|$run/certs/|$WORK/certs/|g" "$cfg"
+    RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$run.callgrind" "$ZWECK" serve --config "$cfg" \
+        >"$run.log" 2>&1 &
+    vpid=$!
+    for _ in $(seq 240); do
+        curl -s -o /dev/null --cacert "$CA" "https://127.0.0.1:$port/" && break
+        sleep 0.5
+    done
+    "$OHA" --no-tui -n "$n" -c 8 --disable-compression "${CLIENT[@]}" --output-format quiet \
+        "https://127.0.0.1:$port$path" >/dev/null 2>&1 || die "oha failed against $path"
+    kill -INT "$vpid"
+    wait "$vpid" || true
+    awk '/^(summary|totals):/ {print $2; exit}' "$run.callgrind"
+}
+
+SOQL="SELECT+Id,FirstName,LastName,Email,Phone,MobilePhone,Birthdate,HasOptedOutOfEmail,MailingStreet,MailingCity,MailingPostalCode,MailingCountry,Title,Department+FROM+Contact+LIMIT+200"
+echo "# Instructions per request (callgrind), $("$ZWECK" --version 2>/dev/null || echo zweck) at $ZWECK"
+echo
+echo "| scenario | requests | Ir per request |"
+echo "|---|---:|---:|"
+for scenario in "pass-through (484 B)|/services/data/|2000|yes" \
+    "governed JSON (98 KB)|/services/data/v66.0/query?q=$SOQL|200|yes" \
+    "governed JSON (98 KB), no transfer log|/services/data/v66.0/query?q=$SOQL|200|no"; do
+    IFS='|' read -r name path n audit <<<"$scenario"
+    log "$name: $n and $((3 * n)) requests under callgrind"
+    a=$(instructions "$n" "$path" "$audit")
+    b=$(instructions "$((3 * n))" "$path" "$audit")
+    echo "| $name | $((2 * n)) | $(( (b - a) / (2 * n) )) |"
+done
