@@ -89,7 +89,7 @@ fn record(n: u64) -> TransferRecord {
         parts: vec![],
         bytes: 100 + n,
         actions: BTreeMap::from([("keep".to_string(), 2), ("drop".to_string(), 1)]),
-        decision: if n % 5 == 0 {
+        decision: if n.is_multiple_of(5) {
             Decision::Blocked
         } else {
             Decision::Minimised
@@ -161,6 +161,30 @@ async fn concurrent_appends_are_group_committed_and_verify() {
     let first = &lines(&s.log())[0];
     assert!(first.starts_with("{\"seq\":0,\"ts\":\""));
     assert!(first.contains(&format!("\"prev\":\"{}\"", "0".repeat(64))));
+}
+
+#[tokio::test]
+async fn a_second_writer_is_refused_while_the_first_holds_the_log() {
+    let s = setup();
+    let log = AuditLog::open(s.config.clone()).await.expect("open");
+    assert_eq!(append_n(&log, 0, 3).await, vec![0, 1, 2]);
+    // another open of the same log (another Zweck on the same config) must not interleave
+    match AuditLog::open(s.config.clone()).await {
+        Err(AuditError::InUse { path }) => assert_eq!(path, s.log().display().to_string()),
+        Err(other) => panic!("wrong error: {other}"),
+        Ok(_) => panic!("a second writer opened the log"),
+    }
+    // the first writer is untouched and the log still verifies
+    assert_eq!(append_n(&log, 3, 2).await, vec![3, 4]);
+    log.shutdown().await.expect("shutdown");
+    // as soon as shutdown returns, the log can be opened again
+    let log = AuditLog::open(s.config.clone())
+        .await
+        .expect("reopen after shutdown");
+    assert_eq!(append_n(&log, 5, 1).await, vec![5]);
+    log.shutdown().await.expect("shutdown");
+    let v = s.verify();
+    assert_eq!(v.exit_code, 0, "{}", v.text);
 }
 
 #[tokio::test]

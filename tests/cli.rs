@@ -38,29 +38,7 @@ fn dev_config(dir: &std::path::Path, dev: bool) -> std::path::PathBuf {
 fn serve_makes_dev_certificates_on_first_start_and_exits_0_on_sigterm() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dev_config(dir.path(), true);
-    let mut child = zweck()
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn zweck");
-    let stderr = child.stderr.take().expect("stderr");
-    // read the log on a thread, so a silent child cannot hang the test
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("Zweck listening") {
-                let _ = tx.send(());
-            }
-        }
-    });
-    if rx.recv_timeout(Duration::from_secs(120)).is_err() {
-        let _ = child.kill();
-        panic!("zweck did not start");
-    }
+    let mut child = start_serving(&config);
     for f in [
         "ca.pem",
         "proxy.pem",
@@ -101,6 +79,65 @@ fn serve_makes_dev_certificates_on_first_start_and_exits_0_on_sigterm() {
         panic!("zweck did not exit after SIGTERM");
     });
     assert_eq!(code.code(), Some(0));
+}
+
+/// Starts `zweck serve` and waits (bounded) until it listens.
+fn start_serving(config: &std::path::Path) -> std::process::Child {
+    let mut child = zweck()
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn zweck");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("Zweck listening") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    if rx.recv_timeout(Duration::from_secs(120)).is_err() {
+        let _ = child.kill();
+        panic!("zweck did not start");
+    }
+    child
+}
+
+#[test]
+fn a_second_zweck_on_the_same_transfer_log_refuses_to_start() {
+    let first_dir = tempfile::tempdir().expect("tempdir");
+    let mut first = start_serving(&dev_config(first_dir.path(), true));
+    // another instance, its own ports and certificates, pointed at the first one's log
+    let second_dir = tempfile::tempdir().expect("tempdir");
+    let second = dev_config(second_dir.path(), true);
+    let log = first_dir.path().join("logs/transfers.jsonl");
+    let text = std::fs::read_to_string(&second).expect("read config");
+    assert!(
+        text.contains("log: logs/transfers.jsonl"),
+        "the shipped audit log moved"
+    );
+    let text = text.replace(
+        "log: logs/transfers.jsonl",
+        &format!("log: {}", log.display()),
+    );
+    std::fs::write(&second, text).expect("write config");
+    let out = zweck()
+        .args(["serve", "--config"])
+        .arg(&second)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run the second zweck");
+    let _ = first.kill();
+    let _ = first.wait();
+    assert!(!out.status.success(), "the second zweck started");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("in use by another writer"), "{err}");
+    assert!(err.contains(&log.display().to_string()), "{err}");
 }
 
 #[test]

@@ -560,7 +560,7 @@ impl PageSource {
                 )
                 .as_bytes(),
             );
-            if n % 3 == 0 {
+            if n.is_multiple_of(3) {
                 // a removed record
                 let len = self.pending.len();
                 self.pending.truncate(len - 1);

@@ -35,15 +35,16 @@ fn csv_run(
     keep_all: bool,
 ) -> Result<Vec<u8>, zweck::body::csv::CsvError> {
     let plan = move |name: &str| {
-        if keep_all || name.len() % 2 == 0 {
+        if keep_all || name.len().is_multiple_of(2) {
             CellAction::Keep
-        } else if name.len() % 3 == 0 {
+        } else if name.len().is_multiple_of(3) {
             CellAction::Replace(Box::new(|v: &str| v.chars().rev().collect()))
         } else {
             CellAction::Drop
         }
     };
-    let filter = move |row: &zweck::body::csv::Row<'_>| keep_all || row.cell(0).len() % 2 == 0;
+    let filter =
+        move |row: &zweck::body::csv::Row<'_>| keep_all || row.cell(0).len().is_multiple_of(2);
     let mut t = CsvTransformer::new(
         delimiter,
         CsvLimits {

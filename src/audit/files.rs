@@ -2,8 +2,9 @@
 //!
 //! A log `L` is the active file `L`, sealed segments `L.<first seq, 20 digits>` (so names sort
 //! by seq), the on-box checkpoints `L.checkpoints`, and torn tails cut by recovery
-//! `L.torn.<seq>`. Rotation renames the active file to a segment; the chain and the Merkle
-//! tree run on across files as if they were one.
+//! `L.torn.<seq>`, and the writer's lock file `L.lock` (one writing process per log). Rotation
+//! renames the active file to a segment; the chain and the Merkle tree run on across files as
+//! if they were one.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -33,6 +34,11 @@ pub fn segment_path(log: &Path, first_seq: u64) -> PathBuf {
 /// `L.checkpoints`.
 pub fn checkpoints_path(log: &Path) -> PathBuf {
     with_suffix(log, ".checkpoints")
+}
+
+/// `L.lock`: the writer's lock file (held while a process appends to `L`).
+pub fn lock_path(log: &Path) -> PathBuf {
+    with_suffix(log, ".lock")
 }
 
 /// `L.torn.<seq>`: bytes recovery cut off, kept for inspection.

@@ -87,6 +87,9 @@ pub enum AuditError {
     /// The log was shut down (or its writer is gone).
     #[error("transfer log is closed")]
     Closed,
+    /// Another process (or another open log in this one) is writing this log.
+    #[error("transfer log {path} is in use by another writer (its .lock file is locked): one log, one Zweck")]
+    InUse { path: String },
     /// The last copy of a checkpoint could not be written off-box.
     #[error("checkpoint could not be written off-box: {0}")]
     Offbox(String),

@@ -106,7 +106,7 @@ impl AuditLog {
         let (writer_parts, recovery) = tokio::task::spawn_blocking(move || prepare(&cfg, wrap))
             .await
             .map_err(|e| AuditError::Failed(format!("open task: {e}")))??;
-        let (key, sink, recovered) = writer_parts;
+        let (key, sink, recovered, lock) = writer_parts;
         let verifier_key = checkpoint::verifier_key(&config.origin, &checkpoint::public_key(&key));
         let offbox_error: offbox::LastError = Arc::new(Mutex::new(None));
         let (offbox_tx, offbox_task) = match offbox::spawn(&config.offbox, offbox_error.clone()) {
@@ -137,6 +137,7 @@ impl AuditLog {
             failed: failed.clone(),
             counters: counters.clone(),
             offbox: offbox_tx,
+            lock: Some(lock),
         };
         std::thread::Builder::new()
             .name("zweck-audit".into())
@@ -236,9 +237,35 @@ impl AuditLog {
 }
 
 type Prepared = (
-    (Ed25519KeyPair, Box<dyn Sink>, files::Recovered),
+    (
+        Ed25519KeyPair,
+        Box<dyn Sink>,
+        files::Recovered,
+        std::fs::File,
+    ),
     RecoveryReport,
 );
+
+/// Takes the log's lock file (`<log>.lock`, an exclusive advisory lock held for the writer's
+/// life): two processes appending to one log would interleave lines and break the hash
+/// chain, which an auditor could not tell from tampering. The kernel drops the lock when the
+/// process dies, so a crash never leaves it stale.
+fn lock_log(log: &std::path::Path) -> Result<std::fs::File, AuditError> {
+    let path = files::lock_path(log);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| AuditError::io(&path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(AuditError::InUse {
+            path: log.display().to_string(),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(AuditError::io(&path, e)),
+    }
+}
 
 /// The blocking half of `open`: key, directory, recovery, file.
 fn prepare<F>(config: &AuditConfig, wrap: F) -> Result<Prepared, AuditError>
@@ -255,6 +282,7 @@ where
     if let Some(dir) = config.log.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| AuditError::io(dir, e))?;
     }
+    let lock = lock_log(&config.log)?;
     let pk = checkpoint::public_key(&key);
     let recovered = files::recover(&config.log, Some((&config.origin, &pk)))?;
     if let Some((bytes, saved)) = &recovered.report.cut {
@@ -262,7 +290,7 @@ where
     }
     let sink = FileSink::open(&config.log).map_err(|e| AuditError::io(&config.log, e))?;
     let report = recovered.report.clone();
-    Ok(((key, wrap(Box::new(sink)), recovered), report))
+    Ok(((key, wrap(Box::new(sink)), recovered, lock), report))
 }
 
 type AppendAck = oneshot::Sender<Result<u64, AuditError>>;
@@ -293,6 +321,9 @@ struct Writer {
     failed: Arc<OnceLock<String>>,
     counters: Arc<Counters>,
     offbox: Option<tokio::sync::mpsc::UnboundedSender<String>>,
+    /// The log's lock file; released (dropped) before a shutdown is acknowledged, so the log
+    /// can be reopened as soon as `shutdown` returns.
+    lock: Option<std::fs::File>,
 }
 
 impl Writer {
@@ -332,6 +363,7 @@ impl Writer {
             self.commit(appends);
             if !shutdowns.is_empty() {
                 let result = self.final_checkpoint();
+                self.lock = None;
                 for ack in shutdowns {
                     let _ = ack.send(result.clone());
                 }

@@ -408,7 +408,7 @@ impl Generator {
             department,
             lead_source: r.pick(LEAD_SOURCES),
             email_opt_out: index % 3 == 1,
-            bulk_email_opt_out: index % 3 != 0,
+            bulk_email_opt_out: !index.is_multiple_of(3),
             fax_opt_out: r.chance(1, 2),
             do_not_call: index % 6 == 5,
             gdpr_opt_out: index % 9 == 4,
