@@ -45,25 +45,56 @@ pub async fn run(listener: TcpListener, state: Arc<State>, shutdown: impl Future
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), graceful.shutdown()).await;
 }
 
+/// Ready when started and the transfer log can be written: a failed log refuses every
+/// governed request (fail closed), so a load balancer should send traffic elsewhere.
+fn readiness(state: &State) -> (StatusCode, &'static str, String) {
+    if !state.is_ready() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            "not ready\n".to_string(),
+        );
+    }
+    if state.audit.as_ref().is_some_and(|a| a.failure().is_some()) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            "not ready: the transfer log cannot be written; governed requests are refused until a restart\n"
+                .to_string(),
+        );
+    }
+    (StatusCode::OK, "text/plain", "ready\n".to_string())
+}
+
+/// The transfer log's state as gauges, read at scrape time.
+fn refresh_transfer_log_gauges(state: &State) {
+    let Some(audit) = &state.audit else {
+        return;
+    };
+    let m = &state.metrics;
+    m.transfer_log_failed
+        .set(i64::from(audit.failure().is_some()));
+    m.transfer_log_offbox_failing
+        .set(i64::from(audit.offbox_error().is_some()));
+    m.transfer_log_entries
+        .set(i64::try_from(audit.stats().entries).unwrap_or(i64::MAX));
+}
+
 async fn answer(
     state: Arc<State>,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let (status, ctype, text) = match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => (StatusCode::OK, "text/plain", "ok\n".to_string()),
-        (&Method::GET, "/readyz") if state.is_ready() => {
-            (StatusCode::OK, "text/plain", "ready\n".to_string())
+        (&Method::GET, "/readyz") => readiness(&state),
+        (&Method::GET, "/metrics") => {
+            refresh_transfer_log_gauges(&state);
+            (
+                StatusCode::OK,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                state.metrics.render(),
+            )
         }
-        (&Method::GET, "/readyz") => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "text/plain",
-            "not ready\n".to_string(),
-        ),
-        (&Method::GET, "/metrics") => (
-            StatusCode::OK,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            state.metrics.render(),
-        ),
         _ => (
             StatusCode::NOT_FOUND,
             "text/plain",

@@ -37,6 +37,12 @@ pub struct Metrics {
     pub upstream_latency: HistogramFamily,
     pub open_connections: Gauge<i64, std::sync::atomic::AtomicI64>,
     pub tls_handshake_failures: Counter<u64, AtomicU64>,
+    /// 1 while the transfer log's writer has failed (governed flows are refused).
+    pub transfer_log_failed: Gauge<i64, std::sync::atomic::AtomicI64>,
+    /// 1 while the last off-box checkpoint delivery failed.
+    pub transfer_log_offbox_failing: Gauge<i64, std::sync::atomic::AtomicI64>,
+    /// Entries in the transfer log (its tree size).
+    pub transfer_log_entries: Gauge<i64, std::sync::atomic::AtomicI64>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -77,12 +83,33 @@ impl Metrics {
             "Client TLS handshakes that failed or timed out",
             tls_handshake_failures.clone(),
         );
+        let transfer_log_failed = Gauge::default();
+        registry.register(
+            "transfer_log_failed",
+            "1 while the transfer log cannot be written (governed requests are refused)",
+            transfer_log_failed.clone(),
+        );
+        let transfer_log_offbox_failing = Gauge::default();
+        registry.register(
+            "transfer_log_offbox_failing",
+            "1 while the last off-box checkpoint delivery failed",
+            transfer_log_offbox_failing.clone(),
+        );
+        let transfer_log_entries = Gauge::default();
+        registry.register(
+            "transfer_log_entries",
+            "Entries in the transfer log",
+            transfer_log_entries.clone(),
+        );
         Metrics {
             registry,
             requests,
             upstream_latency,
             open_connections,
             tls_handshake_failures,
+            transfer_log_failed,
+            transfer_log_offbox_failing,
+            transfer_log_entries,
         }
     }
 

@@ -188,6 +188,31 @@ async fn a_second_writer_is_refused_while_the_first_holds_the_log() {
 }
 
 #[tokio::test]
+async fn an_unreachable_offbox_copy_is_reported_while_the_log_goes_on() {
+    let mut s = setup();
+    // the off-box file cannot be created: its "directory" is a regular file
+    s.config.offbox = Offbox::File(s.root.join("audit.key/checkpoints"));
+    let log = AuditLog::open(s.config.clone()).await.expect("open");
+    assert_eq!(log.offbox_error(), None);
+    // checkpoint_every is 10: the tenth append checkpoints and posts the note off-box
+    assert_eq!(append_n(&log, 0, 10).await.len(), 10);
+    let mut reported = None;
+    for _ in 0..200 {
+        reported = log.offbox_error();
+        if reported.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let reported = reported.expect("the failed delivery is reported");
+    assert!(reported.contains("audit.key/checkpoints"), "{reported}");
+    // the local log is not affected
+    assert_eq!(log.failure(), None);
+    assert_eq!(append_n(&log, 10, 2).await, vec![10, 11]);
+    let _ = log.shutdown().await;
+}
+
+#[tokio::test]
 async fn restart_continues_the_chain() {
     let s = setup();
     let log = AuditLog::open(s.config.clone()).await.expect("open");

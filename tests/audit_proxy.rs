@@ -189,6 +189,12 @@ async fn a_log_that_cannot_be_written_stops_governed_flows_only() {
     // ungoverned routes carry no personal data and keep working
     let (r, _) = news.get(&h.url("/services/data/"), &[]).await;
     assert_eq!(r.status(), 200);
+    // operators see it: not ready (a load balancer moves traffic away) and a metric
+    let (status, text) = h.admin_get("/readyz").await;
+    assert_eq!(status, 503, "{text}");
+    assert!(text.contains("transfer log"), "{text}");
+    let (_, metrics) = h.admin_get("/metrics").await;
+    assert!(metrics.contains("zweck_transfer_log_failed 1"), "{metrics}");
 }
 
 #[tokio::test]

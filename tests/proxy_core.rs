@@ -413,29 +413,7 @@ async fn admin_endpoints_report_health_readiness_and_metrics() {
     let c = h.cert_client(CERT_APP, Version::H2);
     let (r, _) = c.get(&h.url("/services/data/"), &[]).await;
     assert_eq!(r.status(), 200);
-    let admin = h.zweck().admin_addr.expect("admin");
-    let get = |path: &'static str| async move {
-        let stream = tokio::net::TcpStream::connect(admin)
-            .await
-            .expect("connect");
-        let (mut send, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                .await
-                .expect("handshake");
-        tokio::spawn(conn);
-        let resp = send
-            .send_request(
-                http::Request::get(path)
-                    .header("host", "admin")
-                    .body(http_body_util::Empty::<Bytes>::new())
-                    .expect("req"),
-            )
-            .await
-            .expect("resp");
-        let status = resp.status();
-        let body = resp.into_body().collect().await.expect("body").to_bytes();
-        (status, String::from_utf8_lossy(&body).to_string())
-    };
+    let get = |path: &'static str| h.admin_get(path);
     assert_eq!(get("/healthz").await.0, 200);
     assert_eq!(get("/readyz").await.0, 200);
     let (status, text) = get("/metrics").await;
@@ -449,6 +427,8 @@ async fn admin_endpoints_report_health_readiness_and_metrics() {
         "{text}"
     );
     assert!(text.contains("zweck_open_connections"), "{text}");
+    assert!(text.contains("zweck_transfer_log_failed 0"), "{text}");
+    assert!(text.contains("zweck_transfer_log_entries "), "{text}");
     assert!(
         !text.contains("/services/data"),
         "metrics carry no raw paths"

@@ -253,6 +253,31 @@ impl Harness {
         self.zweck.as_ref().expect("running")
     }
 
+    /// GET on the admin listener (plain HTTP/1.1): status and body text.
+    pub async fn admin_get(&self, path: &str) -> (http::StatusCode, String) {
+        let admin = self.zweck().admin_addr.expect("admin listener");
+        let stream = tokio::net::TcpStream::connect(admin)
+            .await
+            .expect("connect");
+        let (mut send, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .expect("handshake");
+        tokio::spawn(conn);
+        let resp = send
+            .send_request(
+                http::Request::get(path)
+                    .header("host", "admin")
+                    .body(http_body_util::Empty::<Bytes>::new())
+                    .expect("req"),
+            )
+            .await
+            .expect("resp");
+        let status = resp.status();
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        (status, String::from_utf8_lossy(&body).to_string())
+    }
+
     pub fn paths(&self) -> DevPaths {
         DevPaths::new(self.dir.path())
     }
