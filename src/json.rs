@@ -163,29 +163,6 @@ pub fn to_bytes_sized(value: &Value, capacity: usize) -> Bytes {
     Bytes::from(out)
 }
 
-/// True for `application/json` and any `+json` type, with or without parameters; a charset
-/// parameter other than UTF-8 is not JSON Zweck accepts.
-pub fn is_json_media_type(content_type: &str) -> bool {
-    let mut parts = content_type.split(';');
-    let essence = parts.next().unwrap_or("").trim().as_bytes();
-    let (type_, suffix) = (b"application/".as_slice(), b"+json".as_slice());
-    let json = essence.eq_ignore_ascii_case(b"application/json")
-        || (essence.len() > type_.len() + suffix.len()
-            && essence[..type_.len()].eq_ignore_ascii_case(type_)
-            && essence[essence.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
-            && !essence.contains(&b','));
-    if !json {
-        return false;
-    }
-    parts.all(|p| {
-        let Some((name, value)) = p.split_once('=') else {
-            return p.trim().is_empty();
-        };
-        !name.trim().eq_ignore_ascii_case("charset")
-            || value.trim().trim_matches('"').eq_ignore_ascii_case("utf-8")
-    })
-}
-
 /// Builds a `Value`, refusing duplicate keys and excess depth on the way down.
 struct ValueSeed {
     depth: usize,
@@ -563,29 +540,6 @@ mod tests {
         );
         assert!(matches!(p("[1,]"), Err(JsonError::Syntax { .. })));
         assert!(p(" {\"a\" : [true, false, null]}\n").is_ok());
-    }
-
-    #[test]
-    fn media_types() {
-        for t in [
-            "application/json",
-            "application/json; charset=utf-8",
-            "Application/JSON;charset=\"UTF-8\"",
-            "application/problem+json",
-            "application/json; odata.metadata=minimal",
-        ] {
-            assert!(is_json_media_type(t), "{t}");
-        }
-        for t in [
-            "text/plain",
-            "application/json; charset=latin1",
-            "text/json+xml",
-            "application/jsonx",
-            "",
-            "application/json, text/plain",
-        ] {
-            assert!(!is_json_media_type(t), "{t}");
-        }
     }
 
     mod props {

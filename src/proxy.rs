@@ -502,10 +502,7 @@ async fn tunnel_request_body(
     let ctype = header_str(headers, header::CONTENT_TYPE).unwrap_or_default();
     let (bytes, _reservation) = read_decoded(state, headers, incoming, true).await?;
     let purpose = purpose_of(&routed.policy, caller)?;
-    let origins = [
-        routed.upstream.upstream.origin.clone(),
-        state.config.public_url.clone(),
-    ];
+    let origins = tunnel_origins(state, routed);
     let tunnel = crate::tunnel::Tunnel {
         dialect: op.dialect(),
         kind,
@@ -542,6 +539,14 @@ async fn tunnel_request_body(
     Ok(out)
 }
 
+/// The origins a tunnel's parts may address: the upstream's and Zweck's own public URL.
+fn tunnel_origins(state: &State, routed: &Routed) -> [String; 2] {
+    [
+        routed.upstream.upstream.origin.clone(),
+        state.config.public_url.clone(),
+    ]
+}
+
 /// The tunnel's response: every part filtered with its own request's operation.
 async fn tunnel_response_body(
     state: &State,
@@ -557,10 +562,7 @@ async fn tunnel_response_body(
     let ctype = header_str(headers, header::CONTENT_TYPE).unwrap_or_default();
     let (bytes, _reservation) = read_decoded(state, headers, incoming, false).await?;
     let purpose = purpose_of(&routed.policy, caller)?;
-    let origins = [
-        routed.upstream.upstream.origin.clone(),
-        state.config.public_url.clone(),
-    ];
+    let origins = tunnel_origins(state, routed);
     let tunnel = crate::tunnel::Tunnel {
         dialect: request.dialect,
         kind: request.kind,
@@ -1408,10 +1410,7 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
 }
 
 fn is_json(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(json::is_json_media_type)
+    media::classify_headers(headers) == media::BodyKind::Json
 }
 
 #[cfg(test)]

@@ -74,30 +74,29 @@ pub fn classify(value: &str) -> BodyKind {
     let Some(media) = MediaType::parse(value) else {
         return BodyKind::Other(INVALID.to_string());
     };
-    let essence = format!("{}/{}", media.kind, media.subtype);
     match (media.kind.as_str(), media.subtype.as_str()) {
-        ("application", "json") => utf8_only(&media, BodyKind::Json, essence),
+        ("application", "json") => utf8_only(&media, BodyKind::Json),
         (_, sub) if sub.ends_with("+json") && sub.len() > "+json".len() => {
-            utf8_only(&media, BodyKind::Json, essence)
+            utf8_only(&media, BodyKind::Json)
         }
-        ("text", "csv") => utf8_only(&media, BodyKind::Csv, essence),
+        ("text", "csv") => utf8_only(&media, BodyKind::Csv),
         ("multipart", "mixed") => match media.param("boundary") {
             Some(boundary) if valid_boundary(boundary) => BodyKind::MultipartMixed {
                 boundary: boundary.to_string(),
             },
-            _ => BodyKind::Other(essence),
+            _ => BodyKind::Other(media.essence()),
         },
         ("application", "x-www-form-urlencoded") => BodyKind::FormUrlEncoded,
-        _ => BodyKind::Other(essence),
+        _ => BodyKind::Other(media.essence()),
     }
 }
 
 /// `kind` if the charset is absent or UTF-8, else `Other`.
-fn utf8_only(media: &MediaType, kind: BodyKind, essence: String) -> BodyKind {
+fn utf8_only(media: &MediaType, kind: BodyKind) -> BodyKind {
     match media.param("charset") {
         None => kind,
         Some(charset) if charset.eq_ignore_ascii_case("utf-8") => kind,
-        Some(_) => BodyKind::Other(essence),
+        Some(_) => BodyKind::Other(media.essence()),
     }
 }
 
@@ -120,6 +119,11 @@ struct MediaType {
 }
 
 impl MediaType {
+    /// `type/subtype`, for naming what was refused.
+    fn essence(&self) -> String {
+        format!("{}/{}", self.kind, self.subtype)
+    }
+
     /// RFC 9110 §8.3.1 `media-type`; `None` for anything that is not exactly one media type
     /// (lists, duplicate parameters, stray characters).
     fn parse(value: &str) -> Option<MediaType> {
@@ -308,6 +312,8 @@ mod tests {
         assert_eq!(classify("application/zip"), other("application/zip"));
         assert_eq!(classify("application/+json"), other("application/+json"));
         assert_eq!(classify("application/xml"), other("application/xml"));
+        assert_eq!(classify("application/jsonx"), other("application/jsonx"));
+        assert_eq!(classify("text/json+xml"), other("text/json+xml"));
     }
 
     #[test]
