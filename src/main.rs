@@ -243,6 +243,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let paths = DevPaths::new(&certs);
             let tls = tls::simple_server_config(&paths.crm_double_cert(), &paths.crm_double_key())
                 .context("the CRM double needs a certificate: run `zweck certs generate`")?;
+            let signal = server::shutdown_signal();
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("cannot listen on {listen}"))?;
@@ -252,9 +253,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 ..CrmDoubleConfig::default()
             });
             println!("CRM double on https://{listen} ({contacts} contacts, seed {seed})");
-            double
-                .serve(listener, tls, server::shutdown_signal())
-                .await?;
+            double.serve(listener, tls, signal).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Policy { command } => policy_command(command),
@@ -437,11 +436,14 @@ fn policy_command(command: PolicyCommand) -> anyhow::Result<ExitCode> {
 
 async fn serve(path: &Path, demo: bool) -> anyhow::Result<ExitCode> {
     let config = Config::load(path)?;
+    // Handlers first: "Zweck listening" is a readiness signal, and a SIGTERM right after it
+    // must drain, not kill.
+    let signal = server::shutdown_signal();
     let running = runtime::start(config.clone()).await?;
     if demo {
         print_demo(&config, running.proxy_addr);
     }
-    server::shutdown_signal().await;
+    signal.await;
     let drained = running.shutdown().await;
     tracing::info!(?drained, "stopped");
     Ok(ExitCode::SUCCESS)

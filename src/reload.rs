@@ -124,24 +124,28 @@ impl Policies {
         };
         #[cfg(unix)]
         {
+            use tokio::signal::unix::{signal, SignalKind};
             let tx = events_tx.clone();
             let mut stop = stop.clone();
-            tokio::spawn(async move {
-                use tokio::signal::unix::{signal, SignalKind};
-                let Ok(mut hup) = signal(SignalKind::hangup()) else {
-                    return;
-                };
-                loop {
-                    tokio::select! {
-                        _ = stopped(&mut stop) => return,
-                        got = hup.recv() => {
-                            if got.is_none() { return; }
-                            tracing::info!("SIGHUP received: reloading policies");
-                            let _ = tx.send(()).await;
+            // Registered here, before the spawn, so a SIGHUP right after start-up reloads
+            // instead of killing the process with the default action.
+            match signal(SignalKind::hangup()) {
+                Err(e) => tracing::warn!(error = %e, "cannot listen for SIGHUP"),
+                Ok(mut hup) => {
+                    tokio::spawn(async move {
+                        loop {
+                            tokio::select! {
+                                _ = stopped(&mut stop) => return,
+                                got = hup.recv() => {
+                                    if got.is_none() { return; }
+                                    tracing::info!("SIGHUP received: reloading policies");
+                                    let _ = tx.send(()).await;
+                                }
+                            }
                         }
-                    }
+                    });
                 }
-            });
+            }
         }
         tokio::spawn(async move {
             let _keep_alive = debouncer;

@@ -198,3 +198,60 @@ fn the_shipped_config_is_valid() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Signals sent the moment Zweck says it listens are handled, not fatal: a supervisor may
+/// send SIGHUP or SIGTERM as soon as it sees the readiness line, and the default action of
+/// both is to kill the process without draining.
+#[test]
+fn signals_right_after_the_readiness_line_are_handled() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dev_config(dir.path(), true);
+    let mut child = zweck()
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn zweck");
+    let pid = child.id().to_string();
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let signal = |name: &str| {
+            let _ = Command::new("kill").args([name, &pid]).status();
+        };
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            // signalled from the reader itself, with no delay after the line
+            if line.contains("Zweck listening") {
+                signal("-HUP");
+            } else if line.contains("SIGHUP received") {
+                signal("-TERM");
+            }
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("zweck did not exit; stderr so far: {seen:?}");
+        }
+        while let Ok(line) = rx.try_recv() {
+            seen.push(line);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(5)) {
+        seen.push(line);
+    }
+    let text = seen.join("\n");
+    assert!(text.contains("SIGHUP received"), "{text}");
+    assert!(text.contains("SIGTERM received"), "{text}");
+    assert_eq!(status.code(), Some(0), "{text}");
+}
