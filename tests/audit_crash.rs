@@ -133,6 +133,7 @@ fn sigkill_under_load_loses_no_acknowledged_record() {
             .spawn()
             .expect("spawn writer");
         let stdout = child.stdout.take().expect("stdout");
+        let (first_ack_tx, first_ack) = std::sync::mpsc::channel();
         let reader = std::thread::spawn(move || {
             let mut acked = Vec::new();
             let mut r = BufReader::new(stdout);
@@ -147,6 +148,9 @@ fn sigkill_under_load_loses_no_acknowledged_record() {
                         .and_then(|l| l.trim().strip_prefix("acked "))
                         .and_then(|s| s.parse::<u64>().ok())
                     {
+                        if acked.is_empty() {
+                            let _ = first_ack_tx.send(());
+                        }
                         acked.push(seq);
                     }
                 }
@@ -154,7 +158,13 @@ fn sigkill_under_load_loses_no_acknowledged_record() {
             }
             acked
         });
-        std::thread::sleep(Duration::from_millis(300 + 70 * round));
+        // Kill only once the writer is under way (a slow start on a busy machine must not
+        // turn into "nothing acknowledged"), then at a different point in each round.
+        if first_ack.recv_timeout(Duration::from_secs(120)).is_err() {
+            let _ = child.kill();
+            panic!("round {round}: the writer acknowledged nothing within 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(20 + 60 * round));
         child.kill().expect("SIGKILL"); // Child::kill is SIGKILL on unix
         let _ = child.wait();
         let acked = reader.join().expect("reader");

@@ -197,7 +197,7 @@ async fn an_unreachable_offbox_copy_is_reported_while_the_log_goes_on() {
     // checkpoint_every is 10: the tenth append checkpoints and posts the note off-box
     assert_eq!(append_n(&log, 0, 10).await.len(), 10);
     let mut reported = None;
-    for _ in 0..200 {
+    for _ in 0..1200 {
         reported = log.offbox_error();
         if reported.is_some() {
             break;
