@@ -5,6 +5,8 @@
 //! an action never falls back to passing the value through. `null` stays `null` everywhere,
 //! which also keeps the actions idempotent.
 
+use std::sync::{Arc, PoisonError, RwLock};
+
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use serde_json::Value;
@@ -18,11 +20,19 @@ type HmacSha256 = Hmac<Sha256>;
 /// Per-purpose keys are derived as HMAC(master, "zweck-pseudonym-v1:" + purpose), so the
 /// same input gives the same pseudonym within a purpose and different ones across purposes.
 /// The version goes into every pseudonym (`pz1_...`), so keys can rotate visibly.
+///
+/// Derived keys are cached (clones share the cache): deriving costs six SHA-256
+/// compressions, more than pseudonymising a few values, and every body would pay it.
 #[derive(Clone)]
 pub struct PseudonymKey {
-    master: Vec<u8>,
+    master: Arc<[u8]>,
     version: u32,
+    derived: Arc<RwLock<super::FastMap<String, Arc<PurposeKey>>>>,
 }
+
+/// At most this many purposes keep a cached key; beyond it keys are derived per call.
+/// Purpose names come from the compiled policies, so this bound is never reached in practice.
+const DERIVED_CACHE_MAX: usize = 1024;
 
 impl std::fmt::Debug for PseudonymKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -41,8 +51,9 @@ impl PseudonymKey {
     /// A key with an explicit version (the `N` in `pzN_`).
     pub fn with_version(master: &[u8], version: u32) -> PseudonymKey {
         PseudonymKey {
-            master: master.to_vec(),
+            master: master.into(),
             version,
+            derived: Arc::default(),
         }
     }
 
@@ -51,8 +62,26 @@ impl PseudonymKey {
         self.version
     }
 
-    /// The key of one purpose.
-    pub fn derive(&self, purpose: &str) -> PurposeKey {
+    /// The key of one purpose (derived once, then from the cache).
+    pub fn derive(&self, purpose: &str) -> Arc<PurposeKey> {
+        // a poisoned lock only means another thread panicked mid-insert: the map is intact
+        if let Some(k) = self
+            .derived
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(purpose)
+        {
+            return k.clone();
+        }
+        let key = Arc::new(self.derive_uncached(purpose));
+        let mut cache = self.derived.write().unwrap_or_else(PoisonError::into_inner);
+        if cache.len() < DERIVED_CACHE_MAX {
+            cache.insert(purpose.to_string(), key.clone());
+        }
+        key
+    }
+
+    fn derive_uncached(&self, purpose: &str) -> PurposeKey {
         let mut mac = mac_for(&self.master);
         mac.update(b"zweck-pseudonym-v1:");
         mac.update(purpose.as_bytes());
@@ -210,6 +239,31 @@ fn parse_range(s: &str, width: i128) -> Option<i128> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn derived_keys_are_cached_per_purpose_and_match_a_fresh_derivation() {
+        let key = PseudonymKey::new(b"master");
+        let a = key.derive("newsletter");
+        // a clone shares the cache
+        assert!(Arc::ptr_eq(&a, &key.clone().derive("newsletter")));
+        let fresh = PseudonymKey::new(b"master").derive_uncached("newsletter");
+        assert_eq!(a.pseudonym("x@example.com"), fresh.pseudonym("x@example.com"));
+        // pinned (Python: hmac(hmac(b"master", b"zweck-pseudonym-v1:newsletter"), value)):
+        // a cache must not change what a pseudonym is
+        assert_eq!(a.pseudonym("x@example.com"), "pz1_TWMARcs3vRts4KHKBUnjog");
+        let other = key.derive("analytics");
+        assert!(!Arc::ptr_eq(&a, &other));
+        assert_ne!(a.pseudonym("x@example.com"), other.pseudonym("x@example.com"));
+        // another master or version: another cache, other pseudonyms
+        assert_ne!(
+            PseudonymKey::new(b"other").derive("newsletter").pseudonym("x@example.com"),
+            a.pseudonym("x@example.com")
+        );
+        assert!(PseudonymKey::with_version(b"master", 2)
+            .derive("newsletter")
+            .pseudonym("x@example.com")
+            .starts_with("pz2_"));
+    }
 
     #[test]
     fn masks() {

@@ -164,7 +164,7 @@ where
         purpose: purpose.clone(),
         dialect: op.dialect(),
         candidates,
-        key: key.map(|k| Arc::new(k.derive(&purpose.name))),
+        key: key.map(|k| k.derive(&purpose.name)),
         delimiter: job.delimiter,
     })
 }

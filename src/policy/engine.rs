@@ -323,7 +323,7 @@ struct Walker<'a, 't> {
     consent: bool,
     observing: bool,
     master: Option<&'a PseudonymKey>,
-    pkey: Option<PurposeKey>,
+    pkey: Option<std::sync::Arc<PurposeKey>>,
     key_missing: bool,
     email_cat: Option<CatId>,
     track: bool,

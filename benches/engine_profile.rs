@@ -1,0 +1,90 @@
+//! A fixed number of engine runs on one body, for instruction counting under callgrind
+//! (`benches/profile.sh engine`): no criterion, no timing, nothing adaptive, so two runs with
+//! N and 3N iterations differ only by 2N engine runs.
+//!
+//! Usage: `engine_profile <salesforce|hubspot|dynamics> <bytes> <purpose|parse|serde_json> <iterations>`
+//! (`parse` = Zweck's strict parse + serialize only; `serde_json` = serde_json's
+//! `from_slice::<Value>` + `to_vec`, the floor).
+
+use std::hint::black_box;
+
+use serde_json::json;
+use zweck::crm_double::{CrmDouble, CrmDoubleConfig, Dialect};
+use zweck::dialect::Dialect as D;
+use zweck::json::{self, JsonLimits};
+use zweck::policy::{self, Direction, PolicySet, PseudonymKey, RouteMatch};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    // `cargo bench` runs every bench target with `--bench`: nothing to do then
+    if args.len() != 4 {
+        eprintln!("usage: engine_profile <salesforce|hubspot|dynamics> <bytes> <purpose|parse|serde_json> <iterations>");
+        return;
+    }
+    let (dd, dialect, path) = match args[0].as_str() {
+        "salesforce" => (
+            Dialect::Salesforce,
+            D::Salesforce,
+            "/services/data/v66.0/query",
+        ),
+        "hubspot" => (Dialect::HubSpot, D::Hubspot, "/crm/v3/objects/contacts"),
+        "dynamics" => (Dialect::Dynamics, D::Dynamics, "/api/data/v9.2/contacts"),
+        other => panic!("unknown dialect {other}"),
+    };
+    let target: usize = args[1].parse().expect("bytes");
+    let iterations: u64 = args[3].parse().expect("iterations");
+    let double = CrmDouble::new(CrmDoubleConfig {
+        contacts: 1_000_000,
+        ..CrmDoubleConfig::default()
+    });
+    let mut records = Vec::new();
+    let mut size = 0;
+    while size < target {
+        let r = double.contact(dd, records.len() as u64);
+        size += r.to_string().len() + 1;
+        records.push(r);
+    }
+    let n = records.len();
+    let body = match dd {
+        Dialect::Salesforce => json!({"totalSize": n, "done": true, "records": records}),
+        Dialect::HubSpot => json!({"results": records}),
+        Dialect::Dynamics => {
+            json!({"@odata.context": "https://x.example/api/data/v9.2/$metadata#contacts", "value": records})
+        }
+    };
+    let bytes = serde_json::to_vec(&body).expect("serialize");
+    let (set, _) = PolicySet::load(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/policies"
+    )))
+    .expect("shipped policies");
+    let key = PseudonymKey::new(&[7u8; 32]);
+    let limits = JsonLimits {
+        max_depth: 128,
+        max_bytes: 64 << 20,
+    };
+    let RouteMatch::Operation(op) = set.classify(dialect, &http::Method::GET, path) else {
+        panic!("{path} is governed");
+    };
+    if args[2] == "serde_json" {
+        for _ in 0..iterations {
+            let v: serde_json::Value = serde_json::from_slice(black_box(&bytes)).expect("parse");
+            black_box(serde_json::to_vec(&v).expect("serialize"));
+        }
+        return;
+    }
+    let purpose = (args[2] != "parse").then(|| set.purpose(&args[2]).expect("purpose"));
+    for _ in 0..iterations {
+        let mut v = json::parse(black_box(&bytes), &limits).expect("parse");
+        if let Some(p) = purpose {
+            let out = policy::apply(&set, p, op, Direction::Response, &mut v, Some(&key))
+                .expect("apply");
+            black_box(out.records);
+        }
+        black_box(json::to_bytes(&v));
+    }
+    eprintln!("{} bytes, {n} records, {iterations} runs", bytes.len());
+}
