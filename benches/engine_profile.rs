@@ -80,8 +80,8 @@ fn main() {
     for _ in 0..iterations {
         let mut v = json::parse(black_box(&bytes), &limits).expect("parse");
         if let Some(p) = purpose {
-            let out = policy::apply(&set, p, op, Direction::Response, &mut v, Some(&key))
-                .expect("apply");
+            let out =
+                policy::apply(&set, p, op, Direction::Response, &mut v, Some(&key)).expect("apply");
             black_box(out.records);
         }
         black_box(json::to_bytes(&v));

@@ -417,9 +417,9 @@ fn close_record(
     close.stage = Stage::Close;
     close.records = charged;
     close.bytes = bytes;
-    close.categories_received = outcome.categories_received.iter().cloned().collect();
-    close.categories_delivered = outcome.categories_delivered.iter().cloned().collect();
-    close.actions = outcome.actions.clone();
+    close.categories_received = outcome.received_names();
+    close.categories_delivered = outcome.delivered_names();
+    close.actions = outcome.action_counts();
     close.decision = if reason.is_none() && !outcome.changed {
         Decision::Allowed
     } else {

@@ -72,10 +72,10 @@ pub fn record(
     let cfg = &x.upstream.upstream.config;
     let (received, delivered, records, actions, bytes) = match body {
         Some(b) => (
-            b.outcome.categories_received.iter().cloned().collect(),
-            b.outcome.categories_delivered.iter().cloned().collect(),
+            b.outcome.received_names(),
+            b.outcome.delivered_names(),
             b.outcome.records,
-            b.outcome.actions.clone(),
+            b.outcome.action_counts(),
             b.bytes,
         ),
         None => (Vec::new(), Vec::new(), 0, Default::default(), 0),

@@ -247,16 +247,24 @@ mod tests {
         // a clone shares the cache
         assert!(Arc::ptr_eq(&a, &key.clone().derive("newsletter")));
         let fresh = PseudonymKey::new(b"master").derive_uncached("newsletter");
-        assert_eq!(a.pseudonym("x@example.com"), fresh.pseudonym("x@example.com"));
+        assert_eq!(
+            a.pseudonym("x@example.com"),
+            fresh.pseudonym("x@example.com")
+        );
         // pinned (Python: hmac(hmac(b"master", b"zweck-pseudonym-v1:newsletter"), value)):
         // a cache must not change what a pseudonym is
         assert_eq!(a.pseudonym("x@example.com"), "pz1_TWMARcs3vRts4KHKBUnjog");
         let other = key.derive("analytics");
         assert!(!Arc::ptr_eq(&a, &other));
-        assert_ne!(a.pseudonym("x@example.com"), other.pseudonym("x@example.com"));
+        assert_ne!(
+            a.pseudonym("x@example.com"),
+            other.pseudonym("x@example.com")
+        );
         // another master or version: another cache, other pseudonyms
         assert_ne!(
-            PseudonymKey::new(b"other").derive("newsletter").pseudonym("x@example.com"),
+            PseudonymKey::new(b"other")
+                .derive("newsletter")
+                .pseudonym("x@example.com"),
             a.pseudonym("x@example.com")
         );
         assert!(PseudonymKey::with_version(b"master", 2)

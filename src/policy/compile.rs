@@ -893,7 +893,7 @@ fn compile_purpose(
                 category: cat.value.clone(),
                 cat: c,
                 action: a,
-                id: format!("fields.{}", cat.value),
+                id: format!("fields.{}", cat.value).into(),
             }),
             Err(m) => err(diags, &action.referenced, format!("{}: {m}", cat.value)),
         }
@@ -1018,6 +1018,7 @@ fn compile_purpose(
             }
         })
         .collect();
+    let rule_ids = Purpose::rule_id_table(&rules, &requires_consent);
     Some(Purpose {
         name: name.value.clone(),
         description: raw.description.clone(),
@@ -1030,5 +1031,6 @@ fn compile_purpose(
         export_budget,
         mode,
         by_cat,
+        rule_ids,
     })
 }

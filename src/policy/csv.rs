@@ -196,7 +196,7 @@ struct Column {
     /// `$.Account.Name`: the column as a field path (a template: names, never values).
     path: String,
     action: Action,
-    rule: String,
+    rule: Arc<str>,
     /// Categories the candidates give this column (reported as received / delivered).
     cats: Vec<CatId>,
     /// The cell transformation (for every action that replaces values).
@@ -223,9 +223,9 @@ struct Group {
 /// The decisions taken on the header row.
 struct HeaderPlan {
     columns: Vec<Column>,
-    /// Row consent: (signal name, checks that must all hold). A signal no candidate
-    /// resource defines has no check and removes every row.
-    consent: Vec<(String, Vec<Check>)>,
+    /// Row consent: (rule id `consent.<signal>`, checks that must all hold). A signal no
+    /// candidate resource defines has no check and removes every row.
+    consent: Vec<(Arc<str>, Vec<Check>)>,
     groups: Vec<Group>,
     /// Whether any column is written (all dropped: nothing is, and no row is a record).
     any_kept: bool,
@@ -239,7 +239,7 @@ struct ReportState {
     received: Vec<bool>,
     delivered: Vec<bool>,
     rows_passed: u64,
-    removed: BTreeMap<String, u64>,
+    removed: BTreeMap<Arc<str>, u64>,
     cells_withheld: u64,
     complete: bool,
     refusal: Option<Refusal>,
@@ -310,14 +310,14 @@ impl CsvReport {
         out.records = if plan.any_kept { rows } else { 0 };
         for (i, c) in plan.columns.iter().enumerate() {
             if rows > 0 {
-                *out.actions.entry(c.action.name().to_string()).or_insert(0) += rows;
+                *out.actions.entry(c.action.name()).or_insert(0) += rows;
                 *out.rules.entry(c.rule.clone()).or_insert(0) += rows;
             }
             let names = || {
                 c.cats
                     .iter()
                     .filter(|cat| !tax.is_system(**cat))
-                    .map(|cat| tax.name(*cat).to_string())
+                    .map(|cat| tax.name(*cat))
             };
             if s.received.get(i).copied().unwrap_or(false) {
                 out.categories_received.extend(names());
@@ -328,7 +328,7 @@ impl CsvReport {
         }
         let removed: u64 = s.removed.values().sum();
         if removed > 0 {
-            out.actions.insert("record_removed".into(), removed);
+            out.actions.insert("record_removed", removed);
             for (rule, n) in &s.removed {
                 *out.rules.entry(rule.clone()).or_insert(0) += n;
             }
@@ -732,8 +732,8 @@ fn row_filter(
             .consent
             .iter()
             .find(|(_, checks)| checks.is_empty() || !checks.iter().all(|c| c.granted(row)));
-        if let Some((name, _)) = failed {
-            *s.removed.entry(format!("consent.{name}")).or_insert(0) += 1;
+        if let Some((rule, _)) = failed {
+            *s.removed.entry(rule.clone()).or_insert(0) += 1;
             return shadow;
         }
         // Parents are listed before their children (shorter prefixes first).
@@ -922,7 +922,7 @@ fn plan_header<S: Deref<Target = PolicySet>>(
     };
 
     let nrules = purpose.rules.len();
-    let resolve = |cat: Option<CatId>, resource: usize| -> (Action, String, CatId) {
+    let resolve = |cat: Option<CatId>, resource: usize| -> (Action, Arc<str>, CatId) {
         let unclassified = tax.unclassified();
         let cat = cat.unwrap_or(unclassified);
         if cat == unclassified {
@@ -974,7 +974,7 @@ fn plan_header<S: Deref<Target = PolicySet>>(
         for s in segs {
             push_key(&mut path, s);
         }
-        let mut decisions: Vec<(Action, String, CatId)> = Vec::new();
+        let mut decisions: Vec<(Action, Arc<str>, CatId)> = Vec::new();
         let mut groups = Vec::new();
         for (_, cols) in &chosen {
             let c = &cols[i];
@@ -998,7 +998,7 @@ fn plan_header<S: Deref<Target = PolicySet>>(
             ));
         }
         let top = decisions.iter().map(|d| rank(&d.0)).max().unwrap_or(0);
-        let winners: Vec<&(Action, String, CatId)> =
+        let winners: Vec<&(Action, Arc<str>, CatId)> =
             decisions.iter().filter(|d| rank(&d.0) == top).collect();
         let (mut action, mut rule, cat) = winners[0].clone();
         if winners.iter().any(|w| w.0 != action) {
@@ -1049,7 +1049,10 @@ fn plan_header<S: Deref<Target = PolicySet>>(
         .map(|c| {
             let checks: Option<Vec<Check>> =
                 chosen.iter().map(|(r, _)| check(*r, c, &[])).collect();
-            (c.clone(), checks.unwrap_or_default())
+            (
+                Arc::from(format!("consent.{c}")),
+                checks.unwrap_or_default(),
+            )
         })
         .collect();
     let mut order: Vec<usize> = (0..group_keys.len()).collect();
@@ -1258,7 +1261,7 @@ mod tests {
         assert_eq!(o.actions.get("generalise"), Some(&1));
         assert_eq!(o.actions.get("drop"), Some(&5));
         assert!(o.changed && !o.shadow);
-        let delivered: Vec<&str> = o.categories_delivered.iter().map(String::as_str).collect();
+        let delivered: Vec<&str> = o.categories_delivered.iter().copied().collect();
         assert_eq!(
             delivered,
             [

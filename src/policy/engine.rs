@@ -13,13 +13,15 @@
 //! keep, drop and block: anything else would store altered values in the CRM.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use serde_json::Value;
 
 use super::actions::{self, PseudonymKey, PurposeKey};
 use super::select::{navigate, push_key, FieldNode, LocNode};
 use super::set::{
-    Action, ConsentSignal, Inventory, Mode, OpKind, Operation, PolicySet, Purpose, Resolved, Writes,
+    Action, ConsentSignal, Inventory, Mode, OpKind, Operation, PolicySet, Purpose, Resolved,
+    RuleSlot, Writes,
 };
 use super::taxonomy::{CatId, Taxonomy};
 use crate::dialect::Dialect;
@@ -41,20 +43,46 @@ pub struct Outcome {
     pub records: u64,
     /// Per action (`keep`, `drop`, `redact`, `mask`, `pseudonymise`, `generalise`,
     /// `truncate`, `record_removed`): how many values or records.
-    pub actions: BTreeMap<String, u64>,
+    pub actions: BTreeMap<&'static str, u64>,
     /// Per rule id (`fields.<category>`, `otherwise`, `system`, `unclassified.keep`,
     /// `consent.<signal>`, `unknown_type`): how many values or records.
-    pub rules: BTreeMap<String, u64>,
+    pub rules: BTreeMap<Arc<str>, u64>,
     /// Non-system categories of the non-null values in the body as received.
-    pub categories_received: BTreeSet<String>,
+    pub categories_received: BTreeSet<&'static str>,
     /// Non-system categories of the values still (possibly transformed) in the result.
-    pub categories_delivered: BTreeSet<String>,
+    pub categories_delivered: BTreeSet<&'static str>,
     /// True when the body was (or, in shadow mode, would have been) changed.
     pub changed: bool,
     /// The purpose is in `mode: shadow`: the body was left as it was.
     pub shadow: bool,
     /// In shadow mode, the refusal enforcement would have produced.
     pub shadow_refusal: Option<Refusal>,
+}
+
+impl Outcome {
+    /// `categories_received` as owned names (for the transfer log).
+    pub fn received_names(&self) -> Vec<String> {
+        self.categories_received
+            .iter()
+            .map(|c| c.to_string())
+            .collect()
+    }
+
+    /// `categories_delivered` as owned names (for the transfer log).
+    pub fn delivered_names(&self) -> Vec<String> {
+        self.categories_delivered
+            .iter()
+            .map(|c| c.to_string())
+            .collect()
+    }
+
+    /// `actions` with owned names (for the transfer log).
+    pub fn action_counts(&self) -> BTreeMap<String, u64> {
+        self.actions
+            .iter()
+            .map(|(a, n)| (a.to_string(), *n))
+            .collect()
+    }
 }
 
 /// Why an exchange is refused. No variant carries a value: field paths are templates
@@ -218,8 +246,7 @@ fn run(
         path: String::from("$"),
         trace,
         actions: [0; 9],
-        rule_hits: vec![0; purpose.rules.len() + 3],
-        other_hits: BTreeMap::new(),
+        rule_hits: vec![0; purpose.rule_ids.len()],
         received: vec![false; tax.len()],
         delivered: vec![false; tax.len()],
         records: 0,
@@ -265,35 +292,38 @@ fn run(
         }
         Verdict::RemoveRecord => {
             return Err(Refusal::RecordWithheld {
-                rule: w.last_removal.unwrap_or_default(),
+                rule: w
+                    .last_removal
+                    .and_then(|slot| purpose.rule_ids.get(slot))
+                    .map(|id| id.to_string())
+                    .unwrap_or_default(),
             })
         }
     }
-    let names = |flags: &[bool]| -> BTreeSet<String> {
+    // Names are static (the taxonomy is compiled in) and rule ids shared: reporting
+    // allocates only the maps' nodes.
+    let names = |flags: &[bool]| -> BTreeSet<&'static str> {
         flags
             .iter()
             .enumerate()
             .filter(|(i, f)| **f && !tax.is_system(*i as CatId))
-            .map(|(i, _)| tax.name(i as CatId).to_string())
+            .map(|(i, _)| tax.name(i as CatId))
             .collect()
     };
-    let mut actions = BTreeMap::new();
-    for (i, n) in w.actions.iter().enumerate() {
-        if *n > 0 {
-            actions.insert(ACTION_NAMES[i].to_string(), *n);
-        }
-    }
-    let mut rules = w.other_hits;
-    let fixed = ["otherwise", "system", "unclassified.keep"];
-    for (i, n) in w.rule_hits.iter().enumerate() {
-        if *n > 0 {
-            let id = match purpose.rules.get(i) {
-                Some(r) => r.id.clone(),
-                None => fixed[i - purpose.rules.len()].to_string(),
-            };
-            *rules.entry(id).or_insert(0) += *n;
-        }
-    }
+    let actions = w
+        .actions
+        .iter()
+        .zip(ACTION_NAMES)
+        .filter(|(n, _)| **n > 0)
+        .map(|(n, name)| (name, *n))
+        .collect();
+    let rules = w
+        .rule_hits
+        .iter()
+        .zip(&purpose.rule_ids)
+        .filter(|(n, _)| **n > 0)
+        .map(|(n, id)| (id.clone(), *n))
+        .collect();
     Ok(Outcome {
         records: w.records,
         actions,
@@ -330,8 +360,8 @@ struct Walker<'a, 't> {
     path: String,
     trace: Option<&'t mut Vec<FieldDecision>>,
     actions: [u64; 9],
+    /// Hits per slot of the purpose's rule-id table.
     rule_hits: Vec<u64>,
-    other_hits: BTreeMap<String, u64>,
     received: Vec<bool>,
     delivered: Vec<bool>,
     records: u64,
@@ -340,7 +370,8 @@ struct Walker<'a, 't> {
     blocked: Option<CatId>,
     block_paths: BTreeSet<String>,
     write_bad: BTreeSet<String>,
-    last_removal: Option<String>,
+    /// Rule slot of the last record removed.
+    last_removal: Option<usize>,
 }
 
 impl<'a> Walker<'a, '_> {
@@ -409,20 +440,21 @@ impl<'a> Walker<'a, '_> {
         self.leaf(v, cat, res)
     }
 
-    fn remove_record(&mut self, rule: String) -> Verdict {
+    fn remove_record(&mut self, rule: RuleSlot) -> Verdict {
         if !self.observing {
+            let slot = self.purpose.slot(rule);
             self.actions[A_RECORD_REMOVED] += 1;
-            *self.other_hits.entry(rule.clone()).or_insert(0) += 1;
+            self.rule_hits[slot] += 1;
             self.changed = true;
             if let Some(t) = self.trace.as_deref_mut() {
                 t.push(FieldDecision {
                     path: self.path.clone(),
                     category: String::new(),
-                    rule: rule.clone(),
+                    rule: self.purpose.rule_id(rule).to_string(),
                     action: "record_removed".into(),
                 });
             }
-            self.last_removal = Some(rule);
+            self.last_removal = Some(slot);
         }
         Verdict::RemoveRecord
     }
@@ -449,13 +481,13 @@ impl<'a> Walker<'a, '_> {
                 None => {}
                 Some(Value::String(t)) => match self.inv.by_type.get(t.as_str()) {
                     Some(r) => res = *r,
-                    None => return self.remove_record("unknown_type".into()),
+                    None => return self.remove_record(RuleSlot::UnknownType),
                 },
-                Some(_) => return self.remove_record("unknown_type".into()),
+                Some(_) => return self.remove_record(RuleSlot::UnknownType),
             }
         }
         if self.consent && !self.observing {
-            for c in &self.purpose.requires_consent {
+            for (i, c) in self.purpose.requires_consent.iter().enumerate() {
                 let granted = match self.inv.resources[res].consent.get(c) {
                     Some(sig) => granted(sig, v, self.inv.dialect),
                     // A child record rides on its parent's consent unless it has its own.
@@ -463,7 +495,7 @@ impl<'a> Walker<'a, '_> {
                 };
                 if !granted {
                     self.observe(v, res);
-                    return self.remove_record(format!("consent.{c}"));
+                    return self.remove_record(RuleSlot::Consent(i));
                 }
             }
         }
@@ -488,25 +520,26 @@ impl<'a> Walker<'a, '_> {
         if self.observing {
             return Verdict::Keep;
         }
-        let nrules = self.purpose.rules.len();
-        let (slot, mut action): (usize, &'a Action) = if cat == self.tax.unclassified() {
+        let p = self.purpose;
+        let (rule, mut action): (RuleSlot, &'a Action) = if cat == self.tax.unclassified() {
             if self.inv.resources[res].keep_unclassified {
-                (nrules + 2, &Action::Keep)
+                (RuleSlot::UnclassifiedKeep, &Action::Keep)
             } else {
-                (nrules, &self.purpose.otherwise)
+                (RuleSlot::Otherwise, &p.otherwise)
             }
         } else {
-            match self.purpose.by_cat[cat as usize] {
-                Resolved::Rule(i) => (i as usize, &self.purpose.rules[i as usize].action),
-                Resolved::Otherwise => (nrules, &self.purpose.otherwise),
-                Resolved::System => (nrules + 1, &Action::Keep),
+            match p.by_cat[cat as usize] {
+                Resolved::Rule(i) => (RuleSlot::Field(i as usize), &p.rules[i as usize].action),
+                Resolved::Otherwise => (RuleSlot::Otherwise, &p.otherwise),
+                Resolved::System => (RuleSlot::System, &Action::Keep),
             }
         };
+        let slot = p.slot(rule);
         if self.write {
             match action {
                 Action::Keep | Action::Drop | Action::Block => {}
                 // Unclassified content of a write is simply not written.
-                Action::Redact(_) if slot == nrules => action = &Action::Drop,
+                Action::Redact(_) if rule == RuleSlot::Otherwise => action = &Action::Drop,
                 _ => {
                     self.write_bad.insert(self.path.clone());
                     return Verdict::Keep;
@@ -516,14 +549,10 @@ impl<'a> Walker<'a, '_> {
         self.rule_hits[slot] += 1;
         self.actions[action_index(action)] += 1;
         if let Some(t) = self.trace.as_deref_mut() {
-            let rule = match self.purpose.rules.get(slot) {
-                Some(r) => r.id.clone(),
-                None => ["otherwise", "system", "unclassified.keep"][slot - nrules].to_string(),
-            };
             t.push(FieldDecision {
                 path: self.path.clone(),
                 category: self.tax.name(cat).to_string(),
-                rule,
+                rule: self.purpose.rule_ids[slot].to_string(),
                 action: action.name().to_string(),
             });
         }

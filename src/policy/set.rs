@@ -450,8 +450,9 @@ pub struct FieldRule {
     pub category: String,
     pub(crate) cat: CatId,
     pub action: Action,
-    /// `fields.<category>`: the rule id in outcomes and the log.
-    pub id: String,
+    /// `fields.<category>`: the rule id in outcomes and the log (shared: every outcome that
+    /// counts this rule holds it).
+    pub id: std::sync::Arc<str>,
 }
 
 /// How a category resolves for a purpose (precomputed per taxonomy entry).
@@ -486,4 +487,59 @@ pub struct Purpose {
     pub export_budget: Option<ExportBudget>,
     pub mode: Mode,
     pub(crate) by_cat: Vec<Resolved>,
+    /// Every rule id an outcome of this purpose can count, by slot (see [`RuleSlot`]):
+    /// built once so counting a rule never formats or allocates its name.
+    pub(crate) rule_ids: Vec<std::sync::Arc<str>>,
+}
+
+/// Where a rule counts in a purpose's rule-id table: the field rules first, then the fixed
+/// rules, then one `consent.<signal>` per required signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RuleSlot {
+    Field(usize),
+    Otherwise,
+    System,
+    UnclassifiedKeep,
+    UnknownType,
+    Consent(usize),
+}
+
+/// The fixed rule ids, in table order after the field rules.
+const FIXED_RULE_IDS: [&str; 4] = ["otherwise", "system", "unclassified.keep", "unknown_type"];
+
+impl Purpose {
+    /// The rule-id table for these rules and consent signals.
+    pub(crate) fn rule_id_table(
+        rules: &[FieldRule],
+        requires_consent: &[String],
+    ) -> Vec<std::sync::Arc<str>> {
+        rules
+            .iter()
+            .map(|r| r.id.clone())
+            .chain(FIXED_RULE_IDS.iter().map(|id| (*id).into()))
+            .chain(
+                requires_consent
+                    .iter()
+                    .map(|c| format!("consent.{c}").into()),
+            )
+            .collect()
+    }
+
+    /// Index of a slot in `rule_ids`.
+    pub(crate) fn slot(&self, slot: RuleSlot) -> usize {
+        let n = self.rules.len();
+        match slot {
+            RuleSlot::Field(i) => i,
+            RuleSlot::Otherwise => n,
+            RuleSlot::System => n + 1,
+            RuleSlot::UnclassifiedKeep => n + 2,
+            RuleSlot::UnknownType => n + 3,
+            RuleSlot::Consent(i) => n + FIXED_RULE_IDS.len() + i,
+        }
+    }
+
+    /// The id of a slot's rule.
+    pub(crate) fn rule_id(&self, slot: RuleSlot) -> &std::sync::Arc<str> {
+        &self.rule_ids[self.slot(slot)]
+    }
 }

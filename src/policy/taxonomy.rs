@@ -13,8 +13,9 @@ pub type CatId = u16;
 /// One category.
 #[derive(Debug, Clone)]
 pub struct Category {
-    /// Dotted fideslang name.
-    pub name: String,
+    /// Dotted fideslang name (static: the taxonomy is compiled in, so outcomes and reports
+    /// name categories without allocating).
+    pub name: &'static str,
     /// The category one level up, if any.
     pub parent: Option<CatId>,
     /// `system` or below: not personal data.
@@ -25,7 +26,7 @@ pub struct Category {
 #[derive(Debug, Clone)]
 pub struct Taxonomy {
     cats: Vec<Category>,
-    by_name: super::FastMap<String, CatId>,
+    by_name: super::FastMap<&'static str, CatId>,
     unclassified: CatId,
 }
 
@@ -35,7 +36,7 @@ pub const UNCLASSIFIED: &str = "unclassified";
 impl Taxonomy {
     /// The shipped fideslang taxonomy plus `unclassified`.
     pub fn builtin() -> Taxonomy {
-        let mut names: Vec<&str> = DATA
+        let mut names: Vec<&'static str> = DATA
             .lines()
             .map(str::trim)
             .filter(|l| !l.is_empty() && !l.starts_with('#'))
@@ -48,11 +49,11 @@ impl Taxonomy {
                 .rsplit_once('.')
                 .and_then(|(p, _)| by_name.get(p).copied());
             cats.push(Category {
-                name: (*name).to_string(),
+                name,
                 parent,
                 system: *name == "system" || name.starts_with("system."),
             });
-            by_name.insert((*name).to_string(), i as CatId);
+            by_name.insert(*name, i as CatId);
         }
         let unclassified = by_name.get(UNCLASSIFIED).copied().unwrap_or(0);
         Taxonomy {
@@ -73,8 +74,8 @@ impl Taxonomy {
     }
 
     /// The name behind an id.
-    pub fn name(&self, id: CatId) -> &str {
-        &self.cats[id as usize].name
+    pub fn name(&self, id: CatId) -> &'static str {
+        self.cats[id as usize].name
     }
 
     /// Number of categories.
@@ -103,8 +104,8 @@ impl Taxonomy {
     }
 
     /// All names, for listing.
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.cats.iter().map(|c| c.name.as_str())
+    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.cats.iter().map(|c| c.name)
     }
 
     /// The closest known name, for "did you mean".

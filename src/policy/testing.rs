@@ -309,14 +309,14 @@ fn compare(
             }
             if let Some(a) = &expect.actions {
                 for (k, n) in a {
-                    let got = o.actions.get(k).copied().unwrap_or(0);
+                    let got = o.actions.get(k.as_str()).copied().unwrap_or(0);
                     if got != *n {
                         fail.push(format!("actions.{k}: expected {n}, got {got}"));
                     }
                 }
             }
             if let Some(c) = &expect.categories_delivered {
-                let want: std::collections::BTreeSet<String> = c.iter().cloned().collect();
+                let want: std::collections::BTreeSet<&str> = c.iter().map(String::as_str).collect();
                 if want != o.categories_delivered {
                     fail.push(format!(
                         "categories_delivered: expected {want:?}, got {:?}",

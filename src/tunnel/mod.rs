@@ -477,7 +477,7 @@ impl Cx<'_> {
 /// The outcome of a part whose record was withheld (it answers 404).
 pub(crate) fn withheld_outcome() -> Outcome {
     let mut o = Outcome::default();
-    o.actions.insert("record_removed".into(), 1);
+    o.actions.insert("record_removed", 1);
     o.changed = true;
     o
 }
@@ -488,15 +488,15 @@ pub(crate) fn merged<'a>(outcomes: impl Iterator<Item = &'a Outcome>) -> Outcome
     for o in outcomes {
         out.records += o.records;
         for (k, n) in &o.actions {
-            *out.actions.entry(k.clone()).or_insert(0) += n;
+            *out.actions.entry(*k).or_insert(0) += n;
         }
         for (k, n) in &o.rules {
             *out.rules.entry(k.clone()).or_insert(0) += n;
         }
         out.categories_received
-            .extend(o.categories_received.iter().cloned());
+            .extend(o.categories_received.iter().copied());
         out.categories_delivered
-            .extend(o.categories_delivered.iter().cloned());
+            .extend(o.categories_delivered.iter().copied());
         out.changed |= o.changed;
         out.shadow |= o.shadow;
         if out.shadow_refusal.is_none() {
