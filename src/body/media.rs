@@ -15,6 +15,8 @@
 //! `Other` carries the lowercase `type/subtype` when one could be read (for logs and problem
 //! details; parameters are left out), or `"invalid"`.
 
+use std::borrow::Cow;
+
 use http::header::CONTENT_TYPE;
 use http::HeaderMap;
 
@@ -74,25 +76,32 @@ pub fn classify(value: &str) -> BodyKind {
     let Some(media) = MediaType::parse(value) else {
         return BodyKind::Other(INVALID.to_string());
     };
-    match (media.kind.as_str(), media.subtype.as_str()) {
-        ("application", "json") => utf8_only(&media, BodyKind::Json),
-        (_, sub) if sub.ends_with("+json") && sub.len() > "+json".len() => {
-            utf8_only(&media, BodyKind::Json)
-        }
-        ("text", "csv") => utf8_only(&media, BodyKind::Csv),
-        ("multipart", "mixed") => match media.param("boundary") {
+    let is = |kind: &str, subtype: &str| {
+        media.kind.eq_ignore_ascii_case(kind) && media.subtype.eq_ignore_ascii_case(subtype)
+    };
+    // tokens are ASCII (tchar), so byte slicing is on character boundaries
+    let structured_json = media.subtype.len() > "+json".len()
+        && media.subtype[media.subtype.len() - "+json".len()..].eq_ignore_ascii_case("+json");
+    if is("application", "json") || structured_json {
+        utf8_only(&media, BodyKind::Json)
+    } else if is("text", "csv") {
+        utf8_only(&media, BodyKind::Csv)
+    } else if is("multipart", "mixed") {
+        match media.param("boundary") {
             Some(boundary) if valid_boundary(boundary) => BodyKind::MultipartMixed {
                 boundary: boundary.to_string(),
             },
             _ => BodyKind::Other(media.essence()),
-        },
-        ("application", "x-www-form-urlencoded") => BodyKind::FormUrlEncoded,
-        _ => BodyKind::Other(media.essence()),
+        }
+    } else if is("application", "x-www-form-urlencoded") {
+        BodyKind::FormUrlEncoded
+    } else {
+        BodyKind::Other(media.essence())
     }
 }
 
 /// `kind` if the charset is absent or UTF-8, else `Other`.
-fn utf8_only(media: &MediaType, kind: BodyKind) -> BodyKind {
+fn utf8_only(media: &MediaType<'_>, kind: BodyKind) -> BodyKind {
     match media.param("charset") {
         None => kind,
         Some(charset) if charset.eq_ignore_ascii_case("utf-8") => kind,
@@ -111,27 +120,34 @@ pub fn valid_boundary(boundary: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || SPECIALS.contains(&b))
 }
 
-/// A parsed media type: lowercase type and subtype, parameters with lowercase names.
-struct MediaType {
-    kind: String,
-    subtype: String,
-    params: Vec<(String, String)>,
+/// A parsed media type, borrowed from the header value: type, subtype and parameter names
+/// compare case-insensitively, so nothing is lowercased (or allocated) to classify a body;
+/// only a quoted parameter value with escapes is copied.
+struct MediaType<'a> {
+    kind: &'a str,
+    subtype: &'a str,
+    params: Vec<(&'a str, Cow<'a, str>)>,
 }
 
-impl MediaType {
-    /// `type/subtype`, for naming what was refused.
+impl<'a> MediaType<'a> {
+    /// `type/subtype` in lowercase, for naming what was refused.
     fn essence(&self) -> String {
-        format!("{}/{}", self.kind, self.subtype)
+        let mut out = String::with_capacity(self.kind.len() + 1 + self.subtype.len());
+        out.push_str(self.kind);
+        out.push('/');
+        out.push_str(self.subtype);
+        out.make_ascii_lowercase();
+        out
     }
 
     /// RFC 9110 §8.3.1 `media-type`; `None` for anything that is not exactly one media type
     /// (lists, duplicate parameters, stray characters).
-    fn parse(value: &str) -> Option<MediaType> {
+    fn parse(value: &'a str) -> Option<MediaType<'a>> {
         let mut rest = value.trim_matches(is_ows);
         let kind = take_token(&mut rest)?;
         rest = rest.strip_prefix('/')?;
         let subtype = take_token(&mut rest)?;
-        let mut params: Vec<(String, String)> = Vec::new();
+        let mut params: Vec<(&'a str, Cow<'a, str>)> = Vec::new();
         loop {
             rest = rest.trim_start_matches(is_ows);
             if rest.is_empty() {
@@ -146,30 +162,31 @@ impl MediaType {
             if rest.starts_with(';') {
                 continue;
             }
-            let name = take_token(&mut rest)?.to_ascii_lowercase();
+            let name = take_token(&mut rest)?;
             rest = rest.strip_prefix('=')?;
             let value = if rest.starts_with('"') {
                 take_quoted(&mut rest)?
             } else {
-                take_token(&mut rest)?.to_string()
+                Cow::Borrowed(take_token(&mut rest)?)
             };
-            if params.iter().any(|(n, _)| *n == name) {
+            if params.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
                 return None;
             }
             params.push((name, value));
         }
         Some(MediaType {
-            kind: kind.to_ascii_lowercase(),
-            subtype: subtype.to_ascii_lowercase(),
+            kind,
+            subtype,
             params,
         })
     }
 
+    /// A parameter's value; `name` in lowercase.
     fn param(&self, name: &str) -> Option<&str> {
         self.params
             .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_ref())
     }
 }
 
@@ -179,7 +196,9 @@ fn is_ows(c: char) -> bool {
 
 /// RFC 9110 `tchar`.
 fn is_tchar(c: char) -> bool {
-    c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)
+    matches!(c,
+        'a'..='z' | 'A'..='Z' | '0'..='9'
+        | '!' | '#' | '$' | '%' | '&' | '\'' | '*' | '+' | '-' | '.' | '^' | '_' | '`' | '|' | '~')
 }
 
 /// Takes a non-empty token from the front of `rest`.
@@ -194,23 +213,38 @@ fn take_token<'a>(rest: &mut &'a str) -> Option<&'a str> {
 }
 
 /// Takes a quoted-string (with `\` escapes) from the front of `rest`, unquoted.
-fn take_quoted(rest: &mut &str) -> Option<String> {
+fn take_quoted<'a>(rest: &mut &'a str) -> Option<Cow<'a, str>> {
     let mut out = String::new();
+    let mut escaped_any = false;
     let mut chars = rest.char_indices().skip(1);
     while let Some((i, c)) = chars.next() {
         match c {
             '"' => {
-                *rest = &rest[i + 1..];
-                return Some(out);
+                let whole: &'a str = rest;
+                *rest = &whole[i + 1..];
+                return Some(if escaped_any {
+                    Cow::Owned(out)
+                } else {
+                    Cow::Borrowed(&whole[1..i])
+                });
             }
             '\\' => {
                 let (_, escaped) = chars.next()?;
                 if !is_qdtext(escaped) && escaped != '"' && escaped != '\\' {
                     return None;
                 }
+                if !escaped_any {
+                    // the unescaped prefix so far, then this and every later character
+                    out.push_str(&rest[1..i]);
+                    escaped_any = true;
+                }
                 out.push(escaped);
             }
-            c if is_qdtext(c) => out.push(c),
+            c if is_qdtext(c) => {
+                if escaped_any {
+                    out.push(c);
+                }
+            }
             _ => return None,
         }
     }
@@ -381,5 +415,31 @@ mod tests {
                 boundary: "a-b".into()
             }
         );
+    }
+
+    #[test]
+    fn quoted_values_with_and_without_escapes_and_names_in_any_case() {
+        let mm = |b: &str| BodyKind::MultipartMixed {
+            boundary: b.to_string(),
+        };
+        // no escape: the value as written; escapes anywhere: each removed once
+        assert_eq!(classify("multipart/mixed; boundary=\"a b c\""), mm("a b c"));
+        assert_eq!(classify("multipart/mixed; boundary=\"ab\\-cd\\.e\""), mm("ab-cd.e"));
+        assert_eq!(classify("multipart/mixed; boundary=\"\\a\""), mm("a"));
+        assert_eq!(classify("Multipart/Mixed; BOUNDARY=xyz"), mm("xyz"));
+        assert_eq!(classify("application/JSON; Charset=\"UTF-8\""), BodyKind::Json);
+        assert_eq!(classify("application/vnd.api+JSON"), BodyKind::Json);
+        assert_eq!(classify("application/+json"), other("application/+json"));
+        // a parameter twice, in two spellings: not one media type
+        assert_eq!(
+            classify("application/json; charset=utf-8; CHARSET=latin1"),
+            other(INVALID)
+        );
+        // unterminated and bad escapes
+        assert_eq!(classify("multipart/mixed; boundary=\"abc"), other(INVALID));
+        assert_eq!(classify("multipart/mixed; boundary=\"a\\\u{1}\""), other(INVALID));
+        // refused types are named in lowercase
+        assert_eq!(classify("Text/XML; charset=utf-8"), other("text/xml"));
+        assert_eq!(classify("text/csv; charset=ISO-8859-1"), other("text/csv"));
     }
 }
