@@ -38,8 +38,8 @@ impl Redis {
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server is installed (apt-get install redis-server)");
-        // Ready when it accepts connections (bounded wait).
-        for _ in 0..200 {
+        // Ready when it accepts connections (bounded wait, generous for a busy machine).
+        for _ in 0..6000 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
                 break;
             }

@@ -194,16 +194,20 @@ fn is_ows(c: char) -> bool {
     c == ' ' || c == '\t'
 }
 
-/// RFC 9110 `tchar`.
-fn is_tchar(c: char) -> bool {
-    matches!(c,
-        'a'..='z' | 'A'..='Z' | '0'..='9'
-        | '!' | '#' | '$' | '%' | '&' | '\'' | '*' | '+' | '-' | '.' | '^' | '_' | '`' | '|' | '~')
+/// RFC 9110 `tchar` (ASCII only).
+fn is_tchar(b: u8) -> bool {
+    matches!(b,
+        b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9'
+        | b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~')
 }
 
-/// Takes a non-empty token from the front of `rest`.
+/// Takes a non-empty token from the front of `rest`. Scans bytes: a tchar is ASCII, so the
+/// first byte that is not one starts a character (or ends the string).
 fn take_token<'a>(rest: &mut &'a str) -> Option<&'a str> {
-    let end = rest.find(|c: char| !is_tchar(c)).unwrap_or(rest.len());
+    let end = rest
+        .bytes()
+        .position(|b| !is_tchar(b))
+        .unwrap_or(rest.len());
     if end == 0 {
         return None;
     }
@@ -424,10 +428,16 @@ mod tests {
         };
         // no escape: the value as written; escapes anywhere: each removed once
         assert_eq!(classify("multipart/mixed; boundary=\"a b c\""), mm("a b c"));
-        assert_eq!(classify("multipart/mixed; boundary=\"ab\\-cd\\.e\""), mm("ab-cd.e"));
+        assert_eq!(
+            classify("multipart/mixed; boundary=\"ab\\-cd\\.e\""),
+            mm("ab-cd.e")
+        );
         assert_eq!(classify("multipart/mixed; boundary=\"\\a\""), mm("a"));
         assert_eq!(classify("Multipart/Mixed; BOUNDARY=xyz"), mm("xyz"));
-        assert_eq!(classify("application/JSON; Charset=\"UTF-8\""), BodyKind::Json);
+        assert_eq!(
+            classify("application/JSON; Charset=\"UTF-8\""),
+            BodyKind::Json
+        );
         assert_eq!(classify("application/vnd.api+JSON"), BodyKind::Json);
         assert_eq!(classify("application/+json"), other("application/+json"));
         // a parameter twice, in two spellings: not one media type
@@ -437,7 +447,14 @@ mod tests {
         );
         // unterminated and bad escapes
         assert_eq!(classify("multipart/mixed; boundary=\"abc"), other(INVALID));
-        assert_eq!(classify("multipart/mixed; boundary=\"a\\\u{1}\""), other(INVALID));
+        assert_eq!(
+            classify("multipart/mixed; boundary=\"a\\\u{1}\""),
+            other(INVALID)
+        );
+        // non-ASCII never makes a token (and never splits a character)
+        assert_eq!(classify("applicatiön/json"), other(INVALID));
+        assert_eq!(classify("application/jsön"), other(INVALID));
+        assert_eq!(classify("application/json; charset=ütf-8"), other(INVALID));
         // refused types are named in lowercase
         assert_eq!(classify("Text/XML; charset=utf-8"), other("text/xml"));
         assert_eq!(classify("text/csv; charset=ISO-8859-1"), other("text/csv"));
