@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -19,9 +19,9 @@ use crate::error::ProxyError;
 use crate::tls::PeerIdentity;
 
 /// Header naming the purpose the app acts for.
-pub const PURPOSE_HEADER: &str = "zweck-purpose";
+pub const PURPOSE_HEADER: HeaderName = HeaderName::from_static("zweck-purpose");
 /// Header carrying an API key.
-pub const API_KEY_HEADER: &str = "zweck-api-key";
+pub const API_KEY_HEADER: HeaderName = HeaderName::from_static("zweck-api-key");
 
 /// How the caller proved who it is (for logs; never the credential itself).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

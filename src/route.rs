@@ -8,15 +8,15 @@
 //! Method overrides (`X-HTTP-Method-Override` and friends, Salesforce `_HttpMethod`) would
 //! let a POST act as a DELETE behind the policy's back and are refused outright.
 
-use http::{HeaderMap, Method, Uri};
+use http::{HeaderMap, HeaderName, Method, Uri};
 
 use crate::error::ProxyError;
 
 /// Headers that ask a server to treat the request as another method.
-const OVERRIDE_HEADERS: [&str; 3] = [
-    "x-http-method-override",
-    "x-http-method",
-    "x-method-override",
+const OVERRIDE_HEADERS: [HeaderName; 3] = [
+    HeaderName::from_static("x-http-method-override"),
+    HeaderName::from_static("x-http-method"),
+    HeaderName::from_static("x-method-override"),
 ];
 
 /// Query parameters that do the same.
@@ -84,7 +84,7 @@ pub fn refuse_method_override(
     uri: &Uri,
     headers: &HeaderMap,
 ) -> Result<(), ProxyError> {
-    for h in OVERRIDE_HEADERS {
+    for h in &OVERRIDE_HEADERS {
         if headers.contains_key(h) {
             return Err(ProxyError::MethodOverride {
                 what: "a method-override header",
@@ -113,12 +113,13 @@ pub fn refuse_method_override(
 
 /// The host the request was sent to (`:authority` or `Host`), lower-case, without port.
 pub fn request_host(uri: &Uri, headers: &HeaderMap) -> Option<String> {
-    let raw = uri.authority().map(|a| a.host().to_string()).or_else(|| {
-        let h = headers.get(http::header::HOST)?.to_str().ok()?;
-        let auth: http::uri::Authority = h.parse().ok()?;
-        Some(auth.host().to_string())
-    })?;
-    Some(raw.trim_end_matches('.').to_ascii_lowercase())
+    let lower = |host: &str| host.trim_end_matches('.').to_ascii_lowercase();
+    if let Some(a) = uri.authority() {
+        return Some(lower(a.host()));
+    }
+    let h = headers.get(http::header::HOST)?.to_str().ok()?;
+    let auth: http::uri::Authority = h.parse().ok()?;
+    Some(lower(auth.host()))
 }
 
 /// How an upstream is selected: by path prefix and/or host.

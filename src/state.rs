@@ -111,6 +111,41 @@ impl RequestIds {
 
     fn next(&self) -> String {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        format!("{}-{n:08x}", self.prefix)
+        // `{prefix}-{n:08x}` without the formatting machinery (one per request)
+        let digits = (((64 - n.leading_zeros()) as usize).div_ceil(4)).max(8);
+        let mut id = String::with_capacity(self.prefix.len() + 1 + digits);
+        id.push_str(&self.prefix);
+        id.push('-');
+        for i in (0..digits).rev() {
+            let nibble = ((n >> (4 * i)) & 0xf) as u8;
+            id.push(char::from(b"0123456789abcdef"[nibble as usize]));
+        }
+        id
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_prefix_dash_at_least_eight_hex_digits() {
+        let ids = RequestIds::new();
+        assert_eq!(ids.prefix.len(), 12);
+        for n in [
+            0u64,
+            1,
+            0xabc,
+            0xffff_ffff,
+            0x1_0000_0000,
+            0x1234_5678_9abc,
+            u64::MAX,
+        ] {
+            ids.counter.store(n, Ordering::Relaxed);
+            assert_eq!(ids.next(), format!("{}-{n:08x}", ids.prefix), "{n:#x}");
+        }
+        // the counter moves on
+        ids.counter.store(7, Ordering::Relaxed);
+        assert_ne!(ids.next(), ids.next());
     }
 }
