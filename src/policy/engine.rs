@@ -317,13 +317,13 @@ fn run(
         .filter(|(n, _)| **n > 0)
         .map(|(n, name)| (name, *n))
         .collect();
-    let rules = w
-        .rule_hits
-        .iter()
-        .zip(&purpose.rule_ids)
-        .filter(|(n, _)| **n > 0)
-        .map(|(n, id)| (id.clone(), *n))
-        .collect();
+    // summed, not collected: two slots with one id (a consent signal listed twice) add up
+    let mut rules: BTreeMap<Arc<str>, u64> = BTreeMap::new();
+    for (n, id) in w.rule_hits.iter().zip(&purpose.rule_ids) {
+        if *n > 0 {
+            *rules.entry(id.clone()).or_insert(0) += *n;
+        }
+    }
     Ok(Outcome {
         records: w.records,
         actions,
@@ -353,7 +353,7 @@ struct Walker<'a, 't> {
     consent: bool,
     observing: bool,
     master: Option<&'a PseudonymKey>,
-    pkey: Option<std::sync::Arc<PurposeKey>>,
+    pkey: Option<Arc<PurposeKey>>,
     key_missing: bool,
     email_cat: Option<CatId>,
     track: bool,
