@@ -261,6 +261,10 @@ fn is_qdtext(c: char) -> bool {
 }
 
 #[cfg(test)]
+#[path = "media_reference.rs"]
+mod reference;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use http::HeaderValue;
@@ -458,5 +462,27 @@ mod tests {
         // refused types are named in lowercase
         assert_eq!(classify("Text/XML; charset=utf-8"), other("text/xml"));
         assert_eq!(classify("text/csv; charset=ISO-8859-1"), other("text/csv"));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4096))]
+        /// The borrowed classifier agrees with the allocating one it replaced on values made
+        /// of the characters that matter to the grammar (and some that must be refused).
+        #[test]
+        fn agrees_with_the_previous_classifier(
+            value in r#"[aApPjJsSoOnNtTcCvVxXmMuUlLiIdD+/;=" \\\t,\-_.*1é\x01]{0,40}"#
+        ) {
+            proptest::prop_assert_eq!(classify(&value), reference::classify(&value));
+        }
+
+        #[test]
+        fn agrees_on_plausible_values(
+            kind in "(application|Application|TEXT|text|multipart|MultiPart|image)",
+            sub in "(json|JSON|csv|mixed|vnd\\.api\\+json|\\+json|x-www-form-urlencoded|png)",
+            params in r#"(; ?(charset|Charset|boundary|BOUNDARY)=("[a-zA-Z0-9 \\\-]{0,8}"|[a-zA-Z0-9\-]{0,8})){0,3}"#,
+        ) {
+            let value = format!("{kind}/{sub}{params}");
+            proptest::prop_assert_eq!(classify(&value), reference::classify(&value));
+        }
     }
 }
