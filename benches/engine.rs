@@ -13,52 +13,25 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use serde_json::{json, Value};
-use zweck::crm_double::{CrmDouble, CrmDoubleConfig, Dialect};
+use serde_json::Value;
+use zweck::crm_double::Dialect;
 use zweck::dialect::Dialect as D;
-use zweck::json::{self, JsonLimits};
-use zweck::policy::{self, Direction, PolicySet, PseudonymKey, RouteMatch};
+use zweck::json;
+use zweck::policy::{self, Direction, PseudonymKey, RouteMatch};
+
+#[path = "shared/mod.rs"]
+mod shared;
+use shared::{page, LIMITS};
 
 /// The allocator the `zweck` binary uses (src/main.rs), so the engine is measured as it runs.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn page(double: &CrmDouble, dialect: Dialect, target_bytes: usize) -> Vec<u8> {
-    let mut records = Vec::new();
-    let mut size = 0;
-    let mut i = 0;
-    while size < target_bytes {
-        let r = double.contact(dialect, i % 1_000_000);
-        size += r.to_string().len() + 1;
-        records.push(r);
-        i += 1;
-    }
-    let n = records.len();
-    let body = match dialect {
-        Dialect::Salesforce => json!({"totalSize": n, "done": true, "records": records}),
-        Dialect::HubSpot => json!({"results": records}),
-        Dialect::Dynamics => {
-            json!({"@odata.context": "https://x.example/api/data/v9.2/$metadata#contacts", "value": records})
-        }
-    };
-    serde_json::to_vec(&body).expect("serialize")
-}
-
 fn bench(c: &mut Criterion) {
-    let double = CrmDouble::new(CrmDoubleConfig {
-        contacts: 1_000_000,
-        ..CrmDoubleConfig::default()
-    });
-    let (set, _) = PolicySet::load(std::path::Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/policies"
-    )))
-    .expect("shipped policies");
+    let double = shared::double();
+    let set = shared::shipped_policies();
     let key = PseudonymKey::new(&[7u8; 32]);
-    let limits = JsonLimits {
-        max_depth: 128,
-        max_bytes: 64 << 20,
-    };
+    let limits = LIMITS;
     let cases = [
         (
             Dialect::Salesforce,

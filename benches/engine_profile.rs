@@ -8,11 +8,13 @@
 
 use std::hint::black_box;
 
-use serde_json::json;
-use zweck::crm_double::{CrmDouble, CrmDoubleConfig, Dialect};
+use zweck::crm_double::Dialect;
 use zweck::dialect::Dialect as D;
-use zweck::json::{self, JsonLimits};
-use zweck::policy::{self, Direction, PolicySet, PseudonymKey, RouteMatch};
+use zweck::json;
+use zweck::policy::{self, Direction, PseudonymKey, RouteMatch};
+
+#[path = "shared/mod.rs"]
+mod shared;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -36,36 +38,10 @@ fn main() {
     };
     let target: usize = args[1].parse().expect("bytes");
     let iterations: u64 = args[3].parse().expect("iterations");
-    let double = CrmDouble::new(CrmDoubleConfig {
-        contacts: 1_000_000,
-        ..CrmDoubleConfig::default()
-    });
-    let mut records = Vec::new();
-    let mut size = 0;
-    while size < target {
-        let r = double.contact(dd, records.len() as u64);
-        size += r.to_string().len() + 1;
-        records.push(r);
-    }
-    let n = records.len();
-    let body = match dd {
-        Dialect::Salesforce => json!({"totalSize": n, "done": true, "records": records}),
-        Dialect::HubSpot => json!({"results": records}),
-        Dialect::Dynamics => {
-            json!({"@odata.context": "https://x.example/api/data/v9.2/$metadata#contacts", "value": records})
-        }
-    };
-    let bytes = serde_json::to_vec(&body).expect("serialize");
-    let (set, _) = PolicySet::load(std::path::Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/policies"
-    )))
-    .expect("shipped policies");
+    let bytes = shared::page(&shared::double(), dd, target);
+    let set = shared::shipped_policies();
     let key = PseudonymKey::new(&[7u8; 32]);
-    let limits = JsonLimits {
-        max_depth: 128,
-        max_bytes: 64 << 20,
-    };
+    let limits = shared::LIMITS;
     let RouteMatch::Operation(op) = set.classify(dialect, &http::Method::GET, path) else {
         panic!("{path} is governed");
     };
@@ -86,5 +62,5 @@ fn main() {
         }
         black_box(json::to_bytes(&v));
     }
-    eprintln!("{} bytes, {n} records, {iterations} runs", bytes.len());
+    eprintln!("{} bytes, {iterations} runs", bytes.len());
 }

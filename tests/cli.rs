@@ -81,8 +81,8 @@ fn serve_makes_dev_certificates_on_first_start_and_exits_0_on_sigterm() {
     assert_eq!(code.code(), Some(0));
 }
 
-/// Starts `zweck serve` and waits (bounded) until it listens.
-fn start_serving(config: &std::path::Path) -> std::process::Child {
+/// Spawns `zweck serve` with its log on a pipe, returned apart from the child.
+fn spawn_serving(config: &std::path::Path) -> (std::process::Child, std::process::ChildStderr) {
     let mut child = zweck()
         .args(["serve", "--config"])
         .arg(config)
@@ -93,6 +93,12 @@ fn start_serving(config: &std::path::Path) -> std::process::Child {
         .spawn()
         .expect("spawn zweck");
     let stderr = child.stderr.take().expect("stderr");
+    (child, stderr)
+}
+
+/// Starts `zweck serve` and waits (bounded) until it listens.
+fn start_serving(config: &std::path::Path) -> std::process::Child {
+    let (mut child, stderr) = spawn_serving(config);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -206,17 +212,8 @@ fn the_shipped_config_is_valid() {
 fn signals_right_after_the_readiness_line_are_handled() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dev_config(dir.path(), true);
-    let mut child = zweck()
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn zweck");
+    let (mut child, stderr) = spawn_serving(&config);
     let pid = child.id().to_string();
-    let stderr = child.stderr.take().expect("stderr");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let signal = |name: &str| {
