@@ -80,6 +80,12 @@ pub enum ProxyError {
     /// A write carries fields whose rule would alter values stored in the CRM.
     #[error("this write carries fields the purpose may only see altered: {}", fields.join(", "))]
     WriteActionNotAllowed { fields: Vec<String> },
+    /// A query filters, groups or sorts on fields the purpose may not see (names, no values).
+    #[error("the query filters or sorts on fields this purpose may not see: {}", fields.join(", "))]
+    QueryNotAllowed { fields: Vec<String> },
+    /// A query Zweck could not read, so could not check.
+    #[error("the query cannot be checked: {reason}")]
+    QueryNotCheckable { reason: &'static str },
     /// The one record of the response is withheld from this purpose (no consent, unknown type).
     #[error("the record is not available for this purpose")]
     RecordWithheld,
@@ -142,9 +148,12 @@ impl ProxyError {
             | Blocked { .. }
             | WriteDenied { .. }
             | WriteActionNotAllowed { .. }
+            | QueryNotAllowed { .. }
             | TransferNotPermitted { .. } => StatusCode::FORBIDDEN,
             UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            RequestNotInspectable { .. } | BodyNotAllowed { .. } => StatusCode::BAD_REQUEST,
+            RequestNotInspectable { .. } | BodyNotAllowed { .. } | QueryNotCheckable { .. } => {
+                StatusCode::BAD_REQUEST
+            }
             ResponseNotInspectable { .. } => StatusCode::BAD_GATEWAY,
             RecordWithheld => StatusCode::NOT_FOUND,
             PolicyFault => StatusCode::INTERNAL_SERVER_ERROR,
@@ -188,6 +197,8 @@ impl ProxyError {
             Blocked { .. } => "blocked",
             WriteDenied { .. } => "write-denied",
             WriteActionNotAllowed { .. } => "write-action-not-allowed",
+            QueryNotAllowed { .. } => "query-not-allowed",
+            QueryNotCheckable { .. } => "query-not-checkable",
             RecordWithheld => "record-withheld",
             PurposeUnknown { .. } => "purpose-unknown",
             PolicyFault => "policy-fault",
@@ -221,6 +232,8 @@ impl ProxyError {
             Blocked { .. } => "Blocked by policy",
             WriteDenied { .. } => "Writes denied",
             WriteActionNotAllowed { .. } => "Write action not allowed",
+            QueryNotAllowed { .. } => "Query not allowed",
+            QueryNotCheckable { .. } => "Query not checkable",
             RecordWithheld => "Record withheld",
             PurposeUnknown { .. } => "Purpose unknown",
             PolicyFault => "Policy fault",
@@ -388,6 +401,20 @@ mod tests {
                 },
                 403,
                 "write-action-not-allowed",
+            ),
+            (
+                ProxyError::QueryNotAllowed {
+                    fields: vec!["Contact.Phone".into()],
+                },
+                403,
+                "query-not-allowed",
+            ),
+            (
+                ProxyError::QueryNotCheckable {
+                    reason: "an unterminated string",
+                },
+                400,
+                "query-not-checkable",
             ),
             (ProxyError::RecordWithheld, 404, "record-withheld"),
             (

@@ -297,6 +297,17 @@ async fn filter_request(
     if let Governance::Governed { op } = &routed.governance {
         refuse_on_governed(&parts.headers)?;
         let purpose = purpose_of(&routed.policy, caller)?;
+        query_check(
+            ctx,
+            purpose,
+            policy::query::check_url(
+                &routed.policy,
+                purpose,
+                op,
+                &routed.canonical_path,
+                parts.uri.query(),
+            ),
+        )?;
         // a tunnel's own operation is a read; its write parts are refused inside it
         if op.tunnel().is_none()
             && matches!(op.op(), OpKind::Write | OpKind::Delete)
@@ -394,6 +405,27 @@ fn refuse_on_governed(headers: &HeaderMap) -> Result<(), ProxyError> {
     Ok(())
 }
 
+/// Query minimisation's verdict: refused, or in shadow mode logged and let through.
+fn query_check(
+    ctx: &Ctx,
+    purpose: &policy::Purpose,
+    verdict: Result<(), policy::query::QueryRefusal>,
+) -> Result<(), ProxyError> {
+    let Err(refusal) = verdict else {
+        return Ok(());
+    };
+    if purpose.mode == policy::Mode::Shadow {
+        tracing::warn!(request_id = %ctx.request_id, purpose = %purpose.name, %refusal, "shadow mode: query would be refused");
+        return Ok(());
+    }
+    Err(match refusal {
+        policy::query::QueryRefusal::NotAllowed { fields } => {
+            ProxyError::QueryNotAllowed { fields }
+        }
+        policy::query::QueryRefusal::Unreadable(reason) => ProxyError::QueryNotCheckable { reason },
+    })
+}
+
 fn purpose_of<'a>(set: &'a PolicySet, caller: &Caller) -> Result<&'a policy::Purpose, ProxyError> {
     set.purpose(&caller.purpose)
         .ok_or_else(|| ProxyError::PurposeUnknown {
@@ -436,6 +468,12 @@ async fn governed_request_body(
     let (bytes, _reservation) = read_decoded(state, headers, incoming, true).await?;
     let mut doc = json::parse(&bytes, &json_limits(state))
         .map_err(|e| ProxyError::RequestNotInspectable { reason: e.reason() })?;
+    let purpose = purpose_of(&routed.policy, caller)?;
+    query_check(
+        ctx,
+        purpose,
+        policy::query::check_body(&routed.policy, purpose, op, &routed.canonical_path, &doc),
+    )?;
     let outcome = filter_document(state, ctx, caller, routed, op, Direction::Request, &mut doc)?;
     headers.remove(header::CONTENT_LENGTH);
     let out = if outcome.changed && !outcome.shadow {

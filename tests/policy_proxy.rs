@@ -310,3 +310,92 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+/// Query minimisation: a predicate is an oracle on its field, so a query may filter and sort
+/// only on fields its purpose sees unaltered. Refused queries never reach the CRM, and the
+/// refusal names fields, never the values tested.
+#[tokio::test]
+async fn queries_may_filter_only_on_fields_the_purpose_may_see() {
+    let h = Harness::start().await;
+    let news = h.cert_client(CERT_APP, Version::H2);
+    let phone = "+49 151 0000 0042";
+    let probe = format!(
+        "/services/data/v66.0/query?q=SELECT+Id+FROM+Contact+WHERE+MobilePhone%3D%27{}%27",
+        phone.replace(' ', "+").replace('+', "%2B")
+    );
+    let (r, b) = news.get(&h.url(&probe), &[]).await;
+    assert_eq!(r.status(), 403, "{}", text(&b));
+    assert_eq!(problem_slug(&r, &b), "query-not-allowed");
+    assert!(text(&b).contains("Contact.MobilePhone"), "{}", text(&b));
+    assert!(!text(&b).contains("0042"), "the refusal echoes no value");
+    // unreadable SOQL is refused, not sent unchecked
+    let (r, b) = news
+        .get(
+            &h.url("/services/data/v66.0/query?q=SELECT+Id+FROM+Contact+WHERE+Email%3D%27x"),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status(), 400, "{}", text(&b));
+    assert_eq!(problem_slug(&r, &b), "query-not-checkable");
+    // the same inside a composite: the part sinks the request
+    let composite = Bytes::from_static(
+        br#"{"allOrNone":false,"compositeRequest":[
+        {"method":"GET","url":"/services/data/v66.0/query?q=SELECT+Id+FROM+Contact+WHERE+LastName='Drury'","referenceId":"q"}]}"#,
+    );
+    let (r, b) = news
+        .call(
+            Method::POST,
+            &h.url("/services/data/v66.0/composite"),
+            &[("content-type", "application/json")],
+            composite,
+        )
+        .await;
+    assert_eq!(r.status(), 403, "{}", text(&b));
+    assert_eq!(problem_slug(&r, &b), "query-not-allowed");
+    assert!(!text(&b).contains("Drury"), "{}", text(&b));
+    // HubSpot search: a filter on a property the purpose may not see
+    let (r, b) = hubspot_search(&h, "firstname").await;
+    assert_eq!(r.status(), 403, "{}", text(&b));
+    assert_eq!(problem_slug(&r, &b), "query-not-allowed");
+    assert!(text(&b).contains("contacts.firstname"), "{}", text(&b));
+    assert!(!text(&b).contains("Leopold"));
+    assert!(
+        h.double.double.received().is_empty(),
+        "no refused query reached the CRM"
+    );
+    // allowed: the newsletter filters on e-mail and its own consent signal, sorts on a
+    // system field; analytics filters on city (kept)
+    let (r, b) = news
+        .get(
+            &h.url("/services/data/v66.0/query?q=SELECT+Id,Email+FROM+Contact+WHERE+HasOptedOutOfEmail%3Dfalse+AND+Email+LIKE+%27%25%40example.com%27+ORDER+BY+CreatedDate+LIMIT+5"),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{}", text(&b));
+    let (r, b) = hubspot_search(&h, "city").await;
+    assert_eq!(r.status(), 200, "{}", text(&b));
+    assert_eq!(
+        h.double.double.received().len(),
+        2,
+        "the allowed queries went through"
+    );
+}
+
+/// A HubSpot contact search by the analytics app (API key) filtering on `property`.
+async fn hubspot_search(h: &Harness, property: &str) -> (http::Response<()>, Bytes) {
+    let key = h.api_key();
+    let body = format!(
+        r#"{{"filterGroups":[{{"filters":[{{"propertyName":"{property}","operator":"EQ","value":"Leopold"}}]}}],"limit":5}}"#
+    );
+    h.anon_client(Version::H1)
+        .call(
+            Method::POST,
+            &h.url("/crm/v3/objects/contacts/search"),
+            &[
+                ("zweck-api-key", &key),
+                ("content-type", "application/json"),
+            ],
+            Bytes::from(body),
+        )
+        .await
+}

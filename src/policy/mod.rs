@@ -11,6 +11,7 @@
 //! - `engine`: `apply`, the pure function the proxy calls per body;
 //! - `actions`: mask, pseudonymise, generalise, truncate;
 //! - `csv`: the same policies over CSV bodies (Salesforce Bulk API 2.0 results), streamed;
+//! - `query`: query minimisation, predicates only on fields the purpose may see;
 //! - `testing`, `explain`: `zweck policy test` / `explain` over the same engine.
 //!
 //! The contract is docs/policy.md; DESIGN.md §2 says why default-deny matters.
@@ -21,6 +22,7 @@ pub mod diagnostic;
 pub mod engine;
 pub mod explain;
 pub mod model;
+pub mod query;
 pub mod select;
 pub mod set;
 pub mod taxonomy;

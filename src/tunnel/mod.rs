@@ -239,6 +239,9 @@ pub enum Cause {
     /// The policy refused the part.
     #[error("{0}")]
     Policy(Refusal),
+    /// Query minimisation refused the part's query.
+    #[error("{0}")]
+    Query(crate::policy::query::QueryRefusal),
     /// A sub-response that answers no sub-request (count, order or id).
     #[error("the sub-response answers no sub-request")]
     Unmatched,
@@ -282,6 +285,14 @@ impl TunnelRefusal {
             },
             Cause::MediaType => inspect("media-type"),
             Cause::Unmatched => inspect("unmatched-part"),
+            Cause::Query(crate::policy::query::QueryRefusal::NotAllowed { fields }) => {
+                ProxyError::QueryNotAllowed {
+                    fields: fields.clone(),
+                }
+            }
+            Cause::Query(crate::policy::query::QueryRefusal::Unreadable(reason)) => {
+                ProxyError::QueryNotCheckable { reason }
+            }
             Cause::Policy(r) => match r {
                 Refusal::Blocked { category, .. } => ProxyError::Blocked {
                     category: category.clone(),
@@ -403,6 +414,32 @@ impl Cx<'_> {
             }),
             RouteMatch::Operation(op) if op.tunnel().is_some() => Err(refuse(Cause::Nested)),
             RouteMatch::Operation(op) => Ok(PartRoute::Governed(op.clone())),
+        }
+    }
+
+    /// Query minimisation of one sub-request's URL (SOQL in `q`), as for a top-level
+    /// request; in shadow mode a refusal is only logged.
+    pub fn check_query(
+        &self,
+        part: usize,
+        route: &PartRoute,
+        target: &Target,
+    ) -> Result<(), TunnelRefusal> {
+        let PartRoute::Governed(op) = route else {
+            return Ok(());
+        };
+        let query = target.forward.split_once('?').map(|(_, q)| q);
+        match crate::policy::query::check_url(self.set, self.purpose, op, &target.path, query) {
+            Ok(()) => Ok(()),
+            Err(refusal) if self.purpose.mode == crate::policy::Mode::Shadow => {
+                tracing::warn!(purpose = %self.purpose.name, part, %refusal, "shadow mode: query would be refused");
+                Ok(())
+            }
+            Err(refusal) => Err(TunnelRefusal::new(
+                Direction::Request,
+                part,
+                Cause::Query(refusal),
+            )),
         }
     }
 
