@@ -353,6 +353,19 @@ async fn queries_may_filter_only_on_fields_the_purpose_may_see() {
     assert_eq!(r.status(), 403, "{}", text(&b));
     assert_eq!(problem_slug(&r, &b), "query-not-allowed");
     assert!(!text(&b).contains("Drury"), "{}", text(&b));
+    // Dataverse: $filter and $orderby, nested in $expand too
+    for q in [
+        "$filter=mobilephone%20eq%20%27%2B49%20151%200000%200042%27",
+        "$select=emailaddress1&$orderby=lastname",
+        "$expand=parentcustomerid_account($filter=telephone1%20eq%20%270042%27)",
+    ] {
+        let (r, b) = news
+            .get(&h.url(&format!("/api/data/v9.2/contacts?{q}")), &[])
+            .await;
+        assert_eq!(r.status(), 403, "{q}: {}", text(&b));
+        assert_eq!(problem_slug(&r, &b), "query-not-allowed");
+        assert!(!text(&b).contains("0042"), "{}", text(&b));
+    }
     // HubSpot search: a filter on a property the purpose may not see
     let (r, b) = hubspot_search(&h, "firstname").await;
     assert_eq!(r.status(), 403, "{}", text(&b));
@@ -374,9 +387,16 @@ async fn queries_may_filter_only_on_fields_the_purpose_may_see() {
     assert_eq!(r.status(), 200, "{}", text(&b));
     let (r, b) = hubspot_search(&h, "city").await;
     assert_eq!(r.status(), 200, "{}", text(&b));
+    let (r, b) = news
+        .get(
+            &h.url("/api/data/v9.2/contacts?$select=emailaddress1&$filter=donotbulkemail%20eq%20false&$top=3"),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{}", text(&b));
     assert_eq!(
         h.double.double.received().len(),
-        2,
+        3,
         "the allowed queries went through"
     );
 }

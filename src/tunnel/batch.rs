@@ -124,6 +124,7 @@ fn request_part(
         }
     };
     let route = cx.classify(index, method, &path, in_change_set)?;
+    cx.check_query(index, &route, &path, &forward)?;
     if let (Some(created), Some(id), "POST") = (created, &content_id, method.as_str()) {
         created.push((id.clone(), path.clone()));
     }

@@ -173,7 +173,7 @@ fn composite_request(
         }
         let target = resolve_target(cx.tunnel, index, url, UrlForm::AbsolutePath)?;
         let route = cx.classify(index, &method, &target.path, false)?;
-        cx.check_query(index, &route, &target)?;
+        cx.check_query(index, &route, &target.path, &target.forward)?;
         s.insert("url".into(), Value::String(target.forward));
         request_headers(cx, index, s.get_mut("httpHeaders"))?;
         let (outcome, bytes) = sub_body(cx, index, &method, &route, s.get_mut("body"), true)?;
@@ -246,7 +246,7 @@ fn batch_request(
         }
         let target = resolve_target(cx.tunnel, index, url, UrlForm::DataRelative)?;
         let route = cx.classify(index, &method, &target.path, false)?;
-        cx.check_query(index, &route, &target)?;
+        cx.check_query(index, &route, &target.path, &target.forward)?;
         s.insert("url".into(), Value::String(target.forward));
         let (outcome, bytes) = sub_body(cx, index, &method, &route, s.get_mut("richInput"), true)?;
         plans.push(PartPlan {

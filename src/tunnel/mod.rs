@@ -423,13 +423,14 @@ impl Cx<'_> {
         &self,
         part: usize,
         route: &PartRoute,
-        target: &Target,
+        path: &str,
+        forward: &str,
     ) -> Result<(), TunnelRefusal> {
         let PartRoute::Governed(op) = route else {
             return Ok(());
         };
-        let query = target.forward.split_once('?').map(|(_, q)| q);
-        match crate::policy::query::check_url(self.set, self.purpose, op, &target.path, query) {
+        let query = forward.split_once('?').map(|(_, q)| q);
+        match crate::policy::query::check_url(self.set, self.purpose, op, path, query) {
             Ok(()) => Ok(()),
             Err(refusal) if self.purpose.mode == crate::policy::Mode::Shadow => {
                 tracing::warn!(purpose = %self.purpose.name, part, %refusal, "shadow mode: query would be refused");
