@@ -243,7 +243,8 @@ pub struct RawCsvJob {
 #[serde(deny_unknown_fields)]
 pub struct RawExpect {
     /// `allowed` (body unchanged), `minimised`, `blocked`, `write_denied`,
-    /// `write_action_not_allowed`, `no_consent`, `ungoverned`, `unknown`.
+    /// `write_action_not_allowed`, `no_consent`, `ungoverned`, `unknown`,
+    /// `query_not_allowed`, `query_not_checkable`.
     #[serde(default)]
     pub decision: Option<String>,
     #[serde(default)]

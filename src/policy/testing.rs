@@ -177,7 +177,12 @@ fn run_case(set: &PolicySet, case: &super::model::RawTestCase, key: &PseudonymKe
     let Ok(method) = Method::from_bytes(case.method.as_bytes()) else {
         return vec![format!("bad method `{}`", case.method)];
     };
-    let op = match set.classify(dialect, &method, &case.path) {
+    // a query string is checked by query minimisation, as the proxy does before forwarding
+    let (path, query) = match case.path.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (case.path.as_str(), None),
+    };
+    let op = match set.classify(dialect, &method, path) {
         RouteMatch::Operation(op) => op,
         other => {
             let got = match other {
@@ -203,6 +208,34 @@ fn run_case(set: &PolicySet, case: &super::model::RawTestCase, key: &PseudonymKe
         None => Direction::Request,
         Some(other) => return vec![format!("direction is request or response, not `{other}`")],
     };
+    let checked = super::query::check_url(set, purpose, op, path, query).and_then(|()| {
+        match (&case.body, dir) {
+            (Some(body), Direction::Request) => {
+                super::query::check_body(set, purpose, op, path, body)
+            }
+            _ => Ok(()),
+        }
+    });
+    if let Err(refusal) = checked {
+        let (got, fields) = match &refusal {
+            super::query::QueryRefusal::NotAllowed { fields } => {
+                ("query_not_allowed", fields.clone())
+            }
+            super::query::QueryRefusal::Unreadable(_) => ("query_not_checkable", Vec::new()),
+        };
+        if expect.decision.as_deref() != Some(got) {
+            fail.push(format!(
+                "decision: expected {}, got {got} ({refusal})",
+                expect.decision.as_deref().unwrap_or("(any)")
+            ));
+        }
+        if let Some(want) = &expect.field_paths {
+            if *want != fields {
+                fail.push(format!("field_paths: expected {want:?}, got {fields:?}"));
+            }
+        }
+        return fail;
+    }
     if let (BodyFormat::Csv, Direction::Response, Some(Value::String(text))) =
         (op.format(), dir, &case.body)
     {
