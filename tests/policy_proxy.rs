@@ -366,6 +366,13 @@ async fn queries_may_filter_only_on_fields_the_purpose_may_see() {
         assert_eq!(problem_slug(&r, &b), "query-not-allowed");
         assert!(!text(&b).contains("0042"), "{}", text(&b));
     }
+    // a read by alternate key tests the key
+    let (r, b) = news
+        .get(&h.url("/api/data/v9.2/contacts(telephone1='0042')"), &[])
+        .await;
+    assert_eq!(r.status(), 403, "{}", text(&b));
+    assert_eq!(problem_slug(&r, &b), "query-not-allowed");
+    assert!(!text(&b).contains("0042"), "{}", text(&b));
     // HubSpot search: a filter on a property the purpose may not see
     let (r, b) = hubspot_search(&h, "firstname").await;
     assert_eq!(r.status(), 403, "{}", text(&b));

@@ -63,6 +63,7 @@ pub fn check_url(
         return check_hubspot_id_property(set, purpose, op.resource_idx, query);
     }
     if op.dialect == Dialect::Dynamics {
+        check_alternate_key(set, purpose, op.resource_idx, path)?;
         return check_odata(set, purpose, op.resource_idx, query);
     }
     if op.dialect != Dialect::Salesforce {
@@ -223,6 +224,44 @@ pub fn check_hubspot_search(
 
 fn property(v: &serde_json::Value) -> Option<&str> {
     v.get("propertyName").and_then(|p| p.as_str())
+}
+
+/// A Dataverse read by alternate key, `contacts(emailaddress1='x')` or
+/// `contacts(firstname='a',lastname='b')`, tests the key properties like a filter; a read by
+/// id, `contacts(00000000-…)`, tests nothing.
+fn check_alternate_key(
+    set: &PolicySet,
+    purpose: &Purpose,
+    resource: usize,
+    path: &str,
+) -> Result<(), QueryRefusal> {
+    let last = path.trim_end_matches('/').rsplit('/').next().unwrap_or("");
+    let Some(open) = last.find('(') else {
+        return Ok(());
+    };
+    let key = last[open + 1..]
+        .strip_suffix(')')
+        .ok_or(QueryRefusal::Unreadable("a key in parentheses"))?;
+    let key = form_decode(key)?;
+    if !key.contains('=') {
+        return Ok(());
+    }
+    let Some(inv) = set.inventory(Dialect::Dynamics) else {
+        return Ok(());
+    };
+    let mut checker = Checker::new(set, inv, purpose);
+    for part in split_top_level(&key, ',') {
+        let (name, _) = part.split_once('=').ok_or(QueryRefusal::Unreadable(
+            "an alternate key is name=value pairs",
+        ))?;
+        let name = name.trim();
+        if checker.allowed(resource, &[name]) {
+            continue;
+        }
+        let object = checker.inv.resources[resource].name.clone();
+        checker.deny(format!("{object}.{name}"));
+    }
+    checker.finish()
 }
 
 /// Dataverse (OData) query options that test fields: `$filter` and `$orderby`, `$apply`,
@@ -1435,6 +1474,25 @@ mod tests {
             ("newsletter", "$filter=unknown_nav/any(o:o/name eq 'x')", &["contact.o/name"]),
             ("newsletter", "$apply=groupby((lastname))", &["contact.lastname"]),
         ];
+        let single = inv
+            .operations()
+            .iter()
+            .find(|o| o.template().ends_with("/contacts(*)") && o.op() == OpKind::Read)
+            .expect("contacts single");
+        let by_key = |purpose: &str, path: &str| {
+            let p = set.purpose(purpose).expect("purpose");
+            check_url(set, p, single, path, None)
+        };
+        let guid = "/api/data/v9.2/contacts(a1b2c3d4-0000-4000-8000-000000000001)";
+        assert_eq!(by_key("analytics", guid), Ok(()));
+        let email = "/api/data/v9.2/contacts(emailaddress1='x%40example.com')";
+        assert_eq!(by_key("newsletter", email), Ok(()));
+        assert_eq!(
+            by_key("analytics", email),
+            refused(&["contact.emailaddress1"])
+        );
+        let names = "/api/data/v9.2/contacts(firstname='Piet',lastname='O''Neill')";
+        assert_eq!(by_key("newsletter", names), refused(&["contact.lastname"]));
         for (purpose, q, fields) in cases {
             let want = if fields.is_empty() {
                 Ok(())
