@@ -1383,7 +1383,6 @@ fn respond(resp: Response<ProxyBody>) -> Response<ProxyBody> {
     resp
 }
 
-/// Headers that describe one connection, not the message (RFC 9110 §7.6.1).
 /// Hop-by-hop headers (RFC 9110 §7.6.1) and the framing header hyper recomputes.
 fn is_hop_by_hop(name: &str) -> bool {
     matches!(

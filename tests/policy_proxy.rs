@@ -353,6 +353,23 @@ async fn queries_may_filter_only_on_fields_the_purpose_may_see() {
     assert_eq!(r.status(), 403, "{}", text(&b));
     assert_eq!(problem_slug(&r, &b), "query-not-allowed");
     assert!(!text(&b).contains("Drury"), "{}", text(&b));
+    // a query job's SOQL in a composite sub-request body is checked too
+    let job = Bytes::from_static(
+        br#"{"allOrNone":false,"compositeRequest":[
+        {"method":"POST","url":"/services/data/v66.0/jobs/query","referenceId":"j",
+         "body":{"operation":"query","query":"SELECT Id FROM Contact WHERE MobilePhone = '0042'"}}]}"#,
+    );
+    let (r, b) = news
+        .call(
+            Method::POST,
+            &h.url("/services/data/v66.0/composite"),
+            &[("content-type", "application/json")],
+            job,
+        )
+        .await;
+    assert_eq!(r.status(), 403, "{}", text(&b));
+    assert_eq!(problem_slug(&r, &b), "query-not-allowed");
+    assert!(!text(&b).contains("0042"), "{}", text(&b));
     // Dataverse: $filter and $orderby, nested in $expand too
     for q in [
         "$filter=mobilephone%20eq%20%27%2B49%20151%200000%200042%27",

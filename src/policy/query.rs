@@ -74,9 +74,8 @@ pub fn check_url(
         return Ok(());
     }
     let mut soql = None;
-    for pair in query.unwrap_or("").split('&') {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        if form_decode(name)? == "q" {
+    for (name, value) in query_params(query)? {
+        if name == "q" {
             if soql.is_some() {
                 return Err(QueryRefusal::Unreadable("more than one q parameter"));
             }
@@ -101,13 +100,26 @@ fn check_hubspot_id_property(
         return Ok(());
     };
     let mut checker = Checker::new(set, inv, purpose);
-    for pair in query.unwrap_or("").split('&') {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        if form_decode(name)? == "idProperty" {
+    for (name, value) in query_params(query)? {
+        if name == "idProperty" {
             checker.property(resource, &form_decode(value)?);
         }
     }
     checker.finish()
+}
+
+/// The (decoded name, raw value) pairs of a query string; values are decoded by the
+/// caller, only for the parameters it reads.
+fn query_params(query: Option<&str>) -> Result<Vec<(String, &str)>, QueryRefusal> {
+    query
+        .unwrap_or("")
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            Ok((form_decode(name)?, value))
+        })
+        .collect()
 }
 
 /// `application/x-www-form-urlencoded` decoding of one name or value (`+` is a space).
@@ -276,9 +288,7 @@ fn check_odata(
         return Ok(());
     };
     let mut checker = Checker::new(set, inv, purpose);
-    for pair in query.unwrap_or("").split('&') {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let name = form_decode(name)?;
+    for (name, value) in query_params(query)? {
         odata_option(&mut checker, resource, &name, &form_decode(value)?)?;
     }
     checker.finish()

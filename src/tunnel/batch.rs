@@ -124,7 +124,7 @@ fn request_part(
         }
     };
     let route = cx.classify(index, method, &path, in_change_set)?;
-    cx.check_query(index, &route, &path, &forward)?;
+    cx.check_query_url(index, &route, &path, &forward)?;
     if let (Some(created), Some(id), "POST") = (created, &content_id, method.as_str()) {
         created.push((id.clone(), path.clone()));
     }
@@ -148,6 +148,7 @@ fn request_part(
         }
         let mut doc =
             json::parse(body, &cx.limits.json).map_err(|e| refuse(Cause::Malformed(e.reason())))?;
+        cx.check_query_body(index, &route, &path, &doc)?;
         let outcome = cx.request_body(index, method, &route, Some(&mut doc))?;
         if outcome.changed && !outcome.shadow {
             let new = json::to_bytes(&doc);

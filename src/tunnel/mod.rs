@@ -417,9 +417,9 @@ impl Cx<'_> {
         }
     }
 
-    /// Query minimisation of one sub-request's URL (SOQL in `q`), as for a top-level
-    /// request; in shadow mode a refusal is only logged.
-    pub fn check_query(
+    /// Query minimisation of one sub-request's URL (SOQL in `q`, OData options, HubSpot
+    /// `idProperty`), as for a top-level request.
+    pub fn check_query_url(
         &self,
         part: usize,
         route: &PartRoute,
@@ -430,7 +430,33 @@ impl Cx<'_> {
             return Ok(());
         };
         let query = forward.split_once('?').map(|(_, q)| q);
-        match crate::policy::query::check_url(self.set, self.purpose, op, path, query) {
+        let verdict = crate::policy::query::check_url(self.set, self.purpose, op, path, query);
+        self.query_verdict(part, verdict)
+    }
+
+    /// Query minimisation of one sub-request's body (a Bulk query job, a search), as for a
+    /// top-level request.
+    pub fn check_query_body(
+        &self,
+        part: usize,
+        route: &PartRoute,
+        path: &str,
+        body: &Value,
+    ) -> Result<(), TunnelRefusal> {
+        let PartRoute::Governed(op) = route else {
+            return Ok(());
+        };
+        let verdict = crate::policy::query::check_body(self.set, self.purpose, op, path, body);
+        self.query_verdict(part, verdict)
+    }
+
+    /// A refusal sinks the part; in shadow mode it is only logged.
+    fn query_verdict(
+        &self,
+        part: usize,
+        verdict: Result<(), crate::policy::query::QueryRefusal>,
+    ) -> Result<(), TunnelRefusal> {
+        match verdict {
             Ok(()) => Ok(()),
             Err(refusal) if self.purpose.mode == crate::policy::Mode::Shadow => {
                 tracing::warn!(purpose = %self.purpose.name, part, %refusal, "shadow mode: query would be refused");
