@@ -1165,7 +1165,7 @@ mod tests {
     use http::Method;
 
     const FIXTURE: &str =
-        include_str!("../../tests/fixtures/crm/salesforce/bulk2-query-results.page1.csv");
+        include_str!("../../../tests/fixtures/crm/salesforce/bulk2-query-results.page1.csv");
     const RESULTS: &str = "/services/data/v66.0/jobs/query/750Qy00000Fict01AAA/results";
 
     fn shipped() -> Arc<PolicySet> {
