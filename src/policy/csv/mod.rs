@@ -28,21 +28,17 @@
 //!
 //! Streaming: [`CsvGovernor`] buffers the first bytes until the header row is complete (the
 //! delimiter is read from it), decides, and then streams rows through the strict RFC 4180
-//! [`CsvTransformer`]: memory is one row, never the body. [`CsvGovernor::govern`] does that
-//! over a body and returns the governed body, or the refusal before any byte was produced.
+//! [`CsvTransformer`]: memory is one row, never the body. The caller feeds it the body chunk
+//! by chunk (the proxy's streamed export); a refusal comes before any byte was produced.
 //! [`CsvReport`] gives the transfer-log [`Outcome`]: records are the rows emitted.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::ops::Deref;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http_body::{Body, Frame, SizeHint};
-use http_body_util::BodyExt;
 use serde_json::Value;
 
 use super::actions::{self, PseudonymKey, PurposeKey};
@@ -54,7 +50,6 @@ use super::set::{
 };
 use super::taxonomy::CatId;
 use crate::body::csv::{CellAction, CsvError, CsvLimits, CsvTransformer, Delimiter, Row};
-use crate::body::{BoxError, ProxyBody};
 use crate::dialect::Dialect;
 
 /// What the proxy knows about the Bulk job whose results these are (from the job's create or
@@ -70,7 +65,8 @@ pub struct CsvJob {
 }
 
 /// Why a CSV body was not delivered. Nothing of the body was produced when this is
-/// returned before streaming ([`CsvGovernor::govern`]); later it ends the stream.
+/// returned before the governor is [streaming](CsvGovernor::streaming); later it ends the
+/// stream.
 #[derive(Debug, thiserror::Error)]
 pub enum CsvFailure {
     /// The policy refuses the exchange (as for JSON: 403 for `Blocked`, 500 for a missing
@@ -84,9 +80,6 @@ pub enum CsvFailure {
     /// read, or it disagrees with the job's `columnDelimiter` (502).
     #[error("the CSV delimiter cannot be determined from the header row")]
     Delimiter,
-    /// The upstream body failed.
-    #[error("the upstream body failed: {0}")]
-    Upstream(BoxError),
     /// The governor was used after a failure or after `finish`.
     #[error("the CSV governor was used after a failure or after finish")]
     Spent,
@@ -101,7 +94,6 @@ impl CsvFailure {
             CsvFailure::Malformed(CsvError::InvalidUtf8 { .. }) => "csv-invalid-utf8",
             CsvFailure::Malformed(_) => "csv-malformed",
             CsvFailure::Delimiter => "csv-delimiter",
-            CsvFailure::Upstream(_) => "truncated",
             CsvFailure::Spent => "csv-spent",
         }
     }
@@ -575,111 +567,6 @@ impl<S: Deref<Target = PolicySet>> CsvGovernor<S> {
         out.extend_from_slice(&first);
         self.transformer = Some(t);
         Ok(())
-    }
-}
-
-impl<S: Deref<Target = PolicySet> + Send + 'static> CsvGovernor<S> {
-    /// Governs `body`: reads until the header row is decided and returns the governed body,
-    /// or the failure before any byte of output exists (refuse the exchange then). Errors
-    /// later end the returned body's stream with a boxed [`CsvFailure`]: abort the response.
-    pub async fn govern(
-        mut self,
-        mut body: ProxyBody,
-    ) -> Result<(ProxyBody, CsvReport), CsvFailure> {
-        let report = self.report();
-        let mut prefix = Vec::new();
-        while !self.streaming() {
-            match body.frame().await {
-                Some(Ok(frame)) => match frame.into_data() {
-                    Ok(data) => prefix.extend_from_slice(&self.feed(&data)?),
-                    Err(_trailers) => {
-                        prefix.extend_from_slice(&self.finish()?);
-                        return Ok((crate::body::full(prefix), report));
-                    }
-                },
-                Some(Err(e)) => {
-                    self.spent = true;
-                    return Err(CsvFailure::Upstream(e));
-                }
-                None => {
-                    prefix.extend_from_slice(&self.finish()?);
-                    return Ok((crate::body::full(prefix), report));
-                }
-            }
-        }
-        let governed = GovernedBody {
-            inner: body,
-            governor: self,
-            prefix: (!prefix.is_empty()).then(|| Bytes::from(prefix)),
-            done: false,
-        };
-        Ok((governed.boxed_unsync(), report))
-    }
-}
-
-/// The body after the header was decided.
-struct GovernedBody<S> {
-    inner: ProxyBody,
-    governor: CsvGovernor<S>,
-    prefix: Option<Bytes>,
-    done: bool,
-}
-
-// No field is pinned structurally (the inner body is boxed).
-impl<S> Unpin for GovernedBody<S> {}
-
-impl<S: Deref<Target = PolicySet>> Body for GovernedBody<S> {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = &mut *self;
-        if let Some(p) = this.prefix.take() {
-            return Poll::Ready(Some(Ok(Frame::data(p))));
-        }
-        loop {
-            if this.done {
-                return Poll::Ready(None);
-            }
-            let end = match Pin::new(&mut this.inner).poll_frame(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(Err(e))) => {
-                    this.done = true;
-                    return Poll::Ready(Some(Err(e)));
-                }
-                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
-                    Ok(data) => match this.governor.feed(&data) {
-                        Ok(out) if out.is_empty() => continue,
-                        Ok(out) => return Poll::Ready(Some(Ok(Frame::data(out)))),
-                        Err(e) => {
-                            this.done = true;
-                            return Poll::Ready(Some(Err(Box::new(e))));
-                        }
-                    },
-                    Err(_trailers) => true,
-                },
-                Poll::Ready(None) => true,
-            };
-            if end {
-                this.done = true;
-                return match this.governor.finish() {
-                    Ok(out) if out.is_empty() => Poll::Ready(None),
-                    Ok(out) => Poll::Ready(Some(Ok(Frame::data(out)))),
-                    Err(e) => Poll::Ready(Some(Err(Box::new(e)))),
-                };
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.done && self.prefix.is_none()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::default()
     }
 }
 
@@ -1670,30 +1557,8 @@ purposes:
         assert!(!o.categories_delivered.contains("user.workplace"));
     }
 
-    /// A body of several frames.
-    fn chunks(parts: &[&'static str]) -> ProxyBody {
-        struct Parts(std::collections::VecDeque<Bytes>);
-        impl Body for Parts {
-            type Data = Bytes;
-            type Error = BoxError;
-            fn poll_frame(
-                mut self: Pin<&mut Self>,
-                _: &mut Context<'_>,
-            ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-                Poll::Ready(self.0.pop_front().map(|b| Ok(Frame::data(b))))
-            }
-        }
-        Parts(
-            parts
-                .iter()
-                .map(|p| Bytes::from_static(p.as_bytes()))
-                .collect(),
-        )
-        .boxed_unsync()
-    }
-
-    #[tokio::test]
-    async fn govern_refuses_before_streaming_and_streams_otherwise() {
+    #[test]
+    fn the_governor_refuses_before_any_output_and_a_later_failure_never_completes() {
         let set = custom(PURPOSES);
         let plan = |purpose: &str| {
             let p = set.purpose(purpose).expect("purpose");
@@ -1701,28 +1566,33 @@ purposes:
                 .expect("plan")
                 .governor(CsvLimits::default())
         };
-        let blocked = crate::body::full("\"Id\",\"Ssn__c\"\n\"1\",\"123\"\n");
-        let r = plan("guarded").govern(blocked).await;
+        let mut g = plan("guarded");
+        let r = g.feed(b"\"Id\",\"Ssn__c\"\n\"1\",\"123\"\n");
         assert!(matches!(
             r,
             Err(CsvFailure::Refused(Refusal::Blocked { .. }))
         ));
+        assert!(matches!(g.finish(), Err(CsvFailure::Spent)));
 
-        let body = crate::body::full("\"Id\",\"Email\"\n\"1\",\"a@example.com\"\n");
-        let (body, report) = plan("guarded").govern(body).await.expect("governed");
-        let out = body.collect().await.expect("body").to_bytes();
+        let mut g = plan("guarded");
+        let report = g.report();
+        let mut out = g
+            .feed(b"\"Id\",\"Email\"\n\"1\",\"a@example.com\"\n")
+            .expect("governed")
+            .to_vec();
+        out.extend_from_slice(&g.finish().expect("finished"));
         assert_eq!(&out[..], b"\"Id\",\"Email\"\n\"1\",\"*@example.com\"\n");
         assert!(report.complete());
         assert_eq!(report.records(), 1);
 
-        // A stream error after the header ends the body with an error, never cleanly.
-        let body = chunks(&["\"Id\",\"Email\"\n\"1\",\"a", "\"b\n"]);
-        let (mut body, report) = plan("guarded").govern(body).await.expect("header ok");
-        let mut failed = false;
-        while let Some(frame) = body.frame().await {
-            failed |= frame.is_err();
-        }
-        assert!(failed && !report.complete());
+        // A failure after the header ends the body with an error, never as complete.
+        let mut g = plan("guarded");
+        let report = g.report();
+        let head = g.feed(b"\"Id\",\"Email\"\n\"1\",\"a").expect("header ok");
+        assert!(g.streaming() && !head.is_empty());
+        assert!(g.feed(b"\"b\n").is_err());
+        assert!(matches!(g.finish(), Err(CsvFailure::Spent)));
+        assert!(!report.complete());
     }
 
     #[test]
