@@ -28,9 +28,10 @@
 //!
 //! Streaming: [`CsvGovernor`] buffers the first bytes until the header row is complete (the
 //! delimiter is read from it), decides, and then streams rows through the strict RFC 4180
-//! [`CsvTransformer`](crate::body::csv::CsvTransformer): memory is one row, never the body. The caller feeds it the body chunk
-//! by chunk (the proxy's streamed export); a refusal comes before any byte was produced.
-//! [`CsvReport`] gives the transfer-log [`Outcome`](super::Outcome): records are the rows emitted.
+//! [`CsvTransformer`](crate::body::csv::CsvTransformer): memory is one row, never the body.
+//! The caller feeds it the body chunk by chunk (the proxy's streamed export); a refusal comes
+//! before any byte was produced. [`CsvReport`] gives the transfer-log
+//! [`Outcome`](super::Outcome): records are the rows emitted.
 //!
 //! The files follow the work: `header` decides the header row (`HeaderPlan`), `stream` holds
 //! the governor that buffers, decides and streams, `rows` the per-row consent filter and cell
