@@ -648,10 +648,10 @@ fn scalar_eq(actual: &Value, expected: &Value, dialect: Dialect) -> bool {
         (Value::Number(_), Value::Number(_)) => {
             num(actual).is_some() && num(actual) == num(expected)
         }
-        (Value::String(a), Value::Bool(e)) if dialect == Dialect::Hubspot => {
+        (Value::String(a), Value::Bool(e)) if dialect == Dialect::HubSpot => {
             (a == "true" && *e) || (a == "false" && !*e)
         }
-        (Value::String(a), Value::Number(_)) if dialect == Dialect::Hubspot => a
+        (Value::String(a), Value::Number(_)) if dialect == Dialect::HubSpot => a
             .trim()
             .parse::<f64>()
             .ok()

@@ -307,7 +307,7 @@ fn hubspot_strings_are_coerced() {
     ], "paging": {"next": {"after": "4"}}});
     let out = run(
         &s,
-        Dialect::Hubspot,
+        Dialect::HubSpot,
         "GET",
         "/crm/v3/objects/contacts",
         "news",
@@ -631,7 +631,7 @@ fn body_without_records_is_envelope_only() {
         json!({"paging": {"next": {"after": "2"}}, "other": [{"email": "x@example.com"}]});
     let out = run(
         &s,
-        Dialect::Hubspot,
+        Dialect::HubSpot,
         "GET",
         "/crm/v3/objects/contacts",
         "open",
@@ -743,7 +743,7 @@ fn warnings_for_unclassified_keep_and_redundant_rules() {
         "{all:?}"
     );
     // and unclassified: keep really keeps
-    let RouteMatch::Operation(op) = set.classify(Dialect::Hubspot, &Method::GET, "/x") else {
+    let RouteMatch::Operation(op) = set.classify(Dialect::HubSpot, &Method::GET, "/x") else {
         panic!()
     };
     let mut body = json!({"new_field": "v"});

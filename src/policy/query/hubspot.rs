@@ -26,7 +26,7 @@ pub(super) fn check_id_property(
     resource: usize,
     query: Option<&str>,
 ) -> Result<(), QueryRefusal> {
-    let Some(inv) = set.inventory(Dialect::Hubspot) else {
+    let Some(inv) = set.inventory(Dialect::HubSpot) else {
         return Ok(());
     };
     let mut checker = Checker::new(set, inv, purpose);
@@ -54,7 +54,7 @@ pub(super) fn check_body(
         return Ok(());
     };
     let inv = set
-        .inventory(Dialect::Hubspot)
+        .inventory(Dialect::HubSpot)
         .ok_or(QueryRefusal::Unreadable("no HubSpot inventory"))?;
     let name = p
         .as_str()
@@ -73,7 +73,7 @@ pub fn check_hubspot_search(
     body: &serde_json::Value,
 ) -> Result<(), QueryRefusal> {
     let inv = set
-        .inventory(Dialect::Hubspot)
+        .inventory(Dialect::HubSpot)
         .ok_or(QueryRefusal::Unreadable("no HubSpot inventory"))?;
     let mut checker = Checker::new(set, inv, purpose);
     let bad =
@@ -120,7 +120,7 @@ mod tests {
     #[test]
     fn hubspot_search_filters_sorts_and_free_text() {
         let set = shipped();
-        let inv = set.inventory(Dialect::Hubspot).expect("inventory");
+        let inv = set.inventory(Dialect::HubSpot).expect("inventory");
         let op = inv
             .operations()
             .iter()

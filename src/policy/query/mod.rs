@@ -65,7 +65,7 @@ pub fn check_url(
             odata::check_alternate_key(set, purpose, op.resource_idx, path)?;
             odata::check_options(set, purpose, op.resource_idx, query)
         }
-        Dialect::Hubspot => hubspot::check_id_property(set, purpose, op.resource_idx, query),
+        Dialect::HubSpot => hubspot::check_id_property(set, purpose, op.resource_idx, query),
         Dialect::Generic => Ok(()),
     }
 }
@@ -87,7 +87,7 @@ pub fn check_body(
         Dialect::Salesforce if path.ends_with("/jobs/query") => {
             soql::check_query_job(set, purpose, body)
         }
-        Dialect::Hubspot => hubspot::check_body(set, purpose, op.resource_idx, path, body),
+        Dialect::HubSpot => hubspot::check_body(set, purpose, op.resource_idx, path, body),
         _ => Ok(()),
     }
 }
