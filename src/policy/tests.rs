@@ -796,3 +796,17 @@ fn version_hashes_relative_paths_and_bytes_in_order() {
     assert!(report.is_ok(), "{report}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn directions_carry_the_transfer_log_names() {
+    for (dir, name) in [
+        (Direction::Request, "to_processor"),
+        (Direction::Response, "from_processor"),
+    ] {
+        assert_eq!(serde_json::to_value(dir).expect("serialise"), json!(name));
+        assert_eq!(
+            serde_json::from_value::<Direction>(json!(name)).expect("deserialise"),
+            dir
+        );
+    }
+}
