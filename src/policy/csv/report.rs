@@ -56,6 +56,7 @@ impl CsvReport {
         }
     }
 
+    #[inline]
     pub(super) fn lock(&self) -> MutexGuard<'_, ReportState> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
