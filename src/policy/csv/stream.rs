@@ -34,7 +34,7 @@ impl<S: Deref<Target = PolicySet>> CsvPolicy<S> {
     }
 }
 
-/// The streaming governor of one CSV body. See the module docs.
+/// The streaming governor of one CSV body; `policy::csv`'s module docs say what it decides.
 pub struct CsvGovernor<S = Arc<PolicySet>> {
     policy: CsvPolicy<S>,
     limits: CsvLimits,
