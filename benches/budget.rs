@@ -80,7 +80,7 @@ fn paging(c: &mut Criterion) {
         x.iter(|| {
             let mut h = HeaderMap::new();
             cap_page_size(
-                Dialect::Hubspot,
+                Dialect::HubSpot,
                 &mut h,
                 Some(black_box("limit=100&after=123")),
                 40,

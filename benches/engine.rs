@@ -14,8 +14,7 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use serde_json::Value;
-use zweck::crm_double::Dialect;
-use zweck::dialect::Dialect as D;
+use zweck::dialect::Dialect;
 use zweck::json;
 use zweck::policy::{self, Direction, PseudonymKey, RouteMatch};
 
@@ -33,33 +32,18 @@ fn bench(c: &mut Criterion) {
     let key = PseudonymKey::new(&[7u8; 32]);
     let limits = LIMITS;
     let cases = [
-        (
-            Dialect::Salesforce,
-            D::Salesforce,
-            "GET",
-            "/services/data/v66.0/query",
-        ),
-        (
-            Dialect::HubSpot,
-            D::Hubspot,
-            "GET",
-            "/crm/v3/objects/contacts",
-        ),
-        (
-            Dialect::Dynamics,
-            D::Dynamics,
-            "GET",
-            "/api/data/v9.2/contacts",
-        ),
+        (Dialect::Salesforce, "GET", "/services/data/v66.0/query"),
+        (Dialect::HubSpot, "GET", "/crm/v3/objects/contacts"),
+        (Dialect::Dynamics, "GET", "/api/data/v9.2/contacts"),
     ];
-    for (dd, dialect, method, path) in cases {
+    for (dialect, method, path) in cases {
         let method = http::Method::from_bytes(method.as_bytes()).expect("method");
         let RouteMatch::Operation(op) = set.classify(dialect, &method, path) else {
             panic!("{path} is governed");
         };
         let mut group = c.benchmark_group(format!("{dialect}"));
         for (label, size) in [("1KB", 1_000), ("100KB", 100_000), ("10MB", 10_000_000)] {
-            let bytes = page(&double, dd, size);
+            let bytes = page(&double, dialect, size);
             group.throughput(Throughput::Bytes(bytes.len() as u64));
             if size >= 10_000_000 {
                 group.sample_size(10);

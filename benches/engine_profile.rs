@@ -8,8 +8,7 @@
 
 use std::hint::black_box;
 
-use zweck::crm_double::Dialect;
-use zweck::dialect::Dialect as D;
+use zweck::dialect::Dialect;
 use zweck::json;
 use zweck::policy::{self, Direction, PseudonymKey, RouteMatch};
 
@@ -26,19 +25,15 @@ fn main() {
         eprintln!("usage: engine_profile <salesforce|hubspot|dynamics> <bytes> <purpose|parse|serde_json> <iterations>");
         return;
     }
-    let (dd, dialect, path) = match args[0].as_str() {
-        "salesforce" => (
-            Dialect::Salesforce,
-            D::Salesforce,
-            "/services/data/v66.0/query",
-        ),
-        "hubspot" => (Dialect::HubSpot, D::Hubspot, "/crm/v3/objects/contacts"),
-        "dynamics" => (Dialect::Dynamics, D::Dynamics, "/api/data/v9.2/contacts"),
+    let (dialect, path) = match args[0].as_str() {
+        "salesforce" => (Dialect::Salesforce, "/services/data/v66.0/query"),
+        "hubspot" => (Dialect::HubSpot, "/crm/v3/objects/contacts"),
+        "dynamics" => (Dialect::Dynamics, "/api/data/v9.2/contacts"),
         other => panic!("unknown dialect {other}"),
     };
     let target: usize = args[1].parse().expect("bytes");
     let iterations: u64 = args[3].parse().expect("iterations");
-    let bytes = shared::page(&shared::double(), dd, target);
+    let bytes = shared::page(&shared::double(), dialect, target);
     let set = shared::shipped_policies();
     let key = PseudonymKey::new(&[7u8; 32]);
     let limits = shared::LIMITS;

@@ -19,8 +19,8 @@ use serde_json::Value;
 use zweck::audit::{AuditConfig, AuditLog, Decision, Direction, Offbox, Stage, TransferRecord};
 use zweck::body::csv::CsvLimits;
 use zweck::config::{MechanismKind, TransferMechanism};
-use zweck::crm_double::{CrmDouble, CrmDoubleConfig, Dialect};
-use zweck::dialect::Dialect as D;
+use zweck::crm_double::{CrmDouble, CrmDoubleConfig};
+use zweck::dialect::Dialect;
 use zweck::policy::{csv_plan, CsvJob, PolicySet, PseudonymKey, RouteMatch};
 
 /// The allocator the `zweck` binary uses (src/main.rs).
@@ -83,7 +83,8 @@ fn csv(c: &mut Criterion) {
     let set = Arc::new(set);
     let key = PseudonymKey::new(&[7u8; 32]);
     let path = "/services/data/v66.0/jobs/query/750xx0000000001AAA/results";
-    let RouteMatch::Operation(op) = set.classify(D::Salesforce, &http::Method::GET, path) else {
+    let RouteMatch::Operation(op) = set.classify(Dialect::Salesforce, &http::Method::GET, path)
+    else {
         panic!("{path} is governed");
     };
     let body = bulk_csv(&double, 4 << 20);
@@ -116,7 +117,7 @@ fn record(n: u64) -> TransferRecord {
         purpose: "newsletter".into(),
         data_use: "marketing.communications.email".into(),
         legal_basis: "consent".into(),
-        direction: Direction::FromProcessor,
+        direction: Direction::Response,
         upstream: "salesforce".into(),
         processor: "Salesforce, Inc.".into(),
         host: "example.my.salesforce.com".into(),

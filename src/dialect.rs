@@ -1,5 +1,11 @@
 //! The CRM dialects Zweck knows. A dialect decides which inventory applies, which headers
 //! pass, how refusals are shaped and where absolute links hide in bodies.
+//!
+//! The CRM double (`crm_double`) names the CRM whose wire shape it renders with this same
+//! enum. DESIGN.md keeps the double free of the code it tests, so that a bug cannot hide on
+//! both sides of a test; a list of names holds no logic that could, and two lists (one spelt
+//! `Hubspot`, one `HubSpot`) only made tests translate between them. Everything the double
+//! does with a dialect (paths, shapes, paging) stays its own.
 
 use serde::Deserialize;
 
@@ -10,7 +16,7 @@ pub enum Dialect {
     /// Salesforce REST, Composite and Bulk API 2.0.
     Salesforce,
     /// HubSpot CRM v3.
-    Hubspot,
+    HubSpot,
     /// Microsoft Dynamics 365 / Dataverse Web API.
     Dynamics,
     /// Any other JSON API: only what the config lists as ungoverned passes.
@@ -22,7 +28,7 @@ impl Dialect {
     pub fn as_str(self) -> &'static str {
         match self {
             Dialect::Salesforce => "salesforce",
-            Dialect::Hubspot => "hubspot",
+            Dialect::HubSpot => "hubspot",
             Dialect::Dynamics => "dynamics",
             Dialect::Generic => "generic",
         }
@@ -32,7 +38,7 @@ impl Dialect {
     pub fn from_name(name: &str) -> Option<Dialect> {
         match name {
             "salesforce" => Some(Dialect::Salesforce),
-            "hubspot" => Some(Dialect::Hubspot),
+            "hubspot" => Some(Dialect::HubSpot),
             "dynamics" => Some(Dialect::Dynamics),
             "generic" => Some(Dialect::Generic),
             _ => None,

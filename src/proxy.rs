@@ -215,7 +215,7 @@ async fn pipeline(
     let mut upstream_req = filter_request(state, ctx, &caller, &routed, req).await?;
     precheck(state, ctx, &mut upstream_req).await?;
     permit_transfer(state, ctx)?;
-    append(state, ctx, audit::Direction::ToProcessor, 0).await?;
+    append(state, ctx, audit::Direction::Request, 0).await?;
     ctx.forwarded = true;
     let resp = forward(state, &routed, upstream_req).await?;
     let resp = filter_response(state, ctx, &caller, &routed, resp).await?;
@@ -223,7 +223,7 @@ async fn pipeline(
     append(
         state,
         ctx,
-        audit::Direction::FromProcessor,
+        audit::Direction::Response,
         resp.status().as_u16(),
     )
     .await?;
@@ -691,7 +691,7 @@ async fn start_stream(
     let record = ctx.exchange().map(|x| {
         transfer::record(
             &x,
-            audit::Direction::FromProcessor,
+            audit::Direction::Response,
             None,
             Decision::Minimised,
             status,
@@ -1311,8 +1311,8 @@ async fn append(
         return Ok(());
     };
     let body = match direction {
-        audit::Direction::ToProcessor => ctx.sent.as_ref(),
-        audit::Direction::FromProcessor => ctx.received.as_ref(),
+        audit::Direction::Request => ctx.sent.as_ref(),
+        audit::Direction::Response => ctx.received.as_ref(),
     };
     let Some(body) = body else {
         return Ok(());
@@ -1326,12 +1326,12 @@ async fn append(
         None,
     );
     record.parts = match direction {
-        audit::Direction::ToProcessor => ctx
+        audit::Direction::Request => ctx
             .tunnel
             .as_ref()
             .map(|t| t.records_per_part())
             .unwrap_or_default(),
-        audit::Direction::FromProcessor => ctx.tunnel_parts_received.clone(),
+        audit::Direction::Response => ctx.tunnel_parts_received.clone(),
     };
     match log.append(record).await {
         Ok(_) => Ok(()),
@@ -1352,13 +1352,13 @@ async fn log_refusal(state: &State, ctx: &Ctx, err: &ProxyError) {
         return;
     }
     let direction = if ctx.forwarded {
-        audit::Direction::FromProcessor
+        audit::Direction::Response
     } else {
-        audit::Direction::ToProcessor
+        audit::Direction::Request
     };
     let body = match direction {
-        audit::Direction::ToProcessor => ctx.sent.as_ref(),
-        audit::Direction::FromProcessor => ctx.received.as_ref(),
+        audit::Direction::Request => ctx.sent.as_ref(),
+        audit::Direction::Response => ctx.received.as_ref(),
     };
     let decision = if matches!(err, ProxyError::BudgetExhausted { .. }) {
         Decision::RateLimited

@@ -39,7 +39,7 @@ fn record(i: u64) -> TransferRecord {
         purpose: "analytics".into(),
         data_use: "analytics.reporting".into(),
         legal_basis: "legitimate_interests".into(),
-        direction: Direction::FromProcessor,
+        direction: Direction::Response,
         upstream: "hubspot".into(),
         processor: "HubSpot, Inc.".into(),
         host: "api.hubapi.com".into(),

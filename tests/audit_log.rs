@@ -70,7 +70,7 @@ fn record(n: u64) -> TransferRecord {
         purpose: "newsletter".into(),
         data_use: "marketing.communications.email".into(),
         legal_basis: "consent".into(),
-        direction: Direction::FromProcessor,
+        direction: Direction::Response,
         upstream: "salesforce".into(),
         processor: "Salesforce, Inc.".into(),
         host: "example.my.salesforce.com".into(),

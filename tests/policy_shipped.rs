@@ -98,7 +98,7 @@ fn fixtures_never_leak_names_or_phones_to_newsletter_or_analytics() {
             "salesforce/contact-get.response.json",
         ),
         (
-            Dialect::Hubspot,
+            Dialect::HubSpot,
             "/crm/v3/objects/contacts",
             "hubspot/contacts-list.page1.response.json",
         ),

@@ -1,7 +1,8 @@
 //! What the engine benches share: bodies in the fixtures' shapes and the shipped policies.
 
 use serde_json::json;
-use zweck::crm_double::{CrmDouble, CrmDoubleConfig, Dialect};
+use zweck::crm_double::{CrmDouble, CrmDoubleConfig};
+use zweck::dialect::Dialect;
 use zweck::json::JsonLimits;
 use zweck::policy::PolicySet;
 
@@ -37,6 +38,7 @@ pub fn page(double: &CrmDouble, dialect: Dialect, target_bytes: usize) -> Vec<u8
         Dialect::Dynamics => {
             json!({"@odata.context": "https://x.example/api/data/v9.2/$metadata#contacts", "value": records})
         }
+        Dialect::Generic => panic!("the CRM double renders no generic pages"),
     };
     serde_json::to_vec(&body).expect("serialize")
 }

@@ -24,13 +24,9 @@ pub enum Stage {
     Close,
 }
 
-/// Which way the data went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Direction {
-    ToProcessor,
-    FromProcessor,
-}
+/// Which way the data went: the policy's own `Direction` (`to_processor` for the request,
+/// `from_processor` for the response).
+pub use crate::policy::Direction;
 
 /// What Zweck did with the exchange.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -180,7 +176,7 @@ pub(crate) mod tests {
             purpose: "newsletter".into(),
             data_use: "marketing.communications.email".into(),
             legal_basis: "consent".into(),
-            direction: Direction::FromProcessor,
+            direction: Direction::Response,
             upstream: "salesforce".into(),
             processor: "Salesforce, Inc.".into(),
             host: "example.my.salesforce.com".into(),

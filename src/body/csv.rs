@@ -23,16 +23,8 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http_body::{Body, Frame, SizeHint};
-use http_body_util::BodyExt;
-
-use super::{BoxError, ProxyBody};
 
 /// The field separators Salesforce Bulk API 2.0 offers (`columnDelimiter`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -532,131 +524,6 @@ fn write_field(out: &mut Vec<u8>, value: &str, delimiter: u8, first: &mut bool) 
     out.push(b'"');
 }
 
-/// Counters of a streamed transformation, readable after the stream ended (for the budget
-/// charge and the transfer log).
-#[derive(Debug, Clone, Default)]
-pub struct StreamStats {
-    inner: Arc<StreamStatsInner>,
-}
-
-#[derive(Debug, Default)]
-struct StreamStatsInner {
-    rows_emitted: AtomicU64,
-    rows_removed: AtomicU64,
-    complete: AtomicBool,
-}
-
-impl StreamStats {
-    /// The counts so far.
-    pub fn get(&self) -> CsvStats {
-        CsvStats {
-            rows_emitted: self.inner.rows_emitted.load(Ordering::Acquire),
-            rows_removed: self.inner.rows_removed.load(Ordering::Acquire),
-        }
-    }
-
-    /// Whether the whole body was transformed without error.
-    pub fn complete(&self) -> bool {
-        self.inner.complete.load(Ordering::Acquire)
-    }
-
-    fn store(&self, stats: CsvStats) {
-        self.inner
-            .rows_emitted
-            .store(stats.rows_emitted, Ordering::Release);
-        self.inner
-            .rows_removed
-            .store(stats.rows_removed, Ordering::Release);
-    }
-}
-
-/// Transforms a streamed body. Errors end the stream with a boxed [`CsvError`]; errors of
-/// the inner body pass through. Trailers are dropped (they are not on any allowlist).
-pub fn transform_body(body: ProxyBody, transformer: CsvTransformer) -> (ProxyBody, StreamStats) {
-    let stats = StreamStats::default();
-    let body = TransformBody {
-        inner: body,
-        transformer,
-        stats: stats.clone(),
-        done: false,
-    };
-    (body.boxed_unsync(), stats)
-}
-
-struct TransformBody {
-    inner: ProxyBody,
-    transformer: CsvTransformer,
-    stats: StreamStats,
-    done: bool,
-}
-
-impl TransformBody {
-    fn end(&mut self) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        self.done = true;
-        let result = self.transformer.finish();
-        self.stats.store(self.transformer.stats());
-        match result {
-            Ok(out) => {
-                self.stats.inner.complete.store(true, Ordering::Release);
-                if out.is_empty() {
-                    Poll::Ready(None)
-                } else {
-                    Poll::Ready(Some(Ok(Frame::data(out))))
-                }
-            }
-            Err(e) => Poll::Ready(Some(Err(Box::new(e)))),
-        }
-    }
-}
-
-impl Body for TransformBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = &mut *self;
-        loop {
-            if this.done {
-                return Poll::Ready(None);
-            }
-            match Pin::new(&mut this.inner).poll_frame(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(Err(e))) => {
-                    this.done = true;
-                    return Poll::Ready(Some(Err(e)));
-                }
-                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
-                    Ok(data) => {
-                        let result = this.transformer.feed(&data);
-                        this.stats.store(this.transformer.stats());
-                        match result {
-                            Ok(out) if out.is_empty() => continue,
-                            Ok(out) => return Poll::Ready(Some(Ok(Frame::data(out)))),
-                            Err(e) => {
-                                this.done = true;
-                                return Poll::Ready(Some(Err(Box::new(e))));
-                            }
-                        }
-                    }
-                    Err(_trailers) => return this.end(),
-                },
-                Poll::Ready(None) => return this.end(),
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.done
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::default()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -900,45 +767,5 @@ mod tests {
                 rows_removed: 1
             }
         );
-    }
-
-    #[tokio::test]
-    async fn streamed_body_counts() {
-        let t = CsvTransformer::new(
-            Delimiter::Comma,
-            CsvLimits::default(),
-            |_| CellAction::Keep,
-            |row| row.get("HasOptedOutOfEmail") == Some("false"),
-        );
-        let (mut body, stats) = transform_body(super::super::full(FIXTURE), t);
-        let mut out = Vec::new();
-        while let Some(frame) = body.frame().await {
-            if let Ok(data) = frame.expect("frame").into_data() {
-                out.extend_from_slice(&data);
-            }
-        }
-        assert!(stats.complete());
-        assert_eq!(
-            stats.get(),
-            CsvStats {
-                rows_emitted: 1,
-                rows_removed: 1
-            }
-        );
-        assert!(!String::from_utf8(out).expect("utf-8").contains("Quill"));
-
-        let (mut body, stats) = transform_body(super::super::full("a,b\n\"1"), keep_all());
-        let mut err = None;
-        while let Some(frame) = body.frame().await {
-            if let Err(e) = frame {
-                err = Some(e);
-            }
-        }
-        let err = err.expect("error");
-        assert_eq!(
-            err.downcast_ref::<CsvError>(),
-            Some(&CsvError::UnterminatedQuote { record: 2 })
-        );
-        assert!(!stats.complete());
     }
 }

@@ -167,7 +167,7 @@ const DYNAMICS: Allowlist = Allowlist {
 pub fn allowlist(dialect: Dialect) -> &'static Allowlist {
     match dialect {
         Dialect::Salesforce => &SALESFORCE,
-        Dialect::Hubspot => &HUBSPOT,
+        Dialect::HubSpot => &HUBSPOT,
         Dialect::Dynamics => &DYNAMICS,
         Dialect::Generic => &GENERIC,
     }
@@ -206,7 +206,7 @@ mod tests {
 
     const ALL: [Dialect; 4] = [
         Dialect::Salesforce,
-        Dialect::Hubspot,
+        Dialect::HubSpot,
         Dialect::Dynamics,
         Dialect::Generic,
     ];
@@ -278,7 +278,7 @@ mod tests {
             ("X-HubSpot-Debug", "email=jane@example.com"),
             ("Content-Type", "application/json"),
         ]);
-        filter_response_headers(Dialect::Hubspot, &mut headers);
+        filter_response_headers(Dialect::HubSpot, &mut headers);
         assert_eq!(
             names(&headers),
             [

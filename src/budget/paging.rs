@@ -54,7 +54,7 @@ pub fn cap_page_size(
                 Some(cap_param(query.unwrap_or(""), "maxRecords", max, None))
             }
         }
-        Dialect::Hubspot => {
+        Dialect::HubSpot => {
             let q = query.unwrap_or("");
             if has_param(q, "limit") || max < HUBSPOT_DEFAULT_LIMIT {
                 Some(cap_param(q, "limit", max, Some(HUBSPOT_DEFAULT_LIMIT)))
@@ -282,19 +282,19 @@ mod tests {
     fn hubspot_limit_is_lowered_or_added_only_below_the_default() {
         let mut m = h(&[]);
         assert_eq!(
-            cap_page_size(Dialect::Hubspot, &mut m, Some("limit=100&after=5"), 40).as_deref(),
+            cap_page_size(Dialect::HubSpot, &mut m, Some("limit=100&after=5"), 40).as_deref(),
             Some("limit=40&after=5")
         );
         assert_eq!(
-            cap_page_size(Dialect::Hubspot, &mut m, Some("after=5"), 40).as_deref(),
+            cap_page_size(Dialect::HubSpot, &mut m, Some("after=5"), 40).as_deref(),
             Some("after=5")
         );
         assert_eq!(
-            cap_page_size(Dialect::Hubspot, &mut m, Some("after=5"), 3).as_deref(),
+            cap_page_size(Dialect::HubSpot, &mut m, Some("after=5"), 3).as_deref(),
             Some("after=5&limit=3")
         );
         assert_eq!(
-            cap_page_size(Dialect::Hubspot, &mut m, None, 3).as_deref(),
+            cap_page_size(Dialect::HubSpot, &mut m, None, 3).as_deref(),
             Some("limit=3")
         );
         assert!(m.is_empty());
@@ -304,11 +304,11 @@ mod tests {
     fn encoded_or_repeated_keys_cannot_slip_past_the_cap() {
         let mut m = h(&[]);
         assert_eq!(
-            cap_page_size(Dialect::Hubspot, &mut m, Some("%6Cimit=100&limit=90"), 7).as_deref(),
+            cap_page_size(Dialect::HubSpot, &mut m, Some("%6Cimit=100&limit=90"), 7).as_deref(),
             Some("limit=7&limit=7")
         );
         assert_eq!(
-            cap_page_size(Dialect::Hubspot, &mut m, Some("limit=abc"), 7).as_deref(),
+            cap_page_size(Dialect::HubSpot, &mut m, Some("limit=abc"), 7).as_deref(),
             Some("limit=7")
         );
     }
@@ -339,7 +339,7 @@ mod tests {
         );
         assert!(m.is_empty());
         assert_eq!(
-            cap_page_size(Dialect::Hubspot, &mut m, None, 0).as_deref(),
+            cap_page_size(Dialect::HubSpot, &mut m, None, 0).as_deref(),
             Some("limit=1")
         );
     }

@@ -174,7 +174,7 @@ pub fn refusal_response(
                 json!([{ "message": format!("Zweck: {detail}"), "errorCode": code }]),
             )
         }
-        (true, Dialect::Hubspot) => {
+        (true, Dialect::HubSpot) => {
             let correlation = request_id.unwrap_or_default();
             let body = match e.retry_after {
                 // The SDKs back off 10 s per attempt on TEN_SECONDLY_ROLLING and give up on
@@ -335,7 +335,7 @@ mod tests {
     #[test]
     fn hubspot_vendor_refusal_names_the_policy_sdks_back_off_on() {
         let r = refusal_response(
-            Dialect::Hubspot,
+            Dialect::HubSpot,
             RefusalStyle::Vendor,
             &spent(Some(3000)),
             Some("c-1"),
@@ -350,7 +350,7 @@ mod tests {
         );
         assert_eq!(v["correlationId"], "c-1");
         let r = refusal_response(
-            Dialect::Hubspot,
+            Dialect::HubSpot,
             RefusalStyle::Vendor,
             &spent(Some(600_000)),
             None,
@@ -378,7 +378,7 @@ mod tests {
         for (d, s) in [
             (Dialect::Generic, RefusalStyle::Problem),
             (Dialect::Salesforce, RefusalStyle::Vendor),
-            (Dialect::Hubspot, RefusalStyle::Vendor),
+            (Dialect::HubSpot, RefusalStyle::Vendor),
             (Dialect::Dynamics, RefusalStyle::Vendor),
         ] {
             let r = refusal_response(d, s, &e, None);
@@ -402,7 +402,7 @@ mod tests {
     fn store_unavailable_is_a_503_in_every_style() {
         let mut e = spent(Some(1000));
         e.store_unavailable = true;
-        let r = refusal_response(Dialect::Hubspot, RefusalStyle::Vendor, &e, None);
+        let r = refusal_response(Dialect::HubSpot, RefusalStyle::Vendor, &e, None);
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(
             json_of(&r)["type"],

@@ -88,13 +88,9 @@ pub struct OAuthClient {
     pub client_secret: String,
 }
 
-/// Which CRM's wire shape a record is rendered in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Dialect {
-    Salesforce,
-    HubSpot,
-    Dynamics,
-}
+/// Which CRM's wire shape a record is rendered in: the proxy's own list of dialects (a list of
+/// names, no logic; `crate::dialect` says why the double shares it).
+pub use crate::dialect::Dialect;
 
 /// One request as the double received it.
 #[derive(Debug, Clone)]
@@ -217,11 +213,13 @@ impl CrmDouble {
     /// The record at `index` as the given dialect returns it from a single-record GET
     /// (Salesforce `sobjects/Contact/{id}`, HubSpot `objects/contacts/{id}` with all
     /// properties, Dataverse `contacts({id})` with all columns), including any writes.
+    /// `Dialect::Generic` is no CRM the double serves: null, as for a record that is not there.
     pub fn contact(&self, dialect: Dialect, index: u64) -> serde_json::Value {
         match dialect {
             Dialect::Salesforce => salesforce::contact(self, index),
             Dialect::HubSpot => hubspot::contact(self, index),
             Dialect::Dynamics => dynamics::contact(self, index),
+            Dialect::Generic => serde_json::Value::Null,
         }
     }
 

@@ -343,3 +343,8 @@ fn dynamics_shapes() {
         .unwrap_or_default()
         .ends_with("/$entity"));
 }
+
+#[test]
+fn generic_is_no_crm_the_double_renders() {
+    assert_eq!(double().contact(Dialect::Generic, 0), Value::Null);
+}

@@ -26,12 +26,19 @@ use super::set::{
 use super::taxonomy::{CatId, Taxonomy};
 use crate::dialect::Dialect;
 
-/// Which body of an exchange is being filtered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Which body of an exchange: the one the engine filters, the one a transfer-log line covers.
+///
+/// One type for both, defined here because the audit module already builds on the policy
+/// (its processing record reads purposes) while the policy knows nothing of the log. The log
+/// names the directions from the controller's side, as GDPR's transfer rules do:
+/// `to_processor` and `from_processor` (docs/transfer-log.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Direction {
     /// The app's body going to the CRM.
+    #[serde(rename = "to_processor")]
     Request,
     /// The CRM's body going back to the app.
+    #[serde(rename = "from_processor")]
     Response,
 }
 
@@ -648,10 +655,10 @@ fn scalar_eq(actual: &Value, expected: &Value, dialect: Dialect) -> bool {
         (Value::Number(_), Value::Number(_)) => {
             num(actual).is_some() && num(actual) == num(expected)
         }
-        (Value::String(a), Value::Bool(e)) if dialect == Dialect::Hubspot => {
+        (Value::String(a), Value::Bool(e)) if dialect == Dialect::HubSpot => {
             (a == "true" && *e) || (a == "false" && !*e)
         }
-        (Value::String(a), Value::Number(_)) if dialect == Dialect::Hubspot => a
+        (Value::String(a), Value::Number(_)) if dialect == Dialect::HubSpot => a
             .trim()
             .parse::<f64>()
             .ok()

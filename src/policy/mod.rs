@@ -5,13 +5,16 @@
 //!
 //! - `model`: raw YAML types (unknown keys refused, positions kept for diagnostics);
 //! - `compile`: raw -> `PolicySet` in one step that reports every problem (`diagnostic`);
+//!   its `inventory` and `purpose` files compile the two kinds of file;
 //! - `taxonomy`: fideslang data categories shipped as data, interned;
 //! - `select`: JSONPath parsed once, compiled into field trees and record locators;
 //! - `set`: the compiled, immutable, `Arc`-shared policy set and `classify`;
 //! - `engine`: `apply`, the pure function the proxy calls per body;
 //! - `actions`: mask, pseudonymise, generalise, truncate;
-//! - `csv`: the same policies over CSV bodies (Salesforce Bulk API 2.0 results), streamed;
-//! - `query`: query minimisation, predicates only on fields the purpose may see;
+//! - `csv`: the same policies over CSV bodies (Salesforce Bulk API 2.0 results), streamed:
+//!   the header decided once, then row by row;
+//! - `query`: query minimisation, predicates only on fields the purpose may see; one file
+//!   per query language (SOQL, OData, HubSpot search);
 //! - `testing`, `explain`: `zweck policy test` / `explain` over the same engine.
 //!
 //! The contract is docs/policy.md; DESIGN.md §2 says why default-deny matters.

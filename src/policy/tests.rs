@@ -307,7 +307,7 @@ fn hubspot_strings_are_coerced() {
     ], "paging": {"next": {"after": "4"}}});
     let out = run(
         &s,
-        Dialect::Hubspot,
+        Dialect::HubSpot,
         "GET",
         "/crm/v3/objects/contacts",
         "news",
@@ -631,7 +631,7 @@ fn body_without_records_is_envelope_only() {
         json!({"paging": {"next": {"after": "2"}}, "other": [{"email": "x@example.com"}]});
     let out = run(
         &s,
-        Dialect::Hubspot,
+        Dialect::HubSpot,
         "GET",
         "/crm/v3/objects/contacts",
         "open",
@@ -743,7 +743,7 @@ fn warnings_for_unclassified_keep_and_redundant_rules() {
         "{all:?}"
     );
     // and unclassified: keep really keeps
-    let RouteMatch::Operation(op) = set.classify(Dialect::Hubspot, &Method::GET, "/x") else {
+    let RouteMatch::Operation(op) = set.classify(Dialect::HubSpot, &Method::GET, "/x") else {
         panic!()
     };
     let mut body = json!({"new_field": "v"});
@@ -795,4 +795,18 @@ fn version_hashes_relative_paths_and_bytes_in_order() {
     let report = check(&dir);
     assert!(report.is_ok(), "{report}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn directions_carry_the_transfer_log_names() {
+    for (dir, name) in [
+        (Direction::Request, "to_processor"),
+        (Direction::Response, "from_processor"),
+    ] {
+        assert_eq!(serde_json::to_value(dir).expect("serialise"), json!(name));
+        assert_eq!(
+            serde_json::from_value::<Direction>(json!(name)).expect("deserialise"),
+            dir
+        );
+    }
 }
