@@ -23,7 +23,7 @@ use tokio::sync::Mutex;
 use crate::body::{self, ProxyBody};
 use crate::config::{SecretSource, UpstreamAuth, UpstreamConfig};
 use crate::error::ProxyError;
-use crate::route::RouteRule;
+use crate::proxy::route::RouteRule;
 use crate::tls;
 
 /// The pooled HTTPS client type.

@@ -26,13 +26,17 @@ use crate::caller::Caller;
 use crate::error::ProxyError;
 use crate::json::{self, JsonLimits};
 use crate::metrics::{RequestLabels, UpstreamLabels};
+
+pub mod log;
+pub mod route;
+pub mod stream;
+pub mod tunnel;
+use self::log::{BodyReport, Exchange};
 use crate::policy::{
     self, Direction, OpKind, Operation, Outcome, PolicySet, Refusal, RouteClass, RouteMatch, Writes,
 };
-use crate::route;
 use crate::state::{State, UpstreamEntry};
 use crate::tls::PeerIdentity;
-use crate::transfer::{self, BodyReport, Exchange};
 
 /// The response header carrying the request id.
 pub const REQUEST_ID_HEADER: &str = "zweck-request-id";
@@ -79,7 +83,7 @@ pub struct Ctx {
     /// The app's Accept-Encoding, for re-encoding a filtered response.
     pub accept_encoding: Option<String>,
     /// A governed `$batch` / composite request: its parts, to govern the response part by part.
-    pub tunnel: Option<crate::tunnel::GovernedRequest>,
+    pub tunnel: Option<crate::proxy::tunnel::GovernedRequest>,
     /// Records per part of the tunnel response.
     pub tunnel_parts_received: Vec<u64>,
 }
@@ -517,8 +521,8 @@ async fn read_decoded(
     Ok((bytes, reservation))
 }
 
-fn tunnel_limits(state: &State) -> crate::tunnel::TunnelLimits {
-    crate::tunnel::TunnelLimits {
+fn tunnel_limits(state: &State) -> crate::proxy::tunnel::TunnelLimits {
+    crate::proxy::tunnel::TunnelLimits {
         multipart: Default::default(),
         json: json_limits(state),
     }
@@ -541,13 +545,13 @@ async fn tunnel_request_body(
     let (bytes, _reservation) = read_decoded(state, headers, incoming, true).await?;
     let purpose = purpose_of(&routed.policy, caller)?;
     let origins = tunnel_origins(state, routed);
-    let tunnel = crate::tunnel::Tunnel {
+    let tunnel = crate::proxy::tunnel::Tunnel {
         dialect: op.dialect(),
         kind,
         path: &routed.canonical_path,
         origins: &origins,
     };
-    let governed = crate::tunnel::govern_request(
+    let governed = crate::proxy::tunnel::govern_request(
         &routed.policy,
         purpose,
         &tunnel,
@@ -601,13 +605,13 @@ async fn tunnel_response_body(
     let (bytes, _reservation) = read_decoded(state, headers, incoming, false).await?;
     let purpose = purpose_of(&routed.policy, caller)?;
     let origins = tunnel_origins(state, routed);
-    let tunnel = crate::tunnel::Tunnel {
+    let tunnel = crate::proxy::tunnel::Tunnel {
         dialect: request.dialect,
         kind: request.kind,
         path: &routed.canonical_path,
         origins: &origins,
     };
-    let governed = crate::tunnel::govern_response(
+    let governed = crate::proxy::tunnel::govern_response(
         &routed.policy,
         purpose,
         &tunnel,
@@ -659,7 +663,7 @@ async fn streamed_export(
     )
     .map_err(|r| refusal(ctx, r))?
     .governor(Default::default());
-    let governor = Box::new(crate::export::CsvStream {
+    let governor = Box::new(crate::proxy::stream::CsvStream {
         governor,
         policy: routed.policy.clone(),
     });
@@ -679,17 +683,17 @@ async fn start_stream(
     ctx: &Ctx,
     headers: &mut HeaderMap,
     decoder: Option<encoding::Decoder>,
-    governor: Box<dyn crate::export::StreamGovernor>,
+    governor: Box<dyn crate::proxy::stream::StreamGovernor>,
     prefix: Option<Bytes>,
     incoming: Incoming,
     status: u16,
 ) -> Result<ProxyBody, ProxyError> {
-    use crate::export::{StartFailure, StreamFailure};
+    use crate::proxy::stream::{StartFailure, StreamFailure};
     let not = |reason| ProxyError::ResponseNotInspectable { reason };
     let charge = budget_scope(ctx)
         .map(|(key, budget, class, shadow, _)| state.budgets.stream(key, budget, class, shadow));
     let record = ctx.exchange().map(|x| {
-        transfer::record(
+        log::record(
             &x,
             audit::Direction::FromProcessor,
             None,
@@ -698,7 +702,7 @@ async fn start_stream(
             None,
         )
     });
-    let mut export = crate::export::Export {
+    let mut export = crate::proxy::stream::Export {
         upstream: incoming,
         decoder,
         governor,
@@ -707,7 +711,7 @@ async fn start_stream(
         log: state.audit.clone(),
         record,
     };
-    let (first, ended) = crate::export::prime(&mut export)
+    let (first, ended) = crate::proxy::stream::prime(&mut export)
         .await
         .map_err(|e| match e {
             StartFailure::Governor(StreamFailure::Refused(r)) => refusal(ctx, r),
@@ -718,7 +722,7 @@ async fn start_stream(
     // sent as identity, framed by hyper
     headers.remove(header::CONTENT_ENCODING);
     tracing::info!(request_id = %ctx.request_id, route = ctx.template(), "streaming a governed body");
-    crate::export::start(export, first, ended)
+    crate::proxy::stream::start(export, first, ended)
         .await
         .map_err(|_| ProxyError::AuditUnavailable)
 }
@@ -1161,7 +1165,7 @@ async fn streamed_list(
         max_depth: state.config.limits.json_depth,
         ..Default::default()
     };
-    let governor = crate::export::JsonStream::new(
+    let governor = crate::proxy::stream::JsonStream::new(
         &array_key,
         limits,
         applier(routed.policy.clone(), purpose.clone(), op.clone()),
@@ -1281,7 +1285,7 @@ fn permit_transfer(state: &State, ctx: &Ctx) -> Result<(), ProxyError> {
     else {
         return Ok(());
     };
-    match transfer::mechanism_decision(state, policy, upstream) {
+    match log::mechanism_decision(state, policy, upstream) {
         MechanismDecision::Allow => Ok(()),
         MechanismDecision::LogOnly => {
             tracing::warn!(request_id = %ctx.request_id, upstream = upstream.upstream.name(), "cross-border transfer without a transfer mechanism (on_missing_mechanism: log)");
@@ -1317,11 +1321,11 @@ async fn append(
     let Some(body) = body else {
         return Ok(());
     };
-    let mut record = transfer::record(
+    let mut record = log::record(
         &x,
         direction,
         Some(body),
-        transfer::decision_of(body),
+        log::decision_of(body),
         status,
         None,
     );
@@ -1365,7 +1369,7 @@ async fn log_refusal(state: &State, ctx: &Ctx, err: &ProxyError) {
     } else {
         Decision::Blocked
     };
-    let record = transfer::record(
+    let record = log::record(
         &x,
         direction,
         body,

@@ -146,7 +146,7 @@ impl JsonStream {
 
 fn merge(acc: &std::sync::Mutex<Outcome>, o: &Outcome) {
     if let Ok(mut a) = acc.lock() {
-        *a = crate::tunnel::merged([&*a, o].into_iter());
+        *a = crate::proxy::tunnel::merged([&*a, o].into_iter());
     }
 }
 

@@ -6,7 +6,7 @@
 //! classified, hidden inside an innocent-looking `POST /$batch`. Zweck therefore governs every
 //! sub-request **as if it had been sent alone**:
 //!
-//! - its URL is canonicalised exactly like a top-level path ([`crate::route::canonical_path`]);
+//! - its URL is canonicalised exactly like a top-level path ([`crate::proxy::route::canonical_path`]);
 //!   relative URLs are resolved against the service root, absolute URLs must name an accepted
 //!   origin (the upstream's or Zweck's own) and the same service root, and every sub-request
 //!   is forwarded in canonical form, so what was matched is what the CRM acts on;
@@ -674,7 +674,7 @@ pub(crate) fn resolve_target(
         Some((p, q)) => (p, Some(q)),
         None => (full.as_str(), None),
     };
-    let canonical = crate::route::canonical_path(path).map_err(|e| match e {
+    let canonical = crate::proxy::route::canonical_path(path).map_err(|e| match e {
         ProxyError::BadPath { reason } => bad(reason),
         _ => bad("not canonical"),
     })?;

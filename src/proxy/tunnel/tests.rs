@@ -147,7 +147,7 @@ fn json_of(bytes: &[u8]) -> Value {
 #[test]
 fn batch_fixture_each_part_filtered_as_if_alone() {
     let (ct, body) = http_fixture(include_str!(
-        "../../tests/fixtures/crm/dynamics/batch.request.http"
+        "../../../tests/fixtures/crm/dynamics/batch.request.http"
     ));
     let o = origins();
     let req = govern_request(
@@ -179,7 +179,7 @@ fn batch_fixture_each_part_filtered_as_if_alone() {
     assert_eq!(req.outcome().records, out.records);
 
     let (rct, rbody) = http_fixture(include_str!(
-        "../../tests/fixtures/crm/dynamics/batch.response.http"
+        "../../../tests/fixtures/crm/dynamics/batch.response.http"
     ));
     let resp = dv_response("support", &req, &rct, &rbody).expect("response governed");
     assert_eq!(resp.parts.len(), 2);
@@ -207,7 +207,7 @@ fn batch_fixture_each_part_filtered_as_if_alone() {
 #[test]
 fn batch_fixture_hidden_write_of_a_denied_purpose_is_refused() {
     let (ct, body) = http_fixture(include_str!(
-        "../../tests/fixtures/crm/dynamics/batch.request.http"
+        "../../../tests/fixtures/crm/dynamics/batch.request.http"
     ));
     let o = origins();
     let err = govern_request(
@@ -512,7 +512,7 @@ fn fixture(text: &str) -> Value {
 #[test]
 fn composite_fixture_each_part_filtered_as_if_alone() {
     let body = fixture(include_str!(
-        "../../tests/fixtures/crm/salesforce/composite.request.json"
+        "../../../tests/fixtures/crm/salesforce/composite.request.json"
     ));
     let req = sf_request(TunnelKind::SfComposite, "support", &body).expect("support writes");
     assert_eq!(req.parts.len(), 3);
@@ -543,7 +543,7 @@ fn composite_fixture_each_part_filtered_as_if_alone() {
         .contains("@{refAccount.id}"));
 
     let resp_body = fixture(include_str!(
-        "../../tests/fixtures/crm/salesforce/composite.response.json"
+        "../../../tests/fixtures/crm/salesforce/composite.response.json"
     ));
     let resp = sf_response("support", &req, &resp_body).expect("governed");
     let got = json_of(&resp.body);
@@ -625,7 +625,7 @@ fn composite_withheld_record_becomes_404_part() {
 #[test]
 fn composite_sobjects_inside_composite_is_governed_by_type() {
     let create = fixture(include_str!(
-        "../../tests/fixtures/crm/salesforce/composite-sobjects-create.request.json"
+        "../../../tests/fixtures/crm/salesforce/composite-sobjects-create.request.json"
     ));
     let body = json!({"compositeRequest": [
         {"method": "POST", "url": "/services/data/v66.0/composite/sobjects", "referenceId": "coll", "body": create}]});
@@ -638,7 +638,7 @@ fn composite_sobjects_inside_composite_is_governed_by_type() {
     let (expected, out) = alone("billing", &o, Direction::Request, &create);
     assert_eq!(json_of(&req.body)["compositeRequest"][0]["body"], expected);
     assert_eq!(req.parts[0].outcome, out);
-    let resp_body = json!({"compositeResponse": [{"body": fixture(include_str!("../../tests/fixtures/crm/salesforce/composite-sobjects-create.response.json")),
+    let resp_body = json!({"compositeResponse": [{"body": fixture(include_str!("../../../tests/fixtures/crm/salesforce/composite-sobjects-create.response.json")),
         "httpHeaders": {}, "httpStatusCode": 200, "referenceId": "coll"}]});
     let resp = sf_response("billing", &req, &resp_body).expect("governed");
     let got = json_of(&resp.body);
