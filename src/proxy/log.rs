@@ -1,15 +1,23 @@
-//! From one exchange to its transfer records (phase 8), and the Art. 44-49 gate.
+//! Phase 8, log: the transfer records of a governed exchange, and the Art. 44-49 gate.
+//!
+//! Runs on governed routes only (ungoverned ones carry no personal data), before each
+//! direction flows: data to the processor is logged before it is forwarded, data from the
+//! processor before the response is released, and every refusal gets its record too. It
+//! changes nothing in the exchange. Its errors: `transfer-not-permitted` (403: a flow to a
+//! third country whose upstream has no transfer mechanism, unless the config says
+//! `on_missing_mechanism: log`) and `audit-unavailable` (503: a log that cannot be written
+//! stops the flow).
 //!
 //! The proxy knows, per governed exchange, who asked, for which purpose, which processor in
 //! which country received or sent what categories and how many records. This module turns
 //! that context into `audit::TransferRecord`s: route templates instead of paths, category
-//! names and counts instead of values. It also decides, before anything is forwarded, whether
-//! a cross-border flow may happen at all: a flow to a third country whose upstream has no
-//! transfer mechanism is refused unless the config says `on_missing_mechanism: log`.
+//! names and counts instead of values.
 
+use super::{Ctx, Governed};
 use crate::audit::{
     self, Decision, Direction, MechanismDecision, OnMissing, Stage, TransferRecord,
 };
+use crate::error::ProxyError;
 use crate::policy::{Outcome, PolicySet};
 use crate::state::{State, UpstreamEntry};
 
@@ -19,6 +27,9 @@ pub struct BodyReport {
     pub outcome: Outcome,
     /// Bytes passed on after filtering.
     pub bytes: u64,
+    /// Records per part of a batch tunnel, in body order (the record's `parts`); empty
+    /// otherwise.
+    pub parts: Vec<u64>,
 }
 
 /// Everything about an exchange a transfer record needs.
@@ -121,5 +132,110 @@ pub fn decision_of(body: &BodyReport) -> Decision {
         Decision::Minimised
     } else {
         Decision::Allowed
+    }
+}
+
+impl Ctx<Governed> {
+    /// The exchange as the transfer log sees it.
+    pub fn exchange(&self) -> Exchange<'_> {
+        Exchange {
+            request_id: &self.request_id,
+            app: &self.caller.app,
+            purpose: &self.caller.purpose,
+            method: self.method.as_str(),
+            route: self.flow.op.template(),
+            policy: &self.route.policy,
+            upstream: &self.route.upstream,
+        }
+    }
+}
+
+/// The Art. 44-49 gate, before anything is forwarded: a cross-border flow to an upstream
+/// without a transfer mechanism is refused (`on_missing_mechanism: block`, the default) or
+/// only logged (`log`).
+pub fn permit_transfer(state: &State, ctx: &Ctx<Governed>) -> Result<(), ProxyError> {
+    let upstream = &ctx.route.upstream;
+    match mechanism_decision(state, &ctx.route.policy, upstream) {
+        MechanismDecision::Allow => Ok(()),
+        MechanismDecision::LogOnly => {
+            tracing::warn!(request_id = %ctx.request_id, upstream = upstream.upstream.name(), "cross-border transfer without a transfer mechanism (on_missing_mechanism: log)");
+            Ok(())
+        }
+        MechanismDecision::Block => Err(ProxyError::TransferNotPermitted {
+            upstream: upstream.upstream.name().to_string(),
+            jurisdiction: upstream.upstream.config.jurisdiction.clone(),
+        }),
+    }
+}
+
+/// Phase 8. Appends the transfer record of one direction and waits for it to be durable.
+/// A direction without a body is not logged.
+pub async fn append(
+    state: &State,
+    ctx: &Ctx<Governed>,
+    direction: Direction,
+    status: u16,
+) -> Result<(), ProxyError> {
+    let Some(log) = &state.audit else {
+        return Ok(());
+    };
+    let Some(body) = body_of(ctx, direction) else {
+        return Ok(());
+    };
+    let mut record = record(
+        &ctx.exchange(),
+        direction,
+        Some(body),
+        decision_of(body),
+        status,
+        None,
+    );
+    record.parts = body.parts.clone();
+    match log.append(record).await {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            tracing::error!(request_id = %ctx.request_id, error = %e, "transfer log append failed: the flow stops");
+            Err(ProxyError::AuditUnavailable)
+        }
+    }
+}
+
+/// The record of a refused governed exchange (best effort: the refusal stands whether or
+/// not the log can take it). A refusal after forwarding is the answer's.
+pub async fn refusal(state: &State, ctx: &Ctx<Governed>, err: &ProxyError) {
+    let Some(log) = &state.audit else {
+        return;
+    };
+    if matches!(err, ProxyError::AuditUnavailable) {
+        return;
+    }
+    let direction = if ctx.flow.forwarded {
+        Direction::FromProcessor
+    } else {
+        Direction::ToProcessor
+    };
+    let decision = if matches!(err, ProxyError::BudgetExhausted { .. }) {
+        Decision::RateLimited
+    } else {
+        Decision::Blocked
+    };
+    let record = record(
+        &ctx.exchange(),
+        direction,
+        body_of(ctx, direction),
+        decision,
+        err.status().as_u16(),
+        Some(err.slug()),
+    );
+    if let Err(e) = log.append(record).await {
+        tracing::error!(request_id = %ctx.request_id, error = %e, "transfer log append failed for a refusal");
+    }
+}
+
+/// The filtered body of one direction, if there was one.
+fn body_of(ctx: &Ctx<Governed>, direction: Direction) -> Option<&BodyReport> {
+    match direction {
+        Direction::ToProcessor => ctx.flow.sent.as_ref(),
+        Direction::FromProcessor => ctx.flow.received.as_ref(),
     }
 }

@@ -1,10 +1,13 @@
-//! Streamed bulk exports: Salesforce Bulk API 2.0 CSV results governed row by row.
+//! Governed response bodies too large to buffer, governed as a stream (part of phase 6, with
+//! phases 7 and 8 folded into the stream): Salesforce Bulk API 2.0 CSV results row by row,
+//! and JSON list pages larger than `limits.buffer_bytes` record by record.
 //!
-//! A Bulk result page can be far larger than any buffer, so it is never collected: the
-//! upstream body is decoded chunk by chunk (with the same output and ratio caps), fed to the
-//! policy's CSV governor (columns decided once at the header row, rows filtered by consent),
-//! charged to the export budget per chunk, and released through a channel. Memory stays at
-//! one chunk plus one row, whatever the size of the export.
+//! Such a body is never collected: the upstream body is decoded chunk by chunk (with the
+//! same output and ratio caps), fed to a [`StreamGovernor`] (the policy's CSV governor, whose
+//! columns are decided once at the header row and rows filtered by consent, or the JSON list
+//! streamer, which filters one record at a time), charged to the export budget per chunk,
+//! and released through a channel. Memory stays at one chunk plus one row or record,
+//! whatever the size of the export.
 //!
 //! The transfer log gets an *intent* record before the first byte and a *close* record, with
 //! the final counts, after the last byte has been produced but before the stream is allowed
@@ -23,20 +26,35 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::sync::mpsc;
 
-use crate::audit::{AuditLog, Decision, Stage, TransferRecord};
-use crate::body::encoding::Decoder;
-use crate::body::json_stream::{JsonListStream, JsonStreamError};
+use http::{header, HeaderMap};
+
+use super::{buffer, log, Ctx, Governed};
+use crate::audit::{self, AuditLog, Decision, Stage, TransferRecord};
+use crate::body::encoding::{self, Decoder};
+use crate::body::json_stream::{JsonListStream, JsonStreamError, JsonStreamLimits};
 use crate::body::{BoxError, ProxyBody};
 use crate::budget::{StreamCharge, StreamVerdict};
-use crate::policy::{CsvFailure, CsvGovernor, Outcome, PolicySet, Refusal};
+use crate::error::{Inspection, ProblemType, ProxyError};
+use crate::policy::{self, CsvFailure, CsvGovernor, Direction, Outcome, PolicySet, Refusal};
+use crate::state::State;
 
 /// Why a governed stream failed.
 #[derive(Debug)]
 pub enum StreamFailure {
     /// The policy refused (e.g. a `block` category in the header row).
     Refused(Refusal),
-    /// The body could not be inspected; a short reason, never a value.
-    Reason(&'static str),
+    /// The body could not be inspected; never a value.
+    Reason(Inspection),
+}
+
+impl StreamFailure {
+    /// The reason, as a stream that already started ends with it.
+    fn reason(&self) -> Inspection {
+        match self {
+            StreamFailure::Refused(_) => Inspection::Refused,
+            StreamFailure::Reason(r) => *r,
+        }
+    }
 }
 
 /// A body transformer that works chunk by chunk: CSV rows or JSON list records.
@@ -58,7 +76,7 @@ pub struct CsvStream {
 fn csv_failure(f: CsvFailure) -> StreamFailure {
     match f {
         CsvFailure::Refused(r) => StreamFailure::Refused(r),
-        other => StreamFailure::Reason(other.reason()),
+        other => StreamFailure::Reason(Inspection::from(&other)),
     }
 }
 
@@ -95,7 +113,7 @@ pub struct JsonStream {
 fn json_failure(e: JsonStreamError<Refusal>) -> StreamFailure {
     match e {
         JsonStreamError::Callback(r) => StreamFailure::Refused(r),
-        other => StreamFailure::Reason(other.reason()),
+        other => StreamFailure::Reason(Inspection::from(&other)),
     }
 }
 
@@ -103,7 +121,7 @@ impl JsonStream {
     /// `apply_one` filters a one-record page; `apply_envelope` the page without records.
     pub fn new(
         array_key: &str,
-        limits: crate::body::json_stream::JsonStreamLimits,
+        limits: JsonStreamLimits,
         mut apply_one: impl FnMut(&mut serde_json::Value) -> Result<Outcome, Refusal> + Send + 'static,
         mut apply_envelope: impl FnMut(&mut serde_json::Value) -> Result<Outcome, Refusal>
             + Send
@@ -146,7 +164,7 @@ impl JsonStream {
 
 fn merge(acc: &std::sync::Mutex<Outcome>, o: &Outcome) {
     if let Ok(mut a) = acc.lock() {
-        *a = crate::proxy::tunnel::merged([&*a, o].into_iter());
+        *a = super::tunnel::merged([&*a, o].into_iter());
     }
 }
 
@@ -184,211 +202,357 @@ impl Body for ChannelBody {
     }
 }
 
-/// Why a stream could not start (answered as a normal error response).
-#[derive(Debug)]
-pub enum StartFailure {
-    Governor(StreamFailure),
-    Decode(&'static str),
-    Truncated,
+/// Where a stream's bytes come from and what governs them.
+pub struct Source {
+    pub upstream: Incoming,
+    /// Bytes already read from the upstream (a buffered prefix), fed first.
+    pub prefix: Option<Bytes>,
+    pub decoder: Option<Decoder>,
+    pub governor: Box<dyn StreamGovernor>,
 }
 
 /// Everything the streaming task needs.
 pub struct Export {
-    pub upstream: Incoming,
-    pub decoder: Option<Decoder>,
-    pub governor: Box<dyn StreamGovernor>,
-    /// Bytes already read from the upstream (a buffered prefix), fed first.
-    pub prefix: Option<Bytes>,
+    pub source: Source,
     pub charge: Option<StreamCharge>,
-    pub log: Option<AuditLog>,
-    /// The intent record; the close record is derived from it.
-    pub record: Option<TransferRecord>,
+    /// The transfer log and the intent record; the close record is derived from it.
+    pub log: Option<(AuditLog, TransferRecord)>,
 }
 
-fn decode(decoder: &mut Option<Decoder>, data: &[u8]) -> Result<Bytes, &'static str> {
+/// Why a stream that already started ended early, as its close record says.
+#[derive(Debug, Clone, Copy)]
+enum Ended {
+    Failed(Inspection),
+    BudgetExhausted,
+    ClientGone,
+}
+
+impl Ended {
+    fn as_str(self) -> &'static str {
+        match self {
+            Ended::Failed(r) => r.as_str(),
+            Ended::BudgetExhausted => ProblemType::BudgetExhausted.as_str(),
+            Ended::ClientGone => "client-gone",
+        }
+    }
+}
+
+/// A Bulk CSV result: the policy's CSV governor, columns decided at the header row.
+pub async fn export(
+    state: &State,
+    ctx: &Ctx<Governed>,
+    headers: &mut HeaderMap,
+    upstream: Incoming,
+    status: u16,
+) -> Result<ProxyBody, ProxyError> {
+    let purpose = ctx.purpose()?;
+    let decoder = decoder(state, headers)?;
+    let governor = policy::csv_plan(
+        &ctx.route.policy,
+        purpose,
+        &ctx.flow.op,
+        state.pseudonym_key.as_ref(),
+        &policy::CsvJob::default(),
+    )
+    .map_err(|r| ctx.refused(r))?
+    .governor(Default::default());
+    let governor = Box::new(CsvStream {
+        governor,
+        policy: ctx.route.policy.clone(),
+    });
+    headers.remove("sforce-numberofrecords"); // counts change with filtering
+    let source = Source {
+        upstream,
+        prefix: None,
+        decoder,
+        governor,
+    };
+    start(state, ctx, headers, source, status).await
+}
+
+/// A JSON list page larger than `limits.buffer_bytes`, record by record. Only a page whose
+/// records sit in one top-level array (`$.records[*]`) streams; a single record or a nested
+/// shape too large to buffer is refused (`too-large`).
+pub async fn list(
+    state: &State,
+    ctx: &Ctx<Governed>,
+    headers: &mut HeaderMap,
+    prefix: Bytes,
+    upstream: Incoming,
+    status: u16,
+) -> Result<ProxyBody, ProxyError> {
+    let op = &ctx.flow.op;
+    let paths = ctx.route.policy.record_paths(op);
+    let Some(array_key) = paths
+        .first()
+        .and_then(|p| crate::body::json_stream::array_key_of(p))
+        .map(str::to_string)
+    else {
+        return Err(ProxyError::ResponseNotInspectable {
+            reason: Inspection::TooLarge,
+        });
+    };
+    let purpose = ctx.purpose()?.clone();
+    let decoder = decoder(state, headers)?;
+    let applier = |set: Arc<PolicySet>, purpose: policy::Purpose, op: policy::Operation| {
+        let key = state.pseudonym_key.clone();
+        let links = ctx.route.upstream.links.clone();
+        move |page: &mut serde_json::Value| {
+            let o = policy::apply(&set, &purpose, &op, Direction::Response, page, key.as_ref())?;
+            links.rewrite_json(page);
+            Ok(o)
+        }
+    };
+    let limits = JsonStreamLimits {
+        max_depth: state.config.limits.json_depth,
+        ..Default::default()
+    };
+    let set = &ctx.route.policy;
+    let governor = JsonStream::new(
+        &array_key,
+        limits,
+        applier(set.clone(), purpose.clone(), op.clone()),
+        applier(set.clone(), purpose, op.clone()),
+    );
+    let source = Source {
+        upstream,
+        prefix: Some(prefix),
+        decoder,
+        governor: Box::new(governor),
+    };
+    start(state, ctx, headers, source, status).await
+}
+
+/// A decoder for a streamed body's content codings (caps: `limits.max_body_bytes` on the
+/// output, `limits.decoded_ratio`).
+fn decoder(state: &State, headers: &HeaderMap) -> Result<Option<Decoder>, ProxyError> {
+    let codings = buffer::codings(headers, Direction::Response)?;
+    if codings.is_empty() {
+        return Ok(None);
+    }
+    let limits = encoding::Limits::new(
+        state.config.limits.max_body_bytes as usize,
+        state.config.limits.decoded_ratio,
+    );
+    Decoder::new(&codings, limits)
+        .map(Some)
+        .map_err(|e| ProxyError::ResponseNotInspectable {
+            reason: Inspection::from(&e),
+        })
+}
+
+/// The start every governed stream shares: the budget's stream charger, the first output
+/// produced (a refusal at the header or envelope is still an ordinary error response), the
+/// intent record, then the rest through the channel body.
+async fn start(
+    state: &State,
+    ctx: &Ctx<Governed>,
+    headers: &mut HeaderMap,
+    source: Source,
+    status: u16,
+) -> Result<ProxyBody, ProxyError> {
+    let charge = ctx.flow.budget.as_ref().map(|scope| {
+        state.budgets.stream(
+            scope.key.clone(),
+            scope.budget.clone(),
+            scope.class,
+            scope.shadow,
+        )
+    });
+    let log = state.audit.clone().map(|log| {
+        let record = log::record(
+            &ctx.exchange(),
+            audit::Direction::FromProcessor,
+            None,
+            Decision::Minimised,
+            status,
+            None,
+        );
+        (log, record)
+    });
+    let mut export = Export {
+        source,
+        charge,
+        log,
+    };
+    let (first, ended) = prime(&mut export).await.map_err(|e| match e {
+        StreamFailure::Refused(r) => ctx.refused(r),
+        StreamFailure::Reason(reason) => ProxyError::ResponseNotInspectable { reason },
+    })?;
+    // sent as identity, framed by hyper
+    headers.remove(header::CONTENT_ENCODING);
+    tracing::info!(request_id = %ctx.request_id, route = ctx.template(), "streaming a governed body");
+    release(export, first, ended)
+        .await
+        .map_err(|_| ProxyError::AuditUnavailable)
+}
+
+fn decode(decoder: &mut Option<Decoder>, data: &[u8]) -> Result<Bytes, StreamFailure> {
     match decoder {
-        Some(d) => d.feed(data).map_err(|_| "content-encoding"),
+        Some(d) => d
+            .feed(data)
+            .map_err(|e| StreamFailure::Reason(Inspection::from(&e))),
         None => Ok(Bytes::copy_from_slice(data)),
     }
 }
 
-/// Reads until the header row has been decided (a `block` category refuses the export here,
-/// before any byte goes out) and returns the first output.
-pub async fn prime(export: &mut Export) -> Result<(Bytes, bool), StartFailure> {
-    let mut out = BytesMut::new();
-    if let Some(prefix) = export.prefix.take() {
-        let plain = decode(&mut export.decoder, &prefix).map_err(StartFailure::Decode)?;
-        out.extend_from_slice(
-            &export
-                .governor
-                .feed(&plain)
-                .map_err(StartFailure::Governor)?,
-        );
+/// Reads until the header row (or the envelope before the records) has been decided, so a
+/// `block` category refuses the export before any byte goes out, and returns the first
+/// output and whether the body has ended.
+pub async fn prime(export: &mut Export) -> Result<(Bytes, bool), StreamFailure> {
+    let source = &mut export.source;
+    if let Some(prefix) = source.prefix.take() {
+        let plain = decode(&mut source.decoder, &prefix)?;
+        let out = source.governor.feed(&plain)?;
         if !out.is_empty() {
-            return Ok((out.freeze(), false));
+            return Ok((out, false));
         }
     }
+    next_chunk(source).await
+}
+
+/// The next non-empty output, or the last one and `true` when the body has ended.
+async fn next_chunk(source: &mut Source) -> Result<(Bytes, bool), StreamFailure> {
     loop {
-        match export.upstream.frame().await {
+        match source.upstream.frame().await {
             Some(Ok(frame)) => {
                 let Ok(data) = frame.into_data() else {
                     continue;
                 };
-                let plain = decode(&mut export.decoder, &data).map_err(StartFailure::Decode)?;
-                let produced = export
-                    .governor
-                    .feed(&plain)
-                    .map_err(StartFailure::Governor)?;
-                if !produced.is_empty() {
-                    out.extend_from_slice(&produced);
-                    return Ok((out.freeze(), false));
+                let plain = decode(&mut source.decoder, &data)?;
+                let out = source.governor.feed(&plain)?;
+                if !out.is_empty() {
+                    return Ok((out, false));
                 }
             }
-            Some(Err(_)) => return Err(StartFailure::Truncated),
+            Some(Err(_)) => return Err(StreamFailure::Reason(Inspection::Truncated)),
             None => {
-                if let Some(d) = export.decoder.take() {
+                let mut out = BytesMut::new();
+                if let Some(d) = source.decoder.take() {
                     let rest = d
                         .finish()
-                        .map_err(|_| StartFailure::Decode("content-encoding"))?;
-                    out.extend_from_slice(
-                        &export
-                            .governor
-                            .feed(&rest)
-                            .map_err(StartFailure::Governor)?,
-                    );
+                        .map_err(|e| StreamFailure::Reason(Inspection::from(&e)))?;
+                    out.extend_from_slice(&source.governor.feed(&rest)?);
                 }
-                out.extend_from_slice(&export.governor.finish().map_err(StartFailure::Governor)?);
+                out.extend_from_slice(&source.governor.finish()?);
                 return Ok((out.freeze(), true));
             }
         }
     }
 }
 
-/// Appends the intent record (durable before the first byte), then streams the rest.
-pub async fn start(mut export: Export, first: Bytes, ended: bool) -> Result<ProxyBody, BoxError> {
-    if let (Some(log), Some(rec)) = (&export.log, &export.record) {
-        let mut intent = rec.clone();
+/// Appends the intent record (durable before the first byte), then streams the rest from a
+/// task.
+pub async fn release(export: Export, first: Bytes, ended: bool) -> Result<ProxyBody, BoxError> {
+    if let Some((log, record)) = &export.log {
+        let mut intent = record.clone();
         intent.stage = Stage::Intent;
         log.append(intent)
             .await
             .map_err(|e| -> BoxError { Box::new(e) })?;
     }
     let (tx, rx) = mpsc::channel(4);
-    tokio::spawn(async move {
-        let mut charged = 0u64;
-        let mut bytes = 0u64;
-        let mut pending = Some(first);
-        let mut done = ended;
-        loop {
-            let chunk = match pending.take() {
-                Some(c) => c,
-                None if done => break,
-                None => match next_chunk(&mut export).await {
-                    Ok((c, finished)) => {
-                        done = finished;
-                        c
-                    }
-                    Err(reason) => {
-                        close(close_record(
-                            &export,
-                            charged,
-                            bytes,
-                            Decision::Blocked,
-                            Some(reason),
-                        ))
-                        .await;
-                        let _ = tx.send(Err(reason.into())).await;
-                        return;
-                    }
-                },
-            };
-            // pay for the rows in this chunk before releasing it
-            let rows = export.governor.records();
-            if let Some(c) = export.charge.as_mut() {
-                if rows > charged {
-                    if let StreamVerdict::Abort(_) = c.charge_stream(rows - charged).await {
-                        close(close_record(
-                            &export,
-                            charged,
-                            bytes,
-                            Decision::RateLimited,
-                            Some("budget-exhausted"),
-                        ))
-                        .await;
-                        let _ = tx.send(Err("export budget exhausted".into())).await;
-                        return;
-                    }
-                }
-            }
-            charged = rows;
-            if done {
-                // the close record is durable before the stream may end cleanly
-                if !close(close_record(
-                    &export,
-                    charged,
-                    bytes,
-                    Decision::Minimised,
-                    None,
-                ))
-                .await
-                {
-                    let _ = tx.send(Err("transfer log unavailable".into())).await;
-                    return;
-                }
-            }
-            bytes += chunk.len() as u64;
-            if !chunk.is_empty() && tx.send(Ok(chunk)).await.is_err() {
-                // the client went away
-                close(close_record(
-                    &export,
-                    charged,
-                    bytes,
-                    Decision::Blocked,
-                    Some("client-gone"),
-                ))
-                .await;
-                return;
-            }
-        }
-    });
+    tokio::spawn(pump(export, tx, first, ended));
     Ok(http_body_util::BodyExt::boxed_unsync(ChannelBody { rx }))
 }
 
-fn reason_of(f: StreamFailure) -> &'static str {
-    match f {
-        StreamFailure::Refused(_) => "refused",
-        StreamFailure::Reason(r) => r,
-    }
+/// What has gone out so far.
+#[derive(Debug, Default, Clone, Copy)]
+struct Sent {
+    /// Records paid for.
+    charged: u64,
+    bytes: u64,
 }
 
-async fn next_chunk(export: &mut Export) -> Result<(Bytes, bool), &'static str> {
+/// The streaming task: each chunk is paid for before it is released, the close record is
+/// durable before the stream may end cleanly, and any failure ends the stream with an error.
+async fn pump(
+    mut export: Export,
+    tx: mpsc::Sender<Result<Bytes, BoxError>>,
+    first: Bytes,
+    ended: bool,
+) {
+    let mut sent = Sent::default();
+    let mut pending = Some(first);
+    let mut done = ended;
     loop {
-        match export.upstream.frame().await {
-            Some(Ok(frame)) => {
-                let Ok(data) = frame.into_data() else {
-                    continue;
-                };
-                let plain = decode(&mut export.decoder, &data)?;
-                let out = export.governor.feed(&plain).map_err(reason_of)?;
-                if !out.is_empty() {
-                    return Ok((out, false));
+        let chunk = match pending.take() {
+            Some(c) => c,
+            None if done => break,
+            None => match next_chunk(&mut export.source).await {
+                Ok((c, finished)) => {
+                    done = finished;
+                    c
                 }
-            }
-            Some(Err(_)) => return Err("truncated"),
-            None => {
-                let mut out = BytesMut::new();
-                if let Some(d) = export.decoder.take() {
-                    let rest = d.finish().map_err(|_| "content-encoding")?;
-                    out.extend_from_slice(&export.governor.feed(&rest).map_err(reason_of)?);
+                Err(f) => {
+                    let reason = f.reason();
+                    let ended = Some(Ended::Failed(reason));
+                    close(close_record(&export, sent, Decision::Blocked, ended)).await;
+                    let _ = tx.send(Err(reason.as_str().into())).await;
+                    return;
                 }
-                out.extend_from_slice(&export.governor.finish().map_err(reason_of)?);
-                return Ok((out.freeze(), true));
-            }
+            },
+        };
+        if !pay(&mut export, &mut sent).await {
+            let ended = Some(Ended::BudgetExhausted);
+            close(close_record(&export, sent, Decision::RateLimited, ended)).await;
+            let _ = tx.send(Err("export budget exhausted".into())).await;
+            return;
+        }
+        if done && !close(close_record(&export, sent, Decision::Minimised, None)).await {
+            let _ = tx.send(Err("transfer log unavailable".into())).await;
+            return;
+        }
+        sent.bytes += chunk.len() as u64;
+        if !chunk.is_empty() && tx.send(Ok(chunk)).await.is_err() {
+            // the client went away
+            let ended = Some(Ended::ClientGone);
+            close(close_record(&export, sent, Decision::Blocked, ended)).await;
+            return;
         }
     }
 }
 
-/// Appends the close record with the final counts; false when it could not be written.
+/// Pays for the records produced so far; false when the budget aborts the stream.
+async fn pay(export: &mut Export, sent: &mut Sent) -> bool {
+    let rows = export.source.governor.records();
+    if let Some(c) = export.charge.as_mut() {
+        if rows > sent.charged {
+            if let StreamVerdict::Abort(_) = c.charge_stream(rows - sent.charged).await {
+                return false;
+            }
+        }
+    }
+    sent.charged = rows;
+    true
+}
+
+/// The close record with the final counts, when there is a transfer log.
+fn close_record(
+    export: &Export,
+    sent: Sent,
+    decision: Decision,
+    ended: Option<Ended>,
+) -> Option<(AuditLog, TransferRecord)> {
+    let (log, record) = export.log.as_ref()?;
+    let outcome = export.source.governor.outcome();
+    let mut close = record.clone();
+    close.stage = Stage::Close;
+    close.records = sent.charged;
+    close.bytes = sent.bytes;
+    close.categories_received = outcome.received_names();
+    close.categories_delivered = outcome.delivered_names();
+    close.actions = outcome.action_counts();
+    close.decision = if ended.is_none() && !outcome.changed {
+        Decision::Allowed
+    } else {
+        decision
+    };
+    close.reason = ended.map(|e| e.as_str().to_string());
+    Some((log.clone(), close))
+}
+
+/// Appends the close record; false when it could not be written.
 async fn close(pending: Option<(AuditLog, TransferRecord)>) -> bool {
     let Some((log, record)) = pending else {
         return true;
@@ -400,31 +564,4 @@ async fn close(pending: Option<(AuditLog, TransferRecord)>) -> bool {
             false
         }
     }
-}
-
-fn close_record(
-    export: &Export,
-    charged: u64,
-    bytes: u64,
-    decision: Decision,
-    reason: Option<&str>,
-) -> Option<(AuditLog, TransferRecord)> {
-    let (Some(log), Some(rec)) = (&export.log, &export.record) else {
-        return None;
-    };
-    let outcome = export.governor.outcome();
-    let mut close = rec.clone();
-    close.stage = Stage::Close;
-    close.records = charged;
-    close.bytes = bytes;
-    close.categories_received = outcome.received_names();
-    close.categories_delivered = outcome.delivered_names();
-    close.actions = outcome.action_counts();
-    close.decision = if reason.is_none() && !outcome.changed {
-        Decision::Allowed
-    } else {
-        decision
-    };
-    close.reason = reason.map(str::to_string);
-    Some((log.clone(), close))
 }
