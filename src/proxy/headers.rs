@@ -66,6 +66,7 @@ pub fn strip_response_headers(headers: &mut HeaderMap) {
     remove_headers(headers, |k| k == "set-cookie" || k.starts_with("zweck-"));
 }
 
+/// The declared `Content-Length`, when there is a readable one.
 pub fn content_length(headers: &HeaderMap) -> Option<u64> {
     headers
         .get(header::CONTENT_LENGTH)
@@ -73,10 +74,13 @@ pub fn content_length(headers: &HeaderMap) -> Option<u64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// Whether `Content-Type` declares JSON (as `body::media` classifies it).
 pub fn is_json(headers: &HeaderMap) -> bool {
     media::classify_headers(headers) == media::BodyKind::Json
 }
 
+/// A header's value as text; `several values` when it is repeated (so a caller never
+/// picks one of two conflicting values).
 pub fn header_str(headers: &HeaderMap, name: HeaderName) -> Option<String> {
     let mut all = headers.get_all(&name).iter();
     let first = all.next()?;
@@ -86,6 +90,8 @@ pub fn header_str(headers: &HeaderMap, name: HeaderName) -> Option<String> {
     first.to_str().ok().map(str::to_string)
 }
 
+/// Whether the body carries a content coding other than identity (an unreadable header
+/// counts as one).
 pub fn has_content_coding(headers: &HeaderMap) -> bool {
     headers.get_all(header::CONTENT_ENCODING).iter().any(|v| {
         v.to_str()

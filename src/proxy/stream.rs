@@ -40,7 +40,7 @@ use crate::state::State;
 
 /// Why a governed stream failed.
 #[derive(Debug)]
-pub enum StreamFailure {
+enum StreamFailure {
     /// The policy refused (e.g. a `block` category in the header row).
     Refused(Refusal),
     /// The body could not be inspected; never a value.
@@ -58,7 +58,7 @@ impl StreamFailure {
 }
 
 /// A body transformer that works chunk by chunk: CSV rows or JSON list records.
-pub trait StreamGovernor: Send {
+trait StreamGovernor: Send {
     fn feed(&mut self, chunk: &[u8]) -> Result<Bytes, StreamFailure>;
     fn finish(&mut self) -> Result<Bytes, StreamFailure>;
     /// Records delivered so far.
@@ -68,9 +68,9 @@ pub trait StreamGovernor: Send {
 }
 
 /// Bulk CSV through the policy's CSV governor.
-pub struct CsvStream {
-    pub governor: CsvGovernor<Arc<PolicySet>>,
-    pub policy: Arc<PolicySet>,
+struct CsvStream {
+    governor: CsvGovernor<Arc<PolicySet>>,
+    policy: Arc<PolicySet>,
 }
 
 fn csv_failure(f: CsvFailure) -> StreamFailure {
@@ -105,9 +105,9 @@ type EnvelopeFn = Box<
 >;
 
 /// A JSON list page larger than the buffer, record by record.
-pub struct JsonStream {
-    pub inner: JsonListStream<RecordFn, EnvelopeFn, Refusal>,
-    pub acc: Arc<std::sync::Mutex<Outcome>>,
+struct JsonStream {
+    inner: JsonListStream<RecordFn, EnvelopeFn, Refusal>,
+    acc: Arc<std::sync::Mutex<Outcome>>,
 }
 
 fn json_failure(e: JsonStreamError<Refusal>) -> StreamFailure {
@@ -119,7 +119,7 @@ fn json_failure(e: JsonStreamError<Refusal>) -> StreamFailure {
 
 impl JsonStream {
     /// `apply_one` filters a one-record page; `apply_envelope` the page without records.
-    pub fn new(
+    fn new(
         array_key: &str,
         limits: JsonStreamLimits,
         mut apply_one: impl FnMut(&mut serde_json::Value) -> Result<Outcome, Refusal> + Send + 'static,
@@ -184,7 +184,7 @@ impl StreamGovernor for JsonStream {
 }
 
 /// A body fed by a task through a channel.
-pub struct ChannelBody {
+struct ChannelBody {
     rx: mpsc::Receiver<Result<Bytes, BoxError>>,
 }
 
@@ -203,20 +203,20 @@ impl Body for ChannelBody {
 }
 
 /// Where a stream's bytes come from and what governs them.
-pub struct Source {
-    pub upstream: Incoming,
+struct Source {
+    upstream: Incoming,
     /// Bytes already read from the upstream (a buffered prefix), fed first.
-    pub prefix: Option<Bytes>,
-    pub decoder: Option<Decoder>,
-    pub governor: Box<dyn StreamGovernor>,
+    prefix: Option<Bytes>,
+    decoder: Option<Decoder>,
+    governor: Box<dyn StreamGovernor>,
 }
 
 /// Everything the streaming task needs.
-pub struct Export {
-    pub source: Source,
-    pub charge: Option<StreamCharge>,
+struct Export {
+    source: Source,
+    charge: Option<StreamCharge>,
     /// The transfer log and the intent record; the close record is derived from it.
-    pub log: Option<(AuditLog, TransferRecord)>,
+    log: Option<(AuditLog, TransferRecord)>,
 }
 
 /// Why a stream that already started ended early, as its close record says.
@@ -399,7 +399,7 @@ fn decode(decoder: &mut Option<Decoder>, data: &[u8]) -> Result<Bytes, StreamFai
 /// Reads until the header row (or the envelope before the records) has been decided, so a
 /// `block` category refuses the export before any byte goes out, and returns the first
 /// output and whether the body has ended.
-pub async fn prime(export: &mut Export) -> Result<(Bytes, bool), StreamFailure> {
+async fn prime(export: &mut Export) -> Result<(Bytes, bool), StreamFailure> {
     let source = &mut export.source;
     if let Some(prefix) = source.prefix.take() {
         let plain = decode(&mut source.decoder, &prefix)?;
@@ -443,7 +443,7 @@ async fn next_chunk(source: &mut Source) -> Result<(Bytes, bool), StreamFailure>
 
 /// Appends the intent record (durable before the first byte), then streams the rest from a
 /// task.
-pub async fn release(export: Export, first: Bytes, ended: bool) -> Result<ProxyBody, BoxError> {
+async fn release(export: Export, first: Bytes, ended: bool) -> Result<ProxyBody, BoxError> {
     if let Some((log, record)) = &export.log {
         let mut intent = record.clone();
         intent.stage = Stage::Intent;

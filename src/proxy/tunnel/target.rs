@@ -76,41 +76,7 @@ pub(crate) fn resolve_target(
         return Err(bad("fragment"));
     }
     let root = service_root(tunnel).ok_or(bad("no service root"))?;
-    let lower = raw.to_ascii_lowercase();
-    // (path and query as written, was it relative?)
-    let (full, relative): (String, bool) =
-        if lower.starts_with("https://") || lower.starts_with("http://") {
-            if form != UrlForm::ServiceRelative {
-                return Err(bad("absolute URI"));
-            }
-            let scheme_end = raw.find("://").map_or(0, |i| i + 3);
-            let rest = &raw[scheme_end..];
-            let auth_len = rest.find(['/', '?']).unwrap_or(rest.len());
-            let authority = &rest[..auth_len];
-            if authority.is_empty() || authority.contains('@') {
-                return Err(bad("authority"));
-            }
-            let origin = normal_origin(&raw[..scheme_end + auth_len]);
-            if !tunnel.origins.iter().any(|o| normal_origin(o) == origin) {
-                return Err(bad("foreign origin"));
-            }
-            let tail = &rest[auth_len..];
-            if tail.is_empty() || tail.starts_with('?') {
-                (format!("/{tail}"), false)
-            } else {
-                (tail.to_string(), false)
-            }
-        } else if raw.starts_with("//") || has_scheme(raw) {
-            return Err(bad("scheme or network-path reference"));
-        } else if raw.starts_with('/') {
-            (raw.to_string(), false)
-        } else {
-            match form {
-                UrlForm::ServiceRelative => (format!("{root}{raw}"), true),
-                UrlForm::DataRelative => (format!("/services/data/{raw}"), true),
-                UrlForm::AbsolutePath => return Err(bad("relative URL")),
-            }
-        };
+    let (full, relative) = as_written(tunnel, raw, form, &root).map_err(bad)?;
     let (path, query) = match full.split_once('?') {
         Some((p, q)) => (p, Some(q)),
         None => (full.as_str(), None),
@@ -145,6 +111,55 @@ pub(crate) fn resolve_target(
     Ok(Target {
         path: canonical,
         forward,
+    })
+}
+
+/// The path and query a sub-request URL names, as written, and whether it was relative;
+/// or why it is refused.
+fn as_written(
+    tunnel: &Tunnel<'_>,
+    raw: &str,
+    form: UrlForm,
+    root: &str,
+) -> Result<(String, bool), &'static str> {
+    let lower = raw.to_ascii_lowercase();
+    if lower.starts_with("https://") || lower.starts_with("http://") {
+        if form != UrlForm::ServiceRelative {
+            return Err("absolute URI");
+        }
+        return Ok((of_absolute_uri(tunnel, raw)?, false));
+    }
+    if raw.starts_with("//") || has_scheme(raw) {
+        return Err("scheme or network-path reference");
+    }
+    if raw.starts_with('/') {
+        return Ok((raw.to_string(), false));
+    }
+    match form {
+        UrlForm::ServiceRelative => Ok((format!("{root}{raw}"), true)),
+        UrlForm::DataRelative => Ok((format!("/services/data/{raw}"), true)),
+        UrlForm::AbsolutePath => Err("relative URL"),
+    }
+}
+
+/// The path and query of an absolute `http(s)` URI, which must name an accepted origin.
+fn of_absolute_uri(tunnel: &Tunnel<'_>, raw: &str) -> Result<String, &'static str> {
+    let scheme_end = raw.find("://").map_or(0, |i| i + 3);
+    let rest = &raw[scheme_end..];
+    let auth_len = rest.find(['/', '?']).unwrap_or(rest.len());
+    let authority = &rest[..auth_len];
+    if authority.is_empty() || authority.contains('@') {
+        return Err("authority");
+    }
+    let origin = normal_origin(&raw[..scheme_end + auth_len]);
+    if !tunnel.origins.iter().any(|o| normal_origin(o) == origin) {
+        return Err("foreign origin");
+    }
+    let tail = &rest[auth_len..];
+    Ok(if tail.is_empty() || tail.starts_with('?') {
+        format!("/{tail}")
+    } else {
+        tail.to_string()
     })
 }
 
