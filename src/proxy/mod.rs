@@ -15,8 +15,8 @@
 //! [`handle`] runs the phases over a context that grows with them: an [`Arrival`] (known from
 //! the first byte), then a routed [`Ctx`] that holds the caller and the route as plain
 //! fields. Route decides once whether the route is governed; from there the two paths are
-//! separate functions, [`governed`] (phases 3 to 8, every body parsed and filtered) and
-//! [`ungoverned`] (phases 3, 5, 6: streamed untouched, links aside). Every failure is a
+//! separate functions, `governed` (phases 3 to 8, every body parsed and filtered) and
+//! `ungoverned` (phases 3, 5, 6: streamed untouched, links aside). Every failure is a
 //! [`ProxyError`] turned into a response in one place (`error.rs`), called from phase 9; the
 //! service itself never fails, because a hyper service that errors drops the connection
 //! without an answer.
