@@ -9,10 +9,10 @@
 //! Refusals can copy the CRM's own throttle shape (CRM-APIS.md §1.8, §2.7, §3.6), because
 //! the official SDKs decide whether and how long to back off from exactly that shape:
 //! Salesforce 403 `REQUEST_LIMIT_EXCEEDED`, HubSpot 429 with a `policyName`, Dataverse 429
-//! with `0x80072322` and `Retry-After`. The default is a 429 problem+json (`error.rs`). A page that can
-//! never fit (over the burst, or a closed class) is a 403 whose body names the cap, in no
-//! style a throttle: retrying it would only repeat the refusal. A shared store that is down
-//! (bulk exports fail closed) is a 503 problem with `Retry-After`.
+//! with `0x80072322` and `Retry-After`. The default is a 429 problem+json (`error.rs`). A
+//! page that can never fit (over the burst, or a closed class) is a 403 whose body names the
+//! cap, in no style a throttle: retrying it would only repeat the refusal. A shared store
+//! that is down (bulk exports fail closed) is a 503 problem with `Retry-After`.
 
 use http::header::{HeaderName, HeaderValue, RETRY_AFTER};
 use serde_json::json;
