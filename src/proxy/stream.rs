@@ -3,7 +3,7 @@
 //! and JSON list pages larger than `limits.buffer_bytes` record by record.
 //!
 //! Such a body is never collected: the upstream body is decoded chunk by chunk (with the
-//! same output and ratio caps), fed to a [`StreamGovernor`] (the policy's CSV governor, whose
+//! same output and ratio caps), fed to a `StreamGovernor` (the policy's CSV governor, whose
 //! columns are decided once at the header row and rows filtered by consent, or the JSON list
 //! streamer, which filters one record at a time), charged to the export budget per chunk,
 //! and released through a channel. Memory stays at one chunk plus one row or record,

@@ -7,7 +7,7 @@
 //! sub-request **as if it had been sent alone**:
 //!
 //! - its URL is canonicalised exactly like a top-level path ([`crate::proxy::route::canonical_path`],
-//!   see [`target`]);
+//!   see `target.rs`);
 //!   relative URLs are resolved against the service root, absolute URLs must name an accepted
 //!   origin (the upstream's or Zweck's own) and the same service root, and every sub-request
 //!   is forwarded in canonical form, so what was matched is what the CRM acts on;
