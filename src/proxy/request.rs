@@ -229,15 +229,7 @@ async fn tunnel_body(
     let (bytes, _reservation) =
         buffer::read_decoded(state, headers, incoming, Direction::Request).await?;
     let purpose = ctx.purpose()?;
-    let tunnel = tunnel::Tunnel::new(ctx.flow.op.dialect(), kind, &ctx.route);
-    let limits = tunnel::limits(state);
-    let cx = tunnel::Cx {
-        set: &ctx.route.policy,
-        purpose,
-        key: state.pseudonym_key.as_ref(),
-        tunnel: &tunnel,
-        limits: &limits,
-    };
+    let cx = tunnel::Cx::new(state, &ctx.route, purpose, ctx.flow.op.dialect(), kind);
     let governed = tunnel::govern_request(&cx, &ctype, &bytes).map_err(|e| {
         tracing::info!(request_id = %ctx.request_id, refusal = %e, "tunnel refused");
         ProxyError::from(ForPurpose(e, &purpose.name))

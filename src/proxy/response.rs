@@ -175,15 +175,7 @@ async fn tunnel_body(
     let (bytes, _reservation) =
         buffer::read_decoded(state, headers, incoming, Direction::Response).await?;
     let purpose = ctx.purpose()?;
-    let tunnel = tunnel::Tunnel::new(request.dialect, request.kind, &ctx.route);
-    let limits = tunnel::limits(state);
-    let cx = tunnel::Cx {
-        set: &ctx.route.policy,
-        purpose,
-        key: state.pseudonym_key.as_ref(),
-        tunnel: &tunnel,
-        limits: &limits,
-    };
+    let cx = tunnel::Cx::new(state, &ctx.route, purpose, request.dialect, request.kind);
     let links = Some(&ctx.route.upstream.links);
     let governed = tunnel::govern_response(&cx, request, &ctype, &bytes, links).map_err(|e| {
         tracing::info!(request_id = %ctx.request_id, refusal = %e, "tunnel response refused");

@@ -120,7 +120,7 @@ fn request_part(
             (format!("{set}(${n})"), target.clone())
         }
         None => {
-            let t = resolve_target(cx.tunnel, index, target, UrlForm::ServiceRelative)?;
+            let t = resolve_target(&cx.tunnel, index, target, UrlForm::ServiceRelative)?;
             (t.path, t.forward)
         }
     };

@@ -172,7 +172,7 @@ fn composite_request(
         if !super::references_ok(url) {
             return Err(refusal(rq, index, Cause::Reference));
         }
-        let target = resolve_target(cx.tunnel, index, url, UrlForm::AbsolutePath)?;
+        let target = resolve_target(&cx.tunnel, index, url, UrlForm::AbsolutePath)?;
         let route = cx.classify(index, &method, &target.path, false)?;
         cx.check_query_url(index, &route, &target.path, &target.forward)?;
         if let Some(body) = s.get("body").filter(|b| !b.is_null()) {
@@ -248,7 +248,7 @@ fn batch_request(
         if !super::references_ok(url) || url.contains("@{") {
             return Err(refusal(rq, index, Cause::Reference));
         }
-        let target = resolve_target(cx.tunnel, index, url, UrlForm::DataRelative)?;
+        let target = resolve_target(&cx.tunnel, index, url, UrlForm::DataRelative)?;
         let route = cx.classify(index, &method, &target.path, false)?;
         cx.check_query_url(index, &route, &target.path, &target.forward)?;
         if let Some(body) = s.get("richInput").filter(|b| !b.is_null()) {
@@ -292,7 +292,7 @@ fn tree_request(
         cx,
         plans: Vec::new(),
         ids: HashSet::new(),
-        root: service_root(cx.tunnel).ok_or(malformed(rq, 0, Inspection::TreeObject))?,
+        root: service_root(&cx.tunnel).ok_or(malformed(rq, 0, Inspection::TreeObject))?,
     };
     for record in records.iter_mut() {
         tree.record(record, Some(&sobject))?;

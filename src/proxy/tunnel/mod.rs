@@ -83,7 +83,7 @@ impl<'a> Tunnel<'a> {
 }
 
 /// The caps of `limits` on a tunnel: default multipart caps, the governed JSON caps.
-pub fn limits(state: &State) -> TunnelLimits {
+fn limits(state: &State) -> TunnelLimits {
     TunnelLimits {
         multipart: Default::default(),
         json: crate::proxy::buffer::json_limits(state),
@@ -324,8 +324,27 @@ pub struct Cx<'a> {
     pub set: &'a PolicySet,
     pub purpose: &'a Purpose,
     pub key: Option<&'a PseudonymKey>,
-    pub tunnel: &'a Tunnel<'a>,
-    pub limits: &'a TunnelLimits,
+    pub tunnel: Tunnel<'a>,
+    pub limits: TunnelLimits,
+}
+
+impl<'a> Cx<'a> {
+    /// The tunnel of a governed request on `route`, for `purpose`, under the proxy's caps.
+    pub fn new(
+        state: &'a State,
+        route: &'a Route,
+        purpose: &'a Purpose,
+        dialect: Dialect,
+        kind: TunnelKind,
+    ) -> Cx<'a> {
+        Cx {
+            set: &route.policy,
+            purpose,
+            key: state.pseudonym_key.as_ref(),
+            tunnel: Tunnel::new(dialect, kind, route),
+            limits: limits(state),
+        }
+    }
 }
 
 impl Cx<'_> {

@@ -28,15 +28,14 @@ fn purpose(name: &str) -> &'static Purpose {
 }
 
 /// The shipped policies, a test key and default caps, for `purpose` on `tunnel`.
-fn cx<'a>(purpose: &'a Purpose, tunnel: &'a Tunnel<'a>) -> Cx<'a> {
+fn cx<'a>(purpose: &'a Purpose, tunnel: Tunnel<'a>) -> Cx<'a> {
     static KEY: OnceLock<PseudonymKey> = OnceLock::new();
-    static LIMITS: OnceLock<TunnelLimits> = OnceLock::new();
     Cx {
         set: set(),
         purpose,
         key: Some(KEY.get_or_init(key)),
         tunnel,
-        limits: LIMITS.get_or_init(TunnelLimits::default),
+        limits: TunnelLimits::default(),
     }
 }
 
@@ -101,7 +100,7 @@ fn batch(items: &[String]) -> String {
 fn dv_request(purpose_name: &str, body: &str) -> Result<GovernedRequest, TunnelRefusal> {
     let o = origins();
     govern_request(
-        &cx(purpose(purpose_name), &dv_tunnel(&o)),
+        &cx(purpose(purpose_name), dv_tunnel(&o)),
         CT,
         body.as_bytes(),
     )
@@ -116,7 +115,7 @@ fn dv_response(
     let o = origins();
     let links = LinkRewriter::new(ORIGINS[0], ORIGINS[1]);
     govern_response(
-        &cx(purpose(purpose_name), &dv_tunnel(&o)),
+        &cx(purpose(purpose_name), dv_tunnel(&o)),
         req,
         content_type,
         body.as_bytes(),
@@ -156,12 +155,8 @@ fn batch_fixture_each_part_filtered_as_if_alone() {
         "../../../tests/fixtures/crm/dynamics/batch.request.http"
     ));
     let o = origins();
-    let req = govern_request(
-        &cx(purpose("support"), &dv_tunnel(&o)),
-        &ct,
-        body.as_bytes(),
-    )
-    .expect("support may write contacts");
+    let req = govern_request(&cx(purpose("support"), dv_tunnel(&o)), &ct, body.as_bytes())
+        .expect("support may write contacts");
     assert_eq!(req.parts.len(), 2);
     assert_eq!(req.parts[0].id.as_deref(), Some("1"));
     assert_eq!(req.parts[0].route.template(), "POST /api/data/v*/contacts");
@@ -213,7 +208,7 @@ fn batch_fixture_hidden_write_of_a_denied_purpose_is_refused() {
     ));
     let o = origins();
     let err = govern_request(
-        &cx(purpose("newsletter"), &dv_tunnel(&o)),
+        &cx(purpose("newsletter"), dv_tunnel(&o)),
         &ct,
         body.as_bytes(),
     )
@@ -482,7 +477,7 @@ fn kind_path(kind: TunnelKind) -> &'static str {
 fn sf_request(kind: TunnelKind, p: &str, body: &Value) -> Result<GovernedRequest, TunnelRefusal> {
     let o = origins();
     govern_request(
-        &cx(purpose(p), &sf_tunnel(kind, kind_path(kind), &o)),
+        &cx(purpose(p), sf_tunnel(kind, kind_path(kind), &o)),
         "application/json",
         body.to_string().as_bytes(),
     )
@@ -495,7 +490,7 @@ fn sf_response(
 ) -> Result<GovernedResponse, TunnelRefusal> {
     let o = origins();
     govern_response(
-        &cx(purpose(p), &sf_tunnel(req.kind, kind_path(req.kind), &o)),
+        &cx(purpose(p), sf_tunnel(req.kind, kind_path(req.kind), &o)),
         req,
         "application/json",
         body.to_string().as_bytes(),
