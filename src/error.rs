@@ -1,10 +1,16 @@
-//! The one place where failures become responses.
+//! The one place where failures become responses, and the vocabulary they are told in.
 //!
 //! Every phase of the pipeline returns a [`ProxyError`] whose variant says what happened; this
 //! module maps each variant to an HTTP status and an RFC 9457 `application/problem+json` body
-//! with a stable `type` URI. A test pins the whole mapping, so a status never changes by
-//! accident. Messages name reasons, rules and route templates, never field values, raw paths
-//! or credentials: problem bodies are read by the app, and apps are exactly whom data
+//! whose `type` is a stable [`ProblemType`] (or, for an export budget in `vendor` style, the
+//! CRM's own throttle shape that `budget` renders). The refusals of the parts below the
+//! proxy (the policy engine, query minimisation, phase 2, batch tunnels) come in through
+//! `From`, and every reason a body could not be inspected is one [`Inspection`], spelled
+//! once. Tests pin the mapping and check that docs/problems.md lists exactly the problem
+//! types and reasons that exist, so neither a status nor a spelling changes by accident.
+//!
+//! Messages name reasons, rules and route templates, never field values, raw paths or
+//! credentials: problem bodies are read by the app, and apps are exactly whom data
 //! minimisation protects the data from.
 
 use std::time::Duration;
@@ -13,11 +19,208 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 use serde::Serialize;
 
-use crate::body::{self, ProxyBody};
+use crate::body::{self, encoding::DecodeError, json_stream::JsonStreamError, ProxyBody};
+use crate::budget::{Exhausted, RefusalStyle};
+use crate::dialect::Dialect;
+use crate::json::JsonError;
+use crate::policy::query::QueryRefusal;
+use crate::policy::{CsvFailure, Direction, Purpose, Refusal};
+use crate::proxy::route::RouteRefusal;
+use crate::proxy::tunnel::{Cause, TunnelRefusal};
 
 /// The prefix of every problem `type` URI. The part after it is the stable problem slug that
 /// docs/problems.md documents.
 pub const PROBLEM_TYPE_PREFIX: &str = "urn:zweck:problem:";
+
+/// A closed set of names, each spelled exactly once: the enum, its spelling and the list of
+/// all of them (which the docs tests walk).
+macro_rules! vocabulary {
+    ($(#[$meta:meta])* pub enum $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal,)+ }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)+
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+
+            /// The one spelling of this value.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+vocabulary! {
+    /// The stable problem types: `urn:zweck:problem:<slug>`. Apps match on these.
+    pub enum ProblemType {
+        UnknownApp = "unknown-app",
+        PurposeMissing = "purpose-missing",
+        PurposeNotGranted = "purpose-not-granted",
+        PurposeUnknown = "purpose-unknown",
+        NoRoute = "no-route",
+        UnknownResource = "unknown-resource",
+        BadPath = "bad-path",
+        MethodOverride = "method-override",
+        Unsupported = "unsupported",
+        BodyNotAllowed = "body-not-allowed",
+        UnsupportedMediaType = "unsupported-media-type",
+        RequestNotInspectable = "request-not-inspectable",
+        BodyTooLarge = "body-too-large",
+        WriteDenied = "write-denied",
+        WriteActionNotAllowed = "write-action-not-allowed",
+        QueryNotAllowed = "query-not-allowed",
+        QueryNotCheckable = "query-not-checkable",
+        Blocked = "blocked",
+        RecordWithheld = "record-withheld",
+        ResponseNotInspectable = "response-not-inspectable",
+        UpstreamUnavailable = "upstream-unavailable",
+        UpstreamCredential = "upstream-credential",
+        UpstreamTimeout = "upstream-timeout",
+        TransferNotPermitted = "transfer-not-permitted",
+        AuditUnavailable = "audit-unavailable",
+        PolicyFault = "policy-fault",
+        Overloaded = "overloaded",
+        BudgetExhausted = "budget-exhausted",
+        BudgetPageOverCap = "budget-page-over-cap",
+        BudgetStoreUnavailable = "budget-store-unavailable",
+    }
+}
+
+impl ProblemType {
+    /// The problem's `title`.
+    pub fn title(self) -> &'static str {
+        use ProblemType::*;
+        match self {
+            UnknownApp => "Unknown app",
+            PurposeMissing => "Purpose missing",
+            PurposeNotGranted => "Purpose not granted",
+            PurposeUnknown => "Purpose unknown",
+            NoRoute => "No route",
+            UnknownResource => "Unknown resource",
+            BadPath => "Path not canonical",
+            MethodOverride => "Method override refused",
+            Unsupported => "Not supported",
+            BodyNotAllowed => "Body not allowed",
+            UnsupportedMediaType => "Unsupported media type",
+            RequestNotInspectable => "Request body not inspectable",
+            BodyTooLarge => "Body too large",
+            WriteDenied => "Writes denied",
+            WriteActionNotAllowed => "Write action not allowed",
+            QueryNotAllowed => "Query not allowed",
+            QueryNotCheckable => "Query not checkable",
+            Blocked => "Blocked by policy",
+            RecordWithheld => "Record withheld",
+            ResponseNotInspectable => "Response not inspectable",
+            UpstreamUnavailable => "Upstream unavailable",
+            UpstreamCredential => "Upstream credential unavailable",
+            UpstreamTimeout => "Upstream timeout",
+            TransferNotPermitted => "Transfer not permitted",
+            AuditUnavailable => "Transfer log unavailable",
+            PolicyFault => "Policy fault",
+            Overloaded => "Overloaded",
+            BudgetExhausted => "Export budget exhausted",
+            BudgetPageOverCap => "Page over the export budget cap",
+            BudgetStoreUnavailable => "Export budget store unavailable",
+        }
+    }
+}
+
+vocabulary! {
+    /// Why a governed body (or a batch tunnel's part) could not be inspected: the `reason` in
+    /// `request-not-inspectable` and `response-not-inspectable`, and in the transfer log's
+    /// close record of a stream that failed. docs/problems.md explains each.
+    pub enum Inspection {
+        // reading the body
+        TooLarge = "too-large",
+        Truncated = "truncated",
+        MediaType = "media-type",
+        // content codings
+        UnknownContentEncoding = "unknown-content-encoding",
+        TooManyContentEncodings = "too-many-content-encodings",
+        CorruptContentEncoding = "corrupt-content-encoding",
+        DecodedTooLarge = "decoded-too-large",
+        CompressionBomb = "compression-bomb",
+        // JSON documents (docs/json.md)
+        JsonSyntax = "json-syntax",
+        DuplicateKey = "duplicate-key",
+        TooDeep = "too-deep",
+        ByteOrderMark = "byte-order-mark",
+        InvalidUtf8 = "invalid-utf8",
+        LoneSurrogate = "lone-surrogate",
+        TrailingContent = "trailing-content",
+        Empty = "empty",
+        // JSON list pages governed as a stream
+        JsonShape = "json-shape",
+        RecordTooLarge = "record-too-large",
+        EnvelopeTooLarge = "envelope-too-large",
+        Spent = "spent",
+        // Bulk CSV results
+        CsvRowTooLarge = "csv-row-too-large",
+        CsvInvalidUtf8 = "csv-invalid-utf8",
+        CsvMalformed = "csv-malformed",
+        CsvDelimiter = "csv-delimiter",
+        CsvSpent = "csv-spent",
+        /// The policy refused a streamed body after its first bytes had gone out.
+        Refused = "refused",
+        // multipart (`$batch`)
+        NotMultipart = "not-multipart",
+        MultipartStart = "multipart-start",
+        MultipartClose = "multipart-close",
+        MultipartDelimiter = "multipart-delimiter",
+        MultipartEpilogue = "multipart-epilogue",
+        MixedLineEndings = "mixed-line-endings",
+        TooManyParts = "too-many-parts",
+        PartTooLarge = "part-too-large",
+        PartHeader = "part-header",
+        PartContentType = "part-content-type",
+        PartTransferEncoding = "part-transfer-encoding",
+        PartStartLine = "part-start-line",
+        PartHttpHeader = "part-http-header",
+        PartContentLength = "part-content-length",
+        Unwritable = "unwritable",
+        NotARequest = "not-a-request",
+        NotAResponse = "not-a-response",
+        DuplicateContentId = "duplicate-content-id",
+        // Salesforce composite and tree envelopes
+        EnvelopeShape = "envelope-shape",
+        EnvelopeKey = "envelope-key",
+        TunnelKind = "tunnel-kind",
+        SubrequestShape = "subrequest-shape",
+        SubrequestKey = "subrequest-key",
+        SubresponseShape = "subresponse-shape",
+        HttpHeaders = "http-headers",
+        Method = "method",
+        Url = "url",
+        Status = "status",
+        ReferenceId = "reference-id",
+        DuplicateReferenceId = "duplicate-reference-id",
+        TreeObject = "tree-object",
+        TreeRecord = "tree-record",
+        TreeAttributes = "tree-attributes",
+        TreeType = "tree-type",
+        TreeRelationship = "tree-relationship",
+        TreeChildren = "tree-children",
+        // what a tunnel part may not do
+        GetInChangeSet = "get-in-change-set",
+        NestedBatch = "nested-batch",
+        Reference = "reference",
+        BodyNotAllowed = "body-not-allowed",
+        BodyOnUngovernedRoute = "body-on-ungoverned-route",
+        UnmatchedPart = "unmatched-part",
+    }
+}
 
 /// What went wrong while handling one request.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -62,12 +265,12 @@ pub enum ProxyError {
     #[error("a governed request body must be {expected}; got {got}")]
     UnsupportedMediaType { expected: &'static str, got: String },
     /// A governed request body that could not be fully inspected (malformed, duplicate
-    /// keys, too deep, encoded).
+    /// keys, too deep, a content coding that does not decode).
     #[error("the request body cannot be inspected: {reason}")]
-    RequestNotInspectable { reason: &'static str },
+    RequestNotInspectable { reason: Inspection },
     /// A governed response body that could not be fully inspected: never passed on unread.
     #[error("the upstream response cannot be inspected: {reason}")]
-    ResponseNotInspectable { reason: &'static str },
+    ResponseNotInspectable { reason: Inspection },
     /// A body on GET, HEAD or DELETE of a governed route.
     #[error("a {method} request carries no body on a governed route")]
     BodyNotAllowed { method: String },
@@ -100,11 +303,11 @@ pub enum ProxyError {
     },
     /// The export budget cannot pay for this exchange (or the shared store is down for a
     /// bulk export). Answered in the configured style, with RateLimit headers.
-    #[error("the export budget is exhausted")]
+    #[error("{}", exhausted.detail())]
     BudgetExhausted {
-        exhausted: Box<crate::budget::Exhausted>,
-        dialect: crate::dialect::Dialect,
-        style: crate::budget::RefusalStyle,
+        exhausted: Box<Exhausted>,
+        dialect: Dialect,
+        style: RefusalStyle,
     },
     /// The transfer log cannot be written: no personal data flows without its record.
     #[error("the transfer log is unavailable; no personal data flows without its record")]
@@ -122,19 +325,34 @@ pub enum ProxyError {
     Overloaded { retry_after: Duration },
 }
 
-/// The RFC 9457 body.
+/// The RFC 9457 body; `cap`, `class` and `retry_after` are the extension members of an
+/// export-budget refusal.
 #[derive(Debug, Serialize)]
 struct Problem<'a> {
     #[serde(rename = "type")]
     kind: String,
-    title: &'a str,
+    title: &'static str,
     status: u16,
     detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cap: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    class: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry_after: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     request_id: Option<&'a str>,
 }
 
 impl ProxyError {
+    /// A body that could not be inspected, on the side it travelled.
+    pub fn not_inspectable(direction: Direction, reason: Inspection) -> ProxyError {
+        match direction {
+            Direction::Request => ProxyError::RequestNotInspectable { reason },
+            Direction::Response => ProxyError::ResponseNotInspectable { reason },
+        }
+    }
+
     /// The HTTP status this error is answered with.
     pub fn status(&self) -> StatusCode {
         use ProxyError::*;
@@ -168,310 +386,306 @@ impl ProxyError {
                 exhausted,
                 dialect,
                 style,
-            } => exhausted.status(*dialect, *style),
+            } => budget_status(exhausted, *dialect, *style),
         }
     }
 
-    /// The stable slug of the problem type (`urn:zweck:problem:<slug>`).
+    /// The problem type (`urn:zweck:problem:<slug>`).
+    pub fn problem_type(&self) -> ProblemType {
+        use ProxyError::*;
+        match self {
+            PartRefused { cause, .. } => cause.problem_type(),
+            UnknownApp => ProblemType::UnknownApp,
+            PurposeMissing => ProblemType::PurposeMissing,
+            PurposeNotGranted { .. } => ProblemType::PurposeNotGranted,
+            NoRoute => ProblemType::NoRoute,
+            UnknownResource => ProblemType::UnknownResource,
+            BadPath { .. } => ProblemType::BadPath,
+            MethodOverride { .. } => ProblemType::MethodOverride,
+            Unsupported { .. } => ProblemType::Unsupported,
+            UpstreamUnavailable { .. } => ProblemType::UpstreamUnavailable,
+            UpstreamTimeout { .. } => ProblemType::UpstreamTimeout,
+            UpstreamCredential { .. } => ProblemType::UpstreamCredential,
+            BodyTooLarge { .. } => ProblemType::BodyTooLarge,
+            Overloaded { .. } => ProblemType::Overloaded,
+            UnsupportedMediaType { .. } => ProblemType::UnsupportedMediaType,
+            RequestNotInspectable { .. } => ProblemType::RequestNotInspectable,
+            ResponseNotInspectable { .. } => ProblemType::ResponseNotInspectable,
+            BodyNotAllowed { .. } => ProblemType::BodyNotAllowed,
+            Blocked { .. } => ProblemType::Blocked,
+            WriteDenied { .. } => ProblemType::WriteDenied,
+            WriteActionNotAllowed { .. } => ProblemType::WriteActionNotAllowed,
+            QueryNotAllowed { .. } => ProblemType::QueryNotAllowed,
+            QueryNotCheckable { .. } => ProblemType::QueryNotCheckable,
+            RecordWithheld => ProblemType::RecordWithheld,
+            PurposeUnknown { .. } => ProblemType::PurposeUnknown,
+            PolicyFault => ProblemType::PolicyFault,
+            TransferNotPermitted { .. } => ProblemType::TransferNotPermitted,
+            AuditUnavailable => ProblemType::AuditUnavailable,
+            BudgetExhausted { exhausted, .. } => budget_problem(exhausted),
+        }
+    }
+
+    /// The stable slug of the problem type, as logs and the transfer log carry it.
     pub fn slug(&self) -> &'static str {
-        use ProxyError::*;
-        match self {
-            PartRefused { cause, .. } => cause.slug(),
-            UnknownApp => "unknown-app",
-            PurposeMissing => "purpose-missing",
-            PurposeNotGranted { .. } => "purpose-not-granted",
-            NoRoute => "no-route",
-            UnknownResource => "unknown-resource",
-            BadPath { .. } => "bad-path",
-            MethodOverride { .. } => "method-override",
-            Unsupported { .. } => "unsupported",
-            UpstreamUnavailable { .. } => "upstream-unavailable",
-            UpstreamTimeout { .. } => "upstream-timeout",
-            UpstreamCredential { .. } => "upstream-credential",
-            BodyTooLarge { .. } => "body-too-large",
-            Overloaded { .. } => "overloaded",
-            UnsupportedMediaType { .. } => "unsupported-media-type",
-            RequestNotInspectable { .. } => "request-not-inspectable",
-            ResponseNotInspectable { .. } => "response-not-inspectable",
-            BodyNotAllowed { .. } => "body-not-allowed",
-            Blocked { .. } => "blocked",
-            WriteDenied { .. } => "write-denied",
-            WriteActionNotAllowed { .. } => "write-action-not-allowed",
-            QueryNotAllowed { .. } => "query-not-allowed",
-            QueryNotCheckable { .. } => "query-not-checkable",
-            RecordWithheld => "record-withheld",
-            PurposeUnknown { .. } => "purpose-unknown",
-            PolicyFault => "policy-fault",
-            TransferNotPermitted { .. } => "transfer-not-permitted",
-            AuditUnavailable => "audit-unavailable",
-            BudgetExhausted { exhausted, .. } => exhausted.slug(),
-        }
+        self.problem_type().as_str()
     }
 
-    fn title(&self) -> &'static str {
-        use ProxyError::*;
-        match self {
-            PartRefused { cause, .. } => cause.title(),
-            UnknownApp => "Unknown app",
-            PurposeMissing => "Purpose missing",
-            PurposeNotGranted { .. } => "Purpose not granted",
-            NoRoute => "No route",
-            UnknownResource => "Unknown resource",
-            BadPath { .. } => "Path not canonical",
-            MethodOverride { .. } => "Method override refused",
-            Unsupported { .. } => "Not supported",
-            UpstreamUnavailable { .. } => "Upstream unavailable",
-            UpstreamTimeout { .. } => "Upstream timeout",
-            UpstreamCredential { .. } => "Upstream credential unavailable",
-            BodyTooLarge { .. } => "Body too large",
-            Overloaded { .. } => "Overloaded",
-            UnsupportedMediaType { .. } => "Unsupported media type",
-            RequestNotInspectable { .. } => "Request body not inspectable",
-            ResponseNotInspectable { .. } => "Response not inspectable",
-            BodyNotAllowed { .. } => "Body not allowed",
-            Blocked { .. } => "Blocked by policy",
-            WriteDenied { .. } => "Writes denied",
-            WriteActionNotAllowed { .. } => "Write action not allowed",
-            QueryNotAllowed { .. } => "Query not allowed",
-            QueryNotCheckable { .. } => "Query not checkable",
-            RecordWithheld => "Record withheld",
-            PurposeUnknown { .. } => "Purpose unknown",
-            PolicyFault => "Policy fault",
-            TransferNotPermitted { .. } => "Transfer not permitted",
-            AuditUnavailable => "Transfer log unavailable",
-            BudgetExhausted { .. } => "Export budget exhausted",
-        }
-    }
-
-    /// Builds the problem+json response. `request_id` ties it to the logs.
+    /// Builds the response. `request_id` ties it to the logs.
     pub fn to_response(&self, request_id: Option<&str>) -> Response<ProxyBody> {
-        if let ProxyError::BudgetExhausted {
-            exhausted,
-            dialect,
-            style,
-        } = self
-        {
-            let resp = crate::budget::refusal_response(*dialect, *style, exhausted, request_id);
-            return resp.map(body::full);
-        }
+        self.render(request_id).map(body::full)
+    }
+
+    /// Status, headers and body of the response.
+    fn render(&self, request_id: Option<&str>) -> Response<Bytes> {
         let status = self.status();
-        let problem = Problem {
-            kind: format!("{PROBLEM_TYPE_PREFIX}{}", self.slug()),
-            title: self.title(),
-            status: status.as_u16(),
-            detail: self.to_string(),
-            request_id,
+        let vendor = match self {
+            ProxyError::BudgetExhausted {
+                exhausted,
+                dialect,
+                style: RefusalStyle::Vendor,
+            } => crate::budget::vendor_refusal(*dialect, exhausted, request_id),
+            _ => None,
         };
-        let body = serde_json::to_vec(&problem).unwrap_or_default();
-        let mut resp = Response::new(body::full(Bytes::from(body)));
+        let (content_type, body) = match vendor {
+            Some(shape) => shape,
+            None => ("application/problem+json", self.problem(status, request_id)),
+        };
+        let mut resp = Response::new(Bytes::from(body));
         *resp.status_mut() = status;
         let h = resp.headers_mut();
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        if status == StatusCode::UNAUTHORIZED {
-            h.insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"zweck\""),
-            );
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        match self {
+            ProxyError::BudgetExhausted { exhausted, .. } => {
+                for (name, value) in exhausted.headers() {
+                    h.insert(name, value);
+                }
+                // (budget refusals have never carried Cache-Control; kept as they were)
+                return resp;
+            }
+            ProxyError::Overloaded { retry_after } => {
+                if let Ok(v) = HeaderValue::from_str(&retry_after.as_secs().max(1).to_string()) {
+                    h.insert(header::RETRY_AFTER, v);
+                }
+            }
+            _ if status == StatusCode::UNAUTHORIZED => {
+                h.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"zweck\""),
+                );
+            }
+            _ => {}
         }
-        if let ProxyError::Overloaded { retry_after } = self {
-            if let Ok(v) = HeaderValue::from_str(&retry_after.as_secs().max(1).to_string()) {
-                h.insert(header::RETRY_AFTER, v);
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        resp
+    }
+
+    /// The problem+json body.
+    fn problem(&self, status: StatusCode, request_id: Option<&str>) -> Vec<u8> {
+        let kind = self.problem_type();
+        let mut problem = Problem {
+            kind: format!("{PROBLEM_TYPE_PREFIX}{kind}"),
+            title: kind.title(),
+            status: status.as_u16(),
+            detail: self.to_string(),
+            cap: None,
+            class: None,
+            retry_after: None,
+            request_id,
+        };
+        if let ProxyError::BudgetExhausted { exhausted, .. } = self {
+            problem.cap = Some(exhausted.cap);
+            problem.class = exhausted.class.map(|c| c.as_str());
+            problem.retry_after = exhausted.retry_after_secs();
+        }
+        serde_json::to_vec(&problem).unwrap_or_default()
+    }
+}
+
+/// The problem type of a budget refusal: the store is down, the page can never fit, or the
+/// budget is spent for now.
+fn budget_problem(e: &Exhausted) -> ProblemType {
+    if e.store_unavailable {
+        ProblemType::BudgetStoreUnavailable
+    } else if e.retry_after.is_none() {
+        ProblemType::BudgetPageOverCap
+    } else {
+        ProblemType::BudgetExhausted
+    }
+}
+
+/// A store that is down is a 503 in every style; a page that can never fit a 403 (retrying
+/// would only repeat it); a spent budget a 429, except in Salesforce's own shape, whose
+/// `REQUEST_LIMIT_EXCEEDED` is a 403 (CRM-APIS.md §1.8).
+fn budget_status(e: &Exhausted, dialect: Dialect, style: RefusalStyle) -> StatusCode {
+    match budget_problem(e) {
+        ProblemType::BudgetStoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ProblemType::BudgetPageOverCap => StatusCode::FORBIDDEN,
+        _ if style == RefusalStyle::Vendor && dialect == Dialect::Salesforce => {
+            StatusCode::FORBIDDEN
+        }
+        _ => StatusCode::TOO_MANY_REQUESTS,
+    }
+}
+
+/// A refusal made for a purpose: the policy's and a tunnel's refusals convert together with
+/// the purpose they were made for, which `write-denied` names.
+#[derive(Debug, Clone, Copy)]
+pub struct ForPurpose<'a, R>(pub R, pub &'a str);
+
+impl From<ForPurpose<'_, Refusal>> for ProxyError {
+    fn from(ForPurpose(refusal, purpose): ForPurpose<'_, Refusal>) -> ProxyError {
+        match refusal {
+            Refusal::Blocked { category, .. } => ProxyError::Blocked { category },
+            Refusal::WriteDenied => ProxyError::WriteDenied {
+                purpose: purpose.to_string(),
+            },
+            Refusal::WriteActionNotAllowed { field_paths } => ProxyError::WriteActionNotAllowed {
+                fields: field_paths,
+            },
+            Refusal::RecordWithheld { .. } => ProxyError::RecordWithheld,
+            Refusal::PseudonymKeyMissing | Refusal::NoInventory(_) => ProxyError::PolicyFault,
+        }
+    }
+}
+
+impl From<QueryRefusal> for ProxyError {
+    fn from(refusal: QueryRefusal) -> ProxyError {
+        match refusal {
+            QueryRefusal::NotAllowed { fields } => ProxyError::QueryNotAllowed { fields },
+            QueryRefusal::Unreadable(reason) => ProxyError::QueryNotCheckable { reason },
+        }
+    }
+}
+
+impl From<RouteRefusal> for ProxyError {
+    fn from(refusal: RouteRefusal) -> ProxyError {
+        match refusal {
+            RouteRefusal::BadPath(reason) => ProxyError::BadPath { reason },
+            RouteRefusal::MethodOverride(what) => ProxyError::MethodOverride { what },
+            RouteRefusal::Connect => ProxyError::Unsupported { what: "CONNECT" },
+        }
+    }
+}
+
+/// A refused tunnel answers with its cause's own problem type (403 `unknown-resource`, 403
+/// `write-denied`, 400 `request-not-inspectable`, 502 `response-not-inspectable`, ...),
+/// wrapped in [`ProxyError::PartRefused`] to name the part.
+impl From<ForPurpose<'_, TunnelRefusal>> for ProxyError {
+    fn from(ForPurpose(refusal, purpose): ForPurpose<'_, TunnelRefusal>) -> ProxyError {
+        let TunnelRefusal {
+            direction,
+            part,
+            cause,
+        } = refusal;
+        let inspect = |reason| ProxyError::not_inspectable(direction, reason);
+        let cause = match cause {
+            Cause::Malformed(reason) | Cause::NotAllowed(reason) => inspect(reason),
+            Cause::UnknownResource => ProxyError::UnknownResource,
+            Cause::BadUrl(reason) => ProxyError::BadPath { reason },
+            Cause::MethodOverride => ProxyError::MethodOverride {
+                what: "a method override in a sub-request",
+            },
+            Cause::Nested => inspect(Inspection::NestedBatch),
+            Cause::Reference => inspect(Inspection::Reference),
+            Cause::MediaType if direction == Direction::Request => {
+                ProxyError::UnsupportedMediaType {
+                    expected: "application/json in every part",
+                    got: "another media type".into(),
+                }
+            }
+            Cause::MediaType => inspect(Inspection::MediaType),
+            Cause::Unmatched => inspect(Inspection::UnmatchedPart),
+            Cause::Query(refusal) => refusal.into(),
+            Cause::Policy(refusal) => ForPurpose(refusal, purpose).into(),
+        };
+        if part == 0 {
+            cause
+        } else {
+            ProxyError::PartRefused {
+                part,
+                cause: Box::new(cause),
             }
         }
-        resp
+    }
+}
+
+/// Query minimisation's verdict under the purpose's mode: in shadow mode a refusal is only
+/// logged and the request goes on; otherwise it stands. `request_id` or `part` (a tunnel's
+/// sub-request) say where in the log.
+pub fn enforce_query(
+    purpose: &Purpose,
+    verdict: Result<(), QueryRefusal>,
+    request_id: Option<&str>,
+    part: Option<usize>,
+) -> Result<(), QueryRefusal> {
+    match verdict {
+        Err(refusal) if purpose.mode == crate::policy::Mode::Shadow => {
+            tracing::warn!(request_id, part, purpose = %purpose.name, %refusal, "shadow mode: query would be refused");
+            Ok(())
+        }
+        verdict => verdict,
+    }
+}
+
+impl From<&JsonError> for Inspection {
+    fn from(e: &JsonError) -> Inspection {
+        match e {
+            JsonError::Syntax { .. } => Inspection::JsonSyntax,
+            JsonError::DuplicateKey { .. } => Inspection::DuplicateKey,
+            JsonError::TooDeep { .. } => Inspection::TooDeep,
+            JsonError::TooLarge { .. } => Inspection::TooLarge,
+            JsonError::ByteOrderMark => Inspection::ByteOrderMark,
+            JsonError::InvalidUtf8 => Inspection::InvalidUtf8,
+            JsonError::LoneSurrogate { .. } => Inspection::LoneSurrogate,
+            JsonError::TrailingContent { .. } => Inspection::TrailingContent,
+            JsonError::Empty => Inspection::Empty,
+        }
+    }
+}
+
+impl<E> From<&JsonStreamError<E>> for Inspection {
+    fn from(e: &JsonStreamError<E>) -> Inspection {
+        match e {
+            JsonStreamError::Json { error, .. } => error.into(),
+            JsonStreamError::Syntax { .. } => Inspection::JsonSyntax,
+            JsonStreamError::Shape(_) => Inspection::JsonShape,
+            JsonStreamError::RecordTooLarge { .. } => Inspection::RecordTooLarge,
+            JsonStreamError::EnvelopeTooLarge { .. } => Inspection::EnvelopeTooLarge,
+            JsonStreamError::Truncated => Inspection::Truncated,
+            JsonStreamError::Callback(_) => Inspection::Refused,
+            JsonStreamError::Spent => Inspection::Spent,
+        }
+    }
+}
+
+impl From<&CsvFailure> for Inspection {
+    fn from(f: &CsvFailure) -> Inspection {
+        use crate::body::csv::CsvError;
+        match f {
+            CsvFailure::Refused(_) => Inspection::Refused,
+            CsvFailure::Malformed(CsvError::RowTooLarge { .. }) => Inspection::CsvRowTooLarge,
+            CsvFailure::Malformed(CsvError::InvalidUtf8 { .. }) => Inspection::CsvInvalidUtf8,
+            CsvFailure::Malformed(_) => Inspection::CsvMalformed,
+            CsvFailure::Delimiter => Inspection::CsvDelimiter,
+            CsvFailure::Spent => Inspection::CsvSpent,
+        }
+    }
+}
+
+impl From<&DecodeError> for Inspection {
+    fn from(e: &DecodeError) -> Inspection {
+        match e {
+            DecodeError::TooLarge { .. } => Inspection::DecodedTooLarge,
+            DecodeError::RatioExceeded { .. } => Inspection::CompressionBomb,
+            DecodeError::Unknown(_) => Inspection::UnknownContentEncoding,
+            DecodeError::TooManyCodings => Inspection::TooManyContentEncodings,
+            DecodeError::Corrupt(_) | DecodeError::Unavailable(_) => {
+                Inspection::CorruptContentEncoding
+            }
+        }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use http_body_util::BodyExt;
-
-    /// Pins the whole mapping: a status or slug never changes by accident.
-    #[test]
-    fn every_error_has_a_pinned_status_and_slug() {
-        let up = || "salesforce".to_string();
-        let table: Vec<(ProxyError, u16, &str)> = vec![
-            (ProxyError::UnknownApp, 401, "unknown-app"),
-            (ProxyError::PurposeMissing, 403, "purpose-missing"),
-            (
-                ProxyError::PurposeNotGranted {
-                    app: "a".into(),
-                    purpose: "p".into(),
-                },
-                403,
-                "purpose-not-granted",
-            ),
-            (ProxyError::NoRoute, 404, "no-route"),
-            (ProxyError::UnknownResource, 403, "unknown-resource"),
-            (
-                ProxyError::BadPath {
-                    reason: "dot-segment",
-                },
-                400,
-                "bad-path",
-            ),
-            (
-                ProxyError::MethodOverride {
-                    what: "X-HTTP-Method-Override",
-                },
-                400,
-                "method-override",
-            ),
-            (
-                ProxyError::Unsupported { what: "Upgrade" },
-                501,
-                "unsupported",
-            ),
-            (
-                ProxyError::UpstreamUnavailable { upstream: up() },
-                502,
-                "upstream-unavailable",
-            ),
-            (
-                ProxyError::UpstreamTimeout { upstream: up() },
-                504,
-                "upstream-timeout",
-            ),
-            (
-                ProxyError::UpstreamCredential { upstream: up() },
-                502,
-                "upstream-credential",
-            ),
-            (
-                ProxyError::BodyTooLarge { limit: 10 },
-                413,
-                "body-too-large",
-            ),
-            (
-                ProxyError::Overloaded {
-                    retry_after: Duration::from_secs(2),
-                },
-                503,
-                "overloaded",
-            ),
-            (
-                ProxyError::UnsupportedMediaType {
-                    expected: "JSON",
-                    got: "text/plain".into(),
-                },
-                415,
-                "unsupported-media-type",
-            ),
-            (
-                ProxyError::RequestNotInspectable {
-                    reason: "duplicate-key",
-                },
-                400,
-                "request-not-inspectable",
-            ),
-            (
-                ProxyError::ResponseNotInspectable { reason: "syntax" },
-                502,
-                "response-not-inspectable",
-            ),
-            (
-                ProxyError::BodyNotAllowed {
-                    method: "GET".into(),
-                },
-                400,
-                "body-not-allowed",
-            ),
-            (
-                ProxyError::Blocked {
-                    category: "user.financial".into(),
-                },
-                403,
-                "blocked",
-            ),
-            (
-                ProxyError::WriteDenied {
-                    purpose: "newsletter".into(),
-                },
-                403,
-                "write-denied",
-            ),
-            (
-                ProxyError::WriteActionNotAllowed {
-                    fields: vec!["$.Email".into()],
-                },
-                403,
-                "write-action-not-allowed",
-            ),
-            (
-                ProxyError::QueryNotAllowed {
-                    fields: vec!["Contact.Phone".into()],
-                },
-                403,
-                "query-not-allowed",
-            ),
-            (
-                ProxyError::QueryNotCheckable {
-                    reason: "an unterminated string",
-                },
-                400,
-                "query-not-checkable",
-            ),
-            (ProxyError::RecordWithheld, 404, "record-withheld"),
-            (
-                ProxyError::PurposeUnknown {
-                    purpose: "x".into(),
-                },
-                403,
-                "purpose-unknown",
-            ),
-            (ProxyError::PolicyFault, 500, "policy-fault"),
-            (
-                ProxyError::TransferNotPermitted {
-                    upstream: "u".into(),
-                    jurisdiction: "US".into(),
-                },
-                403,
-                "transfer-not-permitted",
-            ),
-            (ProxyError::AuditUnavailable, 503, "audit-unavailable"),
-            (
-                ProxyError::PartRefused {
-                    part: 3,
-                    cause: Box::new(ProxyError::UnknownResource),
-                },
-                403,
-                "unknown-resource",
-            ),
-            (
-                ProxyError::PartRefused {
-                    part: 1,
-                    cause: Box::new(ProxyError::WriteDenied {
-                        purpose: "newsletter".into(),
-                    }),
-                },
-                403,
-                "write-denied",
-            ),
-        ];
-        for (err, status, slug) in table {
-            assert_eq!(err.status().as_u16(), status, "{err:?}");
-            assert_eq!(err.slug(), slug, "{err:?}");
-        }
-    }
-
-    #[tokio::test]
-    async fn problem_body_is_rfc9457() {
-        let resp = ProxyError::UnknownApp.to_response(Some("r-1"));
-        assert_eq!(resp.status(), 401);
-        assert_eq!(
-            resp.headers()[header::CONTENT_TYPE],
-            "application/problem+json"
-        );
-        let body = resp.into_body().collect().await.expect("body").to_bytes();
-        let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
-        assert_eq!(v["type"], "urn:zweck:problem:unknown-app");
-        assert_eq!(v["status"], 401);
-        assert_eq!(v["request_id"], "r-1");
-        assert!(v["title"].is_string() && v["detail"].is_string());
-    }
-}
+mod tests;

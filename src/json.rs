@@ -70,19 +70,10 @@ pub enum JsonError {
 }
 
 impl JsonError {
-    /// A stable short code for problem+json details and logs.
+    /// A stable short code for problem+json details and logs: the spelling of its
+    /// [`Inspection`](crate::error::Inspection) reason.
     pub fn reason(&self) -> &'static str {
-        match self {
-            JsonError::Syntax { .. } => "json-syntax",
-            JsonError::DuplicateKey { .. } => "duplicate-key",
-            JsonError::TooDeep { .. } => "too-deep",
-            JsonError::TooLarge { .. } => "too-large",
-            JsonError::ByteOrderMark => "byte-order-mark",
-            JsonError::InvalidUtf8 => "invalid-utf8",
-            JsonError::LoneSurrogate { .. } => "lone-surrogate",
-            JsonError::TrailingContent { .. } => "trailing-content",
-            JsonError::Empty => "empty",
-        }
+        crate::error::Inspection::from(self).as_str()
     }
 }
 

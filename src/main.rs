@@ -386,15 +386,15 @@ fn policy_command(command: PolicyCommand) -> anyhow::Result<ExitCode> {
                 "app {app} is not granted purpose {purpose}"
             );
             let uri: http::Uri = url.parse().context("not a URL or path")?;
-            let path =
-                zweck::route::canonical_path(uri.path()).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let path = zweck::proxy::route::canonical_path(uri.path())
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             let host = uri.host().map(str::to_ascii_lowercase);
             let rules: Vec<_> = config
                 .upstreams
                 .iter()
                 .map(|u| {
                     (
-                        zweck::route::RouteRule {
+                        zweck::proxy::route::RouteRule {
                             path_prefix: u.path_prefix.clone(),
                             host: u.host.clone(),
                         },
@@ -402,9 +402,12 @@ fn policy_command(command: PolicyCommand) -> anyhow::Result<ExitCode> {
                     )
                 })
                 .collect();
-            let upstream =
-                zweck::route::select(rules.iter().map(|(r, u)| (r, *u)), host.as_deref(), &path)
-                    .context("no upstream serves this path")?;
+            let upstream = zweck::proxy::route::select(
+                rules.iter().map(|(r, u)| (r, *u)),
+                host.as_deref(),
+                &path,
+            )
+            .context("no upstream serves this path")?;
             let method = http::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
                 .context("not an HTTP method")?;
             let doc = match body {

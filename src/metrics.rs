@@ -4,28 +4,46 @@
 //! strings or anything from a body.
 
 use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 
 use prometheus_client::encoding::text::encode;
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+/// A label value: a name shared with the config by `Arc` (no copy per request), or `-` when
+/// it is not known (a request refused before it was identified or routed).
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct Label(Option<Arc<str>>);
+
+impl Label {
+    pub fn new(name: Option<&Arc<str>>) -> Label {
+        Label(name.cloned())
+    }
+}
+
+impl EncodeLabelValue for Label {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        EncodeLabelValue::encode(&self.0.as_deref().unwrap_or("-"), encoder)
+    }
+}
+
 /// Labels of the request counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    pub upstream: String,
-    pub app: String,
-    pub purpose: String,
+    pub upstream: Label,
+    pub app: Label,
+    pub purpose: Label,
     pub status: u16,
 }
 
 /// Labels of the upstream latency histogram.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct UpstreamLabels {
-    pub upstream: String,
+    pub upstream: Arc<str>,
 }
 
 type HistogramFamily = Family<UpstreamLabels, Histogram, fn() -> Histogram>;
@@ -111,6 +129,21 @@ impl Metrics {
             transfer_log_offbox_failing,
             transfer_log_entries,
         }
+    }
+
+    /// Counts one answered request.
+    pub fn count_request(&self, labels: &RequestLabels) {
+        self.requests.get_or_create(labels).inc();
+    }
+
+    /// Records one upstream's time from forwarding to the response head.
+    pub fn observe_upstream(&self, upstream: &Arc<str>, seconds: f64) {
+        let labels = UpstreamLabels {
+            upstream: upstream.clone(),
+        };
+        self.upstream_latency
+            .get_or_create(&labels)
+            .observe(seconds);
     }
 
     /// Registers metrics owned by another component (e.g. export budgets).

@@ -16,6 +16,11 @@ use crate::upstream::{Upstream, UpstreamSetupError};
 pub struct UpstreamEntry {
     pub upstream: Upstream,
     pub links: LinkRewriter,
+    /// Its name as a metrics label.
+    pub label: Arc<str>,
+    /// The origins a batch tunnel's parts may address: the upstream's and Zweck's own
+    /// public URL.
+    pub origins: [String; 2],
 }
 
 /// Shared, immutable-after-start state of the proxy.
@@ -53,7 +58,14 @@ impl State {
         for u in &config.upstreams {
             let upstream = Upstream::new(u.clone())?;
             let links = LinkRewriter::new(&upstream.origin, &config.public_url);
-            upstreams.push(Arc::new(UpstreamEntry { upstream, links }));
+            let label = Arc::from(upstream.name());
+            let origins = [upstream.origin.clone(), config.public_url.clone()];
+            upstreams.push(Arc::new(UpstreamEntry {
+                upstream,
+                links,
+                label,
+                origins,
+            }));
         }
         let buffer_kib = usize::try_from(config.limits.buffered_total / 1024)
             .unwrap_or(usize::MAX)

@@ -23,7 +23,7 @@ use tokio::sync::Mutex;
 use crate::body::{self, ProxyBody};
 use crate::config::{SecretSource, UpstreamAuth, UpstreamConfig};
 use crate::error::ProxyError;
-use crate::route::RouteRule;
+use crate::proxy::route::RouteRule;
 use crate::tls;
 
 /// The pooled HTTPS client type.
@@ -229,15 +229,7 @@ impl Upstream {
         let fail = || ProxyError::UpstreamCredential {
             upstream: self.config.name.clone(),
         };
-        let mut form = form_urlencoded(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", &src.client_id),
-            ("client_secret", &src.client_secret),
-        ]);
-        if let Some(scope) = &src.scope {
-            form.push('&');
-            form.push_str(&form_urlencoded(&[("scope", scope)]));
-        }
+        let form = token_form(src);
         let req = Request::builder()
             .method(Method::POST)
             .uri(src.token_url.clone())
@@ -321,17 +313,46 @@ fn bearer(upstream: &str, token: &str) -> Result<HeaderValue, UpstreamSetupError
     Ok(v)
 }
 
-fn form_urlencoded(pairs: &[(&str, &str)]) -> String {
-    use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
-    pairs
-        .iter()
-        .map(|(k, v)| {
-            format!(
-                "{}={}",
-                utf8_percent_encode(k, NON_ALPHANUMERIC),
-                utf8_percent_encode(v, NON_ALPHANUMERIC)
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("&")
+/// The body of a client-credentials token request (RFC 6749 §4.4.2).
+fn token_form(src: &OAuth2Source) -> String {
+    let mut form = form_urlencoded::Serializer::new(String::new());
+    form.append_pair("grant_type", "client_credentials");
+    form.append_pair("client_id", &src.client_id);
+    form.append_pair("client_secret", &src.client_secret);
+    if let Some(scope) = &src.scope {
+        form.append_pair("scope", scope);
+    }
+    form.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_form_round_trips_reserved_characters() {
+        let src = OAuth2Source {
+            token_url: Uri::from_static("https://login.example/oauth2/token"),
+            client_id: "zweck app".into(),
+            client_secret: "s3cr+t&x=1%2F ü".into(),
+            scope: Some("https://crm.example/.default".into()),
+            cached: Mutex::new(None),
+        };
+        let form = token_form(&src);
+        assert!(!form.contains(' ') && form.contains("client_secret=s3cr%2Bt%26x%3D1%252F"));
+        let pairs: Vec<(String, String)> = form_urlencoded::parse(form.as_bytes())
+            .into_owned()
+            .collect();
+        let want = [
+            ("grant_type", "client_credentials"),
+            ("client_id", "zweck app"),
+            ("client_secret", "s3cr+t&x=1%2F ü"),
+            ("scope", "https://crm.example/.default"),
+        ];
+        let want: Vec<(String, String)> = want
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(pairs, want);
+    }
 }

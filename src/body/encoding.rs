@@ -19,23 +19,17 @@
 //!
 //! Codecs: `flate2` (pure-Rust miniz_oxide backend), `brotli` (pure Rust), `zstd` (libzstd via
 //! `cc`, legacy formats off). All are driven through their incremental APIs, chunk by chunk,
-//! so the same [`Decoder`] serves the buffered [`decode`] and the streaming [`decode_body`];
+//! so the same [`Decoder`] serves the buffered [`decode`] and streamed bodies (`proxy/stream.rs`);
 //! that avoids `async-compression` + `tokio-util` and a second set of limit logic.
 //! zstd windows are limited to 8 MiB (RFC 8878 §3.1.1.1.2 asks HTTP encoders to stay within it),
 //! which bounds the decoder's own memory.
 
 use std::fmt;
 use std::io::{self, Write};
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::header::CONTENT_ENCODING;
 use http::HeaderMap;
-use http_body::{Body, Frame, SizeHint};
-use http_body_util::BodyExt;
-
-use super::{BoxError, ProxyBody};
 
 /// A content coding Zweck can decode and encode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -391,11 +385,6 @@ impl Decoder {
         Ok(Bytes::from(data))
     }
 
-    /// Total compressed bytes fed so far.
-    pub fn input_total(&self) -> u64 {
-        self.input_total
-    }
-
     fn identity(&mut self, chunk: &[u8]) -> Result<Bytes, DecodeError> {
         if self.input_total > self.limits.max_output as u64 {
             return Err(DecodeError::TooLarge {
@@ -662,115 +651,9 @@ impl ZstdStage {
     }
 }
 
-/// Decodes a streamed body chunk by chunk with the caps of `limits`. Errors end the stream
-/// with a boxed [`DecodeError`] (downcast it to tell a bomb from corruption); errors of the
-/// inner body pass through unchanged.
-pub fn decode_body(
-    body: ProxyBody,
-    codings: &[Coding],
-    limits: Limits,
-) -> Result<ProxyBody, DecodeError> {
-    let decoder = Decoder::new(codings, limits)?;
-    Ok(DecodingBody {
-        inner: body,
-        decoder: Some(decoder),
-        pending_trailers: None,
-        done: false,
-    }
-    .boxed_unsync())
-}
-
-/// The body [`decode_body`] returns.
-struct DecodingBody {
-    inner: ProxyBody,
-    decoder: Option<Decoder>,
-    pending_trailers: Option<HeaderMap>,
-    done: bool,
-}
-
-impl DecodingBody {
-    fn finish(&mut self) -> Result<Bytes, BoxError> {
-        match self.decoder.take() {
-            Some(decoder) => decoder.finish().map_err(|e| Box::new(e) as BoxError),
-            None => Ok(Bytes::new()),
-        }
-    }
-}
-
-impl Body for DecodingBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = &mut *self;
-        loop {
-            if this.done {
-                return Poll::Ready(this.pending_trailers.take().map(|t| Ok(Frame::trailers(t))));
-            }
-            match Pin::new(&mut this.inner).poll_frame(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(Err(e))) => {
-                    this.done = true;
-                    this.decoder = None;
-                    return Poll::Ready(Some(Err(e)));
-                }
-                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
-                    Ok(data) => {
-                        let Some(decoder) = this.decoder.as_mut() else {
-                            continue;
-                        };
-                        match decoder.feed(&data) {
-                            Ok(out) if out.is_empty() => continue,
-                            Ok(out) => return Poll::Ready(Some(Ok(Frame::data(out)))),
-                            Err(e) => {
-                                this.done = true;
-                                this.decoder = None;
-                                return Poll::Ready(Some(Err(Box::new(e))));
-                            }
-                        }
-                    }
-                    Err(frame) => {
-                        // Trailers end the data: finish decoding first, then hand them on.
-                        this.done = true;
-                        this.pending_trailers = frame.into_trailers().ok();
-                        match this.finish() {
-                            Ok(out) if out.is_empty() => continue,
-                            Ok(out) => return Poll::Ready(Some(Ok(Frame::data(out)))),
-                            Err(e) => {
-                                this.pending_trailers = None;
-                                return Poll::Ready(Some(Err(e)));
-                            }
-                        }
-                    }
-                },
-                Poll::Ready(None) => {
-                    this.done = true;
-                    match this.finish() {
-                        Ok(out) if out.is_empty() => continue,
-                        Ok(out) => return Poll::Ready(Some(Ok(Frame::data(out)))),
-                        Err(e) => return Poll::Ready(Some(Err(e))),
-                    }
-                }
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.done && self.pending_trailers.is_none()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::default()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::VecDeque;
 
     const ALL: [Coding; 4] = [Coding::Gzip, Coding::Deflate, Coding::Br, Coding::Zstd];
 
@@ -1062,48 +945,30 @@ mod tests {
         assert_eq!(negotiate("GZIP;Q=0.5"), Some(Coding::Gzip));
     }
 
-    /// A body that yields the given chunks, then optional trailers.
-    struct Chunks(VecDeque<Frame<Bytes>>);
-
-    impl Body for Chunks {
-        type Data = Bytes;
-        type Error = BoxError;
-        fn poll_frame(
-            mut self: Pin<&mut Self>,
-            _cx: &mut Context<'_>,
-        ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-            Poll::Ready(self.0.pop_front().map(Ok))
-        }
-    }
-
-    fn chunked(data: &[u8], size: usize) -> ProxyBody {
-        Chunks(
-            data.chunks(size.max(1))
-                .map(|c| Frame::data(Bytes::copy_from_slice(c)))
-                .collect(),
-        )
-        .boxed_unsync()
-    }
-
-    async fn drain(mut body: ProxyBody) -> Result<Vec<u8>, BoxError> {
+    /// Feeds `data` to a decoder in chunks of `size` bytes, then finishes it.
+    fn stream_decode(
+        data: &[u8],
+        size: usize,
+        codings: &[Coding],
+        limits: Limits,
+    ) -> Result<Vec<u8>, DecodeError> {
+        let mut decoder = Decoder::new(codings, limits)?;
         let mut out = Vec::new();
-        while let Some(frame) = body.frame().await {
-            if let Ok(data) = frame?.into_data() {
-                out.extend_from_slice(&data);
-            }
+        for chunk in data.chunks(size.max(1)) {
+            out.extend_from_slice(&decoder.feed(chunk)?);
         }
+        out.extend_from_slice(&decoder.finish()?);
         Ok(out)
     }
 
-    #[tokio::test]
-    async fn streaming_equals_buffered_for_any_chunking() {
+    #[test]
+    fn streaming_equals_buffered_for_any_chunking() {
         let plain = sample();
         for coding in ALL {
             let encoded = encode(&plain, coding).expect("encode");
             for size in [1, 2, 7, 512, 100_000] {
-                let body = decode_body(chunked(&encoded, size), &[coding], roomy()).expect("new");
                 assert_eq!(
-                    drain(body).await.expect("decode"),
+                    stream_decode(&encoded, size, &[coding], roomy()).expect("decode"),
                     plain,
                     "{coding} by {size}"
                 );
@@ -1111,61 +976,15 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn streaming_errors_are_typed() {
+    #[test]
+    fn streaming_errors_are_typed() {
         let bomb = encode(&vec![0u8; 4 * 1024 * 1024], Coding::Gzip).expect("encode");
-        let body = decode_body(
-            chunked(&bomb, 1024),
-            &[Coding::Gzip],
-            Limits::new(1 << 30, 50),
-        )
-        .expect("new");
-        let err = drain(body).await.expect_err("bomb");
-        assert_eq!(
-            err.downcast_ref::<DecodeError>(),
-            Some(&DecodeError::RatioExceeded { max_ratio: 50 })
-        );
+        let err = stream_decode(&bomb, 1024, &[Coding::Gzip], Limits::new(1 << 30, 50))
+            .expect_err("bomb");
+        assert_eq!(err, DecodeError::RatioExceeded { max_ratio: 50 });
         let encoded = encode(&sample(), Coding::Br).expect("encode");
-        let body = decode_body(
-            chunked(&encoded[..encoded.len() - 2], 64),
-            &[Coding::Br],
-            roomy(),
-        )
-        .expect("new");
-        let err = drain(body).await.expect_err("truncated");
-        assert_eq!(
-            err.downcast_ref::<DecodeError>(),
-            Some(&DecodeError::Corrupt(Coding::Br))
-        );
-    }
-
-    #[tokio::test]
-    async fn streaming_keeps_trailers_after_the_data() {
-        let plain = sample();
-        let encoded = encode(&plain, Coding::Gzip).expect("encode");
-        let mut trailers = HeaderMap::new();
-        trailers.insert("x-checksum", http::HeaderValue::from_static("1"));
-        let frames: VecDeque<Frame<Bytes>> = [
-            Frame::data(encoded.slice(..10)),
-            Frame::data(encoded.slice(10..)),
-            Frame::trailers(trailers),
-        ]
-        .into_iter()
-        .collect();
-        let mut body =
-            decode_body(Chunks(frames).boxed_unsync(), &[Coding::Gzip], roomy()).expect("new");
-        let mut out = Vec::new();
-        let mut saw_trailers = false;
-        while let Some(frame) = body.frame().await {
-            let frame = frame.expect("frame");
-            if frame.is_trailers() {
-                saw_trailers = true;
-            } else if let Ok(data) = frame.into_data() {
-                assert!(!saw_trailers, "data after trailers");
-                out.extend_from_slice(&data);
-            }
-        }
-        assert!(saw_trailers);
-        assert_eq!(out, plain);
+        let err = stream_decode(&encoded[..encoded.len() - 2], 64, &[Coding::Br], roomy())
+            .expect_err("truncated");
+        assert_eq!(err, DecodeError::Corrupt(Coding::Br));
     }
 }

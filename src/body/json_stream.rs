@@ -102,19 +102,11 @@ pub enum JsonStreamError<E> {
 }
 
 impl<E> JsonStreamError<E> {
-    /// A stable short code for problem+json details and logs, the same codes as
-    /// [`JsonError::reason`] where the cause is the same.
+    /// A stable short code for problem+json details and logs: the spelling of its
+    /// [`Inspection`](crate::error::Inspection) reason, the same as [`JsonError::reason`]
+    /// where the cause is the same (a callback's refusal reads `refused`).
     pub fn reason(&self) -> &'static str {
-        match self {
-            JsonStreamError::Json { error, .. } => error.reason(),
-            JsonStreamError::Syntax { .. } => "json-syntax",
-            JsonStreamError::Shape(_) => "json-shape",
-            JsonStreamError::RecordTooLarge { .. } => "record-too-large",
-            JsonStreamError::EnvelopeTooLarge { .. } => "envelope-too-large",
-            JsonStreamError::Truncated => "truncated",
-            JsonStreamError::Callback(_) => "callback",
-            JsonStreamError::Spent => "spent",
-        }
+        crate::error::Inspection::from(self).as_str()
     }
 }
 

@@ -40,7 +40,7 @@ use crate::policy::{ExportBudget, RouteClass};
 
 pub use metrics::{BudgetLabels, BudgetMetrics};
 pub use paging::cap_page_size;
-pub use refusal::{refusal_response, RefusalStyle};
+pub use refusal::{vendor_refusal, RefusalStyle};
 pub use stream::{StreamCharge, StreamVerdict};
 
 use local::LocalStore;

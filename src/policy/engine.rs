@@ -217,7 +217,7 @@ fn run(
     key: Option<&PseudonymKey>,
     trace: Option<&mut Vec<FieldDecision>>,
 ) -> Result<Outcome, Refusal> {
-    // A tunnel's body holds sub-requests, not records: only `crate::tunnel` may govern it,
+    // A tunnel's body holds sub-requests, not records: only `crate::proxy::tunnel` may govern it,
     // part by part. Filtering it as one record would pass its sub-requests unread.
     if op.tunnel.is_some() {
         return Err(Refusal::NoInventory(op.dialect));

@@ -226,7 +226,7 @@ pub struct Operation {
     pub(crate) op: OpKind,
     pub(crate) class: RouteClass,
     pub(crate) pattern: RoutePattern,
-    /// Set when the route is a batch tunnel, governed part by part by `crate::tunnel`.
+    /// Set when the route is a batch tunnel, governed part by part by `crate::proxy::tunnel`.
     pub(crate) tunnel: Option<TunnelKind>,
     /// `format:` in the inventory (JSON unless it says `csv`).
     pub(crate) format: BodyFormat,
@@ -263,7 +263,7 @@ impl BodyFormat {
 }
 
 /// A batch tunnel: one request carrying many sub-requests, each governed as if sent alone
-/// (`crate::tunnel`). `policy::apply` refuses tunnel operations: their bodies are not records.
+/// (`crate::proxy::tunnel`). `policy::apply` refuses tunnel operations: their bodies are not records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TunnelKind {
     /// Dataverse / OData `$batch` (`multipart/mixed`, change sets).
@@ -320,7 +320,7 @@ impl Operation {
         self.pattern.template()
     }
     /// The tunnel kind when this route carries sub-requests (`tunnel:` in the inventory):
-    /// the proxy hands such bodies to `crate::tunnel` instead of `policy::apply`.
+    /// the proxy hands such bodies to `crate::proxy::tunnel` instead of `policy::apply`.
     pub fn tunnel(&self) -> Option<TunnelKind> {
         self.tunnel
     }

@@ -88,20 +88,6 @@ pub enum CsvFailure {
     Spent,
 }
 
-impl CsvFailure {
-    /// A short reason for `response-not-inspectable` problems and logs (never a value).
-    pub fn reason(&self) -> &'static str {
-        match self {
-            CsvFailure::Refused(_) => "refused",
-            CsvFailure::Malformed(CsvError::RowTooLarge { .. }) => "csv-row-too-large",
-            CsvFailure::Malformed(CsvError::InvalidUtf8 { .. }) => "csv-invalid-utf8",
-            CsvFailure::Malformed(_) => "csv-malformed",
-            CsvFailure::Delimiter => "csv-delimiter",
-            CsvFailure::Spent => "csv-spent",
-        }
-    }
-}
-
 /// A purpose bound to a CSV operation: what [`csv_plan`] returns. `S` holds the policy set:
 /// an `Arc<PolicySet>` in the proxy (the governed body may outlive the handler), a
 /// `&PolicySet` in table tests.

@@ -1,4 +1,10 @@
-//! Phase 2, route: canonicalise the path, refuse method tricks, pick the upstream.
+//! Phase 2, route: canonicalise the path, refuse method tricks, pick the upstream, and decide
+//! once whether the route is governed.
+//!
+//! Runs after identify and before anything reads the body. Changes nothing: it returns a
+//! [`Route`] and its [`Governance`] that the rest of the pipeline follows. Its errors: `bad-path` and
+//! `method-override` (400), `unsupported` (501, CONNECT), `no-route` (404) and
+//! `unknown-resource` (403: new endpoints stay closed until an inventory classifies them).
 //!
 //! Zweck matches policies on paths, so it must see the path the CRM will act on. Rather than
 //! guess how each CRM normalises (`/a/./b`, `%2F`, `//`), it refuses every form where the
@@ -6,11 +12,31 @@
 //! control characters. Percent-encoded unreserved characters are decoded (RFC 3986 §6.2.2.2),
 //! and the canonical path is what gets forwarded, so what was matched is what the CRM sees.
 //! Method overrides (`X-HTTP-Method-Override` and friends, Salesforce `_HttpMethod`) would
-//! let a POST act as a DELETE behind the policy's back and are refused outright.
+//! let a POST act as a DELETE behind the policy's back and are refused outright, here and in
+//! every part of a batch tunnel.
 
-use http::{HeaderMap, HeaderName, Method, Uri};
+use std::sync::Arc;
+
+use http::{HeaderMap, HeaderName, Method, Request, Uri};
 
 use crate::error::ProxyError;
+use crate::policy::{Operation, PolicySet, RouteMatch};
+use crate::state::{State, UpstreamEntry};
+
+/// Why a request is refused before it is routed: its path or method could mean something
+/// else to the CRM than to the policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RouteRefusal {
+    /// The path is not in canonical form.
+    #[error("the request path is not canonical: {0}")]
+    BadPath(&'static str),
+    /// A method-override header or query parameter.
+    #[error("method overrides are refused ({0})")]
+    MethodOverride(&'static str),
+    /// CONNECT would open a tunnel past every policy.
+    #[error("CONNECT is not supported through Zweck")]
+    Connect,
+}
 
 /// Headers that ask a server to treat the request as another method.
 const OVERRIDE_HEADERS: [HeaderName; 3] = [
@@ -22,9 +48,71 @@ const OVERRIDE_HEADERS: [HeaderName; 3] = [
 /// Query parameters that do the same.
 const OVERRIDE_PARAMS: [&str; 2] = ["_httpmethod", "_method"];
 
-/// The canonical path of a request, or why it has none.
-pub fn canonical_path(path: &str) -> Result<String, ProxyError> {
-    let bad = |reason| ProxyError::BadPath { reason };
+/// Where a request goes: what phase 2 decided, for every later phase.
+#[derive(Debug)]
+pub struct Route {
+    pub upstream: Arc<UpstreamEntry>,
+    /// The canonical path: what the policy matched and what the CRM receives.
+    pub path: String,
+    /// The policy snapshot this request uses from start to end.
+    pub policy: Arc<PolicySet>,
+}
+
+/// How a route is governed: the decision of phase 2, taken once.
+#[derive(Debug)]
+pub enum Governance {
+    /// An inventory operation: its bodies are governed.
+    Governed(Operation),
+    /// Listed as carrying no personal data; the template it matched.
+    Ungoverned(String),
+}
+
+/// Phase 2. Canonicalises the path, refuses method overrides, picks the upstream and decides
+/// how the route is governed.
+pub fn route<B>(state: &State, req: &Request<B>) -> Result<(Route, Governance), ProxyError> {
+    refuse_method_override(req.method(), req.uri(), req.headers())?;
+    let path = canonical_path(req.uri().path())?;
+    let host = request_host(req.uri(), req.headers());
+    let upstream = select(
+        state.upstreams.iter().map(|u| (&u.upstream.rule, u)),
+        host.as_deref(),
+        &path,
+    )
+    .ok_or(ProxyError::NoRoute)?
+    .clone();
+    let policy = state.policies.current();
+    let governance = governance(&upstream, &policy, req.method(), &path)?;
+    let route = Route {
+        upstream,
+        path,
+        policy,
+    };
+    Ok((route, governance))
+}
+
+/// The upstream's `ungoverned` list first, then the inventory of its dialect. A path that
+/// matches neither is refused (403 `unknown-resource`): new endpoints stay closed until an
+/// inventory classifies them.
+fn governance(
+    upstream: &UpstreamEntry,
+    policy: &PolicySet,
+    method: &Method,
+    path: &str,
+) -> Result<Governance, ProxyError> {
+    let config = &upstream.upstream.config;
+    if let Some(p) = config.ungoverned.iter().find(|p| p.matches(method, path)) {
+        return Ok(Governance::Ungoverned(p.template().to_string()));
+    }
+    match policy.classify(config.dialect, method, path) {
+        RouteMatch::Ungoverned { template } => Ok(Governance::Ungoverned(template.to_string())),
+        RouteMatch::Operation(op) => Ok(Governance::Governed(op.clone())),
+        RouteMatch::Unknown => Err(ProxyError::UnknownResource),
+    }
+}
+
+/// The canonical path of a request, or why it has none (always [`RouteRefusal::BadPath`]).
+pub fn canonical_path(path: &str) -> Result<String, RouteRefusal> {
+    let bad = RouteRefusal::BadPath;
     if !path.starts_with('/') {
         return Err(bad("not an absolute path"));
     }
@@ -78,37 +166,42 @@ pub fn canonical_path(path: &str) -> Result<String, ProxyError> {
     Ok(out)
 }
 
-/// Refuses method overrides in headers or in the query string.
+/// Refuses method overrides in headers or in the query string, and CONNECT.
 pub fn refuse_method_override(
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
-) -> Result<(), ProxyError> {
-    for h in &OVERRIDE_HEADERS {
-        if headers.contains_key(h) {
-            return Err(ProxyError::MethodOverride {
-                what: "a method-override header",
-            });
-        }
+) -> Result<(), RouteRefusal> {
+    if OVERRIDE_HEADERS.iter().any(|h| headers.contains_key(h)) {
+        return Err(RouteRefusal::MethodOverride("a method-override header"));
     }
-    if let Some(q) = uri.query() {
-        for pair in q.split('&') {
-            let name = pair.split('=').next().unwrap_or("");
-            let decoded = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
-            if OVERRIDE_PARAMS
-                .iter()
-                .any(|p| decoded.eq_ignore_ascii_case(p))
-            {
-                return Err(ProxyError::MethodOverride {
-                    what: "a _HttpMethod parameter",
-                });
-            }
-        }
+    if uri.query().is_some_and(overrides_method) {
+        return Err(RouteRefusal::MethodOverride("a _HttpMethod parameter"));
     }
     if method == Method::CONNECT {
-        return Err(ProxyError::Unsupported { what: "CONNECT" });
+        return Err(RouteRefusal::Connect);
     }
     Ok(())
+}
+
+/// Whether a header (any letter case) asks for another method: for headers that are not in
+/// a `HeaderMap`, such as a tunnel part's.
+pub fn is_override_header(name: &str) -> bool {
+    OVERRIDE_HEADERS
+        .iter()
+        .any(|h| name.eq_ignore_ascii_case(h.as_str()))
+}
+
+/// Whether a query string carries a method-override parameter (names percent-decoded, any
+/// letter case).
+pub fn overrides_method(query: &str) -> bool {
+    query.split('&').any(|pair| {
+        let name = pair.split('=').next().unwrap_or("");
+        let decoded = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
+        OVERRIDE_PARAMS
+            .iter()
+            .any(|p| decoded.eq_ignore_ascii_case(p))
+    })
 }
 
 /// The host the request was sent to (`:authority` or `Host`), lower-case, without port.
@@ -211,7 +304,7 @@ mod tests {
             "relative",
         ] {
             assert!(
-                matches!(canonical_path(p), Err(ProxyError::BadPath { .. })),
+                matches!(canonical_path(p), Err(RouteRefusal::BadPath(_))),
                 "{p} must be refused"
             );
         }

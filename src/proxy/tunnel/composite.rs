@@ -23,6 +23,7 @@ use super::{
 };
 use crate::body::headers::allowlist;
 use crate::body::media::{self, BodyKind};
+use crate::error::Inspection;
 use crate::json;
 use crate::links::LinkRewriter;
 use crate::policy::{Direction, OpKind, Outcome, TunnelKind};
@@ -31,7 +32,7 @@ fn refusal(direction: Direction, part: usize, cause: Cause) -> TunnelRefusal {
     TunnelRefusal::new(direction, part, cause)
 }
 
-fn malformed(direction: Direction, part: usize, reason: &'static str) -> TunnelRefusal {
+fn malformed(direction: Direction, part: usize, reason: Inspection) -> TunnelRefusal {
     TunnelRefusal::new(direction, part, Cause::Malformed(reason))
 }
 
@@ -52,15 +53,15 @@ pub(crate) fn govern_request(
     if media::classify(content_type) != BodyKind::Json {
         return Err(refusal(rq, 0, Cause::MediaType));
     }
-    let mut doc = json::parse(body, &cx.limits.json).map_err(|e| malformed(rq, 0, e.reason()))?;
+    let mut doc = json::parse(body, &cx.limits.json).map_err(|e| malformed(rq, 0, (&e).into()))?;
     let root = doc
         .as_object_mut()
-        .ok_or(malformed(rq, 0, "envelope-shape"))?;
+        .ok_or(malformed(rq, 0, Inspection::EnvelopeShape))?;
     let parts = match cx.tunnel.kind {
         TunnelKind::SfComposite => composite_request(cx, root)?,
         TunnelKind::SfCompositeBatch => batch_request(cx, root)?,
         TunnelKind::SfTree => tree_request(cx, root)?,
-        TunnelKind::OdataBatch => return Err(malformed(rq, 0, "tunnel-kind")),
+        TunnelKind::OdataBatch => return Err(malformed(rq, 0, Inspection::TunnelKind)),
     };
     Ok(GovernedRequest {
         kind: cx.tunnel.kind,
@@ -86,9 +87,9 @@ fn subrequests<'a>(
     let subs = root
         .get_mut(key)
         .and_then(Value::as_array_mut)
-        .ok_or(malformed(Direction::Request, 0, "envelope-shape"))?;
+        .ok_or(malformed(Direction::Request, 0, Inspection::EnvelopeShape))?;
     if subs.len() > cx.limits.multipart.max_parts {
-        return Err(malformed(Direction::Request, 0, "too-many-parts"));
+        return Err(malformed(Direction::Request, 0, Inspection::TooManyParts));
     }
     Ok(subs)
 }
@@ -106,12 +107,12 @@ fn request_headers(
     };
     let map = headers
         .as_object_mut()
-        .ok_or(malformed(rq, index, "http-headers"))?;
+        .ok_or(malformed(rq, index, Inspection::HttpHeaders))?;
     for (name, value) in map.iter() {
         let Some(value) = value.as_str() else {
-            return Err(malformed(rq, index, "http-headers"));
+            return Err(malformed(rq, index, Inspection::HttpHeaders));
         };
-        if super::is_override_header(name) {
+        if crate::proxy::route::is_override_header(name) {
             return Err(refusal(rq, index, Cause::MethodOverride));
         }
         if name.eq_ignore_ascii_case("content-encoding") && !value.eq_ignore_ascii_case("identity")
@@ -137,7 +138,7 @@ fn composite_request(
         &["allOrNone", "collateSubrequests", "compositeRequest"],
     ) || !bool_keys(root, &["allOrNone", "collateSubrequests"])
     {
-        return Err(malformed(rq, 0, "envelope-key"));
+        return Err(malformed(rq, 0, Inspection::EnvelopeKey));
     }
     let subs = subrequests(cx, root, "compositeRequest")?;
     let mut ids = HashSet::new();
@@ -146,32 +147,32 @@ fn composite_request(
         let index = i + 1;
         let s = sub
             .as_object_mut()
-            .ok_or(malformed(rq, index, "subrequest-shape"))?;
+            .ok_or(malformed(rq, index, Inspection::SubrequestShape))?;
         if !keys_within(s, &["method", "url", "referenceId", "body", "httpHeaders"]) {
-            return Err(malformed(rq, index, "subrequest-key"));
+            return Err(malformed(rq, index, Inspection::SubrequestKey));
         }
         let method = s
             .get("method")
             .and_then(Value::as_str)
-            .ok_or(malformed(rq, index, "method"))?
+            .ok_or(malformed(rq, index, Inspection::Method))?
             .to_string();
         let reference_id = s
             .get("referenceId")
             .and_then(Value::as_str)
             .filter(|r| word(r))
-            .ok_or(malformed(rq, index, "reference-id"))?
+            .ok_or(malformed(rq, index, Inspection::ReferenceId))?
             .to_string();
         if !ids.insert(reference_id.clone()) {
-            return Err(malformed(rq, index, "duplicate-reference-id"));
+            return Err(malformed(rq, index, Inspection::DuplicateReferenceId));
         }
-        let url = s
-            .get("url")
-            .and_then(Value::as_str)
-            .ok_or(malformed(rq, index, "url"))?;
+        let url =
+            s.get("url")
+                .and_then(Value::as_str)
+                .ok_or(malformed(rq, index, Inspection::Url))?;
         if !super::references_ok(url) {
             return Err(refusal(rq, index, Cause::Reference));
         }
-        let target = resolve_target(cx.tunnel, index, url, UrlForm::AbsolutePath)?;
+        let target = resolve_target(&cx.tunnel, index, url, UrlForm::AbsolutePath)?;
         let route = cx.classify(index, &method, &target.path, false)?;
         cx.check_query_url(index, &route, &target.path, &target.forward)?;
         if let Some(body) = s.get("body").filter(|b| !b.is_null()) {
@@ -220,7 +221,7 @@ fn batch_request(
 ) -> Result<Vec<PartPlan>, TunnelRefusal> {
     let rq = Direction::Request;
     if !keys_within(root, &["batchRequests", "haltOnError"]) || !bool_keys(root, &["haltOnError"]) {
-        return Err(malformed(rq, 0, "envelope-key"));
+        return Err(malformed(rq, 0, Inspection::EnvelopeKey));
     }
     let subs = subrequests(cx, root, "batchRequests")?;
     let mut plans = Vec::with_capacity(subs.len());
@@ -228,26 +229,26 @@ fn batch_request(
         let index = i + 1;
         let s = sub
             .as_object_mut()
-            .ok_or(malformed(rq, index, "subrequest-shape"))?;
+            .ok_or(malformed(rq, index, Inspection::SubrequestShape))?;
         // binaryPartName / binaryPartNameAlias (multipart uploads) are not inspected: refused.
         if !keys_within(s, &["method", "url", "richInput"]) {
-            return Err(malformed(rq, index, "subrequest-key"));
+            return Err(malformed(rq, index, Inspection::SubrequestKey));
         }
         let method = s
             .get("method")
             .and_then(Value::as_str)
-            .ok_or(malformed(rq, index, "method"))?
+            .ok_or(malformed(rq, index, Inspection::Method))?
             .to_string();
-        let url = s
-            .get("url")
-            .and_then(Value::as_str)
-            .ok_or(malformed(rq, index, "url"))?;
+        let url =
+            s.get("url")
+                .and_then(Value::as_str)
+                .ok_or(malformed(rq, index, Inspection::Url))?;
         // No references exist in composite/batch; text that looks like one is refused
         // anyway, in case a later API version resolves it.
         if !super::references_ok(url) || url.contains("@{") {
             return Err(refusal(rq, index, Cause::Reference));
         }
-        let target = resolve_target(cx.tunnel, index, url, UrlForm::DataRelative)?;
+        let target = resolve_target(&cx.tunnel, index, url, UrlForm::DataRelative)?;
         let route = cx.classify(index, &method, &target.path, false)?;
         cx.check_query_url(index, &route, &target.path, &target.forward)?;
         if let Some(body) = s.get("richInput").filter(|b| !b.is_null()) {
@@ -273,7 +274,7 @@ fn tree_request(
 ) -> Result<Vec<PartPlan>, TunnelRefusal> {
     let rq = Direction::Request;
     if !keys_within(root, &["records"]) {
-        return Err(malformed(rq, 0, "envelope-key"));
+        return Err(malformed(rq, 0, Inspection::EnvelopeKey));
     }
     let sobject = cx
         .tunnel
@@ -281,17 +282,17 @@ fn tree_request(
         .rsplit('/')
         .next()
         .filter(|s| word(s))
-        .ok_or(malformed(rq, 0, "tree-object"))?
+        .ok_or(malformed(rq, 0, Inspection::TreeObject))?
         .to_string();
     let records = root
         .get_mut("records")
         .and_then(Value::as_array_mut)
-        .ok_or(malformed(rq, 0, "envelope-shape"))?;
+        .ok_or(malformed(rq, 0, Inspection::EnvelopeShape))?;
     let mut tree = Tree {
         cx,
         plans: Vec::new(),
         ids: HashSet::new(),
-        root: service_root(cx.tunnel).ok_or(malformed(rq, 0, "tree-object"))?,
+        root: service_root(&cx.tunnel).ok_or(malformed(rq, 0, Inspection::TreeObject))?,
     };
     for record in records.iter_mut() {
         tree.record(record, Some(&sobject))?;
@@ -311,35 +312,35 @@ impl Tree<'_, '_> {
         let rq = Direction::Request;
         let index = self.plans.len() + 1;
         if index > self.cx.limits.multipart.max_parts {
-            return Err(malformed(rq, 0, "too-many-parts"));
+            return Err(malformed(rq, 0, Inspection::TooManyParts));
         }
         let obj = rec
             .as_object_mut()
-            .ok_or(malformed(rq, index, "tree-record"))?;
+            .ok_or(malformed(rq, index, Inspection::TreeRecord))?;
         let attributes = obj
             .get("attributes")
             .and_then(Value::as_object)
-            .ok_or(malformed(rq, index, "tree-attributes"))?;
+            .ok_or(malformed(rq, index, Inspection::TreeAttributes))?;
         if !keys_within(attributes, &["type", "referenceId"]) {
-            return Err(malformed(rq, index, "tree-attributes"));
+            return Err(malformed(rq, index, Inspection::TreeAttributes));
         }
         let ty = attributes
             .get("type")
             .and_then(Value::as_str)
             .filter(|t| word(t))
-            .ok_or(malformed(rq, index, "tree-type"))?
+            .ok_or(malformed(rq, index, Inspection::TreeType))?
             .to_string();
         if expected.is_some_and(|e| !e.eq_ignore_ascii_case(&ty)) {
-            return Err(malformed(rq, index, "tree-type"));
+            return Err(malformed(rq, index, Inspection::TreeType));
         }
         let reference_id = attributes
             .get("referenceId")
             .and_then(Value::as_str)
             .filter(|r| word(r))
-            .ok_or(malformed(rq, index, "reference-id"))?
+            .ok_or(malformed(rq, index, Inspection::ReferenceId))?
             .to_string();
         if !self.ids.insert(reference_id.clone()) {
-            return Err(malformed(rq, index, "duplicate-reference-id"));
+            return Err(malformed(rq, index, Inspection::DuplicateReferenceId));
         }
         // Child collections out: governed record by record, under their own types.
         let child_keys: Vec<String> = obj
@@ -352,7 +353,7 @@ impl Tree<'_, '_> {
         let mut children = Vec::with_capacity(child_keys.len());
         for k in child_keys {
             if !word(&k) {
-                return Err(malformed(rq, index, "tree-relationship"));
+                return Err(malformed(rq, index, Inspection::TreeRelationship));
             }
             if let Some(v) = obj.remove(&k) {
                 children.push((k, v));
@@ -378,11 +379,11 @@ impl Tree<'_, '_> {
             let c = container
                 .as_object_mut()
                 .filter(|c| keys_within(c, &["records"]))
-                .ok_or(malformed(rq, index, "tree-children"))?;
+                .ok_or(malformed(rq, index, Inspection::TreeChildren))?;
             let records = c
                 .get_mut("records")
                 .and_then(Value::as_array_mut)
-                .ok_or(malformed(rq, index, "tree-children"))?;
+                .ok_or(malformed(rq, index, Inspection::TreeChildren))?;
             for child in records.iter_mut() {
                 self.record(child, None)?;
             }
@@ -392,7 +393,7 @@ impl Tree<'_, '_> {
             obj.extend(back);
         } else if !back.is_empty() {
             // the policy removed the record whole: its children go with it
-            return Err(malformed(rq, index, "tree-record"));
+            return Err(malformed(rq, index, Inspection::TreeRecord));
         }
         Ok(())
     }
@@ -409,7 +410,7 @@ pub(crate) fn govern_response(
     if media::classify(content_type) != BodyKind::Json {
         return Err(refusal(rs, 0, Cause::MediaType));
     }
-    let mut doc = json::parse(body, &cx.limits.json).map_err(|e| malformed(rs, 0, e.reason()))?;
+    let mut doc = json::parse(body, &cx.limits.json).map_err(|e| malformed(rs, 0, (&e).into()))?;
     let mut parts = Vec::new();
     match &mut doc {
         // The tunnel itself failed: `[{errorCode, message}]`. Only codes pass.
@@ -426,10 +427,10 @@ pub(crate) fn govern_response(
                 TunnelKind::SfComposite => s.composite(root)?,
                 TunnelKind::SfCompositeBatch => s.batch(root)?,
                 TunnelKind::SfTree => s.tree(root)?,
-                TunnelKind::OdataBatch => return Err(malformed(rs, 0, "tunnel-kind")),
+                TunnelKind::OdataBatch => return Err(malformed(rs, 0, Inspection::TunnelKind)),
             }
         }
-        _ => return Err(malformed(rs, 0, "envelope-shape")),
+        _ => return Err(malformed(rs, 0, Inspection::EnvelopeShape)),
     }
     Ok(GovernedResponse {
         body: json::to_bytes(&doc),
@@ -494,7 +495,7 @@ impl Responses<'_, '_> {
         let items = root
             .get_mut(key)
             .and_then(Value::as_array_mut)
-            .ok_or(malformed(Direction::Response, 0, "envelope-shape"))?;
+            .ok_or(malformed(Direction::Response, 0, Inspection::EnvelopeShape))?;
         if items.len() > self.request.parts.len() {
             return Err(self.unmatched(0));
         }
@@ -549,9 +550,9 @@ impl Responses<'_, '_> {
         let items = self.results(root, &["compositeResponse"], "compositeResponse")?;
         for (n, item) in items.iter_mut().enumerate() {
             let number = n + 1;
-            let o = item
-                .as_object_mut()
-                .ok_or(malformed(rs, number, "subresponse-shape"))?;
+            let o =
+                item.as_object_mut()
+                    .ok_or(malformed(rs, number, Inspection::SubresponseShape))?;
             o.retain(|k, _| {
                 matches!(
                     k.as_str(),
@@ -588,9 +589,9 @@ impl Responses<'_, '_> {
         let items = self.results(root, &["hasErrors", "results"], "results")?;
         for (n, item) in items.iter_mut().enumerate() {
             let number = n + 1;
-            let o = item
-                .as_object_mut()
-                .ok_or(malformed(rs, number, "subresponse-shape"))?;
+            let o =
+                item.as_object_mut()
+                    .ok_or(malformed(rs, number, Inspection::SubresponseShape))?;
             o.retain(|k, _| matches!(k.as_str(), "statusCode" | "result"));
             let i = self.plan_for(number, None)?;
             let status = status_of(o.get("statusCode"), number)?;
@@ -612,9 +613,9 @@ impl Responses<'_, '_> {
         let items = self.results(root, &["hasErrors", "results"], "results")?;
         for (n, item) in items.iter_mut().enumerate() {
             let number = n + 1;
-            let o = item
-                .as_object_mut()
-                .ok_or(malformed(rs, number, "subresponse-shape"))?;
+            let o =
+                item.as_object_mut()
+                    .ok_or(malformed(rs, number, Inspection::SubresponseShape))?;
             // The app's own label, checked against the request: kept as it is.
             let id = match o.remove("referenceId") {
                 Some(Value::String(s)) => s,
@@ -654,7 +655,7 @@ impl Responses<'_, '_> {
         let map = headers.as_object_mut().ok_or(malformed(
             Direction::Response,
             number,
-            "http-headers",
+            Inspection::HttpHeaders,
         ))?;
         let list = allowlist(self.cx.tunnel.dialect);
         map.retain(|k, v| v.is_string() && list.allows_response(&k.to_ascii_lowercase()));
@@ -679,7 +680,7 @@ fn status_of(v: Option<&Value>, number: usize) -> Result<Option<u16>, TunnelRefu
             .and_then(|n| u16::try_from(n).ok())
             .filter(|n| (100..=599).contains(n))
             .map(Some)
-            .ok_or(malformed(Direction::Response, number, "status")),
+            .ok_or(malformed(Direction::Response, number, Inspection::Status)),
     }
 }
 

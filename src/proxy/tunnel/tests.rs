@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 
 use super::*;
 use crate::body::multipart::{parse_batch, HttpMessage};
+use crate::error::{ForPurpose, ProxyError};
 
 fn set() -> &'static PolicySet {
     static SET: OnceLock<PolicySet> = OnceLock::new();
@@ -24,6 +25,18 @@ fn key() -> PseudonymKey {
 
 fn purpose(name: &str) -> &'static Purpose {
     set().purpose(name).expect("purpose")
+}
+
+/// The shipped policies, a test key and default caps, for `purpose` on `tunnel`.
+fn cx<'a>(purpose: &'a Purpose, tunnel: Tunnel<'a>) -> Cx<'a> {
+    static KEY: OnceLock<PseudonymKey> = OnceLock::new();
+    Cx {
+        set: set(),
+        purpose,
+        key: Some(KEY.get_or_init(key)),
+        tunnel,
+        limits: TunnelLimits::default(),
+    }
 }
 
 const ORIGINS: [&str; 2] = [
@@ -87,13 +100,9 @@ fn batch(items: &[String]) -> String {
 fn dv_request(purpose_name: &str, body: &str) -> Result<GovernedRequest, TunnelRefusal> {
     let o = origins();
     govern_request(
-        set(),
-        purpose(purpose_name),
-        &dv_tunnel(&o),
+        &cx(purpose(purpose_name), dv_tunnel(&o)),
         CT,
         body.as_bytes(),
-        Some(&key()),
-        &TunnelLimits::default(),
     )
 }
 
@@ -106,14 +115,10 @@ fn dv_response(
     let o = origins();
     let links = LinkRewriter::new(ORIGINS[0], ORIGINS[1]);
     govern_response(
-        set(),
-        purpose(purpose_name),
-        &dv_tunnel(&o),
+        &cx(purpose(purpose_name), dv_tunnel(&o)),
         req,
         content_type,
         body.as_bytes(),
-        Some(&key()),
-        &TunnelLimits::default(),
         Some(&links),
     )
 }
@@ -147,19 +152,11 @@ fn json_of(bytes: &[u8]) -> Value {
 #[test]
 fn batch_fixture_each_part_filtered_as_if_alone() {
     let (ct, body) = http_fixture(include_str!(
-        "../../tests/fixtures/crm/dynamics/batch.request.http"
+        "../../../tests/fixtures/crm/dynamics/batch.request.http"
     ));
     let o = origins();
-    let req = govern_request(
-        set(),
-        purpose("support"),
-        &dv_tunnel(&o),
-        &ct,
-        body.as_bytes(),
-        Some(&key()),
-        &TunnelLimits::default(),
-    )
-    .expect("support may write contacts");
+    let req = govern_request(&cx(purpose("support"), dv_tunnel(&o)), &ct, body.as_bytes())
+        .expect("support may write contacts");
     assert_eq!(req.parts.len(), 2);
     assert_eq!(req.parts[0].id.as_deref(), Some("1"));
     assert_eq!(req.parts[0].route.template(), "POST /api/data/v*/contacts");
@@ -179,7 +176,7 @@ fn batch_fixture_each_part_filtered_as_if_alone() {
     assert_eq!(req.outcome().records, out.records);
 
     let (rct, rbody) = http_fixture(include_str!(
-        "../../tests/fixtures/crm/dynamics/batch.response.http"
+        "../../../tests/fixtures/crm/dynamics/batch.response.http"
     ));
     let resp = dv_response("support", &req, &rct, &rbody).expect("response governed");
     assert_eq!(resp.parts.len(), 2);
@@ -207,22 +204,18 @@ fn batch_fixture_each_part_filtered_as_if_alone() {
 #[test]
 fn batch_fixture_hidden_write_of_a_denied_purpose_is_refused() {
     let (ct, body) = http_fixture(include_str!(
-        "../../tests/fixtures/crm/dynamics/batch.request.http"
+        "../../../tests/fixtures/crm/dynamics/batch.request.http"
     ));
     let o = origins();
     let err = govern_request(
-        set(),
-        purpose("newsletter"),
-        &dv_tunnel(&o),
+        &cx(purpose("newsletter"), dv_tunnel(&o)),
         &ct,
         body.as_bytes(),
-        Some(&key()),
-        &TunnelLimits::default(),
     )
     .expect_err("newsletter may not write");
     assert_eq!(err.part, 1);
     assert_eq!(err.cause, Cause::Policy(Refusal::WriteDenied));
-    let pe = err.to_proxy_error("newsletter");
+    let pe = ProxyError::from(ForPurpose(err.clone(), "newsletter"));
     assert_eq!(pe.status().as_u16(), 403);
     assert_eq!(pe.slug(), "write-denied");
     assert!(pe.to_string().contains("part 1"));
@@ -321,7 +314,12 @@ fn batch_response_must_line_up_with_the_request() {
     )]);
     let err = dv_response("support", &req, CT, &text).expect_err("not JSON");
     assert_eq!((err.part, err.cause.clone()), (1, Cause::MediaType));
-    assert_eq!(err.to_proxy_error("support").status().as_u16(), 502);
+    assert_eq!(
+        ProxyError::from(ForPurpose(err.clone(), "support"))
+            .status()
+            .as_u16(),
+        502
+    );
     let broken = batch(&[http_part(
         "HTTP/1.1 200 OK\nContent-Type: application/json\n\n{\"value\":[",
     )]);
@@ -351,7 +349,10 @@ fn dv_refused(name: &str, purpose_name: &str, body: &str, part: usize, cause: fn
     let err = dv_request(purpose_name, body).expect_err(name);
     assert_eq!(err.part, part, "{name}: {err}");
     assert!(cause(&err.cause), "{name}: {err}");
-    let shown = format!("{err} {}", err.to_proxy_error(purpose_name));
+    let shown = format!(
+        "{err} {}",
+        ProxyError::from(ForPurpose(err.clone(), purpose_name))
+    );
     assert!(!shown.contains("SECRET"), "{name}: {shown}");
 }
 
@@ -386,17 +387,17 @@ fn batch_bypass_table() {
         ("network path", "support", batch(&[get("//evil.example/api/data/v9.2/contacts")]), 1, bad_url),
         ("other scheme", "support", batch(&[get("file:/etc/passwd")]), 1, bad_url),
         ("fragment", "support", batch(&[get("contacts#x")]), 1, bad_url),
-        ("GET in a change set", "support", batch(&[change_set(&[("1", "GET /api/data/v9.2/contacts HTTP/1.1\n")])]), 1, |c| *c == Cause::NotAllowed("get-in-change-set")),
+        ("GET in a change set", "support", batch(&[change_set(&[("1", "GET /api/data/v9.2/contacts HTTP/1.1\n")])]), 1, |c| *c == Cause::NotAllowed(Inspection::GetInChangeSet)),
         ("nested batch", "support", batch(&[http_part("POST /api/data/v9.2/$batch HTTP/1.1\nContent-Type: multipart/mixed; boundary=x\n\n--x--")]), 1, |c| *c == Cause::Nested),
         ("change set in a change set", "support", "--b\nContent-Type: multipart/mixed; boundary=cs\n\n--cs\nContent-Type: multipart/mixed; boundary=inner\n\n--inner--\n--cs--\n--b--\n".to_string(), 1, |c| *c == Cause::Nested),
         ("override header", "support", batch(&[http_part("POST /api/data/v9.2/contacts HTTP/1.1\nX-HTTP-Method: DELETE\nContent-Type: application/json\n\n{}")]), 1, |c| *c == Cause::MethodOverride),
         ("override parameter", "support", batch(&[get("contacts?_HttpMethod=DELETE")]), 1, |c| *c == Cause::MethodOverride),
         ("encoded override parameter", "support", batch(&[get("contacts?%5FMethod=DELETE")]), 1, |c| *c == Cause::MethodOverride),
-        ("odd method", "support", batch(&[http_part("MERGE /api/data/v9.2/contacts(1) HTTP/1.1\n")]), 1, |c| *c == Cause::NotAllowed("method")),
+        ("odd method", "support", batch(&[http_part("MERGE /api/data/v9.2/contacts(1) HTTP/1.1\n")]), 1, |c| *c == Cause::NotAllowed(Inspection::Method)),
         ("hidden delete of a denied purpose", "newsletter", batch(&[ok.clone(), http_part("DELETE /api/data/v9.2/contacts(1) HTTP/1.1\n")]), 2, |c| *c == Cause::Policy(Refusal::WriteDenied)),
         ("hidden write in a change set", "analytics", batch(&[ok.clone(), change_set(&[("1", "PATCH contacts(1) HTTP/1.1\nContent-Type: application/json\n\n{\"firstname\":\"SECRET\"}")])]), 2, |c| *c == Cause::Policy(Refusal::WriteDenied)),
         ("blocked category in a write", "support", batch(&[http_part("PATCH contacts(1) HTTP/1.1\nContent-Type: application/json\n\n{\"governmentid\":\"SECRET-1\"}")]), 1, |c| matches!(c, Cause::Policy(Refusal::Blocked { .. }))),
-        ("body on GET", "support", batch(&[http_part("GET contacts HTTP/1.1\nContent-Type: application/json\n\n{\"a\":1}")]), 1, |c| *c == Cause::NotAllowed("body-not-allowed")),
+        ("body on GET", "support", batch(&[http_part("GET contacts HTTP/1.1\nContent-Type: application/json\n\n{\"a\":1}")]), 1, |c| *c == Cause::NotAllowed(Inspection::BodyNotAllowed)),
         ("non-JSON write", "support", batch(&[http_part("PATCH contacts(1) HTTP/1.1\nContent-Type: text/plain\n\nfirstname=SECRET")]), 1, |c| *c == Cause::MediaType),
         ("encoded write", "support", batch(&[http_part("PATCH contacts(1) HTTP/1.1\nContent-Type: application/json\nContent-Encoding: gzip\n\n{}")]), 1, |c| *c == Cause::MediaType),
         ("duplicate keys", "support", batch(&[http_part("PATCH contacts(1) HTTP/1.1\nContent-Type: application/json\n\n{\"firstname\":\"a\",\"firstname\":\"SECRET\"}")]), 1, malformed),
@@ -412,7 +413,7 @@ fn batch_bypass_table() {
     // the whole batch is refused with 403 unknown-resource naming the part
     let err = dv_request("support", &batch(&[ok, get("/api/data/v9.2/systemusers")]))
         .expect_err("unknown");
-    let pe = err.to_proxy_error("support");
+    let pe = ProxyError::from(ForPurpose(err.clone(), "support"));
     assert_eq!((pe.status().as_u16(), pe.slug()), (403, "unknown-resource"));
     assert!(pe.to_string().starts_with("part 2 of the batch"));
 }
@@ -476,13 +477,9 @@ fn kind_path(kind: TunnelKind) -> &'static str {
 fn sf_request(kind: TunnelKind, p: &str, body: &Value) -> Result<GovernedRequest, TunnelRefusal> {
     let o = origins();
     govern_request(
-        set(),
-        purpose(p),
-        &sf_tunnel(kind, kind_path(kind), &o),
+        &cx(purpose(p), sf_tunnel(kind, kind_path(kind), &o)),
         "application/json",
         body.to_string().as_bytes(),
-        Some(&key()),
-        &TunnelLimits::default(),
     )
 }
 
@@ -493,14 +490,10 @@ fn sf_response(
 ) -> Result<GovernedResponse, TunnelRefusal> {
     let o = origins();
     govern_response(
-        set(),
-        purpose(p),
-        &sf_tunnel(req.kind, kind_path(req.kind), &o),
+        &cx(purpose(p), sf_tunnel(req.kind, kind_path(req.kind), &o)),
         req,
         "application/json",
         body.to_string().as_bytes(),
-        Some(&key()),
-        &TunnelLimits::default(),
         None,
     )
 }
@@ -512,7 +505,7 @@ fn fixture(text: &str) -> Value {
 #[test]
 fn composite_fixture_each_part_filtered_as_if_alone() {
     let body = fixture(include_str!(
-        "../../tests/fixtures/crm/salesforce/composite.request.json"
+        "../../../tests/fixtures/crm/salesforce/composite.request.json"
     ));
     let req = sf_request(TunnelKind::SfComposite, "support", &body).expect("support writes");
     assert_eq!(req.parts.len(), 3);
@@ -543,7 +536,7 @@ fn composite_fixture_each_part_filtered_as_if_alone() {
         .contains("@{refAccount.id}"));
 
     let resp_body = fixture(include_str!(
-        "../../tests/fixtures/crm/salesforce/composite.response.json"
+        "../../../tests/fixtures/crm/salesforce/composite.response.json"
     ));
     let resp = sf_response("support", &req, &resp_body).expect("governed");
     let got = json_of(&resp.body);
@@ -625,7 +618,7 @@ fn composite_withheld_record_becomes_404_part() {
 #[test]
 fn composite_sobjects_inside_composite_is_governed_by_type() {
     let create = fixture(include_str!(
-        "../../tests/fixtures/crm/salesforce/composite-sobjects-create.request.json"
+        "../../../tests/fixtures/crm/salesforce/composite-sobjects-create.request.json"
     ));
     let body = json!({"compositeRequest": [
         {"method": "POST", "url": "/services/data/v66.0/composite/sobjects", "referenceId": "coll", "body": create}]});
@@ -638,7 +631,7 @@ fn composite_sobjects_inside_composite_is_governed_by_type() {
     let (expected, out) = alone("billing", &o, Direction::Request, &create);
     assert_eq!(json_of(&req.body)["compositeRequest"][0]["body"], expected);
     assert_eq!(req.parts[0].outcome, out);
-    let resp_body = json!({"compositeResponse": [{"body": fixture(include_str!("../../tests/fixtures/crm/salesforce/composite-sobjects-create.response.json")),
+    let resp_body = json!({"compositeResponse": [{"body": fixture(include_str!("../../../tests/fixtures/crm/salesforce/composite-sobjects-create.response.json")),
         "httpHeaders": {}, "httpStatusCode": 200, "referenceId": "coll"}]});
     let resp = sf_response("billing", &req, &resp_body).expect("governed");
     let got = json_of(&resp.body);
@@ -759,7 +752,7 @@ fn composite_bypass_table() {
         ("dot segments", C, "support", comp(vec![sub("GET", "/services/data/v66.0/sobjects/Contact/../../sobjects/User/1", "r")]), 1, bad_url),
         ("override parameter", C, "support", comp(vec![sub("GET", "/services/data/v66.0/sobjects/Contact/003A?_HttpMethod=DELETE", "r")]), 1, |c| *c == Cause::MethodOverride),
         ("override header", C, "support", comp(vec![json!({"method": "GET", "url": "/services/data/v66.0/sobjects/Contact/003A", "referenceId": "r", "httpHeaders": {"X-HTTP-Method-Override": "DELETE"}})]), 1, |c| *c == Cause::MethodOverride),
-        ("lowercase method", C, "support", comp(vec![sub("delete", "/services/data/v66.0/sobjects/Contact/003A", "r")]), 1, |c| *c == Cause::NotAllowed("method")),
+        ("lowercase method", C, "support", comp(vec![sub("delete", "/services/data/v66.0/sobjects/Contact/003A", "r")]), 1, |c| *c == Cause::NotAllowed(Inspection::Method)),
         ("hidden delete of a denied purpose", C, "newsletter", comp(vec![get_ok.clone(), sub("DELETE", "/services/data/v66.0/sobjects/Contact/003A", "d")]), 2, denied),
         ("hidden write of a denied purpose", C, "analytics", comp(vec![get_ok.clone(), json!({"method": "PATCH", "url": "/services/data/v66.0/sobjects/Contact/003A", "referenceId": "w", "body": {"FirstName": "SECRET"}})]), 2, denied),
         ("collection write of a denied purpose", C, "newsletter", comp(vec![json!({"method": "PATCH", "url": "/services/data/v66.0/composite/sobjects", "referenceId": "w", "body": {"records": [{"attributes": {"type": "Contact"}, "Id": "003A", "FirstName": "SECRET"}]}})]), 1, denied),
@@ -787,7 +780,7 @@ fn composite_bypass_table() {
         let err = sf_request(kind, p, &body).expect_err(name);
         assert_eq!(err.part, part, "{name}: {err}");
         assert!(cause(&err.cause), "{name}: {err:?}");
-        let shown = format!("{err} {}", err.to_proxy_error(p));
+        let shown = format!("{err} {}", ProxyError::from(ForPurpose(err.clone(), p)));
         assert!(
             !shown.contains("SECRET") && !shown.contains("Email}"),
             "{name}: {shown}"

@@ -6,11 +6,12 @@
 //! classified, hidden inside an innocent-looking `POST /$batch`. Zweck therefore governs every
 //! sub-request **as if it had been sent alone**:
 //!
-//! - its URL is canonicalised exactly like a top-level path ([`crate::route::canonical_path`]);
+//! - its URL is canonicalised exactly like a top-level path ([`crate::proxy::route::canonical_path`],
+//!   see `target.rs`);
 //!   relative URLs are resolved against the service root, absolute URLs must name an accepted
 //!   origin (the upstream's or Zweck's own) and the same service root, and every sub-request
 //!   is forwarded in canonical form, so what was matched is what the CRM acts on;
-//! - method overrides (headers or `_HttpMethod`) are refused;
+//! - method overrides (headers or `_HttpMethod`) are refused, by the same rules as phase 2;
 //! - it is classified with the same [`PolicySet::classify`]: one unclassified sub-request
 //!   refuses the **whole** tunnel (`unknown-resource`, naming the part), and a sub-request that
 //!   is itself a tunnel is refused (no nesting);
@@ -26,26 +27,33 @@
 //! may not see into a write or a query. Zweck does not resolve them; it accepts only id
 //! references (`@{refAccount.id}`, `@{q.records[0].Id}`), whose values are system ids.
 //!
-//! Entry points: [`govern_request`] before forwarding, [`govern_response`] on the answer.
-//! Errors ([`TunnelRefusal`]) name part numbers, reasons and route templates, never values.
+//! Entry points: [`govern_request`] in phase 3, [`govern_response`] in phase 6. Errors
+//! ([`TunnelRefusal`]) name part numbers, reasons and route templates, never values; `error.rs`
+//! turns them into the cause's own problem type.
 
 pub mod batch;
 pub mod composite;
+mod target;
 
 use bytes::Bytes;
 use serde_json::Value;
 
 use crate::body::multipart::{MultipartError, MultipartLimits};
 use crate::dialect::Dialect;
-use crate::error::ProxyError;
+use crate::error::Inspection;
 use crate::json::JsonLimits;
 use crate::links::LinkRewriter;
 use crate::policy::{
     self, Direction, OpKind, Operation, Outcome, PolicySet, PseudonymKey, Purpose, Refusal,
     RouteMatch, Writes,
 };
+use crate::proxy::route::Route;
+use crate::state::State;
 
 pub use crate::policy::TunnelKind;
+pub(crate) use target::{
+    references_ok, resolve_target, service_root, value_references_ok, UrlForm,
+};
 
 /// The tunnel request being governed.
 #[derive(Debug, Clone, Copy)]
@@ -60,6 +68,26 @@ pub struct Tunnel<'a> {
     /// Origins (`https://host[:port]`) an absolute sub-request URL may name: the upstream's
     /// and Zweck's `public_url`. Any other origin is refused.
     pub origins: &'a [String],
+}
+
+impl<'a> Tunnel<'a> {
+    /// A tunnel request on `route`: its parts may address the upstream's origin or Zweck's.
+    pub fn new(dialect: Dialect, kind: TunnelKind, route: &'a Route) -> Tunnel<'a> {
+        Tunnel {
+            dialect,
+            kind,
+            path: &route.path,
+            origins: &route.upstream.origins,
+        }
+    }
+}
+
+/// The caps of `limits` on a tunnel: default multipart caps, the governed JSON caps.
+fn limits(state: &State) -> TunnelLimits {
+    TunnelLimits {
+        multipart: Default::default(),
+        json: crate::proxy::buffer::json_limits(state),
+    }
 }
 
 /// Caps on a tunnel.
@@ -214,7 +242,7 @@ pub struct TunnelRefusal {
 pub enum Cause {
     /// The tunnel body or a part is not well-formed (multipart, JSON, envelope shape).
     #[error("malformed ({0})")]
-    Malformed(&'static str),
+    Malformed(Inspection),
     /// A sub-request names a route no inventory classifies.
     #[error("the sub-request's endpoint is not classified")]
     UnknownResource,
@@ -226,7 +254,7 @@ pub enum Cause {
     MethodOverride,
     /// Something the tunnel does not allow (GET in a change set, a body on GET, ...).
     #[error("not allowed in a tunnel ({0})")]
-    NotAllowed(&'static str),
+    NotAllowed(Inspection),
     /// A tunnel inside a tunnel.
     #[error("nested batches are refused")]
     Nested,
@@ -255,94 +283,19 @@ impl TunnelRefusal {
             cause,
         }
     }
-
-    /// The problem the proxy answers with: the cause's own problem type (403
-    /// `unknown-resource`, 403 `write-denied`, 400 `request-not-inspectable`, 502
-    /// `response-not-inspectable`, ...), wrapped in [`ProxyError::PartRefused`] to name the
-    /// part. `purpose` names the purpose in `write-denied`.
-    pub fn to_proxy_error(&self, purpose: &str) -> ProxyError {
-        let request = self.direction == Direction::Request;
-        let inspect = |reason: &'static str| {
-            if request {
-                ProxyError::RequestNotInspectable { reason }
-            } else {
-                ProxyError::ResponseNotInspectable { reason }
-            }
-        };
-        let cause = match &self.cause {
-            Cause::Malformed(reason) => inspect(reason),
-            Cause::UnknownResource => ProxyError::UnknownResource,
-            Cause::BadUrl(reason) => ProxyError::BadPath { reason },
-            Cause::MethodOverride => ProxyError::MethodOverride {
-                what: "a method override in a sub-request",
-            },
-            Cause::NotAllowed(what) => inspect(what),
-            Cause::Nested => inspect("nested-batch"),
-            Cause::Reference => inspect("reference"),
-            Cause::MediaType if request => ProxyError::UnsupportedMediaType {
-                expected: "application/json in every part",
-                got: "another media type".into(),
-            },
-            Cause::MediaType => inspect("media-type"),
-            Cause::Unmatched => inspect("unmatched-part"),
-            Cause::Query(crate::policy::query::QueryRefusal::NotAllowed { fields }) => {
-                ProxyError::QueryNotAllowed {
-                    fields: fields.clone(),
-                }
-            }
-            Cause::Query(crate::policy::query::QueryRefusal::Unreadable(reason)) => {
-                ProxyError::QueryNotCheckable { reason }
-            }
-            Cause::Policy(r) => match r {
-                Refusal::Blocked { category, .. } => ProxyError::Blocked {
-                    category: category.clone(),
-                },
-                Refusal::WriteDenied => ProxyError::WriteDenied {
-                    purpose: purpose.to_string(),
-                },
-                Refusal::WriteActionNotAllowed { field_paths } => {
-                    ProxyError::WriteActionNotAllowed {
-                        fields: field_paths.clone(),
-                    }
-                }
-                Refusal::RecordWithheld { .. } => ProxyError::RecordWithheld,
-                Refusal::PseudonymKeyMissing | Refusal::NoInventory(_) => ProxyError::PolicyFault,
-            },
-        };
-        if self.part == 0 {
-            cause
-        } else {
-            ProxyError::PartRefused {
-                part: self.part,
-                cause: Box::new(cause),
-            }
-        }
-    }
 }
 
 /// Governs a tunnel request: parses it, classifies and filters every sub-request, and
 /// rebuilds the body. Refuses the whole tunnel when one sub-request is refused.
-#[allow(clippy::too_many_arguments)]
 pub fn govern_request(
-    set: &PolicySet,
-    purpose: &Purpose,
-    tunnel: &Tunnel<'_>,
+    cx: &Cx<'_>,
     content_type: &str,
     body: &[u8],
-    key: Option<&PseudonymKey>,
-    limits: &TunnelLimits,
 ) -> Result<GovernedRequest, TunnelRefusal> {
-    let cx = Cx {
-        set,
-        purpose,
-        key,
-        tunnel,
-        limits,
-    };
-    match tunnel.kind {
-        TunnelKind::OdataBatch => batch::govern_request(&cx, content_type, body),
+    match cx.tunnel.kind {
+        TunnelKind::OdataBatch => batch::govern_request(cx, content_type, body),
         TunnelKind::SfComposite | TunnelKind::SfCompositeBatch | TunnelKind::SfTree => {
-            composite::govern_request(&cx, content_type, body)
+            composite::govern_request(cx, content_type, body)
         }
     }
 }
@@ -350,40 +303,48 @@ pub fn govern_request(
 /// Governs a tunnel response: parses it, matches each sub-response to its sub-request and
 /// filters it with that sub-request's operation, and rebuilds the body. `links`, when given,
 /// rewrites absolute upstream links in part headers and JSON sub-bodies.
-#[allow(clippy::too_many_arguments)]
 pub fn govern_response(
-    set: &PolicySet,
-    purpose: &Purpose,
-    tunnel: &Tunnel<'_>,
+    cx: &Cx<'_>,
     request: &GovernedRequest,
     content_type: &str,
     body: &[u8],
-    key: Option<&PseudonymKey>,
-    limits: &TunnelLimits,
     links: Option<&LinkRewriter>,
 ) -> Result<GovernedResponse, TunnelRefusal> {
-    let cx = Cx {
-        set,
-        purpose,
-        key,
-        tunnel,
-        limits,
-    };
     match request.kind {
-        TunnelKind::OdataBatch => batch::govern_response(&cx, request, content_type, body, links),
+        TunnelKind::OdataBatch => batch::govern_response(cx, request, content_type, body, links),
         TunnelKind::SfComposite | TunnelKind::SfCompositeBatch | TunnelKind::SfTree => {
-            composite::govern_response(&cx, request, content_type, body, links)
+            composite::govern_response(cx, request, content_type, body, links)
         }
     }
 }
 
-/// What every step needs.
-pub(crate) struct Cx<'a> {
+/// What governing a tunnel needs: the policy snapshot, the caller's purpose, the pseudonym
+/// key, the tunnel and its caps.
+pub struct Cx<'a> {
     pub set: &'a PolicySet,
     pub purpose: &'a Purpose,
     pub key: Option<&'a PseudonymKey>,
-    pub tunnel: &'a Tunnel<'a>,
-    pub limits: &'a TunnelLimits,
+    pub tunnel: Tunnel<'a>,
+    pub limits: TunnelLimits,
+}
+
+impl<'a> Cx<'a> {
+    /// The tunnel of a governed request on `route`, for `purpose`, under the proxy's caps.
+    pub fn new(
+        state: &'a State,
+        route: &'a Route,
+        purpose: &'a Purpose,
+        dialect: Dialect,
+        kind: TunnelKind,
+    ) -> Cx<'a> {
+        Cx {
+            set: &route.policy,
+            purpose,
+            key: state.pseudonym_key.as_ref(),
+            tunnel: Tunnel::new(dialect, kind, route),
+            limits: limits(state),
+        }
+    }
 }
 
 impl Cx<'_> {
@@ -402,10 +363,10 @@ impl Cx<'_> {
             "PUT" => http::Method::PUT,
             "PATCH" => http::Method::PATCH,
             "DELETE" => http::Method::DELETE,
-            _ => return Err(refuse(Cause::NotAllowed("method"))),
+            _ => return Err(refuse(Cause::NotAllowed(Inspection::Method))),
         };
         if in_change_set && method == http::Method::GET {
-            return Err(refuse(Cause::NotAllowed("get-in-change-set")));
+            return Err(refuse(Cause::NotAllowed(Inspection::GetInChangeSet)));
         }
         match self.set.classify(self.tunnel.dialect, &method, path) {
             RouteMatch::Unknown => Err(refuse(Cause::UnknownResource)),
@@ -456,18 +417,8 @@ impl Cx<'_> {
         part: usize,
         verdict: Result<(), crate::policy::query::QueryRefusal>,
     ) -> Result<(), TunnelRefusal> {
-        match verdict {
-            Ok(()) => Ok(()),
-            Err(refusal) if self.purpose.mode == crate::policy::Mode::Shadow => {
-                tracing::warn!(purpose = %self.purpose.name, part, %refusal, "shadow mode: query would be refused");
-                Ok(())
-            }
-            Err(refusal) => Err(TunnelRefusal::new(
-                Direction::Request,
-                part,
-                Cause::Query(refusal),
-            )),
-        }
+        crate::error::enforce_query(self.purpose, verdict, None, Some(part))
+            .map_err(|refusal| TunnelRefusal::new(Direction::Request, part, Cause::Query(refusal)))
     }
 
     /// Governs one sub-request body (None: the sub-request has none). Writes and deletes of
@@ -484,7 +435,7 @@ impl Cx<'_> {
         let op = match route {
             PartRoute::Governed(op) => op,
             PartRoute::Ungoverned { .. } if body.is_some() => {
-                return Err(refuse(Cause::NotAllowed("body-on-ungoverned-route")))
+                return Err(refuse(Cause::NotAllowed(Inspection::BodyOnUngovernedRoute)))
             }
             PartRoute::Ungoverned { .. } => return Ok(Outcome::default()),
         };
@@ -495,7 +446,7 @@ impl Cx<'_> {
             return Ok(Outcome::default());
         };
         if matches!(method, "GET" | "HEAD" | "DELETE") {
-            return Err(refuse(Cause::NotAllowed("body-not-allowed")));
+            return Err(refuse(Cause::NotAllowed(Inspection::BodyNotAllowed)));
         }
         policy::apply(
             self.set,
@@ -570,254 +521,29 @@ pub(crate) fn merged<'a>(outcomes: impl Iterator<Item = &'a Outcome>) -> Outcome
     out
 }
 
-/// How a sub-request URL may be written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum UrlForm {
-    /// OData: relative to the service root (`contacts?$top=1`), an absolute path or an
-    /// absolute URI.
-    ServiceRelative,
-    /// Salesforce `/composite/batch`: relative to `/services/data/` (`v66.0/sobjects/...`)
-    /// or an absolute path.
-    DataRelative,
-    /// Salesforce `/composite`: an absolute path (`/services/data/v66.0/...`).
-    AbsolutePath,
-}
-
-/// A resolved sub-request URL.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Target {
-    /// The canonical path, for classification.
-    pub path: String,
-    /// The URL to forward: canonical, in the form the app used (relative stays relative;
-    /// an absolute URI becomes an absolute path).
-    pub forward: String,
-}
-
-/// The service root of the tunnel: `/api/data/v9.2/`, `/services/data/v66.0/`.
-pub(crate) fn service_root(tunnel: &Tunnel<'_>) -> Option<String> {
-    match tunnel.kind {
-        TunnelKind::OdataBatch => {
-            let (root, _) = tunnel.path.rsplit_once('/')?;
-            Some(format!("{root}/"))
-        }
-        _ => {
-            let rest = tunnel.path.strip_prefix("/services/data/")?;
-            let version = rest.split('/').next().filter(|v| !v.is_empty())?;
-            Some(format!("/services/data/{version}/"))
-        }
-    }
-}
-
-/// Normalises an origin for comparison: lowercase, no trailing `/`, no default port.
-fn normal_origin(origin: &str) -> String {
-    let o = origin.trim_end_matches('/').to_ascii_lowercase();
-    if let Some(bare) = o.strip_suffix(":443").filter(|_| o.starts_with("https://")) {
-        return bare.to_string();
-    }
-    if let Some(bare) = o.strip_suffix(":80").filter(|_| o.starts_with("http://")) {
-        return bare.to_string();
-    }
-    o
-}
-
-/// Resolves, checks and canonicalises one sub-request URL.
-pub(crate) fn resolve_target(
-    tunnel: &Tunnel<'_>,
-    part: usize,
-    raw: &str,
-    form: UrlForm,
-) -> Result<Target, TunnelRefusal> {
-    let bad = |reason| TunnelRefusal::new(Direction::Request, part, Cause::BadUrl(reason));
-    if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(bad("empty, space, control or non-ASCII byte"));
-    }
-    if raw.contains('#') {
-        return Err(bad("fragment"));
-    }
-    let root = service_root(tunnel).ok_or(bad("no service root"))?;
-    let lower = raw.to_ascii_lowercase();
-    // (path and query as written, was it relative?)
-    let (full, relative): (String, bool) =
-        if lower.starts_with("https://") || lower.starts_with("http://") {
-            if form != UrlForm::ServiceRelative {
-                return Err(bad("absolute URI"));
-            }
-            let scheme_end = raw.find("://").map_or(0, |i| i + 3);
-            let rest = &raw[scheme_end..];
-            let auth_len = rest.find(['/', '?']).unwrap_or(rest.len());
-            let authority = &rest[..auth_len];
-            if authority.is_empty() || authority.contains('@') {
-                return Err(bad("authority"));
-            }
-            let origin = normal_origin(&raw[..scheme_end + auth_len]);
-            if !tunnel.origins.iter().any(|o| normal_origin(o) == origin) {
-                return Err(bad("foreign origin"));
-            }
-            let tail = &rest[auth_len..];
-            if tail.is_empty() || tail.starts_with('?') {
-                (format!("/{tail}"), false)
-            } else {
-                (tail.to_string(), false)
-            }
-        } else if raw.starts_with("//") || has_scheme(raw) {
-            return Err(bad("scheme or network-path reference"));
-        } else if raw.starts_with('/') {
-            (raw.to_string(), false)
-        } else {
-            match form {
-                UrlForm::ServiceRelative => (format!("{root}{raw}"), true),
-                UrlForm::DataRelative => (format!("/services/data/{raw}"), true),
-                UrlForm::AbsolutePath => return Err(bad("relative URL")),
-            }
-        };
-    let (path, query) = match full.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
-        None => (full.as_str(), None),
-    };
-    let canonical = crate::route::canonical_path(path).map_err(|e| match e {
-        ProxyError::BadPath { reason } => bad(reason),
-        _ => bad("not canonical"),
-    })?;
-    if !canonical.starts_with(&root) {
-        return Err(bad("outside the service root"));
-    }
-    if let Some(q) = query {
-        for pair in q.split('&') {
-            let name = pair.split('=').next().unwrap_or("");
-            let decoded = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
-            if ["_httpmethod", "_method"]
-                .iter()
-                .any(|p| decoded.eq_ignore_ascii_case(p))
-            {
-                return Err(TunnelRefusal::new(
-                    Direction::Request,
-                    part,
-                    Cause::MethodOverride,
-                ));
-            }
-        }
-    }
-    let shown = if relative {
-        let base = match form {
-            UrlForm::ServiceRelative => root.as_str(),
-            _ => "/services/data/",
-        };
-        canonical[base.len()..].to_string()
-    } else {
-        canonical.clone()
-    };
-    let forward = match query {
-        Some(q) => format!("{shown}?{q}"),
-        None => shown,
-    };
-    Ok(Target {
-        path: canonical,
-        forward,
-    })
-}
-
-/// RFC 3986: `ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ) ":"` at the start.
-fn has_scheme(raw: &str) -> bool {
-    raw.split_once(':').is_some_and(|(head, _)| {
-        head.starts_with(|c: char| c.is_ascii_alphabetic())
-            && head
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
-    })
-}
-
-/// Headers that ask a server to treat a request as another method.
-pub(crate) fn is_override_header(name: &str) -> bool {
-    [
-        "x-http-method-override",
-        "x-http-method",
-        "x-method-override",
-    ]
-    .iter()
-    .any(|h| name.eq_ignore_ascii_case(h))
-}
-
-/// Whether every `@{...}` in `text` is an id reference: `@{name(.name|[n])*}` whose last
-/// name is `id` (any case). Percent-encoded braces are refused too.
-pub(crate) fn references_ok(text: &str) -> bool {
-    let lower = text.to_ascii_lowercase();
-    if lower.contains("%7b") || lower.contains("%7d") {
-        return false;
-    }
-    let mut rest = text;
-    while let Some(at) = rest.find("@{") {
-        let after = &rest[at + 2..];
-        let Some(end) = after.find('}') else {
-            return false;
-        };
-        if !id_reference(&after[..end]) {
-            return false;
-        }
-        rest = &after[end + 1..];
-    }
-    true
-}
-
-fn id_reference(expr: &str) -> bool {
-    let word = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-    let mut names = Vec::new();
-    for piece in expr.split('.') {
-        // name[0][1]
-        let (name, mut idx) = match piece.find('[') {
-            Some(i) => (&piece[..i], &piece[i..]),
-            None => (piece, ""),
-        };
-        if !word(name) {
-            return false;
-        }
-        while !idx.is_empty() {
-            let Some(close) = idx.find(']') else {
-                return false;
-            };
-            let n = &idx[1..close];
-            if !idx.starts_with('[') || n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
-                return false;
-            }
-            idx = &idx[close + 1..];
-        }
-        names.push(name);
-    }
-    names.len() >= 2 && names.last().is_some_and(|n| n.eq_ignore_ascii_case("id"))
-}
-
-/// Whether every key and string value of a JSON document passes [`references_ok`].
-pub(crate) fn value_references_ok(v: &Value) -> bool {
-    match v {
-        Value::String(s) => references_ok(s),
-        Value::Array(items) => items.iter().all(value_references_ok),
-        Value::Object(map) => map
-            .iter()
-            .all(|(k, v)| !k.contains("@{") && references_ok(k) && value_references_ok(v)),
-        _ => true,
-    }
-}
-
-/// A static reason for a multipart error, and the part it names.
+/// The reason for a multipart error, and the part it names.
 pub(crate) fn multipart_refusal(direction: Direction, e: &MultipartError) -> TunnelRefusal {
+    use Inspection as I;
     use MultipartError as M;
+    let malformed = |part: usize, reason| (part, Cause::Malformed(reason));
     let (part, cause) = match e {
-        M::NotMultipart => (0, Cause::Malformed("not-multipart")),
-        M::MissingStart => (0, Cause::Malformed("multipart-start")),
-        M::MissingClose => (0, Cause::Malformed("multipart-close")),
-        M::BadDelimiter { part } => (*part, Cause::Malformed("multipart-delimiter")),
-        M::Epilogue => (0, Cause::Malformed("multipart-epilogue")),
-        M::TooManyParts { .. } => (0, Cause::Malformed("too-many-parts")),
-        M::PartTooLarge { part, .. } => (*part, Cause::Malformed("part-too-large")),
+        M::NotMultipart => malformed(0, I::NotMultipart),
+        M::MissingStart => malformed(0, I::MultipartStart),
+        M::MissingClose => malformed(0, I::MultipartClose),
+        M::BadDelimiter { part } => malformed(*part, I::MultipartDelimiter),
+        M::Epilogue => malformed(0, I::MultipartEpilogue),
+        M::TooManyParts { .. } => malformed(0, I::TooManyParts),
+        M::PartTooLarge { part, .. } => malformed(*part, I::PartTooLarge),
         M::TooDeep { part } => (*part, Cause::Nested),
-        M::PartHeader { part } => (*part, Cause::Malformed("part-header")),
-        M::PartContentType { part } => (*part, Cause::Malformed("part-content-type")),
-        M::TransferEncoding { part } => (*part, Cause::Malformed("part-transfer-encoding")),
-        M::StartLine { part } => (*part, Cause::Malformed("part-start-line")),
-        M::HttpHeader { part } => (*part, Cause::Malformed("part-http-header")),
-        M::ContentLength { part } => (*part, Cause::Malformed("part-content-length")),
-        M::InnerTransferEncoding { part } => (*part, Cause::Malformed("part-transfer-encoding")),
-        M::MixedLineEndings => (0, Cause::Malformed("mixed-line-endings")),
-        M::Unwritable { part } => (*part, Cause::Malformed("unwritable")),
+        M::PartHeader { part } => malformed(*part, I::PartHeader),
+        M::PartContentType { part } => malformed(*part, I::PartContentType),
+        M::TransferEncoding { part } => malformed(*part, I::PartTransferEncoding),
+        M::StartLine { part } => malformed(*part, I::PartStartLine),
+        M::HttpHeader { part } => malformed(*part, I::PartHttpHeader),
+        M::ContentLength { part } => malformed(*part, I::PartContentLength),
+        M::InnerTransferEncoding { part } => malformed(*part, I::PartTransferEncoding),
+        M::MixedLineEndings => malformed(0, I::MixedLineEndings),
+        M::Unwritable { part } => malformed(*part, I::Unwritable),
     };
     TunnelRefusal::new(direction, part, cause)
 }

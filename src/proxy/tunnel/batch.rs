@@ -24,6 +24,7 @@ use super::{
 use crate::body::headers::allowlist;
 use crate::body::media::{self, BodyKind};
 use crate::body::multipart::{parse_batch, BatchItem, HttpMessage, HttpPart};
+use crate::error::Inspection;
 use crate::json;
 use crate::links::LinkRewriter;
 use crate::policy::{Direction, Outcome};
@@ -92,7 +93,7 @@ fn request_part(
     let content_id = part.header("content-id").map(str::to_string);
     if let Some(id) = &content_id {
         if id.is_empty() || !ids.insert(id.clone()) {
-            return Err(refuse(Cause::Malformed("duplicate-content-id")));
+            return Err(refuse(Cause::Malformed(Inspection::DuplicateContentId)));
         }
     }
     let in_change_set = created.is_some();
@@ -103,7 +104,7 @@ fn request_part(
         body,
     } = &mut part.message
     else {
-        return Err(refuse(Cause::Malformed("not-a-request")));
+        return Err(refuse(Cause::Malformed(Inspection::NotARequest)));
     };
     // `$N`: the entity created by an earlier POST of the same change set.
     let (path, forward) = match reference(target) {
@@ -119,7 +120,7 @@ fn request_part(
             (format!("{set}(${n})"), target.clone())
         }
         None => {
-            let t = resolve_target(cx.tunnel, index, target, UrlForm::ServiceRelative)?;
+            let t = resolve_target(&cx.tunnel, index, target, UrlForm::ServiceRelative)?;
             (t.path, t.forward)
         }
     };
@@ -129,7 +130,10 @@ fn request_part(
         created.push((id.clone(), path.clone()));
     }
     *target = forward;
-    if headers.iter().any(|(n, _)| super::is_override_header(n)) {
+    if headers
+        .iter()
+        .any(|(n, _)| crate::proxy::route::is_override_header(n))
+    {
         return Err(refuse(Cause::MethodOverride));
     }
     if headers.iter().any(|(n, v)| {
@@ -146,8 +150,8 @@ fn request_part(
         if media::classify(ct.unwrap_or("")) != BodyKind::Json {
             return Err(refuse(Cause::MediaType));
         }
-        let mut doc =
-            json::parse(body, &cx.limits.json).map_err(|e| refuse(Cause::Malformed(e.reason())))?;
+        let mut doc = json::parse(body, &cx.limits.json)
+            .map_err(|e| refuse(Cause::Malformed((&e).into())))?;
         cx.check_query_body(index, &route, &path, &doc)?;
         let outcome = cx.request_body(index, method, &route, Some(&mut doc))?;
         if outcome.changed && !outcome.shadow {
@@ -295,7 +299,7 @@ fn response_part(
         body,
     } = &mut part.message
     else {
-        return Err(refuse(Cause::Malformed("not-a-response")));
+        return Err(refuse(Cause::Malformed(Inspection::NotAResponse)));
     };
     let list = allowlist(cx.tunnel.dialect);
     headers.retain(|(n, _)| list.allows_response(&n.to_ascii_lowercase()));
@@ -324,7 +328,7 @@ fn response_part(
             (PartRoute::Governed(_), false) => return Err(refuse(Cause::MediaType)),
             (route, true) => {
                 let mut doc = json::parse(body, &cx.limits.json)
-                    .map_err(|e| refuse(Cause::Malformed(e.reason())))?;
+                    .map_err(|e| refuse(Cause::Malformed((&e).into())))?;
                 match cx.response_body(number, route, &mut doc)? {
                     Some(outcome) => {
                         let linked = links.map_or(0, |l| l.rewrite_json(&mut doc));

@@ -1,0 +1,131 @@
+//! Phases 4 and 7, budget and charge: the export budget of a governed read.
+//!
+//! Phase 4 (precheck) runs after the request is built and before anything is forwarded: an
+//! empty budget refuses without touching the CRM, otherwise the page the request asks for is
+//! shrunk to what may still be delivered (it may change the request's query and headers).
+//! Phase 7 (charge) runs after the response was filtered, with the records the engine
+//! actually delivered: all or nothing, so a response larger than what is left is refused
+//! whole, never silently truncated (logged as `rate_limited`). Streamed bodies are charged
+//! chunk by chunk instead (`stream.rs`). Writes export nothing and are not charged. Errors:
+//! `budget-exhausted` (429, or the CRM's own throttle shape), `budget-page-over-cap` (403),
+//! `budget-store-unavailable` (503). The budgets themselves are `crate::budget`.
+
+use http::Request;
+
+use super::{Ctx, Governed};
+use crate::body::ProxyBody;
+use crate::budget::{BudgetKey, Exhausted};
+use crate::caller::Caller;
+use crate::dialect::Dialect;
+use crate::error::ProxyError;
+use crate::policy::{self, ExportBudget, OpKind, Operation, PolicySet, RouteClass};
+use crate::state::State;
+
+/// The budget that governs one exchange: a governed read of a purpose with an
+/// `export_budget`.
+#[derive(Debug, Clone)]
+pub struct BudgetScope {
+    /// Whose budget: the app and the purpose.
+    pub key: BudgetKey,
+    pub budget: ExportBudget,
+    /// The route class, for class sub-limits.
+    pub class: RouteClass,
+    /// A `shadow` purpose is counted and logged, never refused or capped.
+    pub shadow: bool,
+    /// The dialect, for capping page sizes and shaping refusals.
+    pub dialect: Dialect,
+}
+
+impl BudgetScope {
+    /// The scope of `op` for `caller`, when there is one (reads of a purpose with a budget).
+    pub fn of(op: &Operation, caller: &Caller, policy: &PolicySet) -> Option<BudgetScope> {
+        if op.op() != OpKind::Read {
+            return None;
+        }
+        let purpose = policy.purpose(&caller.purpose)?;
+        let budget = purpose.export_budget.clone()?;
+        Some(BudgetScope {
+            key: BudgetKey::new(caller.app.to_string(), caller.purpose.to_string()),
+            budget,
+            class: op.class(),
+            shadow: purpose.mode == policy::Mode::Shadow,
+            dialect: op.dialect(),
+        })
+    }
+
+    /// A refusal of this budget, in the configured style (`budgets.refusal`).
+    fn refusal(&self, state: &State, exhausted: Exhausted) -> ProxyError {
+        ProxyError::BudgetExhausted {
+            exhausted: Box::new(exhausted),
+            dialect: self.dialect,
+            style: state.config.refusal_style,
+        }
+    }
+}
+
+/// Phase 4. Is anything left? And ask only for what may still be delivered, so pages fit
+/// instead of being refused.
+pub async fn precheck(
+    state: &State,
+    ctx: &mut Ctx<Governed>,
+    req: &mut Request<ProxyBody>,
+) -> Result<(), ProxyError> {
+    let Some(scope) = &ctx.flow.budget else {
+        return Ok(());
+    };
+    let allowance = state
+        .budgets
+        .precheck(&scope.key, &scope.budget, scope.class, scope.shadow)
+        .await
+        .map_err(|e| scope.refusal(state, e))?;
+    if !scope.shadow && scope.class != RouteClass::Single {
+        cap_page(scope.dialect, req, allowance.remaining);
+    }
+    ctx.flow.allowance = Some(allowance);
+    Ok(())
+}
+
+/// Rewrites the page size the request asks for (query or header) down to `remaining`.
+fn cap_page(dialect: Dialect, req: &mut Request<ProxyBody>, remaining: u64) {
+    let query = req.uri().query().map(str::to_string);
+    let Some(new_query) =
+        crate::budget::cap_page_size(dialect, req.headers_mut(), query.as_deref(), remaining)
+    else {
+        return;
+    };
+    let path = req.uri().path();
+    let target = if new_query.is_empty() {
+        path.to_string()
+    } else {
+        format!("{path}?{new_query}")
+    };
+    let mut parts = req.uri().clone().into_parts();
+    parts.path_and_query = target.parse().ok();
+    if let Ok(uri) = http::Uri::from_parts(parts) {
+        *req.uri_mut() = uri;
+    }
+}
+
+/// Phase 7. Charges the records the engine delivered.
+pub async fn charge(state: &State, ctx: &mut Ctx<Governed>) -> Result<(), ProxyError> {
+    let Some(scope) = &ctx.flow.budget else {
+        return Ok(());
+    };
+    let records = ctx.flow.received.as_ref().map_or(0, |b| b.outcome.records);
+    if records == 0 {
+        return Ok(());
+    }
+    let allowance = state
+        .budgets
+        .charge(
+            &scope.key,
+            &scope.budget,
+            scope.class,
+            records,
+            scope.shadow,
+        )
+        .await
+        .map_err(|e| scope.refusal(state, e))?;
+    ctx.flow.allowance = Some(allowance);
+    Ok(())
+}

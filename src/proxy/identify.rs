@@ -1,0 +1,19 @@
+//! Phase 1, identify: who is calling, for which purpose.
+//!
+//! Runs first, on nothing but the TLS peer's certificate and the request headers, so an
+//! unknown caller learns nothing else about Zweck (not even which paths exist). Changes
+//! nothing. Its errors: `unknown-app` (401: no credential, or one naming no configured app)
+//! and `purpose-missing` / `purpose-not-granted` (403). How credentials are matched is
+//! `caller.rs`.
+
+use http::HeaderMap;
+
+use super::ConnInfo;
+use crate::caller::Caller;
+use crate::error::ProxyError;
+use crate::state::State;
+
+/// The app and the purpose it asks for.
+pub fn identify(state: &State, conn: &ConnInfo, headers: &HeaderMap) -> Result<Caller, ProxyError> {
+    state.identities.identify(conn.identity.as_ref(), headers)
+}

@@ -1,0 +1,241 @@
+//! Phase 8, log: the transfer records of a governed exchange, and the Art. 44-49 gate.
+//!
+//! Runs on governed routes only (ungoverned ones carry no personal data), before each
+//! direction flows: data to the processor is logged before it is forwarded, data from the
+//! processor before the response is released, and every refusal gets its record too. It
+//! changes nothing in the exchange. Its errors: `transfer-not-permitted` (403: a flow to a
+//! third country whose upstream has no transfer mechanism, unless the config says
+//! `on_missing_mechanism: log`) and `audit-unavailable` (503: a log that cannot be written
+//! stops the flow).
+//!
+//! The proxy knows, per governed exchange, who asked, for which purpose, which processor in
+//! which country received or sent what categories and how many records. This module turns
+//! that context into `audit::TransferRecord`s: route templates instead of paths, category
+//! names and counts instead of values.
+
+use super::{Ctx, Governed};
+use crate::audit::{
+    self, Decision, Direction, MechanismDecision, OnMissing, Stage, TransferRecord,
+};
+use crate::error::ProxyError;
+use crate::policy::{Outcome, PolicySet};
+use crate::state::{State, UpstreamEntry};
+
+/// What one filtered body carried.
+#[derive(Debug, Clone)]
+pub struct BodyReport {
+    pub outcome: Outcome,
+    /// Bytes passed on after filtering.
+    pub bytes: u64,
+    /// Records per part of a batch tunnel, in body order (the record's `parts`); empty
+    /// otherwise.
+    pub parts: Vec<u64>,
+}
+
+/// Everything about an exchange a transfer record needs.
+pub struct Exchange<'a> {
+    pub request_id: &'a str,
+    pub app: &'a str,
+    pub purpose: &'a str,
+    pub method: &'a str,
+    pub route: &'a str,
+    pub policy: &'a PolicySet,
+    pub upstream: &'a UpstreamEntry,
+}
+
+/// Whether the upstream's jurisdiction is outside the controller's area (EU/EEA is one).
+pub fn is_cross_border(policy: &PolicySet, upstream: &UpstreamEntry) -> bool {
+    audit::cross_border(
+        &policy.controller().jurisdiction,
+        &upstream.upstream.config.jurisdiction,
+    )
+}
+
+/// The Art. 44-49 gate: may personal data flow to this upstream at all?
+pub fn mechanism_decision(
+    state: &State,
+    policy: &PolicySet,
+    upstream: &UpstreamEntry,
+) -> MechanismDecision {
+    let on_missing = state
+        .audit
+        .as_ref()
+        .map(audit::AuditLog::on_missing_mechanism)
+        .unwrap_or(OnMissing::Block);
+    audit::decide_mechanism(
+        is_cross_border(policy, upstream),
+        &upstream.upstream.config.transfer_mechanism,
+        on_missing,
+    )
+}
+
+/// The record of one direction of an exchange. `body` is what the policy saw and passed on
+/// (None for a refusal before any body was read).
+pub fn record(
+    x: &Exchange<'_>,
+    direction: Direction,
+    body: Option<&BodyReport>,
+    decision: Decision,
+    status: u16,
+    reason: Option<&str>,
+) -> TransferRecord {
+    let purpose = x.policy.purpose(x.purpose);
+    let cfg = &x.upstream.upstream.config;
+    let (received, delivered, records, actions, bytes) = match body {
+        Some(b) => (
+            b.outcome.received_names(),
+            b.outcome.delivered_names(),
+            b.outcome.records,
+            b.outcome.action_counts(),
+            b.bytes,
+        ),
+        None => (Vec::new(), Vec::new(), 0, Default::default(), 0),
+    };
+    TransferRecord {
+        stage: Stage::Complete,
+        request_id: x.request_id.to_string(),
+        app: x.app.to_string(),
+        purpose: x.purpose.to_string(),
+        data_use: purpose.map(|p| p.data_use.clone()).unwrap_or_default(),
+        legal_basis: purpose
+            .map(|p| p.legal_basis.as_str().to_string())
+            .unwrap_or_default(),
+        direction,
+        upstream: cfg.name.clone(),
+        processor: cfg.processor.clone(),
+        host: cfg
+            .url
+            .authority()
+            .map(|a| a.as_str().to_string())
+            .unwrap_or_default(),
+        jurisdiction: cfg.jurisdiction.clone(),
+        cross_border: is_cross_border(x.policy, x.upstream),
+        transfer_mechanism: cfg.transfer_mechanism.clone(),
+        method: x.method.to_string(),
+        route: x.route.to_string(),
+        categories_received: received,
+        categories_delivered: delivered,
+        records,
+        parts: Vec::new(),
+        bytes,
+        actions,
+        decision,
+        status,
+        policy_version: x.policy.version().to_string(),
+        reason: reason.map(str::to_string),
+    }
+}
+
+/// allowed or minimised, from what the policy did.
+pub fn decision_of(body: &BodyReport) -> Decision {
+    if body.outcome.changed && !body.outcome.shadow {
+        Decision::Minimised
+    } else {
+        Decision::Allowed
+    }
+}
+
+impl Ctx<Governed> {
+    /// The exchange as the transfer log sees it.
+    pub fn exchange(&self) -> Exchange<'_> {
+        Exchange {
+            request_id: &self.request_id,
+            app: &self.caller.app,
+            purpose: &self.caller.purpose,
+            method: self.method.as_str(),
+            route: self.flow.op.template(),
+            policy: &self.route.policy,
+            upstream: &self.route.upstream,
+        }
+    }
+}
+
+/// The Art. 44-49 gate, before anything is forwarded: a cross-border flow to an upstream
+/// without a transfer mechanism is refused (`on_missing_mechanism: block`, the default) or
+/// only logged (`log`).
+pub fn permit_transfer(state: &State, ctx: &Ctx<Governed>) -> Result<(), ProxyError> {
+    let upstream = &ctx.route.upstream;
+    match mechanism_decision(state, &ctx.route.policy, upstream) {
+        MechanismDecision::Allow => Ok(()),
+        MechanismDecision::LogOnly => {
+            tracing::warn!(request_id = %ctx.request_id, upstream = upstream.upstream.name(), "cross-border transfer without a transfer mechanism (on_missing_mechanism: log)");
+            Ok(())
+        }
+        MechanismDecision::Block => Err(ProxyError::TransferNotPermitted {
+            upstream: upstream.upstream.name().to_string(),
+            jurisdiction: upstream.upstream.config.jurisdiction.clone(),
+        }),
+    }
+}
+
+/// Phase 8. Appends the transfer record of one direction and waits for it to be durable.
+/// A direction without a body is not logged.
+pub async fn append(
+    state: &State,
+    ctx: &Ctx<Governed>,
+    direction: Direction,
+    status: u16,
+) -> Result<(), ProxyError> {
+    let Some(log) = &state.audit else {
+        return Ok(());
+    };
+    let Some(body) = body_of(ctx, direction) else {
+        return Ok(());
+    };
+    let mut record = record(
+        &ctx.exchange(),
+        direction,
+        Some(body),
+        decision_of(body),
+        status,
+        None,
+    );
+    record.parts = body.parts.clone();
+    match log.append(record).await {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            tracing::error!(request_id = %ctx.request_id, error = %e, "transfer log append failed: the flow stops");
+            Err(ProxyError::AuditUnavailable)
+        }
+    }
+}
+
+/// The record of a refused governed exchange (best effort: the refusal stands whether or
+/// not the log can take it). A refusal after forwarding is the answer's.
+pub async fn refusal(state: &State, ctx: &Ctx<Governed>, err: &ProxyError) {
+    let Some(log) = &state.audit else {
+        return;
+    };
+    if matches!(err, ProxyError::AuditUnavailable) {
+        return;
+    }
+    let direction = if ctx.flow.forwarded {
+        Direction::Response
+    } else {
+        Direction::Request
+    };
+    let decision = if matches!(err, ProxyError::BudgetExhausted { .. }) {
+        Decision::RateLimited
+    } else {
+        Decision::Blocked
+    };
+    let record = record(
+        &ctx.exchange(),
+        direction,
+        body_of(ctx, direction),
+        decision,
+        err.status().as_u16(),
+        Some(err.slug()),
+    );
+    if let Err(e) = log.append(record).await {
+        tracing::error!(request_id = %ctx.request_id, error = %e, "transfer log append failed for a refusal");
+    }
+}
+
+/// The filtered body of one direction, if there was one.
+fn body_of(ctx: &Ctx<Governed>, direction: Direction) -> Option<&BodyReport> {
+    match direction {
+        Direction::Request => ctx.flow.sent.as_ref(),
+        Direction::Response => ctx.flow.received.as_ref(),
+    }
+}

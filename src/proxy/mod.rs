@@ -1,0 +1,366 @@
+//! The per-request pipeline: nine phases, one file each (DESIGN.md §1).
+//!
+//! | phase | file | runs | may change | its errors mean |
+//! |---|---|---|---|---|
+//! | 1 identify | [`identify`] | first, on the headers and the TLS peer | nothing | the caller is unknown (401) or the purpose is not theirs (403) |
+//! | 2 route | [`route`] | second | nothing: decides upstream, canonical path and governance | the path is ambiguous (400), unrouted (404) or unclassified (403) |
+//! | 3 request | [`request`] | before anything is sent | the request head; a governed body, minimised | the request breaks the purpose's policy or cannot be inspected |
+//! | 4 budget | [`budget`] | governed reads, before forwarding | the page size asked for | the export budget cannot pay (429/403/503) |
+//! | 5 forward | [`forward`] | once the request may go | the upstream's own credential | the upstream is down (502) or slow (504) |
+//! | 6 response | [`response`] | on the response head | headers, links; a governed body, minimised | the response cannot be inspected (502) or is refused |
+//! | 7 charge | [`budget`] | governed reads, after filtering | nothing | the records delivered do not fit the budget |
+//! | 8 log | [`log`] | before each governed direction flows | nothing | the transfer log cannot be written (503): nothing flows |
+//! | 9 respond | [`respond`] | last, for every request | the response headers (request id, policy, RateLimit) | none: every failure is answered here |
+//!
+//! [`handle`] runs the phases over a context that grows with them: an [`Arrival`] (known from
+//! the first byte), then a routed [`Ctx`] that holds the caller and the route as plain
+//! fields. Route decides once whether the route is governed; from there the two paths are
+//! separate functions, `governed` (phases 3 to 8, every body parsed and filtered) and
+//! `ungoverned` (phases 3, 5, 6: streamed untouched, links aside). Every failure is a
+//! [`ProxyError`] turned into a response in one place (`error.rs`), called from phase 9; the
+//! service itself never fails, because a hyper service that errors drops the connection
+//! without an answer.
+//!
+//! The order matters: identify before route, so an unknown caller learns nothing about which
+//! paths exist; route (with path canonicalisation) before anything reads the body, so the
+//! policy is chosen for the path the CRM will really act on; the transfer record is appended
+//! before data flows, so nothing flows that the log does not show.
+//!
+//! Beside the phases: [`headers`] (what never crosses), [`buffer`] (governed bodies read
+//! under the global buffer budget), [`stream`] (governed bodies too large to buffer) and
+//! [`tunnel`] (`$batch` and composite requests, governed part by part).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{Method, Request, Response};
+use hyper::body::Incoming;
+
+use crate::audit;
+use crate::body::ProxyBody;
+use crate::budget::Allowance;
+use crate::caller::Caller;
+use crate::error::{ForPurpose, ProxyError};
+use crate::policy::query::QueryRefusal;
+use crate::policy::{self, Direction, Operation, Outcome, Purpose, Refusal};
+use crate::state::State;
+use crate::tls::PeerIdentity;
+
+pub mod budget;
+pub mod buffer;
+pub mod forward;
+pub mod headers;
+pub mod identify;
+pub mod log;
+pub mod request;
+pub mod respond;
+pub mod response;
+pub mod route;
+pub mod stream;
+pub mod tunnel;
+
+use self::budget::BudgetScope;
+use self::log::BodyReport;
+use self::route::{Governance, Route};
+
+pub use self::respond::{POLICY_HEADER, REQUEST_ID_HEADER};
+
+/// What the server knows about the connection a request came on.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    /// The verified client certificate's names, when one was presented.
+    pub identity: Option<PeerIdentity>,
+}
+
+/// What is known of every request from its first byte.
+#[derive(Debug)]
+pub struct Arrival {
+    pub request_id: String,
+    pub started: Instant,
+    pub method: Method,
+}
+
+/// The context of a request once phases 1 and 2 have run: who calls for which purpose, and
+/// where the request goes. `F` is what the path of the route adds: [`Governed`] or
+/// [`Ungoverned`].
+#[derive(Debug)]
+pub struct Ctx<F> {
+    pub request_id: String,
+    pub started: Instant,
+    pub method: Method,
+    pub caller: Caller,
+    pub route: Route,
+    pub flow: F,
+}
+
+/// A route listed as carrying no personal data: streamed through untouched (links aside).
+#[derive(Debug)]
+pub struct Ungoverned {
+    /// The `ungoverned` route template it matched (for logs).
+    pub template: String,
+}
+
+/// An inventory operation: every body is parsed and filtered for the purpose, and the
+/// phases record here what they did.
+#[derive(Debug)]
+pub struct Governed {
+    pub op: Operation,
+    /// The export budget the exchange is charged to: reads of a purpose with one.
+    pub budget: Option<BudgetScope>,
+    /// The app's Accept-Encoding, for re-encoding a filtered response (phase 3 keeps it).
+    pub accept_encoding: Option<String>,
+    /// A governed `$batch` / composite request: its parts, to govern the response part by
+    /// part (phase 3 sets it, phase 6 reads it).
+    pub tunnel: Option<tunnel::GovernedRequest>,
+    /// The filtered request body that went to the processor (writes), for the log.
+    pub sent: Option<BodyReport>,
+    /// The filtered response body that came back, for the charge and the log.
+    pub received: Option<BodyReport>,
+    /// Whether the request was handed to the upstream (a refusal after it is logged as the
+    /// answer's).
+    pub forwarded: bool,
+    /// The export budget left after this exchange (phases 4 and 7; RateLimit headers).
+    pub allowance: Option<Allowance>,
+}
+
+/// What a route's path contributes to logs.
+pub trait Flow {
+    /// The route template the request matched.
+    fn template(&self) -> &str;
+}
+
+impl Flow for Ungoverned {
+    fn template(&self) -> &str {
+        &self.template
+    }
+}
+
+impl Flow for Governed {
+    fn template(&self) -> &str {
+        self.op.template()
+    }
+}
+
+impl<F: Flow> Ctx<F> {
+    fn new(arrival: Arrival, caller: Caller, route: Route, flow: F) -> Ctx<F> {
+        let Arrival {
+            request_id,
+            started,
+            method,
+        } = arrival;
+        Ctx {
+            request_id,
+            started,
+            method,
+            caller,
+            route,
+            flow,
+        }
+    }
+
+    /// The route template the request matched.
+    pub fn template(&self) -> &str {
+        self.flow.template()
+    }
+}
+
+impl Ctx<Governed> {
+    /// The purpose the caller asked for, as the policy snapshot defines it.
+    pub fn purpose(&self) -> Result<&Purpose, ProxyError> {
+        self.route
+            .policy
+            .purpose(&self.caller.purpose)
+            .ok_or_else(|| ProxyError::PurposeUnknown {
+                purpose: self.caller.purpose.to_string(),
+            })
+    }
+
+    /// Applies the purpose to one parsed body and logs the decision (counts only).
+    pub fn filter(
+        &self,
+        state: &State,
+        direction: Direction,
+        doc: &mut serde_json::Value,
+    ) -> Result<Outcome, ProxyError> {
+        let outcome = policy::apply(
+            &self.route.policy,
+            self.purpose()?,
+            &self.flow.op,
+            direction,
+            doc,
+            state.pseudonym_key.as_ref(),
+        )
+        .map_err(|r| self.refused(r))?;
+        self.log_outcome(direction, &outcome);
+        Ok(outcome)
+    }
+
+    /// A policy refusal, logged (never with values) and turned into the response error.
+    pub fn refused(&self, refusal: Refusal) -> ProxyError {
+        tracing::info!(
+            request_id = %self.request_id,
+            route = self.template(),
+            %refusal,
+            "policy refused the exchange"
+        );
+        if matches!(
+            refusal,
+            Refusal::PseudonymKeyMissing | Refusal::NoInventory(_)
+        ) {
+            tracing::error!(request_id = %self.request_id, "policy fault");
+        }
+        ForPurpose(refusal, &self.caller.purpose).into()
+    }
+
+    /// Query minimisation's verdict: refused, or in shadow mode logged and let through.
+    pub fn enforce_query(
+        &self,
+        purpose: &Purpose,
+        verdict: Result<(), QueryRefusal>,
+    ) -> Result<(), ProxyError> {
+        Ok(crate::error::enforce_query(
+            purpose,
+            verdict,
+            Some(&self.request_id),
+            None,
+        )?)
+    }
+
+    /// One decision event per filtered body: rule ids and counts, never values.
+    pub fn log_outcome(&self, direction: Direction, o: &Outcome) {
+        let (app, purpose) = (&*self.caller.app, &*self.caller.purpose);
+        let route = self.template();
+        let direction = match direction {
+            Direction::Request => "to_processor",
+            Direction::Response => "from_processor",
+        };
+        if o.shadow {
+            tracing::info!(
+                request_id = %self.request_id, app, purpose, route, direction,
+                records = o.records, would_change = o.changed, rules = ?o.rules, actions = ?o.actions,
+                would_refuse = o.shadow_refusal.as_ref().map(|r| r.to_string()),
+                "shadow: policy not enforced"
+            );
+        } else {
+            tracing::info!(
+                request_id = %self.request_id, app, purpose, route, direction,
+                records = o.records, changed = o.changed, rules = ?o.rules, actions = ?o.actions,
+                "policy applied"
+            );
+        }
+    }
+}
+
+/// How far a request got before it was answered: what phase 9 can tell about it.
+#[derive(Debug)]
+pub enum Reached {
+    /// Refused in phase 1.
+    Arrived(Arrival),
+    /// Refused in phase 2.
+    Identified(Arrival, Caller),
+    /// Boxed: a governed context is large (operation, budget, body reports).
+    Governed(Box<Ctx<Governed>>),
+    Ungoverned(Ctx<Ungoverned>),
+}
+
+/// Entry point for every request on the listener.
+pub async fn handle(
+    state: Arc<State>,
+    conn: Arc<ConnInfo>,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let arrival = Arrival {
+        request_id: state.next_request_id(),
+        started: Instant::now(),
+        method: req.method().clone(),
+    };
+    let (reached, result) = pipeline(&state, &conn, arrival, req).await;
+    Ok(respond::respond(&state, &reached, result))
+}
+
+/// Phases 1 and 2, then the path the route decided on.
+async fn pipeline(
+    state: &State,
+    conn: &ConnInfo,
+    arrival: Arrival,
+    req: Request<Incoming>,
+) -> (Reached, Result<Response<ProxyBody>, ProxyError>) {
+    // 1
+    let caller = match identify::identify(state, conn, req.headers()) {
+        Ok(caller) => caller,
+        Err(err) => return (Reached::Arrived(arrival), Err(err)),
+    };
+    // 2
+    let (route, governance) = match route::route(state, &req) {
+        Ok(routed) => routed,
+        Err(err) => return (Reached::Identified(arrival, caller), Err(err)),
+    };
+    match governance {
+        Governance::Governed(op) => {
+            let budget = BudgetScope::of(&op, &caller, &route.policy);
+            let flow = Governed {
+                op,
+                budget,
+                accept_encoding: None,
+                tunnel: None,
+                sent: None,
+                received: None,
+                forwarded: false,
+                allowance: None,
+            };
+            let mut ctx = Box::new(Ctx::new(arrival, caller, route, flow));
+            let result = governed(state, &mut ctx, req).await;
+            (Reached::Governed(ctx), result)
+        }
+        Governance::Ungoverned(template) => {
+            let mut ctx = Ctx::new(arrival, caller, route, Ungoverned { template });
+            let result = ungoverned(state, &mut ctx, req).await;
+            (Reached::Ungoverned(ctx), result)
+        }
+    }
+}
+
+/// Phases 3 to 8 of a governed route. Every refusal gets its transfer record too.
+async fn governed(
+    state: &State,
+    ctx: &mut Ctx<Governed>,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let result = governed_phases(state, ctx, req).await;
+    if let Err(err) = &result {
+        log::refusal(state, ctx, err).await;
+    }
+    result
+}
+
+async fn governed_phases(
+    state: &State,
+    ctx: &mut Ctx<Governed>,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let mut out = request::governed(state, ctx, req).await?; // 3
+    budget::precheck(state, ctx, &mut out).await?; // 4
+    log::permit_transfer(state, ctx)?; // 8: may it flow at all, and its record first
+    log::append(state, ctx, audit::Direction::Request, 0).await?;
+    ctx.flow.forwarded = true;
+    let resp = forward::forward(state, &ctx.route, out).await?; // 5
+    let resp = response::governed(state, ctx, resp).await?; // 6
+    budget::charge(state, ctx).await?; // 7
+    let status = resp.status().as_u16();
+    log::append(state, ctx, audit::Direction::Response, status).await?; // 8
+    Ok(resp)
+}
+
+/// Phases 3, 5 and 6 of an ungoverned route: no personal data, so no budget and no log.
+async fn ungoverned(
+    state: &State,
+    ctx: &mut Ctx<Ungoverned>,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let out = request::ungoverned(state, ctx, req)?; // 3
+    let resp = forward::forward(state, &ctx.route, out).await?; // 5
+    response::ungoverned(state, ctx, resp).await // 6
+}

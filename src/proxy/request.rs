@@ -1,0 +1,253 @@
+//! Phase 3, request: the request as the CRM will receive it.
+//!
+//! Runs after route, before the budget is asked and anything is sent. It may change the
+//! request head (canonical path, headers filtered: hop-by-hop, the app's credentials,
+//! `Zweck-*`, cookies and client addresses never reach the CRM; framing is left to hyper) and,
+//! on a governed route, the body: read whole, decoded, parsed and minimised for the purpose
+//! (writes may only keep, drop or block), so the CRM receives exactly what was inspected.
+//! Ungoverned bodies stream through under the hard size cap. The upstream's own credential
+//! is added later, by phase 5.
+//!
+//! Its errors: the purpose may not do this (`write-denied`, `write-action-not-allowed`,
+//! `blocked`, `query-not-allowed`, `purpose-unknown`), or the request cannot be inspected
+//! (`request-not-inspectable`, `query-not-checkable`, `unsupported-media-type`,
+//! `body-not-allowed`, `body-too-large`, `unsupported`).
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::{header, HeaderMap, HeaderValue, Method, Request, Uri};
+use hyper::body::Incoming;
+
+use super::buffer::{self, json_limits};
+use super::headers::{content_length, header_str, strip_request_headers};
+use super::log::BodyReport;
+use super::route::Route;
+use super::{tunnel, Ctx, Governed, Ungoverned};
+use crate::body::{self, encoding, media, ProxyBody};
+use crate::error::{ForPurpose, ProxyError};
+use crate::json;
+use crate::policy::{self, Direction, OpKind, Outcome, Writes};
+use crate::state::State;
+
+/// Phase 3 on a governed route: refusals first (before any byte of the body is read), then
+/// the head, then the body minimised.
+pub async fn governed(
+    state: &State,
+    ctx: &mut Ctx<Governed>,
+    req: Request<Incoming>,
+) -> Result<Request<ProxyBody>, ProxyError> {
+    let (mut parts, incoming) = req.into_parts();
+    admit(ctx, &parts)?;
+    // kept before `head` drops it: a filtered response is re-encoded for the app
+    ctx.flow.accept_encoding = header_str(&parts.headers, header::ACCEPT_ENCODING);
+    let uri = head(state, &ctx.route, &mut parts)?;
+    ask_for_inspectable(ctx, &mut parts.headers);
+    let body = governed_body(state, ctx, &parts.method, &mut parts.headers, incoming).await?;
+    Ok(build(parts, uri, body))
+}
+
+/// Phase 3 on an ungoverned route: the head filtered, the body streamed under the cap.
+pub fn ungoverned(
+    state: &State,
+    ctx: &Ctx<Ungoverned>,
+    req: Request<Incoming>,
+) -> Result<Request<ProxyBody>, ProxyError> {
+    let (mut parts, incoming) = req.into_parts();
+    let uri = head(state, &ctx.route, &mut parts)?;
+    let body = if http_body::Body::is_end_stream(&incoming) {
+        body::empty()
+    } else {
+        let limit = state.config.limits.max_body_bytes as usize;
+        body::stream(http_body_util::Limited::new(incoming, limit))
+    };
+    Ok(build(parts, uri, body))
+}
+
+/// A fresh request for the upstream (not `from_parts`: the app's HTTP version and
+/// extensions stay behind).
+fn build(parts: Parts, uri: Uri, body: ProxyBody) -> Request<ProxyBody> {
+    let mut out = Request::new(body);
+    *out.method_mut() = parts.method;
+    *out.uri_mut() = uri;
+    *out.headers_mut() = parts.headers;
+    out
+}
+
+/// What both paths do to the head: the size cap, the target on the upstream, and the
+/// headers that never reach the CRM. `Accept-Encoding` goes too: ungoverned routes ask for
+/// identity, so absolute links in small JSON bodies can be rewritten and nothing arrives in
+/// a coding the app did not ask for; governed routes ask for what Zweck decodes.
+fn head(state: &State, route: &Route, parts: &mut Parts) -> Result<Uri, ProxyError> {
+    let limit = state.config.limits.max_body_bytes;
+    if content_length(&parts.headers).is_some_and(|len| len > limit) {
+        return Err(ProxyError::BodyTooLarge { limit });
+    }
+    let upstream = &route.upstream.upstream;
+    let uri = upstream.uri_for(&route.path, parts.uri.query())?;
+    strip_request_headers(&mut parts.headers);
+    // Per-dialect allowlist: personal data also travels in debug and error headers.
+    crate::body::headers::filter_request_headers(upstream.config.dialect, &mut parts.headers);
+    parts.headers.remove(header::ACCEPT_ENCODING);
+    Ok(uri)
+}
+
+/// What a governed request is refused for before its body is read: features that would let
+/// a body slip past inspection, the purpose's query minimisation on the URL, and writes of
+/// a `writes: deny` purpose (a tunnel's own operation is a read; its write parts are refused
+/// inside it).
+fn admit(ctx: &Ctx<Governed>, parts: &Parts) -> Result<(), ProxyError> {
+    for (name, what) in [
+        (header::RANGE, "Range on a governed route"),
+        (header::UPGRADE, "Upgrade on a governed route"),
+    ] {
+        if parts.headers.contains_key(name) {
+            return Err(ProxyError::Unsupported { what });
+        }
+    }
+    let purpose = ctx.purpose()?;
+    let op = &ctx.flow.op;
+    let verdict = policy::query::check_url(
+        &ctx.route.policy,
+        purpose,
+        op,
+        &ctx.route.path,
+        parts.uri.query(),
+    );
+    ctx.enforce_query(purpose, verdict)?;
+    let writes = matches!(op.op(), OpKind::Write | OpKind::Delete);
+    if op.tunnel().is_none() && writes && purpose.writes == Writes::Deny {
+        return Err(ProxyError::WriteDenied {
+            purpose: purpose.name.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// Only what Zweck can decode and parse may come back: its codings, and the media type the
+/// route's parser handles (Bulk results are CSV; their JSON error bodies are still accepted
+/// and inspected).
+fn ask_for_inspectable(ctx: &Ctx<Governed>, headers: &mut HeaderMap) {
+    headers.insert(
+        header::ACCEPT_ENCODING,
+        HeaderValue::from_static(encoding::acceptable_encodings()),
+    );
+    let accept = match ctx.flow.op.format() {
+        policy::BodyFormat::Csv => "text/csv, application/json",
+        _ => "application/json",
+    };
+    headers.insert(header::ACCEPT, HeaderValue::from_static(accept));
+}
+
+/// The governed body: none, a tunnel's parts, or one JSON document. An empty body that
+/// claims a media type is a (malformed) governed body, not no body.
+async fn governed_body(
+    state: &State,
+    ctx: &mut Ctx<Governed>,
+    method: &Method,
+    headers: &mut HeaderMap,
+    incoming: Incoming,
+) -> Result<ProxyBody, ProxyError> {
+    let bodiless = matches!(method.as_str(), "GET" | "HEAD" | "DELETE");
+    let declares_body = headers.contains_key(header::CONTENT_TYPE) && !bodiless;
+    if http_body::Body::is_end_stream(&incoming) && !declares_body {
+        return Ok(body::empty());
+    }
+    if bodiless {
+        return Err(ProxyError::BodyNotAllowed {
+            method: method.to_string(),
+        });
+    }
+    if let Some(kind) = ctx.flow.op.tunnel() {
+        return tunnel_body(state, ctx, kind, headers, incoming).await;
+    }
+    let (bytes, outcome) = json_body(state, ctx, headers, incoming).await?;
+    ctx.flow.sent = Some(BodyReport {
+        outcome,
+        bytes: bytes.len() as u64,
+        parts: Vec::new(),
+    });
+    Ok(body::full(bytes))
+}
+
+/// Reads, parses and filters a governed JSON request body (writes: keep, drop, block only).
+async fn json_body(
+    state: &State,
+    ctx: &Ctx<Governed>,
+    headers: &mut HeaderMap,
+    incoming: Incoming,
+) -> Result<(Bytes, Outcome), ProxyError> {
+    match media::classify_headers(headers) {
+        media::BodyKind::Json => {}
+        other => {
+            return Err(ProxyError::UnsupportedMediaType {
+                expected: "application/json",
+                got: other.name().to_string(),
+            })
+        }
+    }
+    // an unknown coding is a media-type problem (415), not a malformed body
+    encoding::content_codings(headers).map_err(|_| ProxyError::UnsupportedMediaType {
+        expected: "a body in gzip, deflate, br, zstd or identity",
+        got: "an unknown Content-Encoding".into(),
+    })?;
+    // decoded: the CRM receives exactly what was inspected
+    let (bytes, _reservation) =
+        buffer::read_decoded(state, headers, incoming, Direction::Request).await?;
+    let mut doc = json::parse(&bytes, &json_limits(state)).map_err(|e| {
+        ProxyError::RequestNotInspectable {
+            reason: (&e).into(),
+        }
+    })?;
+    let purpose = ctx.purpose()?;
+    let verdict = policy::query::check_body(
+        &ctx.route.policy,
+        purpose,
+        &ctx.flow.op,
+        &ctx.route.path,
+        &doc,
+    );
+    ctx.enforce_query(purpose, verdict)?;
+    let outcome = ctx.filter(state, Direction::Request, &mut doc)?;
+    headers.remove(header::CONTENT_LENGTH);
+    let out = if outcome.changed && !outcome.shadow {
+        json::to_bytes_sized(&doc, bytes.len())
+    } else {
+        bytes
+    };
+    Ok((out, outcome))
+}
+
+/// A `$batch` or composite request: every part governed as if sent alone.
+async fn tunnel_body(
+    state: &State,
+    ctx: &mut Ctx<Governed>,
+    kind: policy::TunnelKind,
+    headers: &mut HeaderMap,
+    incoming: Incoming,
+) -> Result<ProxyBody, ProxyError> {
+    let ctype = header_str(headers, header::CONTENT_TYPE).unwrap_or_default();
+    let (bytes, _reservation) =
+        buffer::read_decoded(state, headers, incoming, Direction::Request).await?;
+    let purpose = ctx.purpose()?;
+    let cx = tunnel::Cx::new(state, &ctx.route, purpose, ctx.flow.op.dialect(), kind);
+    let governed = tunnel::govern_request(&cx, &ctype, &bytes).map_err(|e| {
+        tracing::info!(request_id = %ctx.request_id, refusal = %e, "tunnel refused");
+        ProxyError::from(ForPurpose(e, &purpose.name))
+    })?;
+    if let Ok(v) = HeaderValue::from_str(&governed.content_type) {
+        headers.insert(header::CONTENT_TYPE, v);
+    }
+    headers.remove(header::CONTENT_LENGTH);
+    let outcome = governed.outcome();
+    ctx.log_outcome(Direction::Request, &outcome);
+    if governed.writes() {
+        ctx.flow.sent = Some(BodyReport {
+            outcome,
+            bytes: governed.body.len() as u64,
+            parts: governed.records_per_part(),
+        });
+    }
+    let out = governed.body.clone();
+    ctx.flow.tunnel = Some(governed);
+    Ok(body::full(out))
+}
