@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::{parse_duration, parse_size};
+use crate::units::{parse_duration, parse_size};
 
 /// `audit:` as written.
 #[derive(Debug, Deserialize)]
