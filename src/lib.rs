@@ -40,6 +40,7 @@ pub mod proxy;
 pub mod reload;
 pub mod route;
 pub mod runtime;
+pub mod secrets;
 pub mod server;
 pub mod state;
 pub mod tls;

@@ -277,7 +277,7 @@ where
         reason,
     };
     let kp =
-        crate::certs::read_audit_key(&config.signing_key).map_err(|e| key_err(e.to_string()))?;
+        crate::secrets::read_audit_key(&config.signing_key).map_err(|e| key_err(e.to_string()))?;
     let key = checkpoint::key_from_pkcs8(&kp.serialize_der()).map_err(key_err)?;
     if let Some(dir) = config.log.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| AuditError::io(dir, e))?;

@@ -535,7 +535,7 @@ fn valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
 }
 
-pub(super) fn decode_sha256(hexed: &str) -> Option<[u8; 32]> {
+fn decode_sha256(hexed: &str) -> Option<[u8; 32]> {
     let bytes = hex::decode(hexed).ok()?;
     bytes.try_into().ok()
 }

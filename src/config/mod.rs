@@ -33,6 +33,18 @@ pub enum ConfigError {
     Invalid(Vec<Diagnostic>),
 }
 
+/// An error and its sources, `: `-separated (an OS error says why a file is unreadable).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
 fn render(diags: &[Diagnostic]) -> String {
     diags
         .iter()
@@ -263,23 +275,17 @@ impl Config {
         for app in &mut self.apps {
             for key in &mut app.api_keys {
                 if let KeyDigest::File(path) = &key.sha256 {
-                    let digest = std::fs::read_to_string(path)
-                        .map_err(|e| e.to_string())
-                        .and_then(|t| {
-                            compile::decode_sha256(t.trim())
-                                .ok_or_else(|| "not 64 hex characters".to_string())
-                        });
-                    match digest {
+                    match crate::secrets::read_api_key_sha256(path) {
                         Ok(d) => key.sha256 = KeyDigest::Inline(d),
-                        Err(reason) => diags.push(Diagnostic {
+                        Err(e) => diags.push(Diagnostic {
                             file: self.path.clone(),
                             line: 1,
                             column: 1,
                             severity: Severity::Error,
                             message: format!(
-                                "app {}: api key sha256_file {}: {reason}",
+                                "app {}: api key sha256_file: {}",
                                 app.name,
-                                path.display()
+                                chain(&e)
                             ),
                         }),
                     }

@@ -291,7 +291,7 @@ impl Harness {
     }
 
     pub fn api_key(&self) -> String {
-        certs::read_api_key(&self.paths().api_key(KEY_APP)).expect("api key")
+        zweck::secrets::read_api_key(&self.paths().api_key(KEY_APP)).expect("api key")
     }
 
     /// A client presenting the client certificate of `app`.
