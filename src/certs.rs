@@ -31,8 +31,8 @@ use rcgen::{
 };
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
+use time::OffsetDateTime;
 use x509_parser::extensions::ParsedExtension;
-use x509_parser::time::ASN1Time;
 
 use crate::secrets::{
     ensure_private_dir, malformed, random_bytes, read_api_key, read_api_key_sha256, read_audit_key,
@@ -538,12 +538,11 @@ fn set_serial_and_validity(params: &mut CertificateParams) -> Result<(), CertsEr
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_err(|_| CertsError::Clock)?;
-    // rcgen wants `time::OffsetDateTime`; x509-parser builds one, so no direct `time` dependency.
+    // Whole seconds: all a certificate's validity can express.
     let at = |since_epoch: Duration| {
         i64::try_from(since_epoch.as_secs())
             .ok()
-            .and_then(|secs| ASN1Time::from_timestamp(secs).ok())
-            .map(|t| t.to_datetime())
+            .and_then(|secs| OffsetDateTime::from_unix_timestamp(secs).ok())
             .ok_or(CertsError::Clock)
     };
     params.not_before = at(now.saturating_sub(BACKDATE))?;
