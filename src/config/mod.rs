@@ -8,6 +8,8 @@
 //! working directory.
 
 mod compile;
+#[cfg(test)]
+mod keys;
 mod raw;
 
 use std::collections::BTreeSet;
