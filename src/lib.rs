@@ -48,3 +48,8 @@ pub mod transfer;
 pub mod tunnel;
 pub mod units;
 pub mod upstream;
+
+/// The `eventually` helpers of the integration tests, for the unit tests too.
+#[cfg(test)]
+#[path = "../tests/common/eventually.rs"]
+mod eventually;

@@ -2,6 +2,8 @@
 //! recovery, failure semantics, tamper detection by `verify`, off-box delivery, and the
 //! auditor reports.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -12,6 +14,8 @@ use zweck::audit::{
     ProveOptions, ReportOptions, Stage, TransferRecord, VerifyOptions,
 };
 use zweck::config::{MechanismKind, TransferMechanism};
+
+use common::eventually;
 
 const ORIGIN: &str = "zweck.test/transfers";
 
@@ -196,15 +200,8 @@ async fn an_unreachable_offbox_copy_is_reported_while_the_log_goes_on() {
     assert_eq!(log.offbox_error(), None);
     // checkpoint_every is 10: the tenth append checkpoints and posts the note off-box
     assert_eq!(append_n(&log, 0, 10).await.len(), 10);
-    let mut reported = None;
-    for _ in 0..1200 {
-        reported = log.offbox_error();
-        if reported.is_some() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    let reported = reported.expect("the failed delivery is reported");
+    assert!(eventually(|| log.offbox_error().is_some()).await);
+    let reported = log.offbox_error().expect("the failed delivery is reported");
     assert!(reported.contains("audit.key/checkpoints"), "{reported}");
     // the local log is not affected
     assert_eq!(log.failure(), None);
