@@ -329,7 +329,8 @@ async fn oauth2_client_credentials_are_fetched_once_and_injected() {
     );
 }
 
-#[tokio::test]
+// Zweck's own timers only: paused time runs them out at once.
+#[tokio::test(start_paused = true)]
 async fn upstream_down_is_502_and_too_slow_is_504() {
     // a port that was free a moment ago: nothing listens there
     let free = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -453,7 +454,8 @@ async fn request_bodies_over_the_cap_are_refused_before_forwarding() {
     assert!(h.double.double.received().is_empty());
 }
 
-#[tokio::test]
+// Zweck's own timers only: paused time runs them out at once.
+#[tokio::test(start_paused = true)]
 async fn silent_clients_are_cut_off_by_the_handshake_and_header_timeouts() {
     use tokio::io::AsyncReadExt;
     let h = Harness::start_with(|mut o| {
@@ -562,7 +564,8 @@ async fn an_upstream_sending_both_content_length_and_chunked_gets_fresh_framing(
 
 /// `limits.idle_timeout`: a connection with no request in flight is closed (HTTP/2 gets
 /// GOAWAY), but one whose request runs longer than the idle timeout stays usable.
-#[tokio::test]
+// Zweck's own timers only: paused time runs them out at once.
+#[tokio::test(start_paused = true)]
 async fn idle_connections_are_closed_but_busy_ones_are_not() {
     use http_body_util::BodyExt;
     let h = Harness::start_with(|mut o| {
