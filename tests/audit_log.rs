@@ -535,37 +535,3 @@ async fn checkpoints_are_posted_to_an_http_witness() {
         4
     );
 }
-
-/// Throughput and latency at the design load; run with `--ignored --nocapture`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore]
-async fn throughput_at_1000_per_second() {
-    let s = setup();
-    let log = AuditLog::open(s.config.clone()).await.expect("open");
-    let start = std::time::Instant::now();
-    let mut tasks = Vec::new();
-    for t in 0..64u64 {
-        let log = log.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut worst = std::time::Duration::ZERO;
-            for i in 0..100u64 {
-                let t0 = std::time::Instant::now();
-                log.append(record(t * 1000 + i)).await.expect("append");
-                worst = worst.max(t0.elapsed());
-            }
-            worst
-        }));
-    }
-    let mut worst = std::time::Duration::ZERO;
-    for t in tasks {
-        worst = worst.max(t.await.expect("task"));
-    }
-    let el = start.elapsed();
-    let st = log.stats();
-    println!(
-        "6400 appends in {el:?} ({:.0}/s), {} syncs, worst latency {worst:?}",
-        6400.0 / el.as_secs_f64(),
-        st.syncs
-    );
-    log.shutdown().await.expect("shutdown");
-}
