@@ -345,6 +345,40 @@ async fn rotation_keeps_one_chain_across_files() {
     assert_eq!(s.verify().exit_code, 1);
 }
 
+/// `checkpoint_interval` signs new entries without waiting for `checkpoint_every`, and
+/// `rotate_age` seals an active file once its first entry is that old, on an idle log too.
+/// The writer is a std thread on the real clock, so this waits (boundedly) for both.
+#[tokio::test]
+async fn checkpoint_interval_and_rotate_age_act_on_an_idle_log() {
+    let mut s = setup();
+    s.config.checkpoint_every = 1000;
+    s.config.checkpoint_interval = Some(std::time::Duration::from_millis(100));
+    s.config.rotate_age = Some(std::time::Duration::from_secs(1));
+    let log = AuditLog::open(s.config.clone()).await.expect("open");
+    append_n(&log, 0, 3).await;
+    assert!(
+        eventually(|| log.stats().checkpoints >= 1).await,
+        "an interval checkpoint"
+    );
+    let sealed = || {
+        zweck::audit::files::segments(&s.log())
+            .expect("segments")
+            .len()
+    };
+    assert!(
+        eventually(|| sealed() == 1).await,
+        "the aged file is sealed"
+    );
+    // The chain goes on in the new active file, and shutdown signs it.
+    let checkpoints = log.stats().checkpoints;
+    assert_eq!(append_n(&log, 3, 1).await, vec![3]);
+    log.shutdown().await.expect("shutdown");
+    assert!(log.stats().checkpoints > checkpoints);
+    let v = s.verify();
+    assert_eq!(v.exit_code, 0, "{}", v.text);
+    assert!(v.text.contains("4 records in 2 file(s)"), "{}", v.text);
+}
+
 #[tokio::test]
 async fn a_failed_sync_fails_every_later_append() {
     let s = setup();
