@@ -6,6 +6,10 @@
 //! request path ever touches the raw types. Relative paths in the file are resolved against the
 //! directory the file lives in, so `zweck serve --config /etc/zweck/zweck.yaml` works from any
 //! working directory.
+//!
+//! Files: `raw` (the YAML as written), `compile` (raw -> [`Config`]), this file (the compiled
+//! types the rest of Zweck uses), and under test `keys` (every key, derived from the raw types,
+//! checked against docs/configuration.md).
 
 mod compile;
 #[cfg(test)]
@@ -396,6 +400,47 @@ upstreams:
             .expect_err("http")
             .to_string()
             .contains("https"));
+    }
+
+    #[test]
+    fn an_unreadable_api_key_digest_file_is_named_with_the_os_reason() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = MINIMAL.replace(
+            r#"sha256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08""#,
+            "sha256_file: keys/missing.sha256",
+        );
+        let mut c = Config::parse(&dir.path().join("zweck.yaml"), &text).expect("valid");
+        let err = c.resolve_api_keys().expect_err("missing file").to_string();
+        assert!(err.contains("app bi-export"), "{err}");
+        assert!(err.contains("keys/missing.sha256"), "{err}");
+        assert!(err.contains("No such file"), "{err}");
+        let digest = dir.path().join("keys/bad.sha256");
+        std::fs::create_dir_all(digest.parent().expect("dir")).expect("mkdir");
+        std::fs::write(&digest, "zk_not-a-digest\n").expect("write");
+        let mut c = Config::parse(
+            &dir.path().join("zweck.yaml"),
+            &text.replace("missing.sha256", "bad.sha256"),
+        )
+        .expect("valid");
+        let err = c.resolve_api_keys().expect_err("not hex").to_string();
+        assert!(err.contains("64 hex characters"), "{err}");
+        assert!(
+            !err.contains("zk_"),
+            "the file's content is never quoted: {err}"
+        );
+    }
+
+    #[test]
+    fn zero_connections_is_reported_at_its_position() {
+        let text = format!("{MINIMAL}limits: {{ max_connections: 0, idle_timeout: 2 m }}\n");
+        let ConfigError::Invalid(diags) = parse(&text).expect_err("invalid") else {
+            panic!("expected diagnostics");
+        };
+        assert_eq!(diags.len(), 1, "{diags:?}");
+        assert!(diags[0].message.contains("max_connections"), "{diags:?}");
+        assert_eq!(diags[0].line, text.lines().count());
+        let ok = parse(&text.replace("max_connections: 0", "max_connections: 8")).expect("valid");
+        assert_eq!(ok.limits.idle_timeout, Duration::from_secs(120));
     }
 
     #[test]
