@@ -9,11 +9,13 @@ use std::time::Duration;
 
 use serde_saphyr::Spanned;
 
-use super::raw::{RawApp, RawAuth, RawClientCert, RawConfig, RawUpstream};
+use super::raw::{RawApp, RawAuth, RawClientCert, RawConfig, RawCrmDouble, RawLimits, RawUpstream};
 use super::{
     ApiKeyConfig, AppConfig, ClientCertMatch, Config, ConfigError, CrmDoubleSettings, KeyDigest,
     Limits, MechanismKind, SecretSource, TlsFiles, TransferMechanism, UpstreamAuth, UpstreamConfig,
 };
+use crate::audit::{AuditConfig, RawAuditConfig};
+use crate::budget::{RawBudgetsConfig, RefusalStyle};
 use crate::diagnostic::{first_line, Diagnostic, Diags, Severity};
 use crate::dialect::Dialect;
 use crate::pattern::RoutePattern;
@@ -127,107 +129,26 @@ impl Compiler {
         let listen = self.addr(&raw.listen, "listen");
         let admin = raw.admin.as_ref().and_then(|a| self.addr(a, "admin"));
         let public_url = match &raw.public_url {
-            Some(u) => {
-                let trimmed = u.value.trim_end_matches('/').to_string();
-                match trimmed.parse::<http::Uri>() {
-                    Ok(uri)
-                        if uri.scheme_str() == Some("https")
-                            && uri.authority().is_some()
-                            && uri.path() == "/" =>
-                    {
-                        Some(trimmed)
-                    }
-                    _ => {
-                        self.error(
-                            &u.referenced,
-                            format!(
-                                "public_url must be https://host[:port] without a path, got {:?}",
-                                u.value
-                            ),
-                        );
-                        None
-                    }
-                }
-            }
+            Some(u) => self.public_url(u),
             None => listen.map(|a| format!("https://{a}")),
         };
-        let crm_double = raw.crm_double.as_ref().and_then(|d| {
-            self.addr(&d.listen, "crm_double.listen")
-                .map(|listen| CrmDoubleSettings {
-                    listen,
-                    contacts: d.contacts.unwrap_or(1000),
-                    seed: d.seed.unwrap_or(42),
-                    bearer_file: d.bearer_file.as_deref().map(|p| self.path(p)),
-                    oauth_client: match (&d.oauth_client_id, &d.oauth_secret_file) {
-                        (Some(id), Some(f)) => Some((id.clone(), self.path(f))),
-                        _ => None,
-                    },
-                })
-        });
-        let defaults = Limits::default();
-        let l = &raw.limits;
-        let limits = Limits {
-            max_connections: l
-                .max_connections
-                .as_ref()
-                .map_or(defaults.max_connections, |n| n.value),
-            handshake_timeout: self.duration(&l.handshake_timeout, defaults.handshake_timeout),
-            header_read_timeout: self
-                .duration(&l.header_read_timeout, defaults.header_read_timeout),
-            idle_timeout: self.duration(&l.idle_timeout, defaults.idle_timeout),
-            shutdown_grace: self.duration(&l.shutdown_grace, defaults.shutdown_grace),
-            buffer_bytes: self.size(&l.buffer_bytes, defaults.buffer_bytes),
-            max_body_bytes: self.size(&l.max_body_bytes, defaults.max_body_bytes),
-            buffered_total: self.size(&l.buffered_total, defaults.buffered_total),
-            json_depth: l.json_depth.unwrap_or(defaults.json_depth),
-            decoded_ratio: l.decoded_ratio.unwrap_or(defaults.decoded_ratio),
-        };
-        if let Some(n) = l.max_connections.as_ref().filter(|n| n.value == 0) {
-            self.error(&n.referenced, "limits.max_connections must be at least 1");
-        }
-
+        let crm_double = raw.crm_double.as_ref().and_then(|d| self.crm_double(d));
+        let limits = self.limits(&raw.limits);
         let apps = raw
             .apps
             .iter()
             .filter_map(|(name, app)| self.app(name, app))
             .collect::<Vec<_>>();
         self.check_unique_identities(&apps, &raw.apps);
-
         let upstreams = raw
             .upstreams
             .iter()
             .filter_map(|(name, up)| self.upstream(name, up))
             .collect::<Vec<_>>();
-
-        let audit = match &raw.audit {
-            None => None,
-            Some(a) => match crate::audit::compile_config(&a.value, &self.base) {
-                Ok(c) => Some(c),
-                Err(errors) => {
-                    for e in errors {
-                        self.error(&a.referenced, format!("audit: {e}"));
-                    }
-                    None
-                }
-            },
-        };
-
-        let refusal_style = match raw
-            .budgets
-            .as_ref()
-            .and_then(|b| b.value.refusal.as_deref())
-        {
-            None | Some("problem") => crate::budget::RefusalStyle::Problem,
-            Some("vendor") => crate::budget::RefusalStyle::Vendor,
-            Some(other) => {
-                if let Some(b) = &raw.budgets {
-                    self.error(
-                        &b.referenced,
-                        format!("budgets.refusal is problem or vendor, got {other:?}"),
-                    );
-                }
-                crate::budget::RefusalStyle::Problem
-            }
+        let audit = raw.audit.as_ref().and_then(|a| self.audit(a));
+        let refusal_style = match &raw.budgets {
+            Some(b) => self.budgets(b),
+            None => RefusalStyle::Problem,
         };
 
         Some(Config {
@@ -252,6 +173,106 @@ impl Compiler {
             apps,
             upstreams,
         })
+    }
+
+    /// `https://host[:port]` without a path (a trailing `/` is dropped).
+    fn public_url(&mut self, u: &Spanned<String>) -> Option<String> {
+        let trimmed = u.value.trim_end_matches('/').to_string();
+        match trimmed.parse::<http::Uri>() {
+            Ok(uri)
+                if uri.scheme_str() == Some("https")
+                    && uri.authority().is_some()
+                    && uri.path() == "/" =>
+            {
+                Some(trimmed)
+            }
+            _ => {
+                self.error(
+                    &u.referenced,
+                    format!(
+                        "public_url must be https://host[:port] without a path, got {:?}",
+                        u.value
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn crm_double(&mut self, d: &Spanned<RawCrmDouble>) -> Option<CrmDoubleSettings> {
+        let raw = &d.value;
+        let oauth_client = match (&raw.oauth_client_id, &raw.oauth_secret_file) {
+            (Some(id), Some(f)) => Some((id.clone(), self.path(f))),
+            (None, None) => None,
+            _ => {
+                self.error(
+                    &d.referenced,
+                    "crm_double: oauth_client_id and oauth_secret_file go together",
+                );
+                None
+            }
+        };
+        let listen = self.addr(&raw.listen, "crm_double.listen")?;
+        Some(CrmDoubleSettings {
+            listen,
+            contacts: raw.contacts.unwrap_or(1000),
+            seed: raw.seed.unwrap_or(42),
+            bearer_file: raw.bearer_file.as_deref().map(|p| self.path(p)),
+            oauth_client,
+        })
+    }
+
+    fn limits(&mut self, l: &RawLimits) -> Limits {
+        let defaults = Limits::default();
+        if let Some(n) = l.max_connections.as_ref().filter(|n| n.value == 0) {
+            self.error(&n.referenced, "limits.max_connections must be at least 1");
+        }
+        Limits {
+            max_connections: l
+                .max_connections
+                .as_ref()
+                .map_or(defaults.max_connections, |n| n.value),
+            handshake_timeout: self.duration(&l.handshake_timeout, defaults.handshake_timeout),
+            header_read_timeout: self
+                .duration(&l.header_read_timeout, defaults.header_read_timeout),
+            idle_timeout: self.duration(&l.idle_timeout, defaults.idle_timeout),
+            shutdown_grace: self.duration(&l.shutdown_grace, defaults.shutdown_grace),
+            buffer_bytes: self.size(&l.buffer_bytes, defaults.buffer_bytes),
+            max_body_bytes: self.size(&l.max_body_bytes, defaults.max_body_bytes),
+            buffered_total: self.size(&l.buffered_total, defaults.buffered_total),
+            json_depth: l.json_depth.unwrap_or(defaults.json_depth),
+            decoded_ratio: l.decoded_ratio.unwrap_or(defaults.decoded_ratio),
+        }
+    }
+
+    fn audit(&mut self, a: &Spanned<RawAuditConfig>) -> Option<AuditConfig> {
+        match crate::audit::compile_config(&a.value, &self.base) {
+            Ok(c) => Some(c),
+            Err(errors) => {
+                for e in errors {
+                    self.error(&a.referenced, format!("audit: {e}"));
+                }
+                None
+            }
+        }
+    }
+
+    /// Checks `budgets:` (its store is built at start) and returns the refusal style.
+    fn budgets(&mut self, b: &Spanned<RawBudgetsConfig>) -> RefusalStyle {
+        for problem in b.value.problems() {
+            self.error(&b.referenced, problem.to_string());
+        }
+        match b.value.refusal.as_deref() {
+            None | Some("problem") => RefusalStyle::Problem,
+            Some("vendor") => RefusalStyle::Vendor,
+            Some(other) => {
+                self.error(
+                    &b.referenced,
+                    format!("budgets.refusal is problem or vendor, got {other:?}"),
+                );
+                RefusalStyle::Problem
+            }
+        }
     }
 
     fn app(&mut self, name: &str, app: &Spanned<RawApp>) -> Option<AppConfig> {

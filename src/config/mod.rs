@@ -444,6 +444,30 @@ upstreams:
     }
 
     #[test]
+    fn budget_store_and_crm_double_mistakes_are_found_by_config_check() {
+        let text = format!(
+            "{MINIMAL}budgets: {{ store: redsi, instances: 0, refusal: polite }}\n\
+             crm_double: {{ listen: 127.0.0.1:9443, oauth_client_id: zweck-dev }}\n"
+        );
+        let ConfigError::Invalid(diags) = parse(&text).expect_err("invalid") else {
+            panic!("expected diagnostics");
+        };
+        let all = render(&diags);
+        assert_eq!(diags.len(), 4, "{all}");
+        for part in ["instances", "redsi", "polite", "oauth_secret_file"] {
+            assert!(all.contains(part), "{part}: {all}");
+        }
+        let redis_without_url = format!("{MINIMAL}budgets: {{ store: redis }}\n");
+        assert!(parse(&redis_without_url)
+            .expect_err("no url")
+            .to_string()
+            .contains("budgets.url"));
+        let local = format!("{MINIMAL}budgets: {{ store: local, refusal: vendor }}\n");
+        let c = parse(&local).expect("valid");
+        assert_eq!(c.refusal_style, crate::budget::RefusalStyle::Vendor);
+    }
+
+    #[test]
     fn api_key_digests_are_never_printed() {
         let c = parse(MINIMAL).expect("valid");
         let dbg = format!("{:?}", c.apps);

@@ -23,7 +23,7 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) pseudonym_key_file: Option<String>,
     #[serde(default)]
-    pub(super) crm_double: Option<RawCrmDouble>,
+    pub(super) crm_double: Option<Spanned<RawCrmDouble>>,
     #[serde(default)]
     pub(super) limits: RawLimits,
     #[serde(default)]
