@@ -53,8 +53,8 @@ pub enum StartError {
     PseudonymKey(#[source] crate::secrets::SecretsError),
     #[error("CRM double credential: {0}")]
     CrmDoubleCredential(#[source] crate::secrets::SecretsError),
-    #[error("cannot read {}: {source}", path.display())]
-    Secret {
+    #[error("cannot create the directory {}: {source}", path.display())]
+    CreateDir {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
@@ -165,7 +165,7 @@ pub async fn start(mut config: Config) -> Result<Running, StartError> {
             // an off-box file's directory is made like the log's (it lives elsewhere by design)
             if let crate::audit::Offbox::File(path) = &a.offbox {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir).map_err(|source| StartError::Secret {
+                    std::fs::create_dir_all(dir).map_err(|source| StartError::CreateDir {
                         path: dir.to_path_buf(),
                         source,
                     })?;
