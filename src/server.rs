@@ -26,7 +26,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
@@ -149,24 +149,32 @@ pub async fn run(
                 .serve_connection(TokioIo::new(tls), svc)
                 .into_owned();
             tokio::pin!(connection);
-            let idle = activity.idle_for(limits.idle_timeout);
-            tokio::pin!(idle);
+            // The idle timer runs in its own task and reports through a oneshot, so a wake of
+            // this task (every read and write) polls a cheap receiver, not a timer.
+            let (idle_tx, mut idle) = oneshot::channel::<()>();
+            let idle_timeout = limits.idle_timeout;
+            let idle_watch = tokio::spawn(async move {
+                activity.idle_for(idle_timeout).await;
+                let _ = idle_tx.send(());
+            });
             let mut stopping = stopping;
             let mut closing = false;
             let ended = loop {
                 tokio::select! {
+                    biased;
                     ended = connection.as_mut() => break ended,
                     _ = stopping.wait_for(|stop| *stop), if !closing => {
                         connection.as_mut().graceful_shutdown();
                         closing = true;
                     }
-                    () = &mut idle, if !closing => {
+                    _ = &mut idle, if !closing => {
                         tracing::debug!(%peer, "idle connection closed");
                         connection.as_mut().graceful_shutdown();
                         closing = true;
                     }
                 }
             };
+            idle_watch.abort();
             if let Err(e) = ended {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
