@@ -7,10 +7,9 @@
 //! is meant to leave a developer's machine.
 //!
 //! Why the rules below:
-//! - Private keys and API keys are created with mode 0600 by `open(2)` itself, never chmod-ed
-//!   afterwards, so there is no moment in which a key is readable by others.
-//! - Every file is written to a temporary file in the same directory and renamed into place, so
-//!   a crash never leaves half a key that a later `overwrite: false` run would keep.
+//! - Every file is written through [`crate::secrets::write_atomic`] (private keys and API keys
+//!   with mode 0600 from the start), and read back through the same module's readers, so a
+//!   crash never leaves half a key that a later `overwrite: false` run would keep.
 //! - `overwrite: false` keeps only what is still usable: a leaf certificate is kept when its key
 //!   exists and matches it and it was issued by the CA on disk (its authority key identifier is
 //!   the CA's subject key identifier). So removing the CA, or a crash between writing the CA and
@@ -20,9 +19,7 @@
 //!   would change every pseudonym, and a new API key would lock its app out.
 //! - Errors name the file and the reason, never the content of a key file.
 
-use std::fs::{self, DirBuilder, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -34,9 +31,14 @@ use rcgen::{
 };
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
-use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
 use x509_parser::extensions::ParsedExtension;
-use x509_parser::time::ASN1Time;
+
+use crate::secrets::{
+    ensure_private_dir, malformed, random_bytes, read_api_key, read_api_key_sha256, read_audit_key,
+    read_key_pair, read_optional, read_pseudonym_key, sha256_hex, write_atomic, SecretsError,
+    PUBLIC_MODE, SECRET_MODE,
+};
 
 /// SANs of the proxy and CRM-double certificates unless the caller names others.
 pub const DEFAULT_SERVER_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
@@ -45,12 +47,6 @@ pub const DEFAULT_SERVER_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
 const VALIDITY: Duration = Duration::from_secs(2 * 365 * 24 * 60 * 60);
 /// Certificates start an hour in the past so a peer whose clock lags still accepts them.
 const BACKDATE: Duration = Duration::from_secs(60 * 60);
-/// Mode of private keys, API keys and the pseudonymisation key.
-const SECRET_MODE: u32 = 0o600;
-/// Mode of certificates, public keys and hashes: nothing secret in them.
-const PUBLIC_MODE: u32 = 0o644;
-/// Mode of directories this module creates.
-const DIR_MODE: u32 = 0o700;
 /// Prefix of generated API keys, so a leaked one is recognisable in a scanner.
 const API_KEY_PREFIX: &str = "zk_";
 
@@ -152,15 +148,9 @@ impl DevPaths {
 /// reason, never the content of a key file.
 #[derive(Debug, thiserror::Error)]
 pub enum CertsError {
-    #[error("cannot {action} {}", path.display())]
-    Io {
-        path: PathBuf,
-        action: &'static str,
-        #[source]
-        source: io::Error,
-    },
-    #[error("{} is not usable: {reason}", path.display())]
-    Malformed { path: PathBuf, reason: &'static str },
+    /// A key or certificate file that cannot be read, written or used.
+    #[error(transparent)]
+    File(#[from] SecretsError),
     #[error(
         "the CA certificate {} exists but its key {} does not: restore the key, or delete the \
          CA certificate to create a new CA (every certificate it signed is then replaced too)",
@@ -191,9 +181,6 @@ pub enum CertsError {
     },
     #[error("the system clock is outside what a certificate can express")]
     Clock,
-    // getrandom is built without `std` here, so its error is no `std::error::Error` source.
-    #[error("the operating system's random number generator failed: {cause}")]
-    Random { cause: getrandom::Error },
 }
 
 /// Creates the development key material `opts` asks for; see the module doc for what
@@ -216,12 +203,12 @@ pub fn generate(opts: &GenerateOptions) -> Result<GenerateReport, CertsError> {
     let paths = DevPaths::new(&opts.dir);
     let mut report = GenerateReport::default();
 
-    ensure_dir(&paths.dir)?;
+    ensure_private_dir(&paths.dir)?;
     if !opts.client_apps.is_empty() {
-        ensure_dir(&paths.clients_dir())?;
+        ensure_private_dir(&paths.clients_dir())?;
     }
     if !opts.api_key_apps.is_empty() {
-        ensure_dir(&paths.api_keys_dir())?;
+        ensure_private_dir(&paths.api_keys_dir())?;
     }
 
     let ca = ca(&paths, opts.overwrite, &mut report)?;
@@ -270,53 +257,6 @@ pub fn generate(opts: &GenerateOptions) -> Result<GenerateReport, CertsError> {
     Ok(report)
 }
 
-/// Lowercase hex SHA-256 of `bytes`, the form of `api-keys/<app>.sha256`.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
-
-/// Parses an `api-keys/<app>.sha256` file: 64 hex characters, surrounding whitespace ignored.
-pub fn read_api_key_sha256(path: &Path) -> Result<[u8; 32], CertsError> {
-    read_hex_32(path, "expected 64 hex characters (a SHA-256)")
-}
-
-/// Reads an `api-keys/<app>.key` file: the key without its trailing newline. The `.sha256` file
-/// is the SHA-256 of exactly these bytes.
-pub fn read_api_key(path: &Path) -> Result<String, CertsError> {
-    let text = read_text(path)?;
-    let key = text.trim();
-    if key.is_empty() || key.chars().any(|c| c.is_whitespace()) {
-        return Err(malformed(path, "expected one API key on one line"));
-    }
-    Ok(key.to_owned())
-}
-
-/// Reads `audit.pub`: the raw 32-byte Ed25519 public key, base64 on one line.
-pub fn read_audit_pub(path: &Path) -> Result<[u8; 32], CertsError> {
-    let text = read_text(path)?;
-    let bytes = STANDARD
-        .decode(text.trim())
-        .map_err(|_| malformed(path, "expected base64 of a 32-byte Ed25519 public key"))?;
-    bytes
-        .try_into()
-        .map_err(|_| malformed(path, "expected base64 of a 32-byte Ed25519 public key"))
-}
-
-/// Reads `audit.key`: an Ed25519 private key (PKCS#8 PEM) that signs transfer-log checkpoints
-/// (`rcgen::SigningKey::sign`); its `public_key_raw()` is what `audit.pub` holds.
-pub fn read_audit_key(path: &Path) -> Result<KeyPair, CertsError> {
-    let key = read_key(path)?;
-    if key.algorithm() != &rcgen::PKCS_ED25519 {
-        return Err(malformed(path, "expected an Ed25519 private key"));
-    }
-    Ok(key)
-}
-
-/// Reads `pseudonym.key`: the 32-byte pseudonymisation master key, 64 hex characters.
-pub fn read_pseudonym_key(path: &Path) -> Result<[u8; 32], CertsError> {
-    read_hex_32(path, "expected 64 hex characters (32 bytes)")
-}
-
 /// The dev CA in memory: what signs leaves, and the key identifier its leaves carry as their
 /// authority key identifier.
 struct Ca {
@@ -336,7 +276,7 @@ fn ca(paths: &DevPaths, overwrite: bool, report: &mut GenerateReport) -> Result<
                     key: key_path,
                 });
             }
-            let key = read_key(&key_path)?;
+            let key = read_key_pair(&key_path)?;
             let cert_der = CertificateDer::from_pem_slice(&cert_pem)
                 .map_err(|_| malformed(&cert_path, "expected a PEM certificate"))?;
             let parsed = ParsedCert::new(&cert_der, &cert_path)?;
@@ -598,12 +538,11 @@ fn set_serial_and_validity(params: &mut CertificateParams) -> Result<(), CertsEr
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_err(|_| CertsError::Clock)?;
-    // rcgen wants `time::OffsetDateTime`; x509-parser builds one, so no direct `time` dependency.
+    // Whole seconds: all a certificate's validity can express.
     let at = |since_epoch: Duration| {
         i64::try_from(since_epoch.as_secs())
             .ok()
-            .and_then(|secs| ASN1Time::from_timestamp(secs).ok())
-            .map(|t| t.to_datetime())
+            .and_then(|secs| OffsetDateTime::from_unix_timestamp(secs).ok())
             .ok_or(CertsError::Clock)
     };
     params.not_before = at(now.saturating_sub(BACKDATE))?;
@@ -636,98 +575,6 @@ fn new_key_pair(
     KeyPair::generate_for(alg).map_err(|source| create_error(path, source))
 }
 
-fn random_bytes<const N: usize>() -> Result<[u8; N], CertsError> {
-    let mut bytes = [0u8; N];
-    getrandom::fill(&mut bytes).map_err(|cause| CertsError::Random { cause })?;
-    Ok(bytes)
-}
-
-fn read_key(path: &Path) -> Result<KeyPair, CertsError> {
-    let pem = read_text(path)?;
-    // rcgen's parse errors may quote the PEM framing; report only that the key is unusable.
-    KeyPair::from_pem(&pem).map_err(|_| malformed(path, "expected a PKCS#8 PEM private key"))
-}
-
-fn read_hex_32(path: &Path, reason: &'static str) -> Result<[u8; 32], CertsError> {
-    let text = read_text(path)?;
-    let mut out = [0u8; 32];
-    hex::decode_to_slice(text.trim(), &mut out).map_err(|_| malformed(path, reason))?;
-    Ok(out)
-}
-
-fn read_text(path: &Path) -> Result<String, CertsError> {
-    let bytes = fs::read(path).map_err(|source| io_error(path, "read", source))?;
-    String::from_utf8(bytes).map_err(|_| malformed(path, "expected UTF-8 text"))
-}
-
-fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, CertsError> {
-    match fs::read(path) {
-        Ok(bytes) => Ok(Some(bytes)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(io_error(path, "read", source)),
-    }
-}
-
-fn ensure_dir(dir: &Path) -> Result<(), CertsError> {
-    DirBuilder::new()
-        .recursive(true)
-        .mode(DIR_MODE)
-        .create(dir)
-        .map_err(|source| io_error(dir, "create directory", source))
-}
-
-/// Writes `contents` to a temporary file beside `path` created with `mode`, then renames it over
-/// `path`: readers see the old file or the whole new one, never a part.
-fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), CertsError> {
-    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
-        return Err(io_error(
-            path,
-            "write",
-            io::Error::new(io::ErrorKind::InvalidInput, "not a file path"),
-        ));
-    };
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        name.to_string_lossy(),
-        hex::encode(random_bytes::<6>()?)
-    ));
-    let written = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)
-        .and_then(|mut file| {
-            file.write_all(contents)?;
-            file.sync_all()
-        })
-        .and_then(|()| fs::rename(&tmp, path));
-    if let Err(source) = written {
-        // Best effort: the temporary file may not exist if opening it failed.
-        let _ = fs::remove_file(&tmp);
-        return Err(io_error(path, "write", source));
-    }
-    // Make the rename itself durable; failing to is no reason to fail the generation.
-    if let Ok(dir) = File::open(dir) {
-        let _ = dir.sync_all();
-    }
-    Ok(())
-}
-
-fn io_error(path: &Path, action: &'static str, source: io::Error) -> CertsError {
-    CertsError::Io {
-        path: path.to_owned(),
-        action,
-        source,
-    }
-}
-
-fn malformed(path: &Path, reason: &'static str) -> CertsError {
-    CertsError::Malformed {
-        path: path.to_owned(),
-        reason,
-    }
-}
-
 fn create_error(path: &Path, source: rcgen::Error) -> CertsError {
     CertsError::Create {
         path: path.to_owned(),
@@ -746,7 +593,10 @@ mod tests {
     use rustls::server::WebPkiClientVerifier;
     use rustls::{ClientConfig, RootCertStore, ServerConfig};
     use rustls_pki_types::{PrivateKeyDer, ServerName};
+    use sha2::{Digest, Sha256};
     use x509_parser::extensions::GeneralName;
+
+    use crate::secrets::read_audit_pub;
 
     const APP: &str = "crm-app";
 
@@ -1244,7 +1094,10 @@ mod tests {
         // A damaged key is an error, not a new key.
         fs::write(p.pseudonym_key(), "secret-but-short\n").unwrap();
         let err = generate(&opts).unwrap_err();
-        assert!(matches!(err, CertsError::Malformed { .. }), "{err:?}");
+        assert!(
+            matches!(err, CertsError::File(SecretsError::Malformed { .. })),
+            "{err:?}"
+        );
         assert!(!err.to_string().contains("secret-but-short"), "{err}");
     }
 
@@ -1275,17 +1128,5 @@ mod tests {
             matches!(&err, CertsError::InvalidServerName { name, .. } if name == "bücher.example"),
             "{err:?}"
         );
-    }
-
-    #[test]
-    fn malformed_hash_files_are_rejected_without_quoting_them() {
-        let tmp = tempfile::tempdir().unwrap();
-        let path = tmp.path().join("app.sha256");
-        fs::write(&path, "zk_this-is-a-key-not-a-hash\n").unwrap();
-        let err = read_api_key_sha256(&path).unwrap_err();
-        assert!(err.to_string().contains("app.sha256"), "{err}");
-        assert!(!err.to_string().contains("zk_"), "{err}");
-        let missing = read_api_key_sha256(&tmp.path().join("missing.sha256")).unwrap_err();
-        assert!(matches!(missing, CertsError::Io { .. }), "{missing:?}");
     }
 }

@@ -6,23 +6,19 @@
 //! a fixed secret in the repository would be a secret every clone shares. Without
 //! `dev: true`, nothing is generated: a missing file is an error that names it.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::certs::{self, DevPaths, GenerateOptions, GenerateReport};
 use crate::config::{ClientCertMatch, Config, KeyDigest};
+use crate::secrets::{self, SecretsError, SECRET_MODE};
 
 /// Why dev material could not be prepared.
 #[derive(Debug, thiserror::Error)]
 pub enum DevError {
     #[error(transparent)]
     Certs(#[from] certs::CertsError),
-    #[error("cannot write {}: {source}", path.display())]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Secret(#[from] SecretsError),
     #[error("{what} {} is missing (set `dev: true` to generate development files, or provide it)", path.display())]
     Missing { what: &'static str, path: PathBuf },
 }
@@ -91,29 +87,18 @@ pub fn check_files(config: &Config) -> Result<(), DevError> {
     Ok(())
 }
 
-fn random_token(prefix: &str) -> Result<String, DevError> {
-    let mut bytes = [0u8; 24];
-    getrandom::fill(&mut bytes).map_err(|e| DevError::Write {
-        path: PathBuf::from("<random>"),
-        source: std::io::Error::other(e.to_string()),
-    })?;
-    Ok(format!("{prefix}_{}", hex::encode(bytes)))
+fn random_token(prefix: &str) -> Result<String, SecretsError> {
+    Ok(format!(
+        "{prefix}_{}",
+        hex::encode(secrets::random_bytes::<24>()?)
+    ))
 }
 
-fn write_secret(path: &Path, value: &str) -> Result<(), DevError> {
-    let err = |source| DevError::Write {
-        path: path.to_path_buf(),
-        source,
-    };
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(err)?;
+/// Written whole or not at all: a crash must not leave half a token that the next start
+/// keeps (it only creates what is missing).
+fn write_secret(path: &Path, value: &str) -> Result<(), SecretsError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        secrets::ensure_private_dir(dir)?;
     }
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(err)?;
-    f.write_all(format!("{value}\n").as_bytes()).map_err(err)?;
-    Ok(())
+    secrets::write_atomic(path, format!("{value}\n").as_bytes(), SECRET_MODE)
 }

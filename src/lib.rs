@@ -27,6 +27,7 @@ pub mod certs;
 pub mod config;
 pub mod crm_double;
 pub mod dev;
+pub mod diagnostic;
 pub mod dialect;
 pub mod error;
 pub mod json;
@@ -37,7 +38,14 @@ pub mod policy;
 pub mod proxy;
 pub mod reload;
 pub mod runtime;
+pub mod secrets;
 pub mod server;
 pub mod state;
 pub mod tls;
+pub mod units;
 pub mod upstream;
+
+/// The `eventually` helpers of the integration tests, for the unit tests too.
+#[cfg(test)]
+#[path = "../tests/common/eventually.rs"]
+mod eventually;

@@ -276,7 +276,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
 fn audit_command(command: AuditCommand) -> anyhow::Result<ExitCode> {
     use zweck::audit;
     let key = |path: Option<PathBuf>| -> anyhow::Result<Option<[u8; 32]>> {
-        path.map(|p| certs::read_audit_pub(&p).map_err(anyhow::Error::from))
+        path.map(|p| zweck::secrets::read_audit_pub(&p).map_err(anyhow::Error::from))
             .transpose()
     };
     let format = |f: &str| audit::Format::parse(f).with_context(|| format!("unknown format {f}"));

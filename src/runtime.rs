@@ -50,9 +50,11 @@ pub enum StartError {
     #[error("purpose {purpose} pseudonymises, but no pseudonym key is configured: set {PSEUDONYM_KEY_ENV} to a file holding 64 hex characters (`zweck certs generate` makes one)")]
     PseudonymKeyMissing { purpose: String },
     #[error("pseudonym key: {0}")]
-    PseudonymKey(#[from] crate::certs::CertsError),
-    #[error("cannot read {}: {source}", path.display())]
-    Secret {
+    PseudonymKey(#[source] crate::secrets::SecretsError),
+    #[error("CRM double credential: {0}")]
+    CrmDoubleCredential(#[source] crate::secrets::SecretsError),
+    #[error("cannot create the directory {}: {source}", path.display())]
+    CreateDir {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
@@ -129,12 +131,7 @@ pub async fn start(mut config: Config) -> Result<Running, StartError> {
         let double_tls =
             tls::simple_server_config(&paths.crm_double_cert(), &paths.crm_double_key())?;
         let read = |path: &std::path::Path| {
-            std::fs::read_to_string(path)
-                .map(|s| s.trim().to_string())
-                .map_err(|source| StartError::Secret {
-                    path: path.to_path_buf(),
-                    source,
-                })
+            crate::secrets::read_token(path).map_err(StartError::CrmDoubleCredential)
         };
         let mut cfg = CrmDoubleConfig {
             contacts: settings.contacts,
@@ -168,7 +165,7 @@ pub async fn start(mut config: Config) -> Result<Running, StartError> {
             // an off-box file's directory is made like the log's (it lives elsewhere by design)
             if let crate::audit::Offbox::File(path) = &a.offbox {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir).map_err(|source| StartError::Secret {
+                    std::fs::create_dir_all(dir).map_err(|source| StartError::CreateDir {
                         path: dir.to_path_buf(),
                         source,
                     })?;
@@ -245,9 +242,9 @@ fn pseudonym_key(config: &Config) -> Result<Option<PseudonymKey>, StartError> {
         },
     };
     match path {
-        Some(p) => Ok(Some(PseudonymKey::new(&crate::certs::read_pseudonym_key(
-            &p,
-        )?))),
+        Some(p) => Ok(Some(PseudonymKey::new(
+            &crate::secrets::read_pseudonym_key(&p).map_err(StartError::PseudonymKey)?,
+        ))),
         None => Ok(None),
     }
 }

@@ -7,19 +7,30 @@
 //! one permit for at most that long and never blocks the accept loop. Shutdown order: stop
 //! accepting, tell every connection to finish (HTTP/1.1 closes after the in-flight response,
 //! HTTP/2 sends GOAWAY), wait up to the grace period for in-flight requests, then return.
+//!
+//! A connection without a request in flight for `limits.idle_timeout` is closed the same
+//! graceful way, so idle clients (HTTP/2 keeps a connection open forever otherwise) do not
+//! hold the connection permits that active ones need. A request counts as in flight until
+//! its response body is done, so a long download is never mistaken for idleness.
 
 use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
+use crate::body::{BoxError, ProxyBody};
 use crate::proxy::{self, ConnInfo};
 use crate::state::State;
 use crate::tls::PeerIdentity;
@@ -43,7 +54,10 @@ pub async fn run(
     let limits = state.config.limits.clone();
     let acceptor = TlsAcceptor::from(tls);
     let permits = Arc::new(Semaphore::new(limits.max_connections));
-    let graceful = GracefulShutdown::new();
+    // `stop` tells every connection to finish; each connection task holds a clone of
+    // `open`, so `closed.recv()` returns once the last one is gone.
+    let (stop, stopping) = watch::channel(false);
+    let (open, mut closed) = mpsc::channel::<()>(1);
     tokio::pin!(shutdown);
     state.set_ready(true);
     loop {
@@ -69,10 +83,12 @@ pub async fn run(
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let state = state.clone();
-        let watcher = graceful.watcher();
+        let stopping = stopping.clone();
+        let open = open.clone();
         let limits = limits.clone();
         tokio::spawn(async move {
             let _permit = permit;
+            let _open = open;
             let tls =
                 match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
                     Ok(Ok(tls)) => tls,
@@ -99,7 +115,19 @@ pub async fn run(
             let conn = Arc::new(ConnInfo { peer, identity });
             state.metrics.open_connections.inc();
             let svc_state = state.clone();
-            let svc = service_fn(move |req| proxy::handle(svc_state.clone(), conn.clone(), req));
+            let activity = Arc::new(Activity::new());
+            let svc_activity = activity.clone();
+            let svc = service_fn(move |req| {
+                let in_flight = InFlight::begin(svc_activity.clone());
+                let handled = proxy::handle(svc_state.clone(), conn.clone(), req);
+                async move {
+                    let resp = handled.await?;
+                    Ok::<_, std::convert::Infallible>(resp.map(|body| TrackedBody {
+                        body,
+                        _in_flight: in_flight,
+                    }))
+                }
+            });
             let builder = auto::Builder::new(TokioExecutor::new());
             let mut builder = if h2 {
                 builder.http2_only()
@@ -120,7 +148,34 @@ pub async fn run(
             let connection = builder
                 .serve_connection(TokioIo::new(tls), svc)
                 .into_owned();
-            if let Err(e) = watcher.watch(connection).await {
+            tokio::pin!(connection);
+            // The idle timer runs in its own task and reports through a oneshot, so a wake of
+            // this task (every read and write) polls a cheap receiver, not a timer.
+            let (idle_tx, mut idle) = oneshot::channel::<()>();
+            let idle_timeout = limits.idle_timeout;
+            let idle_watch = tokio::spawn(async move {
+                activity.idle_for(idle_timeout).await;
+                let _ = idle_tx.send(());
+            });
+            let mut stopping = stopping;
+            let mut closing = false;
+            let ended = loop {
+                tokio::select! {
+                    biased;
+                    ended = connection.as_mut() => break ended,
+                    _ = stopping.wait_for(|stop| *stop), if !closing => {
+                        connection.as_mut().graceful_shutdown();
+                        closing = true;
+                    }
+                    _ = &mut idle, if !closing => {
+                        tracing::debug!(%peer, "idle connection closed");
+                        connection.as_mut().graceful_shutdown();
+                        closing = true;
+                    }
+                }
+            };
+            idle_watch.abort();
+            if let Err(e) = ended {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
             state.metrics.open_connections.dec();
@@ -132,12 +187,95 @@ pub async fn run(
         grace_secs = limits.shutdown_grace.as_secs(),
         "stopped accepting; draining in-flight requests"
     );
-    match tokio::time::timeout(limits.shutdown_grace, graceful.shutdown()).await {
-        Ok(()) => Drained::Clean,
+    let _ = stop.send(true);
+    drop(open);
+    match tokio::time::timeout(limits.shutdown_grace, closed.recv()).await {
+        Ok(_) => Drained::Clean,
         Err(_) => {
             tracing::warn!("grace period over; dropping remaining connections");
             Drained::GraceExpired
         }
+    }
+}
+
+/// Whether a connection has requests in flight, and since when it has had none.
+struct Activity {
+    in_flight: AtomicUsize,
+    /// Milliseconds after `base` when the last request finished (or the connection opened).
+    idle_since_ms: AtomicU64,
+    base: Instant,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            in_flight: AtomicUsize::new(0),
+            idle_since_ms: AtomicU64::new(0),
+            base: Instant::now(),
+        }
+    }
+
+    /// Completes once the connection has had no request in flight for `timeout`.
+    async fn idle_for(&self, timeout: Duration) {
+        loop {
+            if self.in_flight.load(Ordering::Acquire) > 0 {
+                // Checked again one period later: a request may run for a long time.
+                tokio::time::sleep(timeout).await;
+                continue;
+            }
+            let since =
+                self.base + Duration::from_millis(self.idle_since_ms.load(Ordering::Acquire));
+            let deadline = since + timeout;
+            if Instant::now() >= deadline && self.in_flight.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            tokio::time::sleep_until(deadline).await;
+        }
+    }
+}
+
+/// One request in flight on a connection; ends when its response body is done (dropped).
+struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn begin(activity: Arc<Activity>) -> Self {
+        activity.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight(activity)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let a = &self.0;
+        let now = u64::try_from(a.base.elapsed().as_millis()).unwrap_or(u64::MAX);
+        a.idle_since_ms.store(now, Ordering::Release);
+        a.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A response body that keeps its request in flight until hyper is done with it.
+struct TrackedBody {
+    body: ProxyBody,
+    _in_flight: InFlight,
+}
+
+impl Body for TrackedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }
 

@@ -57,22 +57,24 @@ fn start(s: &Setup) -> Child {
         .expect("spawn")
 }
 
+/// True when the admin listener answers `/readyz` with 200.
+async fn ready(admin: u16) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut tcp) = tokio::net::TcpStream::connect(("127.0.0.1", admin)).await else {
+        return false;
+    };
+    let _ = tcp
+        .write_all(b"GET /readyz HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n")
+        .await;
+    let mut buf = Vec::new();
+    let _ = tcp.read_to_end(&mut buf).await;
+    buf.starts_with(b"HTTP/1.1 200")
+}
+
 async fn wait_ready(s: &Setup) {
-    for _ in 0..1200 {
-        if let Ok(mut tcp) = tokio::net::TcpStream::connect(("127.0.0.1", s.admin)).await {
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            let _ = tcp
-                .write_all(b"GET /readyz HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n")
-                .await;
-            let mut buf = Vec::new();
-            let _ = tcp.read_to_end(&mut buf).await;
-            if buf.starts_with(b"HTTP/1.1 200") {
-                return;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("zweck did not become ready");
+    let admin = s.admin;
+    let up = eventually_some(|| async move { ready(admin).await.then_some(()) }).await;
+    assert!(up.is_some(), "zweck did not become ready");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -175,7 +177,7 @@ async fn every_released_response_survives_a_sigkill_in_the_log() {
     let report = zweck::audit::verify(&zweck::audit::VerifyOptions {
         logs: vec![log],
         public_key: Some(
-            zweck::certs::read_audit_pub(&s.dir.path().join("certs/audit.pub")).expect("pub"),
+            zweck::secrets::read_audit_pub(&s.dir.path().join("certs/audit.pub")).expect("pub"),
         ),
         offbox: vec![s.dir.path().join("audit-offbox/checkpoints")],
         origin: None,

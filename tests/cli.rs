@@ -1,8 +1,12 @@
 //! The `zweck` binary as users run it: first start in dev mode, SIGTERM, refusals at start-up.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
+
+use common::eventually_blocking;
 
 fn zweck() -> Command {
     Command::new(env!("CARGO_BIN_EXE_zweck"))
@@ -67,13 +71,10 @@ fn serve_makes_dev_certificates_on_first_start_and_exits_0_on_sigterm() {
     assert!(status.success());
     // wait (bounded) for a clean exit
     let mut code = None;
-    for _ in 0..600 {
-        if let Some(s) = child.try_wait().expect("wait") {
-            code = Some(s);
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    eventually_blocking(|| {
+        code = child.try_wait().expect("wait");
+        code.is_some()
+    });
     let code = code.unwrap_or_else(|| {
         let _ = child.kill();
         panic!("zweck did not exit after SIGTERM");
@@ -230,19 +231,15 @@ fn signals_right_after_the_readiness_line_are_handled() {
         }
     });
     let mut seen = Vec::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("zweck did not exit; stderr so far: {seen:?}");
-        }
-        while let Ok(line) = rx.try_recv() {
-            seen.push(line);
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    let mut status = None;
+    eventually_blocking(|| {
+        seen.extend(rx.try_iter());
+        status = child.try_wait().expect("wait");
+        status.is_some()
+    });
+    let Some(status) = status else {
+        let _ = child.kill();
+        panic!("zweck did not exit; stderr so far: {seen:?}");
     };
     while let Ok(line) = rx.recv_timeout(Duration::from_secs(5)) {
         seen.push(line);

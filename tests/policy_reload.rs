@@ -65,15 +65,13 @@ async fn a_good_edit_is_swapped_in_and_a_broken_one_keeps_the_last_good_set() {
     );
     assert_ne!(text, edited);
     std::fs::write(&purposes, &edited).expect("write");
-    let mut v2 = v1.clone();
-    let mut body = String::new();
-    for _ in 0..600 {
-        (v2, body) = version_and_body(&h, &c).await;
-        if v2 != v1 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let (hr, cr, old) = (&h, &c, &v1);
+    let (v2, body) = eventually_some(|| async move {
+        let (v, body) = version_and_body(hr, cr).await;
+        (v != *old).then_some((v, body))
+    })
+    .await
+    .expect("the edit was picked up");
     assert_ne!(v2, v1, "the edit was picked up");
     assert!(body.contains("\"LastName\""), "the new policy is in force");
 

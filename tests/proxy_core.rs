@@ -329,7 +329,8 @@ async fn oauth2_client_credentials_are_fetched_once_and_injected() {
     );
 }
 
-#[tokio::test]
+// Zweck's own timers only: paused time runs them out at once.
+#[tokio::test(start_paused = true)]
 async fn upstream_down_is_502_and_too_slow_is_504() {
     // a port that was free a moment ago: nothing listens there
     let free = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -453,7 +454,8 @@ async fn request_bodies_over_the_cap_are_refused_before_forwarding() {
     assert!(h.double.double.received().is_empty());
 }
 
-#[tokio::test]
+// Zweck's own timers only: paused time runs them out at once.
+#[tokio::test(start_paused = true)]
 async fn silent_clients_are_cut_off_by_the_handshake_and_header_timeouts() {
     use tokio::io::AsyncReadExt;
     let h = Harness::start_with(|mut o| {
@@ -557,5 +559,88 @@ async fn an_upstream_sending_both_content_length_and_chunked_gets_fresh_framing(
         if let Some(cl) = r.headers().get("content-length") {
             assert_eq!(cl, "11", "a Content-Length, if any, is Zweck's own");
         }
+    }
+}
+
+/// `limits.idle_timeout`: a connection with no request in flight is closed (HTTP/2 gets
+/// GOAWAY), but one whose request runs longer than the idle timeout stays usable.
+// Zweck's own timers only: paused time runs them out at once.
+#[tokio::test(start_paused = true)]
+async fn idle_connections_are_closed_but_busy_ones_are_not() {
+    use http_body_util::BodyExt;
+    let h = Harness::start_with(|mut o| {
+        o.response_timeout = "3s";
+        o.header_read_timeout = "60s";
+        o.extra_limits = ", idle_timeout: 1s".into();
+        o
+    })
+    .await;
+    let addr = h.zweck().proxy_addr;
+    let p = h.paths();
+    let bound = std::time::Duration::from_secs(60);
+    let request = |path: &str| {
+        http::Request::get(format!("https://localhost:{}{path}", addr.port()))
+            .body(http_body_util::Empty::<Bytes>::new())
+            .expect("request")
+    };
+    for alpn in [b"h2".as_slice(), b"http/1.1".as_slice()] {
+        let mut tls = client_tls(
+            &p.ca_cert(),
+            Some((&p.client_cert(CERT_APP), &p.client_key(CERT_APP))),
+        );
+        tls.alpn_protocols = vec![alpn.to_vec()];
+        let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls));
+        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let name = rustls_pki_types::ServerName::try_from("localhost").expect("name");
+        let io = hyper_util::rt::TokioIo::new(connector.connect(name, tcp).await.expect("tls"));
+        // The send handle stays alive: a client drops its connection when it goes.
+        let (mut send, connection) = if alpn == b"h2" {
+            let (send, conn) =
+                hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+                    .await
+                    .expect("h2 handshake");
+            (Sender::H2(send), tokio::spawn(conn))
+        } else {
+            let (send, conn) = hyper::client::conn::http1::handshake(io)
+                .await
+                .expect("h1 handshake");
+            (Sender::H1(send), tokio::spawn(conn))
+        };
+        // The upstream never answers: the request is in flight for the 3 s response
+        // timeout, three times the idle timeout, and gets its 504.
+        let resp = send.send(request("/__double/stall")).await;
+        assert_eq!(resp.status(), 504, "{alpn:?}");
+        resp.into_body().collect().await.expect("504 body");
+        // The connection was busy, not idle: it still takes the next request.
+        let resp = send.send(request("/services/data/")).await;
+        assert_eq!(resp.status(), 200, "{alpn:?}");
+        resp.into_body().collect().await.expect("body");
+        // Then nothing: the server closes the idle connection by itself.
+        let closed = tokio::time::timeout(bound, connection)
+            .await
+            .unwrap_or_else(|_| panic!("{alpn:?}: the idle connection is closed"));
+        assert!(matches!(closed, Ok(Ok(()))), "{alpn:?}: {closed:?}");
+    }
+    assert!(
+        eventually(|| h.zweck().state.metrics.open_connections.get() == 0).await,
+        "every connection is gone"
+    );
+}
+
+enum Sender {
+    H2(hyper::client::conn::http2::SendRequest<http_body_util::Empty<Bytes>>),
+    H1(hyper::client::conn::http1::SendRequest<http_body_util::Empty<Bytes>>),
+}
+
+impl Sender {
+    async fn send(
+        &mut self,
+        req: http::Request<http_body_util::Empty<Bytes>>,
+    ) -> http::Response<hyper::body::Incoming> {
+        match self {
+            Sender::H2(s) => s.send_request(req).await,
+            Sender::H1(s) => s.send_request(req).await,
+        }
+        .expect("response")
     }
 }

@@ -12,6 +12,7 @@
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
+use ring::error::KeyRejected;
 use ring::signature::{Ed25519KeyPair, KeyPair as _, UnparsedPublicKey, ED25519};
 use sha2::{Digest, Sha256};
 
@@ -54,15 +55,13 @@ impl Checkpoint {
     }
 
     /// Parses a note body.
-    pub fn parse_body(body: &str) -> Result<Checkpoint, String> {
-        let text = body
-            .strip_suffix('\n')
-            .ok_or("checkpoint body does not end with a newline")?;
+    pub fn parse_body(body: &str) -> Result<Checkpoint, NoteError> {
+        let text = body.strip_suffix('\n').ok_or(NoteError::NoFinalNewline)?;
         let mut lines = text.split('\n');
         let origin = lines
             .next()
             .filter(|l| !l.is_empty())
-            .ok_or("no origin line")?;
+            .ok_or(NoteError::NoOrigin)?;
         let size = lines
             .next()
             .and_then(|l| {
@@ -72,16 +71,16 @@ impl Checkpoint {
                     l.parse::<u64>().ok()
                 }
             })
-            .ok_or("tree size is not a decimal number")?;
-        let root_b64 = lines.next().ok_or("no root hash line")?;
+            .ok_or(NoteError::BadSize)?;
+        let root_b64 = lines.next().ok_or(NoteError::NoRoot)?;
         let root: Hash = STANDARD
             .decode(root_b64)
             .ok()
             .and_then(|b| b.try_into().ok())
-            .ok_or("root hash is not base64 of 32 bytes")?;
+            .ok_or(NoteError::BadRoot)?;
         let extensions: Vec<String> = lines.map(str::to_string).collect();
         if extensions.iter().any(|e| e.is_empty()) {
-            return Err("empty extension line".into());
+            return Err(NoteError::EmptyExtension);
         }
         Ok(Checkpoint {
             origin: origin.to_string(),
@@ -110,11 +109,38 @@ pub struct SignedNote {
     pub line: usize,
 }
 
+/// Why a note (or its checkpoint body) does not parse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NoteError {
+    #[error("checkpoint body does not end with a newline")]
+    NoFinalNewline,
+    #[error("no origin line")]
+    NoOrigin,
+    #[error("tree size is not a decimal number")]
+    BadSize,
+    #[error("no root hash line")]
+    NoRoot,
+    #[error("root hash is not base64 of 32 bytes")]
+    BadRoot,
+    #[error("empty extension line")]
+    EmptyExtension,
+    #[error("note has no signature lines")]
+    NoSignatures,
+    #[error("last signature line is incomplete")]
+    IncompleteSignature,
+    #[error("signature line has no key name")]
+    NoKeyName,
+    #[error("signature is not base64")]
+    SignatureNotBase64,
+    #[error("signature is too short")]
+    SignatureTooShort,
+}
+
 /// Why a checkpoint does not verify.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CheckpointError {
     #[error("malformed checkpoint: {0}")]
-    Malformed(String),
+    Malformed(NoteError),
     #[error("no signature by key {0} with the expected key hash")]
     NoSignature(String),
     #[error("signature by {0} does not verify")]
@@ -143,10 +169,8 @@ pub fn verifier_key(name: &str, public_key: &[u8; 32]) -> String {
 }
 
 /// Loads an Ed25519 key from PKCS#8 DER (v2 as ring writes it, or v1).
-pub fn key_from_pkcs8(der: &[u8]) -> Result<Ed25519KeyPair, String> {
-    Ed25519KeyPair::from_pkcs8(der)
-        .or_else(|_| Ed25519KeyPair::from_pkcs8_maybe_unchecked(der))
-        .map_err(|e| format!("not an Ed25519 PKCS#8 key: {e}"))
+pub fn key_from_pkcs8(der: &[u8]) -> Result<Ed25519KeyPair, KeyRejected> {
+    Ed25519KeyPair::from_pkcs8(der).or_else(|_| Ed25519KeyPair::from_pkcs8_maybe_unchecked(der))
 }
 
 /// The raw public key of a signing key.
@@ -166,7 +190,7 @@ pub fn sign(cp: &Checkpoint, name: &str, key: &Ed25519KeyPair) -> String {
 }
 
 /// A note, or the 1-based line where a malformed one starts and why.
-pub type ParsedNote = Result<SignedNote, (usize, String)>;
+pub type ParsedNote = Result<SignedNote, (usize, NoteError)>;
 
 /// Splits a file of concatenated notes (each followed by a blank line) into notes.
 /// Malformed notes come back as errors with their line number.
@@ -204,10 +228,7 @@ pub fn parse_notes_with_end(text: &str) -> Vec<(ParsedNote, usize)> {
             i += 1;
         }
         if i + 1 >= lines.len() {
-            out.push((
-                Err((start + 1, "note has no signature lines".to_string())),
-                text.len(),
-            ));
+            out.push((Err((start + 1, NoteError::NoSignatures)), text.len()));
             break;
         }
         i += 1; // the blank line
@@ -222,7 +243,7 @@ pub fn parse_notes_with_end(text: &str) -> Vec<(ParsedNote, usize)> {
         }
         // A signature line is whole only with its newline (the last split element has none).
         if i == lines.len() && !sigs.is_empty() && !text.ends_with('\n') {
-            bad = Some("last signature line is incomplete".to_string());
+            bad = Some(NoteError::IncompleteSignature);
         }
         let mut end = end_at(i);
         if i + 1 < lines.len() && lines[i].is_empty() {
@@ -231,10 +252,7 @@ pub fn parse_notes_with_end(text: &str) -> Vec<(ParsedNote, usize)> {
         if let Some(e) = bad {
             out.push((Err((start + 1, e)), end));
         } else if sigs.is_empty() {
-            out.push((
-                Err((start + 1, "note has no signature lines".to_string())),
-                end,
-            ));
+            out.push((Err((start + 1, NoteError::NoSignatures)), end));
         } else {
             out.push((
                 Ok(SignedNote {
@@ -249,16 +267,14 @@ pub fn parse_notes_with_end(text: &str) -> Vec<(ParsedNote, usize)> {
     out
 }
 
-fn parse_sig_line(line: &str) -> Result<NoteSignature, String> {
+fn parse_sig_line(line: &str) -> Result<NoteSignature, NoteError> {
     let rest = line.strip_prefix(SIG_PREFIX).unwrap_or(line);
-    let (name, b64) = rest
-        .split_once(' ')
-        .ok_or("signature line has no key name")?;
+    let (name, b64) = rest.split_once(' ').ok_or(NoteError::NoKeyName)?;
     let blob = STANDARD
         .decode(b64)
-        .map_err(|_| "signature is not base64".to_string())?;
+        .map_err(|_| NoteError::SignatureNotBase64)?;
     if blob.len() < 5 {
-        return Err("signature is too short".into());
+        return Err(NoteError::SignatureTooShort);
     }
     Ok(NoteSignature {
         name: name.to_string(),

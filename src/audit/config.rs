@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::{parse_duration, parse_size};
+use crate::units::{parse_duration, parse_size};
 
 /// `audit:` as written.
 #[derive(Debug, Deserialize)]
@@ -147,9 +147,39 @@ fn valid_origin(s: &str) -> bool {
             .any(|c| c.is_whitespace() || c == '+' || c.is_control())
 }
 
+/// One problem of the `audit:` section (the config loader adds its position).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuditConfigError {
+    #[error("audit.{key}: must name a file")]
+    NoFile { key: &'static str },
+    #[error(
+        "audit.offbox: expected {{ file: PATH }}, {{ url: https://... }} or none, found {found:?}"
+    )]
+    OffboxKeyword { found: String },
+    #[error("audit.offbox.file: {} is inside the log directory {}; it must be off-box", file.display(), log_dir.display())]
+    OffboxInsideLogDir { file: PathBuf, log_dir: PathBuf },
+    #[error("audit.offbox.url: {url:?} is not an https:// URL (http:// only to localhost)")]
+    OffboxUrl { url: String },
+    #[error("audit.on_missing_mechanism: expected block or log, found {found:?}")]
+    OnMissing { found: String },
+    #[error("audit.checkpoint_every: must be at least 1")]
+    CheckpointEveryZero,
+    #[error("audit.{key}: {value:?} is not a positive duration (250ms, 10s, 5m, 1h, 1d)")]
+    Duration { key: &'static str, value: String },
+    #[error("audit.rotate_bytes: {value:?} is not a size of at least 4KiB (64MiB, 1GiB)")]
+    RotateBytes { value: String },
+    #[error(
+        "audit.origin: {value:?} must be non-empty without spaces or '+' (it is also the key name)"
+    )]
+    Origin { value: String },
+}
+
 /// Validates the raw section; relative paths are resolved against `base_dir` (the config
 /// file's directory). Returns every problem, not just the first.
-pub fn compile_config(raw: &RawAuditConfig, base_dir: &Path) -> Result<AuditConfig, Vec<String>> {
+pub fn compile_config(
+    raw: &RawAuditConfig,
+    base_dir: &Path,
+) -> Result<AuditConfig, Vec<AuditConfigError>> {
     let mut errors = Vec::new();
     let resolve = |p: &str| -> PathBuf {
         let p = Path::new(p);
@@ -160,29 +190,26 @@ pub fn compile_config(raw: &RawAuditConfig, base_dir: &Path) -> Result<AuditConf
         }
     };
     if raw.log.trim().is_empty() {
-        errors.push("audit.log: must name a file".to_string());
+        errors.push(AuditConfigError::NoFile { key: "log" });
     }
     if raw.signing_key.trim().is_empty() {
-        errors.push("audit.signing_key: must name a file".to_string());
+        errors.push(AuditConfigError::NoFile { key: "signing_key" });
     }
     let log = resolve(&raw.log);
     let offbox = match &raw.offbox {
         RawOffbox::Keyword(k) if k == "none" => Offbox::None,
         RawOffbox::Keyword(k) => {
-            errors.push(format!(
-                "audit.offbox: expected {{ file: PATH }}, {{ url: https://... }} or none, found {k:?}"
-            ));
+            errors.push(AuditConfigError::OffboxKeyword { found: k.clone() });
             Offbox::None
         }
         RawOffbox::File(f) => {
             let path = resolve(&f.file);
             let log_dir = normalise(log.parent().unwrap_or(Path::new("/")));
             if normalise(&path).starts_with(&log_dir) {
-                errors.push(format!(
-                    "audit.offbox.file: {} is inside the log directory {}; it must be off-box",
-                    path.display(),
-                    log_dir.display()
-                ));
+                errors.push(AuditConfigError::OffboxInsideLogDir {
+                    file: path.clone(),
+                    log_dir,
+                });
             }
             Offbox::File(path)
         }
@@ -198,10 +225,7 @@ pub fn compile_config(raw: &RawAuditConfig, base_dir: &Path) -> Result<AuditConf
                 Offbox::Url(uri)
             }
             _ => {
-                errors.push(format!(
-                    "audit.offbox.url: {:?} is not an https:// URL (http:// only to localhost)",
-                    u.url
-                ));
+                errors.push(AuditConfigError::OffboxUrl { url: u.url.clone() });
                 Offbox::None
             }
         },
@@ -210,24 +234,25 @@ pub fn compile_config(raw: &RawAuditConfig, base_dir: &Path) -> Result<AuditConf
         None | Some("block") => OnMissing::Block,
         Some("log") => OnMissing::Log,
         Some(other) => {
-            errors.push(format!(
-                "audit.on_missing_mechanism: expected block or log, found {other:?}"
-            ));
+            errors.push(AuditConfigError::OnMissing {
+                found: other.to_string(),
+            });
             OnMissing::Block
         }
     };
     let checkpoint_every = raw.checkpoint_every.unwrap_or(DEFAULT_CHECKPOINT_EVERY);
     if checkpoint_every == 0 {
-        errors.push("audit.checkpoint_every: must be at least 1".to_string());
+        errors.push(AuditConfigError::CheckpointEveryZero);
     }
-    let mut duration = |key: &str, v: &Option<String>| -> Option<Duration> {
+    let mut duration = |key: &'static str, v: &Option<String>| -> Option<Duration> {
         let s = v.as_ref()?;
         match parse_duration(s) {
             Some(d) if !d.is_zero() => Some(d),
             _ => {
-                errors.push(format!(
-                    "audit.{key}: {s:?} is not a positive duration (250ms, 10s, 5m, 1h, 1d)"
-                ));
+                errors.push(AuditConfigError::Duration {
+                    key,
+                    value: s.clone(),
+                });
                 None
             }
         }
@@ -239,9 +264,7 @@ pub fn compile_config(raw: &RawAuditConfig, base_dir: &Path) -> Result<AuditConf
         Some(s) => match parse_size(s) {
             Some(n) if n >= 4096 => Some(n),
             _ => {
-                errors.push(format!(
-                    "audit.rotate_bytes: {s:?} is not a size of at least 4KiB (64MiB, 1GiB)"
-                ));
+                errors.push(AuditConfigError::RotateBytes { value: s.clone() });
                 None
             }
         },
@@ -249,9 +272,7 @@ pub fn compile_config(raw: &RawAuditConfig, base_dir: &Path) -> Result<AuditConf
     let origin = match &raw.origin {
         Some(o) if valid_origin(o) => o.clone(),
         Some(o) => {
-            errors.push(format!(
-                "audit.origin: {o:?} must be non-empty without spaces or '+' (it is also the key name)"
-            ));
+            errors.push(AuditConfigError::Origin { value: o.clone() });
             String::new()
         }
         None => default_origin(),

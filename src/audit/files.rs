@@ -13,9 +13,10 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use super::checkpoint::{parse_notes, verify_note, ParsedNote};
+use super::error::{AuditError, Damage};
 use super::merkle::{leaf_hash, Frontier, Hash};
 use super::record::{Head, GENESIS_PREV};
-use super::{time, AuditError};
+use super::time;
 
 /// Digits of a segment's seq suffix.
 const SEQ_DIGITS: usize = 20;
@@ -137,6 +138,21 @@ impl Lines {
     }
 }
 
+/// Why a line does not continue the chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ChainBreak {
+    #[error("not a log line (JSON error at column {column})")]
+    NotALine { column: usize },
+    #[error("seq is {found}, expected {expected}")]
+    Seq { found: u64, expected: u64 },
+    /// The line before it was altered, removed or inserted.
+    #[error("prev does not match the SHA-256 of the previous line")]
+    Prev,
+    /// The last line has no newline (a crash while it was written).
+    #[error("last line is incomplete")]
+    Incomplete,
+}
+
 /// The chain state after the last line: what the writer continues from.
 #[derive(Debug, Clone)]
 pub(crate) struct ChainState {
@@ -156,14 +172,17 @@ impl ChainState {
     }
 
     /// Checks that `line` continues the chain and advances it; `Err` says why not.
-    pub fn accept(&mut self, line: &[u8]) -> Result<Head, String> {
+    pub fn accept(&mut self, line: &[u8]) -> Result<Head, ChainBreak> {
         let head: Head = serde_json::from_slice(line)
-            .map_err(|e| format!("not a log line (JSON error at column {})", e.column()))?;
+            .map_err(|e| ChainBreak::NotALine { column: e.column() })?;
         if head.seq != self.next_seq {
-            return Err(format!("seq is {}, expected {}", head.seq, self.next_seq));
+            return Err(ChainBreak::Seq {
+                found: head.seq,
+                expected: self.next_seq,
+            });
         }
         if head.prev != hex::encode(self.prev) {
-            return Err("prev does not match the SHA-256 of the previous line".to_string());
+            return Err(ChainBreak::Prev);
         }
         self.advance(line);
         Ok(head)
@@ -196,10 +215,10 @@ pub(crate) struct Recovered {
     pub report: RecoveryReport,
 }
 
-fn corrupt(path: &Path, line: u64, why: impl std::fmt::Display) -> AuditError {
+fn corrupt(path: &Path, reason: Damage) -> AuditError {
     AuditError::Corrupt {
         path: path.display().to_string(),
-        reason: format!("line {line}: {why}"),
+        reason,
     }
 }
 
@@ -213,8 +232,9 @@ pub(crate) fn recover(log: &Path, key: Option<(&str, &[u8; 32])>) -> Result<Reco
         if first != chain.next_seq {
             return Err(corrupt(
                 &seg,
-                1,
-                format!("segment should start at seq {}", chain.next_seq),
+                Damage::SegmentStart {
+                    expected: chain.next_seq,
+                },
             ));
         }
         let mut lines = Lines::open(&seg).map_err(|e| AuditError::io(&seg, e))?;
@@ -225,11 +245,11 @@ pub(crate) fn recover(log: &Path, key: Option<(&str, &[u8; 32])>) -> Result<Reco
                 .map_err(|e| AuditError::io(&seg, e))?
             {
                 None => break,
-                Some(false) => return Err(corrupt(&seg, number, "sealed segment ends mid-line")),
+                Some(false) => return Err(corrupt(&seg, Damage::SealedMidLine { line: number })),
                 Some(true) => {
                     chain
                         .accept(&buf)
-                        .map_err(|why| corrupt(&seg, number, why))?;
+                        .map_err(|why| corrupt(&seg, Damage::Line { line: number, why }))?;
                 }
             }
         }
@@ -240,7 +260,7 @@ pub(crate) fn recover(log: &Path, key: Option<(&str, &[u8; 32])>) -> Result<Reco
     if std::fs::metadata(log).is_ok() {
         let mut lines = Lines::open(log).map_err(|e| AuditError::io(log, e))?;
         let mut good_len = 0u64;
-        let mut bad: Option<(u64, String)> = None;
+        let mut bad: Option<(u64, ChainBreak)> = None;
         loop {
             let number = lines.number;
             match lines
@@ -253,8 +273,9 @@ pub(crate) fn recover(log: &Path, key: Option<(&str, &[u8; 32])>) -> Result<Reco
                         // After a bad line only torn garbage may follow: a line that still
                         // parses means the middle of the log is damaged, not its tail.
                         if complete && serde_json::from_slice::<Head>(&buf).is_ok() {
-                            let (n, why) = bad.take().unwrap_or_default();
-                            return Err(corrupt(log, n, why));
+                            if let Some((line, why)) = bad.take() {
+                                return Err(corrupt(log, Damage::Line { line, why }));
+                            }
                         }
                         continue;
                     }
@@ -266,13 +287,13 @@ pub(crate) fn recover(log: &Path, key: Option<(&str, &[u8; 32])>) -> Result<Reco
                                 chain = before;
                                 // A whole line that parses but breaks the chain is damage.
                                 if serde_json::from_slice::<Head>(&buf).is_ok() {
-                                    return Err(corrupt(log, number, why));
+                                    return Err(corrupt(log, Damage::Line { line: number, why }));
                                 }
                                 Err(why)
                             }
                         }
                     } else {
-                        Err("last line is incomplete".to_string())
+                        Err(ChainBreak::Incomplete)
                     };
                     match result {
                         Ok(head) => {
@@ -325,13 +346,13 @@ pub(crate) fn recover(log: &Path, key: Option<(&str, &[u8; 32])>) -> Result<Reco
         report.last_checkpoint = report.last_checkpoint.max(size);
     }
     if report.last_checkpoint > chain.next_seq {
-        return Err(AuditError::Corrupt {
-            path: log.display().to_string(),
-            reason: format!(
-                "a signed checkpoint covers {} entries but the log holds {}: acknowledged entries are missing",
-                report.last_checkpoint, chain.next_seq
-            ),
-        });
+        return Err(corrupt(
+            log,
+            Damage::CheckpointAhead {
+                checkpointed: report.last_checkpoint,
+                entries: chain.next_seq,
+            },
+        ));
     }
     Ok(Recovered {
         chain,

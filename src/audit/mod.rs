@@ -20,7 +20,7 @@
 //!   the cut bytes next to the log for inspection); the chain continues from there. Lines
 //!   were acknowledged only after their sync, so nothing acknowledged is ever cut.
 //!
-//! Modules: `config` (the `audit:` section), `record` (what the proxy fills in), `jurisdiction`
+//! Modules: `config` (the `audit:` section), `error` (what can fail, as types), `record` (what the proxy fills in), `jurisdiction`
 //! (cross-border test and mechanism decision), `merkle` (RFC 6962), `checkpoint` (signed
 //! notes), `sink` (the file the writer writes, and fault injection), `files` (segments and
 //! recovery), `writer` (the [`AuditLog`] handle and its thread), `offbox` (checkpoint copies
@@ -28,6 +28,7 @@
 
 pub mod checkpoint;
 pub mod config;
+mod error;
 pub mod files;
 pub mod jurisdiction;
 pub mod merkle;
@@ -41,11 +42,17 @@ mod time;
 pub mod verify;
 mod writer;
 
-pub use config::{compile_config, AuditConfig, Offbox, OnMissing, RawAuditConfig, RawOffbox};
+pub use checkpoint::{CheckpointError, NoteError};
+pub use config::{
+    compile_config, AuditConfig, AuditConfigError, Offbox, OnMissing, RawAuditConfig, RawOffbox,
+};
+pub use error::{AuditError, Damage, KeyError, WriterFailure};
+pub use files::ChainBreak;
 pub use jurisdiction::{cross_border, decide_mechanism, MechanismDecision};
-pub use prove::{prove, ProveOptions};
+pub use offbox::OffboxError;
+pub use prove::{prove, ProveError, ProveOptions};
 pub use record::{Decision, Direction, Entry, Stage, TransferRecord};
-pub use report::{report, Dimension, Format, ReportOptions};
+pub use report::{report, Dimension, Format, ReadError, ReportOptions};
 pub use ropa::ropa;
 pub use sink::{FailingSink, FileSink, Sink};
 pub use verify::{verify, VerifyOptions};
@@ -63,43 +70,5 @@ pub struct CliReport {
 impl CliReport {
     fn new(text: String, exit_code: i32) -> Self {
         Self { text, exit_code }
-    }
-}
-
-/// Why the log could not be opened or appended to. Never carries a field value.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum AuditError {
-    /// The writer failed earlier (write, sync, rotation) and stays failed.
-    #[error("transfer log failed and stays failed: {0}")]
-    Failed(String),
-    /// An I/O error while opening or recovering the log.
-    #[error("transfer log {path}: {reason}")]
-    Io { path: String, reason: String },
-    /// The log on disk does not verify; it is never appended to silently.
-    #[error("transfer log {path} is damaged: {reason}")]
-    Corrupt { path: String, reason: String },
-    /// The signing key could not be loaded.
-    #[error("audit signing key {path}: {reason}")]
-    Key { path: String, reason: String },
-    /// The record could not be encoded.
-    #[error("transfer record could not be encoded: {0}")]
-    Encode(String),
-    /// The log was shut down (or its writer is gone).
-    #[error("transfer log is closed")]
-    Closed,
-    /// Another process (or another open log in this one) is writing this log.
-    #[error("transfer log {path} is in use by another writer (its .lock file is locked): one log, one Zweck")]
-    InUse { path: String },
-    /// The last copy of a checkpoint could not be written off-box.
-    #[error("checkpoint could not be written off-box: {0}")]
-    Offbox(String),
-}
-
-impl AuditError {
-    fn io(path: &std::path::Path, e: impl std::fmt::Display) -> Self {
-        AuditError::Io {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        }
     }
 }

@@ -6,6 +6,8 @@
 //! next checkpoint: the newest checkpoint commits to everything older, so an endpoint only
 //! ever needs the latest; a file gets every note.
 
+use std::io;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,10 +25,41 @@ use crate::body::{self, ProxyBody};
 /// How long one POST may take.
 const POST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The last delivery error, `None` after a success.
-pub(crate) type LastError = Arc<Mutex<Option<String>>>;
+/// Why a checkpoint did not reach its off-box destination.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum OffboxError {
+    #[error("{}: {reason}", path.display())]
+    File {
+        path: PathBuf,
+        reason: Arc<io::Error>,
+    },
+    #[error("off-box writer task: {0}")]
+    Task(Arc<tokio::task::JoinError>),
+    #[error("no HTTP client: {0}")]
+    NoClient(Arc<crate::tls::TlsError>),
+    #[error("POST {uri}: cannot build the request: {reason}")]
+    Request {
+        uri: http::Uri,
+        reason: Arc<http::Error>,
+    },
+    #[error("POST {uri}: timed out")]
+    Timeout { uri: http::Uri },
+    #[error("POST {uri}: {reason}")]
+    Post {
+        uri: http::Uri,
+        reason: Arc<hyper_util::client::legacy::Error>,
+    },
+    #[error("POST {uri}: status {status}")]
+    Status {
+        uri: http::Uri,
+        status: http::StatusCode,
+    },
+}
 
-fn set(last: &LastError, v: Option<String>) {
+/// The last delivery error, `None` after a success.
+pub(crate) type LastError = Arc<Mutex<Option<OffboxError>>>;
+
+fn set(last: &LastError, v: Option<OffboxError>) {
     if let Ok(mut g) = last.lock() {
         *g = v;
     }
@@ -44,15 +77,12 @@ pub(crate) fn spawn(
     let (tx, mut rx) = mpsc::unbounded_channel::<String>();
     let handle = tokio::spawn(async move {
         let client = match &target {
-            Offbox::Url(_) => match http_client() {
-                Ok(c) => Some(c),
-                Err(e) => {
-                    set(&last, Some(e));
-                    None
-                }
-            },
+            Offbox::Url(_) => Some(http_client().map_err(Arc::new)),
             _ => None,
         };
+        if let Some(Err(e)) = &client {
+            set(&last, Some(OffboxError::NoClient(e.clone())));
+        }
         while let Some(first) = rx.recv().await {
             let mut notes = vec![first];
             while let Ok(n) = rx.try_recv() {
@@ -63,18 +93,20 @@ pub(crate) fn spawn(
                     let path = path.clone();
                     tokio::task::spawn_blocking(move || {
                         for n in &notes {
-                            files::append_note(&path, n)
-                                .map_err(|e| format!("{}: {e}", path.display()))?;
+                            files::append_note(&path, n).map_err(|e| OffboxError::File {
+                                path: path.clone(),
+                                reason: Arc::new(e),
+                            })?;
                         }
-                        Ok::<(), String>(())
+                        Ok(())
                     })
                     .await
-                    .unwrap_or_else(|e| Err(format!("off-box writer task: {e}")))
+                    .unwrap_or_else(|e| Err(OffboxError::Task(Arc::new(e))))
                 }
                 Offbox::Url(uri) => match (&client, notes.pop()) {
-                    (Some(c), Some(note)) => post(c, uri, note).await,
-                    (None, _) => Err("no HTTP client".to_string()),
-                    (_, None) => Ok(()),
+                    (Some(Ok(c)), Some(note)) => post(c, uri, note).await,
+                    (Some(Err(e)), Some(_)) => Err(OffboxError::NoClient(e.clone())),
+                    (_, _) => Ok(()),
                 },
                 Offbox::None => Ok(()),
             };
@@ -92,8 +124,8 @@ pub(crate) fn spawn(
 
 type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, ProxyBody>;
 
-fn http_client() -> Result<HttpClient, String> {
-    let tls = crate::tls::client_config(None).map_err(|e| e.to_string())?;
+fn http_client() -> Result<HttpClient, crate::tls::TlsError> {
+    let tls = crate::tls::client_config(None)?;
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_connect_timeout(Some(POST_TIMEOUT));
@@ -106,20 +138,29 @@ fn http_client() -> Result<HttpClient, String> {
     Ok(Client::builder(TokioExecutor::new()).build(connector))
 }
 
-async fn post(client: &HttpClient, uri: &http::Uri, note: String) -> Result<(), String> {
+async fn post(client: &HttpClient, uri: &http::Uri, note: String) -> Result<(), OffboxError> {
     let req = Request::builder()
         .method(Method::POST)
         .uri(uri.clone())
         .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
         .body(body::full(note))
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| OffboxError::Request {
+            uri: uri.clone(),
+            reason: Arc::new(e),
+        })?;
     let resp = tokio::time::timeout(POST_TIMEOUT, client.request(req))
         .await
-        .map_err(|_| format!("POST {uri}: timed out"))?
-        .map_err(|e| format!("POST {uri}: {e}"))?;
+        .map_err(|_| OffboxError::Timeout { uri: uri.clone() })?
+        .map_err(|e| OffboxError::Post {
+            uri: uri.clone(),
+            reason: Arc::new(e),
+        })?;
     if resp.status().is_success() {
         Ok(())
     } else {
-        Err(format!("POST {uri}: status {}", resp.status()))
+        Err(OffboxError::Status {
+            uri: uri.clone(),
+            status: resp.status(),
+        })
     }
 }

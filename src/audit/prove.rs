@@ -6,12 +6,13 @@
 //! record is in the log the key holder committed to, without seeing any other record.
 
 use std::fmt::Write as _;
+use std::io;
 use std::path::PathBuf;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 
-use super::checkpoint::{verify_note, Checkpoint, SignedNote};
+use super::checkpoint::{verify_note, Checkpoint, CheckpointError, SignedNote};
 use super::files::{self, Lines};
 use super::merkle::{inclusion_proof, leaf_hash, root, verify_inclusion, Hash};
 use super::CliReport;
@@ -38,6 +39,45 @@ pub struct InclusionProof {
     pub note: String,
     pub source: String,
     pub path: Vec<Hash>,
+}
+
+/// Why no proof could be given. [`ProveError::exit_code`] is what the command exits with.
+#[derive(Debug, thiserror::Error)]
+pub enum ProveError {
+    #[error("UNREADABLE {}: {reason}", log.display())]
+    Unreadable { log: PathBuf, reason: io::Error },
+    #[error("UNREADABLE {}: no such log", log.display())]
+    NoSuchLog { log: PathBuf },
+    #[error("the log holds {entries} records; there is no seq {seq}")]
+    NoSuchRecord { entries: u64, seq: u64 },
+    #[error("TAMPERED checkpoint at {at}: {reason}")]
+    TamperedCheckpoint { at: String, reason: CheckpointError },
+    #[error("no checkpoint covers seq {seq} yet (the log holds {entries} records); one is written every checkpoint_every entries and at shutdown")]
+    NotCovered { seq: u64, entries: u64 },
+    #[error(
+        "TAMPERED: the log's first {size} records do not hash to the root checkpoint {at} signs"
+    )]
+    RootMismatch { size: u64, at: String },
+    #[error("cannot build the proof")]
+    NoPath,
+    #[error("the inclusion proof does not verify")]
+    ProofFails,
+}
+
+impl ProveError {
+    /// 1 when something was tampered with, 2 when the proof cannot be given.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            ProveError::TamperedCheckpoint { .. }
+            | ProveError::RootMismatch { .. }
+            | ProveError::ProofFails => 1,
+            ProveError::Unreadable { .. }
+            | ProveError::NoSuchLog { .. }
+            | ProveError::NoSuchRecord { .. }
+            | ProveError::NotCovered { .. }
+            | ProveError::NoPath => 2,
+        }
+    }
 }
 
 /// Builds and verifies the proof of record `seq`.
@@ -86,26 +126,28 @@ pub fn prove(opts: &ProveOptions) -> CliReport {
             );
             CliReport::new(out, 0)
         }
-        Err((code, why)) => CliReport::new(format!("{why}\n"), code),
+        Err(why) => CliReport::new(format!("{why}\n"), why.exit_code()),
     }
 }
 
-/// The proof and whether the checkpoint's signature was checked. Errors carry an exit code.
-pub fn build(opts: &ProveOptions) -> Result<(InclusionProof, bool), (i32, String)> {
-    let unreadable = |e: String| (2, format!("UNREADABLE {}: {e}", opts.log.display()));
+/// The proof and whether the checkpoint's signature was checked.
+pub fn build(opts: &ProveOptions) -> Result<(InclusionProof, bool), ProveError> {
+    let unreadable = |reason| ProveError::Unreadable {
+        log: opts.log.clone(),
+        reason,
+    };
     let mut leaves = Vec::new();
     let mut wanted = None;
     let mut buf = Vec::new();
-    let files = files::chain_files(&opts.log).map_err(|e| unreadable(e.to_string()))?;
+    let files = files::chain_files(&opts.log).map_err(unreadable)?;
     if files.is_empty() {
-        return Err(unreadable("no such log".into()));
+        return Err(ProveError::NoSuchLog {
+            log: opts.log.clone(),
+        });
     }
     for f in &files {
-        let mut lines = Lines::open(f).map_err(|e| unreadable(e.to_string()))?;
-        while let Some(complete) = lines
-            .next_line(&mut buf)
-            .map_err(|e| unreadable(e.to_string()))?
-        {
+        let mut lines = Lines::open(f).map_err(unreadable)?;
+        while let Some(complete) = lines.next_line(&mut buf).map_err(unreadable)? {
             if !complete {
                 break;
             }
@@ -115,15 +157,9 @@ pub fn build(opts: &ProveOptions) -> Result<(InclusionProof, bool), (i32, String
             leaves.push(leaf_hash(&buf));
         }
     }
-    let line = wanted.ok_or_else(|| {
-        (
-            2,
-            format!(
-                "the log holds {} records; there is no seq {}",
-                leaves.len(),
-                opts.seq
-            ),
-        )
+    let line = wanted.ok_or(ProveError::NoSuchRecord {
+        entries: leaves.len() as u64,
+        seq: opts.seq,
     })?;
     // Candidate checkpoints: off-box first, so an equal size prefers the off-box copy.
     let mut notes: Vec<(String, SignedNote)> = Vec::new();
@@ -135,7 +171,7 @@ pub fn build(opts: &ProveOptions) -> Result<(InclusionProof, bool), (i32, String
         .collect();
     for p in &sources {
         for n in files::read_checkpoints(p)
-            .map_err(|e| unreadable(e.to_string()))?
+            .map_err(unreadable)?
             .into_iter()
             .flatten()
         {
@@ -158,36 +194,28 @@ pub fn build(opts: &ProveOptions) -> Result<(InclusionProof, bool), (i32, String
             continue;
         }
         if let Some(pk) = &opts.public_key {
-            verify_note(n, &cp.origin, pk)
-                .map_err(|e| (1, format!("TAMPERED checkpoint at {src}: {e}")))?;
+            verify_note(n, &cp.origin, pk).map_err(|reason| ProveError::TamperedCheckpoint {
+                at: src.clone(),
+                reason,
+            })?;
         }
         if best.as_ref().is_none_or(|(b, _, _)| cp.size > b.size) {
             let note = format!("{}\n{}", n.body, signature_lines(n));
             best = Some((cp, src.clone(), note));
         }
     }
-    let (checkpoint, source, note) = best.ok_or_else(|| {
-        (
-            2,
-            format!(
-                "no checkpoint covers seq {} yet (the log holds {} records); one is written every checkpoint_every entries and at shutdown",
-                opts.seq,
-                leaves.len()
-            ),
-        )
+    let (checkpoint, source, note) = best.ok_or(ProveError::NotCovered {
+        seq: opts.seq,
+        entries: leaves.len() as u64,
     })?;
     let size = checkpoint.size;
     if root(&leaves[..size as usize]) != checkpoint.root {
-        return Err((
-            1,
-            format!("TAMPERED: the log's first {size} records do not hash to the root checkpoint {source} signs"),
-        ));
+        return Err(ProveError::RootMismatch { size, at: source });
     }
-    let path = inclusion_proof(&leaves, opts.seq, size)
-        .ok_or_else(|| (2, "cannot build the proof".to_string()))?;
+    let path = inclusion_proof(&leaves, opts.seq, size).ok_or(ProveError::NoPath)?;
     let leaf = leaves[opts.seq as usize];
     if !verify_inclusion(&leaf, opts.seq, size, &path, &checkpoint.root) {
-        return Err((1, "the inclusion proof does not verify".to_string()));
+        return Err(ProveError::ProofFails);
     }
     Ok((
         InclusionProof {

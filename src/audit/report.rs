@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -104,25 +105,49 @@ pub struct Totals {
     pub cross_border: u64,
 }
 
+/// Why a log's entries could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("{}: {reason}", path.display())]
+    Io { path: PathBuf, reason: io::Error },
+    #[error("{}: no such log", path.display())]
+    NoSuchLog { path: PathBuf },
+    #[error("{}:{line}: not a transfer record: {reason}", path.display())]
+    NotARecord {
+        path: PathBuf,
+        line: u64,
+        reason: serde_json::Error,
+    },
+}
+
 /// Reads every whole entry of a log (all segments, active file; a torn last line is
 /// skipped). Chain checks are `verify`'s job; this only needs the content.
-pub fn read_entries(log: &Path) -> Result<Vec<Entry>, String> {
+pub fn read_entries(log: &Path) -> Result<Vec<Entry>, ReadError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |reason| ReadError::Io { path, reason }
+    };
     let mut out = Vec::new();
     let mut buf = Vec::new();
-    let files = files::chain_files(log).map_err(|e| format!("{}: {e}", log.display()))?;
+    let files = files::chain_files(log).map_err(io(log))?;
     if files.is_empty() {
-        return Err(format!("{}: no such log", log.display()));
+        return Err(ReadError::NoSuchLog {
+            path: log.to_path_buf(),
+        });
     }
     for f in files {
-        let mut lines = Lines::open(&f).map_err(|e| format!("{}: {e}", f.display()))?;
+        let mut lines = Lines::open(&f).map_err(io(&f))?;
         loop {
-            let number = lines.number;
-            match lines.next_line(&mut buf) {
-                Ok(None) | Ok(Some(false)) => break,
-                Ok(Some(true)) => out.push(serde_json::from_slice(&buf).map_err(|e| {
-                    format!("{}:{number}: not a transfer record: {e}", f.display())
+            let line = lines.number;
+            match lines.next_line(&mut buf).map_err(io(&f))? {
+                None | Some(false) => break,
+                Some(true) => out.push(serde_json::from_slice(&buf).map_err(|reason| {
+                    ReadError::NotARecord {
+                        path: f.clone(),
+                        line,
+                        reason,
+                    }
                 })?),
-                Err(e) => return Err(format!("{}: {e}", f.display())),
             }
         }
     }

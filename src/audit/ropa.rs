@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use super::jurisdiction::{adequacy, cross_border};
 use super::record::{Decision, Stage};
-use super::report::{read_entries, render_csv, render_table, Format};
+use super::report::{read_entries, render_csv, render_table, Format, ReadError};
 use super::CliReport;
 use crate::config::UpstreamConfig;
 use crate::policy::{Action, PolicySet};
@@ -90,7 +90,7 @@ pub fn build(
     policies: &PolicySet,
     upstreams: &[UpstreamConfig],
     logs: &[PathBuf],
-) -> Result<Ropa, String> {
+) -> Result<Ropa, ReadError> {
     let controller = policies.controller();
     let mut activities = Vec::new();
     for p in policies.purposes() {

@@ -16,7 +16,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 
 use super::checkpoint::{parse_notes, verify_note, Checkpoint, SignedNote};
-use super::files::{self, ChainState, Lines};
+use super::files::{self, ChainBreak, ChainState, Lines};
 use super::CliReport;
 
 /// Print progress every this many bytes.
@@ -224,7 +224,7 @@ fn verify_one(log: &Path, opts: &VerifyOptions) -> Result<String, Failure> {
             }
             let seq = chain.next_seq;
             chain.accept(&buf).map_err(|why| {
-                let hint = if why.starts_with("prev") && seq > 0 {
+                let hint = if why == ChainBreak::Prev && seq > 0 {
                     format!(" (record {} was altered, or a line was removed or inserted before this one)", seq - 1)
                 } else {
                     String::new()

@@ -17,12 +17,12 @@ use tokio::sync::oneshot;
 
 use super::checkpoint::{self, Checkpoint};
 use super::config::{AuditConfig, OnMissing, MAX_COMMIT_WINDOW};
+use super::error::{AuditError, KeyError, WriterFailure};
 use super::files::{self, ChainState, RecoveryReport};
 use super::offbox;
 use super::record::{self, TransferRecord};
 use super::sink::{FileSink, Sink};
 use super::time;
-use super::AuditError;
 
 /// What `open` found and did (entries, a cut torn tail, the newest checkpoint).
 pub type Recovery = RecoveryReport;
@@ -65,7 +65,7 @@ struct Counters {
 
 struct Shared {
     tx: mpsc::Sender<Cmd>,
-    failed: Arc<OnceLock<String>>,
+    failed: Arc<OnceLock<WriterFailure>>,
     counters: Arc<Counters>,
     recovery: RecoveryReport,
     on_missing: OnMissing,
@@ -105,7 +105,7 @@ impl AuditLog {
         let cfg = config.clone();
         let (writer_parts, recovery) = tokio::task::spawn_blocking(move || prepare(&cfg, wrap))
             .await
-            .map_err(|e| AuditError::Failed(format!("open task: {e}")))??;
+            .map_err(|e| AuditError::OpenTask(Arc::new(e)))??;
         let (key, sink, recovered, lock) = writer_parts;
         let verifier_key = checkpoint::verifier_key(&config.origin, &checkpoint::public_key(&key));
         let offbox_error: offbox::LastError = Arc::new(Mutex::new(None));
@@ -162,7 +162,7 @@ impl AuditLog {
         if let Some(why) = self.shared.failed.get() {
             return Err(AuditError::Failed(why.clone()));
         }
-        let body = serde_json::to_vec(&record).map_err(|e| AuditError::Encode(e.to_string()))?;
+        let body = serde_json::to_vec(&record).map_err(|e| AuditError::Encode(Arc::new(e)))?;
         let (ack, rx) = oneshot::channel();
         self.shared
             .tx
@@ -209,13 +209,17 @@ impl AuditLog {
     }
 
     /// Why the writer failed, if it did (readiness reports it; appends return it).
-    pub fn failure(&self) -> Option<&str> {
-        self.shared.failed.get().map(String::as_str)
+    pub fn failure(&self) -> Option<String> {
+        self.shared.failed.get().map(ToString::to_string)
     }
 
     /// The last off-box delivery error, `None` once a delivery succeeded.
     pub fn offbox_error(&self) -> Option<String> {
-        self.shared.offbox_error.lock().ok().and_then(|g| g.clone())
+        self.shared
+            .offbox_error
+            .lock()
+            .ok()
+            .and_then(|g| g.as_ref().map(ToString::to_string))
     }
 
     /// The `audit.on_missing_mechanism` setting, for [`super::decide_mechanism`].
@@ -272,13 +276,14 @@ fn prepare<F>(config: &AuditConfig, wrap: F) -> Result<Prepared, AuditError>
 where
     F: FnOnce(Box<dyn Sink>) -> Box<dyn Sink>,
 {
-    let key_err = |reason: String| AuditError::Key {
+    let key_err = |reason: KeyError| AuditError::Key {
         path: config.signing_key.display().to_string(),
         reason,
     };
-    let kp =
-        crate::certs::read_audit_key(&config.signing_key).map_err(|e| key_err(e.to_string()))?;
-    let key = checkpoint::key_from_pkcs8(&kp.serialize_der()).map_err(key_err)?;
+    let kp = crate::secrets::read_audit_key(&config.signing_key)
+        .map_err(|e| key_err(KeyError::Unreadable(Arc::new(e))))?;
+    let key = checkpoint::key_from_pkcs8(&kp.serialize_der())
+        .map_err(|e| key_err(KeyError::NotEd25519(e)))?;
     if let Some(dir) = config.log.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| AuditError::io(dir, e))?;
     }
@@ -318,7 +323,7 @@ struct Writer {
     rotate_bytes: Option<u64>,
     rotate_age: Option<Duration>,
     window: Duration,
-    failed: Arc<OnceLock<String>>,
+    failed: Arc<OnceLock<WriterFailure>>,
     counters: Arc<Counters>,
     offbox: Option<tokio::sync::mpsc::UnboundedSender<String>>,
     /// The log's lock file; released (dropped) before a shutdown is acknowledged, so the log
@@ -386,10 +391,10 @@ impl Writer {
         wait.max(Duration::from_millis(1))
     }
 
-    fn fail(&self, why: String) -> String {
+    /// Fails the writer for good; returns the failure that counts (the first one).
+    fn fail(&self, why: WriterFailure) -> WriterFailure {
         tracing::error!(error = %why, "transfer log failed; governed flows stop until restart");
-        let _ = self.failed.set(why);
-        self.failed.get().cloned().unwrap_or_default()
+        self.failed.get_or_init(|| why).clone()
     }
 
     /// Writes a batch with one sync and acknowledges it.
@@ -421,11 +426,11 @@ impl Writer {
         let result = self
             .sink
             .write_all(&buf)
-            .map_err(|e| format!("write failed: {e}"))
+            .map_err(|e| WriterFailure::Write(Arc::new(e)))
             .and_then(|()| {
                 self.sink
                     .sync_data()
-                    .map_err(|e| format!("fdatasync failed: {e}"))
+                    .map_err(|e| WriterFailure::Sync(Arc::new(e)))
             });
         match result {
             Ok(()) => {
@@ -478,7 +483,7 @@ impl Writer {
             let result = self.checkpoint().and_then(|()| {
                 self.sink
                     .rotate(self.active_first_seq)
-                    .map_err(|e| format!("rotation failed: {e}"))
+                    .map_err(|e| WriterFailure::Rotate(Arc::new(e)))
             });
             match result {
                 Ok(()) => {
@@ -502,7 +507,7 @@ impl Writer {
 
     /// Signs the current tree head, appends it on box (synced) and hands it to off-box.
     /// A no-op when nothing is new since the last checkpoint.
-    fn checkpoint(&mut self) -> Result<(), String> {
+    fn checkpoint(&mut self) -> Result<(), WriterFailure> {
         let size = self.chain.next_seq;
         if size == self.last_cp_size {
             return Ok(());
@@ -516,7 +521,7 @@ impl Writer {
         let note = checkpoint::sign(&cp, &self.origin, &self.key);
         self.sink
             .append_checkpoint(note.as_bytes())
-            .map_err(|e| format!("checkpoint write failed: {e}"))?;
+            .map_err(|e| WriterFailure::Checkpoint(Arc::new(e)))?;
         self.last_cp_size = size;
         self.last_cp_at = Instant::now();
         self.counters.checkpoints.fetch_add(1, Ordering::Relaxed);

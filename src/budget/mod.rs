@@ -65,6 +65,27 @@ pub struct RawBudgetsConfig {
     pub refusal: Option<String>,
 }
 
+impl RawBudgetsConfig {
+    /// What [`Budgets::from_config`] would refuse, found without building anything, so that
+    /// `zweck config check` reports it with the other problems of the file. (Whether the URL
+    /// parses is left to the Redis client at start.)
+    pub fn problems(&self) -> Vec<BudgetError> {
+        let mut out = Vec::new();
+        if self.instances == Some(0) {
+            out.push(BudgetError::ZeroInstances);
+        }
+        match self.store.as_str() {
+            "local" if self.url.is_some() || self.key_prefix.is_some() => {
+                out.push(BudgetError::RedisOptionWithLocal);
+            }
+            "redis" if self.url.is_none() => out.push(BudgetError::MissingUrl),
+            "local" | "redis" => {}
+            other => out.push(BudgetError::UnknownStore(other.to_string())),
+        }
+        out
+    }
+}
+
 /// Why a `budgets:` section cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum BudgetError {
@@ -370,16 +391,11 @@ impl Budgets {
             Some(c) => local::BudgetClock::fake(c),
             None => local::BudgetClock::real(),
         };
-        if raw.instances == Some(0) {
-            return Err(BudgetError::ZeroInstances);
+        if let Some(problem) = raw.problems().into_iter().next() {
+            return Err(problem);
         }
         match raw.store.as_str() {
-            "local" => {
-                if raw.url.is_some() || raw.key_prefix.is_some() {
-                    return Err(BudgetError::RedisOptionWithLocal);
-                }
-                Ok(Budgets::with_store(Store::Local(LocalStore::new(clock))))
-            }
+            "local" => Ok(Budgets::with_store(Store::Local(LocalStore::new(clock)))),
             "redis" => {
                 let url = raw.url.as_deref().ok_or(BudgetError::MissingUrl)?;
                 let prefix = raw.key_prefix.as_deref().unwrap_or("zweck:budget");

@@ -3,7 +3,6 @@
 //! absolute / relative next links exactly as a client would follow them.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
@@ -391,19 +390,13 @@ async fn hooks_stall_large_echo_and_recording() {
     assert_eq!(a.status, StatusCode::CREATED);
 
     // The stall request is in flight when this runs; wait until the double has recorded it.
-    let mut recorded = false;
-    for _ in 0..200 {
-        if run
-            .double
+    let recorded = crate::eventually::eventually(|| {
+        run.double
             .received()
             .iter()
             .any(|r| r.path_and_query == "/__double/stall")
-        {
-            recorded = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    })
+    .await;
     assert!(recorded);
     let received = run.double.received();
     let post = received

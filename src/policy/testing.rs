@@ -132,7 +132,7 @@ fn run_file(set: &PolicySet, src: &Source, report: &mut TestReport) {
                 line: loc.map_or(0, |l| l.line() as usize),
                 column: loc.map_or(0, |l| l.column() as usize),
                 severity: Severity::Error,
-                message: super::compile::first_line(&e.to_string()),
+                message: super::diagnostic::first_line(&e.to_string()),
             });
             return;
         }

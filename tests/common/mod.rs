@@ -2,6 +2,10 @@
 //! certificates, and real HTTP/1.1 and HTTP/2 TLS clients.
 #![allow(dead_code)]
 
+mod eventually;
+#[allow(unused_imports)] // each test binary uses some of them
+pub use eventually::{eventually, eventually_blocking, eventually_some};
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -291,7 +295,7 @@ impl Harness {
     }
 
     pub fn api_key(&self) -> String {
-        certs::read_api_key(&self.paths().api_key(KEY_APP)).expect("api key")
+        zweck::secrets::read_api_key(&self.paths().api_key(KEY_APP)).expect("api key")
     }
 
     /// A client presenting the client certificate of `app`.
@@ -426,17 +430,6 @@ pub fn problem_slug(resp: &Response<()>, body: &[u8]) -> String {
         .and_then(|t| t.strip_prefix("urn:zweck:problem:"))
         .expect("type")
         .to_string()
-}
-
-/// Waits for a condition with a generous bound.
-pub async fn eventually<F: FnMut() -> bool>(mut f: F) -> bool {
-    for _ in 0..600 {
-        if f() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
 }
 
 /// Copies the shipped policies into `to`, applying `edit` to purposes.yaml.

@@ -19,10 +19,11 @@ use std::time::Duration;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::diagnostic::{Diagnostic, Diags};
+use super::diagnostic::{first_line, Diagnostic, Diags};
 use super::model::{RawBudget, SpStr};
 use super::set::{Action, Controller, ExportBudget, Generalise, PolicySet, RouteClass};
 use super::taxonomy::{suggest, CatId, Taxonomy};
+use crate::units::parse_duration;
 
 /// One file of a policy directory.
 #[derive(Debug, Clone)]
@@ -112,19 +113,6 @@ fn parse_yaml<T: serde::de::DeserializeOwned>(src: &Source, diags: &mut Diags) -
             None
         }
     }
-}
-
-/// The first line of a YAML error without the `error: line N column M:` prefix (the
-/// diagnostic carries the position itself).
-pub(crate) fn first_line(s: &str) -> String {
-    let mut l = s.lines().next().unwrap_or("").trim();
-    l = l.strip_prefix("error:").unwrap_or(l).trim();
-    if let Some(rest) = l.strip_prefix("line ") {
-        if let Some((_, msg)) = rest.split_once(": ") {
-            return msg.trim().to_string();
-        }
-    }
-    l.to_string()
 }
 
 /// Compiles a set of sources (as read by `read_dir`). Returns the set and its warnings, or
@@ -249,26 +237,11 @@ pub fn parse_action(v: &Value) -> Result<Action, String> {
     }
 }
 
-fn parse_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit())?;
-    let (n, unit) = s.split_at(split);
-    let n: u64 = n.parse().ok()?;
-    let secs = match unit {
-        "s" => n,
-        "m" | "min" => n.checked_mul(60)?,
-        "h" => n.checked_mul(3600)?,
-        "d" => n.checked_mul(86400)?,
-        _ => return None,
-    };
-    (secs > 0).then(|| Duration::from_secs(secs))
-}
-
 fn compile_budget(raw: &RawBudget, top: bool) -> Result<ExportBudget, String> {
     let per = match &raw.per {
-        Some(p) => {
-            parse_duration(p).ok_or_else(|| format!("`{p}` is not a period (30s, 15m, 1h, 1d)"))?
-        }
+        Some(p) => parse_duration(p)
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| format!("`{p}` is not a period (30s, 15m, 1h, 1d)"))?,
         None if top => return Err("export_budget needs `per` (e.g. 1h)".into()),
         None => Duration::ZERO,
     };

@@ -1,0 +1,562 @@
+//! Raw config -> [`Config`] in one pass that collects every problem with its position,
+//! instead of stopping at the first (as vector does): a user fixing a config sees all of it.
+//! Relative paths are resolved against the config file's directory here, once.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_saphyr::Spanned;
+
+use super::raw::{RawApp, RawAuth, RawClientCert, RawConfig, RawCrmDouble, RawLimits, RawUpstream};
+use super::{
+    ApiKeyConfig, AppConfig, ClientCertMatch, Config, ConfigError, CrmDoubleSettings, KeyDigest,
+    Limits, MechanismKind, SecretSource, TlsFiles, TransferMechanism, UpstreamAuth, UpstreamConfig,
+};
+use crate::audit::{AuditConfig, RawAuditConfig};
+use crate::budget::{RawBudgetsConfig, RefusalStyle};
+use crate::diagnostic::{first_line, Diagnostic, Diags, Severity};
+use crate::dialect::Dialect;
+use crate::pattern::RoutePattern;
+use crate::units::{parse_duration, parse_size};
+
+/// Parses and validates config text; `path` names the file in messages and anchors relative
+/// paths.
+pub(super) fn compile(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    let raw: RawConfig = serde_saphyr::from_str(text).map_err(|e| {
+        let (line, column) = e
+            .location()
+            .map(|l| (l.line(), l.column()))
+            .unwrap_or((1, 1));
+        ConfigError::Invalid(vec![Diagnostic {
+            file: path.to_path_buf(),
+            line: line as usize,
+            column: column as usize,
+            severity: Severity::Error,
+            message: first_line(&e.to_string()),
+        }])
+    })?;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut c = Compiler {
+        file: path.to_path_buf(),
+        base,
+        diags: Diags::default(),
+    };
+    let config = c.compile(raw);
+    if c.diags.list.is_empty() {
+        config.ok_or_else(|| ConfigError::Invalid(Vec::new()))
+    } else {
+        Err(ConfigError::Invalid(c.diags.split().0))
+    }
+}
+
+struct Compiler {
+    file: PathBuf,
+    base: PathBuf,
+    diags: Diags,
+}
+
+impl Compiler {
+    fn error(&mut self, at: &serde_saphyr::Location, message: impl Into<String>) {
+        self.diags.error(&self.file, Some(at), message);
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        let p = Path::new(p);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base.join(p)
+        }
+    }
+
+    fn addr(&mut self, s: &Spanned<String>, what: &str) -> Option<SocketAddr> {
+        match s.value.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.error(
+                    &s.referenced,
+                    format!(
+                        "{what}: expected an address like 127.0.0.1:8443, got {:?}",
+                        s.value
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, s: &Option<Spanned<String>>, default: Duration) -> Duration {
+        match s {
+            None => default,
+            Some(s) => match parse_duration(&s.value) {
+                Some(d) => d,
+                None => {
+                    self.error(
+                        &s.referenced,
+                        format!(
+                            "expected a duration like 10s, 500ms, 2m or 1h, got {:?}",
+                            s.value
+                        ),
+                    );
+                    default
+                }
+            },
+        }
+    }
+
+    fn size(&mut self, s: &Option<Spanned<String>>, default: u64) -> u64 {
+        match s {
+            None => default,
+            Some(s) => match parse_size(&s.value) {
+                Some(d) => d,
+                None => {
+                    self.error(
+                        &s.referenced,
+                        format!(
+                            "expected a size like 8MiB, 1GiB or 65536, got {:?}",
+                            s.value
+                        ),
+                    );
+                    default
+                }
+            },
+        }
+    }
+
+    fn compile(&mut self, raw: RawConfig) -> Option<Config> {
+        let listen = self.addr(&raw.listen, "listen");
+        let admin = raw.admin.as_ref().and_then(|a| self.addr(a, "admin"));
+        let public_url = match &raw.public_url {
+            Some(u) => self.public_url(u),
+            None => listen.map(|a| format!("https://{a}")),
+        };
+        let crm_double = raw.crm_double.as_ref().and_then(|d| self.crm_double(d));
+        let limits = self.limits(&raw.limits);
+        let apps = raw
+            .apps
+            .iter()
+            .filter_map(|(name, app)| self.app(name, app))
+            .collect::<Vec<_>>();
+        self.check_unique_identities(&apps, &raw.apps);
+        let upstreams = raw
+            .upstreams
+            .iter()
+            .filter_map(|(name, up)| self.upstream(name, up))
+            .collect::<Vec<_>>();
+        let audit = raw.audit.as_ref().and_then(|a| self.audit(a));
+        let refusal_style = match &raw.budgets {
+            Some(b) => self.budgets(b),
+            None => RefusalStyle::Problem,
+        };
+
+        Some(Config {
+            path: self.file.clone(),
+            listen: listen?,
+            public_url: public_url?,
+            dev: raw.dev,
+            tls: TlsFiles {
+                cert: self.path(&raw.tls.cert),
+                key: self.path(&raw.tls.key),
+                client_ca: raw.tls.client_ca.as_deref().map(|p| self.path(p)),
+            },
+            admin,
+            policies: self.path(raw.policies.as_deref().unwrap_or("policies")),
+            certs_dir: self.path(raw.certs_dir.as_deref().unwrap_or("certs")),
+            pseudonym_key_file: raw.pseudonym_key_file.as_deref().map(|p| self.path(p)),
+            crm_double,
+            limits,
+            audit,
+            budgets: raw.budgets.map(|b| b.value),
+            refusal_style,
+            apps,
+            upstreams,
+        })
+    }
+
+    /// `https://host[:port]` without a path (a trailing `/` is dropped).
+    fn public_url(&mut self, u: &Spanned<String>) -> Option<String> {
+        let trimmed = u.value.trim_end_matches('/').to_string();
+        match trimmed.parse::<http::Uri>() {
+            Ok(uri)
+                if uri.scheme_str() == Some("https")
+                    && uri.authority().is_some()
+                    && uri.path() == "/" =>
+            {
+                Some(trimmed)
+            }
+            _ => {
+                self.error(
+                    &u.referenced,
+                    format!(
+                        "public_url must be https://host[:port] without a path, got {:?}",
+                        u.value
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn crm_double(&mut self, d: &Spanned<RawCrmDouble>) -> Option<CrmDoubleSettings> {
+        let raw = &d.value;
+        let oauth_client = match (&raw.oauth_client_id, &raw.oauth_secret_file) {
+            (Some(id), Some(f)) => Some((id.clone(), self.path(f))),
+            (None, None) => None,
+            _ => {
+                self.error(
+                    &d.referenced,
+                    "crm_double: oauth_client_id and oauth_secret_file go together",
+                );
+                None
+            }
+        };
+        let listen = self.addr(&raw.listen, "crm_double.listen")?;
+        Some(CrmDoubleSettings {
+            listen,
+            contacts: raw.contacts.unwrap_or(1000),
+            seed: raw.seed.unwrap_or(42),
+            bearer_file: raw.bearer_file.as_deref().map(|p| self.path(p)),
+            oauth_client,
+        })
+    }
+
+    fn limits(&mut self, l: &RawLimits) -> Limits {
+        let defaults = Limits::default();
+        if let Some(n) = l.max_connections.as_ref().filter(|n| n.value == 0) {
+            self.error(&n.referenced, "limits.max_connections must be at least 1");
+        }
+        Limits {
+            max_connections: l
+                .max_connections
+                .as_ref()
+                .map_or(defaults.max_connections, |n| n.value),
+            handshake_timeout: self.duration(&l.handshake_timeout, defaults.handshake_timeout),
+            header_read_timeout: self
+                .duration(&l.header_read_timeout, defaults.header_read_timeout),
+            idle_timeout: self.duration(&l.idle_timeout, defaults.idle_timeout),
+            shutdown_grace: self.duration(&l.shutdown_grace, defaults.shutdown_grace),
+            buffer_bytes: self.size(&l.buffer_bytes, defaults.buffer_bytes),
+            max_body_bytes: self.size(&l.max_body_bytes, defaults.max_body_bytes),
+            buffered_total: self.size(&l.buffered_total, defaults.buffered_total),
+            json_depth: l.json_depth.unwrap_or(defaults.json_depth),
+            decoded_ratio: l.decoded_ratio.unwrap_or(defaults.decoded_ratio),
+        }
+    }
+
+    fn audit(&mut self, a: &Spanned<RawAuditConfig>) -> Option<AuditConfig> {
+        match crate::audit::compile_config(&a.value, &self.base) {
+            Ok(c) => Some(c),
+            Err(errors) => {
+                for e in errors {
+                    self.error(&a.referenced, format!("audit: {e}"));
+                }
+                None
+            }
+        }
+    }
+
+    /// Checks `budgets:` (its store is built at start) and returns the refusal style.
+    fn budgets(&mut self, b: &Spanned<RawBudgetsConfig>) -> RefusalStyle {
+        for problem in b.value.problems() {
+            self.error(&b.referenced, problem.to_string());
+        }
+        match b.value.refusal.as_deref() {
+            None | Some("problem") => RefusalStyle::Problem,
+            Some("vendor") => RefusalStyle::Vendor,
+            Some(other) => {
+                self.error(
+                    &b.referenced,
+                    format!("budgets.refusal is problem or vendor, got {other:?}"),
+                );
+                RefusalStyle::Problem
+            }
+        }
+    }
+
+    fn app(&mut self, name: &str, app: &Spanned<RawApp>) -> Option<AppConfig> {
+        let at = &app.referenced;
+        let raw = &app.value;
+        if !valid_name(name) {
+            self.error(
+                at,
+                format!("app name {name:?}: use letters, digits, '-' and '_'"),
+            );
+        }
+        let client_cert = match &raw.client_cert {
+            None => None,
+            Some(RawClientCert {
+                san: Some(s),
+                cn: None,
+            }) => Some(ClientCertMatch::San(s.clone())),
+            Some(RawClientCert {
+                san: None,
+                cn: Some(c),
+            }) => Some(ClientCertMatch::Cn(c.clone())),
+            Some(_) => {
+                self.error(
+                    at,
+                    format!("app {name}: client_cert takes exactly one of san, cn"),
+                );
+                None
+            }
+        };
+        let purposes: BTreeSet<String> = raw.purposes.iter().cloned().collect();
+        if purposes.is_empty() {
+            self.error(at, format!("app {name}: grant at least one purpose"));
+        }
+        let mut api_keys = Vec::new();
+        for key in &raw.api_keys {
+            let kat = &key.referenced;
+            let k = &key.value;
+            let sha256 = match (&k.sha256, &k.sha256_file) {
+                (Some(hexed), None) => match decode_sha256(hexed.trim()) {
+                    Some(d) => KeyDigest::Inline(d),
+                    None => {
+                        self.error(
+                            kat,
+                            format!("app {name}: an api key's sha256 is 64 hex characters"),
+                        );
+                        continue;
+                    }
+                },
+                (None, Some(file)) => KeyDigest::File(self.path(file)),
+                _ => {
+                    self.error(
+                        kat,
+                        format!("app {name}: an api key takes exactly one of sha256, sha256_file"),
+                    );
+                    continue;
+                }
+            };
+            if let Some(p) = &k.purpose {
+                if !purposes.contains(p) {
+                    self.error(
+                        kat,
+                        format!(
+                            "app {name}: key bound to purpose {p:?}, which the app is not granted"
+                        ),
+                    );
+                }
+            }
+            api_keys.push(ApiKeyConfig {
+                sha256,
+                purpose: k.purpose.clone(),
+            });
+        }
+        if client_cert.is_none() && api_keys.is_empty() {
+            self.error(
+                at,
+                format!("app {name}: needs a client_cert or at least one api key"),
+            );
+        }
+        Some(AppConfig {
+            name: name.to_string(),
+            client_cert,
+            api_keys,
+            purposes,
+        })
+    }
+
+    fn check_unique_identities(
+        &mut self,
+        apps: &[AppConfig],
+        raw: &BTreeMap<String, Spanned<RawApp>>,
+    ) {
+        let mut certs = BTreeMap::new();
+        let mut keys = BTreeMap::new();
+        for app in apps {
+            let at = raw.get(&app.name).map(|a| a.referenced);
+            if let (Some(m), Some(at)) = (&app.client_cert, at) {
+                if let Some(other) = certs.insert(format!("{m:?}"), app.name.clone()) {
+                    self.error(
+                        &at,
+                        format!(
+                            "apps {other} and {} match the same client certificate",
+                            app.name
+                        ),
+                    );
+                }
+            }
+            for k in &app.api_keys {
+                if let (Some(other), Some(at)) =
+                    (keys.insert(k.sha256_debug_key(), app.name.clone()), at)
+                {
+                    self.error(
+                        &at,
+                        format!("apps {other} and {} share an api key", app.name),
+                    );
+                }
+            }
+        }
+    }
+
+    fn upstream(&mut self, name: &str, up: &Spanned<RawUpstream>) -> Option<UpstreamConfig> {
+        let at = up.referenced;
+        let raw = &up.value;
+        let mut ok = true;
+        let url = match raw.url.parse::<http::Uri>() {
+            Ok(u)
+                if u.scheme_str() == Some("https")
+                    && u.authority().is_some()
+                    && u.path() == "/"
+                    && u.query().is_none() =>
+            {
+                Some(u)
+            }
+            Ok(u) if u.scheme_str() == Some("http") => {
+                self.error(&at, format!("upstream {name}: url must be https (personal data never travels in clear text)"));
+                let _ = u;
+                None
+            }
+            _ => {
+                self.error(&at, format!("upstream {name}: url must be https://host[:port] (no path: native prefixes are never rewritten), got {:?}", raw.url));
+                None
+            }
+        };
+        let dialect = Dialect::from_name(&raw.dialect).or_else(|| {
+            self.error(&at, format!("upstream {name}: dialect is one of salesforce, hubspot, dynamics, generic; got {:?}", raw.dialect));
+            None
+        });
+        let path_prefix = raw.route.path_prefix.clone();
+        if let Some(p) = &path_prefix {
+            if !p.starts_with('/') {
+                self.error(
+                    &at,
+                    format!("upstream {name}: route.path_prefix starts with '/'"),
+                );
+                ok = false;
+            }
+        }
+        if path_prefix.is_none() && raw.route.host.is_none() {
+            self.error(
+                &at,
+                format!("upstream {name}: route needs path_prefix and/or host"),
+            );
+            ok = false;
+        }
+        let jurisdiction = raw.jurisdiction.trim().to_ascii_uppercase();
+        if jurisdiction.len() != 2 || !jurisdiction.bytes().all(|b| b.is_ascii_uppercase()) {
+            self.error(&at, format!("upstream {name}: jurisdiction is an ISO 3166-1 alpha-2 code like US or DE, got {:?}", raw.jurisdiction));
+            ok = false;
+        }
+        let tm = &raw.transfer_mechanism;
+        let kind = match tm.kind.as_str() {
+            "adequacy" => Some(MechanismKind::Adequacy),
+            "scc" => Some(MechanismKind::Scc),
+            "dpf" => Some(MechanismKind::Dpf),
+            "bcr" => Some(MechanismKind::Bcr),
+            "derogation" => Some(MechanismKind::Derogation),
+            "none" => Some(MechanismKind::None),
+            other => {
+                self.error(&at, format!("upstream {name}: transfer_mechanism.type is one of adequacy, scc, dpf, bcr, derogation, none; got {other:?}"));
+                None
+            }
+        };
+        if kind == Some(MechanismKind::Scc) && tm.scc_module.is_none() {
+            self.error(
+                &at,
+                format!("upstream {name}: transfer_mechanism type scc needs scc_module (1-4)"),
+            );
+            ok = false;
+        }
+        let auth = match &raw.auth {
+            None => None,
+            Some(a) => self.auth(name, &at, a),
+        };
+        let connect_timeout = self.duration(
+            &raw.connect_timeout.clone().map(|v| Spanned::new(v, at, at)),
+            Duration::from_secs(5),
+        );
+        let response_timeout = self.duration(
+            &raw.response_timeout
+                .clone()
+                .map(|v| Spanned::new(v, at, at)),
+            Duration::from_secs(60),
+        );
+        let mut ungoverned = Vec::new();
+        for p in &raw.ungoverned {
+            match RoutePattern::parse(p) {
+                Ok(p) => ungoverned.push(p),
+                Err(e) => {
+                    self.error(&at, format!("upstream {name}: ungoverned: {e}"));
+                    ok = false;
+                }
+            }
+        }
+        if !ok {
+            return None;
+        }
+        Some(UpstreamConfig {
+            name: name.to_string(),
+            url: url?,
+            dialect: dialect?,
+            path_prefix,
+            host: raw.route.host.as_ref().map(|h| h.to_ascii_lowercase()),
+            auth,
+            processor: raw.processor.clone(),
+            jurisdiction,
+            transfer_mechanism: TransferMechanism {
+                kind: kind?,
+                reference: tm.reference.clone(),
+                scc_module: tm.scc_module.clone(),
+            },
+            ca: raw.ca.as_deref().map(|p| self.path(p)),
+            connect_timeout,
+            response_timeout,
+            ungoverned,
+        })
+    }
+
+    fn auth(
+        &mut self,
+        name: &str,
+        at: &serde_saphyr::Location,
+        a: &RawAuth,
+    ) -> Option<UpstreamAuth> {
+        match (&a.bearer_file, &a.bearer_env, &a.oauth2_client_credentials) {
+            (Some(f), None, None) => Some(UpstreamAuth::BearerFile(self.path(f))),
+            (None, Some(e), None) => Some(UpstreamAuth::BearerEnv(e.clone())),
+            (None, None, Some(o)) => {
+                let token_url = match o.token_url.parse::<http::Uri>() {
+                    Ok(u) if u.scheme_str() == Some("https") && u.authority().is_some() => u,
+                    _ => {
+                        self.error(at, format!("upstream {name}: auth.oauth2_client_credentials.token_url must be an https URL"));
+                        return None;
+                    }
+                };
+                let secret = match (&o.client_secret_file, &o.client_secret_env) {
+                    (Some(f), None) => SecretSource::File(self.path(f)),
+                    (None, Some(e)) => SecretSource::Env(e.clone()),
+                    _ => {
+                        self.error(at, format!("upstream {name}: oauth2_client_credentials takes exactly one of client_secret_file, client_secret_env"));
+                        return None;
+                    }
+                };
+                Some(UpstreamAuth::OAuth2ClientCredentials {
+                    token_url,
+                    client_id: o.client_id.clone(),
+                    secret,
+                    scope: o.scope.clone(),
+                })
+            }
+            _ => {
+                self.error(at, format!("upstream {name}: auth takes exactly one of bearer_file, bearer_env, oauth2_client_credentials"));
+                None
+            }
+        }
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+}
+
+fn decode_sha256(hexed: &str) -> Option<[u8; 32]> {
+    let bytes = hex::decode(hexed).ok()?;
+    bytes.try_into().ok()
+}

@@ -1,0 +1,476 @@
+//! The main config (`zweck.yaml`): listener, apps, upstreams, limits.
+//!
+//! Parsed in two steps, as vector does: YAML into `Raw*` types that reject unknown keys, then
+//! [`Config::load`] compiles them into the validated [`Config`] the proxy uses, collecting
+//! *every* problem with `file:line:column` instead of stopping at the first. Nothing on the
+//! request path ever touches the raw types. Relative paths in the file are resolved against the
+//! directory the file lives in, so `zweck serve --config /etc/zweck/zweck.yaml` works from any
+//! working directory.
+//!
+//! Files: `raw` (the YAML as written), `compile` (raw -> [`Config`]), this file (the compiled
+//! types the rest of Zweck uses), and under test `keys` (every key, derived from the raw types,
+//! checked against docs/configuration.md).
+
+mod compile;
+#[cfg(test)]
+mod keys;
+mod raw;
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use crate::diagnostic::Diagnostic;
+use crate::diagnostic::Severity;
+use crate::dialect::Dialect;
+use crate::pattern::RoutePattern;
+
+/// Why a config could not be loaded: every diagnostic, in file order.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}", render(.0))]
+    Invalid(Vec<Diagnostic>),
+}
+
+/// An error and its sources, `: `-separated (an OS error says why a file is unreadable).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+fn render(diags: &[Diagnostic]) -> String {
+    diags
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The validated config.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from (for messages).
+    pub path: PathBuf,
+    pub listen: SocketAddr,
+    /// What rewritten links point at (scheme, host, port; no trailing slash).
+    pub public_url: String,
+    pub dev: bool,
+    pub tls: TlsFiles,
+    pub admin: Option<SocketAddr>,
+    pub policies: PathBuf,
+    pub certs_dir: PathBuf,
+    /// The pseudonymisation master key (`ZWECK_PSEUDONYM_KEY_FILE` overrides it).
+    pub pseudonym_key_file: Option<PathBuf>,
+    pub crm_double: Option<CrmDoubleSettings>,
+    pub limits: Limits,
+    /// The transfer log; without it governed flows are not logged (dev and tests only).
+    pub audit: Option<crate::audit::AuditConfig>,
+    /// Where export budgets live (`local` when absent) and how refusals look.
+    pub budgets: Option<crate::budget::RawBudgetsConfig>,
+    pub refusal_style: crate::budget::RefusalStyle,
+    pub apps: Vec<AppConfig>,
+    pub upstreams: Vec<UpstreamConfig>,
+}
+
+/// Files of the server certificate and the CA that client certificates must chain to.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
+}
+
+/// The embedded CRM double that `serve` starts beside the proxy.
+#[derive(Debug, Clone)]
+pub struct CrmDoubleSettings {
+    pub listen: SocketAddr,
+    pub contacts: u64,
+    pub seed: u64,
+    /// A static bearer token the double accepts (the file is made in dev mode).
+    pub bearer_file: Option<PathBuf>,
+    /// An OAuth2 client the double's token endpoint accepts.
+    pub oauth_client: Option<(String, PathBuf)>,
+}
+
+/// Resource limits of the listener and of body handling.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub handshake_timeout: Duration,
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub shutdown_grace: Duration,
+    pub buffer_bytes: u64,
+    pub max_body_bytes: u64,
+    pub buffered_total: u64,
+    pub json_depth: usize,
+    pub decoded_ratio: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 4096,
+            handshake_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(120),
+            shutdown_grace: Duration::from_secs(30),
+            buffer_bytes: 8 << 20,
+            max_body_bytes: 1 << 30,
+            buffered_total: 256 << 20,
+            json_depth: 128,
+            decoded_ratio: 100,
+        }
+    }
+}
+
+/// A caller of the proxy.
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    pub name: String,
+    pub client_cert: Option<ClientCertMatch>,
+    pub api_keys: Vec<ApiKeyConfig>,
+    pub purposes: BTreeSet<String>,
+}
+
+/// How a client certificate names an app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientCertMatch {
+    /// A DNS or URI subject alternative name equal to this value.
+    San(String),
+    /// The subject common name equal to this value.
+    Cn(String),
+}
+
+/// An API key, stored only as its SHA-256 (inline, or in a file read at start-up).
+#[derive(Clone)]
+pub struct ApiKeyConfig {
+    pub sha256: KeyDigest,
+    /// The one purpose this key is bound to, if any.
+    pub purpose: Option<String>,
+}
+
+/// Where an API key's SHA-256 is.
+#[derive(Clone, PartialEq, Eq)]
+pub enum KeyDigest {
+    Inline([u8; 32]),
+    /// A file holding the hex digest; read by [`Config::resolve_api_keys`].
+    File(PathBuf),
+}
+
+impl ApiKeyConfig {
+    /// The digest when known (inline or resolved).
+    pub fn digest(&self) -> Option<&[u8; 32]> {
+        match &self.sha256 {
+            KeyDigest::Inline(d) => Some(d),
+            KeyDigest::File(_) => None,
+        }
+    }
+
+    fn sha256_debug_key(&self) -> String {
+        match &self.sha256 {
+            KeyDigest::Inline(d) => hex::encode(d),
+            KeyDigest::File(p) => p.display().to_string(),
+        }
+    }
+}
+
+impl fmt::Debug for ApiKeyConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiKeyConfig")
+            .field("sha256", &"<redacted>")
+            .field("purpose", &self.purpose)
+            .finish()
+    }
+}
+
+/// A CRM API that Zweck forwards to.
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    pub name: String,
+    /// The base URL: scheme, authority and an optional path that is never stripped.
+    pub url: http::Uri,
+    pub dialect: Dialect,
+    pub path_prefix: Option<String>,
+    pub host: Option<String>,
+    pub auth: Option<UpstreamAuth>,
+    pub processor: String,
+    /// ISO 3166-1 alpha-2, upper case.
+    pub jurisdiction: String,
+    pub transfer_mechanism: TransferMechanism,
+    pub ca: Option<PathBuf>,
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+    pub ungoverned: Vec<RoutePattern>,
+}
+
+/// Where Zweck gets the upstream's credential from. Apps never hold it.
+#[derive(Debug, Clone)]
+pub enum UpstreamAuth {
+    BearerFile(PathBuf),
+    BearerEnv(String),
+    OAuth2ClientCredentials {
+        token_url: http::Uri,
+        client_id: String,
+        secret: SecretSource,
+        scope: Option<String>,
+    },
+}
+
+/// Where a secret lives.
+#[derive(Debug, Clone)]
+pub enum SecretSource {
+    File(PathBuf),
+    Env(String),
+}
+
+/// The GDPR Art. 44-49 basis of a transfer to the upstream's jurisdiction.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TransferMechanism {
+    #[serde(rename = "type")]
+    pub kind: MechanismKind,
+    #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scc_module: Option<String>,
+}
+
+/// The kinds of transfer mechanism.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MechanismKind {
+    Adequacy,
+    Scc,
+    Dpf,
+    Bcr,
+    Derogation,
+    None,
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(path, &text)
+    }
+
+    /// Validates config text; `path` names the file in messages and anchors relative paths.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        compile::compile(path, text)
+    }
+
+    /// Reads every `sha256_file` of an API key (after dev mode has made missing ones).
+    pub fn resolve_api_keys(&mut self) -> Result<(), ConfigError> {
+        let mut diags = Vec::new();
+        for app in &mut self.apps {
+            for key in &mut app.api_keys {
+                if let KeyDigest::File(path) = &key.sha256 {
+                    match crate::secrets::read_api_key_sha256(path) {
+                        Ok(d) => key.sha256 = KeyDigest::Inline(d),
+                        Err(e) => diags.push(Diagnostic {
+                            file: self.path.clone(),
+                            line: 1,
+                            column: 1,
+                            severity: Severity::Error,
+                            message: format!(
+                                "app {}: api key sha256_file: {}",
+                                app.name,
+                                chain(&e)
+                            ),
+                        }),
+                    }
+                }
+            }
+        }
+        if diags.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(diags))
+        }
+    }
+
+    /// The app with this name.
+    pub fn app(&self, name: &str) -> Option<&AppConfig> {
+        self.apps.iter().find(|a| a.name == name)
+    }
+
+    /// Every purpose any app is granted.
+    pub fn granted_purposes(&self) -> BTreeSet<&str> {
+        self.apps
+            .iter()
+            .flat_map(|a| a.purposes.iter().map(String::as_str))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+listen: 127.0.0.1:8443
+tls: { cert: certs/proxy.pem, key: certs/proxy.key, client_ca: certs/ca.pem }
+apps:
+  newsletter-tool:
+    client_cert: { san: newsletter-tool }
+    purposes: [newsletter]
+  bi-export:
+    api_keys: [{ sha256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", purpose: analytics }]
+    purposes: [analytics]
+upstreams:
+  salesforce:
+    url: https://127.0.0.1:9443
+    dialect: salesforce
+    route: { path_prefix: /services/data/ }
+    processor: Salesforce, Inc.
+    jurisdiction: us
+    transfer_mechanism: { type: dpf, ref: "Commission Implementing Decision (EU) 2023/1795" }
+    ungoverned: ["GET /services/data/"]
+"#;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("/etc/zweck/zweck.yaml"), text)
+    }
+
+    #[test]
+    fn minimal_config_compiles_with_defaults() {
+        let c = parse(MINIMAL).expect("valid");
+        assert_eq!(c.listen.port(), 8443);
+        assert_eq!(c.public_url, "https://127.0.0.1:8443");
+        assert_eq!(c.tls.cert, PathBuf::from("/etc/zweck/certs/proxy.pem"));
+        assert_eq!(c.policies, PathBuf::from("/etc/zweck/policies"));
+        assert_eq!(c.apps.len(), 2);
+        let up = &c.upstreams[0];
+        assert_eq!(up.jurisdiction, "US");
+        assert_eq!(up.dialect, Dialect::Salesforce);
+        assert_eq!(up.transfer_mechanism.kind, MechanismKind::Dpf);
+        assert_eq!(c.limits.max_body_bytes, 1 << 30);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_with_position() {
+        let text = MINIMAL.replace("dev_mode_typo: 1\n", "").replacen(
+            "listen: 127.0.0.1:8443\n",
+            "listen: 127.0.0.1:8443\nlisten_typo: 1\n",
+            1,
+        );
+        let err = parse(&text).expect_err("unknown key");
+        let s = err.to_string();
+        assert!(s.starts_with("/etc/zweck/zweck.yaml:3:"), "{s}");
+        assert!(s.contains("listen_typo"), "{s}");
+    }
+
+    #[test]
+    fn all_semantic_errors_are_reported_at_once() {
+        let text = MINIMAL
+            .replace("jurisdiction: us", "jurisdiction: USA")
+            .replace("type: dpf", "type: treaty")
+            .replace("purpose: analytics }", "purpose: billing }");
+        let ConfigError::Invalid(diags) = parse(&text).expect_err("invalid") else {
+            panic!("expected diagnostics");
+        };
+        assert_eq!(diags.len(), 3, "{diags:?}");
+        assert!(diags.iter().all(|d| d.line > 1));
+        let all = render(&diags);
+        assert!(all.contains("jurisdiction"), "{all}");
+        assert!(all.contains("treaty"), "{all}");
+        assert!(all.contains("not granted"), "{all}");
+    }
+
+    #[test]
+    fn plain_http_upstreams_are_refused() {
+        let text = MINIMAL.replace("https://127.0.0.1:9443", "http://127.0.0.1:9443");
+        assert!(parse(&text)
+            .expect_err("http")
+            .to_string()
+            .contains("https"));
+    }
+
+    #[test]
+    fn an_unreadable_api_key_digest_file_is_named_with_the_os_reason() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = MINIMAL.replace(
+            r#"sha256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08""#,
+            "sha256_file: keys/missing.sha256",
+        );
+        let mut c = Config::parse(&dir.path().join("zweck.yaml"), &text).expect("valid");
+        let err = c.resolve_api_keys().expect_err("missing file").to_string();
+        assert!(err.contains("app bi-export"), "{err}");
+        assert!(err.contains("keys/missing.sha256"), "{err}");
+        assert!(err.contains("No such file"), "{err}");
+        let digest = dir.path().join("keys/bad.sha256");
+        std::fs::create_dir_all(digest.parent().expect("dir")).expect("mkdir");
+        std::fs::write(&digest, "zk_not-a-digest\n").expect("write");
+        let mut c = Config::parse(
+            &dir.path().join("zweck.yaml"),
+            &text.replace("missing.sha256", "bad.sha256"),
+        )
+        .expect("valid");
+        let err = c.resolve_api_keys().expect_err("not hex").to_string();
+        assert!(err.contains("64 hex characters"), "{err}");
+        assert!(
+            !err.contains("zk_"),
+            "the file's content is never quoted: {err}"
+        );
+    }
+
+    #[test]
+    fn zero_connections_is_reported_at_its_position() {
+        let text = format!("{MINIMAL}limits: {{ max_connections: 0, idle_timeout: 2 m }}\n");
+        let ConfigError::Invalid(diags) = parse(&text).expect_err("invalid") else {
+            panic!("expected diagnostics");
+        };
+        assert_eq!(diags.len(), 1, "{diags:?}");
+        assert!(diags[0].message.contains("max_connections"), "{diags:?}");
+        assert_eq!(diags[0].line, text.lines().count());
+        let ok = parse(&text.replace("max_connections: 0", "max_connections: 8")).expect("valid");
+        assert_eq!(ok.limits.idle_timeout, Duration::from_secs(120));
+    }
+
+    #[test]
+    fn budget_store_and_crm_double_mistakes_are_found_by_config_check() {
+        let text = format!(
+            "{MINIMAL}budgets: {{ store: redsi, instances: 0, refusal: polite }}\n\
+             crm_double: {{ listen: 127.0.0.1:9443, oauth_client_id: zweck-dev }}\n"
+        );
+        let ConfigError::Invalid(diags) = parse(&text).expect_err("invalid") else {
+            panic!("expected diagnostics");
+        };
+        let all = render(&diags);
+        assert_eq!(diags.len(), 4, "{all}");
+        for part in ["instances", "redsi", "polite", "oauth_secret_file"] {
+            assert!(all.contains(part), "{part}: {all}");
+        }
+        let redis_without_url = format!("{MINIMAL}budgets: {{ store: redis }}\n");
+        assert!(parse(&redis_without_url)
+            .expect_err("no url")
+            .to_string()
+            .contains("budgets.url"));
+        let local = format!("{MINIMAL}budgets: {{ store: local, refusal: vendor }}\n");
+        let c = parse(&local).expect("valid");
+        assert_eq!(c.refusal_style, crate::budget::RefusalStyle::Vendor);
+    }
+
+    #[test]
+    fn api_key_digests_are_never_printed() {
+        let c = parse(MINIMAL).expect("valid");
+        let dbg = format!("{:?}", c.apps);
+        assert!(!dbg.contains("9f86d0"), "{dbg}");
+    }
+}

@@ -1,0 +1,172 @@
+//! The config file exactly as written: every type rejects unknown keys, and the fields that
+//! diagnostics point at keep their position (`Spanned`). Nothing here is validated; that is
+//! [`super::compile`]'s job, and nothing outside `config` ever sees these types.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    pub(super) listen: Spanned<String>,
+    pub(super) public_url: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) dev: bool,
+    pub(super) tls: RawTls,
+    pub(super) admin: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) policies: Option<String>,
+    #[serde(default)]
+    pub(super) certs_dir: Option<String>,
+    #[serde(default)]
+    pub(super) pseudonym_key_file: Option<String>,
+    #[serde(default)]
+    pub(super) crm_double: Option<Spanned<RawCrmDouble>>,
+    #[serde(default)]
+    pub(super) limits: RawLimits,
+    #[serde(default)]
+    pub(super) audit: Option<Spanned<crate::audit::RawAuditConfig>>,
+    #[serde(default)]
+    pub(super) budgets: Option<Spanned<crate::budget::RawBudgetsConfig>>,
+    #[serde(default)]
+    pub(super) apps: BTreeMap<String, Spanned<RawApp>>,
+    #[serde(default)]
+    pub(super) upstreams: BTreeMap<String, Spanned<RawUpstream>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTls {
+    pub(super) cert: String,
+    pub(super) key: String,
+    #[serde(default)]
+    pub(super) client_ca: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCrmDouble {
+    pub(super) listen: Spanned<String>,
+    #[serde(default)]
+    pub(super) contacts: Option<u64>,
+    #[serde(default)]
+    pub(super) seed: Option<u64>,
+    #[serde(default)]
+    pub(super) bearer_file: Option<String>,
+    #[serde(default)]
+    pub(super) oauth_client_id: Option<String>,
+    #[serde(default)]
+    pub(super) oauth_secret_file: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLimits {
+    pub(super) max_connections: Option<Spanned<usize>>,
+    pub(super) handshake_timeout: Option<Spanned<String>>,
+    pub(super) header_read_timeout: Option<Spanned<String>>,
+    pub(super) idle_timeout: Option<Spanned<String>>,
+    pub(super) shutdown_grace: Option<Spanned<String>>,
+    pub(super) buffer_bytes: Option<Spanned<String>>,
+    pub(super) max_body_bytes: Option<Spanned<String>>,
+    pub(super) buffered_total: Option<Spanned<String>>,
+    pub(super) json_depth: Option<usize>,
+    pub(super) decoded_ratio: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawApp {
+    #[serde(default)]
+    pub(super) client_cert: Option<RawClientCert>,
+    #[serde(default)]
+    pub(super) api_keys: Vec<Spanned<RawApiKey>>,
+    pub(super) purposes: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawClientCert {
+    #[serde(default)]
+    pub(super) san: Option<String>,
+    #[serde(default)]
+    pub(super) cn: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawApiKey {
+    #[serde(default)]
+    pub(super) sha256: Option<String>,
+    #[serde(default)]
+    pub(super) sha256_file: Option<String>,
+    #[serde(default)]
+    pub(super) purpose: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawUpstream {
+    pub(super) url: String,
+    pub(super) dialect: String,
+    pub(super) route: RawRoute,
+    #[serde(default)]
+    pub(super) auth: Option<RawAuth>,
+    pub(super) processor: String,
+    pub(super) jurisdiction: String,
+    pub(super) transfer_mechanism: RawTransferMechanism,
+    #[serde(default)]
+    pub(super) ca: Option<String>,
+    #[serde(default)]
+    pub(super) connect_timeout: Option<String>,
+    #[serde(default)]
+    pub(super) response_timeout: Option<String>,
+    #[serde(default)]
+    pub(super) ungoverned: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRoute {
+    #[serde(default)]
+    pub(super) path_prefix: Option<String>,
+    #[serde(default)]
+    pub(super) host: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAuth {
+    #[serde(default)]
+    pub(super) bearer_file: Option<String>,
+    #[serde(default)]
+    pub(super) bearer_env: Option<String>,
+    #[serde(default)]
+    pub(super) oauth2_client_credentials: Option<RawOAuth2>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawOAuth2 {
+    pub(super) token_url: String,
+    pub(super) client_id: String,
+    #[serde(default)]
+    pub(super) client_secret_file: Option<String>,
+    #[serde(default)]
+    pub(super) client_secret_env: Option<String>,
+    #[serde(default)]
+    pub(super) scope: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTransferMechanism {
+    #[serde(rename = "type")]
+    pub(super) kind: String,
+    #[serde(default, rename = "ref")]
+    pub(super) reference: Option<String>,
+    #[serde(default)]
+    pub(super) scc_module: Option<String>,
+}
