@@ -43,22 +43,22 @@ fn local(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("local");
     g.bench_function("precheck", |x| {
-        x.iter(|| rt.block_on(b.precheck(black_box(&key), &budget, RouteClass::List, false)))
+        x.iter(|| rt.block_on(b.precheck(black_box(&key), &budget, RouteClass::List, false)));
     });
     g.bench_function("charge_2000", |x| {
-        x.iter(|| rt.block_on(b.charge(black_box(&key), &budget, RouteClass::List, 2000, false)))
+        x.iter(|| rt.block_on(b.charge(black_box(&key), &budget, RouteClass::List, 2000, false)));
     });
     g.bench_function("charge_2000_with_class_limit", |x| {
         x.iter(|| {
             rt.block_on(b.charge(black_box(&key), &with_class, RouteClass::List, 2000, false))
-        })
+        });
     });
     let mut i = 0;
     g.bench_function("charge_10k_keys", |x| {
         x.iter(|| {
             i = (i + 1) % keys.len();
             rt.block_on(b.charge(&keys[i], &budget, RouteClass::List, 1, false))
-        })
+        });
     });
     g.finish();
 }
@@ -74,7 +74,7 @@ fn paging(c: &mut Criterion) {
                 Some(black_box("q=SELECT+Id,Email+FROM+Contact")),
                 750,
             )
-        })
+        });
     });
     g.bench_function("cap_hubspot_limit", |x| {
         x.iter(|| {
@@ -85,7 +85,7 @@ fn paging(c: &mut Criterion) {
                 Some(black_box("limit=100&after=123")),
                 40,
             )
-        })
+        });
     });
     g.finish();
 }
@@ -145,15 +145,15 @@ fn shared(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("redis");
     g.bench_function("precheck", |x| {
-        x.iter(|| rt.block_on(b.precheck(black_box(&key), &budget, RouteClass::List, false)))
+        x.iter(|| rt.block_on(b.precheck(black_box(&key), &budget, RouteClass::List, false)));
     });
     g.bench_function("charge_2000", |x| {
-        x.iter(|| rt.block_on(b.charge(black_box(&key), &budget, RouteClass::List, 2000, false)))
+        x.iter(|| rt.block_on(b.charge(black_box(&key), &budget, RouteClass::List, 2000, false)));
     });
     g.bench_function("charge_2000_with_class_limit", |x| {
         x.iter(|| {
             rt.block_on(b.charge(black_box(&key), &with_class, RouteClass::List, 2000, false))
-        })
+        });
     });
     g.finish();
 }

@@ -52,7 +52,7 @@ fn bench(c: &mut Criterion) {
                 b.iter(|| {
                     let v: Value = serde_json::from_slice(black_box(bytes)).expect("parse");
                     black_box(serde_json::to_vec(&v).expect("serialize"))
-                })
+                });
             });
             group.bench_with_input(
                 BenchmarkId::new("zweck_parse", label),
@@ -61,7 +61,7 @@ fn bench(c: &mut Criterion) {
                     b.iter(|| {
                         let v = json::parse(black_box(bytes), &limits).expect("parse");
                         black_box(json::to_bytes(&v))
-                    })
+                    });
                 },
             );
             for purpose in ["newsletter", "analytics"] {
@@ -77,7 +77,7 @@ fn bench(c: &mut Criterion) {
                                     .expect("apply");
                             black_box(out.records);
                             black_box(json::to_bytes(&v))
-                        })
+                        });
                     },
                 );
             }

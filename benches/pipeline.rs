@@ -106,7 +106,7 @@ fn csv(c: &mut Criterion) {
                 }
                 out += g.finish().expect("finish").len();
                 black_box(out)
-            })
+            });
         });
     }
     group.finish();
@@ -192,7 +192,7 @@ fn transfer_log(c: &mut Criterion) {
                         }
                         start.elapsed()
                     })
-                })
+                });
             },
         );
     }
@@ -221,7 +221,7 @@ fn transfer_log(c: &mut Criterion) {
                 }
                 start.elapsed()
             })
-        })
+        });
     });
     stop.store(true, Ordering::Relaxed);
     for t in background {

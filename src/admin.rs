@@ -23,7 +23,7 @@ pub async fn run(listener: TcpListener, state: Arc<State>, shutdown: impl Future
     tokio::pin!(shutdown);
     loop {
         let (tcp, _) = tokio::select! {
-            _ = &mut shutdown => break,
+            () = &mut shutdown => break,
             r = listener.accept() => match r {
                 Ok(x) => x,
                 Err(_) => {

@@ -70,7 +70,10 @@ impl GenerateOptions {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Self {
             dir: dir.into(),
-            server_names: DEFAULT_SERVER_NAMES.iter().map(|s| s.to_string()).collect(),
+            server_names: DEFAULT_SERVER_NAMES
+                .iter()
+                .map(std::string::ToString::to_string)
+                .collect(),
             client_apps: Vec::new(),
             api_key_apps: Vec::new(),
             overwrite: false,
@@ -606,7 +609,7 @@ mod tests {
 
     fn options(dir: &Path, apps: &[&str]) -> GenerateOptions {
         let mut opts = GenerateOptions::new(dir.join("certs"));
-        opts.client_apps = apps.iter().map(|s| s.to_string()).collect();
+        opts.client_apps = apps.iter().map(std::string::ToString::to_string).collect();
         opts.api_key_apps = opts.client_apps.clone();
         opts
     }

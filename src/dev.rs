@@ -30,8 +30,8 @@ pub fn generate_options(config: &Config) -> GenerateOptions {
     let mut opts = GenerateOptions::new(&config.certs_dir);
     for app in &config.apps {
         match &app.client_cert {
-            Some(ClientCertMatch::San(name)) | Some(ClientCertMatch::Cn(name)) => {
-                opts.client_apps.push(name.clone())
+            Some(ClientCertMatch::San(name) | ClientCertMatch::Cn(name)) => {
+                opts.client_apps.push(name.clone());
             }
             None => {}
         }

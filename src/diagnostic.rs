@@ -61,9 +61,7 @@ impl Diags {
         loc: Option<&serde_saphyr::Location>,
         message: impl Into<String>,
     ) {
-        let (line, column) = loc
-            .map(|l| (l.line() as usize, l.column() as usize))
-            .unwrap_or((0, 0));
+        let (line, column) = loc.map_or((0, 0), |l| (l.line() as usize, l.column() as usize));
         self.list.push(Diagnostic {
             file: file.to_path_buf(),
             line,
@@ -79,7 +77,7 @@ impl Diags {
         loc: Option<&serde_saphyr::Location>,
         message: impl Into<String>,
     ) {
-        self.push(Severity::Error, file, loc, message)
+        self.push(Severity::Error, file, loc, message);
     }
 
     pub fn warn(
@@ -88,7 +86,7 @@ impl Diags {
         loc: Option<&serde_saphyr::Location>,
         message: impl Into<String>,
     ) {
-        self.push(Severity::Warning, file, loc, message)
+        self.push(Severity::Warning, file, loc, message);
     }
 
     pub fn has_errors(&self) -> bool {

@@ -101,7 +101,15 @@ vocabulary! {
 impl ProblemType {
     /// The problem's `title`.
     pub fn title(self) -> &'static str {
-        use ProblemType::*;
+        use ProblemType::{
+            AuditUnavailable, BadPath, Blocked, BodyNotAllowed, BodyTooLarge, BudgetExhausted,
+            BudgetPageOverCap, BudgetStoreUnavailable, MethodOverride, NoRoute, Overloaded,
+            PolicyFault, PurposeMissing, PurposeNotGranted, PurposeUnknown, QueryNotAllowed,
+            QueryNotCheckable, RecordWithheld, RequestNotInspectable, ResponseNotInspectable,
+            TransferNotPermitted, UnknownApp, UnknownResource, Unsupported, UnsupportedMediaType,
+            UpstreamCredential, UpstreamTimeout, UpstreamUnavailable, WriteActionNotAllowed,
+            WriteDenied,
+        };
         match self {
             UnknownApp => "Unknown app",
             PurposeMissing => "Purpose missing",
@@ -355,7 +363,14 @@ impl ProxyError {
 
     /// The HTTP status this error is answered with.
     pub fn status(&self) -> StatusCode {
-        use ProxyError::*;
+        use ProxyError::{
+            AuditUnavailable, BadPath, Blocked, BodyNotAllowed, BodyTooLarge, BudgetExhausted,
+            MethodOverride, NoRoute, Overloaded, PartRefused, PolicyFault, PurposeMissing,
+            PurposeNotGranted, PurposeUnknown, QueryNotAllowed, QueryNotCheckable, RecordWithheld,
+            RequestNotInspectable, ResponseNotInspectable, TransferNotPermitted, UnknownApp,
+            UnknownResource, Unsupported, UnsupportedMediaType, UpstreamCredential,
+            UpstreamTimeout, UpstreamUnavailable, WriteActionNotAllowed, WriteDenied,
+        };
         match self {
             PartRefused { cause, .. } => cause.status(),
             UnknownApp => StatusCode::UNAUTHORIZED,
@@ -392,7 +407,14 @@ impl ProxyError {
 
     /// The problem type (`urn:zweck:problem:<slug>`).
     pub fn problem_type(&self) -> ProblemType {
-        use ProxyError::*;
+        use ProxyError::{
+            AuditUnavailable, BadPath, Blocked, BodyNotAllowed, BodyTooLarge, BudgetExhausted,
+            MethodOverride, NoRoute, Overloaded, PartRefused, PolicyFault, PurposeMissing,
+            PurposeNotGranted, PurposeUnknown, QueryNotAllowed, QueryNotCheckable, RecordWithheld,
+            RequestNotInspectable, ResponseNotInspectable, TransferNotPermitted, UnknownApp,
+            UnknownResource, Unsupported, UnsupportedMediaType, UpstreamCredential,
+            UpstreamTimeout, UpstreamUnavailable, WriteActionNotAllowed, WriteDenied,
+        };
         match self {
             PartRefused { cause, .. } => cause.problem_type(),
             UnknownApp => ProblemType::UnknownApp,
@@ -495,7 +517,7 @@ impl ProxyError {
         };
         if let ProxyError::BudgetExhausted { exhausted, .. } = self {
             problem.cap = Some(exhausted.cap);
-            problem.class = exhausted.class.map(|c| c.as_str());
+            problem.class = exhausted.class.map(super::policy::set::RouteClass::as_str);
             problem.retry_after = exhausted.retry_after_secs();
         }
         serde_json::to_vec(&problem).unwrap_or_default()

@@ -325,7 +325,7 @@ impl<'de> DeserializeSeed<'de> for KeySeed {
     }
 }
 
-impl<'de> Visitor<'de> for KeySeed {
+impl Visitor<'_> for KeySeed {
     type Value = Key;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -390,7 +390,7 @@ mod tests {
         ] {
             match p(doc) {
                 Err(JsonError::DuplicateKey { key, .. }) => {
-                    assert!(key == "a" || key == "email" || key == "k")
+                    assert!(key == "a" || key == "email" || key == "k");
                 }
                 other => panic!("{doc}: {other:?}"),
             }
@@ -433,7 +433,7 @@ mod tests {
                     let doc = format!("{{{}}}", m.join(","));
                     match p(&doc) {
                         Err(JsonError::DuplicateKey { key, .. }) => {
-                            assert_eq!(key, format!("k{dup_of}"))
+                            assert_eq!(key, format!("k{dup_of}"));
                         }
                         other => panic!("{n} members, k{dup_of} again: {other:?}"),
                     }

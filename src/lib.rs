@@ -1,22 +1,32 @@
 //! Zweck: a TLS reverse proxy for cloud-CRM APIs that enforces GDPR purpose limitation and
 //! data minimisation on the wire.
 //!
-//! One request, end to end (DESIGN.md §1); each step is a named phase in [`proxy`]:
+//! One request, end to end (DESIGN.md §1); each phase is one file under [`proxy`]:
 //!
-//! 1. identify  [`caller`]   app from mTLS certificate or API key; purpose granted?
-//! 2. route     [`route`]    canonical path, upstream by prefix/host, inventory resource
-//! 3. request   [`policy`]   writes allowed for the purpose? request body minimised
-//! 4. budget                 export budget pre-check (a later issue)
-//! 5. forward   [`upstream`] the upstream's own credential injected, pooled rustls client
-//! 6. response  [`links`]    decode, parse, locate records, consent, field actions, links
-//! 7. charge                 records delivered charged to the budget (a later issue)
-//! 8. log                    transfer record appended before release (a later issue)
-//! 9. respond   [`error`]    failures become problem+json in one place
+//! | phase | file | what happens |
+//! |---|---|---|
+//! | 1 identify | `proxy/identify.rs` ([`caller`]) | app from mTLS certificate or API key; purpose granted? |
+//! | 2 route | `proxy/route.rs` | canonical path, upstream by prefix/host, inventory operation, governed or not |
+//! | 3 request | `proxy/request.rs` (`proxy/tunnel/`) | writes allowed? query and body minimised, headers filtered |
+//! | 4 budget | `proxy/budget.rs` ([`budget`]) | export budget pre-check, page sizes capped |
+//! | 5 forward | `proxy/forward.rs` ([`upstream`]) | the upstream's own credential injected, pooled rustls client |
+//! | 6 response | `proxy/response.rs`, `proxy/buffer.rs`, `proxy/stream.rs` | decode, parse, locate records, consent, field actions, links |
+//! | 7 charge | `proxy/budget.rs` | records delivered charged to the budget |
+//! | 8 log | `proxy/log.rs` ([`audit`]) | transfer record appended before release |
+//! | 9 respond | `proxy/respond.rs` ([`error`]) | headers stamped, metrics counted, refusals as problem+json |
 //!
-//! Around it: [`server`] accepts TLS connections and shuts down gracefully, [`admin`] serves
-//! health and Prometheus metrics, [`crm_double`] stands in for the CRMs in tests and demos,
-//! [`certs`] makes development key material, [`config`] loads `zweck.yaml`.
-#![forbid(unsafe_code)]
+//! The pure parts below the pipeline (no arrow points up): [`policy`] (inventories, purposes,
+//! the engine, query minimisation, CSV), [`body`] (codecs, media types, multipart, JSON
+//! stream), [`json`] (the strict document model), [`links`] (link rewriting), [`budget`],
+//! [`audit`] (writer, verify, report, ropa), [`pattern`] (route patterns), [`dialect`],
+//! [`diagnostic`] (file:line:column messages), [`units`] (durations and sizes).
+//!
+//! Around it: [`server`] accepts TLS connections and shuts down gracefully, [`tls`] builds the
+//! rustls configs and reads client identities, [`admin`] serves health and Prometheus metrics
+//! ([`metrics`]), [`state`] holds what a request needs, [`reload`] swaps policies live,
+//! [`runtime`] starts and stops a whole Zweck, [`config`] loads `zweck.yaml` (raw -> compiled),
+//! [`secrets`] reads and writes key files, [`certs`] and [`dev`] make development key
+//! material, [`crm_double`] stands in for the CRMs in tests and demos.
 
 pub mod admin;
 pub mod audit;

@@ -135,7 +135,7 @@ impl Policies {
                     tokio::spawn(async move {
                         loop {
                             tokio::select! {
-                                _ = stopped(&mut stop) => return,
+                                () = stopped(&mut stop) => return,
                                 got = hup.recv() => {
                                     if got.is_none() { return; }
                                     tracing::info!("SIGHUP received: reloading policies");
@@ -151,7 +151,7 @@ impl Policies {
             let _keep_alive = debouncer;
             loop {
                 tokio::select! {
-                    _ = stopped(&mut stop) => return,
+                    () = stopped(&mut stop) => return,
                     got = events_rx.recv() => {
                         if got.is_none() { return; }
                         let _ = self.reload();

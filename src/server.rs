@@ -62,14 +62,14 @@ pub async fn run(
     state.set_ready(true);
     loop {
         let permit = tokio::select! {
-            _ = &mut shutdown => break,
+            () = &mut shutdown => break,
             p = permits.clone().acquire_owned() => match p {
                 Ok(p) => p,
                 Err(_) => break,
             },
         };
         let (tcp, peer) = tokio::select! {
-            _ = &mut shutdown => break,
+            () = &mut shutdown => break,
             r = listener.accept() => match r {
                 Ok(x) => x,
                 Err(e) => {

@@ -176,7 +176,10 @@ impl Upstream {
         let origin = format!(
             "{}://{}",
             config.url.scheme_str().unwrap_or("https"),
-            config.url.authority().map(|a| a.as_str()).unwrap_or("")
+            config
+                .url
+                .authority()
+                .map_or("", http::uri::Authority::as_str)
         );
         Ok(Upstream {
             rule: RouteRule {

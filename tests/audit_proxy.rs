@@ -30,7 +30,7 @@ async fn governed_flows_and_refusals_are_logged_without_values_and_the_log_verif
     let (r, body) = news.get(&h.url(SOQL), &[]).await;
     assert_eq!(r.status(), 200);
     let delivered: serde_json::Value = serde_json::from_slice(&body).expect("json");
-    let n = delivered["records"].as_array().map(Vec::len).unwrap_or(0) as u64;
+    let n = delivered["records"].as_array().map_or(0, Vec::len) as u64;
 
     // a write: one to_processor record, appended before forwarding
     let path = "/services/data/v66.0/sobjects/Contact/003Fict000000000001AAA";
@@ -201,7 +201,7 @@ async fn a_log_that_cannot_be_written_stops_governed_flows_only() {
 async fn a_cross_border_flow_without_a_transfer_mechanism_never_starts() {
     let h = Harness::start_with(|mut o| {
         o.extra_upstreams = format!(
-            r#"  unguarded:
+            r"  unguarded:
     url: https://127.0.0.1:{port}
     dialect: salesforce
     route: {{ host: unguarded.test, path_prefix: /services/data/ }}
@@ -210,7 +210,7 @@ async fn a_cross_border_flow_without_a_transfer_mechanism_never_starts() {
     jurisdiction: US
     transfer_mechanism: {{ type: none }}
     ca: {dir}/ca.pem
-"#,
+",
             port = o.double_port,
             dir = o.certs_dir.display(),
         );

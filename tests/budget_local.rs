@@ -295,7 +295,7 @@ async fn a_stream_may_run_longer_than_one_burst_but_not_outrun_the_refill() {
         s.charge_stream(100).await,
         StreamVerdict::Continue(_)
     ));
-    clock.advance(Duration::from_millis(36 * 250));
+    clock.advance(Duration::from_secs(9));
     // 250 refilled records, but at most 100 in the bucket: a 250-row chunk charged in
     // burst-sized parts gets 100 and then has to abort.
     assert!(matches!(

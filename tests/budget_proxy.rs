@@ -49,7 +49,7 @@ async fn a_10000_record_soql_query_is_cut_off_at_the_budget() {
         );
         assert!(r.headers().contains_key("ratelimit-policy"));
         let v: serde_json::Value = serde_json::from_slice(&b).expect("json");
-        delivered += v["records"].as_array().map(|a| a.len() as u64).unwrap_or(0);
+        delivered += v["records"].as_array().map_or(0, |a| a.len() as u64);
         match v["nextRecordsUrl"].as_str() {
             Some(next) => url = h.url(next),
             None => panic!("the query ended before the budget: {delivered} records"),
@@ -121,7 +121,7 @@ async fn hubspot_pages_are_capped_to_what_is_left() {
             break;
         }
         let v: serde_json::Value = serde_json::from_slice(&b).expect("json");
-        delivered += v["results"].as_array().map(Vec::len).unwrap_or(0);
+        delivered += v["results"].as_array().map_or(0, Vec::len);
         match v["paging"]["next"]["link"].as_str() {
             Some(next) => url = next.replace("https://zweck.test:8443", &h.url("")),
             None => break,

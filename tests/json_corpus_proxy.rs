@@ -89,7 +89,9 @@ async fn the_corpus_through_a_governed_route() {
             }
             (m, s) => failures.push(format!(
                 "{name}: model {:?}, proxy status {s}",
-                m.as_ref().map(|_| ()).map_err(|e| e.reason())
+                m.as_ref()
+                    .map(|_| ())
+                    .map_err(zweck::json::JsonError::reason)
             )),
         }
         if name.starts_with("n_") && r.status() == 200 {

@@ -415,7 +415,7 @@ fn shapes_that_are_not_list_pages_are_refused() {
     for (doc, reason) in [
         (&br#"[{"records":[]}]"#[..], "json-shape"),
         (br#"{"totalSize":0}"#, "json-shape"),
-        (br#"{}"#, "json-shape"),
+        (br"{}", "json-shape"),
         (br#"{"records":null}"#, "json-shape"),
         (br#"{"records":{"0":{}}}"#, "json-shape"),
         (br#"{"data":{"records":[]}}"#, "json-shape"),

@@ -38,7 +38,7 @@ fn collect<'a>(node: &LocNode, v: &'a Value, out: &mut Vec<&'a Value>) {
 }
 
 fn sorted(vals: Vec<&Value>) -> Vec<String> {
-    let mut s: Vec<String> = vals.iter().map(|v| v.to_string()).collect();
+    let mut s: Vec<String> = vals.iter().map(std::string::ToString::to_string).collect();
     s.sort();
     s
 }

@@ -209,10 +209,10 @@ proptest! {
                     continue;
                 }
                 let t = token(r, k);
-                if resolved(&c, k) != "keep" {
-                    prop_assert!(!text.contains(&t), "k{} ({}) leaked: {}", k, resolved(&c, k), text);
-                } else {
+                if resolved(&c, k) == "keep" {
                     prop_assert!(text.contains(&t), "k{} kept but missing: {}", k, text);
+                } else {
+                    prop_assert!(!text.contains(&t), "k{} ({}) leaked: {}", k, resolved(&c, k), text);
                 }
             }
         }

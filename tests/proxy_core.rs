@@ -378,8 +378,12 @@ async fn shutdown_while_a_large_body_is_in_flight_lets_it_complete() {
     let mut received: u64 = 0;
     let mut next_byte: u64 = 0;
     let check = |data: &Bytes, next: &mut u64| {
-        for b in data.iter() {
-            assert_eq!(*b as u64, *next % 251, "bytes arrive intact and in order");
+        for b in data {
+            assert_eq!(
+                u64::from(*b),
+                *next % 251,
+                "bytes arrive intact and in order"
+            );
             *next += 1;
         }
     };

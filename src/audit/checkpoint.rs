@@ -79,7 +79,7 @@ impl Checkpoint {
             .and_then(|b| b.try_into().ok())
             .ok_or(NoteError::BadRoot)?;
         let extensions: Vec<String> = lines.map(str::to_string).collect();
-        if extensions.iter().any(|e| e.is_empty()) {
+        if extensions.iter().any(std::string::String::is_empty) {
             return Err(NoteError::EmptyExtension);
         }
         Ok(Checkpoint {

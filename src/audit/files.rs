@@ -380,8 +380,7 @@ fn cut_torn_checkpoint(path: &Path) -> Result<(), AuditError> {
         .rev()
         .skip(1)
         .find(|(r, _)| r.is_ok())
-        .map(|(_, end)| *end)
-        .unwrap_or(0);
+        .map_or(0, |(_, end)| *end);
     tracing::warn!(path = %path.display(), bytes = text.len() - good, "transfer log: torn checkpoint cut");
     let f = OpenOptions::new()
         .write(true)

@@ -247,7 +247,7 @@ pub fn report(opts: &ReportOptions) -> CliReport {
     header.extend(
         ["transfers", "records", "bytes", "refused", "cross_border"]
             .iter()
-            .map(|s| s.to_string()),
+            .map(std::string::ToString::to_string),
     );
     let table: Vec<Vec<String>> = rows
         .iter()

@@ -257,7 +257,7 @@ pub fn ropa(
         Ok(r) => r,
         Err(why) => return CliReport::new(format!("UNREADABLE {why}\n"), 2),
     };
-    let code = if r.seen_not_declared.is_empty() { 0 } else { 1 };
+    let code = i32::from(!r.seen_not_declared.is_empty());
     let text = match format {
         Format::Json => {
             let mut s = serde_json::to_string_pretty(&r).unwrap_or_else(|_| "{}".into());
@@ -280,7 +280,7 @@ pub fn ropa(
                 "detail",
             ]
             .iter()
-            .map(|s| s.to_string())
+            .map(std::string::ToString::to_string)
             .collect();
             let mut rows: Vec<Vec<String>> = r
                 .activities
@@ -371,7 +371,7 @@ fn render_text(r: &Ropa) -> String {
             "seen",
         ]
         .iter()
-        .map(|s| s.to_string())
+        .map(std::string::ToString::to_string)
         .collect();
         let rows: Vec<Vec<String>> = acts
             .iter()

@@ -230,7 +230,7 @@ impl fmt::Debug for CsvTransformer {
             .field("columns", &self.columns.names.len())
             .field("record", &self.record)
             .field("stats", &self.stats)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -486,11 +486,11 @@ impl CsvTransformer {
                 for (i, action) in self.actions.iter().enumerate() {
                     match action {
                         CellAction::Keep => {
-                            write_field(out, row.cell(i), self.delimiter, &mut first)
+                            write_field(out, row.cell(i), self.delimiter, &mut first);
                         }
                         CellAction::Drop => {}
                         CellAction::Replace(replace) => {
-                            write_field(out, &replace(row.cell(i)), self.delimiter, &mut first)
+                            write_field(out, &replace(row.cell(i)), self.delimiter, &mut first);
                         }
                     }
                 }

@@ -336,7 +336,7 @@ impl fmt::Debug for Decoder {
         f.debug_struct("Decoder")
             .field("codings", &codings)
             .field("input_total", &self.input_total)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 

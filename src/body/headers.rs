@@ -220,7 +220,7 @@ mod tests {
     }
 
     fn names(headers: &HeaderMap) -> Vec<&str> {
-        let mut names: Vec<&str> = headers.keys().map(|n| n.as_str()).collect();
+        let mut names: Vec<&str> = headers.keys().map(http::HeaderName::as_str).collect();
         names.sort_unstable();
         names
     }

@@ -570,9 +570,8 @@ fn part_kind(headers: &[(String, String)], part: usize) -> Result<PartKind, Mult
     let mut content_types = headers
         .iter()
         .filter(|(n, _)| n.eq_ignore_ascii_case("content-type"));
-    let content_type = match (content_types.next(), content_types.next()) {
-        (Some((_, value)), None) => value,
-        _ => return Err(MultipartError::PartContentType { part }),
+    let (Some((_, content_type)), None) = (content_types.next(), content_types.next()) else {
+        return Err(MultipartError::PartContentType { part });
     };
     let mut encodings = headers
         .iter()
@@ -660,7 +659,7 @@ fn http_message(content: &[u8], part: usize) -> Result<HttpMessage, MultipartErr
     let start = take_line(&mut rest).ok_or(MultipartError::StartLine { part })?;
     let start = std::str::from_utf8(start).map_err(|_| MultipartError::StartLine { part })?;
     let (headers, terminated) =
-        header_block(&mut rest).map_err(|_| MultipartError::HttpHeader { part })?;
+        header_block(&mut rest).map_err(|()| MultipartError::HttpHeader { part })?;
     if !terminated && !rest.is_empty() {
         return Err(MultipartError::HttpHeader { part });
     }
@@ -905,7 +904,7 @@ mod tests {
     fn malformed_batches_are_refused() {
         use MultipartError::*;
         let cases: Vec<(String, MultipartError)> = vec![
-            ("".into(), MissingStart),
+            (String::new(), MissingStart),
             ("preamble\r\n--b--".into(), MissingStart),
             ("--b\r\nContent-Type: application/http\r\n\r\nGET /x HTTP/1.1\r\n".into(), MissingClose),
             ("--b".into(), MissingClose),

@@ -133,10 +133,10 @@ impl StateStore for SlotStore {
 
 impl ShrinkableKeyedStateStore<Slot> for SlotStore {
     fn retain_recent(&self, drop_below: Nanos) {
-        ShrinkableKeyedStateStore::retain_recent(&*self.0, drop_below)
+        ShrinkableKeyedStateStore::retain_recent(&*self.0, drop_below);
     }
     fn shrink_to_fit(&self) {
-        self.0.shrink_to_fit()
+        self.0.shrink_to_fit();
     }
     fn len(&self) -> usize {
         self.0.len()

@@ -512,10 +512,10 @@ impl Budgets {
         match v {
             Ok(v @ Verdict::Allowed { remaining, .. }) => rebuild(scopes, v, remaining + 1),
             Ok(v) => rebuild(scopes, v, 0),
-            Err(_) => scopes
-                .get(0)
-                .map(|s| s.limit.allowance(s.class, 0))
-                .unwrap_or_else(|| Limit::of_zero().allowance(None, 0)),
+            Err(_) => scopes.get(0).map_or_else(
+                || Limit::of_zero().allowance(None, 0),
+                |s| s.limit.allowance(s.class, 0),
+            ),
         }
     }
 

@@ -96,7 +96,7 @@ fn cap_param(query: &str, name: &str, max: u64, default: Option<u64>) -> String 
         }
         if key == name {
             seen = true;
-            let value = pair.split_once('=').map(|(_, v)| v).unwrap_or("");
+            let value = pair.split_once('=').map_or("", |(_, v)| v);
             let n = value.trim().parse::<u64>().ok().filter(|n| *n > 0);
             let capped = n.map_or(max, |n| n.min(max));
             out.push_str(name);

@@ -32,7 +32,7 @@ const BREAKER: Duration = Duration::from_secs(1);
 /// scope i: ARGV[1+2i] = emission interval t (µs per record), ARGV[2+2i] = tolerance tau
 /// (µs, t * (burst - 1)). The caller has already refused n > burst, so n fits each bucket.
 /// Returns {allowed, remaining after, wait µs, binding scope (1-based)}.
-const GCRA_LUA: &str = r#"
+const GCRA_LUA: &str = r"
 local now_parts = redis.call('TIME')
 local now = tonumber(now_parts[1]) * 1000000 + tonumber(now_parts[2])
 local n = tonumber(ARGV[1])
@@ -69,7 +69,7 @@ if charge then
   end
 end
 return {1, best_rem, 0, best_i}
-"#;
+";
 
 /// Characters escaped in app and purpose names inside keys: the separators and hash-tag braces.
 const KEY_ESCAPE: &AsciiSet = &CONTROLS.add(b':').add(b'{').add(b'}').add(b'%').add(b' ');
@@ -197,7 +197,7 @@ impl SharedStore {
         for s in scopes.iter() {
             inv.key(self.key(key, s.class.map_or("total", |c| c.as_str())));
         }
-        inv.arg(n).arg(if op == Op::Charge { 1 } else { 0 });
+        inv.arg(n).arg(i32::from(op == Op::Charge));
         for s in scopes.iter() {
             let t = micros_ceil(s.limit.emission_interval());
             inv.arg(t)

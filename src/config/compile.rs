@@ -25,10 +25,7 @@ use crate::units::{parse_duration, parse_size};
 /// paths.
 pub(super) fn compile(path: &Path, text: &str) -> Result<Config, ConfigError> {
     let raw: RawConfig = serde_saphyr::from_str(text).map_err(|e| {
-        let (line, column) = e
-            .location()
-            .map(|l| (l.line(), l.column()))
-            .unwrap_or((1, 1));
+        let (line, column) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
         ConfigError::Invalid(vec![Diagnostic {
             file: path.to_path_buf(),
             line: line as usize,

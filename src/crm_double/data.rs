@@ -481,7 +481,7 @@ pub(crate) fn base36(mut n: u64, width: usize) -> String {
 pub(crate) fn parse_base36(s: &str) -> Option<u64> {
     let mut n: u64 = 0;
     for c in s.chars() {
-        let d = c.to_digit(36)? as u64;
+        let d = u64::from(c.to_digit(36)?);
         n = n.checked_mul(36)?.checked_add(d)?;
     }
     Some(n)

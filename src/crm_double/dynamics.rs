@@ -390,7 +390,7 @@ impl Prefer {
                 match k.trim() {
                     "odata.maxpagesize" => p.max_page = v.trim().parse().ok().filter(|n| *n > 0),
                     "odata.include-annotations" => {
-                        p.annotations = Some(v.trim().trim_matches('"').to_string())
+                        p.annotations = Some(v.trim().trim_matches('"').to_string());
                     }
                     "return" => p.representation = v.trim() == "representation",
                     _ => {}

@@ -270,7 +270,7 @@ pub(crate) fn contact(double: &CrmDouble, index: u64) -> Value {
     let all: Vec<String> = ObjectType::Contact
         .all_properties()
         .iter()
-        .map(|p| p.to_string())
+        .map(std::string::ToString::to_string)
         .collect();
     object(double, ObjectType::Contact, index, Some(&all), &[])
 }
@@ -336,7 +336,7 @@ pub(crate) fn handle(double: &Arc<CrmDouble>, req: &Req) -> Reply {
         (["search"], &Method::POST) => search(double, req, ty),
         ([id], &Method::GET) => get(double, req, ty, id),
         ([id], &Method::PATCH) => update(double, req, ty, id),
-        ([] | ["batch", "read"] | ["search"] | [_], _) => hs_error(
+        ([] | ["batch", "read"] | ["search" | _], _) => hs_error(
             double,
             StatusCode::METHOD_NOT_ALLOWED,
             "VALIDATION_ERROR",
@@ -585,7 +585,7 @@ impl Filter {
             Filter::Eq(p, v) => value(p).is_some_and(|x| x.eq_ignore_ascii_case(v)),
             Filter::Neq(p, v) => !value(p).is_some_and(|x| x.eq_ignore_ascii_case(v)),
             Filter::Has(p) => value(p).is_some_and(|x| !x.is_empty()),
-            Filter::NotHas(p) => value(p).is_none_or(|x| x.is_empty()),
+            Filter::NotHas(p) => value(p).is_none_or(str::is_empty),
         }
     }
 }

@@ -164,9 +164,8 @@ impl CrmDouble {
                     // Taken before the handshake so the drain also waits for handshakes in progress.
                     let watcher = graceful.watcher();
                     connections.spawn(async move {
-                        let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                            Ok(Ok(tls)) => tls,
-                            _ => return,
+                        let Ok(Ok(tls)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await else {
+                            return;
                         };
                         let service = hyper::service::service_fn(move |req| {
                             let double = Arc::clone(&double);

@@ -65,7 +65,10 @@ impl Auth {
         if self.static_tokens.iter().any(|t| t == token) {
             return true;
         }
-        let issued = self.issued.lock().unwrap_or_else(|e| e.into_inner());
+        let issued = self
+            .issued
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         issued
             .get(token)
             .is_some_and(|expiry| Instant::now() < *expiry)
@@ -100,7 +103,10 @@ impl Auth {
             return oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error");
         };
         {
-            let mut issued = self.issued.lock().unwrap_or_else(|e| e.into_inner());
+            let mut issued = self
+                .issued
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             if issued.len() > PRUNE_ABOVE {
                 let now = Instant::now();
                 issued.retain(|_, expiry| *expiry > now);

@@ -44,7 +44,9 @@ impl Recorder {
 
     /// A poisoned lock only means a panic elsewhere; the queue itself is still consistent.
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<ReceivedRequest>> {
-        self.requests.lock().unwrap_or_else(|e| e.into_inner())
+        self.requests
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

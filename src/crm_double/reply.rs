@@ -188,7 +188,10 @@ mod tests {
             }),
         );
         let body = reply.into_response().into_body();
-        let collected = body.collect().await.map(|c| c.to_bytes());
+        let collected = body
+            .collect()
+            .await
+            .map(http_body_util::Collected::to_bytes);
         assert_eq!(collected.ok(), Some(Bytes::from_static(b"ababab")));
     }
 }

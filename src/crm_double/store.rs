@@ -52,7 +52,9 @@ impl Store {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Kind, Overlay>> {
-        self.overlays.lock().unwrap_or_else(|e| e.into_inner())
+        self.overlays
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Number of generated records of this kind.

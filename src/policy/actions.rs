@@ -195,7 +195,7 @@ pub fn generalise(v: &Value, g: Generalise) -> Value {
             }
         }
         Generalise::Range(width) => {
-            let width = width.max(1) as i128;
+            let width = i128::from(width.max(1));
             let lower = match v {
                 Value::Number(n) => n.to_string().parse::<f64>().ok(),
                 Value::String(s) => {

@@ -71,7 +71,7 @@ impl Outcome {
     pub fn received_names(&self) -> Vec<String> {
         self.categories_received
             .iter()
-            .map(|c| c.to_string())
+            .map(std::string::ToString::to_string)
             .collect()
     }
 
@@ -79,7 +79,7 @@ impl Outcome {
     pub fn delivered_names(&self) -> Vec<String> {
         self.categories_delivered
             .iter()
-            .map(|c| c.to_string())
+            .map(std::string::ToString::to_string)
             .collect()
     }
 
@@ -302,7 +302,7 @@ fn run(
                 rule: w
                     .last_removal
                     .and_then(|slot| purpose.rule_ids.get(slot))
-                    .map(|id| id.to_string())
+                    .map(std::string::ToString::to_string)
                     .unwrap_or_default(),
             })
         }

@@ -233,16 +233,16 @@ impl RecordSelector {
         for seg in &q.segments {
             match seg {
                 Segment::Selector(Selector::Index(i)) if *i >= 0 => {
-                    steps.push(FastStep::Index(*i as usize))
+                    steps.push(FastStep::Index(*i as usize));
                 }
                 Segment::Selectors(s) if matches!(s.as_slice(), [Selector::Index(i)] if *i >= 0) => {
                     if let [Selector::Index(i)] = s.as_slice() {
-                        steps.push(FastStep::Index(*i as usize))
+                        steps.push(FastStep::Index(*i as usize));
                     }
                 }
                 _ => match selector_names(seg) {
                     Some(names) if names.iter().all(Option::is_some) => {
-                        steps.push(FastStep::Keys(names.into_iter().flatten().collect()))
+                        steps.push(FastStep::Keys(names.into_iter().flatten().collect()));
                     }
                     Some(names) if names.len() == 1 => steps.push(FastStep::Items),
                     _ => {
@@ -321,7 +321,7 @@ fn build_pattern(node: &mut LocNode, steps: &[FastStep]) {
             }
         }
         Some((FastStep::Items, rest)) => {
-            build_pattern(node.any.get_or_insert_with(Default::default), rest)
+            build_pattern(node.any.get_or_insert_with(Default::default), rest);
         }
         Some((FastStep::Index(i), rest)) => build_pattern(node.idx.entry(*i).or_default(), rest),
     }

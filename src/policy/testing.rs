@@ -254,8 +254,7 @@ fn run_case(set: &PolicySet, case: &super::model::RawTestCase, key: &PseudonymKe
     if let Some(b) = &expect.body {
         if *b != body {
             fail.push(format!(
-                "body:\n         expected {}\n         got      {}",
-                b, body
+                "body:\n         expected {b}\n         got      {body}"
             ));
         }
     }
@@ -318,8 +317,7 @@ fn run_csv_case(
         let got = body.unwrap_or_default();
         if b.as_str() != Some(got.as_str()) {
             fail.push(format!(
-                "body:\n         expected {}\n         got      {:?}",
-                b, got
+                "body:\n         expected {b}\n         got      {got:?}"
             ));
         }
     }

@@ -138,7 +138,7 @@ fn set() -> PolicySet {
         Err(d) => panic!(
             "{}",
             d.iter()
-                .map(|d| d.to_string())
+                .map(std::string::ToString::to_string)
                 .collect::<Vec<_>>()
                 .join("\n")
         ),
@@ -668,7 +668,7 @@ fn empty_page_is_not_a_record() {
 fn errors_of(files: &[(&str, &str)]) -> Vec<String> {
     match PolicySet::from_texts(files) {
         Ok(_) => Vec::new(),
-        Err(d) => d.iter().map(|d| d.to_string()).collect(),
+        Err(d) => d.iter().map(std::string::ToString::to_string).collect(),
     }
 }
 
@@ -732,7 +732,10 @@ fn warnings_for_unclassified_keep_and_redundant_rules() {
     let (set, warnings) =
         PolicySet::from_texts(&[("purposes.yaml", purposes), ("inventory/h.yaml", inv)])
             .expect("compiles");
-    let all: Vec<String> = warnings.iter().map(|w| w.to_string()).collect();
+    let all: Vec<String> = warnings
+        .iter()
+        .map(std::string::ToString::to_string)
+        .collect();
     assert!(
         all.iter().any(|w| w.contains("keeps unclassified fields")),
         "{all:?}"

@@ -94,12 +94,10 @@ pub fn header_str(headers: &HeaderMap, name: HeaderName) -> Option<String> {
 /// counts as one).
 pub fn has_content_coding(headers: &HeaderMap) -> bool {
     headers.get_all(header::CONTENT_ENCODING).iter().any(|v| {
-        v.to_str()
-            .map(|s| {
-                s.split(',')
-                    .any(|c| !c.trim().is_empty() && !c.trim().eq_ignore_ascii_case("identity"))
-            })
-            .unwrap_or(true)
+        v.to_str().map_or(true, |s| {
+            s.split(',')
+                .any(|c| !c.trim().is_empty() && !c.trim().eq_ignore_ascii_case("identity"))
+        })
     })
 }
 
@@ -128,7 +126,7 @@ mod tests {
             h.append(HeaderName::from_static(k), v.parse().expect("value"));
         }
         strip_request_headers(&mut h);
-        let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        let left: Vec<&str> = h.keys().map(http::HeaderName::as_str).collect();
         assert_eq!(left, vec!["accept", "sforce-query-options"]);
     }
 
@@ -145,7 +143,7 @@ mod tests {
             h.append(HeaderName::from_static(k), v.parse().expect("value"));
         }
         strip_response_headers(&mut h);
-        let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        let left: Vec<&str> = h.keys().map(http::HeaderName::as_str).collect();
         assert_eq!(left, vec!["content-type"]);
     }
 }

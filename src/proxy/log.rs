@@ -60,8 +60,7 @@ pub fn mechanism_decision(
     let on_missing = state
         .audit
         .as_ref()
-        .map(audit::AuditLog::on_missing_mechanism)
-        .unwrap_or(OnMissing::Block);
+        .map_or(OnMissing::Block, audit::AuditLog::on_missing_mechanism);
     audit::decide_mechanism(
         is_cross_border(policy, upstream),
         &upstream.upstream.config.transfer_mechanism,

@@ -241,7 +241,7 @@ impl Ctx<Governed> {
             tracing::info!(
                 request_id = %self.request_id, app, purpose, route, direction,
                 records = o.records, would_change = o.changed, rules = ?o.rules, actions = ?o.actions,
-                would_refuse = o.shadow_refusal.as_ref().map(|r| r.to_string()),
+                would_refuse = o.shadow_refusal.as_ref().map(std::string::ToString::to_string),
                 "shadow: policy not enforced"
             );
         } else {

@@ -133,7 +133,7 @@ fn ask_for_inspectable(ctx: &Ctx<Governed>, headers: &mut HeaderMap) {
     );
     let accept = match ctx.flow.op.format() {
         policy::BodyFormat::Csv => "text/csv, application/json",
-        _ => "application/json",
+        policy::BodyFormat::Json => "application/json",
     };
     headers.insert(header::ACCEPT, HeaderValue::from_static(accept));
 }

@@ -133,7 +133,7 @@ pub fn canonical_path(path: &str) -> Result<String, RouteRefusal> {
                     b'.' => return Err(bad("percent-encoded dot")),
                     0..=0x1f | 0x7f => return Err(bad("encoded control character")),
                     c if c.is_ascii_alphanumeric() || c == b'-' || c == b'_' || c == b'~' => {
-                        out.push(c as char)
+                        out.push(c as char);
                     }
                     c => {
                         out.push('%');

@@ -141,7 +141,7 @@ impl JsonStream {
             Ok(page
                 .get_mut(&key_r)
                 .and_then(|a| a.as_array_mut())
-                .and_then(|a| a.pop()))
+                .and_then(std::vec::Vec::pop))
         });
         let on_envelope: EnvelopeFn = Box::new(move |mut map| {
             map.insert(key_e.clone(), serde_json::Value::Array(Vec::new()));
@@ -176,7 +176,7 @@ impl StreamGovernor for JsonStream {
         self.inner.finish().map_err(json_failure)
     }
     fn records(&self) -> u64 {
-        self.acc.lock().map(|a| a.records).unwrap_or(0)
+        self.acc.lock().map_or(0, |a| a.records)
     }
     fn outcome(&self) -> Outcome {
         self.acc.lock().map(|a| a.clone()).unwrap_or_default()

@@ -424,7 +424,10 @@ pub fn problem_slug(resp: &Response<()>, body: &[u8]) -> String {
         String::from_utf8_lossy(body)
     );
     let v: serde_json::Value = serde_json::from_slice(body).expect("problem json");
-    assert_eq!(v["status"].as_u64(), Some(resp.status().as_u16() as u64));
+    assert_eq!(
+        v["status"].as_u64(),
+        Some(u64::from(resp.status().as_u16()))
+    );
     v["type"]
         .as_str()
         .and_then(|t| t.strip_prefix("urn:zweck:problem:"))

@@ -172,8 +172,14 @@ pub(crate) fn create(double: &CrmDouble, req: &Req, ver: &str) -> Reply {
     };
     let reply = ok_json(StatusCode::OK, &job_json(&job, false, 0));
     let state = &double.salesforce;
-    let mut jobs = state.jobs.lock().unwrap_or_else(|e| e.into_inner());
-    let mut order = state.job_order.lock().unwrap_or_else(|e| e.into_inner());
+    let mut jobs = state
+        .jobs
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut order = state
+        .job_order
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if order.len() >= MAX_JOBS {
         if let Some(old) = order.pop_front() {
             jobs.remove(&old);
@@ -189,7 +195,7 @@ fn find(double: &CrmDouble, id: &str) -> Option<Job> {
         .salesforce
         .jobs
         .lock()
-        .unwrap_or_else(|e| e.into_inner());
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     jobs.get(id).cloned()
 }
 

@@ -50,7 +50,10 @@ impl State {
 
     pub(crate) fn new_cursor(&self, plan: Arc<soql::Plan>, batch: u64) -> String {
         let cursor = self.next_id("01g");
-        let mut cursors = self.cursors.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cursors = self
+            .cursors
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if cursors.order.len() >= MAX_CURSORS {
             if let Some(old) = cursors.order.pop_front() {
                 cursors.plans.remove(&old);
@@ -62,7 +65,10 @@ impl State {
     }
 
     pub(crate) fn cursor(&self, cursor: &str) -> Option<(Arc<soql::Plan>, u64)> {
-        let cursors = self.cursors.lock().unwrap_or_else(|e| e.into_inner());
+        let cursors = self
+            .cursors
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         cursors.plans.get(cursor).map(|(p, b)| (Arc::clone(p), *b))
     }
 }
@@ -382,7 +388,7 @@ pub(crate) fn validate(
             .required()
             .iter()
             .filter(|f| out.get(**f).is_none_or(Value::is_null))
-            .map(|f| f.to_string())
+            .map(std::string::ToString::to_string)
             .collect();
         if !missing.is_empty() {
             return Err(SaveError {

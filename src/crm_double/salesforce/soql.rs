@@ -96,8 +96,7 @@ fn find_keyword(s: &str, kw: &str) -> Option<usize> {
                 let end = i + kw.len();
                 let word = s.get(i..end).is_some_and(|w| w.eq_ignore_ascii_case(kw));
                 let before = i == 0 || bytes[i - 1].is_ascii_whitespace();
-                let after =
-                    end == s.len() || bytes.get(end).is_some_and(|b| b.is_ascii_whitespace());
+                let after = end == s.len() || bytes.get(end).is_some_and(u8::is_ascii_whitespace);
                 if word && before && after {
                     return Some(i);
                 }

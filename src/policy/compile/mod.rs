@@ -98,12 +98,9 @@ fn is_inventory(rel: &str) -> bool {
 }
 
 fn parse_yaml<T: serde::de::DeserializeOwned>(src: &Source, diags: &mut Diags) -> Option<T> {
-    let text = match std::str::from_utf8(&src.bytes) {
-        Ok(t) => t,
-        Err(_) => {
-            diags.error(&src.display, None, "file is not UTF-8");
-            return None;
-        }
+    let Ok(text) = std::str::from_utf8(&src.bytes) else {
+        diags.error(&src.display, None, "file is not UTF-8");
+        return None;
     };
     match serde_saphyr::from_str::<T>(text) {
         Ok(v) => Some(v),

@@ -203,7 +203,10 @@ impl Planner<'_> {
             verdicts.push(self.verdict(c.cat, c.resource));
             for (n, child) in &c.hops {
                 if self.own_signal(*child) {
-                    let prefix = segs[..*n].iter().map(|s| s.to_string()).collect();
+                    let prefix = segs[..*n]
+                        .iter()
+                        .map(std::string::ToString::to_string)
+                        .collect();
                     let g = keys.index(prefix, *child);
                     if !groups.contains(&g) {
                         groups.push(g);

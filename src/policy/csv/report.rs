@@ -58,7 +58,9 @@ impl CsvReport {
 
     #[inline]
     pub(super) fn lock(&self) -> MutexGuard<'_, ReportState> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Rows delivered so far: the record count for budgets and the transfer log.

@@ -111,7 +111,7 @@ fn form_decode(s: &str) -> Result<String, QueryRefusal> {
     let spaced = s.replace('+', " ");
     percent_encoding::percent_decode_str(&spaced)
         .decode_utf8()
-        .map(|c| c.into_owned())
+        .map(std::borrow::Cow::into_owned)
         .map_err(|_| QueryRefusal::Unreadable("a query parameter that is not UTF-8"))
 }
 
@@ -278,7 +278,10 @@ mod tests {
 
     pub(super) fn refused(fields: &[&str]) -> Result<(), QueryRefusal> {
         Err(QueryRefusal::NotAllowed {
-            fields: fields.iter().map(|f| f.to_string()).collect(),
+            fields: fields
+                .iter()
+                .map(std::string::ToString::to_string)
+                .collect(),
         })
     }
 

@@ -312,7 +312,7 @@ impl<'s> ODataScan<'_, 's, '_, '_> {
                 }
                 OToken::Word(w) if is(w, &ODATA_COMPARE) => value_next = true,
                 OToken::Word(w) if is(w, &ODATA_KEYWORDS) || w.eq_ignore_ascii_case("desc") => {
-                    value_next = false
+                    value_next = false;
                 }
                 OToken::Word(w) if self.tokens.get(self.pos) == Some(&OToken::Open) => {
                     self.pos += 1;

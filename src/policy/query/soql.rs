@@ -229,9 +229,8 @@ impl<'s> Parser<'_, 's, '_, '_> {
                 Some(_) => {}
             }
         }
-        let object = match self.next() {
-            Some(Token::Word(w)) => w,
-            _ => return Err(QueryRefusal::Unreadable("FROM names no object")),
+        let Some(Token::Word(object)) = self.next() else {
+            return Err(QueryRefusal::Unreadable("FROM names no object"));
         };
         let inv = self.checker.inv;
         let resource = match parent {

@@ -45,7 +45,7 @@ pub(crate) fn govern_request(
     let mut plans: Vec<PartPlan> = Vec::new();
     let mut layout = Vec::with_capacity(batch.items.len());
     let mut ids: HashSet<String> = HashSet::new();
-    for item in batch.items.iter_mut() {
+    for item in &mut batch.items {
         match item {
             BatchItem::Part(part) => {
                 let plan = request_part(cx, plans.len() + 1, part, None, &mut ids)?;

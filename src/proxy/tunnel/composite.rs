@@ -617,9 +617,8 @@ impl Responses<'_, '_> {
                 item.as_object_mut()
                     .ok_or(malformed(rs, number, Inspection::SubresponseShape))?;
             // The app's own label, checked against the request: kept as it is.
-            let id = match o.remove("referenceId") {
-                Some(Value::String(s)) => s,
-                _ => return Err(self.unmatched(number)),
+            let Some(Value::String(id)) = o.remove("referenceId") else {
+                return Err(self.unmatched(number));
             };
             let i = self.plan_for(number, Some(&id))?;
             let (outcome, kept) = self.body(number, i, Some(item))?;

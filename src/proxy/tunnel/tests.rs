@@ -45,7 +45,10 @@ const ORIGINS: [&str; 2] = [
 ];
 
 fn origins() -> Vec<String> {
-    ORIGINS.iter().map(|s| s.to_string()).collect()
+    ORIGINS
+        .iter()
+        .map(std::string::ToString::to_string)
+        .collect()
 }
 
 fn op(dialect: Dialect, method: &str, path: &str) -> Operation {
