@@ -116,6 +116,14 @@ pub(crate) fn first_line(s: &str) -> String {
     if l.is_empty() {
         return "invalid YAML".to_string();
     }
+    // serde-saphyr's advice names its own options, which a user of Zweck cannot set
+    if let Some(rest) = l.strip_prefix("duplicate mapping key") {
+        let rest = rest.split(", set DuplicateKeyPolicy").next().unwrap_or("");
+        return match rest.strip_prefix(": ") {
+            Some(key) => format!("`{}` appears twice in this mapping", key.trim()),
+            None => "a key appears twice in this mapping".to_string(),
+        };
+    }
     l.to_string()
 }
 
@@ -131,5 +139,9 @@ mod tests {
         );
         assert_eq!(first_line("unknown field `x`"), "unknown field `x`");
         assert_eq!(first_line(""), "invalid YAML");
+        assert_eq!(
+            first_line("error: line 4 column 3: duplicate mapping key: tests, set DuplicateKeyPolicy in Options if acceptable"),
+            "`tests` appears twice in this mapping"
+        );
     }
 }

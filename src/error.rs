@@ -641,13 +641,10 @@ pub fn enforce_query(
     request_id: Option<&str>,
     part: Option<usize>,
 ) -> Result<(), QueryRefusal> {
-    match verdict {
-        Err(refusal) if purpose.mode == crate::policy::Mode::Shadow => {
-            tracing::warn!(request_id, part, purpose = %purpose.name, %refusal, "shadow mode: query would be refused");
-            Ok(())
-        }
-        verdict => verdict,
+    if let Some(refusal) = crate::policy::decide::query_verdict(purpose, verdict)? {
+        tracing::warn!(request_id, part, purpose = %purpose.name, %refusal, "shadow mode: query would be refused");
     }
+    Ok(())
 }
 
 impl From<&JsonError> for Inspection {

@@ -26,7 +26,8 @@
 //! ([`metrics`]), [`state`] holds what a request needs, [`reload`] swaps policies live,
 //! [`runtime`] starts and stops a whole Zweck, [`config`] loads `zweck.yaml` (raw -> compiled),
 //! [`secrets`] reads and writes key files, [`certs`] and [`dev`] make development key
-//! material, [`crm_double`] stands in for the CRMs in tests and demos.
+//! material, [`crm_double`] stands in for the CRMs in tests and demos, [`cli`] holds the
+//! command line's definitions and glue that tests parse (the policy workflow).
 
 pub mod admin;
 pub mod audit;
@@ -34,6 +35,7 @@ pub mod body;
 pub mod budget;
 pub mod caller;
 pub mod certs;
+pub mod cli;
 pub mod config;
 pub mod crm_double;
 pub mod dev;

@@ -57,10 +57,10 @@ enum Command {
         #[arg(long, default_value_t = 42)]
         seed: u64,
     },
-    /// Check, test and explain policies.
+    /// Check, test, explain, diff, bundle and describe policies.
     Policy {
         #[command(subcommand)]
-        command: PolicyCommand,
+        command: zweck::cli::policy::PolicyCommand,
     },
     /// Read, verify and summarise transfer logs (for auditors).
     Audit {
@@ -87,36 +87,6 @@ enum CertsCommand {
         /// Replace existing files instead of only making missing ones.
         #[arg(long)]
         force: bool,
-    },
-}
-
-#[derive(Subcommand)]
-enum PolicyCommand {
-    /// Validate inventories and purposes; exit 1 with every diagnostic.
-    Check {
-        #[arg(long, default_value = "policies")]
-        dir: PathBuf,
-    },
-    /// Run the table tests in <dir>/tests/*.yaml through the engine the proxy uses.
-    Test {
-        #[arg(long, default_value = "policies")]
-        dir: PathBuf,
-    },
-    /// Show which rule fires for each field of a body, without printing values.
-    Explain {
-        #[arg(long, default_value = "zweck.yaml")]
-        config: PathBuf,
-        #[arg(long)]
-        app: String,
-        #[arg(long)]
-        purpose: String,
-        /// GET, POST, PATCH, ...
-        method: String,
-        /// The request URL or path, e.g. /services/data/v66.0/query?q=...
-        url: String,
-        /// The body to explain (a response for reads, the request for writes).
-        #[arg(long)]
-        body: Option<PathBuf>,
     },
 }
 
@@ -256,7 +226,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             double.serve(listener, tls, signal).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Policy { command } => policy_command(command),
+        Command::Policy { command } => zweck::cli::policy::run(command),
         Command::Audit { command } => audit_command(command),
         Command::Config {
             command: ConfigCommand::Check { config },
@@ -347,94 +317,6 @@ fn audit_command(command: AuditCommand) -> anyhow::Result<ExitCode> {
     };
     print!("{}", report.text);
     Ok(ExitCode::from(report.exit_code.clamp(0, 255) as u8))
-}
-
-fn policy_command(command: PolicyCommand) -> anyhow::Result<ExitCode> {
-    match command {
-        PolicyCommand::Check { dir } => {
-            let report = zweck::policy::check(&dir);
-            print!("{report}");
-            Ok(if report.is_ok() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
-        }
-        PolicyCommand::Test { dir } => {
-            let report = zweck::policy::testing::run_dir(&dir);
-            print!("{report}");
-            Ok(if report.is_ok() && report.passed() > 0 {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
-        }
-        PolicyCommand::Explain {
-            config,
-            app,
-            purpose,
-            method,
-            url,
-            body,
-        } => {
-            let config = Config::load(&config)?;
-            let granted = config
-                .app(&app)
-                .with_context(|| format!("no app {app} in the config"))?;
-            anyhow::ensure!(
-                granted.purposes.contains(&purpose),
-                "app {app} is not granted purpose {purpose}"
-            );
-            let uri: http::Uri = url.parse().context("not a URL or path")?;
-            let path = zweck::proxy::route::canonical_path(uri.path())
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            let host = uri.host().map(str::to_ascii_lowercase);
-            let rules: Vec<_> = config
-                .upstreams
-                .iter()
-                .map(|u| {
-                    (
-                        zweck::proxy::route::RouteRule {
-                            path_prefix: u.path_prefix.clone(),
-                            host: u.host.clone(),
-                        },
-                        u,
-                    )
-                })
-                .collect();
-            let upstream = zweck::proxy::route::select(
-                rules.iter().map(|(r, u)| (r, *u)),
-                host.as_deref(),
-                &path,
-            )
-            .context("no upstream serves this path")?;
-            let method = http::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
-                .context("not an HTTP method")?;
-            let doc = match body {
-                Some(f) => {
-                    let bytes = std::fs::read(&f)
-                        .with_context(|| format!("cannot read {}", f.display()))?;
-                    zweck::json::parse(&bytes, &zweck::json::JsonLimits::default())
-                        .map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?
-                }
-                None => serde_json::Value::Null,
-            };
-            let (set, _) = zweck::policy::PolicySet::load(&config.policies).map_err(|d| {
-                anyhow::anyhow!(
-                    "{}",
-                    d.iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join("\n")
-                )
-            })?;
-            let explanation =
-                zweck::policy::explain(&set, upstream.dialect, &purpose, &method, &path, &doc)
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
-            print!("{explanation}");
-            Ok(ExitCode::SUCCESS)
-        }
-    }
 }
 
 async fn serve(path: &Path, demo: bool) -> anyhow::Result<ExitCode> {

@@ -172,7 +172,7 @@ pub fn truncate(v: &Value, n: usize) -> Value {
 }
 
 /// `generalise`.
-pub fn generalise(v: &Value, g: Generalise) -> Value {
+pub fn generalise(v: &Value, g: &Generalise) -> Value {
     match g {
         Generalise::Year | Generalise::Month => {
             let Value::String(s) = v else {
@@ -185,7 +185,7 @@ pub fn generalise(v: &Value, g: Generalise) -> Value {
             if !digits(0..4) || (b.len() > 4 && b[4] != b'-') {
                 return Value::Null;
             }
-            if g == Generalise::Year || b.len() == 4 {
+            if *g == Generalise::Year || b.len() == 4 {
                 return Value::String(s[..4].to_string());
             }
             if digits(5..7) && (b.len() == 7 || b.get(7) == Some(&b'-')) {
@@ -195,7 +195,7 @@ pub fn generalise(v: &Value, g: Generalise) -> Value {
             }
         }
         Generalise::Range(width) => {
-            let width = i128::from(width.max(1));
+            let width = i128::from((*width).max(1));
             let lower = match v {
                 Value::Number(n) => n.to_string().parse::<f64>().ok(),
                 Value::String(s) => {
@@ -214,7 +214,42 @@ pub fn generalise(v: &Value, g: Generalise) -> Value {
                 _ => Value::Null,
             }
         }
+        Generalise::Map(table) => match code_text(v) {
+            Some(s) => table.lookup(&s).map_or(Value::Null, Value::String),
+            None => Value::Null,
+        },
+        Generalise::PostalPrefix(n) => match code_text(v) {
+            Some(s) => postal_prefix(&s, *n).map_or(Value::Null, Value::String),
+            None => Value::Null,
+        },
     }
+}
+
+/// A string, or a number's text (postal codes and codes in tables arrive as either).
+fn code_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// The first `n` letters and digits of a postal code, upper case; spaces and hyphens are
+/// ignored, anything else (or fewer than `n`) means it is no postal code.
+fn postal_prefix(s: &str, n: usize) -> Option<String> {
+    let mut out = String::with_capacity(n);
+    for c in s.trim().chars() {
+        match c {
+            ' ' | '-' => {}
+            c if c.is_ascii_alphanumeric() => {
+                if out.len() < n {
+                    out.push(c.to_ascii_uppercase());
+                }
+            }
+            _ => return None,
+        }
+    }
+    (out.len() == n && n > 0).then_some(out)
 }
 
 fn format_range(lo: i128, width: i128) -> String {
@@ -300,42 +335,65 @@ mod tests {
     #[test]
     fn generalises() {
         assert_eq!(
-            generalise(&json!("1984-02-29"), Generalise::Year),
+            generalise(&json!("1984-02-29"), &Generalise::Year),
             json!("1984")
         );
         assert_eq!(
-            generalise(&json!("1984-02-29"), Generalise::Month),
+            generalise(&json!("1984-02-29"), &Generalise::Month),
             json!("1984-02")
         );
-        assert_eq!(generalise(&json!("1984"), Generalise::Month), json!("1984"));
         assert_eq!(
-            generalise(&json!("2024-05-02T08:15:00.000+0000"), Generalise::Year),
+            generalise(&json!("1984"), &Generalise::Month),
+            json!("1984")
+        );
+        assert_eq!(
+            generalise(&json!("2024-05-02T08:15:00.000+0000"), &Generalise::Year),
             json!("2024")
         );
         assert_eq!(
-            generalise(&json!("yesterday"), Generalise::Year),
+            generalise(&json!("yesterday"), &Generalise::Year),
             Value::Null
         );
         assert_eq!(
-            generalise(&json!(34), Generalise::Range(10)),
+            generalise(&json!(34), &Generalise::Range(10)),
             json!("30-39")
         );
         assert_eq!(
-            generalise(&json!("34"), Generalise::Range(10)),
+            generalise(&json!("34"), &Generalise::Range(10)),
             json!("30-39")
         );
         assert_eq!(
-            generalise(&json!("30-39"), Generalise::Range(10)),
+            generalise(&json!("30-39"), &Generalise::Range(10)),
             json!("30-39")
         );
         assert_eq!(
-            generalise(&json!(-5), Generalise::Range(10)),
+            generalise(&json!(-5), &Generalise::Range(10)),
             json!("-10--1")
         );
         assert_eq!(
-            generalise(&json!("-10--1"), Generalise::Range(10)),
+            generalise(&json!("-10--1"), &Generalise::Range(10)),
             json!("-10--1")
         );
+    }
+
+    #[test]
+    fn generalises_strings_by_table_and_postal_prefix() {
+        let table = std::sync::Arc::new(
+            crate::policy::lookup::ValueMap::parse("m.csv", "city,region\nMusterstadt,Nord\n")
+                .expect("table"),
+        );
+        let map = Generalise::Map(table);
+        assert_eq!(generalise(&json!("musterstadt"), &map), json!("Nord"));
+        assert_eq!(generalise(&json!("Nord"), &map), json!("Nord"));
+        assert_eq!(generalise(&json!("Elsewhere"), &map), Value::Null);
+        assert_eq!(generalise(&json!({"a": 1}), &map), Value::Null);
+        let postal = Generalise::PostalPrefix(3);
+        assert_eq!(generalise(&json!("sw1a 1aa"), &postal), json!("SW1"));
+        assert_eq!(generalise(&json!("SW1"), &postal), json!("SW1"));
+        assert_eq!(generalise(&json!(10115), &postal), json!("101"));
+        assert_eq!(generalise(&json!("0000 ZZ"), &postal), json!("000"));
+        assert_eq!(generalise(&json!("12"), &postal), Value::Null);
+        assert_eq!(generalise(&json!("a.b.c.d"), &postal), Value::Null);
     }
 
     #[test]

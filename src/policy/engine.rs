@@ -146,9 +146,23 @@ pub fn apply(
     body: &mut Value,
     key: Option<&PseudonymKey>,
 ) -> Result<Outcome, Refusal> {
+    apply_with(set, purpose, op, dir, body, key, None)
+}
+
+/// `apply`, also listing every field decision in `trace` when one is given (for `explain`;
+/// paths and names only). Shadow mode traces what enforcement would have done.
+pub(crate) fn apply_with(
+    set: &PolicySet,
+    purpose: &Purpose,
+    op: &Operation,
+    dir: Direction,
+    body: &mut Value,
+    key: Option<&PseudonymKey>,
+    trace: Option<&mut Vec<FieldDecision>>,
+) -> Result<Outcome, Refusal> {
     if purpose.mode == Mode::Shadow {
         let mut copy = body.clone();
-        let mut out = match run(set, purpose, op, dir, &mut copy, key, None) {
+        let mut out = match run(set, purpose, op, dir, &mut copy, key, trace) {
             Ok(o) => o,
             Err(r) => Outcome {
                 shadow_refusal: Some(r),
@@ -158,21 +172,7 @@ pub fn apply(
         out.shadow = true;
         return Ok(out);
     }
-    run(set, purpose, op, dir, body, key, None)
-}
-
-/// Like `apply` in enforce mode, also listing every field decision.
-pub(crate) fn apply_traced(
-    set: &PolicySet,
-    purpose: &Purpose,
-    op: &Operation,
-    dir: Direction,
-    body: &mut Value,
-    key: Option<&PseudonymKey>,
-) -> (Result<Outcome, Refusal>, Vec<FieldDecision>) {
-    let mut trace = Vec::new();
-    let r = run(set, purpose, op, dir, body, key, Some(&mut trace));
-    (r, trace)
+    run(set, purpose, op, dir, body, key, trace)
 }
 
 const A_RECORD_REMOVED: usize = 8;
@@ -597,7 +597,7 @@ impl<'a> Walker<'a, '_> {
                 actions::mask(v, *keep_last, email)
             }
             Action::Truncate(n) => actions::truncate(v, *n),
-            Action::Generalise(g) => actions::generalise(v, *g),
+            Action::Generalise(g) => actions::generalise(v, g),
             Action::Pseudonymise => {
                 if self.pkey.is_none() {
                     self.pkey = self.master.map(|k| k.derive(&self.purpose.name));

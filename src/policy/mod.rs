@@ -10,20 +10,25 @@
 //! - `select`: JSONPath parsed once, compiled into field trees and record locators;
 //! - `set`: the compiled, immutable, `Arc`-shared policy set and `classify`;
 //! - `engine`: `apply`, the pure function the proxy calls per body;
-//! - `actions`: mask, pseudonymise, generalise, truncate;
+//! - `actions`: mask, pseudonymise, generalise, truncate; `lookup`: the tables of
+//!   `generalise: { map: FILE }`;
 //! - `csv`: the same policies over CSV bodies (Salesforce Bulk API 2.0 results), streamed:
 //!   the header decided once, then row by row;
 //! - `query`: query minimisation, predicates only on fields the purpose may see; one file
 //!   per query language (SOQL, OData, HubSpot search);
-//! - `testing`, `explain`: `zweck policy test` / `explain` over the same engine.
+//! - `decide`: the decision the proxy's phases, `explain` and `test` share (route, query
+//!   minimisation, writes, bodies);
+//! - `testing`, `explain`: `zweck policy test` / `explain` over the same decision.
 //!
 //! The contract is docs/policy.md; DESIGN.md §2 says why default-deny matters.
 pub mod actions;
 pub mod compile;
 pub mod csv;
+pub mod decide;
 pub mod diagnostic;
 pub mod engine;
 pub mod explain;
+pub mod lookup;
 pub mod model;
 pub mod query;
 pub mod select;
@@ -41,10 +46,10 @@ pub use actions::PseudonymKey;
 pub use csv::{csv_plan, CsvFailure, CsvGovernor, CsvJob, CsvPolicy, CsvReport};
 pub use diagnostic::{Diagnostic, Severity};
 pub use engine::{apply, Direction, FieldDecision, Outcome, Refusal};
-pub use explain::{explain, ExplainError, Explanation};
+pub use explain::{explain, ExplainError, ExplainRequest, Explanation};
 pub use set::{
-    Action, BodyFormat, Controller, ExportBudget, FieldRule, Generalise, LegalBasis, Mode, OpKind,
-    Operation, PolicySet, Purpose, RouteClass, RouteMatch, TunnelKind, Writes,
+    Action, Art9Condition, BodyFormat, Controller, ExportBudget, FieldRule, Generalise, LegalBasis,
+    Mode, OpKind, Operation, PolicySet, Purpose, RouteClass, RouteMatch, TunnelKind, Writes,
 };
 
 use std::path::Path;

@@ -38,6 +38,24 @@ impl<K, V> OrderedMap<K, V> {
     }
 }
 
+impl<V> OrderedMap<SpStr, V> {
+    /// Keys written a second time, each with the first one: YAML forbids them, and the
+    /// loader reports them itself (with both positions) instead of stopping at the first.
+    pub fn duplicates(&self) -> Vec<(&SpStr, &SpStr)> {
+        let mut seen: std::collections::HashMap<&str, &SpStr> = std::collections::HashMap::new();
+        let mut out = Vec::new();
+        for (k, _) in &self.0 {
+            match seen.get(k.value.as_str()) {
+                Some(first) => out.push((*first, k)),
+                None => {
+                    seen.insert(k.value.as_str(), k);
+                }
+            }
+        }
+        out
+    }
+}
+
 impl<'de, K: Deserialize<'de>, V: Deserialize<'de>> Deserialize<'de> for OrderedMap<K, V> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct MapVisitor<K, V>(PhantomData<(K, V)>);
@@ -150,6 +168,12 @@ pub struct RawConsent {
 #[serde(deny_unknown_fields)]
 pub struct RawPurposes {
     pub controller: RawController,
+    /// Your own fideslang data uses, beside the standard ones (`src/policy/data_uses.txt`).
+    #[serde(default)]
+    pub data_uses: Vec<SpStr>,
+    /// Named groups of categories: a purpose's rule for a group's name applies to each.
+    #[serde(default)]
+    pub groups: OrderedMap<SpStr, Vec<SpStr>>,
     #[serde(default)]
     pub purposes: OrderedMap<SpStr, RawPurpose>,
 }
@@ -184,6 +208,136 @@ pub struct RawPurpose {
     pub export_budget: Option<Spanned<RawBudget>>,
     #[serde(default)]
     pub mode: Option<SpStr>,
+    /// The GDPR Art. 9(2) condition under which the purpose may see special categories.
+    #[serde(default)]
+    pub art9_condition: Option<SpStr>,
+    /// The official authority or law (GDPR Art. 10) under which the purpose may see
+    /// criminal-conviction data.
+    #[serde(default)]
+    pub art10_basis: Option<SpStr>,
+}
+
+/// A field action as written: a name, or a one-key mapping with the action's argument. The
+/// loader reads every action through this type (and explains, in its own words, a value that
+/// does not fit it), so the JSON Schema generated from it accepts exactly what loads.
+#[derive(Debug, Clone, PartialEq, Eq, DeriveDeserialize)]
+#[serde(untagged)]
+pub enum RawAction {
+    Name(ActionName),
+    Redact(RedactArg),
+    Mask(MaskArg),
+    Truncate(TruncateArg),
+    Generalise(GeneraliseArg),
+}
+
+/// The actions written by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, DeriveDeserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionName {
+    Keep,
+    Drop,
+    /// `null` instead of the value.
+    Redact,
+    /// Every character but the domain of an e-mail address.
+    Mask,
+    #[serde(alias = "pseudonymize")]
+    Pseudonymise,
+    Block,
+}
+
+/// `{ redact: null }` or `{ redact: "fixed text" }`.
+#[derive(Debug, Clone, PartialEq, Eq, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedactArg {
+    pub redact: RedactWith,
+}
+
+/// What a redacted value becomes.
+#[derive(Debug, Clone, PartialEq, Eq, DeriveDeserialize)]
+#[serde(untagged)]
+pub enum RedactWith {
+    Null(()),
+    Text(String),
+}
+
+/// `{ mask: { keep_last: N } }` or `{ mask: N }`.
+#[derive(Debug, Clone, PartialEq, Eq, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaskArg {
+    pub mask: MaskKeep,
+}
+
+/// How many trailing characters a mask keeps.
+#[derive(Debug, Clone, PartialEq, Eq, DeriveDeserialize)]
+#[serde(untagged)]
+pub enum MaskKeep {
+    KeepLast(KeepLast),
+    Count(u32),
+}
+
+/// `{ keep_last: N }`.
+#[derive(Debug, Clone, PartialEq, Eq, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeepLast {
+    pub keep_last: u32,
+}
+
+/// `{ truncate: N }`: at most N characters.
+#[derive(Debug, Clone, PartialEq, Eq, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TruncateArg {
+    pub truncate: u32,
+}
+
+/// `{ generalise: ... }`.
+#[derive(Debug, Clone, PartialEq, Eq, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeneraliseArg {
+    #[serde(alias = "generalize")]
+    pub generalise: GeneraliseTo,
+}
+
+/// What a value is generalised to.
+#[derive(Debug, Clone, PartialEq, Eq, DeriveDeserialize)]
+#[serde(untagged)]
+pub enum GeneraliseTo {
+    /// A date to its `year` or `month`.
+    Date(DatePart),
+    /// A number to a range of this width: `{ range: 10 }`.
+    Range(RangeWidth),
+    /// A string through a lookup table under the policy directory: `{ map: maps/x.csv }`.
+    Map(MapFile),
+    /// A postal code to its first N letters and digits: `{ postal_prefix: 2 }`.
+    PostalPrefix(PostalPrefix),
+}
+
+/// `year` or `month`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, DeriveDeserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DatePart {
+    Year,
+    Month,
+}
+
+/// `{ range: N }`, N at least 1.
+#[derive(Debug, Clone, PartialEq, Eq, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RangeWidth {
+    pub range: std::num::NonZeroU64,
+}
+
+/// `{ map: FILE }`, FILE relative to the policy directory.
+#[derive(Debug, Clone, PartialEq, Eq, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MapFile {
+    pub map: String,
+}
+
+/// `{ postal_prefix: N }`, N at least 1.
+#[derive(Debug, Clone, PartialEq, Eq, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostalPrefix {
+    pub postal_prefix: std::num::NonZeroU8,
 }
 
 /// `{ records, per, burst?, per_class? }`.
@@ -205,7 +359,21 @@ pub struct RawBudget {
 pub struct RawTestFile {
     #[serde(default)]
     pub pseudonym_key: Option<String>,
-    pub tests: Vec<Spanned<RawTestCase>>,
+    pub tests: Vec<Spanned<TestSlot>>,
+}
+
+/// One entry of `tests:`, read on its own: a case with an unknown key or an unknown decision
+/// fails as that case (at its line), and the file's other cases still run.
+#[derive(Debug, Clone)]
+pub struct TestSlot(pub Result<RawTestCase, String>);
+
+impl<'de> Deserialize<'de> for TestSlot {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = serde_json::Value::deserialize(deserializer)?;
+        Ok(TestSlot(
+            serde_json::from_value::<RawTestCase>(value).map_err(|e| e.to_string()),
+        ))
+    }
 }
 
 /// One table test.
@@ -219,7 +387,7 @@ pub struct RawTestCase {
     pub purpose: String,
     /// `request` or `response`; default: `request` for write/delete, `response` for read.
     #[serde(default)]
-    pub direction: Option<String>,
+    pub direction: Option<RawDirection>,
     #[serde(default)]
     pub body: Option<serde_json::Value>,
     /// CSV cases: what the proxy knows of the Bulk job (`object`, `columnDelimiter`).
@@ -238,21 +406,100 @@ pub struct RawCsvJob {
     pub column_delimiter: Option<String>,
 }
 
+/// Which body of the exchange a table test's `body` is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, DeriveDeserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawDirection {
+    Request,
+    Response,
+}
+
+/// The decision a table test expects: the names `zweck policy explain` prints. A name that
+/// is not one of these is an error, not a case that can never pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, DeriveDeserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExpectedDecision {
+    /// Nothing changed.
+    Allowed,
+    Minimised,
+    Blocked,
+    WriteDenied,
+    WriteActionNotAllowed,
+    Withheld,
+    PseudonymKeyMissing,
+    Ungoverned,
+    /// Refused as an unknown resource.
+    Unknown,
+    /// CSV cases: malformed CSV or an unreadable delimiter.
+    NotInspectable,
+    QueryNotAllowed,
+    QueryNotCheckable,
+}
+
+impl ExpectedDecision {
+    /// The name as written.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExpectedDecision::Allowed => "allowed",
+            ExpectedDecision::Minimised => "minimised",
+            ExpectedDecision::Blocked => "blocked",
+            ExpectedDecision::WriteDenied => "write_denied",
+            ExpectedDecision::WriteActionNotAllowed => "write_action_not_allowed",
+            ExpectedDecision::Withheld => "withheld",
+            ExpectedDecision::PseudonymKeyMissing => "pseudonym_key_missing",
+            ExpectedDecision::Ungoverned => "ungoverned",
+            ExpectedDecision::Unknown => "unknown",
+            ExpectedDecision::NotInspectable => "not_inspectable",
+            ExpectedDecision::QueryNotAllowed => "query_not_allowed",
+            ExpectedDecision::QueryNotCheckable => "query_not_checkable",
+        }
+    }
+}
+
+/// An action name a table test counts (`actions:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, DeriveDeserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CountedAction {
+    Keep,
+    Drop,
+    Redact,
+    Mask,
+    Pseudonymise,
+    Generalise,
+    Truncate,
+    Block,
+    RecordRemoved,
+}
+
+impl CountedAction {
+    /// The name in outcomes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CountedAction::Keep => "keep",
+            CountedAction::Drop => "drop",
+            CountedAction::Redact => "redact",
+            CountedAction::Mask => "mask",
+            CountedAction::Pseudonymise => "pseudonymise",
+            CountedAction::Generalise => "generalise",
+            CountedAction::Truncate => "truncate",
+            CountedAction::Block => "block",
+            CountedAction::RecordRemoved => "record_removed",
+        }
+    }
+}
+
 /// What a table test expects.
 #[derive(Debug, Clone, DeriveDeserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawExpect {
-    /// `allowed` (body unchanged), `minimised`, `blocked`, `write_denied`,
-    /// `write_action_not_allowed`, `no_consent`, `ungoverned`, `unknown`,
-    /// `query_not_allowed`, `query_not_checkable`.
     #[serde(default)]
-    pub decision: Option<String>,
+    pub decision: Option<ExpectedDecision>,
     #[serde(default)]
     pub body: Option<serde_json::Value>,
     #[serde(default)]
     pub records: Option<u64>,
     #[serde(default)]
-    pub actions: Option<std::collections::BTreeMap<String, u64>>,
+    pub actions: Option<std::collections::BTreeMap<CountedAction, u64>>,
     #[serde(default)]
     pub categories_delivered: Option<Vec<String>>,
     #[serde(default)]

@@ -29,13 +29,21 @@ pub enum Step {
 /// Why a selector was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SelectorError {
-    #[error("invalid JSONPath {0}")]
+    #[error("invalid JSONPath: {0}")]
     Syntax(String),
     #[error("{0}")]
     Unsupported(&'static str),
 }
 
 fn parse(path: &str) -> Result<JpQuery, SelectorError> {
+    // the parser's own message for this common slip is its grammar's rule name (`jp_query`)
+    if !path.starts_with('$') {
+        let rest = path.trim_start_matches('.');
+        let sep = if rest.starts_with('[') { "" } else { "." };
+        return Err(SelectorError::Syntax(format!(
+            "`{path}`: a JSONPath starts with `$` (did you mean `${sep}{rest}`?)"
+        )));
+    }
     parse_json_path(path).map_err(|e| {
         // jsonpath-rust errors may quote the input; the input is a selector from a policy
         // file, never body data, so it may appear in diagnostics.

@@ -34,6 +34,16 @@ pub enum RouteMatch<'a> {
     Unknown,
 }
 
+impl<'a> RouteMatch<'a> {
+    /// The operation, when the route is governed.
+    pub fn operation(&self) -> Option<&'a Operation> {
+        match self {
+            RouteMatch::Operation(op) => Some(op),
+            _ => None,
+        }
+    }
+}
+
 impl PolicySet {
     /// SHA-256 hex over (relative path, NUL, bytes) of every file under the policy directory,
     /// sorted by path. `Zweck-Policy` and the transfer log carry it.
@@ -378,6 +388,77 @@ impl LegalBasis {
     }
 }
 
+/// GDPR Art. 9(2)(a)-(j): the conditions under which special categories may be processed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Art9Condition {
+    /// (a) explicit consent.
+    ExplicitConsent,
+    /// (b) employment, social security and social protection law.
+    EmploymentSocialProtection,
+    /// (c) vital interests of a person who cannot consent.
+    VitalInterests,
+    /// (d) a foundation, association or other not-for-profit body, for its members.
+    NotForProfitBody,
+    /// (e) made manifestly public by the data subject.
+    MadePublic,
+    /// (f) legal claims and courts.
+    LegalClaims,
+    /// (g) substantial public interest, under Union or Member State law.
+    SubstantialPublicInterest,
+    /// (h) preventive or occupational medicine, health or social care.
+    HealthOrSocialCare,
+    /// (i) public health.
+    PublicHealth,
+    /// (j) archiving in the public interest, research or statistics.
+    ArchivingResearchStatistics,
+}
+
+impl Art9Condition {
+    /// All spellings, in the order of Art. 9(2).
+    pub const NAMES: [&'static str; 10] = [
+        "explicit_consent",
+        "employment_social_protection",
+        "vital_interests",
+        "not_for_profit_body",
+        "made_public",
+        "legal_claims",
+        "substantial_public_interest",
+        "health_or_social_care",
+        "public_health",
+        "archiving_research_statistics",
+    ];
+    const ALL: [Art9Condition; 10] = [
+        Art9Condition::ExplicitConsent,
+        Art9Condition::EmploymentSocialProtection,
+        Art9Condition::VitalInterests,
+        Art9Condition::NotForProfitBody,
+        Art9Condition::MadePublic,
+        Art9Condition::LegalClaims,
+        Art9Condition::SubstantialPublicInterest,
+        Art9Condition::HealthOrSocialCare,
+        Art9Condition::PublicHealth,
+        Art9Condition::ArchivingResearchStatistics,
+    ];
+
+    /// The spelling in `purposes.yaml`.
+    pub fn as_str(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+
+    /// The point of Art. 9(2) it names: `9(2)(a)` ...
+    pub fn article(self) -> String {
+        format!("9(2)({})", char::from(b'a' + self as u8))
+    }
+
+    /// Parses the spelling.
+    pub fn from_name(s: &str) -> Option<Art9Condition> {
+        Self::NAMES
+            .iter()
+            .position(|n| *n == s)
+            .map(|i| Self::ALL[i])
+    }
+}
+
 /// `enforce` (default) or `shadow` (compute, log, change nothing).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -392,8 +473,8 @@ pub enum Writes {
     Deny,
 }
 
-/// How a date or number is coarsened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a value is coarsened.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Generalise {
     /// `1984-02-29` -> `1984`.
     Year,
@@ -401,6 +482,12 @@ pub enum Generalise {
     Month,
     /// `34` -> `30-39` for width 10.
     Range(u64),
+    /// A string through a lookup table (`maps/city-to-region.csv`); unmapped values become
+    /// `null`.
+    Map(std::sync::Arc<super::lookup::ValueMap>),
+    /// A postal code cut to its first N letters and digits (`10115` -> `10`,
+    /// `SW1A 1AA` -> `SW1`); anything else becomes `null`.
+    PostalPrefix(usize),
 }
 
 /// What happens to a field.
@@ -486,6 +573,10 @@ pub struct Purpose {
     pub writes: Writes,
     pub export_budget: Option<ExportBudget>,
     pub mode: Mode,
+    /// The GDPR Art. 9(2) condition under which it may see special categories.
+    pub art9_condition: Option<Art9Condition>,
+    /// The authority or law (GDPR Art. 10) under which it may see criminal-conviction data.
+    pub art10_basis: Option<String>,
     pub(crate) by_cat: Vec<Resolved>,
     /// Every rule id an outcome of this purpose can count, by slot (see [`RuleSlot`]):
     /// built once so counting a rule never formats or allocates its name.

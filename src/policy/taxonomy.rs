@@ -6,6 +6,51 @@
 //! classified; `system` and `system.*` mark non-personal fields.
 
 const DATA: &str = include_str!("taxonomy.txt");
+const DATA_USES: &str = include_str!("data_uses.txt");
+
+/// A built-in group of categories: a purpose's rule for the group's name applies to each.
+#[derive(Debug, Clone, Copy)]
+pub struct Group {
+    pub name: &'static str,
+    /// What the group stands for (for docs and `policy check` messages).
+    pub title: &'static str,
+    pub categories: &'static [&'static str],
+}
+
+/// GDPR Art. 9(1) special categories, mapped onto fideslang (and Zweck's two extensions).
+pub const GDPR_ART9: Group = Group {
+    name: "gdpr.art9",
+    title: "GDPR Art. 9 special categories",
+    categories: &[
+        "user.demographic.race_ethnicity",
+        "user.demographic.political_opinion",
+        "user.demographic.religious_belief",
+        "user.demographic.trade_union_membership",
+        "user.health_and_medical",
+        "user.biometric",
+        "user.authorization.biometric",
+        "user.demographic.sexual_orientation",
+        "user.demographic.sex_life",
+    ],
+};
+
+/// GDPR Art. 10: personal data relating to criminal convictions and offences.
+pub const GDPR_ART10: Group = Group {
+    name: "gdpr.art10",
+    title: "GDPR Art. 10 criminal-conviction data",
+    categories: &["user.criminal_history"],
+};
+
+/// The built-in groups.
+pub const GROUPS: [Group; 2] = [GDPR_ART9, GDPR_ART10];
+
+/// The fideslang data uses (`data_use:` of a purpose), from `data_uses.txt`.
+pub fn data_uses() -> impl Iterator<Item = &'static str> {
+    DATA_USES
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+}
 
 /// Index of a category in the taxonomy.
 pub type CatId = u16;
@@ -136,6 +181,25 @@ mod tests {
         assert_eq!(names, ["user.contact.email", "user.contact", "user"]);
         assert!(t.is_system(t.get("system.operations").expect("ops")));
         assert!(!t.is_system(t.unclassified()));
+    }
+
+    #[test]
+    fn groups_name_known_categories_and_data_uses_are_listed() {
+        let t = Taxonomy::builtin();
+        for g in GROUPS {
+            for c in g.categories {
+                assert!(t.get(c).is_some(), "{}: {c}", g.name);
+            }
+            assert!(t.get(g.name).is_none(), "{} is also a category", g.name);
+        }
+        assert!(data_uses().any(|u| u == "marketing.communications.email"));
+        // every data use's parent is a data use too
+        let all: Vec<&str> = data_uses().collect();
+        for u in &all {
+            if let Some((parent, _)) = u.rsplit_once('.') {
+                assert!(all.contains(&parent), "{u} has no parent {parent}");
+            }
+        }
     }
 
     #[test]

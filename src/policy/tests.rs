@@ -684,7 +684,7 @@ fn diagnostics_carry_positions_and_hints() {
     );
     assert!(
         all.contains(
-            "inventory/sf.yaml:6:15: error: record selector: invalid JSONPath at character 11"
+            "inventory/sf.yaml:6:15: error: record selector: invalid JSONPath: at character 11"
         ),
         "{all}"
     );
@@ -728,7 +728,7 @@ fn unknown_keys_and_syntax_errors_are_reported() {
 #[test]
 fn warnings_for_unclassified_keep_and_redundant_rules() {
     let inv = "dialect: hubspot\nresources:\n  c:\n    operations: [{ method: GET, path: /x, op: read, class: list }]\n    records: [$]\n    unclassified: keep\n";
-    let purposes = "controller: { name: X, jurisdiction: DE }\npurposes:\n  p:\n    data_use: a\n    legal_basis: contract\n    fields:\n      user.contact: keep\n      user.contact.email: keep\n";
+    let purposes = "controller: { name: X, jurisdiction: DE }\npurposes:\n  p:\n    data_use: essential.service\n    legal_basis: contract\n    fields:\n      user.contact: keep\n      user.contact.email: keep\n";
     let (set, warnings) =
         PolicySet::from_texts(&[("purposes.yaml", purposes), ("inventory/h.yaml", inv)])
             .expect("compiles");
@@ -812,4 +812,239 @@ fn directions_carry_the_transfer_log_names() {
             dir
         );
     }
+}
+
+/// A minimal inventory for the authoring tests below.
+const MINI_INV: &str = "dialect: salesforce\nresources:\n  Contact:\n    operations: [{ method: GET, path: \"/c\", op: read, class: list }]\n    records: [\"$.records[*]\"]\n    fields:\n      $.Id: system\n      $.Email: user.contact.email\n      $.Allergies__c: user.health_and_medical\n      $.Union__c: user.demographic.trade_union_membership\n      $.Convictions__c: user.criminal_history\n      $.City: user.contact.address.city\n      $.Zip: user.contact.address.postal_code\n";
+
+fn purposes_with(body: &str) -> String {
+    format!("controller: {{ name: X, jurisdiction: DE }}\npurposes:\n  p:\n    data_use: essential.service\n    legal_basis: contract\n{body}")
+}
+
+fn errors_with(purposes: &str, extra: &[(&str, &str)]) -> String {
+    let mut files = vec![("purposes.yaml", purposes), ("inventory/sf.yaml", MINI_INV)];
+    files.extend_from_slice(extra);
+    errors_of(&files).join("\n")
+}
+
+#[test]
+fn a_burst_above_the_records_of_a_window_is_refused() {
+    let all = errors_with(
+        &purposes_with("    export_budget: { records: 1000, per: 1d, burst: 5000 }\n"),
+        &[],
+    );
+    assert!(all.contains("purposes.yaml:6:"), "{all}");
+    assert!(
+        all.contains("burst 5000 is more than records 1000"),
+        "{all}"
+    );
+    let all = errors_with(
+        &purposes_with("    export_budget: { records: 10, per: 1h, per_class: { list: { records: 5, burst: 6 } } }\n"),
+        &[],
+    );
+    assert!(
+        all.contains("per_class.list: burst 6 is more than records 5"),
+        "{all}"
+    );
+    assert!(errors_with(
+        &purposes_with("    export_budget: { records: 10, per: 1h, burst: 10 }\n"),
+        &[]
+    )
+    .is_empty());
+}
+
+#[test]
+fn an_unknown_data_use_is_an_error_with_a_hint_and_own_uses_extend_fideslang() {
+    let purposes = "controller: { name: X, jurisdiction: DE }\npurposes:\n  p:\n    data_use: marketing.comunications.email\n    legal_basis: contract\n";
+    let all = errors_with(purposes, &[]);
+    assert!(
+        all.contains("purposes.yaml:4:15: error: unknown data use `marketing.comunications.email` (did you mean `marketing.communications.email`?)"),
+        "{all}"
+    );
+    let own = "controller: { name: X, jurisdiction: DE }\ndata_uses: [essential.service.crm_sync, nowhere.crm_sync]\npurposes:\n  p:\n    data_use: essential.service.crm_sync\n    legal_basis: contract\n";
+    let all = errors_with(own, &[]);
+    assert!(
+        all.contains("data use `nowhere.crm_sync` must extend a fideslang data use"),
+        "{all}"
+    );
+    assert!(!all.contains("unknown data use"), "{all}");
+}
+
+#[test]
+fn repeated_keys_are_named_with_both_lines_and_other_diagnostics_still_come() {
+    let purposes = "controller: { name: X, jurisdiction: DE }\npurposes:\n  p:\n    data_use: essential.service\n    legal_basis: contract\n    fields:\n      user.name: keep\n      user.name: drop\n  p:\n    data_use: essential.service\n    legal_basis: contrct\n";
+    let inv = MINI_INV.replace("      $.City: user.contact.address.city\n", "      $.City: user.contact.address.city\n      $.City: user.contact.address.state\n      $.State: user.contact.address.stat\n");
+    let all = errors_of(&[("purposes.yaml", purposes), ("inventory/sf.yaml", &inv)]).join("\n");
+    assert!(!all.contains("DuplicateKeyPolicy"), "{all}");
+    assert!(
+        all.contains("purposes.yaml:9:3: error: purpose `p` is written twice (first at line 3)"),
+        "{all}"
+    );
+    assert!(
+        all.contains(
+            "purposes.yaml:8:7: error: rule for `user.name` is written twice (first at line 7)"
+        ),
+        "{all}"
+    );
+    assert!(all.contains("unknown legal basis `contrct`"), "{all}");
+    assert!(
+        all.contains("unknown data category `user.contact.address.stat`"),
+        "{all}"
+    );
+    assert!(!all.contains("relies on consent"), "{all}");
+    assert!(!all.contains("gets `keep`"), "{all}");
+    assert!(all.contains("field `$.City` is classified twice"), "{all}");
+}
+
+#[test]
+fn malformed_actions_and_paths_are_explained_in_the_users_terms() {
+    let all = errors_with(
+        &purposes_with("    fields:\n      user.contact.email: { pseudonymise: {} }\n      user.name: pseudonymize\n      user.contact.address.city: { kep: 1 }\n      user.contact.address.postal_code: { generalise: { postal_prefix: 0 } }\n"),
+        &[],
+    );
+    assert!(
+        all.contains("`pseudonymise` takes no argument: write `pseudonymise`"),
+        "{all}"
+    );
+    assert!(
+        all.contains("unknown action `kep` (did you mean `keep`?)"),
+        "{all}"
+    );
+    assert!(
+        all.contains("postal_prefix is a number of characters"),
+        "{all}"
+    );
+    assert!(
+        !all.contains("user.name"),
+        "pseudonymize is accepted: {all}"
+    );
+    let inv = MINI_INV.replace("      $.Id: system\n", "      Id: system\n");
+    let all = errors_of(&[
+        ("purposes.yaml", &purposes_with("")),
+        ("inventory/sf.yaml", &inv),
+    ])
+    .join("\n");
+    assert!(
+        all.contains("`Id`: a JSONPath starts with `$` (did you mean `$.Id`?)"),
+        "{all}"
+    );
+    assert!(!all.contains("jp_query"), "{all}");
+}
+
+#[test]
+fn groups_apply_to_their_categories_and_own_rules_win() {
+    let purposes = "controller: { name: X, jurisdiction: DE }\ngroups:\n  address: [user.contact.address.city, user.contact.address.postal_code]\npurposes:\n  p:\n    data_use: essential.service\n    legal_basis: contract\n    fields:\n      user: keep\n      gdpr.art9: drop\n      gdpr.art10: block\n      address: drop\n      user.contact.address.postal_code: { truncate: 2 }\n";
+    let (set, _) =
+        PolicySet::from_texts(&[("purposes.yaml", purposes), ("inventory/sf.yaml", MINI_INV)])
+            .expect("compiles");
+    let op = set
+        .classify(Dialect::Salesforce, &Method::GET, "/c")
+        .operation()
+        .expect("op");
+    let p = set.purpose("p").expect("p");
+    let mut body = json!({"records": [{"Id": "1", "Email": "a@example.com", "Allergies__c": "nuts", "Union__c": "IG Metall", "City": "Musterstadt", "Zip": "99999"}]});
+    let out = apply(&set, p, op, Direction::Response, &mut body, None).expect("ok");
+    assert_eq!(
+        body,
+        json!({"records": [{"Id": "1", "Email": "a@example.com", "Zip": "99"}]})
+    );
+    assert_eq!(out.rules["fields.gdpr.art9"], 2);
+    assert_eq!(out.rules["fields.address"], 1);
+    let mut convicted = json!({"records": [{"Id": "1", "Convictions__c": "x"}]});
+    let r = apply(&set, p, op, Direction::Response, &mut convicted, None).expect_err("blocked");
+    assert!(matches!(r, Refusal::Blocked { .. }), "{r:?}");
+    // a group may not take a category's name, and two groups may not disagree
+    let bad = "controller: { name: X, jurisdiction: DE }\ngroups:\n  user.name: [user.name.first]\n  a: [user.contact.email]\n  b: [user.contact.email]\npurposes:\n  p:\n    data_use: essential.service\n    legal_basis: contract\n    fields:\n      a: keep\n      b: drop\n";
+    let all = errors_with(bad, &[]);
+    assert!(
+        all.contains("group `user.name` has the name of a category"),
+        "{all}"
+    );
+    assert!(
+        all.contains("`user.contact.email` gets `keep` from `a` and `drop` from `b`"),
+        "{all}"
+    );
+}
+
+#[test]
+fn special_categories_flow_only_under_a_declared_condition() {
+    let all = errors_with(&purposes_with("    fields:\n      user: keep\n"), &[]);
+    assert!(all.contains("lets GDPR Art. 9 special categories flow through the rule for `user` (keep) without `art9_condition`"), "{all}");
+    assert!(all.contains("`user.health_and_medical`"), "{all}");
+    assert!(
+        all.contains(
+            "lets GDPR Art. 10 criminal-conviction data flow through the rule for `user` (keep)"
+        ),
+        "{all}"
+    );
+    let all = errors_with(
+        &purposes_with(
+            "    fields:\n      user.demographic.trade_union_membership: pseudonymise\n",
+        ),
+        &[],
+    );
+    assert!(
+        all.contains("`user.demographic.trade_union_membership`"),
+        "{all}"
+    );
+    // dropping, redacting or blocking needs no condition; keeping needs one
+    assert!(errors_with(&purposes_with("    fields:\n      user: keep\n      gdpr.art9: drop\n      gdpr.art10: { redact: null }\n"), &[]).is_empty());
+    let declared = purposes_with("    art9_condition: health_or_social_care\n    art10_basis: \"§ 10 Example Act\"\n    fields:\n      user: keep\n");
+    assert!(errors_with(&declared, &[]).is_empty());
+    let (set, _) = PolicySet::from_texts(&[
+        ("purposes.yaml", &declared),
+        ("inventory/sf.yaml", MINI_INV),
+    ])
+    .expect("compiles");
+    let p = set.purpose("p").expect("p");
+    assert_eq!(
+        p.art9_condition.map(|c| c.article()),
+        Some("9(2)(h)".to_string())
+    );
+    let all = errors_with(&purposes_with("    art9_condition: health_care\n"), &[]);
+    assert!(
+        all.contains("unknown Art. 9(2) condition `health_care`"),
+        "{all}"
+    );
+}
+
+#[test]
+fn string_generalisation_reads_its_table_from_the_policy_directory() {
+    let purposes = purposes_with("    fields:\n      user.contact.address.city: { generalise: { map: maps/city.csv } }\n      user.contact.address.postal_code: { generalise: { postal_prefix: 2 } }\n");
+    let table = "city,region\nMusterstadt,Nord\n";
+    let (set, _) = PolicySet::from_texts(&[
+        ("purposes.yaml", &purposes),
+        ("inventory/sf.yaml", MINI_INV),
+        ("maps/city.csv", table),
+    ])
+    .expect("compiles");
+    let op = set
+        .classify(Dialect::Salesforce, &Method::GET, "/c")
+        .operation()
+        .expect("op");
+    let mut body = json!({"records": [{"Id": "1", "City": "musterstadt", "Zip": "99999"}, {"Id": "2", "City": "Elsewhere", "Zip": "9"}]});
+    apply(
+        &set,
+        set.purpose("p").expect("p"),
+        op,
+        Direction::Response,
+        &mut body,
+        None,
+    )
+    .expect("ok");
+    assert_eq!(
+        body,
+        json!({"records": [{"Id": "1", "City": "Nord", "Zip": "99"}, {"Id": "2", "City": null, "Zip": null}]})
+    );
+    let all = errors_with(&purposes, &[]);
+    assert!(
+        all.contains("map `maps/city.csv`: no such file under the policy directory"),
+        "{all}"
+    );
+    let all = errors_with(&purposes, &[("maps/city.csv", "city,region\nA,B\nB,C\n")]);
+    assert!(all.contains("idempotent"), "{all}");
+    let escape = purposes_with(
+        "    fields:\n      user.contact.address.city: { generalise: { map: ../etc/passwd } }\n",
+    );
+    assert!(errors_with(&escape, &[]).contains("name a file under the policy directory"));
 }

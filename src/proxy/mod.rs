@@ -43,6 +43,7 @@ use crate::body::ProxyBody;
 use crate::budget::Allowance;
 use crate::caller::Caller;
 use crate::error::{ForPurpose, ProxyError};
+use crate::policy::decide::Denial;
 use crate::policy::query::QueryRefusal;
 use crate::policy::{self, Direction, Operation, Outcome, Purpose, Refusal};
 use crate::state::State;
@@ -178,24 +179,47 @@ impl Ctx<Governed> {
             })
     }
 
-    /// Applies the purpose to one parsed body and logs the decision (counts only).
-    pub fn filter(
+    /// Minimises one parsed response body for the purpose and logs the decision (counts
+    /// only).
+    pub fn filter_response(
         &self,
         state: &State,
-        direction: Direction,
         doc: &mut serde_json::Value,
     ) -> Result<Outcome, ProxyError> {
-        let outcome = policy::apply(
+        let outcome = policy::decide::response_body(
             &self.route.policy,
             self.purpose()?,
             &self.flow.op,
-            direction,
             doc,
             state.pseudonym_key.as_ref(),
         )
         .map_err(|r| self.refused(r))?;
-        self.log_outcome(direction, &outcome);
+        self.log_outcome(Direction::Response, &outcome);
         Ok(outcome)
+    }
+
+    /// A refusal of the decision (query minimisation or policy), logged and turned into the
+    /// response error.
+    pub fn denied(&self, denial: Denial) -> ProxyError {
+        match denial {
+            Denial::Policy(r) => self.refused(r),
+            Denial::Query(q) => {
+                tracing::info!(
+                    request_id = %self.request_id,
+                    route = self.template(),
+                    refusal = %q,
+                    "query minimisation refused the request"
+                );
+                q.into()
+            }
+        }
+    }
+
+    /// A query refusal a purpose in shadow mode was spared: logged, never enforced.
+    pub fn log_shadowed(&self, purpose: &Purpose, shadowed: Option<&QueryRefusal>) {
+        if let Some(refusal) = shadowed {
+            tracing::warn!(request_id = %self.request_id, purpose = %purpose.name, %refusal, "shadow mode: query would be refused");
+        }
     }
 
     /// A policy refusal, logged (never with values) and turned into the response error.
@@ -213,20 +237,6 @@ impl Ctx<Governed> {
             tracing::error!(request_id = %self.request_id, "policy fault");
         }
         ForPurpose(refusal, &self.caller.purpose).into()
-    }
-
-    /// Query minimisation's verdict: refused, or in shadow mode logged and let through.
-    pub fn enforce_query(
-        &self,
-        purpose: &Purpose,
-        verdict: Result<(), QueryRefusal>,
-    ) -> Result<(), ProxyError> {
-        Ok(crate::error::enforce_query(
-            purpose,
-            verdict,
-            Some(&self.request_id),
-            None,
-        )?)
     }
 
     /// One decision event per filtered body: rule ids and counts, never values.

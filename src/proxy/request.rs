@@ -26,7 +26,7 @@ use super::{tunnel, Ctx, Governed, Ungoverned};
 use crate::body::{self, encoding, media, ProxyBody};
 use crate::error::{ForPurpose, ProxyError};
 use crate::json;
-use crate::policy::{self, Direction, OpKind, Outcome, Writes};
+use crate::policy::{self, Direction, Outcome};
 use crate::state::State;
 
 /// Phase 3 on a governed route: refusals first (before any byte of the body is read), then
@@ -105,21 +105,15 @@ fn admit(ctx: &Ctx<Governed>, parts: &Parts) -> Result<(), ProxyError> {
         }
     }
     let purpose = ctx.purpose()?;
-    let op = &ctx.flow.op;
-    let verdict = policy::query::check_url(
+    let admitted = policy::decide::admit(
         &ctx.route.policy,
         purpose,
-        op,
+        &ctx.flow.op,
         &ctx.route.path,
         parts.uri.query(),
-    );
-    ctx.enforce_query(purpose, verdict)?;
-    let writes = matches!(op.op(), OpKind::Write | OpKind::Delete);
-    if op.tunnel().is_none() && writes && purpose.writes == Writes::Deny {
-        return Err(ProxyError::WriteDenied {
-            purpose: purpose.name.clone(),
-        });
-    }
+    )
+    .map_err(|d| ctx.denied(d))?;
+    ctx.log_shadowed(purpose, admitted.shadowed.as_ref());
     Ok(())
 }
 
@@ -199,15 +193,18 @@ async fn json_body(
         }
     })?;
     let purpose = ctx.purpose()?;
-    let verdict = policy::query::check_body(
+    let decided = policy::decide::request_body(
         &ctx.route.policy,
         purpose,
         &ctx.flow.op,
         &ctx.route.path,
-        &doc,
-    );
-    ctx.enforce_query(purpose, verdict)?;
-    let outcome = ctx.filter(state, Direction::Request, &mut doc)?;
+        &mut doc,
+        state.pseudonym_key.as_ref(),
+    )
+    .map_err(|d| ctx.denied(d))?;
+    ctx.log_shadowed(purpose, decided.shadowed.as_ref());
+    let outcome = decided.outcome;
+    ctx.log_outcome(Direction::Request, &outcome);
     headers.remove(header::CONTENT_LENGTH);
     let out = if outcome.changed && !outcome.shadow {
         json::to_bytes_sized(&doc, bytes.len())

@@ -100,10 +100,7 @@ fn governance(
     path: &str,
 ) -> Result<Governance, ProxyError> {
     let config = &upstream.upstream.config;
-    if let Some(p) = config.ungoverned.iter().find(|p| p.matches(method, path)) {
-        return Ok(Governance::Ungoverned(p.template().to_string()));
-    }
-    match policy.classify(config.dialect, method, path) {
+    match crate::policy::decide::route(policy, &config.ungoverned, config.dialect, method, path) {
         RouteMatch::Ungoverned { template } => Ok(Governance::Ungoverned(template.to_string())),
         RouteMatch::Operation(op) => Ok(Governance::Governed(op.clone())),
         RouteMatch::Unknown => Err(ProxyError::UnknownResource),

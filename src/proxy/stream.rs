@@ -298,7 +298,7 @@ pub async fn list(
         let key = state.pseudonym_key.clone();
         let links = ctx.route.upstream.links.clone();
         move |page: &mut serde_json::Value| {
-            let o = policy::apply(&set, &purpose, &op, Direction::Response, page, key.as_ref())?;
+            let o = policy::decide::response_body(&set, &purpose, &op, page, key.as_ref())?;
             links.rewrite_json(page);
             Ok(o)
         }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::{category, did_you_mean, is_inventory, parse_yaml, Source};
+use super::{category, did_you_mean, duplicates, is_inventory, parse_yaml, Source};
 use crate::dialect::Dialect;
 use crate::pattern::RoutePattern;
 use crate::policy::diagnostic::Diags;
@@ -105,6 +105,11 @@ fn compile_inventory(
             Ok(p) => ungoverned.push(p),
             Err(e) => diags.error(&src.display, Some(&u.referenced), e.to_string()),
         }
+    }
+    duplicates(src, &raw.resources, "resource", diags);
+    for (_, res) in raw.resources.iter() {
+        duplicates(src, &res.children, "child path", diags);
+        duplicates(src, &res.consent, "consent signal", diags);
     }
     let by_type = record_types(src, raw, diags);
     let file = InventoryFile {

@@ -20,7 +20,10 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::diagnostic::{first_line, Diagnostic, Diags};
-use super::model::{RawBudget, SpStr};
+use super::lookup::ValueMap;
+use super::model::{
+    ActionName, DatePart, GeneraliseTo, MaskKeep, RawAction, RawBudget, RedactWith, SpStr,
+};
 use super::set::{Action, Controller, ExportBudget, Generalise, PolicySet, RouteClass};
 use super::taxonomy::{suggest, CatId, Taxonomy};
 use crate::units::parse_duration;
@@ -97,12 +100,18 @@ fn is_inventory(rel: &str) -> bool {
         && (rel.ends_with(".yaml") || rel.ends_with(".yml"))
 }
 
+/// Reads a policy file. Repeated mapping keys reach the `OrderedMap`s, whose users report
+/// them with both positions ([`duplicates`]) beside every other diagnostic, instead of the
+/// parser stopping at the first; structs still refuse a repeated field.
 fn parse_yaml<T: serde::de::DeserializeOwned>(src: &Source, diags: &mut Diags) -> Option<T> {
     let Ok(text) = std::str::from_utf8(&src.bytes) else {
         diags.error(&src.display, None, "file is not UTF-8");
         return None;
     };
-    match serde_saphyr::from_str::<T>(text) {
+    let options = serde_saphyr::options! {
+        duplicate_keys: serde_saphyr::DuplicateKeyPolicy::PassThrough,
+    };
+    match serde_saphyr::from_str_with_options::<T>(text, options) {
         Ok(v) => Some(v),
         Err(e) => {
             let loc = e.location();
@@ -157,6 +166,26 @@ pub fn compile(sources: &[Source]) -> Result<(PolicySet, Vec<Diagnostic>), Vec<D
     ))
 }
 
+/// Reports every key of `map` written twice (`what` names the map's entries).
+fn duplicates<V>(
+    src: &Source,
+    map: &super::model::OrderedMap<SpStr, V>,
+    what: &str,
+    diags: &mut Diags,
+) {
+    for (first, again) in map.duplicates() {
+        diags.error(
+            &src.display,
+            Some(&again.referenced),
+            format!(
+                "{what} `{}` is written twice (first at line {})",
+                again.value,
+                first.referenced.line()
+            ),
+        );
+    }
+}
+
 /// The category `name` names, or an error with a "did you mean".
 fn category(src: &Source, name: &SpStr, tax: &Taxonomy, diags: &mut Diags) -> Option<CatId> {
     let c = tax.get(&name.value);
@@ -178,59 +207,100 @@ fn did_you_mean<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> St
         .unwrap_or_default()
 }
 
-/// Parses an action as written in `purposes.yaml`.
-pub fn parse_action(v: &Value) -> Result<Action, String> {
+/// Reads a lookup table (`generalise: { map: FILE }`) among the sources.
+pub(crate) type MapReader<'a> = dyn Fn(&str) -> Result<std::sync::Arc<ValueMap>, String> + 'a;
+
+/// Parses an action as written in `purposes.yaml`: through [`RawAction`], the type the
+/// schema is generated from; what does not fit it is explained in the user's terms.
+pub fn parse_action(v: &Value, maps: &MapReader<'_>) -> Result<Action, String> {
+    let Ok(raw) = serde_json::from_value::<RawAction>(v.clone()) else {
+        return Err(explain_action(v));
+    };
+    Ok(match raw {
+        RawAction::Name(n) => match n {
+            ActionName::Keep => Action::Keep,
+            ActionName::Drop => Action::Drop,
+            ActionName::Redact => Action::Redact(None),
+            ActionName::Mask => Action::Mask { keep_last: 0 },
+            ActionName::Pseudonymise => Action::Pseudonymise,
+            ActionName::Block => Action::Block,
+        },
+        RawAction::Redact(r) => Action::Redact(match r.redact {
+            RedactWith::Null(()) => None,
+            RedactWith::Text(t) => Some(t),
+        }),
+        RawAction::Mask(m) => Action::Mask {
+            keep_last: match m.mask {
+                MaskKeep::KeepLast(k) => k.keep_last as usize,
+                MaskKeep::Count(n) => n as usize,
+            },
+        },
+        RawAction::Truncate(t) => Action::Truncate(t.truncate as usize),
+        RawAction::Generalise(g) => Action::Generalise(match g.generalise {
+            GeneraliseTo::Date(DatePart::Year) => Generalise::Year,
+            GeneraliseTo::Date(DatePart::Month) => Generalise::Month,
+            GeneraliseTo::Range(r) => Generalise::Range(r.range.get()),
+            GeneraliseTo::PostalPrefix(p) => {
+                Generalise::PostalPrefix(usize::from(p.postal_prefix.get()))
+            }
+            GeneraliseTo::Map(m) => Generalise::Map(maps(&m.map)?),
+        }),
+    })
+}
+
+const ACTION_NAMES: [&str; 8] = [
+    "keep",
+    "drop",
+    "redact",
+    "mask",
+    "pseudonymise",
+    "generalise",
+    "truncate",
+    "block",
+];
+
+/// Why a value is not an action, in the words of docs/policy.md.
+fn explain_action(v: &Value) -> String {
+    let unknown = |name: &str| {
+        let hint = did_you_mean(name, ACTION_NAMES.iter().copied());
+        format!("unknown action `{name}`{hint} (keep, drop, redact, mask, pseudonymise, generalise, truncate, block)")
+    };
     match v {
         Value::String(s) => match s.as_str() {
-            "keep" => Ok(Action::Keep),
-            "drop" => Ok(Action::Drop),
-            "redact" => Ok(Action::Redact(None)),
-            "mask" => Ok(Action::Mask { keep_last: 0 }),
-            "pseudonymise" | "pseudonymize" => Ok(Action::Pseudonymise),
-            "block" => Ok(Action::Block),
-            "generalise" | "truncate" => Err(format!("`{s}` needs an argument, e.g. {{ {s}: ... }}")),
-            "hash" => Err("there is no unkeyed hash: a dictionary reverses it; use pseudonymise".into()),
-            other => Err(format!(
-                "unknown action `{other}` (keep, drop, redact, mask, pseudonymise, generalise, truncate, block)"
-            )),
+            "generalise" | "generalize" | "truncate" => {
+                format!("`{s}` needs an argument, e.g. {{ {s}: ... }}")
+            }
+            "hash" => "there is no unkeyed hash: a dictionary reverses it; use pseudonymise".into(),
+            other => unknown(other),
         },
         Value::Object(m) if m.len() == 1 => {
-            let (k, arg) = m.iter().next().ok_or("empty action")?;
-            let uint = |v: &Value| v.as_u64().map(|n| n as usize);
+            let Some((k, arg)) = m.iter().next() else {
+                return unknown("");
+            };
             match k.as_str() {
-                "redact" => match arg {
-                    Value::Null => Ok(Action::Redact(None)),
-                    Value::String(s) => Ok(Action::Redact(Some(s.clone()))),
-                    _ => Err("redact takes null or a fixed string".into()),
-                },
-                "mask" => match arg {
-                    Value::Object(o) if o.len() == 1 && o.contains_key("keep_last") => o
-                        .get("keep_last")
-                        .and_then(uint)
-                        .map(|n| Action::Mask { keep_last: n })
-                        .ok_or_else(|| "keep_last is a non-negative integer".into()),
-                    v => uint(v)
-                        .map(|n| Action::Mask { keep_last: n })
-                        .ok_or_else(|| "mask takes { keep_last: N }".into()),
-                },
-                "truncate" => uint(arg)
-                    .map(Action::Truncate)
-                    .ok_or_else(|| "truncate takes a number of characters".into()),
+                "keep" | "drop" | "block" | "pseudonymise" | "pseudonymize" => {
+                    format!("`{k}` takes no argument: write `{k}`, not a mapping")
+                }
+                "hash" => "there is no unkeyed hash: a dictionary reverses it; use pseudonymise".into(),
+                "redact" => "redact takes null or a fixed string: { redact: \"***\" }".into(),
+                "mask" => "mask takes { keep_last: N } (N a whole number of characters)".into(),
+                "truncate" => "truncate takes a whole number of characters: { truncate: 2 }".into(),
                 "generalise" | "generalize" => match arg {
-                    Value::String(s) if s == "year" => Ok(Action::Generalise(Generalise::Year)),
-                    Value::String(s) if s == "month" => Ok(Action::Generalise(Generalise::Month)),
-                    Value::Object(o) if o.len() == 1 && o.contains_key("range") => o
-                        .get("range")
-                        .and_then(Value::as_u64)
-                        .filter(|n| *n > 0)
-                        .map(|n| Action::Generalise(Generalise::Range(n)))
-                        .ok_or_else(|| "range is a positive width, e.g. { range: 10 }".into()),
-                    _ => Err("generalise takes year, month or { range: N }".into()),
+                    Value::Object(o) if o.contains_key("range") => {
+                        "range is a positive width, e.g. { range: 10 }".into()
+                    }
+                    Value::Object(o) if o.contains_key("postal_prefix") => {
+                        "postal_prefix is a number of characters from 1 to 255, e.g. { postal_prefix: 2 }".into()
+                    }
+                    Value::Object(o) if o.contains_key("map") => {
+                        "map names a CSV file under the policy directory, e.g. { map: maps/city-to-region.csv }".into()
+                    }
+                    _ => "generalise takes year, month, { range: N }, { map: FILE } or { postal_prefix: N }".into(),
                 },
-                other => Err(format!("unknown action `{other}`")),
+                other => unknown(other),
             }
         }
-        _ => Err("an action is a name (keep, drop, ...) or a one-key mapping ({ truncate: 2 })".into()),
+        _ => "an action is a name (keep, drop, ...) or a one-key mapping ({ truncate: 2 })".into(),
     }
 }
 
@@ -249,11 +319,19 @@ fn compile_budget(raw: &RawBudget, top: bool) -> Result<ExportBudget, String> {
         }
         let class = RouteClass::from_name(k)
             .ok_or_else(|| format!("unknown route class `{k}` (single, list or bulk_export)"))?;
-        let mut b = compile_budget(v, false)?;
+        let mut b = compile_budget(v, false).map_err(|m| format!("per_class.{k}: {m}"))?;
         if b.per.is_zero() {
             b.per = per;
         }
         per_class.push((class, b));
+    }
+    // Budgets are GCRA buckets of `burst` records refilled at `records` per `per`: a burst
+    // above `records` lets more flow in one window than the quota RateLimit-Policy advertises.
+    if let Some(burst) = raw.burst.filter(|b| *b > raw.records) {
+        return Err(format!(
+            "burst {burst} is more than records {}: up to {burst} records could flow in one window while the quota says {}; make burst at most records",
+            raw.records, raw.records
+        ));
     }
     Ok(ExportBudget {
         records: raw.records,

@@ -1,22 +1,28 @@
 //! Purposes: `purposes.yaml` becomes the controller and one [`Purpose`] per entry, with every
 //! category of the taxonomy resolved once to the rule that governs it.
 //!
-//! [`compile_all`] reads the file; [`PurposeFile::purpose`] compiles one purpose in the order
-//! its diagnostics read: data use, legal basis, consent signals, field rules (and the ones
-//! that change nothing), `otherwise`, `writes`, `mode`, `export_budget`.
+//! [`compile_all`] reads the file (the controller, your own data uses, named groups of
+//! categories); [`PurposeFile::purpose`] compiles one purpose in the order its diagnostics
+//! read: data use, legal basis, consent signals, field rules (a group's rule applies to each
+//! of its categories; the ones that change nothing are warned about), `otherwise`, `writes`,
+//! `mode`, `export_budget`, and last the GDPR Art. 9 and 10 categories the rules let flow.
 
 use std::path::Path;
 
 use serde_json::Value;
 
+use std::collections::BTreeSet;
+
 use super::inventory::Signals;
-use super::{category, compile_budget, did_you_mean, parse_action, parse_yaml, Source};
+use super::{category, compile_budget, did_you_mean, duplicates, parse_action, parse_yaml, Source};
 use crate::policy::diagnostic::{Diags, Severity};
-use crate::policy::model::{RawPurpose, RawPurposes, SpStr};
+use crate::policy::lookup::ValueMap;
+use crate::policy::model::{OrderedMap, RawPurpose, RawPurposes, SpStr};
 use crate::policy::set::{
-    Action, Controller, ExportBudget, FieldRule, LegalBasis, Mode, Purpose, Resolved, Writes,
+    Action, Art9Condition, Controller, ExportBudget, FieldRule, LegalBasis, Mode, Purpose,
+    Resolved, Writes,
 };
-use crate::policy::taxonomy::{CatId, Taxonomy, UNCLASSIFIED};
+use crate::policy::taxonomy::{self, CatId, Taxonomy, GDPR_ART10, GDPR_ART9, UNCLASSIFIED};
 
 /// Compiles `purposes.yaml` from `sources`: the controller (None when the file is missing
 /// or unreadable, both reported) and every purpose that compiled without error.
@@ -38,7 +44,18 @@ pub(super) fn compile_all(
         jurisdiction: raw.controller.jurisdiction.clone(),
         contact: raw.controller.contact.clone(),
     };
-    let file = PurposeFile { src, tax, signals };
+    duplicates(src, &raw.purposes, "purpose", diags);
+    duplicates(src, &raw.groups, "group", diags);
+    let data_uses = data_uses(src, &raw.data_uses, diags);
+    let groups = groups(src, &raw.groups, tax, diags);
+    let file = PurposeFile {
+        src,
+        sources,
+        tax,
+        signals,
+        data_uses,
+        groups,
+    };
     let purposes = raw
         .purposes
         .iter()
@@ -47,11 +64,100 @@ pub(super) fn compile_all(
     (Some(controller), purposes)
 }
 
+/// The standard fideslang data uses and the file's own `data_uses:` (each under a standard
+/// parent, so tools that know only fideslang still place it).
+fn data_uses(src: &Source, own: &[SpStr], diags: &mut Diags) -> BTreeSet<String> {
+    let mut all: BTreeSet<String> = taxonomy::data_uses().map(str::to_string).collect();
+    for u in own {
+        let parent = u.value.rsplit_once('.').map(|(p, _)| p);
+        match parent {
+            Some(p) if all.contains(p) => {
+                all.insert(u.value.clone());
+            }
+            _ => diags.error(
+                &src.display,
+                Some(&u.referenced),
+                format!(
+                    "data use `{}` must extend a fideslang data use (e.g. `essential.service.{}`)",
+                    u.value,
+                    u.value.rsplit('.').next().unwrap_or("")
+                ),
+            ),
+        }
+    }
+    all
+}
+
+/// A group of categories a purpose's rule can name: built in (`gdpr.art9`, `gdpr.art10`) or
+/// from `groups:`.
+#[derive(Debug, Clone)]
+struct Group {
+    name: String,
+    cats: Vec<CatId>,
+}
+
+/// The built-in groups and the file's own, whose names may be neither categories nor
+/// built-in group names.
+fn groups(
+    src: &Source,
+    own: &OrderedMap<SpStr, Vec<SpStr>>,
+    tax: &Taxonomy,
+    diags: &mut Diags,
+) -> Vec<Group> {
+    let mut out: Vec<Group> = taxonomy::GROUPS
+        .iter()
+        .map(|g| Group {
+            name: g.name.to_string(),
+            cats: g.categories.iter().filter_map(|c| tax.get(c)).collect(),
+        })
+        .collect();
+    for (name, members) in own.iter() {
+        if tax.get(&name.value).is_some() || taxonomy::GROUPS.iter().any(|g| g.name == name.value) {
+            diags.error(
+                &src.display,
+                Some(&name.referenced),
+                format!(
+                    "group `{}` has the name of a category or a built-in group",
+                    name.value
+                ),
+            );
+            continue;
+        }
+        let cats: Vec<CatId> = members
+            .iter()
+            .filter_map(|m| category(src, m, tax, diags))
+            .collect();
+        if members.is_empty() {
+            diags.error(
+                &src.display,
+                Some(&name.referenced),
+                format!("group `{}` is empty", name.value),
+            );
+        }
+        out.push(Group {
+            name: name.value.clone(),
+            cats,
+        });
+    }
+    out
+}
+
 /// What compiling the purposes of `purposes.yaml` reads.
 struct PurposeFile<'a> {
     src: &'a Source,
+    /// Every file of the policy directory: lookup tables are read from here.
+    sources: &'a [Source],
     tax: &'a Taxonomy,
     signals: &'a Signals,
+    /// Every data use a purpose may name.
+    data_uses: BTreeSet<String>,
+    groups: Vec<Group>,
+}
+
+/// A compiled rule and the key it was written under (a group's rules share the group's key).
+struct Written<'r> {
+    rule: FieldRule,
+    key: &'r SpStr,
 }
 
 type Location = serde_saphyr::Location;
@@ -68,56 +174,218 @@ impl PurposeFile<'_> {
     /// Compiles the purpose `name`: None when it has an error (every one is reported).
     fn purpose(&self, name: &SpStr, raw: &RawPurpose, diags: &mut Diags) -> Option<Purpose> {
         let errors_before = diags.list.len();
-        if raw.data_use.value.trim().is_empty() {
-            self.error(diags, &raw.data_use.referenced, "data_use is empty");
-        }
+        self.data_use(raw, diags);
         let legal_basis = self.legal_basis(raw, diags);
         let requires_consent = self.requires_consent(name, raw, legal_basis, diags);
-        let rules = self.rules(raw, diags);
-        self.warn_shadowed(raw, &rules, diags);
+        duplicates(self.src, &raw.fields, "rule for", diags);
+        let written = self.rules(raw, diags);
+        self.warn_shadowed(&written, diags);
         let otherwise = self.otherwise(raw, diags);
         let writes = self.writes(raw, diags);
         if writes == Writes::Allow {
-            self.warn_unwritable(raw, &rules, diags);
+            self.warn_unwritable(&written, diags);
         }
         let mode = self.mode(raw, diags);
         let export_budget = self.export_budget(raw, diags);
+        let rules: Vec<FieldRule> = written.iter().map(|w| w.rule.clone()).collect();
+        let by_cat = resolve_categories(self.tax, &rules);
+        let art9_condition = self.art9_condition(raw, legal_basis, &requires_consent, diags);
+        let art10_basis = raw
+            .art10_basis
+            .as_ref()
+            .map(|b| b.value.trim().to_string())
+            .filter(|b| !b.is_empty());
+        self.special_categories(
+            name,
+            &written,
+            &by_cat,
+            art9_condition,
+            art10_basis.as_deref(),
+            diags,
+        );
         let has_new_errors = diags.list[errors_before..]
             .iter()
             .any(|d| d.severity == Severity::Error);
         if has_new_errors {
             return None;
         }
-        let by_cat = resolve_categories(self.tax, &rules);
         let rule_ids = Purpose::rule_id_table(&rules, &requires_consent);
         Some(Purpose {
             name: name.value.clone(),
             description: raw.description.clone(),
             data_use: raw.data_use.value.clone(),
-            legal_basis,
+            legal_basis: legal_basis.unwrap_or(LegalBasis::Consent),
             requires_consent,
             rules,
             otherwise,
             writes,
             export_budget,
             mode,
+            art9_condition,
+            art10_basis,
             by_cat,
             rule_ids,
         })
     }
 
+    /// A lookup table of `generalise: { map: FILE }`: a CSV file of the policy directory.
+    fn value_map(&self, file: &str) -> Result<std::sync::Arc<ValueMap>, String> {
+        let rel = file.trim_start_matches("./");
+        if rel.starts_with('/') || rel.split('/').any(|s| s == ".." || s.is_empty()) {
+            return Err(format!(
+                "map `{file}`: name a file under the policy directory, e.g. maps/city-to-region.csv"
+            ));
+        }
+        let src = self
+            .sources
+            .iter()
+            .find(|s| s.rel == rel)
+            .ok_or_else(|| format!("map `{file}`: no such file under the policy directory"))?;
+        let text =
+            std::str::from_utf8(&src.bytes).map_err(|_| format!("map `{file}`: not UTF-8"))?;
+        ValueMap::parse(rel, text)
+            .map(std::sync::Arc::new)
+            .map_err(|e| format!("map `{file}`: {e}"))
+    }
+
+    /// `data_use:`, a fideslang data use or one of the file's own `data_uses`.
+    fn data_use(&self, raw: &RawPurpose, diags: &mut Diags) {
+        let u = &raw.data_use;
+        if u.value.trim().is_empty() {
+            self.error(diags, &u.referenced, "data_use is empty");
+        } else if !self.data_uses.contains(&u.value) {
+            let hint = did_you_mean(&u.value, self.data_uses.iter().map(String::as_str));
+            self.error(
+                diags,
+                &u.referenced,
+                format!(
+                    "unknown data use `{}`{hint} (fideslang data uses, or your own under `data_uses:`)",
+                    u.value
+                ),
+            );
+        }
+    }
+
+    /// `art9_condition:`, one of GDPR Art. 9(2)(a)-(j) by name.
+    fn art9_condition(
+        &self,
+        raw: &RawPurpose,
+        legal_basis: Option<LegalBasis>,
+        requires_consent: &[String],
+        diags: &mut Diags,
+    ) -> Option<Art9Condition> {
+        let c = raw.art9_condition.as_ref()?;
+        let Some(condition) = Art9Condition::from_name(&c.value) else {
+            let hint = did_you_mean(&c.value, Art9Condition::NAMES.iter().copied());
+            self.error(
+                diags,
+                &c.referenced,
+                format!("unknown Art. 9(2) condition `{}`{hint}", c.value),
+            );
+            return None;
+        };
+        if condition == Art9Condition::ExplicitConsent
+            && (legal_basis != Some(LegalBasis::Consent) || requires_consent.is_empty())
+        {
+            self.warn(
+                diags,
+                &c.referenced,
+                "explicit_consent (Art. 9(2)(a)) without `legal_basis: consent` and a `requires_consent` signal: records are not filtered by that consent",
+            );
+        }
+        Some(condition)
+    }
+
+    /// GDPR Art. 9 and 10 categories may flow (in any form: kept or transformed) only under
+    /// a declared condition; otherwise the rule that lets them flow is an error.
+    #[allow(clippy::too_many_arguments)]
+    fn special_categories(
+        &self,
+        name: &SpStr,
+        written: &[Written<'_>],
+        by_cat: &[Resolved],
+        art9: Option<Art9Condition>,
+        art10: Option<&str>,
+        diags: &mut Diags,
+    ) {
+        let checks = [
+            (
+                GDPR_ART9,
+                art9.is_some(),
+                "`art9_condition` (GDPR Art. 9(2)(a)-(j))",
+            ),
+            (
+                GDPR_ART10,
+                art10.is_some(),
+                "`art10_basis` (the authority or law, GDPR Art. 10)",
+            ),
+        ];
+        for (group, declared, key) in checks {
+            if declared {
+                continue;
+            }
+            let members: Vec<CatId> = group
+                .categories
+                .iter()
+                .filter_map(|c| self.tax.get(c))
+                .collect();
+            // per rule that lets them flow: the group's categories it reaches
+            let mut by_rule: Vec<(usize, BTreeSet<&'static str>)> = Vec::new();
+            for c in 0..self.tax.len() {
+                let c = c as CatId;
+                let Some(member) = self.tax.lineage(c).find(|l| members.contains(l)) else {
+                    continue;
+                };
+                let Resolved::Rule(i) = by_cat[c as usize] else {
+                    continue;
+                };
+                let i = i as usize;
+                if matches!(
+                    written[i].rule.action,
+                    Action::Drop | Action::Redact(_) | Action::Block
+                ) {
+                    continue;
+                }
+                match by_rule.iter_mut().find(|(r, _)| *r == i) {
+                    Some((_, cats)) => {
+                        cats.insert(self.tax.name(member));
+                    }
+                    None => by_rule.push((i, BTreeSet::from([self.tax.name(member)]))),
+                }
+            }
+            for (i, cats) in by_rule {
+                let w = &written[i];
+                let cats: Vec<String> = cats.iter().map(|c| format!("`{c}`")).collect();
+                self.error(
+                    diags,
+                    &w.key.referenced,
+                    format!(
+                        "purpose `{}` lets {} flow through the rule for `{}` ({}) without {key}: {}; drop or block them (`{}: drop`) or declare the condition",
+                        name.value,
+                        group.title,
+                        w.key.value,
+                        w.rule.action.name(),
+                        cats.join(", "),
+                        group.name
+                    ),
+                );
+            }
+        }
+    }
+
     /// `legal_basis:`, one of GDPR Art. 6's names.
-    fn legal_basis(&self, raw: &RawPurpose, diags: &mut Diags) -> LegalBasis {
+    fn legal_basis(&self, raw: &RawPurpose, diags: &mut Diags) -> Option<LegalBasis> {
         let basis = &raw.legal_basis;
-        LegalBasis::from_name(&basis.value).unwrap_or_else(|| {
+        let parsed = LegalBasis::from_name(&basis.value);
+        if parsed.is_none() {
             let hint = did_you_mean(&basis.value, LegalBasis::NAMES.iter().copied());
             self.error(
                 diags,
                 &basis.referenced,
                 format!("unknown legal basis `{}`{hint}", basis.value),
             );
-            LegalBasis::Consent
-        })
+        }
+        parsed
     }
 
     /// `requires_consent:`, a signal or a list of them, each defined by some inventory; a
@@ -127,12 +395,12 @@ impl PurposeFile<'_> {
         &self,
         name: &SpStr,
         raw: &RawPurpose,
-        legal_basis: LegalBasis,
+        legal_basis: Option<LegalBasis>,
         diags: &mut Diags,
     ) -> Vec<String> {
         let mut requires_consent = Vec::new();
         let Some(rc) = &raw.requires_consent else {
-            if legal_basis == LegalBasis::Consent {
+            if legal_basis == Some(LegalBasis::Consent) {
                 self.warn(
                     diags,
                     &raw.legal_basis.referenced,
@@ -185,9 +453,12 @@ impl PurposeFile<'_> {
         requires_consent
     }
 
-    /// `fields:`, a rule per data category.
-    fn rules(&self, raw: &RawPurpose, diags: &mut Diags) -> Vec<FieldRule> {
-        let mut rules: Vec<FieldRule> = Vec::new();
+    /// `fields:`, a rule per data category or group. A group's rule applies to each of its
+    /// categories that has no rule of its own; two groups that give one category different
+    /// actions are an error.
+    fn rules<'r>(&self, raw: &'r RawPurpose, diags: &mut Diags) -> Vec<Written<'r>> {
+        let mut explicit: Vec<Written<'r>> = Vec::new();
+        let mut grouped: Vec<Written<'r>> = Vec::new();
         for (cat, action) in raw.fields.iter() {
             if cat.value == UNCLASSIFIED {
                 self.error(
@@ -197,44 +468,97 @@ impl PurposeFile<'_> {
                 );
                 continue;
             }
-            let Some(c) = category(self.src, cat, self.tax, diags) else {
-                continue;
+            let group = self.groups.iter().find(|g| g.name == cat.value);
+            let cats: Vec<CatId> = match group {
+                Some(g) => g.cats.clone(),
+                None => match category(self.src, cat, self.tax, diags) {
+                    Some(c) => vec![c],
+                    None => continue,
+                },
             };
-            match parse_action(&action.value) {
-                Ok(a) => rules.push(FieldRule {
-                    category: cat.value.clone(),
-                    cat: c,
-                    action: a,
-                    id: format!("fields.{}", cat.value).into(),
-                }),
-                Err(m) => self.error(diags, &action.referenced, format!("{}: {m}", cat.value)),
+            let a = match parse_action(&action.value, &|f| self.value_map(f)) {
+                Ok(a) => a,
+                Err(m) => {
+                    self.error(diags, &action.referenced, format!("{}: {m}", cat.value));
+                    continue;
+                }
+            };
+            let id: std::sync::Arc<str> = format!("fields.{}", cat.value).into();
+            for c in cats {
+                let w = Written {
+                    rule: FieldRule {
+                        category: self.tax.name(c).to_string(),
+                        cat: c,
+                        action: a.clone(),
+                        id: id.clone(),
+                    },
+                    key: cat,
+                };
+                if group.is_some() {
+                    grouped.push(w);
+                } else {
+                    explicit.push(w);
+                }
             }
         }
-        rules
+        for w in grouped {
+            // a category's own rule beats a group's
+            if explicit
+                .iter()
+                .any(|e| e.rule.cat == w.rule.cat && e.key.value == e.rule.category)
+            {
+                continue;
+            }
+            explicit.push(w);
+        }
+        // two groups naming one category: the first stays; a different action is an error
+        let mut out: Vec<Written<'r>> = Vec::new();
+        for w in explicit {
+            match out.iter().find(|o| o.rule.cat == w.rule.cat) {
+                Some(o) if o.rule.action != w.rule.action && o.key.value != w.key.value => self
+                    .error(
+                        diags,
+                        &w.key.referenced,
+                        format!(
+                        "`{}` gets `{}` from `{}` and `{}` from `{}`: give it a rule of its own",
+                        w.rule.category,
+                        o.rule.action.name(),
+                        o.key.value,
+                        w.rule.action.name(),
+                        w.key.value
+                    ),
+                    ),
+                Some(_) => {}
+                None => out.push(w),
+            }
+        }
+        out
     }
 
     /// Warns about redundant (shadowed) rules: a sub-category that repeats its nearest
-    /// ancestor's rule.
-    fn warn_shadowed(&self, raw: &RawPurpose, rules: &[FieldRule], diags: &mut Diags) {
-        for (i, r) in rules.iter().enumerate() {
-            let parent_rule = self
+    /// ancestor's rule. Group rules are not warned about: a group names categories for what
+    /// they are, not as refinements.
+    fn warn_shadowed(&self, written: &[Written<'_>], diags: &mut Diags) {
+        for w in written {
+            if w.rule.id.as_ref() != format!("fields.{}", w.rule.category) {
+                continue;
+            }
+            let parent = self
                 .tax
-                .lineage(r.cat)
+                .lineage(w.rule.cat)
                 .skip(1)
-                .find_map(|p| rules.iter().find(|x| x.cat == p));
-            let Some(p) = parent_rule.filter(|p| p.action == r.action) else {
+                .find_map(|p| written.iter().find(|x| x.rule.cat == p));
+            let Some(p) = parent.filter(|p| p.rule.action == w.rule.action) else {
                 continue;
             };
-            if let Some((k, _)) = raw.fields.0.get(i) {
-                self.warn(
-                    diags,
-                    &k.referenced,
-                    format!(
-                        "rule for `{}` repeats the rule for `{}` and changes nothing",
-                        r.category, p.category
-                    ),
-                );
-            }
+            self.warn(
+                diags,
+                &w.key.referenced,
+                format!(
+                    "rule for `{}` repeats the rule for `{}` and changes nothing",
+                    w.rule.category, p.key.value
+                ),
+            );
         }
     }
 
@@ -281,22 +605,21 @@ impl PurposeFile<'_> {
         }
     }
 
-    /// Warns about the rules a purpose that writes cannot apply to writes.
-    fn warn_unwritable(&self, raw: &RawPurpose, rules: &[FieldRule], diags: &mut Diags) {
-        for (i, r) in rules.iter().enumerate() {
-            if r.action.allowed_on_writes() {
+    /// Warns about the rules a purpose that writes cannot apply to writes (once per key).
+    fn warn_unwritable(&self, written: &[Written<'_>], diags: &mut Diags) {
+        let mut warned = BTreeSet::new();
+        for w in written {
+            if w.rule.action.allowed_on_writes() || !warned.insert(w.key.value.as_str()) {
                 continue;
             }
-            if let Some((k, _)) = raw.fields.0.get(i) {
-                self.warn(
-                    diags,
-                    &k.referenced,
-                    format!(
-                        "writes carrying `{}` will be refused: only keep, drop and block apply to writes",
-                        r.category
-                    ),
-                );
-            }
+            self.warn(
+                diags,
+                &w.key.referenced,
+                format!(
+                    "writes carrying `{}` will be refused: only keep, drop and block apply to writes",
+                    w.key.value
+                ),
+            );
         }
     }
 

@@ -494,7 +494,7 @@ fn replacer(action: &Action, email: bool, key: Option<Arc<PurposeKey>>) -> Optio
             if v.is_empty() {
                 return String::new();
             }
-            text(actions::generalise(&Value::String(v.to_string()), g))
+            text(actions::generalise(&Value::String(v.to_string()), &g))
         }),
         Action::Pseudonymise => Arc::new(move |v: &str| match &key {
             _ if v.is_empty() => String::new(),

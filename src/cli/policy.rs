@@ -1,0 +1,189 @@
+//! `zweck policy ...`: check, test, explain (and the policy workflow around them).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+
+use crate::config::Config;
+use crate::policy::{self, PolicySet};
+
+/// The policy directory: `zweck policy check policies` or `--dir policies` (default
+/// `policies`).
+#[derive(Debug, Clone, Args)]
+pub struct PolicyDir {
+    /// The policy directory (default: policies).
+    #[arg(value_name = "DIR")]
+    positional: Option<PathBuf>,
+    /// The policy directory, as an option.
+    #[arg(long = "dir", value_name = "DIR", conflicts_with = "positional")]
+    option: Option<PathBuf>,
+}
+
+impl PolicyDir {
+    /// The directory named, or `policies`.
+    pub fn path(&self) -> PathBuf {
+        self.option
+            .clone()
+            .or_else(|| self.positional.clone())
+            .unwrap_or_else(|| PathBuf::from("policies"))
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Validate inventories and purposes; exit 1 with every diagnostic.
+    Check {
+        #[command(flatten)]
+        dir: PolicyDir,
+    },
+    /// Run the table tests in <dir>/tests/*.yaml through the decision the proxy uses.
+    Test {
+        #[command(flatten)]
+        dir: PolicyDir,
+    },
+    /// Show what the proxy decides for one request and which rule fires for each field,
+    /// without printing values.
+    Explain {
+        #[arg(long, default_value = "zweck.yaml")]
+        config: PathBuf,
+        #[arg(long)]
+        app: String,
+        #[arg(long)]
+        purpose: String,
+        /// GET, POST, PATCH, ...
+        method: String,
+        /// The request URL or path, e.g. /services/data/v66.0/query?q=...
+        url: String,
+        /// The body the CRM answers with for reads, or the body a write sends.
+        #[arg(long)]
+        body: Option<PathBuf>,
+        /// The body the app sends with a read (a search, a Bulk query job).
+        #[arg(long)]
+        request_body: Option<PathBuf>,
+    },
+}
+
+/// Runs a `zweck policy` command.
+pub fn run(command: PolicyCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        PolicyCommand::Check { dir } => {
+            let report = policy::check(&dir.path());
+            print!("{report}");
+            Ok(exit(report.is_ok()))
+        }
+        PolicyCommand::Test { dir } => {
+            let report = policy::testing::run_dir(&dir.path());
+            print!("{report}");
+            Ok(exit(report.is_ok() && report.passed() > 0))
+        }
+        PolicyCommand::Explain {
+            config,
+            app,
+            purpose,
+            method,
+            url,
+            body,
+            request_body,
+        } => explain(&config, &app, &purpose, &method, &url, body, request_body),
+    }
+}
+
+fn exit(ok: bool) -> ExitCode {
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Loads a policy directory or fails with every diagnostic.
+pub fn load(dir: &Path) -> anyhow::Result<PolicySet> {
+    PolicySet::load(dir).map(|(set, _)| set).map_err(|d| {
+        anyhow::anyhow!(
+            "{}",
+            d.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    })
+}
+
+fn read_json(file: Option<PathBuf>) -> anyhow::Result<Option<serde_json::Value>> {
+    let Some(f) = file else { return Ok(None) };
+    let bytes = std::fs::read(&f).with_context(|| format!("cannot read {}", f.display()))?;
+    let doc = crate::json::parse(&bytes, &crate::json::JsonLimits::default())
+        .map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
+    Ok(Some(doc))
+}
+
+fn explain(
+    config: &Path,
+    app: &str,
+    purpose: &str,
+    method: &str,
+    url: &str,
+    body: Option<PathBuf>,
+    request_body: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config)?;
+    let granted = config
+        .app(app)
+        .with_context(|| format!("no app {app} in the config"))?;
+    anyhow::ensure!(
+        granted.purposes.iter().any(|p| p == purpose),
+        "app {app} is not granted purpose {purpose}"
+    );
+    let uri: http::Uri = url.parse().context("not a URL or path")?;
+    let method = http::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+        .context("not an HTTP method")?;
+    let uri_path = uri.path().to_string();
+    crate::proxy::route::refuse_method_override(&method, &uri, &http::HeaderMap::new())
+        .map_err(|e| anyhow::anyhow!("the proxy refuses this request: {e}"))?;
+    let path = crate::proxy::route::canonical_path(&uri_path)
+        .map_err(|e| anyhow::anyhow!("the proxy refuses this request: {e}"))?;
+    let host = uri.host().map(str::to_ascii_lowercase);
+    let rules: Vec<_> = config
+        .upstreams
+        .iter()
+        .map(|u| {
+            (
+                crate::proxy::route::RouteRule {
+                    path_prefix: u.path_prefix.clone(),
+                    host: u.host.clone(),
+                },
+                u,
+            )
+        })
+        .collect();
+    let upstream =
+        crate::proxy::route::select(rules.iter().map(|(r, u)| (r, *u)), host.as_deref(), &path)
+            .context("no upstream serves this path (the proxy answers 404 no-route)")?;
+    let set = load(&config.policies)?;
+    let (mut request, mut response) = (read_json(request_body)?, read_json(body)?);
+    // a write's `--body` is what it sends
+    if request.is_none() && !matches!(method.as_str(), "GET" | "HEAD") {
+        if let Some(route) = set.classify(upstream.dialect, &method, &path).operation() {
+            if route.op() != policy::OpKind::Read {
+                request = response.take();
+            }
+        }
+    }
+    let explanation = policy::explain(
+        &set,
+        purpose,
+        &policy::ExplainRequest {
+            dialect: upstream.dialect,
+            method: &method,
+            path: &path,
+            query: uri.query(),
+            upstream_ungoverned: &upstream.ungoverned,
+            request_body: request.as_ref(),
+            response_body: response.as_ref(),
+        },
+    )?;
+    print!("{explanation}");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,262 @@
+//! The decision: what a purpose may do with one exchange, in the order the proxy asks.
+//!
+//! The proxy's phases, `zweck policy explain` and `zweck policy test` all call these
+//! functions, so what a policy author is told and what the wire does cannot drift apart
+//! (`tests/explain_matches_proxy.rs` sends random requests through a real Zweck and compares).
+//! The steps, each a function the proxy calls in its own phase:
+//!
+//! 1. [`route`] (phase 2): the upstream's own `ungoverned` list, then the inventory of its
+//!    dialect; a path neither knows is refused as an unknown resource.
+//! 2. [`admit`] (phase 3, before any body byte): query minimisation of the URL, then writes
+//!    and deletes of a `writes: deny` purpose.
+//! 3. [`request_body`] (phase 3): a read's body is a query (search filters, Bulk query
+//!    jobs) and is checked as one; a write's body is minimised (keep, drop, block).
+//! 4. [`response_body`] (phase 6): the response minimised for the purpose.
+//!
+//! A purpose in `mode: shadow` is refused nothing by query minimisation: the refusal it
+//! would have had is returned beside the verdict, for the caller to log. Decisions that a
+//! later step adds (rewritten queries, counts policies) belong here, so all three callers
+//! get them. [`exchange`] runs the steps in order over one request, for the tools.
+
+use http::Method;
+use serde_json::Value;
+
+use super::engine::{apply_with, Direction, FieldDecision, Outcome, Refusal};
+use super::query::{self, QueryRefusal};
+use super::set::{Mode, OpKind, Operation, PolicySet, Purpose, RouteMatch, Writes};
+use super::PseudonymKey;
+use crate::dialect::Dialect;
+use crate::pattern::RoutePattern;
+
+/// Why an exchange is refused: by query minimisation or by the purpose's rules.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Denial {
+    #[error(transparent)]
+    Query(#[from] QueryRefusal),
+    #[error(transparent)]
+    Policy(#[from] Refusal),
+}
+
+/// Phase 2's policy half: the upstream's own `ungoverned` entries first (a route an operator
+/// declared free of personal data on one upstream), then the inventory of its dialect.
+pub fn route<'s>(
+    set: &'s PolicySet,
+    upstream_ungoverned: &'s [RoutePattern],
+    dialect: Dialect,
+    method: &Method,
+    path: &str,
+) -> RouteMatch<'s> {
+    if let Some(p) = upstream_ungoverned.iter().find(|p| p.matches(method, path)) {
+        return RouteMatch::Ungoverned {
+            template: p.template(),
+        };
+    }
+    set.classify(dialect, method, path)
+}
+
+/// What passed [`admit`]: a query refusal that a shadow purpose is spared (to be logged).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Admitted {
+    pub shadowed: Option<QueryRefusal>,
+}
+
+/// Phase 3 before any body byte: query minimisation of the URL, then writes and deletes of
+/// a `writes: deny` purpose (refused in shadow mode too: a shadow purpose changes no data).
+/// A tunnel's own operation is a read; its write parts are refused part by part.
+pub fn admit(
+    set: &PolicySet,
+    purpose: &Purpose,
+    op: &Operation,
+    path: &str,
+    query: Option<&str>,
+) -> Result<Admitted, Denial> {
+    let shadowed = query_verdict(purpose, query::check_url(set, purpose, op, path, query))?;
+    let writes = matches!(op.op(), OpKind::Write | OpKind::Delete);
+    if op.tunnel().is_none() && writes && purpose.writes == Writes::Deny {
+        return Err(Refusal::WriteDenied.into());
+    }
+    Ok(Admitted { shadowed })
+}
+
+/// A query refusal as enforced: `Ok(Some(_))` when a shadow purpose is spared it.
+pub fn query_verdict(
+    purpose: &Purpose,
+    verdict: Result<(), QueryRefusal>,
+) -> Result<Option<QueryRefusal>, QueryRefusal> {
+    match verdict {
+        Ok(()) => Ok(None),
+        Err(refusal) if purpose.mode == Mode::Shadow => Ok(Some(refusal)),
+        Err(refusal) => Err(refusal),
+    }
+}
+
+/// A governed request body, decided: the outcome, and a query refusal a shadow purpose was
+/// spared.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BodyDecision {
+    pub outcome: Outcome,
+    pub shadowed: Option<QueryRefusal>,
+}
+
+/// Phase 3's body: the query a read's body carries is checked, then the body is minimised
+/// (a write's: keep, drop, block only; a read's passes, it is a query, not records).
+pub fn request_body(
+    set: &PolicySet,
+    purpose: &Purpose,
+    op: &Operation,
+    path: &str,
+    body: &mut Value,
+    key: Option<&PseudonymKey>,
+) -> Result<BodyDecision, Denial> {
+    request_body_traced(set, purpose, op, path, body, key, None)
+}
+
+fn request_body_traced(
+    set: &PolicySet,
+    purpose: &Purpose,
+    op: &Operation,
+    path: &str,
+    body: &mut Value,
+    key: Option<&PseudonymKey>,
+    trace: Option<&mut Vec<FieldDecision>>,
+) -> Result<BodyDecision, Denial> {
+    let shadowed = query_verdict(purpose, query::check_body(set, purpose, op, path, body))?;
+    let outcome = apply_with(set, purpose, op, Direction::Request, body, key, trace)?;
+    Ok(BodyDecision { outcome, shadowed })
+}
+
+/// Phase 6: a governed response body minimised for the purpose.
+pub fn response_body(
+    set: &PolicySet,
+    purpose: &Purpose,
+    op: &Operation,
+    body: &mut Value,
+    key: Option<&PseudonymKey>,
+) -> Result<Outcome, Refusal> {
+    apply_with(set, purpose, op, Direction::Response, body, key, None)
+}
+
+/// One request as the tools describe it.
+#[derive(Debug, Clone, Copy)]
+pub struct Exchange<'a> {
+    pub dialect: Dialect,
+    pub method: &'a Method,
+    /// The canonical path.
+    pub path: &'a str,
+    /// The raw query string, without `?`.
+    pub query: Option<&'a str>,
+    /// The upstream's own `ungoverned` entries.
+    pub upstream_ungoverned: &'a [RoutePattern],
+}
+
+/// The bodies of an exchange the tools decide on: what the app sends, what the CRM answers.
+#[derive(Debug, Default)]
+pub struct Bodies<'b> {
+    pub request: Option<&'b mut Value>,
+    pub response: Option<&'b mut Value>,
+}
+
+/// What [`exchange`] decided.
+#[derive(Debug)]
+pub enum Verdict<'s> {
+    /// Streams through untouched.
+    Ungoverned {
+        template: String,
+    },
+    /// Refused as an unknown resource.
+    Unknown,
+    Governed(Governed<'s>),
+}
+
+/// The decision on a governed exchange.
+#[derive(Debug)]
+pub struct Governed<'s> {
+    pub op: &'s Operation,
+    /// The outcome of the last body decided (the response's when there is one), or why the
+    /// exchange is refused.
+    pub result: Result<Outcome, Denial>,
+    /// Query refusals a shadow purpose was spared.
+    pub shadowed: Vec<QueryRefusal>,
+    /// Every field decision, when tracing was asked for (request body first).
+    pub trace: Vec<FieldDecision>,
+}
+
+/// The steps of the proxy over one exchange, in its order: route, admit, request body,
+/// response body. `trace` lists every field decision (for `explain`).
+pub fn exchange<'s>(
+    set: &'s PolicySet,
+    purpose: &Purpose,
+    ex: &Exchange<'s>,
+    bodies: Bodies<'_>,
+    key: Option<&PseudonymKey>,
+    trace: bool,
+) -> Verdict<'s> {
+    let op = match route(set, ex.upstream_ungoverned, ex.dialect, ex.method, ex.path) {
+        RouteMatch::Ungoverned { template } => {
+            return Verdict::Ungoverned {
+                template: template.to_string(),
+            }
+        }
+        RouteMatch::Unknown => return Verdict::Unknown,
+        RouteMatch::Operation(op) => op,
+    };
+    let mut governed = Governed {
+        op,
+        result: Ok(Outcome::default()),
+        shadowed: Vec::new(),
+        trace: Vec::new(),
+    };
+    let result = steps(set, purpose, op, ex, bodies, key, trace, &mut governed);
+    governed.result = result;
+    Verdict::Governed(governed)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn steps(
+    set: &PolicySet,
+    purpose: &Purpose,
+    op: &Operation,
+    ex: &Exchange<'_>,
+    bodies: Bodies<'_>,
+    key: Option<&PseudonymKey>,
+    trace: bool,
+    out: &mut Governed<'_>,
+) -> Result<Outcome, Denial> {
+    let admitted = admit(set, purpose, op, ex.path, ex.query)?;
+    out.shadowed.extend(admitted.shadowed);
+    let mut last = Outcome::default();
+    if let Some(body) = bodies.request {
+        let t = trace.then_some(&mut out.trace);
+        let d = request_body_traced(set, purpose, op, ex.path, body, key, t)?;
+        out.shadowed.extend(d.shadowed);
+        last = d.outcome;
+    }
+    if let Some(body) = bodies.response {
+        let t = trace.then_some(&mut out.trace);
+        last = apply_with(set, purpose, op, Direction::Response, body, key, t)?;
+    }
+    Ok(last)
+}
+
+/// The name of a decision, as table tests expect it and `explain` prints it.
+pub fn decision_name(result: &Result<Outcome, Denial>) -> &'static str {
+    match result {
+        Ok(o) if o.changed && !o.shadow => "minimised",
+        Ok(_) => "allowed",
+        Err(Denial::Query(QueryRefusal::NotAllowed { .. })) => "query_not_allowed",
+        Err(Denial::Query(QueryRefusal::Unreadable(_))) => "query_not_checkable",
+        Err(Denial::Policy(r)) => refusal_name(r),
+    }
+}
+
+/// The decision name of a policy refusal.
+pub fn refusal_name(r: &Refusal) -> &'static str {
+    match r {
+        Refusal::Blocked { .. } => "blocked",
+        Refusal::WriteDenied => "write_denied",
+        Refusal::WriteActionNotAllowed { .. } => "write_action_not_allowed",
+        Refusal::RecordWithheld { .. } => "withheld",
+        Refusal::PseudonymKeyMissing => "pseudonym_key_missing",
+        Refusal::NoInventory(_) => "no_inventory",
+    }
+}
