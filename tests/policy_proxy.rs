@@ -443,3 +443,51 @@ async fn hubspot_search(h: &Harness, property: &str) -> (http::Response<()>, Byt
         )
         .await
 }
+
+/// GDPR Art. 9: the double's contacts carry health data in a custom field of every dialect;
+/// the shipped purposes drop it, so no value ever reaches an app, whichever route it reads.
+#[tokio::test]
+async fn special_category_custom_fields_reach_no_shipped_purpose() {
+    let h = Harness::start().await;
+    let support = h.cert_client("support-desk", Version::H1);
+    let analytics = h.anon_client(Version::H2);
+    let key = h.api_key();
+    let bearer = format!("Bearer {key}");
+    let allergies = ["Peanuts", "Pollen", "Lactose"];
+    // a person with an allergy on record: every sixth has none, so index 1 has one
+    let sf = h.double.double.contact(Dialect::Salesforce, 1);
+    assert!(
+        sf["Allergies__c"].is_string(),
+        "the double serves the custom field"
+    );
+    let id = sf["Id"].as_str().expect("id");
+    for (client, headers, url) in [
+        (
+            &support,
+            vec![("zweck-purpose", "support")],
+            h.url(&format!("/services/data/v66.0/sobjects/Contact/{id}")),
+        ),
+        (
+            &support,
+            vec![("zweck-purpose", "billing")],
+            h.url("/services/data/v66.0/query?q=SELECT+Id,LastName,Allergies__c+FROM+Contact+LIMIT+10"),
+        ),
+        (
+            &analytics,
+            vec![("authorization", bearer.as_str())],
+            h.url("/crm/v3/objects/contacts?limit=10&properties=city,allergies"),
+        ),
+        (
+            &support,
+            vec![("zweck-purpose", "support")],
+            h.url("/api/data/v9.2/contacts?$select=lastname,zweck_allergies&$top=10"),
+        ),
+    ] {
+        let (r, b) = client.get(&url, &headers).await;
+        let body = text(&b);
+        assert_eq!(r.status(), 200, "{url}: {body}");
+        for a in allergies {
+            assert!(!body.contains(a), "{url}: health data reached the app: {body}");
+        }
+    }
+}

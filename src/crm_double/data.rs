@@ -209,6 +209,16 @@ const TITLES: &[(&str, &str)] = &[
     ("Chief Imagination Officer", "Management"),
 ];
 
+/// Most people have no allergy on record; some do (health data, Art. 9).
+const ALLERGIES: &[Option<&str>] = &[
+    None,
+    Some("Peanuts"),
+    None,
+    Some("Pollen"),
+    None,
+    Some("Lactose"),
+];
+
 const LEAD_SOURCES: &[&str] = &["Web", "Phone Inquiry", "Partner Referral", "Trade Show"];
 
 /// HubSpot's default `hs_legal_basis` options (CRM-APIS.md §2.6); `;` joins several.
@@ -290,6 +300,9 @@ pub(crate) struct Person {
     pub account: Option<u64>,
     /// Number of child Cases (0..=2).
     pub cases: u32,
+    /// Health data (GDPR Art. 9) held in a custom field ([`super::custom`]); derived from the
+    /// index, not the random stream, so every other value stays as it was.
+    pub allergies: Option<&'static str>,
     /// `YYYY-MM-DDTHH:MM:SS.mmm`, no zone suffix; dialects add their own.
     pub created: String,
     pub modified: String,
@@ -416,6 +429,7 @@ impl Generator {
             legal_basis,
             account,
             cases: (r.below(4) as u32).min(2),
+            allergies: ALLERGIES[(index % ALLERGIES.len() as u64) as usize],
             created,
             modified,
         }

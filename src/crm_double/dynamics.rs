@@ -134,6 +134,9 @@ fn full(double: &CrmDouble, index: u64) -> Option<Map<String, Value>> {
     ] {
         record.insert(k.to_string(), v);
     }
+    for f in super::custom::contact_fields(super::Dialect::Dynamics) {
+        record.insert(f.name.to_string(), (f.value)(&p));
+    }
     if store.is_created(Kind::DvContact, index) {
         blank_except(
             &mut record,
@@ -254,7 +257,8 @@ fn parse_shape(req: &Req, prefer: &Prefer) -> Result<Shape, Reply> {
 }
 
 fn full_sample() -> Vec<&'static str> {
-    vec![
+    let custom = super::custom::contact_fields(super::Dialect::Dynamics).map(|f| f.name);
+    let mut columns = vec![
         "contactid",
         "firstname",
         "lastname",
@@ -277,7 +281,9 @@ fn full_sample() -> Vec<&'static str> {
         "_parentcustomerid_value",
         "createdon",
         "modifiedon",
-    ]
+    ];
+    columns.extend(custom);
+    columns
 }
 
 /// Renders one record the way the request asked.

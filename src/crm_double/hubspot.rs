@@ -176,6 +176,9 @@ fn properties(store: &Store, ty: ObjectType, index: u64) -> Map<String, Value> {
             ] {
                 props.insert(k.to_string(), v);
             }
+            for f in super::custom::contact_fields(super::Dialect::HubSpot) {
+                props.insert(f.name.to_string(), (f.value)(&p));
+            }
         }
         ObjectType::Company => {
             let c = store.gen.company(index);

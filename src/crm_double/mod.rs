@@ -15,6 +15,7 @@
 //! memory; writes go to a small overlay ([`store`]). Every request is recorded ([`recorder`]) so
 //! tests can assert on what actually reached the CRM. Shapes follow `tests/fixtures/crm/`.
 
+mod custom;
 mod data;
 mod dynamics;
 mod hooks;

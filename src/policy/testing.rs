@@ -382,3 +382,51 @@ fn compare(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shipped() -> PolicySet {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+        PolicySet::load(&dir).expect("shipped policies").0
+    }
+
+    const GOOD: &str = "  - name: the versions list is ungoverned\n    dialect: salesforce\n    method: GET\n    path: /services/data/\n    purpose: newsletter\n    expect: { decision: ungoverned }\n";
+
+    #[test]
+    fn a_case_with_an_unknown_key_or_decision_fails_alone() {
+        let text = format!(
+            "tests:\n{GOOD}  - name: typo\n    dialect: salesforce\n    method: GET\n    path: /services/data/\n    purpose: newsletter\n    expec: {{ decision: ungoverned }}\n  - name: unknown decision\n    dialect: salesforce\n    method: PATCH\n    path: /services/data/v66.0/sobjects/Contact/1\n    purpose: newsletter\n    expect: {{ decision: write_refused }}\n{GOOD}"
+        );
+        let report = run_text(&shipped(), Path::new("t.yaml"), &text);
+        assert_eq!(report.passed(), 2, "{report}");
+        assert_eq!(report.failed(), 2, "{report}");
+        assert!(!report.is_ok());
+        let out = report.to_string();
+        assert!(out.contains("FAIL t.yaml:8: case 2 (not read)"), "{out}");
+        assert!(out.contains("unknown field `expec`"), "{out}");
+        assert!(out.contains("unknown variant `write_refused`"), "{out}");
+        assert!(out.trim_end().ends_with("2 passed, 2 failed"), "{out}");
+    }
+
+    #[test]
+    fn an_unreadable_file_counts_as_failed_in_the_summary() {
+        let text = format!("pseudonym_kee: x\ntests:\n{GOOD}");
+        let report = run_text(&shipped(), Path::new("t.yaml"), &text);
+        assert!(!report.is_ok());
+        let out = report.to_string();
+        assert!(
+            out.contains("1 error(s) above: those tests did not run"),
+            "{out}"
+        );
+        assert!(out.trim_end().ends_with("0 passed, 1 failed"), "{out}");
+    }
+
+    #[test]
+    fn query_refusals_are_decisions_of_table_tests() {
+        let text = "tests:\n  - name: a predicate on the mobile phone\n    dialect: salesforce\n    method: GET\n    path: \"/services/data/v66.0/query?q=SELECT+Id+FROM+Contact+WHERE+MobilePhone='1'\"\n    purpose: newsletter\n    expect: { decision: query_not_allowed, field_paths: [Contact.MobilePhone] }\n";
+        let report = run_text(&shipped(), Path::new("t.yaml"), text);
+        assert!(report.is_ok(), "{report}");
+    }
+}

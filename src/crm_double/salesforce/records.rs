@@ -147,7 +147,11 @@ fn contact_fields(p: &Person, ver: &str, id: &str) -> Map<String, Value> {
         "LastModifiedById": OWNER_ID,
         "SystemModstamp": stamp(&p.modified),
     });
-    into_map(record)
+    let mut fields = into_map(record);
+    for f in super::super::custom::contact_fields(super::super::Dialect::Salesforce) {
+        fields.insert(f.name.to_string(), (f.value)(p));
+    }
+    fields
 }
 
 fn lead_fields(p: &Person, company: &str, ver: &str, id: &str) -> Map<String, Value> {
