@@ -42,6 +42,13 @@ pub enum PolicyCommand {
     Test {
         #[command(flatten)]
         dir: PolicyDir,
+        /// Also report which rules, consent signals and inventory fields no test exercises.
+        #[arg(long)]
+        coverage: bool,
+        /// Fail (exit 1) when fewer than this percentage of the reachable rules and consent
+        /// signals are exercised; implies --coverage.
+        #[arg(long, value_name = "PERCENT")]
+        min_coverage: Option<f64>,
     },
     /// Show what the proxy decides for one request and which rule fires for each field,
     /// without printing values.
@@ -73,10 +80,27 @@ pub fn run(command: PolicyCommand) -> anyhow::Result<ExitCode> {
             print!("{report}");
             Ok(exit(report.is_ok()))
         }
-        PolicyCommand::Test { dir } => {
+        PolicyCommand::Test {
+            dir,
+            coverage,
+            min_coverage,
+        } => {
             let report = policy::testing::run_dir(&dir.path());
             print!("{report}");
-            Ok(exit(report.is_ok() && report.passed() > 0))
+            let mut ok = report.is_ok() && report.passed() > 0;
+            if let (true, Some(c)) = (coverage || min_coverage.is_some(), &report.coverage) {
+                print!("{c}");
+                if let Some(min) = min_coverage {
+                    if c.rules_percent() + 1e-9 < min {
+                        println!(
+                            "coverage {:.1} % is below --min-coverage {min} %",
+                            c.rules_percent()
+                        );
+                        ok = false;
+                    }
+                }
+            }
+            Ok(exit(ok))
         }
         PolicyCommand::Explain {
             config,

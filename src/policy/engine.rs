@@ -122,11 +122,14 @@ pub enum Refusal {
     NoInventory(Dialect),
 }
 
-/// One field decision, for `explain` (paths and names only).
+/// One field decision, for `explain` and coverage (paths and names only).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldDecision {
     /// Template path of the field (`$.records[*].Email`).
     pub path: String,
+    /// The inventory entry that classified it (`Contact $.Email`); none for unclassified
+    /// values, records and inherited annotation categories.
+    pub field: Option<std::sync::Arc<str>>,
     /// Category the field resolved to.
     pub category: String,
     /// Rule id.
@@ -263,6 +266,7 @@ fn run(
         block_paths: BTreeSet::new(),
         write_bad: BTreeSet::new(),
         last_removal: None,
+        source: None,
     };
     // An operation from another snapshot of the policies must not index out of bounds.
     let res = match inv.resources.get(op.resource_idx) {
@@ -379,10 +383,33 @@ struct Walker<'a, 't> {
     write_bad: BTreeSet<String>,
     /// Rule slot of the last record removed.
     last_removal: Option<usize>,
+    /// While tracing: the inventory entry that classifies the value being walked.
+    source: Option<Arc<str>>,
 }
 
 impl<'a> Walker<'a, '_> {
     fn walk(
+        &mut self,
+        v: &mut Value,
+        node: Option<&'a FieldNode>,
+        inherited: Option<CatId>,
+        loc: Option<&LocNode>,
+        res: usize,
+    ) -> Verdict {
+        // only traced walks (explain, coverage) say which inventory entry classified a value
+        let Some(src) = node
+            .and_then(|n| n.source.as_ref())
+            .filter(|_| self.trace.is_some())
+        else {
+            return self.walk_node(v, node, inherited, loc, res);
+        };
+        let saved = self.source.replace(src.clone());
+        let verdict = self.walk_node(v, node, inherited, loc, res);
+        self.source = saved;
+        verdict
+    }
+
+    fn walk_node(
         &mut self,
         v: &mut Value,
         node: Option<&'a FieldNode>,
@@ -456,6 +483,7 @@ impl<'a> Walker<'a, '_> {
             if let Some(t) = self.trace.as_deref_mut() {
                 t.push(FieldDecision {
                     path: self.path.clone(),
+                    field: None,
                     category: String::new(),
                     rule: self.purpose.rule_id(rule).to_string(),
                     action: "record_removed".into(),
@@ -507,8 +535,10 @@ impl<'a> Walker<'a, '_> {
             }
         }
         let saved = std::mem::replace(&mut self.personal, false);
+        let outer = self.source.take();
         let fields = &self.inv.resources[res].fields;
         self.walk(v, Some(fields), None, None, res);
+        self.source = outer;
         if self.personal && !self.observing {
             self.records += 1;
         }
@@ -558,6 +588,7 @@ impl<'a> Walker<'a, '_> {
         if let Some(t) = self.trace.as_deref_mut() {
             t.push(FieldDecision {
                 path: self.path.clone(),
+                field: self.source.clone(),
                 category: self.tax.name(cat).to_string(),
                 rule: self.purpose.rule_ids[slot].to_string(),
                 action: action.name().to_string(),

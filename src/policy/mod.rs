@@ -18,11 +18,13 @@
 //!   per query language (SOQL, OData, HubSpot search);
 //! - `decide`: the decision the proxy's phases, `explain` and `test` share (route, query
 //!   minimisation, writes, bodies);
-//! - `testing`, `explain`: `zweck policy test` / `explain` over the same decision.
+//! - `testing`, `explain`: `zweck policy test` / `explain` over the same decision;
+//!   `coverage`: which rules and fields the table tests exercise.
 //!
 //! The contract is docs/policy.md; DESIGN.md §2 says why default-deny matters.
 pub mod actions;
 pub mod compile;
+pub mod coverage;
 pub mod csv;
 pub mod decide;
 pub mod diagnostic;

@@ -146,6 +146,8 @@ pub struct FieldNode {
     pub any: Option<Box<FieldNode>>,
     /// Nested records of this resource sit here (parent objects, child subqueries).
     pub child: Option<usize>,
+    /// The inventory entry that set `cat` (`Contact $.Email`), for explain and coverage.
+    pub source: Option<std::sync::Arc<str>>,
 }
 
 impl FieldNode {

@@ -147,6 +147,30 @@ impl Inventory {
     pub fn resources(&self) -> &[Resource] {
         &self.resources
     }
+
+    /// Every classified entry of the inventory (`fields:` and `envelope:` of each resource)
+    /// and its category, in no particular order.
+    pub fn classified(&self) -> Vec<(std::sync::Arc<str>, CatId)> {
+        fn walk(n: &FieldNode, out: &mut Vec<(std::sync::Arc<str>, CatId)>) {
+            if let (Some(s), Some(c)) = (&n.source, n.cat) {
+                if !out.iter().any(|(o, _)| o == s) {
+                    out.push((s.clone(), c));
+                }
+            }
+            for k in n.keys.values() {
+                walk(k, out);
+            }
+            if let Some(a) = &n.any {
+                walk(a, out);
+            }
+        }
+        let mut out = Vec::new();
+        for r in &self.resources {
+            walk(&r.envelope, &mut out);
+            walk(&r.fields, &mut out);
+        }
+        out
+    }
 }
 
 /// One resource (object type) of an inventory.

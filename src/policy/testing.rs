@@ -13,6 +13,7 @@ use http::Method;
 use serde_json::Value;
 
 use super::compile::{read_dir, Source};
+use super::coverage::{Coverage, Exercised};
 use super::csv::{csv_plan, CsvFailure, CsvJob, CsvReport};
 use super::decide::{self, Bodies, Denial, Exchange, Verdict};
 use super::diagnostic::{Diagnostic, Severity};
@@ -49,6 +50,10 @@ impl CaseResult {
 pub struct TestReport {
     pub cases: Vec<CaseResult>,
     pub diagnostics: Vec<Diagnostic>,
+    /// What the cases touched: rules, consent signals, inventory fields.
+    pub exercised: Exercised,
+    /// What that covers of the policy set (when the set compiled).
+    pub coverage: Option<Coverage>,
 }
 
 impl TestReport {
@@ -121,6 +126,7 @@ pub fn run_dir(dir: &Path) -> TestReport {
     }) {
         run_file(&set, src, &mut report);
     }
+    report.coverage = Some(Coverage::of(&set, &report.exercised));
     report
 }
 
@@ -133,6 +139,7 @@ pub fn run_text(set: &PolicySet, display: &Path, text: &str) -> TestReport {
         bytes: text.as_bytes().to_vec(),
     };
     run_file(set, &src, &mut report);
+    report.coverage = Some(Coverage::of(set, &report.exercised));
     report
 }
 
@@ -160,7 +167,10 @@ fn run_file(set: &PolicySet, src: &Source, report: &mut TestReport) {
     );
     for (i, case) in file.tests.iter().enumerate() {
         let (name, failures) = match &case.value.0 {
-            Ok(c) => (c.name.clone(), run_case(set, c, &key)),
+            Ok(c) => (
+                c.name.clone(),
+                run_case(set, c, &key, &mut report.exercised),
+            ),
             Err(e) => (
                 format!("case {} (not read)", i + 1),
                 vec![format!("not a test case: {e}")],
@@ -175,7 +185,12 @@ fn run_file(set: &PolicySet, src: &Source, report: &mut TestReport) {
     }
 }
 
-fn run_case(set: &PolicySet, case: &super::model::RawTestCase, key: &PseudonymKey) -> Vec<String> {
+fn run_case(
+    set: &PolicySet,
+    case: &super::model::RawTestCase,
+    key: &PseudonymKey,
+    exercised: &mut Exercised,
+) -> Vec<String> {
     let mut fail = Vec::new();
     let expect = &case.expect;
     let want = expect.decision.map(ExpectedDecision::as_str);
@@ -224,7 +239,7 @@ fn run_case(set: &PolicySet, case: &super::model::RawTestCase, key: &PseudonymKe
             compare(expect, &result, &mut fail);
             return fail;
         }
-        return run_csv_case(set, case, purpose, op, text, key);
+        return run_csv_case(set, case, purpose, op, text, key, exercised);
     }
     let ex = Exchange {
         dialect,
@@ -245,8 +260,18 @@ fn run_case(set: &PolicySet, case: &super::model::RawTestCase, key: &PseudonymKe
             response: Some(&mut body),
         },
     };
-    let result = match decide::exchange(set, purpose, &ex, bodies, Some(key), false) {
-        Verdict::Governed(g) => g.result,
+    let result = match decide::exchange(set, purpose, &ex, bodies, Some(key), true) {
+        Verdict::Governed(g) => {
+            for d in &g.trace {
+                exercised
+                    .rules
+                    .insert((purpose.name.clone(), d.rule.clone()));
+                if let Some(f) = &d.field {
+                    exercised.fields.insert((dialect.to_string(), f.clone()));
+                }
+            }
+            g.result
+        }
         // classified as an operation above; the same set cannot answer otherwise
         _ => return vec!["the route changed while the case ran".to_string()],
     };
@@ -281,6 +306,7 @@ fn run_csv_case(
     op: &super::Operation,
     text: &str,
     key: &PseudonymKey,
+    exercised: &mut Exercised,
 ) -> Vec<String> {
     let mut fail = Vec::new();
     let expect = &case.expect;
@@ -315,6 +341,13 @@ fn run_csv_case(
             return fail;
         }
     };
+    if let Ok(o) = &result {
+        for rule in o.rules.keys() {
+            exercised
+                .rules
+                .insert((purpose.name.clone(), rule.to_string()));
+        }
+    }
     let result = result.map_err(Denial::Policy);
     check_decision(
         expect.decision.map(ExpectedDecision::as_str),

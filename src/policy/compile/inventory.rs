@@ -205,9 +205,10 @@ impl InventoryFile<'_> {
                 }
             });
         let mut envelope = FieldNode::default();
-        self.classify_map(&res.envelope, &mut envelope, "envelope", diags);
+        let where_ = format!("{} envelope", name.value);
+        self.classify_map(&res.envelope, &mut envelope, "envelope", &where_, diags);
         let mut fields = FieldNode::default();
-        self.classify_map(&res.fields, &mut fields, "field", diags);
+        self.classify_map(&res.fields, &mut fields, "field", &name.value, diags);
         self.children(res, &mut fields, diags);
         Resource {
             name: name.value.clone(),
@@ -456,9 +457,11 @@ impl InventoryFile<'_> {
         map: &OrderedMap<SpStr, SpStr>,
         root: &mut FieldNode,
         what: &str,
+        resource: &str,
         diags: &mut Diags,
     ) {
         for (path, cat) in map.iter() {
+            let source: std::sync::Arc<str> = format!("{resource} {}", path.value).into();
             let Some(c) = category(self.src, cat, self.tax, diags) else {
                 continue;
             };
@@ -474,6 +477,7 @@ impl InventoryFile<'_> {
                             );
                         }
                         node.cat = Some(c);
+                        node.source = Some(source.clone());
                     }
                 }
                 Err(e) => diags.error(
