@@ -70,6 +70,29 @@ pub enum PolicyCommand {
         #[arg(long)]
         request_body: Option<PathBuf>,
     },
+    /// What a policy change does per purpose, resource and field; exit 1 when any purpose
+    /// gains exposure (so CI can ask for a second reviewer), 2 when a side does not load.
+    Diff {
+        /// The old policies: a directory, or a git revision (its policy directory is
+        /// --git-path).
+        old: String,
+        /// The new policies: a directory, or a git revision.
+        new: String,
+        /// The policy directory inside the repository, for git revisions (relative to the
+        /// current directory).
+        #[arg(long, default_value = "policies")]
+        git_path: PathBuf,
+        #[arg(long, value_enum, default_value = "text")]
+        format: DiffFormat,
+    },
+}
+
+/// How `policy diff` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DiffFormat {
+    Text,
+    Json,
+    Markdown,
 }
 
 /// Runs a `zweck policy` command.
@@ -111,7 +134,98 @@ pub fn run(command: PolicyCommand) -> anyhow::Result<ExitCode> {
             body,
             request_body,
         } => explain(&config, &app, &purpose, &method, &url, body, request_body),
+        PolicyCommand::Diff {
+            old,
+            new,
+            git_path,
+            format,
+        } => {
+            let load_side = |spec: &str| -> anyhow::Result<PolicySet> {
+                let sources = sources_of(spec, &git_path)?;
+                policy::compile::compile(&sources)
+                    .map(|(set, _)| set)
+                    .map_err(|d| {
+                        anyhow::anyhow!(
+                            "{spec} does not load:\n{}",
+                            d.iter()
+                                .map(ToString::to_string)
+                                .collect::<Vec<_>>()
+                                .join("\n")
+                        )
+                    })
+            };
+            let (old_set, new_set) = match (load_side(&old), load_side(&new)) {
+                (Ok(a), Ok(b)) => (a, b),
+                (Err(e), _) | (_, Err(e)) => {
+                    eprintln!("error: {e:#}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let d = policy::diff::diff(&old_set, &new_set);
+            match format {
+                DiffFormat::Text => print!("{d}"),
+                DiffFormat::Markdown => print!("{}", d.markdown()),
+                DiffFormat::Json => println!("{}", serde_json::to_string_pretty(&d)?),
+            }
+            Ok(exit(!d.gains_exposure()))
+        }
     }
+}
+
+/// The files of one side of a diff: a directory as it is, or the policy directory of a
+/// git revision, read with the git binary (`git ls-tree`, `git show`).
+pub fn sources_of(spec: &str, git_path: &Path) -> anyhow::Result<Vec<policy::compile::Source>> {
+    let dir = Path::new(spec);
+    if dir.is_dir() {
+        return policy::compile::read_dir(dir).map_err(|d| {
+            anyhow::anyhow!(
+                "{}",
+                d.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )
+        });
+    }
+    let prefix = git_path.to_string_lossy().trim_end_matches('/').to_string();
+    let git = |args: &[&str]| -> anyhow::Result<Vec<u8>> {
+        let out = std::process::Command::new("git")
+            .args(args)
+            .output()
+            .context("cannot run git")?;
+        anyhow::ensure!(
+            out.status.success(),
+            "`git {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        Ok(out.stdout)
+    };
+    anyhow::ensure!(
+        !spec.starts_with('-'),
+        "{spec} is neither a directory nor a git revision"
+    );
+    let listing = git(&["ls-tree", "-r", "-z", "--name-only", spec, "--", &prefix])
+        .with_context(|| format!("{spec} is neither a directory nor a git revision"))?;
+    let mut sources = Vec::new();
+    for path in listing.split(|b| *b == 0).filter(|p| !p.is_empty()) {
+        let path = String::from_utf8_lossy(path).into_owned();
+        let Some(rel) = path.strip_prefix(&format!("{prefix}/")) else {
+            continue;
+        };
+        let bytes = git(&["show", &format!("{spec}:./{path}")])?;
+        sources.push(policy::compile::Source {
+            rel: rel.to_string(),
+            display: PathBuf::from(format!("{spec}:{path}")),
+            bytes,
+        });
+    }
+    anyhow::ensure!(
+        !sources.is_empty(),
+        "revision {spec} has no files under {prefix}/"
+    );
+    sources.sort_by(|a, b| a.rel.cmp(&b.rel));
+    Ok(sources)
 }
 
 fn exit(ok: bool) -> ExitCode {

@@ -19,7 +19,8 @@
 //! - `decide`: the decision the proxy's phases, `explain` and `test` share (route, query
 //!   minimisation, writes, bodies);
 //! - `testing`, `explain`: `zweck policy test` / `explain` over the same decision;
-//!   `coverage`: which rules and fields the table tests exercise.
+//!   `coverage`: which rules and fields the table tests exercise; `diff`: what a change of
+//!   the policies does to each purpose.
 //!
 //! The contract is docs/policy.md; DESIGN.md §2 says why default-deny matters.
 pub mod actions;
@@ -28,6 +29,7 @@ pub mod coverage;
 pub mod csv;
 pub mod decide;
 pub mod diagnostic;
+pub mod diff;
 pub mod engine;
 pub mod explain;
 pub mod lookup;
