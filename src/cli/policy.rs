@@ -70,6 +70,16 @@ pub enum PolicyCommand {
         #[arg(long)]
         request_body: Option<PathBuf>,
     },
+    /// Write the JSON Schemas of inventories, purposes and table tests (for editors).
+    Schema {
+        /// The directory to write inventory.schema.json, purposes.schema.json and
+        /// tests.schema.json to.
+        #[arg(long, default_value = "policies/schema")]
+        out: PathBuf,
+        /// Exit 1 when the files there differ from what this Zweck generates; write nothing.
+        #[arg(long)]
+        check: bool,
+    },
     /// What a policy change does per purpose, resource and field; exit 1 when any purpose
     /// gains exposure (so CI can ask for a second reviewer), 2 when a side does not load.
     Diff {
@@ -134,6 +144,34 @@ pub fn run(command: PolicyCommand) -> anyhow::Result<ExitCode> {
             body,
             request_body,
         } => explain(&config, &app, &purpose, &method, &url, body, request_body),
+        PolicyCommand::Schema { out, check } => {
+            let mut stale = Vec::new();
+            if !check {
+                std::fs::create_dir_all(&out)
+                    .with_context(|| format!("cannot create {}", out.display()))?;
+            }
+            for (name, schema) in policy::schema::generate() {
+                let path = out.join(name);
+                let text = policy::schema::render(&schema);
+                if check {
+                    if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+                        stale.push(path);
+                    }
+                } else {
+                    std::fs::write(&path, text)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    println!("wrote {}", path.display());
+                }
+            }
+            for p in &stale {
+                println!(
+                    "{} differs from the generated schema: run `zweck policy schema --out {}`",
+                    p.display(),
+                    out.display()
+                );
+            }
+            Ok(exit(stale.is_empty()))
+        }
         PolicyCommand::Diff {
             old,
             new,

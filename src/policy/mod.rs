@@ -3,7 +3,8 @@
 //! Kept apart, as Fides keeps dataset annotations apart from policies, so that classifying a
 //! CRM's fields and deciding what a purpose may see can change independently. The data path:
 //!
-//! - `model`: raw YAML types (unknown keys refused, positions kept for diagnostics);
+//! - `model`: raw YAML types (unknown keys refused, positions kept for diagnostics); `schema`:
+//!   the JSON Schemas editors validate with, generated from them;
 //! - `compile`: raw -> `PolicySet` in one step that reports every problem (`diagnostic`);
 //!   its `inventory` and `purpose` files compile the two kinds of file;
 //! - `taxonomy`: fideslang data categories shipped as data, interned;
@@ -35,6 +36,7 @@ pub mod explain;
 pub mod lookup;
 pub mod model;
 pub mod query;
+pub mod schema;
 pub mod select;
 pub mod set;
 pub mod taxonomy;

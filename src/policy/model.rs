@@ -9,6 +9,7 @@
 use std::fmt;
 use std::marker::PhantomData;
 
+use schemars::JsonSchema;
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde::Deserialize as DeriveDeserialize;
 pub use serde_saphyr::Spanned;
@@ -87,13 +88,16 @@ impl<'de, K: Deserialize<'de>, V: Deserialize<'de>> Deserialize<'de> for Ordered
 pub type SpStr = Spanned<String>;
 
 /// `policies/inventory/<dialect>.yaml`: what exists in one CRM dialect and what it holds.
-#[derive(Debug, DeriveDeserialize)]
+#[derive(Debug, DeriveDeserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(title = "Zweck inventory (policies/inventory/<dialect>.yaml)")]
 pub struct RawInventory {
     /// `salesforce`, `hubspot`, `dynamics` or `generic`.
+    #[schemars(schema_with = "super::schema::dialect")]
     pub dialect: SpStr,
     /// Routes that carry no personal data and stream through untouched.
     #[serde(default)]
+    #[schemars(schema_with = "super::schema::route_patterns")]
     pub ungoverned: Vec<SpStr>,
     /// Resources by name (the name is also the record type matched by `type_key`).
     #[serde(default)]
@@ -101,52 +105,65 @@ pub struct RawInventory {
 }
 
 /// One CRM object type (Contact, contacts, contact, ...).
-#[derive(Debug, DeriveDeserialize)]
+#[derive(Debug, DeriveDeserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawResource {
     /// Further record type names that select this resource through `type_key`.
     #[serde(default)]
+    #[schemars(schema_with = "super::schema::strings")]
     pub types: Vec<SpStr>,
     /// Routes that operate on this resource.
     #[serde(default)]
+    #[schemars(with = "Vec<RawOperation>")]
     pub operations: Vec<Spanned<RawOperation>>,
     /// Ordered record selectors (JSONPath over the body); the first that matches wins.
     #[serde(default)]
+    #[schemars(schema_with = "super::schema::json_paths")]
     pub records: Vec<SpStr>,
     /// Per-record type key (JSONPath relative to the record).
     #[serde(default)]
+    #[schemars(schema_with = "super::schema::opt_json_path")]
     pub type_key: Option<SpStr>,
     /// Keys around the records that clients need: JSONPath over the body -> category.
     #[serde(default)]
+    #[schemars(schema_with = "super::schema::field_map")]
     pub envelope: OrderedMap<SpStr, SpStr>,
     /// JSONPath relative to the record -> category.
     #[serde(default)]
+    #[schemars(schema_with = "super::schema::field_map")]
     pub fields: OrderedMap<SpStr, SpStr>,
     /// JSONPath relative to the record -> resource of the nested records.
     #[serde(default)]
+    #[schemars(schema_with = "super::schema::child_map")]
     pub children: OrderedMap<SpStr, SpStr>,
     /// Consent signals carried by the record.
     #[serde(default)]
+    #[schemars(with = "OrderedMap<String, RawConsent>")]
     pub consent: OrderedMap<SpStr, Spanned<RawConsent>>,
     /// `keep` keeps fields the inventory does not classify (warned about by `policy check`).
     #[serde(default)]
+    #[schemars(schema_with = "super::schema::unclassified")]
     pub unclassified: Option<SpStr>,
 }
 
 /// `{ method, path, op, class }`.
-#[derive(Debug, Clone, DeriveDeserialize)]
+#[derive(Debug, Clone, DeriveDeserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawOperation {
     pub method: String,
     pub path: String,
+    #[schemars(schema_with = "super::schema::op_kind")]
     pub op: String,
     #[serde(default)]
+    #[schemars(schema_with = "super::schema::route_class")]
     pub class: Option<String>,
     /// `odata_batch`, `sf_composite`, `sf_composite_batch` or `sf_tree`: a batch tunnel.
     #[serde(default)]
+    #[schemars(schema_with = "super::schema::tunnel")]
     pub tunnel: Option<String>,
     /// `json` (default) or `csv`: the media type of the operation's governed response body.
     #[serde(default)]
+    #[schemars(schema_with = "super::schema::body_format")]
     pub format: Option<String>,
     /// For `format: csv`: the resources whose records the CSV rows may be, in order.
     #[serde(default)]
@@ -154,32 +171,37 @@ pub struct RawOperation {
 }
 
 /// `{ field, granted_when, separator? }`.
-#[derive(Debug, Clone, DeriveDeserialize)]
+#[derive(Debug, Clone, DeriveDeserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawConsent {
+    #[schemars(schema_with = "super::schema::json_path")]
     pub field: String,
+    #[schemars(schema_with = "super::schema::granted_when")]
     pub granted_when: serde_json::Value,
     #[serde(default)]
     pub separator: Option<String>,
 }
 
-/// `policies/purposes.yaml`.
-#[derive(Debug, DeriveDeserialize)]
+/// `policies/purposes.yaml`: per purpose, the legal basis and what it may see.
+#[derive(Debug, DeriveDeserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(title = "Zweck purposes (policies/purposes.yaml)")]
 pub struct RawPurposes {
     pub controller: RawController,
     /// Your own fideslang data uses, beside the standard ones (`src/policy/data_uses.txt`).
     #[serde(default)]
+    #[schemars(schema_with = "super::schema::strings")]
     pub data_uses: Vec<SpStr>,
     /// Named groups of categories: a purpose's rule for a group's name applies to each.
     #[serde(default)]
+    #[schemars(schema_with = "super::schema::groups")]
     pub groups: OrderedMap<SpStr, Vec<SpStr>>,
     #[serde(default)]
     pub purposes: OrderedMap<SpStr, RawPurpose>,
 }
 
 /// The controller named in the transfer log and the record of processing.
-#[derive(Debug, Clone, DeriveDeserialize)]
+#[derive(Debug, Clone, DeriveDeserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawController {
     pub name: String,
@@ -189,38 +211,48 @@ pub struct RawController {
 }
 
 /// One purpose.
-#[derive(Debug, DeriveDeserialize)]
+#[derive(Debug, DeriveDeserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawPurpose {
     #[serde(default)]
     pub description: Option<String>,
+    #[schemars(schema_with = "super::schema::data_use")]
     pub data_use: SpStr,
+    #[schemars(schema_with = "super::schema::legal_basis")]
     pub legal_basis: SpStr,
     #[serde(default)]
+    #[schemars(schema_with = "super::schema::signals")]
     pub requires_consent: Option<Spanned<serde_json::Value>>,
     #[serde(default)]
+    #[schemars(schema_with = "super::schema::rules")]
     pub fields: OrderedMap<SpStr, Spanned<serde_json::Value>>,
     #[serde(default)]
+    #[schemars(schema_with = "super::schema::otherwise")]
     pub otherwise: Option<SpStr>,
     #[serde(default)]
+    #[schemars(schema_with = "super::schema::writes")]
     pub writes: Option<SpStr>,
     #[serde(default)]
+    #[schemars(with = "Option<RawBudget>")]
     pub export_budget: Option<Spanned<RawBudget>>,
     #[serde(default)]
+    #[schemars(schema_with = "super::schema::mode")]
     pub mode: Option<SpStr>,
     /// The GDPR Art. 9(2) condition under which the purpose may see special categories.
     #[serde(default)]
+    #[schemars(schema_with = "super::schema::art9_condition")]
     pub art9_condition: Option<SpStr>,
     /// The official authority or law (GDPR Art. 10) under which the purpose may see
     /// criminal-conviction data.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub art10_basis: Option<SpStr>,
 }
 
 /// A field action as written: a name, or a one-key mapping with the action's argument. The
 /// loader reads every action through this type (and explains, in its own words, a value that
 /// does not fit it), so the JSON Schema generated from it accepts exactly what loads.
-#[derive(Debug, Clone, PartialEq, Eq, DeriveDeserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, DeriveDeserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum RawAction {
     Name(ActionName),
@@ -231,7 +263,7 @@ pub enum RawAction {
 }
 
 /// The actions written by name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, DeriveDeserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, DeriveDeserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ActionName {
     Keep,
@@ -246,14 +278,14 @@ pub enum ActionName {
 }
 
 /// `{ redact: null }` or `{ redact: "fixed text" }`.
-#[derive(Debug, Clone, PartialEq, Eq, DeriveDeserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, DeriveDeserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RedactArg {
     pub redact: RedactWith,
 }
 
 /// What a redacted value becomes.
-#[derive(Debug, Clone, PartialEq, Eq, DeriveDeserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, DeriveDeserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum RedactWith {
     Null(()),
@@ -261,14 +293,14 @@ pub enum RedactWith {
 }
 
 /// `{ mask: { keep_last: N } }` or `{ mask: N }`.
-#[derive(Debug, Clone, PartialEq, Eq, DeriveDeserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, DeriveDeserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MaskArg {
     pub mask: MaskKeep,
 }
 
 /// How many trailing characters a mask keeps.
-#[derive(Debug, Clone, PartialEq, Eq, DeriveDeserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, DeriveDeserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum MaskKeep {
     KeepLast(KeepLast),
@@ -276,21 +308,21 @@ pub enum MaskKeep {
 }
 
 /// `{ keep_last: N }`.
-#[derive(Debug, Clone, PartialEq, Eq, DeriveDeserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, DeriveDeserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeepLast {
     pub keep_last: u32,
 }
 
 /// `{ truncate: N }`: at most N characters.
-#[derive(Debug, Clone, PartialEq, Eq, DeriveDeserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, DeriveDeserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TruncateArg {
     pub truncate: u32,
 }
 
 /// `{ generalise: ... }`.
-#[derive(Debug, Clone, PartialEq, Eq, DeriveDeserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, DeriveDeserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GeneraliseArg {
     #[serde(alias = "generalize")]
@@ -298,7 +330,7 @@ pub struct GeneraliseArg {
 }
 
 /// What a value is generalised to.
-#[derive(Debug, Clone, PartialEq, Eq, DeriveDeserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, DeriveDeserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum GeneraliseTo {
     /// A date to its `year` or `month`.
@@ -312,7 +344,7 @@ pub enum GeneraliseTo {
 }
 
 /// `year` or `month`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, DeriveDeserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, DeriveDeserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DatePart {
     Year,
@@ -320,32 +352,33 @@ pub enum DatePart {
 }
 
 /// `{ range: N }`, N at least 1.
-#[derive(Debug, Clone, PartialEq, Eq, DeriveDeserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, DeriveDeserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RangeWidth {
     pub range: std::num::NonZeroU64,
 }
 
 /// `{ map: FILE }`, FILE relative to the policy directory.
-#[derive(Debug, Clone, PartialEq, Eq, DeriveDeserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, DeriveDeserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MapFile {
     pub map: String,
 }
 
 /// `{ postal_prefix: N }`, N at least 1.
-#[derive(Debug, Clone, PartialEq, Eq, DeriveDeserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, DeriveDeserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PostalPrefix {
     pub postal_prefix: std::num::NonZeroU8,
 }
 
 /// `{ records, per, burst?, per_class? }`.
-#[derive(Debug, Clone, DeriveDeserialize)]
+#[derive(Debug, Clone, DeriveDeserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawBudget {
     pub records: u64,
     #[serde(default)]
+    #[schemars(schema_with = "super::schema::period")]
     pub per: Option<String>,
     #[serde(default)]
     pub burst: Option<u64>,
@@ -354,11 +387,13 @@ pub struct RawBudget {
 }
 
 /// `policies/tests/*.yaml`: table tests run through the real engine.
-#[derive(Debug, DeriveDeserialize)]
+#[derive(Debug, DeriveDeserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(title = "Zweck table tests (policies/tests/*.yaml)")]
 pub struct RawTestFile {
     #[serde(default)]
     pub pseudonym_key: Option<String>,
+    #[schemars(with = "Vec<RawTestCase>")]
     pub tests: Vec<Spanned<TestSlot>>,
 }
 
@@ -377,7 +412,7 @@ impl<'de> Deserialize<'de> for TestSlot {
 }
 
 /// One table test.
-#[derive(Debug, Clone, DeriveDeserialize)]
+#[derive(Debug, Clone, DeriveDeserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawTestCase {
     pub name: String,
@@ -397,7 +432,7 @@ pub struct RawTestCase {
 }
 
 /// `{ object?, columnDelimiter? }` of a CSV table test.
-#[derive(Debug, Clone, DeriveDeserialize)]
+#[derive(Debug, Clone, DeriveDeserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawCsvJob {
     #[serde(default)]
@@ -407,7 +442,7 @@ pub struct RawCsvJob {
 }
 
 /// Which body of the exchange a table test's `body` is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, DeriveDeserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, DeriveDeserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RawDirection {
     Request,
@@ -416,7 +451,7 @@ pub enum RawDirection {
 
 /// The decision a table test expects: the names `zweck policy explain` prints. A name that
 /// is not one of these is an error, not a case that can never pass.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, DeriveDeserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, DeriveDeserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ExpectedDecision {
     /// Nothing changed.
@@ -457,7 +492,7 @@ impl ExpectedDecision {
 }
 
 /// An action name a table test counts (`actions:`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, DeriveDeserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, DeriveDeserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CountedAction {
     Keep,
@@ -489,7 +524,7 @@ impl CountedAction {
 }
 
 /// What a table test expects.
-#[derive(Debug, Clone, DeriveDeserialize)]
+#[derive(Debug, Clone, DeriveDeserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawExpect {
     #[serde(default)]
