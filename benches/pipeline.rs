@@ -143,6 +143,7 @@ fn record(n: u64) -> TransferRecord {
         status: 200,
         policy_version: "bench".into(),
         reason: None,
+        policy_bundle: None,
     }
 }
 

@@ -1,5 +1,5 @@
 //! The admin listener (127.0.0.1:9901 by default, the port Envoy users know): `/healthz`,
-//! `/readyz` and `/metrics` in Prometheus text. Plain HTTP on loopback: it carries no
+//! `/readyz`, `/metrics` in Prometheus text and `/shadow` (a candidate policy's differences, JSON). Plain HTTP on loopback: it carries no
 //! personal data, and putting it on its own address keeps it off the public listener.
 
 use std::convert::Infallible;
@@ -80,6 +80,31 @@ fn refresh_transfer_log_gauges(state: &State) {
         .set(i64::try_from(audit.stats().entries).unwrap_or(i64::MAX));
 }
 
+/// `GET /shadow`: what the candidate policy would do differently, per purpose x field
+/// (counts and names, never values); 404 without a candidate.
+fn shadow_report(state: &State) -> (StatusCode, &'static str, String) {
+    let Some(shadow) = &state.shadow else {
+        return (
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "no candidate policy: set policies.candidate to compare one on real traffic\n"
+                .to_string(),
+        );
+    };
+    let report = serde_json::json!({
+        "active_version": state.policies.current().version(),
+        "candidate": shadow.report(),
+    });
+    match serde_json::to_string_pretty(&report) {
+        Ok(text) => (StatusCode::OK, "application/json", text + "\n"),
+        Err(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "text/plain",
+            "cannot render the report\n".to_string(),
+        ),
+    }
+}
+
 async fn answer(
     state: Arc<State>,
     req: Request<Incoming>,
@@ -87,6 +112,7 @@ async fn answer(
     let (status, ctype, text) = match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => (StatusCode::OK, "text/plain", "ok\n".to_string()),
         (&Method::GET, "/readyz") => readiness(&state),
+        (&Method::GET, "/shadow") => shadow_report(&state),
         (&Method::GET, "/metrics") => {
             refresh_transfer_log_gauges(&state);
             (

@@ -23,7 +23,7 @@
 //!
 //! Around it: [`server`] accepts TLS connections and shuts down gracefully, [`tls`] builds the
 //! rustls configs and reads client identities, [`admin`] serves health and Prometheus metrics
-//! ([`metrics`]), [`state`] holds what a request needs, [`reload`] swaps policies live,
+//! ([`metrics`]), [`state`] holds what a request needs, [`reload`] swaps policies live, [`shadow`] compares a candidate policy on real traffic,
 //! [`runtime`] starts and stops a whole Zweck, [`config`] loads `zweck.yaml` (raw -> compiled),
 //! [`secrets`] reads and writes key files, [`certs`] and [`dev`] make development key
 //! material, [`crm_double`] stands in for the CRMs in tests and demos, [`cli`] holds the
@@ -52,6 +52,7 @@ pub mod reload;
 pub mod runtime;
 pub mod secrets;
 pub mod server;
+pub mod shadow;
 pub mod state;
 pub mod tls;
 pub mod units;

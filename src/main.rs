@@ -292,15 +292,7 @@ fn audit_command(command: AuditCommand) -> anyhow::Result<ExitCode> {
             format: f,
         } => {
             let config = Config::load(&config)?;
-            let (set, _) = zweck::policy::PolicySet::load(&config.policies).map_err(|d| {
-                anyhow::anyhow!(
-                    "{}",
-                    d.iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join("\n")
-                )
-            })?;
+            let set = zweck::cli::policy::load_source(&config.policy_source())?;
             audit::ropa(&set, &config.upstreams, &logs, format(&f)?)
         }
         AuditCommand::Prove {

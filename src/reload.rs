@@ -1,4 +1,6 @@
-//! The live policy set: loaded at start, reloaded on SIGHUP and on file change.
+//! The live policy set: loaded at start, reloaded on SIGHUP and on file change, from a
+//! directory or a signed bundle (verified on every load: an unsigned or untrusted bundle keeps
+//! the last good set, like a broken file).
 //!
 //! A reload compiles the whole directory first and swaps only a set that compiled without
 //! errors, through a `watch` channel: each request takes one snapshot (`current()`) and uses
@@ -13,11 +15,12 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
+use crate::policy::source::PolicySource;
 use crate::policy::{Diagnostic, PolicySet};
 
 /// The policy set in force and the means to replace it.
 pub struct Policies {
-    dir: PathBuf,
+    source: PolicySource,
     tx: watch::Sender<Arc<PolicySet>>,
 }
 
@@ -37,14 +40,16 @@ fn render(d: &[Diagnostic]) -> String {
 }
 
 impl Policies {
-    /// Loads `dir`; warnings are logged, errors returned.
+    /// Loads a policy directory; warnings are logged, errors returned.
     pub fn load(dir: &Path) -> Result<Policies, PolicyLoadError> {
-        let set = load_logged(dir)?;
+        Policies::load_from(PolicySource::Dir(dir.to_path_buf()))
+    }
+
+    /// Loads the policies from a directory or a verified bundle.
+    pub fn load_from(source: PolicySource) -> Result<Policies, PolicyLoadError> {
+        let set = load_logged(&source)?;
         let (tx, _) = watch::channel(Arc::new(set));
-        Ok(Policies {
-            dir: dir.to_path_buf(),
-            tx,
-        })
+        Ok(Policies { source, tx })
     }
 
     /// The set in force now; hold it for the whole request.
@@ -54,13 +59,15 @@ impl Policies {
 
     /// Compiles the directory again and swaps it in when it has no errors.
     pub fn reload(&self) -> Result<String, PolicyLoadError> {
-        match load_logged(&self.dir) {
+        match load_logged(&self.source) {
             Ok(set) => {
                 let version = set.version().to_string();
                 let old = self.current().version().to_string();
                 self.tx.send_replace(Arc::new(set));
                 if old != version {
-                    tracing::info!(%version, previous = %old, "policies reloaded");
+                    let current = self.current();
+                    let (bundle, signer) = provenance(&current);
+                    tracing::info!(%version, previous = %old, bundle, signer, "policies reloaded");
                 }
                 Ok(version)
             }
@@ -81,6 +88,7 @@ impl Policies {
         // The debouncer runs on its own thread; it only nudges the reload task.
         let debouncer = {
             let tx = events_tx.clone();
+            let source = self.source.clone();
             notify_debouncer_full::new_debouncer(
                 Duration::from_millis(300),
                 None,
@@ -100,7 +108,7 @@ impl Policies {
                                             | ModifyKind::Other
                                     )
                                     | EventKind::Remove(_)
-                            )
+                            ) && e.event.paths.iter().any(|p| source.concerns(p))
                         })
                     });
                     if changed {
@@ -109,8 +117,14 @@ impl Policies {
                 },
             )
         };
+        let (path, recursive) = self.source.watch_path();
+        let mode = if recursive {
+            notify::RecursiveMode::Recursive
+        } else {
+            notify::RecursiveMode::NonRecursive
+        };
         let debouncer = match debouncer {
-            Ok(mut d) => match d.watch(&self.dir, notify::RecursiveMode::Recursive) {
+            Ok(mut d) => match d.watch(path, mode) {
                 Ok(()) => Some(d),
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot watch the policy directory; reload with SIGHUP");
@@ -166,8 +180,17 @@ async fn stopped(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
 }
 
-fn load_logged(dir: &Path) -> Result<PolicySet, PolicyLoadError> {
-    match PolicySet::load(dir) {
+/// The bundle label and signer of a set, for logs (none for a directory).
+pub fn provenance(set: &PolicySet) -> (Option<&str>, Option<&str>) {
+    match set.bundle() {
+        Some(b) => (Some(b.label.as_str()), Some(b.signer.as_str())),
+        None => (None, None),
+    }
+}
+
+fn load_logged(source: &PolicySource) -> Result<PolicySet, PolicyLoadError> {
+    let dir = source.watch_path().0;
+    match source.load() {
         Ok((set, warnings)) => {
             for w in &warnings {
                 tracing::warn!(diagnostic = %w, "policy warning");

@@ -95,7 +95,7 @@ pub async fn start(mut config: Config) -> Result<Running, StartError> {
     dev::check_files(&config)?;
     config.resolve_api_keys()?;
     let server_tls = tls::server_config(&config.tls)?;
-    let policies = Arc::new(Policies::load(&config.policies)?);
+    let policies = Arc::new(Policies::load_from(config.policy_source())?);
     let set = policies.current();
     for app in &config.apps {
         for purpose in &app.purposes {
@@ -119,9 +119,21 @@ pub async fn start(mut config: Config) -> Result<Running, StartError> {
             });
         }
     }
-    tracing::info!(version = %set.version(), "policies loaded");
+    let (bundle, signer) = crate::reload::provenance(&set);
+    tracing::info!(version = %set.version(), bundle, signer, "policies loaded");
     let (stop, stop_rx) = watch::channel(false);
     policies.clone().spawn_watchers(stop_rx.clone());
+    let shadow = match &config.policy_candidate {
+        Some(dir) => {
+            let candidate = Arc::new(Policies::load_from(
+                crate::policy::source::PolicySource::Dir(dir.clone()),
+            )?);
+            tracing::info!(version = %candidate.current().version(), "candidate policies loaded: compared on real traffic, enforcing nothing");
+            candidate.clone().spawn_watchers(stop_rx.clone());
+            Some(Arc::new(crate::shadow::Shadow::new(candidate)))
+        }
+        None => None,
+    };
     let mut others = Vec::new();
 
     let mut crm_double = None;
@@ -186,13 +198,11 @@ pub async fn start(mut config: Config) -> Result<Running, StartError> {
     };
     // runs until aborted at shutdown: it never ends by itself
     let maintenance = budgets.spawn_maintenance(std::time::Duration::from_secs(60));
-    let state = Arc::new(State::new(
-        config.clone(),
-        policies,
-        pseudonym_key,
-        audit,
-        budgets,
-    )?);
+    let state = State::new(config.clone(), policies, pseudonym_key, audit, budgets)?;
+    let state = Arc::new(match shadow {
+        Some(s) => state.with_shadow(s),
+        None => state,
+    });
     let mut admin_addr = None;
     if let Some(addr) = config.admin {
         let listener = bind(addr).await?;

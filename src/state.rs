@@ -31,6 +31,8 @@ pub struct State {
     pub metrics: Metrics,
     /// The policy set in force; each request takes one snapshot.
     pub policies: Arc<Policies>,
+    /// A candidate policy set compared with it on real traffic (`policies.candidate`).
+    pub shadow: Option<Arc<crate::shadow::Shadow>>,
     /// The pseudonymisation master key, when a purpose needs one.
     pub pseudonym_key: Option<PseudonymKey>,
     /// The transfer log, when configured.
@@ -80,6 +82,7 @@ impl State {
                 m
             },
             policies,
+            shadow: None,
             pseudonym_key,
             audit,
             buffers: Arc::new(tokio::sync::Semaphore::new(buffer_kib)),
@@ -87,6 +90,13 @@ impl State {
             request_ids: RequestIds::new(),
             ready: AtomicBool::new(false),
         })
+    }
+
+    /// With a candidate policy compared on real traffic (its counters registered).
+    pub fn with_shadow(mut self, shadow: Arc<crate::shadow::Shadow>) -> State {
+        self.metrics.register_with(|r| shadow.register(r));
+        self.shadow = Some(shadow);
+        self
     }
 
     /// A new request id, unique within the process and unguessable across restarts.

@@ -64,6 +64,7 @@ fn record(i: u64) -> TransferRecord {
         status: 200,
         policy_version: "crash".into(),
         reason: None,
+        policy_bundle: None,
     }
 }
 

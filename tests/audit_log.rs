@@ -101,6 +101,7 @@ fn record(n: u64) -> TransferRecord {
         status: 200,
         policy_version: "v1".into(),
         reason: None,
+        policy_bundle: None,
     }
 }
 

@@ -93,6 +93,10 @@ pub struct TransferRecord {
     pub policy_version: String,
     /// Problem type of a refusal (`purpose-not-granted`, ...); `null` otherwise.
     pub reason: Option<String>,
+    /// When the policies came from a signed bundle: its label and signer's key id (absent
+    /// for a policy directory, so such lines are unchanged).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_bundle: Option<crate::policy::bundle::Provenance>,
 }
 
 /// The transfer mechanism as read back from a line.
@@ -137,6 +141,8 @@ pub struct Entry {
     pub status: u16,
     pub policy_version: String,
     pub reason: Option<String>,
+    #[serde(default)]
+    pub policy_bundle: Option<crate::policy::bundle::Provenance>,
 }
 
 /// The chain fields only: what recovery and `verify` need from a line.
@@ -199,6 +205,7 @@ pub(crate) mod tests {
             status: 200,
             policy_version: "abc".into(),
             reason: None,
+            policy_bundle: None,
         }
     }
 
@@ -217,5 +224,26 @@ pub(crate) mod tests {
         assert_eq!(e.seq, 7);
         assert_eq!(e.transfer_mechanism.kind, "dpf");
         assert_eq!(e.decision, Decision::Allowed);
+        assert_eq!(e.policy_bundle, None);
+    }
+
+    #[test]
+    fn a_bundle_s_label_and_signer_follow_the_reason() {
+        let mut r = sample();
+        r.policy_bundle = Some(crate::policy::bundle::Provenance {
+            label: "release-7".into(),
+            signer: "0123456789abcdef".into(),
+        });
+        let body = serde_json::to_vec(&r).expect("encode");
+        let text = String::from_utf8(line(0, "t", &GENESIS_PREV, &body)).expect("utf8");
+        assert!(
+            text.ends_with(r#""reason":null,"policy_bundle":{"label":"release-7","signer":"0123456789abcdef"}}"#),
+            "{text}"
+        );
+        let e: Entry = serde_json::from_str(&text).expect("reads back");
+        assert_eq!(
+            e.policy_bundle.map(|b| b.signer).as_deref(),
+            Some("0123456789abcdef")
+        );
     }
 }

@@ -95,6 +95,31 @@ pub enum PolicyCommand {
         #[arg(long, value_enum, default_value = "text")]
         format: DiffFormat,
     },
+    /// Write a policy directory as one signed bundle: OUT (a tar) and OUT.sig (a detached
+    /// Ed25519 signature), for `policies: { bundle, trusted_keys }`.
+    Bundle {
+        #[command(flatten)]
+        dir: PolicyDir,
+        /// The Ed25519 private key (PKCS#8 PEM) that signs the bundle.
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// The bundle file to write; the signature goes to FILE.sig.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// What the bundle calls itself in the transfer log (a release name, a git commit).
+        #[arg(long)]
+        label: String,
+    },
+    /// Make an Ed25519 key pair to sign bundles: DIR/policy.key (private, 0600) and
+    /// DIR/policy.pub (the public key a `trusted_keys` entry names).
+    Keygen {
+        /// The directory to write policy.key and policy.pub to.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Replace an existing key.
+        #[arg(long)]
+        overwrite: bool,
+    },
 }
 
 /// How `policy diff` prints.
@@ -207,7 +232,83 @@ pub fn run(command: PolicyCommand) -> anyhow::Result<ExitCode> {
             }
             Ok(exit(!d.gains_exposure()))
         }
+        PolicyCommand::Bundle {
+            dir,
+            key,
+            out,
+            label,
+        } => bundle(&dir.path(), &key, &out, &label),
+        PolicyCommand::Keygen { out, overwrite } => keygen(&out, overwrite),
     }
+}
+
+/// `zweck policy bundle`: only a directory that compiles without errors is bundled.
+fn bundle(dir: &Path, key: &Path, out: &Path, label: &str) -> anyhow::Result<ExitCode> {
+    use policy::bundle;
+    let report = policy::check(dir);
+    if !report.is_ok() {
+        print!("{report}");
+        anyhow::bail!("{} does not compile: nothing bundled", dir.display());
+    }
+    let sources = policy::compile::read_dir(dir).map_err(|d| {
+        anyhow::anyhow!(
+            "{}",
+            d.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    })?;
+    let pair = crate::secrets::read_audit_key(key)?;
+    let signer = crate::audit::checkpoint::key_from_pkcs8(&pair.serialize_der())
+        .map_err(|_| anyhow::anyhow!("{}: expected an Ed25519 private key", key.display()))?;
+    let archive = bundle::build(&sources, label)?;
+    let signature = bundle::sign(&archive, &signer);
+    let sig_path = policy::source::signature_path(out);
+    std::fs::write(out, &archive).with_context(|| format!("cannot write {}", out.display()))?;
+    std::fs::write(&sig_path, signature)
+        .with_context(|| format!("cannot write {}", sig_path.display()))?;
+    let public: [u8; 32] = ring::signature::KeyPair::public_key(&signer)
+        .as_ref()
+        .try_into()
+        .context("an Ed25519 public key has 32 bytes")?;
+    println!(
+        "wrote {} ({} files, policy version {}) and {}, signed by key {}",
+        out.display(),
+        sources.len(),
+        policy::compile::version_of(&sources),
+        sig_path.display(),
+        bundle::key_id(&public)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `zweck policy keygen`: policy.key (PKCS#8 PEM, 0600) and policy.pub (base64, one line).
+fn keygen(out: &Path, overwrite: bool) -> anyhow::Result<ExitCode> {
+    use base64::Engine as _;
+    let (key_path, pub_path) = (out.join("policy.key"), out.join("policy.pub"));
+    anyhow::ensure!(
+        overwrite || !key_path.exists(),
+        "{} exists: pass --overwrite to replace it (bundles it signed then need the old key's policy.pub to verify)",
+        key_path.display()
+    );
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519)
+        .context("cannot generate an Ed25519 key")?;
+    crate::secrets::write_atomic(&key_path, pair.serialize_pem().as_bytes(), 0o600)?;
+    let public = base64::engine::general_purpose::STANDARD.encode(pair.public_key_raw());
+    crate::secrets::write_atomic(&pub_path, format!("{public}\n").as_bytes(), 0o644)?;
+    let id: [u8; 32] = pair
+        .public_key_raw()
+        .try_into()
+        .context("an Ed25519 public key has 32 bytes")?;
+    println!(
+        "wrote {} and {} (key id {})",
+        key_path.display(),
+        pub_path.display(),
+        policy::bundle::key_id(&id)
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The files of one side of a diff: a directory as it is, or the policy directory of a
@@ -274,9 +375,10 @@ fn exit(ok: bool) -> ExitCode {
     }
 }
 
-/// Loads a policy directory or fails with every diagnostic.
-pub fn load(dir: &Path) -> anyhow::Result<PolicySet> {
-    PolicySet::load(dir).map(|(set, _)| set).map_err(|d| {
+/// Loads the policies of a config (a directory or a verified bundle) or fails with every
+/// diagnostic.
+pub fn load_source(source: &policy::source::PolicySource) -> anyhow::Result<PolicySet> {
+    source.load().map(|(set, _)| set).map_err(|d| {
         anyhow::anyhow!(
             "{}",
             d.iter()
@@ -337,7 +439,7 @@ fn explain(
     let upstream =
         crate::proxy::route::select(rules.iter().map(|(r, u)| (r, *u)), host.as_deref(), &path)
             .context("no upstream serves this path (the proxy answers 404 no-route)")?;
-    let set = load(&config.policies)?;
+    let set = load_source(&config.policy_source())?;
     let (mut request, mut response) = (read_json(request_body)?, read_json(body)?);
     // a write's `--body` is what it sends
     if request.is_none() && !matches!(method.as_str(), "GET" | "HEAD") {

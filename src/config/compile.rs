@@ -143,6 +143,7 @@ impl Compiler {
             .filter_map(|(name, up)| self.upstream(name, up))
             .collect::<Vec<_>>();
         let audit = raw.audit.as_ref().and_then(|a| self.audit(a));
+        let policies = self.policies(raw.policies.as_ref());
         let refusal_style = match &raw.budgets {
             Some(b) => self.budgets(b),
             None => RefusalStyle::Problem,
@@ -159,7 +160,9 @@ impl Compiler {
                 client_ca: raw.tls.client_ca.as_deref().map(|p| self.path(p)),
             },
             admin,
-            policies: self.path(raw.policies.as_deref().unwrap_or("policies")),
+            policies: policies.0,
+            policy_trust: policies.1,
+            policy_candidate: policies.2,
             certs_dir: self.path(raw.certs_dir.as_deref().unwrap_or("certs")),
             pseudonym_key_file: raw.pseudonym_key_file.as_deref().map(|p| self.path(p)),
             crm_double,
@@ -170,6 +173,50 @@ impl Compiler {
             apps,
             upstreams,
         })
+    }
+
+    /// `policies:`: the directory (or signed bundle) in force, the keys a bundle must be
+    /// signed by, and a candidate directory evaluated beside it.
+    fn policies(
+        &mut self,
+        raw: Option<&serde_saphyr::Spanned<super::raw::RawPolicies>>,
+    ) -> (PathBuf, Option<Vec<PathBuf>>, Option<PathBuf>) {
+        use super::raw::RawPolicies;
+        let Some(raw) = raw else {
+            return (self.path("policies"), None, None);
+        };
+        let spec = match &raw.value {
+            RawPolicies::Dir(d) => return (self.path(d), None, None),
+            RawPolicies::Spec(s) => s,
+        };
+        let at = &raw.referenced;
+        let candidate = spec.candidate.as_deref().map(|c| self.path(c));
+        match (&spec.dir, &spec.bundle) {
+            (Some(d), None) => {
+                if !spec.trusted_keys.is_empty() {
+                    self.error(
+                        at,
+                        "policies.trusted_keys verifies a `bundle`; a `dir` is not signed",
+                    );
+                }
+                (self.path(d), None, candidate)
+            }
+            (None, Some(b)) => {
+                if spec.trusted_keys.is_empty() {
+                    self.error(at, "policies.bundle needs trusted_keys: the public keys (base64 files) a bundle must be signed by");
+                }
+                let keys = spec.trusted_keys.iter().map(|k| self.path(k)).collect();
+                (self.path(b), Some(keys), candidate)
+            }
+            (Some(_), Some(_)) => {
+                self.error(at, "policies takes `dir` or `bundle`, not both");
+                (self.path("policies"), None, candidate)
+            }
+            (None, None) => {
+                self.error(at, "policies needs `dir` or `bundle` (with trusted_keys)");
+                (self.path("policies"), None, candidate)
+            }
+        }
     }
 
     /// `https://host[:port]` without a path (a trailing `/` is dropped).

@@ -70,7 +70,13 @@ pub struct Config {
     pub dev: bool,
     pub tls: TlsFiles,
     pub admin: Option<SocketAddr>,
+    /// The policy directory, or the signed bundle when `policy_trust` is set.
     pub policies: PathBuf,
+    /// `policies: { bundle, trusted_keys }`: the public key files a bundle must be signed by.
+    pub policy_trust: Option<Vec<PathBuf>>,
+    /// `policies: { candidate }`: a policy directory evaluated beside the active one on real
+    /// traffic, changing nothing (live shadow comparison).
+    pub policy_candidate: Option<PathBuf>,
     pub certs_dir: PathBuf,
     /// The pseudonymisation master key (`ZWECK_PSEUDONYM_KEY_FILE` overrides it).
     pub pseudonym_key_file: Option<PathBuf>,
@@ -83,6 +89,19 @@ pub struct Config {
     pub refusal_style: crate::budget::RefusalStyle,
     pub apps: Vec<AppConfig>,
     pub upstreams: Vec<UpstreamConfig>,
+}
+
+impl Config {
+    /// Where the policies in force come from.
+    pub fn policy_source(&self) -> crate::policy::source::PolicySource {
+        match &self.policy_trust {
+            Some(keys) => crate::policy::source::PolicySource::Bundle {
+                file: self.policies.clone(),
+                trusted_keys: keys.clone(),
+            },
+            None => crate::policy::source::PolicySource::Dir(self.policies.clone()),
+        }
+    }
 }
 
 /// Files of the server certificate and the CA that client certificates must chain to.

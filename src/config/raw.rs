@@ -17,7 +17,7 @@ pub(super) struct RawConfig {
     pub(super) tls: RawTls,
     pub(super) admin: Option<Spanned<String>>,
     #[serde(default)]
-    pub(super) policies: Option<String>,
+    pub(super) policies: Option<Spanned<RawPolicies>>,
     #[serde(default)]
     pub(super) certs_dir: Option<String>,
     #[serde(default)]
@@ -34,6 +34,27 @@ pub(super) struct RawConfig {
     pub(super) apps: BTreeMap<String, Spanned<RawApp>>,
     #[serde(default)]
     pub(super) upstreams: BTreeMap<String, Spanned<RawUpstream>>,
+}
+
+/// `policies:` a directory, or `{ dir | bundle + trusted_keys, candidate? }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawPolicies {
+    Dir(String),
+    Spec(RawPolicySpec),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPolicySpec {
+    #[serde(default)]
+    pub(super) dir: Option<String>,
+    #[serde(default)]
+    pub(super) bundle: Option<String>,
+    #[serde(default)]
+    pub(super) trusted_keys: Vec<String>,
+    #[serde(default)]
+    pub(super) candidate: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

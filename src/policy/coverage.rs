@@ -44,7 +44,7 @@ impl Coverage {
     pub fn of(set: &PolicySet, exercised: &Exercised) -> Coverage {
         let mut entries = Vec::new();
         let mut dialects: Vec<Dialect> = set.inventories.keys().copied().collect();
-        dialects.sort_by_key(|d| d.to_string());
+        dialects.sort_by_key(ToString::to_string);
         for d in &dialects {
             if let Some(inv) = set.inventory(*d) {
                 let mut c = inv.classified();

@@ -136,6 +136,27 @@ pub fn response_body(
     apply_with(set, purpose, op, Direction::Response, body, key, None)
 }
 
+/// [`response_body`], listing every field decision in `trace` (for live shadow
+/// comparison, which compares the active set's decisions with a candidate's).
+pub fn response_body_traced(
+    set: &PolicySet,
+    purpose: &Purpose,
+    op: &Operation,
+    body: &mut Value,
+    key: Option<&PseudonymKey>,
+    trace: &mut Vec<FieldDecision>,
+) -> Result<Outcome, Refusal> {
+    apply_with(
+        set,
+        purpose,
+        op,
+        Direction::Response,
+        body,
+        key,
+        Some(trace),
+    )
+}
+
 /// One request as the tools describe it.
 #[derive(Debug, Clone, Copy)]
 pub struct Exchange<'a> {

@@ -17,6 +17,10 @@
 //!   the header decided once, then row by row;
 //! - `query`: query minimisation, predicates only on fields the purpose may see; one file
 //!   per query language (SOQL, OData, HubSpot search);
+//! - `bundle`: signed policy bundles (a tar and a detached Ed25519 signature); `source`:
+//!   where the set in force comes from (a directory or a verified bundle);
+//! - `compare`: a candidate set's decisions beside the active one's (live shadow
+//!   comparison, counted by `crate::shadow`);
 //! - `decide`: the decision the proxy's phases, `explain` and `test` share (route, query
 //!   minimisation, writes, bodies);
 //! - `testing`, `explain`: `zweck policy test` / `explain` over the same decision;
@@ -25,6 +29,8 @@
 //!
 //! The contract is docs/policy.md; DESIGN.md §2 says why default-deny matters.
 pub mod actions;
+pub mod bundle;
+pub mod compare;
 pub mod compile;
 pub mod coverage;
 pub mod csv;
@@ -39,6 +45,7 @@ pub mod query;
 pub mod schema;
 pub mod select;
 pub mod set;
+pub mod source;
 pub mod taxonomy;
 pub mod testing;
 

@@ -26,15 +26,15 @@ pub fn generate() -> Vec<(&'static str, Value)> {
     vec![
         (
             "inventory.schema.json",
-            gen(|g| g.into_root_schema_for::<RawInventory>()),
+            gen(schemars::SchemaGenerator::into_root_schema_for::<RawInventory>),
         ),
         (
             "purposes.schema.json",
-            gen(|g| g.into_root_schema_for::<RawPurposes>()),
+            gen(schemars::SchemaGenerator::into_root_schema_for::<RawPurposes>),
         ),
         (
             "tests.schema.json",
-            gen(|g| g.into_root_schema_for::<RawTestFile>()),
+            gen(schemars::SchemaGenerator::into_root_schema_for::<RawTestFile>),
         ),
     ]
 }

@@ -21,6 +21,8 @@ pub struct PolicySet {
     pub(crate) purposes: Vec<Purpose>,
     pub(crate) purpose_index: super::FastMap<String, usize>,
     pub(crate) inventories: HashMap<Dialect, Inventory>,
+    /// Set when the policies came from a verified bundle: its label and signer.
+    pub(crate) bundle: Option<super::bundle::Provenance>,
 }
 
 /// What `classify` found for a request line.
@@ -49,6 +51,11 @@ impl PolicySet {
     /// sorted by path. `Zweck-Policy` and the transfer log carry it.
     pub fn version(&self) -> &str {
         &self.version
+    }
+
+    /// The label and signer of the bundle the policies came from (none for a directory).
+    pub fn bundle(&self) -> Option<&super::bundle::Provenance> {
+        self.bundle.as_ref()
     }
 
     /// The controller named in `purposes.yaml`.

@@ -998,7 +998,7 @@ fn special_categories_flow_only_under_a_declared_condition() {
     .expect("compiles");
     let p = set.purpose("p").expect("p");
     assert_eq!(
-        p.art9_condition.map(|c| c.article()),
+        p.art9_condition.map(super::set::Art9Condition::article),
         Some("9(2)(h)".to_string())
     );
     let all = errors_with(&purposes_with("    art9_condition: health_care\n"), &[]);

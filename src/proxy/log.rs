@@ -122,6 +122,7 @@ pub fn record(
         status,
         policy_version: x.policy.version().to_string(),
         reason: reason.map(str::to_string),
+        policy_bundle: x.policy.bundle().cloned(),
     }
 }
 

@@ -125,6 +125,8 @@ pub struct Governed {
     pub forwarded: bool,
     /// The export budget left after this exchange (phases 4 and 7; RateLimit headers).
     pub allowance: Option<Allowance>,
+    /// The URL's query, kept only while a candidate policy is compared (`crate::shadow`).
+    pub shadow_query: Option<String>,
 }
 
 /// What a route's path contributes to logs.
@@ -186,16 +188,63 @@ impl Ctx<Governed> {
         state: &State,
         doc: &mut serde_json::Value,
     ) -> Result<Outcome, ProxyError> {
-        let outcome = policy::decide::response_body(
-            &self.route.policy,
-            self.purpose()?,
-            &self.flow.op,
-            doc,
-            state.pseudonym_key.as_ref(),
-        )
-        .map_err(|r| self.refused(r))?;
+        let (set, purpose, op) = (&self.route.policy, self.purpose()?, &self.flow.op);
+        let key = state.pseudonym_key.as_ref();
+        let result = if state.shadow.is_none() {
+            policy::decide::response_body(set, purpose, op, doc, key)
+        } else {
+            // the candidate decides an untouched copy; the active decision is traced
+            let mut copy = doc.clone();
+            let mut trace = Vec::new();
+            let r = policy::decide::response_body_traced(set, purpose, op, doc, key, &mut trace);
+            let active = r.as_ref().map(|_| trace.as_slice()).map_err(|_| ());
+            self.compare_candidate(state, Some(&mut copy), active);
+            r
+        };
+        let outcome = result.map_err(|r| self.refused(r))?;
         self.log_outcome(Direction::Response, &outcome);
         Ok(outcome)
+    }
+
+    /// Live shadow comparison (`crate::shadow`): the candidate policy's decision on this
+    /// exchange (an untouched copy of the response body, when there is one) beside the
+    /// active set's (its field decisions, or `Err` when it refused), counted. Nothing here
+    /// changes what goes on the wire.
+    pub fn compare_candidate(
+        &self,
+        state: &State,
+        response: Option<&mut serde_json::Value>,
+        active: Result<&[policy::FieldDecision], ()>,
+    ) {
+        let Some(shadow) = &state.shadow else {
+            return;
+        };
+        let candidate = shadow.candidate.current();
+        let upstream = &self.route.upstream.upstream.config;
+        let ex = policy::decide::Exchange {
+            dialect: upstream.dialect,
+            method: &self.method,
+            path: &self.route.path,
+            query: self.flow.shadow_query.as_deref(),
+            upstream_ungoverned: &upstream.ungoverned,
+        };
+        let key = state.pseudonym_key.as_ref();
+        let c = policy::compare::compare_exchange(
+            &candidate,
+            &self.caller.purpose,
+            &ex,
+            response,
+            key,
+            active,
+        );
+        shadow.record(candidate.version(), &self.caller.purpose, &c);
+    }
+
+    /// An exchange whose body the shadow comparison does not see (streamed, CSV, tunnels).
+    pub fn shadow_not_compared(&self, state: &State) {
+        if let Some(shadow) = &state.shadow {
+            shadow.not_compared(&self.caller.purpose);
+        }
     }
 
     /// A refusal of the decision (query minimisation or policy), logged and turned into the
@@ -320,6 +369,7 @@ async fn pipeline(
                 received: None,
                 forwarded: false,
                 allowance: None,
+                shadow_query: None,
             };
             let mut ctx = Box::new(Ctx::new(arrival, caller, route, flow));
             let result = governed(state, &mut ctx, req).await;

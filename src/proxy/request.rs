@@ -37,7 +37,10 @@ pub async fn governed(
     req: Request<Incoming>,
 ) -> Result<Request<ProxyBody>, ProxyError> {
     let (mut parts, incoming) = req.into_parts();
-    admit(ctx, &parts)?;
+    if state.shadow.is_some() {
+        ctx.flow.shadow_query = parts.uri.query().map(str::to_string);
+    }
+    admit(state, ctx, &parts)?;
     // kept before `head` drops it: a filtered response is re-encoded for the app
     ctx.flow.accept_encoding = header_str(&parts.headers, header::ACCEPT_ENCODING);
     let uri = head(state, &ctx.route, &mut parts)?;
@@ -95,7 +98,7 @@ fn head(state: &State, route: &Route, parts: &mut Parts) -> Result<Uri, ProxyErr
 /// a body slip past inspection, the purpose's query minimisation on the URL, and writes of
 /// a `writes: deny` purpose (a tunnel's own operation is a read; its write parts are refused
 /// inside it).
-fn admit(ctx: &Ctx<Governed>, parts: &Parts) -> Result<(), ProxyError> {
+fn admit(state: &State, ctx: &Ctx<Governed>, parts: &Parts) -> Result<(), ProxyError> {
     for (name, what) in [
         (header::RANGE, "Range on a governed route"),
         (header::UPGRADE, "Upgrade on a governed route"),
@@ -112,7 +115,10 @@ fn admit(ctx: &Ctx<Governed>, parts: &Parts) -> Result<(), ProxyError> {
         &ctx.route.path,
         parts.uri.query(),
     )
-    .map_err(|d| ctx.denied(d))?;
+    .map_err(|d| {
+        ctx.compare_candidate(state, None, Err(()));
+        ctx.denied(d)
+    })?;
     ctx.log_shadowed(purpose, admitted.shadowed.as_ref());
     Ok(())
 }

@@ -86,14 +86,17 @@ async fn governed_body(
     status: u16,
 ) -> Result<ProxyBody, ProxyError> {
     if http_body::Body::is_end_stream(&incoming) {
+        ctx.compare_candidate(state, None, Ok(&[]));
         return Ok(body::empty());
     }
     if ctx.flow.op.tunnel().is_some() {
+        ctx.shadow_not_compared(state);
         return tunnel_body(state, ctx, headers, incoming).await;
     }
     let csv = ctx.flow.op.format() == policy::BodyFormat::Csv
         && media::classify_headers(headers) == media::BodyKind::Csv;
     if csv {
+        ctx.shadow_not_compared(state);
         return stream::export(state, ctx, headers, incoming, status).await;
     }
     match json_body(state, ctx, headers, incoming).await? {
@@ -106,6 +109,7 @@ async fn governed_body(
             Ok(body::full(bytes))
         }
         Json::Overflow(prefix, rest) => {
+            ctx.shadow_not_compared(state);
             stream::list(state, ctx, headers, prefix, rest, status).await
         }
     }

@@ -161,6 +161,7 @@ pub fn compile(sources: &[Source]) -> Result<(PolicySet, Vec<Diagnostic>), Vec<D
             purposes,
             purpose_index,
             inventories,
+            bundle: None,
         },
         warnings,
     ))
