@@ -383,6 +383,35 @@ upstreams:
     }
 
     #[test]
+    fn policies_is_a_directory_a_signed_bundle_and_optionally_a_candidate() {
+        use crate::policy::source::PolicySource;
+        let with = |policies: &str| {
+            let text = format!("{MINIMAL}policies: {policies}\n");
+            parse(&text)
+        };
+        let c = with("{ dir: p, candidate: next }").expect("dir + candidate");
+        assert_eq!(c.policy_source(), PolicySource::Dir("/etc/zweck/p".into()));
+        assert_eq!(c.policy_candidate, Some(PathBuf::from("/etc/zweck/next")));
+        let c = with("{ bundle: b.tar, trusted_keys: [k.pub] }").expect("bundle");
+        assert_eq!(
+            c.policy_source(),
+            PolicySource::Bundle {
+                file: "/etc/zweck/b.tar".into(),
+                trusted_keys: vec!["/etc/zweck/k.pub".into()],
+            }
+        );
+        for (bad, says) in [
+            ("{ bundle: b.tar }", "needs trusted_keys"),
+            ("{ dir: p, trusted_keys: [k.pub] }", "a `dir` is not signed"),
+            ("{ dir: p, bundle: b.tar, trusted_keys: [k] }", "not both"),
+            ("{ candidate: next }", "needs `dir` or `bundle`"),
+        ] {
+            let e = with(bad).expect_err(bad).to_string();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn unknown_keys_are_rejected_with_position() {
         let text = MINIMAL.replace("dev_mode_typo: 1\n", "").replacen(
             "listen: 127.0.0.1:8443\n",
