@@ -5,6 +5,8 @@
 #   bash benches/profile.sh                 # target/release/zweck (built first)
 #   ZWECK_BIN=/path/to/other/zweck bash benches/profile.sh   # an older build, for before/after
 #   ZWECK_PROFILE_KEEP=1 bash benches/profile.sh             # keep the callgrind files
+#   ZWECK_PROFILE_CANDIDATE=1 bash benches/profile.sh        # with a candidate policy compared
+#       (live shadow comparison: newsletter's candidate sees last names instead of first names)
 #
 # For each scenario Zweck runs under callgrind twice, serving N and 3N requests from oha
 # (8 connections, HTTP/1.1 keep-alive, TLS, the newsletter app's client certificate) through
@@ -50,6 +52,11 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 snapshot_policies "$ZWECK" "$REPO" "$WORK/policies" || die "policies do not check"
+if [[ "${ZWECK_PROFILE_CANDIDATE:-0}" == 1 ]]; then
+    cp -r "$WORK/policies" "$WORK/candidate"
+    sed -i '0,/user.name.first: keep/s//user.name.last: keep/' "$WORK/candidate/purposes.yaml"
+    export ZWECK_CANDIDATE_POLICIES="$WORK/candidate"
+fi
 D_PORT=$(free_port)
 mkdir -p "$WORK/certs"
 python3 "$HERE/derive_config.py" "$REPO/zweck.yaml" "$WORK" "$WORK/policies" "$D_PORT" 1 2 yes "$WORK/base.yaml"

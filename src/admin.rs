@@ -1,6 +1,7 @@
 //! The admin listener (127.0.0.1:9901 by default, the port Envoy users know): `/healthz`,
-//! `/readyz`, `/metrics` in Prometheus text and `/shadow` (a candidate policy's differences, JSON). Plain HTTP on loopback: it carries no
-//! personal data, and putting it on its own address keeps it off the public listener.
+//! `/readyz`, `/metrics` in Prometheus text and `/shadow` (what a candidate policy would do
+//! differently, JSON: names and counts). Plain HTTP on loopback: it carries no personal data,
+//! and putting it on its own address keeps it off the public listener.
 
 use std::convert::Infallible;
 use std::future::Future;

@@ -9,6 +9,7 @@ no embedded crm_double, upstream urls (and OAuth token urls) pointing at the sep
 started double, and a static bearer token (the stand-alone double enforces no auth, so the
 OAuth client-credentials flow of zweck.yaml has no client to talk to).
 """
+import os
 import sys
 
 import yaml
@@ -28,6 +29,9 @@ cfg["public_url"] = f"https://127.0.0.1:{zport}"
 cfg["admin"] = f"127.0.0.1:{aport}"
 cfg["dev"] = True
 cfg["policies"] = policies
+# a candidate policy compared on real traffic (profile.sh with ZWECK_PROFILE_CANDIDATE=1)
+if os.environ.get("ZWECK_CANDIDATE_POLICIES"):
+    cfg["policies"] = {"dir": policies, "candidate": os.environ["ZWECK_CANDIDATE_POLICIES"]}
 cfg["certs_dir"] = f"{work}/certs/"
 cfg["tls"] = {
     "cert": f"{work}/certs/proxy.pem",
