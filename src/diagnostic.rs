@@ -108,10 +108,8 @@ impl Diags {
 pub(crate) fn first_line(s: &str) -> String {
     let mut l = s.lines().next().unwrap_or("").trim();
     l = l.strip_prefix("error:").unwrap_or(l).trim();
-    if let Some(rest) = l.strip_prefix("line ") {
-        if let Some((_, msg)) = rest.split_once(": ") {
-            return msg.trim().to_string();
-        }
+    if let Some((_, msg)) = l.strip_prefix("line ").and_then(|r| r.split_once(": ")) {
+        l = msg.trim();
     }
     if l.is_empty() {
         return "invalid YAML".to_string();
