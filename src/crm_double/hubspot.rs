@@ -17,6 +17,8 @@ use super::request::{comma_list, Req};
 use super::store::{Kind, Store};
 use super::CrmDouble;
 
+mod metadata;
+
 const CONTENT_TYPE: &str = "application/json;charset=utf-8";
 const CONTACT_BASE: u64 = 51_000_001;
 const COMPANY_BASE: u64 = 88_000_001;
@@ -275,7 +277,12 @@ pub(crate) fn contact(double: &CrmDouble, index: u64) -> Value {
     object(double, ObjectType::Contact, index, Some(&all), &[])
 }
 
-fn hs_error(double: &CrmDouble, status: StatusCode, category: &str, message: &str) -> Reply {
+pub(super) fn hs_error(
+    double: &CrmDouble,
+    status: StatusCode,
+    category: &str,
+    message: &str,
+) -> Reply {
     let n = double.hubspot.errors.fetch_add(1, Ordering::Relaxed) + 1;
     Reply::json_as(
         status,
@@ -289,7 +296,7 @@ fn hs_error(double: &CrmDouble, status: StatusCode, category: &str, message: &st
     )
 }
 
-fn ok(status: StatusCode, body: &Value) -> Reply {
+pub(super) fn ok(status: StatusCode, body: &Value) -> Reply {
     Reply::json_as(status, CONTENT_TYPE, body)
 }
 
@@ -302,6 +309,9 @@ pub(crate) fn handle(double: &Arc<CrmDouble>, req: &Req) -> Reply {
             "INVALID_AUTHENTICATION",
             "Authentication credentials not found. This API supports OAuth 2.0 authentication.",
         );
+    }
+    if let Some(reply) = metadata_route(double, req) {
+        return reply;
     }
     let Some(rest) = req.path.strip_prefix("/crm/v3/objects/") else {
         return hs_error(
@@ -349,6 +359,42 @@ pub(crate) fn handle(double: &Arc<CrmDouble>, req: &Req) -> Reply {
             "resource not found",
         ),
     }
+}
+
+/// The metadata routes: property definitions and (custom object) schemas, read only.
+fn metadata_route(double: &CrmDouble, req: &Req) -> Option<Reply> {
+    let path = req.path.trim_end_matches('/');
+    let (properties, rest) = if let Some(r) = path.strip_prefix("/crm/v3/properties/") {
+        (true, r)
+    } else if let Some(r) = path
+        .strip_prefix("/crm/v3/schemas")
+        .or_else(|| path.strip_prefix("/crm-object-schemas/v3/schemas"))
+    {
+        (false, r.trim_start_matches('/'))
+    } else {
+        return None;
+    };
+    if req.method != Method::GET {
+        return Some(hs_error(
+            double,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "VALIDATION_ERROR",
+            &format!("HTTP method {} is not supported here", req.method),
+        ));
+    }
+    let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    Some(match (properties, segments.as_slice()) {
+        (true, [object]) => metadata::properties(double, object, None),
+        (true, [object, name]) => metadata::properties(double, object, Some(name)),
+        (false, []) => metadata::schemas(double, None),
+        (false, [object]) => metadata::schemas(double, Some(object)),
+        _ => hs_error(
+            double,
+            StatusCode::NOT_FOUND,
+            "OBJECT_NOT_FOUND",
+            "resource not found",
+        ),
+    })
 }
 
 /// `properties` / `associations` query parameters (comma lists, or repeated).

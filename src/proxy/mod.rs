@@ -96,11 +96,14 @@ pub struct Ctx<F> {
     pub flow: F,
 }
 
-/// A route listed as carrying no personal data: streamed through untouched (links aside).
+/// A route that carries no personal data: streamed through untouched (links aside).
 #[derive(Debug)]
 pub struct Ungoverned {
-    /// The `ungoverned` route template it matched (for logs).
+    /// The route template it matched (for logs).
     pub template: String,
+    /// An `op: metadata` operation rather than an `ungoverned` entry: counted as metadata
+    /// (`zweck_metadata_requests_total`), otherwise treated alike.
+    pub metadata: bool,
 }
 
 /// An inventory operation: every body is parsed and filtered for the purpose, and the
@@ -316,7 +319,20 @@ async fn pipeline(
             (Reached::Governed(ctx), result)
         }
         Governance::Ungoverned(template) => {
-            let mut ctx = Ctx::new(arrival, caller, route, Ungoverned { template });
+            let flow = Ungoverned {
+                template,
+                metadata: false,
+            };
+            let mut ctx = Ctx::new(arrival, caller, route, flow);
+            let result = ungoverned(state, &mut ctx, req).await;
+            (Reached::Ungoverned(ctx), result)
+        }
+        Governance::Metadata(template) => {
+            let flow = Ungoverned {
+                template,
+                metadata: true,
+            };
+            let mut ctx = Ctx::new(arrival, caller, route, flow);
             let result = ungoverned(state, &mut ctx, req).await;
             (Reached::Ungoverned(ctx), result)
         }
@@ -354,12 +370,22 @@ async fn governed_phases(
     Ok(resp)
 }
 
-/// Phases 3, 5 and 6 of an ungoverned route: no personal data, so no budget and no log.
+/// Phases 3, 5 and 6 of an ungoverned or metadata route: no personal data, so no budget and
+/// no transfer record. Any purpose the caller was granted may read metadata (phase 1 checked
+/// the grant): describing objects and fields is what an SDK does before it reads records.
 async fn ungoverned(
     state: &State,
     ctx: &mut Ctx<Ungoverned>,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
+    if ctx.flow.metadata {
+        state.metrics.count_metadata(
+            &ctx.route.upstream.label,
+            &ctx.caller.app,
+            &ctx.caller.purpose,
+        );
+        tracing::debug!(request_id = %ctx.request_id, route = ctx.template(), "metadata passes unchanged");
+    }
     let out = request::ungoverned(state, ctx, req)?; // 3
     let resp = forward::forward(state, &ctx.route, out).await?; // 5
     response::ungoverned(state, ctx, resp).await // 6

@@ -308,11 +308,25 @@ pub async fn list(
         ..Default::default()
     };
     let set = &ctx.route.policy;
+    let counts = purpose.counts;
+    let envelope = {
+        let apply = applier(set.clone(), purpose.clone(), op.clone());
+        let (set, op) = (set.clone(), op.clone());
+        // the envelope goes out before its records are filtered: a `delivered` count cannot
+        // be known yet, so it is dropped rather than guessed
+        move |page: &mut serde_json::Value| {
+            let mut o = apply(page)?;
+            if counts == policy::Counts::Delivered {
+                o.changed |= policy::drop_counts(&set, &op, page);
+            }
+            Ok(o)
+        }
+    };
     let governor = JsonStream::new(
         &array_key,
         limits,
-        applier(set.clone(), purpose.clone(), op.clone()),
         applier(set.clone(), purpose, op.clone()),
+        envelope,
     );
     let source = Source {
         upstream,
