@@ -27,8 +27,9 @@
 //! before data flows, so nothing flows that the log does not show.
 //!
 //! Beside the phases: [`headers`] (what never crosses), [`buffer`] (governed bodies read
-//! under the global buffer budget), [`stream`] (governed bodies too large to buffer) and
-//! [`tunnel`] (`$batch` and composite requests, governed part by part).
+//! under the global buffer budget), [`csv`] (Bulk results with their row count),
+//! [`stream`] (governed bodies too large to buffer) and [`tunnel`] (`$batch` and composite
+//! requests, governed part by part).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -50,6 +51,7 @@ use crate::tls::PeerIdentity;
 
 pub mod budget;
 pub mod buffer;
+pub mod csv;
 pub mod forward;
 pub mod headers;
 pub mod identify;
@@ -125,6 +127,9 @@ pub struct Governed {
     /// Whether the request was handed to the upstream (a refusal after it is logged as the
     /// answer's).
     pub forwarded: bool,
+    /// A Bulk results request, kept to fetch a page again whose rows are too large to hold
+    /// (`csv.rs`).
+    pub refetch: Option<csv::Refetch>,
     /// The export budget left after this exchange (phases 4 and 7; RateLimit headers).
     pub allowance: Option<Allowance>,
 }
@@ -312,6 +317,7 @@ async fn pipeline(
                 sent: None,
                 received: None,
                 forwarded: false,
+                refetch: None,
                 allowance: None,
             };
             let mut ctx = Box::new(Ctx::new(arrival, caller, route, flow));
@@ -362,6 +368,9 @@ async fn governed_phases(
     log::permit_transfer(state, ctx)?; // 8: may it flow at all, and its record first
     log::append(state, ctx, audit::Direction::Request, 0).await?;
     ctx.flow.forwarded = true;
+    if ctx.flow.op.format() == policy::BodyFormat::Csv {
+        ctx.flow.refetch = csv::Refetch::of(&out);
+    }
     let resp = forward::forward(state, &ctx.route, out).await?; // 5
     let resp = response::governed(state, ctx, resp).await?; // 6
     budget::charge(state, ctx).await?; // 7
