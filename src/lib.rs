@@ -36,6 +36,7 @@ pub mod caller;
 pub mod certs;
 pub mod config;
 pub mod crm_double;
+pub mod discover;
 pub mod dev;
 pub mod diagnostic;
 pub mod dialect;

@@ -67,10 +67,39 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Build inventories from what the CRM says about its own fields.
+    Inventory {
+        #[command(subcommand)]
+        command: InventoryCommand,
+    },
     /// Check a config file and print every problem with file:line:column.
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum InventoryCommand {
+    /// Read an upstream's metadata and write an inventory with a suggested category and its
+    /// evidence per field, plus a review report (docs/onboarding.md).
+    Discover {
+        #[arg(long, default_value = "zweck.yaml")]
+        config: PathBuf,
+        /// The upstream (by its name in the config) to read.
+        #[arg(long)]
+        upstream: String,
+        /// Only these objects (comma-separated API names); default: every record object.
+        #[arg(long, value_delimiter = ',')]
+        objects: Option<Vec<String>>,
+        /// Write the inventory here (default: standard output); the review report goes next
+        /// to it as FILE.review.md and FILE.review.json.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Merge into this inventory: add new fields and objects, change nothing, report
+        /// conflicts and removed fields.
+        #[arg(long)]
+        merge: Option<PathBuf>,
     },
 }
 
@@ -257,6 +286,16 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Policy { command } => policy_command(command),
+        Command::Inventory {
+            command:
+                InventoryCommand::Discover {
+                    config,
+                    upstream,
+                    objects,
+                    out,
+                    merge,
+                },
+        } => discover(&config, &upstream, objects, out, merge).await,
         Command::Audit { command } => audit_command(command),
         Command::Config {
             command: ConfigCommand::Check { config },
@@ -271,6 +310,63 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
         },
     }
+}
+
+/// `zweck inventory discover`.
+async fn discover(
+    config: &Path,
+    upstream: &str,
+    objects: Option<Vec<String>>,
+    out: Option<PathBuf>,
+    merge: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    use zweck::discover::{self, report::Report, yaml};
+    let config = Config::load(config)?;
+    let found = discover::discover(
+        &config.upstreams,
+        upstream,
+        &discover::Options { objects },
+    )
+    .await?;
+    let classified = yaml::classify_all(&found);
+    let (text, outcome) = match &merge {
+        Some(path) => {
+            let existing = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let (text, outcome) = yaml::merge(&existing, &found, &classified)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            (text, Some(outcome))
+        }
+        None => (yaml::render(&found, &classified), None),
+    };
+    let report = Report::new(&found, &classified, outcome);
+    match &out {
+        Some(path) => {
+            std::fs::write(path, &text).with_context(|| format!("writing {}", path.display()))?;
+            let md = path.with_extension("review.md");
+            let json = path.with_extension("review.json");
+            std::fs::write(&md, report.markdown())
+                .with_context(|| format!("writing {}", md.display()))?;
+            std::fs::write(&json, report.json())
+                .with_context(|| format!("writing {}", json.display()))?;
+            println!("{}: {}", path.display(), report.summary());
+            println!("review: {} and {}", md.display(), json.display());
+            if let Some(m) = &report.merge {
+                println!(
+                    "merge: {} fields and {} objects added, {} conflicts, {} removed (see the review)",
+                    m.added_fields.len(),
+                    m.added_objects.len(),
+                    m.conflicts.len(),
+                    m.removed.len()
+                );
+            }
+        }
+        None => {
+            print!("{text}");
+            eprintln!("{}", report.summary());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn audit_command(command: AuditCommand) -> anyhow::Result<ExitCode> {

@@ -132,6 +132,9 @@ fn full(double: &CrmDouble, index: u64) -> Option<Map<String, Value>> {
         ),
         ("createdon", s(format!("{}Z", &p.created[..19]))),
         ("modifiedon", s(format!("{}Z", &p.modified[..19]))),
+        ("cr123_allergies", opt(&p.allergies)),
+        ("cr123_preferredstore", s(p.preferred_store)),
+        ("cr123_notes", opt(&p.notes)),
     ] {
         record.insert(k.to_string(), v);
     }
@@ -278,6 +281,9 @@ fn full_sample() -> Vec<&'static str> {
         "_parentcustomerid_value",
         "createdon",
         "modifiedon",
+        "cr123_allergies",
+        "cr123_preferredstore",
+        "cr123_notes",
     ]
 }
 

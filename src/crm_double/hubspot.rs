@@ -85,6 +85,9 @@ impl ObjectType {
                 "hs_email_optout",
                 "hs_object_id",
                 "lastmodifieddate",
+                "allergies",
+                "preferred_store",
+                "notes",
             ],
             ObjectType::Company => &[
                 "createdate",
@@ -175,6 +178,9 @@ fn properties(store: &Store, ty: ObjectType, index: u64) -> Map<String, Value> {
                 ("hs_email_optout", s(p.email_opt_out.to_string())),
                 ("hs_object_id", s(id)),
                 ("lastmodifieddate", s(modified)),
+                ("allergies", opt(&p.allergies)),
+                ("preferred_store", s(p.preferred_store)),
+                ("notes", opt(&p.notes)),
             ] {
                 props.insert(k.to_string(), v);
             }
@@ -384,8 +390,19 @@ fn metadata_route(double: &CrmDouble, req: &Req) -> Option<Reply> {
     }
     let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
     Some(match (properties, segments.as_slice()) {
-        (true, [object]) => metadata::properties(double, object, None),
-        (true, [object, name]) => metadata::properties(double, object, Some(name)),
+        (true, [object]) => match req.param("dataSensitivity").as_deref() {
+            None | Some("non_sensitive") => metadata::properties(double, object, None, "non_sensitive"),
+            Some(level @ ("sensitive" | "highly_sensitive")) => {
+                metadata::properties(double, object, None, level)
+            }
+            Some(_) => hs_error(
+                double,
+                StatusCode::BAD_REQUEST,
+                "VALIDATION_ERROR",
+                "dataSensitivity must be one of non_sensitive, sensitive, highly_sensitive",
+            ),
+        },
+        (true, [object, name]) => metadata::properties(double, object, Some(name), ""),
         (false, []) => metadata::schemas(double, None),
         (false, [object]) => metadata::schemas(double, Some(object)),
         _ => hs_error(

@@ -18,6 +18,8 @@ pub(crate) enum Kind {
     SfContact,
     SfLead,
     SfAccount,
+    /// The org's custom object `Invoice__c`: one per generated contact.
+    SfInvoice,
     HsContact,
     HsCompany,
     DvContact,

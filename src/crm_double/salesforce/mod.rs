@@ -194,6 +194,11 @@ fn route(double: &Arc<CrmDouble>, req: &Req) -> Reply {
             Method::GET => soql::more(double, req, ver, resource, locator),
             _ => method_not_allowed(m, "GET,HEAD"),
         },
+        // the Tooling API's query: the double knows FieldDefinition only
+        ["tooling", "query"] => match *m {
+            Method::GET => soql::start(double, req, ver, "query"),
+            _ => method_not_allowed(m, "GET,HEAD"),
+        },
         ["sobjects"] => match *m {
             Method::GET => describe::global(ver),
             _ => method_not_allowed(m, "GET,HEAD"),
