@@ -26,7 +26,8 @@
 //! ([`metrics`]), [`state`] holds what a request needs, [`reload`] swaps policies live,
 //! [`runtime`] starts and stops a whole Zweck, [`config`] loads `zweck.yaml` (raw -> compiled),
 //! [`secrets`] reads and writes key files, [`certs`] and [`dev`] make development key
-//! material, [`crm_double`] stands in for the CRMs in tests and demos.
+//! material, [`crm_double`] stands in for the CRMs in tests and demos, [`discover`] builds
+//! inventories from a CRM's own metadata (`zweck inventory discover`).
 
 pub mod admin;
 pub mod audit;
@@ -36,10 +37,10 @@ pub mod caller;
 pub mod certs;
 pub mod config;
 pub mod crm_double;
-pub mod discover;
 pub mod dev;
 pub mod diagnostic;
 pub mod dialect;
+pub mod discover;
 pub mod error;
 pub mod json;
 pub mod links;

@@ -322,12 +322,8 @@ async fn discover(
 ) -> anyhow::Result<ExitCode> {
     use zweck::discover::{self, report::Report, yaml};
     let config = Config::load(config)?;
-    let found = discover::discover(
-        &config.upstreams,
-        upstream,
-        &discover::Options { objects },
-    )
-    .await?;
+    let found =
+        discover::discover(&config.upstreams, upstream, &discover::Options { objects }).await?;
     let classified = yaml::classify_all(&found);
     let (text, outcome) = match &merge {
         Some(path) => {
@@ -342,6 +338,10 @@ async fn discover(
     let report = Report::new(&found, &classified, outcome);
     match &out {
         Some(path) => {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("creating {}", parent.display()))?;
+            }
             std::fs::write(path, &text).with_context(|| format!("writing {}", path.display()))?;
             let md = path.with_extension("review.md");
             let json = path.with_extension("review.json");

@@ -38,11 +38,18 @@ async fn discover_merge_check_and_govern_the_custom_object() {
     .expect("config");
 
     // discover through the upstream (its TLS trust and its bearer token)
-    let found = discover::discover(&config.upstreams, "salesforce", &discover::Options::default())
-        .await
-        .expect("discovered");
+    let found = discover::discover(
+        &config.upstreams,
+        "salesforce",
+        &discover::Options::default(),
+    )
+    .await
+    .expect("discovered");
     let names: Vec<&str> = found.objects.iter().map(|o| o.name.as_str()).collect();
-    assert!(names.contains(&"Invoice__c") && names.contains(&"Contact"), "{names:?}");
+    assert!(
+        names.contains(&"Invoice__c") && names.contains(&"Contact"),
+        "{names:?}"
+    );
     let classified = yaml::classify_all(&found);
     let contact = classified
         .iter()
@@ -59,7 +66,9 @@ async fn discover_merge_check_and_govern_the_custom_object() {
     let email = of("$.Email");
     assert_eq!(email.category, "user.contact.email");
     assert_eq!(email.certainty, Certainty::Certain);
-    assert!(email.reasons.contains(&"ComplianceGroup PII;GDPR".to_string()));
+    assert!(email
+        .reasons
+        .contains(&"ComplianceGroup PII;GDPR".to_string()));
     let allergies = of("$.Allergies__c");
     assert_eq!(allergies.category, "user.health_and_medical");
     assert!(allergies.special);
@@ -70,10 +79,15 @@ async fn discover_merge_check_and_govern_the_custom_object() {
     let before = std::fs::read_to_string(&inventory).expect("read");
     let (merged, outcome) = yaml::merge(&before, &found, &classified).expect("merge");
     assert!(outcome.added_objects.contains(&"Invoice__c".to_string()));
-    assert!(outcome.added_fields.contains(&"Contact $.Allergies__c".to_string()));
+    assert!(outcome
+        .added_fields
+        .contains(&"Contact $.Allergies__c".to_string()));
     let mut rest = merged.lines();
     for line in before.lines() {
-        assert!(rest.any(|l| l == line), "existing line changed or moved: {line}");
+        assert!(
+            rest.any(|l| l == line),
+            "existing line changed or moved: {line}"
+        );
     }
     assert!(merged.contains("$.Notes__c: unclassified  # new, review: free text"));
     std::fs::write(&inventory, &merged).expect("write");
@@ -102,7 +116,9 @@ async fn discover_merge_check_and_govern_the_custom_object() {
         .await;
     assert_eq!(r.status(), 200, "{}", String::from_utf8_lossy(&body));
     let record: serde_json::Value = serde_json::from_slice(&body).expect("json");
-    assert!(record["Billing_Email__c"].as_str().is_some_and(|e| e.contains('@')));
+    assert!(record["Billing_Email__c"]
+        .as_str()
+        .is_some_and(|e| e.contains('@')));
     assert!(record["IBAN__c"].is_string(), "{record}");
     assert!(record.get("Amount__c").is_none(), "{record}");
     assert_eq!(record["Id"], "a0IFict00000004AAA");
@@ -155,7 +171,10 @@ async fn hubspot_and_dataverse_discovery_read_sensitive_properties_and_custom_ta
         .expect("custom object from /crm/v3/schemas");
     assert!(invoices.custom && invoices.route_names.contains(&"2-7654321".to_string()));
     let classified = yaml::classify_all(&hs);
-    let contacts = classified.iter().find(|c| c.object.name == "contacts").expect("contacts");
+    let contacts = classified
+        .iter()
+        .find(|c| c.object.name == "contacts")
+        .expect("contacts");
     let (_, allergies) = contacts
         .fields
         .iter()
@@ -163,7 +182,9 @@ async fn hubspot_and_dataverse_discovery_read_sensitive_properties_and_custom_ta
         .expect("the highly sensitive property, read with dataSensitivity=highly_sensitive");
     assert_eq!(allergies.category, "user.health_and_medical");
     assert_eq!(allergies.certainty, Certainty::Certain);
-    assert!(allergies.reasons.contains(&"HubSpot highly_sensitive: HEALTH".to_string()));
+    assert!(allergies
+        .reasons
+        .contains(&"HubSpot highly_sensitive: HEALTH".to_string()));
     let text = yaml::render(&hs, &classified);
     check_alone(dir.path(), "hubspot", &text);
 
@@ -171,7 +192,10 @@ async fn hubspot_and_dataverse_discovery_read_sensitive_properties_and_custom_ta
         .await
         .expect("dynamics");
     let names: Vec<&str> = dv.objects.iter().map(|o| o.name.as_str()).collect();
-    assert!(names.contains(&"cr123_invoice") && names.contains(&"contact"), "{names:?}");
+    assert!(
+        names.contains(&"cr123_invoice") && names.contains(&"contact"),
+        "{names:?}"
+    );
     let classified = yaml::classify_all(&dv);
     let text = yaml::render(&dv, &classified);
     assert!(text.contains("$.emailaddress1: user.contact.email  # type String/Email"));
@@ -211,4 +235,76 @@ fn check_alone(dir: &Path, dialect: &str, text: &str) {
     .expect("purposes");
     let check = zweck::policy::check(&policies);
     assert!(check.is_ok(), "{dialect}:\n{check}\n{text}");
+}
+
+/// The code block that follows `marker` in docs/onboarding.md.
+fn doc_block_after(doc: &str, marker: &str) -> String {
+    let at = doc.find(marker).expect(marker);
+    let rest = &doc[at + marker.len()..];
+    let start = rest.find("```\n").expect("a block") + 4;
+    let end = rest[start..].find("```").expect("block end") + start;
+    rest[start..end].to_string()
+}
+
+/// docs/onboarding.md quotes the commands and what they print: both are run here, against
+/// the double, with the binary users run.
+#[tokio::test]
+async fn onboarding_doc_commands_run_and_print_what_the_doc_says() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/onboarding.md"))
+        .expect("docs/onboarding.md");
+    let dir = tempfile::tempdir().expect("tempdir");
+    make_certs(dir.path());
+    let policies = dir.path().join("policies");
+    copy_policies(&policies);
+    let double = start_double(dir.path(), 40).await;
+    let mut opts = Options::new(double.addr.port(), dir.path());
+    opts.policies = policies.clone();
+    std::fs::write(
+        dir.path().join("zweck.yaml"),
+        config_text(dir.path(), &opts),
+    )
+    .expect("config");
+
+    for (command, printed) in [
+        ("## 2. Discover", "prints\n"),
+        ("## 5. Keep the inventory current: merge", "prints\n"),
+    ] {
+        let section = &doc[doc.find(command).expect(command)..];
+        let block = doc_block_after(section, "");
+        let line = block.trim().to_string();
+        assert!(line.starts_with("zweck inventory discover "), "{line}");
+        let expected = doc_block_after(section, printed);
+        let args: Vec<String> = line
+            .split_whitespace()
+            .skip(1)
+            .map(str::to_string)
+            .collect();
+        let dir_path = dir.path().to_path_buf();
+        let out = tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_zweck"))
+                .args(args)
+                .current_dir(dir_path)
+                .output()
+                .expect("zweck runs")
+        })
+        .await
+        .expect("joined");
+        assert!(
+            out.status.success(),
+            "{line}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout), expected, "{line}");
+    }
+    let written =
+        std::fs::read_to_string(dir.path().join("discovered/salesforce.yaml")).expect("written");
+    let yaml_at = doc.find("```yaml\n").expect("a yaml block") + 8;
+    let yaml_end = doc[yaml_at..].find("```").expect("end") + yaml_at;
+    for quoted in doc[yaml_at..yaml_end].lines() {
+        assert!(
+            written.contains(quoted),
+            "the doc quotes a line discovery does not write: {quoted}"
+        );
+    }
+    assert!(zweck::policy::check(&policies).is_ok());
 }

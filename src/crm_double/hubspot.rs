@@ -391,7 +391,9 @@ fn metadata_route(double: &CrmDouble, req: &Req) -> Option<Reply> {
     let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
     Some(match (properties, segments.as_slice()) {
         (true, [object]) => match req.param("dataSensitivity").as_deref() {
-            None | Some("non_sensitive") => metadata::properties(double, object, None, "non_sensitive"),
+            None | Some("non_sensitive") => {
+                metadata::properties(double, object, None, "non_sensitive")
+            }
             Some(level @ ("sensitive" | "highly_sensitive")) => {
                 metadata::properties(double, object, None, level)
             }

@@ -138,7 +138,14 @@ fn salesforce_describe_and_describe_global() {
         .collect();
     assert_eq!(
         names,
-        ["Account", "Case", "Contact", "Individual", "Invoice__c", "Lead"]
+        [
+            "Account",
+            "Case",
+            "Contact",
+            "Individual",
+            "Invoice__c",
+            "Lead"
+        ]
     );
     assert_eq!(global["maxBatchSize"], 200);
     let contact = &global["sobjects"][2];
@@ -191,7 +198,10 @@ fn salesforce_field_definitions_carry_the_org_classification() {
         let (status, page) = get(&d, &format!("/services/data/v66.0/{prefix}?q={q}"));
         assert_eq!(status, StatusCode::OK, "{prefix}");
         let records = page["records"].as_array().expect("records");
-        assert_eq!(records.len(), described(Dialect::Salesforce, "Contact").len());
+        assert_eq!(
+            records.len(),
+            described(Dialect::Salesforce, "Contact").len()
+        );
         let by = |name: &str| {
             records
                 .iter()
@@ -203,7 +213,10 @@ fn salesforce_field_definitions_carry_the_org_classification() {
         assert_eq!(by("Allergies__c")["SecurityClassification"], "Restricted");
         assert!(by("Notes__c")["ComplianceGroup"].is_null());
         assert_eq!(by("Email")["attributes"]["type"], "FieldDefinition");
-        assert!(by("Email").get("DataType").is_none(), "only the selected keys");
+        assert!(
+            by("Email").get("DataType").is_none(),
+            "only the selected keys"
+        );
     }
     // the entity filter is mandatory, as on Salesforce
     let (status, body) = get(
@@ -220,7 +233,10 @@ fn salesforce_custom_object_records_and_describe() {
     let (status, describe) = get(&d, "/services/data/v66.0/sobjects/Invoice__c/describe");
     assert_eq!(status, StatusCode::OK);
     assert_eq!(describe["custom"], true);
-    let (status, record) = get(&d, "/services/data/v66.0/sobjects/Invoice__c/a0IFict00000002AAA");
+    let (status, record) = get(
+        &d,
+        "/services/data/v66.0/sobjects/Invoice__c/a0IFict00000002AAA",
+    );
     assert_eq!(status, StatusCode::OK);
     assert_eq!(keys(&record), described(Dialect::Salesforce, "Invoice__c"));
     assert_eq!(record["Contact__c"], "003Fict00000002AAA");
@@ -324,7 +340,10 @@ fn hubspot_properties_and_schemas() {
         );
     }
     let (status, one) = get(&d, "/crm/v3/schemas/2-7654321");
-    assert_eq!((status, one["name"].as_str()), (StatusCode::OK, Some("invoices")));
+    assert_eq!(
+        (status, one["name"].as_str()),
+        (StatusCode::OK, Some("invoices"))
+    );
     let (status, _) = get(&d, "/crm/v3/schemas/contacts");
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _, _) = call(&d, Method::POST, "/crm/v3/properties/contacts", &[], "{}");

@@ -284,7 +284,10 @@ const SF_CONTACT: &[Field] = &[
         sf_class("PII;GDPR", "Confidential"),
     ),
     f("HomePhone", "Home Phone", Kind::Phone),
-    classed(f("Email", "Email", Kind::Email), sf_class("PII;GDPR", "Confidential")),
+    classed(
+        f("Email", "Email", Kind::Email),
+        sf_class("PII;GDPR", "Confidential"),
+    ),
     f("Title", "Title", Kind::Text(128)),
     f("Department", "Department", Kind::Text(80)),
     classed(
@@ -490,7 +493,11 @@ const HS_INVOICE: &[Field] = &[
     ),
     ro("hs_object_id", "Record ID", Kind::Id),
     ro("hs_createdate", "Object create date/time", Kind::DateTime),
-    ro("hs_lastmodifieddate", "Object last modified date/time", Kind::DateTime),
+    ro(
+        "hs_lastmodifieddate",
+        "Object last modified date/time",
+        Kind::DateTime,
+    ),
 ];
 
 const HS_COMPANY: &[Field] = &[
@@ -542,9 +549,13 @@ const DV_CONTACT: &[Field] = &[
         "parentcustomerid_account",
     ),
     ro("createdon", "Created On", Kind::DateTime),
-    ro("modifiedon", "Modified On", Kind::DateTime),    // the environment's own columns (publisher prefix `cr123_`)
+    ro("modifiedon", "Modified On", Kind::DateTime), // the environment's own columns (publisher prefix `cr123_`)
     custom(f("cr123_allergies", "Allergies", Kind::TextArea(2000))),
-    custom(f("cr123_preferredstore", "Preferred Store", Kind::Text(100))),
+    custom(f(
+        "cr123_preferredstore",
+        "Preferred Store",
+        Kind::Text(100),
+    )),
     custom(f("cr123_notes", "Notes", Kind::TextArea(4000))),
 ];
 

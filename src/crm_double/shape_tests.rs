@@ -220,10 +220,7 @@ fn hubspot_shapes() {
     for custom in ["allergies", "preferred_store", "notes"] {
         assert!(standard.remove(custom), "{custom}");
     }
-    assert_eq!(
-        standard,
-        keys(&fx["results"][0]["properties"])
-    );
+    assert_eq!(standard, keys(&fx["results"][0]["properties"]));
     let all_strings = page["results"][0]["properties"]
         .as_object()
         .is_some_and(|m| m.values().all(|v| v.is_string() || v.is_null()));

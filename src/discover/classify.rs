@@ -49,9 +49,21 @@ const SPECIAL: &[(&str, &str, &str)] = &[
     ("faith", "user.demographic.religious_belief", "religion"),
     ("ethnic", "user.demographic.race_ethnicity", "ethnicity"),
     ("race", "user.demographic.race_ethnicity", "ethnicity"),
-    ("sexual", "user.demographic.sexual_orientation", "sexual orientation"),
-    ("orientation", "user.demographic.sexual_orientation", "sexual orientation"),
-    ("politic", "user.demographic.political_opinion", "political opinion"),
+    (
+        "sexual",
+        "user.demographic.sexual_orientation",
+        "sexual orientation",
+    ),
+    (
+        "orientation",
+        "user.demographic.sexual_orientation",
+        "sexual orientation",
+    ),
+    (
+        "politic",
+        "user.demographic.political_opinion",
+        "political opinion",
+    ),
     ("biometric", "user.biometric", "biometrics"),
     ("fingerprint", "user.biometric.fingerprint", "biometrics"),
     // no fideslang category for union membership: flagged, left for review
@@ -92,7 +104,10 @@ const NAMES: &[(&str, &str)] = &[
     ("bank_account", "user.financial.bank_account"),
     ("creditcard", "user.financial.credit_card"),
     ("passport", "user.government_id.passport_number"),
-    ("nationalid", "user.government_id.national_identification_number"),
+    (
+        "nationalid",
+        "user.government_id.national_identification_number",
+    ),
     ("ssn", "user.government_id.national_identification_number"),
     ("street", "user.contact.address.street"),
     ("address", "user.contact.address.street"),
@@ -374,13 +389,22 @@ mod tests {
         assert_eq!(s.category, "user.contact.email");
         assert_eq!(s.certainty, Certainty::Certain);
         assert_eq!(s.reasons, ["type email"]);
-        let s = suggest(true, &field("AccountId", "Account ID", FieldType::Reference));
-        assert_eq!((s.category.as_str(), s.certainty), ("system", Certainty::Certain));
+        let s = suggest(
+            true,
+            &field("AccountId", "Account ID", FieldType::Reference),
+        );
+        assert_eq!(
+            (s.category.as_str(), s.certainty),
+            ("system", Certainty::Certain)
+        );
     }
 
     #[test]
     fn art9_names_and_org_marks_are_special() {
-        let s = suggest(true, &field("Allergies__c", "Allergies", FieldType::TextArea));
+        let s = suggest(
+            true,
+            &field("Allergies__c", "Allergies", FieldType::TextArea),
+        );
         assert_eq!(s.category, "user.health_and_medical");
         assert_eq!(s.certainty, Certainty::Suggested);
         assert!(s.special);
@@ -388,10 +412,22 @@ mod tests {
         f.sensitivity = Some("highly_sensitive".into());
         f.sensitive_categories = vec!["HEALTH".into()];
         let s = suggest(true, &f);
-        assert_eq!((s.category.as_str(), s.certainty), ("user.health_and_medical", Certainty::Certain));
-        assert!(s.reasons.iter().any(|r| r == "HubSpot highly_sensitive: HEALTH"));
-        let s = suggest(true, &field("Union_Member__c", "Union member", FieldType::Bool));
-        assert_eq!((s.category.as_str(), s.certainty), ("unclassified", Certainty::Review));
+        assert_eq!(
+            (s.category.as_str(), s.certainty),
+            ("user.health_and_medical", Certainty::Certain)
+        );
+        assert!(s
+            .reasons
+            .iter()
+            .any(|r| r == "HubSpot highly_sensitive: HEALTH"));
+        let s = suggest(
+            true,
+            &field("Union_Member__c", "Union member", FieldType::Bool),
+        );
+        assert_eq!(
+            (s.category.as_str(), s.certainty),
+            ("unclassified", Certainty::Review)
+        );
         assert!(s.special);
         // not every "race" is a race
         let s = suggest(true, &field("Trace_Id__c", "Trace", FieldType::Text));
@@ -401,23 +437,35 @@ mod tests {
     #[test]
     fn free_text_and_unknown_custom_fields_are_reviewed() {
         let s = suggest(true, &field("Notes__c", "Notes", FieldType::TextArea));
-        assert_eq!((s.category.as_str(), s.certainty), ("unclassified", Certainty::Review));
+        assert_eq!(
+            (s.category.as_str(), s.certainty),
+            ("unclassified", Certainty::Review)
+        );
         assert!(s.reasons[0].starts_with("free text"));
-        let s = suggest(true, &field("Preferred_Store__c", "Preferred Store", FieldType::Text));
+        let s = suggest(
+            true,
+            &field("Preferred_Store__c", "Preferred Store", FieldType::Text),
+        );
         assert_eq!(s.certainty, Certainty::Review);
     }
 
     #[test]
     fn names_suggest_and_org_classification_confirms() {
         let s = suggest(true, &field("Birthdate", "Birthdate", FieldType::Date));
-        assert_eq!((s.category.as_str(), s.certainty), ("user.demographic.date_of_birth", Certainty::Suggested));
+        assert_eq!(
+            (s.category.as_str(), s.certainty),
+            ("user.demographic.date_of_birth", Certainty::Suggested)
+        );
         let mut f = field("Birthdate", "Birthdate", FieldType::Date);
         f.compliance = vec!["GDPR".into()];
         let s = suggest(true, &f);
         assert_eq!(s.certainty, Certainty::Certain);
         assert_eq!(s.reasons, ["ComplianceGroup GDPR", "name matches birth"]);
         // a boolean named like an address is no address
-        let s = suggest(true, &field("Has_Address__c", "Has address", FieldType::Bool));
+        let s = suggest(
+            true,
+            &field("Has_Address__c", "Has address", FieldType::Bool),
+        );
         assert_ne!(s.category, "user.contact.address.street");
     }
 

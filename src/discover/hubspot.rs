@@ -40,7 +40,11 @@ pub(super) async fn read(
         .ok_or_else(|| client.shape(path, "no results list"))?
     {
         let text = |k: &str| s.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-        let (name, id, fqn) = (text("name"), text("objectTypeId"), text("fullyQualifiedName"));
+        let (name, id, fqn) = (
+            text("name"),
+            text("objectTypeId"),
+            text("fullyQualifiedName"),
+        );
         if name.is_empty() || id.is_empty() || !wanted(only, &name) {
             continue;
         }
@@ -90,8 +94,8 @@ async fn properties(
             if name.is_empty() || fields.iter().any(|f| f.name == name) {
                 continue;
             }
-            let sensitivity = Some(text("dataSensitivity"))
-                .filter(|s| !s.is_empty() && s != "non_sensitive");
+            let sensitivity =
+                Some(text("dataSensitivity")).filter(|s| !s.is_empty() && s != "non_sensitive");
             let categories = p
                 .get("sensitiveDataCategories")
                 .and_then(Value::as_array)

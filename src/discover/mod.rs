@@ -14,8 +14,8 @@
 //! [`Discovered`] model; [`classify`] turns each field into a [`classify::Suggestion`];
 //! [`yaml`] writes (or merges into) an inventory; [`report`] summarises for reviewers.
 
-mod client;
 pub mod classify;
+mod client;
 mod dynamics;
 mod hubspot;
 pub mod report;

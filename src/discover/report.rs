@@ -68,12 +68,15 @@ impl Report {
             objects
                 .iter()
                 .flat_map(|c| {
-                    c.fields.iter().filter(|(_, s)| pick(s)).map(|(f, s)| Flagged {
-                        object: c.object.name.clone(),
-                        path: f.path.clone(),
-                        category: s.category.clone(),
-                        reasons: s.reasons.clone(),
-                    })
+                    c.fields
+                        .iter()
+                        .filter(|(_, s)| pick(s))
+                        .map(|(f, s)| Flagged {
+                            object: c.object.name.clone(),
+                            path: f.path.clone(),
+                            category: s.category.clone(),
+                            reasons: s.reasons.clone(),
+                        })
                 })
                 .collect()
         };

@@ -174,7 +174,10 @@ fn resource(dialect: Dialect, c: &Classified, shared: bool) -> String {
                 Dialect::HubSpot => format!("/crm/v3/objects/{r}{suffix}"),
                 Dialect::Dynamics | Dialect::Generic => format!("/api/data/v*/{r}{suffix}"),
             };
-            let _ = writeln!(out, "      - {{ method: {method}, path: \"{path}\", {op} }}");
+            let _ = writeln!(
+                out,
+                "      - {{ method: {method}, path: \"{path}\", {op} }}"
+            );
         }
     }
     if shared && dialect == Dialect::Salesforce {
@@ -207,8 +210,16 @@ fn resource(dialect: Dialect, c: &Classified, shared: bool) -> String {
 /// Opt-out flags the CRMs ship, as the consent signals the shipped purposes name: (dialect,
 /// field path, signal), each granted when the flag is false.
 const CONSENT: &[(Dialect, &str, &str)] = &[
-    (Dialect::Salesforce, "$.HasOptedOutOfEmail", "marketing_email"),
-    (Dialect::HubSpot, "$.properties.hs_email_optout", "marketing_email"),
+    (
+        Dialect::Salesforce,
+        "$.HasOptedOutOfEmail",
+        "marketing_email",
+    ),
+    (
+        Dialect::HubSpot,
+        "$.properties.hs_email_optout",
+        "marketing_email",
+    ),
     (Dialect::Dynamics, "$.donotbulkemail", "marketing_email"),
     (Dialect::Dynamics, "$.donotemail", "email"),
 ];
@@ -225,8 +236,16 @@ fn routes(dialect: Dialect) -> &'static [(&'static str, &'static str, &'static s
             ("GET", "/*/*", "op: read, class: single"),
             ("PATCH", "/*/*", "op: write"),
             ("DELETE", "/*/*", "op: delete"),
-            ("GET", "composite", "op: read, class: list, withheld: \"null\""),
-            ("POST", "composite", "op: read, class: list, withheld: \"null\""),
+            (
+                "GET",
+                "composite",
+                "op: read, class: list, withheld: \"null\"",
+            ),
+            (
+                "POST",
+                "composite",
+                "op: read, class: list, withheld: \"null\"",
+            ),
         ],
         Dialect::HubSpot => &[
             ("GET", "", "op: read, class: list"),
@@ -331,9 +350,11 @@ fn standard_fields(dialect: Dialect) -> &'static [&'static str] {
 
 /// Paths of [`standard_fields`], for the removed-fields check of a merge.
 fn is_standard(dialect: Dialect, path: &str) -> bool {
-    standard_fields(dialect)
-        .iter()
-        .any(|l| l.split(": ").next().is_some_and(|k| k.trim_matches('"') == path))
+    standard_fields(dialect).iter().any(|l| {
+        l.split(": ")
+            .next()
+            .is_some_and(|k| k.trim_matches('"') == path)
+    })
 }
 
 /// One `      path: category  # evidence` line.
@@ -367,9 +388,9 @@ fn field_line(f: &DiscoveredField, s: &Suggestion, new: bool) -> String {
 /// A YAML key: plain when it is safe, double-quoted otherwise.
 fn key(s: &str) -> String {
     let plain = !s.is_empty()
-        && s
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '$' | '.' | '_' | '-' | '[' | ']' | '*'))
+        && s.chars().all(|c| {
+            c.is_ascii_alphanumeric() || matches!(c, '$' | '.' | '_' | '-' | '[' | ']' | '*')
+        })
         && !s.starts_with(['-', '[', '*']);
     if plain {
         s.to_string()

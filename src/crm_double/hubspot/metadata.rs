@@ -70,9 +70,9 @@ pub(crate) fn schemas(double: &CrmDouble, object_type: Option<&str>) -> Reply {
             let results: Vec<Value> = custom().map(object_schema).collect();
             ok(StatusCode::OK, &json!({ "results": results }))
         }
-        Some(t) => match custom().find(|o| {
-            o.key == t || o.name == t || format!("{PORTAL_PREFIX}_{}", o.name) == t
-        }) {
+        Some(t) => match custom()
+            .find(|o| o.key == t || o.name == t || format!("{PORTAL_PREFIX}_{}", o.name) == t)
+        {
             Some(o) => ok(StatusCode::OK, &object_schema(o)),
             None => hs_error(
                 double,
