@@ -296,3 +296,79 @@ async fn a_trailing_slash_never_gets_a_request_past_a_check() {
         "a refused lookup reached the CRM"
     );
 }
+
+#[tokio::test]
+async fn the_headers_sdks_read_reach_the_app_on_h1_and_h2() {
+    let h = Harness::start().await;
+    let header = |r: &http::Response<()>, name: &str| -> Option<String> {
+        r.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    for version in [Version::H1, Version::H2] {
+        let newsletter = h.cert_client(CERT_APP, version);
+        // Salesforce API usage
+        let (r, b) = newsletter
+            .get(
+                &h.url(&format!(
+                    "{SF}/query/?q=SELECT+Id,Email,HasOptedOutOfEmail+FROM+Contact+LIMIT+5"
+                )),
+                &[],
+            )
+            .await;
+        assert_eq!(r.status(), 200, "{}", text(&b));
+        let usage = header(&r, "sforce-limit-info").expect("Sforce-Limit-Info");
+        assert!(usage.starts_with("api-usage="), "{usage}");
+
+        // HubSpot rate limits (numbers only)
+        let (r, b) = newsletter
+            .get(&h.url("/crm/v3/objects/contacts/?limit=5"), &[])
+            .await;
+        assert_eq!(r.status(), 200, "{}", text(&b));
+        for name in [
+            "x-hubspot-ratelimit-daily",
+            "x-hubspot-ratelimit-daily-remaining",
+            "x-hubspot-ratelimit-max",
+            "x-hubspot-ratelimit-remaining",
+            "x-hubspot-ratelimit-interval-milliseconds",
+            "x-hubspot-ratelimit-secondly",
+            "x-hubspot-ratelimit-secondly-remaining",
+        ] {
+            let value = header(&r, name).unwrap_or_else(|| panic!("{name} lost"));
+            assert!(value.parse::<u64>().is_ok(), "{name}: {value}");
+        }
+
+        // Dataverse: the preference the CRM applied, and the record a write created
+        let (r, b) = newsletter
+            .get(
+                &h.url("/api/data/v9.2/contacts?$select=firstname,donotbulkemail"),
+                &[("prefer", "odata.maxpagesize=5")],
+            )
+            .await;
+        assert_eq!(r.status(), 200, "{}", text(&b));
+        assert_eq!(
+            header(&r, "preference-applied").as_deref(),
+            Some("odata.maxpagesize=5")
+        );
+        let (r, b) = h
+            .cert_client("support-desk", version)
+            .call(
+                Method::POST,
+                &h.url("/api/data/v9.2/contacts/"),
+                &[
+                    ("zweck-purpose", "support"),
+                    ("content-type", "application/json"),
+                ],
+                Bytes::from(r#"{"firstname":"Ada","lastname":"Quill"}"#),
+            )
+            .await;
+        assert_eq!(r.status(), 204, "{}", text(&b));
+        let entity = header(&r, "odata-entityid").expect("OData-EntityId");
+        assert!(
+            entity.starts_with("https://zweck.test:8443/api/data/v9.2/contacts(")
+                && entity.ends_with(')'),
+            "the new record at Zweck's address: {entity}"
+        );
+    }
+}
