@@ -372,3 +372,67 @@ async fn the_headers_sdks_read_reach_the_app_on_h1_and_h2() {
         );
     }
 }
+
+#[tokio::test]
+async fn hubspot_writes_work_with_either_spelling_and_stay_denied_with_both() {
+    let h = Harness::start().await;
+    let json = ("content-type", "application/json");
+    let support = [("zweck-purpose", "support"), json];
+    for version in [Version::H1, Version::H2] {
+        let desk = h.cert_client("support-desk", version);
+        let newsletter = h.cert_client(CERT_APP, version);
+        for slash in ["", "/"] {
+            let phone = format!("+49 30 0000 7{}{}", slash.len(), version as u8);
+            let update = Bytes::from(format!(r#"{{"properties":{{"phone":"{phone}"}}}}"#));
+            let record = format!("/crm/v3/objects/contacts/51000007{slash}");
+            let (r, b) = desk
+                .call(Method::PATCH, &h.url(&record), &support, update.clone())
+                .await;
+            assert_eq!(r.status(), 200, "PATCH {record}: {}", text(&b));
+            let (r, b) = h
+                .anon_client(Version::H1)
+                .get(
+                    &format!(
+                        "https://127.0.0.1:{}/crm/v3/objects/contacts/51000007?properties=phone",
+                        h.double.addr.port()
+                    ),
+                    &[("authorization", &format!("Bearer {UPSTREAM_TOKEN}"))],
+                )
+                .await;
+            assert_eq!(r.status(), 200);
+            let v: serde_json::Value = serde_json::from_slice(&b).expect("json");
+            assert_eq!(v["properties"]["phone"].as_str(), Some(phone.as_str()));
+
+            let list = format!("/crm/v3/objects/contacts{slash}");
+            let create = Bytes::from(format!(
+                r#"{{"properties":{{"firstname":"Ada","email":"ada.{}{}@example.com"}}}}"#,
+                slash.len(),
+                version as u8
+            ));
+            let (r, b) = desk
+                .call(Method::POST, &h.url(&list), &support, create.clone())
+                .await;
+            assert_eq!(r.status(), 201, "POST {list}: {}", text(&b));
+
+            for (method, path, body) in [
+                (Method::PATCH, record.as_str(), update.clone()),
+                (Method::POST, list.as_str(), create.clone()),
+                (Method::DELETE, record.as_str(), Bytes::new()),
+            ] {
+                let (r, b) = newsletter
+                    .call(method.clone(), &h.url(path), &[json], body)
+                    .await;
+                assert_eq!(problem_slug(&r, &b), "write-denied", "{method} {path}");
+            }
+        }
+    }
+    // every write that reached the CRM was support's
+    let writes = h
+        .double
+        .double
+        .received()
+        .into_iter()
+        .filter(|r| r.method != Method::GET)
+        .count();
+    assert_eq!(writes, 2 * 2 * 2, "support's updates and creates only");
+}
