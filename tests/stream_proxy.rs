@@ -41,7 +41,14 @@ async fn a_list_page_over_the_buffer_streams_with_the_same_result() {
     let s = streamed["records"].as_array().expect("records");
     assert!(b.len() > 100, "a page well over 32 KiB");
     assert_eq!(b, s, "the same records, the same values");
-    assert_eq!(buffered["totalSize"], streamed["totalSize"]);
+    // newsletter's `counts` is `delivered`: the buffered page counts the records it delivers;
+    // a streamed page sends its envelope before its records, so it drops the count
+    assert_eq!(buffered["totalSize"].as_u64(), Some(b.len() as u64));
+    assert!(
+        streamed.get("totalSize").is_none(),
+        "{}",
+        streamed["totalSize"]
+    );
     assert_eq!(buffered["done"], streamed["done"]);
     assert_eq!(buffered["nextRecordsUrl"], streamed["nextRecordsUrl"]);
     let text = streamed.to_string();

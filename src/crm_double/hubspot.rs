@@ -31,11 +31,18 @@ const MAX_BATCH_INPUTS: usize = 100;
 const STARTED_AT: &str = "2025-01-11T09:31:00.101Z";
 const COMPLETED_AT: &str = "2025-01-11T09:31:00.187Z";
 
-/// Correlation ids for error envelopes.
+/// Correlation ids for error envelopes, and the calls counted against the rate limits.
 #[derive(Default)]
 pub(crate) struct State {
     errors: AtomicU64,
+    calls: AtomicU64,
 }
+
+/// A private app's limits (Professional tier): per day, and per 10-second interval.
+const DAILY_LIMIT: u64 = 250_000;
+const INTERVAL_LIMIT: u64 = 190;
+const INTERVAL_MS: u64 = 10_000;
+const SECONDLY_LIMIT: u64 = 19;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ObjectType {
@@ -306,8 +313,45 @@ pub(super) fn ok(status: StatusCode, body: &Value) -> Reply {
     Reply::json_as(status, CONTENT_TYPE, body)
 }
 
-/// Entry point for everything under `/crm/v3/`.
+/// Entry point for everything under `/crm/v3/`: the answer with the rate-limit headers every
+/// HubSpot response carries (CRM-APIS.md §2.7; apps and SDK retry helpers read them).
 pub(crate) fn handle(double: &Arc<CrmDouble>, req: &Req) -> Reply {
+    let calls = double.hubspot.calls.fetch_add(1, Ordering::Relaxed) + 1;
+    let reply = route(double, req);
+    rate_limit_headers(reply, calls, req.path.ends_with("/search"))
+}
+
+/// `X-HubSpot-RateLimit-*` as a private app's token gets them: the daily pair always, the
+/// interval and secondly ones on every response but search's.
+fn rate_limit_headers(reply: Reply, calls: u64, search: bool) -> Reply {
+    let reply = reply
+        .header("x-hubspot-ratelimit-daily", DAILY_LIMIT.to_string())
+        .header(
+            "x-hubspot-ratelimit-daily-remaining",
+            DAILY_LIMIT.saturating_sub(calls).to_string(),
+        );
+    if search {
+        return reply;
+    }
+    let in_interval = (calls - 1) % INTERVAL_LIMIT + 1;
+    reply
+        .header("x-hubspot-ratelimit-max", INTERVAL_LIMIT.to_string())
+        .header(
+            "x-hubspot-ratelimit-remaining",
+            (INTERVAL_LIMIT - in_interval).to_string(),
+        )
+        .header(
+            "x-hubspot-ratelimit-interval-milliseconds",
+            INTERVAL_MS.to_string(),
+        )
+        .header("x-hubspot-ratelimit-secondly", SECONDLY_LIMIT.to_string())
+        .header(
+            "x-hubspot-ratelimit-secondly-remaining",
+            (SECONDLY_LIMIT - 1).to_string(),
+        )
+}
+
+fn route(double: &Arc<CrmDouble>, req: &Req) -> Reply {
     if !double.auth.allows(req) {
         return hs_error(
             double,

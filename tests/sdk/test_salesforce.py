@@ -181,37 +181,8 @@ def test_newsletter_withheld_contact_is_not_found(zweck, compat, double):
     compat.refused(*sf_refusal(e.value))
 
 
-# --- writes ----------------------------------------------------------------------------------
-
-
-@pytest.mark.sdk_call("simple-salesforce", '`sf.Contact.update(id, {...})`', purpose="support")
-def test_support_contact_update(zweck, compat, double):
-    sf = sf_for(zweck, "support-desk", "support")
-    contact_id = sf.restful("query", params={"q": Q50})["records"][7]["Id"]
-    status = sf.Contact.update(contact_id, {"Title": "Escalation contact",
-                                            "Phone": "+49 30 0000 0007"})
-    assert status == 204
-    truth = double.sf_contact(VERSION, contact_id)
-    assert truth["Title"] == "Escalation contact" and truth["Phone"] == "+49 30 0000 0007"
-    got = sf.Contact.get(contact_id)
-    check_view(SF_CONTACT["support"], got, truth, "Contact.get after update")
-    assert got["Title"] == "Escalation contact"
-    compat.ok("written")
-
-
-@pytest.mark.sdk_call("simple-salesforce", '`sf.Contact.update(id, {...})`')
-@pytest.mark.parametrize("app,purpose", [("newsletter-tool", "newsletter"),
-                                         ("bi-export", "analytics")])
-def test_write_denied_purposes_are_refused(zweck, compat, double, app, purpose):
-    """`writes: deny`: the SDK raises SalesforceRefusedRequest and the CRM is unchanged."""
-    contact_id = double.sf_query(VERSION, Q50)[2]["Id"]
-    before = double.sf_contact(VERSION, contact_id)
-    sf = sf_for(zweck, app, purpose)
-    with pytest.raises(SalesforceRefusedRequest) as e:
-        sf.Contact.update(contact_id, {"Title": "should not be written"})
-    assert double.sf_contact(VERSION, contact_id) == before
-    assert sf_refusal(e.value) == (403, "write-denied")
-    compat.refused(*sf_refusal(e.value))
+# Writes (create, update, delete, upsert, each with and without a trailing slash):
+# test_salesforce_records.py.
 
 
 # --- ungoverned routes -----------------------------------------------------------------------
