@@ -87,6 +87,11 @@ async fn answer(
     let (status, ctype, text) = match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => (StatusCode::OK, "text/plain", "ok\n".to_string()),
         (&Method::GET, "/readyz") => readiness(&state),
+        (&Method::GET, "/drift") => (
+            StatusCode::OK,
+            "application/json",
+            serde_json::to_string(&state.metrics.drift.snapshot()).unwrap_or_default(),
+        ),
         (&Method::GET, "/metrics") => {
             refresh_transfer_log_gauges(&state);
             (

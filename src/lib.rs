@@ -27,7 +27,8 @@
 //! [`runtime`] starts and stops a whole Zweck, [`config`] loads `zweck.yaml` (raw -> compiled),
 //! [`secrets`] reads and writes key files, [`certs`] and [`dev`] make development key
 //! material, [`crm_double`] stands in for the CRMs in tests and demos, [`discover`] builds
-//! inventories from a CRM's own metadata (`zweck inventory discover`).
+//! inventories from a CRM's own metadata (`zweck inventory discover`), [`drift`] counts the
+//! fields governed bodies carry that the inventory does not classify.
 
 pub mod admin;
 pub mod audit;
@@ -41,6 +42,7 @@ pub mod dev;
 pub mod diagnostic;
 pub mod dialect;
 pub mod discover;
+pub mod drift;
 pub mod error;
 pub mod json;
 pub mod links;

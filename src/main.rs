@@ -101,6 +101,15 @@ enum InventoryCommand {
         #[arg(long)]
         merge: Option<PathBuf>,
     },
+    /// Ask a running Zweck (its admin listener) which fields governed bodies carried that the
+    /// inventory does not classify, and print them as a YAML patch to review.
+    Drift {
+        #[arg(long, default_value = "zweck.yaml")]
+        config: PathBuf,
+        /// The admin listener (default: `admin` of the config).
+        #[arg(long)]
+        admin: Option<SocketAddr>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -296,6 +305,9 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     merge,
                 },
         } => discover(&config, &upstream, objects, out, merge).await,
+        Command::Inventory {
+            command: InventoryCommand::Drift { config, admin },
+        } => drift(&config, admin).await,
         Command::Audit { command } => audit_command(command),
         Command::Config {
             command: ConfigCommand::Check { config },
@@ -310,6 +322,34 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
         },
     }
+}
+
+/// `zweck inventory drift`: GET /drift on the admin listener, printed as a YAML patch.
+async fn drift(config: &Path, admin: Option<SocketAddr>) -> anyhow::Result<ExitCode> {
+    use http_body_util::BodyExt;
+    let addr = match admin {
+        Some(a) => a,
+        None => Config::load(config)?
+            .admin
+            .context("the config has no `admin` listener: pass --admin HOST:PORT")?,
+    };
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let uri: http::Uri = format!("http://{addr}/drift").parse()?;
+    let resp = client
+        .get(uri)
+        .await
+        .with_context(|| format!("asking the admin listener on {addr}"))?;
+    anyhow::ensure!(
+        resp.status().is_success(),
+        "the admin listener answered {}",
+        resp.status()
+    );
+    let body = resp.into_body().collect().await?.to_bytes();
+    let snapshot: zweck::drift::Snapshot =
+        serde_json::from_slice(&body).context("the admin listener's /drift is not a drift view")?;
+    print!("{}", zweck::drift::patch(&snapshot));
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `zweck inventory discover`.

@@ -72,6 +72,8 @@ pub struct Metrics {
     pub transfer_log_offbox_failing: Gauge<i64, std::sync::atomic::AtomicI64>,
     /// Entries in the transfer log (its tree size).
     pub transfer_log_entries: Gauge<i64, std::sync::atomic::AtomicI64>,
+    /// Fields seen on governed routes that the inventory does not classify.
+    pub drift: crate::drift::Drift,
 }
 
 fn latency_histogram() -> Histogram {
@@ -136,7 +138,9 @@ impl Metrics {
             "Entries in the transfer log",
             transfer_log_entries.clone(),
         );
+        let drift = crate::drift::Drift::register(&mut registry);
         Metrics {
+            drift,
             registry,
             requests,
             metadata_requests,

@@ -64,7 +64,24 @@ pub struct Outcome {
     pub shadow: bool,
     /// In shadow mode, the refusal enforcement would have produced.
     pub shadow_refusal: Option<Refusal>,
+    /// Fields the inventory does not classify (runtime drift): resource and field path, at
+    /// most [`MAX_UNKNOWN_PER_BODY`] distinct per body. Names only, never values.
+    pub unclassified: Vec<UnknownField>,
 }
+
+/// A field seen in a governed body that no inventory entry classifies: the engine treats it
+/// as `unclassified` (default deny) and reports it for `zweck inventory drift`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownField {
+    pub resource: String,
+    /// The field's path in its record (`$.New_Field__c`, `$.properties.new_one`), or
+    /// `$..key` when its place in the record is not described at all.
+    pub path: String,
+}
+
+/// Distinct unknown fields reported per body: a body of many unknown keys costs a bounded
+/// amount of bookkeeping.
+pub const MAX_UNKNOWN_PER_BODY: usize = 64;
 
 impl Outcome {
     /// `categories_received` as owned names (for the transfer log).
@@ -265,6 +282,7 @@ fn run(
         block_paths: BTreeSet::new(),
         write_bad: BTreeSet::new(),
         last_removal: None,
+        unknown: Vec::new(),
     };
     // An operation from another snapshot of the policies must not index out of bounds.
     let res = match inv.resources.get(op.resource_idx) {
@@ -345,7 +363,57 @@ fn run(
         changed: w.changed,
         shadow: false,
         shadow_refusal: None,
+        unclassified: unknown_fields(inv, &w.unknown),
     })
+}
+
+/// The unknown keys as resource names and field paths: the parent's path is found by a
+/// search of the resource's field tree (only for bodies that carry unknown fields).
+fn unknown_fields(
+    inv: &Inventory,
+    unknown: &[(usize, Option<&FieldNode>, String)],
+) -> Vec<UnknownField> {
+    unknown
+        .iter()
+        .filter_map(|(res, parent, key)| {
+            let r = inv.resources.get(*res)?;
+            let mut path = String::from("$");
+            let placed = parent.is_some_and(|p| {
+                node_path(&r.fields, p, &mut path) || node_path(&r.envelope, p, &mut path)
+            });
+            if !placed {
+                path = String::from("$.");
+            }
+            crate::policy::select::push_key(&mut path, key);
+            Some(UnknownField {
+                resource: r.name.to_string(),
+                path,
+            })
+        })
+        .collect()
+}
+
+/// Appends the path from `node` to `target` to `path`; false when `target` is not below.
+fn node_path(node: &FieldNode, target: &FieldNode, path: &mut String) -> bool {
+    if std::ptr::eq(node, target) {
+        return true;
+    }
+    let mark = path.len();
+    for (k, child) in &node.keys {
+        crate::policy::select::push_key(path, k);
+        if node_path(child, target, path) {
+            return true;
+        }
+        path.truncate(mark);
+    }
+    if let Some(any) = &node.any {
+        path.push_str("[*]");
+        if node_path(any, target, path) {
+            return true;
+        }
+        path.truncate(mark);
+    }
+    false
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -388,6 +456,8 @@ struct Walker<'a, 't> {
     write_bad: BTreeSet<String>,
     /// Rule slot of the last record removed.
     last_removal: Option<usize>,
+    /// Keys no inventory entry classifies: (resource, the parent's field node, key).
+    unknown: Vec<(usize, Option<&'a FieldNode>, String)>,
 }
 
 impl<'a> Walker<'a, '_> {
@@ -414,6 +484,9 @@ impl<'a> Walker<'a, '_> {
                 Value::Object(map) => {
                     map.retain(|k, cv| {
                         let (cn, ccat) = FieldNode::member(node, k, cat);
+                        if cn.is_none() && ccat.is_none() {
+                            self.note_unknown(res, node, k);
+                        }
                         let cl = loc.and_then(|l| l.keys.get(k.as_str()));
                         let mark = self.path.len();
                         if self.track {
@@ -459,6 +532,18 @@ impl<'a> Walker<'a, '_> {
         }
         let cat = cat.unwrap_or_else(|| self.tax.unclassified());
         self.leaf(v, cat, res)
+    }
+
+    /// Remembers a key no inventory entry classifies (off the hot path: only for keys that
+    /// are dropped as unclassified anyway).
+    #[cold]
+    fn note_unknown(&mut self, res: usize, parent: Option<&'a FieldNode>, key: &str) {
+        let seen = self.unknown.iter().any(|(r, p, k)| {
+            *r == res && k == key && p.map(std::ptr::from_ref) == parent.map(std::ptr::from_ref)
+        });
+        if !seen && self.unknown.len() < MAX_UNKNOWN_PER_BODY {
+            self.unknown.push((res, parent, key.to_string()));
+        }
     }
 
     fn remove_record(&mut self, rule: RuleSlot) -> Verdict {

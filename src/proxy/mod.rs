@@ -203,6 +203,10 @@ impl Ctx<Governed> {
         )
         .map_err(|r| self.refused(r))?;
         self.log_outcome(direction, &outcome);
+        state
+            .metrics
+            .drift
+            .record(&self.route.upstream.label, &outcome.unclassified);
         Ok(outcome)
     }
 
