@@ -70,6 +70,13 @@ async fn unclassified_fields_are_counted_by_path_and_printed_as_a_patch_without_
     assert!(patch.contains("  Contact:\n    fields:\n"), "{patch}");
     assert!(patch.contains("      $.Allergies__c: unclassified  # review: seen 2 time(s)"));
     assert!(patch.contains("      $.properties.allergies: unclassified  # review: seen 1 time(s)"));
+    // docs/onboarding.md quotes this run's patch and command
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/onboarding.md"))
+        .expect("doc");
+    assert!(doc.contains("zweck inventory drift --config zweck.yaml"));
+    assert!(doc.contains(
+        "resources:\n  Contact:\n    fields:\n      $.Allergies__c: unclassified  # review: seen 2 time(s)\n"
+    ));
     // names and counts only: no value of the dropped fields anywhere
     for text in [&patch, &json, &metrics] {
         for value in ["Peanuts", "Lactose", "Call back on", "Send the catalogue"] {
