@@ -100,6 +100,10 @@ enum InventoryCommand {
         /// conflicts and removed fields.
         #[arg(long)]
         merge: Option<PathBuf>,
+        /// Read this many records per object and run detectors (e-mail, phone, IBAN, card,
+        /// date of birth, postal code) on the fields left for review; only counts are kept.
+        #[arg(long, default_value_t = 0)]
+        sample: u32,
     },
     /// Ask a running Zweck (its admin listener) which fields governed bodies carried that the
     /// inventory does not classify, and print them as a YAML patch to review.
@@ -303,8 +307,9 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     objects,
                     out,
                     merge,
+                    sample,
                 },
-        } => discover(&config, &upstream, objects, out, merge).await,
+        } => discover(&config, &upstream, objects, out, merge, sample).await,
         Command::Inventory {
             command: InventoryCommand::Drift { config, admin },
         } => drift(&config, admin).await,
@@ -359,12 +364,17 @@ async fn discover(
     objects: Option<Vec<String>>,
     out: Option<PathBuf>,
     merge: Option<PathBuf>,
+    sample: u32,
 ) -> anyhow::Result<ExitCode> {
     use zweck::discover::{self, report::Report, yaml};
     let config = Config::load(config)?;
-    let found =
-        discover::discover(&config.upstreams, upstream, &discover::Options { objects }).await?;
-    let classified = yaml::classify_all(&found);
+    let (found, classified) = discover::discover_and_classify(
+        &config.upstreams,
+        upstream,
+        &discover::Options { objects },
+        sample,
+    )
+    .await?;
     let (text, outcome) = match &merge {
         Some(path) => {
             let existing = std::fs::read_to_string(path)

@@ -308,3 +308,84 @@ async fn onboarding_doc_commands_run_and_print_what_the_doc_says() {
     }
     assert!(zweck::policy::check(&policies).is_ok());
 }
+
+/// `--sample N` reads records and runs detectors, and nothing of a value leaves the process:
+/// everything printed and logged (at trace level) and every file written is checked for the
+/// values the double holds in the sampled fields.
+#[tokio::test]
+async fn sampling_prints_counts_and_names_never_values() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    make_certs(dir.path());
+    let double = start_double(dir.path(), 20).await;
+    let opts = Options::new(double.addr.port(), dir.path());
+    std::fs::write(dir.path().join("zweck.yaml"), config_text(dir.path(), &opts)).expect("config");
+    let mut values: Vec<String> = Vec::new();
+    for (dialect, fields) in [
+        (
+            zweck::dialect::Dialect::Salesforce,
+            vec!["Notes__c", "Preferred_Store__c", "Ext_Id__c", "Email", "Allergies__c"],
+        ),
+        (
+            zweck::dialect::Dialect::HubSpot,
+            vec!["notes", "preferred_store", "email", "allergies"],
+        ),
+    ] {
+        for i in 0..20 {
+            let c = double.double.contact(dialect, i);
+            let record = c.get("properties").unwrap_or(&c);
+            for f in &fields {
+                if let Some(v) = record[*f].as_str() {
+                    values.push(v.to_string());
+                }
+            }
+        }
+    }
+    assert!(values.iter().any(|v| v.contains('@')), "the fixture quotes e-mails");
+    for upstream in ["salesforce", "hubspot"] {
+        let cwd = dir.path().to_path_buf();
+        let out = tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_zweck"))
+                .args([
+                    "inventory",
+                    "discover",
+                    "--config",
+                    "zweck.yaml",
+                    "--upstream",
+                    upstream,
+                    "--sample",
+                    "20",
+                    "--out",
+                    &format!("sampled/{upstream}.yaml"),
+                ])
+                .env("RUST_LOG", "trace")
+                .current_dir(cwd)
+                .output()
+                .expect("zweck runs")
+        })
+        .await
+        .expect("joined");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let mut everything = String::from_utf8_lossy(&out.stdout).to_string();
+        everything.push_str(&String::from_utf8_lossy(&out.stderr));
+        for ext in ["yaml", "review.md", "review.json"] {
+            everything.push_str(
+                &std::fs::read_to_string(dir.path().join(format!("sampled/{upstream}.{ext}")))
+                    .expect("written"),
+            );
+        }
+        for v in &values {
+            assert!(!everything.contains(v.as_str()), "{upstream}: a sampled value leaked");
+        }
+        // the detectors found what the free text holds, as counts
+        let yaml = std::fs::read_to_string(dir.path().join(format!("sampled/{upstream}.yaml")))
+            .expect("yaml");
+        let notes = yaml
+            .lines()
+            .find(|l| l.contains("Notes__c:") || l.contains("properties.notes:"))
+            .expect("notes line");
+        assert!(notes.contains("unclassified  # review: free text"), "{notes}");
+        // counts of the non-empty values sampled: `sample: 4/15 e-mail, 3/15 phone`
+        let sample = notes.split("sample: ").nth(1).expect("sample evidence");
+        assert!(sample.contains(" e-mail") && sample.contains(" phone"), "{notes}");
+    }
+}

@@ -20,6 +20,7 @@ mod dynamics;
 mod hubspot;
 pub mod report;
 mod salesforce;
+pub mod sample;
 pub mod yaml;
 
 use std::path::PathBuf;
@@ -148,6 +149,8 @@ pub struct Discovered {
     pub dialect: Dialect,
     pub upstream: String,
     pub objects: Vec<DiscoveredObject>,
+    /// The API root records are read under (Salesforce `/services/data/vNN.N`).
+    pub api_base: String,
     /// Requests made (for the report).
     pub requests: usize,
 }
@@ -156,6 +159,30 @@ pub struct Discovered {
 #[derive(Debug, Clone, Default)]
 pub struct Options {
     pub objects: Option<Vec<String>>,
+}
+
+/// Discovers, classifies and, with `sample` > 0, samples that many records per object for
+/// the fields left for review (values are matched in memory only).
+///
+/// # Errors
+/// As [`discover`], and a failed record read while sampling.
+pub async fn discover_and_classify(
+    upstreams: &[UpstreamConfig],
+    upstream: &str,
+    options: &Options,
+    sample_records: u32,
+) -> Result<(Discovered, Vec<yaml::Classified>), DiscoverError> {
+    let found = discover(upstreams, upstream, options).await?;
+    let mut classified = yaml::classify_all(&found);
+    if sample_records > 0 {
+        let config = upstreams
+            .iter()
+            .find(|u| u.name == upstream)
+            .ok_or_else(|| DiscoverError::UnknownUpstream(upstream.to_string()))?;
+        let client = MetadataClient::new(config.clone())?;
+        sample::sample(&client, &found, &mut classified, sample_records).await?;
+    }
+    Ok((found, classified))
 }
 
 /// Reads the metadata of `upstream` (by name, from the config's upstreams).
@@ -173,10 +200,10 @@ pub async fn discover(
         .ok_or_else(|| DiscoverError::UnknownUpstream(upstream.to_string()))?;
     let client = MetadataClient::new(config.clone())?;
     let wanted = options.objects.as_deref();
-    let objects = match config.dialect {
+    let (objects, api_base) = match config.dialect {
         Dialect::Salesforce => salesforce::read(&client, wanted).await?,
-        Dialect::HubSpot => hubspot::read(&client, wanted).await?,
-        Dialect::Dynamics => dynamics::read(&client, wanted).await?,
+        Dialect::HubSpot => (hubspot::read(&client, wanted).await?, "/crm/v3".into()),
+        Dialect::Dynamics => (dynamics::read(&client, wanted).await?, "/api/data/v9.2".into()),
         Dialect::Generic => {
             return Err(DiscoverError::UnsupportedDialect {
                 upstream: upstream.to_string(),
@@ -198,6 +225,7 @@ pub async fn discover(
         dialect: config.dialect,
         upstream: upstream.to_string(),
         objects,
+        api_base,
         requests: client.requests(),
     })
 }

@@ -22,7 +22,7 @@ fn interesting(o: &Value) -> bool {
 pub(super) async fn read(
     client: &MetadataClient,
     only: Option<&[String]>,
-) -> Result<Vec<DiscoveredObject>, DiscoverError> {
+) -> Result<(Vec<DiscoveredObject>, String), DiscoverError> {
     let ver = version(client).await;
     let base = format!("/services/data/{ver}");
     let global_path = format!("{base}/sobjects");
@@ -45,7 +45,7 @@ pub(super) async fn read(
         let classes = classification(client, &base, name).await?;
         out.push(object(client, &path, &describe, &classes)?);
     }
-    Ok(out)
+    Ok((out, base))
 }
 
 /// The newest version the org serves (`GET /services/data/`).
