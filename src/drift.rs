@@ -49,12 +49,15 @@ pub struct Snapshot {
     pub fields: Vec<Seen>,
 }
 
+/// (upstream, resource, field path).
+type SeriesKey = (Arc<str>, String, String);
+
 /// The counters.
 pub struct Drift {
     family: Family<Labels, Counter>,
     overflow: Counter<u64, AtomicU64>,
     /// The series and their counts, for the JSON view (the family has no reader).
-    seen: Mutex<BTreeMap<(Arc<str>, String, String), u64>>,
+    seen: Mutex<BTreeMap<SeriesKey, u64>>,
 }
 
 impl Drift {

@@ -140,7 +140,6 @@ impl Metrics {
         );
         let drift = crate::drift::Drift::register(&mut registry);
         Metrics {
-            drift,
             registry,
             requests,
             metadata_requests,
@@ -150,6 +149,7 @@ impl Metrics {
             transfer_log_failed,
             transfer_log_offbox_failing,
             transfer_log_entries,
+            drift,
         }
     }
 

@@ -250,7 +250,7 @@ fn salesforce_custom_object_records_and_describe() {
         .filter_map(|i| {
             let (_, c) = get(
                 &d,
-                &format!("/services/data/v66.0/sobjects/Contact/003Fict{:08}AAA", i),
+                &format!("/services/data/v66.0/sobjects/Contact/003Fict{i:08}AAA"),
             );
             c["Notes__c"].as_str().map(str::to_string)
         })

@@ -243,10 +243,12 @@ fn iban(w: &str) -> bool {
         return false;
     }
     let b = w.as_bytes();
-    if !(b[0].is_ascii_uppercase() && b[1].is_ascii_uppercase())
-        || !(b[2].is_ascii_digit() && b[3].is_ascii_digit())
-        || !w.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
-    {
+    let shape = b[0].is_ascii_uppercase()
+        && b[1].is_ascii_uppercase()
+        && b[2].is_ascii_digit()
+        && b[3].is_ascii_digit()
+        && w.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
+    if !shape {
         return false;
     }
     let rearranged = format!("{}{}", &w[4..], &w[..4]);

@@ -386,7 +386,7 @@ fn unknown_fields(
             }
             crate::policy::select::push_key(&mut path, key);
             Some(UnknownField {
-                resource: r.name.to_string(),
+                resource: r.name.clone(),
                 path,
             })
         })
