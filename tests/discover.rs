@@ -202,6 +202,19 @@ async fn hubspot_and_dataverse_discovery_read_sensitive_properties_and_custom_ta
     assert!(text.contains("$._cr123_contactid_value: system"));
     check_alone(dir.path(), "dynamics", &text);
 
+    // a fresh Salesforce inventory: relationships become children, and it passes the checker
+    let sf = discover::discover(
+        &config.upstreams,
+        "salesforce",
+        &discover::Options::default(),
+    )
+    .await
+    .expect("salesforce");
+    let text = yaml::render(&sf, &yaml::classify_all(&sf));
+    assert!(text.contains("      $.Cases.records[*]: Case\n"), "{text}");
+    assert!(text.contains("      $.Contact__r: Contact\n"));
+    check_alone(dir.path(), "salesforce", &text);
+
     // --objects narrows; an unknown name is an error, not an empty inventory
     let only = discover::Options {
         objects: Some(vec!["Contact".into()]),
@@ -318,12 +331,22 @@ async fn sampling_prints_counts_and_names_never_values() {
     make_certs(dir.path());
     let double = start_double(dir.path(), 20).await;
     let opts = Options::new(double.addr.port(), dir.path());
-    std::fs::write(dir.path().join("zweck.yaml"), config_text(dir.path(), &opts)).expect("config");
+    std::fs::write(
+        dir.path().join("zweck.yaml"),
+        config_text(dir.path(), &opts),
+    )
+    .expect("config");
     let mut values: Vec<String> = Vec::new();
     for (dialect, fields) in [
         (
             zweck::dialect::Dialect::Salesforce,
-            vec!["Notes__c", "Preferred_Store__c", "Ext_Id__c", "Email", "Allergies__c"],
+            vec![
+                "Notes__c",
+                "Preferred_Store__c",
+                "Ext_Id__c",
+                "Email",
+                "Allergies__c",
+            ],
         ),
         (
             zweck::dialect::Dialect::HubSpot,
@@ -340,7 +363,10 @@ async fn sampling_prints_counts_and_names_never_values() {
             }
         }
     }
-    assert!(values.iter().any(|v| v.contains('@')), "the fixture quotes e-mails");
+    assert!(
+        values.iter().any(|v| v.contains('@')),
+        "the fixture quotes e-mails"
+    );
     for upstream in ["salesforce", "hubspot"] {
         let cwd = dir.path().to_path_buf();
         let out = tokio::task::spawn_blocking(move || {
@@ -364,7 +390,11 @@ async fn sampling_prints_counts_and_names_never_values() {
         })
         .await
         .expect("joined");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let mut everything = String::from_utf8_lossy(&out.stdout).to_string();
         everything.push_str(&String::from_utf8_lossy(&out.stderr));
         for ext in ["yaml", "review.md", "review.json"] {
@@ -374,7 +404,10 @@ async fn sampling_prints_counts_and_names_never_values() {
             );
         }
         for v in &values {
-            assert!(!everything.contains(v.as_str()), "{upstream}: a sampled value leaked");
+            assert!(
+                !everything.contains(v.as_str()),
+                "{upstream}: a sampled value leaked"
+            );
         }
         // the detectors found what the free text holds, as counts
         let yaml = std::fs::read_to_string(dir.path().join(format!("sampled/{upstream}.yaml")))
@@ -383,9 +416,15 @@ async fn sampling_prints_counts_and_names_never_values() {
             .lines()
             .find(|l| l.contains("Notes__c:") || l.contains("properties.notes:"))
             .expect("notes line");
-        assert!(notes.contains("unclassified  # review: free text"), "{notes}");
+        assert!(
+            notes.contains("unclassified  # review: free text"),
+            "{notes}"
+        );
         // counts of the non-empty values sampled: `sample: 4/15 e-mail, 3/15 phone`
         let sample = notes.split("sample: ").nth(1).expect("sample evidence");
-        assert!(sample.contains(" e-mail") && sample.contains(" phone"), "{notes}");
+        assert!(
+            sample.contains(" e-mail") && sample.contains(" phone"),
+            "{notes}"
+        );
     }
 }

@@ -423,7 +423,9 @@ impl Generator {
             allergies: custom_allergies(index),
             preferred_store: STORES[(index % STORES.len() as u64) as usize],
             notes,
-            iban: index.is_multiple_of(4).then(|| IBAN_EXAMPLES[(index / 4 % 2) as usize].to_string()),
+            iban: index
+                .is_multiple_of(4)
+                .then(|| IBAN_EXAMPLES[(index / 4 % 2) as usize].to_string()),
             legal_basis,
             account,
             cases: (r.below(4) as u32).min(2),

@@ -63,6 +63,7 @@ pub(super) async fn read(
             types: vec![set],
             name,
             fields,
+            relations: Vec::new(),
         });
     }
     Ok(out)

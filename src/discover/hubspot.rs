@@ -30,6 +30,7 @@ pub(super) async fn read(
             route_names: vec![(*name).to_string(), (*id).to_string()],
             types: types.iter().map(|t| (*t).to_string()).collect(),
             fields,
+            relations: Vec::new(),
         });
     }
     let path = "/crm/v3/schemas";
@@ -67,6 +68,7 @@ pub(super) async fn read(
             custom: true,
             route_names: routes,
             fields,
+            relations: Vec::new(),
         });
     }
     Ok(out)

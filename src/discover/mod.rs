@@ -141,6 +141,10 @@ pub struct DiscoveredObject {
     /// Names a record's type key may carry (HubSpot `types`, Dataverse entity set).
     pub types: Vec<String>,
     pub fields: Vec<DiscoveredField>,
+    /// Nested records (Salesforce parent relationships and child subqueries): (path in the
+    /// record, the related object's name). Written as `children:` when that object is
+    /// discovered too.
+    pub relations: Vec<(String, String)>,
 }
 
 /// Everything one run read.
@@ -203,7 +207,10 @@ pub async fn discover(
     let (objects, api_base) = match config.dialect {
         Dialect::Salesforce => salesforce::read(&client, wanted).await?,
         Dialect::HubSpot => (hubspot::read(&client, wanted).await?, "/crm/v3".into()),
-        Dialect::Dynamics => (dynamics::read(&client, wanted).await?, "/api/data/v9.2".into()),
+        Dialect::Dynamics => (
+            dynamics::read(&client, wanted).await?,
+            "/api/data/v9.2".into(),
+        ),
         Dialect::Generic => {
             return Err(DiscoverError::UnsupportedDialect {
                 upstream: upstream.to_string(),

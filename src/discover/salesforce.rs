@@ -145,7 +145,31 @@ fn object(
             })
         })
         .collect();
+    // parents by their relationship name (`Account`), children as subquery results
+    let mut relations: Vec<(String, String)> = d
+        .get("fields")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|f| {
+            let rel = f.get("relationshipName").and_then(Value::as_str)?;
+            let to = f.pointer("/referenceTo/0").and_then(Value::as_str)?;
+            Some((format!("$.{rel}"), to.to_string()))
+        })
+        .collect();
+    relations.extend(
+        d.get("childRelationships")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|c| {
+                let rel = c.get("relationshipName").and_then(Value::as_str)?;
+                let child = c.get("childSObject").and_then(Value::as_str)?;
+                Some((format!("$.{rel}.records[*]"), child.to_string()))
+            }),
+    );
     Ok(DiscoveredObject {
+        relations,
         label: text(d, "label"),
         custom: d.get("custom").and_then(Value::as_bool).unwrap_or(false),
         route_names: vec![name.clone()],

@@ -50,8 +50,13 @@ pub async fn sample(
             // an object the CRM will not list (not queryable, no permission): its fields keep
             // their review mark, the evidence says why there is no sample
             Err(DiscoverError::Status { status, .. }) => {
-                for (_, s) in c.fields.iter_mut().filter(|(_, s)| s.certainty == Certainty::Review) {
-                    s.reasons.push(format!("sample: records not readable ({status})"));
+                for (_, s) in c
+                    .fields
+                    .iter_mut()
+                    .filter(|(_, s)| s.certainty == Certainty::Review)
+                {
+                    s.reasons
+                        .push(format!("sample: records not readable ({status})"));
                 }
                 continue;
             }
@@ -129,7 +134,10 @@ async fn read(
     fields: &[String],
     n: u32,
 ) -> Result<Vec<Value>, DiscoverError> {
-    let route = o.route_names.first().map_or(o.name.as_str(), String::as_str);
+    let route = o
+        .route_names
+        .first()
+        .map_or(o.name.as_str(), String::as_str);
     let base = &found.api_base;
     let (path, query, list) = match found.dialect {
         Dialect::Salesforce => {
@@ -177,7 +185,10 @@ pub fn detect(text: &str) -> Vec<&'static str> {
     if words.iter().any(|w| iban(w)) || iban(&compact) {
         out.push("IBAN");
     }
-    if digit_runs(text).iter().any(|d| (13..=19).contains(&d.len()) && luhn(d)) {
+    if digit_runs(text)
+        .iter()
+        .any(|d| (13..=19).contains(&d.len()) && luhn(d))
+    {
         out.push("payment card");
     }
     if words.iter().any(|w| birth_date(w)) {
@@ -247,7 +258,8 @@ fn iban(w: &str) -> bool {
         && b[1].is_ascii_uppercase()
         && b[2].is_ascii_digit()
         && b[3].is_ascii_digit()
-        && w.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
+        && w.chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
     if !shape {
         return false;
     }
@@ -315,7 +327,11 @@ fn birth_date(w: &str) -> bool {
     let [a, b, c] = parts.as_slice() else {
         return false;
     };
-    let num = |s: &str| s.parse::<u32>().ok().filter(|_| s.chars().all(|c| c.is_ascii_digit()));
+    let num = |s: &str| {
+        s.parse::<u32>()
+            .ok()
+            .filter(|_| s.chars().all(|c| c.is_ascii_digit()))
+    };
     let (year, month, day) = match (a.len(), c.len()) {
         (4, 2) => (num(a), num(b), num(c)),
         (2 | 1, 4) => (num(c), num(b), num(a)),
@@ -335,7 +351,10 @@ mod tests {
 
     #[test]
     fn detectors_match_what_they_name_and_little_else() {
-        assert_eq!(detect("Send the catalogue to ada.l@example.org please."), ["e-mail"]);
+        assert_eq!(
+            detect("Send the catalogue to ada.l@example.org please."),
+            ["e-mail"]
+        );
         assert_eq!(detect("Call back on +49 30 000 123 after 5pm."), ["phone"]);
         assert_eq!(detect("ring 030 1234 5678"), ["phone"]);
         assert_eq!(detect("DE89 3704 0044 0532 0130 00"), ["IBAN"]);

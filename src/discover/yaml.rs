@@ -86,9 +86,10 @@ pub fn render(d: &Discovered, objects: &[Classified]) -> String {
     );
     let _ = writeln!(out, "dialect: {}\n", d.dialect);
     out.push_str(header(d.dialect));
+    let names: Vec<&str> = objects.iter().map(|c| c.object.name.as_str()).collect();
     for (i, c) in objects.iter().enumerate() {
         out.push('\n');
-        out.push_str(&resource(d.dialect, c, i == 0));
+        out.push_str(&resource(d.dialect, c, i == 0, &names));
     }
     out
 }
@@ -148,7 +149,7 @@ resources:
 
 /// One resource block (two-space indented under `resources:`). `shared` puts the routes
 /// every object shares (Salesforce SOQL) on it.
-fn resource(dialect: Dialect, c: &Classified, shared: bool) -> String {
+fn resource(dialect: Dialect, c: &Classified, shared: bool, known: &[&str]) -> String {
     let o = &c.object;
     let mut out = String::new();
     let custom = if o.custom { ", a custom object" } else { "" };
@@ -190,6 +191,23 @@ fn resource(dialect: Dialect, c: &Classified, shared: bool) -> String {
     }
     for (f, s) in &c.fields {
         out.push_str(&field_line(f, s, false));
+    }
+    let children: Vec<&(String, String)> = o
+        .relations
+        .iter()
+        .filter(|(_, to)| known.contains(&to.as_str()))
+        .collect();
+    for (path, _) in children.iter().filter(|(p, _)| p.ends_with(".records[*]")) {
+        let base = path.trim_end_matches(".records[*]");
+        for key in ["totalSize", "done", "nextRecordsUrl"] {
+            let _ = writeln!(out, "      {base}.{key}: system");
+        }
+    }
+    if !children.is_empty() {
+        out.push_str("    children:\n");
+        for (path, to) in children {
+            let _ = writeln!(out, "      {}: {}", key(path), key(to));
+        }
     }
     let signals: Vec<String> = CONSENT
         .iter()
@@ -432,6 +450,12 @@ pub fn merge(
     let mut lines: Vec<String> = existing.lines().map(str::to_string).collect();
     let mut outcome = MergeOutcome::default();
     let mut appended = String::new();
+    // relations may point at what the inventory has and at what discovery found
+    let known: Vec<&str> = resources
+        .keys()
+        .map(String::as_str)
+        .chain(objects.iter().map(|c| c.object.name.as_str()))
+        .collect();
     for c in objects {
         let found = resources
             .iter()
@@ -444,7 +468,7 @@ pub fn merge(
         let Some((name, res)) = found else {
             outcome.added_objects.push(c.object.name.clone());
             appended.push('\n');
-            appended.push_str(&resource(d.dialect, c, false));
+            appended.push_str(&resource(d.dialect, c, false, &known));
             continue;
         };
         let fields: BTreeMap<String, String> = res
