@@ -310,10 +310,10 @@ pub async fn list(
         let apply = applier(set.clone(), purpose.clone(), op.clone());
         let (set, op) = (set.clone(), op.clone());
         // the envelope goes out before its records are filtered: a `delivered` count cannot
-        // be known yet, so it is dropped rather than guessed
+        // be known yet, so it is dropped rather than guessed (and `drop` drops it anyway)
         move |page: &mut serde_json::Value| {
             let mut o = apply(page)?;
-            if counts == policy::Counts::Delivered {
+            if counts != policy::Counts::Pass {
                 o.changed |= policy::drop_counts(&set, &op, page);
             }
             Ok(o)
