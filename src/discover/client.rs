@@ -35,6 +35,10 @@ impl MetadataClient {
         })
     }
 
+    pub fn config(&self) -> &UpstreamConfig {
+        &self.upstream.config
+    }
+
     pub fn name(&self) -> &str {
         self.upstream.name()
     }

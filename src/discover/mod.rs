@@ -23,8 +23,6 @@ mod salesforce;
 pub mod sample;
 pub mod yaml;
 
-use std::path::PathBuf;
-
 use crate::config::UpstreamConfig;
 use crate::dialect::Dialect;
 
@@ -59,8 +57,6 @@ pub enum DiscoverError {
     },
     #[error("unknown object(s) asked for with --objects: {0}")]
     UnknownObjects(String),
-    #[error("{path}: {reason}")]
-    Existing { path: PathBuf, reason: String },
 }
 
 /// A field type as the CRMs name it, folded to what the classifier needs.
@@ -176,14 +172,10 @@ pub async fn discover_and_classify(
     options: &Options,
     sample_records: u32,
 ) -> Result<(Discovered, Vec<yaml::Classified>), DiscoverError> {
-    let found = discover(upstreams, upstream, options).await?;
+    let client = client_for(upstreams, upstream)?;
+    let found = read(&client, options).await?;
     let mut classified = yaml::classify_all(&found);
     if sample_records > 0 {
-        let config = upstreams
-            .iter()
-            .find(|u| u.name == upstream)
-            .ok_or_else(|| DiscoverError::UnknownUpstream(upstream.to_string()))?;
-        let client = MetadataClient::new(config.clone())?;
         sample::sample(&client, &found, &mut classified, sample_records).await?;
     }
     Ok((found, classified))
@@ -198,17 +190,31 @@ pub async fn discover(
     upstream: &str,
     options: &Options,
 ) -> Result<Discovered, DiscoverError> {
+    let client = client_for(upstreams, upstream)?;
+    read(&client, options).await
+}
+
+/// The metadata client of the upstream named `upstream`.
+fn client_for(
+    upstreams: &[UpstreamConfig],
+    upstream: &str,
+) -> Result<MetadataClient, DiscoverError> {
     let config = upstreams
         .iter()
         .find(|u| u.name == upstream)
         .ok_or_else(|| DiscoverError::UnknownUpstream(upstream.to_string()))?;
-    let client = MetadataClient::new(config.clone())?;
+    MetadataClient::new(config.clone())
+}
+
+async fn read(client: &MetadataClient, options: &Options) -> Result<Discovered, DiscoverError> {
+    let config = client.config();
+    let upstream = config.name.as_str();
     let wanted = options.objects.as_deref();
     let (objects, api_base) = match config.dialect {
-        Dialect::Salesforce => salesforce::read(&client, wanted).await?,
-        Dialect::HubSpot => (hubspot::read(&client, wanted).await?, "/crm/v3".into()),
+        Dialect::Salesforce => salesforce::read(client, wanted).await?,
+        Dialect::HubSpot => (hubspot::read(client, wanted).await?, "/crm/v3".into()),
         Dialect::Dynamics => (
-            dynamics::read(&client, wanted).await?,
+            dynamics::read(client, wanted).await?,
             "/api/data/v9.2".into(),
         ),
         Dialect::Generic => {
