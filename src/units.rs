@@ -132,6 +132,9 @@ mod tests {
             "shutdown_grace",
             "connect_timeout",
             "response_timeout",
+            "body_idle_timeout",
+            "body_read_timeout",
+            "linger_timeout",
             "checkpoint_interval",
             "rotate_age",
             "per",
@@ -141,6 +144,9 @@ mod tests {
             "max_body_bytes",
             "buffered_total",
             "rotate_bytes",
+            "max_header_bytes",
+            "body_min_rate",
+            "drain_bytes",
         ];
         let mut seen = 0;
         for file in files {

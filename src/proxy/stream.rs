@@ -20,10 +20,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use crate::upstream::UpstreamBody;
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use tokio::sync::mpsc;
 
 use http::{header, HeaderMap};
@@ -204,7 +204,7 @@ impl Body for ChannelBody {
 
 /// Where a stream's bytes come from and what governs them.
 struct Source {
-    upstream: Incoming,
+    upstream: UpstreamBody,
     /// Bytes already read from the upstream (a buffered prefix), fed first.
     prefix: Option<Bytes>,
     decoder: Option<Decoder>,
@@ -242,7 +242,7 @@ pub async fn export(
     state: &State,
     ctx: &Ctx<Governed>,
     headers: &mut HeaderMap,
-    upstream: Incoming,
+    upstream: UpstreamBody,
     status: u16,
 ) -> Result<ProxyBody, ProxyError> {
     let purpose = ctx.purpose()?;
@@ -278,7 +278,7 @@ pub async fn list(
     ctx: &Ctx<Governed>,
     headers: &mut HeaderMap,
     prefix: Bytes,
-    upstream: Incoming,
+    upstream: UpstreamBody,
     status: u16,
 ) -> Result<ProxyBody, ProxyError> {
     let op = &ctx.flow.op;
