@@ -15,7 +15,6 @@ use bytes::Bytes;
 use common::raw::{self, Reader, Upload};
 use common::{problem_slug, Harness, Version, CERT_APP};
 use http::Method;
-use tokio::io::AsyncWriteExt;
 
 const SIZES: [usize; 4] = [0, 16, 64 * 1024, 8 * 1024 * 1024];
 
@@ -125,9 +124,8 @@ async fn naive_http1(h: &Harness, case: &Case, size: usize) {
     let mut r = Reader::new(tls);
     let mut request = head(h, case, size, "").into_bytes();
     request.extend_from_slice(&body(size));
-    tokio::time::timeout(raw::BOUND, r.stream.write_all(&request))
+    raw::send(&mut r.stream, &request)
         .await
-        .expect("written in time")
         .unwrap_or_else(|e| {
             panic!(
                 "{} ({size} B): the request could not be written: {e}",
@@ -151,7 +149,9 @@ async fn naive_http1(h: &Harness, case: &Case, size: usize) {
         again.push_str(&format!("{k}: {v}\r\n"));
     }
     again.push_str("\r\n");
-    r.stream.write_all(again.as_bytes()).await.expect("write");
+    raw::send(&mut r.stream, again.as_bytes())
+        .await
+        .expect("write");
     let next = r.response().await;
     assert_eq!(
         next.map(|n| n.status),
@@ -271,7 +271,7 @@ async fn past_the_drain_bound_http1_closes_and_http2_resets_with_no_error() {
     let mut request = head(&h, case, size, "").into_bytes();
     request.extend_from_slice(&body(size));
     let writer = tokio::spawn(async move {
-        let _ = write.write_all(&request).await;
+        let _ = raw::send(&mut write, &request).await;
         write
     });
     let mut r = Reader::new(read);
@@ -315,8 +315,7 @@ async fn a_client_waiting_for_100_continue_is_answered_without_sending_its_body(
     let tls = raw::connect(&h, case.app, b"http/1.1").await;
     let mut r = Reader::new(tls);
     let request = head(&h, case, 8 * 1024 * 1024, "expect: 100-continue\r\n");
-    r.stream
-        .write_all(request.as_bytes())
+    raw::send(&mut r.stream, request.as_bytes())
         .await
         .expect("write head");
     let resp = r.response().await.expect("the answer, before any body");

@@ -36,6 +36,21 @@ pub async fn connect(h: &Harness, app: Option<&str>, alpn: &[u8]) -> TlsStream<T
     connector.connect(name, tcp).await.expect("handshake")
 }
 
+/// Writes all of `bytes` and flushes them: a TLS stream may hold written bytes back until it
+/// is flushed, and a peer waiting for them would wait forever.
+pub async fn send<S: tokio::io::AsyncWrite + Unpin>(
+    s: &mut S,
+    bytes: &[u8],
+) -> std::io::Result<()> {
+    let write = async {
+        s.write_all(bytes).await?;
+        s.flush().await
+    };
+    tokio::time::timeout(BOUND, write)
+        .await
+        .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
+}
+
 /// An HTTP/1.1 response as read off the wire.
 #[derive(Debug)]
 pub struct RawResponse {
@@ -322,10 +337,9 @@ impl ScriptedUpstream {
                             (!s.is_empty()).then(|| s.remove(0))
                         };
                         let Some(next) = next else { break };
-                        if r.stream.write_all(&next.bytes).await.is_err() {
+                        if send(&mut r.stream, &next.bytes).await.is_err() {
                             break;
                         }
-                        let _ = r.stream.flush().await;
                         if next.stall {
                             // wait for Zweck to give up on the connection
                             let _ = r.closed().await;
