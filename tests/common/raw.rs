@@ -104,7 +104,7 @@ impl<S: tokio::io::AsyncRead + Unpin> Reader<S> {
 
     /// More bytes into the buffer; false at the end of the stream (or an error).
     async fn fill(&mut self) -> bool {
-        let mut chunk = [0u8; 16384];
+        let mut chunk = vec![0u8; 16384];
         match tokio::time::timeout(BOUND, self.stream.read(&mut chunk)).await {
             Ok(Ok(0) | Err(_)) => false,
             Ok(Ok(n)) => {
@@ -255,11 +255,13 @@ pub async fn h2_answer(
     let (parts, mut body) = resp.into_parts();
     let mut out = Vec::new();
     let result = loop {
-        match tokio::time::timeout(BOUND, body.data()).await {
-            Err(_) => panic!("no body within {BOUND:?}"),
-            Ok(None) => break Ok(Bytes::from(out)),
-            Ok(Some(Err(e))) => break Err(e),
-            Ok(Some(Ok(d))) => {
+        let next = tokio::time::timeout(BOUND, body.data())
+            .await
+            .expect("the body within the bound");
+        match next {
+            None => break Ok(Bytes::from(out)),
+            Some(Err(e)) => break Err(e),
+            Some(Ok(d)) => {
                 let _ = body.flow_control().release_capacity(d.len());
                 out.extend_from_slice(&d);
             }
