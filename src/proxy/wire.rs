@@ -153,6 +153,7 @@ mod tests {
     #[test]
     fn header_block_is_counted_as_http2_counts_it() {
         let r = Request::post("https://a.example/p?q=1")
+            .version(Version::HTTP_2)
             .header("x-a", "12345")
             .body(())
             .expect("request");
