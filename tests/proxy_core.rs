@@ -579,8 +579,10 @@ async fn idle_connections_are_closed_but_busy_ones_are_not() {
     let addr = h.zweck().proxy_addr;
     let p = h.paths();
     let bound = std::time::Duration::from_secs(60);
+    // hyper's connection-level clients add no Host; HTTP/1.1 requires one (RFC 9112 §3.2)
     let request = |path: &str| {
         http::Request::get(format!("https://localhost:{}{path}", addr.port()))
+            .header("host", format!("localhost:{}", addr.port()))
             .body(http_body_util::Empty::<Bytes>::new())
             .expect("request")
     };
