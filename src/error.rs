@@ -264,9 +264,10 @@ pub enum ProxyError {
     /// names another host than the request target (HTTP/2: `:authority`).
     #[error("the request's host is {reason}")]
     BadHost { reason: &'static str },
-    /// The request header block is larger than `limits.max_header_bytes`.
-    #[error("the request headers are larger than {limit} bytes")]
-    HeadersTooLarge { limit: u64 },
+    /// The request header block is larger than `limits.max_header_bytes`, or has more
+    /// fields than HTTP/1.1's parser takes.
+    #[error("the request headers are over their limit of {limit} {unit}")]
+    HeadersTooLarge { limit: u64, unit: &'static str },
     /// The request body did not arrive at `limits.body_min_rate` once `body_read_timeout`
     /// was used up.
     #[error("the request body arrived too slowly")]

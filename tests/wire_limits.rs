@@ -173,6 +173,43 @@ async fn one_header_limit_on_http1_and_http2() {
     assert_eq!(resp.status(), 431, "h2, past the cut-off");
 }
 
+/// At most 100 header fields on either protocol (hyper's HTTP/1.1 parser's fixed limit):
+/// 431 on both, HTTP/2 with Zweck's problem.
+#[tokio::test]
+async fn one_header_field_count_on_http1_and_http2() {
+    let h = Harness::start().await;
+    let fields = |n: usize| (0..n).map(|i| (format!("x-f{i}"), "v")).collect::<Vec<_>>();
+    for (n, want) in [(90, 200), (120, 431)] {
+        let mut r = Reader::new(raw::connect(&h, Some(CERT_APP), b"http/1.1").await);
+        let mut req = format!("GET /services/data/ HTTP/1.1\r\nhost: {}\r\n", host(&h));
+        for (k, v) in fields(n) {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        raw::send(&mut r.stream, req.as_bytes())
+            .await
+            .expect("write");
+        let resp = r.response().await.expect("answer");
+        assert_eq!(resp.status, want, "h1, {n} fields");
+
+        let mut send = raw::h2_connect(&h, Some(CERT_APP)).await;
+        let mut b = http::Request::get(h.url("/services/data/"));
+        for (k, v) in fields(n) {
+            b = b.header(k, v);
+        }
+        let (resp, _) = send
+            .send_request(b.body(()).expect("request"), true)
+            .expect("send");
+        let (resp, answer) = raw::h2_answer(resp).await;
+        assert_eq!(resp.status(), want, "h2, {n} fields");
+        if want == 431 {
+            let v: serde_json::Value =
+                serde_json::from_slice(&answer.expect("answer")).expect("json");
+            assert_eq!(v["type"], "urn:zweck:problem:headers-too-large");
+        }
+    }
+}
+
 #[tokio::test]
 async fn host_missing_doubled_or_disagreeing_is_400() {
     let h = Harness::start().await;

@@ -43,7 +43,10 @@ fn table() -> Vec<(ProxyError, u16, &'static str)> {
         ),
         (ProxyError::BadHost { reason: "missing" }, 400, "bad-host"),
         (
-            ProxyError::HeadersTooLarge { limit: 65536 },
+            ProxyError::HeadersTooLarge {
+                limit: 65536,
+                unit: "bytes",
+            },
             431,
             "headers-too-large",
         ),

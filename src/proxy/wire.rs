@@ -12,7 +12,8 @@
 //!   both protocols the way HTTP/2 counts it (RFC 9113 §6.5.2: name + value + 32 bytes per
 //!   field, the request line's method, target and authority as pseudo-header fields), so one
 //!   number means the same on HTTP/1.1 and HTTP/2. The HTTP layer cuts off a block over twice
-//!   the limit before it gets here (`server.rs`).
+//!   the limit before it gets here (`server.rs`). At most [`MAX_HEADER_FIELDS`] fields on
+//!   either protocol (HTTP/1.1's parser refuses more with a bare 431 before Zweck sees them).
 
 use http::uri::Authority;
 use http::{header, HeaderMap, Request, Version};
@@ -22,14 +23,32 @@ use crate::error::ProxyError;
 /// What each field costs on top of its name and value (RFC 9113 §6.5.2).
 const FIELD_OVERHEAD: u64 = 32;
 
+/// The most header fields a request may have: the fixed limit of hyper's HTTP/1.1 parser
+/// (which answers a bare 431 beyond it), enforced on HTTP/2 too so both protocols take the
+/// same requests. Raising it on HTTP/1.1 would move every request head's parse onto the heap.
+pub const MAX_HEADER_FIELDS: usize = 100;
+
 /// Checks the head of a request: its host and the size of its header block.
 pub fn check<B>(req: &Request<B>, max_header_bytes: u64) -> Result<(), ProxyError> {
     host(req.version(), req.uri().authority(), req.headers())?;
+    let fields = req.headers().len();
+    if fields > MAX_HEADER_FIELDS {
+        tracing::debug!(
+            fields,
+            limit = MAX_HEADER_FIELDS,
+            "too many request header fields"
+        );
+        return Err(ProxyError::HeadersTooLarge {
+            limit: MAX_HEADER_FIELDS as u64,
+            unit: "fields",
+        });
+    }
     let size = header_block_size(req);
     if size > max_header_bytes {
         tracing::debug!(size, limit = max_header_bytes, "request headers too large");
         return Err(ProxyError::HeadersTooLarge {
             limit: max_header_bytes,
+            unit: "bytes",
         });
     }
     Ok(())
