@@ -455,7 +455,7 @@ impl Body for UpstreamBody {
             Poll::Pending => {
                 if !this.waiting {
                     this.waiting = true;
-                    let deadline = tokio::time::Instant::now() + this.idle;
+                    let deadline = crate::units::deadline_after(this.idle);
                     match this.timer.as_mut() {
                         Some(t) => t.as_mut().reset(deadline),
                         None => this.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),

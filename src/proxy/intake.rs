@@ -141,7 +141,7 @@ impl Pace {
 
     /// What `received` bytes earn: the base timeout plus a second per `min_rate` bytes.
     fn allowance(&self, received: u64) -> Duration {
-        let earned = Duration::from_secs_f64(received as f64 / self.min_rate as f64);
+        let earned = Duration::from_millis(received.saturating_mul(1000) / self.min_rate);
         self.read_timeout.saturating_add(earned)
     }
 
@@ -158,7 +158,10 @@ impl Pace {
         let now = Instant::now();
         let since = *self.pending_since.get_or_insert(now);
         let left = self.allowance(received).saturating_sub(self.waited);
-        let deadline = since + left;
+        // a timeout too large to add to the clock never runs out
+        let Some(deadline) = since.checked_add(left) else {
+            return false;
+        };
         if now >= deadline {
             return true;
         }
