@@ -151,7 +151,10 @@ pub async fn read_or_overflow(
 
 /// A body that failed while being read: the app's body too slow or too large, the
 /// upstream's stalled (504), or either truncated.
-fn stream_failure(e: &(dyn std::error::Error + 'static), direction: Direction) -> ProxyError {
+pub(super) fn stream_failure(
+    e: &(dyn std::error::Error + 'static),
+    direction: Direction,
+) -> ProxyError {
     if let Some(failure) = BodyFailure::of(e) {
         return failure.into();
     }
