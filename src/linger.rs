@@ -54,10 +54,6 @@ impl<T> Linger<T> {
             },
         }
     }
-
-    pub fn get_ref(&self) -> &T {
-        &self.io
-    }
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Linger<T> {
