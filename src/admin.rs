@@ -114,6 +114,11 @@ async fn answer(
         (&Method::GET, "/healthz") => (StatusCode::OK, "text/plain", "ok\n".to_string()),
         (&Method::GET, "/readyz") => readiness(&state),
         (&Method::GET, "/shadow") => shadow_report(&state),
+        (&Method::GET, "/drift") => (
+            StatusCode::OK,
+            "application/json",
+            serde_json::to_string(&state.metrics.drift.snapshot()).unwrap_or_default(),
+        ),
         (&Method::GET, "/metrics") => {
             refresh_transfer_log_gauges(&state);
             (

@@ -10,7 +10,7 @@
 //! | 3 request | `proxy/request.rs` (`proxy/tunnel/`) | writes allowed? query and body minimised, headers filtered |
 //! | 4 budget | `proxy/budget.rs` ([`budget`]) | export budget pre-check, page sizes capped |
 //! | 5 forward | `proxy/forward.rs` ([`upstream`]) | the upstream's own credential injected, pooled rustls client |
-//! | 6 response | `proxy/response.rs`, `proxy/buffer.rs`, `proxy/stream.rs` | decode, parse, locate records, consent, field actions, links |
+//! | 6 response | `proxy/response.rs`, `proxy/buffer.rs`, `proxy/csv.rs`, `proxy/stream.rs` | decode, parse, locate records, consent, field actions, links |
 //! | 7 charge | `proxy/budget.rs` | records delivered charged to the budget |
 //! | 8 log | `proxy/log.rs` ([`audit`]) | transfer record appended before release |
 //! | 9 respond | `proxy/respond.rs` ([`error`]) | headers stamped, metrics counted, refusals as problem+json |
@@ -21,12 +21,15 @@
 //! [`audit`] (writer, verify, report, ropa), [`pattern`] (route patterns), [`dialect`],
 //! [`diagnostic`] (file:line:column messages), [`units`] (durations and sizes).
 //!
-//! Around it: [`server`] accepts TLS connections and shuts down gracefully, [`tls`] builds the
+//! Around it: [`server`] accepts TLS connections and shuts down gracefully (HTTP/1.1 with a
+//! lingering close, [`linger`], so a refused client reads its answer), [`tls`] builds the
 //! rustls configs and reads client identities, [`admin`] serves health and Prometheus metrics
 //! ([`metrics`]), [`state`] holds what a request needs, [`reload`] swaps policies live, [`shadow`] compares a candidate policy on real traffic,
 //! [`runtime`] starts and stops a whole Zweck, [`config`] loads `zweck.yaml` (raw -> compiled),
 //! [`secrets`] reads and writes key files, [`certs`] and [`dev`] make development key
-//! material, [`crm_double`] stands in for the CRMs in tests and demos, [`cli`] holds the
+//! material, [`crm_double`] stands in for the CRMs in tests and demos, [`discover`] builds
+//! inventories from a CRM's own metadata (`zweck inventory discover`), [`drift`] counts the
+//! fields governed bodies carry that the inventory does not classify, [`cli`] holds the
 //! command line's definitions and glue that tests parse (the policy workflow).
 
 pub mod admin;
@@ -41,8 +44,11 @@ pub mod crm_double;
 pub mod dev;
 pub mod diagnostic;
 pub mod dialect;
+pub mod discover;
+pub mod drift;
 pub mod error;
 pub mod json;
+pub mod linger;
 pub mod links;
 pub mod metrics;
 pub mod pattern;

@@ -67,10 +67,52 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Build inventories from what the CRM says about its own fields.
+    Inventory {
+        #[command(subcommand)]
+        command: InventoryCommand,
+    },
     /// Check a config file and print every problem with file:line:column.
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum InventoryCommand {
+    /// Read an upstream's metadata and write an inventory with a suggested category and its
+    /// evidence per field, plus a review report (docs/onboarding.md).
+    Discover {
+        #[arg(long, default_value = "zweck.yaml")]
+        config: PathBuf,
+        /// The upstream (by its name in the config) to read.
+        #[arg(long)]
+        upstream: String,
+        /// Only these objects (comma-separated API names); default: every record object.
+        #[arg(long, value_delimiter = ',')]
+        objects: Option<Vec<String>>,
+        /// Write the inventory here (default: standard output); the review report goes next
+        /// to it as FILE.review.md and FILE.review.json.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Merge into this inventory: add new fields and objects, change nothing, report
+        /// conflicts and removed fields.
+        #[arg(long)]
+        merge: Option<PathBuf>,
+        /// Read this many records per object and run detectors (e-mail, phone, IBAN, card,
+        /// date of birth, postal code) on the fields left for review; only counts are kept.
+        #[arg(long, default_value_t = 0)]
+        sample: u32,
+    },
+    /// Ask a running Zweck (its admin listener) which fields governed bodies carried that the
+    /// inventory does not classify, and print them as a YAML patch to review.
+    Drift {
+        #[arg(long, default_value = "zweck.yaml")]
+        config: PathBuf,
+        /// The admin listener (default: `admin` of the config).
+        #[arg(long)]
+        admin: Option<SocketAddr>,
     },
 }
 
@@ -227,6 +269,20 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Policy { command } => zweck::cli::policy::run(command),
+        Command::Inventory {
+            command:
+                InventoryCommand::Discover {
+                    config,
+                    upstream,
+                    objects,
+                    out,
+                    merge,
+                    sample,
+                },
+        } => discover(&config, &upstream, objects, out, merge, sample).await,
+        Command::Inventory {
+            command: InventoryCommand::Drift { config, admin },
+        } => drift(&config, admin).await,
         Command::Audit { command } => audit_command(command),
         Command::Config {
             command: ConfigCommand::Check { config },
@@ -241,6 +297,96 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
         },
     }
+}
+
+/// `zweck inventory drift`: GET /drift on the admin listener, printed as a YAML patch.
+async fn drift(config: &Path, admin: Option<SocketAddr>) -> anyhow::Result<ExitCode> {
+    use http_body_util::BodyExt;
+    let addr = match admin {
+        Some(a) => a,
+        None => Config::load(config)?
+            .admin
+            .context("the config has no `admin` listener: pass --admin HOST:PORT")?,
+    };
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let uri: http::Uri = format!("http://{addr}/drift").parse()?;
+    let resp = client
+        .get(uri)
+        .await
+        .with_context(|| format!("asking the admin listener on {addr}"))?;
+    anyhow::ensure!(
+        resp.status().is_success(),
+        "the admin listener answered {}",
+        resp.status()
+    );
+    let body = resp.into_body().collect().await?.to_bytes();
+    let snapshot: zweck::drift::Snapshot =
+        serde_json::from_slice(&body).context("the admin listener's /drift is not a drift view")?;
+    print!("{}", zweck::drift::patch(&snapshot));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `zweck inventory discover`.
+async fn discover(
+    config: &Path,
+    upstream: &str,
+    objects: Option<Vec<String>>,
+    out: Option<PathBuf>,
+    merge: Option<PathBuf>,
+    sample: u32,
+) -> anyhow::Result<ExitCode> {
+    use zweck::discover::{self, report::Report, yaml};
+    let config = Config::load(config)?;
+    let (found, classified) = discover::discover_and_classify(
+        &config.upstreams,
+        upstream,
+        &discover::Options { objects },
+        sample,
+    )
+    .await?;
+    let (text, outcome) = match &merge {
+        Some(path) => {
+            let existing = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let (text, outcome) = yaml::merge(&existing, &found, &classified)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            (text, Some(outcome))
+        }
+        None => (yaml::render(&found, &classified), None),
+    };
+    let report = Report::new(&found, &classified, outcome);
+    match &out {
+        Some(path) => {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("creating {}", parent.display()))?;
+            }
+            std::fs::write(path, &text).with_context(|| format!("writing {}", path.display()))?;
+            let md = path.with_extension("review.md");
+            let json = path.with_extension("review.json");
+            std::fs::write(&md, report.markdown())
+                .with_context(|| format!("writing {}", md.display()))?;
+            std::fs::write(&json, report.json())
+                .with_context(|| format!("writing {}", json.display()))?;
+            println!("{}: {}", path.display(), report.summary());
+            println!("review: {} and {}", md.display(), json.display());
+            if let Some(m) = &report.merge {
+                println!(
+                    "merge: {} fields and {} objects added, {} conflicts, {} removed (see the review)",
+                    m.added_fields.len(),
+                    m.added_objects.len(),
+                    m.conflicts.len(),
+                    m.removed.len()
+                );
+            }
+        }
+        None => {
+            print!("{text}");
+            eprintln!("{}", report.summary());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn audit_command(command: AuditCommand) -> anyhow::Result<ExitCode> {

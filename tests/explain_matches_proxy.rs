@@ -52,7 +52,7 @@ fn fields(d: Dialect) -> &'static [&'static str] {
             "birthdate",
             "address1_postalcode",
             "donotbulkemail",
-            "zweck_allergies",
+            "cr123_allergies",
         ],
     }
 }

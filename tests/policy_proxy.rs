@@ -480,7 +480,7 @@ async fn special_category_custom_fields_reach_no_shipped_purpose() {
         (
             &support,
             vec![("zweck-purpose", "support")],
-            h.url("/api/data/v9.2/contacts?$select=lastname,zweck_allergies&$top=10"),
+            h.url("/api/data/v9.2/contacts?$select=lastname,cr123_allergies&$top=10"),
         ),
     ] {
         let (r, b) = client.get(&url, &headers).await;

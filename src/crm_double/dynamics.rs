@@ -7,6 +7,7 @@
 //! redactor must treat as PII too. Errors use `{"error":{"code","message"}}`.
 
 mod batch;
+mod metadata;
 
 use std::sync::Arc;
 
@@ -131,11 +132,11 @@ fn full(double: &CrmDouble, index: u64) -> Option<Map<String, Value>> {
         ),
         ("createdon", s(format!("{}Z", &p.created[..19]))),
         ("modifiedon", s(format!("{}Z", &p.modified[..19]))),
+        ("cr123_allergies", opt(&p.allergies)),
+        ("cr123_preferredstore", s(p.preferred_store)),
+        ("cr123_notes", opt(&p.notes)),
     ] {
         record.insert(k.to_string(), v);
-    }
-    for f in super::custom::contact_fields(super::Dialect::Dynamics) {
-        record.insert(f.name.to_string(), (f.value)(&p));
     }
     if store.is_created(Kind::DvContact, index) {
         blank_except(
@@ -257,8 +258,7 @@ fn parse_shape(req: &Req, prefer: &Prefer) -> Result<Shape, Reply> {
 }
 
 fn full_sample() -> Vec<&'static str> {
-    let custom = super::custom::contact_fields(super::Dialect::Dynamics).map(|f| f.name);
-    let mut columns = vec![
+    vec![
         "contactid",
         "firstname",
         "lastname",
@@ -281,9 +281,10 @@ fn full_sample() -> Vec<&'static str> {
         "_parentcustomerid_value",
         "createdon",
         "modifiedon",
-    ];
-    columns.extend(custom);
-    columns
+        "cr123_allergies",
+        "cr123_preferredstore",
+        "cr123_notes",
+    ]
 }
 
 /// Renders one record the way the request asked.
@@ -473,6 +474,17 @@ pub(crate) fn handle(double: &Arc<CrmDouble>, req: &Req) -> Reply {
         };
     }
     let rest = rest.trim_end_matches('/');
+    if rest == "$metadata" || rest.starts_with("EntityDefinitions") {
+        return match *m {
+            Method::GET if rest == "$metadata" => metadata::csdl(),
+            Method::GET => metadata::entity_definitions(req, rest),
+            _ => dv_error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "0x80060888",
+                "The requested resource does not support this method.",
+            ),
+        };
+    }
     if rest == "contacts" {
         return match *m {
             Method::GET => list(double, req),

@@ -135,7 +135,7 @@ pub fn compare_exchange(
     let candidate_trace: Result<Vec<FieldDecision>, ()> = match verdict {
         // a purpose the candidate no longer defines refuses everything
         None | Some(Verdict::Unknown) => Err(()),
-        Some(Verdict::Ungoverned { .. }) => Ok(Vec::new()),
+        Some(Verdict::Ungoverned { .. } | Verdict::Metadata { .. }) => Ok(Vec::new()),
         Some(Verdict::Governed(g)) => match g.result {
             Ok(o) if o.shadow_refusal.is_none() => Ok(g.trace),
             Ok(_) | Err(_) => Err(()),

@@ -184,9 +184,15 @@ pub enum Verdict<'s> {
     Ungoverned {
         template: String,
     },
+    /// An `op: metadata` route (describe, `$metadata`, property definitions): the CRM's
+    /// answer passes unchanged to any purpose, uncharged and not in the transfer log.
+    Metadata {
+        template: String,
+    },
     /// Refused as an unknown resource.
     Unknown,
-    Governed(Governed<'s>),
+    /// Boxed: an outcome is large beside the other verdicts.
+    Governed(Box<Governed<'s>>),
 }
 
 /// The decision on a governed exchange.
@@ -218,6 +224,11 @@ pub fn exchange<'s>(
                 template: template.to_string(),
             }
         }
+        RouteMatch::Metadata { template, .. } => {
+            return Verdict::Metadata {
+                template: template.to_string(),
+            }
+        }
         RouteMatch::Unknown => return Verdict::Unknown,
         RouteMatch::Operation(op) => op,
     };
@@ -229,7 +240,7 @@ pub fn exchange<'s>(
     };
     let result = steps(set, purpose, op, ex, bodies, key, trace, &mut governed);
     governed.result = result;
-    Verdict::Governed(governed)
+    Verdict::Governed(Box::new(governed))
 }
 
 #[allow(clippy::too_many_arguments)]

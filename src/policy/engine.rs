@@ -20,8 +20,8 @@ use serde_json::Value;
 use super::actions::{self, PseudonymKey, PurposeKey};
 use super::select::{navigate, push_key, FieldNode, LocNode};
 use super::set::{
-    Action, ConsentSignal, Inventory, Mode, OpKind, Operation, PolicySet, Purpose, Resolved,
-    RuleSlot, Writes,
+    Action, ConsentSignal, Counts, Inventory, Mode, OpKind, Operation, PolicySet, Purpose,
+    Resolved, Resource, RuleSlot, Withheld, Writes,
 };
 use super::taxonomy::{CatId, Taxonomy};
 use crate::dialect::Dialect;
@@ -64,7 +64,24 @@ pub struct Outcome {
     pub shadow: bool,
     /// In shadow mode, the refusal enforcement would have produced.
     pub shadow_refusal: Option<Refusal>,
+    /// Fields the inventory does not classify (runtime drift): resource and field path, at
+    /// most [`MAX_UNKNOWN_PER_BODY`] distinct per body. Names only, never values.
+    pub unclassified: Vec<UnknownField>,
 }
+
+/// A field seen in a governed body that no inventory entry classifies: the engine treats it
+/// as `unclassified` (default deny) and reports it for `zweck inventory drift`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownField {
+    pub resource: String,
+    /// The field's path in its record (`$.New_Field__c`, `$.properties.new_one`), or
+    /// `$..key` when its place in the record is not described at all.
+    pub path: String,
+}
+
+/// Distinct unknown fields reported per body: a body of many unknown keys costs a bounded
+/// amount of bookkeeping.
+pub const MAX_UNKNOWN_PER_BODY: usize = 64;
 
 impl Outcome {
     /// `categories_received` as owned names (for the transfer log).
@@ -247,6 +264,7 @@ fn run(
         purpose,
         write: dir == Direction::Request,
         consent: dir == Direction::Response && op.op == OpKind::Read,
+        withheld_null: op.withheld == Withheld::Null,
         observing: false,
         master: key,
         pkey: None,
@@ -260,6 +278,7 @@ fn run(
         received: vec![false; tax.len()],
         delivered: vec![false; tax.len()],
         records: 0,
+        located_kept: 0,
         personal: false,
         changed: false,
         blocked: None,
@@ -267,6 +286,7 @@ fn run(
         write_bad: BTreeSet::new(),
         last_removal: None,
         source: None,
+        unknown: Vec::new(),
     };
     // An operation from another snapshot of the policies must not index out of bounds.
     let res = match inv.resources.get(op.resource_idx) {
@@ -295,6 +315,9 @@ fn run(
     }
     if w.key_missing {
         return Err(Refusal::PseudonymKeyMissing);
+    }
+    if located.is_some() && op.op == OpKind::Read && dir == Direction::Response {
+        w.changed |= rewrite_counts(res, purpose.counts, w.located_kept, body);
     }
     match verdict {
         Verdict::Keep => {}
@@ -344,7 +367,57 @@ fn run(
         changed: w.changed,
         shadow: false,
         shadow_refusal: None,
+        unclassified: unknown_fields(inv, &w.unknown),
     })
+}
+
+/// The unknown keys as resource names and field paths: the parent's path is found by a
+/// search of the resource's field tree (only for bodies that carry unknown fields).
+fn unknown_fields(
+    inv: &Inventory,
+    unknown: &[(usize, Option<&FieldNode>, String)],
+) -> Vec<UnknownField> {
+    unknown
+        .iter()
+        .filter_map(|(res, parent, key)| {
+            let r = inv.resources.get(*res)?;
+            let mut path = String::from("$");
+            let placed = parent.is_some_and(|p| {
+                node_path(&r.fields, p, &mut path) || node_path(&r.envelope, p, &mut path)
+            });
+            if !placed {
+                path = String::from("$.");
+            }
+            crate::policy::select::push_key(&mut path, key);
+            Some(UnknownField {
+                resource: r.name.clone(),
+                path,
+            })
+        })
+        .collect()
+}
+
+/// Appends the path from `node` to `target` to `path`; false when `target` is not below.
+fn node_path(node: &FieldNode, target: &FieldNode, path: &mut String) -> bool {
+    if std::ptr::eq(node, target) {
+        return true;
+    }
+    let mark = path.len();
+    for (k, child) in &node.keys {
+        crate::policy::select::push_key(path, k);
+        if node_path(child, target, path) {
+            return true;
+        }
+        path.truncate(mark);
+    }
+    if let Some(any) = &node.any {
+        path.push_str("[*]");
+        if node_path(any, target, path) {
+            return true;
+        }
+        path.truncate(mark);
+    }
+    false
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -362,6 +435,8 @@ struct Walker<'a, 't> {
     purpose: &'a Purpose,
     write: bool,
     consent: bool,
+    /// A withheld record in a list becomes `null` in place (`withheld: null`).
+    withheld_null: bool,
     observing: bool,
     master: Option<&'a PseudonymKey>,
     pkey: Option<Arc<PurposeKey>>,
@@ -376,6 +451,8 @@ struct Walker<'a, 't> {
     received: Vec<bool>,
     delivered: Vec<bool>,
     records: u64,
+    /// Located (top-level) records still in the body: what `counts: delivered` reports.
+    located_kept: u64,
     personal: bool,
     changed: bool,
     blocked: Option<CatId>,
@@ -385,6 +462,8 @@ struct Walker<'a, 't> {
     last_removal: Option<usize>,
     /// While tracing: the inventory entry that classifies the value being walked.
     source: Option<Arc<str>>,
+    /// Keys no inventory entry classifies: (resource, the parent's field node, key).
+    unknown: Vec<(usize, Option<&'a FieldNode>, String)>,
 }
 
 impl<'a> Walker<'a, '_> {
@@ -432,6 +511,9 @@ impl<'a> Walker<'a, '_> {
                 Value::Object(map) => {
                     map.retain(|k, cv| {
                         let (cn, ccat) = FieldNode::member(node, k, cat);
+                        if cn.is_none() && ccat.is_none() {
+                            self.note_unknown(res, node, k);
+                        }
                         let cl = loc.and_then(|l| l.keys.get(k.as_str()));
                         let mark = self.path.len();
                         if self.track {
@@ -461,8 +543,13 @@ impl<'a> Walker<'a, '_> {
                         if self.track {
                             self.path.push_str("[*]");
                         }
+                        let located = cl.is_some_and(|l| l.record);
                         let verdict = self.walk(item, item_node, cat, cl, res);
                         self.path.truncate(mark);
+                        if verdict == Verdict::RemoveRecord && located && self.withheld_null {
+                            *item = Value::Null;
+                            return true;
+                        }
                         verdict == Verdict::Keep || self.observing
                     });
                     return Verdict::Keep;
@@ -472,6 +559,18 @@ impl<'a> Walker<'a, '_> {
         }
         let cat = cat.unwrap_or_else(|| self.tax.unclassified());
         self.leaf(v, cat, res)
+    }
+
+    /// Remembers a key no inventory entry classifies (off the hot path: only for keys that
+    /// are dropped as unclassified anyway).
+    #[cold]
+    fn note_unknown(&mut self, res: usize, parent: Option<&'a FieldNode>, key: &str) {
+        let seen = self.unknown.iter().any(|(r, p, k)| {
+            *r == res && k == key && p.map(std::ptr::from_ref) == parent.map(std::ptr::from_ref)
+        });
+        if !seen && self.unknown.len() < MAX_UNKNOWN_PER_BODY {
+            self.unknown.push((res, parent, key.to_string()));
+        }
     }
 
     fn remove_record(&mut self, rule: RuleSlot) -> Verdict {
@@ -541,6 +640,9 @@ impl<'a> Walker<'a, '_> {
         self.source = outer;
         if self.personal && !self.observing {
             self.records += 1;
+        }
+        if !child && !self.observing {
+            self.located_kept += 1;
         }
         self.personal = saved;
         Verdict::Keep
@@ -651,6 +753,53 @@ impl<'a> Walker<'a, '_> {
         }
         Verdict::Keep
     }
+}
+
+/// Removes the record counts of an operation's resource from a body whose delivered count
+/// cannot be known (the envelope of a list page streamed record by record: its count goes
+/// out before its records are filtered). Returns whether the body changed.
+pub fn drop_counts(set: &PolicySet, op: &Operation, body: &mut Value) -> bool {
+    let res = set
+        .inventory(op.dialect)
+        .and_then(|inv| inv.resources.get(op.resource_idx))
+        .filter(|r| r.name == op.resource);
+    res.is_some_and(|r| rewrite_counts(r, Counts::Drop, 0, body))
+}
+
+/// Applies a purpose's `counts` to the envelope keys that count the records a query matched
+/// (`Delivered`: the records this body still holds). Returns whether the body changed. A
+/// count that is not a number is left to the envelope's classification.
+fn rewrite_counts(res: &Resource, counts: Counts, delivered: u64, body: &mut Value) -> bool {
+    let mut changed = false;
+    for path in &res.counts {
+        let Some((last, parents)) = path.split_last() else {
+            continue;
+        };
+        let parent = parents
+            .iter()
+            .try_fold(&mut *body, |cur, k| cur.as_object_mut()?.get_mut(k));
+        let Some(map) = parent.and_then(Value::as_object_mut) else {
+            continue;
+        };
+        if !map.get(last).is_some_and(Value::is_number) {
+            continue;
+        }
+        match counts {
+            Counts::Pass => {}
+            Counts::Delivered => {
+                let now = Value::from(delivered);
+                if map.get(last) != Some(&now) {
+                    map.insert(last.clone(), now);
+                    changed = true;
+                }
+            }
+            Counts::Drop => {
+                map.shift_remove(last);
+                changed = true;
+            }
+        }
+    }
+    changed
 }
 
 /// Evaluates a consent signal on a record. Absent, null or mistyped means no consent.

@@ -128,6 +128,7 @@ pub fn explain(
     };
     let g = match decide::exchange(set, p, &ex, bodies, Some(&key), true) {
         Verdict::Ungoverned { template } => return Ok(plain(template, "ungoverned")),
+        Verdict::Metadata { template } => return Ok(plain(template, "metadata")),
         Verdict::Unknown => return Ok(plain("unknown".into(), "unknown")),
         Verdict::Governed(g) if g.op.tunnel().is_some() => {
             return Ok(plain(g.op.template().to_string(), "tunnel"))

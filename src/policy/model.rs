@@ -144,6 +144,11 @@ pub struct RawResource {
     #[serde(default)]
     #[schemars(schema_with = "super::schema::unclassified")]
     pub unclassified: Option<SpStr>,
+    /// Envelope keys that hold the CRM's count of the records a query matched
+    /// (`$.totalSize`, `$.total`, `$['@odata.count']`): a purpose's `counts` decides them.
+    #[serde(default)]
+    #[schemars(schema_with = "super::schema::json_paths")]
+    pub counts: Vec<SpStr>,
 }
 
 /// `{ method, path, op, class }`.
@@ -168,6 +173,12 @@ pub struct RawOperation {
     /// For `format: csv`: the resources whose records the CSV rows may be, in order.
     #[serde(default)]
     pub objects: Option<Vec<String>>,
+    /// `remove` (default) or `null`: what becomes of a record withheld from the purpose in
+    /// a list. `null` keeps the list lined up with the request (sObject Collections
+    /// retrieve answers one item per id asked for).
+    #[serde(default)]
+    #[schemars(schema_with = "super::schema::withheld")]
+    pub withheld: Option<String>,
 }
 
 /// `{ field, granted_when, separator? }`.
@@ -238,6 +249,10 @@ pub struct RawPurpose {
     #[serde(default)]
     #[schemars(schema_with = "super::schema::mode")]
     pub mode: Option<SpStr>,
+    /// `pass`, `delivered` or `drop`: what the CRM's record counts in a list say.
+    #[serde(default)]
+    #[schemars(schema_with = "super::schema::counts")]
+    pub counts: Option<SpStr>,
     /// The GDPR Art. 9(2) condition under which the purpose may see special categories.
     #[serde(default)]
     #[schemars(schema_with = "super::schema::art9_condition")]
@@ -463,6 +478,8 @@ pub enum ExpectedDecision {
     Withheld,
     PseudonymKeyMissing,
     Ungoverned,
+    /// An `op: metadata` route: the answer passes unchanged.
+    Metadata,
     /// Refused as an unknown resource.
     Unknown,
     /// CSV cases: malformed CSV or an unreadable delimiter.
@@ -483,6 +500,7 @@ impl ExpectedDecision {
             ExpectedDecision::Withheld => "withheld",
             ExpectedDecision::PseudonymKeyMissing => "pseudonym_key_missing",
             ExpectedDecision::Ungoverned => "ungoverned",
+            ExpectedDecision::Metadata => "metadata",
             ExpectedDecision::Unknown => "unknown",
             ExpectedDecision::NotInspectable => "not_inspectable",
             ExpectedDecision::QueryNotAllowed => "query_not_allowed",

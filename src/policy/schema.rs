@@ -15,7 +15,7 @@ use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde_json::{json, Value};
 
 use super::model::{OrderedMap, RawAction, RawInventory, RawPurposes, RawTestFile};
-use super::set::{Art9Condition, BodyFormat, LegalBasis, OpKind, RouteClass, TunnelKind};
+use super::set::{Art9Condition, BodyFormat, Counts, LegalBasis, OpKind, RouteClass, TunnelKind};
 use super::taxonomy::{self, Taxonomy, UNCLASSIFIED};
 use crate::dialect::Dialect;
 
@@ -125,9 +125,22 @@ pub fn child_map(_: &mut SchemaGenerator) -> Schema {
     })
 }
 
-/// `read`, `write`, `delete`.
+/// `read`, `write`, `delete`, `metadata`.
 pub fn op_kind(_: &mut SchemaGenerator) -> Schema {
-    one_of_names([OpKind::Read, OpKind::Write, OpKind::Delete].map(OpKind::as_str))
+    one_of_names(
+        [
+            OpKind::Read,
+            OpKind::Write,
+            OpKind::Delete,
+            OpKind::Metadata,
+        ]
+        .map(OpKind::as_str),
+    )
+}
+
+/// `remove` or `null`: what becomes of a withheld record in a list.
+pub fn withheld(_: &mut SchemaGenerator) -> Schema {
+    one_of_names(["remove", "null"])
 }
 
 /// `single`, `list`, `bulk_export`.
@@ -227,6 +240,11 @@ pub fn otherwise(_: &mut SchemaGenerator) -> Schema {
 /// `allow` or `deny`.
 pub fn writes(_: &mut SchemaGenerator) -> Schema {
     one_of_names(["allow", "deny"])
+}
+
+/// `pass`, `delivered` or `drop`: what the CRM's record counts say.
+pub fn counts(_: &mut SchemaGenerator) -> Schema {
+    one_of_names([Counts::Pass, Counts::Delivered, Counts::Drop].map(Counts::as_str))
 }
 
 /// `enforce` or `shadow`.

@@ -30,6 +30,14 @@ pub struct PolicySet {
 pub enum RouteMatch<'a> {
     /// Listed under `ungoverned`: no personal data, streams through untouched.
     Ungoverned { template: &'a str },
+    /// An `op: metadata` operation: a description of objects and fields (describe,
+    /// properties, `EntityDefinitions`, `$metadata`), no customer data. Passes unchanged like
+    /// an ungoverned route, is not charged and is no transfer; `resource` is the resource
+    /// that lists it.
+    Metadata {
+        template: &'a str,
+        resource: &'a str,
+    },
     /// An inventory operation: its bodies are governed.
     Operation(&'a Operation),
     /// Neither: refused (403 `unknown-resource`).
@@ -108,6 +116,12 @@ impl PolicySet {
             .iter()
             .find(|o| o.pattern.matches(method, canonical_path))
         {
+            if op.op == OpKind::Metadata {
+                return RouteMatch::Metadata {
+                    template: op.template(),
+                    resource: &op.resource,
+                };
+            }
             return RouteMatch::Operation(op);
         }
         if let Some(p) = inv
@@ -190,6 +204,8 @@ pub struct Resource {
     pub(crate) fields: FieldNode,
     pub(crate) consent: super::FastMap<String, ConsentSignal>,
     pub(crate) keep_unclassified: bool,
+    /// Member paths of the envelope keys that count the records a query matched.
+    pub(crate) counts: Vec<Vec<String>>,
 }
 
 impl Resource {
@@ -211,12 +227,16 @@ pub struct ConsentSignal {
     pub(crate) separator: Option<String>,
 }
 
-/// `read`, `write` or `delete`.
+/// `read`, `write`, `delete` or `metadata`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OpKind {
     Read,
     Write,
     Delete,
+    /// Describes objects and fields, carries no customer data: never governed, charged or
+    /// logged ([`RouteMatch::Metadata`]; `classify` never returns such an operation as
+    /// [`RouteMatch::Operation`]).
+    Metadata,
 }
 
 impl OpKind {
@@ -226,6 +246,7 @@ impl OpKind {
             OpKind::Read => "read",
             OpKind::Write => "write",
             OpKind::Delete => "delete",
+            OpKind::Metadata => "metadata",
         }
     }
 }
@@ -273,6 +294,20 @@ pub struct Operation {
     pub(crate) format: BodyFormat,
     /// For CSV: indexes of the resources whose records the rows may be (`objects:`).
     pub(crate) objects: Vec<usize>,
+    /// What becomes of a record withheld from the purpose in a list (`withheld:`).
+    pub(crate) withheld: Withheld,
+}
+
+/// What becomes of a located record that is withheld from a purpose (its consent is missing,
+/// its type unknown) when it is an item of a list (`withheld:` of an operation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Withheld {
+    /// Removed from the list (the default): a list page is shorter.
+    #[default]
+    Remove,
+    /// Replaced by `null` in place, as Salesforce answers for an id it cannot give: the list
+    /// stays lined up with the ids asked for (sObject Collections retrieve).
+    Null,
 }
 
 /// The media type of an operation's governed response body (`format:` in the inventory).
@@ -364,6 +399,10 @@ impl Operation {
     /// the proxy hands such bodies to `crate::proxy::tunnel` instead of `policy::apply`.
     pub fn tunnel(&self) -> Option<TunnelKind> {
         self.tunnel
+    }
+    /// What becomes of a withheld record in a list (`withheld:` in the inventory).
+    pub fn withheld(&self) -> Withheld {
+        self.withheld
     }
     /// The media type of the governed response body. `Csv` bodies go to `policy::csv`
     /// (`csv_plan`), not `policy::apply`; a JSON body on a CSV route (an error list) still
@@ -497,6 +536,38 @@ pub enum Mode {
     Shadow,
 }
 
+/// What the CRM's count of the records a query matched (`totalSize`, HubSpot `total`,
+/// `@odata.count`) tells a purpose (`counts:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counts {
+    /// The CRM's count, unchanged: it includes records the purpose does not get.
+    Pass,
+    /// The number of records this response delivers to the purpose.
+    Delivered,
+    /// The count is removed.
+    Drop,
+}
+
+impl Counts {
+    /// The spelling in `purposes.yaml`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Counts::Pass => "pass",
+            Counts::Delivered => "delivered",
+            Counts::Drop => "drop",
+        }
+    }
+    /// Parses the spelling.
+    pub fn from_name(s: &str) -> Option<Counts> {
+        match s {
+            "pass" => Some(Counts::Pass),
+            "delivered" => Some(Counts::Delivered),
+            "drop" => Some(Counts::Drop),
+            _ => None,
+        }
+    }
+}
+
 /// Whether a purpose may write and delete.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Writes {
@@ -604,6 +675,9 @@ pub struct Purpose {
     pub writes: Writes,
     pub export_budget: Option<ExportBudget>,
     pub mode: Mode,
+    /// What the CRM's record counts say (`counts:`; the default is `delivered` for a purpose
+    /// that withholds records, `pass` for one that gets every record).
+    pub counts: Counts,
     /// The GDPR Art. 9(2) condition under which it may see special categories.
     pub art9_condition: Option<Art9Condition>,
     /// The authority or law (GDPR Art. 10) under which it may see criminal-conviction data.

@@ -210,6 +210,7 @@ fn run_case(
         other => {
             let got = match other {
                 RouteMatch::Ungoverned { .. } => "ungoverned",
+                RouteMatch::Metadata { .. } => "metadata",
                 _ => "unknown",
             };
             if want != Some(got) {

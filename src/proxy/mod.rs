@@ -26,9 +26,13 @@
 //! policy is chosen for the path the CRM will really act on; the transfer record is appended
 //! before data flows, so nothing flows that the log does not show.
 //!
-//! Beside the phases: [`headers`] (what never crosses), [`buffer`] (governed bodies read
-//! under the global buffer budget), [`stream`] (governed bodies too large to buffer) and
-//! [`tunnel`] (`$batch` and composite requests, governed part by part).
+//! Beside the phases: [`wire`] (before phase 1: one `Host`, agreeing with the target, and a
+//! header block under the limit), [`intake`] (the app's request body: paced, capped, and
+//! drained when a refusal leaves it unread, so the answer reaches the client on HTTP/1.1
+//! and HTTP/2), [`headers`] (what never crosses), [`buffer`] (governed bodies read under the
+//! global buffer budget), [`csv`] (Bulk results with their row count), [`stream`] (governed
+//! bodies too large to buffer) and [`tunnel`] (`$batch` and composite requests, governed
+//! part by part).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -51,9 +55,11 @@ use crate::tls::PeerIdentity;
 
 pub mod budget;
 pub mod buffer;
+pub mod csv;
 pub mod forward;
 pub mod headers;
 pub mod identify;
+pub mod intake;
 pub mod log;
 pub mod request;
 pub mod respond;
@@ -61,8 +67,10 @@ pub mod response;
 pub mod route;
 pub mod stream;
 pub mod tunnel;
+pub mod wire;
 
 use self::budget::BudgetScope;
+use self::intake::{AppBody, IntakeLimits};
 use self::log::BodyReport;
 use self::route::{Governance, Route};
 
@@ -97,11 +105,14 @@ pub struct Ctx<F> {
     pub flow: F,
 }
 
-/// A route listed as carrying no personal data: streamed through untouched (links aside).
+/// A route that carries no personal data: streamed through untouched (links aside).
 #[derive(Debug)]
 pub struct Ungoverned {
-    /// The `ungoverned` route template it matched (for logs).
+    /// The route template it matched (for logs).
     pub template: String,
+    /// An `op: metadata` operation rather than an `ungoverned` entry: counted as metadata
+    /// (`zweck_metadata_requests_total`), otherwise treated alike.
+    pub metadata: bool,
 }
 
 /// An inventory operation: every body is parsed and filtered for the purpose, and the
@@ -123,6 +134,9 @@ pub struct Governed {
     /// Whether the request was handed to the upstream (a refusal after it is logged as the
     /// answer's).
     pub forwarded: bool,
+    /// A Bulk results request, kept to fetch a page again whose rows are too large to hold
+    /// (`csv.rs`).
+    pub refetch: Option<csv::Refetch>,
     /// The export budget left after this exchange (phases 4 and 7; RateLimit headers).
     pub allowance: Option<Allowance>,
     /// The URL's query, kept only while a candidate policy is compared (`crate::shadow`).
@@ -203,6 +217,10 @@ impl Ctx<Governed> {
         };
         let outcome = result.map_err(|r| self.refused(r))?;
         self.log_outcome(Direction::Response, &outcome);
+        state
+            .metrics
+            .drift
+            .record(&self.route.upstream.label, &outcome.unclassified);
         Ok(outcome)
     }
 
@@ -336,6 +354,10 @@ pub async fn handle(
         started: Instant::now(),
         method: req.method().clone(),
     };
+    let limits = IntakeLimits::from(&state.config.limits);
+    let (parts, incoming) = req.into_parts();
+    let body = AppBody::new(incoming, &parts.headers, limits, &arrival.request_id);
+    let req = Request::from_parts(parts, body);
     let (reached, result) = pipeline(&state, &conn, arrival, req).await;
     Ok(respond::respond(&state, &reached, result))
 }
@@ -345,8 +367,12 @@ async fn pipeline(
     state: &State,
     conn: &ConnInfo,
     arrival: Arrival,
-    req: Request<Incoming>,
+    req: Request<AppBody>,
 ) -> (Reached, Result<Response<ProxyBody>, ProxyError>) {
+    // the head as HTTP requires it, before anything depends on it
+    if let Err(err) = wire::check(&req, state.config.limits.max_header_bytes) {
+        return (Reached::Arrived(arrival), Err(err));
+    }
     // 1
     let caller = match identify::identify(state, conn, req.headers()) {
         Ok(caller) => caller,
@@ -368,6 +394,7 @@ async fn pipeline(
                 sent: None,
                 received: None,
                 forwarded: false,
+                refetch: None,
                 allowance: None,
                 shadow_query: None,
             };
@@ -376,7 +403,20 @@ async fn pipeline(
             (Reached::Governed(ctx), result)
         }
         Governance::Ungoverned(template) => {
-            let mut ctx = Ctx::new(arrival, caller, route, Ungoverned { template });
+            let flow = Ungoverned {
+                template,
+                metadata: false,
+            };
+            let mut ctx = Ctx::new(arrival, caller, route, flow);
+            let result = ungoverned(state, &mut ctx, req).await;
+            (Reached::Ungoverned(ctx), result)
+        }
+        Governance::Metadata(template) => {
+            let flow = Ungoverned {
+                template,
+                metadata: true,
+            };
+            let mut ctx = Ctx::new(arrival, caller, route, flow);
             let result = ungoverned(state, &mut ctx, req).await;
             (Reached::Ungoverned(ctx), result)
         }
@@ -387,7 +427,7 @@ async fn pipeline(
 async fn governed(
     state: &State,
     ctx: &mut Ctx<Governed>,
-    req: Request<Incoming>,
+    req: Request<AppBody>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let result = governed_phases(state, ctx, req).await;
     if let Err(err) = &result {
@@ -399,13 +439,16 @@ async fn governed(
 async fn governed_phases(
     state: &State,
     ctx: &mut Ctx<Governed>,
-    req: Request<Incoming>,
+    req: Request<AppBody>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let mut out = request::governed(state, ctx, req).await?; // 3
     budget::precheck(state, ctx, &mut out).await?; // 4
     log::permit_transfer(state, ctx)?; // 8: may it flow at all, and its record first
     log::append(state, ctx, audit::Direction::Request, 0).await?;
     ctx.flow.forwarded = true;
+    if ctx.flow.op.format() == policy::BodyFormat::Csv {
+        ctx.flow.refetch = csv::Refetch::of(&out);
+    }
     let resp = forward::forward(state, &ctx.route, out).await?; // 5
     let resp = response::governed(state, ctx, resp).await?; // 6
     budget::charge(state, ctx).await?; // 7
@@ -414,13 +457,27 @@ async fn governed_phases(
     Ok(resp)
 }
 
-/// Phases 3, 5 and 6 of an ungoverned route: no personal data, so no budget and no log.
+/// Phases 3, 5 and 6 of an ungoverned or metadata route: no personal data, so no budget and
+/// no transfer record. Any purpose the caller was granted may read metadata (phase 1 checked
+/// the grant): describing objects and fields is what an SDK does before it reads records.
 async fn ungoverned(
     state: &State,
     ctx: &mut Ctx<Ungoverned>,
-    req: Request<Incoming>,
+    req: Request<AppBody>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
+    if ctx.flow.metadata {
+        state.metrics.count_metadata(
+            &ctx.route.upstream.label,
+            &ctx.caller.app,
+            &ctx.caller.purpose,
+        );
+        tracing::debug!(request_id = %ctx.request_id, route = ctx.template(), "metadata passes unchanged");
+    }
+    // streamed: a forward that fails because the app's body failed is the app's fault
+    let watch = req.body().watch();
     let out = request::ungoverned(state, ctx, req)?; // 3
-    let resp = forward::forward(state, &ctx.route, out).await?; // 5
+    let resp = forward::forward(state, &ctx.route, out)
+        .await
+        .map_err(|e| watch.explain(e))?; // 5
     response::ungoverned(state, ctx, resp).await // 6
 }

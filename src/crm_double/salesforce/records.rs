@@ -5,8 +5,9 @@
 use serde_json::{json, Map, Value};
 
 use super::super::data::{base36, parse_base36, Company, Person};
+use super::super::schema;
 use super::super::store::{apply, blank_except, Kind};
-use super::super::CrmDouble;
+use super::super::{CrmDouble, Dialect};
 
 /// The objects the double serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,6 +15,8 @@ pub(crate) enum SObject {
     Contact,
     Lead,
     Account,
+    /// The org's custom object.
+    Invoice,
 }
 
 impl SObject {
@@ -22,6 +25,7 @@ impl SObject {
             "contact" => Some(SObject::Contact),
             "lead" => Some(SObject::Lead),
             "account" => Some(SObject::Account),
+            "invoice__c" => Some(SObject::Invoice),
             _ => None,
         }
     }
@@ -31,6 +35,7 @@ impl SObject {
             SObject::Contact => "Contact",
             SObject::Lead => "Lead",
             SObject::Account => "Account",
+            SObject::Invoice => "Invoice__c",
         }
     }
 
@@ -40,6 +45,7 @@ impl SObject {
             SObject::Contact => "003",
             SObject::Lead => "00Q",
             SObject::Account => "001",
+            SObject::Invoice => "a0I",
         }
     }
 
@@ -48,35 +54,42 @@ impl SObject {
             SObject::Contact => Kind::SfContact,
             SObject::Lead => Kind::SfLead,
             SObject::Account => Kind::SfAccount,
+            SObject::Invoice => Kind::SfInvoice,
         }
     }
 
-    /// Fields a client may not write.
+    /// The object's description (`schema.rs`).
+    pub fn schema(self) -> Option<&'static schema::Object> {
+        schema::object(Dialect::Salesforce, self.name())
+    }
+
+    /// Fields a client may not write (as `schema.rs` describes them; unknown ones neither).
     pub fn read_only(self, field: &str) -> bool {
-        matches!(
-            field,
-            "attributes"
-                | "Id"
-                | "IsDeleted"
-                | "Name"
-                | "MailingAddress"
-                | "Address"
-                | "BillingAddress"
-                | "CreatedDate"
-                | "CreatedById"
-                | "LastModifiedDate"
-                | "LastModifiedById"
-                | "SystemModstamp"
-        ) && !(self == SObject::Account && field == "Name")
+        self.schema()
+            .and_then(|o| o.field(field))
+            .is_none_or(|f| f.read_only)
     }
 
     /// Fields a create must carry.
-    pub fn required(self) -> &'static [&'static str] {
-        match self {
-            SObject::Contact => &["LastName"],
-            SObject::Lead => &["LastName", "Company"],
-            SObject::Account => &["Name"],
-        }
+    pub fn required(self) -> Vec<&'static str> {
+        self.schema()
+            .map(|o| {
+                o.fields
+                    .iter()
+                    .filter(|f| f.required)
+                    .map(|f| f.name)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Whether `field` is an External ID field (upserts and reads may key on it), or `Id`.
+    pub fn is_key_field(self, field: &str) -> bool {
+        field == "Id"
+            || self
+                .schema()
+                .and_then(|o| o.field(field))
+                .is_some_and(|f| f.external_id)
     }
 }
 
@@ -140,6 +153,10 @@ fn contact_fields(p: &Person, ver: &str, id: &str) -> Map<String, Value> {
         "HasOptedOutOfFax": p.fax_opt_out,
         "DoNotCall": p.do_not_call,
         "IndividualId": individual_id,
+        "Ext_Id__c": external_id(p.index),
+        "Allergies__c": opt(&p.allergies),
+        "Preferred_Store__c": p.preferred_store,
+        "Notes__c": opt(&p.notes),
         "OwnerId": OWNER_ID,
         "CreatedDate": stamp(&p.created),
         "CreatedById": OWNER_ID,
@@ -147,11 +164,20 @@ fn contact_fields(p: &Person, ver: &str, id: &str) -> Map<String, Value> {
         "LastModifiedById": OWNER_ID,
         "SystemModstamp": stamp(&p.modified),
     });
-    let mut fields = into_map(record);
-    for f in super::super::custom::contact_fields(super::super::Dialect::Salesforce) {
-        fields.insert(f.name.to_string(), (f.value)(p));
-    }
-    fields
+    into_map(record)
+}
+
+/// A generated contact's key in the (fictional) ERP: `ERP-` and six digits of its index.
+pub(crate) fn external_id(index: u64) -> String {
+    format!("ERP-{index:06}")
+}
+
+/// The index of a generated contact by its `Ext_Id__c`, if it looks like one.
+pub(crate) fn parse_external_id(value: &str) -> Option<u64> {
+    let digits = value.strip_prefix("ERP-")?;
+    (digits.len() >= 6 && digits.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| digits.parse().ok())
+        .flatten()
 }
 
 fn lead_fields(p: &Person, company: &str, ver: &str, id: &str) -> Map<String, Value> {
@@ -213,6 +239,30 @@ fn account_fields(c: &Company, ver: &str, id: &str) -> Map<String, Value> {
     into_map(record)
 }
 
+/// The contact's invoice (`Invoice__c` records are one per generated person).
+fn invoice_fields(p: &Person, ver: &str, id: &str) -> Map<String, Value> {
+    let statuses = ["Draft", "Sent", "Paid", "Overdue"];
+    let record = json!({
+        "attributes": attributes("Invoice__c", ver, id),
+        "Id": id,
+        "IsDeleted": false,
+        "Name": format!("INV-{:06}", p.index),
+        "Contact__c": self::id(SObject::Contact.prefix(), p.index),
+        "Invoice_Date__c": format!("2024-{:02}-{:02}", 1 + p.index % 12, 1 + p.index % 28),
+        "Amount__c": (p.index % 97 * 25 + 40) as f64 + 0.5,
+        "Status__c": statuses[(p.index % 4) as usize],
+        "Billing_Email__c": p.email,
+        "IBAN__c": opt(&p.iban),
+        "OwnerId": OWNER_ID,
+        "CreatedDate": stamp(&p.created),
+        "CreatedById": OWNER_ID,
+        "LastModifiedDate": stamp(&p.modified),
+        "LastModifiedById": OWNER_ID,
+        "SystemModstamp": stamp(&p.modified),
+    });
+    into_map(record)
+}
+
 pub(crate) fn into_map(v: Value) -> Map<String, Value> {
     match v {
         Value::Object(m) => m,
@@ -256,6 +306,7 @@ pub(crate) fn full(
             lead_fields(&p, &company, ver, &record_id)
         }
         SObject::Account => account_fields(&store.gen.company(index), ver, &record_id),
+        SObject::Invoice => invoice_fields(&store.gen.person(index), ver, &record_id),
     };
     if store.is_created(kind, index) {
         blank_except(&mut record, SYSTEM_FIELDS);

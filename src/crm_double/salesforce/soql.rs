@@ -381,6 +381,9 @@ pub(crate) fn start(double: &Arc<CrmDouble>, req: &Req, ver: &str, resource: &st
             "A query string has to be specified",
         );
     };
+    if let Some(reply) = super::describe::field_definitions(&q) {
+        return reply;
+    }
     let plan = match compile(double, &q) {
         Ok(plan) => plan,
         Err(e) => return e.reply(),

@@ -5,7 +5,7 @@
 //! categories); [`PurposeFile::purpose`] compiles one purpose in the order its diagnostics
 //! read: data use, legal basis, consent signals, field rules (a group's rule applies to each
 //! of its categories; the ones that change nothing are warned about), `otherwise`, `writes`,
-//! `mode`, `export_budget`, and last the GDPR Art. 9 and 10 categories the rules let flow.
+//! `mode`, `counts`, `export_budget`, and last the GDPR Art. 9 and 10 categories the rules let flow.
 
 use std::path::Path;
 
@@ -19,7 +19,7 @@ use crate::policy::diagnostic::{Diags, Severity};
 use crate::policy::lookup::ValueMap;
 use crate::policy::model::{OrderedMap, RawPurpose, RawPurposes, SpStr};
 use crate::policy::set::{
-    Action, Art9Condition, Controller, ExportBudget, FieldRule, LegalBasis, Mode, Purpose,
+    Action, Art9Condition, Controller, Counts, ExportBudget, FieldRule, LegalBasis, Mode, Purpose,
     Resolved, Writes,
 };
 use crate::policy::taxonomy::{self, CatId, Taxonomy, GDPR_ART10, GDPR_ART9, UNCLASSIFIED};
@@ -186,6 +186,7 @@ impl PurposeFile<'_> {
             self.warn_unwritable(&written, diags);
         }
         let mode = self.mode(raw, diags);
+        let counts = self.counts(raw, &requires_consent, diags);
         let export_budget = self.export_budget(raw, diags);
         let rules: Vec<FieldRule> = written.iter().map(|w| w.rule.clone()).collect();
         let by_cat = resolve_categories(self.tax, &rules);
@@ -223,6 +224,7 @@ impl PurposeFile<'_> {
             mode,
             art9_condition,
             art10_basis,
+            counts,
             by_cat,
             rule_ids,
         })
@@ -370,6 +372,24 @@ impl PurposeFile<'_> {
                     ),
                 );
             }
+        }
+    }
+
+    /// `counts:` pass, delivered or drop. Unset, a purpose that withholds records (it needs
+    /// consent) gets `delivered`, so a count never tells it how many it did not get; one
+    /// that gets every record keeps the CRM's count (`pass`), which then reveals nothing.
+    fn counts(&self, raw: &RawPurpose, requires_consent: &[String], diags: &mut Diags) -> Counts {
+        match &raw.counts {
+            None if requires_consent.is_empty() => Counts::Pass,
+            None => Counts::Delivered,
+            Some(c) => Counts::from_name(&c.value).unwrap_or_else(|| {
+                self.error(
+                    diags,
+                    &c.referenced,
+                    format!("counts is pass, delivered or drop, not `{}`", c.value),
+                );
+                Counts::Delivered
+            }),
         }
     }
 
