@@ -181,6 +181,8 @@ pub struct RawPurpose {
     #[serde(default)]
     pub writes: Option<SpStr>,
     #[serde(default)]
+    pub silent_write_minimisation: Option<Spanned<Vec<SpStr>>>,
+    #[serde(default)]
     pub export_budget: Option<Spanned<RawBudget>>,
     #[serde(default)]
     pub mode: Option<SpStr>,

@@ -484,6 +484,9 @@ pub struct Purpose {
     /// `drop`, `redact` or `block`; never keep.
     pub otherwise: Action,
     pub writes: Writes,
+    /// `silent_write_minimisation`: resources (by inventory name) whose writes may lose
+    /// fields without being refused.
+    pub silent_writes: Vec<String>,
     pub export_budget: Option<ExportBudget>,
     pub mode: Mode,
     pub(crate) by_cat: Vec<Resolved>,
@@ -508,6 +511,12 @@ pub(crate) enum RuleSlot {
 const FIXED_RULE_IDS: [&str; 4] = ["otherwise", "system", "unclassified.keep", "unknown_type"];
 
 impl Purpose {
+    /// True when the purpose removes records from what the CRM returns (consent): a count
+    /// or sum the CRM computed over all records would then describe records it may not see.
+    pub fn filters_records(&self) -> bool {
+        !self.requires_consent.is_empty()
+    }
+
     /// The rule-id table for these rules and consent signals.
     pub(crate) fn rule_id_table(
         rules: &[FieldRule],

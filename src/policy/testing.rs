@@ -162,6 +162,7 @@ pub fn decision_name(r: &Result<Outcome, Refusal>) -> &'static str {
         Err(Refusal::Blocked { .. }) => "blocked",
         Err(Refusal::WriteDenied) => "write_denied",
         Err(Refusal::WriteActionNotAllowed { .. }) => "write_action_not_allowed",
+        Err(Refusal::WriteFieldsDropped { .. }) => "write_fields_dropped",
         Err(Refusal::RecordWithheld { .. }) => "withheld",
         Err(Refusal::PseudonymKeyMissing) => "pseudonym_key_missing",
         Err(Refusal::NoInventory(_)) => "no_inventory",
@@ -222,6 +223,12 @@ fn run_case(set: &PolicySet, case: &super::model::RawTestCase, key: &PseudonymKe
                 ("query_not_allowed", fields.clone())
             }
             super::query::QueryRefusal::Unreadable(_) => ("query_not_checkable", Vec::new()),
+            super::query::QueryRefusal::AggregateNotAllowed { object, .. } => {
+                ("aggregate_not_allowed", vec![object.clone()])
+            }
+            super::query::QueryRefusal::ConsentFieldMissing { fields } => {
+                ("consent_field_missing", fields.clone())
+            }
         };
         if expect.decision.as_deref() != Some(got) {
             fail.push(format!(
@@ -360,7 +367,8 @@ fn compare(
             if let Some(want) = &expect.field_paths {
                 let got = match r {
                     Refusal::Blocked { field_paths, .. }
-                    | Refusal::WriteActionNotAllowed { field_paths } => field_paths.clone(),
+                    | Refusal::WriteActionNotAllowed { field_paths }
+                    | Refusal::WriteFieldsDropped { field_paths, .. } => field_paths.clone(),
                     _ => Vec::new(),
                 };
                 if *want != got {

@@ -174,11 +174,15 @@ fn composite_request(
         }
         let target = resolve_target(&cx.tunnel, index, url, UrlForm::AbsolutePath)?;
         let route = cx.classify(index, &method, &target.path, false)?;
-        cx.check_query_url(index, &route, &target.path, &target.forward)?;
-        if let Some(body) = s.get("body").filter(|b| !b.is_null()) {
-            cx.check_query_body(index, &route, &target.path, body)?;
+        let (forward, mut shape) =
+            cx.review_query_url(index, &route, &target.path, &target.forward)?;
+        if let Some(body) = s.get_mut("body").filter(|b| !b.is_null()) {
+            let body_shape = cx.review_query_body(index, &route, &target.path, body)?;
+            if !body_shape.is_plain() {
+                shape = body_shape;
+            }
         }
-        s.insert("url".into(), Value::String(target.forward));
+        s.insert("url".into(), Value::String(forward));
         request_headers(cx, index, s.get_mut("httpHeaders"))?;
         let (outcome, bytes) = sub_body(cx, index, &method, &route, s.get_mut("body"), true)?;
         plans.push(PartPlan {
@@ -188,6 +192,7 @@ fn composite_request(
             route,
             outcome,
             bytes,
+            shape,
         });
     }
     Ok(plans)
@@ -250,11 +255,15 @@ fn batch_request(
         }
         let target = resolve_target(&cx.tunnel, index, url, UrlForm::DataRelative)?;
         let route = cx.classify(index, &method, &target.path, false)?;
-        cx.check_query_url(index, &route, &target.path, &target.forward)?;
-        if let Some(body) = s.get("richInput").filter(|b| !b.is_null()) {
-            cx.check_query_body(index, &route, &target.path, body)?;
+        let (forward, mut shape) =
+            cx.review_query_url(index, &route, &target.path, &target.forward)?;
+        if let Some(body) = s.get_mut("richInput").filter(|b| !b.is_null()) {
+            let body_shape = cx.review_query_body(index, &route, &target.path, body)?;
+            if !body_shape.is_plain() {
+                shape = body_shape;
+            }
         }
-        s.insert("url".into(), Value::String(target.forward));
+        s.insert("url".into(), Value::String(forward));
         let (outcome, bytes) = sub_body(cx, index, &method, &route, s.get_mut("richInput"), true)?;
         plans.push(PartPlan {
             index,
@@ -263,6 +272,7 @@ fn batch_request(
             route,
             outcome,
             bytes,
+            shape,
         });
     }
     Ok(plans)
@@ -373,6 +383,7 @@ impl Tree<'_, '_> {
             route,
             outcome,
             bytes,
+            shape: Default::default(),
         });
         let mut back = Vec::with_capacity(children.len());
         for (k, mut container) in children {
@@ -509,11 +520,11 @@ impl Responses<'_, '_> {
         i: usize,
         body: Option<&mut Value>,
     ) -> Result<(Outcome, bool), TunnelRefusal> {
-        let route = &self.request.parts[i].route;
+        let plan = &self.request.parts[i];
         let Some(body) = body.filter(|b| !b.is_null()) else {
             return Ok((Outcome::default(), true));
         };
-        match self.cx.response_body(number, route, body)? {
+        match self.cx.response_body(number, plan, body)? {
             Some(outcome) => {
                 if let Some(l) = self.links {
                     l.rewrite_json(body);

@@ -158,6 +158,21 @@ fn batch_fixture_each_part_filtered_as_if_alone() {
         "../../../tests/fixtures/crm/dynamics/batch.request.http"
     ));
     let o = origins();
+    // support writes no birthdates: the create would lose it, so the whole batch is refused
+    let err = govern_request(&cx(purpose("support"), dv_tunnel(&o)), &ct, body.as_bytes())
+        .expect_err("the create would lose its birthdate");
+    assert_eq!(
+        (err.part, err.cause),
+        (
+            1,
+            Cause::Policy(Refusal::WriteFieldsDropped {
+                field_paths: vec!["$.birthdate".into()],
+                nothing_left: false
+            })
+        )
+    );
+    // without it, every part passes, each as if alone
+    let body = body.replace(",\n  \"birthdate\": \"1990-04-01\"", "");
     let req = govern_request(&cx(purpose("support"), dv_tunnel(&o)), &ct, body.as_bytes())
         .expect("support may write contacts");
     assert_eq!(req.parts.len(), 2);
@@ -168,7 +183,7 @@ fn batch_fixture_each_part_filtered_as_if_alone() {
     // the write part, exactly as alone
     let sent = bodies(&req.body, &req.content_type);
     let create = json!({"firstname": "Saoirse", "lastname": "Vandermolen",
-        "emailaddress1": "saoirse.v@example.ie", "birthdate": "1990-04-01"});
+        "emailaddress1": "saoirse.v@example.ie"});
     let contacts = op(Dialect::Dynamics, "POST", "/api/data/v9.2/contacts");
     let (expected, out) = alone("support", &contacts, Direction::Request, &create);
     assert_eq!(json_of(&sent[0].1), expected);
@@ -233,8 +248,12 @@ fn batch_read_only_for_newsletter_consent_per_part() {
     ]);
     let req = dv_request("newsletter", &body).expect("reads pass");
     assert_eq!(req.parts.len(), 3);
-    // a relative target stays relative, canonical
+    // a relative target stays relative, canonical; a `$select` gets the consent field
     let sent = bodies(&req.body, &req.content_type);
+    assert_eq!(
+        sent[0].0,
+        "/api/data/v9.2/contacts?$select=firstname,donotbulkemail"
+    );
     assert_eq!(sent[1].0, "contacts(6f0c1a2b-0000-4000-8000-00000000f020)");
     assert!(matches!(req.parts[2].route, PartRoute::Ungoverned { .. }));
 
@@ -255,14 +274,20 @@ fn batch_read_only_for_newsletter_consent_per_part() {
     let resp = dv_response("newsletter", &req, CT, &resp_body).expect("governed");
     let got = bodies(&resp.body, &resp.content_type);
     let list_op = op(Dialect::Dynamics, "GET", "/api/data/v9.2/contacts");
-    let (expected, out) = alone(
-        "newsletter",
+    let mut expected = json_of(list.as_bytes());
+    let out = policy::apply_shaped(
+        set(),
+        purpose("newsletter"),
         &list_op,
         Direction::Response,
-        &json_of(list.as_bytes()),
-    );
+        &mut expected,
+        Some(&key()),
+        &req.parts[0].shape,
+    )
+    .expect("applies");
     assert_eq!(json_of(&got[0].1), expected);
     assert_eq!(resp.parts[0].outcome, out);
+    assert!(!got[0].1.windows(14).any(|w| w == b"donotbulkemail"));
     // the single record lacks consent: the part answers 404, as it would alone
     assert_eq!(got[1].0, "404");
     assert!(resp.parts[1].withheld);
@@ -659,9 +684,24 @@ fn composite_top_level_errors_keep_codes_only() {
 
 #[test]
 fn composite_batch_and_tree() {
-    let body = json!({"haltOnError": false, "batchRequests": [
+    let lossy = json!({"haltOnError": false, "batchRequests": [
         {"method": "GET", "url": "v66.0/sobjects/Contact/003A"},
         {"method": "PATCH", "url": "v66.0/sobjects/Contact/003A", "richInput": {"FirstName": "Ada", "Birthdate": "1990-04-01"}},
+    ]});
+    let err = sf_request(TunnelKind::SfCompositeBatch, "support", &lossy).expect_err("lossy");
+    assert_eq!(
+        (err.part, err.cause),
+        (
+            2,
+            Cause::Policy(Refusal::WriteFieldsDropped {
+                field_paths: vec!["$.Birthdate".into()],
+                nothing_left: false
+            })
+        )
+    );
+    let body = json!({"haltOnError": false, "batchRequests": [
+        {"method": "GET", "url": "v66.0/sobjects/Contact/003A"},
+        {"method": "PATCH", "url": "v66.0/sobjects/Contact/003A", "richInput": {"FirstName": "Ada"}},
     ]});
     let req = sf_request(TunnelKind::SfCompositeBatch, "support", &body).expect("batch");
     let sent = json_of(&req.body);
@@ -690,18 +730,29 @@ fn composite_batch_and_tree() {
         (2, Cause::Policy(Refusal::WriteDenied))
     );
 
-    let tree = json!({"records": [{
+    let tree = |c1: Value| {
+        json!({"records": [{
         "attributes": {"type": "Account", "referenceId": "acc1"}, "Name": "Imaginary Tooling",
         "Contacts": {"records": [
-            {"attributes": {"type": "Contact", "referenceId": "c1"}, "LastName": "Castellane", "Birthdate": "1990-04-01"},
-            {"attributes": {"type": "Contact", "referenceId": "c2"}, "LastName": "Drury"}]}}]});
+            c1,
+            {"attributes": {"type": "Contact", "referenceId": "c2"}, "LastName": "Drury"}]}}]})
+    };
+    let lossy = tree(
+        json!({"attributes": {"type": "Contact", "referenceId": "c1"}, "LastName": "Castellane", "Birthdate": "1990-04-01"}),
+    );
+    let err = sf_request(TunnelKind::SfTree, "support", &lossy).expect_err("lossy record");
+    assert_eq!(err.part, 2, "{err}");
+    let tree = tree(
+        json!({"attributes": {"type": "Contact", "referenceId": "c1"}, "LastName": "Castellane"}),
+    );
     let req = sf_request(TunnelKind::SfTree, "support", &tree).expect("tree");
     assert_eq!(req.parts.len(), 3);
     assert_eq!(req.parts[1].id.as_deref(), Some("c1"));
     let sent = json_of(&req.body);
-    assert!(sent["records"][0]["Contacts"]["records"][0]
-        .get("Birthdate")
-        .is_none());
+    assert_eq!(
+        sent["records"][0]["Contacts"]["records"][0]["LastName"],
+        "Castellane"
+    );
     assert_eq!(sent["records"][0]["Name"], "Imaginary Tooling");
     let resp_body = json!({"hasErrors": false, "results": [
         {"referenceId": "acc1", "id": "001A"}, {"referenceId": "c1", "id": "003A"},
@@ -793,13 +844,14 @@ fn composite_bypass_table() {
 
 #[test]
 fn references_in_dropped_fields_never_flow() {
-    // an unclassified key is dropped by the write policy: the reference is not forwarded
+    // an unclassified key is dropped by the write policy, which refuses the lossy write: the
+    // reference is not forwarded
     let body = json!({"compositeRequest": [{"method": "PATCH", "url": "/services/data/v66.0/sobjects/Contact/003B",
         "referenceId": "w", "body": {"@{ok.Email}": "x", "FirstName": "Ada"}}]});
-    let req = sf_request(TunnelKind::SfComposite, "support", &body).expect("dropped");
-    assert_eq!(
-        json_of(&req.body)["compositeRequest"][0]["body"],
-        json!({"FirstName": "Ada"})
+    let err = sf_request(TunnelKind::SfComposite, "support", &body).expect_err("lossy");
+    assert!(
+        matches!(err.cause, Cause::Policy(Refusal::WriteFieldsDropped { .. })),
+        "{err:?}"
     );
     // a surviving key with a reference would be refused
     assert!(!value_references_ok(&json!({"@{ok.Email}": 1})));
