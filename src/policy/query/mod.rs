@@ -496,6 +496,103 @@ mod tests {
         })
     }
 
+    fn query_op(set: &PolicySet) -> &Operation {
+        set.inventory(Dialect::Salesforce)
+            .expect("inventory")
+            .operations()
+            .iter()
+            .find(|o| o.template().ends_with("/query"))
+            .expect("query operation")
+    }
+
+    /// The answer to a query, filtered with the shape its review gave.
+    fn answer(purpose: &str, soql: &str, body: serde_json::Value) -> (serde_json::Value, crate::policy::Outcome) {
+        let set = shipped();
+        let p = set.purpose(purpose).expect("purpose");
+        let (_, shape) = review_soql(set, p, soql).expect("reviewed");
+        let mut body = body;
+        let out = crate::policy::apply_shaped(
+            set,
+            p,
+            query_op(set),
+            crate::policy::Direction::Response,
+            &mut body,
+            Some(&crate::policy::PseudonymKey::new(b"query-test-key")),
+            &shape,
+        )
+        .expect("applies");
+        (body, out)
+    }
+
+    #[test]
+    fn aggregate_rows_pass_by_their_columns_and_count_when_personal() {
+        let soql = "SELECT COUNT(Id), MailingCountry, MAX(Secret__c) FROM Contact GROUP BY MailingCountry";
+        let rows = serde_json::json!({"totalSize": 3, "done": true, "records": [
+            {"attributes": {"type": "AggregateResult"}, "expr0": 3, "MailingCountry": "Germany"},
+            {"attributes": {"type": "AggregateResult"}, "expr0": 1, "MailingCountry": null},
+            {"attributes": {"type": "AggregateResult"}, "expr0": 2, "MailingCountry": "Ireland", "expr1": "x", "Oops": 1},
+            {"attributes": {"type": "Contact"}, "Id": "003", "Email": "x@example.com"},
+        ]});
+        // Secret__c is unclassified: support may not aggregate it
+        let set = shipped();
+        assert!(review_soql(set, set.purpose("support").expect("p"), soql).is_err());
+        let soql = "SELECT COUNT(Id), MailingCountry FROM Contact GROUP BY MailingCountry";
+        let (body, out) = answer("analytics", soql, rows.clone());
+        let records = body["records"].as_array().expect("records");
+        assert_eq!(records.len(), 3, "a Contact row is no row of this aggregate");
+        assert_eq!(records[0], rows["records"][0]);
+        assert_eq!(records[1], rows["records"][1]);
+        // columns the query does not have follow `otherwise`
+        assert_eq!(
+            records[2],
+            serde_json::json!({"attributes": {"type": "AggregateResult"}, "expr0": 2, "MailingCountry": "Ireland"})
+        );
+        // a row is a record when it carries personal data: a bare count does not
+        assert_eq!(out.records, 2);
+        assert_eq!(
+            out.categories_delivered.iter().copied().collect::<Vec<_>>(),
+            vec!["user.contact.address.country"]
+        );
+        // the same rows without the query's shape are of an unknown type: removed
+        let set = shipped();
+        let mut plain = rows;
+        crate::policy::apply(
+            set,
+            set.purpose("analytics").expect("p"),
+            query_op(set),
+            crate::policy::Direction::Response,
+            &mut plain,
+            Some(&crate::policy::PseudonymKey::new(b"query-test-key")),
+        )
+        .expect("applies");
+        assert_eq!(plain["records"].as_array().map(Vec::len), Some(1), "{plain}");
+        assert_eq!(plain["records"][0]["Id"], "003", "only the Contact row is a record");
+    }
+
+    #[test]
+    fn consent_fields_zweck_added_leave_the_answer_once_consent_is_decided() {
+        let page = serde_json::json!({"totalSize": 2, "done": true, "records": [
+            {"attributes": {"type": "Contact"}, "Id": "1", "Email": "a@example.com", "HasOptedOutOfEmail": false},
+            {"attributes": {"type": "Contact"}, "Id": "2", "Email": "b@example.com", "HasOptedOutOfEmail": true},
+        ]});
+        let (body, out) = answer("newsletter", "SELECT Id, Email FROM Contact", page.clone());
+        assert_eq!(
+            body["records"],
+            serde_json::json!([{"attributes": {"type": "Contact"}, "Id": "1", "Email": "a@example.com"}])
+        );
+        assert_eq!(out.records, 1);
+        assert!(out.categories_received.contains("user.privacy_preferences"));
+        assert!(!out.categories_delivered.contains("user.privacy_preferences"));
+        // selected by the app: it follows the purpose's rules (newsletter drops it) as before
+        let (body, _) = answer(
+            "newsletter",
+            "SELECT Id, Email, HasOptedOutOfEmail FROM Contact",
+            page,
+        );
+        assert_eq!(body["records"].as_array().map(Vec::len), Some(1));
+        assert!(body["records"][0].get("HasOptedOutOfEmail").is_none());
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
         /// Any text, as SOQL or as a Dataverse query option: an answer, never a panic.
