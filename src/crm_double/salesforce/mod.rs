@@ -4,6 +4,7 @@
 //! Errors use Salesforce's shape, a JSON array `[{"message","errorCode"}]`, and every response
 //! carries `Sforce-Limit-Info` like the real API.
 
+mod aggregate;
 mod bulk;
 mod composite;
 mod records;
@@ -415,7 +416,7 @@ fn create(double: &CrmDouble, req: &Req, object: SObject) -> Reply {
     };
     match validate(double, object, &body, true) {
         Ok(fields) => {
-            let index = double.store.create(object.kind(), fields);
+            let index = double.store.create(req.journal(), object.kind(), fields);
             let id = records::id(object.prefix(), index);
             ok_json(
                 StatusCode::CREATED,
@@ -448,7 +449,9 @@ fn update(double: &CrmDouble, req: &Req, object: SObject, id: &str) -> Reply {
     };
     match validate(double, object, &body, false) {
         Ok(fields) => {
-            double.store.update(object.kind(), index, fields);
+            double
+                .store
+                .update(req.journal(), object.kind(), index, fields);
             Reply::new(StatusCode::NO_CONTENT)
         }
         Err(e) => ok_json(

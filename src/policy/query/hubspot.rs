@@ -442,7 +442,7 @@ resources:
     fields: { $.id: system, $.properties.subject: user.content.private, $.properties.ok: user.privacy_preferences }
     consent: { mail: { field: $.properties.ok, granted_when: true } }
 "#;
-        let purposes = r#"
+        let purposes = r"
 controller: { name: X, jurisdiction: DE }
 purposes:
   mail:
@@ -450,7 +450,7 @@ purposes:
     legal_basis: consent
     requires_consent: mail
     fields: { user.content: keep }
-"#;
+";
         let (set, _) = PolicySet::from_texts(&[
             ("purposes.yaml", purposes),
             ("inventory/hubspot.yaml", inventory),

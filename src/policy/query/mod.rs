@@ -506,7 +506,11 @@ mod tests {
     }
 
     /// The answer to a query, filtered with the shape its review gave.
-    fn answer(purpose: &str, soql: &str, body: serde_json::Value) -> (serde_json::Value, crate::policy::Outcome) {
+    fn answer(
+        purpose: &str,
+        soql: &str,
+        body: serde_json::Value,
+    ) -> (serde_json::Value, crate::policy::Outcome) {
         let set = shipped();
         let p = set.purpose(purpose).expect("purpose");
         let (_, shape) = review_soql(set, p, soql).expect("reviewed");
@@ -526,7 +530,8 @@ mod tests {
 
     #[test]
     fn aggregate_rows_pass_by_their_columns_and_count_when_personal() {
-        let soql = "SELECT COUNT(Id), MailingCountry, MAX(Secret__c) FROM Contact GROUP BY MailingCountry";
+        let soql =
+            "SELECT COUNT(Id), MailingCountry, MAX(Secret__c) FROM Contact GROUP BY MailingCountry";
         let rows = serde_json::json!({"totalSize": 3, "done": true, "records": [
             {"attributes": {"type": "AggregateResult"}, "expr0": 3, "MailingCountry": "Germany"},
             {"attributes": {"type": "AggregateResult"}, "expr0": 1, "MailingCountry": null},
@@ -539,7 +544,11 @@ mod tests {
         let soql = "SELECT COUNT(Id), MailingCountry FROM Contact GROUP BY MailingCountry";
         let (body, out) = answer("analytics", soql, rows.clone());
         let records = body["records"].as_array().expect("records");
-        assert_eq!(records.len(), 3, "a Contact row is no row of this aggregate");
+        assert_eq!(
+            records.len(),
+            3,
+            "a Contact row is no row of this aggregate"
+        );
         assert_eq!(records[0], rows["records"][0]);
         assert_eq!(records[1], rows["records"][1]);
         // columns the query does not have follow `otherwise`
@@ -565,8 +574,15 @@ mod tests {
             Some(&crate::policy::PseudonymKey::new(b"query-test-key")),
         )
         .expect("applies");
-        assert_eq!(plain["records"].as_array().map(Vec::len), Some(1), "{plain}");
-        assert_eq!(plain["records"][0]["Id"], "003", "only the Contact row is a record");
+        assert_eq!(
+            plain["records"].as_array().map(Vec::len),
+            Some(1),
+            "{plain}"
+        );
+        assert_eq!(
+            plain["records"][0]["Id"], "003",
+            "only the Contact row is a record"
+        );
     }
 
     #[test]
@@ -582,7 +598,9 @@ mod tests {
         );
         assert_eq!(out.records, 1);
         assert!(out.categories_received.contains("user.privacy_preferences"));
-        assert!(!out.categories_delivered.contains("user.privacy_preferences"));
+        assert!(!out
+            .categories_delivered
+            .contains("user.privacy_preferences"));
         // selected by the app: it follows the purpose's rules (newsletter drops it) as before
         let (body, _) = answer(
             "newsletter",

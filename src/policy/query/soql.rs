@@ -1016,7 +1016,8 @@ mod tests {
     #[test]
     fn aggregates_of_fields_kept_unaltered_pass_with_their_columns() {
         let set = shipped();
-        let cases: &[(&str, &str, &[(&str, &str)])] = &[
+        type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)]);
+        let cases: &[Case<'_>] = &[
             (
                 "support",
                 "SELECT COUNT(Id), MailingCountry FROM Contact GROUP BY MailingCountry",
@@ -1190,7 +1191,7 @@ resources:
     children: { "$.Cases.records[*]": Case }
     consent: { mail: { field: $.Consent__c, granted_when: true } }
 "#;
-        let purposes = r#"
+        let purposes = r"
 controller: { name: X, jurisdiction: DE }
 purposes:
   mail:
@@ -1198,7 +1199,7 @@ purposes:
     legal_basis: consent
     requires_consent: mail
     fields: { user.contact.email: keep }
-"#;
+";
         let (set, _) = PolicySet::from_texts(&[
             ("purposes.yaml", purposes),
             ("inventory/salesforce.yaml", inventory),
@@ -1462,7 +1463,7 @@ purposes:
             let set = shipped();
             let soql = format!("SELECT {} FROM Contact{tail}", items.join(", "));
             let (rewritten, shape) = review(set, "newsletter", &soql).expect("reviewed");
-            let selected = items.iter().any(|i| *i == "HasOptedOutOfEmail");
+            let selected = items.contains(&"HasOptedOutOfEmail");
             proptest::prop_assert_eq!(rewritten.is_none(), selected);
             proptest::prop_assert_eq!(shape.consent_added.is_empty(), selected);
             let out = rewritten.unwrap_or_else(|| soql.clone());
