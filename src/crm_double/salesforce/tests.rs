@@ -393,3 +393,88 @@ fn versions_and_limits() {
     assert_eq!(status, StatusCode::OK);
     assert!(v["DailyBulkV2QueryJobs"]["Max"].is_number());
 }
+
+#[test]
+fn aggregate_soql_answers_aggregate_result_rows() {
+    let d = double(40);
+    let q = |soql: &str| {
+        let path = format!("{V}/query?q={}", soql.replace(' ', "+"));
+        run(&d, Method::GET, &path, "")
+    };
+    let (status, v) = q("SELECT COUNT(Id), MailingCountry FROM Contact GROUP BY MailingCountry");
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let rows = v["records"].as_array().expect("rows");
+    assert!(rows.len() > 1, "{v}");
+    assert_eq!(v["totalSize"], json!(rows.len()));
+    assert_eq!(v["done"], json!(true));
+    let mut counted = 0;
+    for row in rows {
+        assert_eq!(row["attributes"], json!({"type": "AggregateResult"}));
+        assert!(row.get("Id").is_none());
+        assert!(row["MailingCountry"].is_string());
+        counted += row["expr0"].as_u64().expect("a count");
+    }
+    assert_eq!(counted, 40);
+    // aliases, and every unaliased aggregate numbered in select order
+    let (_, v) = q("SELECT MailingCountry c, COUNT(Id) n, MIN(Birthdate), MAX(Birthdate) FROM Contact GROUP BY MailingCountry");
+    let row = &v["records"][0];
+    let keys: Vec<&str> = row
+        .as_object()
+        .expect("row")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(keys, ["attributes", "c", "n", "expr0", "expr1"]);
+    // COUNT() alone: totalSize, no rows
+    let (_, v) = q("SELECT COUNT() FROM Contact");
+    assert_eq!(v, json!({"totalSize": 40, "done": true, "records": []}));
+    let (status, v) = q("SELECT Email, COUNT(Id) FROM Contact GROUP BY MailingCountry");
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+}
+
+#[test]
+fn all_or_none_composite_rolls_back_every_subrequest() {
+    let d = double(10);
+    let create = json!({"method": "POST", "url": "/services/data/v66.0/sobjects/Contact",
+        "referenceId": "c", "body": {"LastName": "Rollback", "Email": "rolled@example.com"}});
+    let update = json!({"method": "PATCH", "url": "/services/data/v66.0/sobjects/Contact/003Fict00000003AAA",
+        "referenceId": "u", "body": {"Title": "Changed"}});
+    let missing = json!({"method": "PATCH", "url": "/services/data/v66.0/sobjects/Contact/003FictZZZZZZZZAAA",
+        "referenceId": "m", "body": {"Title": "x"}});
+    let before = d.contact(Dialect::Salesforce, 3);
+    let body = json!({"allOrNone": true, "compositeRequest": [create, update, missing]});
+    let (status, v) = run(
+        &d,
+        Method::POST,
+        &format!("{V}/composite"),
+        &body.to_string(),
+    );
+    assert_eq!(status, StatusCode::OK);
+    let statuses: Vec<u64> = v["compositeResponse"]
+        .as_array()
+        .expect("responses")
+        .iter()
+        .map(|r| r["httpStatusCode"].as_u64().unwrap_or(0))
+        .collect();
+    assert_eq!(statuses, [400, 400, 404]);
+    assert_eq!(
+        v["compositeResponse"][0]["body"][0]["errorCode"],
+        "PROCESSING_HALTED"
+    );
+    // nothing was committed
+    assert_eq!(d.contact(Dialect::Salesforce, 3), before);
+    assert_eq!(d.contact(Dialect::Salesforce, 10), Value::Null);
+    // without allOrNone the successful subrequests stay
+    let body = json!({"allOrNone": false, "compositeRequest": [
+        {"method": "PATCH", "url": "/services/data/v66.0/sobjects/Contact/003Fict00000003AAA",
+         "referenceId": "u", "body": {"Title": "Changed"}},
+        {"method": "PATCH", "url": "/services/data/v66.0/sobjects/Contact/003FictZZZZZZZZAAA",
+         "referenceId": "m", "body": {"Title": "x"}}]});
+    run(
+        &d,
+        Method::POST,
+        &format!("{V}/composite"),
+        &body.to_string(),
+    );
+    assert_eq!(d.contact(Dialect::Salesforce, 3)["Title"], "Changed");
+}
