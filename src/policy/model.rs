@@ -245,10 +245,15 @@ pub struct RawCsvJob {
 #[serde(deny_unknown_fields)]
 pub struct RawExpect {
     /// `allowed` (body unchanged), `minimised`, `blocked`, `write_denied`,
-    /// `write_action_not_allowed`, `no_consent`, `ungoverned`, `unknown`,
-    /// `query_not_allowed`, `query_not_checkable`.
+    /// `write_action_not_allowed`, `write_fields_dropped`, `no_consent`, `ungoverned`,
+    /// `unknown`, `query_not_allowed`, `query_not_checkable`, `aggregate_not_allowed`,
+    /// `consent_field_missing`.
     #[serde(default)]
     pub decision: Option<String>,
+    /// The path and query as the proxy forwards them (query minimisation may add consent
+    /// fields to the query).
+    #[serde(default)]
+    pub forwarded: Option<String>,
     #[serde(default)]
     pub body: Option<serde_json::Value>,
     #[serde(default)]
