@@ -609,13 +609,16 @@ impl<'a> Walker<'a, '_> {
     }
 
     /// A row of an aggregate query: not a record of `res` but a group of them, classified by
-    /// the query's columns. A row of another type, or for a purpose that removes records (its
-    /// query was refused; fail closed), is removed.
+    /// the query's columns. A row that names another type, or any row for a purpose that
+    /// removes records (its query was refused; fail closed), is removed. A row that names no
+    /// type (an error list's item) is classified all the same: the columns sit over the
+    /// resource's own map.
     fn aggregate_row(&mut self, v: &mut Value, agg: &'a Aggregate, res: usize) -> Verdict {
         if let Some(tk) = &self.inv.resources[res].type_key {
-            let ty = navigate(v, tk).and_then(Value::as_str);
-            if ty != agg.row_type {
-                return self.remove_record(RuleSlot::UnknownType);
+            match navigate(v, tk) {
+                None => {}
+                Some(Value::String(t)) if Some(t.as_str()) == agg.row_type => {}
+                Some(_) => return self.remove_record(RuleSlot::UnknownType),
             }
         }
         if self.consent && self.purpose.filters_records() {

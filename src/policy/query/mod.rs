@@ -562,6 +562,16 @@ mod tests {
             out.categories_delivered.iter().copied().collect::<Vec<_>>(),
             vec!["user.contact.address.country"]
         );
+        // an error list in answer to the query keeps its codes
+        let (errors, _) = answer(
+            "analytics",
+            soql,
+            serde_json::json!([{"errorCode": "MALFORMED_QUERY", "message": "near 'x@example.com'"}]),
+        );
+        assert_eq!(
+            errors,
+            serde_json::json!([{"errorCode": "MALFORMED_QUERY"}])
+        );
         // the same rows without the query's shape are of an unknown type: removed
         let set = shipped();
         let mut plain = rows;

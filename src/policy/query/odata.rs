@@ -225,7 +225,7 @@ fn odata_apply(
         match name.trim().to_ascii_lowercase().as_str() {
             "filter" => odata_option(checker, resource, "$filter", inner)?,
             "groupby" => {
-                let cols = columns.get_or_insert_with(|| aggregate_columns(checker));
+                let cols = columns.get_or_insert_with(|| aggregate_columns(checker, resource));
                 let parts = split_top_level(inner, ',');
                 let (grouped, more) = parts.split_first().ok_or(bad.clone())?;
                 let grouped = grouped
@@ -252,7 +252,7 @@ fn odata_apply(
                 }
             }
             "aggregate" => {
-                let cols = columns.get_or_insert_with(|| aggregate_columns(checker));
+                let cols = columns.get_or_insert_with(|| aggregate_columns(checker, resource));
                 aggregate_list(checker, cols, resource, inner)?;
             }
             _ => return Err(bad),
@@ -261,9 +261,11 @@ fn odata_apply(
     Ok(columns)
 }
 
-/// The columns every aggregated row has: the OData annotations, `system`.
-fn aggregate_columns(checker: &Checker<'_>) -> FieldNode {
-    let mut node = FieldNode::default();
+/// The columns every aggregated row has: the OData annotations, `system`, over the
+/// resource's own map (an error body in answer to the query keeps its codes; the query's
+/// columns win over it).
+fn aggregate_columns(checker: &Checker<'_>, resource: usize) -> FieldNode {
+    let mut node = checker.inv.resources[resource].fields.clone();
     if let Some(sys) = checker.set.taxonomy.get("system") {
         for key in ["@odata.id", "@odata.etag"] {
             node.keys.insert(
