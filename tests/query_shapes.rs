@@ -62,9 +62,9 @@ async fn a_soql_query_without_the_consent_field_returns_the_consented_records() 
     let log = std::fs::read_to_string(h.dir.path().join("logs/transfers.jsonl")).expect("log");
     let e: Value = log
         .lines()
+        .rev()
         .filter_map(|l| serde_json::from_str(l).ok())
-        .filter(|e: &Value| e["direction"] == "from_processor")
-        .last()
+        .find(|e: &Value| e["direction"] == "from_processor")
         .expect("record");
     assert_eq!(e["records"], want.len());
 }
@@ -92,9 +92,9 @@ async fn aggregates_pass_for_purposes_that_see_every_record_and_are_refused_othe
     let log = std::fs::read_to_string(h.dir.path().join("logs/transfers.jsonl")).expect("log");
     let e: Value = log
         .lines()
+        .rev()
         .filter_map(|l| serde_json::from_str(l).ok())
-        .filter(|e: &Value| e["direction"] == "from_processor")
-        .last()
+        .find(|e: &Value| e["direction"] == "from_processor")
         .expect("record");
     assert_eq!(e["records"], rows.len());
     h.double.double.clear_received();

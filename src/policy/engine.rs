@@ -651,11 +651,13 @@ impl<'a> Walker<'a, '_> {
             else {
                 continue;
             };
-            let annotation = format!("{last}@");
             let before = obj.len();
             let mut received = false;
             obj.retain(|k, val| {
-                let added = k == last || k.starts_with(&annotation);
+                // the field, or one of its annotations (`field@OData...`)
+                let added = k
+                    .strip_prefix(last.as_str())
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('@'));
                 received |= added && !val.is_null();
                 !added
             });

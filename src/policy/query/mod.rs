@@ -260,13 +260,14 @@ fn replace_param(query: Option<&str>, index: Option<usize>, name: &str, value: &
         .filter(|p| !p.is_empty())
         .map(str::to_string)
         .collect();
-    let pair = format!("{name}={}", form_encode(value));
+    let value = form_encode(value);
     match index.and_then(|i| pairs.get_mut(i)) {
+        // the name as the app wrote it (`%24select` stays)
         Some(p) => {
             let raw_name = p.split_once('=').map_or(p.as_str(), |(n, _)| n).to_string();
-            *p = format!("{raw_name}={}", form_encode(value));
+            *p = format!("{raw_name}={value}");
         }
-        None => pairs.push(pair),
+        None => pairs.push(format!("{name}={value}")),
     }
     pairs.join("&")
 }
