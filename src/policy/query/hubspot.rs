@@ -473,4 +473,159 @@ purposes:
             Ok(Some("properties=subject&properties=ok".into()))
         );
     }
+
+    const PROPERTIES: &[&str] = &[
+        "email",
+        "firstname",
+        "lastname",
+        "createdate",
+        "hs_email_optout",
+        "HS_EMAIL_OPTOUT",
+        "company",
+    ];
+    const OTHERS: &[&str] = &[
+        "limit=10",
+        "after=MTA%3D",
+        "archived=false",
+        "associations=companies",
+    ];
+    const DEFAULT_CONTACT: &[&str] = &[
+        "createdate",
+        "email",
+        "firstname",
+        "hs_object_id",
+        "lastmodifieddate",
+        "lastname",
+    ];
+
+    /// Every property named in a query string's `properties` parameters, in order.
+    fn named_in(q: &str) -> Vec<String> {
+        query_params(Some(q))
+            .expect("parses")
+            .into_iter()
+            .filter(|(n, _)| n == "properties")
+            .flat_map(|(_, v)| {
+                form_decode(v)
+                    .expect("decodes")
+                    .split(',')
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    fn has_consent(list: &[String]) -> bool {
+        list.iter()
+            .any(|p| p.eq_ignore_ascii_case("hs_email_optout"))
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(500))]
+        /// A rewritten list read keeps every parameter the app sent byte for byte and only
+        /// appends one `properties` parameter: the app's properties (or, naming none,
+        /// HubSpot's default set) and the consent property. Reviewing it again adds nothing.
+        #[test]
+        fn url_rewrites_append_one_properties_parameter(
+            props in proptest::sample::subsequence(PROPERTIES, 0..PROPERTIES.len()),
+            others in proptest::sample::subsequence(OTHERS, 0..OTHERS.len()),
+            split in proptest::bool::ANY,
+        ) {
+            let set = shipped();
+            let inv = set.inventory(Dialect::HubSpot).expect("inventory");
+            let list = inv
+                .operations()
+                .iter()
+                .find(|o| o.template().ends_with("/crm/v3/objects/contacts") && o.op() == OpKind::Read)
+                .expect("list");
+            let newsletter = set.purpose("newsletter").expect("purpose");
+            let mut params: Vec<String> = others.iter().map(|o| (*o).to_string()).collect();
+            if split {
+                params.extend(props.iter().map(|p| format!("properties={p}")));
+            } else if !props.is_empty() {
+                params.push(format!("properties={}", props.join("%2C")));
+            }
+            let q = params.join("&");
+            let review = |q: &str| {
+                super::super::review_url(set, newsletter, list, "/crm/v3/objects/contacts", Some(q))
+                    .expect("reviewed")
+            };
+            let r = review(&q);
+            let named = named_in(&q);
+            proptest::prop_assert_eq!(r.query.is_none(), has_consent(&named));
+            let out = r.query.unwrap_or_else(|| q.clone());
+            // the app's parameters as sent, then at most one more
+            let sent: Vec<&str> = q.split('&').filter(|p| !p.is_empty()).collect();
+            let forwarded: Vec<&str> = out.split('&').filter(|p| !p.is_empty()).collect();
+            proptest::prop_assert_eq!(&forwarded[..sent.len()], &sent[..]);
+            proptest::prop_assert!(forwarded.len() <= sent.len() + 1);
+            let all = named_in(&out);
+            proptest::prop_assert!(has_consent(&all));
+            proptest::prop_assert_eq!(&all[..named.len()], &named[..]);
+            if named.is_empty() {
+                for d in DEFAULT_CONTACT {
+                    proptest::prop_assert!(all.iter().any(|p| p == d), "{} missing", d);
+                }
+            }
+            proptest::prop_assert_eq!(review(&out).query, None);
+        }
+
+        /// A rewritten search or batch read body differs from the app's in `properties` only:
+        /// its list (or, naming none, HubSpot's default set) and then the consent property.
+        /// Filters, sorts, paging and inputs are untouched; reviewing it again adds nothing.
+        #[test]
+        fn body_rewrites_extend_properties_only(
+            props in proptest::sample::subsequence(PROPERTIES, 0..PROPERTIES.len()),
+            absent in proptest::bool::ANY,
+            batch in proptest::bool::ANY,
+        ) {
+            let set = shipped();
+            let inv = set.inventory(Dialect::HubSpot).expect("inventory");
+            let suffix = if batch { "/contacts/batch/read" } else { "/contacts/search" };
+            let op = inv
+                .operations()
+                .iter()
+                .find(|o| o.template().ends_with(suffix))
+                .expect("operation");
+            let path = format!("/crm/v3/objects{suffix}");
+            let newsletter = set.purpose("newsletter").expect("purpose");
+            let mut body = if batch {
+                json!({"inputs": [{"id": "1"}, {"id": "2"}], "propertiesWithHistory": []})
+            } else {
+                json!({
+                    "filterGroups": [{"filters": [{"propertyName": "email", "operator": "CONTAINS_TOKEN", "value": "*@example.com"}]}],
+                    "sorts": [{"propertyName": "createdate", "direction": "DESCENDING"}],
+                    "limit": 20,
+                    "after": "20"
+                })
+            };
+            if !(absent && props.is_empty()) {
+                body["properties"] = json!(props);
+            }
+            let sent = body.clone();
+            let mut out = body;
+            let shape = super::super::review_body(set, newsletter, op, &path, &mut out)
+                .expect("reviewed");
+            let named: Vec<String> = props.iter().map(|p| (*p).to_string()).collect();
+            proptest::prop_assert_eq!(shape.consent_added.is_empty(), has_consent(&named));
+            let all: Vec<String> = serde_json::from_value(out["properties"].clone())
+                .expect("a list of names");
+            proptest::prop_assert!(has_consent(&all));
+            proptest::prop_assert_eq!(&all[..named.len()], &named[..]);
+            if named.is_empty() {
+                proptest::prop_assert_eq!(&all[..DEFAULT_CONTACT.len()], DEFAULT_CONTACT);
+            }
+            let (mut a, mut b) = (sent.clone(), out.clone());
+            for doc in [&mut a, &mut b] {
+                if let Some(o) = doc.as_object_mut() {
+                    o.remove("properties");
+                }
+            }
+            proptest::prop_assert_eq!(a, b);
+            let mut again = out.clone();
+            let shape = super::super::review_body(set, newsletter, op, &path, &mut again)
+                .expect("reviewed again");
+            proptest::prop_assert!(shape.consent_added.is_empty());
+            proptest::prop_assert_eq!(again, out);
+        }
+    }
 }

@@ -143,7 +143,11 @@ fn select_with_consent(
                 )],
             });
         };
-        let selected = list.split(',').any(|p| p.trim().eq_ignore_ascii_case(name));
+        // `*` selects every column, the consent field included
+        let selected = list
+            .split(',')
+            .map(str::trim)
+            .any(|p| p == "*" || p.eq_ignore_ascii_case(name));
         if !selected {
             if !list.trim().is_empty() {
                 list.push(',');
@@ -823,6 +827,7 @@ mod tests {
                 Some("%24select=fullname,emailaddress1,donotbulkemail&%24filter=statecode%20eq%200"),
             ),
             ("$select=fullname,DoNotBulkEMail", None),
+            ("$select=*", None),
             // no $select: every column comes back, the consent field included
             ("$top=5", None),
             // the expanded account decides no consent of its own: as sent
@@ -908,6 +913,80 @@ mod tests {
                 "{q}: {:?}",
                 reviewed("support", q).map(|_| ())
             );
+        }
+    }
+
+    const COLUMNS: &[&str] = &[
+        "contactid",
+        "fullname",
+        "emailaddress1",
+        "address1_country",
+        "createdon",
+        "donotbulkemail",
+        "DoNotBulkEMail",
+    ];
+    const OPTIONS: &[&str] = &[
+        "$top=5",
+        "$filter=statecode%20eq%200%20and%20emailaddress1%20ne%20null",
+        "%24orderby=createdon%20desc",
+        "$count=true",
+        "$expand=parentcustomerid_account($select=name;$filter=statecode%20eq%200)",
+        "$skiptoken=%3Ccookie%20page%3D%222%22%20%2F%3E",
+    ];
+
+    /// `(raw name, decoded value)` of each parameter of a query string.
+    fn decoded(q: &str) -> Vec<(String, String)> {
+        q.split('&')
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                let (n, v) = p.split_once('=').unwrap_or((p, ""));
+                (n.to_string(), form_decode(v).expect("decodes"))
+            })
+            .collect()
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(500))]
+        /// A rewritten Dataverse query parses and passes the same check, selects a superset of
+        /// what the app selected (its `$select` items, in order, then the consent column),
+        /// filters, sorts, expands and pages identically (every other parameter byte for
+        /// byte), and is a fixed point: reviewing it again adds nothing.
+        #[test]
+        fn select_rewrites_append_the_consent_column_only(
+            columns in proptest::sample::subsequence(COLUMNS, 1..COLUMNS.len()),
+            options in proptest::sample::subsequence(OPTIONS, 0..OPTIONS.len()),
+            at in 0usize..OPTIONS.len(),
+            encoded in proptest::bool::ANY,
+        ) {
+            let (name, sep) = if encoded { ("%24select", "%2C") } else { ("$select", ",") };
+            let mut params: Vec<String> = options.iter().map(|o| (*o).to_string()).collect();
+            let at = at.min(params.len());
+            params.insert(at, format!("{name}={}", columns.join(sep)));
+            let q = params.join("&");
+            let r = reviewed("newsletter", &q).expect("reviewed");
+            let selected = columns.iter().any(|c| c.eq_ignore_ascii_case("donotbulkemail"));
+            proptest::prop_assert_eq!(r.query.is_none(), selected);
+            proptest::prop_assert_eq!(r.shape.consent_added.is_empty(), selected);
+            let out = r.query.unwrap_or_else(|| q.clone());
+            proptest::prop_assert!(reviewed("support", &out).is_ok());
+            let (before, after) = (decoded(&q), decoded(&out));
+            proptest::prop_assert_eq!(before.len(), after.len());
+            let raw: Vec<&str> = out.split('&').collect();
+            for (i, ((bn, bv), (an, av))) in before.iter().zip(&after).enumerate() {
+                proptest::prop_assert_eq!(bn, an);
+                if i == at {
+                    let want = if selected {
+                        bv.clone()
+                    } else {
+                        format!("{bv},donotbulkemail")
+                    };
+                    proptest::prop_assert_eq!(av, &want);
+                } else {
+                    proptest::prop_assert_eq!(raw[i], params[i].as_str());
+                }
+            }
+            let again = reviewed("newsletter", &out).expect("reviewed again");
+            proptest::prop_assert_eq!(again.query, None);
         }
     }
 }
