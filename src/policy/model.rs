@@ -124,7 +124,8 @@ pub struct RawOperation {
     pub op: String,
     #[serde(default)]
     pub class: Option<String>,
-    /// `odata_batch`, `sf_composite`, `sf_composite_batch` or `sf_tree`: a batch tunnel.
+    /// `odata_batch`, `sf_composite`, `sf_composite_batch`, `sf_tree` or `sf_graph`: a batch
+    /// tunnel.
     #[serde(default)]
     pub tunnel: Option<String>,
     /// `json` (default) or `csv`: the media type of the operation's governed response body.

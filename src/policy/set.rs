@@ -274,6 +274,8 @@ pub enum TunnelKind {
     SfCompositeBatch,
     /// Salesforce `/composite/tree/{SObject}` (records with nested children).
     SfTree,
+    /// Salesforce `/composite/graph` (`graphs`, each a `compositeRequest` that commits whole).
+    SfGraph,
 }
 
 impl TunnelKind {
@@ -284,6 +286,7 @@ impl TunnelKind {
             TunnelKind::SfComposite => "sf_composite",
             TunnelKind::SfCompositeBatch => "sf_composite_batch",
             TunnelKind::SfTree => "sf_tree",
+            TunnelKind::SfGraph => "sf_graph",
         }
     }
     /// Parses the inventory spelling.
@@ -293,6 +296,7 @@ impl TunnelKind {
             "sf_composite" => TunnelKind::SfComposite,
             "sf_composite_batch" => TunnelKind::SfCompositeBatch,
             "sf_tree" => TunnelKind::SfTree,
+            "sf_graph" => TunnelKind::SfGraph,
             _ => return None,
         })
     }

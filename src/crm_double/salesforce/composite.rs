@@ -1,4 +1,5 @@
-//! sObject Collections (`/composite/sobjects`) and Composite (`/composite`).
+//! sObject Collections (`/composite/sobjects`), Composite (`/composite`) and Composite
+//! Graph (`/composite/graph`).
 //!
 //! Composite runs each subrequest through the same router as a top-level call, so a
 //! subrequest behaves exactly like the endpoint it names (auth included: the outer
@@ -9,6 +10,7 @@
 //! journal, the first that fails rolls all of them back, and every other subrequest answers
 //! `400 PROCESSING_HALTED` (the ones that had run too). The outer flag also makes each sObject
 //! Collections subrequest all-or-none, and a collection with a failed record fails the unit.
+//! Each graph of a composite graph is such a unit of its own.
 
 use std::sync::Arc;
 
@@ -199,6 +201,74 @@ pub(crate) fn composite(double: &Arc<CrmDouble>, req: &Req, ver: &str) -> Reply 
             &format!("Limit of {MAX_SUBREQUESTS} subrequests exceeded"),
         );
     }
+    let (responses, _) = run_unit(double, req, subrequests, all_or_none, ver);
+    ok_json(StatusCode::OK, &json!({ "compositeResponse": responses }))
+}
+
+/// Composite graph accepts at most this many nodes in all.
+const MAX_GRAPH_NODES: usize = 500;
+
+/// `POST /composite/graph`: each graph runs as an all-or-none composite of its own (one
+/// transaction per graph); a graph that fails is rolled back alone, `isSuccessful: false`,
+/// and the others stand.
+pub(crate) fn graph(double: &Arc<CrmDouble>, req: &Req, ver: &str) -> Reply {
+    let body = match json_body(req) {
+        Ok(v) => v,
+        Err(e) => return e.reply(),
+    };
+    let Some(graphs) = body.get("graphs").and_then(Value::as_array) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "JSON_PARSER_ERROR",
+            "graphs is required",
+        );
+    };
+    let mut nodes = 0;
+    for g in graphs {
+        let Some(subs) = g.get("compositeRequest").and_then(Value::as_array) else {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "INVALID_GRAPH",
+                "every graph needs a compositeRequest",
+            );
+        };
+        nodes += subs.len();
+    }
+    if nodes > MAX_GRAPH_NODES {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_BATCH_SIZE",
+            &format!("Limit of {MAX_GRAPH_NODES} nodes exceeded"),
+        );
+    }
+    let answers: Vec<Value> = graphs
+        .iter()
+        .map(|g| {
+            let subs = g
+                .get("compositeRequest")
+                .and_then(Value::as_array)
+                .map_or(&[][..], Vec::as_slice);
+            let (responses, failed) = run_unit(double, req, subs, true, ver);
+            json!({
+                "graphId": g.get("graphId").cloned().unwrap_or(Value::Null),
+                "graphResponse": { "compositeResponse": responses },
+                "isSuccessful": !failed,
+            })
+        })
+        .collect();
+    ok_json(StatusCode::OK, &json!({ "graphs": answers }))
+}
+
+/// Runs the subrequests of one composite request (`all_or_none`: as one transaction that the
+/// first failure rolls back, every other subrequest then answering `PROCESSING_HALTED`): the
+/// responses, and whether the unit failed and was rolled back.
+fn run_unit(
+    double: &Arc<CrmDouble>,
+    req: &Req,
+    subrequests: &[Value],
+    all_or_none: bool,
+    ver: &str,
+) -> (Vec<Value>, bool) {
     let journal = all_or_none.then(|| Arc::new(Journal::default()));
     let mut done: Vec<(String, Value)> = Vec::new();
     let mut responses = Vec::new();
@@ -237,7 +307,7 @@ pub(crate) fn composite(double: &Arc<CrmDouble>, req: &Req, ver: &str) -> Reply 
             }
         }
     }
-    ok_json(StatusCode::OK, &json!({ "compositeResponse": responses }))
+    (responses, failed.is_some())
 }
 
 /// The answer of a subrequest rolled back (or never run) because another one failed.
@@ -292,7 +362,8 @@ fn run_subrequest(
     if !url.starts_with(&prefix) {
         return fail(&format!("The url must start with {prefix}"));
     }
-    if url.trim_end_matches('/').ends_with("/composite") {
+    let bare = url.trim_end_matches('/');
+    if bare.ends_with("/composite") || bare.ends_with("/composite/graph") {
         return fail("composite subrequests cannot be nested");
     }
     let body = match sub.get("body") {

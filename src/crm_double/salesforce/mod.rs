@@ -209,6 +209,10 @@ fn route(double: &Arc<CrmDouble>, req: &Req) -> Reply {
             Method::POST => composite::composite(double, req, ver),
             _ => method_not_allowed(m, "POST"),
         },
+        ["composite", "graph"] => match *m {
+            Method::POST => composite::graph(double, req, ver),
+            _ => method_not_allowed(m, "POST"),
+        },
         ["composite", "sobjects"] => match *m {
             Method::POST | Method::PATCH => composite::save(double, req),
             _ => method_not_allowed(m, "POST,PATCH"),

@@ -478,3 +478,64 @@ fn all_or_none_composite_rolls_back_every_subrequest() {
     );
     assert_eq!(d.contact(Dialect::Salesforce, 3)["Title"], "Changed");
 }
+
+#[test]
+fn composite_graph_rolls_back_a_failed_graph_alone() {
+    let d = double(10);
+    let before = d.contact(Dialect::Salesforce, 4);
+    let body = json!({"graphs": [
+        {"graphId": "g1", "compositeRequest": [
+            {"method": "POST", "url": "/services/data/v66.0/sobjects/Contact",
+             "referenceId": "c", "body": {"LastName": "Graph", "Email": "graph@example.com"}},
+            {"method": "PATCH", "url": "/services/data/v66.0/sobjects/Contact/@{c.id}",
+             "referenceId": "u", "body": {"Title": "Linked"}}]},
+        {"graphId": "g2", "compositeRequest": [
+            {"method": "PATCH", "url": "/services/data/v66.0/sobjects/Contact/003Fict00000004AAA",
+             "referenceId": "u", "body": {"Title": "Changed"}},
+            {"method": "PATCH", "url": "/services/data/v66.0/sobjects/Contact/003FictZZZZZZZZAAA",
+             "referenceId": "m", "body": {"Title": "x"}}]}]});
+    let (status, v) = run(
+        &d,
+        Method::POST,
+        &format!("{V}/composite/graph"),
+        &body.to_string(),
+    );
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let graphs = v["graphs"].as_array().expect("graphs");
+    assert_eq!(graphs.len(), 2);
+    assert_eq!(
+        (&graphs[0]["graphId"], &graphs[0]["isSuccessful"]),
+        (&json!("g1"), &json!(true))
+    );
+    assert_eq!(
+        (&graphs[1]["graphId"], &graphs[1]["isSuccessful"]),
+        (&json!("g2"), &json!(false))
+    );
+    let statuses = |g: &Value| -> Vec<u64> {
+        g["graphResponse"]["compositeResponse"]
+            .as_array()
+            .expect("responses")
+            .iter()
+            .map(|r| r["httpStatusCode"].as_u64().unwrap_or(0))
+            .collect()
+    };
+    assert_eq!(statuses(&graphs[0]), [201, 204]);
+    assert_eq!(statuses(&graphs[1]), [400, 404]);
+    assert_eq!(
+        graphs[1]["graphResponse"]["compositeResponse"][0]["body"][0]["errorCode"],
+        "PROCESSING_HALTED"
+    );
+    // the first graph stands, the second committed nothing
+    assert_eq!(d.contact(Dialect::Salesforce, 10)["Title"], "Linked");
+    assert_eq!(d.contact(Dialect::Salesforce, 4), before);
+    // a graph inside a composite is refused
+    let nested = json!({"compositeRequest": [{"method": "POST", "url": "/services/data/v66.0/composite/graph",
+        "referenceId": "n", "body": body}]});
+    let (_, v) = run(
+        &d,
+        Method::POST,
+        &format!("{V}/composite"),
+        &nested.to_string(),
+    );
+    assert_eq!(v["compositeResponse"][0]["httpStatusCode"], 400);
+}

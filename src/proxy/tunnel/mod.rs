@@ -297,9 +297,10 @@ pub fn govern_request(
 ) -> Result<GovernedRequest, TunnelRefusal> {
     match cx.tunnel.kind {
         TunnelKind::OdataBatch => batch::govern_request(cx, content_type, body),
-        TunnelKind::SfComposite | TunnelKind::SfCompositeBatch | TunnelKind::SfTree => {
-            composite::govern_request(cx, content_type, body)
-        }
+        TunnelKind::SfComposite
+        | TunnelKind::SfCompositeBatch
+        | TunnelKind::SfTree
+        | TunnelKind::SfGraph => composite::govern_request(cx, content_type, body),
     }
 }
 
@@ -315,9 +316,10 @@ pub fn govern_response(
 ) -> Result<GovernedResponse, TunnelRefusal> {
     match request.kind {
         TunnelKind::OdataBatch => batch::govern_response(cx, request, content_type, body, links),
-        TunnelKind::SfComposite | TunnelKind::SfCompositeBatch | TunnelKind::SfTree => {
-            composite::govern_response(cx, request, content_type, body, links)
-        }
+        TunnelKind::SfComposite
+        | TunnelKind::SfCompositeBatch
+        | TunnelKind::SfTree
+        | TunnelKind::SfGraph => composite::govern_response(cx, request, content_type, body, links),
     }
 }
 

@@ -498,6 +498,7 @@ fn kind_path(kind: TunnelKind) -> &'static str {
         TunnelKind::SfComposite => "/services/data/v66.0/composite",
         TunnelKind::SfCompositeBatch => "/services/data/v66.0/composite/batch",
         TunnelKind::SfTree => "/services/data/v66.0/composite/tree/Account",
+        TunnelKind::SfGraph => "/services/data/v66.0/composite/graph",
         TunnelKind::OdataBatch => DV_PATH,
     }
 }
@@ -785,7 +786,7 @@ type SfRow = (
 
 #[test]
 fn composite_bypass_table() {
-    use TunnelKind::{SfComposite as C, SfCompositeBatch as B, SfTree as T};
+    use TunnelKind::{SfComposite as C, SfCompositeBatch as B, SfGraph as G, SfTree as T};
     let sub = |m: &str, url: &str, r: &str| json!({"method": m, "url": url, "referenceId": r});
     let get_ok = sub("GET", "/services/data/v66.0/sobjects/Contact/003A", "ok");
     let comp = |subs: Vec<Value>| json!({"compositeRequest": subs});
@@ -829,6 +830,15 @@ fn composite_bypass_table() {
         ("tree nested-only type", T, "support", json!({"records": [{"attributes": {"type": "Account", "referenceId": "a"}, "Cases": {"records": [{"attributes": {"type": "Case", "referenceId": "k"}, "Subject": "SECRET"}]}}]}), 2, unknown),
         ("tree child container extras", T, "support", json!({"records": [{"attributes": {"type": "Account", "referenceId": "a"}, "Contacts": {"records": [], "done": true}}]}), 1, malformed),
         ("tree write of a denied purpose", T, "newsletter", json!({"records": [{"attributes": {"type": "Account", "referenceId": "a"}, "Name": "x"}]}), 1, denied),
+        ("nested graph", C, "support", comp(vec![json!({"method": "POST", "url": "/services/data/v66.0/composite/graph", "referenceId": "n", "body": {"graphs": []}})]), 1, |c| *c == Cause::Nested),
+        ("graph unknown envelope key", G, "support", json!({"graphs": [], "allOrNone": false}), 0, malformed),
+        ("graph unknown graph key", G, "support", json!({"graphs": [{"graphId": "g", "compositeRequest": [], "x": 1}]}), 0, malformed),
+        ("graph without an id", G, "support", json!({"graphs": [{"compositeRequest": [get_ok.clone()]}]}), 0, malformed),
+        ("odd graphId", G, "support", json!({"graphs": [{"graphId": "a/b", "compositeRequest": [get_ok.clone()]}]}), 0, malformed),
+        ("duplicate graphId", G, "support", json!({"graphs": [{"graphId": "g", "compositeRequest": [get_ok.clone()]}, {"graphId": "g", "compositeRequest": []}]}), 0, malformed),
+        ("graph node on an unclassified path", G, "support", json!({"graphs": [{"graphId": "g1", "compositeRequest": [get_ok.clone()]}, {"graphId": "g2", "compositeRequest": [sub("GET", "/services/data/v66.0/sobjects/User/005A", "u")]}]}), 2, unknown),
+        ("graph hidden write of a denied purpose", G, "newsletter", json!({"graphs": [{"graphId": "g", "compositeRequest": [get_ok.clone(), json!({"method": "PATCH", "url": "/services/data/v66.0/sobjects/Contact/003A", "referenceId": "w", "body": {"FirstName": "SECRET"}})]}]}), 2, denied),
+        ("graph value reference", G, "support", json!({"graphs": [{"graphId": "g", "compositeRequest": [get_ok.clone(), json!({"method": "PATCH", "url": "/services/data/v66.0/sobjects/Contact/003B", "referenceId": "w", "body": {"FirstName": "@{ok.Birthdate}"}})]}]}), 2, reference),
     ];
     for (name, kind, p, body, part, cause) in rows {
         let err = sf_request(kind, p, &body).expect_err(name);
@@ -914,4 +924,78 @@ fn tunnel_operations_are_refused_by_apply() {
     ] {
         assert_eq!(op(Dialect::Salesforce, "POST", path).tunnel(), Some(kind));
     }
+}
+
+#[test]
+fn composite_graph_nodes_governed_per_graph_and_a_lossy_node_refuses_all() {
+    let node = |r: &str, body: Value| json!({"method": "PATCH", "url": "/services/data/v66.0/sobjects/Contact/003A", "referenceId": r, "body": body});
+    let graphs = |second: Value| {
+        json!({"graphs": [
+            {"graphId": "g1", "compositeRequest": [
+                {"method": "POST", "url": "/services/data/v66.0/sobjects/Contact", "referenceId": "c", "body": {"LastName": "Graph"}},
+                node("u", json!({"FirstName": "Ada"}))]},
+            {"graphId": "g2", "compositeRequest": [node("u", second)]}]})
+    };
+    // a node that would lose a field refuses the whole request, naming its part
+    let err = sf_request(
+        TunnelKind::SfGraph,
+        "support",
+        &graphs(json!({"FirstName": "Ada", "Birthdate": "1990-04-01"})),
+    )
+    .expect_err("lossy node");
+    assert_eq!(
+        (err.part, err.cause),
+        (
+            3,
+            Cause::Policy(Refusal::WriteFieldsDropped {
+                field_paths: vec!["$.Birthdate".into()],
+                nothing_left: false
+            })
+        )
+    );
+    let req = sf_request(
+        TunnelKind::SfGraph,
+        "support",
+        &graphs(json!({"Title": "Dr"})),
+    )
+    .expect("support writes");
+    let ids: Vec<_> = req.parts.iter().map(|p| p.id.as_deref()).collect();
+    assert_eq!(ids, [Some("g1/c"), Some("g1/u"), Some("g2/u")]);
+    let sent = json_of(&req.body);
+    assert_eq!(
+        sent["graphs"][1]["compositeRequest"][0]["body"],
+        json!({"Title": "Dr"})
+    );
+    // reference ids repeat across graphs; results match by graph and reference
+    let resp_body = json!({"graphs": [
+        {"graphId": "g2", "isSuccessful": false, "graphResponse": {"compositeResponse": [
+            {"body": [{"errorCode": "ENTITY_IS_DELETED", "message": "SECRET deleted"}], "httpHeaders": {}, "httpStatusCode": 404, "referenceId": "u"}]}},
+        {"graphId": "g1", "isSuccessful": true, "extra": "SECRET", "graphResponse": {"compositeResponse": [
+            {"body": {"id": "003N", "success": true, "errors": []}, "httpHeaders": {"Location": "/services/data/v66.0/sobjects/Contact/003N"}, "httpStatusCode": 201, "referenceId": "c"},
+            {"body": null, "httpHeaders": {}, "httpStatusCode": 204, "referenceId": "u"}]}}]});
+    let resp = sf_response("support", &req, &resp_body).expect("governed");
+    let got = json_of(&resp.body);
+    assert!(!got.to_string().contains("SECRET"), "{got}");
+    assert_eq!(got["graphs"][1]["isSuccessful"], true);
+    assert_eq!(
+        got["graphs"][0]["graphResponse"]["compositeResponse"][0]["body"][0]["errorCode"],
+        "ENTITY_IS_DELETED"
+    );
+    let matched: Vec<_> = resp
+        .parts
+        .iter()
+        .map(|p| (p.index, p.id.as_deref(), p.status))
+        .collect();
+    assert_eq!(
+        matched,
+        [
+            (3, Some("g2/u"), Some(404)),
+            (1, Some("g1/c"), Some(201)),
+            (2, Some("g1/u"), Some(204))
+        ]
+    );
+    // a result for a node nobody asked for is refused
+    let stray = json!({"graphs": [{"graphId": "g3", "isSuccessful": true, "graphResponse": {"compositeResponse": [
+        {"body": null, "httpHeaders": {}, "httpStatusCode": 204, "referenceId": "u"}]}}]});
+    assert!(sf_response("support", &req, &stray).is_err());
 }
