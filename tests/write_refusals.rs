@@ -392,3 +392,71 @@ async fn a_unit_the_crm_fails_commits_nothing() {
     );
     assert_eq!(h.double.double.contact(Dialect::Salesforce, 4), before);
 }
+
+#[tokio::test]
+async fn composite_graphs_are_refused_whole_or_rolled_back_graph_by_graph() {
+    let h = harness().await;
+    let support = h.cert_client("support-desk", Version::H2);
+    let headers = [
+        ("zweck-purpose", "support"),
+        ("content-type", "application/json"),
+    ];
+    let graphs = |second: Value| {
+        json!({"graphs": [
+            {"graphId": "g1", "compositeRequest": [
+                {"method": "POST", "url": "/services/data/v66.0/sobjects/Contact", "referenceId": "new",
+                 "body": {"LastName": "Graph"}},
+                {"method": "PATCH", "url": "/services/data/v66.0/sobjects/Contact/@{new.id}",
+                 "referenceId": "upd", "body": {"Title": "Graph"}}]},
+            {"graphId": "g2", "compositeRequest": [
+                {"method": "PATCH", "url": "/services/data/v66.0/sobjects/Contact/003Fict00000004AAA",
+                 "referenceId": "upd", "body": {"Title": "Graph"}},
+                second]}]})
+    };
+    let before = h.double.double.contact(Dialect::Salesforce, 4);
+    // a lossy node: nothing of any graph reaches the CRM
+    let lossy = json!({"method": "PATCH", "url": contact_path(&h, 6), "referenceId": "bad",
+        "body": {"Title": "x", "Birthdate": "1990-04-01"}});
+    let (r, b) = support
+        .call(
+            Method::POST,
+            &h.url("/services/data/v66.0/composite/graph"),
+            &headers,
+            Bytes::from(graphs(lossy).to_string()),
+        )
+        .await;
+    assert_eq!(r.status(), 403, "{}", text(&b));
+    assert_eq!(problem_slug(&r, &b), "write-fields-dropped");
+    assert!(text(&b).contains("part 4"), "{}", text(&b));
+    assert!(!text(&b).contains("1990-04-01"), "{}", text(&b));
+    assert!(h.double.double.received().is_empty());
+    // a node the CRM fails: its graph is rolled back, the other stands
+    let gone = json!({"method": "PATCH", "url": "/services/data/v66.0/sobjects/Contact/003FictZZZZZZZZAAA",
+        "referenceId": "gone", "body": {"Title": "x"}});
+    let (r, b) = support
+        .call(
+            Method::POST,
+            &h.url("/services/data/v66.0/composite/graph"),
+            &headers,
+            Bytes::from(graphs(gone).to_string()),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{}", text(&b));
+    let v: Value = serde_json::from_slice(&b).expect("json");
+    let outcome: Vec<(Value, Value)> = v["graphs"]
+        .as_array()
+        .expect("graphs")
+        .iter()
+        .map(|g| (g["graphId"].clone(), g["isSuccessful"].clone()))
+        .collect();
+    assert_eq!(
+        outcome,
+        [(json!("g1"), json!(true)), (json!("g2"), json!(false))],
+        "{v}"
+    );
+    assert_eq!(
+        h.double.double.contact(Dialect::Salesforce, CONTACTS)["Title"],
+        "Graph"
+    );
+    assert_eq!(h.double.double.contact(Dialect::Salesforce, 4), before);
+}
