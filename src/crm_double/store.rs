@@ -38,6 +38,8 @@ impl Kind {
 struct Overlay {
     created: u64,
     patches: HashMap<u64, Map<String, Value>>,
+    /// Deleted records: they no longer exist for any read or write.
+    deleted: std::collections::HashSet<u64>,
     /// Updates per record, so ETags and modification stamps change on write.
     versions: HashMap<u64, u64>,
     /// Created records whose creation was rolled back (gaps in the index range).
@@ -61,6 +63,10 @@ enum Undo {
         index: u64,
         patch: Option<Map<String, Value>>,
         version: Option<u64>,
+    },
+    Deleted {
+        kind: Kind,
+        index: u64,
     },
 }
 
@@ -113,7 +119,20 @@ impl Store {
             && !self
                 .lock()
                 .get(&kind)
-                .is_some_and(|o| o.rolled_back.contains(&index))
+                .is_some_and(|o| o.rolled_back.contains(&index) || o.deleted.contains(&index))
+    }
+
+    /// Deletes a record (through `journal`, inside an atomic unit); false when it does not
+    /// exist.
+    pub fn delete(&self, journal: Option<&Journal>, kind: Kind, index: u64) -> bool {
+        if !self.exists(kind, index) {
+            return false;
+        }
+        self.lock().entry(kind).or_default().deleted.insert(index);
+        if let Some(j) = journal {
+            j.push(Undo::Deleted { kind, index });
+        }
+        true
     }
 
     /// True for records created through the API (they have no generated values).
@@ -203,6 +222,9 @@ impl Store {
                         None => overlay.versions.remove(&index),
                     };
                 }
+                Undo::Deleted { kind, index } => {
+                    overlays.entry(kind).or_default().deleted.remove(&index);
+                }
             }
         }
     }
@@ -280,6 +302,11 @@ mod tests {
         assert_eq!(s.version(Kind::SfContact, 3), 1);
         assert!(!s.update(None, Kind::SfContact, 11, Map::new()));
         assert_eq!(s.total(Kind::SfAccount), 1);
+        assert!(s.delete(None, Kind::SfContact, 10));
+        assert!(!s.exists(Kind::SfContact, 10));
+        assert!(!s.delete(None, Kind::SfContact, 10));
+        assert!(!s.update(None, Kind::SfContact, 10, Map::new()));
+        assert!(s.exists(Kind::HsContact, 9));
     }
 
     #[test]

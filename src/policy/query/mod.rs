@@ -112,8 +112,12 @@ pub struct Reviewed {
 }
 
 /// Checks the query a request carries in its URL: SOQL in `q` of Salesforce's
-/// `query`/`queryAll`, Dataverse query options and alternate keys, HubSpot `idProperty`
-/// lookups. `path` is the canonical path, `query` the raw query string.
+/// `query`/`queryAll`, Dataverse query options, and the key a record is addressed by
+/// (Salesforce External ID, Dataverse alternate key, HubSpot `idProperty`). `path` is the
+/// canonical path, `query` the raw query string.
+///
+/// The key is checked for every operation: the answer to a read, an upsert (201 or 200) or a
+/// delete (204 or 404) by a field's value says whether a record with that value exists.
 pub fn check_url(
     set: &PolicySet,
     purpose: &Purpose,
@@ -135,15 +139,18 @@ pub fn review_url(
     path: &str,
     query: Option<&str>,
 ) -> Result<Reviewed, QueryRefusal> {
+    match op.dialect {
+        Dialect::Salesforce => soql::check_external_id(set, purpose, op.resource_idx, path)?,
+        Dialect::Dynamics => odata::check_alternate_key(set, purpose, op.resource_idx, path)?,
+        Dialect::HubSpot => hubspot::check_id_property(set, purpose, op.resource_idx, query)?,
+        Dialect::Generic => {}
+    }
     if op.op != OpKind::Read {
         return Ok(Reviewed::default());
     }
     let reviewed = match op.dialect {
         Dialect::Salesforce => soql::review_url(set, purpose, op, path, query)?,
-        Dialect::Dynamics => {
-            odata::check_alternate_key(set, purpose, op.resource_idx, path)?;
-            odata::review_options(set, purpose, op.resource_idx, query)?
-        }
+        Dialect::Dynamics => odata::review_options(set, purpose, op.resource_idx, query)?,
         Dialect::HubSpot => hubspot::review_url(set, purpose, op.resource_idx, path, query)?,
         Dialect::Generic => Reviewed::default(),
     };
