@@ -12,6 +12,7 @@ from __future__ import annotations
 import pytest
 from simple_salesforce.exceptions import SalesforceRefusedRequest
 
+from clients import sf_refusal
 from conftest import APP_PURPOSES
 from test_salesforce import VERSION, sf_for
 from test_writes_refused import MISSING_SF, SF, WRITERS, problem, sf_count
@@ -41,8 +42,9 @@ def graph(sf, body: dict):
     return sf.restful("composite/graph", method="POST", json=body)
 
 
+@pytest.mark.sdk_call('simple-salesforce', '`sf.restful("composite/graph", method="POST")`, two graphs, one node writing a field the purpose does not write (no graph committed)')
 @params
-def test_graph_with_a_lossy_node_is_refused_whole(zweck, double, app, purpose):
+def test_graph_with_a_lossy_node_is_refused_whole(zweck, double, app, purpose, compat):
     contact = double.sf_query(VERSION, "SELECT Id FROM Contact LIMIT 7")[6]["Id"]
     before = (sf_count(double), double.sf_contact(VERSION, contact))
     lossy = {"method": "PATCH", "url": f"{SF}/sobjects/Contact/{contact}", "referenceId": "bad",
@@ -56,11 +58,13 @@ def test_graph_with_a_lossy_node_is_refused_whole(zweck, double, app, purpose):
     else:
         assert problem(e.value) == "write-denied"
     assert (sf_count(double), double.sf_contact(VERSION, contact)) == before, "committed"
+    compat.refused(*sf_refusal(e.value))
 
 
+@pytest.mark.sdk_call('simple-salesforce', '`sf.restful("composite/graph", method="POST")`, a node the CRM fails')
 @pytest.mark.parametrize("app,purpose", [("support-desk", "support"),
                                          ("support-desk", "billing")])
-def test_graph_the_crm_fails_is_rolled_back_alone(zweck, double, app, purpose):
+def test_graph_the_crm_fails_is_rolled_back_alone(zweck, double, app, purpose, compat):
     contact = double.sf_query(VERSION, "SELECT Id FROM Contact LIMIT 8")[7]["Id"]
     before = (sf_count(double), double.sf_contact(VERSION, contact))
     gone = {"method": "PATCH", "url": f"{SF}/sobjects/Contact/{MISSING_SF}", "referenceId": "gone",
@@ -74,3 +78,4 @@ def test_graph_the_crm_fails_is_rolled_back_alone(zweck, double, app, purpose):
     # g1 created its contact; g2's update was rolled back
     assert sf_count(double) == before[0] + 1
     assert double.sf_contact(VERSION, contact) == before[1], "g2 committed"
+    compat.ok("that graph rolled back, the other committed")

@@ -19,6 +19,7 @@ from hubspot.crm.contacts import (
 )
 from hubspot.crm.contacts.exceptions import ForbiddenException
 
+from clients import hs_refusal
 from conftest import APP_PURPOSES
 from test_hubspot import PROPS, hs_for, truth  # noqa: F401 (a fixture)
 
@@ -33,8 +34,9 @@ def problem(e: ForbiddenException) -> dict:
     return json.loads(e.body)
 
 
+@pytest.mark.sdk_call('hubspot-api-client', '`crm.contacts.basic_api.update(id, …)` with `date_of_birth`, which no purpose writes (CRM unchanged)')
 @params
-def test_update_that_would_lose_a_property(zweck, double, truth, app, purpose):
+def test_update_that_would_lose_a_property(zweck, double, truth, app, purpose, compat):
     contact_id = list(truth)[11]
     before = double.hs_contact(contact_id, PROPS)
     api = hs_for(zweck, app, purpose).crm.contacts.basic_api
@@ -49,10 +51,12 @@ def test_update_that_would_lose_a_property(zweck, double, truth, app, purpose):
     else:
         assert p["type"] == "urn:zweck:problem:write-denied"
     assert double.hs_contact(contact_id, PROPS) == before
+    compat.refused(*hs_refusal(e.value))
 
 
+@pytest.mark.sdk_call('hubspot-api-client', '`crm.contacts.batch_api.update(…)`, one input with `date_of_birth` (CRM unchanged)')
 @params
-def test_batch_update_with_one_lossy_input_is_refused_whole(zweck, double, truth, app, purpose):
+def test_batch_update_with_one_lossy_input_is_refused_whole(zweck, double, truth, app, purpose, compat):
     ids = list(truth)[12:14]
     before = [double.hs_contact(i, PROPS) for i in ids]
     batch = BatchInputSimplePublicObjectBatchInput(inputs=[
@@ -66,3 +70,4 @@ def test_batch_update_with_one_lossy_input_is_refused_whole(zweck, double, truth
     want = "write-fields-dropped" if purpose in WRITERS else "write-denied"
     assert problem(e.value)["type"] == f"urn:zweck:problem:{want}"
     assert [double.hs_contact(i, PROPS) for i in ids] == before
+    compat.refused(*hs_refusal(e.value))

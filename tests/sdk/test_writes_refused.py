@@ -12,6 +12,7 @@ from __future__ import annotations
 import pytest
 from simple_salesforce.exceptions import SalesforceRefusedRequest
 
+from clients import http_refusal, sf_refusal
 from conftest import APP_PURPOSES
 from test_salesforce import VERSION, sf_for
 
@@ -45,8 +46,9 @@ def composite(sf, body: dict):
 # --- Salesforce -------------------------------------------------------------------------------
 
 
+@pytest.mark.sdk_call('simple-salesforce', '`sf.restful("composite", method="POST")`, `allOrNone: true`, one part writing a field the purpose does not write (CRM unchanged)')
 @params
-def test_composite_all_or_none_with_a_lossy_part_is_refused_whole(zweck, double, app, purpose):
+def test_composite_all_or_none_with_a_lossy_part_is_refused_whole(zweck, double, app, purpose, compat):
     contact = double.sf_query(VERSION, "SELECT Id FROM Contact LIMIT 3")[2]["Id"]
     before = (sf_count(double), double.sf_contact(VERSION, contact))
     body = {"allOrNone": True, "compositeRequest": [
@@ -65,11 +67,13 @@ def test_composite_all_or_none_with_a_lossy_part_is_refused_whole(zweck, double,
     else:
         assert problem(e.value) == "write-denied"
     assert (sf_count(double), double.sf_contact(VERSION, contact)) == before, "committed"
+    compat.refused(*sf_refusal(e.value))
 
 
+@pytest.mark.sdk_call('simple-salesforce', '`sf.restful("composite", method="POST")`, `allOrNone: true`, a part the CRM fails')
 @pytest.mark.parametrize("app,purpose", [("support-desk", "support"),
                                          ("support-desk", "billing")])
-def test_composite_all_or_none_the_crm_fails_commits_nothing(zweck, double, app, purpose):
+def test_composite_all_or_none_the_crm_fails_commits_nothing(zweck, double, app, purpose, compat):
     contact = double.sf_query(VERSION, "SELECT Id FROM Contact LIMIT 4")[3]["Id"]
     before = (sf_count(double), double.sf_contact(VERSION, contact))
     body = {"allOrNone": True, "compositeRequest": [
@@ -85,10 +89,12 @@ def test_composite_all_or_none_the_crm_fails_commits_nothing(zweck, double, app,
     assert statuses == [400, 400, 404], res
     assert res["compositeResponse"][0]["body"][0]["errorCode"] == "PROCESSING_HALTED"
     assert (sf_count(double), double.sf_contact(VERSION, contact)) == before, "committed"
+    compat.ok("rolled back, others `PROCESSING_HALTED`")
 
 
+@pytest.mark.sdk_call('simple-salesforce', '`sf.restful("composite/sobjects", method="POST")`, `allOrNone: true`, one record writing a field the purpose does not write (CRM unchanged)')
 @params
-def test_collection_all_or_none_with_a_lossy_record_is_refused(zweck, double, app, purpose):
+def test_collection_all_or_none_with_a_lossy_record_is_refused(zweck, double, app, purpose, compat):
     before = sf_count(double)
     body = {"allOrNone": True, "records": [
         {"attributes": {"type": "Contact"}, "LastName": "One-Fict"},
@@ -99,10 +105,12 @@ def test_collection_all_or_none_with_a_lossy_record_is_refused(zweck, double, ap
     want = "write-fields-dropped" if purpose in WRITERS else "write-denied"
     assert problem(e.value) == want
     assert sf_count(double) == before
+    compat.refused(*sf_refusal(e.value))
 
 
+@pytest.mark.sdk_call('simple-salesforce', '`sf.Contact.update(id, {…, "Birthdate": …})`, a field the purpose does not write (CRM unchanged)')
 @params
-def test_update_that_would_lose_a_field(zweck, double, app, purpose):
+def test_update_that_would_lose_a_field(zweck, double, app, purpose, compat):
     contact = double.sf_query(VERSION, "SELECT Id FROM Contact LIMIT 6")[5]["Id"]
     before = double.sf_contact(VERSION, contact)
     with pytest.raises(SalesforceRefusedRequest) as e:
@@ -111,6 +119,7 @@ def test_update_that_would_lose_a_field(zweck, double, app, purpose):
     want = "write-fields-dropped" if purpose in WRITERS else "write-denied"
     assert problem(e.value) == want
     assert double.sf_contact(VERSION, contact) == before
+    compat.refused(*sf_refusal(e.value))
 
 
 # --- Dataverse (python-requests) --------------------------------------------------------------
@@ -134,8 +143,9 @@ def post_batch(zweck, raw, app, purpose, ctype: str, body: bytes):
                                   headers={"Content-Type": ctype}, timeout=30)
 
 
+@pytest.mark.sdk_call('requests-dataverse', '`POST $batch`, a change set with a member writing a field the purpose does not write (nothing committed)')
 @params
-def test_change_set_with_a_lossy_member_is_refused_whole(zweck, double, raw, app, purpose):
+def test_change_set_with_a_lossy_member_is_refused_whole(zweck, double, raw, app, purpose, compat):
     before = dv_count(double)
     ctype, body = change_set(
         (f"POST {DV}/contacts", '{"lastname":"Unit-Fict","emailaddress1":"u@example.com"}'),
@@ -148,11 +158,13 @@ def test_change_set_with_a_lossy_member_is_refused_whole(zweck, double, raw, app
     if purpose in WRITERS:
         assert "part 2" in r.json()["detail"] and "$.birthdate" in r.json()["detail"]
     assert dv_count(double) == before, "committed"
+    compat.refused(*http_refusal(r))
 
 
+@pytest.mark.sdk_call('requests-dataverse', '`POST $batch`, a change set whose last member the CRM fails')
 @pytest.mark.parametrize("app,purpose", [("support-desk", "support"),
                                          ("support-desk", "billing")])
-def test_change_set_the_crm_fails_rolls_back(zweck, double, raw, app, purpose):
+def test_change_set_the_crm_fails_rolls_back(zweck, double, raw, app, purpose, compat):
     before = dv_count(double)
     ctype, body = change_set(
         (f"POST {DV}/contacts", '{"lastname":"Rolled-Fict"}'),
@@ -163,10 +175,12 @@ def test_change_set_the_crm_fails_rolls_back(zweck, double, raw, app, purpose):
     assert r.status_code == 400, r.text
     assert "HTTP/1.1 404" in r.text and "changesetresponse" not in r.text, r.text
     assert dv_count(double) == before, "the change set was not rolled back"
+    compat.ok("400, rolled back")
 
 
+@pytest.mark.sdk_call('requests-dataverse', '`POST contacts` / `PATCH contacts(id)` writing a field the purpose does not write (nothing written)')
 @params
-def test_dataverse_create_and_update(zweck, double, raw, app, purpose):
+def test_dataverse_create_and_update(zweck, double, raw, app, purpose, compat):
     s = raw(app, purpose)
     before = dv_count(double)
     r = s.post(f"{zweck.proxy_url}{DV}/contacts", timeout=30,
@@ -175,6 +189,7 @@ def test_dataverse_create_and_update(zweck, double, raw, app, purpose):
     want = "write-fields-dropped" if purpose in WRITERS else "write-denied"
     assert r.json()["type"] == f"urn:zweck:problem:{want}"
     assert dv_count(double) == before
+    compat.refused(*http_refusal(r))
     if purpose not in WRITERS:
         return
     r = s.post(f"{zweck.proxy_url}{DV}/contacts", timeout=30,

@@ -221,7 +221,7 @@ fn route(double: &Arc<CrmDouble>, req: &Req) -> Reply {
             (None, _) => not_found(),
             (Some(o), &Method::GET) => get(double, req, o, id, ver),
             (Some(o), &Method::PATCH) => update(double, req, o, id),
-            (Some(o), &Method::DELETE) => delete(double, o, id),
+            (Some(o), &Method::DELETE) => delete(double, req, o, id),
             (Some(_), _) => method_not_allowed(m, "GET,PATCH,DELETE,HEAD"),
         },
         ["sobjects", object, field, value] => match SObject::parse(object) {
@@ -457,9 +457,9 @@ fn create(double: &CrmDouble, req: &Req, object: SObject) -> Reply {
     }
 }
 
-fn delete(double: &CrmDouble, object: SObject, id: &str) -> Reply {
+fn delete(double: &CrmDouble, req: &Req, object: SObject, id: &str) -> Reply {
     match records::parse_id(object.prefix(), id) {
-        Some(index) if double.store.delete(object.kind(), index) => {
+        Some(index) if double.store.delete(req.journal(), object.kind(), index) => {
             Reply::new(StatusCode::NO_CONTENT)
         }
         _ => not_found(),
@@ -540,7 +540,9 @@ fn by_key(
     let found = hits.first().copied();
     match (m, found) {
         (&Method::GET, Some(i)) => get(double, req, object, &records::id(object.prefix(), i), ver),
-        (&Method::DELETE, Some(i)) => delete(double, object, &records::id(object.prefix(), i)),
+        (&Method::DELETE, Some(i)) => {
+            delete(double, req, object, &records::id(object.prefix(), i))
+        }
         (&Method::GET | &Method::DELETE, None) => not_found(),
         (_, found) => upsert(double, req, object, field, value, found),
     }
@@ -577,11 +579,11 @@ fn upsert(
         Ok(fields) => {
             let (index, status) = match found {
                 Some(i) => {
-                    double.store.update(object.kind(), i, fields);
+                    double.store.update(req.journal(), object.kind(), i, fields);
                     (i, StatusCode::OK)
                 }
                 None => (
-                    double.store.create(object.kind(), fields),
+                    double.store.create(req.journal(), object.kind(), fields),
                     StatusCode::CREATED,
                 ),
             };

@@ -54,8 +54,8 @@ const HUBSPOT_CONTACT_SEARCHABLE: [&str; 8] = [
     "company",
 ];
 
-/// A list or record read: `idProperty` (see [`check_id_property`]) and consent properties
-/// added to `properties`.
+/// A list or record read: consent properties added to `properties` (its `idProperty` is
+/// checked for every operation, [`check_id_property`]).
 pub(super) fn review_url(
     set: &PolicySet,
     purpose: &Purpose,
@@ -63,7 +63,6 @@ pub(super) fn review_url(
     path: &str,
     query: Option<&str>,
 ) -> Result<Reviewed, QueryRefusal> {
-    check_id_property(set, purpose, resource, query)?;
     if path.ends_with("/search") || path.ends_with("/batch/read") {
         return Ok(Reviewed::default());
     }
