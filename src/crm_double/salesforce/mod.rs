@@ -540,9 +540,7 @@ fn by_key(
     let found = hits.first().copied();
     match (m, found) {
         (&Method::GET, Some(i)) => get(double, req, object, &records::id(object.prefix(), i), ver),
-        (&Method::DELETE, Some(i)) => {
-            delete(double, req, object, &records::id(object.prefix(), i))
-        }
+        (&Method::DELETE, Some(i)) => delete(double, req, object, &records::id(object.prefix(), i)),
         (&Method::GET | &Method::DELETE, None) => not_found(),
         (_, found) => upsert(double, req, object, field, value, found),
     }
