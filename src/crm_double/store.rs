@@ -322,10 +322,12 @@ mod tests {
         let created = s.create(Some(&j), Kind::SfContact, field("new@example.com"));
         s.update(Some(&j), Kind::SfContact, 2, field("after@example.com"));
         s.update(Some(&j), Kind::SfContact, 3, field("three@example.com"));
+        assert!(s.delete(Some(&j), Kind::SfContact, 4));
         // a write outside the unit, between its writes, survives its rollback
         let outside = s.create(None, Kind::SfContact, field("outside@example.com"));
         s.rollback(&j);
         assert!(!s.exists(Kind::SfContact, created), "the create is undone");
+        assert!(s.exists(Kind::SfContact, 4), "the delete is undone");
         assert!(s.exists(Kind::SfContact, outside));
         assert_eq!(
             s.patch(Kind::SfContact, 2)
