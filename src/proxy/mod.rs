@@ -47,7 +47,7 @@ use crate::body::ProxyBody;
 use crate::budget::Allowance;
 use crate::caller::Caller;
 use crate::error::{ForPurpose, ProxyError};
-use crate::policy::query::QueryRefusal;
+use crate::policy::query::{QueryRefusal, Shape};
 use crate::policy::{self, Direction, Operation, Outcome, Purpose, Refusal};
 use crate::state::State;
 use crate::tls::PeerIdentity;
@@ -126,6 +126,9 @@ pub struct Governed {
     /// A governed `$batch` / composite request: its parts, to govern the response part by
     /// part (phase 3 sets it, phase 6 reads it).
     pub tunnel: Option<tunnel::GovernedRequest>,
+    /// What query minimisation knows of the answer (consent fields it added to the query,
+    /// an aggregate's columns): phase 3 sets it, phase 6 filters with it.
+    pub shape: Shape,
     /// The filtered request body that went to the processor (writes), for the log.
     pub sent: Option<BodyReport>,
     /// The filtered response body that came back, for the charge and the log.
@@ -199,13 +202,14 @@ impl Ctx<Governed> {
         direction: Direction,
         doc: &mut serde_json::Value,
     ) -> Result<Outcome, ProxyError> {
-        let outcome = policy::apply(
+        let outcome = policy::apply_shaped(
             &self.route.policy,
             self.purpose()?,
             &self.flow.op,
             direction,
             doc,
             state.pseudonym_key.as_ref(),
+            &self.flow.shape,
         )
         .map_err(|r| self.refused(r))?;
         self.log_outcome(direction, &outcome);
@@ -332,6 +336,7 @@ async fn pipeline(
                 budget,
                 accept_encoding: None,
                 tunnel: None,
+                shape: Shape::default(),
                 sent: None,
                 received: None,
                 forwarded: false,

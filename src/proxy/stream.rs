@@ -294,8 +294,17 @@ pub async fn list(
     let applier = |set: Arc<PolicySet>, purpose: policy::Purpose, op: policy::Operation| {
         let key = state.pseudonym_key.clone();
         let links = ctx.route.upstream.links.clone();
+        let shape = ctx.flow.shape.clone();
         move |page: &mut serde_json::Value| {
-            let o = policy::apply(&set, &purpose, &op, Direction::Response, page, key.as_ref())?;
+            let o = policy::apply_shaped(
+                &set,
+                &purpose,
+                &op,
+                Direction::Response,
+                page,
+                key.as_ref(),
+                &shape,
+            )?;
             links.rewrite_json(page);
             Ok(o)
         }
