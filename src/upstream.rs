@@ -23,11 +23,12 @@ use tokio::sync::Mutex;
 use crate::body::{self, ProxyBody};
 use crate::config::{SecretSource, UpstreamAuth, UpstreamConfig};
 use crate::error::ProxyError;
+use crate::pool::{CountingConnector, Held, PoolCounters};
 use crate::proxy::route::RouteRule;
 use crate::tls;
 
-/// The pooled HTTPS client type.
-pub type HttpsClient = Client<HttpsConnector<HttpConnector>, ProxyBody>;
+/// The pooled HTTPS client type; its connections count themselves ([`crate::pool`]).
+pub type HttpsClient = Client<CountingConnector<HttpsConnector<HttpConnector>>, ProxyBody>;
 
 /// Why an upstream could not be set up at start-up.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +44,11 @@ pub enum UpstreamSetupError {
         what: String,
         reason: String,
     },
+    #[error("upstream {upstream}: credential: {source}")]
+    CredentialFile {
+        upstream: String,
+        source: crate::secrets::SecretsError,
+    },
 }
 
 /// A configured upstream, ready to forward to.
@@ -53,6 +59,7 @@ pub struct Upstream {
     pub origin: String,
     client: HttpsClient,
     credential: Credential,
+    pool: PoolCounters,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -94,6 +101,7 @@ struct TokenResponse {
 pub fn build_client(
     extra_ca: Option<&std::path::Path>,
     connect_timeout: Duration,
+    pool: PoolCounters,
 ) -> Result<HttpsClient, tls::TlsError> {
     let tls = tls::client_config(extra_ca)?;
     let mut http = HttpConnector::new();
@@ -105,6 +113,7 @@ pub fn build_client(
         .https_only()
         .enable_all_versions()
         .wrap_connector(http);
+    let connector = CountingConnector::new(connector, pool);
     Ok(Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_timer(TokioTimer::new())
@@ -113,42 +122,42 @@ pub fn build_client(
 }
 
 fn read_secret(upstream: &str, source: &SecretSource) -> Result<String, UpstreamSetupError> {
-    let (what, value) = match source {
-        SecretSource::File(p) => (
-            p.display().to_string(),
-            std::fs::read_to_string(p).map_err(|e| e.to_string()),
-        ),
-        SecretSource::Env(name) => (
-            format!("environment variable {name}"),
-            std::env::var(name).map_err(|e| e.to_string()),
-        ),
-    };
-    let value = value.map_err(|reason| UpstreamSetupError::Credential {
+    let failed = |what: String, reason: String| UpstreamSetupError::Credential {
         upstream: upstream.to_string(),
-        what: what.clone(),
+        what,
         reason,
-    })?;
-    let value = value.trim().to_string();
-    if value.is_empty() {
-        return Err(UpstreamSetupError::Credential {
-            upstream: upstream.to_string(),
-            what,
-            reason: "it is empty".into(),
-        });
+    };
+    match source {
+        SecretSource::File(p) => {
+            crate::secrets::read_token(p).map_err(|source| UpstreamSetupError::CredentialFile {
+                upstream: upstream.to_string(),
+                source,
+            })
+        }
+        SecretSource::Env(name) => {
+            let what = || format!("environment variable {name}");
+            let value = std::env::var(name).map_err(|e| failed(what(), e.to_string()))?;
+            let value = value.trim();
+            if value.is_empty() {
+                return Err(failed(what(), "it is empty".into()));
+            }
+            Ok(value.to_string())
+        }
     }
-    Ok(value)
 }
 
 impl Upstream {
     /// Sets up the client and reads the credential; fails when a secret is missing.
-    pub fn new(config: UpstreamConfig) -> Result<Upstream, UpstreamSetupError> {
+    pub fn new(
+        config: UpstreamConfig,
+        pools: &crate::metrics::PoolGauges,
+    ) -> Result<Upstream, UpstreamSetupError> {
         let name = config.name.clone();
-        let client =
-            build_client(config.ca.as_deref(), config.connect_timeout).map_err(|source| {
-                UpstreamSetupError::Tls {
-                    upstream: name.clone(),
-                    source,
-                }
+        let pool = pools.of(&name);
+        let client = build_client(config.ca.as_deref(), config.connect_timeout, pool.clone())
+            .map_err(|source| UpstreamSetupError::Tls {
+                upstream: name.clone(),
+                source,
             })?;
         let credential = match &config.auth {
             None => Credential::None,
@@ -189,6 +198,7 @@ impl Upstream {
             origin,
             client,
             credential,
+            pool,
             config,
         })
     }
@@ -267,6 +277,7 @@ impl Upstream {
     /// Sends one request, waiting at most the response timeout for the response head.
     pub async fn send(&self, req: Request<ProxyBody>) -> Result<Response<Incoming>, ProxyError> {
         let name = &self.config.name;
+        let _in_flight = Held::new(&self.pool.in_flight);
         match tokio::time::timeout(self.config.response_timeout, self.client.request(req)).await {
             Err(_) => Err(ProxyError::UpstreamTimeout {
                 upstream: name.clone(),

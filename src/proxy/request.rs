@@ -207,7 +207,7 @@ async fn json_body(
         &doc,
     );
     ctx.enforce_query(purpose, verdict)?;
-    let outcome = ctx.filter(state, Direction::Request, &mut doc)?;
+    let outcome = ctx.filter(Direction::Request, &mut doc)?;
     headers.remove(header::CONTENT_LENGTH);
     let out = if outcome.changed && !outcome.shadow {
         json::to_bytes_sized(&doc, bytes.len())

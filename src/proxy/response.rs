@@ -134,7 +134,7 @@ async fn json_body(
         Read::Overflow(prefix, rest) => return Ok(Json::Overflow(prefix, rest)),
     };
     let mut doc = json::parse(&bytes, &json_limits(state)).map_err(|e| not((&e).into()))?;
-    let outcome = ctx.filter(state, Direction::Response, &mut doc)?;
+    let outcome = ctx.filter(Direction::Response, &mut doc)?;
     ctx.route.upstream.links.rewrite_json(&mut doc);
     let out = json::to_bytes_sized(&doc, bytes.len());
     Ok(Json::Filtered(encode_for_app(ctx, headers, out), outcome))

@@ -251,7 +251,7 @@ pub async fn export(
         &ctx.route.policy,
         purpose,
         &ctx.flow.op,
-        state.pseudonym_key.as_ref(),
+        ctx.route.pseudonym_key.as_ref(),
         &policy::CsvJob::default(),
     )
     .map_err(|r| ctx.refused(r))?
@@ -295,7 +295,7 @@ pub async fn list(
     let purpose = ctx.purpose()?.clone();
     let decoder = decoder(state, headers)?;
     let applier = |set: Arc<PolicySet>, purpose: policy::Purpose, op: policy::Operation| {
-        let key = state.pseudonym_key.clone();
+        let key = ctx.route.pseudonym_key.clone();
         let links = ctx.route.upstream.links.clone();
         move |page: &mut serde_json::Value| {
             let o = policy::apply(&set, &purpose, &op, Direction::Response, page, key.as_ref())?;
