@@ -359,7 +359,15 @@ fn config_check(path: &Path) -> anyhow::Result<ExitCode> {
 /// `zweck reload`: `POST /reload` on the admin listener with the admin token.
 async fn reload(path: &Path) -> anyhow::Result<ExitCode> {
     use http_body_util::BodyExt;
-    let config = Config::load(path)?;
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            say(&format!(
+                "{e}\nnothing was sent: the running instance keeps its state\n"
+            ));
+            return Ok(ExitCode::FAILURE);
+        }
+    };
     let admin = config.admin.context(
         "the config has no admin listener, which `zweck reload` talks to: set `admin`, or send SIGHUP",
     )?;
