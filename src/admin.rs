@@ -154,6 +154,10 @@ async fn answer(
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs() as i64);
             state.metrics.refresh(&state.live(), now);
+            state
+                .metrics
+                .ready
+                .set(i64::from(readiness(&state).0 == StatusCode::OK));
             (
                 StatusCode::OK,
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",

@@ -22,11 +22,15 @@
 //! [`diagnostic`] (file:line:column messages), [`units`] (durations and sizes).
 //!
 //! Around it: [`server`] accepts TLS connections and shuts down gracefully, [`tls`] builds the
-//! rustls configs and reads client identities, [`admin`] serves health and Prometheus metrics
-//! ([`metrics`]), [`state`] holds what a request needs, [`reload`] swaps policies live,
-//! [`runtime`] starts and stops a whole Zweck, [`config`] loads `zweck.yaml` (raw -> compiled),
-//! [`secrets`] reads and writes key files, [`certs`] and [`dev`] make development key
-//! material, [`crm_double`] stands in for the CRMs in tests and demos.
+//! rustls configs and reads client identities, [`admin`] serves health, Prometheus metrics
+//! ([`metrics`], with upstream pool gauges from [`pool`]) and `POST /reload`, [`logging`]
+//! writes the process log (text or JSON lines), [`state`] holds what a request needs and the
+//! live part a reload swaps, [`reload`] reloads config, keys, credentials, certificates and
+//! policies, [`preflight`] runs every check `serve` runs before it listens (for `serve`,
+//! `config check` and reloads alike), [`runtime`] starts and stops a whole Zweck, [`config`]
+//! loads `zweck.yaml` (raw -> compiled), [`secrets`] reads and writes key files, [`certs`]
+//! and [`dev`] make development key material, [`crm_double`] stands in for the CRMs in tests
+//! and demos.
 
 pub mod admin;
 pub mod audit;

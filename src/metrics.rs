@@ -143,6 +143,8 @@ pub struct Metrics {
     pub upstream_latency: HistogramFamily<UpstreamLabels>,
     pub pools: PoolGauges,
     pub open_connections: Gauge<i64, std::sync::atomic::AtomicI64>,
+    /// 1 while `/readyz` answers 200 (set at scrape time).
+    pub ready: Gauge,
     pub tls_handshake_failures: Counter<u64, AtomicU64>,
     /// 1 while the transfer log's writer has failed (governed flows are refused).
     pub transfer_log_failed: Gauge<i64, std::sync::atomic::AtomicI64>,
@@ -219,6 +221,12 @@ impl Metrics {
             "Client connections currently open",
             open_connections.clone(),
         );
+        let ready = Gauge::default();
+        registry.register(
+            "ready",
+            "1 while /readyz answers 200: listening and the transfer log writable",
+            ready.clone(),
+        );
         let tls_handshake_failures = Counter::default();
         registry.register(
             "tls_handshake_failures",
@@ -281,6 +289,7 @@ impl Metrics {
             upstream_latency,
             pools,
             open_connections,
+            ready,
             tls_handshake_failures,
             transfer_log_failed,
             transfer_log_offbox_failing,
