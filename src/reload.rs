@@ -84,7 +84,10 @@ impl std::fmt::Display for Reloaded {
 /// Reloads everything from the config file the process started with.
 pub fn everything(state: &State) -> Result<Reloaded, ReloadError> {
     let started = Instant::now();
-    let _one_at_a_time = state.reloading.lock().unwrap_or_else(|e| e.into_inner());
+    let _one_at_a_time = state
+        .reloading
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let result = (|| {
         let config = Config::load(&state.config.path)?;
         let keys = restart_only_changes(&state.config, &config);
@@ -113,7 +116,10 @@ pub fn everything(state: &State) -> Result<Reloaded, ReloadError> {
 /// Recompiles the policy directory and swaps in the set, keeping the rest.
 pub fn policies(state: &State) -> Result<Reloaded, ReloadError> {
     let started = Instant::now();
-    let _one_at_a_time = state.reloading.lock().unwrap_or_else(|e| e.into_inner());
+    let _one_at_a_time = state
+        .reloading
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let live = state.live();
     let result = match PolicySet::load(&live.config.policies) {
         Ok((set, warnings)) => {
