@@ -185,7 +185,7 @@ fn config_check_and_serve_refuse_the_same_configs_with_the_same_diagnostics() {
 }
 
 #[test]
-fn a_good_config_passes_both_ways_and_dev_files_to_be_made_are_no_error() {
+fn a_good_config_passes() {
     let dir = tempfile::tempdir().expect("tempdir");
     make_certs(dir.path());
     let path = dir.path().join("zweck.yaml");
@@ -201,4 +201,51 @@ fn a_good_config_passes_both_ways_and_dev_files_to_be_made_are_no_error() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains(": ok"));
+}
+
+/// The shipped config in an empty directory: `serve` would make the development files, so
+/// `config check` passes without making them; the same config with `dev: false` names each
+/// missing file.
+#[test]
+fn dev_files_still_to_be_made_are_no_error_and_check_makes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let shipped = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/zweck.yaml"))
+        .expect("shipped zweck.yaml");
+    let dev = shipped.replace(
+        "policies: policies/",
+        concat!("policies: ", env!("CARGO_MANIFEST_DIR"), "/policies"),
+    );
+    let path = dir.path().join("zweck.yaml");
+    std::fs::write(&path, &dev).expect("write");
+    let out = zweck()
+        .args(["config", "check", "--config"])
+        .arg(&path)
+        .env_remove(zweck::preflight::PSEUDONYM_KEY_ENV)
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("made by the first `serve`"), "{stdout}");
+    let entries: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("read dir")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(entries, ["zweck.yaml"], "config check made files");
+
+    std::fs::write(&path, dev.replace("dev: true", "dev: false")).expect("write");
+    let out = zweck()
+        .args(["config", "check", "--config"])
+        .arg(&path)
+        .env_remove(zweck::preflight::PSEUDONYM_KEY_ENV)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for key in ["tls.cert:", "tls.key:", "tls.client_ca:", "admin_token_file:"] {
+        assert!(stderr.contains(key), "{key} missing from:\n{stderr}");
+    }
 }
