@@ -369,4 +369,40 @@ mod tests {
             .collect();
         assert_eq!(pairs, want);
     }
+
+    #[test]
+    fn credential_files_are_read_like_every_other_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "  tok-Fict0001\n").unwrap();
+        let read = read_secret("crm", &SecretSource::File(token.clone())).unwrap();
+        assert_eq!(read, "tok-Fict0001");
+
+        std::fs::write(&token, "\n").unwrap();
+        let err = read_secret("crm", &SecretSource::File(token.clone())).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            matches!(err, UpstreamSetupError::CredentialFile { .. }),
+            "{text}"
+        );
+        assert!(
+            text.starts_with("upstream crm: ") && text.contains("empty"),
+            "{text}"
+        );
+        assert_eq!(
+            text.matches(&*token.display().to_string()).count(),
+            1,
+            "{text}"
+        );
+
+        let missing = dir.path().join("missing");
+        let err = read_secret("crm", &SecretSource::File(missing)).unwrap_err();
+        assert!(err.to_string().contains("cannot read"), "{err}");
+
+        let err = read_secret(
+            "crm",
+            &SecretSource::Env("ZWECK_TEST_UNSET_VAR_4711".into()),
+        );
+        assert!(matches!(err, Err(UpstreamSetupError::Credential { .. })));
+    }
 }
