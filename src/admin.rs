@@ -153,7 +153,6 @@ async fn answer(
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs() as i64);
-            state.metrics.refresh(&state.live(), now);
             state
                 .metrics
                 .ready
@@ -161,7 +160,7 @@ async fn answer(
             (
                 StatusCode::OK,
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                state.metrics.render(),
+                state.metrics.scrape(&state.live(), now),
             )
         }
         _ => (

@@ -156,6 +156,9 @@ pub struct Metrics {
     certificate_expiry: Family<CertLabels, FloatGauge>,
     /// Reloads by outcome (`ok`, `failed`).
     reloads: Family<ReloadLabels, Counter>,
+    /// Held from refresh to render, so one scrape never sees another's cleared policy or
+    /// certificate families.
+    scraping: std::sync::Mutex<()>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -297,6 +300,7 @@ impl Metrics {
             policy_info,
             certificate_expiry,
             reloads,
+            scraping: std::sync::Mutex::new(()),
         }
     }
 
@@ -333,9 +337,19 @@ impl Metrics {
         f(self.registry.sub_registry_with_prefix("zweck"));
     }
 
-    /// Sets what is read at scrape time from the live state: the policy version in force
-    /// and the time left on each certificate. `now` is seconds since the Unix epoch.
-    pub fn refresh(&self, live: &Live, now: i64) {
+    /// The exposition for one scrape: first what is read at scrape time from the live state
+    /// (the policy version in force, the time left on each certificate; `now` is seconds
+    /// since the Unix epoch), then every metric.
+    pub fn scrape(&self, live: &Live, now: i64) -> String {
+        let _one_at_a_time = self
+            .scraping
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.refresh(live, now);
+        self.render()
+    }
+
+    fn refresh(&self, live: &Live, now: i64) {
         self.policy_info.clear();
         self.policy_info
             .get_or_create(&PolicyLabels {
