@@ -17,8 +17,12 @@ if [ -n "$missing" ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
 if ! command -v cargo-deb >/dev/null 2>&1; then
-  # cargo-deb from crates.io; the version is pinned so CI builds the same tool every time
-  cargo install --locked --quiet cargo-deb --version 3.8.0
+  # cargo-deb from crates.io; the version is pinned so CI builds the same tool every time.
+  # --debug: a dev build of the tool (its own manifest optimises the compression crates in
+  # dev builds) packs Zweck as fast as a release build (16 s of CPU either way) and installs
+  # in 54 s of CPU (3 min 28 s wall on the loaded shared machine, against 4 min 55 s wall
+  # for the release build there).
+  cargo install --debug --locked --quiet cargo-deb --version 3.8.0
 fi
 cargo deb --profile dist --quiet >/dev/null
 deb=$(ls -t target/debian/zweck_*.deb | head -n 1)
