@@ -245,7 +245,12 @@ fn dev_files_still_to_be_made_are_no_error_and_check_makes_nothing() {
         .expect("run");
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    for key in ["tls.cert:", "tls.key:", "tls.client_ca:", "admin_token_file:"] {
+    for key in [
+        "tls.cert:",
+        "tls.key:",
+        "tls.client_ca:",
+        "admin_token_file:",
+    ] {
         assert!(stderr.contains(key), "{key} missing from:\n{stderr}");
     }
 }
