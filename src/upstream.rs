@@ -44,7 +44,7 @@ pub enum UpstreamSetupError {
         what: String,
         reason: String,
     },
-    #[error("upstream {upstream}: credential: {source}")]
+    #[error("upstream {upstream}: its credential file: {source}")]
     CredentialFile {
         upstream: String,
         source: crate::secrets::SecretsError,
@@ -122,7 +122,7 @@ pub fn build_client(
 }
 
 fn read_secret(upstream: &str, source: &SecretSource) -> Result<String, UpstreamSetupError> {
-    let failed = |what: String, reason: String| UpstreamSetupError::Credential {
+    let credential_error = |what: String, reason: String| UpstreamSetupError::Credential {
         upstream: upstream.to_string(),
         what,
         reason,
@@ -135,11 +135,12 @@ fn read_secret(upstream: &str, source: &SecretSource) -> Result<String, Upstream
             })
         }
         SecretSource::Env(name) => {
-            let what = || format!("environment variable {name}");
-            let value = std::env::var(name).map_err(|e| failed(what(), e.to_string()))?;
+            let what = format!("environment variable {name}");
+            let value =
+                std::env::var(name).map_err(|e| credential_error(what.clone(), e.to_string()))?;
             let value = value.trim();
             if value.is_empty() {
-                return Err(failed(what(), "it is empty".into()));
+                return Err(credential_error(what, "it is empty".into()));
             }
             Ok(value.to_string())
         }
