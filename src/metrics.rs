@@ -63,6 +63,14 @@ pub struct DurationLabels {
     pub status_class: &'static str,
 }
 
+/// Labels of the metadata counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MetadataLabels {
+    pub upstream: Arc<str>,
+    pub app: Arc<str>,
+    pub purpose: Arc<str>,
+}
+
 /// Labels of the upstream latency histogram and the in-flight gauge.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct UpstreamLabels {
@@ -140,6 +148,9 @@ pub struct Metrics {
     pub requests: Family<RequestLabels, Counter>,
     pub request_duration: HistogramFamily<DurationLabels>,
     refusals: Family<ProblemLabels, Counter>,
+    /// Requests to `op: metadata` routes (describe, properties, `$metadata`), which pass
+    /// unchanged and are no transfers: the transfer log never shows them.
+    pub metadata_requests: Family<MetadataLabels, Counter>,
     pub upstream_latency: HistogramFamily<UpstreamLabels>,
     pub pools: PoolGauges,
     pub open_connections: Gauge<i64, std::sync::atomic::AtomicI64>,
@@ -199,6 +210,12 @@ impl Metrics {
             "refusals",
             "Requests refused, by problem type (docs/problems.md)",
             refusals.clone(),
+        );
+        let metadata_requests = Family::<MetadataLabels, Counter>::default();
+        registry.register(
+            "metadata_requests",
+            "Requests to metadata routes (no customer data; not in the transfer log), by upstream, app and purpose",
+            metadata_requests.clone(),
         );
         let upstream_latency: HistogramFamily<UpstreamLabels> =
             Family::new_with_constructor(latency_histogram as fn() -> Histogram);
@@ -289,6 +306,7 @@ impl Metrics {
             requests,
             request_duration,
             refusals,
+            metadata_requests,
             upstream_latency,
             pools,
             open_connections,
@@ -320,6 +338,16 @@ impl Metrics {
     pub fn count_reload(&self, ok: bool) {
         let outcome = if ok { "ok" } else { "failed" };
         self.reloads.get_or_create(&ReloadLabels { outcome }).inc();
+    }
+
+    /// Counts one request to a metadata route.
+    pub fn count_metadata(&self, upstream: &Arc<str>, app: &Arc<str>, purpose: &Arc<str>) {
+        let labels = MetadataLabels {
+            upstream: upstream.clone(),
+            app: app.clone(),
+            purpose: purpose.clone(),
+        };
+        self.metadata_requests.get_or_create(&labels).inc();
     }
 
     /// Records one upstream's time from forwarding to the response head.

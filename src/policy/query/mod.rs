@@ -47,8 +47,12 @@ pub enum QueryRefusal {
 }
 
 /// Checks the query a request carries in its URL: SOQL in `q` of Salesforce's
-/// `query`/`queryAll`, Dataverse query options and alternate keys, HubSpot `idProperty`
-/// lookups. `path` is the canonical path, `query` the raw query string.
+/// `query`/`queryAll`, Dataverse query options, and the key a record is addressed by
+/// (Salesforce External ID, Dataverse alternate key, HubSpot `idProperty`). `path` is the
+/// canonical path, `query` the raw query string.
+///
+/// The key is checked for every operation: the answer to a read, an upsert (201 or 200) or a
+/// delete (204 or 404) by a field's value says whether a record with that value exists.
 pub fn check_url(
     set: &PolicySet,
     purpose: &Purpose,
@@ -56,17 +60,19 @@ pub fn check_url(
     path: &str,
     query: Option<&str>,
 ) -> Result<(), QueryRefusal> {
+    match op.dialect {
+        Dialect::Salesforce => soql::check_external_id(set, purpose, op.resource_idx, path)?,
+        Dialect::Dynamics => odata::check_alternate_key(set, purpose, op.resource_idx, path)?,
+        Dialect::HubSpot => hubspot::check_id_property(set, purpose, op.resource_idx, query)?,
+        Dialect::Generic => {}
+    }
     if op.op != OpKind::Read {
         return Ok(());
     }
     match op.dialect {
         Dialect::Salesforce => soql::check_url(set, purpose, path, query),
-        Dialect::Dynamics => {
-            odata::check_alternate_key(set, purpose, op.resource_idx, path)?;
-            odata::check_options(set, purpose, op.resource_idx, query)
-        }
-        Dialect::HubSpot => hubspot::check_id_property(set, purpose, op.resource_idx, query),
-        Dialect::Generic => Ok(()),
+        Dialect::Dynamics => odata::check_options(set, purpose, op.resource_idx, query),
+        Dialect::HubSpot | Dialect::Generic => Ok(()),
     }
 }
 
