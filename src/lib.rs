@@ -21,7 +21,8 @@
 //! [`audit`] (writer, verify, report, ropa), [`pattern`] (route patterns), [`dialect`],
 //! [`diagnostic`] (file:line:column messages), [`units`] (durations and sizes).
 //!
-//! Around it: [`server`] accepts TLS connections and shuts down gracefully, [`tls`] builds the
+//! Around it: [`server`] accepts TLS connections and shuts down gracefully (HTTP/1.1 with a
+//! lingering close, [`linger`], so a refused client reads its answer), [`tls`] builds the
 //! rustls configs and reads client identities, [`admin`] serves health, Prometheus metrics
 //! ([`metrics`], with upstream pool gauges from [`pool`]) and `POST /reload`, [`logging`]
 //! writes the process log (text or JSON lines), [`state`] holds what a request needs and the
@@ -45,6 +46,7 @@ pub mod diagnostic;
 pub mod dialect;
 pub mod error;
 pub mod json;
+pub mod linger;
 pub mod links;
 pub mod logging;
 pub mod metrics;
