@@ -102,6 +102,8 @@ pub struct Ctx<F> {
     pub caller: Caller,
     pub route: Route,
     pub flow: F,
+    /// The upstream's status, once it answered (the access log's `upstream_status`).
+    pub upstream_status: Option<u16>,
 }
 
 /// A route that carries no personal data: streamed through untouched (links aside).
@@ -143,21 +145,31 @@ pub struct Governed {
     pub allowance: Option<Allowance>,
 }
 
-/// What a route's path contributes to logs.
+/// What a route's path contributes to logs and metrics.
 pub trait Flow {
     /// The route template the request matched.
     fn template(&self) -> &str;
+    /// The route class label: the inventory's class, or `ungoverned`.
+    fn class(&self) -> &'static str;
 }
 
 impl Flow for Ungoverned {
     fn template(&self) -> &str {
         &self.template
     }
+
+    fn class(&self) -> &'static str {
+        "ungoverned"
+    }
 }
 
 impl Flow for Governed {
     fn template(&self) -> &str {
         self.op.template()
+    }
+
+    fn class(&self) -> &'static str {
+        self.op.class().as_str()
     }
 }
 
@@ -175,6 +187,7 @@ impl<F: Flow> Ctx<F> {
             caller,
             route,
             flow,
+            upstream_status: None,
         }
     }
 
@@ -208,7 +221,7 @@ impl Ctx<Governed> {
             &self.flow.op,
             direction,
             doc,
-            state.pseudonym_key.as_ref(),
+            self.route.pseudonym_key.as_ref(),
             &self.flow.shape,
         )
         .map_err(|r| self.refused(r))?;
@@ -299,12 +312,14 @@ pub async fn handle(
         started: Instant::now(),
         method: req.method().clone(),
     };
+    // what the client declared it sends (Content-Length; hyper refuses a body that differs)
+    let bytes_in = http_body::Body::size_hint(req.body()).exact();
     let limits = IntakeLimits::from(&state.config.limits);
     let (parts, incoming) = req.into_parts();
     let body = AppBody::new(incoming, &parts.headers, limits, &arrival.request_id);
     let req = Request::from_parts(parts, body);
     let (reached, result) = pipeline(&state, &conn, arrival, req).await;
-    Ok(respond::respond(&state, &reached, result))
+    Ok(respond::respond(&state, &reached, result, bytes_in))
 }
 
 /// Phases 1 and 2, then the path the route decided on.
@@ -318,13 +333,15 @@ async fn pipeline(
     if let Err(err) = wire::check(&req, state.config.limits.max_header_bytes) {
         return (Reached::Arrived(arrival), Err(err));
     }
+    // one snapshot of what a reload may replace, for the whole request
+    let live = state.live();
     // 1
-    let caller = match identify::identify(state, conn, req.headers()) {
+    let caller = match identify::identify(&live, conn, req.headers()) {
         Ok(caller) => caller,
         Err(err) => return (Reached::Arrived(arrival), Err(err)),
     };
     // 2
-    let (route, governance) = match route::route(state, &req) {
+    let (route, governance) = match route::route(&live, &req) {
         Ok(routed) => routed,
         Err(err) => return (Reached::Identified(arrival, caller), Err(err)),
     };
@@ -395,6 +412,7 @@ async fn governed_phases(
         ctx.flow.refetch = csv::Refetch::of(&out);
     }
     let resp = forward::forward(state, &ctx.route, out).await?; // 5
+    ctx.upstream_status = Some(resp.status().as_u16());
     let resp = response::governed(state, ctx, resp).await?; // 6
     budget::charge(state, ctx).await?; // 7
     let status = resp.status().as_u16();
@@ -424,5 +442,6 @@ async fn ungoverned(
     let resp = forward::forward(state, &ctx.route, out)
         .await
         .map_err(|e| watch.explain(e))?; // 5
+    ctx.upstream_status = Some(resp.status().as_u16());
     response::ungoverned(state, ctx, resp).await // 6
 }

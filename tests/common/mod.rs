@@ -83,8 +83,16 @@ pub fn make_certs(dir: &Path) {
     opts.client_apps = vec![CERT_APP.into(), "support-desk".into(), "stranger".into()];
     opts.api_key_apps = vec![KEY_APP.into()];
     certs::generate(&opts).expect("certs");
-    std::fs::write(dir.join("upstream.token"), UPSTREAM_TOKEN).expect("token");
-    std::fs::write(dir.join("oauth.secret"), OAUTH_SECRET).expect("secret");
+    // secrets as Zweck requires them: not open to every user of the machine
+    let secret = zweck::secrets::SECRET_MODE;
+    zweck::secrets::write_atomic(
+        &dir.join("upstream.token"),
+        UPSTREAM_TOKEN.as_bytes(),
+        secret,
+    )
+    .expect("token");
+    zweck::secrets::write_atomic(&dir.join("oauth.secret"), OAUTH_SECRET.as_bytes(), secret)
+        .expect("secret");
 }
 
 /// Options for the test config.

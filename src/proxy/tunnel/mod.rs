@@ -345,7 +345,7 @@ impl<'a> Cx<'a> {
         Cx {
             set: &route.policy,
             purpose,
-            key: state.pseudonym_key.as_ref(),
+            key: route.pseudonym_key.as_ref(),
             tunnel: Tunnel::new(dialect, kind, route),
             limits: limits(state),
         }
