@@ -1,24 +1,340 @@
-//! The live policy set: loaded at start, reloaded on SIGHUP and on file change, from a
-//! directory or a signed bundle (verified on every load: an unsigned or untrusted bundle keeps
-//! the last good set, like a broken file).
+//! Reloading: the config, apps and API keys, upstream credentials, TLS certificate and client
+//! CA, pseudonym key and policies, replaced live as one.
 //!
-//! A reload compiles the whole directory first and swaps only a set that compiled without
-//! errors, through a `watch` channel: each request takes one snapshot (`current()`) and uses
-//! it from start to end, so a request never sees half of an old and half of a new policy, and
-//! its response and transfer record name exactly the version that decided it. A broken file
-//! keeps the last good set in force and logs every diagnostic. File events are debounced, so
-//! an editor's write-rename-chmod dance causes one reload, not three.
+//! [`everything`] (SIGHUP, `zweck reload`) reads `zweck.yaml` again and runs the checks
+//! `serve` runs before it listens ([`crate::preflight::prepare`]) on it; only a state that
+//! passes all of them is swapped in, in one step ([`State::swap`]): each request and each new
+//! TLS handshake takes one snapshot and keeps it, so in-flight requests and open connections
+//! finish on the old state while new ones get the new certificate, client CA, keys and
+//! policies. [`policies`] (a change under `policies/`, or to the signed bundle) compiles the
+//! policy directory, or verifies and compiles the bundle, and swaps only the set, after the same cross-checks against the config: a set that drops a
+//! purpose the config grants is refused exactly as at start. A broken change keeps the last
+//! good state in force and says why, every diagnostic at its file:line:column. Both paths
+//! load through [`Config::policy_source`]: a bundle's signature is checked on every load,
+//! and an unsigned or untrusted bundle is refused like a broken file.
+//!
+//! A candidate policy directory (`policies.candidate`, compared on real traffic by
+//! [`crate::shadow`]) enforces nothing; it has its own holder ([`Policies`]) and watcher.
+//!
+//! What a running process cannot change without a restart (the addresses it listens on, the
+//! transfer log, the budget store, resource limits, log format, dev mode, where policies
+//! live) is compared with the running config; a reload that changes any of it is refused
+//! with the keys named, rather than applied in part. File events are debounced, so an
+//! editor's write-rename-chmod dance causes one reload, not three.
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 
+use crate::config::{Config, ConfigError};
+use crate::diagnostic::Diagnostic;
 use crate::policy::source::PolicySource;
-use crate::policy::{Diagnostic, PolicySet};
+use crate::policy::PolicySet;
+use crate::preflight::{self, Mode};
+use crate::state::{Live, State};
 
-/// The policy set in force and the means to replace it.
+/// Why a reload was refused; the last good state stays in force.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("{}", render(.0))]
+    Invalid(Vec<Diagnostic>),
+    #[error("{}: these keys changed and need a restart, nothing was reloaded: {}", .file.display(), .keys.join(", "))]
+    NeedsRestart {
+        file: std::path::PathBuf,
+        keys: Vec<&'static str>,
+    },
+    #[error("development files: {0}")]
+    Dev(#[from] crate::dev::DevError),
+}
+
+fn render(diagnostics: &[Diagnostic]) -> String {
+    let mut out = String::new();
+    for (i, d) in diagnostics.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        let _ = write!(out, "{d}");
+    }
+    out
+}
+
+/// What a successful reload swapped in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reloaded {
+    /// The policy version now in force.
+    pub policy: String,
+    pub previous_policy: String,
+    pub apps: usize,
+    pub upstreams: usize,
+    pub took: Duration,
+}
+
+impl std::fmt::Display for Reloaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "reloaded: policy {} (was {}), {} apps, {} upstreams, in {} ms",
+            self.policy,
+            self.previous_policy,
+            self.apps,
+            self.upstreams,
+            self.took.as_millis()
+        )
+    }
+}
+
+/// Reloads everything from the config file the process started with.
+pub fn everything(state: &State) -> Result<Reloaded, ReloadError> {
+    let started = Instant::now();
+    let _one_at_a_time = state
+        .reloading
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let result = (|| {
+        let config = Config::load(&state.config.path)?;
+        let keys = restart_only_changes(&state.config, &config);
+        if !keys.is_empty() {
+            return Err(ReloadError::NeedsRestart {
+                file: config.path.clone(),
+                keys,
+            });
+        }
+        if config.dev {
+            crate::dev::prepare(&config)?;
+        }
+        let prepared = preflight::prepare(config, Mode::Serve, &state.metrics.pools)
+            .map_err(ReloadError::Invalid)?;
+        for w in &prepared.warnings {
+            tracing::warn!(diagnostic = %w, "policy warning");
+        }
+        // Serve mode builds every part or fails; an empty list is never swapped in.
+        prepared
+            .live
+            .ok_or_else(|| ReloadError::Invalid(Vec::new()))
+    })();
+    finish(state, result, started, "configuration")
+}
+
+/// Recompiles the policy directory and swaps in the set, keeping the rest.
+pub fn policies(state: &State) -> Result<Reloaded, ReloadError> {
+    let started = Instant::now();
+    let _one_at_a_time = state
+        .reloading
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let live = state.live();
+    let result = match live.config.policy_source().load() {
+        Ok((set, warnings)) => {
+            for w in &warnings {
+                tracing::warn!(diagnostic = %w, "policy warning");
+            }
+            let problems = preflight::cross_check(&live.config, &set, live.pseudonym_key.is_some());
+            if problems.is_empty() {
+                Ok(Live {
+                    policy: Arc::new(set),
+                    ..(*live).clone()
+                })
+            } else {
+                Err(ReloadError::Invalid(problems))
+            }
+        }
+        Err(diagnostics) => Err(ReloadError::Invalid(diagnostics)),
+    };
+    finish(state, result, started, "policies")
+}
+
+/// Swaps a good state in, or logs why not; counts either.
+fn finish(
+    state: &State,
+    result: Result<Live, ReloadError>,
+    started: Instant,
+    what: &'static str,
+) -> Result<Reloaded, ReloadError> {
+    let previous = state.live();
+    state.metrics.count_reload(result.is_ok());
+    match result {
+        Ok(live) => {
+            let reloaded = Reloaded {
+                policy: live.policy.version().to_string(),
+                previous_policy: previous.policy.version().to_string(),
+                apps: live.config.apps.len(),
+                upstreams: live.upstreams.len(),
+                took: started.elapsed(),
+            };
+            let (bundle, signer) = provenance(&live.policy);
+            tracing::info!(
+                what,
+                version = %reloaded.policy,
+                bundle,
+                signer,
+                previous = %reloaded.previous_policy,
+                apps = reloaded.apps,
+                upstreams = reloaded.upstreams,
+                took_ms = reloaded.took.as_millis() as u64,
+                "reloaded"
+            );
+            state.swap(live);
+            Ok(reloaded)
+        }
+        Err(e) => {
+            if let ReloadError::Invalid(diagnostics) = &e {
+                for d in diagnostics {
+                    tracing::error!(diagnostic = %d, "reload refused");
+                }
+            }
+            tracing::error!(
+                what,
+                error = %e,
+                version = %previous.policy.version(),
+                "reload failed; keeping the last good state"
+            );
+            Err(e)
+        }
+    }
+}
+
+/// The keys a running process cannot apply, among those that differ.
+pub fn restart_only_changes(running: &Config, new: &Config) -> Vec<&'static str> {
+    let mut keys = Vec::new();
+    let mut differ = |key: &'static str, changed: bool| {
+        if changed {
+            keys.push(key);
+        }
+    };
+    differ("listen", running.listen != new.listen);
+    differ("admin", running.admin != new.admin);
+    differ("dev", running.dev != new.dev);
+    differ("certs_dir", running.certs_dir != new.certs_dir);
+    differ("policies", running.policies != new.policies);
+    differ(
+        "policies.trusted_keys",
+        running.policy_trust != new.policy_trust,
+    );
+    differ(
+        "policies.candidate",
+        running.policy_candidate != new.policy_candidate,
+    );
+    differ("log", running.log != new.log);
+    differ("limits", running.limits != new.limits);
+    differ("crm_double", running.crm_double != new.crm_double);
+    differ("audit", running.audit != new.audit);
+    differ("budgets", running.budgets != new.budgets);
+    keys
+}
+
+/// Reloads everything on SIGHUP, and the policies on changes under their directory, until
+/// `stop` fires.
+pub fn spawn_watchers(state: Arc<State>, mut stop: watch::Receiver<bool>) {
+    #[derive(Clone, Copy)]
+    enum Ask {
+        Everything,
+        Policies,
+    }
+    let (events_tx, mut events_rx) = mpsc::channel::<Ask>(8);
+    // The debouncer runs on its own thread; it only nudges the reload task.
+    // where policies live is restart-only: the source the process started with
+    let source = state.config.policy_source();
+    let debouncer = {
+        let tx = events_tx.clone();
+        let source = source.clone();
+        notify_debouncer_full::new_debouncer(
+            Duration::from_millis(300),
+            None,
+            move |res: notify_debouncer_full::DebounceEventResult| {
+                // only changes: a reload reads the files, and notify reports reads as
+                // access events, which would otherwise trigger the next reload forever
+                let changed = res.as_ref().is_ok_and(|events| {
+                    events.iter().any(|e| {
+                        use notify::event::{EventKind, ModifyKind};
+                        matches!(
+                            e.event.kind,
+                            EventKind::Create(_)
+                                | EventKind::Modify(
+                                    ModifyKind::Data(_)
+                                        | ModifyKind::Name(_)
+                                        | ModifyKind::Any
+                                        | ModifyKind::Other
+                                )
+                                | EventKind::Remove(_)
+                        ) && e.event.paths.iter().any(|p| source.concerns(p))
+                    })
+                });
+                if changed {
+                    let _ = tx.try_send(Ask::Policies);
+                }
+            },
+        )
+    };
+    let (path, mode) = watch_target(&source);
+    let debouncer = match debouncer {
+        Ok(mut d) => match d.watch(path, mode) {
+            Ok(()) => Some(d),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch the policy directory; reload with SIGHUP");
+                None
+            }
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "no file watcher; reload with SIGHUP");
+            None
+        }
+    };
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let tx = events_tx.clone();
+        let mut stop = stop.clone();
+        // Registered here, before the spawn, so a SIGHUP right after start-up reloads
+        // instead of killing the process with the default action.
+        match signal(SignalKind::hangup()) {
+            Err(e) => tracing::warn!(error = %e, "cannot listen for SIGHUP"),
+            Ok(mut hup) => {
+                tokio::spawn(async move {
+                    loop {
+                        tokio::select! {
+                            () = stopped(&mut stop) => return,
+                            got = hup.recv() => {
+                                if got.is_none() { return; }
+                                tracing::info!("SIGHUP received: reloading configuration, certificates and policies");
+                                let _ = tx.send(Ask::Everything).await;
+                            }
+                        }
+                    }
+                });
+            }
+        }
+    }
+    tokio::spawn(async move {
+        let _keep_alive = debouncer;
+        loop {
+            tokio::select! {
+                () = stopped(&mut stop) => return,
+                got = events_rx.recv() => {
+                    let Some(ask) = got else { return };
+                    let state = state.clone();
+                    // reading files and compiling policies blocks: off the async workers
+                    let _ = tokio::task::spawn_blocking(move || match ask {
+                        Ask::Everything => everything(&state).map(drop),
+                        Ask::Policies => policies(&state).map(drop),
+                    })
+                    .await;
+                }
+            }
+        }
+    });
+}
+
+async fn stopped(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+/// A policy set with its own reload: the shadow candidate (`policies.candidate`), which
+/// enforces nothing and is reloaded on SIGHUP and on changes under its directory.
 pub struct Policies {
     source: PolicySource,
     tx: watch::Sender<Arc<PolicySet>>,
@@ -30,13 +346,6 @@ pub struct Policies {
 pub struct PolicyLoadError {
     pub dir: PathBuf,
     pub diagnostics: Vec<Diagnostic>,
-}
-
-fn render(d: &[Diagnostic]) -> String {
-    d.iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 impl Policies {
@@ -67,7 +376,7 @@ impl Policies {
                 if old != version {
                     let current = self.current();
                     let (bundle, signer) = provenance(&current);
-                    tracing::info!(%version, previous = %old, bundle, signer, "policies reloaded");
+                    tracing::info!(%version, previous = %old, bundle, signer, "candidate policies reloaded");
                 }
                 Ok(version)
             }
@@ -75,7 +384,7 @@ impl Policies {
                 tracing::error!(
                     errors = e.diagnostics.len(),
                     version = %self.current().version(),
-                    "policy reload failed; keeping the last good policies"
+                    "candidate policy reload failed; keeping the last good candidate"
                 );
                 Err(e)
             }
@@ -117,12 +426,7 @@ impl Policies {
                 },
             )
         };
-        let (path, recursive) = self.source.watch_path();
-        let mode = if recursive {
-            notify::RecursiveMode::Recursive
-        } else {
-            notify::RecursiveMode::NonRecursive
-        };
+        let (path, mode) = watch_target(&self.source);
         let debouncer = match debouncer {
             Ok(mut d) => match d.watch(path, mode) {
                 Ok(()) => Some(d),
@@ -152,7 +456,7 @@ impl Policies {
                                 () = stopped(&mut stop) => return,
                                 got = hup.recv() => {
                                     if got.is_none() { return; }
-                                    tracing::info!("SIGHUP received: reloading policies");
+                                    tracing::info!("SIGHUP received: reloading candidate policies");
                                     let _ = tx.send(()).await;
                                 }
                             }
@@ -176,8 +480,16 @@ impl Policies {
     }
 }
 
-async fn stopped(rx: &mut watch::Receiver<bool>) {
-    let _ = rx.wait_for(|s| *s).await;
+/// What to watch for a source: a directory recursively, a bundle's directory (its file and
+/// signature are replaced by rename).
+fn watch_target(source: &PolicySource) -> (&Path, notify::RecursiveMode) {
+    let (path, recursive) = source.watch_path();
+    let mode = if recursive {
+        notify::RecursiveMode::Recursive
+    } else {
+        notify::RecursiveMode::NonRecursive
+    };
+    (path, mode)
 }
 
 /// The bundle label and signer of a set, for logs (none for a directory).

@@ -164,7 +164,7 @@ fn explain_decides_what_the_proxy_decides_on_random_reads() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let h = rt.block_on(Harness::start());
     // the proxy's own set, as explain loads it from the same directory
-    let set = h.zweck().state.policies.current();
+    let set = h.zweck().state.live().policy.clone();
     let d = h.dir.path();
     let double = TestClient::new(&d.join("ca.pem"), None, Version::H1);
     let double_url = format!("https://127.0.0.1:{}", h.double.addr.port());

@@ -114,16 +114,16 @@ async fn a_trusted_bundle_is_served_and_a_bad_one_on_reload_keeps_the_last_good_
             1,
         )
     });
-    let policies = &h.zweck().state.policies;
+    let state = &h.zweck().state;
     bundle(
         &edited,
         &d.join("stranger"),
         &d.join("p.bundle"),
         "release-2",
     );
-    let err = policies.reload().expect_err("untrusted signer");
+    let err = zweck::reload::policies(state).expect_err("untrusted signer");
     assert!(err.to_string().contains("not among trusted_keys"), "{err}");
-    assert_eq!(policies.current().version(), dir_version);
+    assert_eq!(state.live().policy.version(), dir_version);
 
     // the trusted key's signature over another archive (another label): altered
     bundle(
@@ -133,13 +133,13 @@ async fn a_trusted_bundle_is_served_and_a_bad_one_on_reload_keeps_the_last_good_
         "release-3",
     );
     std::fs::copy(d.join("other.bundle.sig"), d.join("p.bundle.sig")).expect("copy sig");
-    let err = policies.reload().expect_err("signature does not match");
+    let err = zweck::reload::policies(state).expect_err("signature does not match");
     assert!(err.to_string().contains("does not match"), "{err}");
 
     // no signature at all
     std::fs::copy(d.join("other.bundle"), d.join("p.bundle")).expect("copy bundle");
     std::fs::remove_file(d.join("p.bundle.sig")).expect("rm sig");
-    let err = policies.reload().expect_err("unsigned");
+    let err = zweck::reload::policies(state).expect_err("unsigned");
     assert!(err.to_string().contains("no signature"), "{err}");
     let (r, body) = c.get(&h.url(SOQL), &[]).await;
     assert_eq!(r.headers()["zweck-policy"], dir_version.as_str());
@@ -152,10 +152,12 @@ async fn a_trusted_bundle_is_served_and_a_bad_one_on_reload_keeps_the_last_good_
         &d.join("p.bundle"),
         "release-2",
     );
-    let v2 = policies.reload().expect("trusted bundle");
+    let v2 = zweck::reload::policies(state)
+        .expect("trusted bundle")
+        .policy;
     assert_ne!(v2, dir_version);
     assert_eq!(
-        policies.current().bundle().map(|b| b.label.as_str()),
+        state.live().policy.bundle().map(|b| b.label.as_str()),
         Some("release-2")
     );
     let (r, body) = c.get(&h.url(SOQL), &[]).await;

@@ -3,4 +3,35 @@
 //! parse the command lines the docs show with these same definitions, so docs and CLI cannot
 //! drift apart. Errors here are `anyhow` (CLI glue only).
 
+use std::io::Write as _;
+
+use anyhow::Context as _;
+
+/// Writes to stdout. A closed pipe (`zweck policy test | head`) ends the output quietly
+/// instead of panicking as `print!` does; any other failure is an error.
+pub fn write_out(text: &str) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r.context("cannot write to stdout"),
+    }
+}
+
+/// `print!` through [`write_out`], in a function returning `anyhow::Result`.
+macro_rules! out {
+    ($($t:tt)*) => {
+        $crate::cli::write_out(&format!($($t)*))?
+    };
+}
+
+/// `println!` through [`write_out`].
+macro_rules! outln {
+    ($($t:tt)*) => {
+        $crate::cli::write_out(&(format!($($t)*) + "\n"))?
+    };
+}
+
 pub mod policy;

@@ -135,7 +135,7 @@ pub fn run(command: PolicyCommand) -> anyhow::Result<ExitCode> {
     match command {
         PolicyCommand::Check { dir } => {
             let report = policy::check(&dir.path());
-            print!("{report}");
+            out!("{report}");
             Ok(exit(report.is_ok()))
         }
         PolicyCommand::Test {
@@ -144,13 +144,13 @@ pub fn run(command: PolicyCommand) -> anyhow::Result<ExitCode> {
             min_coverage,
         } => {
             let report = policy::testing::run_dir(&dir.path());
-            print!("{report}");
+            out!("{report}");
             let mut ok = report.is_ok() && report.passed() > 0;
             if let (true, Some(c)) = (coverage || min_coverage.is_some(), &report.coverage) {
-                print!("{c}");
+                out!("{c}");
                 if let Some(min) = min_coverage {
                     if c.rules_percent() + 1e-9 < min {
-                        println!(
+                        outln!(
                             "coverage {:.1} % is below --min-coverage {min} %",
                             c.rules_percent()
                         );
@@ -185,11 +185,11 @@ pub fn run(command: PolicyCommand) -> anyhow::Result<ExitCode> {
                 } else {
                     std::fs::write(&path, text)
                         .with_context(|| format!("cannot write {}", path.display()))?;
-                    println!("wrote {}", path.display());
+                    outln!("wrote {}", path.display());
                 }
             }
             for p in &stale {
-                println!(
+                outln!(
                     "{} differs from the generated schema: run `zweck policy schema --out {}`",
                     p.display(),
                     out.display()
@@ -226,9 +226,9 @@ pub fn run(command: PolicyCommand) -> anyhow::Result<ExitCode> {
             };
             let d = policy::diff::diff(&old_set, &new_set);
             match format {
-                DiffFormat::Text => print!("{d}"),
-                DiffFormat::Markdown => print!("{}", d.markdown()),
-                DiffFormat::Json => println!("{}", serde_json::to_string_pretty(&d)?),
+                DiffFormat::Text => out!("{d}"),
+                DiffFormat::Markdown => out!("{}", d.markdown()),
+                DiffFormat::Json => outln!("{}", serde_json::to_string_pretty(&d)?),
             }
             Ok(exit(!d.gains_exposure()))
         }
@@ -247,7 +247,7 @@ fn bundle(dir: &Path, key: &Path, out: &Path, label: &str) -> anyhow::Result<Exi
     use policy::bundle;
     let report = policy::check(dir);
     if !report.is_ok() {
-        print!("{report}");
+        out!("{report}");
         anyhow::bail!("{} does not compile: nothing bundled", dir.display());
     }
     let sources = policy::compile::read_dir(dir).map_err(|d| {
@@ -272,7 +272,7 @@ fn bundle(dir: &Path, key: &Path, out: &Path, label: &str) -> anyhow::Result<Exi
         .as_ref()
         .try_into()
         .context("an Ed25519 public key has 32 bytes")?;
-    println!(
+    outln!(
         "wrote {} ({} files, policy version {}) and {}, signed by key {}",
         out.display(),
         sources.len(),
@@ -302,7 +302,7 @@ fn keygen(out: &Path, overwrite: bool) -> anyhow::Result<ExitCode> {
         .public_key_raw()
         .try_into()
         .context("an Ed25519 public key has 32 bytes")?;
-    println!(
+    outln!(
         "wrote {} and {} (key id {})",
         key_path.display(),
         pub_path.display(),
@@ -462,6 +462,6 @@ fn explain(
             response_body: response.as_ref(),
         },
     )?;
-    print!("{explanation}");
+    out!("{explanation}");
     Ok(ExitCode::SUCCESS)
 }

@@ -882,7 +882,9 @@ fn create(double: &CrmDouble, req: &Req, ty: ObjectType) -> Reply {
         Ok(f) => f,
         Err(r) => return r,
     };
-    let index = double.store.create(ty.kind(), fields.clone());
+    let index = double
+        .store
+        .create(req.journal(), ty.kind(), fields.clone());
     ok(
         StatusCode::CREATED,
         &written_object(double, ty, index, &fields),
@@ -910,7 +912,9 @@ fn update(double: &CrmDouble, req: &Req, ty: ObjectType, id: &str) -> Reply {
         Ok(f) => f,
         Err(r) => return r,
     };
-    double.store.update(ty.kind(), index, fields.clone());
+    double
+        .store
+        .update(req.journal(), ty.kind(), index, fields.clone());
     ok(StatusCode::OK, &written_object(double, ty, index, &fields))
 }
 

@@ -27,8 +27,8 @@ impl MetadataClient {
     /// The upstream's TLS or credential cannot be set up.
     pub fn new(config: UpstreamConfig) -> Result<MetadataClient, DiscoverError> {
         let name = config.name.clone();
-        let upstream =
-            Upstream::new(config).map_err(|e| DiscoverError::Setup(name, e.to_string()))?;
+        let upstream = Upstream::new(config, &crate::metrics::PoolGauges::default())
+            .map_err(|e| DiscoverError::Setup(name, e.to_string()))?;
         Ok(MetadataClient {
             upstream,
             requests: AtomicUsize::new(0),

@@ -7,11 +7,15 @@
 //!
 //! 1. [`route`] (phase 2): the upstream's own `ungoverned` list, then the inventory of its
 //!    dialect; a path neither knows is refused as an unknown resource.
-//! 2. [`admit`] (phase 3, before any body byte): query minimisation of the URL, then writes
-//!    and deletes of a `writes: deny` purpose.
+//! 2. [`admit`] (phase 3, before any body byte): query minimisation of the URL (which may
+//!    rewrite the query: consent fields added), then writes and deletes of a `writes: deny`
+//!    purpose.
 //! 3. [`request_body`] (phase 3): a read's body is a query (search filters, Bulk query
-//!    jobs) and is checked as one; a write's body is minimised (keep, drop, block).
-//! 4. [`response_body`] (phase 6): the response minimised for the purpose.
+//!    jobs) and is checked, and perhaps rewritten, as one; a write's body is minimised
+//!    (keep, drop, block).
+//! 4. [`response_body`] (phase 6): the response minimised for the purpose, with the
+//!    [`Shape`] of the query Zweck forwarded (consent fields it added leave again, aggregate
+//!    rows are classified by the query's columns).
 //!
 //! A purpose in `mode: shadow` is refused nothing by query minimisation: the refusal it
 //! would have had is returned beside the verdict, for the caller to log. Decisions that a
@@ -22,7 +26,7 @@ use http::Method;
 use serde_json::Value;
 
 use super::engine::{apply_with, Direction, FieldDecision, Outcome, Refusal};
-use super::query::{self, QueryRefusal};
+use super::query::{self, QueryRefusal, Shape};
 use super::set::{Mode, OpKind, Operation, PolicySet, Purpose, RouteMatch, Writes};
 use super::PseudonymKey;
 use crate::dialect::Dialect;
@@ -54,10 +58,13 @@ pub fn route<'s>(
     set.classify(dialect, method, path)
 }
 
-/// What passed [`admit`]: a query refusal that a shadow purpose is spared (to be logged).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// What passed [`admit`]: a query refusal that a shadow purpose is spared (to be logged),
+/// the query to forward instead of the app's (None: unchanged) and the shape of its answer.
+#[derive(Debug, Clone, Default)]
 pub struct Admitted {
     pub shadowed: Option<QueryRefusal>,
+    pub query: Option<String>,
+    pub shape: Shape,
 }
 
 /// Phase 3 before any body byte: query minimisation of the URL, then writes and deletes of
@@ -70,12 +77,19 @@ pub fn admit(
     path: &str,
     query: Option<&str>,
 ) -> Result<Admitted, Denial> {
-    let shadowed = query_verdict(purpose, query::check_url(set, purpose, op, path, query))?;
+    let (reviewed, shadowed) = match query::review_url(set, purpose, op, path, query) {
+        Ok(r) => (r, None),
+        Err(refusal) => (Default::default(), query_verdict(purpose, Err(refusal))?),
+    };
     let writes = matches!(op.op(), OpKind::Write | OpKind::Delete);
     if op.tunnel().is_none() && writes && purpose.writes == Writes::Deny {
         return Err(Refusal::WriteDenied.into());
     }
-    Ok(Admitted { shadowed })
+    Ok(Admitted {
+        shadowed,
+        query: reviewed.query,
+        shape: reviewed.shape,
+    })
 }
 
 /// A query refusal as enforced: `Ok(Some(_))` when a shadow purpose is spared it.
@@ -90,12 +104,14 @@ pub fn query_verdict(
     }
 }
 
-/// A governed request body, decided: the outcome, and a query refusal a shadow purpose was
-/// spared.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// A governed request body, decided: the outcome, a query refusal a shadow purpose was
+/// spared, and the shape of the answer when the body's query was rewritten in place (plain
+/// otherwise: the URL's shape stands).
+#[derive(Debug, Clone, Default)]
 pub struct BodyDecision {
     pub outcome: Outcome,
     pub shadowed: Option<QueryRefusal>,
+    pub shape: Shape,
 }
 
 /// Phase 3's body: the query a read's body carries is checked, then the body is minimised
@@ -120,20 +136,47 @@ fn request_body_traced(
     key: Option<&PseudonymKey>,
     trace: Option<&mut Vec<FieldDecision>>,
 ) -> Result<BodyDecision, Denial> {
-    let shadowed = query_verdict(purpose, query::check_body(set, purpose, op, path, body))?;
-    let outcome = apply_with(set, purpose, op, Direction::Request, body, key, trace)?;
-    Ok(BodyDecision { outcome, shadowed })
+    let (shape, shadowed) = match query::review_body(set, purpose, op, path, body) {
+        Ok(shape) => (shape, None),
+        Err(refusal) => (Shape::default(), query_verdict(purpose, Err(refusal))?),
+    };
+    let outcome = apply_with(
+        set,
+        purpose,
+        op,
+        Direction::Request,
+        body,
+        key,
+        trace,
+        &Shape::default(),
+    )?;
+    Ok(BodyDecision {
+        outcome,
+        shadowed,
+        shape,
+    })
 }
 
-/// Phase 6: a governed response body minimised for the purpose.
+/// Phase 6: a governed response body minimised for the purpose; `shape` is what phase 3
+/// decided about the query forwarded ([`Admitted::shape`], [`BodyDecision::shape`]).
 pub fn response_body(
     set: &PolicySet,
     purpose: &Purpose,
     op: &Operation,
     body: &mut Value,
     key: Option<&PseudonymKey>,
+    shape: &Shape,
 ) -> Result<Outcome, Refusal> {
-    apply_with(set, purpose, op, Direction::Response, body, key, None)
+    apply_with(
+        set,
+        purpose,
+        op,
+        Direction::Response,
+        body,
+        key,
+        None,
+        shape,
+    )
 }
 
 /// [`response_body`], listing every field decision in `trace` (for live shadow
@@ -144,6 +187,7 @@ pub fn response_body_traced(
     op: &Operation,
     body: &mut Value,
     key: Option<&PseudonymKey>,
+    shape: &Shape,
     trace: &mut Vec<FieldDecision>,
 ) -> Result<Outcome, Refusal> {
     apply_with(
@@ -154,6 +198,7 @@ pub fn response_body_traced(
         body,
         key,
         Some(trace),
+        shape,
     )
 }
 
@@ -181,14 +226,10 @@ pub struct Bodies<'b> {
 #[derive(Debug)]
 pub enum Verdict<'s> {
     /// Streams through untouched.
-    Ungoverned {
-        template: String,
-    },
+    Ungoverned { template: String },
     /// An `op: metadata` route (describe, `$metadata`, property definitions): the CRM's
     /// answer passes unchanged to any purpose, uncharged and not in the transfer log.
-    Metadata {
-        template: String,
-    },
+    Metadata { template: String },
     /// Refused as an unknown resource.
     Unknown,
     /// Boxed: an outcome is large beside the other verdicts.
@@ -204,6 +245,9 @@ pub struct Governed<'s> {
     pub result: Result<Outcome, Denial>,
     /// Query refusals a shadow purpose was spared.
     pub shadowed: Vec<QueryRefusal>,
+    /// The query string the proxy forwards instead of the app's, when query minimisation
+    /// rewrote it (None: forwarded as sent, or refused before).
+    pub forwarded_query: Option<String>,
     /// Every field decision, when tracing was asked for (request body first).
     pub trace: Vec<FieldDecision>,
 }
@@ -236,6 +280,7 @@ pub fn exchange<'s>(
         op,
         result: Ok(Outcome::default()),
         shadowed: Vec::new(),
+        forwarded_query: None,
         trace: Vec::new(),
     };
     let result = steps(set, purpose, op, ex, bodies, key, trace, &mut governed);
@@ -256,16 +301,21 @@ fn steps(
 ) -> Result<Outcome, Denial> {
     let admitted = admit(set, purpose, op, ex.path, ex.query)?;
     out.shadowed.extend(admitted.shadowed);
+    out.forwarded_query = admitted.query;
+    let mut shape = admitted.shape;
     let mut last = Outcome::default();
     if let Some(body) = bodies.request {
         let t = trace.then_some(&mut out.trace);
         let d = request_body_traced(set, purpose, op, ex.path, body, key, t)?;
         out.shadowed.extend(d.shadowed);
+        if !d.shape.is_plain() {
+            shape = d.shape;
+        }
         last = d.outcome;
     }
     if let Some(body) = bodies.response {
         let t = trace.then_some(&mut out.trace);
-        last = apply_with(set, purpose, op, Direction::Response, body, key, t)?;
+        last = apply_with(set, purpose, op, Direction::Response, body, key, t, &shape)?;
     }
     Ok(last)
 }
@@ -277,6 +327,8 @@ pub fn decision_name(result: &Result<Outcome, Denial>) -> &'static str {
         Ok(_) => "allowed",
         Err(Denial::Query(QueryRefusal::NotAllowed { .. })) => "query_not_allowed",
         Err(Denial::Query(QueryRefusal::Unreadable(_))) => "query_not_checkable",
+        Err(Denial::Query(QueryRefusal::AggregateNotAllowed { .. })) => "aggregate_not_allowed",
+        Err(Denial::Query(QueryRefusal::ConsentFieldMissing { .. })) => "consent_field_missing",
         Err(Denial::Policy(r)) => refusal_name(r),
     }
 }
@@ -287,6 +339,7 @@ pub fn refusal_name(r: &Refusal) -> &'static str {
         Refusal::Blocked { .. } => "blocked",
         Refusal::WriteDenied => "write_denied",
         Refusal::WriteActionNotAllowed { .. } => "write_action_not_allowed",
+        Refusal::WriteFieldsDropped { .. } => "write_fields_dropped",
         Refusal::RecordWithheld { .. } => "withheld",
         Refusal::PseudonymKeyMissing => "pseudonym_key_missing",
         Refusal::NoInventory(_) => "no_inventory",

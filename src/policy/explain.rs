@@ -60,6 +60,9 @@ pub struct Explanation {
     pub records: u64,
     /// Query refusals the purpose is spared because it is in `mode: shadow`.
     pub shadowed: Vec<String>,
+    /// The path and query the proxy forwards instead of the app's, when query minimisation
+    /// rewrote the query (consent fields added); None when it goes as sent.
+    pub forwarded: Option<String>,
     /// One line per distinct (path, category, rule, action), in body order.
     pub fields: Vec<FieldDecision>,
 }
@@ -70,6 +73,9 @@ impl fmt::Display for Explanation {
         writeln!(f, "decision: {}", self.decision)?;
         if let Some(r) = &self.reason {
             writeln!(f, "reason:   {r}")?;
+        }
+        if let Some(u) = &self.forwarded {
+            writeln!(f, "forwarded: {u}")?;
         }
         for s in &self.shadowed {
             writeln!(f, "shadow:   would be refused: {s}")?;
@@ -124,6 +130,7 @@ pub fn explain(
         reason: None,
         records: 0,
         shadowed: Vec::new(),
+        forwarded: None,
         fields: Vec::new(),
     };
     let g = match decide::exchange(set, p, &ex, bodies, Some(&key), true) {
@@ -154,6 +161,10 @@ pub fn explain(
         reason: g.result.as_ref().err().and_then(reason),
         records: g.result.as_ref().map_or(0, |o| o.records),
         shadowed: g.shadowed.iter().map(ToString::to_string).collect(),
+        forwarded: g
+            .forwarded_query
+            .as_ref()
+            .map(|q| format!("{}?{q}", req.path)),
         fields,
     })
 }
@@ -166,8 +177,14 @@ fn reason(d: &Denial) -> Option<String> {
             fields.join(", ")
         )),
         Denial::Query(QueryRefusal::Unreadable(why)) => Some(format!("unreadable query: {why}")),
+        Denial::Query(
+            q @ (QueryRefusal::AggregateNotAllowed { .. }
+            | QueryRefusal::ConsentFieldMissing { .. }),
+        ) => Some(q.to_string()),
         Denial::Policy(
-            Refusal::Blocked { field_paths, .. } | Refusal::WriteActionNotAllowed { field_paths },
+            Refusal::Blocked { field_paths, .. }
+            | Refusal::WriteActionNotAllowed { field_paths }
+            | Refusal::WriteFieldsDropped { field_paths, .. },
         ) => Some(field_paths.join(", ")),
         Denial::Policy(r) => Some(r.to_string()),
     }

@@ -162,7 +162,8 @@ pub struct RawOperation {
     #[serde(default)]
     #[schemars(schema_with = "super::schema::route_class")]
     pub class: Option<String>,
-    /// `odata_batch`, `sf_composite`, `sf_composite_batch` or `sf_tree`: a batch tunnel.
+    /// `odata_batch`, `sf_composite`, `sf_composite_batch`, `sf_tree` or `sf_graph`: a batch
+    /// tunnel.
     #[serde(default)]
     #[schemars(schema_with = "super::schema::tunnel")]
     pub tunnel: Option<String>,
@@ -243,6 +244,9 @@ pub struct RawPurpose {
     #[serde(default)]
     #[schemars(schema_with = "super::schema::writes")]
     pub writes: Option<SpStr>,
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<String>>")]
+    pub silent_write_minimisation: Option<Spanned<Vec<SpStr>>>,
     #[serde(default)]
     #[schemars(with = "Option<RawBudget>")]
     pub export_budget: Option<Spanned<RawBudget>>,
@@ -547,6 +551,10 @@ impl CountedAction {
 pub struct RawExpect {
     #[serde(default)]
     pub decision: Option<ExpectedDecision>,
+    /// The path and query as the proxy forwards them (query minimisation may add consent
+    /// fields to the query).
+    #[serde(default)]
+    pub forwarded: Option<String>,
     #[serde(default)]
     pub body: Option<serde_json::Value>,
     #[serde(default)]

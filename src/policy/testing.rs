@@ -271,6 +271,18 @@ fn run_case(
                     exercised.fields.insert((dialect.to_string(), f.clone()));
                 }
             }
+            if let Some(want) = &expect.forwarded {
+                if !matches!(g.result, Err(Denial::Query(_))) {
+                    // the path and query as the proxy forwards them (consent fields added)
+                    let got = match g.forwarded_query.as_deref().or(query) {
+                        Some(q) => format!("{path}?{q}"),
+                        None => path.to_string(),
+                    };
+                    if *want != got {
+                        fail.push(format!("forwarded: expected {want}, got {got}"));
+                    }
+                }
+            }
             g.result
         }
         // classified as an operation above; the same set cannot answer otherwise
@@ -404,9 +416,16 @@ fn compare(
                 let got = match r {
                     Denial::Policy(
                         Refusal::Blocked { field_paths, .. }
-                        | Refusal::WriteActionNotAllowed { field_paths },
+                        | Refusal::WriteActionNotAllowed { field_paths }
+                        | Refusal::WriteFieldsDropped { field_paths, .. },
                     ) => field_paths.clone(),
-                    Denial::Query(QueryRefusal::NotAllowed { fields }) => fields.clone(),
+                    Denial::Query(
+                        QueryRefusal::NotAllowed { fields }
+                        | QueryRefusal::ConsentFieldMissing { fields },
+                    ) => fields.clone(),
+                    Denial::Query(QueryRefusal::AggregateNotAllowed { object, .. }) => {
+                        vec![object.clone()]
+                    }
                     _ => Vec::new(),
                 };
                 if *want != got {

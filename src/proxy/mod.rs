@@ -48,7 +48,7 @@ use crate::budget::Allowance;
 use crate::caller::Caller;
 use crate::error::{ForPurpose, ProxyError};
 use crate::policy::decide::Denial;
-use crate::policy::query::QueryRefusal;
+use crate::policy::query::{QueryRefusal, Shape};
 use crate::policy::{self, Direction, Operation, Outcome, Purpose, Refusal};
 use crate::state::State;
 use crate::tls::PeerIdentity;
@@ -103,6 +103,8 @@ pub struct Ctx<F> {
     pub caller: Caller,
     pub route: Route,
     pub flow: F,
+    /// The upstream's status, once it answered (the access log's `upstream_status`).
+    pub upstream_status: Option<u16>,
 }
 
 /// A route that carries no personal data: streamed through untouched (links aside).
@@ -127,6 +129,9 @@ pub struct Governed {
     /// A governed `$batch` / composite request: its parts, to govern the response part by
     /// part (phase 3 sets it, phase 6 reads it).
     pub tunnel: Option<tunnel::GovernedRequest>,
+    /// What query minimisation knows of the answer (consent fields it added to the query,
+    /// an aggregate's columns): phase 3 sets it, phase 6 filters with it.
+    pub shape: Shape,
     /// The filtered request body that went to the processor (writes), for the log.
     pub sent: Option<BodyReport>,
     /// The filtered response body that came back, for the charge and the log.
@@ -143,21 +148,31 @@ pub struct Governed {
     pub shadow_query: Option<String>,
 }
 
-/// What a route's path contributes to logs.
+/// What a route's path contributes to logs and metrics.
 pub trait Flow {
     /// The route template the request matched.
     fn template(&self) -> &str;
+    /// The route class label: the inventory's class, or `ungoverned`.
+    fn class(&self) -> &'static str;
 }
 
 impl Flow for Ungoverned {
     fn template(&self) -> &str {
         &self.template
     }
+
+    fn class(&self) -> &'static str {
+        "ungoverned"
+    }
 }
 
 impl Flow for Governed {
     fn template(&self) -> &str {
         self.op.template()
+    }
+
+    fn class(&self) -> &'static str {
+        self.op.class().as_str()
     }
 }
 
@@ -175,6 +190,7 @@ impl<F: Flow> Ctx<F> {
             caller,
             route,
             flow,
+            upstream_status: None,
         }
     }
 
@@ -203,14 +219,16 @@ impl Ctx<Governed> {
         doc: &mut serde_json::Value,
     ) -> Result<Outcome, ProxyError> {
         let (set, purpose, op) = (&self.route.policy, self.purpose()?, &self.flow.op);
-        let key = state.pseudonym_key.as_ref();
+        let key = self.route.pseudonym_key.as_ref();
+        let shape = &self.flow.shape;
         let result = if state.shadow.is_none() {
-            policy::decide::response_body(set, purpose, op, doc, key)
+            policy::decide::response_body(set, purpose, op, doc, key, shape)
         } else {
             // the candidate decides an untouched copy; the active decision is traced
             let mut copy = doc.clone();
             let mut trace = Vec::new();
-            let r = policy::decide::response_body_traced(set, purpose, op, doc, key, &mut trace);
+            let r =
+                policy::decide::response_body_traced(set, purpose, op, doc, key, shape, &mut trace);
             let active = r.as_ref().map(|_| trace.as_slice()).map_err(|_| ());
             self.compare_candidate(state, Some(&mut copy), active);
             r
@@ -246,7 +264,7 @@ impl Ctx<Governed> {
             query: self.flow.shadow_query.as_deref(),
             upstream_ungoverned: &upstream.ungoverned,
         };
-        let key = state.pseudonym_key.as_ref();
+        let key = self.route.pseudonym_key.as_ref();
         let c = policy::compare::compare_exchange(
             &candidate,
             &self.caller.purpose,
@@ -354,12 +372,14 @@ pub async fn handle(
         started: Instant::now(),
         method: req.method().clone(),
     };
+    // what the client declared it sends (Content-Length; hyper refuses a body that differs)
+    let bytes_in = http_body::Body::size_hint(req.body()).exact();
     let limits = IntakeLimits::from(&state.config.limits);
     let (parts, incoming) = req.into_parts();
     let body = AppBody::new(incoming, &parts.headers, limits, &arrival.request_id);
     let req = Request::from_parts(parts, body);
     let (reached, result) = pipeline(&state, &conn, arrival, req).await;
-    Ok(respond::respond(&state, &reached, result))
+    Ok(respond::respond(&state, &reached, result, bytes_in))
 }
 
 /// Phases 1 and 2, then the path the route decided on.
@@ -373,13 +393,15 @@ async fn pipeline(
     if let Err(err) = wire::check(&req, state.config.limits.max_header_bytes) {
         return (Reached::Arrived(arrival), Err(err));
     }
+    // one snapshot of what a reload may replace, for the whole request
+    let live = state.live();
     // 1
-    let caller = match identify::identify(state, conn, req.headers()) {
+    let caller = match identify::identify(&live, conn, req.headers()) {
         Ok(caller) => caller,
         Err(err) => return (Reached::Arrived(arrival), Err(err)),
     };
     // 2
-    let (route, governance) = match route::route(state, &req) {
+    let (route, governance) = match route::route(&live, &req) {
         Ok(routed) => routed,
         Err(err) => return (Reached::Identified(arrival, caller), Err(err)),
     };
@@ -391,6 +413,7 @@ async fn pipeline(
                 budget,
                 accept_encoding: None,
                 tunnel: None,
+                shape: Shape::default(),
                 sent: None,
                 received: None,
                 forwarded: false,
@@ -450,6 +473,7 @@ async fn governed_phases(
         ctx.flow.refetch = csv::Refetch::of(&out);
     }
     let resp = forward::forward(state, &ctx.route, out).await?; // 5
+    ctx.upstream_status = Some(resp.status().as_u16());
     let resp = response::governed(state, ctx, resp).await?; // 6
     budget::charge(state, ctx).await?; // 7
     let status = resp.status().as_u16();
@@ -479,5 +503,6 @@ async fn ungoverned(
     let resp = forward::forward(state, &ctx.route, out)
         .await
         .map_err(|e| watch.explain(e))?; // 5
+    ctx.upstream_status = Some(resp.status().as_u16());
     response::ungoverned(state, ctx, resp).await // 6
 }

@@ -38,9 +38,10 @@ pub async fn governed(
 ) -> Result<Request<ProxyBody>, ProxyError> {
     let (mut parts, incoming) = req.into_parts();
     if state.shadow.is_some() {
+        // the app's query, before query minimisation rewrites it
         ctx.flow.shadow_query = parts.uri.query().map(str::to_string);
     }
-    admit(state, ctx, &parts)?;
+    admit(state, ctx, &mut parts)?;
     // kept before `head` drops it: a filtered response is re-encoded for the app
     ctx.flow.accept_encoding = header_str(&parts.headers, header::ACCEPT_ENCODING);
     let uri = head(state, &ctx.route, &mut parts)?;
@@ -97,8 +98,9 @@ fn head(state: &State, route: &Route, parts: &mut Parts) -> Result<Uri, ProxyErr
 /// What a governed request is refused for before its body is read: features that would let
 /// a body slip past inspection, the purpose's query minimisation on the URL, and writes of
 /// a `writes: deny` purpose (a tunnel's own operation is a read; its write parts are refused
-/// inside it).
-fn admit(state: &State, ctx: &Ctx<Governed>, parts: &Parts) -> Result<(), ProxyError> {
+/// inside it). A query the purpose decides consent for gets its consent fields added here,
+/// so everything after (the transfer record included) sees the query as forwarded.
+fn admit(state: &State, ctx: &mut Ctx<Governed>, parts: &mut Parts) -> Result<(), ProxyError> {
     for (name, what) in [
         (header::RANGE, "Range on a governed route"),
         (header::UPGRADE, "Upgrade on a governed route"),
@@ -120,7 +122,24 @@ fn admit(state: &State, ctx: &Ctx<Governed>, parts: &Parts) -> Result<(), ProxyE
         ctx.denied(d)
     })?;
     ctx.log_shadowed(purpose, admitted.shadowed.as_ref());
+    if let Some(query) = admitted.query {
+        parts.uri = with_query(&parts.uri, &query)?;
+    }
+    ctx.flow.shape = admitted.shape;
     Ok(())
+}
+
+/// `uri` with its query string replaced (the path, scheme and authority as they were).
+fn with_query(uri: &Uri, query: &str) -> Result<Uri, ProxyError> {
+    let mut p = uri.clone().into_parts();
+    p.path_and_query = Some(format!("{}?{query}", uri.path()).parse().map_err(|_| {
+        ProxyError::QueryNotCheckable {
+            reason: "a rewritten query that is no valid URI",
+        }
+    })?);
+    Uri::from_parts(p).map_err(|_| ProxyError::QueryNotCheckable {
+        reason: "a rewritten query that is no valid URI",
+    })
 }
 
 /// Only what Zweck can decode and parse may come back: its codings, and the media type the
@@ -172,7 +191,7 @@ async fn governed_body(
 /// Reads, parses and filters a governed JSON request body (writes: keep, drop, block only).
 async fn json_body(
     state: &State,
-    ctx: &Ctx<Governed>,
+    ctx: &mut Ctx<Governed>,
     headers: &mut HeaderMap,
     incoming: AppBody,
 ) -> Result<(Bytes, Outcome), ProxyError> {
@@ -205,14 +224,23 @@ async fn json_body(
         &ctx.flow.op,
         &ctx.route.path,
         &mut doc,
-        state.pseudonym_key.as_ref(),
+        ctx.route.pseudonym_key.as_ref(),
     )
     .map_err(|d| ctx.denied(d))?;
     ctx.log_shadowed(purpose, decided.shadowed.as_ref());
+    // the body's query rewritten (consent fields added): its shape is the answer's
+    let rewritten = !decided.shape.is_plain();
+    if rewritten {
+        ctx.flow.shape = decided.shape;
+    }
     let outcome = decided.outcome;
     ctx.log_outcome(Direction::Request, &outcome);
+    state
+        .metrics
+        .drift
+        .record(&ctx.route.upstream.label, &outcome.unclassified);
     headers.remove(header::CONTENT_LENGTH);
-    let out = if outcome.changed && !outcome.shadow {
+    let out = if rewritten || (outcome.changed && !outcome.shadow) {
         json::to_bytes_sized(&doc, bytes.len())
     } else {
         bytes

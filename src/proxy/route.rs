@@ -21,7 +21,7 @@ use http::{HeaderMap, HeaderName, Method, Request, Uri};
 
 use crate::error::ProxyError;
 use crate::policy::{Operation, PolicySet, RouteMatch};
-use crate::state::{State, UpstreamEntry};
+use crate::state::{Live, UpstreamEntry};
 
 /// Why a request is refused before it is routed: its path or method could mean something
 /// else to the CRM than to the policy.
@@ -56,6 +56,8 @@ pub struct Route {
     pub path: String,
     /// The policy snapshot this request uses from start to end.
     pub policy: Arc<PolicySet>,
+    /// The pseudonymisation key of the same snapshot.
+    pub pseudonym_key: Option<crate::policy::PseudonymKey>,
 }
 
 /// How a route is governed: the decision of phase 2, taken once.
@@ -72,23 +74,24 @@ pub enum Governance {
 
 /// Phase 2. Canonicalises the path, refuses method overrides, picks the upstream and decides
 /// how the route is governed.
-pub fn route<B>(state: &State, req: &Request<B>) -> Result<(Route, Governance), ProxyError> {
+pub fn route<B>(live: &Live, req: &Request<B>) -> Result<(Route, Governance), ProxyError> {
     refuse_method_override(req.method(), req.uri(), req.headers())?;
     let path = canonical_path(req.uri().path())?;
     let host = request_host(req.uri(), req.headers());
     let upstream = select(
-        state.upstreams.iter().map(|u| (&u.upstream.rule, u)),
+        live.upstreams.iter().map(|u| (&u.upstream.rule, u)),
         host.as_deref(),
         &path,
     )
     .ok_or(ProxyError::NoRoute)?
     .clone();
-    let policy = state.policies.current();
+    let policy = live.policy.clone();
     let governance = governance(&upstream, &policy, req.method(), &path)?;
     let route = Route {
         upstream,
         path,
         policy,
+        pseudonym_key: live.pseudonym_key.clone(),
     };
     Ok((route, governance))
 }

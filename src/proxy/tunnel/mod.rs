@@ -43,6 +43,7 @@ use crate::dialect::Dialect;
 use crate::error::Inspection;
 use crate::json::JsonLimits;
 use crate::links::LinkRewriter;
+use crate::policy::query::Shape;
 use crate::policy::{
     self, Direction, OpKind, Operation, Outcome, PolicySet, PseudonymKey, Purpose, Refusal,
     RouteMatch, Writes,
@@ -140,6 +141,8 @@ pub struct PartPlan {
     pub outcome: Outcome,
     /// Bytes of its body as forwarded (0 without a body).
     pub bytes: u64,
+    /// What query minimisation knows of its answer (consent fields added, aggregate columns).
+    pub shape: Shape,
 }
 
 /// How the response must line up with the request (per top-level item of a `$batch`).
@@ -294,9 +297,10 @@ pub fn govern_request(
 ) -> Result<GovernedRequest, TunnelRefusal> {
     match cx.tunnel.kind {
         TunnelKind::OdataBatch => batch::govern_request(cx, content_type, body),
-        TunnelKind::SfComposite | TunnelKind::SfCompositeBatch | TunnelKind::SfTree => {
-            composite::govern_request(cx, content_type, body)
-        }
+        TunnelKind::SfComposite
+        | TunnelKind::SfCompositeBatch
+        | TunnelKind::SfTree
+        | TunnelKind::SfGraph => composite::govern_request(cx, content_type, body),
     }
 }
 
@@ -312,9 +316,10 @@ pub fn govern_response(
 ) -> Result<GovernedResponse, TunnelRefusal> {
     match request.kind {
         TunnelKind::OdataBatch => batch::govern_response(cx, request, content_type, body, links),
-        TunnelKind::SfComposite | TunnelKind::SfCompositeBatch | TunnelKind::SfTree => {
-            composite::govern_response(cx, request, content_type, body, links)
-        }
+        TunnelKind::SfComposite
+        | TunnelKind::SfCompositeBatch
+        | TunnelKind::SfTree
+        | TunnelKind::SfGraph => composite::govern_response(cx, request, content_type, body, links),
     }
 }
 
@@ -340,7 +345,7 @@ impl<'a> Cx<'a> {
         Cx {
             set: &route.policy,
             purpose,
-            key: state.pseudonym_key.as_ref(),
+            key: route.pseudonym_key.as_ref(),
             tunnel: Tunnel::new(dialect, kind, route),
             limits: limits(state),
         }
@@ -382,36 +387,54 @@ impl Cx<'_> {
     }
 
     /// Query minimisation of one sub-request's URL (SOQL in `q`, OData options, HubSpot
-    /// `idProperty`), as for a top-level request.
-    pub fn check_query_url(
+    /// `idProperty`), as for a top-level request: the URL to forward (`forward` with the
+    /// purpose's consent fields added to its query) and the shape of the part's answer.
+    pub fn review_query_url(
         &self,
         part: usize,
         route: &PartRoute,
         path: &str,
         forward: &str,
-    ) -> Result<(), TunnelRefusal> {
+    ) -> Result<(String, Shape), TunnelRefusal> {
         let PartRoute::Governed(op) = route else {
-            return Ok(());
+            return Ok((forward.to_string(), Shape::default()));
         };
-        let query = forward.split_once('?').map(|(_, q)| q);
-        let verdict = crate::policy::query::check_url(self.set, self.purpose, op, path, query);
-        self.query_verdict(part, verdict)
+        let (target, query) = match forward.split_once('?') {
+            Some((t, q)) => (t, Some(q)),
+            None => (forward, None),
+        };
+        match crate::policy::query::review_url(self.set, self.purpose, op, path, query) {
+            Ok(reviewed) => Ok(match reviewed.query {
+                Some(q) => (format!("{target}?{q}"), reviewed.shape),
+                None => (forward.to_string(), reviewed.shape),
+            }),
+            Err(refusal) => {
+                self.query_verdict(part, Err(refusal))?;
+                Ok((forward.to_string(), Shape::default()))
+            }
+        }
     }
 
     /// Query minimisation of one sub-request's body (a Bulk query job, a search), as for a
-    /// top-level request.
-    pub fn check_query_body(
+    /// top-level request: the purpose's consent fields are added in place, and the shape of
+    /// the part's answer returned.
+    pub fn review_query_body(
         &self,
         part: usize,
         route: &PartRoute,
         path: &str,
-        body: &Value,
-    ) -> Result<(), TunnelRefusal> {
+        body: &mut Value,
+    ) -> Result<Shape, TunnelRefusal> {
         let PartRoute::Governed(op) = route else {
-            return Ok(());
+            return Ok(Shape::default());
         };
-        let verdict = crate::policy::query::check_body(self.set, self.purpose, op, path, body);
-        self.query_verdict(part, verdict)
+        match crate::policy::query::review_body(self.set, self.purpose, op, path, body) {
+            Ok(shape) => Ok(shape),
+            Err(refusal) => {
+                self.query_verdict(part, Err(refusal))?;
+                Ok(Shape::default())
+            }
+        }
     }
 
     /// A refusal sinks the part; in shadow mode it is only logged.
@@ -462,24 +485,25 @@ impl Cx<'_> {
         .map_err(|r| refuse(Cause::Policy(r)))
     }
 
-    /// Governs one sub-response body. `Ok(None)` means the single record of the part is
-    /// withheld from the purpose: the caller answers the part with a 404.
+    /// Governs one sub-response body (the answer to `plan`). `Ok(None)` means the single
+    /// record of the part is withheld from the purpose: the caller answers the part with a 404.
     pub fn response_body(
         &self,
         part: usize,
-        route: &PartRoute,
+        plan: &PartPlan,
         body: &mut Value,
     ) -> Result<Option<Outcome>, TunnelRefusal> {
-        let PartRoute::Governed(op) = route else {
+        let PartRoute::Governed(op) = &plan.route else {
             return Ok(Some(Outcome::default()));
         };
-        match policy::apply(
+        match policy::apply_shaped(
             self.set,
             self.purpose,
             op,
             Direction::Response,
             body,
             self.key,
+            &plan.shape,
         ) {
             Ok(o) => Ok(Some(o)),
             Err(Refusal::RecordWithheld { .. }) => Ok(None),
