@@ -245,6 +245,8 @@ pub struct RawPurpose {
     #[schemars(schema_with = "super::schema::writes")]
     pub writes: Option<SpStr>,
     #[serde(default)]
+    /// Resources whose writes this purpose minimises silently instead of refusing a write
+    /// that would lose fields.
     #[schemars(with = "Option<Vec<String>>")]
     pub silent_write_minimisation: Option<Spanned<Vec<SpStr>>>,
     #[serde(default)]
@@ -479,6 +481,8 @@ pub enum ExpectedDecision {
     Blocked,
     WriteDenied,
     WriteActionNotAllowed,
+    /// A write that would lose fields (minimisation), refused naming them.
+    WriteFieldsDropped,
     Withheld,
     PseudonymKeyMissing,
     Ungoverned,
@@ -490,6 +494,10 @@ pub enum ExpectedDecision {
     NotInspectable,
     QueryNotAllowed,
     QueryNotCheckable,
+    /// An aggregate over records the purpose does not see.
+    AggregateNotAllowed,
+    /// Consent fields the query must read and Zweck cannot add.
+    ConsentFieldMissing,
 }
 
 impl ExpectedDecision {
@@ -501,6 +509,7 @@ impl ExpectedDecision {
             ExpectedDecision::Blocked => "blocked",
             ExpectedDecision::WriteDenied => "write_denied",
             ExpectedDecision::WriteActionNotAllowed => "write_action_not_allowed",
+            ExpectedDecision::WriteFieldsDropped => "write_fields_dropped",
             ExpectedDecision::Withheld => "withheld",
             ExpectedDecision::PseudonymKeyMissing => "pseudonym_key_missing",
             ExpectedDecision::Ungoverned => "ungoverned",
@@ -509,6 +518,8 @@ impl ExpectedDecision {
             ExpectedDecision::NotInspectable => "not_inspectable",
             ExpectedDecision::QueryNotAllowed => "query_not_allowed",
             ExpectedDecision::QueryNotCheckable => "query_not_checkable",
+            ExpectedDecision::AggregateNotAllowed => "aggregate_not_allowed",
+            ExpectedDecision::ConsentFieldMissing => "consent_field_missing",
         }
     }
 }

@@ -158,6 +158,7 @@ pub fn tunnel(_: &mut SchemaGenerator) -> Schema {
             TunnelKind::SfComposite,
             TunnelKind::SfCompositeBatch,
             TunnelKind::SfTree,
+            TunnelKind::SfGraph,
         ]
         .map(TunnelKind::as_str),
     )

@@ -518,6 +518,57 @@ purposes:
             .any(|p| p.eq_ignore_ascii_case("hs_email_optout"))
     }
 
+    /// The properties a rewritten read names beside the app's (HubSpot's default set, consent
+    /// properties) never include a special category (GDPR Art. 9/10) of the shipped
+    /// inventory (`allergies` is health data): the CRM is not asked for data of that kind on
+    /// behalf of a purpose that did not ask for it.
+    #[test]
+    fn added_properties_are_never_special_categories() {
+        use crate::policy::taxonomy::GROUPS;
+        let set = shipped();
+        let inv = set.inventory(Dialect::HubSpot).expect("inventory");
+        let tax = set.taxonomy();
+        let special: Vec<String> = inv
+            .classified()
+            .into_iter()
+            .filter(|(_, c)| {
+                tax.lineage(*c)
+                    .any(|l| GROUPS.iter().any(|g| g.categories.contains(&tax.name(l))))
+            })
+            // sources read `resource $.path`
+            .filter_map(|(source, _)| {
+                let (_, path) = source.split_once(' ')?;
+                path.strip_prefix("$.properties.").map(str::to_string)
+            })
+            .collect();
+        assert!(special.iter().any(|p| p == "allergies"), "{special:?}");
+        for (_, defaults) in DEFAULT_PROPERTIES {
+            for d in defaults {
+                assert!(!special.iter().any(|p| p == d), "{d} is a special category");
+            }
+        }
+        let reads = inv
+            .operations()
+            .iter()
+            .filter(|o| o.op() == OpKind::Read && o.tunnel().is_none());
+        for op in reads {
+            let path = op.template().to_string();
+            for p in set.purposes() {
+                let Ok(r) = super::super::review_url(set, p, op, &path, None) else {
+                    continue;
+                };
+                let Some(q) = r.query else { continue };
+                for added in named_in(&q) {
+                    assert!(
+                        !special.iter().any(|s| s.eq_ignore_ascii_case(&added)),
+                        "{} adds {added} on {path}",
+                        p.name
+                    );
+                }
+            }
+        }
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(500))]
         /// A rewritten list read keeps every parameter the app sent byte for byte and only
