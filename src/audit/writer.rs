@@ -208,6 +208,11 @@ impl AuditLog {
         &self.shared.recovery
     }
 
+    /// Whether the writer has failed (every append would fail): cheap, for the request path.
+    pub fn has_failed(&self) -> bool {
+        self.shared.failed.get().is_some()
+    }
+
     /// Why the writer failed, if it did (readiness reports it; appends return it).
     pub fn failure(&self) -> Option<String> {
         self.shared.failed.get().map(ToString::to_string)

@@ -83,6 +83,13 @@ impl Outcome {
             .collect()
     }
 
+    /// Adds the categories a request's query sends (predicates, lookups): they reach the
+    /// processor as sent, so they are both received and delivered.
+    pub fn add_carried(&mut self, carried: &std::collections::BTreeSet<&'static str>) {
+        self.categories_received.extend(carried.iter().copied());
+        self.categories_delivered.extend(carried.iter().copied());
+    }
+
     /// `actions` with owned names (for the transfer log).
     pub fn action_counts(&self) -> BTreeMap<String, u64> {
         self.actions

@@ -208,12 +208,12 @@ fn run_case(set: &PolicySet, case: &super::model::RawTestCase, key: &PseudonymKe
         None => Direction::Request,
         Some(other) => return vec![format!("direction is request or response, not `{other}`")],
     };
-    let checked = super::query::check_url(set, purpose, op, path, query).and_then(|()| {
+    let checked = super::query::check_url(set, purpose, op, path, query).and_then(|_| {
         match (&case.body, dir) {
             (Some(body), Direction::Request) => {
                 super::query::check_body(set, purpose, op, path, body)
             }
-            _ => Ok(()),
+            _ => Ok(super::query::Carried::new()),
         }
     });
     if let Err(refusal) = checked {

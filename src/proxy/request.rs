@@ -26,6 +26,7 @@ use super::{tunnel, Ctx, Governed, Ungoverned};
 use crate::body::{self, encoding, media, ProxyBody};
 use crate::error::{ForPurpose, ProxyError};
 use crate::json;
+use crate::policy::query::Carried;
 use crate::policy::{self, Direction, OpKind, Outcome, Writes};
 use crate::state::State;
 
@@ -37,13 +38,29 @@ pub async fn governed(
     req: Request<Incoming>,
 ) -> Result<Request<ProxyBody>, ProxyError> {
     let (mut parts, incoming) = req.into_parts();
-    admit(ctx, &parts)?;
+    let carried = admit(ctx, &parts)?;
     // kept before `head` drops it: a filtered response is re-encoded for the app
     ctx.flow.accept_encoding = header_str(&parts.headers, header::ACCEPT_ENCODING);
     let uri = head(state, &ctx.route, &mut parts)?;
     ask_for_inspectable(ctx, &mut parts.headers);
     let body = governed_body(state, ctx, &parts.method, &mut parts.headers, incoming).await?;
+    record_carried(ctx, carried);
     Ok(build(parts, uri, body))
+}
+
+/// Personal data in the URL (a predicate, a lookup by e-mail) goes to the processor like a
+/// body does: its categories join the request direction's report, so phase 8 appends a
+/// `to_processor` record before anything is forwarded (also for a GET without a body).
+fn record_carried(ctx: &mut Ctx<Governed>, carried: Carried) {
+    if carried.is_empty() {
+        return;
+    }
+    let sent = ctx.flow.sent.get_or_insert_with(|| BodyReport {
+        outcome: Outcome::default(),
+        bytes: 0,
+        parts: Vec::new(),
+    });
+    sent.outcome.add_carried(&carried);
 }
 
 /// Phase 3 on an ungoverned route: the head filtered, the body streamed under the cap.
@@ -94,8 +111,8 @@ fn head(state: &State, route: &Route, parts: &mut Parts) -> Result<Uri, ProxyErr
 /// What a governed request is refused for before its body is read: features that would let
 /// a body slip past inspection, the purpose's query minimisation on the URL, and writes of
 /// a `writes: deny` purpose (a tunnel's own operation is a read; its write parts are refused
-/// inside it).
-fn admit(ctx: &Ctx<Governed>, parts: &Parts) -> Result<(), ProxyError> {
+/// inside it). Returns the categories the URL sends.
+fn admit(ctx: &Ctx<Governed>, parts: &Parts) -> Result<Carried, ProxyError> {
     for (name, what) in [
         (header::RANGE, "Range on a governed route"),
         (header::UPGRADE, "Upgrade on a governed route"),
@@ -106,21 +123,18 @@ fn admit(ctx: &Ctx<Governed>, parts: &Parts) -> Result<(), ProxyError> {
     }
     let purpose = ctx.purpose()?;
     let op = &ctx.flow.op;
-    let verdict = policy::query::check_url(
-        &ctx.route.policy,
-        purpose,
-        op,
-        &ctx.route.path,
-        parts.uri.query(),
-    );
-    ctx.enforce_query(purpose, verdict)?;
+    let (set, path, query) = (&ctx.route.policy, &ctx.route.path, parts.uri.query());
+    let verdict = policy::query::check_url(set, purpose, op, path, query);
+    let carried = ctx.enforce_query(purpose, verdict, || {
+        policy::query::carried_by_url(set, purpose, op, path, query)
+    })?;
     let writes = matches!(op.op(), OpKind::Write | OpKind::Delete);
     if op.tunnel().is_none() && writes && purpose.writes == Writes::Deny {
         return Err(ProxyError::WriteDenied {
             purpose: purpose.name.clone(),
         });
     }
-    Ok(())
+    Ok(carried)
 }
 
 /// Only what Zweck can decode and parse may come back: its codings, and the media type the
@@ -199,15 +213,13 @@ async fn json_body(
         }
     })?;
     let purpose = ctx.purpose()?;
-    let verdict = policy::query::check_body(
-        &ctx.route.policy,
-        purpose,
-        &ctx.flow.op,
-        &ctx.route.path,
-        &doc,
-    );
-    ctx.enforce_query(purpose, verdict)?;
-    let outcome = ctx.filter(state, Direction::Request, &mut doc)?;
+    let (set, op, path) = (&ctx.route.policy, &ctx.flow.op, &ctx.route.path);
+    let verdict = policy::query::check_body(set, purpose, op, path, &doc);
+    let carried = ctx.enforce_query(purpose, verdict, || {
+        policy::query::carried_by_body(set, purpose, op, path, &doc)
+    })?;
+    let mut outcome = ctx.filter(state, Direction::Request, &mut doc)?;
+    outcome.add_carried(&carried);
     headers.remove(header::CONTENT_LENGTH);
     let out = if outcome.changed && !outcome.shadow {
         json::to_bytes_sized(&doc, bytes.len())
@@ -240,7 +252,8 @@ async fn tunnel_body(
     headers.remove(header::CONTENT_LENGTH);
     let outcome = governed.outcome();
     ctx.log_outcome(Direction::Request, &outcome);
-    if governed.writes() {
+    // writes, and reads whose queries send personal data, go on record before forwarding
+    if governed.writes() || !outcome.categories_delivered.is_empty() {
         ctx.flow.sent = Some(BodyReport {
             outcome,
             bytes: governed.body.len() as u64,

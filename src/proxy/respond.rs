@@ -7,6 +7,8 @@
 //! budget, the `RateLimit` headers; and it is counted in `zweck_requests_total`. It has no
 //! errors of its own.
 
+use std::sync::Arc;
+
 use http::{HeaderValue, Method, Response};
 
 use super::route::Route;
@@ -73,15 +75,21 @@ pub fn respond(
     result: Result<Response<ProxyBody>, ProxyError>,
 ) -> Response<ProxyBody> {
     let seen = reached.seen();
+    // a refusal in phase 1 may still know the app its credential named
+    let named: Option<Arc<str>> = match (&seen.caller, &result) {
+        (None, Err(err)) => err.app().map(Arc::from),
+        _ => None,
+    };
+    let app = seen.caller.map(|c| &c.app).or(named.as_ref());
     let mut resp = match result {
         Ok(resp) => resp,
-        Err(err) => refused(&seen, &err),
+        Err(err) => refused(&seen, app, &err),
     };
     stamp(&seen, &mut resp);
     let status = resp.status().as_u16();
     state.metrics.count_request(&RequestLabels {
         upstream: Label::new(seen.route.map(|r| &r.upstream.label)),
-        app: Label::new(seen.caller.map(|c| &c.app)),
+        app: Label::new(app),
         purpose: Label::new(seen.caller.map(|c| &c.purpose)),
         status,
     });
@@ -90,10 +98,10 @@ pub fn respond(
 }
 
 /// The refusal's response (`error.rs`), and one log event without values.
-fn refused(seen: &Seen<'_>, err: &ProxyError) -> Response<ProxyBody> {
+fn refused(seen: &Seen<'_>, app: Option<&Arc<str>>, err: &ProxyError) -> Response<ProxyBody> {
     tracing::info!(
         request_id = %seen.request_id,
-        app = seen.caller.map_or("-", |c| &*c.app),
+        app = app.map_or("-", |a| &**a),
         purpose = seen.caller.map_or("-", |c| &*c.purpose),
         route = seen.template,
         problem = err.slug(),

@@ -1,7 +1,7 @@
 //! HubSpot CRM search bodies (`filterGroups`, `sorts`, free-text `query`) and lookups by a
 //! unique property (`idProperty` in the URL or in a batch read's body).
 
-use super::{form_decode, query_params, Checker, QueryRefusal};
+use super::{form_decode, query_params, Carried, Checker, Enforce, QueryRefusal};
 use crate::dialect::Dialect;
 use crate::policy::set::{PolicySet, Purpose};
 
@@ -19,17 +19,19 @@ const HUBSPOT_CONTACT_SEARCHABLE: [&str; 8] = [
 ];
 
 /// HubSpot reads a record by any unique property (`/contacts/{email}?idProperty=email`,
-/// batch reads with `idProperty` in the body): looking up by a property tests it.
+/// batch reads with `idProperty` in the body): looking up by a property tests it, and sends
+/// a value of it (the path segment, the batch's ids).
 pub(super) fn check_id_property(
     set: &PolicySet,
     purpose: &Purpose,
     resource: usize,
     query: Option<&str>,
-) -> Result<(), QueryRefusal> {
+    enforce: Enforce,
+) -> Result<Carried, QueryRefusal> {
     let Some(inv) = set.inventory(Dialect::HubSpot) else {
-        return Ok(());
+        return Ok(Carried::new());
     };
-    let mut checker = Checker::new(set, inv, purpose);
+    let mut checker = Checker::new(set, inv, purpose, enforce);
     for (name, value) in query_params(query)? {
         if name == "idProperty" {
             checker.property(resource, &form_decode(value)?);
@@ -46,12 +48,13 @@ pub(super) fn check_body(
     resource: usize,
     path: &str,
     body: &serde_json::Value,
-) -> Result<(), QueryRefusal> {
+    enforce: Enforce,
+) -> Result<Carried, QueryRefusal> {
     if path.ends_with("/search") {
-        return check_hubspot_search(set, purpose, resource, body);
+        return search(set, purpose, resource, body, enforce);
     }
     let Some(p) = body.get("idProperty") else {
-        return Ok(());
+        return Ok(Carried::new());
     };
     let inv = set
         .inventory(Dialect::HubSpot)
@@ -59,23 +62,34 @@ pub(super) fn check_body(
     let name = p
         .as_str()
         .ok_or(QueryRefusal::Unreadable("idProperty names a property"))?;
-    let mut checker = Checker::new(set, inv, purpose);
+    let mut checker = Checker::new(set, inv, purpose, enforce);
     checker.property(resource, name);
     checker.finish()
 }
 
 /// Checks a HubSpot CRM search body (`POST /crm/v3/objects/{type}/search`) against the
-/// resource `resource` of the HubSpot inventory.
+/// resource `resource` of the HubSpot inventory. Filters and free text send values; sorts
+/// do not.
 pub fn check_hubspot_search(
     set: &PolicySet,
     purpose: &Purpose,
     resource: usize,
     body: &serde_json::Value,
-) -> Result<(), QueryRefusal> {
+) -> Result<Carried, QueryRefusal> {
+    search(set, purpose, resource, body, Enforce::Yes)
+}
+
+fn search(
+    set: &PolicySet,
+    purpose: &Purpose,
+    resource: usize,
+    body: &serde_json::Value,
+    enforce: Enforce,
+) -> Result<Carried, QueryRefusal> {
     let inv = set
         .inventory(Dialect::HubSpot)
         .ok_or(QueryRefusal::Unreadable("no HubSpot inventory"))?;
-    let mut checker = Checker::new(set, inv, purpose);
+    let mut checker = Checker::new(set, inv, purpose, enforce);
     let bad =
         QueryRefusal::Unreadable("a search body is an object of filterGroups, sorts and query");
     let obj = body.as_object().ok_or(bad.clone())?;
@@ -88,11 +102,13 @@ pub fn check_hubspot_search(
         }
     }
     if let Some(sorts) = obj.get("sorts") {
+        checker.carrying = false;
         for sort in sorts.as_array().ok_or(bad.clone())? {
             // `["createdate"]` or `[{"propertyName": "createdate", "direction": ...}]`
             let name = sort.as_str().or_else(|| property(sort));
             checker.property(resource, name.ok_or(bad.clone())?);
         }
+        checker.carrying = true;
     }
     if obj
         .get("query")
@@ -134,6 +150,7 @@ mod tests {
                 "/crm/v3/objects/contacts/search",
                 &body,
             )
+            .map(drop)
         };
         let filter = |p: &str| json!({"filterGroups": [{"filters": [{"propertyName": p, "operator": "EQ", "value": "x"}]}]});
         assert_eq!(check("newsletter", filter("email")), Ok(()));
@@ -173,7 +190,7 @@ mod tests {
             .expect("single read");
         let get = |purpose: &str, q: &str| {
             let p = set.purpose(purpose).expect("purpose");
-            check_url(set, p, single, "/crm/v3/objects/contacts/x", Some(q))
+            check_url(set, p, single, "/crm/v3/objects/contacts/x", Some(q)).map(drop)
         };
         assert_eq!(
             get("newsletter", "idProperty=email&properties=email"),
@@ -191,7 +208,7 @@ mod tests {
             .expect("batch read");
         let read = |purpose: &str, body: serde_json::Value| {
             let p = set.purpose(purpose).expect("purpose");
-            check_body(set, p, batch, "/crm/v3/objects/contacts/batch/read", &body)
+            check_body(set, p, batch, "/crm/v3/objects/contacts/batch/read", &body).map(drop)
         };
         let by_email = json!({"idProperty": "email", "inputs": [{"id": "x"}]});
         assert_eq!(read("analytics", by_email), refused(&["contacts.email"]));

@@ -18,6 +18,12 @@
 //! `sorts`, free-text `query`) and `idProperty` lookups. The `SELECT` list needs no check:
 //! the response filter removes what may not be seen. docs/policy.md has the user's view.
 //!
+//! A query that passes also says what it sends: the values in its predicates, lookups and
+//! free text go to the processor, so their categories ([`Carried`]) make the request's
+//! `to_processor` transfer record, written before the request is forwarded. Fields that only
+//! sort or group carry no value and are not counted; system fields (record ids) are not
+//! personal data by the inventory's own classification.
+//!
 //! One file per query language: `soql` (Salesforce), `odata` (Dataverse), `hubspot`
 //! (CRM search bodies and `idProperty` lookups). This module routes a request to its language
 //! by dialect and holds what the languages share: the verdict ([`QueryRefusal`]), the
@@ -29,6 +35,8 @@ mod soql;
 
 pub use hubspot::check_hubspot_search;
 pub use soql::check_soql;
+
+use std::collections::BTreeSet;
 
 use super::select::FieldNode;
 use super::set::{Action, Inventory, OpKind, Operation, PolicySet, Purpose, Resolved};
@@ -46,50 +54,129 @@ pub enum QueryRefusal {
     Unreadable(&'static str),
 }
 
+/// The non-system categories of the values a request sends to the processor in its URL or
+/// query body (predicates, lookups by a unique property, free text): never the values.
+pub type Carried = BTreeSet<&'static str>;
+
 /// Checks the query a request carries in its URL: SOQL in `q` of Salesforce's
 /// `query`/`queryAll`, Dataverse query options and alternate keys, HubSpot `idProperty`
-/// lookups. `path` is the canonical path, `query` the raw query string.
+/// lookups. `path` is the canonical path, `query` the raw query string. Returns the
+/// categories the URL sends. Writes are not minimised here (their body is), but a write
+/// addressed by an alternate key or `idProperty` still sends that property's value: it is
+/// counted.
 pub fn check_url(
     set: &PolicySet,
     purpose: &Purpose,
     op: &Operation,
     path: &str,
     query: Option<&str>,
-) -> Result<(), QueryRefusal> {
-    if op.op != OpKind::Read {
-        return Ok(());
-    }
-    match op.dialect {
-        Dialect::Salesforce => soql::check_url(set, purpose, path, query),
-        Dialect::Dynamics => {
-            odata::check_alternate_key(set, purpose, op.resource_idx, path)?;
-            odata::check_options(set, purpose, op.resource_idx, query)
-        }
-        Dialect::HubSpot => hubspot::check_id_property(set, purpose, op.resource_idx, query),
-        Dialect::Generic => Ok(()),
-    }
+) -> Result<Carried, QueryRefusal> {
+    url(set, purpose, op, path, query, Enforce::Yes)
 }
 
 /// Checks the query a governed request body carries: SOQL in a Bulk API 2.0 query job, a
-/// HubSpot CRM search or batch read by `idProperty`. `path` is the canonical path.
+/// HubSpot CRM search or batch read by `idProperty`. `path` is the canonical path. Returns
+/// the categories the body's query sends.
 pub fn check_body(
     set: &PolicySet,
     purpose: &Purpose,
     op: &Operation,
     path: &str,
     body: &serde_json::Value,
-) -> Result<(), QueryRefusal> {
+) -> Result<Carried, QueryRefusal> {
+    query_body(set, purpose, op, path, body, Enforce::Yes)
+}
+
+/// What a URL sends when its query goes through unchecked (a purpose in shadow mode): the
+/// categories of every field its predicates name, allowed or not. A query that cannot be
+/// read sends values of unknown category: [`UNCLASSIFIED`].
+pub fn carried_by_url(
+    set: &PolicySet,
+    purpose: &Purpose,
+    op: &Operation,
+    path: &str,
+    query: Option<&str>,
+) -> Carried {
+    url(set, purpose, op, path, query, Enforce::No).unwrap_or_else(|_| unclassified())
+}
+
+/// [`carried_by_url`] for a query body.
+pub fn carried_by_body(
+    set: &PolicySet,
+    purpose: &Purpose,
+    op: &Operation,
+    path: &str,
+    body: &serde_json::Value,
+) -> Carried {
+    query_body(set, purpose, op, path, body, Enforce::No).unwrap_or_else(|_| unclassified())
+}
+
+/// The name recorded for values whose category could not be told.
+pub const UNCLASSIFIED: &str = "unclassified";
+
+fn unclassified() -> Carried {
+    Carried::from([UNCLASSIFIED])
+}
+
+fn url(
+    set: &PolicySet,
+    purpose: &Purpose,
+    op: &Operation,
+    path: &str,
+    query: Option<&str>,
+    enforce: Enforce,
+) -> Result<Carried, QueryRefusal> {
+    let res = op.resource_idx;
     if op.op != OpKind::Read {
-        return Ok(());
+        // Only what the path's lookup sends; nothing is refused here (phase 3 governs the
+        // body), and a key that cannot be read names no category.
+        let lookup = match op.dialect {
+            Dialect::Dynamics => odata::check_alternate_key(set, purpose, res, path, Enforce::No),
+            Dialect::HubSpot => hubspot::check_id_property(set, purpose, res, query, Enforce::No),
+            Dialect::Salesforce | Dialect::Generic => Ok(Carried::new()),
+        };
+        return Ok(lookup.unwrap_or_default());
+    }
+    match op.dialect {
+        Dialect::Salesforce => soql::check_url(set, purpose, path, query, enforce),
+        Dialect::Dynamics => {
+            let mut carried = odata::check_alternate_key(set, purpose, res, path, enforce)?;
+            carried.append(&mut odata::check_options(
+                set, purpose, res, query, enforce,
+            )?);
+            Ok(carried)
+        }
+        Dialect::HubSpot => hubspot::check_id_property(set, purpose, res, query, enforce),
+        Dialect::Generic => Ok(Carried::new()),
+    }
+}
+
+fn query_body(
+    set: &PolicySet,
+    purpose: &Purpose,
+    op: &Operation,
+    path: &str,
+    body: &serde_json::Value,
+    enforce: Enforce,
+) -> Result<Carried, QueryRefusal> {
+    if op.op != OpKind::Read {
+        return Ok(Carried::new());
     }
     let path = path.trim_end_matches('/');
     match op.dialect {
         Dialect::Salesforce if path.ends_with("/jobs/query") => {
-            soql::check_query_job(set, purpose, body)
+            soql::check_query_job(set, purpose, body, enforce)
         }
-        Dialect::HubSpot => hubspot::check_body(set, purpose, op.resource_idx, path, body),
-        _ => Ok(()),
+        Dialect::HubSpot => hubspot::check_body(set, purpose, op.resource_idx, path, body, enforce),
+        _ => Ok(Carried::new()),
     }
+}
+
+/// Whether a check refuses fields the purpose may not see, or only counts what is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Enforce {
+    Yes,
+    No,
 }
 
 /// The (decoded name, raw value) pairs of a query string; values are decoded by the
@@ -115,27 +202,36 @@ fn form_decode(s: &str) -> Result<String, QueryRefusal> {
         .map_err(|_| QueryRefusal::Unreadable("a query parameter that is not UTF-8"))
 }
 
-/// Collects the fields a query tests that the purpose may not see.
+/// Collects the fields a query tests that the purpose may not see, and the categories of
+/// the values it sends.
 struct Checker<'a> {
     set: &'a PolicySet,
     inv: &'a Inventory,
     purpose: &'a Purpose,
     denied: Vec<String>,
+    enforce: Enforce,
+    /// True while the fields visited are compared with values (predicates, lookups, free
+    /// text); false in sort and group lists.
+    carrying: bool,
+    carried: Carried,
 }
 
 impl<'a> Checker<'a> {
-    fn new(set: &'a PolicySet, inv: &'a Inventory, purpose: &'a Purpose) -> Self {
+    fn new(set: &'a PolicySet, inv: &'a Inventory, purpose: &'a Purpose, enforce: Enforce) -> Self {
         Checker {
             set,
             inv,
             purpose,
             denied: Vec::new(),
+            enforce,
+            carrying: true,
+            carried: Carried::new(),
         }
     }
 
-    fn finish(self) -> Result<(), QueryRefusal> {
-        if self.denied.is_empty() {
-            Ok(())
+    fn finish(self) -> Result<Carried, QueryRefusal> {
+        if self.denied.is_empty() || self.enforce == Enforce::No {
+            Ok(self.carried)
         } else {
             Err(QueryRefusal::NotAllowed {
                 fields: self.denied,
@@ -147,12 +243,11 @@ impl<'a> Checker<'a> {
     /// an object the inventory does not know, named `object` in the refusal).
     #[inline]
     fn field(&mut self, resource: Option<usize>, object: &str, path: &[&str]) {
+        let inv = self.inv;
         let allowed = match (resource, path.split_last()) {
             (Some(res), Some((last, relations))) => relations
                 .iter()
-                .try_fold(res, |r, rel| {
-                    member(&self.inv.resources[r].fields, rel)?.child
-                })
+                .try_fold(res, |r, rel| member(&inv.resources[r].fields, rel)?.child)
                 .is_some_and(|r| self.allowed(r, &[last])),
             _ => false,
         };
@@ -179,10 +274,17 @@ impl<'a> Checker<'a> {
     /// Whether the purpose sees the field at `path` of `resource` unaltered: its category
     /// is kept (the deepest node's, else the nearest ancestor's, as in the engine), it is
     /// one of the purpose's consent signals, or it is unclassified on a resource that keeps
-    /// unclassified fields.
+    /// unclassified fields. While `carrying`, the field's category is counted as sent.
     #[inline]
-    fn allowed(&self, resource: usize, path: &[&str]) -> bool {
+    fn allowed(&mut self, resource: usize, path: &[&str]) -> bool {
         let resource = &self.inv.resources[resource];
+        if self.carrying {
+            if let Some(cat) = category(resource, path) {
+                if !self.set.taxonomy.is_system(cat) {
+                    self.carried.insert(self.set.taxonomy.name(cat));
+                }
+            }
+        }
         let is_signal = |field: &[String]| {
             field.len() == path.len()
                 && field
@@ -223,6 +325,18 @@ impl<'a> Checker<'a> {
             Some(Resolved::Otherwise) | None => false,
         }
     }
+}
+
+/// The category of the field at `path` of `resource`: the deepest node's, else the nearest
+/// ancestor's (as in the engine).
+fn category(resource: &super::set::Resource, path: &[&str]) -> Option<CatId> {
+    let mut node = Some(&resource.fields);
+    let mut cat = None;
+    for seg in path {
+        node = node.and_then(|n| member(n, seg));
+        cat = node.and_then(|n| n.cat).or(cat);
+    }
+    cat
 }
 
 /// A member of a field tree by name, ASCII case-insensitively (SOQL names are
@@ -285,6 +399,142 @@ mod tests {
         })
     }
 
+    fn op<'s>(
+        set: &'s PolicySet,
+        dialect: Dialect,
+        template_end: &str,
+        kind: OpKind,
+    ) -> &'s Operation {
+        set.inventory(dialect)
+            .expect("inventory")
+            .operations()
+            .iter()
+            .find(|o| o.template().ends_with(template_end) && o.op() == kind)
+            .expect("operation")
+    }
+
+    fn names(c: &Carried) -> Vec<&'static str> {
+        c.iter().copied().collect()
+    }
+
+    /// What a query sends is counted from its predicates, lookups and free text, never from
+    /// sort or group lists, and system fields (ids) are no personal data.
+    #[test]
+    fn predicates_lookups_and_free_text_count_what_the_query_sends() {
+        let set = shipped();
+        let support = set.purpose("support").expect("purpose");
+        let query = op(set, Dialect::Salesforce, "/query", OpKind::Read);
+        let url = |q: &str| check_url(set, support, query, "/services/data/v66.0/query", Some(q));
+        assert_eq!(
+            url("q=SELECT+Id+FROM+Contact+WHERE+Email+%3D+%27x%27+ORDER+BY+LastName")
+                .map(|c| names(&c)),
+            Ok(vec!["user.contact.email"])
+        );
+        assert_eq!(
+            url("q=SELECT+Id,Email+FROM+Contact+WHERE+Id+%3D+%27003%27+ORDER+BY+LastName")
+                .map(|c| names(&c)),
+            Ok(vec![])
+        );
+        assert_eq!(
+            url("q=SELECT+Id,(SELECT+Id+FROM+Cases)+FROM+Contact+WHERE+Id+IN+(SELECT+ContactId+FROM+Case)+AND+Phone+!%3D+null").map(|c| names(&c)),
+            Ok(vec!["user.contact.phone_number"])
+        );
+        // HubSpot: a lookup by e-mail sends an e-mail, for a read and for a write
+        let single = op(set, Dialect::HubSpot, "/contacts/*", OpKind::Read);
+        let by_email = check_url(
+            set,
+            support,
+            single,
+            "/crm/v3/objects/contacts/x",
+            Some("idProperty=email"),
+        );
+        assert_eq!(by_email.map(|c| names(&c)), Ok(vec!["user.contact.email"]));
+        let patch = op(set, Dialect::HubSpot, "/contacts/*", OpKind::Write);
+        let analytics = set.purpose("analytics").expect("purpose");
+        // a write is not minimised here, but its lookup is still counted
+        let write = check_url(
+            set,
+            analytics,
+            patch,
+            "/crm/v3/objects/contacts/x",
+            Some("idProperty=email"),
+        );
+        assert_eq!(write.map(|c| names(&c)), Ok(vec!["user.contact.email"]));
+        // a search: filters and free text send values, sorts do not
+        let search = op(set, Dialect::HubSpot, "/contacts/search", OpKind::Read);
+        let body = serde_json::json!({
+            "filterGroups": [{"filters": [{"propertyName": "email", "operator": "EQ", "value": "x"}]}],
+            "sorts": ["lastname"],
+        });
+        let sent = check_body(
+            set,
+            support,
+            search,
+            "/crm/v3/objects/contacts/search",
+            &body,
+        );
+        assert_eq!(sent.map(|c| names(&c)), Ok(vec!["user.contact.email"]));
+        let free = serde_json::json!({"query": "livia"});
+        // (free text reaches a property no inventory classifies: refused, yet counted)
+        assert!(check_body(
+            set,
+            support,
+            search,
+            "/crm/v3/objects/contacts/search",
+            &free
+        )
+        .is_err());
+        let sent = carried_by_body(
+            set,
+            support,
+            search,
+            "/crm/v3/objects/contacts/search",
+            &free,
+        );
+        assert!(
+            sent.contains("user.contact.email") && sent.contains("user.name.last"),
+            "{sent:?}"
+        );
+        // Dataverse: alternate keys and $filter send values, $orderby does not
+        let dv = op(set, Dialect::Dynamics, "/contacts(*)", OpKind::Read);
+        let key = check_url(
+            set,
+            support,
+            dv,
+            "/api/data/v9.2/contacts(emailaddress1='x%40example.com')",
+            None,
+        );
+        assert_eq!(key.map(|c| names(&c)), Ok(vec!["user.contact.email"]));
+        let list = op(set, Dialect::Dynamics, "/contacts", OpKind::Read);
+        let filtered = check_url(
+            set,
+            support,
+            list,
+            "/api/data/v9.2/contacts",
+            Some("$filter=mobilephone eq '1'&$orderby=lastname"),
+        );
+        assert_eq!(
+            filtered.map(|c| names(&c)),
+            Ok(vec!["user.contact.phone_number"])
+        );
+    }
+
+    /// In shadow mode a refused query still goes out: what it sends is counted all the same,
+    /// and a query that cannot be read is recorded as sending unclassified values.
+    #[test]
+    fn a_query_let_through_unchecked_is_counted_in_full() {
+        let set = shipped();
+        let analytics = set.purpose("analytics").expect("purpose");
+        let query = op(set, Dialect::Salesforce, "/query", OpKind::Read);
+        let path = "/services/data/v66.0/query";
+        let q = Some("q=SELECT+Id+FROM+Contact+WHERE+Email+%3D+%27x%27+AND+LastName+%3D+%27y%27");
+        assert!(check_url(set, analytics, query, path, q).is_err());
+        let all = carried_by_url(set, analytics, query, path, q);
+        assert_eq!(names(&all), vec!["user.contact.email", "user.name.last"]);
+        let unreadable = carried_by_url(set, analytics, query, path, Some("q=SELECT+%22"));
+        assert_eq!(names(&unreadable), vec![UNCLASSIFIED]);
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
         /// Any text, as SOQL or as a Dataverse query option: an answer, never a panic.
@@ -294,7 +544,7 @@ mod tests {
             let p = set.purpose("newsletter").expect("purpose");
             let _ = check_soql(set, p, &q);
             for option in ["$filter=", "$orderby=", "$expand=", "$apply="] {
-                let _ = odata::check_options(set, p, 0, Some(&format!("{option}{q}")));
+                let _ = odata::check_options(set, p, 0, Some(&format!("{option}{q}")), Enforce::Yes);
             }
         }
     }

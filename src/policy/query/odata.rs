@@ -3,34 +3,35 @@
 //! that name a property in a string; reads by alternate key test their key properties.
 //! FetchXML is refused as not checkable.
 
-use super::{form_decode, is, query_params, relation, Checker, QueryRefusal};
+use super::{form_decode, is, query_params, relation, Carried, Checker, Enforce, QueryRefusal};
 use crate::dialect::Dialect;
 use crate::policy::set::{PolicySet, Purpose};
 
 /// A Dataverse read by alternate key, `contacts(emailaddress1='x')` or
 /// `contacts(firstname='a',lastname='b')`, tests the key properties like a filter; a read by
-/// id, `contacts(00000000-…)`, tests nothing.
+/// id, `contacts(00000000-…)`, tests nothing. The key properties' values are sent.
 pub(super) fn check_alternate_key(
     set: &PolicySet,
     purpose: &Purpose,
     resource: usize,
     path: &str,
-) -> Result<(), QueryRefusal> {
+    enforce: Enforce,
+) -> Result<Carried, QueryRefusal> {
     let last = path.trim_end_matches('/').rsplit('/').next().unwrap_or("");
     let Some(open) = last.find('(') else {
-        return Ok(());
+        return Ok(Carried::new());
     };
     let key = last[open + 1..]
         .strip_suffix(')')
         .ok_or(QueryRefusal::Unreadable("a key in parentheses"))?;
     let key = form_decode(key)?;
     if !key.contains('=') {
-        return Ok(());
+        return Ok(Carried::new());
     }
     let Some(inv) = set.inventory(Dialect::Dynamics) else {
-        return Ok(());
+        return Ok(Carried::new());
     };
-    let mut checker = Checker::new(set, inv, purpose);
+    let mut checker = Checker::new(set, inv, purpose, enforce);
     for part in split_top_level(&key, ',') {
         let (name, _) = part.split_once('=').ok_or(QueryRefusal::Unreadable(
             "an alternate key is name=value pairs",
@@ -52,11 +53,12 @@ pub(super) fn check_options(
     purpose: &Purpose,
     resource: usize,
     query: Option<&str>,
-) -> Result<(), QueryRefusal> {
+    enforce: Enforce,
+) -> Result<Carried, QueryRefusal> {
     let Some(inv) = set.inventory(Dialect::Dynamics) else {
-        return Ok(());
+        return Ok(Carried::new());
     };
-    let mut checker = Checker::new(set, inv, purpose);
+    let mut checker = Checker::new(set, inv, purpose, enforce);
     for (name, value) in query_params(query)? {
         odata_option(&mut checker, resource, &name, &form_decode(value)?)?;
     }
@@ -70,8 +72,11 @@ fn odata_option(
     name: &str,
     value: &str,
 ) -> Result<(), QueryRefusal> {
-    match name.trim_start_matches('$').to_ascii_lowercase().as_str() {
+    let option = name.trim_start_matches('$').to_ascii_lowercase();
+    match option.as_str() {
         "filter" | "orderby" | "apply" => {
+            // a sort order sends no value; filters and $apply's filter() do
+            let before = std::mem::replace(&mut checker.carrying, option != "orderby");
             let tokens = odata_lex(value)?;
             let mut scan = ODataScan {
                 tokens: &tokens,
@@ -84,6 +89,7 @@ fn odata_option(
             if scan.pos != tokens.len() {
                 return Err(QueryRefusal::Unreadable("unbalanced parentheses"));
             }
+            checker.carrying = before;
             Ok(())
         }
         "expand" => odata_expand(checker, resource, value),
@@ -447,7 +453,7 @@ mod tests {
             .expect("contacts list");
         let check = |purpose: &str, q: &str| {
             let p = set.purpose(purpose).expect("purpose");
-            check_url(set, p, list, "/api/data/v9.2/contacts", Some(q))
+            check_url(set, p, list, "/api/data/v9.2/contacts", Some(q)).map(drop)
         };
         for q in [
             "$select=fullname,emailaddress1&$filter=emailaddress1 eq 'livia@example.com'",
@@ -482,7 +488,7 @@ mod tests {
             .expect("contacts single");
         let by_key = |purpose: &str, path: &str| {
             let p = set.purpose(purpose).expect("purpose");
-            check_url(set, p, single, path, None)
+            check_url(set, p, single, path, None).map(drop)
         };
         let guid = "/api/data/v9.2/contacts(a1b2c3d4-0000-4000-8000-000000000001)";
         assert_eq!(by_key("analytics", guid), Ok(()));

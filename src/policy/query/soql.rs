@@ -5,7 +5,7 @@
 //! A small lexer and a parser that walks the clauses; it reads no more of SOQL than needed to
 //! tell a field from a value, and refuses (as not checkable) what it cannot place.
 
-use super::{form_decode, is, query_params, relation, Checker, QueryRefusal};
+use super::{form_decode, is, query_params, relation, Carried, Checker, Enforce, QueryRefusal};
 use crate::dialect::Dialect;
 use crate::policy::set::{PolicySet, Purpose};
 
@@ -15,10 +15,11 @@ pub(super) fn check_url(
     purpose: &Purpose,
     path: &str,
     query: Option<&str>,
-) -> Result<(), QueryRefusal> {
+    enforce: Enforce,
+) -> Result<Carried, QueryRefusal> {
     let last = path.trim_end_matches('/').rsplit('/').next().unwrap_or("");
     if !(last == "query" || last == "queryAll") {
-        return Ok(());
+        return Ok(Carried::new());
     }
     let mut soql = None;
     for (name, value) in query_params(query)? {
@@ -30,8 +31,8 @@ pub(super) fn check_url(
         }
     }
     match soql {
-        Some(q) => check_soql(set, purpose, &q),
-        None => Ok(()),
+        Some(q) => soql_checked(set, purpose, &q, enforce),
+        None => Ok(Carried::new()),
     }
 }
 
@@ -40,22 +41,32 @@ pub(super) fn check_query_job(
     set: &PolicySet,
     purpose: &Purpose,
     body: &serde_json::Value,
-) -> Result<(), QueryRefusal> {
+    enforce: Enforce,
+) -> Result<Carried, QueryRefusal> {
     match body.get("query").and_then(|q| q.as_str()) {
-        Some(q) => check_soql(set, purpose, q),
+        Some(q) => soql_checked(set, purpose, q, enforce),
         None => Err(QueryRefusal::Unreadable(
             "a query job names its query in `query`",
         )),
     }
 }
 
-/// Checks one SOQL statement for `purpose`.
-pub fn check_soql(set: &PolicySet, purpose: &Purpose, soql: &str) -> Result<(), QueryRefusal> {
+/// Checks one SOQL statement for `purpose`; returns the categories its conditions send.
+pub fn check_soql(set: &PolicySet, purpose: &Purpose, soql: &str) -> Result<Carried, QueryRefusal> {
+    soql_checked(set, purpose, soql, Enforce::Yes)
+}
+
+fn soql_checked(
+    set: &PolicySet,
+    purpose: &Purpose,
+    soql: &str,
+    enforce: Enforce,
+) -> Result<Carried, QueryRefusal> {
     let inv = set
         .inventory(Dialect::Salesforce)
         .ok_or(QueryRefusal::Unreadable("no Salesforce inventory"))?;
     let tokens = lex(soql)?;
-    let mut checker = Checker::new(set, inv, purpose);
+    let mut checker = Checker::new(set, inv, purpose, enforce);
     let mut parser = Parser {
         tokens: &tokens,
         pos: 0,
@@ -286,10 +297,10 @@ impl<'s> Parser<'_, 's, '_, '_> {
             self.pos += 1;
             let upper = w.to_ascii_uppercase();
             match upper.as_str() {
-                "WHERE" | "HAVING" => self.condition(scope)?,
+                "WHERE" | "HAVING" => self.carrying(true, |p| p.condition(scope))?,
                 "GROUP" | "ORDER" => {
                     self.expect_word("BY")?;
-                    self.field_list(scope)?;
+                    self.carrying(false, |p| p.field_list(scope))?;
                 }
                 "USING" => {
                     self.expect_word("SCOPE")?;
@@ -306,6 +317,19 @@ impl<'s> Parser<'_, 's, '_, '_> {
             }
         }
         Ok(())
+    }
+
+    /// Runs `clause` with the checker counting (conditions) or not counting (sort and group
+    /// lists) the categories of the fields it visits, and restores the previous setting.
+    fn carrying(
+        &mut self,
+        on: bool,
+        clause: impl FnOnce(&mut Self) -> Result<(), QueryRefusal>,
+    ) -> Result<(), QueryRefusal> {
+        let before = std::mem::replace(&mut self.checker.carrying, on);
+        let result = clause(self);
+        self.checker.carrying = before;
+        result
     }
 
     fn expect_word(&mut self, word: &str) -> Result<(), QueryRefusal> {
@@ -473,7 +497,7 @@ mod tests {
     use super::*;
 
     fn soql(set: &PolicySet, purpose: &str, q: &str) -> Result<(), QueryRefusal> {
-        check_soql(set, set.purpose(purpose).expect("purpose"), q)
+        check_soql(set, set.purpose(purpose).expect("purpose"), q).map(drop)
     }
 
     #[test]
@@ -578,8 +602,9 @@ mod tests {
             .iter()
             .find(|o| o.template().ends_with("/query"))
             .expect("query operation");
-        let check =
-            |path: &str, q: Option<&str>| super::super::check_url(set, purpose, op, path, q);
+        let check = |path: &str, q: Option<&str>| {
+            super::super::check_url(set, purpose, op, path, q).map(drop)
+        };
         assert_eq!(
             check(
                 "/services/data/v66.0/query",

@@ -174,13 +174,14 @@ fn composite_request(
         }
         let target = resolve_target(&cx.tunnel, index, url, UrlForm::AbsolutePath)?;
         let route = cx.classify(index, &method, &target.path, false)?;
-        cx.check_query_url(index, &route, &target.path, &target.forward)?;
+        let mut carried = cx.check_query_url(index, &route, &target.path, &target.forward)?;
         if let Some(body) = s.get("body").filter(|b| !b.is_null()) {
-            cx.check_query_body(index, &route, &target.path, body)?;
+            carried.append(&mut cx.check_query_body(index, &route, &target.path, body)?);
         }
         s.insert("url".into(), Value::String(target.forward));
         request_headers(cx, index, s.get_mut("httpHeaders"))?;
-        let (outcome, bytes) = sub_body(cx, index, &method, &route, s.get_mut("body"), true)?;
+        let (mut outcome, bytes) = sub_body(cx, index, &method, &route, s.get_mut("body"), true)?;
+        outcome.add_carried(&carried);
         plans.push(PartPlan {
             index,
             id: Some(reference_id),
@@ -250,12 +251,14 @@ fn batch_request(
         }
         let target = resolve_target(&cx.tunnel, index, url, UrlForm::DataRelative)?;
         let route = cx.classify(index, &method, &target.path, false)?;
-        cx.check_query_url(index, &route, &target.path, &target.forward)?;
+        let mut carried = cx.check_query_url(index, &route, &target.path, &target.forward)?;
         if let Some(body) = s.get("richInput").filter(|b| !b.is_null()) {
-            cx.check_query_body(index, &route, &target.path, body)?;
+            carried.append(&mut cx.check_query_body(index, &route, &target.path, body)?);
         }
         s.insert("url".into(), Value::String(target.forward));
-        let (outcome, bytes) = sub_body(cx, index, &method, &route, s.get_mut("richInput"), true)?;
+        let (mut outcome, bytes) =
+            sub_body(cx, index, &method, &route, s.get_mut("richInput"), true)?;
+        outcome.add_carried(&carried);
         plans.push(PartPlan {
             index,
             id: None,

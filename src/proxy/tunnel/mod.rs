@@ -43,6 +43,7 @@ use crate::dialect::Dialect;
 use crate::error::Inspection;
 use crate::json::JsonLimits;
 use crate::links::LinkRewriter;
+use crate::policy::query::{self, Carried};
 use crate::policy::{
     self, Direction, OpKind, Operation, Outcome, PolicySet, PseudonymKey, Purpose, Refusal,
     RouteMatch, Writes,
@@ -379,45 +380,52 @@ impl Cx<'_> {
     }
 
     /// Query minimisation of one sub-request's URL (SOQL in `q`, OData options, HubSpot
-    /// `idProperty`), as for a top-level request.
+    /// `idProperty`), as for a top-level request. Returns the categories the URL sends.
     pub fn check_query_url(
         &self,
         part: usize,
         route: &PartRoute,
         path: &str,
         forward: &str,
-    ) -> Result<(), TunnelRefusal> {
+    ) -> Result<Carried, TunnelRefusal> {
         let PartRoute::Governed(op) = route else {
-            return Ok(());
+            return Ok(Carried::new());
         };
         let query = forward.split_once('?').map(|(_, q)| q);
-        let verdict = crate::policy::query::check_url(self.set, self.purpose, op, path, query);
-        self.query_verdict(part, verdict)
+        let (set, purpose) = (self.set, self.purpose);
+        let verdict = query::check_url(set, purpose, op, path, query);
+        self.query_verdict(part, verdict, || {
+            query::carried_by_url(set, purpose, op, path, query)
+        })
     }
 
     /// Query minimisation of one sub-request's body (a Bulk query job, a search), as for a
-    /// top-level request.
+    /// top-level request. Returns the categories the body's query sends.
     pub fn check_query_body(
         &self,
         part: usize,
         route: &PartRoute,
         path: &str,
         body: &Value,
-    ) -> Result<(), TunnelRefusal> {
+    ) -> Result<Carried, TunnelRefusal> {
         let PartRoute::Governed(op) = route else {
-            return Ok(());
+            return Ok(Carried::new());
         };
-        let verdict = crate::policy::query::check_body(self.set, self.purpose, op, path, body);
-        self.query_verdict(part, verdict)
+        let (set, purpose) = (self.set, self.purpose);
+        let verdict = query::check_body(set, purpose, op, path, body);
+        self.query_verdict(part, verdict, || {
+            query::carried_by_body(set, purpose, op, path, body)
+        })
     }
 
     /// A refusal sinks the part; in shadow mode it is only logged.
     fn query_verdict(
         &self,
         part: usize,
-        verdict: Result<(), crate::policy::query::QueryRefusal>,
-    ) -> Result<(), TunnelRefusal> {
-        crate::error::enforce_query(self.purpose, verdict, None, Some(part))
+        verdict: Result<Carried, query::QueryRefusal>,
+        unchecked: impl FnOnce() -> Carried,
+    ) -> Result<Carried, TunnelRefusal> {
+        crate::error::enforce_query(self.purpose, verdict, unchecked, None, Some(part))
             .map_err(|refusal| TunnelRefusal::new(Direction::Request, part, Cause::Query(refusal)))
     }
 
