@@ -41,6 +41,7 @@ pub mod diagnostic;
 pub mod dialect;
 pub mod error;
 pub mod json;
+pub mod keys;
 pub mod links;
 pub mod metrics;
 pub mod pattern;

@@ -231,21 +231,30 @@ pub async fn start(mut config: Config) -> Result<Running, StartError> {
 }
 
 /// The pseudonym master key: `ZWECK_PSEUDONYM_KEY_FILE`, else `pseudonym_key_file` of the
-/// config, else in dev mode the generated one.
+/// config, else in dev mode the generated one. Its version prefixes every pseudonym.
 fn pseudonym_key(config: &Config) -> Result<Option<PseudonymKey>, StartError> {
-    let path = match std::env::var_os(PSEUDONYM_KEY_ENV) {
+    match pseudonym_key_path(config) {
+        Some(p) => {
+            let secret =
+                crate::secrets::read_pseudonym_key(&p).map_err(StartError::PseudonymKey)?;
+            Ok(Some(PseudonymKey::with_version(
+                &secret.key,
+                secret.version,
+            )))
+        }
+        None => Ok(None),
+    }
+}
+
+/// Where the pseudonym master key is read from (see [`pseudonym_key`]).
+pub fn pseudonym_key_path(config: &Config) -> Option<std::path::PathBuf> {
+    match std::env::var_os(PSEUDONYM_KEY_ENV) {
         Some(p) => Some(std::path::PathBuf::from(p)),
         None => match &config.pseudonym_key_file {
             Some(p) => Some(p.clone()),
             None if config.dev => Some(DevPaths::new(&config.certs_dir).pseudonym_key()),
             None => None,
         },
-    };
-    match path {
-        Some(p) => Ok(Some(PseudonymKey::new(
-            &crate::secrets::read_pseudonym_key(&p).map_err(StartError::PseudonymKey)?,
-        ))),
-        None => Ok(None),
     }
 }
 

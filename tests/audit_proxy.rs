@@ -143,7 +143,9 @@ async fn governed_flows_and_refusals_are_logged_without_values_and_the_log_verif
     h.shutdown().await;
     let report = zweck::audit::verify(&zweck::audit::VerifyOptions {
         logs: vec![h.dir.path().join("logs/transfers.jsonl")],
-        public_key: Some(zweck::secrets::read_audit_pub(&h.paths().audit_pub()).expect("pub")),
+        keys: zweck::audit::KeyRing::single(
+            zweck::secrets::read_audit_pub(&h.paths().audit_pub()).expect("pub"),
+        ),
         offbox: vec![h.dir.path().join("offbox/checkpoints")],
         origin: None,
         progress: false,

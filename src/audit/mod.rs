@@ -30,13 +30,17 @@ pub mod checkpoint;
 pub mod config;
 mod error;
 pub mod files;
+pub mod html;
 pub mod jurisdiction;
+pub mod keys;
 pub mod merkle;
 mod offbox;
+pub mod period;
 pub mod prove;
 pub mod record;
 pub mod report;
 pub mod ropa;
+pub mod signature;
 pub mod sink;
 mod time;
 pub mod verify;
@@ -49,13 +53,16 @@ pub use config::{
 pub use error::{AuditError, Damage, KeyError, WriterFailure};
 pub use files::ChainBreak;
 pub use jurisdiction::{cross_border, decide_mechanism, MechanismDecision};
+pub use keys::{KeyFileError, KeyRing};
 pub use offbox::OffboxError;
+pub use period::{Period, PeriodArgs, PeriodError};
 pub use prove::{prove, ProveError, ProveOptions};
 pub use record::{Decision, Direction, Entry, Stage, TransferRecord};
-pub use report::{report, Dimension, Format, ReadError, ReportOptions};
-pub use ropa::ropa;
+pub use report::{report, report_to, Dimension, Format, Output, ReadError, ReportOptions};
+pub use ropa::{ropa, ropa_to, RecordOfProcessing, RopaOptions};
+pub use signature::{verify_report, ReportCheckOptions};
 pub use sink::{FailingSink, FileSink, Sink};
-pub use verify::{verify, VerifyOptions};
+pub use verify::{verify, verify_fleet, Fleet, LogCheck, Status, VerifyOptions};
 pub use writer::{AuditLog, AuditStats, Recovery};
 
 /// What an auditor command prints and the process exit code it asks for.

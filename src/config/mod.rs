@@ -83,6 +83,8 @@ pub struct Config {
     pub refusal_style: crate::budget::RefusalStyle,
     pub apps: Vec<AppConfig>,
     pub upstreams: Vec<UpstreamConfig>,
+    /// What the Art. 30(1) record needs that configuration cannot tell (`zweck audit ropa`).
+    pub record_of_processing: crate::audit::RecordOfProcessing,
 }
 
 /// Files of the server certificate and the CA that client certificates must chain to.
