@@ -42,6 +42,7 @@ pub mod report;
 pub mod ropa;
 pub mod signature;
 pub mod sink;
+pub mod synthetic;
 mod time;
 pub mod verify;
 mod writer;
