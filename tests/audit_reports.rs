@@ -816,6 +816,30 @@ fn the_record_of_processing_is_complete_and_reconciled_with_the_log() {
     let h = audit::ropa(&policies, &config, &opts(Format::Html));
     assert!(h.text.starts_with("<!DOCTYPE html>") && !h.text.contains("<script"));
     assert!(h.text.find("Verification").expect("v") < h.text.find("(a) Controller").expect("a"));
+    // the record can be signed like every report, in every format
+    for format in [Format::Markdown, Format::Json] {
+        let out = d.path(&format!("ropa.{}", format.name()));
+        let signed = audit::ropa_to(
+            &policies,
+            &config,
+            &opts(format),
+            &Output {
+                path: Some(out.clone()),
+                sign: Some(d.path("certs/audit.key")),
+            },
+        );
+        assert_eq!(
+            signed.exit_code, 1,
+            "written, and still says what needs action"
+        );
+        let check = audit::verify_report(&audit::ReportCheckOptions {
+            report: out.clone(),
+            keys: d.keys(),
+            logs: vec![d.log()],
+            ..Default::default()
+        });
+        assert_eq!(check.exit_code, 0, "{}", check.text);
+    }
     // a tampered log: refused, or marked with --unverified
     let text = std::fs::read_to_string(d.log()).expect("log");
     std::fs::write(
