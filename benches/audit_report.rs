@@ -100,7 +100,7 @@ fn entry(i: u64, n: u64) -> (String, TransferRecord) {
         purpose: purpose.into(),
         data_use: "marketing.communications.email".into(),
         legal_basis: "consent".into(),
-        direction: if i % 3 == 0 {
+        direction: if i.is_multiple_of(3) {
             Direction::Request
         } else {
             Direction::Response
