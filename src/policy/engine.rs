@@ -183,7 +183,8 @@ pub(crate) fn apply_traced(
 }
 
 const A_RECORD_REMOVED: usize = 8;
-const ACTION_NAMES: [&str; 9] = [
+/// Every name an outcome's `actions` (and a transfer record's) can hold.
+pub const ACTION_NAMES: [&str; 9] = [
     "keep",
     "drop",
     "redact",
