@@ -43,6 +43,11 @@ pub enum UpstreamSetupError {
         what: String,
         reason: String,
     },
+    #[error("upstream {upstream}: its credential file: {source}")]
+    CredentialFile {
+        upstream: String,
+        source: crate::secrets::SecretsError,
+    },
 }
 
 /// A configured upstream, ready to forward to.
@@ -113,30 +118,29 @@ pub fn build_client(
 }
 
 fn read_secret(upstream: &str, source: &SecretSource) -> Result<String, UpstreamSetupError> {
-    let (what, value) = match source {
-        SecretSource::File(p) => (
-            p.display().to_string(),
-            std::fs::read_to_string(p).map_err(|e| e.to_string()),
-        ),
-        SecretSource::Env(name) => (
-            format!("environment variable {name}"),
-            std::env::var(name).map_err(|e| e.to_string()),
-        ),
-    };
-    let value = value.map_err(|reason| UpstreamSetupError::Credential {
+    let credential_error = |what: String, reason: String| UpstreamSetupError::Credential {
         upstream: upstream.to_string(),
-        what: what.clone(),
+        what,
         reason,
-    })?;
-    let value = value.trim().to_string();
-    if value.is_empty() {
-        return Err(UpstreamSetupError::Credential {
-            upstream: upstream.to_string(),
-            what,
-            reason: "it is empty".into(),
-        });
+    };
+    match source {
+        SecretSource::File(p) => {
+            crate::secrets::read_token(p).map_err(|source| UpstreamSetupError::CredentialFile {
+                upstream: upstream.to_string(),
+                source,
+            })
+        }
+        SecretSource::Env(name) => {
+            let what = format!("environment variable {name}");
+            let value =
+                std::env::var(name).map_err(|e| credential_error(what.clone(), e.to_string()))?;
+            let value = value.trim();
+            if value.is_empty() {
+                return Err(credential_error(what, "it is empty".into()));
+            }
+            Ok(value.to_string())
+        }
     }
-    Ok(value)
 }
 
 impl Upstream {
@@ -357,5 +361,41 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         assert_eq!(pairs, want);
+    }
+
+    #[test]
+    fn credential_files_are_read_like_every_other_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "  tok-Fict0001\n").unwrap();
+        let read = read_secret("crm", &SecretSource::File(token.clone())).unwrap();
+        assert_eq!(read, "tok-Fict0001");
+
+        std::fs::write(&token, "\n").unwrap();
+        let err = read_secret("crm", &SecretSource::File(token.clone())).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            matches!(err, UpstreamSetupError::CredentialFile { .. }),
+            "{text}"
+        );
+        assert!(
+            text.starts_with("upstream crm: ") && text.contains("empty"),
+            "{text}"
+        );
+        assert_eq!(
+            text.matches(&*token.display().to_string()).count(),
+            1,
+            "{text}"
+        );
+
+        let missing = dir.path().join("missing");
+        let err = read_secret("crm", &SecretSource::File(missing)).unwrap_err();
+        assert!(err.to_string().contains("cannot read"), "{err}");
+
+        let err = read_secret(
+            "crm",
+            &SecretSource::Env("ZWECK_TEST_UNSET_VAR_4711".into()),
+        );
+        assert!(matches!(err, Err(UpstreamSetupError::Credential { .. })));
     }
 }
