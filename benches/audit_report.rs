@@ -14,6 +14,9 @@
 //!
 //! Steps, each over the whole log:
 //! - `read`: the files' lines, nothing else (the floor: I/O and line splitting);
+//! - `hash`: read, and the two SHA-256 of each line the verification needs (chain, leaf);
+//! - `json`: read, and parse each line as JSON without keeping anything (the verification's
+//!   own parse of `seq` and `prev` reads this much);
 //! - `aggregate`: read and sum every entry into the report's groups (JSON parsing);
 //! - `verify`: `zweck audit verify` (hash chain, Merkle tree, checkpoint signatures, off-box);
 //! - `report html`: `zweck audit report --format html` (verify and sum in one pass, render).
@@ -23,6 +26,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use ring::signature::Ed25519KeyPair;
+use sha2::Digest as _;
 use zweck::audit::checkpoint::{key_from_pkcs8, public_key};
 use zweck::audit::report::{read_lines, Aggregate};
 use zweck::audit::{
@@ -173,16 +177,40 @@ fn the_log(n: u64) -> (PathBuf, PathBuf, Ed25519KeyPair) {
     (log, offbox, kp)
 }
 
-/// The median of `runs` timings of `step`.
-fn time(runs: usize, mut step: impl FnMut()) -> Duration {
-    let mut t: Vec<Duration> = (0..runs)
+/// CPU seconds this process has used (user + system, every thread), from /proc/self/stat.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // fields after the command name (which is in parentheses and may hold spaces)
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let ticks: u64 = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|f| f.parse::<u64>().ok())
+        .sum();
+    ticks as f64 / 100.0
+}
+
+/// One step's figures: wall time and CPU seconds, the median run's.
+#[derive(Clone, Copy)]
+struct Timing {
+    wall: Duration,
+    cpu: f64,
+}
+
+/// The median (by wall time) of `runs` runs of `step`.
+fn time(runs: usize, mut step: impl FnMut()) -> Timing {
+    let mut t: Vec<Timing> = (0..runs)
         .map(|_| {
-            let started = Instant::now();
+            let (started, cpu) = (Instant::now(), cpu_seconds());
             step();
-            started.elapsed()
+            Timing {
+                wall: started.elapsed(),
+                cpu: cpu_seconds() - cpu,
+            }
         })
         .collect();
-    t.sort();
+    t.sort_by_key(|t| t.wall);
     t[t.len() / 2]
 }
 
@@ -221,6 +249,20 @@ fn main() {
         read_lines(&log, &mut |_| lines += 1).expect("read");
         assert_eq!(lines, n);
     });
+    let hash = time(runs, || {
+        read_lines(&log, &mut |line| {
+            std::hint::black_box(sha2::Sha256::digest(line));
+            std::hint::black_box(zweck::audit::merkle::leaf_hash(line));
+        })
+        .expect("read");
+    });
+    let json = time(runs, || {
+        read_lines(&log, &mut |line| {
+            let parsed: serde::de::IgnoredAny = serde_json::from_slice(line).expect("json");
+            std::hint::black_box(parsed);
+        })
+        .expect("read");
+    });
     let aggregate = time(runs, || {
         let mut agg = Aggregate::new(&dims, Period::default());
         read_lines(&log, &mut |line| agg.add_line(line)).expect("read");
@@ -241,21 +283,29 @@ fn main() {
         html_bytes = r.text.len();
     });
     println!(
-        "audit_report: {n} entries, {:.0} MB log, median of {runs} run(s)",
-        size as f64 / 1e6
+        "audit_report: {n} entries, {:.0} MB log, median of {runs} run(s); load average {}",
+        size as f64 / 1e6,
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .split_whitespace()
+            .next()
+            .unwrap_or("?")
     );
-    let secs = |d: Duration| d.as_secs_f64();
-    for (step, d) in [
+    println!("  step          wall s   CPU s  CPU/read  k entries/s (wall)");
+    for (step, t) in [
         ("read", read),
+        ("hash", hash),
+        ("json", json),
         ("aggregate", aggregate),
         ("verify", verify),
         ("report html", html),
     ] {
         println!(
-            "  {step:<12} {:>7.2} s  {:>5.2}x read  {:>6.0} k entries/s",
-            secs(d),
-            secs(d) / secs(read).max(1e-9),
-            n as f64 / secs(d).max(1e-9) / 1e3
+            "  {step:<12} {:>7.2} {:>7.2} {:>8.2}x {:>8.0}",
+            t.wall.as_secs_f64(),
+            t.cpu,
+            t.cpu / read.cpu.max(0.01),
+            n as f64 / t.wall.as_secs_f64().max(1e-9) / 1e3
         );
     }
     println!("  html page    {:.0} KB", html_bytes as f64 / 1e3);

@@ -554,15 +554,42 @@ impl Report {
 /// Verifies the logs and sums their entries in the same pass. A fleet that does not verify
 /// is refused (the verification's text and exit code) unless `unverified`; then the entries
 /// are read again without the chain (every whole line counts).
+///
+/// Verifying (two SHA-256 and a JSON parse per line) and summing (another parse) each take
+/// about half of a report's time on a big log (docs/performance.md, "Auditor reports"), so
+/// they run on two threads: the verification hands the lines that continued the chain to
+/// `add` in chunks, in order.
 pub fn gather(
     evidence: &VerifyOptions,
     unverified: bool,
-    mut add: impl FnMut(usize, &[u8]),
+    add: impl FnMut(usize, &[u8]) + Send,
 ) -> Result<Fleet, CliReport> {
     if evidence.logs.is_empty() {
         return Err(CliReport::new("no log given\n".into(), 2));
     }
-    let fleet = verify_fleet(evidence, &mut |i, line| add(i, line));
+    let fleet = std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(CHUNKS_IN_FLIGHT);
+        let summing = scope.spawn(move || {
+            let mut add = add;
+            for chunk in rx {
+                chunk.each(&mut add);
+            }
+        });
+        let mut chunk = Chunk::default();
+        let fleet = verify_fleet(evidence, &mut |i, line| {
+            chunk.push(i, line);
+            if chunk.bytes.len() >= CHUNK_BYTES {
+                // only fails when the summing thread is gone, i.e. it panicked: join says so
+                let _ = tx.send(std::mem::take(&mut chunk));
+            }
+        });
+        let _ = tx.send(chunk);
+        drop(tx);
+        if let Err(panic) = summing.join() {
+            std::panic::resume_unwind(panic);
+        }
+        fleet
+    });
     if fleet.verified() {
         return Ok(fleet);
     }
@@ -576,6 +603,33 @@ pub fn gather(
         return Err(CliReport::new(text, fleet.exit_code()));
     }
     Ok(fleet)
+}
+
+/// Lines go from the verification to the summing thread in chunks of about this size.
+const CHUNK_BYTES: usize = 1 << 20;
+/// Chunks queued at most: the verification waits rather than buffering a whole log.
+const CHUNKS_IN_FLIGHT: usize = 4;
+
+/// Consecutive lines of a fleet's logs: their bytes, and each line's log and end.
+#[derive(Default)]
+struct Chunk {
+    bytes: Vec<u8>,
+    ends: Vec<(usize, usize)>,
+}
+
+impl Chunk {
+    fn push(&mut self, log: usize, line: &[u8]) {
+        self.bytes.extend_from_slice(line);
+        self.ends.push((log, self.bytes.len()));
+    }
+
+    fn each(&self, add: &mut impl FnMut(usize, &[u8])) {
+        let mut start = 0;
+        for &(log, end) in &self.ends {
+            add(log, &self.bytes[start..end]);
+            start = end;
+        }
+    }
 }
 
 /// Builds the report's content (see [`gather`]).
