@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::HeaderMap;
-use zweck::budget::{cap_page_size, BudgetKey, Budgets, RawBudgetsConfig};
-use zweck::dialect::Dialect;
+use zweck::budget::{cap_page, BudgetKey, Budgets, PageKnob, RawBudgetsConfig};
 use zweck::policy::{ExportBudget, RouteClass};
 
 /// A budget that never runs dry during a bench: the decision path, not the refusal.
@@ -68,22 +67,24 @@ fn paging(c: &mut Criterion) {
     g.bench_function("cap_salesforce_soql", |x| {
         x.iter(|| {
             let mut h = HeaderMap::new();
-            cap_page_size(
-                Dialect::Salesforce,
+            cap_page(
+                PageKnob::SforceBatchSize,
                 &mut h,
                 Some(black_box("q=SELECT+Id,Email+FROM+Contact")),
                 750,
+                100_000,
             )
         });
     });
     g.bench_function("cap_hubspot_limit", |x| {
         x.iter(|| {
             let mut h = HeaderMap::new();
-            cap_page_size(
-                Dialect::HubSpot,
+            cap_page(
+                PageKnob::HubSpotLimit,
                 &mut h,
                 Some(black_box("limit=100&after=123")),
                 40,
+                100_000,
             )
         });
     });

@@ -180,6 +180,9 @@ vocabulary! {
         CsvMalformed = "csv-malformed",
         CsvDelimiter = "csv-delimiter",
         CsvSpent = "csv-spent",
+        /// A Bulk results page fetched again (to stream it with its row count) came back
+        /// with another number of rows.
+        CsvChanged = "csv-changed",
         /// The policy refused a streamed body after its first bytes had gone out.
         Refused = "refused",
         // multipart (`$batch`)

@@ -10,7 +10,7 @@
 //! | 3 request | `proxy/request.rs` (`proxy/tunnel/`) | writes allowed? query and body minimised, headers filtered |
 //! | 4 budget | `proxy/budget.rs` ([`budget`]) | export budget pre-check, page sizes capped |
 //! | 5 forward | `proxy/forward.rs` ([`upstream`]) | the upstream's own credential injected, pooled rustls client |
-//! | 6 response | `proxy/response.rs`, `proxy/buffer.rs`, `proxy/stream.rs` | decode, parse, locate records, consent, field actions, links |
+//! | 6 response | `proxy/response.rs`, `proxy/buffer.rs`, `proxy/csv.rs`, `proxy/stream.rs` | decode, parse, locate records, consent, field actions, links |
 //! | 7 charge | `proxy/budget.rs` | records delivered charged to the budget |
 //! | 8 log | `proxy/log.rs` ([`audit`]) | transfer record appended before release |
 //! | 9 respond | `proxy/respond.rs` ([`error`]) | headers stamped, metrics counted, refusals as problem+json |

@@ -40,6 +40,14 @@ pub struct RequestLabels {
     pub status: u16,
 }
 
+/// Labels of the metadata counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MetadataLabels {
+    pub upstream: Arc<str>,
+    pub app: Arc<str>,
+    pub purpose: Arc<str>,
+}
+
 /// Labels of the upstream latency histogram.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct UpstreamLabels {
@@ -52,6 +60,9 @@ type HistogramFamily = Family<UpstreamLabels, Histogram, fn() -> Histogram>;
 pub struct Metrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
+    /// Requests to `op: metadata` routes (describe, properties, `$metadata`), which pass
+    /// unchanged and are no transfers: the transfer log never shows them.
+    pub metadata_requests: Family<MetadataLabels, Counter>,
     pub upstream_latency: HistogramFamily,
     pub open_connections: Gauge<i64, std::sync::atomic::AtomicI64>,
     pub tls_handshake_failures: Counter<u64, AtomicU64>,
@@ -81,6 +92,12 @@ impl Metrics {
             "requests",
             "Requests answered, by upstream, app, purpose and status",
             requests.clone(),
+        );
+        let metadata_requests = Family::<MetadataLabels, Counter>::default();
+        registry.register(
+            "metadata_requests",
+            "Requests to metadata routes (no customer data; not in the transfer log), by upstream, app and purpose",
+            metadata_requests.clone(),
         );
         let upstream_latency: HistogramFamily =
             Family::new_with_constructor(latency_histogram as fn() -> Histogram);
@@ -122,6 +139,7 @@ impl Metrics {
         Metrics {
             registry,
             requests,
+            metadata_requests,
             upstream_latency,
             open_connections,
             tls_handshake_failures,
@@ -134,6 +152,16 @@ impl Metrics {
     /// Counts one answered request.
     pub fn count_request(&self, labels: &RequestLabels) {
         self.requests.get_or_create(labels).inc();
+    }
+
+    /// Counts one request to a metadata route.
+    pub fn count_metadata(&self, upstream: &Arc<str>, app: &Arc<str>, purpose: &Arc<str>) {
+        let labels = MetadataLabels {
+            upstream: upstream.clone(),
+            app: app.clone(),
+            purpose: purpose.clone(),
+        };
+        self.metadata_requests.get_or_create(&labels).inc();
     }
 
     /// Records one upstream's time from forwarding to the response head.

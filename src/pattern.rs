@@ -6,9 +6,17 @@
 //! segments), anything else matches literally. A pattern segment may also be a literal prefix
 //! followed by `*` (`v*` matches `v66.0`) or contain `{*}` parentheses forms such as
 //! `contacts(*)` (Dataverse keys): `*` inside a segment matches one or more characters other
-//! than `/`. A trailing `/` in the pattern must be present in the path. Methods are
-//! upper-case; `*` as the method matches any. The pattern text is the route template that
-//! logs and metrics carry instead of the raw path.
+//! than `/`. Methods are upper-case; `*` as the method matches any. The pattern text is the
+//! route template that logs and metrics carry instead of the raw path.
+//!
+//! A trailing `/` is not significant, on either side: `/sobjects/Contact` and
+//! `/sobjects/Contact/` are one route. SDKs differ in which spelling they send
+//! (simple-salesforce creates with `POST …/sobjects/Contact/`, queries with `…/query/?q=`) and
+//! the CRMs answer both alike, so an inventory that had to list both spellings of every route
+//! would sooner or later miss one and refuse a working call. Matching strips at most the one
+//! final `/` (the canonical path has no `//`), so a trailing slash can never make a path match
+//! a pattern with more or fewer segments: `/sobjects/Contact/` is not
+//! `/sobjects/Contact/*`, because `*` needs a non-empty segment.
 
 use http::Method;
 
@@ -17,7 +25,6 @@ use http::Method;
 pub struct RoutePattern {
     method: Option<Method>,
     segments: Vec<Segment>,
-    trailing_slash: bool,
     template: String,
 }
 
@@ -61,8 +68,8 @@ impl RoutePattern {
         if !path.starts_with('/') || path.contains(' ') {
             return Err(PatternError::Path(path.to_string()));
         }
-        let trailing_slash = path.len() > 1 && path.ends_with('/');
-        let body = path.trim_start_matches('/').trim_end_matches('/');
+        let body = path.trim_start_matches('/');
+        let body = body.strip_suffix('/').unwrap_or(body);
         let mut segments = Vec::new();
         if !body.is_empty() {
             let parts: Vec<&str> = body.split('/').collect();
@@ -82,9 +89,14 @@ impl RoutePattern {
         Ok(RoutePattern {
             method,
             segments,
-            trailing_slash,
             template: format!("{} {}", method_text(text), path),
         })
+    }
+
+    /// True when both patterns match exactly the same requests (the same method and segments;
+    /// the spelling of a trailing `/` does not count).
+    pub fn same_route(&self, other: &RoutePattern) -> bool {
+        self.method == other.method && self.segments == other.segments
     }
 
     /// The pattern text, used as the route template in logs and metrics.
@@ -102,7 +114,7 @@ impl RoutePattern {
         let Some(rest) = path.strip_prefix('/') else {
             return false;
         };
-        let ends_with_slash = rest.ends_with('/');
+        // at most one: the canonical path has no empty segment before its end
         let trimmed = rest.strip_suffix('/').unwrap_or(rest);
         let parts: Vec<&str> = if trimmed.is_empty() {
             Vec::new()
@@ -124,7 +136,7 @@ impl RoutePattern {
                 }
             }
         }
-        i == parts.len() && (ends_with_slash == self.trailing_slash || parts.is_empty())
+        i == parts.len()
     }
 }
 
@@ -239,6 +251,63 @@ mod tests {
         assert!(RoutePattern::parse("GET a").is_err());
         assert!(RoutePattern::parse("GET").is_err());
         assert!(RoutePattern::parse("GET /a//b").is_err());
+    }
+
+    #[test]
+    fn a_trailing_slash_is_not_significant_on_either_side() {
+        for pattern in [
+            "POST /services/data/v*/sobjects/Contact",
+            "POST /services/data/v*/sobjects/Contact/",
+        ] {
+            for path in [
+                "/services/data/v66.0/sobjects/Contact",
+                "/services/data/v66.0/sobjects/Contact/",
+            ] {
+                assert!(m(pattern, "POST", path), "{pattern} vs {path}");
+            }
+        }
+        assert!(m(
+            "PATCH /services/data/v*/sobjects/Contact/*",
+            "PATCH",
+            "/services/data/v66.0/sobjects/Contact/003Fict00000001AAA/"
+        ));
+        assert!(m("GET /services/data/", "GET", "/services/data"));
+        assert!(m("GET /", "GET", "/"));
+    }
+
+    #[test]
+    fn a_trailing_slash_never_adds_or_removes_a_segment() {
+        // `*` needs a non-empty segment: the slash is not an empty id
+        assert!(!m(
+            "PATCH /services/data/v*/sobjects/Contact/*",
+            "PATCH",
+            "/services/data/v66.0/sobjects/Contact/"
+        ));
+        assert!(!m(
+            "GET /api/data/v*/contacts(*)",
+            "GET",
+            "/api/data/v9.2/contacts/"
+        ));
+        // one slash only: an empty segment before the end is never stripped
+        assert!(!m(
+            "POST /services/data/v*/sobjects/Contact",
+            "POST",
+            "/services/data/v66.0/sobjects/Contact//"
+        ));
+        assert!(!m(
+            "GET /crm/v3/objects/contacts/*",
+            "GET",
+            "/crm/v3/objects/contacts//"
+        ));
+    }
+
+    #[test]
+    fn same_route_ignores_the_spelling_of_a_trailing_slash() {
+        let p = |t: &str| RoutePattern::parse(t).expect("pattern");
+        assert!(p("GET /a/b").same_route(&p("GET /a/b/")));
+        assert!(!p("GET /a/b").same_route(&p("POST /a/b")));
+        assert!(!p("GET /a/b").same_route(&p("GET /a/b/*")));
+        assert!(!p("GET /a/*").same_route(&p("GET /a/**")));
     }
 
     #[test]

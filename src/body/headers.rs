@@ -16,7 +16,16 @@
 //! `content-length` and `content-encoding` are allowed in both directions: they describe the
 //! bytes as forwarded, and the pipeline rewrites both whenever it changes a body.
 //! Response `location` and `odata-entityid` hold absolute upstream URLs that the links phase
-//! rewrites to Zweck's public URL.
+//! rewrites to Zweck's public URL. They name the record a write created or changed, and pass
+//! only when their last segment addresses it by its id (a Salesforce id, a HubSpot number, a
+//! Dataverse `set(GUID)`): a CRM that answered with an alternate key
+//! (`contacts(emailaddress1='…')`) would put a field's value in a header no policy reads, so
+//! such a link is dropped ([`filter_record_links`]).
+//!
+//! The other headers SDKs read carry numbers, cursors or tags, no field values:
+//! `Sforce-Limit-Info` (API usage), `Sforce-Locator` (an opaque cursor),
+//! `Sforce-NumberOfRecords` (set by Zweck to the rows delivered), `X-HubSpot-RateLimit-*`,
+//! `Preference-Applied` (the preferences the CRM applied), `ETag` (a record version).
 
 use http::header::HeaderName;
 use http::HeaderMap;
@@ -180,11 +189,64 @@ pub fn filter_request_headers(dialect: Dialect, headers: &mut HeaderMap) -> usiz
     retain(headers, |name| list.allows_request(name))
 }
 
-/// Drops every response header the dialect does not allow. Returns how many distinct header
+/// Drops every response header the dialect does not allow, and record links that do not
+/// address their record by id ([`filter_record_links`]). Returns how many distinct header
 /// names were removed.
 pub fn filter_response_headers(dialect: Dialect, headers: &mut HeaderMap) -> usize {
     let list = allowlist(dialect);
-    retain(headers, |name| list.allows_response(name))
+    retain(headers, |name| list.allows_response(name)) + filter_record_links(dialect, headers)
+}
+
+/// The response headers that name the record a write created or changed.
+const RECORD_LINKS: [&str; 2] = ["location", "odata-entityid"];
+
+/// Drops `Location` and `OData-EntityId` values whose last path segment is not a record id of
+/// the dialect (generic upstreams are not checked: they have no id form). Returns how many
+/// header names were removed.
+pub fn filter_record_links(dialect: Dialect, headers: &mut HeaderMap) -> usize {
+    if dialect == Dialect::Generic {
+        return 0;
+    }
+    let mut removed = 0;
+    for name in RECORD_LINKS {
+        let ok = headers
+            .get_all(name)
+            .iter()
+            .all(|v| v.to_str().is_ok_and(|v| addresses_by_id(dialect, v)));
+        if !ok {
+            headers.remove(name);
+            removed += 1;
+            tracing::info!(header = name, "a record link that is no id was dropped");
+        }
+    }
+    removed
+}
+
+/// Whether a link's last path segment is a record id: Salesforce 15 or 18 alphanumerics,
+/// HubSpot digits, Dataverse `entityset(GUID)`.
+fn addresses_by_id(dialect: Dialect, link: &str) -> bool {
+    let path = link.split(['?', '#']).next().unwrap_or("");
+    let last = path.trim_end_matches('/').rsplit('/').next().unwrap_or("");
+    let alnum = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric());
+    match dialect {
+        Dialect::Salesforce => matches!(last.len(), 15 | 18) && alnum(last),
+        Dialect::HubSpot => !last.is_empty() && last.bytes().all(|b| b.is_ascii_digit()),
+        Dialect::Dynamics => last
+            .split_once('(')
+            .and_then(|(set, key)| Some((set, key.strip_suffix(')')?)))
+            .is_some_and(|(set, key)| !set.is_empty() && is_guid(key.trim_matches(['{', '}']))),
+        Dialect::Generic => true,
+    }
+}
+
+/// `8-4-4-4-12` hexadecimal digits.
+fn is_guid(s: &str) -> bool {
+    let groups: Vec<&str> = s.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 fn retain(headers: &mut HeaderMap, keep: impl Fn(&str) -> bool) -> usize {
@@ -309,7 +371,7 @@ mod tests {
             ("x-ms-ratelimit-time-remaining-xrm-requests", "1199"),
             (
                 "OData-EntityId",
-                "https://org.crm4.dynamics.com/api/data/v9.2/contacts(1)",
+                "https://org.crm4.dynamics.com/api/data/v9.2/contacts(6f0c1a2b-0000-4000-8000-000000000001)",
             ),
             ("Preference-Applied", "odata.maxpagesize=500"),
             ("REQ_ID", "x"),
@@ -325,6 +387,36 @@ mod tests {
                 "x-ms-ratelimit-time-remaining-xrm-requests"
             ]
         );
+    }
+
+    #[test]
+    fn record_links_pass_only_when_they_address_a_record_by_id() {
+        let cases = [
+            (Dialect::Dynamics, "odata-entityid", "https://org.crm4.dynamics.com/api/data/v9.2/contacts(6f0c1a2b-0000-4000-8000-000000000001)", true),
+            (Dialect::Dynamics, "odata-entityid", "https://zweck.test/api/data/v9.2/contacts({6F0C1A2B-0000-4000-8000-000000000001})", true),
+            (Dialect::Dynamics, "odata-entityid", "https://org.crm4.dynamics.com/api/data/v9.2/contacts(emailaddress1='jane@example.com')", false),
+            (Dialect::Dynamics, "location", "https://org/api/data/v9.2/contacts(firstname='Jane',lastname='Doe')", false),
+            (Dialect::Salesforce, "location", "/services/data/v66.0/sobjects/Contact/003Fict00000001AAA", true),
+            (Dialect::Salesforce, "location", "/services/data/v66.0/sobjects/Contact/Email/jane@example.com", false),
+            (Dialect::HubSpot, "location", "https://api.hubapi.com/crm/v3/objects/contacts/51000001", true),
+            (Dialect::HubSpot, "location", "https://api.hubapi.com/crm/v3/objects/contacts/jane@example.com?idProperty=email", false),
+        ];
+        for (dialect, name, value, passes) in cases {
+            let mut headers = HeaderMap::new();
+            headers.insert(name, HeaderValue::from_str(value).expect("value"));
+            filter_response_headers(dialect, &mut headers);
+            assert_eq!(headers.contains_key(name), passes, "{dialect}: {value}");
+        }
+        // one bad value of several takes the header with it
+        let mut headers = map(&[
+            (
+                "location",
+                "/services/data/v66.0/sobjects/Contact/003Fict00000001AAA",
+            ),
+            ("location", "/services/data/v66.0/sobjects/Contact/Email/x"),
+        ]);
+        assert_eq!(filter_record_links(Dialect::Salesforce, &mut headers), 1);
+        assert!(headers.is_empty());
     }
 
     #[test]

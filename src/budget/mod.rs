@@ -9,7 +9,8 @@
 //!
 //! * phase 4 **precheck**: before anything is forwarded. An empty budget refuses the request
 //!   without touching the CRM; otherwise the [`Allowance`] says how much is left, and
-//!   [`cap_page_size`] shrinks the page the request asks for to that.
+//!   [`cap_page`] shrinks the page the request asks for to that, when it must (or refuses
+//!   below a floor, see [`paging`]).
 //! * phase 7 **charge**: after the response is filtered, with the engine's record count (the
 //!   records the app actually receives). Charging is all-or-nothing: a buffered page larger
 //!   than what is left is refused whole, never silently truncated. A streamed body is charged
@@ -26,7 +27,7 @@
 
 mod local;
 mod metrics;
-mod paging;
+pub mod paging;
 mod refusal;
 mod shared;
 mod stream;
@@ -39,7 +40,7 @@ use governor::clock::FakeRelativeClock;
 use crate::policy::{ExportBudget, RouteClass};
 
 pub use metrics::{BudgetLabels, BudgetMetrics};
-pub use paging::cap_page_size;
+pub use paging::{cap_page, Capped, PageKnob, PAGE_FLOOR};
 pub use refusal::{vendor_refusal, RefusalStyle};
 pub use stream::{StreamCharge, StreamVerdict};
 
@@ -234,6 +235,12 @@ impl Limit {
             store_unavailable: false,
         }
     }
+}
+
+/// The most records one response may ever carry under `budget` for `class`: the smallest
+/// burst of the limits that apply (0 for a closed class).
+pub fn largest_page(budget: &ExportBudget, class: RouteClass) -> u64 {
+    Scopes::of(budget, class).max_single()
 }
 
 /// A limit and whose it is.
@@ -439,17 +446,31 @@ impl Budgets {
         class: RouteClass,
         shadow: bool,
     ) -> Result<Allowance, Exhausted> {
+        self.precheck_n(key, budget, class, 1, shadow).await
+    }
+
+    /// Like [`Budgets::precheck`], for `n` records at once: `Err` when fewer than `n` may be
+    /// delivered now, with the time until they may (the page floor's `Retry-After`).
+    pub async fn precheck_n(
+        &self,
+        key: &BudgetKey,
+        budget: &ExportBudget,
+        class: RouteClass,
+        n: u64,
+        shadow: bool,
+    ) -> Result<Allowance, Exhausted> {
+        let n = n.max(1);
         let scopes = Scopes::of(budget, class);
-        let verdict = match self.decide(key, &scopes, class, 1, Op::Peek).await {
+        let verdict = match self.decide(key, &scopes, class, n, Op::Peek).await {
             Ok(v) => v,
             Err(e) => return self.refuse(key, class, &scopes, e, shadow, "precheck"),
         };
         match verdict {
-            // A peek of one record reports what is left after that record.
+            // A peek reports what is left after the records it measured.
             Verdict::Allowed { remaining, .. } => {
-                Ok(rebuild(&scopes, verdict, remaining.saturating_add(1)))
+                Ok(rebuild(&scopes, verdict, remaining.saturating_add(n)))
             }
-            _ => match self.outcome(&scopes, verdict, 1) {
+            _ => match self.outcome(&scopes, verdict, n) {
                 Ok(a) => Ok(a),
                 Err(e) => self.refuse(key, class, &scopes, e, shadow, "precheck"),
             },

@@ -1,72 +1,165 @@
-//! Page-size capping: ask the CRM for no more records than the budget can pay for.
+//! Page-size capping: ask the CRM for no more records than the budget can pay for, and never
+//! for more than it would send anyway.
 //!
 //! Charging is all-or-nothing, so a page larger than what is left would be fetched, filtered
 //! and then refused whole. Asking for a smaller page up front turns that into a short page the
 //! client simply follows with the next one. Each CRM spells "page size" differently
-//! (CRM-APIS.md §1.4, §2.4, §3.4):
+//! (CRM-APIS.md §1.4, §2.4, §3.4), and each sends a page of its own size when asked for none:
 //!
-//! | dialect    | knob                                   | range      |
-//! |------------|----------------------------------------|------------|
-//! | Salesforce | `Sforce-Query-Options: batchSize=N`     | 200..2000  |
-//! | Salesforce | `maxRecords=N` (Bulk 2.0 results)       | 1..        |
-//! | HubSpot    | `limit=N` (list endpoints)              | 1..100     |
-//! | Dataverse  | `Prefer: odata.maxpagesize=N`           | 1..5000    |
+//! | knob ([`PageKnob`]) | routes | range | without it |
+//! |---|---|---|---|
+//! | `Sforce-Query-Options: batchSize=N` | SOQL `query`/`queryAll` and their next pages | 200..2000 | 2,000 (the documented default and maximum) |
+//! | `maxRecords=N` | Bulk API 2.0 results | 1.. | as many as fit (no bound) |
+//! | `limit=N` | HubSpot lists | 1..100 | 10 |
+//! | `Prefer: odata.maxpagesize=N` | Dataverse lists | 1..5000 | 5,000 |
 //!
-//! Capping only ever lowers a size the client asked for. Salesforce cannot be asked for fewer
-//! than 200 records per SOQL batch, and HubSpot's search and batch-read endpoints carry
-//! `limit` in the JSON body, which this function does not touch: in both cases the charge
-//! after the response still refuses a page that does not fit.
+//! Rules: a cap only ever lowers the page the request would get (what it asked for, or the
+//! CRM's size without a knob); a request whose page already fits what is left goes unchanged,
+//! so no knob is added that was not needed (an org that pages smaller than documented is never
+//! made to page larger). Other routes have no knob (sObject Collections, composite, `$batch`,
+//! HubSpot search and batch read, whose sizes are in their bodies or the ids they name): the
+//! charge after the response still refuses a page that does not fit.
+//!
+//! And a floor: a page is never cut below [`PAGE_FLOOR`] records (or below what the request
+//! asked for, if that is smaller, or below the budget's largest page). Near the end of a budget
+//! that refills slowly, lowering the size to what is left would turn an SDK's "get everything"
+//! loop into a crawl of one-record pages that never ends and never backs off; instead the
+//! request is refused with 429 and a `Retry-After` of when the floor fits again ([`Capped::Floor`]).
+//! Salesforce cannot be asked for fewer than 200 records per SOQL batch: there a page between
+//! the floor and 200 is fetched and may still be refused by the charge.
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::Method;
 use percent_encoding::percent_decode_str;
 
 use crate::dialect::Dialect;
+
+/// The smallest page Zweck asks a CRM for when the budget is nearly spent (unless the request
+/// itself asked for fewer, or the budget's largest page is smaller): below it, refuse and say
+/// when to retry.
+pub const PAGE_FLOOR: u64 = 10;
 
 const SFORCE_QUERY_OPTIONS: &str = "sforce-query-options";
 const SF_BATCH_MIN: u64 = 200;
 const SF_BATCH_MAX: u64 = 2000;
 const HUBSPOT_DEFAULT_LIMIT: u64 = 10;
+const HUBSPOT_MAX_LIMIT: u64 = 100;
 const DATAVERSE_MAX_PAGE: u64 = 5000;
 
-/// Caps the page the request asks for at `max` records (what is left, which is never more
-/// than the burst): edits `headers` in place and returns the new query string (without `?`;
-/// `None` when there is none). Call it on `list` and `bulk_export` routes after a successful
-/// pre-check, not in shadow mode. `max` of 0 is treated as 1: an empty budget is the
-/// pre-check's business, not this function's.
-///
-/// Salesforce gets both knobs: the `batchSize` header (SOQL; ignored elsewhere) and, unless
-/// the query is a SOQL `q=` or an sObject Collections `ids=` request, `maxRecords` (Bulk API
-/// 2.0 results and result pages).
-pub fn cap_page_size(
-    dialect: Dialect,
+/// Where a route's page size is set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageKnob {
+    /// Salesforce SOQL: the `Sforce-Query-Options: batchSize=N` header.
+    SforceBatchSize,
+    /// Salesforce Bulk API 2.0 results: the `maxRecords` query parameter.
+    BulkMaxRecords,
+    /// HubSpot list endpoints: the `limit` query parameter.
+    HubSpotLimit,
+    /// Dataverse lists: the `Prefer: odata.maxpagesize=N` preference.
+    ODataMaxPageSize,
+}
+
+impl PageKnob {
+    /// The knob of a governed list route: `csv` for a Bulk results route, `tunnel` for a
+    /// `$batch` or composite request (which has none). `path` is the canonical path.
+    pub fn of(
+        dialect: Dialect,
+        method: &Method,
+        path: &str,
+        csv: bool,
+        tunnel: bool,
+    ) -> Option<PageKnob> {
+        if method != Method::GET || tunnel {
+            return None;
+        }
+        match dialect {
+            Dialect::Salesforce if csv => Some(PageKnob::BulkMaxRecords),
+            Dialect::Salesforce => {
+                let mut rev = path.trim_end_matches('/').rsplit('/');
+                let (last, before) = (rev.next().unwrap_or(""), rev.next().unwrap_or(""));
+                let soql = |s: &str| s == "query" || s == "queryAll";
+                (soql(last) || soql(before)).then_some(PageKnob::SforceBatchSize)
+            }
+            Dialect::HubSpot => Some(PageKnob::HubSpotLimit),
+            Dialect::Dynamics => Some(PageKnob::ODataMaxPageSize),
+            Dialect::Generic => None,
+        }
+    }
+
+    /// The page the request gets as it stands: the size it asks for (clamped to what the CRM
+    /// accepts), or the CRM's own size without one. `None` is no bound (Bulk results without
+    /// `maxRecords`, or a size Zweck cannot read, which it replaces).
+    pub fn page(self, headers: &HeaderMap, query: Option<&str>) -> Option<u64> {
+        match self {
+            PageKnob::SforceBatchSize => Some(
+                sforce_batch_size(headers)
+                    .unwrap_or(SF_BATCH_MAX)
+                    .clamp(SF_BATCH_MIN, SF_BATCH_MAX),
+            ),
+            PageKnob::BulkMaxRecords => param_max(query, "maxRecords")?,
+            PageKnob::HubSpotLimit => match param_max(query, "limit") {
+                Some(asked) => asked.map(|n| n.clamp(1, HUBSPOT_MAX_LIMIT)),
+                None => Some(HUBSPOT_DEFAULT_LIMIT),
+            },
+            PageKnob::ODataMaxPageSize => Some(
+                odata_max_page_size(headers)
+                    .unwrap_or(DATAVERSE_MAX_PAGE)
+                    .clamp(1, DATAVERSE_MAX_PAGE),
+            ),
+        }
+    }
+}
+
+/// What [`cap_page`] decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Capped {
+    /// The page fits what is left: the request goes as it is.
+    Unchanged,
+    /// The knob was lowered to what is left; the new query string (without `?`, `None` when
+    /// there is none) for knobs in the query, headers were edited in place for the others.
+    Lowered(Option<String>),
+    /// Less is left than the floor: refuse until this many records fit (`Retry-After`).
+    Floor(u64),
+}
+
+/// Caps the page a request asks for at `remaining` records (what the budget has left, never
+/// more than its burst), following the module's rules; `largest` is the largest charge the
+/// budget can ever take (its smallest burst), which bounds the floor. Call it on governed
+/// `list` and `bulk_export` reads after a successful pre-check, not in shadow mode.
+pub fn cap_page(
+    knob: PageKnob,
     headers: &mut HeaderMap,
     query: Option<&str>,
-    max: u64,
-) -> Option<String> {
-    let max = max.max(1);
-    match dialect {
-        Dialect::Salesforce => {
-            cap_sforce_batch(headers, max);
-            let soql_or_ids = query.is_some_and(|q| has_param(q, "q") || has_param(q, "ids"));
-            if soql_or_ids {
-                query.map(str::to_string)
-            } else {
-                Some(cap_param(query.unwrap_or(""), "maxRecords", max, None))
-            }
+    remaining: u64,
+    largest: u64,
+) -> Capped {
+    let page = knob.page(headers, query);
+    if page.is_some_and(|p| p <= remaining) {
+        return Capped::Unchanged;
+    }
+    let floor = PAGE_FLOOR.min(page.unwrap_or(u64::MAX)).min(largest).max(1);
+    if remaining < floor {
+        return Capped::Floor(floor);
+    }
+    // here the page is larger than what is left (or unbounded)
+    let size = remaining;
+    match knob {
+        PageKnob::SforceBatchSize => {
+            set_sforce_batch_size(headers, size.clamp(SF_BATCH_MIN, SF_BATCH_MAX));
+            Capped::Lowered(query.map(str::to_string))
         }
-        Dialect::HubSpot => {
-            let q = query.unwrap_or("");
-            if has_param(q, "limit") || max < HUBSPOT_DEFAULT_LIMIT {
-                Some(cap_param(q, "limit", max, Some(HUBSPOT_DEFAULT_LIMIT)))
-            } else {
-                query.map(str::to_string)
-            }
+        PageKnob::ODataMaxPageSize => {
+            set_odata_max_page_size(headers, size.clamp(1, DATAVERSE_MAX_PAGE));
+            Capped::Lowered(query.map(str::to_string))
         }
-        Dialect::Dynamics => {
-            cap_prefer_maxpagesize(headers, max.min(DATAVERSE_MAX_PAGE));
-            query.map(str::to_string)
+        PageKnob::BulkMaxRecords => {
+            Capped::Lowered(Some(set_param(query.unwrap_or(""), "maxRecords", size)))
         }
-        Dialect::Generic => query.map(str::to_string),
+        PageKnob::HubSpotLimit => Capped::Lowered(Some(set_param(
+            query.unwrap_or(""),
+            "limit",
+            size.clamp(1, HUBSPOT_MAX_LIMIT),
+        ))),
     }
 }
 
@@ -81,13 +174,28 @@ fn pairs(query: &str) -> impl Iterator<Item = (String, &str)> {
     })
 }
 
-fn has_param(query: &str, name: &str) -> bool {
-    pairs(query).any(|(k, _)| k == name)
+/// The largest value of every occurrence of `name`: `None` when absent, `Some(None)` when
+/// one of them is not a positive number (Zweck does not guess what the CRM makes of it).
+fn param_max(query: Option<&str>, name: &str) -> Option<Option<u64>> {
+    let mut found: Option<Option<u64>> = None;
+    for (key, pair) in pairs(query.unwrap_or("")) {
+        if key != name {
+            continue;
+        }
+        let value = pair.split_once('=').map_or("", |(_, v)| v);
+        let n = value.trim().parse::<u64>().ok().filter(|n| *n > 0);
+        found = Some(match (found, n) {
+            (None, n) => n,
+            (Some(Some(a)), Some(b)) => Some(a.max(b)),
+            (Some(_), _) => None,
+        });
+    }
+    found
 }
 
-/// Sets every occurrence of `name` to min(its value, max) (an unparsable value becomes max),
-/// or appends `name=min(default, max)` when absent (`default` None: `max`).
-fn cap_param(query: &str, name: &str, max: u64, default: Option<u64>) -> String {
+/// Sets every occurrence of `name` to `value` (encoded or repeated keys included), or appends
+/// `name=value` when absent.
+fn set_param(query: &str, name: &str, value: u64) -> String {
     let mut out = String::with_capacity(query.len() + name.len() + 8);
     let mut seen = false;
     for (key, pair) in pairs(query) {
@@ -96,12 +204,9 @@ fn cap_param(query: &str, name: &str, max: u64, default: Option<u64>) -> String 
         }
         if key == name {
             seen = true;
-            let value = pair.split_once('=').map_or("", |(_, v)| v);
-            let n = value.trim().parse::<u64>().ok().filter(|n| *n > 0);
-            let capped = n.map_or(max, |n| n.min(max));
             out.push_str(name);
             out.push('=');
-            out.push_str(&capped.to_string());
+            out.push_str(&value.to_string());
         } else {
             out.push_str(pair);
         }
@@ -110,70 +215,88 @@ fn cap_param(query: &str, name: &str, max: u64, default: Option<u64>) -> String 
         if !out.is_empty() {
             out.push('&');
         }
-        let v = default.map_or(max, |d| d.min(max));
         out.push_str(name);
         out.push('=');
-        out.push_str(&v.to_string());
+        out.push_str(&value.to_string());
     }
     out
 }
 
-/// `Sforce-Query-Options: batchSize=N`, lowering an existing batchSize, clamped to 200..2000;
-/// other options in the header are kept.
-fn cap_sforce_batch(headers: &mut HeaderMap, max: u64) {
-    let name = HeaderName::from_static(SFORCE_QUERY_OPTIONS);
-    let existing: Vec<String> = headers
-        .get_all(&name)
+/// The options of `Sforce-Query-Options` (all values, comma-separated), trimmed.
+fn sforce_options(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all(SFORCE_QUERY_OPTIONS)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
+        .collect()
+}
+
+fn is_batch_size(opt: &str) -> Option<&str> {
+    opt.split_once('=')
+        .filter(|(k, _)| k.trim().eq_ignore_ascii_case("batchSize"))
+        .map(|(_, v)| v.trim())
+}
+
+/// The batch size the request asks for; an unreadable one counts as none (the CRM's default,
+/// which is also its maximum).
+fn sforce_batch_size(headers: &HeaderMap) -> Option<u64> {
+    sforce_options(headers)
+        .iter()
+        .filter_map(|o| is_batch_size(o))
+        .filter_map(|v| v.parse::<u64>().ok())
+        .max()
+}
+
+/// `Sforce-Query-Options: batchSize=N`, other options kept.
+fn set_sforce_batch_size(headers: &mut HeaderMap, size: u64) {
+    let mut options: Vec<String> = sforce_options(headers)
+        .into_iter()
+        .filter(|o| is_batch_size(o).is_none())
         .collect();
-    let mut asked = None;
-    let mut others = Vec::new();
-    for opt in existing {
-        match opt.split_once('=') {
-            Some((k, v)) if k.trim().eq_ignore_ascii_case("batchSize") => {
-                asked = v.trim().parse::<u64>().ok();
-            }
-            _ => others.push(opt),
-        }
-    }
-    let size = asked
-        .unwrap_or(SF_BATCH_MAX)
-        .min(max)
-        .clamp(SF_BATCH_MIN, SF_BATCH_MAX);
-    others.push(format!("batchSize={size}"));
-    if let Ok(v) = HeaderValue::from_str(&others.join(", ")) {
-        headers.insert(name, v);
+    options.push(format!("batchSize={size}"));
+    if let Ok(v) = HeaderValue::from_str(&options.join(", ")) {
+        headers.insert(HeaderName::from_static(SFORCE_QUERY_OPTIONS), v);
     }
 }
 
-/// `Prefer: odata.maxpagesize=N`, lowering an existing one; other preferences are kept.
-fn cap_prefer_maxpagesize(headers: &mut HeaderMap, max: u64) {
-    // `http` has no constant for `Prefer` (RFC 7240).
-    let name = HeaderName::from_static("prefer");
-    let existing: Vec<String> = headers
-        .get_all(&name)
+/// The preferences of `Prefer` (RFC 7240; `http` has no constant for it).
+fn preferences(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all("prefer")
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(split_preferences)
+        .collect()
+}
+
+fn is_max_page_size(pref: &str) -> Option<&str> {
+    let (k, v) = pref.split_once('=').unwrap_or((pref, ""));
+    k.trim()
+        .eq_ignore_ascii_case("odata.maxpagesize")
+        .then(|| v.trim().trim_matches('"'))
+}
+
+/// The page size the request prefers; an unreadable one counts as none.
+fn odata_max_page_size(headers: &HeaderMap) -> Option<u64> {
+    preferences(headers)
+        .iter()
+        .filter_map(|p| is_max_page_size(p))
+        .filter_map(|v| v.parse::<u64>().ok())
+        .max()
+}
+
+/// `Prefer: odata.maxpagesize=N`, other preferences kept.
+fn set_odata_max_page_size(headers: &mut HeaderMap, size: u64) {
+    let mut prefs: Vec<String> = preferences(headers)
+        .into_iter()
+        .filter(|p| is_max_page_size(p).is_none())
         .collect();
-    let mut asked = None;
-    let mut others = Vec::new();
-    for pref in existing {
-        let (k, v) = pref.split_once('=').unwrap_or((pref.as_str(), ""));
-        if k.trim().eq_ignore_ascii_case("odata.maxpagesize") {
-            asked = v.trim().trim_matches('"').parse::<u64>().ok();
-        } else {
-            others.push(pref);
-        }
-    }
-    let size = asked.unwrap_or(DATAVERSE_MAX_PAGE).min(max).max(1);
-    others.push(format!("odata.maxpagesize={size}"));
-    if let Ok(v) = HeaderValue::from_str(&others.join(",")) {
-        headers.insert(name, v);
+    prefs.push(format!("odata.maxpagesize={size}"));
+    if let Ok(v) = HeaderValue::from_str(&prefs.join(",")) {
+        headers.insert(HeaderName::from_static("prefer"), v);
     }
 }
 
@@ -215,101 +338,284 @@ mod tests {
         m
     }
 
+    const BIG: u64 = 100_000;
+
     #[test]
-    fn salesforce_soql_gets_the_header_only() {
-        let mut m = h(&[]);
-        let q = cap_page_size(
-            Dialect::Salesforce,
-            &mut m,
-            Some("q=SELECT+Id+FROM+Contact"),
-            750,
+    fn knobs_by_route() {
+        let get = Method::GET;
+        let k = |d, m: &Method, p, csv, tunnel| PageKnob::of(d, m, p, csv, tunnel);
+        let sf = Dialect::Salesforce;
+        assert_eq!(
+            k(sf, &get, "/services/data/v66.0/query", false, false),
+            Some(PageKnob::SforceBatchSize)
         );
-        assert_eq!(q.as_deref(), Some("q=SELECT+Id+FROM+Contact"));
-        assert_eq!(m["sforce-query-options"], "batchSize=750");
+        assert_eq!(
+            k(sf, &get, "/services/data/v66.0/query/", false, false),
+            Some(PageKnob::SforceBatchSize)
+        );
+        assert_eq!(
+            k(
+                sf,
+                &get,
+                "/services/data/v66.0/queryAll/01gX-200",
+                false,
+                false
+            ),
+            Some(PageKnob::SforceBatchSize)
+        );
+        assert_eq!(
+            k(
+                sf,
+                &get,
+                "/services/data/v66.0/jobs/query/750X/results",
+                true,
+                false
+            ),
+            Some(PageKnob::BulkMaxRecords)
+        );
+        // no knob: collections, basic information, composite, result pages
+        assert_eq!(
+            k(
+                sf,
+                &get,
+                "/services/data/v66.0/composite/sobjects/Contact",
+                false,
+                false
+            ),
+            None
+        );
+        assert_eq!(
+            k(
+                sf,
+                &get,
+                "/services/data/v66.0/sobjects/Contact",
+                false,
+                false
+            ),
+            None
+        );
+        assert_eq!(
+            k(
+                sf,
+                &Method::POST,
+                "/services/data/v66.0/composite",
+                false,
+                true
+            ),
+            None
+        );
+        assert_eq!(
+            k(
+                sf,
+                &get,
+                "/services/data/v66.0/jobs/query/750X/resultPages",
+                false,
+                false
+            ),
+            None
+        );
+        assert_eq!(
+            k(
+                Dialect::HubSpot,
+                &get,
+                "/crm/v3/objects/contacts",
+                false,
+                false
+            ),
+            Some(PageKnob::HubSpotLimit)
+        );
+        assert_eq!(
+            k(
+                Dialect::HubSpot,
+                &Method::POST,
+                "/crm/v3/objects/contacts/search",
+                false,
+                false
+            ),
+            None
+        );
+        assert_eq!(
+            k(
+                Dialect::Dynamics,
+                &get,
+                "/api/data/v9.2/contacts",
+                false,
+                false
+            ),
+            Some(PageKnob::ODataMaxPageSize)
+        );
+        assert_eq!(
+            k(
+                Dialect::Dynamics,
+                &Method::POST,
+                "/api/data/v9.2/$batch",
+                false,
+                true
+            ),
+            None
+        );
+        assert_eq!(k(Dialect::Generic, &get, "/x", false, false), None);
     }
 
     #[test]
-    fn salesforce_batch_size_never_goes_below_200_or_above_2000() {
+    fn no_knob_is_added_when_the_page_fits() {
+        // the issue: batchSize=2000 added to a request that had none
         let mut m = h(&[]);
-        cap_page_size(Dialect::Salesforce, &mut m, Some("q=x"), 5);
-        assert_eq!(m["sforce-query-options"], "batchSize=200");
+        assert_eq!(
+            cap_page(PageKnob::SforceBatchSize, &mut m, Some("q=x"), 5000, BIG),
+            Capped::Unchanged
+        );
+        assert!(m.is_empty());
         let mut m = h(&[]);
-        cap_page_size(Dialect::Salesforce, &mut m, Some("q=x"), 50_000);
-        assert_eq!(m["sforce-query-options"], "batchSize=2000");
-    }
-
-    #[test]
-    fn salesforce_keeps_a_smaller_batch_size_the_client_asked_for() {
+        assert_eq!(
+            cap_page(PageKnob::ODataMaxPageSize, &mut m, None, 5000, BIG),
+            Capped::Unchanged
+        );
+        assert!(m.is_empty());
+        let mut m = h(&[]);
+        assert_eq!(
+            cap_page(PageKnob::HubSpotLimit, &mut m, Some("after=5"), 40, BIG),
+            Capped::Unchanged
+        );
         let mut m = h(&[("sforce-query-options", "batchSize=300")]);
-        cap_page_size(Dialect::Salesforce, &mut m, Some("q=x"), 1000);
+        assert_eq!(
+            cap_page(PageKnob::SforceBatchSize, &mut m, Some("q=x"), 1000, BIG),
+            Capped::Unchanged
+        );
         assert_eq!(m["sforce-query-options"], "batchSize=300");
-        let mut m = h(&[("sforce-query-options", "batchSize=1500")]);
-        cap_page_size(Dialect::Salesforce, &mut m, Some("q=x"), 1000);
-        assert_eq!(m["sforce-query-options"], "batchSize=1000");
+        let mut m = h(&[]);
+        assert_eq!(
+            cap_page(
+                PageKnob::BulkMaxRecords,
+                &mut m,
+                Some("maxRecords=10"),
+                1234,
+                BIG
+            ),
+            Capped::Unchanged
+        );
     }
 
     #[test]
-    fn salesforce_bulk_results_get_max_records() {
+    fn salesforce_batch_size_is_lowered_only_below_what_the_page_would_be() {
         let mut m = h(&[]);
         assert_eq!(
-            cap_page_size(Dialect::Salesforce, &mut m, None, 1234).as_deref(),
-            Some("maxRecords=1234")
+            cap_page(PageKnob::SforceBatchSize, &mut m, Some("q=x"), 750, BIG),
+            Capped::Lowered(Some("q=x".into()))
         );
-        let q = cap_page_size(
-            Dialect::Salesforce,
-            &mut m,
-            Some("locator=abc&maxRecords=50000"),
-            1234,
-        );
-        assert_eq!(q.as_deref(), Some("locator=abc&maxRecords=1234"));
-        let q = cap_page_size(
-            Dialect::Salesforce,
-            &mut m,
-            Some("locator=abc&maxRecords=10"),
-            1234,
-        );
-        assert_eq!(q.as_deref(), Some("locator=abc&maxRecords=10"));
+        assert_eq!(m["sforce-query-options"], "batchSize=750");
+        let mut m = h(&[("sforce-query-options", "batchSize=1500, ignored=1")]);
+        cap_page(PageKnob::SforceBatchSize, &mut m, Some("q=x"), 1000, BIG);
+        assert_eq!(m["sforce-query-options"], "ignored=1, batchSize=1000");
+        // never below Salesforce's minimum of 200 (the charge refuses a page that then does not fit)
+        let mut m = h(&[]);
+        cap_page(PageKnob::SforceBatchSize, &mut m, Some("q=x"), 50, BIG);
+        assert_eq!(m["sforce-query-options"], "batchSize=200");
     }
 
     #[test]
-    fn salesforce_collections_are_left_alone() {
+    fn bulk_results_without_max_records_are_unbounded_so_get_one() {
         let mut m = h(&[]);
-        let q = cap_page_size(Dialect::Salesforce, &mut m, Some("ids=a,b&fields=Id"), 1);
-        assert_eq!(q.as_deref(), Some("ids=a,b&fields=Id"));
+        assert_eq!(
+            cap_page(PageKnob::BulkMaxRecords, &mut m, None, 1234, BIG),
+            Capped::Lowered(Some("maxRecords=1234".into()))
+        );
+        assert_eq!(
+            cap_page(
+                PageKnob::BulkMaxRecords,
+                &mut m,
+                Some("locator=abc&maxRecords=50000"),
+                1234,
+                BIG
+            ),
+            Capped::Lowered(Some("locator=abc&maxRecords=1234".into()))
+        );
     }
 
     #[test]
-    fn hubspot_limit_is_lowered_or_added_only_below_the_default() {
+    fn hubspot_limit_is_lowered_or_added_only_when_it_must() {
         let mut m = h(&[]);
         assert_eq!(
-            cap_page_size(Dialect::HubSpot, &mut m, Some("limit=100&after=5"), 40).as_deref(),
-            Some("limit=40&after=5")
+            cap_page(
+                PageKnob::HubSpotLimit,
+                &mut m,
+                Some("limit=100&after=5"),
+                40,
+                BIG
+            ),
+            Capped::Lowered(Some("limit=40&after=5".into()))
+        );
+        // HubSpot's own page (10) fits 12: unchanged; with 9 left it would be cut below the floor
+        assert_eq!(
+            cap_page(PageKnob::HubSpotLimit, &mut m, None, 12, BIG),
+            Capped::Unchanged
         );
         assert_eq!(
-            cap_page_size(Dialect::HubSpot, &mut m, Some("after=5"), 40).as_deref(),
-            Some("after=5")
-        );
-        assert_eq!(
-            cap_page_size(Dialect::HubSpot, &mut m, Some("after=5"), 3).as_deref(),
-            Some("after=5&limit=3")
-        );
-        assert_eq!(
-            cap_page_size(Dialect::HubSpot, &mut m, None, 3).as_deref(),
-            Some("limit=3")
+            cap_page(PageKnob::HubSpotLimit, &mut m, None, 9, BIG),
+            Capped::Floor(10)
         );
         assert!(m.is_empty());
     }
 
     #[test]
-    fn encoded_or_repeated_keys_cannot_slip_past_the_cap() {
+    fn below_the_floor_the_request_is_refused_not_crawled() {
         let mut m = h(&[]);
+        // get_all asks for 100; 3 left: not a page of 3 (then 1, then 1...), a 429
         assert_eq!(
-            cap_page_size(Dialect::HubSpot, &mut m, Some("%6Cimit=100&limit=90"), 7).as_deref(),
-            Some("limit=7&limit=7")
+            cap_page(PageKnob::HubSpotLimit, &mut m, Some("limit=100"), 3, BIG),
+            Capped::Floor(PAGE_FLOOR)
         );
         assert_eq!(
-            cap_page_size(Dialect::HubSpot, &mut m, Some("limit=abc"), 7).as_deref(),
-            Some("limit=7")
+            cap_page(PageKnob::ODataMaxPageSize, &mut m, None, 0, BIG),
+            Capped::Floor(PAGE_FLOOR)
+        );
+        assert_eq!(
+            cap_page(PageKnob::BulkMaxRecords, &mut m, None, 9, BIG),
+            Capped::Floor(PAGE_FLOOR)
+        );
+        assert!(m.is_empty());
+        // a request that asks for fewer than the floor has that as its floor
+        assert_eq!(
+            cap_page(PageKnob::HubSpotLimit, &mut m, Some("limit=4"), 3, BIG),
+            Capped::Floor(4)
+        );
+        assert_eq!(
+            cap_page(PageKnob::HubSpotLimit, &mut m, Some("limit=4"), 4, BIG),
+            Capped::Unchanged
+        );
+        // a budget whose largest page is below the floor: its own burst is the floor
+        assert_eq!(
+            cap_page(PageKnob::HubSpotLimit, &mut m, Some("limit=100"), 5, 5),
+            Capped::Lowered(Some("limit=5".into()))
+        );
+    }
+
+    #[test]
+    fn encoded_repeated_or_unreadable_sizes_cannot_slip_past_the_cap() {
+        let mut m = h(&[]);
+        assert_eq!(
+            cap_page(
+                PageKnob::HubSpotLimit,
+                &mut m,
+                Some("%6Cimit=100&limit=9"),
+                20,
+                BIG
+            ),
+            Capped::Lowered(Some("limit=20&limit=20".into()))
+        );
+        assert_eq!(
+            cap_page(PageKnob::HubSpotLimit, &mut m, Some("limit=abc"), 20, BIG),
+            Capped::Lowered(Some("limit=20".into()))
+        );
+        assert_eq!(
+            cap_page(
+                PageKnob::BulkMaxRecords,
+                &mut m,
+                Some("maxRecords=x&maxRecords=5"),
+                20,
+                BIG
+            ),
+            Capped::Lowered(Some("maxRecords=20&maxRecords=20".into()))
         );
     }
 
@@ -319,28 +625,23 @@ mod tests {
             "prefer",
             "odata.include-annotations=\"*,x\", odata.maxpagesize=5000",
         )]);
-        let q = cap_page_size(Dialect::Dynamics, &mut m, Some("$select=fullname"), 250);
-        assert_eq!(q.as_deref(), Some("$select=fullname"));
+        let q = cap_page(
+            PageKnob::ODataMaxPageSize,
+            &mut m,
+            Some("$select=fullname"),
+            250,
+            BIG,
+        );
+        assert_eq!(q, Capped::Lowered(Some("$select=fullname".into())));
         assert_eq!(
             m["prefer"],
             "odata.include-annotations=\"*,x\",odata.maxpagesize=250"
         );
         let mut m = h(&[]);
-        cap_page_size(Dialect::Dynamics, &mut m, None, 999_999);
-        assert_eq!(m["prefer"], "odata.maxpagesize=5000");
-    }
-
-    #[test]
-    fn generic_is_untouched_and_zero_means_one() {
-        let mut m = h(&[]);
         assert_eq!(
-            cap_page_size(Dialect::Generic, &mut m, Some("a=1"), 0).as_deref(),
-            Some("a=1")
+            cap_page(PageKnob::ODataMaxPageSize, &mut m, None, 999_999, BIG),
+            Capped::Unchanged
         );
         assert!(m.is_empty());
-        assert_eq!(
-            cap_page_size(Dialect::HubSpot, &mut m, None, 0).as_deref(),
-            Some("limit=1")
-        );
     }
 }

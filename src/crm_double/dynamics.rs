@@ -7,6 +7,7 @@
 //! redactor must treat as PII too. Errors use `{"error":{"code","message"}}`.
 
 mod batch;
+mod metadata;
 
 use std::sync::Arc;
 
@@ -467,6 +468,17 @@ pub(crate) fn handle(double: &Arc<CrmDouble>, req: &Req) -> Reply {
         };
     }
     let rest = rest.trim_end_matches('/');
+    if rest == "$metadata" || rest.starts_with("EntityDefinitions") {
+        return match *m {
+            Method::GET if rest == "$metadata" => metadata::csdl(),
+            Method::GET => metadata::entity_definitions(req, rest),
+            _ => dv_error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "0x80060888",
+                "The requested resource does not support this method.",
+            ),
+        };
+    }
     if rest == "contacts" {
         return match *m {
             Method::GET => list(double, req),

@@ -17,6 +17,8 @@ use super::request::{comma_list, Req};
 use super::store::{Kind, Store};
 use super::CrmDouble;
 
+mod metadata;
+
 const CONTENT_TYPE: &str = "application/json;charset=utf-8";
 const CONTACT_BASE: u64 = 51_000_001;
 const COMPANY_BASE: u64 = 88_000_001;
@@ -29,11 +31,18 @@ const MAX_BATCH_INPUTS: usize = 100;
 const STARTED_AT: &str = "2025-01-11T09:31:00.101Z";
 const COMPLETED_AT: &str = "2025-01-11T09:31:00.187Z";
 
-/// Correlation ids for error envelopes.
+/// Correlation ids for error envelopes, and the calls counted against the rate limits.
 #[derive(Default)]
 pub(crate) struct State {
     errors: AtomicU64,
+    calls: AtomicU64,
 }
+
+/// A private app's limits (Professional tier): per day, and per 10-second interval.
+const DAILY_LIMIT: u64 = 250_000;
+const INTERVAL_LIMIT: u64 = 190;
+const INTERVAL_MS: u64 = 10_000;
+const SECONDLY_LIMIT: u64 = 19;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ObjectType {
@@ -275,7 +284,12 @@ pub(crate) fn contact(double: &CrmDouble, index: u64) -> Value {
     object(double, ObjectType::Contact, index, Some(&all), &[])
 }
 
-fn hs_error(double: &CrmDouble, status: StatusCode, category: &str, message: &str) -> Reply {
+pub(super) fn hs_error(
+    double: &CrmDouble,
+    status: StatusCode,
+    category: &str,
+    message: &str,
+) -> Reply {
     let n = double.hubspot.errors.fetch_add(1, Ordering::Relaxed) + 1;
     Reply::json_as(
         status,
@@ -289,12 +303,49 @@ fn hs_error(double: &CrmDouble, status: StatusCode, category: &str, message: &st
     )
 }
 
-fn ok(status: StatusCode, body: &Value) -> Reply {
+pub(super) fn ok(status: StatusCode, body: &Value) -> Reply {
     Reply::json_as(status, CONTENT_TYPE, body)
 }
 
-/// Entry point for everything under `/crm/v3/`.
+/// Entry point for everything under `/crm/v3/`: the answer with the rate-limit headers every
+/// HubSpot response carries (CRM-APIS.md §2.7; apps and SDK retry helpers read them).
 pub(crate) fn handle(double: &Arc<CrmDouble>, req: &Req) -> Reply {
+    let calls = double.hubspot.calls.fetch_add(1, Ordering::Relaxed) + 1;
+    let reply = route(double, req);
+    rate_limit_headers(reply, calls, req.path.ends_with("/search"))
+}
+
+/// `X-HubSpot-RateLimit-*` as a private app's token gets them: the daily pair always, the
+/// interval and secondly ones on every response but search's.
+fn rate_limit_headers(reply: Reply, calls: u64, search: bool) -> Reply {
+    let reply = reply
+        .header("x-hubspot-ratelimit-daily", DAILY_LIMIT.to_string())
+        .header(
+            "x-hubspot-ratelimit-daily-remaining",
+            DAILY_LIMIT.saturating_sub(calls).to_string(),
+        );
+    if search {
+        return reply;
+    }
+    let in_interval = (calls - 1) % INTERVAL_LIMIT + 1;
+    reply
+        .header("x-hubspot-ratelimit-max", INTERVAL_LIMIT.to_string())
+        .header(
+            "x-hubspot-ratelimit-remaining",
+            (INTERVAL_LIMIT - in_interval).to_string(),
+        )
+        .header(
+            "x-hubspot-ratelimit-interval-milliseconds",
+            INTERVAL_MS.to_string(),
+        )
+        .header("x-hubspot-ratelimit-secondly", SECONDLY_LIMIT.to_string())
+        .header(
+            "x-hubspot-ratelimit-secondly-remaining",
+            (SECONDLY_LIMIT - 1).to_string(),
+        )
+}
+
+fn route(double: &Arc<CrmDouble>, req: &Req) -> Reply {
     if !double.auth.allows(req) {
         return hs_error(
             double,
@@ -302,6 +353,9 @@ pub(crate) fn handle(double: &Arc<CrmDouble>, req: &Req) -> Reply {
             "INVALID_AUTHENTICATION",
             "Authentication credentials not found. This API supports OAuth 2.0 authentication.",
         );
+    }
+    if let Some(reply) = metadata_route(double, req) {
+        return reply;
     }
     let Some(rest) = req.path.strip_prefix("/crm/v3/objects/") else {
         return hs_error(
@@ -349,6 +403,42 @@ pub(crate) fn handle(double: &Arc<CrmDouble>, req: &Req) -> Reply {
             "resource not found",
         ),
     }
+}
+
+/// The metadata routes: property definitions and (custom object) schemas, read only.
+fn metadata_route(double: &CrmDouble, req: &Req) -> Option<Reply> {
+    let path = req.path.trim_end_matches('/');
+    let (properties, rest) = if let Some(r) = path.strip_prefix("/crm/v3/properties/") {
+        (true, r)
+    } else if let Some(r) = path
+        .strip_prefix("/crm/v3/schemas")
+        .or_else(|| path.strip_prefix("/crm-object-schemas/v3/schemas"))
+    {
+        (false, r.trim_start_matches('/'))
+    } else {
+        return None;
+    };
+    if req.method != Method::GET {
+        return Some(hs_error(
+            double,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "VALIDATION_ERROR",
+            &format!("HTTP method {} is not supported here", req.method),
+        ));
+    }
+    let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    Some(match (properties, segments.as_slice()) {
+        (true, [object]) => metadata::properties(double, object, None),
+        (true, [object, name]) => metadata::properties(double, object, Some(name)),
+        (false, []) => metadata::schemas(double, None),
+        (false, [object]) => metadata::schemas(double, Some(object)),
+        _ => hs_error(
+            double,
+            StatusCode::NOT_FOUND,
+            "OBJECT_NOT_FOUND",
+            "resource not found",
+        ),
+    })
 }
 
 /// `properties` / `associations` query parameters (comma lists, or repeated).

@@ -6,13 +6,15 @@
 //! | prefix | module |
 //! |---|---|
 //! | `/services/data/` | [`salesforce`] (REST, query paging, composite, Bulk API 2.0) |
-//! | `/crm/v3/objects/` | [`hubspot`] (objects, batch read, search) |
+//! | `/crm/v3/`, `/crm-object-schemas/v3/` | [`hubspot`] (objects, batch read, search, properties, schemas) |
 //! | `/api/data/v9.2/` | [`dynamics`] (Dataverse Web API, `$batch`) |
 //! | `/oauth2/token` | [`oauth`] (client credentials) |
 //! | `/__double/` | [`hooks`] (stall, large body, echo headers) |
 //!
 //! Records come from a deterministic generator ([`data`]), so millions of contacts cost no
-//! memory; writes go to a small overlay ([`store`]). Every request is recorded ([`recorder`]) so
+//! memory; writes go to a small overlay ([`store`]). What each object's fields are is one
+//! description ([`schema`]) that every dialect's metadata endpoints render (Salesforce
+//! describe, HubSpot properties, Dataverse `EntityDefinitions` and `$metadata`). Every request is recorded ([`recorder`]) so
 //! tests can assert on what actually reached the CRM. Shapes follow `tests/fixtures/crm/`.
 
 mod data;
@@ -24,10 +26,13 @@ mod recorder;
 mod reply;
 mod request;
 mod salesforce;
+mod schema;
 mod store;
 
 #[cfg(test)]
 mod e2e_tests;
+#[cfg(test)]
+mod metadata_tests;
 #[cfg(test)]
 mod shape_tests;
 
@@ -287,7 +292,7 @@ impl CrmDouble {
             self.auth.token(req)
         } else if path == "/services/data" || path.starts_with("/services/data/") {
             salesforce::handle(self, req)
-        } else if path.starts_with("/crm/v3/") {
+        } else if path.starts_with("/crm/v3/") || path.starts_with("/crm-object-schemas/v3/") {
             hubspot::handle(self, req)
         } else if path == "/api/data/v9.2" || path.starts_with("/api/data/v9.2/") {
             dynamics::handle(self, req)

@@ -33,6 +33,8 @@ impl Kind {
 struct Overlay {
     created: u64,
     patches: HashMap<u64, Map<String, Value>>,
+    /// Deleted records: they no longer exist for any read or write.
+    deleted: std::collections::HashSet<u64>,
     /// Updates per record, so ETags and modification stamps change on write.
     versions: HashMap<u64, u64>,
 }
@@ -74,6 +76,19 @@ impl Store {
 
     pub fn exists(&self, kind: Kind, index: u64) -> bool {
         index < self.total(kind)
+            && !self
+                .lock()
+                .get(&kind)
+                .is_some_and(|o| o.deleted.contains(&index))
+    }
+
+    /// Deletes a record; false when it does not exist.
+    pub fn delete(&self, kind: Kind, index: u64) -> bool {
+        if !self.exists(kind, index) {
+            return false;
+        }
+        self.lock().entry(kind).or_default().deleted.insert(index);
+        true
     }
 
     /// True for records created through the API (they have no generated values).
@@ -180,5 +195,10 @@ mod tests {
         assert_eq!(s.version(Kind::SfContact, 3), 1);
         assert!(!s.update(Kind::SfContact, 11, Map::new()));
         assert_eq!(s.total(Kind::SfAccount), 1);
+        assert!(s.delete(Kind::SfContact, 10));
+        assert!(!s.exists(Kind::SfContact, 10));
+        assert!(!s.delete(Kind::SfContact, 10));
+        assert!(!s.update(Kind::SfContact, 10, Map::new()));
+        assert!(s.exists(Kind::HsContact, 9));
     }
 }

@@ -20,8 +20,8 @@ use serde_json::Value;
 use super::actions::{self, PseudonymKey, PurposeKey};
 use super::select::{navigate, push_key, FieldNode, LocNode};
 use super::set::{
-    Action, ConsentSignal, Inventory, Mode, OpKind, Operation, PolicySet, Purpose, Resolved,
-    RuleSlot, Writes,
+    Action, ConsentSignal, Counts, Inventory, Mode, OpKind, Operation, PolicySet, Purpose,
+    Resolved, Resource, RuleSlot, Withheld, Writes,
 };
 use super::taxonomy::{CatId, Taxonomy};
 use crate::dialect::Dialect;
@@ -252,6 +252,7 @@ fn run(
         purpose,
         write: dir == Direction::Request,
         consent: dir == Direction::Response && op.op == OpKind::Read,
+        withheld_null: op.withheld == Withheld::Null,
         observing: false,
         master: key,
         pkey: None,
@@ -265,6 +266,7 @@ fn run(
         received: vec![false; tax.len()],
         delivered: vec![false; tax.len()],
         records: 0,
+        located_kept: 0,
         personal: false,
         changed: false,
         blocked: None,
@@ -299,6 +301,9 @@ fn run(
     }
     if w.key_missing {
         return Err(Refusal::PseudonymKeyMissing);
+    }
+    if located.is_some() && op.op == OpKind::Read && dir == Direction::Response {
+        w.changed |= rewrite_counts(res, purpose.counts, w.located_kept, body);
     }
     match verdict {
         Verdict::Keep => {}
@@ -366,6 +371,8 @@ struct Walker<'a, 't> {
     purpose: &'a Purpose,
     write: bool,
     consent: bool,
+    /// A withheld record in a list becomes `null` in place (`withheld: null`).
+    withheld_null: bool,
     observing: bool,
     master: Option<&'a PseudonymKey>,
     pkey: Option<Arc<PurposeKey>>,
@@ -380,6 +387,8 @@ struct Walker<'a, 't> {
     received: Vec<bool>,
     delivered: Vec<bool>,
     records: u64,
+    /// Located (top-level) records still in the body: what `counts: delivered` reports.
+    located_kept: u64,
     personal: bool,
     changed: bool,
     blocked: Option<CatId>,
@@ -442,8 +451,13 @@ impl<'a> Walker<'a, '_> {
                         if self.track {
                             self.path.push_str("[*]");
                         }
+                        let located = cl.is_some_and(|l| l.record);
                         let verdict = self.walk(item, item_node, cat, cl, res);
                         self.path.truncate(mark);
+                        if verdict == Verdict::RemoveRecord && located && self.withheld_null {
+                            *item = Value::Null;
+                            return true;
+                        }
                         verdict == Verdict::Keep || self.observing
                     });
                     return Verdict::Keep;
@@ -519,6 +533,9 @@ impl<'a> Walker<'a, '_> {
         self.walk(v, Some(fields), None, None, res);
         if self.personal && !self.observing {
             self.records += 1;
+        }
+        if !child && !self.observing {
+            self.located_kept += 1;
         }
         self.personal = saved;
         Verdict::Keep
@@ -628,6 +645,53 @@ impl<'a> Walker<'a, '_> {
         }
         Verdict::Keep
     }
+}
+
+/// Removes the record counts of an operation's resource from a body whose delivered count
+/// cannot be known (the envelope of a list page streamed record by record: its count goes
+/// out before its records are filtered). Returns whether the body changed.
+pub fn drop_counts(set: &PolicySet, op: &Operation, body: &mut Value) -> bool {
+    let res = set
+        .inventory(op.dialect)
+        .and_then(|inv| inv.resources.get(op.resource_idx))
+        .filter(|r| r.name == op.resource);
+    res.is_some_and(|r| rewrite_counts(r, Counts::Drop, 0, body))
+}
+
+/// Applies a purpose's `counts` to the envelope keys that count the records a query matched
+/// (`Delivered`: the records this body still holds). Returns whether the body changed. A
+/// count that is not a number is left to the envelope's classification.
+fn rewrite_counts(res: &Resource, counts: Counts, delivered: u64, body: &mut Value) -> bool {
+    let mut changed = false;
+    for path in &res.counts {
+        let Some((last, parents)) = path.split_last() else {
+            continue;
+        };
+        let parent = parents
+            .iter()
+            .try_fold(&mut *body, |cur, k| cur.as_object_mut()?.get_mut(k));
+        let Some(map) = parent.and_then(Value::as_object_mut) else {
+            continue;
+        };
+        if !map.get(last).is_some_and(Value::is_number) {
+            continue;
+        }
+        match counts {
+            Counts::Pass => {}
+            Counts::Delivered => {
+                let now = Value::from(delivered);
+                if map.get(last) != Some(&now) {
+                    map.insert(last.clone(), now);
+                    changed = true;
+                }
+            }
+            Counts::Drop => {
+                map.shift_remove(last);
+                changed = true;
+            }
+        }
+    }
+    changed
 }
 
 /// Evaluates a consent signal on a record. Absent, null or mistyped means no consent.

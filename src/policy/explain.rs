@@ -101,6 +101,14 @@ pub fn explain(
                 fields: Vec::new(),
             })
         }
+        RouteMatch::Metadata { template, .. } => {
+            return Ok(Explanation {
+                route: template.to_string(),
+                decision: "metadata".into(),
+                records: 0,
+                fields: Vec::new(),
+            })
+        }
         RouteMatch::Unknown => {
             return Ok(Explanation {
                 route: "unknown".into(),

@@ -40,11 +40,11 @@ pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::
 pub use actions::PseudonymKey;
 pub use csv::{csv_plan, CsvFailure, CsvGovernor, CsvJob, CsvPolicy, CsvReport};
 pub use diagnostic::{Diagnostic, Severity};
-pub use engine::{apply, Direction, FieldDecision, Outcome, Refusal};
+pub use engine::{apply, drop_counts, Direction, FieldDecision, Outcome, Refusal};
 pub use explain::{explain, ExplainError, Explanation};
 pub use set::{
-    Action, BodyFormat, Controller, ExportBudget, FieldRule, Generalise, LegalBasis, Mode, OpKind,
-    Operation, PolicySet, Purpose, RouteClass, RouteMatch, TunnelKind, Writes,
+    Action, BodyFormat, Controller, Counts, ExportBudget, FieldRule, Generalise, LegalBasis, Mode,
+    OpKind, Operation, PolicySet, Purpose, RouteClass, RouteMatch, TunnelKind, Withheld, Writes,
 };
 
 use std::path::Path;

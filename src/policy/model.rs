@@ -113,6 +113,10 @@ pub struct RawResource {
     /// `keep` keeps fields the inventory does not classify (warned about by `policy check`).
     #[serde(default)]
     pub unclassified: Option<SpStr>,
+    /// Envelope keys that hold the CRM's count of the records a query matched
+    /// (`$.totalSize`, `$.total`, `$['@odata.count']`): a purpose's `counts` decides them.
+    #[serde(default)]
+    pub counts: Vec<SpStr>,
 }
 
 /// `{ method, path, op, class }`.
@@ -133,6 +137,11 @@ pub struct RawOperation {
     /// For `format: csv`: the resources whose records the CSV rows may be, in order.
     #[serde(default)]
     pub objects: Option<Vec<String>>,
+    /// `remove` (default) or `null`: what becomes of a record withheld from the purpose in
+    /// a list. `null` keeps the list lined up with the request (sObject Collections
+    /// retrieve answers one item per id asked for).
+    #[serde(default)]
+    pub withheld: Option<String>,
 }
 
 /// `{ field, granted_when, separator? }`.
@@ -184,6 +193,9 @@ pub struct RawPurpose {
     pub export_budget: Option<Spanned<RawBudget>>,
     #[serde(default)]
     pub mode: Option<SpStr>,
+    /// `pass`, `delivered` or `drop`: what the CRM's record counts in a list say.
+    #[serde(default)]
+    pub counts: Option<SpStr>,
 }
 
 /// `{ records, per, burst?, per_class? }`.

@@ -28,6 +28,14 @@ pub struct PolicySet {
 pub enum RouteMatch<'a> {
     /// Listed under `ungoverned`: no personal data, streams through untouched.
     Ungoverned { template: &'a str },
+    /// An `op: metadata` operation: a description of objects and fields (describe,
+    /// properties, `EntityDefinitions`, `$metadata`), no customer data. Passes unchanged like
+    /// an ungoverned route, is not charged and is no transfer; `resource` is the resource
+    /// that lists it.
+    Metadata {
+        template: &'a str,
+        resource: &'a str,
+    },
     /// An inventory operation: its bodies are governed.
     Operation(&'a Operation),
     /// Neither: refused (403 `unknown-resource`).
@@ -91,6 +99,12 @@ impl PolicySet {
             .iter()
             .find(|o| o.pattern.matches(method, canonical_path))
         {
+            if op.op == OpKind::Metadata {
+                return RouteMatch::Metadata {
+                    template: op.template(),
+                    resource: &op.resource,
+                };
+            }
             return RouteMatch::Operation(op);
         }
         if let Some(p) = inv
@@ -149,6 +163,8 @@ pub struct Resource {
     pub(crate) fields: FieldNode,
     pub(crate) consent: super::FastMap<String, ConsentSignal>,
     pub(crate) keep_unclassified: bool,
+    /// Member paths of the envelope keys that count the records a query matched.
+    pub(crate) counts: Vec<Vec<String>>,
 }
 
 impl Resource {
@@ -170,12 +186,16 @@ pub struct ConsentSignal {
     pub(crate) separator: Option<String>,
 }
 
-/// `read`, `write` or `delete`.
+/// `read`, `write`, `delete` or `metadata`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OpKind {
     Read,
     Write,
     Delete,
+    /// Describes objects and fields, carries no customer data: never governed, charged or
+    /// logged ([`RouteMatch::Metadata`]; `classify` never returns such an operation as
+    /// [`RouteMatch::Operation`]).
+    Metadata,
 }
 
 impl OpKind {
@@ -185,6 +205,7 @@ impl OpKind {
             OpKind::Read => "read",
             OpKind::Write => "write",
             OpKind::Delete => "delete",
+            OpKind::Metadata => "metadata",
         }
     }
 }
@@ -232,6 +253,20 @@ pub struct Operation {
     pub(crate) format: BodyFormat,
     /// For CSV: indexes of the resources whose records the rows may be (`objects:`).
     pub(crate) objects: Vec<usize>,
+    /// What becomes of a record withheld from the purpose in a list (`withheld:`).
+    pub(crate) withheld: Withheld,
+}
+
+/// What becomes of a located record that is withheld from a purpose (its consent is missing,
+/// its type unknown) when it is an item of a list (`withheld:` of an operation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Withheld {
+    /// Removed from the list (the default): a list page is shorter.
+    #[default]
+    Remove,
+    /// Replaced by `null` in place, as Salesforce answers for an id it cannot give: the list
+    /// stays lined up with the ids asked for (sObject Collections retrieve).
+    Null,
 }
 
 /// The media type of an operation's governed response body (`format:` in the inventory).
@@ -324,6 +359,10 @@ impl Operation {
     pub fn tunnel(&self) -> Option<TunnelKind> {
         self.tunnel
     }
+    /// What becomes of a withheld record in a list (`withheld:` in the inventory).
+    pub fn withheld(&self) -> Withheld {
+        self.withheld
+    }
     /// The media type of the governed response body. `Csv` bodies go to `policy::csv`
     /// (`csv_plan`), not `policy::apply`; a JSON body on a CSV route (an error list) still
     /// goes to `apply`, with the operation's own resource.
@@ -383,6 +422,38 @@ impl LegalBasis {
 pub enum Mode {
     Enforce,
     Shadow,
+}
+
+/// What the CRM's count of the records a query matched (`totalSize`, HubSpot `total`,
+/// `@odata.count`) tells a purpose (`counts:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counts {
+    /// The CRM's count, unchanged: it includes records the purpose does not get.
+    Pass,
+    /// The number of records this response delivers to the purpose.
+    Delivered,
+    /// The count is removed.
+    Drop,
+}
+
+impl Counts {
+    /// The spelling in `purposes.yaml`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Counts::Pass => "pass",
+            Counts::Delivered => "delivered",
+            Counts::Drop => "drop",
+        }
+    }
+    /// Parses the spelling.
+    pub fn from_name(s: &str) -> Option<Counts> {
+        match s {
+            "pass" => Some(Counts::Pass),
+            "delivered" => Some(Counts::Delivered),
+            "drop" => Some(Counts::Drop),
+            _ => None,
+        }
+    }
 }
 
 /// Whether a purpose may write and delete.
@@ -486,6 +557,9 @@ pub struct Purpose {
     pub writes: Writes,
     pub export_budget: Option<ExportBudget>,
     pub mode: Mode,
+    /// What the CRM's record counts say (`counts:`; the default is `delivered` for a purpose
+    /// that withholds records, `pass` for one that gets every record).
+    pub counts: Counts,
     pub(crate) by_cat: Vec<Resolved>,
     /// Every rule id an outcome of this purpose can count, by slot (see [`RuleSlot`]):
     /// built once so counting a rule never formats or allocates its name.

@@ -187,6 +187,7 @@ fn run_case(set: &PolicySet, case: &super::model::RawTestCase, key: &PseudonymKe
         other => {
             let got = match other {
                 RouteMatch::Ungoverned { .. } => "ungoverned",
+                RouteMatch::Metadata { .. } => "metadata",
                 _ => "unknown",
             };
             if expect.decision.as_deref() != Some(got) {

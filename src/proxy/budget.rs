@@ -14,7 +14,7 @@ use http::Request;
 
 use super::{Ctx, Governed};
 use crate::body::ProxyBody;
-use crate::budget::{BudgetKey, Exhausted};
+use crate::budget::{cap_page, BudgetKey, Capped, Exhausted, PageKnob};
 use crate::caller::Caller;
 use crate::dialect::Dialect;
 use crate::error::ProxyError;
@@ -78,19 +78,55 @@ pub async fn precheck(
         .precheck(&scope.key, &scope.budget, scope.class, scope.shadow)
         .await
         .map_err(|e| scope.refusal(state, e))?;
-    if !scope.shadow && scope.class != RouteClass::Single {
-        cap_page(scope.dialect, req, allowance.remaining);
+    let op = &ctx.flow.op;
+    let csv = op.format() == policy::BodyFormat::Csv;
+    let knob = PageKnob::of(
+        scope.dialect,
+        req.method(),
+        &ctx.route.path,
+        csv,
+        op.tunnel().is_some(),
+    );
+    if let Some(knob) = knob.filter(|_| !scope.shadow && scope.class != RouteClass::Single) {
+        let largest = crate::budget::largest_page(&scope.budget, scope.class);
+        let query = req.uri().query().map(str::to_string);
+        match cap_page(
+            knob,
+            req.headers_mut(),
+            query.as_deref(),
+            allowance.remaining,
+            largest,
+        ) {
+            Capped::Unchanged => {}
+            Capped::Lowered(new_query) => set_query(req, new_query),
+            // less left than the floor: when the floor fits again, not a one-record crawl
+            Capped::Floor(floor) => {
+                let refused = state
+                    .budgets
+                    .precheck_n(&scope.key, &scope.budget, scope.class, floor, false)
+                    .await
+                    .map_err(|e| scope.refusal(state, e))?;
+                // refilled in between: the floor fits now, ask for it
+                let query = req.uri().query().map(str::to_string);
+                if let Capped::Lowered(q) = cap_page(
+                    knob,
+                    req.headers_mut(),
+                    query.as_deref(),
+                    refused.remaining,
+                    largest,
+                ) {
+                    set_query(req, q);
+                }
+            }
+        }
     }
     ctx.flow.allowance = Some(allowance);
     Ok(())
 }
 
-/// Rewrites the page size the request asks for (query or header) down to `remaining`.
-fn cap_page(dialect: Dialect, req: &mut Request<ProxyBody>, remaining: u64) {
-    let query = req.uri().query().map(str::to_string);
-    let Some(new_query) =
-        crate::budget::cap_page_size(dialect, req.headers_mut(), query.as_deref(), remaining)
-    else {
+/// Replaces the request's query string (`None`: leaves it as it is).
+fn set_query(req: &mut Request<ProxyBody>, new_query: Option<String>) {
+    let Some(new_query) = new_query else {
         return;
     };
     let path = req.uri().path();

@@ -271,7 +271,8 @@ pub async fn early_refusal<B>(
     };
     let template = match route.governance(&arrival.method) {
         Ok(Governance::Governed(op)) => op.template().to_string(),
-        Ok(Governance::Ungoverned(_)) => return,
+        // no personal data on these routes: nothing for the transfer log
+        Ok(Governance::Ungoverned(_) | Governance::Metadata(_)) => return,
         Err(_) => UNCLASSIFIED_ROUTE.to_string(),
     };
     let x = Exchange {

@@ -27,8 +27,9 @@
 //! before data flows, so nothing flows that the log does not show.
 //!
 //! Beside the phases: [`headers`] (what never crosses), [`buffer`] (governed bodies read
-//! under the global buffer budget), [`stream`] (governed bodies too large to buffer) and
-//! [`tunnel`] (`$batch` and composite requests, governed part by part).
+//! under the global buffer budget), [`csv`] (Bulk results with their row count),
+//! [`stream`] (governed bodies too large to buffer) and [`tunnel`] (`$batch` and composite
+//! requests, governed part by part).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -50,6 +51,7 @@ use crate::tls::PeerIdentity;
 
 pub mod budget;
 pub mod buffer;
+pub mod csv;
 pub mod forward;
 pub mod headers;
 pub mod identify;
@@ -96,11 +98,14 @@ pub struct Ctx<F> {
     pub flow: F,
 }
 
-/// A route listed as carrying no personal data: streamed through untouched (links aside).
+/// A route that carries no personal data: streamed through untouched (links aside).
 #[derive(Debug)]
 pub struct Ungoverned {
-    /// The `ungoverned` route template it matched (for logs).
+    /// The route template it matched (for logs).
     pub template: String,
+    /// An `op: metadata` operation rather than an `ungoverned` entry: counted as metadata
+    /// (`zweck_metadata_requests_total`), otherwise treated alike.
+    pub metadata: bool,
 }
 
 /// An inventory operation: every body is parsed and filtered for the purpose, and the
@@ -122,6 +127,9 @@ pub struct Governed {
     /// Whether the request was handed to the upstream (a refusal after it is logged as the
     /// answer's).
     pub forwarded: bool,
+    /// A Bulk results request, kept to fetch a page again whose rows are too large to hold
+    /// (`csv.rs`).
+    pub refetch: Option<csv::Refetch>,
     /// The export budget left after this exchange (phases 4 and 7; RateLimit headers).
     pub allowance: Option<Allowance>,
 }
@@ -331,6 +339,7 @@ async fn pipeline(
                 sent: None,
                 received: None,
                 forwarded: false,
+                refetch: None,
                 allowance: None,
             };
             let mut ctx = Box::new(Ctx::new(arrival, caller, route, flow));
@@ -338,7 +347,20 @@ async fn pipeline(
             (Reached::Governed(ctx), result)
         }
         Governance::Ungoverned(template) => {
-            let mut ctx = Ctx::new(arrival, caller, route, Ungoverned { template });
+            let flow = Ungoverned {
+                template,
+                metadata: false,
+            };
+            let mut ctx = Ctx::new(arrival, caller, route, flow);
+            let result = ungoverned(state, &mut ctx, req).await;
+            (Reached::Ungoverned(ctx), result)
+        }
+        Governance::Metadata(template) => {
+            let flow = Ungoverned {
+                template,
+                metadata: true,
+            };
+            let mut ctx = Ctx::new(arrival, caller, route, flow);
             let result = ungoverned(state, &mut ctx, req).await;
             (Reached::Ungoverned(ctx), result)
         }
@@ -368,6 +390,9 @@ async fn governed_phases(
     log::permit_transfer(state, ctx)?; // 8: may it flow at all, and its record first
     log::append(state, ctx, audit::Direction::Request, 0).await?;
     ctx.flow.forwarded = true;
+    if ctx.flow.op.format() == policy::BodyFormat::Csv {
+        ctx.flow.refetch = csv::Refetch::of(&out);
+    }
     let resp = forward::forward(state, &ctx.route, out).await?; // 5
     let resp = response::governed(state, ctx, resp).await?; // 6
     budget::charge(state, ctx).await?; // 7
@@ -376,12 +401,22 @@ async fn governed_phases(
     Ok(resp)
 }
 
-/// Phases 3, 5 and 6 of an ungoverned route: no personal data, so no budget and no log.
+/// Phases 3, 5 and 6 of an ungoverned or metadata route: no personal data, so no budget and
+/// no transfer record. Any purpose the caller was granted may read metadata (phase 1 checked
+/// the grant): describing objects and fields is what an SDK does before it reads records.
 async fn ungoverned(
     state: &State,
     ctx: &mut Ctx<Ungoverned>,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
+    if ctx.flow.metadata {
+        state.metrics.count_metadata(
+            &ctx.route.upstream.label,
+            &ctx.caller.app,
+            &ctx.caller.purpose,
+        );
+        tracing::debug!(request_id = %ctx.request_id, route = ctx.template(), "metadata passes unchanged");
+    }
     let out = request::ungoverned(state, ctx, req)?; // 3
     let resp = forward::forward(state, &ctx.route, out).await?; // 5
     response::ungoverned(state, ctx, resp).await // 6

@@ -94,7 +94,7 @@ async fn governed_body(
     let csv = ctx.flow.op.format() == policy::BodyFormat::Csv
         && media::classify_headers(headers) == media::BodyKind::Csv;
     if csv {
-        return stream::export(state, ctx, headers, incoming, status).await;
+        return super::csv::results(state, ctx, headers, incoming, status).await;
     }
     match json_body(state, ctx, headers, incoming).await? {
         Json::Filtered(bytes, outcome) => {

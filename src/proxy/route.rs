@@ -65,6 +65,9 @@ pub enum Governance {
     Governed(Operation),
     /// Listed as carrying no personal data; the template it matched.
     Ungoverned(String),
+    /// An `op: metadata` operation (describe, properties, `$metadata`): passes unchanged
+    /// like an ungoverned route, counted as metadata; the template it matched.
+    Metadata(String),
 }
 
 /// Phase 2, first half: the canonical path and the upstream it goes to (refusing method
@@ -111,6 +114,7 @@ fn governance(
     }
     match policy.classify(config.dialect, method, path) {
         RouteMatch::Ungoverned { template } => Ok(Governance::Ungoverned(template.to_string())),
+        RouteMatch::Metadata { template, .. } => Ok(Governance::Metadata(template.to_string())),
         RouteMatch::Operation(op) => Ok(Governance::Governed(op.clone())),
         RouteMatch::Unknown => Err(ProxyError::UnknownResource),
     }

@@ -1,6 +1,8 @@
 //! Governed response bodies too large to buffer, governed as a stream (part of phase 6, with
-//! phases 7 and 8 folded into the stream): Salesforce Bulk API 2.0 CSV results row by row,
-//! and JSON list pages larger than `limits.buffer_bytes` record by record.
+//! phases 7 and 8 folded into the stream): Salesforce Bulk API 2.0 CSV results row by row
+//! (pages whose filtered rows do not fit `limits.buffer_bytes`; `csv.rs` buffers the others
+//! and counts the rows this stream must deliver), and JSON list pages larger than
+//! `limits.buffer_bytes` record by record.
 //!
 //! Such a body is never collected: the upstream body is decoded chunk by chunk (with the
 //! same output and ratio caps), fed to a `StreamGovernor` (the policy's CSV governor, whose
@@ -217,6 +219,9 @@ struct Export {
     charge: Option<StreamCharge>,
     /// The transfer log and the intent record; the close record is derived from it.
     log: Option<(AuditLog, TransferRecord)>,
+    /// The records the stream must deliver, when its head already said so (a Bulk page's
+    /// `Sforce-NumberOfRecords`, counted on a first read): any other number cuts it.
+    expected: Option<u64>,
 }
 
 /// Why a stream that already started ended early, as its close record says.
@@ -237,37 +242,29 @@ impl Ended {
     }
 }
 
-/// A Bulk CSV result: the policy's CSV governor, columns decided at the header row.
+/// A Bulk CSV result too large to buffer: the policy's CSV governor, columns decided at the
+/// header row; `rows` is what its head already promises (`Sforce-NumberOfRecords`), and the
+/// stream is cut if the page delivers any other number. `decoder` decodes `upstream`.
 pub async fn export(
     state: &State,
     ctx: &Ctx<Governed>,
     headers: &mut HeaderMap,
     upstream: Incoming,
+    decoder: Option<Decoder>,
     status: u16,
+    rows: u64,
 ) -> Result<ProxyBody, ProxyError> {
-    let purpose = ctx.purpose()?;
-    let decoder = decoder(state, headers)?;
-    let governor = policy::csv_plan(
-        &ctx.route.policy,
-        purpose,
-        &ctx.flow.op,
-        state.pseudonym_key.as_ref(),
-        &policy::CsvJob::default(),
-    )
-    .map_err(|r| ctx.refused(r))?
-    .governor(Default::default());
     let governor = Box::new(CsvStream {
-        governor,
+        governor: super::csv::governor(state, ctx)?,
         policy: ctx.route.policy.clone(),
     });
-    headers.remove("sforce-numberofrecords"); // counts change with filtering
     let source = Source {
         upstream,
         prefix: None,
         decoder,
         governor,
     };
-    start(state, ctx, headers, source, status).await
+    start(state, ctx, headers, source, status, Some(rows)).await
 }
 
 /// A JSON list page larger than `limits.buffer_bytes`, record by record. Only a page whose
@@ -308,11 +305,25 @@ pub async fn list(
         ..Default::default()
     };
     let set = &ctx.route.policy;
+    let counts = purpose.counts;
+    let envelope = {
+        let apply = applier(set.clone(), purpose.clone(), op.clone());
+        let (set, op) = (set.clone(), op.clone());
+        // the envelope goes out before its records are filtered: a `delivered` count cannot
+        // be known yet, so it is dropped rather than guessed (and `drop` drops it anyway)
+        move |page: &mut serde_json::Value| {
+            let mut o = apply(page)?;
+            if counts != policy::Counts::Pass {
+                o.changed |= policy::drop_counts(&set, &op, page);
+            }
+            Ok(o)
+        }
+    };
     let governor = JsonStream::new(
         &array_key,
         limits,
-        applier(set.clone(), purpose.clone(), op.clone()),
         applier(set.clone(), purpose, op.clone()),
+        envelope,
     );
     let source = Source {
         upstream,
@@ -320,12 +331,12 @@ pub async fn list(
         decoder,
         governor: Box::new(governor),
     };
-    start(state, ctx, headers, source, status).await
+    start(state, ctx, headers, source, status, None).await
 }
 
 /// A decoder for a streamed body's content codings (caps: `limits.max_body_bytes` on the
 /// output, `limits.decoded_ratio`).
-fn decoder(state: &State, headers: &HeaderMap) -> Result<Option<Decoder>, ProxyError> {
+pub(super) fn decoder(state: &State, headers: &HeaderMap) -> Result<Option<Decoder>, ProxyError> {
     let codings = buffer::codings(headers, Direction::Response)?;
     if codings.is_empty() {
         return Ok(None);
@@ -350,6 +361,7 @@ async fn start(
     headers: &mut HeaderMap,
     source: Source,
     status: u16,
+    expected: Option<u64>,
 ) -> Result<ProxyBody, ProxyError> {
     let charge = ctx.flow.budget.as_ref().map(|scope| {
         state.budgets.stream(
@@ -374,6 +386,7 @@ async fn start(
         source,
         charge,
         log,
+        expected,
     };
     let (first, ended) = prime(&mut export).await.map_err(|e| match e {
         StreamFailure::Refused(r) => ctx.refused(r),
@@ -498,6 +511,16 @@ async fn pump(
             close(close_record(&export, sent, Decision::RateLimited, ended)).await;
             let _ = tx.send(Err("export budget exhausted".into())).await;
             return;
+        }
+        // the head promised a number of records: more, or (at the end) fewer, cuts the stream
+        let records = export.source.governor.records();
+        if let Some(expected) = export.expected {
+            if records > expected || (done && records != expected) {
+                let ended = Some(Ended::Failed(Inspection::CsvChanged));
+                close(close_record(&export, sent, Decision::Blocked, ended)).await;
+                let _ = tx.send(Err(Inspection::CsvChanged.as_str().into())).await;
+                return;
+            }
         }
         if done && !close(close_record(&export, sent, Decision::Minimised, None)).await {
             let _ = tx.send(Err("transfer log unavailable".into())).await;

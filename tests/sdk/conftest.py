@@ -23,6 +23,9 @@ from pathlib import Path
 import pytest
 import requests
 
+# The SDK compatibility table of docs/sdk-compat.md, built from what the tests observe.
+pytest_plugins = ["compat"]
+
 REPO = Path(__file__).resolve().parents[2]
 READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 45.0  # above the default limits.shutdown_grace (30 s)

@@ -24,6 +24,15 @@ class Double:
         r.raise_for_status()
         return r.json()
 
+    def get_text(self, path: str, **kw) -> str:
+        r = self.s.get(self.base + path, timeout=30, **kw)
+        r.raise_for_status()
+        return r.text
+
+    def status(self, path: str, **kw) -> int:
+        """The status of a GET (a record that is not there: 404)."""
+        return self.s.get(self.base + path, timeout=30, **kw).status_code
+
     def post(self, path: str, body, **kw):
         r = self.s.post(self.base + path, json=body, timeout=30, **kw)
         r.raise_for_status()
@@ -42,6 +51,21 @@ class Double:
 
     def sf_contact(self, version: str, record_id: str) -> dict:
         return self.get(f"/services/data/v{version}/sobjects/Contact/{record_id}")
+
+    def sf_count(self, version: str) -> int:
+        """How many contacts the CRM has (generated and created)."""
+        page = self.get(f"/services/data/v{version}/query",
+                        params={"q": "SELECT Id FROM Contact"})
+        return page["totalSize"]
+
+    # Dataverse
+
+    def dv_contacts(self, query: dict) -> list[dict]:
+        """The contacts a Dataverse query returns, first page only."""
+        return self.get("/api/data/v9.2/contacts", params=query)["value"]
+
+    def dv_contact(self, contact_id: str) -> dict:
+        return self.get(f"/api/data/v9.2/contacts({contact_id})")
 
     # HubSpot
 

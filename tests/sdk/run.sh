@@ -5,6 +5,8 @@
 #   ZWECK_BIN           the zweck binary to test; when unset, `cargo build` builds
 #                       target/debug/zweck first
 #   ZWECK_SDK_POLICIES  a policies/ dir to run against instead of the repository's
+#   ZWECK_SDK_COMPAT    `update`: write the observed SDK tables into docs/sdk-compat.md
+#                       (otherwise a complete run fails when they differ)
 #   PYTHON              the interpreter for the venv (default python3, >= 3.9)
 #
 # Exits with pytest's status; 5 (no tests collected) counts as a failure like any non-zero.

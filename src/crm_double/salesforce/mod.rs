@@ -6,6 +6,7 @@
 
 mod bulk;
 mod composite;
+mod describe;
 mod records;
 mod soql;
 
@@ -193,8 +194,25 @@ fn route(double: &Arc<CrmDouble>, req: &Req) -> Reply {
             Method::GET => soql::more(double, req, ver, resource, locator),
             _ => method_not_allowed(m, "GET,HEAD"),
         },
+        ["sobjects"] => match *m {
+            Method::GET => describe::global(ver),
+            _ => method_not_allowed(m, "GET,HEAD"),
+        },
+        ["sobjects", object, "describe"] => match *m {
+            Method::GET => describe::describe(object, ver),
+            _ => method_not_allowed(m, "GET,HEAD"),
+        },
+        ["sobjects", object, "describe", "layouts"] => match *m {
+            Method::GET => describe::layouts(object, false),
+            _ => method_not_allowed(m, "GET,HEAD"),
+        },
+        ["sobjects", object, "describe", "layouts", _] => match *m {
+            Method::GET => describe::layouts(object, true),
+            _ => method_not_allowed(m, "GET,HEAD"),
+        },
         ["sobjects", object] => match (SObject::parse(object), m) {
             (None, _) => not_found(),
+            (Some(_), &Method::GET) => describe::basic_info(double, object, ver),
             (Some(o), &Method::POST) => create(double, req, o),
             (Some(_), _) => method_not_allowed(m, "GET,POST,HEAD"),
         },
@@ -202,7 +220,12 @@ fn route(double: &Arc<CrmDouble>, req: &Req) -> Reply {
             (None, _) => not_found(),
             (Some(o), &Method::GET) => get(double, req, o, id, ver),
             (Some(o), &Method::PATCH) => update(double, req, o, id),
-            (Some(_), _) => method_not_allowed(m, "GET,PATCH,HEAD"),
+            (Some(o), &Method::DELETE) => delete(double, o, id),
+            (Some(_), _) => method_not_allowed(m, "GET,PATCH,DELETE,HEAD"),
+        },
+        ["sobjects", object, field, value] => match SObject::parse(object) {
+            None => not_found(),
+            Some(o) => by_key(double, req, o, field, value, ver),
         },
         ["composite"] => match *m {
             Method::POST => composite::composite(double, req, ver),
@@ -386,8 +409,8 @@ pub(crate) fn validate(
     if creating {
         let missing: Vec<String> = object
             .required()
-            .iter()
-            .filter(|f| out.get(**f).is_none_or(Value::is_null))
+            .into_iter()
+            .filter(|f| out.get(*f).is_none_or(Value::is_null))
             .map(std::string::ToString::to_string)
             .collect();
         if !missing.is_empty() {
@@ -420,6 +443,151 @@ fn create(double: &CrmDouble, req: &Req, object: SObject) -> Reply {
             ok_json(
                 StatusCode::CREATED,
                 &json!({ "id": id, "errors": [], "success": true }),
+            )
+        }
+        Err(e) => ok_json(
+            StatusCode::BAD_REQUEST,
+            &json!([{ "message": e.message, "errorCode": e.code, "fields": e.fields }]),
+        ),
+    }
+}
+
+fn delete(double: &CrmDouble, object: SObject, id: &str) -> Reply {
+    match records::parse_id(object.prefix(), id) {
+        Some(index) if double.store.delete(object.kind(), index) => {
+            Reply::new(StatusCode::NO_CONTENT)
+        }
+        _ => not_found(),
+    }
+}
+
+/// The records whose key field (`Id` or an External ID field) equals `value`.
+fn find_by_key(double: &CrmDouble, object: SObject, field: &str, value: &str) -> Vec<u64> {
+    let kind = object.kind();
+    if field == "Id" {
+        return records::parse_id(object.prefix(), value)
+            .filter(|i| double.store.exists(kind, *i))
+            .into_iter()
+            .collect();
+    }
+    let wanted = Value::String(value.to_string());
+    let mut hits: Vec<u64> = double
+        .store
+        .find_written(kind, field, &wanted)
+        .into_iter()
+        .filter(|i| double.store.exists(kind, *i))
+        .collect();
+    // a generated contact keeps its generated key unless a write replaced it
+    if let Some(i) = records::parse_external_id(value).filter(|_| object == SObject::Contact) {
+        let current = records::full(double, object, i, "v66.0").and_then(|r| r.get(field).cloned());
+        if current.as_ref() == Some(&wanted) && !hits.contains(&i) {
+            hits.push(i);
+        }
+    }
+    hits.sort_unstable();
+    hits
+}
+
+/// `/sobjects/{Object}/{field}/{value}`: read, upsert or delete by a key field.
+fn by_key(
+    double: &CrmDouble,
+    req: &Req,
+    object: SObject,
+    field: &str,
+    value: &str,
+    ver: &str,
+) -> Reply {
+    let m = &req.method;
+    if !matches!(*m, Method::GET | Method::PATCH | Method::DELETE) {
+        return method_not_allowed(m, "GET,PATCH,DELETE,HEAD");
+    }
+    let Some(field) = object.schema().and_then(|o| o.field(field)).map(|f| f.name) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            &format!("Provided external ID field does not exist or is not accessible: {field}"),
+        );
+    };
+    if !object.is_key_field(field) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_FIELD",
+            &format!(
+                "Field {field} is not an External ID or indexed field for {}",
+                object.name()
+            ),
+        );
+    }
+    let hits = find_by_key(double, object, field, value);
+    if hits.len() > 1 {
+        let urls: Vec<String> = hits
+            .iter()
+            .map(|i| {
+                format!(
+                    "/services/data/{ver}/sobjects/{}/{}",
+                    object.name(),
+                    records::id(object.prefix(), *i)
+                )
+            })
+            .collect();
+        return ok_json(StatusCode::MULTIPLE_CHOICES, &json!(urls));
+    }
+    let found = hits.first().copied();
+    match (m, found) {
+        (&Method::GET, Some(i)) => get(double, req, object, &records::id(object.prefix(), i), ver),
+        (&Method::DELETE, Some(i)) => delete(double, object, &records::id(object.prefix(), i)),
+        (&Method::GET | &Method::DELETE, None) => not_found(),
+        (_, found) => upsert(double, req, object, field, value, found),
+    }
+}
+
+/// PATCH by a key field: an update when a record has the key, else a create carrying it.
+/// Answers as API 46.0 and later do: 200 or 201 with `{id, success, errors, created}`.
+fn upsert(
+    double: &CrmDouble,
+    req: &Req,
+    object: SObject,
+    field: &str,
+    value: &str,
+    found: Option<u64>,
+) -> Reply {
+    let mut body = match json_body(req) {
+        Ok(Value::Object(m)) => m,
+        Ok(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "JSON_PARSER_ERROR",
+                "Expected a JSON object",
+            )
+        }
+        Err(e) => return e.reply(),
+    };
+    if field == "Id" && found.is_none() {
+        return not_found();
+    }
+    if found.is_none() {
+        body.insert(field.to_string(), Value::String(value.to_string()));
+    }
+    match validate(double, object, &body, found.is_none()) {
+        Ok(fields) => {
+            let (index, status) = match found {
+                Some(i) => {
+                    double.store.update(object.kind(), i, fields);
+                    (i, StatusCode::OK)
+                }
+                None => (
+                    double.store.create(object.kind(), fields),
+                    StatusCode::CREATED,
+                ),
+            };
+            ok_json(
+                status,
+                &json!({
+                    "id": records::id(object.prefix(), index),
+                    "success": true,
+                    "errors": [],
+                    "created": found.is_none(),
+                }),
             )
         }
         Err(e) => ok_json(

@@ -5,8 +5,9 @@
 use serde_json::{json, Map, Value};
 
 use super::super::data::{base36, parse_base36, Company, Person};
+use super::super::schema;
 use super::super::store::{apply, blank_except, Kind};
-use super::super::CrmDouble;
+use super::super::{CrmDouble, Dialect};
 
 /// The objects the double serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,32 +52,38 @@ impl SObject {
         }
     }
 
-    /// Fields a client may not write.
+    /// The object's description (`schema.rs`).
+    pub fn schema(self) -> Option<&'static schema::Object> {
+        schema::object(Dialect::Salesforce, self.name())
+    }
+
+    /// Fields a client may not write (as `schema.rs` describes them; unknown ones neither).
     pub fn read_only(self, field: &str) -> bool {
-        matches!(
-            field,
-            "attributes"
-                | "Id"
-                | "IsDeleted"
-                | "Name"
-                | "MailingAddress"
-                | "Address"
-                | "BillingAddress"
-                | "CreatedDate"
-                | "CreatedById"
-                | "LastModifiedDate"
-                | "LastModifiedById"
-                | "SystemModstamp"
-        ) && !(self == SObject::Account && field == "Name")
+        self.schema()
+            .and_then(|o| o.field(field))
+            .is_none_or(|f| f.read_only)
     }
 
     /// Fields a create must carry.
-    pub fn required(self) -> &'static [&'static str] {
-        match self {
-            SObject::Contact => &["LastName"],
-            SObject::Lead => &["LastName", "Company"],
-            SObject::Account => &["Name"],
-        }
+    pub fn required(self) -> Vec<&'static str> {
+        self.schema()
+            .map(|o| {
+                o.fields
+                    .iter()
+                    .filter(|f| f.required)
+                    .map(|f| f.name)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Whether `field` is an External ID field (upserts and reads may key on it), or `Id`.
+    pub fn is_key_field(self, field: &str) -> bool {
+        field == "Id"
+            || self
+                .schema()
+                .and_then(|o| o.field(field))
+                .is_some_and(|f| f.external_id)
     }
 }
 
@@ -140,6 +147,7 @@ fn contact_fields(p: &Person, ver: &str, id: &str) -> Map<String, Value> {
         "HasOptedOutOfFax": p.fax_opt_out,
         "DoNotCall": p.do_not_call,
         "IndividualId": individual_id,
+        "Ext_Id__c": external_id(p.index),
         "OwnerId": OWNER_ID,
         "CreatedDate": stamp(&p.created),
         "CreatedById": OWNER_ID,
@@ -148,6 +156,19 @@ fn contact_fields(p: &Person, ver: &str, id: &str) -> Map<String, Value> {
         "SystemModstamp": stamp(&p.modified),
     });
     into_map(record)
+}
+
+/// A generated contact's key in the (fictional) ERP: `ERP-` and six digits of its index.
+pub(crate) fn external_id(index: u64) -> String {
+    format!("ERP-{index:06}")
+}
+
+/// The index of a generated contact by its `Ext_Id__c`, if it looks like one.
+pub(crate) fn parse_external_id(value: &str) -> Option<u64> {
+    let digits = value.strip_prefix("ERP-")?;
+    (digits.len() >= 6 && digits.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| digits.parse().ok())
+        .flatten()
 }
 
 fn lead_fields(p: &Person, company: &str, ver: &str, id: &str) -> Map<String, Value> {

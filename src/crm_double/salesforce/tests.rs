@@ -123,6 +123,17 @@ fn create_update_and_read_back() {
         &format!("{V}/sobjects/Contact/{id}"),
         "",
     );
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = run(&d, Method::GET, &format!("{V}/sobjects/Contact/{id}"), "");
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = run(
+        &d,
+        Method::DELETE,
+        &format!("{V}/sobjects/Contact/{id}"),
+        "",
+    );
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = run(&d, Method::PUT, &format!("{V}/sobjects/Contact/{id}"), "");
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     let (status, _) = run(&d, Method::GET, "/services/data/latest/limits", "");
     assert_eq!(status, StatusCode::NOT_FOUND);
@@ -392,4 +403,92 @@ fn versions_and_limits() {
     let (status, v) = run(&d, Method::GET, &format!("{V}/limits"), "");
     assert_eq!(status, StatusCode::OK);
     assert!(v["DailyBulkV2QueryJobs"]["Max"].is_number());
+}
+
+#[test]
+fn upsert_read_and_delete_by_external_id() {
+    let d = double(10);
+    // a generated contact's key: read it, then update it by the key (200, created: false)
+    let (status, v) = run(
+        &d,
+        Method::GET,
+        &format!("{V}/sobjects/Contact/Ext_Id__c/ERP-000004"),
+        "",
+    );
+    assert_eq!(
+        (status, v["Ext_Id__c"].clone()),
+        (StatusCode::OK, json!("ERP-000004"))
+    );
+    let (status, v) = run(
+        &d,
+        Method::PATCH,
+        &format!("{V}/sobjects/Contact/Ext_Id__c/ERP-000004/"),
+        r#"{"Title":"Buyer"}"#,
+    );
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (v["created"].clone(), v["id"].clone()),
+        (json!(false), json!("003Fict00000004AAA"))
+    );
+    let (_, v) = run(
+        &d,
+        Method::GET,
+        &format!("{V}/sobjects/Contact/003Fict00000004AAA"),
+        "",
+    );
+    assert_eq!(v["Title"], "Buyer");
+    // an unknown key creates a record carrying it (201, created: true)
+    let (status, v) = run(
+        &d,
+        Method::PATCH,
+        &format!("{V}/sobjects/Contact/Ext_Id__c/ERP-NEW-1"),
+        r#"{"LastName":"Quill"}"#,
+    );
+    assert_eq!(
+        (status, v["created"].clone()),
+        (StatusCode::CREATED, json!(true))
+    );
+    let id = v["id"].as_str().unwrap_or_default().to_string();
+    let (_, v) = run(
+        &d,
+        Method::GET,
+        &format!("{V}/sobjects/Contact/Ext_Id__c/ERP-NEW-1"),
+        "",
+    );
+    assert_eq!(
+        (v["Id"].as_str(), v["LastName"].as_str()),
+        (Some(id.as_str()), Some("Quill"))
+    );
+    // delete by the key, then it is gone under both addresses
+    let (status, _) = run(
+        &d,
+        Method::DELETE,
+        &format!("{V}/sobjects/Contact/Ext_Id__c/ERP-NEW-1"),
+        "",
+    );
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = run(&d, Method::GET, &format!("{V}/sobjects/Contact/{id}"), "");
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // not a key field, or no such field
+    let (status, _) = run(
+        &d,
+        Method::GET,
+        &format!("{V}/sobjects/Contact/Title/Buyer"),
+        "",
+    );
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = run(
+        &d,
+        Method::GET,
+        &format!("{V}/sobjects/Contact/Nope__c/x"),
+        "",
+    );
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = run(
+        &d,
+        Method::PATCH,
+        &format!("{V}/sobjects/Contact/Id/003Fict00000099AAA"),
+        "{}",
+    );
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }

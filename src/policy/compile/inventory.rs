@@ -19,6 +19,7 @@ use crate::policy::model::{OrderedMap, RawInventory, RawOperation, RawResource, 
 use crate::policy::select::{parse_field_path, parse_key_path, FieldNode, RecordSelector};
 use crate::policy::set::{
     BodyFormat, ConsentSignal, Inventory, OpKind, Operation, Resource, RouteClass, TunnelKind,
+    Withheld,
 };
 use crate::policy::taxonomy::Taxonomy;
 use crate::policy::FastMap;
@@ -136,8 +137,8 @@ fn compile_inventory(
 fn record_types(src: &Source, raw: &RawInventory, diags: &mut Diags) -> FastMap<String, usize> {
     let mut by_type: FastMap<String, usize> = Default::default();
     for (i, (name, res)) in raw.resources.iter().enumerate() {
-        // A resource that only holds tunnels is no record type.
-        if tunnels_only(res) {
+        // A resource that only holds tunnels or metadata routes is no record type.
+        if no_records(res) {
             continue;
         }
         for t in std::iter::once(name).chain(res.types.iter()) {
@@ -153,9 +154,14 @@ fn record_types(src: &Source, raw: &RawInventory, diags: &mut Diags) -> FastMap<
     by_type
 }
 
-/// True when every operation of the resource is a batch tunnel (and there is one).
-fn tunnels_only(res: &RawResource) -> bool {
-    !res.operations.is_empty() && res.operations.iter().all(|o| o.value.tunnel.is_some())
+/// True when every operation of the resource is a batch tunnel or a metadata route (and
+/// there is one): its bodies are sub-requests or descriptions, never records.
+fn no_records(res: &RawResource) -> bool {
+    !res.operations.is_empty()
+        && res
+            .operations
+            .iter()
+            .all(|o| o.value.tunnel.is_some() || o.value.op == "metadata")
 }
 
 /// What compiling the resources of one inventory file reads.
@@ -199,6 +205,17 @@ impl InventoryFile<'_> {
                     None
                 }
             });
+        let counts = res
+            .counts
+            .iter()
+            .filter_map(|c| match parse_key_path(&c.value) {
+                Ok(k) => Some(k),
+                Err(e) => {
+                    diags.error(self.file(), Some(&c.referenced), format!("counts: {e}"));
+                    None
+                }
+            })
+            .collect();
         let mut envelope = FieldNode::default();
         self.classify_map(&res.envelope, &mut envelope, "envelope", diags);
         let mut fields = FieldNode::default();
@@ -212,6 +229,7 @@ impl InventoryFile<'_> {
             fields,
             consent: self.consent(res, diags),
             keep_unclassified: self.keep_unclassified(name, res, diags),
+            counts,
         }
     }
 
@@ -238,10 +256,8 @@ impl InventoryFile<'_> {
         let class = self.route_class(op, kind, &pattern, diags)?;
         let tunnel = self.tunnel(op, kind, &pattern, diags)?;
         let (format, objects) = self.csv_format(op, kind, diags)?;
-        if let Some(prev) = earlier
-            .iter()
-            .find(|p| p.pattern.template() == pattern.template())
-        {
+        let withheld = self.withheld(op, kind, diags)?;
+        if let Some(prev) = earlier.iter().find(|p| p.pattern.same_route(&pattern)) {
             diags.warn(
                 self.file(),
                 at,
@@ -262,20 +278,42 @@ impl InventoryFile<'_> {
             tunnel,
             format,
             objects,
+            withheld,
         })
     }
 
-    /// `op:` read, write or delete.
+    /// `op:` read, write, delete or metadata. A metadata route reads descriptions: it is a
+    /// `GET` without `class`, `tunnel` or `format` (it is never charged nor filtered).
     fn op_kind(&self, op: &Spanned<RawOperation>, diags: &mut Diags) -> Option<OpKind> {
-        match op.value.op.as_str() {
+        let o = &op.value;
+        let at = Some(&op.referenced);
+        match o.op.as_str() {
             "read" => Some(OpKind::Read),
             "write" => Some(OpKind::Write),
             "delete" => Some(OpKind::Delete),
+            "metadata" => {
+                let problem = if o.method != "GET" {
+                    Some("a metadata route is a `GET`: changing a schema is no read of it")
+                } else if o.class.is_some() {
+                    Some("a metadata route has no `class`: it is never charged to a budget")
+                } else if o.tunnel.is_some() || o.format.is_some() || o.objects.is_some() {
+                    Some("a metadata route passes unchanged: no `tunnel`, `format` or `objects`")
+                } else {
+                    None
+                };
+                match problem {
+                    Some(message) => {
+                        diags.error(self.file(), at, message.to_string());
+                        None
+                    }
+                    None => Some(OpKind::Metadata),
+                }
+            }
             other => {
                 diags.error(
                     self.file(),
-                    Some(&op.referenced),
-                    format!("unknown op `{other}` (read, write or delete)"),
+                    at,
+                    format!("unknown op `{other}` (read, write, delete or metadata)"),
                 );
                 None
             }
@@ -304,6 +342,7 @@ impl InventoryFile<'_> {
                 }
                 class
             }
+            (None, OpKind::Metadata) => Some(RouteClass::Single),
             (None, OpKind::Read) => {
                 diags.error(
                     self.file(),
@@ -352,6 +391,39 @@ impl InventoryFile<'_> {
                 None
             }
         }
+    }
+
+    /// `withheld:` (`remove` or `null`), which only a read's records can be. `None` after an
+    /// error was reported.
+    fn withheld(
+        &self,
+        op: &Spanned<RawOperation>,
+        kind: OpKind,
+        diags: &mut Diags,
+    ) -> Option<Withheld> {
+        let (file, at) = (self.file(), Some(&op.referenced));
+        let withheld = match op.value.withheld.as_deref() {
+            None | Some("remove") => Withheld::Remove,
+            Some("null") => Withheld::Null,
+            Some(other) => {
+                diags.error(
+                    file,
+                    at,
+                    format!("unknown withheld `{other}` (remove or null)"),
+                );
+                return None;
+            }
+        };
+        if withheld == Withheld::Null && (kind != OpKind::Read || op.value.tunnel.is_some()) {
+            diags.error(
+                file,
+                at,
+                "`withheld: null` applies to reads only: only their records are withheld"
+                    .to_string(),
+            );
+            return None;
+        }
+        Some(withheld)
     }
 
     /// `format:` and `objects:` of one operation. `None` after an error was reported.
@@ -431,7 +503,7 @@ impl InventoryFile<'_> {
         if !res.operations.is_empty()
             && res.records.is_empty()
             && !res.fields.is_empty()
-            && !tunnels_only(res)
+            && !no_records(res)
         {
             diags.error(
                 self.file(),

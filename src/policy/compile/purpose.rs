@@ -3,7 +3,7 @@
 //!
 //! [`compile_all`] reads the file; [`PurposeFile::purpose`] compiles one purpose in the order
 //! its diagnostics read: data use, legal basis, consent signals, field rules (and the ones
-//! that change nothing), `otherwise`, `writes`, `mode`, `export_budget`.
+//! that change nothing), `otherwise`, `writes`, `mode`, `counts`, `export_budget`.
 
 use std::path::Path;
 
@@ -14,7 +14,8 @@ use super::{category, compile_budget, did_you_mean, parse_action, parse_yaml, So
 use crate::policy::diagnostic::{Diags, Severity};
 use crate::policy::model::{RawPurpose, RawPurposes, SpStr};
 use crate::policy::set::{
-    Action, Controller, ExportBudget, FieldRule, LegalBasis, Mode, Purpose, Resolved, Writes,
+    Action, Controller, Counts, ExportBudget, FieldRule, LegalBasis, Mode, Purpose, Resolved,
+    Writes,
 };
 use crate::policy::taxonomy::{CatId, Taxonomy, UNCLASSIFIED};
 
@@ -81,6 +82,7 @@ impl PurposeFile<'_> {
             self.warn_unwritable(raw, &rules, diags);
         }
         let mode = self.mode(raw, diags);
+        let counts = self.counts(raw, &requires_consent, diags);
         let export_budget = self.export_budget(raw, diags);
         let has_new_errors = diags.list[errors_before..]
             .iter()
@@ -101,9 +103,28 @@ impl PurposeFile<'_> {
             writes,
             export_budget,
             mode,
+            counts,
             by_cat,
             rule_ids,
         })
+    }
+
+    /// `counts:` pass, delivered or drop. Unset, a purpose that withholds records (it needs
+    /// consent) gets `delivered`, so a count never tells it how many it did not get; one
+    /// that gets every record keeps the CRM's count (`pass`), which then reveals nothing.
+    fn counts(&self, raw: &RawPurpose, requires_consent: &[String], diags: &mut Diags) -> Counts {
+        match &raw.counts {
+            None if requires_consent.is_empty() => Counts::Pass,
+            None => Counts::Delivered,
+            Some(c) => Counts::from_name(&c.value).unwrap_or_else(|| {
+                self.error(
+                    diags,
+                    &c.referenced,
+                    format!("counts is pass, delivered or drop, not `{}`", c.value),
+                );
+                Counts::Delivered
+            }),
+        }
     }
 
     /// `legal_basis:`, one of GDPR Art. 6's names.

@@ -59,11 +59,13 @@ pub enum QueryRefusal {
 pub type Carried = BTreeSet<&'static str>;
 
 /// Checks the query a request carries in its URL: SOQL in `q` of Salesforce's
-/// `query`/`queryAll`, Dataverse query options and alternate keys, HubSpot `idProperty`
-/// lookups. `path` is the canonical path, `query` the raw query string. Returns the
-/// categories the URL sends. Writes are not minimised here (their body is), but a write
-/// addressed by an alternate key or `idProperty` still sends that property's value: it is
-/// counted.
+/// `query`/`queryAll`, Dataverse query options, and the key a record is addressed by
+/// (Salesforce External ID, Dataverse alternate key, HubSpot `idProperty`). `path` is the
+/// canonical path, `query` the raw query string. Returns the categories the URL sends.
+///
+/// The key is checked for every operation: the answer to a read, an upsert (201 or 200) or a
+/// delete (204 or 404) by a field's value says whether a record with that value exists. And
+/// the key's value goes to the processor, so its category is counted for every operation.
 pub fn check_url(
     set: &PolicySet,
     purpose: &Purpose,
@@ -127,28 +129,22 @@ fn url(
     enforce: Enforce,
 ) -> Result<Carried, QueryRefusal> {
     let res = op.resource_idx;
+    let mut carried = match op.dialect {
+        Dialect::Salesforce => soql::check_external_id(set, purpose, res, path, enforce)?,
+        Dialect::Dynamics => odata::check_alternate_key(set, purpose, res, path, enforce)?,
+        Dialect::HubSpot => hubspot::check_id_property(set, purpose, res, query, enforce)?,
+        Dialect::Generic => Carried::new(),
+    };
     if op.op != OpKind::Read {
-        // Only what the path's lookup sends; nothing is refused here (phase 3 governs the
-        // body), and a key that cannot be read names no category.
-        let lookup = match op.dialect {
-            Dialect::Dynamics => odata::check_alternate_key(set, purpose, res, path, Enforce::No),
-            Dialect::HubSpot => hubspot::check_id_property(set, purpose, res, query, Enforce::No),
-            Dialect::Salesforce | Dialect::Generic => Ok(Carried::new()),
-        };
-        return Ok(lookup.unwrap_or_default());
+        return Ok(carried);
     }
-    match op.dialect {
-        Dialect::Salesforce => soql::check_url(set, purpose, path, query, enforce),
-        Dialect::Dynamics => {
-            let mut carried = odata::check_alternate_key(set, purpose, res, path, enforce)?;
-            carried.append(&mut odata::check_options(
-                set, purpose, res, query, enforce,
-            )?);
-            Ok(carried)
-        }
-        Dialect::HubSpot => hubspot::check_id_property(set, purpose, res, query, enforce),
-        Dialect::Generic => Ok(Carried::new()),
-    }
+    let mut options = match op.dialect {
+        Dialect::Salesforce => soql::check_url(set, purpose, path, query, enforce)?,
+        Dialect::Dynamics => odata::check_options(set, purpose, res, query, enforce)?,
+        Dialect::HubSpot | Dialect::Generic => Carried::new(),
+    };
+    carried.append(&mut options);
+    Ok(carried)
 }
 
 fn query_body(

@@ -36,6 +36,31 @@ pub(super) fn check_url(
     }
 }
 
+/// A record addressed by a field's value, `/sobjects/{Object}/{field}/{value}` (read, upsert
+/// or delete by an External ID field, or by `Id`), tests that field like a predicate.
+/// `resource` is the operation's, the object of the path.
+pub(super) fn check_external_id(
+    set: &PolicySet,
+    purpose: &Purpose,
+    resource: usize,
+    path: &str,
+    enforce: Enforce,
+) -> Result<Carried, QueryRefusal> {
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+    let Some(at) = segments.iter().position(|s| *s == "sobjects") else {
+        return Ok(Carried::new());
+    };
+    let [object, field, _value] = &segments[at + 1..] else {
+        return Ok(Carried::new());
+    };
+    let inv = set
+        .inventory(Dialect::Salesforce)
+        .ok_or(QueryRefusal::Unreadable("no Salesforce inventory"))?;
+    let mut checker = Checker::new(set, inv, purpose, enforce);
+    checker.field(Some(resource), object, &[field]);
+    checker.finish()
+}
+
 /// A Bulk API 2.0 query job (`POST .../jobs/query`) names its SOQL in `query`.
 pub(super) fn check_query_job(
     set: &PolicySet,

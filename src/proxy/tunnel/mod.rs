@@ -371,9 +371,12 @@ impl Cx<'_> {
         }
         match self.set.classify(self.tunnel.dialect, &method, path) {
             RouteMatch::Unknown => Err(refuse(Cause::UnknownResource)),
-            RouteMatch::Ungoverned { template } => Ok(PartRoute::Ungoverned {
-                template: template.to_string(),
-            }),
+            // metadata describes objects, no customer data: it passes as ungoverned parts do
+            RouteMatch::Ungoverned { template } | RouteMatch::Metadata { template, .. } => {
+                Ok(PartRoute::Ungoverned {
+                    template: template.to_string(),
+                })
+            }
             RouteMatch::Operation(op) if op.tunnel().is_some() => Err(refuse(Cause::Nested)),
             RouteMatch::Operation(op) => Ok(PartRoute::Governed(op.clone())),
         }

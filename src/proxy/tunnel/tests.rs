@@ -513,10 +513,7 @@ fn composite_fixture_each_part_filtered_as_if_alone() {
     let req = sf_request(TunnelKind::SfComposite, "support", &body).expect("support writes");
     assert_eq!(req.parts.len(), 3);
     assert_eq!(req.parts[2].id.as_deref(), Some("refQuery"));
-    assert_eq!(
-        req.parts[2].route.template(),
-        "GET /services/data/v*/query/"
-    );
+    assert_eq!(req.parts[2].route.template(), "GET /services/data/v*/query");
     let sent = json_of(&req.body);
     for (i, path) in [
         (0, "/services/data/v66.0/sobjects/Account"),
