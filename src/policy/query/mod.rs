@@ -447,15 +447,25 @@ mod tests {
         assert_eq!(by_email.map(|c| names(&c)), Ok(vec!["user.contact.email"]));
         let patch = op(set, Dialect::HubSpot, "/contacts/*", OpKind::Write);
         let analytics = set.purpose("analytics").expect("purpose");
-        // a write is not minimised here, but its lookup is still counted
+        // a write's lookup is checked like a read's (the answer says whether a record with
+        // that value exists) and counted
         let write = check_url(
             set,
-            analytics,
+            support,
             patch,
             "/crm/v3/objects/contacts/x",
             Some("idProperty=email"),
         );
         assert_eq!(write.map(|c| names(&c)), Ok(vec!["user.contact.email"]));
+        let lookup = (
+            patch,
+            "/crm/v3/objects/contacts/x",
+            Some("idProperty=email"),
+        );
+        assert!(check_url(set, analytics, lookup.0, lookup.1, lookup.2).is_err());
+        // in shadow mode it would go through: then it is counted all the same
+        let unchecked = carried_by_url(set, analytics, lookup.0, lookup.1, lookup.2);
+        assert_eq!(names(&unchecked), ["user.contact.email"]);
         // a search: filters and free text send values, sorts do not
         let search = op(set, Dialect::HubSpot, "/contacts/search", OpKind::Read);
         let body = serde_json::json!({
