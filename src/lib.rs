@@ -25,8 +25,8 @@
 //! rustls configs and reads client identities, [`admin`] serves health and Prometheus metrics
 //! ([`metrics`]), [`state`] holds what a request needs, [`reload`] swaps policies live,
 //! [`runtime`] starts and stops a whole Zweck, [`config`] loads `zweck.yaml` (raw -> compiled),
-//! [`secrets`] reads and writes key files, [`certs`] and [`dev`] make development key
-//! material, [`crm_double`] stands in for the CRMs in tests and demos.
+//! [`secrets`] reads and writes key files, [`keys`] rotates them, [`certs`] and [`dev`] make
+//! development key material, [`crm_double`] stands in for the CRMs in tests and demos.
 
 pub mod admin;
 pub mod audit;
