@@ -72,6 +72,9 @@ vocabulary! {
         NoRoute = "no-route",
         UnknownResource = "unknown-resource",
         BadPath = "bad-path",
+        BadHost = "bad-host",
+        HeadersTooLarge = "headers-too-large",
+        RequestTimeout = "request-timeout",
         MethodOverride = "method-override",
         Unsupported = "unsupported",
         BodyNotAllowed = "body-not-allowed",
@@ -88,6 +91,7 @@ vocabulary! {
         UpstreamUnavailable = "upstream-unavailable",
         UpstreamCredential = "upstream-credential",
         UpstreamTimeout = "upstream-timeout",
+        UpstreamMalformed = "upstream-malformed",
         TransferNotPermitted = "transfer-not-permitted",
         AuditUnavailable = "audit-unavailable",
         PolicyFault = "policy-fault",
@@ -102,12 +106,13 @@ impl ProblemType {
     /// The problem's `title`.
     pub fn title(self) -> &'static str {
         use ProblemType::{
-            AuditUnavailable, BadPath, Blocked, BodyNotAllowed, BodyTooLarge, BudgetExhausted,
-            BudgetPageOverCap, BudgetStoreUnavailable, MethodOverride, NoRoute, Overloaded,
-            PolicyFault, PurposeMissing, PurposeNotGranted, PurposeUnknown, QueryNotAllowed,
-            QueryNotCheckable, RecordWithheld, RequestNotInspectable, ResponseNotInspectable,
-            TransferNotPermitted, UnknownApp, UnknownResource, Unsupported, UnsupportedMediaType,
-            UpstreamCredential, UpstreamTimeout, UpstreamUnavailable, WriteActionNotAllowed,
+            AuditUnavailable, BadHost, BadPath, Blocked, BodyNotAllowed, BodyTooLarge,
+            BudgetExhausted, BudgetPageOverCap, BudgetStoreUnavailable, HeadersTooLarge,
+            MethodOverride, NoRoute, Overloaded, PolicyFault, PurposeMissing, PurposeNotGranted,
+            PurposeUnknown, QueryNotAllowed, QueryNotCheckable, RecordWithheld,
+            RequestNotInspectable, RequestTimeout, ResponseNotInspectable, TransferNotPermitted,
+            UnknownApp, UnknownResource, Unsupported, UnsupportedMediaType, UpstreamCredential,
+            UpstreamMalformed, UpstreamTimeout, UpstreamUnavailable, WriteActionNotAllowed,
             WriteDenied,
         };
         match self {
@@ -118,6 +123,9 @@ impl ProblemType {
             NoRoute => "No route",
             UnknownResource => "Unknown resource",
             BadPath => "Path not canonical",
+            BadHost => "Host missing or ambiguous",
+            HeadersTooLarge => "Request headers too large",
+            RequestTimeout => "Request body too slow",
             MethodOverride => "Method override refused",
             Unsupported => "Not supported",
             BodyNotAllowed => "Body not allowed",
@@ -134,6 +142,7 @@ impl ProblemType {
             UpstreamUnavailable => "Upstream unavailable",
             UpstreamCredential => "Upstream credential unavailable",
             UpstreamTimeout => "Upstream timeout",
+            UpstreamMalformed => "Upstream response malformed",
             TransferNotPermitted => "Transfer not permitted",
             AuditUnavailable => "Transfer log unavailable",
             PolicyFault => "Policy fault",
@@ -254,6 +263,18 @@ pub enum ProxyError {
     /// The path is not in canonical form (dot-segments, encoded `/` or `.`, `//`, ...).
     #[error("the request path is not canonical: {reason}")]
     BadPath { reason: &'static str },
+    /// HTTP/1.1 without `Host`, two `Host` headers, one that is not a host, or a `Host` that
+    /// names another host than the request target (HTTP/2: `:authority`).
+    #[error("the request's host is {reason}")]
+    BadHost { reason: &'static str },
+    /// The request header block is larger than `limits.max_header_bytes`, or has more
+    /// fields than HTTP/1.1's parser takes.
+    #[error("the request headers are over their limit of {limit} {unit}")]
+    HeadersTooLarge { limit: u64, unit: &'static str },
+    /// The request body did not arrive at `limits.body_min_rate` once `body_read_timeout`
+    /// was used up.
+    #[error("the request body arrived too slowly")]
+    RequestTimeout,
     /// A method-override header or `_HttpMethod` parameter was sent.
     #[error("method overrides are refused ({what})")]
     MethodOverride { what: &'static str },
@@ -263,9 +284,16 @@ pub enum ProxyError {
     /// The upstream refused or reset the connection, or answered garbage.
     #[error("the upstream {upstream} could not be reached")]
     UpstreamUnavailable { upstream: String },
-    /// The upstream did not answer within its response timeout.
+    /// The upstream did not answer within its response timeout, or its response body
+    /// stalled for longer than its body idle timeout.
     #[error("the upstream {upstream} did not answer in time")]
     UpstreamTimeout { upstream: String },
+    /// The upstream's response was not well-framed HTTP (`Content-Length` beside
+    /// `Transfer-Encoding`, a transfer coding other than chunked, conflicting lengths, a
+    /// folded header): read as the upstream meant it or not, it could smuggle a second
+    /// response, so it is refused and its connection dropped.
+    #[error("the upstream {upstream} answered with a malformed response")]
+    UpstreamMalformed { upstream: String },
     /// Zweck could not obtain the upstream's own credential (token endpoint down, file gone).
     #[error("the credential for upstream {upstream} is not available")]
     UpstreamCredential { upstream: String },
@@ -367,12 +395,13 @@ impl ProxyError {
     /// The HTTP status this error is answered with.
     pub fn status(&self) -> StatusCode {
         use ProxyError::{
-            AuditUnavailable, BadPath, Blocked, BodyNotAllowed, BodyTooLarge, BudgetExhausted,
-            MethodOverride, NoRoute, Overloaded, PartRefused, PolicyFault, PurposeMissing,
-            PurposeNotGranted, PurposeUnknown, QueryNotAllowed, QueryNotCheckable, RecordWithheld,
-            RequestNotInspectable, ResponseNotInspectable, TransferNotPermitted, UnknownApp,
-            UnknownResource, Unsupported, UnsupportedMediaType, UpstreamCredential,
-            UpstreamTimeout, UpstreamUnavailable, WriteActionNotAllowed, WriteDenied,
+            AuditUnavailable, BadHost, BadPath, Blocked, BodyNotAllowed, BodyTooLarge,
+            BudgetExhausted, HeadersTooLarge, MethodOverride, NoRoute, Overloaded, PartRefused,
+            PolicyFault, PurposeMissing, PurposeNotGranted, PurposeUnknown, QueryNotAllowed,
+            QueryNotCheckable, RecordWithheld, RequestNotInspectable, RequestTimeout,
+            ResponseNotInspectable, TransferNotPermitted, UnknownApp, UnknownResource, Unsupported,
+            UnsupportedMediaType, UpstreamCredential, UpstreamMalformed, UpstreamTimeout,
+            UpstreamUnavailable, WriteActionNotAllowed, WriteDenied,
         };
         match self {
             PartRefused { cause, .. } => cause.status(),
@@ -394,9 +423,13 @@ impl ProxyError {
             RecordWithheld => StatusCode::NOT_FOUND,
             PolicyFault => StatusCode::INTERNAL_SERVER_ERROR,
             NoRoute => StatusCode::NOT_FOUND,
-            BadPath { .. } | MethodOverride { .. } => StatusCode::BAD_REQUEST,
+            BadPath { .. } | BadHost { .. } | MethodOverride { .. } => StatusCode::BAD_REQUEST,
+            HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Unsupported { .. } => StatusCode::NOT_IMPLEMENTED,
-            UpstreamUnavailable { .. } | UpstreamCredential { .. } => StatusCode::BAD_GATEWAY,
+            UpstreamUnavailable { .. } | UpstreamCredential { .. } | UpstreamMalformed { .. } => {
+                StatusCode::BAD_GATEWAY
+            }
             UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Overloaded { .. } | AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -411,12 +444,13 @@ impl ProxyError {
     /// The problem type (`urn:zweck:problem:<slug>`).
     pub fn problem_type(&self) -> ProblemType {
         use ProxyError::{
-            AuditUnavailable, BadPath, Blocked, BodyNotAllowed, BodyTooLarge, BudgetExhausted,
-            MethodOverride, NoRoute, Overloaded, PartRefused, PolicyFault, PurposeMissing,
-            PurposeNotGranted, PurposeUnknown, QueryNotAllowed, QueryNotCheckable, RecordWithheld,
-            RequestNotInspectable, ResponseNotInspectable, TransferNotPermitted, UnknownApp,
-            UnknownResource, Unsupported, UnsupportedMediaType, UpstreamCredential,
-            UpstreamTimeout, UpstreamUnavailable, WriteActionNotAllowed, WriteDenied,
+            AuditUnavailable, BadHost, BadPath, Blocked, BodyNotAllowed, BodyTooLarge,
+            BudgetExhausted, HeadersTooLarge, MethodOverride, NoRoute, Overloaded, PartRefused,
+            PolicyFault, PurposeMissing, PurposeNotGranted, PurposeUnknown, QueryNotAllowed,
+            QueryNotCheckable, RecordWithheld, RequestNotInspectable, RequestTimeout,
+            ResponseNotInspectable, TransferNotPermitted, UnknownApp, UnknownResource, Unsupported,
+            UnsupportedMediaType, UpstreamCredential, UpstreamMalformed, UpstreamTimeout,
+            UpstreamUnavailable, WriteActionNotAllowed, WriteDenied,
         };
         match self {
             PartRefused { cause, .. } => cause.problem_type(),
@@ -426,10 +460,14 @@ impl ProxyError {
             NoRoute => ProblemType::NoRoute,
             UnknownResource => ProblemType::UnknownResource,
             BadPath { .. } => ProblemType::BadPath,
+            BadHost { .. } => ProblemType::BadHost,
+            HeadersTooLarge { .. } => ProblemType::HeadersTooLarge,
+            RequestTimeout => ProblemType::RequestTimeout,
             MethodOverride { .. } => ProblemType::MethodOverride,
             Unsupported { .. } => ProblemType::Unsupported,
             UpstreamUnavailable { .. } => ProblemType::UpstreamUnavailable,
             UpstreamTimeout { .. } => ProblemType::UpstreamTimeout,
+            UpstreamMalformed { .. } => ProblemType::UpstreamMalformed,
             UpstreamCredential { .. } => ProblemType::UpstreamCredential,
             BodyTooLarge { .. } => ProblemType::BodyTooLarge,
             Overloaded { .. } => ProblemType::Overloaded,

@@ -21,7 +21,8 @@
 //! [`audit`] (writer, verify, report, ropa), [`pattern`] (route patterns), [`dialect`],
 //! [`diagnostic`] (file:line:column messages), [`units`] (durations and sizes).
 //!
-//! Around it: [`server`] accepts TLS connections and shuts down gracefully, [`tls`] builds the
+//! Around it: [`server`] accepts TLS connections and shuts down gracefully (HTTP/1.1 with a
+//! lingering close, [`linger`], so a refused client reads its answer), [`tls`] builds the
 //! rustls configs and reads client identities, [`admin`] serves health and Prometheus metrics
 //! ([`metrics`]), [`state`] holds what a request needs, [`reload`] swaps policies live,
 //! [`runtime`] starts and stops a whole Zweck, [`config`] loads `zweck.yaml` (raw -> compiled),
@@ -42,6 +43,7 @@ pub mod dialect;
 pub mod error;
 pub mod json;
 pub mod keys;
+pub mod linger;
 pub mod links;
 pub mod metrics;
 pub mod pattern;

@@ -12,6 +12,12 @@
 //! graceful way, so idle clients (HTTP/2 keeps a connection open forever otherwise) do not
 //! hold the connection permits that active ones need. A request counts as in flight until
 //! its response body is done, so a long download is never mistaken for idleness.
+//!
+//! Both protocols cut a request head off at twice `limits.max_header_bytes` (the HTTP/1.1
+//! read buffer, the HTTP/2 `SETTINGS_MAX_HEADER_LIST_SIZE`): below that Zweck itself checks
+//! the limit the same way on both and answers 431 with a problem (`proxy/wire.rs`). HTTP/1.1
+//! connections close with a lingering close (`linger.rs`), so a client still sending a body
+//! Zweck refused reads the answer instead of a reset.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -31,9 +37,20 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use crate::body::{BoxError, ProxyBody};
+use crate::linger::Linger;
 use crate::proxy::{self, ConnInfo};
 use crate::state::State;
 use crate::tls::PeerIdentity;
+
+/// hyper's smallest HTTP/1.1 read buffer.
+const MIN_H1_BUFFER: usize = 8192;
+
+/// Where the HTTP layer cuts a request head off: twice the limit Zweck checks itself, so a
+/// head between the two gets Zweck's 431 problem on both protocols, and no connection
+/// buffers more than this for a head.
+fn head_cutoff(max_header_bytes: u64) -> usize {
+    usize::try_from(max_header_bytes.saturating_mul(2)).unwrap_or(usize::MAX)
+}
 
 /// How the accept loop ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,6 +129,7 @@ pub async fn run(
             // ALPN decides the protocol, so hyper never waits for bytes to guess it: a client
             // that sends nothing then meets the header-read timeout instead of hanging.
             let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+            let tls = Linger::new(tls, (!h2).then_some(limits.linger_timeout));
             let conn = Arc::new(ConnInfo { peer, identity });
             state.metrics.open_connections.inc();
             let svc_state = state.clone();
@@ -134,16 +152,19 @@ pub async fn run(
             } else {
                 builder.http1_only()
             };
+            let head_cutoff = head_cutoff(limits.max_header_bytes);
             builder
                 .http1()
                 .timer(TokioTimer::new())
                 .header_read_timeout(limits.header_read_timeout)
+                .max_buf_size(head_cutoff.max(MIN_H1_BUFFER))
                 .keep_alive(true);
             builder
                 .http2()
                 .timer(TokioTimer::new())
                 .keep_alive_interval(Some(Duration::from_secs(30)))
                 .keep_alive_timeout(Duration::from_secs(20))
+                .max_header_list_size(u32::try_from(head_cutoff).unwrap_or(u32::MAX))
                 .max_concurrent_streams(256);
             let connection = builder
                 .serve_connection(TokioIo::new(tls), svc)

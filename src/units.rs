@@ -53,6 +53,14 @@ pub fn parse_size(s: &str) -> Option<u64> {
     n.checked_mul(mult)
 }
 
+/// The instant `d` from now, or about 30 years from now when `d` is too large to add to the
+/// clock (a configured timeout of "forever"; adding would panic).
+pub fn deadline_after(d: Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    now.checked_add(d)
+        .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 86_400))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,6 +140,9 @@ mod tests {
             "shutdown_grace",
             "connect_timeout",
             "response_timeout",
+            "body_idle_timeout",
+            "body_read_timeout",
+            "linger_timeout",
             "checkpoint_interval",
             "rotate_age",
             "per",
@@ -141,6 +152,9 @@ mod tests {
             "max_body_bytes",
             "buffered_total",
             "rotate_bytes",
+            "max_header_bytes",
+            "body_min_rate",
+            "drain_bytes",
         ];
         let mut seen = 0;
         for file in files {

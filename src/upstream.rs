@@ -5,22 +5,36 @@
 //! fetched from the token endpoint and refreshed before it expires (single flight: one
 //! refresh at a time, every waiting request reuses its result). The client is hyper-util's
 //! pooled legacy client over rustls (webpki roots plus an optional extra CA), with a connect
-//! timeout on the connector and a response timeout around each exchange. Failures become
-//! `ProxyError`s: refused or reset is 502, too slow is 504.
+//! timeout on the connector, a response timeout until the response head, and an idle timeout
+//! on the response body after it ([`UpstreamBody`]: a stalled body ends in an error, never in
+//! a clean short body). Failures become `ProxyError`s: refused or reset is 502, too slow is
+//! 504.
+//!
+//! A response whose framing is ambiguous is refused (502 `upstream-malformed`) and its
+//! connection poisoned, so the pool never hands it out again: `Content-Length` beside
+//! `Transfer-Encoding`, or a transfer coding other than exactly `chunked`, is what request
+//! smuggling and response splitting are made of (RFC 9112 §6.3, §11). hyper's parser already
+//! refuses conflicting `Content-Length` values, folded headers and malformed lines (502 as
+//! well); what it reads as RFC 9112 allows, this module refuses as a proxy should.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Method, Request, Response, Uri};
+use http::{header, HeaderValue, Method, Request, Response, Uri, Version};
+use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::{capture_connection, HttpConnector};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
-use crate::body::{self, ProxyBody};
+use crate::body::{self, BoxError, ProxyBody};
 use crate::config::{SecretSource, UpstreamAuth, UpstreamConfig};
 use crate::error::ProxyError;
 use crate::proxy::route::RouteRule;
@@ -56,6 +70,8 @@ pub struct Upstream {
     pub rule: RouteRule,
     /// `scheme://authority` of the upstream, for link rewriting.
     pub origin: String,
+    /// The name again, shared by every response body's stall error.
+    label: Arc<str>,
     client: HttpsClient,
     credential: Credential,
 }
@@ -191,6 +207,7 @@ impl Upstream {
                 host: config.host.clone(),
             },
             origin,
+            label: Arc::from(name.as_str()),
             client,
             credential,
             config,
@@ -268,27 +285,202 @@ impl Upstream {
         Ok(header)
     }
 
-    /// Sends one request, waiting at most the response timeout for the response head.
-    pub async fn send(&self, req: Request<ProxyBody>) -> Result<Response<Incoming>, ProxyError> {
+    /// Sends one request, waiting at most the response timeout for the response head; the
+    /// body comes with the idle timeout. A response with ambiguous framing is refused and its
+    /// connection is never reused.
+    pub async fn send(
+        &self,
+        mut req: Request<ProxyBody>,
+    ) -> Result<Response<UpstreamBody>, ProxyError> {
         let name = &self.config.name;
-        match tokio::time::timeout(self.config.response_timeout, self.client.request(req)).await {
-            Err(_) => Err(ProxyError::UpstreamTimeout {
-                upstream: name.clone(),
-            }),
-            Ok(Err(e)) => {
-                if is_timeout(&e) {
-                    Err(ProxyError::UpstreamTimeout {
-                        upstream: name.clone(),
-                    })
-                } else {
-                    tracing::warn!(upstream = %name, error = %e, "upstream request failed");
-                    Err(ProxyError::UpstreamUnavailable {
-                        upstream: name.clone(),
-                    })
-                }
+        let connection = capture_connection(&mut req);
+        let resp = match tokio::time::timeout(
+            self.config.response_timeout,
+            self.client.request(req),
+        )
+        .await
+        {
+            Err(_) => {
+                return Err(ProxyError::UpstreamTimeout {
+                    upstream: name.clone(),
+                })
             }
-            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(e)) => return Err(self.failed(&e)),
+            Ok(Ok(resp)) => resp,
+        };
+        if let Some(what) = ambiguous_framing(&resp) {
+            if let Some(connected) = connection.connection_metadata().as_ref() {
+                connected.poison();
+            }
+            tracing::warn!(upstream = %name, framing = what, "upstream response refused: ambiguous framing; connection dropped");
+            return Err(ProxyError::UpstreamMalformed {
+                upstream: name.clone(),
+            });
         }
+        let (idle, label) = (self.config.body_idle_timeout, self.label.clone());
+        Ok(resp.map(|inner| UpstreamBody::new(inner, idle, label)))
+    }
+
+    /// What a failed exchange means: too slow, unparsable, or unreachable.
+    fn failed(&self, e: &hyper_util::client::legacy::Error) -> ProxyError {
+        let upstream = self.config.name.clone();
+        if is_timeout(e) {
+            ProxyError::UpstreamTimeout { upstream }
+        } else if is_parse_error(e) {
+            tracing::warn!(upstream = %upstream, error = %e, "upstream response unparsable");
+            ProxyError::UpstreamMalformed { upstream }
+        } else {
+            tracing::warn!(upstream = %upstream, error = %e, "upstream request failed");
+            ProxyError::UpstreamUnavailable { upstream }
+        }
+    }
+}
+
+/// Why an HTTP/1 response's framing is refused, if it is: `Content-Length` beside
+/// `Transfer-Encoding` (RFC 9112 §6.3: "ought to be handled as an error"), or a transfer
+/// coding other than exactly one `chunked` (a body read to the close, or coded in a way
+/// no one downstream decodes). HTTP/2 has no such framing (hyper refuses the headers).
+fn ambiguous_framing<B>(resp: &Response<B>) -> Option<&'static str> {
+    if resp.version() == Version::HTTP_2 {
+        return None;
+    }
+    let headers = resp.headers();
+    let mut codings = headers.get_all(header::TRANSFER_ENCODING).iter();
+    let first = codings.next()?;
+    if headers.contains_key(header::CONTENT_LENGTH) {
+        return Some("content-length with transfer-encoding");
+    }
+    let chunked = first
+        .as_bytes()
+        .trim_ascii()
+        .eq_ignore_ascii_case(b"chunked");
+    if !chunked || codings.next().is_some() {
+        return Some("transfer-encoding other than chunked");
+    }
+    None
+}
+
+/// Whether hyper could not parse the upstream's response (a malformed head, conflicting
+/// lengths, a folded header).
+fn is_parse_error(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(h) = err.downcast_ref::<hyper::Error>() {
+            if h.is_parse() || h.is_parse_status() {
+                return true;
+            }
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// The upstream's response body stopped for longer than the upstream's `body_idle_timeout`.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("the upstream {upstream} stopped sending its response body")]
+pub struct BodyStalled {
+    pub upstream: Arc<str>,
+}
+
+impl BodyStalled {
+    /// The stall behind a body error, if a stall is what ended the body.
+    pub fn of<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a BodyStalled> {
+        let mut cur = Some(e);
+        while let Some(err) = cur {
+            if let Some(s) = err.downcast_ref::<BodyStalled>() {
+                return Some(s);
+            }
+            cur = err.source();
+        }
+        None
+    }
+}
+
+/// An upstream response body that may not stall: after the head, each piece must come
+/// within the upstream's `body_idle_timeout`, or the body ends in [`BodyStalled`].
+pub struct UpstreamBody {
+    inner: Incoming,
+    idle: Duration,
+    upstream: Arc<str>,
+    /// Made on the first wait only.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    waiting: bool,
+    stalled: bool,
+}
+
+impl std::fmt::Debug for UpstreamBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamBody")
+            .field("upstream", &self.upstream)
+            .finish_non_exhaustive()
+    }
+}
+
+impl UpstreamBody {
+    pub fn new(inner: Incoming, idle: Duration, upstream: Arc<str>) -> UpstreamBody {
+        UpstreamBody {
+            inner,
+            idle,
+            upstream,
+            timer: None,
+            waiting: false,
+            stalled: false,
+        }
+    }
+
+    fn stall(&self) -> BoxError {
+        Box::new(BodyStalled {
+            upstream: self.upstream.clone(),
+        })
+    }
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        if this.stalled {
+            return Poll::Ready(Some(Err(this.stall())));
+        }
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                this.waiting = false;
+                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+            }
+            Poll::Pending => {
+                if !this.waiting {
+                    this.waiting = true;
+                    let deadline = crate::units::deadline_after(this.idle);
+                    match this.timer.as_mut() {
+                        Some(t) => t.as_mut().reset(deadline),
+                        None => this.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+                    }
+                }
+                let fired = this
+                    .timer
+                    .as_mut()
+                    .is_some_and(|t| t.as_mut().poll(cx).is_ready());
+                if fired {
+                    this.stalled = true;
+                    tracing::warn!(upstream = %this.upstream, "upstream response body stalled");
+                    return Poll::Ready(Some(Err(this.stall())));
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        !self.stalled && self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 

@@ -21,6 +21,12 @@ use crate::dialect::Dialect;
 use crate::pattern::RoutePattern;
 use crate::units::{parse_duration, parse_size};
 
+/// The range `limits.max_header_bytes` may take: below 4 KiB ordinary SDK requests (a bearer
+/// token, tracing headers) no longer fit; above 1 MiB the per-connection read buffer of an
+/// idle attacker costs more than any real request needs.
+const MIN_HEADER_BYTES: u64 = 4 << 10;
+const MAX_HEADER_BYTES: u64 = 1 << 20;
+
 /// Parses and validates config text; `path` names the file in messages and anchors relative
 /// paths.
 pub(super) fn compile(path: &Path, text: &str) -> Result<Config, ConfigError> {
@@ -225,6 +231,22 @@ impl Compiler {
         if let Some(n) = l.max_connections.as_ref().filter(|n| n.value == 0) {
             self.error(&n.referenced, "limits.max_connections must be at least 1");
         }
+        let max_header_bytes = self.size(&l.max_header_bytes, defaults.max_header_bytes);
+        if let Some(at) = l.max_header_bytes.as_ref() {
+            if !(MIN_HEADER_BYTES..=MAX_HEADER_BYTES).contains(&max_header_bytes) {
+                self.error(
+                    &at.referenced,
+                    "limits.max_header_bytes must be between 4KiB and 1MiB",
+                );
+            }
+        }
+        let body_min_rate = self.size(&l.body_min_rate, defaults.body_min_rate);
+        if let Some(at) = l.body_min_rate.as_ref().filter(|_| body_min_rate == 0) {
+            self.error(
+                &at.referenced,
+                "limits.body_min_rate must be at least 1 (bytes per second)",
+            );
+        }
         Limits {
             max_connections: l
                 .max_connections
@@ -240,6 +262,11 @@ impl Compiler {
             buffered_total: self.size(&l.buffered_total, defaults.buffered_total),
             json_depth: l.json_depth.unwrap_or(defaults.json_depth),
             decoded_ratio: l.decoded_ratio.unwrap_or(defaults.decoded_ratio),
+            max_header_bytes,
+            body_read_timeout: self.duration(&l.body_read_timeout, defaults.body_read_timeout),
+            body_min_rate,
+            drain_bytes: self.size(&l.drain_bytes, defaults.drain_bytes),
+            linger_timeout: self.duration(&l.linger_timeout, defaults.linger_timeout),
         }
     }
 
@@ -473,6 +500,12 @@ impl Compiler {
                 .map(|v| Spanned::new(v, at, at)),
             Duration::from_secs(60),
         );
+        let body_idle_timeout = self.duration(
+            &raw.body_idle_timeout
+                .clone()
+                .map(|v| Spanned::new(v, at, at)),
+            Duration::from_secs(60),
+        );
         let mut ungoverned = Vec::new();
         for p in &raw.ungoverned {
             match RoutePattern::parse(p) {
@@ -503,6 +536,7 @@ impl Compiler {
             ca: raw.ca.as_deref().map(|p| self.path(p)),
             connect_timeout,
             response_timeout,
+            body_idle_timeout,
             ungoverned,
         })
     }

@@ -120,6 +120,18 @@ pub struct Limits {
     pub buffered_total: u64,
     pub json_depth: usize,
     pub decoded_ratio: u64,
+    /// The request header block, counted as HTTP/2 counts it (RFC 9113 §6.5.2): 431 beyond.
+    pub max_header_bytes: u64,
+    /// How long Zweck waits for a request body beyond what `body_min_rate` grants.
+    pub body_read_timeout: Duration,
+    /// Bytes per second a request body must average once `body_read_timeout` is used up.
+    pub body_min_rate: u64,
+    /// How much of a refused request's unread body is read and discarded so the client gets
+    /// the answer (and an HTTP/1.1 connection stays usable).
+    pub drain_bytes: u64,
+    /// How long an HTTP/1.1 connection closed with request bytes still arriving keeps
+    /// reading them, so the client reads the answer before the close.
+    pub linger_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -135,6 +147,11 @@ impl Default for Limits {
             buffered_total: 256 << 20,
             json_depth: 128,
             decoded_ratio: 100,
+            max_header_bytes: 64 << 10,
+            body_read_timeout: Duration::from_secs(30),
+            body_min_rate: 1 << 10,
+            drain_bytes: 16 << 20,
+            linger_timeout: Duration::from_secs(2),
         }
     }
 }
@@ -216,6 +233,8 @@ pub struct UpstreamConfig {
     pub ca: Option<PathBuf>,
     pub connect_timeout: Duration,
     pub response_timeout: Duration,
+    /// After the response head, the longest wait for the next piece of its body.
+    pub body_idle_timeout: Duration,
     pub ungoverned: Vec<RoutePattern>,
 }
 

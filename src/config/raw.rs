@@ -76,6 +76,11 @@ pub(super) struct RawLimits {
     pub(super) buffered_total: Option<Spanned<String>>,
     pub(super) json_depth: Option<usize>,
     pub(super) decoded_ratio: Option<u64>,
+    pub(super) max_header_bytes: Option<Spanned<String>>,
+    pub(super) body_read_timeout: Option<Spanned<String>>,
+    pub(super) body_min_rate: Option<Spanned<String>>,
+    pub(super) drain_bytes: Option<Spanned<String>>,
+    pub(super) linger_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -125,6 +130,8 @@ pub(super) struct RawUpstream {
     pub(super) connect_timeout: Option<String>,
     #[serde(default)]
     pub(super) response_timeout: Option<String>,
+    #[serde(default)]
+    pub(super) body_idle_timeout: Option<String>,
     #[serde(default)]
     pub(super) ungoverned: Vec<String>,
 }

@@ -45,6 +45,16 @@ fn table() -> Vec<(ProxyError, u16, &'static str)> {
             400,
             "bad-path",
         ),
+        (ProxyError::BadHost { reason: "missing" }, 400, "bad-host"),
+        (
+            ProxyError::HeadersTooLarge {
+                limit: 65536,
+                unit: "bytes",
+            },
+            431,
+            "headers-too-large",
+        ),
+        (ProxyError::RequestTimeout, 408, "request-timeout"),
         (
             ProxyError::MethodOverride {
                 what: "X-HTTP-Method-Override",
@@ -66,6 +76,11 @@ fn table() -> Vec<(ProxyError, u16, &'static str)> {
             ProxyError::UpstreamTimeout { upstream: up() },
             504,
             "upstream-timeout",
+        ),
+        (
+            ProxyError::UpstreamMalformed { upstream: up() },
+            502,
+            "upstream-malformed",
         ),
         (
             ProxyError::UpstreamCredential { upstream: up() },

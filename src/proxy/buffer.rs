@@ -9,15 +9,16 @@
 
 use bytes::{Bytes, BytesMut};
 use http::{header, HeaderMap};
-use hyper::body::Incoming;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::headers::content_length;
+use super::intake::BodyFailure;
 use crate::body::{self, encoding, BoxError};
 use crate::error::{Inspection, ProxyError};
 use crate::json::JsonLimits;
 use crate::policy::Direction;
 use crate::state::State;
+use crate::upstream::{BodyStalled, UpstreamBody};
 
 /// The caps on a governed JSON document.
 pub fn json_limits(state: &State) -> JsonLimits {
@@ -90,12 +91,15 @@ fn acquire_kib(state: &State, bytes: u64) -> Result<OwnedSemaphorePermit, ProxyE
 /// Reads a whole governed body (any media type) under the buffer budget and decodes it; the
 /// `Content-Encoding` header goes, since what is sent on is what was inspected. A request
 /// over `limits.buffer_bytes` is `body-too-large`, a response `too-large`.
-pub async fn read_decoded(
+pub async fn read_decoded<B>(
     state: &State,
     headers: &mut HeaderMap,
-    incoming: Incoming,
+    incoming: B,
     direction: Direction,
-) -> Result<(Bytes, Reservation), ProxyError> {
+) -> Result<(Bytes, Reservation), ProxyError>
+where
+    B: http_body::Body<Data = Bytes, Error = BoxError> + Unpin,
+{
     let bad = |reason| ProxyError::not_inspectable(direction, reason);
     let mut reservation = Reservation::new(state, headers)?;
     let codings = codings(headers, direction)?;
@@ -107,7 +111,7 @@ pub async fn read_decoded(
                 ProxyError::BodyTooLarge { limit }
             }
             body::CollectError::TooLarge { .. } => bad(Inspection::TooLarge),
-            body::CollectError::Stream(_) => bad(Inspection::Truncated),
+            body::CollectError::Stream(e) => stream_failure(e.as_ref(), direction),
         })?;
     let bytes = decode(state, &mut reservation, headers, &raw, &codings, direction)?;
     Ok((bytes, reservation))
@@ -119,7 +123,7 @@ pub enum Read {
     Decoded(Bytes, Reservation),
     /// Larger than `limits.buffer_bytes`: the bytes read so far (still encoded) and the rest,
     /// for a list page to go on as a stream (`stream.rs`).
-    Overflow(Bytes, Incoming),
+    Overflow(Bytes, UpstreamBody),
 }
 
 /// Reads a governed response whole when it fits the buffer, else hands it over to be
@@ -127,7 +131,7 @@ pub enum Read {
 pub async fn read_or_overflow(
     state: &State,
     headers: &mut HeaderMap,
-    incoming: Incoming,
+    incoming: UpstreamBody,
 ) -> Result<Read, ProxyError> {
     let direction = Direction::Response;
     let codings = codings(headers, direction)?;
@@ -139,15 +143,27 @@ pub async fn read_or_overflow(
     let raw = match collect_or_overflow(incoming, limit).await {
         Ok(Collected::Whole(raw)) => raw,
         Ok(Collected::Overflow(prefix, rest)) => return Ok(Read::Overflow(prefix, rest)),
-        Err(_) => {
-            return Err(ProxyError::not_inspectable(
-                direction,
-                Inspection::Truncated,
-            ))
-        }
+        Err(e) => return Err(stream_failure(e.as_ref(), direction)),
     };
     let bytes = decode(state, &mut reservation, headers, &raw, &codings, direction)?;
     Ok(Read::Decoded(bytes, reservation))
+}
+
+/// A body that failed while being read: the app's body too slow or too large, the
+/// upstream's stalled (504), or either truncated.
+pub(super) fn stream_failure(
+    e: &(dyn std::error::Error + 'static),
+    direction: Direction,
+) -> ProxyError {
+    if let Some(failure) = BodyFailure::of(e) {
+        return failure.into();
+    }
+    if let Some(stall) = BodyStalled::of(e) {
+        return ProxyError::UpstreamTimeout {
+            upstream: stall.upstream.to_string(),
+        };
+    }
+    ProxyError::not_inspectable(direction, Inspection::Truncated)
 }
 
 /// Decodes a raw body, holding room for both the raw and the decoded bytes.
@@ -170,11 +186,14 @@ fn decode(
 enum Collected {
     Whole(Bytes),
     /// The bytes read so far and the rest of the body.
-    Overflow(Bytes, Incoming),
+    Overflow(Bytes, UpstreamBody),
 }
 
 /// Collects up to `limit` bytes; past it, hands back what was read and the rest.
-async fn collect_or_overflow(mut incoming: Incoming, limit: usize) -> Result<Collected, BoxError> {
+async fn collect_or_overflow(
+    mut incoming: UpstreamBody,
+    limit: usize,
+) -> Result<Collected, BoxError> {
     use http_body_util::BodyExt;
     // sized from Content-Length when there is one (growing by doubling copied ~2x the body)
     let hint = http_body::Body::size_hint(&incoming).lower() as usize;

@@ -23,9 +23,8 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use http::{header, HeaderMap, HeaderValue};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 
-use super::buffer::Reservation;
+use super::buffer::{self, Reservation};
 use super::log::BodyReport;
 use super::{forward, stream, Ctx, Governed};
 use crate::body::encoding::Decoder;
@@ -33,6 +32,7 @@ use crate::body::{self, media, ProxyBody};
 use crate::error::{Inspection, ProxyError};
 use crate::policy::{self, CsvFailure, CsvGovernor, Direction, PolicySet};
 use crate::state::State;
+use crate::upstream::UpstreamBody;
 
 /// The header SDKs read the rows of a results page from.
 const NUMBER_OF_RECORDS: &str = "sforce-numberofrecords";
@@ -86,7 +86,7 @@ pub async fn results(
     state: &State,
     ctx: &mut Ctx<Governed>,
     headers: &mut HeaderMap,
-    incoming: Incoming,
+    incoming: UpstreamBody,
     status: u16,
 ) -> Result<ProxyBody, ProxyError> {
     let decoder = stream::decoder(state, headers)?;
@@ -131,7 +131,7 @@ pub async fn results(
 async fn filter(
     state: &State,
     ctx: &Ctx<Governed>,
-    mut incoming: Incoming,
+    mut incoming: UpstreamBody,
     mut decoder: Option<Decoder>,
     governor: &mut CsvGovernor<Arc<PolicySet>>,
 ) -> Result<Option<Bytes>, ProxyError> {
@@ -168,9 +168,8 @@ async fn filter(
         Ok(())
     };
     while let Some(frame) = incoming.frame().await {
-        let frame = frame.map_err(|_| ProxyError::ResponseNotInspectable {
-            reason: Inspection::Truncated,
-        })?;
+        // truncated, or stalled past the upstream's body idle timeout (504)
+        let frame = frame.map_err(|e| buffer::stream_failure(e.as_ref(), Direction::Response))?;
         let Ok(data) = frame.into_data() else {
             continue;
         };

@@ -26,10 +26,13 @@
 //! policy is chosen for the path the CRM will really act on; the transfer record is appended
 //! before data flows, so nothing flows that the log does not show.
 //!
-//! Beside the phases: [`headers`] (what never crosses), [`buffer`] (governed bodies read
-//! under the global buffer budget), [`csv`] (Bulk results with their row count),
-//! [`stream`] (governed bodies too large to buffer) and [`tunnel`] (`$batch` and composite
-//! requests, governed part by part).
+//! Beside the phases: [`wire`] (before phase 1: one `Host`, agreeing with the target, and a
+//! header block under the limit), [`intake`] (the app's request body: paced, capped, and
+//! drained when a refusal leaves it unread, so the answer reaches the client on HTTP/1.1
+//! and HTTP/2), [`headers`] (what never crosses), [`buffer`] (governed bodies read under the
+//! global buffer budget), [`csv`] (Bulk results with their row count), [`stream`] (governed
+//! bodies too large to buffer) and [`tunnel`] (`$batch` and composite requests, governed
+//! part by part).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -55,6 +58,7 @@ pub mod csv;
 pub mod forward;
 pub mod headers;
 pub mod identify;
+pub mod intake;
 pub mod log;
 pub mod request;
 pub mod respond;
@@ -62,8 +66,10 @@ pub mod response;
 pub mod route;
 pub mod stream;
 pub mod tunnel;
+pub mod wire;
 
 use self::budget::BudgetScope;
+use self::intake::{AppBody, IntakeLimits};
 use self::log::BodyReport;
 use self::route::{Governance, Route};
 
@@ -289,6 +295,10 @@ pub async fn handle(
         started: Instant::now(),
         method: req.method().clone(),
     };
+    let limits = IntakeLimits::from(&state.config.limits);
+    let (parts, incoming) = req.into_parts();
+    let body = AppBody::new(incoming, &parts.headers, limits, &arrival.request_id);
+    let req = Request::from_parts(parts, body);
     let (reached, result) = pipeline(&state, &conn, arrival, req).await;
     Ok(respond::respond(&state, &reached, result))
 }
@@ -298,8 +308,12 @@ async fn pipeline(
     state: &State,
     conn: &ConnInfo,
     arrival: Arrival,
-    req: Request<Incoming>,
+    req: Request<AppBody>,
 ) -> (Reached, Result<Response<ProxyBody>, ProxyError>) {
+    // the head as HTTP requires it, before anything depends on it
+    if let Err(err) = wire::check(&req, state.config.limits.max_header_bytes) {
+        return (Reached::Arrived(arrival), Err(err));
+    }
     // 1
     let caller = match identify::identify(state, conn, req.headers()) {
         Ok(caller) => caller,
@@ -371,7 +385,7 @@ async fn pipeline(
 async fn governed(
     state: &State,
     ctx: &mut Ctx<Governed>,
-    req: Request<Incoming>,
+    req: Request<AppBody>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let result = governed_phases(state, ctx, req).await;
     if let Err(err) = &result {
@@ -383,7 +397,7 @@ async fn governed(
 async fn governed_phases(
     state: &State,
     ctx: &mut Ctx<Governed>,
-    req: Request<Incoming>,
+    req: Request<AppBody>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let mut out = request::governed(state, ctx, req).await?; // 3
     budget::precheck(state, ctx, &mut out).await?; // 4
@@ -407,7 +421,7 @@ async fn governed_phases(
 async fn ungoverned(
     state: &State,
     ctx: &mut Ctx<Ungoverned>,
-    req: Request<Incoming>,
+    req: Request<AppBody>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     if ctx.flow.metadata {
         state.metrics.count_metadata(
@@ -417,7 +431,11 @@ async fn ungoverned(
         );
         tracing::debug!(request_id = %ctx.request_id, route = ctx.template(), "metadata passes unchanged");
     }
+    // streamed: a forward that fails because the app's body failed is the app's fault
+    let watch = req.body().watch();
     let out = request::ungoverned(state, ctx, req)?; // 3
-    let resp = forward::forward(state, &ctx.route, out).await?; // 5
+    let resp = forward::forward(state, &ctx.route, out)
+        .await
+        .map_err(|e| watch.explain(e))?; // 5
     response::ungoverned(state, ctx, resp).await // 6
 }

@@ -16,10 +16,10 @@
 use bytes::Bytes;
 use http::request::Parts;
 use http::{header, HeaderMap, HeaderValue, Method, Request, Uri};
-use hyper::body::Incoming;
 
 use super::buffer::{self, json_limits};
 use super::headers::{content_length, header_str, strip_request_headers};
+use super::intake::AppBody;
 use super::log::BodyReport;
 use super::route::Route;
 use super::{tunnel, Ctx, Governed, Ungoverned};
@@ -35,7 +35,7 @@ use crate::state::State;
 pub async fn governed(
     state: &State,
     ctx: &mut Ctx<Governed>,
-    req: Request<Incoming>,
+    req: Request<AppBody>,
 ) -> Result<Request<ProxyBody>, ProxyError> {
     let (mut parts, incoming) = req.into_parts();
     let carried = admit(ctx, &parts)?;
@@ -67,15 +67,15 @@ fn record_carried(ctx: &mut Ctx<Governed>, carried: Carried) {
 pub fn ungoverned(
     state: &State,
     ctx: &Ctx<Ungoverned>,
-    req: Request<Incoming>,
+    req: Request<AppBody>,
 ) -> Result<Request<ProxyBody>, ProxyError> {
     let (mut parts, incoming) = req.into_parts();
     let uri = head(state, &ctx.route, &mut parts)?;
+    // the body caps itself at `limits.max_body_bytes` (intake.rs)
     let body = if http_body::Body::is_end_stream(&incoming) {
         body::empty()
     } else {
-        let limit = state.config.limits.max_body_bytes as usize;
-        body::stream(http_body_util::Limited::new(incoming, limit))
+        body::stream(incoming)
     };
     Ok(build(parts, uri, body))
 }
@@ -159,7 +159,7 @@ async fn governed_body(
     ctx: &mut Ctx<Governed>,
     method: &Method,
     headers: &mut HeaderMap,
-    incoming: Incoming,
+    incoming: AppBody,
 ) -> Result<ProxyBody, ProxyError> {
     let bodiless = matches!(method.as_str(), "GET" | "HEAD" | "DELETE");
     let declares_body = headers.contains_key(header::CONTENT_TYPE) && !bodiless;
@@ -188,7 +188,7 @@ async fn json_body(
     state: &State,
     ctx: &Ctx<Governed>,
     headers: &mut HeaderMap,
-    incoming: Incoming,
+    incoming: AppBody,
 ) -> Result<(Bytes, Outcome), ProxyError> {
     match media::classify_headers(headers) {
         media::BodyKind::Json => {}
@@ -235,7 +235,7 @@ async fn tunnel_body(
     ctx: &mut Ctx<Governed>,
     kind: policy::TunnelKind,
     headers: &mut HeaderMap,
-    incoming: Incoming,
+    incoming: AppBody,
 ) -> Result<ProxyBody, ProxyError> {
     let ctype = header_str(headers, header::CONTENT_TYPE).unwrap_or_default();
     let (bytes, _reservation) =

@@ -13,9 +13,9 @@
 //! (`blocked`, `record-withheld`, `policy-fault`) and `upstream-unavailable` when the
 //! upstream body fails.
 
+use crate::upstream::{BodyStalled, UpstreamBody};
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Response};
-use hyper::body::Incoming;
 
 use super::buffer::{self, json_limits, Read};
 use super::headers::strip_response_headers;
@@ -34,7 +34,7 @@ use crate::state::State;
 pub async fn governed(
     state: &State,
     ctx: &mut Ctx<Governed>,
-    resp: Response<Incoming>,
+    resp: Response<UpstreamBody>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let (mut parts, incoming) = resp.into_parts();
     head(&ctx.route, &mut parts.headers);
@@ -48,7 +48,7 @@ pub async fn governed(
 pub async fn ungoverned(
     state: &State,
     ctx: &Ctx<Ungoverned>,
-    resp: Response<Incoming>,
+    resp: Response<UpstreamBody>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let (mut parts, incoming) = resp.into_parts();
     let declared_len = content_length(&parts.headers);
@@ -56,10 +56,18 @@ pub async fn ungoverned(
     let limit = state.config.limits.buffer_bytes;
     let small = declared_len.is_some_and(|n| n <= limit);
     let body = if small && !has_content_coding(&parts.headers) && is_json(&parts.headers) {
+        let upstream = || ctx.route.upstream.upstream.name().to_string();
         let bytes = body::collect_limited(incoming, limit as usize)
             .await
-            .map_err(|_| ProxyError::UpstreamUnavailable {
-                upstream: ctx.route.upstream.upstream.name().to_string(),
+            .map_err(|e| match e {
+                body::CollectError::Stream(e) if BodyStalled::of(e.as_ref()).is_some() => {
+                    ProxyError::UpstreamTimeout {
+                        upstream: upstream(),
+                    }
+                }
+                _ => ProxyError::UpstreamUnavailable {
+                    upstream: upstream(),
+                },
             })?;
         body::full(rewrite_json_links(state, &ctx.route.upstream.links, bytes))
     } else {
@@ -82,7 +90,7 @@ async fn governed_body(
     state: &State,
     ctx: &mut Ctx<Governed>,
     headers: &mut HeaderMap,
-    incoming: Incoming,
+    incoming: UpstreamBody,
     status: u16,
 ) -> Result<ProxyBody, ProxyError> {
     if http_body::Body::is_end_stream(&incoming) {
@@ -114,7 +122,7 @@ async fn governed_body(
 /// A governed JSON response: filtered whole, or handed on to be streamed.
 enum Json {
     Filtered(Bytes, Outcome),
-    Overflow(Bytes, Incoming),
+    Overflow(Bytes, UpstreamBody),
 }
 
 /// Reads, parses and filters a governed JSON response; nothing goes on unread.
@@ -122,7 +130,7 @@ async fn json_body(
     state: &State,
     ctx: &Ctx<Governed>,
     headers: &mut HeaderMap,
-    incoming: Incoming,
+    incoming: UpstreamBody,
 ) -> Result<Json, ProxyError> {
     let not = |reason| ProxyError::ResponseNotInspectable { reason };
     if !is_json(headers) {
@@ -166,7 +174,7 @@ async fn tunnel_body(
     state: &State,
     ctx: &mut Ctx<Governed>,
     headers: &mut HeaderMap,
-    incoming: Incoming,
+    incoming: UpstreamBody,
 ) -> Result<ProxyBody, ProxyError> {
     let Some(request) = ctx.flow.tunnel.as_ref() else {
         return Err(ProxyError::PolicyFault);

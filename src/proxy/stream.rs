@@ -22,10 +22,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use crate::upstream::UpstreamBody;
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use tokio::sync::mpsc;
 
 use http::{header, HeaderMap};
@@ -206,7 +206,7 @@ impl Body for ChannelBody {
 
 /// Where a stream's bytes come from and what governs them.
 struct Source {
-    upstream: Incoming,
+    upstream: UpstreamBody,
     /// Bytes already read from the upstream (a buffered prefix), fed first.
     prefix: Option<Bytes>,
     decoder: Option<Decoder>,
@@ -249,7 +249,7 @@ pub async fn export(
     state: &State,
     ctx: &Ctx<Governed>,
     headers: &mut HeaderMap,
-    upstream: Incoming,
+    upstream: UpstreamBody,
     decoder: Option<Decoder>,
     status: u16,
     rows: u64,
@@ -275,7 +275,7 @@ pub async fn list(
     ctx: &Ctx<Governed>,
     headers: &mut HeaderMap,
     prefix: Bytes,
-    upstream: Incoming,
+    upstream: UpstreamBody,
     status: u16,
 ) -> Result<ProxyBody, ProxyError> {
     let op = &ctx.flow.op;

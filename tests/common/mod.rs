@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 mod eventually;
+pub mod raw;
 #[allow(unused_imports)] // each test binary uses some of them
 pub use eventually::{eventually, eventually_blocking, eventually_some};
 
