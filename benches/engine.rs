@@ -86,5 +86,60 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench);
+/// Query review on the request path (issue 12, items 8 and 9): reading a query and checking
+/// its predicates (support: nothing to add) beside the same plus adding the consent field and
+/// re-serialising (newsletter), per dialect, with the engine on a ~1 KB page of the same
+/// dialect as the yardstick. Run: `cargo bench --bench engine -- query_review`.
+fn query_review(c: &mut Criterion) {
+    let double = shared::double();
+    let set = shared::shipped_policies();
+    let key = PseudonymKey::new(&[7u8; 32]);
+    let cases = [
+        (
+            Dialect::Salesforce,
+            "/services/data/v66.0/query",
+            "q=SELECT+Id,+FirstName,+Email,+(SELECT+Id+FROM+Cases)+FROM+Contact+WHERE+MailingCountry+=+'DE'+ORDER+BY+CreatedDate+LIMIT+200",
+        ),
+        (
+            Dialect::HubSpot,
+            "/crm/v3/objects/contacts",
+            "limit=100&properties=firstname,email,createdate&archived=false",
+        ),
+        (
+            Dialect::Dynamics,
+            "/api/data/v9.2/contacts",
+            "$select=firstname,emailaddress1,createdon&$filter=address1_country%20eq%20'DE'&$orderby=createdon%20desc&$top=200",
+        ),
+    ];
+    let mut group = c.benchmark_group("query_review");
+    for (dialect, path, query) in cases {
+        let RouteMatch::Operation(op) = set.classify(dialect, &http::Method::GET, path) else {
+            panic!("{path} is governed");
+        };
+        for purpose in ["support", "newsletter"] {
+            let p = set.purpose(purpose).expect("purpose");
+            group.bench_function(BenchmarkId::new(format!("{dialect}"), purpose), |b| {
+                b.iter(|| {
+                    let r = policy::query::review_url(&set, p, op, path, Some(black_box(query)))
+                        .expect("allowed");
+                    black_box(r.query)
+                });
+            });
+        }
+        let bytes = page(&double, dialect, 1_000);
+        let p = set.purpose("newsletter").expect("purpose");
+        group.bench_function(BenchmarkId::new(format!("{dialect}"), "engine_1KB"), |b| {
+            b.iter(|| {
+                let mut v = json::parse(black_box(&bytes), &LIMITS).expect("parse");
+                let out = policy::apply(&set, p, op, Direction::Response, &mut v, Some(&key))
+                    .expect("apply");
+                black_box(out.records);
+                black_box(json::to_bytes(&v))
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench, query_review);
 criterion_main!(benches);

@@ -1,6 +1,13 @@
 //! The admin listener (127.0.0.1:9901 by default, the port Envoy users know): `/healthz`,
-//! `/readyz` and `/metrics` in Prometheus text. Plain HTTP on loopback: it carries no
-//! personal data, and putting it on its own address keeps it off the public listener.
+//! `/readyz` and `/metrics` in Prometheus text, and `POST /reload`. Plain HTTP on loopback: it
+//! carries no personal data, and putting it on its own address keeps it off the public
+//! listener.
+//!
+//! Reading is open (probes and scrapers carry no credentials); changing state is not:
+//! `POST /reload` needs `Authorization: Bearer <token>` with the token of `admin_token_file`,
+//! compared in constant time, and is refused (403) when no token is configured. A reload
+//! runs on a blocking thread and answers with its outcome: 200 and what was swapped in, or
+//! 409 and every diagnostic that kept the last good state in force.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -80,6 +87,54 @@ fn refresh_transfer_log_gauges(state: &State) {
         .set(i64::try_from(audit.stats().entries).unwrap_or(i64::MAX));
 }
 
+/// Whether the request carries the admin token; constant time in the token's bytes.
+fn authorised(token: &str, headers: &http::HeaderMap) -> bool {
+    use subtle::ConstantTimeEq;
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|given| bool::from(given.trim().as_bytes().ct_eq(token.as_bytes())))
+}
+
+/// `POST /reload`: authorised, then [`crate::reload::everything`] off the async workers.
+async fn reload(
+    state: Arc<State>,
+    headers: &http::HeaderMap,
+) -> (StatusCode, &'static str, String) {
+    let Some(token) = state.live().admin_token.clone() else {
+        return (
+            StatusCode::FORBIDDEN,
+            "text/plain",
+            "reload over the admin listener is off: set admin_token_file in the config\n"
+                .to_string(),
+        );
+    };
+    if !authorised(&token, headers) {
+        tracing::warn!("admin reload refused: missing or wrong token");
+        return (
+            StatusCode::UNAUTHORIZED,
+            "text/plain",
+            "send Authorization: Bearer <the token of admin_token_file>\n".to_string(),
+        );
+    }
+    tracing::info!("admin reload requested");
+    let st = state.clone();
+    match tokio::task::spawn_blocking(move || crate::reload::everything(&st)).await {
+        Ok(Ok(done)) => (StatusCode::OK, "text/plain", format!("{done}\n")),
+        Ok(Err(e)) => (
+            StatusCode::CONFLICT,
+            "text/plain",
+            format!("reload refused; the last good state stays in force:\n{e}\n"),
+        ),
+        Err(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "text/plain",
+            "the reload task failed; the last good state stays in force\n".to_string(),
+        ),
+    }
+}
+
 async fn answer(
     state: Arc<State>,
     req: Request<Incoming>,
@@ -87,12 +142,30 @@ async fn answer(
     let (status, ctype, text) = match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => (StatusCode::OK, "text/plain", "ok\n".to_string()),
         (&Method::GET, "/readyz") => readiness(&state),
+        (&Method::GET, "/drift") => (
+            StatusCode::OK,
+            "application/json",
+            serde_json::to_string(&state.metrics.drift.snapshot()).unwrap_or_default(),
+        ),
+        (&Method::POST, "/reload") => reload(state.clone(), req.headers()).await,
+        (_, "/reload") => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "POST /reload\n".to_string(),
+        ),
         (&Method::GET, "/metrics") => {
             refresh_transfer_log_gauges(&state);
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            state
+                .metrics
+                .ready
+                .set(i64::from(readiness(&state).0 == StatusCode::OK));
             (
                 StatusCode::OK,
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                state.metrics.render(),
+                state.metrics.scrape(&state.live(), now),
             )
         }
         _ => (

@@ -6,7 +6,7 @@
 //! a fixed secret in the repository would be a secret every clone shares. Without
 //! `dev: true`, nothing is generated: a missing file is an error that names it.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::certs::{self, DevPaths, GenerateOptions, GenerateReport};
 use crate::config::{ClientCertMatch, Config, KeyDigest};
@@ -19,8 +19,6 @@ pub enum DevError {
     Certs(#[from] certs::CertsError),
     #[error(transparent)]
     Secret(#[from] SecretsError),
-    #[error("{what} {} is missing (set `dev: true` to generate development files, or provide it)", path.display())]
-    Missing { what: &'static str, path: PathBuf },
 }
 
 /// The generate options a config implies: a client certificate for every app matched by
@@ -50,41 +48,41 @@ pub fn generate_options(config: &Config) -> GenerateOptions {
 /// Makes whatever dev material is missing (first start), keeps the rest.
 pub fn prepare(config: &Config) -> Result<GenerateReport, DevError> {
     let mut report = certs::generate(&generate_options(config))?;
-    if let Some(double) = &config.crm_double {
-        let mut secrets: Vec<&Path> = Vec::new();
-        if let Some(f) = &double.bearer_file {
-            secrets.push(f);
-        }
-        if let Some((_, f)) = &double.oauth_client {
-            secrets.push(f);
-        }
-        for path in secrets {
-            if path.exists() {
-                report.kept.push(path.to_path_buf());
-            } else {
-                write_secret(path, &random_token("crm")?)?;
-                report.created.push(path.to_path_buf());
-            }
+    for (prefix, path) in tokens(config) {
+        if path.exists() {
+            report.kept.push(path.to_path_buf());
+        } else {
+            write_secret(path, &random_token(prefix)?)?;
+            report.created.push(path.to_path_buf());
         }
     }
     Ok(report)
 }
 
-/// Checks that every file the listener needs exists, naming the first missing one.
-pub fn check_files(config: &Config) -> Result<(), DevError> {
-    let mut needed = vec![
-        ("TLS certificate", config.tls.cert.clone()),
-        ("TLS private key", config.tls.key.clone()),
-    ];
-    if let Some(ca) = &config.tls.client_ca {
-        needed.push(("client CA", ca.clone()));
-    }
-    for (what, path) in needed {
-        if !path.exists() {
-            return Err(DevError::Missing { what, path });
+/// The tokens dev mode makes beside the certificates: the CRM double's credentials and the
+/// admin token, with the prefix each random token gets.
+fn tokens(config: &Config) -> Vec<(&'static str, &Path)> {
+    let mut out = Vec::new();
+    if let Some(double) = &config.crm_double {
+        if let Some(f) = &double.bearer_file {
+            out.push(("crm", f.as_path()));
+        }
+        if let Some((_, f)) = &double.oauth_client {
+            out.push(("crm", f.as_path()));
         }
     }
-    Ok(())
+    if let Some(f) = &config.admin_token_file {
+        out.push(("admin", f.as_path()));
+    }
+    out
+}
+
+/// Whether [`prepare`] would make `path` if it were missing: with `dev: true`, everything
+/// under `certs_dir` and the tokens above. `zweck config check` does not write files, so it
+/// lets these be missing where `serve` would make them on its first start.
+pub fn makes(config: &Config, path: &Path) -> bool {
+    config.dev
+        && (path.starts_with(&config.certs_dir) || tokens(config).iter().any(|(_, p)| *p == path))
 }
 
 fn random_token(prefix: &str) -> Result<String, SecretsError> {

@@ -103,6 +103,22 @@ impl Diags {
     }
 }
 
+/// An error and its sources, `: `-separated, each said once: a source whose text the message
+/// already carries (`transfer log: X` over `X`) is not repeated.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
 /// The first line of a YAML error without the `error: line N column M:` prefix (the
 /// diagnostic carries the position itself).
 pub(crate) fn first_line(s: &str) -> String {
@@ -122,6 +138,20 @@ pub(crate) fn first_line(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_chain_says_each_source_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("transfer log: {0}")]
+        struct Outer(#[source] std::io::Error);
+        let e = Outer(std::io::Error::other("disk full"));
+        assert_eq!(chain(&e), "transfer log: disk full");
+        #[derive(Debug, thiserror::Error)]
+        #[error("cannot read x")]
+        struct Plain(#[source] std::io::Error);
+        let e = Plain(std::io::Error::other("denied"));
+        assert_eq!(chain(&e), "cannot read x: denied");
+    }
 
     #[test]
     fn first_line_drops_the_position_prefix_and_the_rest() {

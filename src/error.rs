@@ -83,8 +83,11 @@ vocabulary! {
         BodyTooLarge = "body-too-large",
         WriteDenied = "write-denied",
         WriteActionNotAllowed = "write-action-not-allowed",
+        WriteFieldsDropped = "write-fields-dropped",
         QueryNotAllowed = "query-not-allowed",
         QueryNotCheckable = "query-not-checkable",
+        AggregateNotAllowed = "aggregate-not-allowed",
+        ConsentFieldMissing = "consent-field-missing",
         Blocked = "blocked",
         RecordWithheld = "record-withheld",
         ResponseNotInspectable = "response-not-inspectable",
@@ -106,14 +109,14 @@ impl ProblemType {
     /// The problem's `title`.
     pub fn title(self) -> &'static str {
         use ProblemType::{
-            AuditUnavailable, BadHost, BadPath, Blocked, BodyNotAllowed, BodyTooLarge,
-            BudgetExhausted, BudgetPageOverCap, BudgetStoreUnavailable, HeadersTooLarge,
-            MethodOverride, NoRoute, Overloaded, PolicyFault, PurposeMissing, PurposeNotGranted,
-            PurposeUnknown, QueryNotAllowed, QueryNotCheckable, RecordWithheld,
-            RequestNotInspectable, RequestTimeout, ResponseNotInspectable, TransferNotPermitted,
-            UnknownApp, UnknownResource, Unsupported, UnsupportedMediaType, UpstreamCredential,
-            UpstreamMalformed, UpstreamTimeout, UpstreamUnavailable, WriteActionNotAllowed,
-            WriteDenied,
+            AggregateNotAllowed, AuditUnavailable, BadHost, BadPath, Blocked, BodyNotAllowed,
+            BodyTooLarge, BudgetExhausted, BudgetPageOverCap, BudgetStoreUnavailable,
+            ConsentFieldMissing, HeadersTooLarge, MethodOverride, NoRoute, Overloaded, PolicyFault,
+            PurposeMissing, PurposeNotGranted, PurposeUnknown, QueryNotAllowed, QueryNotCheckable,
+            RecordWithheld, RequestNotInspectable, RequestTimeout, ResponseNotInspectable,
+            TransferNotPermitted, UnknownApp, UnknownResource, Unsupported, UnsupportedMediaType,
+            UpstreamCredential, UpstreamMalformed, UpstreamTimeout, UpstreamUnavailable,
+            WriteActionNotAllowed, WriteDenied, WriteFieldsDropped,
         };
         match self {
             UnknownApp => "Unknown app",
@@ -134,8 +137,11 @@ impl ProblemType {
             BodyTooLarge => "Body too large",
             WriteDenied => "Writes denied",
             WriteActionNotAllowed => "Write action not allowed",
+            WriteFieldsDropped => "Write would lose fields",
             QueryNotAllowed => "Query not allowed",
             QueryNotCheckable => "Query not checkable",
+            AggregateNotAllowed => "Aggregate not allowed",
+            ConsentFieldMissing => "Consent field missing",
             Blocked => "Blocked by policy",
             RecordWithheld => "Record withheld",
             ResponseNotInspectable => "Response not inspectable",
@@ -322,12 +328,28 @@ pub enum ProxyError {
     /// A write carries fields whose rule would alter values stored in the CRM.
     #[error("this write carries fields the purpose may only see altered: {}", fields.join(", "))]
     WriteActionNotAllowed { fields: Vec<String> },
+    /// Minimisation would drop fields of a write (paths, no values); `nothing_left`: even
+    /// silent minimisation would leave a record that writes nothing.
+    #[error("{}: {}", if *nothing_left { "nothing of this write would remain for the CRM once minimised; the purpose may not write" } else { "this purpose may not write these fields, and the write is not sent without them" }, fields.join(", "))]
+    WriteFieldsDropped {
+        fields: Vec<String>,
+        nothing_left: bool,
+    },
     /// A query filters, groups or sorts on fields the purpose may not see (names, no values).
     #[error("the query filters or sorts on fields this purpose may not see: {}", fields.join(", "))]
     QueryNotAllowed { fields: Vec<String> },
     /// A query Zweck could not read, so could not check.
     #[error("the query cannot be checked: {reason}")]
     QueryNotCheckable { reason: &'static str },
+    /// An aggregate the purpose may not be given (its reason; the object's name).
+    #[error("aggregates over {object} are not available to this purpose: {reason}")]
+    AggregateNotAllowed {
+        object: String,
+        reason: crate::policy::query::AggregateRefusal,
+    },
+    /// The purpose decides consent from fields the query does not read and Zweck cannot add.
+    #[error("the query must read the consent field(s) {}: Zweck cannot add them to it", fields.join(", "))]
+    ConsentFieldMissing { fields: Vec<String> },
     /// The one record of the response is withheld from this purpose (no consent, unknown type).
     #[error("the record is not available for this purpose")]
     RecordWithheld,
@@ -395,13 +417,14 @@ impl ProxyError {
     /// The HTTP status this error is answered with.
     pub fn status(&self) -> StatusCode {
         use ProxyError::{
-            AuditUnavailable, BadHost, BadPath, Blocked, BodyNotAllowed, BodyTooLarge,
-            BudgetExhausted, HeadersTooLarge, MethodOverride, NoRoute, Overloaded, PartRefused,
-            PolicyFault, PurposeMissing, PurposeNotGranted, PurposeUnknown, QueryNotAllowed,
-            QueryNotCheckable, RecordWithheld, RequestNotInspectable, RequestTimeout,
-            ResponseNotInspectable, TransferNotPermitted, UnknownApp, UnknownResource, Unsupported,
-            UnsupportedMediaType, UpstreamCredential, UpstreamMalformed, UpstreamTimeout,
-            UpstreamUnavailable, WriteActionNotAllowed, WriteDenied,
+            AggregateNotAllowed, AuditUnavailable, BadHost, BadPath, Blocked, BodyNotAllowed,
+            BodyTooLarge, BudgetExhausted, ConsentFieldMissing, HeadersTooLarge, MethodOverride,
+            NoRoute, Overloaded, PartRefused, PolicyFault, PurposeMissing, PurposeNotGranted,
+            PurposeUnknown, QueryNotAllowed, QueryNotCheckable, RecordWithheld,
+            RequestNotInspectable, RequestTimeout, ResponseNotInspectable, TransferNotPermitted,
+            UnknownApp, UnknownResource, Unsupported, UnsupportedMediaType, UpstreamCredential,
+            UpstreamMalformed, UpstreamTimeout, UpstreamUnavailable, WriteActionNotAllowed,
+            WriteDenied, WriteFieldsDropped,
         };
         match self {
             PartRefused { cause, .. } => cause.status(),
@@ -413,7 +436,10 @@ impl ProxyError {
             | Blocked { .. }
             | WriteDenied { .. }
             | WriteActionNotAllowed { .. }
+            | WriteFieldsDropped { .. }
             | QueryNotAllowed { .. }
+            | AggregateNotAllowed { .. }
+            | ConsentFieldMissing { .. }
             | TransferNotPermitted { .. } => StatusCode::FORBIDDEN,
             UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             RequestNotInspectable { .. } | BodyNotAllowed { .. } | QueryNotCheckable { .. } => {
@@ -444,13 +470,14 @@ impl ProxyError {
     /// The problem type (`urn:zweck:problem:<slug>`).
     pub fn problem_type(&self) -> ProblemType {
         use ProxyError::{
-            AuditUnavailable, BadHost, BadPath, Blocked, BodyNotAllowed, BodyTooLarge,
-            BudgetExhausted, HeadersTooLarge, MethodOverride, NoRoute, Overloaded, PartRefused,
-            PolicyFault, PurposeMissing, PurposeNotGranted, PurposeUnknown, QueryNotAllowed,
-            QueryNotCheckable, RecordWithheld, RequestNotInspectable, RequestTimeout,
-            ResponseNotInspectable, TransferNotPermitted, UnknownApp, UnknownResource, Unsupported,
-            UnsupportedMediaType, UpstreamCredential, UpstreamMalformed, UpstreamTimeout,
-            UpstreamUnavailable, WriteActionNotAllowed, WriteDenied,
+            AggregateNotAllowed, AuditUnavailable, BadHost, BadPath, Blocked, BodyNotAllowed,
+            BodyTooLarge, BudgetExhausted, ConsentFieldMissing, HeadersTooLarge, MethodOverride,
+            NoRoute, Overloaded, PartRefused, PolicyFault, PurposeMissing, PurposeNotGranted,
+            PurposeUnknown, QueryNotAllowed, QueryNotCheckable, RecordWithheld,
+            RequestNotInspectable, RequestTimeout, ResponseNotInspectable, TransferNotPermitted,
+            UnknownApp, UnknownResource, Unsupported, UnsupportedMediaType, UpstreamCredential,
+            UpstreamMalformed, UpstreamTimeout, UpstreamUnavailable, WriteActionNotAllowed,
+            WriteDenied, WriteFieldsDropped,
         };
         match self {
             PartRefused { cause, .. } => cause.problem_type(),
@@ -478,8 +505,11 @@ impl ProxyError {
             Blocked { .. } => ProblemType::Blocked,
             WriteDenied { .. } => ProblemType::WriteDenied,
             WriteActionNotAllowed { .. } => ProblemType::WriteActionNotAllowed,
+            WriteFieldsDropped { .. } => ProblemType::WriteFieldsDropped,
             QueryNotAllowed { .. } => ProblemType::QueryNotAllowed,
             QueryNotCheckable { .. } => ProblemType::QueryNotCheckable,
+            AggregateNotAllowed { .. } => ProblemType::AggregateNotAllowed,
+            ConsentFieldMissing { .. } => ProblemType::ConsentFieldMissing,
             RecordWithheld => ProblemType::RecordWithheld,
             PurposeUnknown { .. } => ProblemType::PurposeUnknown,
             PolicyFault => ProblemType::PolicyFault,
@@ -617,6 +647,13 @@ impl From<ForPurpose<'_, Refusal>> for ProxyError {
             Refusal::WriteActionNotAllowed { field_paths } => ProxyError::WriteActionNotAllowed {
                 fields: field_paths,
             },
+            Refusal::WriteFieldsDropped {
+                field_paths,
+                nothing_left,
+            } => ProxyError::WriteFieldsDropped {
+                fields: field_paths,
+                nothing_left,
+            },
             Refusal::RecordWithheld { .. } => ProxyError::RecordWithheld,
             Refusal::PseudonymKeyMissing | Refusal::NoInventory(_) => ProxyError::PolicyFault,
         }
@@ -628,6 +665,12 @@ impl From<QueryRefusal> for ProxyError {
         match refusal {
             QueryRefusal::NotAllowed { fields } => ProxyError::QueryNotAllowed { fields },
             QueryRefusal::Unreadable(reason) => ProxyError::QueryNotCheckable { reason },
+            QueryRefusal::AggregateNotAllowed { object, reason } => {
+                ProxyError::AggregateNotAllowed { object, reason }
+            }
+            QueryRefusal::ConsentFieldMissing { fields } => {
+                ProxyError::ConsentFieldMissing { fields }
+            }
         }
     }
 }

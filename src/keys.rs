@@ -203,7 +203,9 @@ async fn rotate_audit(config: &Config) -> Result<Vec<String>, RotateError> {
 }
 
 fn rotate_pseudonym(config: &Config, yes: bool) -> Result<Vec<String>, RotateError> {
-    let path = crate::runtime::pseudonym_key_path(config).ok_or(RotateError::NoPseudonymKey)?;
+    let path = crate::preflight::pseudonym_key_source(config)
+        .map(|(_, path)| path)
+        .ok_or(RotateError::NoPseudonymKey)?;
     let old = secrets::read_pseudonym_key(&path)?;
     let next = old.version + 1;
     if !yes {

@@ -23,11 +23,17 @@
 //!
 //! Around it: [`server`] accepts TLS connections and shuts down gracefully (HTTP/1.1 with a
 //! lingering close, [`linger`], so a refused client reads its answer), [`tls`] builds the
-//! rustls configs and reads client identities, [`admin`] serves health and Prometheus metrics
-//! ([`metrics`]), [`state`] holds what a request needs, [`reload`] swaps policies live,
-//! [`runtime`] starts and stops a whole Zweck, [`config`] loads `zweck.yaml` (raw -> compiled),
-//! [`secrets`] reads and writes key files, [`keys`] rotates them, [`certs`] and [`dev`] make
-//! development key material, [`crm_double`] stands in for the CRMs in tests and demos.
+//! rustls configs and reads client identities, [`admin`] serves health, Prometheus metrics
+//! ([`metrics`], with upstream pool gauges from [`pool`]) and `POST /reload`, [`logging`]
+//! writes the process log (text or JSON lines), [`state`] holds what a request needs and the
+//! live part a reload swaps, [`reload`] reloads config, keys, credentials, certificates and
+//! policies, [`preflight`] runs every check `serve` runs before it listens (for `serve`,
+//! `config check` and reloads alike), [`runtime`] starts and stops a whole Zweck, [`config`]
+//! loads `zweck.yaml` (raw -> compiled), [`secrets`] reads and writes key files, [`keys`]
+//! rotates them, [`certs`] and [`dev`] make development key material, [`crm_double`] stands
+//! in for the CRMs in tests and demos, [`discover`] builds inventories from a CRM's own
+//! metadata (`zweck inventory discover`), [`drift`] counts the fields governed bodies carry
+//! that the inventory does not classify.
 
 pub mod admin;
 pub mod audit;
@@ -40,14 +46,19 @@ pub mod crm_double;
 pub mod dev;
 pub mod diagnostic;
 pub mod dialect;
+pub mod discover;
+pub mod drift;
 pub mod error;
 pub mod json;
 pub mod keys;
 pub mod linger;
 pub mod links;
+pub mod logging;
 pub mod metrics;
 pub mod pattern;
 pub mod policy;
+pub mod pool;
+pub mod preflight;
 pub mod proxy;
 pub mod reload;
 pub mod runtime;

@@ -1,5 +1,11 @@
-//! The `zweck` command line: serve, demo, certs, crm-double, config check.
+//! The `zweck` command line: serve, demo, reload, certs, keys, crm-double, policy, inventory,
+//! audit, config check.
+//!
+//! Output goes through [`out`] and [`say`]: a reader that goes away (`zweck ... | head`) ends
+//! the output quietly instead of panicking, as Rust's `print!` does on a closed pipe (Rust
+//! ignores SIGPIPE, so the write fails with EPIPE). The command's own exit code stands.
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -7,9 +13,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use zweck::certs::{self, DevPaths};
-use zweck::config::Config;
+use zweck::config::{Config, LogFormat};
 use zweck::crm_double::{CrmDouble, CrmDoubleConfig};
-use zweck::{dev, runtime, server, tls};
+use zweck::preflight::{self, Mode};
+use zweck::{dev, logging, runtime, server, tls};
 
 /// mimalloc instead of glibc malloc: the JSON document model allocates a String per key and
 /// value, and glibc's malloc/free were ~29 % of the instructions of a governed 98 KB response
@@ -20,7 +27,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser)]
 #[command(
     name = "zweck",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("ZWECK_BUILD_COMMIT"), ")"),
     about = "Purpose-bound GDPR proxy for cloud-CRM APIs"
 )]
 struct Cli {
@@ -37,6 +44,12 @@ enum Command {
     },
     /// Run the proxy in front of the CRM double and print curl commands that go through it.
     Demo {
+        #[arg(long, default_value = "zweck.yaml")]
+        config: PathBuf,
+    },
+    /// Ask a running Zweck to reload its config, certificates, keys and policies (through
+    /// the admin listener, with the token of admin_token_file); prints the outcome.
+    Reload {
         #[arg(long, default_value = "zweck.yaml")]
         config: PathBuf,
     },
@@ -72,10 +85,52 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Build inventories from what the CRM says about its own fields.
+    Inventory {
+        #[command(subcommand)]
+        command: InventoryCommand,
+    },
     /// Check a config file and print every problem with file:line:column.
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum InventoryCommand {
+    /// Read an upstream's metadata and write an inventory with a suggested category and its
+    /// evidence per field, plus a review report (docs/onboarding.md).
+    Discover {
+        #[arg(long, default_value = "zweck.yaml")]
+        config: PathBuf,
+        /// The upstream (by its name in the config) to read.
+        #[arg(long)]
+        upstream: String,
+        /// Only these objects (comma-separated API names); default: every record object.
+        #[arg(long, value_delimiter = ',')]
+        objects: Option<Vec<String>>,
+        /// Write the inventory here (default: standard output); the review report goes next
+        /// to it as FILE.review.md and FILE.review.json.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Merge into this inventory: add new fields and objects, change nothing, report
+        /// conflicts and removed fields.
+        #[arg(long)]
+        merge: Option<PathBuf>,
+        /// Read this many records per object and run detectors (e-mail, phone, IBAN, card,
+        /// date of birth, postal code) on the fields left for review; only counts are kept.
+        #[arg(long, default_value_t = 0)]
+        sample: u32,
+    },
+    /// Ask a running Zweck (its admin listener) which fields governed bodies carried that the
+    /// inventory does not classify, and print them as a YAML patch to review.
+    Drift {
+        #[arg(long, default_value = "zweck.yaml")]
+        config: PathBuf,
+        /// The admin listener (default: `admin` of the config).
+        #[arg(long)]
+        admin: Option<SocketAddr>,
     },
 }
 
@@ -256,39 +311,77 @@ enum KeysCommand {
 
 #[derive(Subcommand)]
 enum ConfigCommand {
+    /// Run every check `serve` runs before it listens; print each problem once; exit 1 on
+    /// any error.
     Check {
         #[arg(long, default_value = "zweck.yaml")]
         config: PathBuf,
     },
 }
 
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_writer(std::io::stderr)
-        .init();
+/// Writes to stdout; a reader that went away is no error (the rest is dropped quietly).
+fn out(text: &str) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r.context("cannot write to stdout"),
+    }
+}
+
+/// Writes to stderr; there is nowhere to report a failure of that.
+fn say(text: &str) {
+    let mut stderr = std::io::stderr().lock();
+    let _ = stderr.write_all(text.as_bytes());
+}
+
+/// An error as one message: diagnostics as they are (each line has its position and
+/// severity), anything else after `error: ` with each source said once.
+fn describe(e: &anyhow::Error) -> String {
+    let diagnostics = e
+        .downcast_ref::<zweck::config::ConfigError>()
+        .is_some_and(|c| matches!(c, zweck::config::ConfigError::Invalid(_)))
+        || e.downcast_ref::<runtime::StartError>()
+            .is_some_and(|s| matches!(s, runtime::StartError::Invalid(_)));
+    if diagnostics {
+        return format!("{e}\n");
+    }
+    let mut text = String::from("error: ");
+    for (i, cause) in e.chain().enumerate() {
+        let cause = cause.to_string();
+        if i == 0 {
+            text.push_str(&cause);
+        } else if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text.push('\n');
+    text
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
+            say(&format!("error: cannot start the runtime: {e}\n"));
             return ExitCode::FAILURE;
         }
     };
+    // serve and demo log in the config's format, so they set up logging once it is read
+    if !matches!(cli.command, Command::Serve { .. } | Command::Demo { .. }) {
+        logging::init(LogFormat::Text);
+    }
     match rt.block_on(run(cli.command)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            say(&describe(&e));
             ExitCode::FAILURE
         }
     }
@@ -298,6 +391,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve { config } => serve(&config, false).await,
         Command::Demo { config } => serve(&config, true).await,
+        Command::Reload { config } => reload(&config).await,
         Command::Certs {
             command: CertsCommand::Generate { config, dir, force },
         } => {
@@ -308,12 +402,14 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
             opts.overwrite = force;
             let report = certs::generate(&opts)?;
+            let mut text = String::new();
             for p in &report.created {
-                println!("created {}", p.display());
+                text.push_str(&format!("created {}\n", p.display()));
             }
             for p in &report.kept {
-                println!("kept    {}", p.display());
+                text.push_str(&format!("kept    {}\n", p.display()));
             }
+            out(&text)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::CrmDouble {
@@ -334,37 +430,82 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 seed,
                 ..CrmDoubleConfig::default()
             });
-            println!("CRM double on https://{listen} ({contacts} contacts, seed {seed})");
+            out(&format!(
+                "CRM double on https://{listen} ({contacts} contacts, seed {seed})\n"
+            ))?;
             double.serve(listener, tls, signal).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Policy { command } => policy_command(command),
+        Command::Inventory {
+            command:
+                InventoryCommand::Discover {
+                    config,
+                    upstream,
+                    objects,
+                    out,
+                    merge,
+                    sample,
+                },
+        } => discover(&config, &upstream, objects, out, merge, sample).await,
+        Command::Inventory {
+            command: InventoryCommand::Drift { config, admin },
+        } => drift(&config, admin).await,
         Command::Audit { command } => audit_command(command),
         Command::Keys {
             command: KeysCommand::Rotate { kind, config, yes },
         } => {
             let Some(kind) = zweck::keys::KeyKind::parse(&kind) else {
-                eprintln!("unknown key kind {kind:?}: expected tls, audit or pseudonym");
+                say(&format!(
+                    "unknown key kind {kind:?}: expected tls, audit or pseudonym\n"
+                ));
                 return Ok(ExitCode::from(2));
             };
             let config = Config::load(&config)?;
             for line in zweck::keys::rotate(&config, kind, yes).await? {
-                println!("{line}");
+                out(&format!("{line}\n"))?;
             }
             Ok(ExitCode::SUCCESS)
         }
         Command::Config {
             command: ConfigCommand::Check { config },
-        } => match Config::load(&config) {
-            Ok(_) => {
-                println!("{}: ok", config.display());
-                Ok(ExitCode::SUCCESS)
+        } => config_check(&config),
+    }
+}
+
+/// `zweck config check`: [`preflight::prepare`], the function `serve` runs before it
+/// listens, in check mode; every finding printed once.
+fn config_check(path: &Path) -> anyhow::Result<ExitCode> {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            say(&format!("{e}\n"));
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let certs_dir = config.certs_dir.clone();
+    match preflight::prepare(config, Mode::Check, &zweck::metrics::PoolGauges::default()) {
+        Ok(prepared) => {
+            let mut text = String::new();
+            for w in &prepared.warnings {
+                text.push_str(&format!("{w}\n"));
             }
-            Err(e) => {
-                eprintln!("{e}");
-                Ok(ExitCode::FAILURE)
+            text.push_str(&format!("{}: ok", path.display()));
+            if prepared.live.is_none() {
+                text.push_str(&format!(
+                    " (dev: true; development files missing under {} are made by the first `serve`)",
+                    certs_dir.display()
+                ));
             }
-        },
+            text.push('\n');
+            out(&text)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(diagnostics) => {
+            let text: String = diagnostics.iter().map(|d| format!("{d}\n")).collect();
+            say(&text);
+            Ok(ExitCode::FAILURE)
+        }
     }
 }
 
@@ -409,9 +550,159 @@ fn format(f: &str, allowed: &[&str]) -> Result<zweck::audit::Format, zweck::audi
         })
 }
 
+/// `zweck reload`: `POST /reload` on the admin listener with the admin token.
+async fn reload(path: &Path) -> anyhow::Result<ExitCode> {
+    use http_body_util::BodyExt;
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            say(&format!(
+                "{e}\nnothing was sent: the running instance keeps its state\n"
+            ));
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let admin = config.admin.context(
+        "the config has no admin listener, which `zweck reload` talks to: set `admin`, or send SIGHUP",
+    )?;
+    let token_file = config.admin_token_file.as_deref().context(
+        "admin_token_file is not set: the admin listener accepts no reload without it (or send SIGHUP)",
+    )?;
+    let token = zweck::secrets::read_token(token_file)?;
+    // an admin listener on every address is reached on loopback
+    let addr = match admin.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, admin.port()))
+        }
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, admin.port()))
+        }
+        _ => admin,
+    };
+    let exchange = async {
+        let stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .with_context(|| {
+                format!("cannot reach the admin listener on {addr}: is Zweck running?")
+            })?;
+        let (mut send, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+        tokio::spawn(conn);
+        let req = http::Request::post("/reload")
+            .header(http::header::HOST, addr.to_string())
+            .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(http_body_util::Empty::<bytes::Bytes>::new())?;
+        let resp = send.send_request(req).await?;
+        let status = resp.status();
+        let body = resp.into_body().collect().await?.to_bytes();
+        anyhow::Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    };
+    // a reload compiles every policy: generous, but bounded
+    let (status, text) = tokio::time::timeout(std::time::Duration::from_secs(120), exchange)
+        .await
+        .context("the admin listener did not answer within 120 s")??;
+    if status.is_success() {
+        out(&text)?;
+        Ok(ExitCode::SUCCESS)
+    } else {
+        say(&text);
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+/// `zweck inventory drift`: GET /drift on the admin listener, printed as a YAML patch.
+async fn drift(config: &Path, admin: Option<SocketAddr>) -> anyhow::Result<ExitCode> {
+    use http_body_util::BodyExt;
+    let addr = match admin {
+        Some(a) => a,
+        None => Config::load(config)?
+            .admin
+            .context("the config has no `admin` listener: pass --admin HOST:PORT")?,
+    };
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let uri: http::Uri = format!("http://{addr}/drift").parse()?;
+    let resp = client
+        .get(uri)
+        .await
+        .with_context(|| format!("asking the admin listener on {addr}"))?;
+    anyhow::ensure!(
+        resp.status().is_success(),
+        "the admin listener answered {}",
+        resp.status()
+    );
+    let body = resp.into_body().collect().await?.to_bytes();
+    let snapshot: zweck::drift::Snapshot =
+        serde_json::from_slice(&body).context("the admin listener's /drift is not a drift view")?;
+    print!("{}", zweck::drift::patch(&snapshot));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `zweck inventory discover`.
+async fn discover(
+    config: &Path,
+    upstream: &str,
+    objects: Option<Vec<String>>,
+    out: Option<PathBuf>,
+    merge: Option<PathBuf>,
+    sample: u32,
+) -> anyhow::Result<ExitCode> {
+    use zweck::discover::{self, report::Report, yaml};
+    let config = Config::load(config)?;
+    let (found, classified) = discover::discover_and_classify(
+        &config.upstreams,
+        upstream,
+        &discover::Options { objects },
+        sample,
+    )
+    .await?;
+    let (text, outcome) = match &merge {
+        Some(path) => {
+            let existing = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let (text, outcome) = yaml::merge(&existing, &found, &classified)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            (text, Some(outcome))
+        }
+        None => (yaml::render(&found, &classified), None),
+    };
+    let report = Report::new(&found, &classified, outcome);
+    match &out {
+        Some(path) => {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("creating {}", parent.display()))?;
+            }
+            std::fs::write(path, &text).with_context(|| format!("writing {}", path.display()))?;
+            let md = path.with_extension("review.md");
+            let json = path.with_extension("review.json");
+            std::fs::write(&md, report.markdown())
+                .with_context(|| format!("writing {}", md.display()))?;
+            std::fs::write(&json, report.json())
+                .with_context(|| format!("writing {}", json.display()))?;
+            println!("{}: {}", path.display(), report.summary());
+            println!("review: {} and {}", md.display(), json.display());
+            if let Some(m) = &report.merge {
+                println!(
+                    "merge: {} fields and {} objects added, {} conflicts, {} removed (see the review)",
+                    m.added_fields.len(),
+                    m.added_objects.len(),
+                    m.conflicts.len(),
+                    m.removed.len()
+                );
+            }
+        }
+        None => {
+            print!("{text}");
+            eprintln!("{}", report.summary());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn audit_command(command: AuditCommand) -> anyhow::Result<ExitCode> {
     let report = audit_report(command).unwrap_or_else(|refused| refused);
-    print!("{}", report.text);
+    out(&report.text)?;
     Ok(ExitCode::from(report.exit_code.clamp(0, 255) as u8))
 }
 
@@ -522,7 +813,7 @@ fn policy_command(command: PolicyCommand) -> anyhow::Result<ExitCode> {
     match command {
         PolicyCommand::Check { dir } => {
             let report = zweck::policy::check(&dir);
-            print!("{report}");
+            out(&report.to_string())?;
             Ok(if report.is_ok() {
                 ExitCode::SUCCESS
             } else {
@@ -531,7 +822,7 @@ fn policy_command(command: PolicyCommand) -> anyhow::Result<ExitCode> {
         }
         PolicyCommand::Test { dir } => {
             let report = zweck::policy::testing::run_dir(&dir);
-            print!("{report}");
+            out(&report.to_string())?;
             Ok(if report.is_ok() && report.passed() > 0 {
                 ExitCode::SUCCESS
             } else {
@@ -600,7 +891,7 @@ fn policy_command(command: PolicyCommand) -> anyhow::Result<ExitCode> {
             let explanation =
                 zweck::policy::explain(&set, upstream.dialect, &purpose, &method, &path, &doc)
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
-            print!("{explanation}");
+            out(&explanation.to_string())?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -608,12 +899,13 @@ fn policy_command(command: PolicyCommand) -> anyhow::Result<ExitCode> {
 
 async fn serve(path: &Path, demo: bool) -> anyhow::Result<ExitCode> {
     let config = Config::load(path)?;
+    logging::init(config.log.format);
     // Handlers first: "Zweck listening" is a readiness signal, and a SIGTERM right after it
     // must drain, not kill.
     let signal = server::shutdown_signal();
     let running = runtime::start(config.clone()).await?;
     if demo {
-        print_demo(&config, running.proxy_addr);
+        out(&demo_text(&config, running.proxy_addr))?;
     }
     signal.await;
     let drained = running.shutdown().await;
@@ -621,12 +913,13 @@ async fn serve(path: &Path, demo: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_demo(config: &Config, addr: SocketAddr) {
+fn demo_text(config: &Config, addr: SocketAddr) -> String {
+    let mut text = String::new();
     let paths = DevPaths::new(&config.certs_dir);
     let base = format!("https://{addr}");
-    println!(
-        "\nZweck is running on {base} in front of the CRM double. Try, in another terminal:\n"
-    );
+    text.push_str(&format!(
+        "\nZweck is running on {base} in front of the CRM double. Try, in another terminal:\n\n"
+    ));
     for app in &config.apps {
         let Some(m) = &app.client_cert else { continue };
         let name = match m {
@@ -638,26 +931,27 @@ fn print_demo(config: &Config, addr: SocketAddr) {
             paths.client_cert(name).display(),
             paths.client_key(name).display()
         );
-        println!(
-            "  # app {} with its client certificate: an ungoverned route, then a minimised query\n  curl {tls} {base}/services/data/\n  curl {tls} '{base}/services/data/v66.0/query?q=SELECT+Id,FirstName,Email,MobilePhone,Birthdate,HasOptedOutOfEmail+FROM+Contact+LIMIT+3'\n",
+        text.push_str(&format!(
+            "  # app {} with its client certificate: an ungoverned route, then a minimised query\n  curl {tls} {base}/services/data/\n  curl {tls} '{base}/services/data/v66.0/query?q=SELECT+Id,FirstName,Email,MobilePhone,Birthdate,HasOptedOutOfEmail+FROM+Contact+LIMIT+3'\n\n",
             app.name,
-        );
+        ));
         break;
     }
     for app in &config.apps {
         let key = paths.api_key(&app.name);
         if key.exists() {
-            println!(
-                "  # app {} with its API key, sent like an SDK's access token\n  curl --cacert {} -H \"Authorization: Bearer $(cat {})\" '{base}/crm/v3/objects/contacts?limit=2'\n",
+            text.push_str(&format!(
+                "  # app {} with its API key, sent like an SDK's access token\n  curl --cacert {} -H \"Authorization: Bearer $(cat {})\" '{base}/crm/v3/objects/contacts?limit=2'\n\n",
                 app.name,
                 paths.ca_cert().display(),
                 key.display()
-            );
+            ));
             break;
         }
     }
-    println!(
-        "  # no credential: 401 problem+json\n  curl --cacert {} {base}/services/data/\n",
+    text.push_str(&format!(
+        "  # no credential: 401 problem+json\n  curl --cacert {} {base}/services/data/\n\n",
         paths.ca_cert().display()
-    );
+    ));
+    text
 }

@@ -12,45 +12,34 @@ use tokio::task::JoinHandle;
 use crate::audit::{AuditError, AuditLog};
 use crate::budget::{BudgetError, Budgets};
 use crate::certs::DevPaths;
-use crate::config::{Config, ConfigError};
+use crate::config::Config;
 use crate::crm_double::{CrmDouble, CrmDoubleConfig, OAuthClient};
-use crate::policy::{Action, PseudonymKey};
-use crate::reload::{Policies, PolicyLoadError};
+use crate::diagnostic::Diagnostic;
+use crate::metrics::Metrics;
+use crate::preflight::{self, Mode};
 use crate::server::{self, Drained};
 use crate::state::State;
-use crate::{dev, tls, upstream};
-
-/// The environment variable naming the pseudonymisation master key file.
-pub const PSEUDONYM_KEY_ENV: &str = "ZWECK_PSEUDONYM_KEY_FILE";
+use crate::{dev, tls};
 
 /// Why Zweck could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
+    /// What [`preflight::prepare`] found: every problem, each at its file:line:column.
+    #[error("{}", render(.0))]
+    Invalid(Vec<Diagnostic>),
     #[error(transparent)]
     Dev(#[from] dev::DevError),
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
-    #[error(transparent)]
-    Upstream(#[from] upstream::UpstreamSetupError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error(transparent)]
-    Policy(#[from] PolicyLoadError),
     #[error("transfer log: {0}")]
     Audit(#[from] AuditError),
     #[error("budgets: {0}")]
     Budgets(#[from] BudgetError),
-    #[error("app {app} is granted purpose {purpose:?}, which the policies do not define")]
-    UndefinedPurpose { app: String, purpose: String },
-    #[error("purpose {purpose} pseudonymises, but no pseudonym key is configured: set {PSEUDONYM_KEY_ENV} to a file holding 64 hex characters (`zweck certs generate` makes one)")]
-    PseudonymKeyMissing { purpose: String },
-    #[error("pseudonym key: {0}")]
-    PseudonymKey(#[source] crate::secrets::SecretsError),
     #[error("CRM double credential: {0}")]
     CrmDoubleCredential(#[source] crate::secrets::SecretsError),
     #[error("cannot create the directory {}: {source}", path.display())]
@@ -58,6 +47,14 @@ pub enum StartError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+}
+
+fn render(diagnostics: &[Diagnostic]) -> String {
+    diagnostics
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// A running Zweck.
@@ -85,43 +82,25 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
 
 /// Prepares dev material (when `dev: true`), starts the CRM double (when configured), the
 /// admin listener and the proxy.
-pub async fn start(mut config: Config) -> Result<Running, StartError> {
+pub async fn start(config: Config) -> Result<Running, StartError> {
     if config.dev {
         let report = dev::prepare(&config)?;
         for path in &report.created {
             tracing::info!(file = %path.display(), "created development file");
         }
     }
-    dev::check_files(&config)?;
-    config.resolve_api_keys()?;
-    let server_tls = tls::server_config(&config.tls)?;
-    let policies = Arc::new(Policies::load(&config.policies)?);
-    let set = policies.current();
-    for app in &config.apps {
-        for purpose in &app.purposes {
-            if set.purpose(purpose).is_none() {
-                return Err(StartError::UndefinedPurpose {
-                    app: app.name.clone(),
-                    purpose: purpose.clone(),
-                });
-            }
-        }
+    let mut metrics = Metrics::new();
+    let prepared = preflight::prepare(config.clone(), Mode::Serve, &metrics.pools)
+        .map_err(StartError::Invalid)?;
+    for w in &prepared.warnings {
+        tracing::warn!(diagnostic = %w, "policy warning");
     }
-    let pseudonym_key = pseudonym_key(&config)?;
-    if pseudonym_key.is_none() {
-        if let Some(p) = set
-            .purposes()
-            .iter()
-            .find(|p| p.rules.iter().any(|r| r.action == Action::Pseudonymise))
-        {
-            return Err(StartError::PseudonymKeyMissing {
-                purpose: p.name.clone(),
-            });
-        }
-    }
-    tracing::info!(version = %set.version(), "policies loaded");
+    let Some(live) = prepared.live else {
+        // only `config check` may find development files still to be made
+        return Err(StartError::Invalid(Vec::new()));
+    };
+    tracing::info!(version = %live.policy.version(), "policies loaded");
     let (stop, stop_rx) = watch::channel(false);
-    policies.clone().spawn_watchers(stop_rx.clone());
     let mut others = Vec::new();
 
     let mut crm_double = None;
@@ -157,7 +136,9 @@ pub async fn start(mut config: Config) -> Result<Running, StartError> {
                 tracing::error!(error = %e, "CRM double stopped");
             }
         }));
-        tracing::info!(addr = ?crm_double_addr, "CRM double listening");
+        if let Some(addr) = crm_double_addr {
+            tracing::info!(%addr, "CRM double listening");
+        }
     }
 
     let audit = match &config.audit {
@@ -186,13 +167,9 @@ pub async fn start(mut config: Config) -> Result<Running, StartError> {
     };
     // runs until aborted at shutdown: it never ends by itself
     let maintenance = budgets.spawn_maintenance(std::time::Duration::from_secs(60));
-    let state = Arc::new(State::new(
-        config.clone(),
-        policies,
-        pseudonym_key,
-        audit,
-        budgets,
-    )?);
+    metrics.register_with(|r| budgets.metrics().register(r));
+    let state = Arc::new(State::new(config.clone(), live, metrics, audit, budgets));
+    crate::reload::spawn_watchers(state.clone(), stop_rx.clone());
     let mut admin_addr = None;
     if let Some(addr) = config.admin {
         let listener = bind(addr).await?;
@@ -202,7 +179,9 @@ pub async fn start(mut config: Config) -> Result<Running, StartError> {
         others.push(tokio::spawn(async move {
             crate::admin::run(listener, st, stopped(rx)).await;
         }));
-        tracing::info!(addr = ?admin_addr, "admin listening");
+        if let Some(addr) = admin_addr {
+            tracing::info!(%addr, reload = config.admin_token_file.is_some(), "admin listening");
+        }
     }
 
     let listener = bind(config.listen).await?;
@@ -210,12 +189,7 @@ pub async fn start(mut config: Config) -> Result<Running, StartError> {
         addr: config.listen,
         source,
     })?;
-    let proxy = tokio::spawn(server::run(
-        listener,
-        server_tls,
-        state.clone(),
-        stopped(stop_rx),
-    ));
+    let proxy = tokio::spawn(server::run(listener, state.clone(), stopped(stop_rx)));
     tracing::info!(addr = %proxy_addr, public_url = %config.public_url, "Zweck listening");
     Ok(Running {
         proxy_addr,
@@ -228,34 +202,6 @@ pub async fn start(mut config: Config) -> Result<Running, StartError> {
         others,
         maintenance,
     })
-}
-
-/// The pseudonym master key: `ZWECK_PSEUDONYM_KEY_FILE`, else `pseudonym_key_file` of the
-/// config, else in dev mode the generated one. Its version prefixes every pseudonym.
-fn pseudonym_key(config: &Config) -> Result<Option<PseudonymKey>, StartError> {
-    match pseudonym_key_path(config) {
-        Some(p) => {
-            let secret =
-                crate::secrets::read_pseudonym_key(&p).map_err(StartError::PseudonymKey)?;
-            Ok(Some(PseudonymKey::with_version(
-                &secret.key,
-                secret.version,
-            )))
-        }
-        None => Ok(None),
-    }
-}
-
-/// Where the pseudonym master key is read from (see [`pseudonym_key`]).
-pub fn pseudonym_key_path(config: &Config) -> Option<std::path::PathBuf> {
-    match std::env::var_os(PSEUDONYM_KEY_ENV) {
-        Some(p) => Some(std::path::PathBuf::from(p)),
-        None => match &config.pseudonym_key_file {
-            Some(p) => Some(p.clone()),
-            None if config.dev => Some(DevPaths::new(&config.certs_dir).pseudonym_key()),
-            None => None,
-        },
-    }
 }
 
 impl Running {

@@ -14,7 +14,7 @@
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use base64::engine::general_purpose::STANDARD;
@@ -42,6 +42,8 @@ pub enum SecretsError {
     },
     #[error("{} is not usable: {reason}", path.display())]
     Malformed { path: PathBuf, reason: &'static str },
+    #[error("{} is open to every user of the machine (mode {mode:04o}): `chmod 600` it, or 640 with a group only Zweck's user is in", path.display())]
+    Exposed { path: PathBuf, mode: u32 },
     // getrandom is built without `std` here, so its error is no `std::error::Error` source.
     #[error("the operating system's random number generator failed: {cause}")]
     Random { cause: getrandom::Error },
@@ -50,6 +52,22 @@ pub enum SecretsError {
 /// Lowercase hex SHA-256 of `bytes`, the form of an API key digest file (`<app>.sha256`).
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
+}
+
+/// Refuses a secret file that every user of the machine may read or write (the "others"
+/// bits of its mode), as OpenSSH does for private keys: a key anyone can read is no longer
+/// Zweck's alone. Group access is allowed, so a package can give the file to root and
+/// Zweck's group (0640).
+pub fn check_private(path: &Path) -> Result<(), SecretsError> {
+    let meta = fs::metadata(path).map_err(|source| io_error(path, "read", source))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o006 != 0 {
+        return Err(SecretsError::Exposed {
+            path: path.to_owned(),
+            mode,
+        });
+    }
+    Ok(())
 }
 
 /// Reads an API key digest file: 64 hex characters, surrounding whitespace ignored.
@@ -261,6 +279,26 @@ mod tests {
         assert!(!err.to_string().contains("zk_"), "{err}");
         let missing = read_api_key_sha256(&tmp.path().join("missing.sha256")).unwrap_err();
         assert!(matches!(missing, SecretsError::Io { .. }), "{missing:?}");
+    }
+
+    #[test]
+    fn secrets_open_to_others_are_refused_and_group_access_is_allowed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("audit.key");
+        fs::write(&path, "x").unwrap();
+        for (mode, ok) in [(0o600, true), (0o640, true), (0o644, false), (0o602, false)] {
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+            let r = check_private(&path);
+            assert_eq!(r.is_ok(), ok, "{mode:o}: {r:?}");
+            if let Err(e) = r {
+                assert!(e.to_string().contains(&format!("{mode:04o}")), "{e}");
+                assert!(e.to_string().contains("audit.key"), "{e}");
+            }
+        }
+        assert!(matches!(
+            check_private(&tmp.path().join("missing")),
+            Err(SecretsError::Io { .. })
+        ));
     }
 
     #[test]

@@ -8,6 +8,9 @@
 //! accepting, tell every connection to finish (HTTP/1.1 closes after the in-flight response,
 //! HTTP/2 sends GOAWAY), wait up to the grace period for in-flight requests, then return.
 //!
+//! Each handshake uses the TLS config of the live state at accept time, so a reload's new
+//! certificate and client CA apply to new connections while open ones finish on theirs.
+//!
 //! A connection without a request in flight for `limits.idle_timeout` is closed the same
 //! graceful way, so idle clients (HTTP/2 keeps a connection open forever otherwise) do not
 //! hold the connection permits that active ones need. A request counts as in flight until
@@ -64,12 +67,10 @@ pub enum Drained {
 /// Serves the proxy on `listener` until `shutdown` completes, then drains.
 pub async fn run(
     listener: TcpListener,
-    tls: Arc<rustls::ServerConfig>,
     state: Arc<State>,
     shutdown: impl Future<Output = ()>,
 ) -> Drained {
     let limits = state.config.limits.clone();
-    let acceptor = TlsAcceptor::from(tls);
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     // `stop` tells every connection to finish; each connection task holds a clone of
     // `open`, so `closed.recv()` returns once the last one is gone.
@@ -98,7 +99,9 @@ pub async fn run(
             },
         };
         let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
+        // the TLS config in force now: a reloaded certificate or client CA applies from
+        // the next handshake, while open connections keep the one they began with
+        let acceptor = TlsAcceptor::from(state.live().tls.clone());
         let state = state.clone();
         let stopping = stopping.clone();
         let open = open.clone();

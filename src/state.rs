@@ -1,14 +1,23 @@
-//! Everything a request needs, built once at start-up and shared by `Arc` (no global state).
+//! Everything a request needs, shared by `Arc` (no global state).
+//!
+//! Two halves. [`Live`] is what a reload may replace (apps and API keys, upstreams and their
+//! credentials, the TLS certificate and client CA, the pseudonym key, the policy set): it is
+//! swapped whole through a `watch` channel, and each request and each new connection takes
+//! one snapshot ([`State::live`]) and keeps it, so nothing ever sees half of an old and half
+//! of a new config. The rest of [`State`] lives as long as the process: the listener's
+//! limits, the transfer log, the budgets, the metrics; config keys that feed them need a
+//! restart ([`crate::reload`] refuses a reload that changes them).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::watch;
 
 use crate::caller::Identities;
 use crate::config::Config;
 use crate::links::LinkRewriter;
 use crate::metrics::Metrics;
-use crate::policy::PseudonymKey;
-use crate::reload::Policies;
+use crate::policy::{PolicySet, PseudonymKey};
 use crate::upstream::{Upstream, UpstreamSetupError};
 
 /// An upstream with what the pipeline derives from it once.
@@ -23,16 +32,75 @@ pub struct UpstreamEntry {
     pub origins: [String; 2],
 }
 
-/// Shared, immutable-after-start state of the proxy.
-pub struct State {
+impl UpstreamEntry {
+    /// Sets up the upstream's client and reads its credential.
+    pub fn new(
+        config: crate::config::UpstreamConfig,
+        public_url: &str,
+        pools: &crate::metrics::PoolGauges,
+    ) -> Result<UpstreamEntry, UpstreamSetupError> {
+        let upstream = Upstream::new(config, pools)?;
+        let links = LinkRewriter::new(&upstream.origin, public_url);
+        let label = Arc::from(upstream.name());
+        let origins = [upstream.origin.clone(), public_url.to_string()];
+        Ok(UpstreamEntry {
+            upstream,
+            links,
+            label,
+            origins,
+        })
+    }
+}
+
+/// A certificate Zweck relies on, for the expiry metric: where it is configured and when it
+/// stops being valid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchedCert {
+    /// The config key that names the file (`tls.cert`, `upstreams.salesforce.ca`).
+    pub source: String,
+    pub file: std::path::PathBuf,
+    pub expiry: crate::tls::Expiry,
+}
+
+/// What a reload replaces, as one: every request and every new TLS connection takes one
+/// snapshot and uses it to the end.
+#[derive(Clone)]
+pub struct Live {
+    /// The config these parts were built from.
     pub config: Arc<Config>,
-    pub identities: Identities,
+    pub identities: Arc<Identities>,
     pub upstreams: Vec<Arc<UpstreamEntry>>,
-    pub metrics: Metrics,
-    /// The policy set in force; each request takes one snapshot.
-    pub policies: Arc<Policies>,
-    /// The pseudonymisation master key, when a purpose needs one.
+    /// The policy set in force.
+    pub policy: Arc<PolicySet>,
+    /// The pseudonymisation master key, when one is configured.
     pub pseudonym_key: Option<PseudonymKey>,
+    /// The listener's TLS config: certificate, key and client CA.
+    pub tls: Arc<rustls::ServerConfig>,
+    /// The token that authorises `POST /reload` on the admin listener.
+    pub admin_token: Option<Arc<str>>,
+    pub certificates: Vec<WatchedCert>,
+}
+
+impl std::fmt::Debug for Live {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Live")
+            .field("policy", &self.policy.version())
+            .field("upstreams", &self.upstreams.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Shared state of the proxy.
+pub struct State {
+    /// The config Zweck started with. Its restart-only parts (listen, admin, limits, audit,
+    /// budgets, crm_double, log) are in force for the whole run; apps, upstreams, TLS files
+    /// and the pseudonym key come from [`State::live`].
+    pub config: Arc<Config>,
+    live: watch::Sender<Arc<Live>>,
+    /// Held while a reload builds and swaps, so two reloads (a SIGHUP and a file change)
+    /// never interleave. A std mutex: reloads run on blocking threads, nothing awaits under it.
+    pub(crate) reloading: Mutex<()>,
+    pub metrics: Metrics,
     /// The transfer log, when configured.
     pub audit: Option<crate::audit::AuditLog>,
     /// Export budgets in records.
@@ -46,47 +114,38 @@ pub struct State {
 }
 
 impl State {
-    /// Builds clients and reads credentials; fails when a secret is missing.
     pub fn new(
         config: Config,
-        policies: Arc<Policies>,
-        pseudonym_key: Option<PseudonymKey>,
+        live: Live,
+        metrics: Metrics,
         audit: Option<crate::audit::AuditLog>,
         budgets: crate::budget::Budgets,
-    ) -> Result<State, UpstreamSetupError> {
-        let mut upstreams = Vec::new();
-        for u in &config.upstreams {
-            let upstream = Upstream::new(u.clone())?;
-            let links = LinkRewriter::new(&upstream.origin, &config.public_url);
-            let label = Arc::from(upstream.name());
-            let origins = [upstream.origin.clone(), config.public_url.clone()];
-            upstreams.push(Arc::new(UpstreamEntry {
-                upstream,
-                links,
-                label,
-                origins,
-            }));
-        }
+    ) -> State {
         let buffer_kib = usize::try_from(config.limits.buffered_total / 1024)
             .unwrap_or(usize::MAX)
             .min(tokio::sync::Semaphore::MAX_PERMITS);
-        Ok(State {
-            identities: Identities::new(&config),
+        let (live, _) = watch::channel(Arc::new(live));
+        State {
             config: Arc::new(config),
-            upstreams,
-            metrics: {
-                let mut m = Metrics::new();
-                m.register_with(|r| budgets.metrics().register(r));
-                m
-            },
-            policies,
-            pseudonym_key,
+            live,
+            reloading: Mutex::new(()),
+            metrics,
             audit,
             buffers: Arc::new(tokio::sync::Semaphore::new(buffer_kib)),
             budgets,
             request_ids: RequestIds::new(),
             ready: AtomicBool::new(false),
-        })
+        }
+    }
+
+    /// The live parts in force now; hold the snapshot for the whole request or connection.
+    pub fn live(&self) -> Arc<Live> {
+        self.live.borrow().clone()
+    }
+
+    /// Replaces the live parts (reload only; validated in full before).
+    pub(crate) fn swap(&self, live: Live) {
+        self.live.send_replace(Arc::new(live));
     }
 
     /// A new request id, unique within the process and unguessable across restarts.

@@ -78,18 +78,25 @@ pub fn roots_from(path: &Path) -> Result<RootCertStore, TlsError> {
 /// The listener's config: TLS 1.2/1.3, ALPN h2 + http/1.1, optional client certificates that
 /// must chain to `client_ca` when one is configured.
 pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
+    let client_ca = files.client_ca.as_deref().map(roots_from).transpose()?;
+    server_config_from(load_certs(&files.cert)?, load_key(&files.key)?, client_ca)
+}
+
+/// [`server_config`] from material already read (and checked file by file).
+pub fn server_config_from(
+    certs: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    client_ca: Option<RootCertStore>,
+) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = provider();
-    let certs = load_certs(&files.cert)?;
-    let key = load_key(&files.key)?;
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
-    let builder = match &files.client_ca {
-        Some(ca) => {
-            let verifier =
-                WebPkiClientVerifier::builder_with_provider(Arc::new(roots_from(ca)?), provider)
-                    .allow_unauthenticated()
-                    .build()
-                    .map_err(|e| TlsError::Verifier(e.to_string()))?;
+    let builder = match client_ca {
+        Some(roots) => {
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .allow_unauthenticated()
+                .build()
+                .map_err(|e| TlsError::Verifier(e.to_string()))?;
             builder.with_client_cert_verifier(verifier)
         }
         None => builder.with_no_client_auth(),
@@ -122,6 +129,28 @@ pub fn client_config(extra_ca: Option<&Path>) -> Result<ClientConfig, TlsError> 
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_root_certificates(roots)
         .with_no_client_auth())
+}
+
+/// When one certificate stops being valid (for `zweck_certificate_expiry_seconds`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expiry {
+    /// The subject's distinguished name, e.g. `CN=localhost`.
+    pub subject: String,
+    /// Its `notAfter`, in seconds since the Unix epoch.
+    pub not_after: i64,
+}
+
+/// The expiry of every certificate that parses.
+pub fn expiries(certs: &[CertificateDer<'_>]) -> Vec<Expiry> {
+    use x509_parser::prelude::*;
+    certs
+        .iter()
+        .filter_map(|c| X509Certificate::from_der(c.as_ref()).ok())
+        .map(|(_, parsed)| Expiry {
+            subject: parsed.subject().to_string(),
+            not_after: parsed.validity().not_after.timestamp(),
+        })
+        .collect()
 }
 
 /// What the verified client certificate says about its holder.

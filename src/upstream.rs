@@ -37,11 +37,12 @@ use tokio::sync::Mutex;
 use crate::body::{self, BoxError, ProxyBody};
 use crate::config::{SecretSource, UpstreamAuth, UpstreamConfig};
 use crate::error::ProxyError;
+use crate::pool::{CountingConnector, Held, PoolCounters};
 use crate::proxy::route::RouteRule;
 use crate::tls;
 
-/// The pooled HTTPS client type.
-pub type HttpsClient = Client<HttpsConnector<HttpConnector>, ProxyBody>;
+/// The pooled HTTPS client type; its connections count themselves ([`crate::pool`]).
+pub type HttpsClient = Client<CountingConnector<HttpsConnector<HttpConnector>>, ProxyBody>;
 
 /// Why an upstream could not be set up at start-up.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +75,7 @@ pub struct Upstream {
     label: Arc<str>,
     client: HttpsClient,
     credential: Credential,
+    pool: PoolCounters,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -115,6 +117,7 @@ struct TokenResponse {
 pub fn build_client(
     extra_ca: Option<&std::path::Path>,
     connect_timeout: Duration,
+    pool: PoolCounters,
 ) -> Result<HttpsClient, tls::TlsError> {
     let tls = tls::client_config(extra_ca)?;
     let mut http = HttpConnector::new();
@@ -126,6 +129,7 @@ pub fn build_client(
         .https_only()
         .enable_all_versions()
         .wrap_connector(http);
+    let connector = CountingConnector::new(connector, pool);
     Ok(Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_timer(TokioTimer::new())
@@ -161,14 +165,16 @@ fn read_secret(upstream: &str, source: &SecretSource) -> Result<String, Upstream
 
 impl Upstream {
     /// Sets up the client and reads the credential; fails when a secret is missing.
-    pub fn new(config: UpstreamConfig) -> Result<Upstream, UpstreamSetupError> {
+    pub fn new(
+        config: UpstreamConfig,
+        pools: &crate::metrics::PoolGauges,
+    ) -> Result<Upstream, UpstreamSetupError> {
         let name = config.name.clone();
-        let client =
-            build_client(config.ca.as_deref(), config.connect_timeout).map_err(|source| {
-                UpstreamSetupError::Tls {
-                    upstream: name.clone(),
-                    source,
-                }
+        let pool = pools.of(&name);
+        let client = build_client(config.ca.as_deref(), config.connect_timeout, pool.clone())
+            .map_err(|source| UpstreamSetupError::Tls {
+                upstream: name.clone(),
+                source,
             })?;
         let credential = match &config.auth {
             None => Credential::None,
@@ -210,6 +216,7 @@ impl Upstream {
             label: Arc::from(name.as_str()),
             client,
             credential,
+            pool,
             config,
         })
     }
@@ -293,6 +300,7 @@ impl Upstream {
         mut req: Request<ProxyBody>,
     ) -> Result<Response<UpstreamBody>, ProxyError> {
         let name = &self.config.name;
+        let _in_flight = Held::new(&self.pool.in_flight);
         let connection = capture_connection(&mut req);
         let resp = match tokio::time::timeout(
             self.config.response_timeout,

@@ -22,7 +22,19 @@ const SOQL: &str = "/services/data/v66.0/query?q=SELECT+Id,FirstName,LastName,Em
 
 #[tokio::test]
 async fn governed_flows_and_refusals_are_logged_without_values_and_the_log_verifies() {
-    let mut h = Harness::start().await;
+    // support minimises its Contact writes silently here, so the write below is a minimised
+    // flow (without the opt-in it is refused: tests/write_refusals.rs)
+    let mut h = Harness::start_with(|mut o| {
+        o.policies = policies_with(&o.certs_dir, |t| {
+            t.replacen(
+                "    writes: allow\n",
+                "    writes: allow\n    silent_write_minimisation: [Contact]\n",
+                1,
+            )
+        });
+        o
+    })
+    .await;
     let news = h.cert_client(CERT_APP, Version::H2);
     let support = h.cert_client("support-desk", Version::H1);
 

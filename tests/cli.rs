@@ -249,3 +249,52 @@ fn signals_right_after_the_readiness_line_are_handled() {
     assert!(text.contains("SIGTERM received"), "{text}");
     assert_eq!(status.code(), Some(0), "{text}");
 }
+
+/// `zweck reload` asks the running instance through its admin listener, with the admin
+/// token dev mode made, and prints what happened; a broken change is refused and named.
+#[test]
+fn zweck_reload_reloads_the_running_instance_and_names_a_broken_change() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dev_config(dir.path(), true);
+    let mut child = start_serving(&config);
+    let reload = || {
+        zweck()
+            .args(["reload", "--config"])
+            .arg(&config)
+            .output()
+            .expect("run zweck reload")
+    };
+    let out = reload();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let ok = out.status.success() && stdout.starts_with("reloaded: policy ");
+    let text = std::fs::read_to_string(&config).expect("read config");
+    // refused by the running instance: the file does not exist
+    std::fs::write(
+        &config,
+        text.replace("certs/proxy.pem", "certs/renewed.pem"),
+    )
+    .expect("write");
+    let refused = reload();
+    // refused before anything is sent: the text does not compile
+    std::fs::write(
+        &config,
+        text.replace("jurisdiction: IE", "jurisdiction: ie"),
+    )
+    .expect("write");
+    let broken = reload();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(ok, "{stdout} / {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(refused.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("last good state") && err.contains("renewed.pem is missing"),
+        "{err}"
+    );
+    assert_eq!(broken.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&broken.stderr);
+    assert!(
+        err.contains("nothing was sent") && err.contains("write IE"),
+        "{err}"
+    );
+}

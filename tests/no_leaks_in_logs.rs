@@ -95,11 +95,13 @@ fn fixture(path: &str) -> Bytes {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replayed_fixture_requests_leave_no_personal_value_in_the_log() {
     let capture = Capture::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("zweck=trace,warn"))
-        .with_writer(capture.clone())
-        .with_ansi(false)
-        .finish();
+    // the JSON format operators ship to a SIEM: the same subscriber `log.format: json` makes
+    let subscriber = zweck::logging::subscriber(
+        zweck::config::LogFormat::Json,
+        tracing_subscriber::EnvFilter::new("zweck=trace,warn"),
+        capture.clone(),
+        false,
+    );
     tracing::subscriber::set_global_default(subscriber).expect("one subscriber per test binary");
 
     let h = Harness::start().await;
@@ -204,7 +206,24 @@ async fn replayed_fixture_requests_leave_no_personal_value_in_the_log() {
         )
         .await;
     assert_eq!(r.status(), 200);
+    // an ungoverned route: logged like any other
+    let (r, _) = news.get(&h.url("/services/data/"), &[]).await;
+    assert_eq!(r.status(), 200);
     assert!(answered > 40);
+    let requests = answered + 3;
+    // an access event is written when hyper has polled the body to its end, which may come
+    // just after the client has read it
+    let events = || {
+        let log = capture.0.lock().expect("log");
+        String::from_utf8_lossy(&log)
+            .matches("\"target\":\"zweck::access\"")
+            .count()
+    };
+    assert!(
+        eventually(|| events() >= requests).await,
+        "{} of {requests} access events",
+        events()
+    );
 
     let log = String::from_utf8_lossy(&capture.0.lock().expect("log").clone()).to_string();
     assert!(
@@ -254,5 +273,67 @@ async fn replayed_fixture_requests_leave_no_personal_value_in_the_log() {
     assert!(
         !log.contains("/services/data/v66.0/query?"),
         "raw query strings in the log"
+    );
+    json_lines_and_access_events(&log, requests);
+}
+
+/// Every line is one JSON object with timestamp, level and target; every request has exactly
+/// one access event, with the route template and never a raw path or query string.
+fn json_lines_and_access_events(log: &str, requests: usize) {
+    let mut access = Vec::new();
+    for line in log.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        for key in ["timestamp", "level", "target", "message"] {
+            assert!(v.get(key).is_some(), "{key} missing: {line}");
+        }
+        if v["target"] == "zweck::access" {
+            access.push(v);
+        }
+    }
+    assert_eq!(access.len(), requests, "one access event per request");
+    let mut ids: Vec<&str> = access
+        .iter()
+        .map(|a| a["request_id"].as_str().expect("request id"))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), requests, "each request once");
+    for a in &access {
+        for key in [
+            "app",
+            "purpose",
+            "method",
+            "route",
+            "upstream",
+            "status",
+            "problem",
+            "bytes_out",
+            "duration_ms",
+            "complete",
+        ] {
+            assert!(a.get(key).is_some(), "{key} missing: {a}");
+        }
+        let route = a["route"].as_str().expect("route");
+        assert!(
+            route == "-" || route.contains(' ') && !route.contains('?'),
+            "a route template, not a raw path: {route}"
+        );
+    }
+    let kinds =
+        |pred: &dyn Fn(&serde_json::Value) -> bool| access.iter().filter(|a| pred(a)).count();
+    assert!(kinds(&|a| a["problem"] != "-") > 0, "refusals are logged");
+    assert!(
+        kinds(&|a| a["status"] == 200) > 0,
+        "governed answers are logged"
+    );
+    assert!(
+        kinds(&|a| a["upstream_status"].is_u64()) > 0,
+        "the upstream's status is logged once it answered"
+    );
+    assert_eq!(
+        kinds(&|a| a["route"] == "GET /services/data/"),
+        1,
+        "ungoverned requests are logged"
     );
 }

@@ -3,13 +3,15 @@
 //!   category whose action is not `keep` (nor of an unclassified field) appears in the output;
 //! - the output is valid JSON;
 //! - keep/drop/redact/mask/truncate/generalise are idempotent; pseudonymise is deterministic;
+//! - a write that would lose fields is refused naming them, unless the purpose minimises
+//!   writes silently, and then it never carries a value the purpose does not keep;
 //! - consent: a record stays only when its consent field holds exactly the granted value.
 
 use http::Method;
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 use zweck::dialect::Dialect;
-use zweck::policy::{apply, Direction, PolicySet, PseudonymKey, RouteMatch};
+use zweck::policy::{apply, Direction, PolicySet, PseudonymKey, Refusal, RouteMatch};
 
 const CATS: [&str; 7] = [
     "user",
@@ -159,8 +161,15 @@ fn resolved(c: &Case, k: usize) -> &'static str {
     }
 }
 
-fn compile(c: &Case) -> PolicySet {
-    let (inv, p) = yaml(c);
+/// `silent`: the purpose minimises writes to Contact silently.
+fn compile(c: &Case, silent: bool) -> PolicySet {
+    let (inv, mut p) = yaml(c);
+    if silent {
+        p = p.replace(
+            "    writes: allow\n",
+            "    writes: allow\n    silent_write_minimisation: [Contact]\n",
+        );
+    }
     match PolicySet::from_texts(&[("purposes.yaml", &p), ("inventory/sf.yaml", &inv)]) {
         Ok((s, _)) => s,
         Err(e) => panic!(
@@ -171,6 +180,17 @@ fn compile(c: &Case) -> PolicySet {
                 .join("\n")
         ),
     }
+}
+
+/// One write record carrying a token for every key its shape names.
+fn write_body(shapes: &[u8]) -> Value {
+    let mut m = Map::new();
+    for (k, s) in shapes.iter().enumerate() {
+        if *s != 0 {
+            m.insert(format!("k{k}"), json!(token(0, k)));
+        }
+    }
+    Value::Object(m)
 }
 
 fn run(
@@ -196,7 +216,7 @@ proptest! {
 
     #[test]
     fn nothing_but_kept_values_leaves(c in case(true)) {
-        let set = compile(&c);
+        let set = compile(&c, false);
         let mut out = body(&c);
         let key = PseudonymKey::new(b"k");
         run(&set, "/q", Direction::Response, &mut out, &key).expect("no block rules here");
@@ -225,7 +245,7 @@ proptest! {
 
     #[test]
     fn actions_are_idempotent(c in case(false)) {
-        let set = compile(&c);
+        let set = compile(&c, false);
         let key = PseudonymKey::new(b"k");
         let mut once = body(&c);
         run(&set, "/q", Direction::Response, &mut once, &key).expect("ok");
@@ -236,7 +256,7 @@ proptest! {
 
     #[test]
     fn pseudonymise_is_deterministic(c in case(true)) {
-        let set = compile(&c);
+        let set = compile(&c, false);
         let key = PseudonymKey::new(b"k");
         let mut a = body(&c);
         let mut b = body(&c);
@@ -245,18 +265,47 @@ proptest! {
         prop_assert_eq!(a, b);
     }
 
+    /// A write passes only when it loses nothing: every field it carries is kept. Otherwise
+    /// it is refused, naming the fields (never their values) it would lose, or the fields whose
+    /// rule would alter stored values.
     #[test]
-    fn writes_never_carry_unkept_values(c in case(true)) {
-        let set = compile(&c);
+    fn writes_that_would_lose_fields_are_refused(c in case(true)) {
+        let set = compile(&c, false);
         let key = PseudonymKey::new(b"k");
         let Some(shapes) = c.records.first() else { return Ok(()); };
-        let mut m = Map::new();
-        for (k, s) in shapes.iter().enumerate() {
-            if *s != 0 {
-                m.insert(format!("k{k}"), json!(token(0, k)));
+        let mut w = write_body(shapes);
+        match run(&set, "/w", Direction::Request, &mut w, &key) {
+            Ok(_) => {
+                let text = w.to_string();
+                for (k, s) in shapes.iter().enumerate() {
+                    if *s == 0 { continue; }
+                    prop_assert_eq!(resolved(&c, k), "keep", "k{} passed", k);
+                    prop_assert!(text.contains(&token(0, k)));
+                }
             }
+            Err(Refusal::WriteFieldsDropped { field_paths, .. }) => {
+                prop_assert!(!field_paths.is_empty());
+                for p in &field_paths {
+                    let k: usize = p.strip_prefix("$.k").and_then(|k| k.parse().ok())
+                        .unwrap_or_else(|| panic!("a path of a sent field: {p}"));
+                    prop_assert!(resolved(&c, k) != "keep", "kept k{} named", k);
+                }
+            }
+            Err(Refusal::WriteActionNotAllowed { field_paths }) => {
+                prop_assert!(!field_paths.is_empty());
+            }
+            Err(e) => prop_assert!(false, "unexpected refusal {e:?}"),
         }
-        let mut w = Value::Object(m);
+    }
+
+    /// With silent minimisation a write goes on without what the purpose does not keep, and
+    /// never carries an unkept value; a record left with nothing to write is refused.
+    #[test]
+    fn silently_minimised_writes_never_carry_unkept_values(c in case(true)) {
+        let set = compile(&c, true);
+        let key = PseudonymKey::new(b"k");
+        let Some(shapes) = c.records.first() else { return Ok(()); };
+        let mut w = write_body(shapes);
         match run(&set, "/w", Direction::Request, &mut w, &key) {
             Ok(_) => {
                 let text = w.to_string();
@@ -267,7 +316,10 @@ proptest! {
                     prop_assert_eq!(text.contains(&token(0, k)), r == "keep");
                 }
             }
-            Err(zweck::policy::Refusal::WriteActionNotAllowed { field_paths }) => {
+            Err(Refusal::WriteFieldsDropped { field_paths, nothing_left }) => {
+                prop_assert!(nothing_left && !field_paths.is_empty());
+            }
+            Err(Refusal::WriteActionNotAllowed { field_paths }) => {
                 prop_assert!(!field_paths.is_empty());
             }
             Err(e) => prop_assert!(false, "unexpected refusal {e:?}"),

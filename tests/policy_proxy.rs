@@ -174,7 +174,8 @@ async fn writes_are_minimised_denied_or_refused_before_reaching_the_crm() {
     let h = Harness::start().await;
     let support = h.cert_client("support-desk", Version::H1);
     let path = "/services/data/v66.0/sobjects/Contact/003Fict000000000001AAA";
-    // support may write: the unclassified custom field is dropped on the way
+    // support may write, but not the unclassified custom field: the write would lose it, so it
+    // is refused, naming the field, never its value (tests/write_refusals.rs has the rest)
     let (r, b) = support
         .call(
             Method::PATCH,
@@ -188,6 +189,30 @@ async fn writes_are_minimised_denied_or_refused_before_reaching_the_crm() {
             ),
         )
         .await;
+    assert_eq!(r.status(), 403, "{}", text(&b));
+    assert_eq!(problem_slug(&r, &b), "write-fields-dropped");
+    assert!(text(&b).contains("$.Secret_Notes__c"), "{}", text(&b));
+    assert!(!text(&b).contains("Fictional-Secret-0042"));
+    assert!(
+        !h.double
+            .double
+            .received()
+            .iter()
+            .any(|r| r.method == Method::PATCH),
+        "the lossy write reached the CRM"
+    );
+    // what it may write passes as sent
+    let (r, b) = support
+        .call(
+            Method::PATCH,
+            &h.url(path),
+            &[
+                ("zweck-purpose", "support"),
+                ("content-type", "application/json"),
+            ],
+            Bytes::from_static(br#"{"Title":"Head of Fiction"}"#),
+        )
+        .await;
     assert!(
         r.status().is_success() || r.status() == 404,
         "{}: {}",
@@ -199,12 +224,7 @@ async fn writes_are_minimised_denied_or_refused_before_reaching_the_crm() {
         .iter()
         .find(|r| r.method == Method::PATCH)
         .expect("write reached the CRM");
-    let sent_body = text(&sent.body);
-    assert!(sent_body.contains("Head of Fiction"), "{sent_body}");
-    assert!(
-        !sent_body.contains("Fictional-Secret-0042"),
-        "unclassified field reached the CRM"
-    );
+    assert_eq!(text(&sent.body), r#"{"Title":"Head of Fiction"}"#);
     h.double.double.clear_received();
 
     // newsletter has writes: deny

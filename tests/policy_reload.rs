@@ -81,10 +81,10 @@ async fn a_good_edit_is_swapped_in_and_a_broken_one_keeps_the_last_good_set() {
         edited.replace("otherwise: drop", "otherwise: keep"),
     )
     .expect("write");
-    let policies = &h.zweck().state.policies;
-    let err = policies.reload().expect_err("otherwise: keep is refused");
+    let state = &h.zweck().state;
+    let err = zweck::reload::policies(state).expect_err("otherwise: keep is refused");
     assert!(err.to_string().contains("purposes.yaml:"), "{err}");
-    assert_eq!(policies.current().version(), v2);
+    assert_eq!(state.live().policy.version(), v2);
     let (v3, _) = version_and_body(&h, &c).await;
     assert_eq!(v3, v2);
 }

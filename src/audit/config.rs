@@ -92,7 +92,7 @@ pub enum OnMissing {
 }
 
 /// The compiled `audit:` section.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditConfig {
     /// The active log file; rotated segments sit next to it.
     pub log: PathBuf,

@@ -48,7 +48,7 @@ use local::LocalStore;
 use shared::SharedStore;
 
 /// `budgets:` in zweck.yaml, as written. The lead embeds it in the main config.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawBudgetsConfig {
     /// `local` (default, in-process) or `redis` (shared by every instance).

@@ -9,10 +9,13 @@ use std::time::Duration;
 
 use serde_saphyr::Spanned;
 
-use super::raw::{RawApp, RawAuth, RawClientCert, RawConfig, RawCrmDouble, RawLimits, RawUpstream};
+use super::raw::{
+    RawApp, RawAuth, RawClientCert, RawConfig, RawCrmDouble, RawLimits, RawLog, RawUpstream,
+};
 use super::{
-    ApiKeyConfig, AppConfig, ClientCertMatch, Config, ConfigError, CrmDoubleSettings, KeyDigest,
-    Limits, MechanismKind, SecretSource, TlsFiles, TransferMechanism, UpstreamAuth, UpstreamConfig,
+    iso3166, ApiKeyConfig, AppConfig, ClientCertMatch, Config, ConfigError, CrmDoubleSettings,
+    KeyDigest, Limits, LogConfig, LogFormat, MechanismKind, SecretSource, Spans, TlsFiles,
+    TransferMechanism, UpstreamAuth, UpstreamConfig,
 };
 use crate::audit::{AuditConfig, RawAuditConfig};
 use crate::budget::{RawBudgetsConfig, RefusalStyle};
@@ -45,6 +48,7 @@ pub(super) fn compile(path: &Path, text: &str) -> Result<Config, ConfigError> {
         file: path.to_path_buf(),
         base,
         diags: Diags::default(),
+        spans: Spans::default(),
     };
     let config = c.compile(raw);
     if c.diags.list.is_empty() {
@@ -58,6 +62,7 @@ struct Compiler {
     file: PathBuf,
     base: PathBuf,
     diags: Diags,
+    spans: Spans,
 }
 
 impl Compiler {
@@ -74,7 +79,14 @@ impl Compiler {
         }
     }
 
+    /// A path-valued key: resolved, and its position kept for later diagnostics.
+    fn spanned_path(&mut self, key: &str, s: &Spanned<String>) -> PathBuf {
+        self.spans.insert(key, &s.referenced);
+        self.path(&s.value)
+    }
+
     fn addr(&mut self, s: &Spanned<String>, what: &str) -> Option<SocketAddr> {
+        self.spans.insert(what, &s.referenced);
         match s.value.parse::<SocketAddr>() {
             Ok(a) => Some(a),
             Err(_) => {
@@ -153,21 +165,44 @@ impl Compiler {
             Some(b) => self.budgets(b),
             None => RefusalStyle::Problem,
         };
+        let log = self.log(&raw.log);
+        let tls = TlsFiles {
+            cert: self.spanned_path("tls.cert", &raw.tls.cert),
+            key: self.spanned_path("tls.key", &raw.tls.key),
+            client_ca: raw
+                .tls
+                .client_ca
+                .as_ref()
+                .map(|p| self.spanned_path("tls.client_ca", p)),
+        };
+        let dir =
+            |c: &mut Self, key: &str, value: &Option<Spanned<String>>, default: &str| match value {
+                Some(v) => c.spanned_path(key, v),
+                None => c.path(default),
+            };
+        let policies = dir(self, "policies", &raw.policies, "policies");
+        let certs_dir = dir(self, "certs_dir", &raw.certs_dir, "certs");
+        let pseudonym_key_file = raw
+            .pseudonym_key_file
+            .as_ref()
+            .map(|p| self.spanned_path("pseudonym_key_file", p));
+        let admin_token_file = raw
+            .admin_token_file
+            .as_ref()
+            .map(|p| self.spanned_path("admin_token_file", p));
 
         Some(Config {
             path: self.file.clone(),
             listen: listen?,
             public_url: public_url?,
             dev: raw.dev,
-            tls: TlsFiles {
-                cert: self.path(&raw.tls.cert),
-                key: self.path(&raw.tls.key),
-                client_ca: raw.tls.client_ca.as_deref().map(|p| self.path(p)),
-            },
+            tls,
             admin,
-            policies: self.path(raw.policies.as_deref().unwrap_or("policies")),
-            certs_dir: self.path(raw.certs_dir.as_deref().unwrap_or("certs")),
-            pseudonym_key_file: raw.pseudonym_key_file.as_deref().map(|p| self.path(p)),
+            admin_token_file,
+            log,
+            policies,
+            certs_dir,
+            pseudonym_key_file,
             crm_double,
             limits,
             audit,
@@ -176,7 +211,26 @@ impl Compiler {
             apps,
             upstreams,
             record_of_processing: raw.record_of_processing.unwrap_or_default(),
+            spans: std::mem::take(&mut self.spans),
         })
+    }
+
+    fn log(&mut self, l: &RawLog) -> LogConfig {
+        let format = match &l.format {
+            None => LogFormat::Text,
+            Some(f) => match f.value.as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                other => {
+                    self.error(
+                        &f.referenced,
+                        format!("log.format is text or json, got {other:?}"),
+                    );
+                    LogFormat::Text
+                }
+            },
+        };
+        LogConfig { format }
     }
 
     /// `https://host[:port]` without a path (a trailing `/` is dropped).
@@ -205,8 +259,12 @@ impl Compiler {
 
     fn crm_double(&mut self, d: &Spanned<RawCrmDouble>) -> Option<CrmDoubleSettings> {
         let raw = &d.value;
+        self.spans.insert("crm_double", &d.referenced);
         let oauth_client = match (&raw.oauth_client_id, &raw.oauth_secret_file) {
-            (Some(id), Some(f)) => Some((id.clone(), self.path(f))),
+            (Some(id), Some(f)) => Some((
+                id.clone(),
+                self.spanned_path("crm_double.oauth_secret_file", f),
+            )),
             (None, None) => None,
             _ => {
                 self.error(
@@ -221,7 +279,10 @@ impl Compiler {
             listen,
             contacts: raw.contacts.unwrap_or(1000),
             seed: raw.seed.unwrap_or(42),
-            bearer_file: raw.bearer_file.as_deref().map(|p| self.path(p)),
+            bearer_file: raw
+                .bearer_file
+                .as_ref()
+                .map(|p| self.spanned_path("crm_double.bearer_file", p)),
             oauth_client,
         })
     }
@@ -271,6 +332,7 @@ impl Compiler {
     }
 
     fn audit(&mut self, a: &Spanned<RawAuditConfig>) -> Option<AuditConfig> {
+        self.spans.insert("audit", &a.referenced);
         match crate::audit::compile_config(&a.value, &self.base) {
             Ok(c) => Some(c),
             Err(errors) => {
@@ -284,6 +346,7 @@ impl Compiler {
 
     /// Checks `budgets:` (its store is built at start) and returns the refusal style.
     fn budgets(&mut self, b: &Spanned<RawBudgetsConfig>) -> RefusalStyle {
+        self.spans.insert("budgets", &b.referenced);
         for problem in b.value.problems() {
             self.error(&b.referenced, problem.to_string());
         }
@@ -303,6 +366,7 @@ impl Compiler {
     fn app(&mut self, name: &str, app: &Spanned<RawApp>) -> Option<AppConfig> {
         let at = &app.referenced;
         let raw = &app.value;
+        self.spans.insert(format!("apps.{name}"), at);
         if !valid_name(name) {
             self.error(
                 at,
@@ -332,9 +396,10 @@ impl Compiler {
             self.error(at, format!("app {name}: grant at least one purpose"));
         }
         let mut api_keys = Vec::new();
-        for key in &raw.api_keys {
+        for (i, key) in raw.api_keys.iter().enumerate() {
             let kat = &key.referenced;
             let k = &key.value;
+            self.spans.insert(format!("apps.{name}.api_keys[{i}]"), kat);
             let sha256 = match (&k.sha256, &k.sha256_file) {
                 (Some(hexed), None) => match decode_sha256(hexed.trim()) {
                     Some(d) => KeyDigest::Inline(d),
@@ -370,7 +435,8 @@ impl Compiler {
                 purpose: k.purpose.clone(),
             });
         }
-        if client_cert.is_none() && api_keys.is_empty() {
+        // a key that failed above has its own error; this one is for an app with none at all
+        if client_cert.is_none() && raw.api_keys.is_empty() {
             self.error(
                 at,
                 format!("app {name}: needs a client_cert or at least one api key"),
@@ -421,6 +487,7 @@ impl Compiler {
         let at = up.referenced;
         let raw = &up.value;
         let mut ok = true;
+        self.spans.insert(format!("upstreams.{name}"), &at);
         let url = match raw.url.parse::<http::Uri>() {
             Ok(u)
                 if u.scheme_str() == Some("https")
@@ -461,9 +528,15 @@ impl Compiler {
             );
             ok = false;
         }
-        let jurisdiction = raw.jurisdiction.trim().to_ascii_uppercase();
-        if jurisdiction.len() != 2 || !jurisdiction.bytes().all(|b| b.is_ascii_uppercase()) {
-            self.error(&at, format!("upstream {name}: jurisdiction is an ISO 3166-1 alpha-2 code like US or DE, got {:?}", raw.jurisdiction));
+        let jurisdiction = raw.jurisdiction.value.clone();
+        if !iso3166::is_assigned(&jurisdiction) {
+            let upper = jurisdiction.trim().to_ascii_uppercase();
+            let hint = if iso3166::is_assigned(&upper) {
+                format!(" (codes are upper case: write {upper})")
+            } else {
+                String::new()
+            };
+            self.error(&raw.jurisdiction.referenced, format!("upstream {name}: jurisdiction is an assigned ISO 3166-1 alpha-2 code like US or DE, got {jurisdiction:?}{hint}"));
             ok = false;
         }
         let tm = &raw.transfer_mechanism;
@@ -488,7 +561,11 @@ impl Compiler {
         }
         let auth = match &raw.auth {
             None => None,
-            Some(a) => self.auth(name, &at, a),
+            Some(a) => {
+                self.spans
+                    .insert(format!("upstreams.{name}.auth"), &a.referenced);
+                self.auth(name, &a.referenced, &a.value)
+            }
         };
         let connect_timeout = self.duration(
             &raw.connect_timeout.clone().map(|v| Spanned::new(v, at, at)),
@@ -533,7 +610,10 @@ impl Compiler {
                 reference: tm.reference.clone(),
                 scc_module: tm.scc_module.clone(),
             },
-            ca: raw.ca.as_deref().map(|p| self.path(p)),
+            ca: raw
+                .ca
+                .as_ref()
+                .map(|p| self.spanned_path(&format!("upstreams.{name}.ca"), p)),
             connect_timeout,
             response_timeout,
             body_idle_timeout,

@@ -7,16 +7,23 @@
 //! directory the file lives in, so `zweck serve --config /etc/zweck/zweck.yaml` works from any
 //! working directory.
 //!
-//! Files: `raw` (the YAML as written), `compile` (raw -> [`Config`]), this file (the compiled
-//! types the rest of Zweck uses), and under test `keys` (every key, derived from the raw types,
-//! checked against docs/configuration.md).
+//! Files: `raw` (the YAML as written), `compile` (raw -> [`Config`]), `iso3166` (the country
+//! codes a jurisdiction may name), this file (the compiled types the rest of Zweck uses), and
+//! under test `keys` (every key, derived from the raw types, checked against
+//! docs/configuration.md).
+//!
+//! Compiling checks what the text alone can tell. What needs the files a config names (do they
+//! exist, parse, have safe modes; do the policies define every granted purpose) is
+//! [`crate::preflight`]'s, which reports its findings at the line of the key that names the
+//! file, through [`Config::diagnostic`].
 
 mod compile;
+mod iso3166;
 #[cfg(test)]
 mod keys;
 mod raw;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -39,18 +46,6 @@ pub enum ConfigError {
     Invalid(Vec<Diagnostic>),
 }
 
-/// An error and its sources, `: `-separated (an OS error says why a file is unreadable).
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
-}
-
 fn render(diags: &[Diagnostic]) -> String {
     diags
         .iter()
@@ -70,6 +65,9 @@ pub struct Config {
     pub dev: bool,
     pub tls: TlsFiles,
     pub admin: Option<SocketAddr>,
+    /// The bearer token that authorises state-changing admin requests (`POST /reload`).
+    pub admin_token_file: Option<PathBuf>,
+    pub log: LogConfig,
     pub policies: PathBuf,
     pub certs_dir: PathBuf,
     /// The pseudonymisation master key (`ZWECK_PSEUDONYM_KEY_FILE` overrides it).
@@ -85,6 +83,46 @@ pub struct Config {
     pub upstreams: Vec<UpstreamConfig>,
     /// What the Art. 30(1) record needs that configuration cannot tell (`zweck audit ropa`).
     pub record_of_processing: crate::audit::RecordOfProcessing,
+    /// Where keys sit in the file, for diagnostics found after compiling.
+    pub spans: Spans,
+}
+
+/// How Zweck writes its own log (stderr).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogConfig {
+    pub format: LogFormat,
+}
+
+/// `log.format`: human-readable lines or one JSON object per line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Line and column of the keys that name files and secrets, by key path (`tls.cert`,
+/// `apps.bi-export.api_keys[0]`, `upstreams.salesforce.auth`): a problem found after
+/// compiling (a missing file, a key that does not parse) points at the line that names it.
+#[derive(Debug, Clone, Default)]
+pub struct Spans(BTreeMap<String, (usize, usize)>);
+
+impl Spans {
+    pub(crate) fn insert(&mut self, key: impl Into<String>, at: &serde_saphyr::Location) {
+        self.0
+            .insert(key.into(), (at.line() as usize, at.column() as usize));
+    }
+
+    /// The position of `key`, or of its nearest enclosing key that has one.
+    fn find(&self, key: &str) -> Option<(usize, usize)> {
+        let mut k = key;
+        loop {
+            if let Some(p) = self.0.get(k) {
+                return Some(*p);
+            }
+            k = &k[..k.rfind(['.', '['])?];
+        }
+    }
 }
 
 /// Files of the server certificate and the CA that client certificates must chain to.
@@ -96,7 +134,7 @@ pub struct TlsFiles {
 }
 
 /// The embedded CRM double that `serve` starts beside the proxy.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CrmDoubleSettings {
     pub listen: SocketAddr,
     pub contacts: u64,
@@ -108,7 +146,7 @@ pub struct CrmDoubleSettings {
 }
 
 /// Resource limits of the listener and of body handling.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     pub max_connections: usize,
     pub handshake_timeout: Duration,
@@ -186,7 +224,7 @@ pub struct ApiKeyConfig {
 #[derive(Clone, PartialEq, Eq)]
 pub enum KeyDigest {
     Inline([u8; 32]),
-    /// A file holding the hex digest; read by [`Config::resolve_api_keys`].
+    /// A file holding the hex digest; read by [`crate::preflight`].
     File(PathBuf),
 }
 
@@ -296,33 +334,15 @@ impl Config {
         compile::compile(path, text)
     }
 
-    /// Reads every `sha256_file` of an API key (after dev mode has made missing ones).
-    pub fn resolve_api_keys(&mut self) -> Result<(), ConfigError> {
-        let mut diags = Vec::new();
-        for app in &mut self.apps {
-            for key in &mut app.api_keys {
-                if let KeyDigest::File(path) = &key.sha256 {
-                    match crate::secrets::read_api_key_sha256(path) {
-                        Ok(d) => key.sha256 = KeyDigest::Inline(d),
-                        Err(e) => diags.push(Diagnostic {
-                            file: self.path.clone(),
-                            line: 1,
-                            column: 1,
-                            severity: Severity::Error,
-                            message: format!(
-                                "app {}: api key sha256_file: {}",
-                                app.name,
-                                chain(&e)
-                            ),
-                        }),
-                    }
-                }
-            }
-        }
-        if diags.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigError::Invalid(diags))
+    /// A problem with `key` found after compiling, at the line that names it: `key: message`.
+    pub fn diagnostic(&self, key: &str, message: impl std::fmt::Display) -> Diagnostic {
+        let (line, column) = self.spans.find(key).unwrap_or((0, 0));
+        Diagnostic {
+            file: self.path.clone(),
+            line,
+            column,
+            severity: Severity::Error,
+            message: format!("{key}: {message}"),
         }
     }
 
@@ -360,7 +380,7 @@ upstreams:
     dialect: salesforce
     route: { path_prefix: /services/data/ }
     processor: Salesforce, Inc.
-    jurisdiction: us
+    jurisdiction: US
     transfer_mechanism: { type: dpf, ref: "Commission Implementing Decision (EU) 2023/1795" }
     ungoverned: ["GET /services/data/"]
 "#;
@@ -400,7 +420,7 @@ upstreams:
     #[test]
     fn all_semantic_errors_are_reported_at_once() {
         let text = MINIMAL
-            .replace("jurisdiction: us", "jurisdiction: USA")
+            .replace("jurisdiction: US", "jurisdiction: USA")
             .replace("type: dpf", "type: treaty")
             .replace("purpose: analytics }", "purpose: billing }");
         let ConfigError::Invalid(diags) = parse(&text).expect_err("invalid") else {
@@ -424,31 +444,51 @@ upstreams:
     }
 
     #[test]
-    fn an_unreadable_api_key_digest_file_is_named_with_the_os_reason() {
-        let dir = tempfile::tempdir().expect("tempdir");
+    fn jurisdictions_are_assigned_iso_codes_as_written() {
+        for (code, hint) in [
+            ("XX", None),
+            ("ie", Some("IE")),
+            ("UK", None),
+            ("Ie", Some("IE")),
+        ] {
+            let text = MINIMAL.replace("jurisdiction: US", &format!("jurisdiction: {code}"));
+            let ConfigError::Invalid(diags) = parse(&text).expect_err(code) else {
+                panic!("expected diagnostics");
+            };
+            assert_eq!(diags.len(), 1, "{diags:?}");
+            let d = &diags[0];
+            assert!(d.message.contains("ISO 3166-1"), "{d}");
+            assert_eq!(d.line, 17, "{d}");
+            if let Some(hint) = hint {
+                assert!(d.message.contains(&format!("write {hint}")), "{d}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_non_hex_key_digest_is_one_error_about_the_digest() {
         let text = MINIMAL.replace(
-            r#"sha256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08""#,
-            "sha256_file: keys/missing.sha256",
+            "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+            "not-hex",
         );
-        let mut c = Config::parse(&dir.path().join("zweck.yaml"), &text).expect("valid");
-        let err = c.resolve_api_keys().expect_err("missing file").to_string();
-        assert!(err.contains("app bi-export"), "{err}");
-        assert!(err.contains("keys/missing.sha256"), "{err}");
-        assert!(err.contains("No such file"), "{err}");
-        let digest = dir.path().join("keys/bad.sha256");
-        std::fs::create_dir_all(digest.parent().expect("dir")).expect("mkdir");
-        std::fs::write(&digest, "zk_not-a-digest\n").expect("write");
-        let mut c = Config::parse(
-            &dir.path().join("zweck.yaml"),
-            &text.replace("missing.sha256", "bad.sha256"),
-        )
-        .expect("valid");
-        let err = c.resolve_api_keys().expect_err("not hex").to_string();
-        assert!(err.contains("64 hex characters"), "{err}");
-        assert!(
-            !err.contains("zk_"),
-            "the file's content is never quoted: {err}"
-        );
+        let ConfigError::Invalid(diags) = parse(&text).expect_err("not hex") else {
+            panic!("expected diagnostics");
+        };
+        assert_eq!(diags.len(), 1, "{diags:?}");
+        assert!(diags[0].message.contains("64 hex characters"), "{diags:?}");
+    }
+
+    #[test]
+    fn keys_that_name_files_keep_their_position() {
+        let c = parse(MINIMAL).expect("valid");
+        let d = c.diagnostic("tls.key", "is missing");
+        assert_eq!((d.line, d.column), (3, 36), "{d}");
+        assert_eq!(d.message, "tls.key: is missing");
+        let d = c.diagnostic("apps.bi-export.api_keys[0]", "x");
+        assert_eq!(d.line, 9, "{d}");
+        // a key without a position of its own points at its section
+        let d = c.diagnostic("upstreams.salesforce.auth", "x");
+        assert_eq!(d.line, 13, "{d}");
     }
 
     #[test]

@@ -17,11 +17,15 @@ pub(super) struct RawConfig {
     pub(super) tls: RawTls,
     pub(super) admin: Option<Spanned<String>>,
     #[serde(default)]
-    pub(super) policies: Option<String>,
+    pub(super) admin_token_file: Option<Spanned<String>>,
     #[serde(default)]
-    pub(super) certs_dir: Option<String>,
+    pub(super) log: RawLog,
     #[serde(default)]
-    pub(super) pseudonym_key_file: Option<String>,
+    pub(super) policies: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) certs_dir: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) pseudonym_key_file: Option<Spanned<String>>,
     #[serde(default)]
     pub(super) crm_double: Option<Spanned<RawCrmDouble>>,
     #[serde(default)]
@@ -41,10 +45,17 @@ pub(super) struct RawConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawTls {
-    pub(super) cert: String,
-    pub(super) key: String,
+    pub(super) cert: Spanned<String>,
+    pub(super) key: Spanned<String>,
     #[serde(default)]
-    pub(super) client_ca: Option<String>,
+    pub(super) client_ca: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLog {
+    #[serde(default)]
+    pub(super) format: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -56,11 +67,11 @@ pub(super) struct RawCrmDouble {
     #[serde(default)]
     pub(super) seed: Option<u64>,
     #[serde(default)]
-    pub(super) bearer_file: Option<String>,
+    pub(super) bearer_file: Option<Spanned<String>>,
     #[serde(default)]
     pub(super) oauth_client_id: Option<String>,
     #[serde(default)]
-    pub(super) oauth_secret_file: Option<String>,
+    pub(super) oauth_secret_file: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -120,12 +131,12 @@ pub(super) struct RawUpstream {
     pub(super) dialect: String,
     pub(super) route: RawRoute,
     #[serde(default)]
-    pub(super) auth: Option<RawAuth>,
+    pub(super) auth: Option<Spanned<RawAuth>>,
     pub(super) processor: String,
-    pub(super) jurisdiction: String,
+    pub(super) jurisdiction: Spanned<String>,
     pub(super) transfer_mechanism: RawTransferMechanism,
     #[serde(default)]
-    pub(super) ca: Option<String>,
+    pub(super) ca: Option<Spanned<String>>,
     #[serde(default)]
     pub(super) connect_timeout: Option<String>,
     #[serde(default)]

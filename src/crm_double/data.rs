@@ -286,6 +286,12 @@ pub(crate) struct Person {
     pub do_not_call: bool,
     pub gdpr_opt_out: bool,
     pub individual: Option<Individual>,
+    /// Custom fields of the org: health data (Art. 9) for some, a store, free-text notes
+    /// that quote an e-mail address or a phone number in some records, an IBAN on invoices.
+    pub allergies: Option<String>,
+    pub preferred_store: &'static str,
+    pub notes: Option<String>,
+    pub iban: Option<String>,
     pub legal_basis: Option<String>,
     pub account: Option<u64>,
     /// Number of child Cases (0..=2).
@@ -390,6 +396,7 @@ impl Generator {
         let account = (index % 5 != 4).then(|| (index / 3) % self.companies());
         let created = timestamp(&mut r, 2023);
         let modified = timestamp(&mut r, 2024);
+        let notes = custom_notes(index, &email, phone.as_deref());
         Person {
             index,
             salutation,
@@ -413,6 +420,12 @@ impl Generator {
             do_not_call: index % 6 == 5,
             gdpr_opt_out: index % 9 == 4,
             individual,
+            allergies: custom_allergies(index),
+            preferred_store: STORES[(index % STORES.len() as u64) as usize],
+            notes,
+            iban: index
+                .is_multiple_of(4)
+                .then(|| IBAN_EXAMPLES[(index / 4 % 2) as usize].to_string()),
             legal_basis,
             account,
             cases: (r.below(4) as u32).min(2),
@@ -453,6 +466,31 @@ impl Generator {
             created: timestamp(&mut r, 2022),
             modified: timestamp(&mut r, 2024),
         }
+    }
+}
+
+const STORES: &[&str] = &["Berlin Mitte", "Oslo Sentrum", "Lyon Part-Dieu", "Online"];
+
+/// Documentation IBANs (valid check digits, no real account).
+const IBAN_EXAMPLES: &[&str] = &["DE89370400440532013000", "GB82WEST12345698765432"];
+
+/// Derived from the index alone (no draw): adding the field changes no other value.
+fn custom_allergies(index: u64) -> Option<String> {
+    match index % 6 {
+        1 => Some("Peanuts".into()),
+        4 => Some("Lactose intolerance; asthma".into()),
+        _ => None,
+    }
+}
+
+/// Free text: most notes are harmless, some quote an e-mail address or a phone number.
+fn custom_notes(index: u64, email: &str, phone: Option<&str>) -> Option<String> {
+    match index % 5 {
+        0 => Some("Prefers contact in the afternoon.".into()),
+        1 => Some(format!("Send the catalogue to {email} please.")),
+        2 => phone.map(|p| format!("Call back on {p} after 5pm.")),
+        3 => Some("Met at the trade show.".into()),
+        _ => None,
     }
 }
 

@@ -6,6 +6,7 @@
 //! `Prefer: odata.include-annotations="*"` adds the FormattedValue and lookup annotations that a
 //! redactor must treat as PII too. Errors use `{"error":{"code","message"}}`.
 
+mod apply;
 mod batch;
 mod metadata;
 
@@ -132,6 +133,9 @@ fn full(double: &CrmDouble, index: u64) -> Option<Map<String, Value>> {
         ),
         ("createdon", s(format!("{}Z", &p.created[..19]))),
         ("modifiedon", s(format!("{}Z", &p.modified[..19]))),
+        ("cr123_allergies", opt(&p.allergies)),
+        ("cr123_preferredstore", s(p.preferred_store)),
+        ("cr123_notes", opt(&p.notes)),
     ] {
         record.insert(k.to_string(), v);
     }
@@ -278,6 +282,9 @@ fn full_sample() -> Vec<&'static str> {
         "_parentcustomerid_value",
         "createdon",
         "modifiedon",
+        "cr123_allergies",
+        "cr123_preferredstore",
+        "cr123_notes",
     ]
 }
 
@@ -668,6 +675,9 @@ fn parse_skiptoken(token: &str) -> Option<(u64, u64)> {
 }
 
 fn list(double: &CrmDouble, req: &Req) -> Reply {
+    if let Some(apply) = req.param("$apply") {
+        return apply::answer(double, &req.host, &apply);
+    }
     let prefer = Prefer::parse(req);
     let shape_spec = match parse_shape(req, &prefer) {
         Ok(s) => s,
@@ -839,7 +849,7 @@ fn create(double: &CrmDouble, req: &Req) -> Reply {
         Ok(f) => f,
         Err(r) => return r,
     };
-    let index = double.store.create(Kind::DvContact, fields);
+    let index = double.store.create(req.journal(), Kind::DvContact, fields);
     written(double, req, index, StatusCode::CREATED)
 }
 
@@ -848,7 +858,9 @@ fn update(double: &CrmDouble, req: &Req, index: u64) -> Reply {
         Ok(f) => f,
         Err(r) => return r,
     };
-    double.store.update(Kind::DvContact, index, fields);
+    double
+        .store
+        .update(req.journal(), Kind::DvContact, index, fields);
     written(double, req, index, StatusCode::OK)
 }
 

@@ -92,6 +92,9 @@ impl ObjectType {
                 "hs_email_optout",
                 "hs_object_id",
                 "lastmodifieddate",
+                "allergies",
+                "preferred_store",
+                "notes",
             ],
             ObjectType::Company => &[
                 "createdate",
@@ -182,6 +185,9 @@ fn properties(store: &Store, ty: ObjectType, index: u64) -> Map<String, Value> {
                 ("hs_email_optout", s(p.email_opt_out.to_string())),
                 ("hs_object_id", s(id)),
                 ("lastmodifieddate", s(modified)),
+                ("allergies", opt(&p.allergies)),
+                ("preferred_store", s(p.preferred_store)),
+                ("notes", opt(&p.notes)),
             ] {
                 props.insert(k.to_string(), v);
             }
@@ -428,8 +434,21 @@ fn metadata_route(double: &CrmDouble, req: &Req) -> Option<Reply> {
     }
     let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
     Some(match (properties, segments.as_slice()) {
-        (true, [object]) => metadata::properties(double, object, None),
-        (true, [object, name]) => metadata::properties(double, object, Some(name)),
+        (true, [object]) => match req.param("dataSensitivity").as_deref() {
+            None | Some("non_sensitive") => {
+                metadata::properties(double, object, None, "non_sensitive")
+            }
+            Some(level @ ("sensitive" | "highly_sensitive")) => {
+                metadata::properties(double, object, None, level)
+            }
+            Some(_) => hs_error(
+                double,
+                StatusCode::BAD_REQUEST,
+                "VALIDATION_ERROR",
+                "dataSensitivity must be one of non_sensitive, sensitive, highly_sensitive",
+            ),
+        },
+        (true, [object, name]) => metadata::properties(double, object, Some(name), ""),
         (false, []) => metadata::schemas(double, None),
         (false, [object]) => metadata::schemas(double, Some(object)),
         _ => hs_error(
@@ -863,7 +882,9 @@ fn create(double: &CrmDouble, req: &Req, ty: ObjectType) -> Reply {
         Ok(f) => f,
         Err(r) => return r,
     };
-    let index = double.store.create(ty.kind(), fields.clone());
+    let index = double
+        .store
+        .create(req.journal(), ty.kind(), fields.clone());
     ok(
         StatusCode::CREATED,
         &written_object(double, ty, index, &fields),
@@ -891,7 +912,9 @@ fn update(double: &CrmDouble, req: &Req, ty: ObjectType, id: &str) -> Reply {
         Ok(f) => f,
         Err(r) => return r,
     };
-    double.store.update(ty.kind(), index, fields.clone());
+    double
+        .store
+        .update(req.journal(), ty.kind(), index, fields.clone());
     ok(StatusCode::OK, &written_object(double, ty, index, &fields))
 }
 

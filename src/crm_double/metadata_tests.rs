@@ -136,7 +136,17 @@ fn salesforce_describe_and_describe_global() {
         .iter()
         .filter_map(|o| o["name"].as_str())
         .collect();
-    assert_eq!(names, ["Account", "Case", "Contact", "Individual", "Lead"]);
+    assert_eq!(
+        names,
+        [
+            "Account",
+            "Case",
+            "Contact",
+            "Individual",
+            "Invoice__c",
+            "Lead"
+        ]
+    );
     assert_eq!(global["maxBatchSize"], 200);
     let contact = &global["sobjects"][2];
     assert_eq!(contact["keyPrefix"], "003");
@@ -181,6 +191,75 @@ fn salesforce_describe_and_describe_global() {
 }
 
 #[test]
+fn salesforce_field_definitions_carry_the_org_classification() {
+    let d = double();
+    let q = "SELECT+QualifiedApiName,ComplianceGroup,SecurityClassification+FROM+FieldDefinition+WHERE+EntityDefinition.QualifiedApiName='Contact'";
+    for prefix in ["query", "tooling/query"] {
+        let (status, page) = get(&d, &format!("/services/data/v66.0/{prefix}?q={q}"));
+        assert_eq!(status, StatusCode::OK, "{prefix}");
+        let records = page["records"].as_array().expect("records");
+        assert_eq!(
+            records.len(),
+            described(Dialect::Salesforce, "Contact").len()
+        );
+        let by = |name: &str| {
+            records
+                .iter()
+                .find(|r| r["QualifiedApiName"] == name)
+                .cloned()
+                .expect(name)
+        };
+        assert_eq!(by("Email")["ComplianceGroup"], "PII;GDPR");
+        assert_eq!(by("Allergies__c")["SecurityClassification"], "Restricted");
+        assert!(by("Notes__c")["ComplianceGroup"].is_null());
+        assert_eq!(by("Email")["attributes"]["type"], "FieldDefinition");
+        assert!(
+            by("Email").get("DataType").is_none(),
+            "only the selected keys"
+        );
+    }
+    // the entity filter is mandatory, as on Salesforce
+    let (status, body) = get(
+        &d,
+        "/services/data/v66.0/query?q=SELECT+QualifiedApiName+FROM+FieldDefinition",
+    );
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body[0]["errorCode"], "MALFORMED_QUERY");
+}
+
+#[test]
+fn salesforce_custom_object_records_and_describe() {
+    let d = double();
+    let (status, describe) = get(&d, "/services/data/v66.0/sobjects/Invoice__c/describe");
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(describe["custom"], true);
+    let (status, record) = get(
+        &d,
+        "/services/data/v66.0/sobjects/Invoice__c/a0IFict00000002AAA",
+    );
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(keys(&record), described(Dialect::Salesforce, "Invoice__c"));
+    assert_eq!(record["Contact__c"], "003Fict00000002AAA");
+    let (_, page) = get(
+        &d,
+        "/services/data/v66.0/query?q=SELECT+Id,Name+FROM+Invoice__c+LIMIT+3",
+    );
+    assert_eq!(page["records"].as_array().map(Vec::len), Some(3));
+    // free text holds e-mail addresses and phone numbers in some records
+    let notes: Vec<String> = (0..10)
+        .filter_map(|i| {
+            let (_, c) = get(
+                &d,
+                &format!("/services/data/v66.0/sobjects/Contact/003Fict{i:08}AAA"),
+            );
+            c["Notes__c"].as_str().map(str::to_string)
+        })
+        .collect();
+    assert!(notes.iter().any(|n| n.contains('@')));
+    assert!(notes.iter().any(|n| n.contains("Call back on")));
+}
+
+#[test]
 fn salesforce_basic_information_carries_recent_records() {
     let d = double();
     let (status, info) = get(&d, "/services/data/v66.0/sobjects/Contact/");
@@ -199,7 +278,15 @@ fn hubspot_properties_and_schemas() {
         let (status, props) = get(&d, path);
         assert_eq!(status, StatusCode::OK, "{path}");
         let results = props["results"].as_array().expect("results");
-        assert_eq!(results.len(), described(Dialect::HubSpot, "contacts").len());
+        // the default list omits the sensitive properties, as on HubSpot
+        let plain = schema::object(Dialect::HubSpot, "contacts")
+            .expect("contacts")
+            .fields
+            .iter()
+            .filter(|f| f.class.sensitivity == "non_sensitive")
+            .count();
+        assert_eq!(results.len(), plain);
+        assert!(results.iter().all(|p| p["name"] != "allergies"));
         for p in results {
             for key in [
                 "name",
@@ -228,11 +315,35 @@ fn hubspot_properties_and_schemas() {
     );
     let (status, _) = get(&d, "/crm/v3/properties/companies/nope");
     assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, sensitive) = get(
+        &d,
+        "/crm/v3/properties/contacts?dataSensitivity=highly_sensitive",
+    );
+    assert_eq!(sensitive["results"][0]["name"], "allergies");
+    assert_eq!(
+        sensitive["results"][0]["sensitiveDataCategories"],
+        serde_json::json!(["HEALTH"])
+    );
+    assert_eq!(sensitive["results"].as_array().map(Vec::len), Some(1));
+    let (status, _) = get(&d, "/crm/v3/properties/contacts?dataSensitivity=secret");
+    assert_eq!(status, StatusCode::BAD_REQUEST);
     for path in ["/crm/v3/schemas", "/crm-object-schemas/v3/schemas"] {
         let (status, schemas) = get(&d, path);
         assert_eq!(status, StatusCode::OK, "{path}");
-        assert_eq!(schemas["results"], serde_json::json!([]));
+        let results = schemas["results"].as_array().expect("results");
+        assert_eq!(results.len(), 1, "{path}");
+        assert_eq!(results[0]["objectTypeId"], "2-7654321");
+        assert_eq!(results[0]["fullyQualifiedName"], "p1234567_invoices");
+        assert_eq!(
+            results[0]["properties"].as_array().map(Vec::len),
+            Some(described(Dialect::HubSpot, "invoices").len())
+        );
     }
+    let (status, one) = get(&d, "/crm/v3/schemas/2-7654321");
+    assert_eq!(
+        (status, one["name"].as_str()),
+        (StatusCode::OK, Some("invoices"))
+    );
     let (status, _) = get(&d, "/crm/v3/schemas/contacts");
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _, _) = call(&d, Method::POST, "/crm/v3/properties/contacts", &[], "{}");
@@ -248,7 +359,7 @@ fn dataverse_entity_definitions_and_csdl() {
     );
     assert_eq!(status, StatusCode::OK);
     let tables = list["value"].as_array().expect("value");
-    assert_eq!(tables.len(), 2);
+    assert_eq!(tables.len(), 3);
     let contact = tables
         .iter()
         .find(|t| t["LogicalName"] == "contact")

@@ -17,6 +17,8 @@ pub(crate) struct Req {
     pub body: Bytes,
     /// `Host` (HTTP/1.1) or `:authority` (HTTP/2), used to build absolute links.
     pub host: String,
+    /// The atomic unit (change set, `allOrNone` composite) a sub-request writes in.
+    pub journal: Option<std::sync::Arc<super::store::Journal>>,
 }
 
 impl Req {
@@ -39,7 +41,13 @@ impl Req {
             headers,
             body,
             host,
+            journal: None,
         }
+    }
+
+    /// The journal of the atomic unit this request writes in, if any.
+    pub fn journal(&self) -> Option<&super::store::Journal> {
+        self.journal.as_deref()
     }
 
     /// All query parameters, decoded (`+` is a space, as browsers and SDKs send SOQL).

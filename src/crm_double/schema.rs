@@ -36,6 +36,8 @@ pub(crate) enum Kind {
     },
     /// A Salesforce compound address (read-only; its parts are fields of their own).
     Address,
+    /// An amount of money.
+    Currency,
 }
 
 /// One field.
@@ -55,6 +57,61 @@ pub(crate) struct Field {
     pub compound: Option<&'static str>,
     /// Added by the customer, not shipped by the CRM (`__c`).
     pub custom: bool,
+    /// What the org says about the field's data (Salesforce data classification, HubSpot
+    /// sensitive data): discovery reads it as evidence.
+    pub class: Class,
+}
+
+/// The org's own classification of a field, as the CRMs store it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Class {
+    /// Salesforce `FieldDefinition.ComplianceGroup` (a `;`-joined multipicklist).
+    pub compliance: Option<&'static str>,
+    /// Salesforce `FieldDefinition.SecurityClassification`.
+    pub security: Option<&'static str>,
+    /// HubSpot `dataSensitivity`: `non_sensitive`, `sensitive` or `highly_sensitive`.
+    pub sensitivity: &'static str,
+    /// HubSpot `sensitiveDataCategories` (for sensitive properties only).
+    pub categories: &'static [&'static str],
+}
+
+/// No classification: what a field carries unless the org set one.
+pub(crate) const UNCLASSIFIED: Class = Class {
+    compliance: None,
+    security: None,
+    sensitivity: "non_sensitive",
+    categories: &[],
+};
+
+/// A Salesforce classification.
+const fn sf_class(compliance: &'static str, security: &'static str) -> Class {
+    Class {
+        compliance: Some(compliance),
+        security: Some(security),
+        ..UNCLASSIFIED
+    }
+}
+
+/// A HubSpot sensitive-data classification.
+const fn hs_class(sensitivity: &'static str, categories: &'static [&'static str]) -> Class {
+    Class {
+        sensitivity,
+        categories,
+        ..UNCLASSIFIED
+    }
+}
+
+/// A field with the org's classification.
+const fn classed(field: Field, class: Class) -> Field {
+    Field { class, ..field }
+}
+
+/// A field the customer added.
+const fn custom(field: Field) -> Field {
+    Field {
+        custom: true,
+        ..field
+    }
 }
 
 /// A field that clients may write, none of the flags set.
@@ -68,6 +125,7 @@ const fn f(name: &'static str, label: &'static str, kind: Kind) -> Field {
         external_id: false,
         compound: None,
         custom: false,
+        class: UNCLASSIFIED,
     }
 }
 
@@ -217,13 +275,25 @@ const SF_CONTACT: &[Field] = &[
         "MailingAddress",
     ),
     ro("MailingAddress", "Mailing Address", Kind::Address),
-    f("Phone", "Business Phone", Kind::Phone),
-    f("MobilePhone", "Mobile Phone", Kind::Phone),
+    classed(
+        f("Phone", "Business Phone", Kind::Phone),
+        sf_class("PII;GDPR", "Confidential"),
+    ),
+    classed(
+        f("MobilePhone", "Mobile Phone", Kind::Phone),
+        sf_class("PII;GDPR", "Confidential"),
+    ),
     f("HomePhone", "Home Phone", Kind::Phone),
-    f("Email", "Email", Kind::Email),
+    classed(
+        f("Email", "Email", Kind::Email),
+        sf_class("PII;GDPR", "Confidential"),
+    ),
     f("Title", "Title", Kind::Text(128)),
     f("Department", "Department", Kind::Text(80)),
-    f("Birthdate", "Birthdate", Kind::Date),
+    classed(
+        f("Birthdate", "Birthdate", Kind::Date),
+        sf_class("GDPR", "Restricted"),
+    ),
     f("LeadSource", "Lead Source", Kind::Picklist(LEAD_SOURCES)),
     f("HasOptedOutOfEmail", "Email Opt Out", Kind::Bool),
     f("HasOptedOutOfFax", "Fax Opt Out", Kind::Bool),
@@ -239,6 +309,14 @@ const SF_CONTACT: &[Field] = &[
         custom: true,
         ..f("Ext_Id__c", "ERP Contact ID", Kind::Text(40))
     },
+    // the org's own fields: a health field it classified, a harmless one, and free text
+    // that holds e-mail addresses and phone numbers in some records
+    classed(
+        custom(f("Allergies__c", "Allergies", Kind::TextArea(255))),
+        sf_class("GDPR;HIPAA", "Restricted"),
+    ),
+    custom(f("Preferred_Store__c", "Preferred Store", Kind::Text(80))),
+    custom(f("Notes__c", "Notes", Kind::TextArea(32768))),
     reference("OwnerId", "Owner ID", USER, "Owner"),
     SYSTEM_AUDIT[0],
     SYSTEM_AUDIT[1],
@@ -328,6 +406,35 @@ const SF_INDIVIDUAL: &[Field] = &[
     ),
 ];
 
+const INVOICE_STATUSES: &[&str] = &["Draft", "Sent", "Paid", "Overdue"];
+
+/// Salesforce `Invoice__c`: the org's custom object, one invoice per contact.
+const SF_INVOICE: &[Field] = &[
+    ro("Id", "Record ID", Kind::Id),
+    ro("IsDeleted", "Deleted", Kind::Bool),
+    ro("Name", "Invoice Number", Kind::Text(80)),
+    custom(reference(
+        "Contact__c",
+        "Bill To",
+        &["Contact"],
+        "Contact__r",
+    )),
+    custom(f("Invoice_Date__c", "Invoice Date", Kind::Date)),
+    custom(f("Amount__c", "Amount", Kind::Currency)),
+    custom(f("Status__c", "Status", Kind::Picklist(INVOICE_STATUSES))),
+    classed(
+        custom(f("Billing_Email__c", "Billing Email", Kind::Email)),
+        sf_class("PII;GDPR", "Confidential"),
+    ),
+    custom(f("IBAN__c", "Bank Account (IBAN)", Kind::Text(34))),
+    reference("OwnerId", "Owner ID", USER, "Owner"),
+    SYSTEM_AUDIT[0],
+    SYSTEM_AUDIT[1],
+    SYSTEM_AUDIT[2],
+    SYSTEM_AUDIT[3],
+    SYSTEM_AUDIT[4],
+];
+
 const LEGAL_BASES: &[&str] = &[
     "Legitimate interest \u{2013} prospect/lead",
     "Legitimate interest \u{2013} existing customer",
@@ -364,6 +471,33 @@ const HS_CONTACT: &[Field] = &[
     f("hs_email_optout", "Unsubscribed from all email", Kind::Bool),
     ro("hs_object_id", "Record ID", Kind::Id),
     ro("lastmodifieddate", "Last Modified Date", Kind::DateTime),
+    // the portal's own properties: one it marked highly sensitive (health), a harmless one
+    // and free text (listed only with `dataSensitivity=...` when sensitive)
+    classed(
+        custom(f("allergies", "Allergies", Kind::TextArea(65536))),
+        hs_class("highly_sensitive", &["HEALTH"]),
+    ),
+    custom(f("preferred_store", "Preferred store", Kind::Text(255))),
+    custom(f("notes", "Notes", Kind::TextArea(65536))),
+];
+
+/// A HubSpot custom object (`2-...`): the portal's invoices.
+const HS_INVOICE: &[Field] = &[
+    custom(req("invoice_number", "Invoice number", Kind::Text(255))),
+    custom(f("invoice_date", "Invoice date", Kind::Date)),
+    custom(f("amount", "Amount", Kind::Currency)),
+    custom(f("status", "Status", Kind::Picklist(INVOICE_STATUSES))),
+    classed(
+        custom(f("billing_email", "Billing email", Kind::Email)),
+        hs_class("sensitive", &["PERSONAL_IDENTIFIABLE_INFORMATION"]),
+    ),
+    ro("hs_object_id", "Record ID", Kind::Id),
+    ro("hs_createdate", "Object create date/time", Kind::DateTime),
+    ro(
+        "hs_lastmodifieddate",
+        "Object last modified date/time",
+        Kind::DateTime,
+    ),
 ];
 
 const HS_COMPANY: &[Field] = &[
@@ -414,6 +548,30 @@ const DV_CONTACT: &[Field] = &[
         &["account", "contact"],
         "parentcustomerid_account",
     ),
+    ro("createdon", "Created On", Kind::DateTime),
+    ro("modifiedon", "Modified On", Kind::DateTime), // the environment's own columns (publisher prefix `cr123_`)
+    custom(f("cr123_allergies", "Allergies", Kind::TextArea(2000))),
+    custom(f(
+        "cr123_preferredstore",
+        "Preferred Store",
+        Kind::Text(100),
+    )),
+    custom(f("cr123_notes", "Notes", Kind::TextArea(4000))),
+];
+
+/// A Dataverse custom table: the environment's invoices.
+const DV_INVOICE: &[Field] = &[
+    ro("cr123_invoiceid", "Invoice", Kind::Id),
+    custom(req("cr123_name", "Invoice Number", Kind::Text(100))),
+    custom(f("cr123_invoicedate", "Invoice Date", Kind::Date)),
+    custom(f("cr123_amount", "Amount", Kind::Currency)),
+    custom(f("cr123_billingemail", "Billing Email", Kind::Email)),
+    custom(reference(
+        "cr123_contactid",
+        "Bill To",
+        &["contact"],
+        "cr123_contactid_contact",
+    )),
     ro("createdon", "Created On", Kind::DateTime),
     ro("modifiedon", "Modified On", Kind::DateTime),
 ];
@@ -484,6 +642,16 @@ pub(crate) const OBJECTS: &[Object] = &[
     },
     Object {
         dialect: Dialect::Salesforce,
+        name: "Invoice__c",
+        label: "Invoice",
+        plural: "Invoices",
+        key: "a0I",
+        name_field: "Name",
+        fields: SF_INVOICE,
+        children: &[],
+    },
+    Object {
+        dialect: Dialect::Salesforce,
         name: "Lead",
         label: "Lead",
         plural: "Leads",
@@ -513,6 +681,16 @@ pub(crate) const OBJECTS: &[Object] = &[
         children: &[],
     },
     Object {
+        dialect: Dialect::HubSpot,
+        name: "invoices",
+        label: "Invoice",
+        plural: "Invoices",
+        key: "2-7654321",
+        name_field: "invoice_number",
+        fields: HS_INVOICE,
+        children: &[],
+    },
+    Object {
         dialect: Dialect::Dynamics,
         name: "account",
         label: "Account",
@@ -532,7 +710,23 @@ pub(crate) const OBJECTS: &[Object] = &[
         fields: DV_CONTACT,
         children: &[],
     },
+    Object {
+        dialect: Dialect::Dynamics,
+        name: "cr123_invoice",
+        label: "Invoice",
+        plural: "Invoices",
+        key: "cr123_invoices",
+        name_field: "cr123_name",
+        fields: DV_INVOICE,
+        children: &[],
+    },
 ];
+
+/// Whether the object is the customer's own (Salesforce `__c`, HubSpot `2-...`, Dataverse
+/// custom table), not one the CRM ships.
+pub(crate) fn is_custom(o: &Object) -> bool {
+    o.name.ends_with("__c") || o.key.starts_with("2-") || o.name.starts_with("cr123_")
+}
 
 /// The objects of one dialect.
 pub(crate) fn objects(dialect: Dialect) -> impl Iterator<Item = &'static Object> {

@@ -3,6 +3,11 @@
 //! Generated records are never stored (see `data.rs`). Creates and updates land in a per-object
 //! overlay: a created record gets the next index after the generated ones (so ids stay derived
 //! from indices and paging stays a simple index range), an update stores the changed fields only.
+//!
+//! Atomic units (a Dataverse change set, a Salesforce composite with `allOrNone`) write through
+//! a [`Journal`]; rolling it back undoes their writes, as the real CRMs roll back a failed
+//! transaction. A created record rolled back no longer exists (the last one gives its index
+//! back; an earlier one stays a gap, as a rolled-back id does in a real CRM).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -18,6 +23,8 @@ pub(crate) enum Kind {
     SfContact,
     SfLead,
     SfAccount,
+    /// The org's custom object `Invoice__c`: one per generated contact.
+    SfInvoice,
     HsContact,
     HsCompany,
     DvContact,
@@ -37,6 +44,41 @@ struct Overlay {
     deleted: std::collections::HashSet<u64>,
     /// Updates per record, so ETags and modification stamps change on write.
     versions: HashMap<u64, u64>,
+    /// Created records whose creation was rolled back (gaps in the index range).
+    rolled_back: std::collections::HashSet<u64>,
+}
+
+/// The undo log of one atomic unit: every write made through it, to be undone by
+/// [`Store::rollback`] when the unit fails.
+#[derive(Default)]
+pub(crate) struct Journal {
+    undo: Mutex<Vec<Undo>>,
+}
+
+enum Undo {
+    Created {
+        kind: Kind,
+        index: u64,
+    },
+    Updated {
+        kind: Kind,
+        index: u64,
+        patch: Option<Map<String, Value>>,
+        version: Option<u64>,
+    },
+    Deleted {
+        kind: Kind,
+        index: u64,
+    },
+}
+
+impl Journal {
+    fn push(&self, undo: Undo) {
+        self.undo
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(undo);
+    }
 }
 
 pub(crate) struct Store {
@@ -79,15 +121,19 @@ impl Store {
             && !self
                 .lock()
                 .get(&kind)
-                .is_some_and(|o| o.deleted.contains(&index))
+                .is_some_and(|o| o.rolled_back.contains(&index) || o.deleted.contains(&index))
     }
 
-    /// Deletes a record; false when it does not exist.
-    pub fn delete(&self, kind: Kind, index: u64) -> bool {
+    /// Deletes a record (through `journal`, inside an atomic unit); false when it does not
+    /// exist.
+    pub fn delete(&self, journal: Option<&Journal>, kind: Kind, index: u64) -> bool {
         if !self.exists(kind, index) {
             return false;
         }
         self.lock().entry(kind).or_default().deleted.insert(index);
+        if let Some(j) = journal {
+            j.push(Undo::Deleted { kind, index });
+        }
         true
     }
 
@@ -96,30 +142,93 @@ impl Store {
         index >= self.generated(kind)
     }
 
-    /// Stores a new record's fields and returns its index.
-    pub fn create(&self, kind: Kind, fields: Map<String, Value>) -> u64 {
+    /// Stores a new record's fields and returns its index (undone with `journal`'s unit).
+    pub fn create(&self, journal: Option<&Journal>, kind: Kind, fields: Map<String, Value>) -> u64 {
         let base = self.generated(kind);
         let mut overlays = self.lock();
         let overlay = overlays.entry(kind).or_default();
         let index = base.saturating_add(overlay.created);
         overlay.created += 1;
         overlay.patches.insert(index, fields);
+        if let Some(j) = journal {
+            j.push(Undo::Created { kind, index });
+        }
         index
     }
 
-    /// Merges changed fields into a record; false when the record does not exist.
-    pub fn update(&self, kind: Kind, index: u64, fields: Map<String, Value>) -> bool {
+    /// Merges changed fields into a record (undone with `journal`'s unit); false when the
+    /// record does not exist.
+    pub fn update(
+        &self,
+        journal: Option<&Journal>,
+        kind: Kind,
+        index: u64,
+        fields: Map<String, Value>,
+    ) -> bool {
         if !self.exists(kind, index) {
             return false;
         }
         let mut overlays = self.lock();
         let overlay = overlays.entry(kind).or_default();
+        if let Some(j) = journal {
+            j.push(Undo::Updated {
+                kind,
+                index,
+                patch: overlay.patches.get(&index).cloned(),
+                version: overlay.versions.get(&index).copied(),
+            });
+        }
         let patch = overlay.patches.entry(index).or_default();
         for (k, v) in fields {
             patch.insert(k, v);
         }
         *overlay.versions.entry(index).or_default() += 1;
         true
+    }
+
+    /// Undoes every write made through `journal`, latest first.
+    pub fn rollback(&self, journal: &Journal) {
+        let undo = std::mem::take(
+            &mut *journal
+                .undo
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        let base = |kind| self.generated(kind);
+        let mut overlays = self.lock();
+        for step in undo.into_iter().rev() {
+            match step {
+                Undo::Created { kind, index } => {
+                    let overlay = overlays.entry(kind).or_default();
+                    overlay.patches.remove(&index);
+                    overlay.versions.remove(&index);
+                    if index + 1 == base(kind).saturating_add(overlay.created) {
+                        overlay.created -= 1;
+                    } else {
+                        overlay.rolled_back.insert(index);
+                    }
+                }
+                Undo::Updated {
+                    kind,
+                    index,
+                    patch,
+                    version,
+                } => {
+                    let overlay = overlays.entry(kind).or_default();
+                    match patch {
+                        Some(p) => overlay.patches.insert(index, p),
+                        None => overlay.patches.remove(&index),
+                    };
+                    match version {
+                        Some(v) => overlay.versions.insert(index, v),
+                        None => overlay.versions.remove(&index),
+                    };
+                }
+                Undo::Deleted { kind, index } => {
+                    overlays.entry(kind).or_default().deleted.remove(&index);
+                }
+            }
+        }
     }
 
     /// The stored fields of a record (created values or updates), if any.
@@ -182,7 +291,7 @@ mod tests {
         assert_eq!(s.total(Kind::SfContact), 10);
         let mut m = Map::new();
         m.insert("Email".into(), json!("a@example.com"));
-        let i = s.create(Kind::SfContact, m);
+        let i = s.create(None, Kind::SfContact, m);
         assert_eq!(i, 10);
         assert!(s.is_created(Kind::SfContact, 10));
         assert_eq!(s.total(Kind::SfContact), 11);
@@ -191,14 +300,52 @@ mod tests {
             s.find_written(Kind::SfContact, "Email", &json!("a@example.com")),
             vec![10]
         );
-        assert!(s.update(Kind::SfContact, 3, Map::new()));
+        assert!(s.update(None, Kind::SfContact, 3, Map::new()));
         assert_eq!(s.version(Kind::SfContact, 3), 1);
-        assert!(!s.update(Kind::SfContact, 11, Map::new()));
+        assert!(!s.update(None, Kind::SfContact, 11, Map::new()));
         assert_eq!(s.total(Kind::SfAccount), 1);
-        assert!(s.delete(Kind::SfContact, 10));
+        assert!(s.delete(None, Kind::SfContact, 10));
         assert!(!s.exists(Kind::SfContact, 10));
-        assert!(!s.delete(Kind::SfContact, 10));
-        assert!(!s.update(Kind::SfContact, 10, Map::new()));
+        assert!(!s.delete(None, Kind::SfContact, 10));
+        assert!(!s.update(None, Kind::SfContact, 10, Map::new()));
         assert!(s.exists(Kind::HsContact, 9));
+    }
+
+    #[test]
+    fn a_rolled_back_journal_leaves_no_write_behind() {
+        let s = Store::new(Generator::new(1, 10));
+        let field = |v: &str| {
+            let mut m = Map::new();
+            m.insert("Email".into(), json!(v));
+            m
+        };
+        s.update(None, Kind::SfContact, 2, field("before@example.com"));
+        let j = Journal::default();
+        let created = s.create(Some(&j), Kind::SfContact, field("new@example.com"));
+        s.update(Some(&j), Kind::SfContact, 2, field("after@example.com"));
+        s.update(Some(&j), Kind::SfContact, 3, field("three@example.com"));
+        assert!(s.delete(Some(&j), Kind::SfContact, 4));
+        // a write outside the unit, between its writes, survives its rollback
+        let outside = s.create(None, Kind::SfContact, field("outside@example.com"));
+        s.rollback(&j);
+        assert!(!s.exists(Kind::SfContact, created), "the create is undone");
+        assert!(s.exists(Kind::SfContact, 4), "the delete is undone");
+        assert!(s.exists(Kind::SfContact, outside));
+        assert_eq!(
+            s.patch(Kind::SfContact, 2)
+                .and_then(|p| p.get("Email").cloned()),
+            Some(json!("before@example.com"))
+        );
+        assert_eq!(s.version(Kind::SfContact, 2), 1);
+        assert_eq!(s.patch(Kind::SfContact, 3), None);
+        assert_eq!(s.version(Kind::SfContact, 3), 0);
+        assert!(s
+            .find_written(Kind::SfContact, "Email", &json!("new@example.com"))
+            .is_empty());
+        // the last create gives its index back
+        let j = Journal::default();
+        let last = s.create(Some(&j), Kind::SfContact, field("x@example.com"));
+        s.rollback(&j);
+        assert_eq!(s.total(Kind::SfContact), last);
     }
 }

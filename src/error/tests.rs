@@ -150,6 +150,14 @@ fn table() -> Vec<(ProxyError, u16, &'static str)> {
             "write-action-not-allowed",
         ),
         (
+            ProxyError::WriteFieldsDropped {
+                fields: vec!["$.Phone".into()],
+                nothing_left: false,
+            },
+            403,
+            "write-fields-dropped",
+        ),
+        (
             ProxyError::QueryNotAllowed {
                 fields: vec!["Contact.Phone".into()],
             },
@@ -162,6 +170,21 @@ fn table() -> Vec<(ProxyError, u16, &'static str)> {
             },
             400,
             "query-not-checkable",
+        ),
+        (
+            ProxyError::AggregateNotAllowed {
+                object: "Contact".into(),
+                reason: crate::policy::query::AggregateRefusal::RecordsFiltered,
+            },
+            403,
+            "aggregate-not-allowed",
+        ),
+        (
+            ProxyError::ConsentFieldMissing {
+                fields: vec!["tickets.hs_consent".into()],
+            },
+            403,
+            "consent-field-missing",
         ),
         (ProxyError::RecordWithheld, 404, "record-withheld"),
         (

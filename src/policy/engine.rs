@@ -10,7 +10,10 @@
 //!
 //! Order inside a record: type (unknown types are removed whole), then consent (records
 //! without the purpose's consent are removed), then fields. Requests of writes only know
-//! keep, drop and block: anything else would store altered values in the CRM.
+//! keep, drop and block: anything else would store altered values in the CRM. And a write
+//! that loses a field is refused naming it (the CRM would store less than the app sent, and
+//! the app would never know), unless the purpose minimises that resource's writes silently;
+//! even then a record left with nothing to write is refused rather than sent as `{}`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -18,6 +21,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::actions::{self, PseudonymKey, PurposeKey};
+use super::query::{Aggregate, Shape};
 use super::select::{navigate, push_key, FieldNode, LocNode};
 use super::set::{
     Action, ConsentSignal, Counts, Inventory, Mode, OpKind, Operation, PolicySet, Purpose,
@@ -64,7 +68,24 @@ pub struct Outcome {
     pub shadow: bool,
     /// In shadow mode, the refusal enforcement would have produced.
     pub shadow_refusal: Option<Refusal>,
+    /// Fields the inventory does not classify (runtime drift): resource and field path, at
+    /// most [`MAX_UNKNOWN_PER_BODY`] distinct per body. Names only, never values.
+    pub unclassified: Vec<UnknownField>,
 }
+
+/// A field seen in a governed body that no inventory entry classifies: the engine treats it
+/// as `unclassified` (default deny) and reports it for `zweck inventory drift`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownField {
+    pub resource: String,
+    /// The field's path in its record (`$.New_Field__c`, `$.properties.new_one`), or
+    /// `$..key` when its place in the record is not described at all.
+    pub path: String,
+}
+
+/// Distinct unknown fields reported per body: a body of many unknown keys costs a bounded
+/// amount of bookkeeping.
+pub const MAX_UNKNOWN_PER_BODY: usize = 64;
 
 impl Outcome {
     /// `categories_received` as owned names (for the transfer log).
@@ -115,6 +136,14 @@ pub enum Refusal {
     /// A write carries fields whose rule is neither keep, drop nor block (403).
     #[error("a write may only keep, drop or block fields ({} field(s) refused)", field_paths.len())]
     WriteActionNotAllowed { field_paths: Vec<String> },
+    /// Minimisation would drop fields (or whole records) of a write: the CRM would store
+    /// less than the app sent, and the app would not know (403). `nothing_left`: even a
+    /// purpose that minimises writes silently would send a record that writes nothing.
+    #[error("the write would lose {} field(s){}", field_paths.len(), if *nothing_left { " and write nothing" } else { "" })]
+    WriteFieldsDropped {
+        field_paths: Vec<String>,
+        nothing_left: bool,
+    },
     /// The body is one record and it is withheld (missing consent, unknown type):
     /// for this purpose the record does not exist (404 fits best).
     #[error("the record is withheld from this purpose ({rule})")]
@@ -153,9 +182,25 @@ pub fn apply(
     body: &mut Value,
     key: Option<&PseudonymKey>,
 ) -> Result<Outcome, Refusal> {
+    apply_shaped(set, purpose, op, dir, body, key, &Shape::default())
+}
+
+/// [`apply`] to the answer of a query Zweck reviewed (`crate::policy::query`): consent
+/// fields it added to the query leave each record once its consent is decided, and the rows
+/// of an aggregate query are classified by the query's columns instead of the resource's
+/// fields (an `AggregateResult` is no record type, so without a shape it is removed).
+pub fn apply_shaped(
+    set: &PolicySet,
+    purpose: &Purpose,
+    op: &Operation,
+    dir: Direction,
+    body: &mut Value,
+    key: Option<&PseudonymKey>,
+    shape: &Shape,
+) -> Result<Outcome, Refusal> {
     if purpose.mode == Mode::Shadow {
         let mut copy = body.clone();
-        let mut out = match run(set, purpose, op, dir, &mut copy, key, None) {
+        let mut out = match run(set, purpose, op, dir, &mut copy, key, None, shape) {
             Ok(o) => o,
             Err(r) => Outcome {
                 shadow_refusal: Some(r),
@@ -165,7 +210,7 @@ pub fn apply(
         out.shadow = true;
         return Ok(out);
     }
-    run(set, purpose, op, dir, body, key, None)
+    run(set, purpose, op, dir, body, key, None, shape)
 }
 
 /// Like `apply` in enforce mode, also listing every field decision.
@@ -178,7 +223,16 @@ pub(crate) fn apply_traced(
     key: Option<&PseudonymKey>,
 ) -> (Result<Outcome, Refusal>, Vec<FieldDecision>) {
     let mut trace = Vec::new();
-    let r = run(set, purpose, op, dir, body, key, Some(&mut trace));
+    let r = run(
+        set,
+        purpose,
+        op,
+        dir,
+        body,
+        key,
+        Some(&mut trace),
+        &Shape::default(),
+    );
     (r, trace)
 }
 
@@ -216,6 +270,7 @@ fn may_refuse(purpose: &Purpose, dir: Direction) -> bool {
             && purpose.rules.iter().any(|r| !r.action.allowed_on_writes()))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run(
     set: &PolicySet,
     purpose: &Purpose,
@@ -224,6 +279,7 @@ fn run(
     body: &mut Value,
     key: Option<&PseudonymKey>,
     trace: Option<&mut Vec<FieldDecision>>,
+    shape: &Shape,
 ) -> Result<Outcome, Refusal> {
     // A tunnel's body holds sub-requests, not records: only `crate::proxy::tunnel` may govern it,
     // part by part. Filtering it as one record would pass its sub-requests unread.
@@ -245,12 +301,14 @@ fn run(
         .inventory(op.dialect)
         .ok_or(Refusal::NoInventory(op.dialect))?;
     let tax = &set.taxonomy;
-    let track = trace.is_some() || may_refuse(purpose, dir);
+    // A write that loses a field is refused naming it: writes always track paths.
+    let write = dir == Direction::Request;
+    let track = trace.is_some() || write || may_refuse(purpose, dir);
     let mut w = Walker {
         tax,
         inv,
         purpose,
-        write: dir == Direction::Request,
+        write,
         consent: dir == Direction::Response && op.op == OpKind::Read,
         withheld_null: op.withheld == Withheld::Null,
         observing: false,
@@ -273,6 +331,15 @@ fn run(
         block_paths: BTreeSet::new(),
         write_bad: BTreeSet::new(),
         last_removal: None,
+        unknown: Vec::new(),
+        system_root: tax.get("system"),
+        dropped: BTreeSet::new(),
+        loud_drop: false,
+        rec_dropped: false,
+        rec_written: false,
+        nothing_left: false,
+        // a query's shape describes its answer, never a request body
+        shape: (dir == Direction::Response).then_some(shape),
     };
     // An operation from another snapshot of the policies must not index out of bounds.
     let res = match inv.resources.get(op.resource_idx) {
@@ -302,7 +369,19 @@ fn run(
     if w.key_missing {
         return Err(Refusal::PseudonymKeyMissing);
     }
-    if located.is_some() && op.op == OpKind::Read && dir == Direction::Response {
+    if !w.dropped.is_empty() && (w.loud_drop || w.nothing_left) {
+        return Err(Refusal::WriteFieldsDropped {
+            field_paths: w.dropped.into_iter().collect(),
+            nothing_left: w.nothing_left,
+        });
+    }
+    // An aggregate's count (`COUNT()`, the number of groups) is its answer, computed over
+    // records the purpose sees every one of (otherwise it was refused): it passes.
+    if located.is_some()
+        && op.op == OpKind::Read
+        && dir == Direction::Response
+        && shape.aggregate.is_none()
+    {
         w.changed |= rewrite_counts(res, purpose.counts, w.located_kept, body);
     }
     match verdict {
@@ -353,7 +432,57 @@ fn run(
         changed: w.changed,
         shadow: false,
         shadow_refusal: None,
+        unclassified: unknown_fields(inv, &w.unknown),
     })
+}
+
+/// The unknown keys as resource names and field paths: the parent's path is found by a
+/// search of the resource's field tree (only for bodies that carry unknown fields).
+fn unknown_fields(
+    inv: &Inventory,
+    unknown: &[(usize, Option<&FieldNode>, String)],
+) -> Vec<UnknownField> {
+    unknown
+        .iter()
+        .filter_map(|(res, parent, key)| {
+            let r = inv.resources.get(*res)?;
+            let mut path = String::from("$");
+            let placed = parent.is_some_and(|p| {
+                node_path(&r.fields, p, &mut path) || node_path(&r.envelope, p, &mut path)
+            });
+            if !placed {
+                path = String::from("$.");
+            }
+            crate::policy::select::push_key(&mut path, key);
+            Some(UnknownField {
+                resource: r.name.clone(),
+                path,
+            })
+        })
+        .collect()
+}
+
+/// Appends the path from `node` to `target` to `path`; false when `target` is not below.
+fn node_path(node: &FieldNode, target: &FieldNode, path: &mut String) -> bool {
+    if std::ptr::eq(node, target) {
+        return true;
+    }
+    let mark = path.len();
+    for (k, child) in &node.keys {
+        crate::policy::select::push_key(path, k);
+        if node_path(child, target, path) {
+            return true;
+        }
+        path.truncate(mark);
+    }
+    if let Some(any) = &node.any {
+        path.push_str("[*]");
+        if node_path(any, target, path) {
+            return true;
+        }
+        path.truncate(mark);
+    }
+    false
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -396,6 +525,22 @@ struct Walker<'a, 't> {
     write_bad: BTreeSet<String>,
     /// Rule slot of the last record removed.
     last_removal: Option<usize>,
+    /// Keys no inventory entry classifies: (resource, the parent's field node, key).
+    unknown: Vec<(usize, Option<&'a FieldNode>, String)>,
+    /// The bare `system` category: ids, `attributes`, lookups. A write record whose kept
+    /// fields are all of it writes nothing (`system.*` sub-categories are data: `LeadSource`).
+    system_root: Option<CatId>,
+    /// Writes: paths of the fields (and records) minimisation removed.
+    dropped: BTreeSet<String>,
+    /// Writes: a removal in a resource the purpose does not minimise silently.
+    loud_drop: bool,
+    /// Writes, the record being walked: something was removed from it, something is written.
+    rec_dropped: bool,
+    rec_written: bool,
+    /// Writes: a record lost fields and writes nothing any more.
+    nothing_left: bool,
+    /// The answer's shape, when it answers a query Zweck reviewed.
+    shape: Option<&'a Shape>,
 }
 
 impl<'a> Walker<'a, '_> {
@@ -422,6 +567,9 @@ impl<'a> Walker<'a, '_> {
                 Value::Object(map) => {
                     map.retain(|k, cv| {
                         let (cn, ccat) = FieldNode::member(node, k, cat);
+                        if cn.is_none() && ccat.is_none() {
+                            self.note_unknown(res, node, k);
+                        }
                         let cl = loc.and_then(|l| l.keys.get(k.as_str()));
                         let mark = self.path.len();
                         if self.track {
@@ -469,7 +617,24 @@ impl<'a> Walker<'a, '_> {
         self.leaf(v, cat, res)
     }
 
+    /// Remembers a key no inventory entry classifies (off the hot path: only for keys that
+    /// are dropped as unclassified anyway).
+    #[cold]
+    fn note_unknown(&mut self, res: usize, parent: Option<&'a FieldNode>, key: &str) {
+        let seen = self.unknown.iter().any(|(r, p, k)| {
+            *r == res && k == key && p.map(std::ptr::from_ref) == parent.map(std::ptr::from_ref)
+        });
+        if !seen && self.unknown.len() < MAX_UNKNOWN_PER_BODY {
+            self.unknown.push((res, parent, key.to_string()));
+        }
+    }
+
     fn remove_record(&mut self, rule: RuleSlot) -> Verdict {
+        if self.write {
+            // a record of a write removed whole (unknown type): it would not be written
+            self.dropped.insert(self.path.clone());
+            self.loud_drop = true;
+        }
         if !self.observing {
             let slot = self.purpose.slot(rule);
             self.actions[A_RECORD_REMOVED] += 1;
@@ -504,6 +669,11 @@ impl<'a> Walker<'a, '_> {
             let u = self.tax.unclassified();
             return self.leaf(v, u, res);
         }
+        if let Some(agg) = self.shape.and_then(|s| s.aggregate.as_ref()) {
+            if !child {
+                return self.aggregate_row(v, agg, res);
+            }
+        }
         let mut res = res;
         if let Some(tk) = &self.inv.resources[res].type_key {
             match navigate(v, tk) {
@@ -528,7 +698,14 @@ impl<'a> Walker<'a, '_> {
                 }
             }
         }
+        if let Some(shape) = self.shape {
+            if self.consent && !self.observing {
+                self.strip_added(v, res, shape);
+            }
+        }
         let saved = std::mem::replace(&mut self.personal, false);
+        let dropped = std::mem::replace(&mut self.rec_dropped, false);
+        let written = std::mem::replace(&mut self.rec_written, false);
         let fields = &self.inv.resources[res].fields;
         self.walk(v, Some(fields), None, None, res);
         if self.personal && !self.observing {
@@ -538,7 +715,93 @@ impl<'a> Walker<'a, '_> {
             self.located_kept += 1;
         }
         self.personal = saved;
+        if self.write && self.rec_dropped && !self.rec_written {
+            self.nothing_left = true;
+        }
+        // a nested record that writes makes its parent write too
+        self.rec_written |= written;
+        self.rec_dropped = dropped;
         Verdict::Keep
+    }
+
+    /// A row of an aggregate query: not a record of `res` but a group of them, classified by
+    /// the query's columns. A row that names another type, or any row for a purpose that
+    /// removes records (its query was refused; fail closed), is removed. A row that names no
+    /// type (an error list's item) is classified all the same: the columns sit over the
+    /// resource's own map.
+    fn aggregate_row(&mut self, v: &mut Value, agg: &'a Aggregate, res: usize) -> Verdict {
+        if let Some(tk) = &self.inv.resources[res].type_key {
+            match navigate(v, tk) {
+                None => {}
+                Some(Value::String(t)) if Some(t.as_str()) == agg.row_type => {}
+                Some(_) => return self.remove_record(RuleSlot::UnknownType),
+            }
+        }
+        if self.consent && self.purpose.filters_records() {
+            return self.remove_record(RuleSlot::Consent(0));
+        }
+        let saved = std::mem::replace(&mut self.personal, false);
+        self.walk(v, Some(&agg.columns), None, None, agg.resource);
+        if self.personal && !self.observing {
+            self.records += 1;
+        }
+        if !self.observing {
+            self.located_kept += 1;
+        }
+        self.personal = saved;
+        Verdict::Keep
+    }
+
+    /// Takes the consent fields Zweck added to the query out of a record of `res` whose
+    /// consent is decided (with their annotations, `field@...`): the app did not ask for them.
+    /// They were received all the same.
+    fn strip_added(&mut self, v: &mut Value, res: usize, shape: &Shape) {
+        for (r, path) in &shape.consent_added {
+            let Some((last, parents)) = path.split_last() else {
+                continue;
+            };
+            if *r != res {
+                continue;
+            }
+            let Some(obj) = parents
+                .iter()
+                .try_fold(&mut *v, |cur, k| cur.as_object_mut()?.get_mut(k))
+                .and_then(Value::as_object_mut)
+            else {
+                continue;
+            };
+            let before = obj.len();
+            let mut received = false;
+            obj.retain(|k, val| {
+                // the field, or one of its annotations (`field@OData...`)
+                let added = k
+                    .strip_prefix(last.as_str())
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('@'));
+                received |= added && !val.is_null();
+                !added
+            });
+            if obj.len() != before {
+                self.changed = true;
+            }
+            if received {
+                let node = path
+                    .iter()
+                    .try_fold(&self.inv.resources[res].fields, |n, k| n.keys.get(k));
+                if let Some(cat) = node.and_then(|n| n.cat) {
+                    self.received[cat as usize] = true;
+                }
+            }
+        }
+    }
+
+    /// Notes, on a write, a value minimisation removes from `res`'s record.
+    fn write_dropped(&mut self, res: usize) {
+        self.dropped.insert(self.path.clone());
+        self.rec_dropped = true;
+        let name = &self.inv.resources[res].name;
+        if !self.purpose.silent_writes.iter().any(|r| r == name) {
+            self.loud_drop = true;
+        }
     }
 
     fn leaf(&mut self, v: &mut Value, cat: CatId, res: usize) -> Verdict {
@@ -593,9 +856,15 @@ impl<'a> Walker<'a, '_> {
                 if !null {
                     self.delivered[cat as usize] = true;
                 }
+                if self.write && Some(cat) != self.system_root {
+                    self.rec_written = true;
+                }
                 return Verdict::Keep;
             }
             Action::Drop => {
+                if self.write {
+                    self.write_dropped(res);
+                }
                 self.changed = true;
                 return Verdict::Remove;
             }

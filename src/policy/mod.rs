@@ -40,7 +40,7 @@ pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::
 pub use actions::PseudonymKey;
 pub use csv::{csv_plan, CsvFailure, CsvGovernor, CsvJob, CsvPolicy, CsvReport};
 pub use diagnostic::{Diagnostic, Severity};
-pub use engine::{apply, drop_counts, Direction, FieldDecision, Outcome, Refusal};
+pub use engine::{apply, apply_shaped, drop_counts, Direction, FieldDecision, Outcome, Refusal};
 pub use explain::{explain, ExplainError, Explanation};
 pub use set::{
     Action, BodyFormat, Controller, Counts, ExportBudget, FieldRule, Generalise, LegalBasis, Mode,

@@ -128,7 +128,8 @@ pub struct RawOperation {
     pub op: String,
     #[serde(default)]
     pub class: Option<String>,
-    /// `odata_batch`, `sf_composite`, `sf_composite_batch` or `sf_tree`: a batch tunnel.
+    /// `odata_batch`, `sf_composite`, `sf_composite_batch`, `sf_tree` or `sf_graph`: a batch
+    /// tunnel.
     #[serde(default)]
     pub tunnel: Option<String>,
     /// `json` (default) or `csv`: the media type of the operation's governed response body.
@@ -189,6 +190,8 @@ pub struct RawPurpose {
     pub otherwise: Option<SpStr>,
     #[serde(default)]
     pub writes: Option<SpStr>,
+    #[serde(default)]
+    pub silent_write_minimisation: Option<Spanned<Vec<SpStr>>>,
     #[serde(default)]
     pub export_budget: Option<Spanned<RawBudget>>,
     #[serde(default)]
@@ -255,10 +258,15 @@ pub struct RawCsvJob {
 #[serde(deny_unknown_fields)]
 pub struct RawExpect {
     /// `allowed` (body unchanged), `minimised`, `blocked`, `write_denied`,
-    /// `write_action_not_allowed`, `no_consent`, `ungoverned`, `unknown`,
-    /// `query_not_allowed`, `query_not_checkable`.
+    /// `write_action_not_allowed`, `write_fields_dropped`, `no_consent`, `ungoverned`,
+    /// `unknown`, `query_not_allowed`, `query_not_checkable`, `aggregate_not_allowed`,
+    /// `consent_field_missing`.
     #[serde(default)]
     pub decision: Option<String>,
+    /// The path and query as the proxy forwards them (query minimisation may add consent
+    /// fields to the query).
+    #[serde(default)]
+    pub forwarded: Option<String>,
     #[serde(default)]
     pub body: Option<serde_json::Value>,
     #[serde(default)]

@@ -309,6 +309,8 @@ pub enum TunnelKind {
     SfCompositeBatch,
     /// Salesforce `/composite/tree/{SObject}` (records with nested children).
     SfTree,
+    /// Salesforce `/composite/graph` (`graphs`, each a `compositeRequest` that commits whole).
+    SfGraph,
 }
 
 impl TunnelKind {
@@ -319,6 +321,7 @@ impl TunnelKind {
             TunnelKind::SfComposite => "sf_composite",
             TunnelKind::SfCompositeBatch => "sf_composite_batch",
             TunnelKind::SfTree => "sf_tree",
+            TunnelKind::SfGraph => "sf_graph",
         }
     }
     /// Parses the inventory spelling.
@@ -328,6 +331,7 @@ impl TunnelKind {
             "sf_composite" => TunnelKind::SfComposite,
             "sf_composite_batch" => TunnelKind::SfCompositeBatch,
             "sf_tree" => TunnelKind::SfTree,
+            "sf_graph" => TunnelKind::SfGraph,
             _ => return None,
         })
     }
@@ -555,6 +559,9 @@ pub struct Purpose {
     /// `drop`, `redact` or `block`; never keep.
     pub otherwise: Action,
     pub writes: Writes,
+    /// `silent_write_minimisation`: resources (by inventory name) whose writes may lose
+    /// fields without being refused.
+    pub silent_writes: Vec<String>,
     pub export_budget: Option<ExportBudget>,
     pub mode: Mode,
     /// What the CRM's record counts say (`counts:`; the default is `delivered` for a purpose
@@ -582,6 +589,12 @@ pub(crate) enum RuleSlot {
 const FIXED_RULE_IDS: [&str; 4] = ["otherwise", "system", "unclassified.keep", "unknown_type"];
 
 impl Purpose {
+    /// True when the purpose removes records from what the CRM returns (consent): a count
+    /// or sum the CRM computed over all records would then describe records it may not see.
+    pub fn filters_records(&self) -> bool {
+        !self.requires_consent.is_empty()
+    }
+
     /// The rule-id table for these rules and consent signals.
     pub(crate) fn rule_id_table(
         rules: &[FieldRule],

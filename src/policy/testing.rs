@@ -15,7 +15,7 @@ use serde_json::Value;
 use super::compile::{read_dir, Source};
 use super::csv::{csv_plan, CsvFailure, CsvJob, CsvReport};
 use super::diagnostic::{Diagnostic, Severity};
-use super::engine::{apply, Direction, Outcome, Refusal};
+use super::engine::{apply_shaped, Direction, Outcome, Refusal};
 use super::model::RawTestFile;
 use super::set::{BodyFormat, OpKind, PolicySet, RouteMatch};
 use super::PseudonymKey;
@@ -162,6 +162,7 @@ pub fn decision_name(r: &Result<Outcome, Refusal>) -> &'static str {
         Err(Refusal::Blocked { .. }) => "blocked",
         Err(Refusal::WriteDenied) => "write_denied",
         Err(Refusal::WriteActionNotAllowed { .. }) => "write_action_not_allowed",
+        Err(Refusal::WriteFieldsDropped { .. }) => "write_fields_dropped",
         Err(Refusal::RecordWithheld { .. }) => "withheld",
         Err(Refusal::PseudonymKeyMissing) => "pseudonym_key_missing",
         Err(Refusal::NoInventory(_)) => "no_inventory",
@@ -209,41 +210,44 @@ fn run_case(set: &PolicySet, case: &super::model::RawTestCase, key: &PseudonymKe
         None => Direction::Request,
         Some(other) => return vec![format!("direction is request or response, not `{other}`")],
     };
-    let checked = super::query::check_url(set, purpose, op, path, query).and_then(|_| {
+    let mut body = case.body.clone().unwrap_or(Value::Null);
+    // the query as the proxy forwards it (consent fields added) and the shape of its answer
+    let reviewed = super::query::review_url(set, purpose, op, path, query).and_then(|r| {
         match (&case.body, dir) {
-            (Some(body), Direction::Request) => {
-                super::query::check_body(set, purpose, op, path, body)
+            (Some(_), Direction::Request) => {
+                let shape = super::query::review_body(set, purpose, op, path, &mut body)?;
+                Ok(if shape.is_plain() {
+                    r
+                } else {
+                    super::query::Reviewed {
+                        query: r.query,
+                        shape,
+                        carried: r.carried,
+                    }
+                })
             }
-            _ => Ok(super::query::Carried::new()),
+            _ => Ok(r),
         }
     });
-    if let Err(refusal) = checked {
-        let (got, fields) = match &refusal {
-            super::query::QueryRefusal::NotAllowed { fields } => {
-                ("query_not_allowed", fields.clone())
-            }
-            super::query::QueryRefusal::Unreadable(_) => ("query_not_checkable", Vec::new()),
+    let reviewed = match reviewed {
+        Ok(r) => r,
+        Err(refusal) => return query_refused(expect, &refusal),
+    };
+    if let Some(want) = &expect.forwarded {
+        let got = match reviewed.query.as_deref().or(query) {
+            Some(q) => format!("{path}?{q}"),
+            None => path.to_string(),
         };
-        if expect.decision.as_deref() != Some(got) {
-            fail.push(format!(
-                "decision: expected {}, got {got} ({refusal})",
-                expect.decision.as_deref().unwrap_or("(any)")
-            ));
+        if *want != got {
+            fail.push(format!("forwarded: expected {want}, got {got}"));
         }
-        if let Some(want) = &expect.field_paths {
-            if *want != fields {
-                fail.push(format!("field_paths: expected {want:?}, got {fields:?}"));
-            }
-        }
-        return fail;
     }
     if let (BodyFormat::Csv, Direction::Response, Some(Value::String(text))) =
         (op.format(), dir, &case.body)
     {
         return run_csv_case(set, case, purpose, op, text, key);
     }
-    let mut body = case.body.clone().unwrap_or(Value::Null);
-    let result = apply(set, purpose, op, dir, &mut body, Some(key));
+    let result = apply_shaped(set, purpose, op, dir, &mut body, Some(key), &reviewed.shape);
     let decision = decision_name(&result);
     if let Some(d) = &expect.decision {
         if d != decision {
@@ -260,6 +264,35 @@ fn run_case(set: &PolicySet, case: &super::model::RawTestCase, key: &PseudonymKe
         }
     }
     compare(expect, &result, &mut fail);
+    fail
+}
+
+/// A case whose query review refused the request: its decision and the names it gave.
+fn query_refused(
+    expect: &super::model::RawExpect,
+    refusal: &super::query::QueryRefusal,
+) -> Vec<String> {
+    use super::query::QueryRefusal;
+    let mut fail = Vec::new();
+    let (got, fields) = match refusal {
+        QueryRefusal::NotAllowed { fields } => ("query_not_allowed", fields.clone()),
+        QueryRefusal::Unreadable(_) => ("query_not_checkable", Vec::new()),
+        QueryRefusal::AggregateNotAllowed { object, .. } => {
+            ("aggregate_not_allowed", vec![object.clone()])
+        }
+        QueryRefusal::ConsentFieldMissing { fields } => ("consent_field_missing", fields.clone()),
+    };
+    if expect.decision.as_deref() != Some(got) {
+        fail.push(format!(
+            "decision: expected {}, got {got} ({refusal})",
+            expect.decision.as_deref().unwrap_or("(any)")
+        ));
+    }
+    if let Some(want) = &expect.field_paths {
+        if *want != fields {
+            fail.push(format!("field_paths: expected {want:?}, got {fields:?}"));
+        }
+    }
     fail
 }
 
@@ -361,7 +394,8 @@ fn compare(
             if let Some(want) = &expect.field_paths {
                 let got = match r {
                     Refusal::Blocked { field_paths, .. }
-                    | Refusal::WriteActionNotAllowed { field_paths } => field_paths.clone(),
+                    | Refusal::WriteActionNotAllowed { field_paths }
+                    | Refusal::WriteFieldsDropped { field_paths, .. } => field_paths.clone(),
                     _ => Vec::new(),
                 };
                 if *want != got {

@@ -47,6 +47,14 @@ purposes:
       user.demographic: block
     otherwise: drop
     writes: allow
+  quiet:
+    data_use: essential.service
+    legal_basis: contract
+    fields:
+      user.name: keep
+    otherwise: drop
+    writes: allow
+    silent_write_minimisation: [Contact]
   shadowy:
     data_use: essential.service
     legal_basis: contract
@@ -544,32 +552,84 @@ fn writes() {
         ),
         Err(Refusal::WriteDenied)
     );
-    // keep, drop (unclassified and otherwise: redact become drop on writes)
+    // a field the purpose may not write (unclassified, `drop`, and `otherwise: redact`,
+    // which is a drop on writes) refuses the write, naming the paths
+    for purpose in ["guarded", "open"] {
+        let mut body = json!({"FirstName": "A", "LastName": "B", "Unknown__c": "x"});
+        assert_eq!(
+            run(
+                &s,
+                Dialect::Salesforce,
+                "PATCH",
+                path,
+                purpose,
+                Direction::Request,
+                &mut body,
+            ),
+            Err(Refusal::WriteFieldsDropped {
+                field_paths: vec!["$.Unknown__c".into()],
+                nothing_left: false,
+            }),
+            "{purpose}"
+        );
+    }
+    // unless the purpose minimises the resource's writes silently
     let mut body = json!({"FirstName": "A", "LastName": "B", "Unknown__c": "x"});
     let out = run(
         &s,
         Dialect::Salesforce,
         "PATCH",
         path,
-        "guarded",
+        "quiet",
         Direction::Request,
         &mut body,
     )
     .expect("ok");
     assert_eq!(body, json!({"FirstName": "A", "LastName": "B"}));
     assert_eq!(out.actions["drop"], 1);
-    let mut body = json!({"FirstName": "A", "Unknown__c": "x"});
-    run(
-        &s,
-        Dialect::Salesforce,
-        "PATCH",
-        path,
-        "open",
-        Direction::Request,
-        &mut body,
-    )
-    .expect("ok");
-    assert_eq!(body, json!({"FirstName": "A"}));
+    // and even then, a write left with ids alone is refused, never sent as `{}`
+    for (mut body, dropped) in [
+        (
+            json!({"Email": "a@example.com", "Phone": "+49"}),
+            vec!["$.Email", "$.Phone"],
+        ),
+        (
+            json!({"Id": "1", "attributes": {"type": "Contact"}, "Email": "a@example.com"}),
+            vec!["$.Email"],
+        ),
+    ] {
+        assert_eq!(
+            run(
+                &s,
+                Dialect::Salesforce,
+                "PATCH",
+                path,
+                "quiet",
+                Direction::Request,
+                &mut body,
+            ),
+            Err(Refusal::WriteFieldsDropped {
+                field_paths: dropped.into_iter().map(String::from).collect(),
+                nothing_left: true,
+            })
+        );
+    }
+    // a write that loses nothing passes unchanged, also when it is empty
+    for mut body in [json!({"FirstName": "A"}), json!({})] {
+        let before = body.clone();
+        let out = run(
+            &s,
+            Dialect::Salesforce,
+            "PATCH",
+            path,
+            "guarded",
+            Direction::Request,
+            &mut body,
+        )
+        .expect("ok");
+        assert!(!out.changed);
+        assert_eq!(body, before);
+    }
     // a mask rule would store altered values: refuse, naming the fields
     let mut body = json!({"FirstName": "A", "Phone": "+1", "Email": "a@example.com"});
     assert_eq!(

@@ -66,15 +66,12 @@ impl Refetch {
 }
 
 /// The policy's CSV governor for the route's objects, columns decided at the header row.
-pub(super) fn governor(
-    state: &State,
-    ctx: &Ctx<Governed>,
-) -> Result<CsvGovernor<Arc<PolicySet>>, ProxyError> {
+pub(super) fn governor(ctx: &Ctx<Governed>) -> Result<CsvGovernor<Arc<PolicySet>>, ProxyError> {
     let plan = policy::csv_plan(
         &ctx.route.policy,
         ctx.purpose()?,
         &ctx.flow.op,
-        state.pseudonym_key.as_ref(),
+        ctx.route.pseudonym_key.as_ref(),
         &policy::CsvJob::default(),
     )
     .map_err(|r| ctx.refused(r))?;
@@ -90,7 +87,7 @@ pub async fn results(
     status: u16,
 ) -> Result<ProxyBody, ProxyError> {
     let decoder = stream::decoder(state, headers)?;
-    let mut governor = governor(state, ctx)?;
+    let mut governor = governor(ctx)?;
     let whole = filter(state, ctx, incoming, decoder, &mut governor).await?;
     let report = governor.report();
     let rows = report.records();

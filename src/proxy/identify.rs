@@ -11,9 +11,9 @@ use http::HeaderMap;
 use super::ConnInfo;
 use crate::caller::Caller;
 use crate::error::ProxyError;
-use crate::state::State;
+use crate::state::Live;
 
-/// The app and the purpose it asks for.
-pub fn identify(state: &State, conn: &ConnInfo, headers: &HeaderMap) -> Result<Caller, ProxyError> {
-    state.identities.identify(conn.identity.as_ref(), headers)
+/// The app and the purpose it asks for, among the apps of the request's snapshot.
+pub fn identify(live: &Live, conn: &ConnInfo, headers: &HeaderMap) -> Result<Caller, ProxyError> {
+    live.identities.identify(conn.identity.as_ref(), headers)
 }

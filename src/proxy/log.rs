@@ -245,9 +245,12 @@ pub async fn refusal(state: &State, ctx: &Ctx<Governed>, err: &ProxyError) {
 
 /// The record of a refusal in phase 1 or 2 (best effort, like [`refusal`]): `app` is what the
 /// credential named, `purpose` what was asked for (empty when nothing was). `route` is
-/// located again for the record only when phase 1 refused, so the answer does not change.
+/// located again (in the request's `live` snapshot) for the record only when phase 1
+/// refused, so the answer does not change.
+#[allow(clippy::too_many_arguments)]
 pub async fn early_refusal<B>(
     state: &State,
+    live: &crate::state::Live,
     arrival: &Arrival,
     app: &str,
     purpose: &str,
@@ -261,7 +264,7 @@ pub async fn early_refusal<B>(
     let relocated;
     let route = match located {
         Some(route) => route,
-        None => match super::route::locate(state, req) {
+        None => match super::route::locate(live, req) {
             Ok(route) => {
                 relocated = route;
                 &relocated

@@ -47,7 +47,7 @@ use crate::body::ProxyBody;
 use crate::budget::Allowance;
 use crate::caller::Caller;
 use crate::error::{ForPurpose, ProxyError};
-use crate::policy::query::{Carried, QueryRefusal};
+use crate::policy::query::{Carried, QueryRefusal, Shape};
 use crate::policy::{self, Direction, Operation, Outcome, Purpose, Refusal};
 use crate::state::State;
 use crate::tls::PeerIdentity;
@@ -102,6 +102,8 @@ pub struct Ctx<F> {
     pub caller: Caller,
     pub route: Route,
     pub flow: F,
+    /// The upstream's status, once it answered (the access log's `upstream_status`).
+    pub upstream_status: Option<u16>,
 }
 
 /// A route that carries no personal data: streamed through untouched (links aside).
@@ -126,6 +128,9 @@ pub struct Governed {
     /// A governed `$batch` / composite request: its parts, to govern the response part by
     /// part (phase 3 sets it, phase 6 reads it).
     pub tunnel: Option<tunnel::GovernedRequest>,
+    /// What query minimisation knows of the answer (consent fields it added to the query,
+    /// an aggregate's columns): phase 3 sets it, phase 6 filters with it.
+    pub shape: Shape,
     /// The filtered request body that went to the processor (writes), for the log.
     pub sent: Option<BodyReport>,
     /// The filtered response body that came back, for the charge and the log.
@@ -140,21 +145,31 @@ pub struct Governed {
     pub allowance: Option<Allowance>,
 }
 
-/// What a route's path contributes to logs.
+/// What a route's path contributes to logs and metrics.
 pub trait Flow {
     /// The route template the request matched.
     fn template(&self) -> &str;
+    /// The route class label: the inventory's class, or `ungoverned`.
+    fn class(&self) -> &'static str;
 }
 
 impl Flow for Ungoverned {
     fn template(&self) -> &str {
         &self.template
     }
+
+    fn class(&self) -> &'static str {
+        "ungoverned"
+    }
 }
 
 impl Flow for Governed {
     fn template(&self) -> &str {
         self.op.template()
+    }
+
+    fn class(&self) -> &'static str {
+        self.op.class().as_str()
     }
 }
 
@@ -172,6 +187,7 @@ impl<F: Flow> Ctx<F> {
             caller,
             route,
             flow,
+            upstream_status: None,
         }
     }
 
@@ -199,16 +215,21 @@ impl Ctx<Governed> {
         direction: Direction,
         doc: &mut serde_json::Value,
     ) -> Result<Outcome, ProxyError> {
-        let outcome = policy::apply(
+        let outcome = policy::apply_shaped(
             &self.route.policy,
             self.purpose()?,
             &self.flow.op,
             direction,
             doc,
-            state.pseudonym_key.as_ref(),
+            self.route.pseudonym_key.as_ref(),
+            &self.flow.shape,
         )
         .map_err(|r| self.refused(r))?;
         self.log_outcome(direction, &outcome);
+        state
+            .metrics
+            .drift
+            .record(&self.route.upstream.label, &outcome.unclassified);
         Ok(outcome)
     }
 
@@ -295,12 +316,14 @@ pub async fn handle(
         started: Instant::now(),
         method: req.method().clone(),
     };
+    // what the client declared it sends (Content-Length; hyper refuses a body that differs)
+    let bytes_in = http_body::Body::size_hint(req.body()).exact();
     let limits = IntakeLimits::from(&state.config.limits);
     let (parts, incoming) = req.into_parts();
     let body = AppBody::new(incoming, &parts.headers, limits, &arrival.request_id);
     let req = Request::from_parts(parts, body);
     let (reached, result) = pipeline(&state, &conn, arrival, req).await;
-    Ok(respond::respond(&state, &reached, result))
+    Ok(respond::respond(&state, &reached, result, bytes_in))
 }
 
 /// Phases 1 and 2, then the path the route decided on.
@@ -314,8 +337,10 @@ async fn pipeline(
     if let Err(err) = wire::check(&req, state.config.limits.max_header_bytes) {
         return (Reached::Arrived(arrival), Err(err));
     }
+    // one snapshot of what a reload may replace, for the whole request
+    let live = state.live();
     // 1
-    let caller = match identify::identify(state, conn, req.headers()) {
+    let caller = match identify::identify(&live, conn, req.headers()) {
         Ok(caller) => caller,
         Err(err) => {
             if let Some(app) = err.app() {
@@ -323,13 +348,13 @@ async fn pipeline(
                     ProxyError::PurposeNotGranted { purpose, .. } => purpose.as_str(),
                     _ => "",
                 };
-                log::early_refusal(state, &arrival, app, purpose, None, &req, &err).await;
+                log::early_refusal(state, &live, &arrival, app, purpose, None, &req, &err).await;
             }
             return (Reached::Arrived(arrival), Err(err));
         }
     };
     // 2
-    let located = route::locate(state, &req).map(|r| {
+    let located = route::locate(&live, &req).map(|r| {
         let governance = r.governance(req.method());
         (r, governance)
     });
@@ -337,7 +362,17 @@ async fn pipeline(
         Ok((route, Ok(governance))) => (route, governance),
         Ok((route, Err(err))) => {
             let (app, purpose) = (&*caller.app, &*caller.purpose);
-            log::early_refusal(state, &arrival, app, purpose, Some(&route), &req, &err).await;
+            log::early_refusal(
+                state,
+                &live,
+                &arrival,
+                app,
+                purpose,
+                Some(&route),
+                &req,
+                &err,
+            )
+            .await;
             return (Reached::Identified(arrival, caller), Err(err));
         }
         Err(err) => return (Reached::Identified(arrival, caller), Err(err)),
@@ -350,6 +385,7 @@ async fn pipeline(
                 budget,
                 accept_encoding: None,
                 tunnel: None,
+                shape: Shape::default(),
                 sent: None,
                 received: None,
                 forwarded: false,
@@ -408,6 +444,7 @@ async fn governed_phases(
         ctx.flow.refetch = csv::Refetch::of(&out);
     }
     let resp = forward::forward(state, &ctx.route, out).await?; // 5
+    ctx.upstream_status = Some(resp.status().as_u16());
     let resp = response::governed(state, ctx, resp).await?; // 6
     budget::charge(state, ctx).await?; // 7
     let status = resp.status().as_u16();
@@ -437,5 +474,6 @@ async fn ungoverned(
     let resp = forward::forward(state, &ctx.route, out)
         .await
         .map_err(|e| watch.explain(e))?; // 5
+    ctx.upstream_status = Some(resp.status().as_u16());
     response::ungoverned(state, ctx, resp).await // 6
 }

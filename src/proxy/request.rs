@@ -26,7 +26,7 @@ use super::{tunnel, Ctx, Governed, Ungoverned};
 use crate::body::{self, encoding, media, ProxyBody};
 use crate::error::{ForPurpose, ProxyError};
 use crate::json;
-use crate::policy::query::Carried;
+use crate::policy::query::{Carried, Reviewed, Shape};
 use crate::policy::{self, Direction, OpKind, Outcome, Writes};
 use crate::state::State;
 
@@ -38,7 +38,7 @@ pub async fn governed(
     req: Request<AppBody>,
 ) -> Result<Request<ProxyBody>, ProxyError> {
     let (mut parts, incoming) = req.into_parts();
-    let carried = admit(ctx, &parts)?;
+    let carried = admit(ctx, &mut parts)?;
     // kept before `head` drops it: a filtered response is re-encoded for the app
     ctx.flow.accept_encoding = header_str(&parts.headers, header::ACCEPT_ENCODING);
     let uri = head(state, &ctx.route, &mut parts)?;
@@ -111,8 +111,10 @@ fn head(state: &State, route: &Route, parts: &mut Parts) -> Result<Uri, ProxyErr
 /// What a governed request is refused for before its body is read: features that would let
 /// a body slip past inspection, the purpose's query minimisation on the URL, and writes of
 /// a `writes: deny` purpose (a tunnel's own operation is a read; its write parts are refused
-/// inside it). Returns the categories the URL sends.
-fn admit(ctx: &Ctx<Governed>, parts: &Parts) -> Result<Carried, ProxyError> {
+/// inside it). A query the purpose decides consent for gets its consent fields added here,
+/// so everything after (the transfer record included) sees the query as forwarded. Returns
+/// the categories the URL sends.
+fn admit(ctx: &mut Ctx<Governed>, parts: &mut Parts) -> Result<Carried, ProxyError> {
     for (name, what) in [
         (header::RANGE, "Range on a governed route"),
         (header::UPGRADE, "Upgrade on a governed route"),
@@ -124,17 +126,40 @@ fn admit(ctx: &Ctx<Governed>, parts: &Parts) -> Result<Carried, ProxyError> {
     let purpose = ctx.purpose()?;
     let op = &ctx.flow.op;
     let (set, path, query) = (&ctx.route.policy, &ctx.route.path, parts.uri.query());
-    let verdict = policy::query::check_url(set, purpose, op, path, query);
-    let carried = ctx.enforce_query(purpose, verdict, || {
-        policy::query::carried_by_url(set, purpose, op, path, query)
-    })?;
+    let reviewed = match policy::query::review_url(set, purpose, op, path, query) {
+        Ok(r) => r,
+        // shadow mode: the query goes out as the app wrote it, counted in full
+        Err(refusal) => Reviewed {
+            carried: ctx.enforce_query(purpose, Err(refusal), || {
+                policy::query::carried_by_url(set, purpose, op, path, query)
+            })?,
+            ..Reviewed::default()
+        },
+    };
     let writes = matches!(op.op(), OpKind::Write | OpKind::Delete);
     if op.tunnel().is_none() && writes && purpose.writes == Writes::Deny {
         return Err(ProxyError::WriteDenied {
             purpose: purpose.name.clone(),
         });
     }
-    Ok(carried)
+    if let Some(query) = reviewed.query {
+        parts.uri = with_query(&parts.uri, &query)?;
+    }
+    ctx.flow.shape = reviewed.shape;
+    Ok(reviewed.carried)
+}
+
+/// `uri` with its query string replaced (the path, scheme and authority as they were).
+fn with_query(uri: &Uri, query: &str) -> Result<Uri, ProxyError> {
+    let mut p = uri.clone().into_parts();
+    p.path_and_query = Some(format!("{}?{query}", uri.path()).parse().map_err(|_| {
+        ProxyError::QueryNotCheckable {
+            reason: "a rewritten query that is no valid URI",
+        }
+    })?);
+    Uri::from_parts(p).map_err(|_| ProxyError::QueryNotCheckable {
+        reason: "a rewritten query that is no valid URI",
+    })
 }
 
 /// Only what Zweck can decode and parse may come back: its codings, and the media type the
@@ -186,7 +211,7 @@ async fn governed_body(
 /// Reads, parses and filters a governed JSON request body (writes: keep, drop, block only).
 async fn json_body(
     state: &State,
-    ctx: &Ctx<Governed>,
+    ctx: &mut Ctx<Governed>,
     headers: &mut HeaderMap,
     incoming: AppBody,
 ) -> Result<(Bytes, Outcome), ProxyError> {
@@ -214,14 +239,25 @@ async fn json_body(
     })?;
     let purpose = ctx.purpose()?;
     let (set, op, path) = (&ctx.route.policy, &ctx.flow.op, &ctx.route.path);
-    let verdict = policy::query::check_body(set, purpose, op, path, &doc);
-    let carried = ctx.enforce_query(purpose, verdict, || {
-        policy::query::carried_by_body(set, purpose, op, path, &doc)
-    })?;
+    let (shape, carried) = match policy::query::review_query_body(set, purpose, op, path, &mut doc)
+    {
+        Ok(reviewed) => reviewed,
+        // shadow mode: the body goes out as the app wrote it, counted in full
+        Err(refusal) => {
+            let unchecked = || policy::query::carried_by_body(set, purpose, op, path, &doc);
+            let carried = ctx.enforce_query(purpose, Err(refusal), unchecked)?;
+            (Shape::default(), carried)
+        }
+    };
+    // the body's query rewritten (consent fields added): its shape is the answer's
+    let rewritten = !shape.is_plain();
+    if rewritten {
+        ctx.flow.shape = shape;
+    }
     let mut outcome = ctx.filter(state, Direction::Request, &mut doc)?;
     outcome.add_carried(&carried);
     headers.remove(header::CONTENT_LENGTH);
-    let out = if outcome.changed && !outcome.shadow {
+    let out = if rewritten || (outcome.changed && !outcome.shadow) {
         json::to_bytes_sized(&doc, bytes.len())
     } else {
         bytes

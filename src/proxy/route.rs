@@ -21,7 +21,7 @@ use http::{HeaderMap, HeaderName, Method, Request, Uri};
 
 use crate::error::ProxyError;
 use crate::policy::{Operation, PolicySet, RouteMatch};
-use crate::state::{State, UpstreamEntry};
+use crate::state::{Live, UpstreamEntry};
 
 /// Why a request is refused before it is routed: its path or method could mean something
 /// else to the CRM than to the policy.
@@ -56,6 +56,8 @@ pub struct Route {
     pub path: String,
     /// The policy snapshot this request uses from start to end.
     pub policy: Arc<PolicySet>,
+    /// The pseudonymisation key of the same snapshot.
+    pub pseudonym_key: Option<crate::policy::PseudonymKey>,
 }
 
 /// How a route is governed: the decision of phase 2, taken once.
@@ -74,12 +76,12 @@ pub enum Governance {
 /// overrides), before the inventory is asked; [`Route::governance`] is the second half. Two
 /// steps, so that a refusal of a path no inventory classifies still knows its upstream for
 /// the transfer log.
-pub fn locate<B>(state: &State, req: &Request<B>) -> Result<Route, ProxyError> {
+pub fn locate<B>(live: &Live, req: &Request<B>) -> Result<Route, ProxyError> {
     refuse_method_override(req.method(), req.uri(), req.headers())?;
     let path = canonical_path(req.uri().path())?;
     let host = request_host(req.uri(), req.headers());
     let upstream = select(
-        state.upstreams.iter().map(|u| (&u.upstream.rule, u)),
+        live.upstreams.iter().map(|u| (&u.upstream.rule, u)),
         host.as_deref(),
         &path,
     )
@@ -88,7 +90,8 @@ pub fn locate<B>(state: &State, req: &Request<B>) -> Result<Route, ProxyError> {
     Ok(Route {
         upstream,
         path,
-        policy: state.policies.current(),
+        policy: live.policy.clone(),
+        pseudonym_key: live.pseudonym_key.clone(),
     })
 }
 

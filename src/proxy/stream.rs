@@ -255,7 +255,7 @@ pub async fn export(
     rows: u64,
 ) -> Result<ProxyBody, ProxyError> {
     let governor = Box::new(CsvStream {
-        governor: super::csv::governor(state, ctx)?,
+        governor: super::csv::governor(ctx)?,
         policy: ctx.route.policy.clone(),
     });
     let source = Source {
@@ -292,10 +292,19 @@ pub async fn list(
     let purpose = ctx.purpose()?.clone();
     let decoder = decoder(state, headers)?;
     let applier = |set: Arc<PolicySet>, purpose: policy::Purpose, op: policy::Operation| {
-        let key = state.pseudonym_key.clone();
+        let key = ctx.route.pseudonym_key.clone();
         let links = ctx.route.upstream.links.clone();
+        let shape = ctx.flow.shape.clone();
         move |page: &mut serde_json::Value| {
-            let o = policy::apply(&set, &purpose, &op, Direction::Response, page, key.as_ref())?;
+            let o = policy::apply_shaped(
+                &set,
+                &purpose,
+                &op,
+                Direction::Response,
+                page,
+                key.as_ref(),
+                &shape,
+            )?;
             links.rewrite_json(page);
             Ok(o)
         }

@@ -83,8 +83,16 @@ pub fn make_certs(dir: &Path) {
     opts.client_apps = vec![CERT_APP.into(), "support-desk".into(), "stranger".into()];
     opts.api_key_apps = vec![KEY_APP.into()];
     certs::generate(&opts).expect("certs");
-    std::fs::write(dir.join("upstream.token"), UPSTREAM_TOKEN).expect("token");
-    std::fs::write(dir.join("oauth.secret"), OAUTH_SECRET).expect("secret");
+    // secrets as Zweck requires them: not open to every user of the machine
+    let secret = zweck::secrets::SECRET_MODE;
+    zweck::secrets::write_atomic(
+        &dir.join("upstream.token"),
+        UPSTREAM_TOKEN.as_bytes(),
+        secret,
+    )
+    .expect("token");
+    zweck::secrets::write_atomic(&dir.join("oauth.secret"), OAUTH_SECRET.as_bytes(), secret)
+        .expect("secret");
 }
 
 /// Options for the test config.
@@ -101,6 +109,8 @@ pub struct Options {
     pub certs_dir: PathBuf,
     /// Appended inside `limits: { ... }`, e.g. `, buffered_total: 64KiB`.
     pub extra_limits: String,
+    /// `limits.max_body_bytes`.
+    pub max_body_bytes: &'static str,
 }
 
 impl Options {
@@ -116,6 +126,7 @@ impl Options {
             policies: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/policies")),
             certs_dir: certs_dir.to_path_buf(),
             extra_limits: String::new(),
+            max_body_bytes: "1MiB",
         }
     }
 }
@@ -141,7 +152,7 @@ certs_dir: {d}
 policies: {policies}
 pseudonym_key_file: {d}/pseudonym.key
 audit: {{ log: {d}/logs/transfers.jsonl, signing_key: {d}/audit.key, offbox: {{ file: {d}/offbox/checkpoints }}, checkpoint_every: 5 }}
-limits: {{ shutdown_grace: {grace}, header_read_timeout: {hrt}, handshake_timeout: {hst}, max_body_bytes: 1MiB{extra_limits} }}
+limits: {{ shutdown_grace: {grace}, header_read_timeout: {hrt}, handshake_timeout: {hst}, max_body_bytes: {max_body}{extra_limits} }}
 apps:
   {CERT_APP}:
     client_cert: {{ san: {CERT_APP} }}
@@ -206,6 +217,7 @@ upstreams:
         extra = o.extra_upstreams,
         policies = o.policies.display(),
         extra_limits = o.extra_limits,
+        max_body = o.max_body_bytes,
     )
 }
 

@@ -111,6 +111,11 @@ SF_SYSTEM = {
     )
 }
 
+# Custom fields of the double's org that the shipped inventories leave unclassified: a
+# purpose with `otherwise: redact` gets them as null, the others not at all.
+SF_ORG_FIELDS = ("Allergies__c", "Preferred_Store__c", "Notes__c")
+DV_ORG_FIELDS = ("cr123_allergies", "cr123_preferredstore", "cr123_notes")
+
 SF_CONTACT = {
     # newsletter: first name, e-mail, country; birthdate as a year; postcode to 2; rest dropped.
     "newsletter": {
@@ -143,6 +148,8 @@ SF_CONTACT = {
         "HasOptedOutOfFax": KEEP,
         "DoNotCall": KEEP,
         "Birthdate": NULL,
+        # the org's fields the shipped inventory does not classify (issue 13's drift)
+        **{k: NULL for k in SF_ORG_FIELDS},
         "MailingAddress": {
             OBJECT: DROP, "country": KEEP, "geocodeAccuracy": KEEP, "latitude": NULL,
             "longitude": NULL,
@@ -276,6 +283,7 @@ DV_CONTACT = {
         "jobtitle": KEEP,
         **{k: KEEP for k in DV_PRIVACY},
         "birthdate": NULL,
+        **{k: NULL for k in DV_ORG_FIELDS},
     },
     "billing": {
         **DV_SYSTEM,

@@ -2,8 +2,15 @@
 //!
 //! Each `application/http` part is parsed into a request and run through the same router as a
 //! top-level call (the outer `Authorization` is passed down); change sets are answered inside a
-//! `changesetresponse_…` part. Enough for tests that count records inside batches; not a full
-//! OData batch implementation (no `$1` references, no atomic rollback).
+//! `changesetresponse_…` part. As in Dataverse (execute-batch-operations-using-web-api):
+//!
+//! - a change set is one transaction: its members write through one journal, and the first
+//!   member that fails rolls back the ones before it; the change set then answers with that
+//!   member's error alone (one `application/http` part, its `Content-ID`), no later member runs;
+//! - `$N` in a member's target (or as an `@odata.bind` value) is the entity an earlier member of
+//!   the same change set created with `Content-ID: N`;
+//! - the batch stops at the first failed item (a failed request or change set) and answers
+//!   `400`, unless `Prefer: odata.continue-on-error` asks it to go on (then `200`).
 
 use std::sync::Arc;
 
@@ -12,6 +19,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 
 use super::super::reply::Reply;
 use super::super::request::Req;
+use super::super::store::Journal;
 use super::super::CrmDouble;
 use super::{dv_error, ROOT};
 
@@ -124,26 +132,86 @@ fn boundary_of(content_type: &str) -> Result<String, String> {
     boundary(content_type).ok_or_else(|| "multipart content type without boundary".to_string())
 }
 
-/// Parses an embedded HTTP request and runs it; returns the serialised HTTP response.
-fn run(double: &Arc<CrmDouble>, outer: &Req, text: &str) -> String {
+/// What running one part gave: its status, the entity it created (`Location`), and the
+/// serialised HTTP response.
+struct Ran {
+    status: u16,
+    location: Option<String>,
+    text: String,
+}
+
+impl Ran {
+    fn of(reply: Reply) -> Ran {
+        let location = reply
+            .headers
+            .get(http::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        Ran {
+            status: reply.status.as_u16(),
+            location,
+            text: serialise(reply),
+        }
+    }
+}
+
+/// The change set a part runs in: its journal and the entities its members created so far
+/// (`Content-ID` -> `Location`).
+struct Unit {
+    journal: Arc<Journal>,
+    created: Vec<(String, String)>,
+}
+
+/// `$N` -> the path of the entity created by the member with `Content-ID: N`.
+fn reference(unit: Option<&Unit>, text: &str) -> Option<String> {
+    let id = text.strip_prefix('$')?;
+    let location = &unit?.created.iter().find(|(c, _)| c == id)?.1;
+    let path = match location.find("://") {
+        Some(i) => location[i + 3..]
+            .find('/')
+            .map_or("/", |j| &location[i + 3 + j..]),
+        None => location.as_str(),
+    };
+    Some(path.to_string())
+}
+
+/// Parses an embedded HTTP request and runs it.
+fn run(double: &Arc<CrmDouble>, outer: &Req, text: &str, unit: Option<&Unit>) -> Ran {
     let (head, body) = split_head(text);
     let mut lines = head.lines();
     let request_line = lines.next().unwrap_or_default();
     let mut words = request_line.split_whitespace();
     let (Some(method), Some(target)) = (words.next(), words.next()) else {
-        return serialise(dv_error(
+        return Ran::of(dv_error(
             StatusCode::BAD_REQUEST,
             "0x80060888",
             "Malformed request line in batch part.",
         ));
     };
     let Ok(method) = Method::from_bytes(method.as_bytes()) else {
-        return serialise(dv_error(
+        return Ran::of(dv_error(
             StatusCode::BAD_REQUEST,
             "0x80060888",
             "Invalid method in batch part.",
         ));
     };
+    let referenced = if target.starts_with('$') {
+        match reference(unit, target) {
+            Some(path) => Some(path),
+            None => {
+                return Ran::of(dv_error(
+                    StatusCode::BAD_REQUEST,
+                    "0x80060888",
+                    &format!(
+                        "Content-ID Reference: '{target}' does not exist in the batch context."
+                    ),
+                ))
+            }
+        }
+    } else {
+        None
+    };
+    let target = referenced.as_deref().unwrap_or(target);
     // Absolute URLs lose scheme and host; relative ones are relative to the service root.
     let target = match target.find("://") {
         Some(i) => {
@@ -154,7 +222,7 @@ fn run(double: &Arc<CrmDouble>, outer: &Req, text: &str) -> String {
         None => format!("{ROOT}/{target}"),
     };
     if target.starts_with(&format!("{ROOT}/$batch")) {
-        return serialise(dv_error(
+        return Ran::of(dv_error(
             StatusCode::BAD_REQUEST,
             "0x80060888",
             "Nested $batch requests are not allowed.",
@@ -174,9 +242,37 @@ fn run(double: &Arc<CrmDouble>, outer: &Req, text: &str) -> String {
             }
         }
     }
-    let body = Bytes::from(body.trim_end_matches(['\r', '\n']).to_string());
-    let req = Req::new(method, &target, headers, body, outer.host.clone());
-    serialise(double.route(&req))
+    let body = body.trim_end_matches(['\r', '\n']);
+    let body = match bind_references(body, unit) {
+        Some(b) => b,
+        None => body.to_string(),
+    };
+    let mut req = Req::new(
+        method,
+        &target,
+        headers,
+        Bytes::from(body),
+        outer.host.clone(),
+    );
+    req.journal = unit.map(|u| Arc::clone(&u.journal));
+    Ran::of(double.route(&req))
+}
+
+/// A JSON body whose `...@odata.bind` values name `$N`, with the entity paths put in (None:
+/// nothing to replace).
+fn bind_references(body: &str, unit: Option<&Unit>) -> Option<String> {
+    let mut doc: serde_json::Value = serde_json::from_str(body).ok()?;
+    let mut changed = false;
+    for (k, v) in doc.as_object_mut()?.iter_mut() {
+        if !k.ends_with("@odata.bind") {
+            continue;
+        }
+        if let Some(path) = v.as_str().and_then(|t| reference(unit, t)) {
+            *v = serde_json::Value::String(path);
+            changed = true;
+        }
+    }
+    changed.then(|| doc.to_string())
 }
 
 fn serialise(reply: Reply) -> String {
@@ -230,53 +326,90 @@ pub(crate) fn batch(double: &Arc<CrmDouble>, req: &Req) -> Reply {
             &format!("The maximum number of requests in a batch is {MAX_REQUESTS}."),
         );
     }
+    let continue_on_error = req
+        .header("prefer")
+        .is_some_and(|p| p.to_ascii_lowercase().contains("odata.continue-on-error"));
     let response_boundary = format!("batchresponse_{}", boundary_id());
     let mut out = String::new();
+    let mut failed = false;
     for entry in entries {
+        if failed && !continue_on_error {
+            break;
+        }
         out.push_str(&format!("--{response_boundary}\r\n"));
         match entry {
             Entry::Single {
                 content_id,
                 request,
             } => {
-                out.push_str(
-                    "Content-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n",
-                );
-                if let Some(id) = content_id {
-                    out.push_str(&format!("Content-ID: {id}\r\n"));
-                }
-                out.push_str("\r\n");
-                out.push_str(&run(double, req, &request));
-                out.push_str("\r\n");
+                let ran = run(double, req, &request, None);
+                failed |= ran.status >= 400;
+                http_part(&mut out, content_id.as_deref(), &ran.text);
             }
             Entry::ChangeSet(set) => {
-                let change_boundary = format!("changesetresponse_{}", boundary_id());
-                out.push_str(&format!(
-                    "Content-Type: multipart/mixed; boundary={change_boundary}\r\n\r\n"
-                ));
+                let mut unit = Unit {
+                    journal: Arc::new(Journal::default()),
+                    created: Vec::new(),
+                };
+                let mut answers = Vec::new();
+                let mut error = None;
                 for (content_id, request) in set {
-                    out.push_str(&format!(
-                        "--{change_boundary}\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n"
-                    ));
-                    if let Some(id) = content_id {
-                        out.push_str(&format!("Content-ID: {id}\r\n"));
+                    let ran = run(double, req, &request, Some(&unit));
+                    if ran.status >= 400 {
+                        error = Some((content_id, ran.text));
+                        break;
                     }
-                    out.push_str("\r\n");
-                    out.push_str(&run(double, req, &request));
-                    out.push_str("\r\n");
+                    if let (Some(id), Some(location)) = (&content_id, &ran.location) {
+                        unit.created.push((id.clone(), location.clone()));
+                    }
+                    answers.push((content_id, ran.text));
                 }
-                out.push_str(&format!("--{change_boundary}--\r\n"));
+                match error {
+                    // the whole change set rolled back: its failing member answers for it
+                    Some((content_id, text)) => {
+                        double.store.rollback(&unit.journal);
+                        failed = true;
+                        http_part(&mut out, content_id.as_deref(), &text);
+                    }
+                    None => {
+                        let change_boundary = format!("changesetresponse_{}", boundary_id());
+                        out.push_str(&format!(
+                            "Content-Type: multipart/mixed; boundary={change_boundary}\r\n\r\n"
+                        ));
+                        for (content_id, text) in answers {
+                            out.push_str(&format!("--{change_boundary}\r\n"));
+                            http_part(&mut out, content_id.as_deref(), &text);
+                        }
+                        out.push_str(&format!("--{change_boundary}--\r\n"));
+                    }
+                }
             }
         }
     }
     out.push_str(&format!("--{response_boundary}--\r\n"));
-    Reply::new(StatusCode::OK)
+    let status = if failed && !continue_on_error {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    Reply::new(status)
         .header(
             http::header::CONTENT_TYPE,
             format!("multipart/mixed; boundary={response_boundary}"),
         )
         .header("odata-version", "4.0")
         .body(out)
+}
+
+/// One `application/http` part (after its delimiter line).
+fn http_part(out: &mut String, content_id: Option<&str>, text: &str) {
+    out.push_str("Content-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n");
+    if let Some(id) = content_id {
+        out.push_str(&format!("Content-ID: {id}\r\n"));
+    }
+    out.push_str("\r\n");
+    out.push_str(text);
+    out.push_str("\r\n");
 }
 
 #[cfg(test)]

@@ -112,6 +112,7 @@ pub(crate) fn csdl() -> Reply {
                 Kind::DateTime => (f.name.to_string(), "Edm.DateTimeOffset"),
                 Kind::Bool => (f.name.to_string(), "Edm.Boolean"),
                 Kind::Picklist(_) => (f.name.to_string(), "Edm.Int32"),
+                Kind::Currency => (f.name.to_string(), "Edm.Decimal"),
                 _ => (f.name.to_string(), "Edm.String"),
             };
             let unicode = if edm == "Edm.String" {
@@ -243,7 +244,7 @@ fn entity(o: &Object, select: Option<&[String]>, expand: Option<&Option<Vec<Stri
         ("PrimaryIdAttribute", json!(primary)),
         ("PrimaryNameAttribute", json!(o.name_field)),
         ("ObjectTypeCode", json!(code)),
-        ("IsCustomEntity", json!(false)),
+        ("IsCustomEntity", json!(schema::is_custom(o))),
         ("IsActivity", json!(false)),
         ("OwnershipType", json!("UserOwned")),
         (
@@ -279,6 +280,7 @@ fn attribute(o: &Object, f: &Field, column: usize, select: Option<&[String]>) ->
         Kind::TextArea(_) | Kind::Address => ("Memo", "MemoType", "Memo"),
         Kind::Date | Kind::DateTime => ("DateTime", "DateTimeType", "DateTime"),
         Kind::Bool => ("Boolean", "BooleanType", "Boolean"),
+        Kind::Currency => ("Money", "MoneyType", "Money"),
         Kind::Picklist(_) => ("Picklist", "PicklistType", "Picklist"),
         Kind::MultiPicklist(_) => ("Virtual", "MultiSelectPicklistType", "MultiSelectPicklist"),
         Kind::Reference { to, .. } if to.len() > 1 => ("Customer", "CustomerType", "Lookup"),

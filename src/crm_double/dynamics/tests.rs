@@ -252,3 +252,147 @@ fn batch_answers_each_part() {
     );
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
+
+/// A `$batch` body of the given items (`application/http` parts or change sets).
+fn batch_body(items: &[String]) -> String {
+    let mut out = String::new();
+    for item in items {
+        out.push_str("--b\r\n");
+        out.push_str(item);
+    }
+    out.push_str("--b--\r\n");
+    out
+}
+
+fn http_item(content_id: Option<&str>, request: &str) -> String {
+    let id = content_id
+        .map(|c| format!("Content-ID: {c}\r\n"))
+        .unwrap_or_default();
+    format!("Content-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n{id}\r\n{request}\r\n")
+}
+
+fn change_set(members: &[(&str, &str)]) -> String {
+    let mut out = "Content-Type: multipart/mixed; boundary=cs\r\n\r\n".to_string();
+    for (id, request) in members {
+        out.push_str("--cs\r\n");
+        out.push_str(&http_item(Some(id), request));
+    }
+    out.push_str("--cs--\r\n");
+    out
+}
+
+#[test]
+fn a_failed_change_set_commits_nothing_and_answers_with_its_error() {
+    let d = double(5);
+    let before = d.contact(Dialect::Dynamics, 1);
+    let body = batch_body(&[change_set(&[
+        (
+            "1",
+            "POST /api/data/v9.2/contacts HTTP/1.1\r\nContent-Type: application/json\r\n\r\n{\"lastname\":\"Rolled\"}",
+        ),
+        (
+            "2",
+            "PATCH $1 HTTP/1.1\r\nContent-Type: application/json\r\n\r\n{\"firstname\":\"Back\"}",
+        ),
+        (
+            "3",
+            "PATCH /api/data/v9.2/contacts(6f0c1a2b-0000-4000-8000-000000000001) HTTP/1.1\r\nContent-Type: application/json\r\n\r\n{\"jobtitle\":\"Changed\"}",
+        ),
+        (
+            "4",
+            "PATCH /api/data/v9.2/contacts(6f0c1a2b-0000-4000-8000-00000000ffff) HTTP/1.1\r\nContent-Type: application/json\r\n\r\n{\"jobtitle\":\"x\"}",
+        ),
+    ])]);
+    let ct = [("content-type", "multipart/mixed; boundary=b")];
+    let (status, _, bytes) = call(&d, Method::POST, "/api/data/v9.2/$batch", &ct, &body);
+    let text = String::from_utf8_lossy(&bytes);
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    // one part for the whole change set: the failing member's error
+    assert!(!text.contains("changesetresponse"), "{text}");
+    assert!(text.contains("Content-ID: 4"), "{text}");
+    assert!(text.contains("404"), "{text}");
+    // nothing was committed: the create, the update through $1 and the update are undone
+    assert_eq!(d.contact(Dialect::Dynamics, 5), Value::Null);
+    assert_eq!(d.contact(Dialect::Dynamics, 1), before);
+
+    // the same change set without the failing member commits as a whole
+    let body = batch_body(&[change_set(&[
+        (
+            "1",
+            "POST /api/data/v9.2/contacts HTTP/1.1\r\nContent-Type: application/json\r\n\r\n{\"lastname\":\"Kept\"}",
+        ),
+        (
+            "2",
+            "PATCH $1 HTTP/1.1\r\nContent-Type: application/json\r\n\r\n{\"firstname\":\"Together\"}",
+        ),
+    ])]);
+    let (status, _, bytes) = call(&d, Method::POST, "/api/data/v9.2/$batch", &ct, &body);
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&bytes)
+    );
+    let created = d.contact(Dialect::Dynamics, 5);
+    assert_eq!(
+        (created["lastname"].clone(), created["firstname"].clone()),
+        (json!("Kept"), json!("Together"))
+    );
+}
+
+#[test]
+fn a_batch_stops_at_the_first_failure_unless_asked_to_continue() {
+    let d = double(5);
+    let missing = "PATCH /api/data/v9.2/contacts(6f0c1a2b-0000-4000-8000-00000000ffff) HTTP/1.1\r\nContent-Type: application/json\r\n\r\n{\"jobtitle\":\"x\"}";
+    let create = "POST /api/data/v9.2/contacts HTTP/1.1\r\nContent-Type: application/json\r\n\r\n{\"lastname\":\"After\"}";
+    let body = batch_body(&[http_item(None, missing), http_item(None, create)]);
+    let ct = [("content-type", "multipart/mixed; boundary=b")];
+    let (status, _, _) = call(&d, Method::POST, "/api/data/v9.2/$batch", &ct, &body);
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        d.contact(Dialect::Dynamics, 5),
+        Value::Null,
+        "the batch stopped"
+    );
+    let ct = [
+        ("content-type", "multipart/mixed; boundary=b"),
+        ("prefer", "odata.continue-on-error"),
+    ];
+    let (status, _, _) = call(&d, Method::POST, "/api/data/v9.2/$batch", &ct, &body);
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(d.contact(Dialect::Dynamics, 5)["lastname"], "After");
+}
+
+#[test]
+fn apply_groups_and_aggregates() {
+    let d = double(30);
+    let (status, _, v) = run(
+        &d,
+        Method::GET,
+        "/api/data/v9.2/contacts?$apply=groupby((address1_country),aggregate($count%20as%20n))",
+        &[],
+        "",
+    );
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let rows = v["value"].as_array().expect("rows");
+    assert!(rows.len() > 1);
+    let total: u64 = rows.iter().map(|r| r["n"].as_u64().unwrap_or(0)).sum();
+    assert_eq!(total, 30);
+    assert!(rows.iter().all(|r| r.get("contactid").is_none()));
+    let (_, _, v) = run(
+        &d,
+        Method::GET,
+        "/api/data/v9.2/contacts?$apply=aggregate($count%20as%20n)",
+        &[],
+        "",
+    );
+    assert_eq!(v["value"], json!([{"n": 30}]));
+    let (status, _, _) = run(
+        &d,
+        Method::GET,
+        "/api/data/v9.2/contacts?$apply=topcount(5,revenue)",
+        &[],
+        "",
+    );
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}

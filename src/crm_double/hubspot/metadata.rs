@@ -4,9 +4,10 @@
 //!
 //! Shapes follow the CRM properties API (CRM-APIS.md §8.2) as hubspot-api-client's
 //! `ModelProperty` reads them: `name`, `label`, `type`, `fieldType`, `description`,
-//! `groupName` and `options` are required there. The double has only standard objects, and
-//! the schemas API lists custom ones: its list is empty and a standard object has no schema
-//! there (404), as on HubSpot.
+//! `groupName` and `options` are required there. The schemas API lists the custom objects
+//! (the portal's invoices); a standard object has no schema there (404), as on HubSpot.
+//! Properties carry the portal's sensitive-data classification (`dataSensitivity`,
+//! `sensitiveDataCategories`).
 
 use http::StatusCode;
 use serde_json::{json, Value};
@@ -20,8 +21,15 @@ use crate::crm_double::CrmDouble;
 /// A fixed stamp for property definitions: metadata does not change while the double runs.
 const DEFINED_AT: &str = "2019-08-06T02:41:52.974Z";
 
-/// `GET /crm/v3/properties/{objectType}` and `.../{propertyName}`.
-pub(crate) fn properties(double: &CrmDouble, object_type: &str, name: Option<&str>) -> Reply {
+/// `GET /crm/v3/properties/{objectType}` and `.../{propertyName}`. A list holds the
+/// properties of one `dataSensitivity` level: the default list omits sensitive ones, as on
+/// HubSpot, and `?dataSensitivity=sensitive` (or `highly_sensitive`) lists those.
+pub(crate) fn properties(
+    double: &CrmDouble,
+    object_type: &str,
+    name: Option<&str>,
+    sensitivity: &str,
+) -> Reply {
     let Some(o) = schema::object(Dialect::HubSpot, object_type) else {
         return hs_error(
             double,
@@ -36,6 +44,7 @@ pub(crate) fn properties(double: &CrmDouble, object_type: &str, name: Option<&st
                 .fields
                 .iter()
                 .enumerate()
+                .filter(|(_, f)| f.class.sensitivity == sensitivity)
                 .map(|(i, f)| property(o, f, i))
                 .collect();
             ok(StatusCode::OK, &json!({ "results": results }))
@@ -52,23 +61,67 @@ pub(crate) fn properties(double: &CrmDouble, object_type: &str, name: Option<&st
     }
 }
 
-/// `GET /crm/v3/schemas` (custom objects: the double has none) and `.../{objectType}`.
+/// `GET /crm/v3/schemas` (the portal's custom objects) and `.../{objectType}`; a standard
+/// object has no schema there (404), as on HubSpot.
 pub(crate) fn schemas(double: &CrmDouble, object_type: Option<&str>) -> Reply {
+    let custom = || schema::objects(Dialect::HubSpot).filter(|o| schema::is_custom(o));
     match object_type {
-        None => ok(StatusCode::OK, &json!({ "results": [] })),
-        Some(t) => hs_error(
-            double,
-            StatusCode::NOT_FOUND,
-            "OBJECT_NOT_FOUND",
-            &format!("Unable to find custom object schema for {t}"),
-        ),
+        None => {
+            let results: Vec<Value> = custom().map(object_schema).collect();
+            ok(StatusCode::OK, &json!({ "results": results }))
+        }
+        Some(t) => match custom()
+            .find(|o| o.key == t || o.name == t || format!("{PORTAL_PREFIX}_{}", o.name) == t)
+        {
+            Some(o) => ok(StatusCode::OK, &object_schema(o)),
+            None => hs_error(
+                double,
+                StatusCode::NOT_FOUND,
+                "OBJECT_NOT_FOUND",
+                &format!("Unable to find custom object schema for {t}"),
+            ),
+        },
     }
+}
+
+/// The portal id prefix of custom object names (`p1234567_invoices`).
+const PORTAL_PREFIX: &str = "p1234567";
+
+/// A custom object's schema, with its property definitions.
+fn object_schema(o: &Object) -> Value {
+    let properties: Vec<Value> = o
+        .fields
+        .iter()
+        .enumerate()
+        .map(|(i, f)| property(o, f, i))
+        .collect();
+    let id = o.key.trim_start_matches("2-");
+    json!({
+        "id": id,
+        "objectTypeId": o.key,
+        "name": o.name,
+        "fullyQualifiedName": format!("{PORTAL_PREFIX}_{}", o.name),
+        "labels": { "singular": o.label, "plural": o.plural },
+        "primaryDisplayProperty": o.name_field,
+        "requiredProperties": o.fields.iter().filter(|f| f.required).map(|f| f.name).collect::<Vec<_>>(),
+        "searchableProperties": [o.name_field],
+        "secondaryDisplayProperties": [],
+        "properties": properties,
+        "associations": [{
+            "fromObjectTypeId": o.key, "toObjectTypeId": "0-1", "name": "invoice_to_contact",
+            "id": "201", "createdAt": DEFINED_AT, "updatedAt": DEFINED_AT,
+        }],
+        "metaType": "PORTAL_SPECIFIC",
+        "archived": false,
+        "createdAt": DEFINED_AT,
+        "updatedAt": DEFINED_AT,
+    })
 }
 
 /// One property definition.
 fn property(o: &Object, f: &Field, order: usize) -> Value {
     let (kind, field_type) = match f.kind {
-        Kind::Id => ("number", "number"),
+        Kind::Id | Kind::Currency => ("number", "number"),
         Kind::Text(_) | Kind::Email | Kind::Url => ("string", "text"),
         Kind::TextArea(_) | Kind::Address => ("string", "textarea"),
         Kind::Phone => ("string", "phonenumber"),
@@ -95,10 +148,10 @@ fn property(o: &Object, f: &Field, order: usize) -> Value {
             json!({ "label": label, "value": v, "displayOrder": i, "hidden": false, "description": "" })
         })
         .collect();
-    let group = if o.name == "companies" {
-        "companyinformation"
-    } else {
-        "contactinformation"
+    let group = match o.name {
+        "companies" => "companyinformation",
+        "contacts" => "contactinformation",
+        _ => "invoice_information",
     };
     json!({
         "updatedAt": DEFINED_AT,
@@ -122,6 +175,7 @@ fn property(o: &Object, f: &Field, order: usize) -> Value {
             "readOnlyValue": f.read_only,
         },
         "formField": !f.read_only,
-        "dataSensitivity": "non_sensitive",
+        "dataSensitivity": f.class.sensitivity,
+        "sensitiveDataCategories": f.class.categories,
     })
 }

@@ -1,9 +1,16 @@
-//! sObject Collections (`/composite/sobjects`) and Composite (`/composite`).
+//! sObject Collections (`/composite/sobjects`), Composite (`/composite`) and Composite
+//! Graph (`/composite/graph`).
 //!
 //! Composite runs each subrequest through the same router as a top-level call, so a
 //! subrequest behaves exactly like the endpoint it names (auth included: the outer
 //! `Authorization` header is passed down). `@{ref.path}` references are resolved against the
 //! bodies of earlier subrequests.
+//!
+//! `allOrNone: true` is one transaction, as in Salesforce: the subrequests write through one
+//! journal, the first that fails rolls all of them back, and every other subrequest answers
+//! `400 PROCESSING_HALTED` (the ones that had run too). The outer flag also makes each sObject
+//! Collections subrequest all-or-none, and a collection with a failed record fails the unit.
+//! Each graph of a composite graph is such a unit of its own.
 
 use std::sync::Arc;
 
@@ -13,6 +20,7 @@ use serde_json::{json, Map, Value};
 
 use super::super::reply::Reply;
 use super::super::request::{comma_list, Req};
+use super::super::store::Journal;
 use super::super::CrmDouble;
 use super::records::{self, SObject};
 use super::{error, json_body, ok_json, route, validate};
@@ -32,10 +40,12 @@ pub(crate) fn save(double: &CrmDouble, req: &Req) -> Reply {
         Ok(v) => v,
         Err(e) => return e.reply(),
     };
-    let all_or_none = body
-        .get("allOrNone")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    // inside an all-or-none composite the outer flag wins (Salesforce's allOrNone docs)
+    let all_or_none = req.journal().is_some()
+        || body
+            .get("allOrNone")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
     let Some(list) = body.get("records").and_then(Value::as_array) else {
         return error(
             StatusCode::BAD_REQUEST,
@@ -91,11 +101,11 @@ pub(crate) fn save(double: &CrmDouble, req: &Req) -> Reply {
                 "errors": [{ "statusCode": "ALL_OR_NONE_OPERATION_ROLLED_BACK", "message": "Record rolled back because not all records were valid and the request was using AllOrNone header", "fields": [] }]
             }),
             Ok((object, Some(index), fields)) => {
-                double.store.update(object.kind(), index, fields);
+                double.store.update(req.journal(), object.kind(), index, fields);
                 json!({ "id": records::id(object.prefix(), index), "success": true, "errors": [] })
             }
             Ok((object, None, fields)) => {
-                let index = double.store.create(object.kind(), fields);
+                let index = double.store.create(req.journal(), object.kind(), fields);
                 json!({ "id": records::id(object.prefix(), index), "success": true, "errors": [] })
             }
         })
@@ -191,27 +201,91 @@ pub(crate) fn composite(double: &Arc<CrmDouble>, req: &Req, ver: &str) -> Reply 
             &format!("Limit of {MAX_SUBREQUESTS} subrequests exceeded"),
         );
     }
+    let (responses, _) = run_unit(double, req, subrequests, all_or_none, ver);
+    ok_json(StatusCode::OK, &json!({ "compositeResponse": responses }))
+}
+
+/// Composite graph accepts at most this many nodes in all.
+const MAX_GRAPH_NODES: usize = 500;
+
+/// `POST /composite/graph`: each graph runs as an all-or-none composite of its own (one
+/// transaction per graph); a graph that fails is rolled back alone, `isSuccessful: false`,
+/// and the others stand.
+pub(crate) fn graph(double: &Arc<CrmDouble>, req: &Req, ver: &str) -> Reply {
+    let body = match json_body(req) {
+        Ok(v) => v,
+        Err(e) => return e.reply(),
+    };
+    let Some(graphs) = body.get("graphs").and_then(Value::as_array) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "JSON_PARSER_ERROR",
+            "graphs is required",
+        );
+    };
+    let mut nodes = 0;
+    for g in graphs {
+        let Some(subs) = g.get("compositeRequest").and_then(Value::as_array) else {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "INVALID_GRAPH",
+                "every graph needs a compositeRequest",
+            );
+        };
+        nodes += subs.len();
+    }
+    if nodes > MAX_GRAPH_NODES {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_BATCH_SIZE",
+            &format!("Limit of {MAX_GRAPH_NODES} nodes exceeded"),
+        );
+    }
+    let answers: Vec<Value> = graphs
+        .iter()
+        .map(|g| {
+            let subs = g
+                .get("compositeRequest")
+                .and_then(Value::as_array)
+                .map_or(&[][..], Vec::as_slice);
+            let (responses, failed) = run_unit(double, req, subs, true, ver);
+            json!({
+                "graphId": g.get("graphId").cloned().unwrap_or(Value::Null),
+                "graphResponse": { "compositeResponse": responses },
+                "isSuccessful": !failed,
+            })
+        })
+        .collect();
+    ok_json(StatusCode::OK, &json!({ "graphs": answers }))
+}
+
+/// Runs the subrequests of one composite request (`all_or_none`: as one transaction that the
+/// first failure rolls back, every other subrequest then answering `PROCESSING_HALTED`): the
+/// responses, and whether the unit failed and was rolled back.
+fn run_unit(
+    double: &Arc<CrmDouble>,
+    req: &Req,
+    subrequests: &[Value],
+    all_or_none: bool,
+    ver: &str,
+) -> (Vec<Value>, bool) {
+    let journal = all_or_none.then(|| Arc::new(Journal::default()));
     let mut done: Vec<(String, Value)> = Vec::new();
     let mut responses = Vec::new();
-    let mut halted = false;
-    for sub in subrequests {
+    let mut failed = None;
+    for (i, sub) in subrequests.iter().enumerate() {
         let reference = sub
             .get("referenceId")
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
-        if halted {
-            responses.push(json!({
-                "body": [{ "errorCode": "PROCESSING_HALTED", "message": "The transaction was rolled back since another operation in the same transaction failed." }],
-                "httpHeaders": {},
-                "httpStatusCode": 400,
-                "referenceId": reference,
-            }));
+        if failed.is_some() {
+            responses.push(halted(&reference));
             continue;
         }
-        let (status, headers, body) = run_subrequest(double, req, sub, &done, ver);
-        if all_or_none && status >= 400 {
-            halted = true;
+        let (status, headers, body) = run_subrequest(double, req, sub, &done, ver, journal.clone());
+        if journal.is_some() && (status >= 400 || has_failed_record(&body)) {
+            failed = Some(i);
         }
         done.push((reference.clone(), body.clone()));
         responses.push(json!({
@@ -221,7 +295,38 @@ pub(crate) fn composite(double: &Arc<CrmDouble>, req: &Req, ver: &str) -> Reply 
             "referenceId": reference,
         }));
     }
-    ok_json(StatusCode::OK, &json!({ "compositeResponse": responses }))
+    if let (Some(failed), Some(journal)) = (failed, &journal) {
+        double.store.rollback(journal);
+        for (i, response) in responses.iter_mut().enumerate() {
+            if i != failed {
+                let reference = response["referenceId"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                *response = halted(&reference);
+            }
+        }
+    }
+    (responses, failed.is_some())
+}
+
+/// The answer of a subrequest rolled back (or never run) because another one failed.
+fn halted(reference: &str) -> Value {
+    json!({
+        "body": [{ "errorCode": "PROCESSING_HALTED", "message": "The transaction was rolled back since another operation in the same transaction failed." }],
+        "httpHeaders": {},
+        "httpStatusCode": 400,
+        "referenceId": reference,
+    })
+}
+
+/// An sObject Collections answer (`[{success, errors}]`) with a record that failed.
+fn has_failed_record(body: &Value) -> bool {
+    body.as_array().is_some_and(|results| {
+        results
+            .iter()
+            .any(|r| r.get("success").and_then(Value::as_bool) == Some(false))
+    })
 }
 
 fn run_subrequest(
@@ -230,6 +335,7 @@ fn run_subrequest(
     sub: &Value,
     done: &[(String, Value)],
     ver: &str,
+    journal: Option<Arc<Journal>>,
 ) -> (u16, Value, Value) {
     let fail = |message: &str| {
         (
@@ -256,7 +362,8 @@ fn run_subrequest(
     if !url.starts_with(&prefix) {
         return fail(&format!("The url must start with {prefix}"));
     }
-    if url.trim_end_matches('/').ends_with("/composite") {
+    let bare = url.trim_end_matches('/');
+    if bare.ends_with("/composite") || bare.ends_with("/composite/graph") {
         return fail("composite subrequests cannot be nested");
     }
     let body = match sub.get("body") {
@@ -286,7 +393,8 @@ fn run_subrequest(
             HeaderValue::from_static("application/json"),
         );
     }
-    let req = Req::new(method, &url, headers, body, outer.host.clone());
+    let mut req = Req::new(method, &url, headers, body, outer.host.clone());
+    req.journal = journal;
     let reply = route(double, &req);
     let status = reply.status.as_u16();
     let mut response_headers = Map::new();

@@ -2,6 +2,10 @@
 //! (`/sobjects/{Object}/describe`, with `describe/layouts`) and sObject basic information
 //! (`GET /sobjects/{Object}`), all rendered from `schema.rs`.
 //!
+//! Classification: `SELECT ... FROM FieldDefinition WHERE EntityDefinition.QualifiedApiName =
+//! 'Contact'` on `/query` (and `/tooling/query`) answers each field's `ComplianceGroup` and
+//! `SecurityClassification` as the org set them in Setup (CRM-APIS.md §8.1).
+//!
 //! Shapes follow the REST API reference (CRM-APIS.md §8.1): the describe of a field carries
 //! the keys discovery reads (`name`, `label`, `type`, `soapType`, `length`, `nillable`,
 //! `custom`, `externalId`, `compoundFieldName`, `referenceTo`, `relationshipName`,
@@ -147,6 +151,92 @@ pub(crate) fn basic_info(double: &CrmDouble, object: &str, ver: &str) -> Reply {
     )
 }
 
+/// A query `FROM FieldDefinition`, or `None` for any other query. The entity filter is
+/// mandatory, as on Salesforce; the SELECT list picks the keys.
+pub(crate) fn field_definitions(q: &str) -> Option<Reply> {
+    let lower = q.to_ascii_lowercase();
+    let from = lower.find(" from ")?;
+    let rest = lower[from + 6..].trim_start();
+    if !rest.starts_with("fielddefinition") {
+        return None;
+    }
+    let malformed = |m: &str| {
+        ok_json(
+            StatusCode::BAD_REQUEST,
+            &json!([{ "message": m, "errorCode": "MALFORMED_QUERY" }]),
+        )
+    };
+    let Some(at) = lower.find("entitydefinition.qualifiedapiname") else {
+        return Some(malformed(
+            "FieldDefinition: a filter on a reified column is required",
+        ));
+    };
+    let entity = q[at..]
+        .split('\'')
+        .nth(1)
+        .filter(|e| !e.is_empty())
+        .unwrap_or_default();
+    let select: Vec<String> = q[..from]
+        .trim()
+        .get(6..)
+        .unwrap_or_default()
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    let records: Vec<Value> = schema::object(Dialect::Salesforce, entity)
+        .map(|o| {
+            o.fields
+                .iter()
+                .map(|f| {
+                    let all = [
+                        ("QualifiedApiName", json!(f.name)),
+                        ("Label", json!(f.label)),
+                        ("DataType", json!(data_type(f))),
+                        ("ComplianceGroup", json!(f.class.compliance)),
+                        ("SecurityClassification", json!(f.class.security)),
+                        ("BusinessStatus", json!("Active")),
+                        ("IsCompound", json!(f.kind == Kind::Address)),
+                    ];
+                    let mut m = Map::new();
+                    m.insert("attributes".into(), json!({ "type": "FieldDefinition" }));
+                    for (k, v) in all {
+                        if select.iter().any(|s| s.eq_ignore_ascii_case(k)) {
+                            m.insert(k.into(), v);
+                        }
+                    }
+                    Value::Object(m)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Some(ok_json(
+        StatusCode::OK,
+        &json!({ "totalSize": records.len(), "done": true, "records": records }),
+    ))
+}
+
+/// FieldDefinition's `DataType`: the Setup spelling (`Text(80)`, `Lookup(Contact)`).
+fn data_type(f: &Field) -> String {
+    match f.kind {
+        Kind::Id => "Lookup()".into(),
+        Kind::Text(n) => format!("Text({n})"),
+        Kind::TextArea(n) if n > 255 => format!("Long Text Area({n})"),
+        Kind::TextArea(_) => "Text Area(255)".into(),
+        Kind::Email => "Email".into(),
+        Kind::Phone => "Phone".into(),
+        Kind::Url => "URL(255)".into(),
+        Kind::Date => "Date".into(),
+        Kind::DateTime => "Date/Time".into(),
+        Kind::Bool => "Checkbox".into(),
+        Kind::Picklist(_) => "Picklist".into(),
+        Kind::MultiPicklist(_) => "Picklist (Multi-Select)".into(),
+        Kind::Reference { to, .. } => format!("Lookup({})", to.join(",")),
+        Kind::Address => "Address".into(),
+        Kind::Currency => "Currency(16, 2)".into(),
+    }
+}
+
 /// What describeGlobal says of an object (also the head of its describe).
 fn summary(o: &Object, ver: &str) -> Map<String, Value> {
     let base = format!("/services/data/{ver}/sobjects/{}", o.name);
@@ -219,6 +309,7 @@ fn field(f: &Field) -> Value {
         Kind::MultiPicklist(_) => ("multipicklist", "xsd:string", 4099, 12297),
         Kind::Reference { .. } => ("reference", "tns:ID", 18, 18),
         Kind::Address => ("address", "urn:address", 0, 0),
+        Kind::Currency => ("currency", "xsd:double", 0, 0),
     };
     let values: &[&str] = match f.kind {
         Kind::Picklist(v) | Kind::MultiPicklist(v) => v,

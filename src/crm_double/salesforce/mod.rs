@@ -4,6 +4,7 @@
 //! Errors use Salesforce's shape, a JSON array `[{"message","errorCode"}]`, and every response
 //! carries `Sforce-Limit-Info` like the real API.
 
+mod aggregate;
 mod bulk;
 mod composite;
 mod describe;
@@ -194,6 +195,11 @@ fn route(double: &Arc<CrmDouble>, req: &Req) -> Reply {
             Method::GET => soql::more(double, req, ver, resource, locator),
             _ => method_not_allowed(m, "GET,HEAD"),
         },
+        // the Tooling API's query: the double knows FieldDefinition only
+        ["tooling", "query"] => match *m {
+            Method::GET => soql::start(double, req, ver, "query"),
+            _ => method_not_allowed(m, "GET,HEAD"),
+        },
         ["sobjects"] => match *m {
             Method::GET => describe::global(ver),
             _ => method_not_allowed(m, "GET,HEAD"),
@@ -220,7 +226,7 @@ fn route(double: &Arc<CrmDouble>, req: &Req) -> Reply {
             (None, _) => not_found(),
             (Some(o), &Method::GET) => get(double, req, o, id, ver),
             (Some(o), &Method::PATCH) => update(double, req, o, id),
-            (Some(o), &Method::DELETE) => delete(double, o, id),
+            (Some(o), &Method::DELETE) => delete(double, req, o, id),
             (Some(_), _) => method_not_allowed(m, "GET,PATCH,DELETE,HEAD"),
         },
         ["sobjects", object, field, value] => match SObject::parse(object) {
@@ -229,6 +235,10 @@ fn route(double: &Arc<CrmDouble>, req: &Req) -> Reply {
         },
         ["composite"] => match *m {
             Method::POST => composite::composite(double, req, ver),
+            _ => method_not_allowed(m, "POST"),
+        },
+        ["composite", "graph"] => match *m {
+            Method::POST => composite::graph(double, req, ver),
             _ => method_not_allowed(m, "POST"),
         },
         ["composite", "sobjects"] => match *m {
@@ -438,7 +448,7 @@ fn create(double: &CrmDouble, req: &Req, object: SObject) -> Reply {
     };
     match validate(double, object, &body, true) {
         Ok(fields) => {
-            let index = double.store.create(object.kind(), fields);
+            let index = double.store.create(req.journal(), object.kind(), fields);
             let id = records::id(object.prefix(), index);
             ok_json(
                 StatusCode::CREATED,
@@ -452,9 +462,9 @@ fn create(double: &CrmDouble, req: &Req, object: SObject) -> Reply {
     }
 }
 
-fn delete(double: &CrmDouble, object: SObject, id: &str) -> Reply {
+fn delete(double: &CrmDouble, req: &Req, object: SObject, id: &str) -> Reply {
     match records::parse_id(object.prefix(), id) {
-        Some(index) if double.store.delete(object.kind(), index) => {
+        Some(index) if double.store.delete(req.journal(), object.kind(), index) => {
             Reply::new(StatusCode::NO_CONTENT)
         }
         _ => not_found(),
@@ -535,7 +545,7 @@ fn by_key(
     let found = hits.first().copied();
     match (m, found) {
         (&Method::GET, Some(i)) => get(double, req, object, &records::id(object.prefix(), i), ver),
-        (&Method::DELETE, Some(i)) => delete(double, object, &records::id(object.prefix(), i)),
+        (&Method::DELETE, Some(i)) => delete(double, req, object, &records::id(object.prefix(), i)),
         (&Method::GET | &Method::DELETE, None) => not_found(),
         (_, found) => upsert(double, req, object, field, value, found),
     }
@@ -572,11 +582,11 @@ fn upsert(
         Ok(fields) => {
             let (index, status) = match found {
                 Some(i) => {
-                    double.store.update(object.kind(), i, fields);
+                    double.store.update(req.journal(), object.kind(), i, fields);
                     (i, StatusCode::OK)
                 }
                 None => (
-                    double.store.create(object.kind(), fields),
+                    double.store.create(req.journal(), object.kind(), fields),
                     StatusCode::CREATED,
                 ),
             };
@@ -616,7 +626,9 @@ fn update(double: &CrmDouble, req: &Req, object: SObject, id: &str) -> Reply {
     };
     match validate(double, object, &body, false) {
         Ok(fields) => {
-            double.store.update(object.kind(), index, fields);
+            double
+                .store
+                .update(req.journal(), object.kind(), index, fields);
             Reply::new(StatusCode::NO_CONTENT)
         }
         Err(e) => ok_json(

@@ -15,6 +15,8 @@ pub(crate) enum SObject {
     Contact,
     Lead,
     Account,
+    /// The org's custom object.
+    Invoice,
 }
 
 impl SObject {
@@ -23,6 +25,7 @@ impl SObject {
             "contact" => Some(SObject::Contact),
             "lead" => Some(SObject::Lead),
             "account" => Some(SObject::Account),
+            "invoice__c" => Some(SObject::Invoice),
             _ => None,
         }
     }
@@ -32,6 +35,7 @@ impl SObject {
             SObject::Contact => "Contact",
             SObject::Lead => "Lead",
             SObject::Account => "Account",
+            SObject::Invoice => "Invoice__c",
         }
     }
 
@@ -41,6 +45,7 @@ impl SObject {
             SObject::Contact => "003",
             SObject::Lead => "00Q",
             SObject::Account => "001",
+            SObject::Invoice => "a0I",
         }
     }
 
@@ -49,6 +54,7 @@ impl SObject {
             SObject::Contact => Kind::SfContact,
             SObject::Lead => Kind::SfLead,
             SObject::Account => Kind::SfAccount,
+            SObject::Invoice => Kind::SfInvoice,
         }
     }
 
@@ -148,6 +154,9 @@ fn contact_fields(p: &Person, ver: &str, id: &str) -> Map<String, Value> {
         "DoNotCall": p.do_not_call,
         "IndividualId": individual_id,
         "Ext_Id__c": external_id(p.index),
+        "Allergies__c": opt(&p.allergies),
+        "Preferred_Store__c": p.preferred_store,
+        "Notes__c": opt(&p.notes),
         "OwnerId": OWNER_ID,
         "CreatedDate": stamp(&p.created),
         "CreatedById": OWNER_ID,
@@ -230,6 +239,30 @@ fn account_fields(c: &Company, ver: &str, id: &str) -> Map<String, Value> {
     into_map(record)
 }
 
+/// The contact's invoice (`Invoice__c` records are one per generated person).
+fn invoice_fields(p: &Person, ver: &str, id: &str) -> Map<String, Value> {
+    let statuses = ["Draft", "Sent", "Paid", "Overdue"];
+    let record = json!({
+        "attributes": attributes("Invoice__c", ver, id),
+        "Id": id,
+        "IsDeleted": false,
+        "Name": format!("INV-{:06}", p.index),
+        "Contact__c": self::id(SObject::Contact.prefix(), p.index),
+        "Invoice_Date__c": format!("2024-{:02}-{:02}", 1 + p.index % 12, 1 + p.index % 28),
+        "Amount__c": (p.index % 97 * 25 + 40) as f64 + 0.5,
+        "Status__c": statuses[(p.index % 4) as usize],
+        "Billing_Email__c": p.email,
+        "IBAN__c": opt(&p.iban),
+        "OwnerId": OWNER_ID,
+        "CreatedDate": stamp(&p.created),
+        "CreatedById": OWNER_ID,
+        "LastModifiedDate": stamp(&p.modified),
+        "LastModifiedById": OWNER_ID,
+        "SystemModstamp": stamp(&p.modified),
+    });
+    into_map(record)
+}
+
 pub(crate) fn into_map(v: Value) -> Map<String, Value> {
     match v {
         Value::Object(m) => m,
@@ -273,6 +306,7 @@ pub(crate) fn full(
             lead_fields(&p, &company, ver, &record_id)
         }
         SObject::Account => account_fields(&store.gen.company(index), ver, &record_id),
+        SObject::Invoice => invoice_fields(&store.gen.person(index), ver, &record_id),
     };
     if store.is_created(kind, index) {
         blank_except(&mut record, SYSTEM_FIELDS);

@@ -3,7 +3,8 @@
 //! There is no query engine: `WHERE` and `ORDER BY` are ignored and rows come in index order.
 //! The SELECT list is honoured when it is a plain comma list of fields, dotted parent fields
 //! (`Account.Name`) and child subqueries (`(SELECT CaseNumber FROM Cases)`); anything else
-//! (`FIELDS(ALL)`, functions) returns all fields. Pagination is real: server-side cursors,
+//! (`FIELDS(ALL)`, functions) returns all fields. Aggregate statements are answered by
+//! `aggregate.rs`. Pagination is real: server-side cursors,
 //! `nextRecordsUrl` locators `<cursor>-<offset>` and `Sforce-Query-Options: batchSize=N`.
 
 use std::sync::Arc;
@@ -64,7 +65,7 @@ enum RawItem {
 }
 
 /// Splits at `sep` outside parentheses and quotes.
-fn split_top(s: &str, sep: char) -> Vec<&str> {
+pub(super) fn split_top(s: &str, sep: char) -> Vec<&str> {
     let mut out = Vec::new();
     let (mut depth, mut quoted, mut start) = (0i32, false, 0usize);
     for (i, c) in s.char_indices() {
@@ -84,7 +85,7 @@ fn split_top(s: &str, sep: char) -> Vec<&str> {
 }
 
 /// Byte offset of keyword `kw` as a whole word outside parentheses and quotes.
-fn find_keyword(s: &str, kw: &str) -> Option<usize> {
+pub(super) fn find_keyword(s: &str, kw: &str) -> Option<usize> {
     let bytes = s.as_bytes();
     let (mut depth, mut quoted) = (0i32, false);
     for (i, c) in s.char_indices() {
@@ -381,6 +382,14 @@ pub(crate) fn start(double: &Arc<CrmDouble>, req: &Req, ver: &str, resource: &st
             "A query string has to be specified",
         );
     };
+    if let Some(reply) = super::describe::field_definitions(&q) {
+        return reply;
+    }
+    match super::aggregate::parse(double, &q) {
+        Ok(Some(aggregation)) => return super::aggregate::answer(double, &aggregation, ver),
+        Ok(None) => {}
+        Err(e) => return e.reply(),
+    }
     let plan = match compile(double, &q) {
         Ok(plan) => plan,
         Err(e) => return e.reply(),

@@ -406,6 +406,152 @@ fn versions_and_limits() {
 }
 
 #[test]
+fn aggregate_soql_answers_aggregate_result_rows() {
+    let d = double(40);
+    let q = |soql: &str| {
+        let path = format!("{V}/query?q={}", soql.replace(' ', "+"));
+        run(&d, Method::GET, &path, "")
+    };
+    let (status, v) = q("SELECT COUNT(Id), MailingCountry FROM Contact GROUP BY MailingCountry");
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let rows = v["records"].as_array().expect("rows");
+    assert!(rows.len() > 1, "{v}");
+    assert_eq!(v["totalSize"], json!(rows.len()));
+    assert_eq!(v["done"], json!(true));
+    let mut counted = 0;
+    for row in rows {
+        assert_eq!(row["attributes"], json!({"type": "AggregateResult"}));
+        assert!(row.get("Id").is_none());
+        assert!(row["MailingCountry"].is_string());
+        counted += row["expr0"].as_u64().expect("a count");
+    }
+    assert_eq!(counted, 40);
+    // aliases, and every unaliased aggregate numbered in select order
+    let (_, v) = q("SELECT MailingCountry c, COUNT(Id) n, MIN(Birthdate), MAX(Birthdate) FROM Contact GROUP BY MailingCountry");
+    let row = &v["records"][0];
+    let keys: Vec<&str> = row
+        .as_object()
+        .expect("row")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(keys, ["attributes", "c", "n", "expr0", "expr1"]);
+    // COUNT() alone: totalSize, no rows
+    let (_, v) = q("SELECT COUNT() FROM Contact");
+    assert_eq!(v, json!({"totalSize": 40, "done": true, "records": []}));
+    let (status, v) = q("SELECT Email, COUNT(Id) FROM Contact GROUP BY MailingCountry");
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+}
+
+#[test]
+fn all_or_none_composite_rolls_back_every_subrequest() {
+    let d = double(10);
+    let create = json!({"method": "POST", "url": "/services/data/v66.0/sobjects/Contact",
+        "referenceId": "c", "body": {"LastName": "Rollback", "Email": "rolled@example.com"}});
+    let update = json!({"method": "PATCH", "url": "/services/data/v66.0/sobjects/Contact/003Fict00000003AAA",
+        "referenceId": "u", "body": {"Title": "Changed"}});
+    let missing = json!({"method": "PATCH", "url": "/services/data/v66.0/sobjects/Contact/003FictZZZZZZZZAAA",
+        "referenceId": "m", "body": {"Title": "x"}});
+    let before = d.contact(Dialect::Salesforce, 3);
+    let body = json!({"allOrNone": true, "compositeRequest": [create, update, missing]});
+    let (status, v) = run(
+        &d,
+        Method::POST,
+        &format!("{V}/composite"),
+        &body.to_string(),
+    );
+    assert_eq!(status, StatusCode::OK);
+    let statuses: Vec<u64> = v["compositeResponse"]
+        .as_array()
+        .expect("responses")
+        .iter()
+        .map(|r| r["httpStatusCode"].as_u64().unwrap_or(0))
+        .collect();
+    assert_eq!(statuses, [400, 400, 404]);
+    assert_eq!(
+        v["compositeResponse"][0]["body"][0]["errorCode"],
+        "PROCESSING_HALTED"
+    );
+    // nothing was committed
+    assert_eq!(d.contact(Dialect::Salesforce, 3), before);
+    assert_eq!(d.contact(Dialect::Salesforce, 10), Value::Null);
+    // without allOrNone the successful subrequests stay
+    let body = json!({"allOrNone": false, "compositeRequest": [
+        {"method": "PATCH", "url": "/services/data/v66.0/sobjects/Contact/003Fict00000003AAA",
+         "referenceId": "u", "body": {"Title": "Changed"}},
+        {"method": "PATCH", "url": "/services/data/v66.0/sobjects/Contact/003FictZZZZZZZZAAA",
+         "referenceId": "m", "body": {"Title": "x"}}]});
+    run(
+        &d,
+        Method::POST,
+        &format!("{V}/composite"),
+        &body.to_string(),
+    );
+    assert_eq!(d.contact(Dialect::Salesforce, 3)["Title"], "Changed");
+}
+
+#[test]
+fn composite_graph_rolls_back_a_failed_graph_alone() {
+    let d = double(10);
+    let before = d.contact(Dialect::Salesforce, 4);
+    let body = json!({"graphs": [
+        {"graphId": "g1", "compositeRequest": [
+            {"method": "POST", "url": "/services/data/v66.0/sobjects/Contact",
+             "referenceId": "c", "body": {"LastName": "Graph", "Email": "graph@example.com"}},
+            {"method": "PATCH", "url": "/services/data/v66.0/sobjects/Contact/@{c.id}",
+             "referenceId": "u", "body": {"Title": "Linked"}}]},
+        {"graphId": "g2", "compositeRequest": [
+            {"method": "PATCH", "url": "/services/data/v66.0/sobjects/Contact/003Fict00000004AAA",
+             "referenceId": "u", "body": {"Title": "Changed"}},
+            {"method": "PATCH", "url": "/services/data/v66.0/sobjects/Contact/003FictZZZZZZZZAAA",
+             "referenceId": "m", "body": {"Title": "x"}}]}]});
+    let (status, v) = run(
+        &d,
+        Method::POST,
+        &format!("{V}/composite/graph"),
+        &body.to_string(),
+    );
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let graphs = v["graphs"].as_array().expect("graphs");
+    assert_eq!(graphs.len(), 2);
+    assert_eq!(
+        (&graphs[0]["graphId"], &graphs[0]["isSuccessful"]),
+        (&json!("g1"), &json!(true))
+    );
+    assert_eq!(
+        (&graphs[1]["graphId"], &graphs[1]["isSuccessful"]),
+        (&json!("g2"), &json!(false))
+    );
+    let statuses = |g: &Value| -> Vec<u64> {
+        g["graphResponse"]["compositeResponse"]
+            .as_array()
+            .expect("responses")
+            .iter()
+            .map(|r| r["httpStatusCode"].as_u64().unwrap_or(0))
+            .collect()
+    };
+    assert_eq!(statuses(&graphs[0]), [201, 204]);
+    assert_eq!(statuses(&graphs[1]), [400, 404]);
+    assert_eq!(
+        graphs[1]["graphResponse"]["compositeResponse"][0]["body"][0]["errorCode"],
+        "PROCESSING_HALTED"
+    );
+    // the first graph stands, the second committed nothing
+    assert_eq!(d.contact(Dialect::Salesforce, 10)["Title"], "Linked");
+    assert_eq!(d.contact(Dialect::Salesforce, 4), before);
+    // a graph inside a composite is refused
+    let nested = json!({"compositeRequest": [{"method": "POST", "url": "/services/data/v66.0/composite/graph",
+        "referenceId": "n", "body": body}]});
+    let (_, v) = run(
+        &d,
+        Method::POST,
+        &format!("{V}/composite"),
+        &nested.to_string(),
+    );
+    assert_eq!(v["compositeResponse"][0]["httpStatusCode"], 400);
+}
+
+#[test]
 fn upsert_read_and_delete_by_external_id() {
     let d = double(10);
     // a generated contact's key: read it, then update it by the key (200, created: false)

@@ -386,7 +386,7 @@ impl InventoryFile<'_> {
                 diags.error(
                     self.file(),
                     at,
-                    format!("unknown tunnel `{t}` (odata_batch, sf_composite, sf_composite_batch or sf_tree)"),
+                    format!("unknown tunnel `{t}` (odata_batch, sf_composite, sf_composite_batch, sf_tree or sf_graph)"),
                 );
                 None
             }

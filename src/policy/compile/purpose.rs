@@ -81,6 +81,7 @@ impl PurposeFile<'_> {
         if writes == Writes::Allow {
             self.warn_unwritable(raw, &rules, diags);
         }
+        let silent_writes = self.silent_writes(raw, writes, diags);
         let mode = self.mode(raw, diags);
         let counts = self.counts(raw, &requires_consent, diags);
         let export_budget = self.export_budget(raw, diags);
@@ -101,6 +102,7 @@ impl PurposeFile<'_> {
             rules,
             otherwise,
             writes,
+            silent_writes,
             export_budget,
             mode,
             counts,
@@ -300,6 +302,43 @@ impl PurposeFile<'_> {
                 Writes::Deny
             }
         }
+    }
+
+    /// `silent_write_minimisation:`, resources whose writes may lose fields without being
+    /// refused; each must name a record resource of some inventory.
+    fn silent_writes(&self, raw: &RawPurpose, writes: Writes, diags: &mut Diags) -> Vec<String> {
+        let Some(list) = &raw.silent_write_minimisation else {
+            return Vec::new();
+        };
+        if writes == Writes::Deny {
+            self.warn(
+                diags,
+                &list.referenced,
+                "silent_write_minimisation has no effect: this purpose may not write",
+            );
+        }
+        let known: Vec<&str> = self
+            .signals
+            .by_resource
+            .iter()
+            .filter_map(|(r, _)| r.split_once('/').map(|(_, name)| name))
+            .collect();
+        let mut out = Vec::new();
+        for name in &list.value {
+            if known.contains(&name.value.as_str()) {
+                if !out.contains(&name.value) {
+                    out.push(name.value.clone());
+                }
+            } else {
+                let hint = did_you_mean(&name.value, known.iter().copied());
+                self.error(
+                    diags,
+                    &name.referenced,
+                    format!("no inventory has a resource `{}`{hint}", name.value),
+                );
+            }
+        }
+        out
     }
 
     /// Warns about the rules a purpose that writes cannot apply to writes.

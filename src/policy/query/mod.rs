@@ -21,8 +21,9 @@
 //! A query that passes also says what it sends: the values in its predicates, lookups and
 //! free text go to the processor, so their categories ([`Carried`]) make the request's
 //! `to_processor` transfer record, written before the request is forwarded. Fields that only
-//! sort or group carry no value and are not counted; system fields (record ids) are not
-//! personal data by the inventory's own classification.
+//! sort, group, aggregate or select carry no value and are not counted (so the consent fields
+//! Zweck adds to a select list change nothing: the record describes the query as forwarded);
+//! system fields (record ids) are not personal data by the inventory's own classification.
 //!
 //! One file per query language: `soql` (Salesforce), `odata` (Dataverse), `hubspot`
 //! (CRM search bodies and `idProperty` lookups). This module routes a request to its language
@@ -34,12 +35,12 @@ mod odata;
 mod soql;
 
 pub use hubspot::check_hubspot_search;
-pub use soql::check_soql;
+pub use soql::{check_soql, review_soql};
 
 use std::collections::BTreeSet;
 
 use super::select::FieldNode;
-use super::set::{Action, Inventory, OpKind, Operation, PolicySet, Purpose, Resolved};
+use super::set::{Action, Inventory, Mode, OpKind, Operation, PolicySet, Purpose, Resolved};
 use super::taxonomy::CatId;
 use crate::dialect::Dialect;
 
@@ -52,6 +53,73 @@ pub enum QueryRefusal {
     /// The query could not be read, so it could not be checked.
     #[error("the query cannot be checked: {0}")]
     Unreadable(&'static str),
+    /// An aggregate (SOQL `GROUP BY`, `COUNT`, `SUM`, ...; OData `$apply`) the purpose may
+    /// not be given: the CRM computes it over records the purpose does not see.
+    #[error("aggregates over {object} are not available to this purpose: {reason}")]
+    AggregateNotAllowed {
+        object: String,
+        reason: AggregateRefusal,
+    },
+    /// The purpose decides consent from fields the query does not read, and Zweck cannot add
+    /// them to it (`Object.field` names).
+    #[error("the query must read the consent field(s) {}: add them, Zweck cannot", fields.join(", "))]
+    ConsentFieldMissing { fields: Vec<String> },
+}
+
+/// Why an aggregate is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AggregateRefusal {
+    /// The purpose removes records (consent): an aggregate over all records would count
+    /// and summarise the ones it may not see.
+    #[error("the purpose sees only records with its consent, the CRM would aggregate all")]
+    RecordsFiltered,
+    /// The object is in no inventory: the purpose sees none of its records.
+    #[error("the object is not in the inventory")]
+    UnknownObject,
+}
+
+/// What Zweck knows of the answer to a query it forwards: the consent fields it added to the
+/// query (taken out of the answer again once consent is decided), and, for an aggregate
+/// query, what each column of its rows holds. Made in phase 3, read by the engine in phase 6
+/// ([`crate::policy::engine::apply_shaped`]).
+#[derive(Debug, Clone, Default)]
+pub struct Shape {
+    /// `(resource, field path)`: fields Zweck added to the query only to read consent. The
+    /// app did not select them anywhere for that resource.
+    pub consent_added: Vec<(usize, Vec<String>)>,
+    /// The columns of an aggregate query's rows.
+    pub aggregate: Option<Aggregate>,
+}
+
+impl Shape {
+    /// True when the answer is filtered as if the query had not been looked at.
+    pub fn is_plain(&self) -> bool {
+        self.consent_added.is_empty() && self.aggregate.is_none()
+    }
+}
+
+/// An aggregate query's rows: not records of the resource, so they are classified by the
+/// query that asked for them. A grouped field keeps its category, `MIN`/`MAX`/`SUM`/`AVG`
+/// take their argument's, counts are `system`.
+#[derive(Debug, Clone)]
+pub struct Aggregate {
+    /// The resource aggregated.
+    pub resource: usize,
+    /// The type a row names in `type_key` (`AggregateResult`); None: rows carry none.
+    pub row_type: Option<&'static str>,
+    /// Classification of a row's members (aliases, `expr0..n`, grouped field names).
+    pub(crate) columns: FieldNode,
+}
+
+/// A query reviewed for a purpose: what to forward instead (None: unchanged), the shape
+/// of its answer and the categories it sends.
+#[derive(Debug, Clone, Default)]
+pub struct Reviewed {
+    /// The query string to forward when Zweck rewrote it (consent fields added).
+    pub query: Option<String>,
+    pub shape: Shape,
+    /// What the query (as forwarded) sends to the processor.
+    pub carried: Carried,
 }
 
 /// The non-system categories of the values a request sends to the processor in its URL or
@@ -73,20 +141,29 @@ pub fn check_url(
     path: &str,
     query: Option<&str>,
 ) -> Result<Carried, QueryRefusal> {
-    url(set, purpose, op, path, query, Enforce::Yes)
+    review_url(set, purpose, op, path, query).map(|r| r.carried)
 }
 
-/// Checks the query a governed request body carries: SOQL in a Bulk API 2.0 query job, a
-/// HubSpot CRM search or batch read by `idProperty`. `path` is the canonical path. Returns
-/// the categories the body's query sends.
-pub fn check_body(
+/// Checks the query a request carries in its URL (see [`check_url`]) and adds the consent
+/// fields the purpose decides from where the query selects fields (SOQL `SELECT`, `fields`,
+/// Dataverse `$select` and `$expand`, HubSpot `properties`): what to forward instead and the
+/// shape of the answer. A purpose in shadow mode gets its verdict, never a rewrite.
+pub fn review_url(
     set: &PolicySet,
     purpose: &Purpose,
     op: &Operation,
     path: &str,
-    body: &serde_json::Value,
-) -> Result<Carried, QueryRefusal> {
-    query_body(set, purpose, op, path, body, Enforce::Yes)
+    query: Option<&str>,
+) -> Result<Reviewed, QueryRefusal> {
+    let reviewed = url(set, purpose, op, path, query, Enforce::Yes)?;
+    Ok(if purpose.mode == Mode::Shadow {
+        Reviewed {
+            carried: reviewed.carried,
+            ..Reviewed::default()
+        }
+    } else {
+        reviewed
+    })
 }
 
 /// What a URL sends when its query goes through unchecked (a purpose in shadow mode): the
@@ -99,10 +176,10 @@ pub fn carried_by_url(
     path: &str,
     query: Option<&str>,
 ) -> Carried {
-    url(set, purpose, op, path, query, Enforce::No).unwrap_or_else(|_| unclassified())
+    url(set, purpose, op, path, query, Enforce::No).map_or_else(|_| unclassified(), |r| r.carried)
 }
 
-/// [`carried_by_url`] for a query body.
+/// [`carried_by_url`] for a query body (which stays as the app sent it).
 pub fn carried_by_body(
     set: &PolicySet,
     purpose: &Purpose,
@@ -110,7 +187,11 @@ pub fn carried_by_body(
     path: &str,
     body: &serde_json::Value,
 ) -> Carried {
-    query_body(set, purpose, op, path, body, Enforce::No).unwrap_or_else(|_| unclassified())
+    if op.op != OpKind::Read {
+        return Carried::new();
+    }
+    review_body_of(set, purpose, op, path, &mut body.clone(), Enforce::No)
+        .map_or_else(|_| unclassified(), |(_, carried)| carried)
 }
 
 /// The name recorded for values whose category could not be told.
@@ -127,7 +208,7 @@ fn url(
     path: &str,
     query: Option<&str>,
     enforce: Enforce,
-) -> Result<Carried, QueryRefusal> {
+) -> Result<Reviewed, QueryRefusal> {
     let res = op.resource_idx;
     let mut carried = match op.dialect {
         Dialect::Salesforce => soql::check_external_id(set, purpose, res, path, enforce)?,
@@ -136,36 +217,20 @@ fn url(
         Dialect::Generic => Carried::new(),
     };
     if op.op != OpKind::Read {
-        return Ok(carried);
+        return Ok(Reviewed {
+            carried,
+            ..Reviewed::default()
+        });
     }
-    let mut options = match op.dialect {
-        Dialect::Salesforce => soql::check_url(set, purpose, path, query, enforce)?,
-        Dialect::Dynamics => odata::check_options(set, purpose, res, query, enforce)?,
-        Dialect::HubSpot | Dialect::Generic => Carried::new(),
+    let mut reviewed = match op.dialect {
+        Dialect::Salesforce => soql::review_url(set, purpose, op, path, query, enforce)?,
+        Dialect::Dynamics => odata::review_options(set, purpose, res, query, enforce)?,
+        Dialect::HubSpot => hubspot::review_url(set, purpose, res, path, query)?,
+        Dialect::Generic => Reviewed::default(),
     };
-    carried.append(&mut options);
-    Ok(carried)
-}
-
-fn query_body(
-    set: &PolicySet,
-    purpose: &Purpose,
-    op: &Operation,
-    path: &str,
-    body: &serde_json::Value,
-    enforce: Enforce,
-) -> Result<Carried, QueryRefusal> {
-    if op.op != OpKind::Read {
-        return Ok(Carried::new());
-    }
-    let path = path.trim_end_matches('/');
-    match op.dialect {
-        Dialect::Salesforce if path.ends_with("/jobs/query") => {
-            soql::check_query_job(set, purpose, body, enforce)
-        }
-        Dialect::HubSpot => hubspot::check_body(set, purpose, op.resource_idx, path, body, enforce),
-        _ => Ok(Carried::new()),
-    }
+    carried.append(&mut reviewed.carried);
+    reviewed.carried = carried;
+    Ok(reviewed)
 }
 
 /// Whether a check refuses fields the purpose may not see, or only counts what is sent.
@@ -173,6 +238,75 @@ fn query_body(
 enum Enforce {
     Yes,
     No,
+}
+
+/// Checks the query a governed request body carries: SOQL in a Bulk API 2.0 query job, a
+/// HubSpot CRM search or batch read by `idProperty`. `path` is the canonical path. Returns
+/// the categories the body's query sends.
+pub fn check_body(
+    set: &PolicySet,
+    purpose: &Purpose,
+    op: &Operation,
+    path: &str,
+    body: &serde_json::Value,
+) -> Result<Carried, QueryRefusal> {
+    review_query_body(set, purpose, op, path, &mut body.clone()).map(|(_, carried)| carried)
+}
+
+/// Checks the query a read's body carries (see [`check_body`]) and adds the purpose's
+/// consent fields to it in place (a Bulk job's SOQL, `fields` of a Collections retrieve,
+/// HubSpot `properties`). A purpose in shadow mode gets its verdict, the body unchanged.
+pub fn review_body(
+    set: &PolicySet,
+    purpose: &Purpose,
+    op: &Operation,
+    path: &str,
+    body: &mut serde_json::Value,
+) -> Result<Shape, QueryRefusal> {
+    review_query_body(set, purpose, op, path, body).map(|(shape, _)| shape)
+}
+
+/// [`review_body`] that also returns the categories the body's query sends (as forwarded:
+/// the consent fields added go to select lists, which send nothing).
+pub fn review_query_body(
+    set: &PolicySet,
+    purpose: &Purpose,
+    op: &Operation,
+    path: &str,
+    body: &mut serde_json::Value,
+) -> Result<(Shape, Carried), QueryRefusal> {
+    if op.op != OpKind::Read {
+        return Ok((Shape::default(), Carried::new()));
+    }
+    if purpose.mode == Mode::Shadow {
+        let mut copy = body.clone();
+        return review_body_of(set, purpose, op, path, &mut copy, Enforce::Yes)
+            .map(|(_, carried)| (Shape::default(), carried));
+    }
+    review_body_of(set, purpose, op, path, body, Enforce::Yes)
+}
+
+fn review_body_of(
+    set: &PolicySet,
+    purpose: &Purpose,
+    op: &Operation,
+    path: &str,
+    body: &mut serde_json::Value,
+    enforce: Enforce,
+) -> Result<(Shape, Carried), QueryRefusal> {
+    let path = path.trim_end_matches('/');
+    match op.dialect {
+        Dialect::Salesforce if path.ends_with("/jobs/query") => {
+            soql::review_query_job(set, purpose, body, enforce)
+        }
+        Dialect::Salesforce if path.contains("/composite/sobjects/") => {
+            soql::review_fields_body(set, purpose, op, body).map(|shape| (shape, Carried::new()))
+        }
+        Dialect::HubSpot => {
+            hubspot::review_body(set, purpose, op.resource_idx, path, body, enforce)
+        }
+        _ => Ok((Shape::default(), Carried::new())),
+    }
 }
 
 /// The (decoded name, raw value) pairs of a query string; values are decoded by the
@@ -187,6 +321,58 @@ fn query_params(query: Option<&str>) -> Result<Vec<(String, &str)>, QueryRefusal
             Ok((form_decode(name)?, value))
         })
         .collect()
+}
+
+/// `application/x-www-form-urlencoded` encoding of a value Zweck rewrote: unreserved bytes
+/// and the punctuation queries use (`,`, `(`, `)`, `'`, `$`, `/`, ...) stay, a space becomes
+/// `+`, everything else is percent-encoded. Only the rewritten parameter is re-encoded; the
+/// others are forwarded byte for byte.
+fn form_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    for b in s.bytes() {
+        match b {
+            b' ' => out.push('+'),
+            b'A'..=b'Z'
+            | b'a'..=b'z'
+            | b'0'..=b'9'
+            | b'-'
+            | b'_'
+            | b'.'
+            | b'~'
+            | b','
+            | b'('
+            | b')'
+            | b'\''
+            | b'$'
+            | b'/'
+            | b':'
+            | b'@'
+            | b'*' => out.push(b as char),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// The query string with the value of parameter `index` (in `split('&')` order of the
+/// non-empty pairs) replaced, or, for `index == None`, with `name=value` appended.
+fn replace_param(query: Option<&str>, index: Option<usize>, name: &str, value: &str) -> String {
+    let mut pairs: Vec<String> = query
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .collect();
+    let value = form_encode(value);
+    match index.and_then(|i| pairs.get_mut(i)) {
+        // the name as the app wrote it (`%24select` stays)
+        Some(p) => {
+            let raw_name = p.split_once('=').map_or(p.as_str(), |(n, _)| n).to_string();
+            *p = format!("{raw_name}={value}");
+        }
+        None => pairs.push(format!("{name}={value}")),
+    }
+    pairs.join("&")
 }
 
 /// `application/x-www-form-urlencoded` decoding of one name or value (`+` is a space).
@@ -207,7 +393,7 @@ struct Checker<'a> {
     denied: Vec<String>,
     enforce: Enforce,
     /// True while the fields visited are compared with values (predicates, lookups, free
-    /// text); false in sort and group lists.
+    /// text); false in sort, group, aggregate and select lists.
     carrying: bool,
     carried: Carried,
 }
@@ -225,12 +411,22 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn finish(self) -> Result<Carried, QueryRefusal> {
+    /// Runs `f` with nothing it visits counted as sent (lists that carry no value).
+    fn not_carrying<T>(&mut self, f: impl FnOnce(&mut Self) -> T) -> T {
+        let before = std::mem::replace(&mut self.carrying, false);
+        let out = f(self);
+        self.carrying = before;
+        out
+    }
+
+    /// The verdict on the fields visited so far: with [`Enforce::No`] none is refused.
+    fn finish(&mut self) -> Result<(), QueryRefusal> {
         if self.denied.is_empty() || self.enforce == Enforce::No {
-            Ok(self.carried)
+            self.denied.clear();
+            Ok(())
         } else {
             Err(QueryRefusal::NotAllowed {
-                fields: self.denied,
+                fields: std::mem::take(&mut self.denied),
             })
         }
     }
@@ -275,7 +471,7 @@ impl<'a> Checker<'a> {
     fn allowed(&mut self, resource: usize, path: &[&str]) -> bool {
         let resource = &self.inv.resources[resource];
         if self.carrying {
-            if let Some(cat) = category(resource, path) {
+            if let Some(cat) = field_category(resource, path) {
                 if !self.set.taxonomy.is_system(cat) {
                     self.carried.insert(self.set.taxonomy.name(cat));
                 }
@@ -306,6 +502,45 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// The field paths of the consent signals the purpose requires that `resource` defines
+    /// (`["HasOptedOutOfEmail"]`, `["properties", "hs_email_optout"]`), in the purpose's order.
+    fn signal_fields(&self, resource: usize) -> Vec<&'a [String]> {
+        let res = &self.inv.resources[resource];
+        let mut out: Vec<&[String]> = Vec::new();
+        for name in &self.purpose.requires_consent {
+            if let Some(sig) = res.consent.get(name) {
+                if !out.contains(&sig.field.as_slice()) {
+                    out.push(&sig.field);
+                }
+            }
+        }
+        out
+    }
+
+    /// The category of the field at `path` of `resource` (as the engine classifies it) and
+    /// its key as the inventory spells it; None for a name no selector classifies.
+    fn category(&self, resource: usize, path: &[&str]) -> Option<(CatId, String)> {
+        let mut node = &self.inv.resources[resource].fields;
+        let mut cat = None;
+        let mut key = String::new();
+        for seg in path {
+            let (k, n) = member_named(node, seg)?;
+            key.clone_from(k);
+            match n.child {
+                // a relationship (`Account.Name`): on in the related resource
+                Some(child) => {
+                    node = &self.inv.resources[child].fields;
+                    cat = None;
+                }
+                None => {
+                    node = n;
+                    cat = n.cat.or(cat);
+                }
+            }
+        }
+        cat.map(|c| (c, key))
+    }
+
     /// Whether the purpose keeps values of `cat` unaltered.
     fn may_see(&self, cat: CatId) -> bool {
         if self.set.taxonomy.is_system(cat) {
@@ -325,7 +560,7 @@ impl<'a> Checker<'a> {
 
 /// The category of the field at `path` of `resource`: the deepest node's, else the nearest
 /// ancestor's (as in the engine).
-fn category(resource: &super::set::Resource, path: &[&str]) -> Option<CatId> {
+fn field_category(resource: &super::set::Resource, path: &[&str]) -> Option<CatId> {
     let mut node = Some(&resource.fields);
     let mut cat = None;
     for seg in path {
@@ -345,6 +580,13 @@ fn member<'n>(node: &'n FieldNode, name: &str) -> Option<&'n FieldNode> {
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, n)| n)
     })
+}
+
+/// A member of a field tree and its name as the tree spells it, ASCII case-insensitively.
+fn member_named<'n>(node: &'n FieldNode, name: &str) -> Option<(&'n String, &'n FieldNode)> {
+    node.keys
+        .get_key_value(name)
+        .or_else(|| node.keys.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)))
 }
 
 /// The object a relationship leads to from `resource`: a parent (`Account`) or the records
@@ -541,6 +783,160 @@ mod tests {
         assert_eq!(names(&unreadable), vec![UNCLASSIFIED]);
     }
 
+    /// A query Zweck rewrites still says what it sends: the consent field it adds to the
+    /// select list sends no value, and neither do an aggregate's columns; its predicates do.
+    #[test]
+    fn a_rewritten_query_reports_what_it_sends_as_forwarded() {
+        let set = shipped();
+        let query = op(set, Dialect::Salesforce, "/query", OpKind::Read);
+        let path = "/services/data/v66.0/query";
+        let newsletter = set.purpose("newsletter").expect("purpose");
+        let q = Some("q=SELECT+Id,Email+FROM+Contact+WHERE+Email+%3D+%27x%27");
+        let reviewed = review_url(set, newsletter, query, path, q).expect("passes");
+        let forwarded = reviewed.query.expect("consent field added");
+        assert!(forwarded.contains("HasOptedOutOfEmail"), "{forwarded}");
+        assert_eq!(names(&reviewed.carried), ["user.contact.email"]);
+        // the forwarded query, reviewed again, sends the same
+        let again = review_url(set, newsletter, query, path, Some(&forwarded)).expect("passes");
+        assert!(again.query.is_none(), "a fixed point");
+        assert_eq!(again.carried, reviewed.carried);
+        // an aggregate: grouped and counted fields send nothing, its filter does
+        let analytics = set.purpose("analytics").expect("purpose");
+        let agg = |q: &str| review_url(set, analytics, query, path, Some(q));
+        let grouped = agg("q=SELECT+COUNT(Id),MailingCountry+FROM+Contact+GROUP+BY+MailingCountry")
+            .expect("passes");
+        assert!(grouped.shape.aggregate.is_some());
+        assert!(grouped.carried.is_empty(), "{:?}", grouped.carried);
+        let filtered = agg("q=SELECT+COUNT(Id)+FROM+Contact+WHERE+MailingCountry+%3D+%27DE%27+GROUP+BY+MailingCountry")
+            .expect("passes");
+        assert_eq!(names(&filtered.carried), ["user.contact.address.country"]);
+    }
+
+    fn query_op(set: &PolicySet) -> &Operation {
+        set.inventory(Dialect::Salesforce)
+            .expect("inventory")
+            .operations()
+            .iter()
+            .find(|o| o.template().ends_with("/query"))
+            .expect("query operation")
+    }
+
+    /// The answer to a query, filtered with the shape its review gave.
+    fn answer(
+        purpose: &str,
+        soql: &str,
+        body: serde_json::Value,
+    ) -> (serde_json::Value, crate::policy::Outcome) {
+        let set = shipped();
+        let p = set.purpose(purpose).expect("purpose");
+        let (_, shape) = review_soql(set, p, soql).expect("reviewed");
+        let mut body = body;
+        let out = crate::policy::apply_shaped(
+            set,
+            p,
+            query_op(set),
+            crate::policy::Direction::Response,
+            &mut body,
+            Some(&crate::policy::PseudonymKey::new(b"query-test-key")),
+            &shape,
+        )
+        .expect("applies");
+        (body, out)
+    }
+
+    #[test]
+    fn aggregate_rows_pass_by_their_columns_and_count_when_personal() {
+        let soql =
+            "SELECT COUNT(Id), MailingCountry, MAX(Secret__c) FROM Contact GROUP BY MailingCountry";
+        let rows = serde_json::json!({"totalSize": 3, "done": true, "records": [
+            {"attributes": {"type": "AggregateResult"}, "expr0": 3, "MailingCountry": "Germany"},
+            {"attributes": {"type": "AggregateResult"}, "expr0": 1, "MailingCountry": null},
+            {"attributes": {"type": "AggregateResult"}, "expr0": 2, "MailingCountry": "Ireland", "expr1": "x", "Oops": 1},
+            {"attributes": {"type": "Contact"}, "Id": "003", "Email": "x@example.com"},
+        ]});
+        // Secret__c is unclassified: support may not aggregate it
+        let set = shipped();
+        assert!(review_soql(set, set.purpose("support").expect("p"), soql).is_err());
+        let soql = "SELECT COUNT(Id), MailingCountry FROM Contact GROUP BY MailingCountry";
+        let (body, out) = answer("analytics", soql, rows.clone());
+        let records = body["records"].as_array().expect("records");
+        assert_eq!(
+            records.len(),
+            3,
+            "a Contact row is no row of this aggregate"
+        );
+        assert_eq!(records[0], rows["records"][0]);
+        assert_eq!(records[1], rows["records"][1]);
+        // columns the query does not have follow `otherwise`
+        assert_eq!(
+            records[2],
+            serde_json::json!({"attributes": {"type": "AggregateResult"}, "expr0": 2, "MailingCountry": "Ireland"})
+        );
+        // a row is a record when it carries personal data: a bare count does not
+        assert_eq!(out.records, 2);
+        assert_eq!(
+            out.categories_delivered.iter().copied().collect::<Vec<_>>(),
+            vec!["user.contact.address.country"]
+        );
+        // an error list in answer to the query keeps its codes
+        let (errors, _) = answer(
+            "analytics",
+            soql,
+            serde_json::json!([{"errorCode": "MALFORMED_QUERY", "message": "near 'x@example.com'"}]),
+        );
+        assert_eq!(
+            errors,
+            serde_json::json!([{"errorCode": "MALFORMED_QUERY"}])
+        );
+        // the same rows without the query's shape are of an unknown type: removed
+        let set = shipped();
+        let mut plain = rows;
+        crate::policy::apply(
+            set,
+            set.purpose("analytics").expect("p"),
+            query_op(set),
+            crate::policy::Direction::Response,
+            &mut plain,
+            Some(&crate::policy::PseudonymKey::new(b"query-test-key")),
+        )
+        .expect("applies");
+        assert_eq!(
+            plain["records"].as_array().map(Vec::len),
+            Some(1),
+            "{plain}"
+        );
+        assert_eq!(
+            plain["records"][0]["Id"], "003",
+            "only the Contact row is a record"
+        );
+    }
+
+    #[test]
+    fn consent_fields_zweck_added_leave_the_answer_once_consent_is_decided() {
+        let page = serde_json::json!({"totalSize": 2, "done": true, "records": [
+            {"attributes": {"type": "Contact"}, "Id": "1", "Email": "a@example.com", "HasOptedOutOfEmail": false},
+            {"attributes": {"type": "Contact"}, "Id": "2", "Email": "b@example.com", "HasOptedOutOfEmail": true},
+        ]});
+        let (body, out) = answer("newsletter", "SELECT Id, Email FROM Contact", page.clone());
+        assert_eq!(
+            body["records"],
+            serde_json::json!([{"attributes": {"type": "Contact"}, "Id": "1", "Email": "a@example.com"}])
+        );
+        assert_eq!(out.records, 1);
+        assert!(out.categories_received.contains("user.privacy_preferences"));
+        assert!(!out
+            .categories_delivered
+            .contains("user.privacy_preferences"));
+        // selected by the app: it follows the purpose's rules (newsletter drops it) as before
+        let (body, _) = answer(
+            "newsletter",
+            "SELECT Id, Email, HasOptedOutOfEmail FROM Contact",
+            page,
+        );
+        assert_eq!(body["records"].as_array().map(Vec::len), Some(1));
+        assert!(body["records"][0].get("HasOptedOutOfEmail").is_none());
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
         /// Any text, as SOQL or as a Dataverse query option: an answer, never a panic.
@@ -550,7 +946,7 @@ mod tests {
             let p = set.purpose("newsletter").expect("purpose");
             let _ = check_soql(set, p, &q);
             for option in ["$filter=", "$orderby=", "$expand=", "$apply="] {
-                let _ = odata::check_options(set, p, 0, Some(&format!("{option}{q}")), Enforce::Yes);
+                let _ = odata::review_options(set, p, 0, Some(&format!("{option}{q}")), Enforce::Yes);
             }
         }
     }

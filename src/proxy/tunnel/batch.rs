@@ -125,7 +125,7 @@ fn request_part(
         }
     };
     let route = cx.classify(index, method, &path, in_change_set)?;
-    let mut carried = cx.check_query_url(index, &route, &path, &forward)?;
+    let (forward, mut shape, mut carried) = cx.review_query_url(index, &route, &path, &forward)?;
     if let (Some(created), Some(id), "POST") = (created, &content_id, method.as_str()) {
         created.push((id.clone(), path.clone()));
     }
@@ -152,9 +152,15 @@ fn request_part(
         }
         let mut doc = json::parse(body, &cx.limits.json)
             .map_err(|e| refuse(Cause::Malformed((&e).into())))?;
-        carried.append(&mut cx.check_query_body(index, &route, &path, &doc)?);
+        let (body_shape, mut body_carried) =
+            cx.review_query_body(index, &route, &path, &mut doc)?;
+        carried.append(&mut body_carried);
+        let rewritten = !body_shape.is_plain();
+        if rewritten {
+            shape = body_shape;
+        }
         let outcome = cx.request_body(index, method, &route, Some(&mut doc))?;
-        if outcome.changed && !outcome.shadow {
+        if rewritten || (outcome.changed && !outcome.shadow) {
             let new = json::to_bytes(&doc);
             part.message.set_body(new);
         }
@@ -172,6 +178,7 @@ fn request_part(
         route,
         outcome,
         bytes,
+        shape,
     })
 }
 
@@ -327,10 +334,10 @@ fn response_part(
             // Ungoverned: no personal data; passed as it came (links aside).
             (PartRoute::Ungoverned { .. }, false) => Outcome::default(),
             (PartRoute::Governed(_), false) => return Err(refuse(Cause::MediaType)),
-            (route, true) => {
+            (_, true) => {
                 let mut doc = json::parse(body, &cx.limits.json)
                     .map_err(|e| refuse(Cause::Malformed((&e).into())))?;
-                match cx.response_body(number, route, &mut doc)? {
+                match cx.response_body(number, plan, &mut doc)? {
                     Some(outcome) => {
                         let linked = links.map_or(0, |l| l.rewrite_json(&mut doc));
                         if (outcome.changed && !outcome.shadow) || linked > 0 {

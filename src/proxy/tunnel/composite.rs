@@ -1,6 +1,7 @@
 //! Salesforce Composite tunnels (CRM-APIS.md §1.2): `/composite` (`compositeRequest`),
-//! `/composite/batch` (`batchRequests`) and `/composite/tree/{SObject}` (records with
-//! nested children), governed sub-request by sub-request.
+//! `/composite/batch` (`batchRequests`), `/composite/tree/{SObject}` (records with nested
+//! children) and `/composite/graph` (`graphs`, each a `compositeRequest` Salesforce commits
+//! whole), governed sub-request by sub-request.
 //!
 //! Envelopes are read strictly: an unknown key in a request envelope or sub-request is
 //! refused (Salesforce might act on it), an unknown key in a response envelope is dropped
@@ -61,6 +62,7 @@ pub(crate) fn govern_request(
         TunnelKind::SfComposite => composite_request(cx, root)?,
         TunnelKind::SfCompositeBatch => batch_request(cx, root)?,
         TunnelKind::SfTree => tree_request(cx, root)?,
+        TunnelKind::SfGraph => graph_request(cx, root)?,
         TunnelKind::OdataBatch => return Err(malformed(rq, 0, Inspection::TunnelKind)),
     };
     Ok(GovernedRequest {
@@ -141,10 +143,66 @@ fn composite_request(
         return Err(malformed(rq, 0, Inspection::EnvelopeKey));
     }
     let subs = subrequests(cx, root, "compositeRequest")?;
-    let mut ids = HashSet::new();
     let mut plans = Vec::with_capacity(subs.len());
-    for (i, sub) in subs.iter_mut().enumerate() {
-        let index = i + 1;
+    composite_parts(cx, subs, None, &mut plans)?;
+    Ok(plans)
+}
+
+/// `/composite/graph`: `{"graphs": [{"graphId", "compositeRequest": [...]}]}`. Each graph is
+/// a composite request that Salesforce commits whole or not at all; every node is governed
+/// like a composite subrequest, and one refused node refuses the whole request. A node's
+/// part id is `graphId/referenceId` (reference ids are unique within their graph only).
+fn graph_request(
+    cx: &Cx<'_>,
+    root: &mut Map<String, Value>,
+) -> Result<Vec<PartPlan>, TunnelRefusal> {
+    let rq = Direction::Request;
+    if !keys_within(root, &["graphs"]) {
+        return Err(malformed(rq, 0, Inspection::EnvelopeKey));
+    }
+    let graphs = subrequests(cx, root, "graphs")?;
+    let mut graph_ids = HashSet::new();
+    let mut plans = Vec::new();
+    for graph in graphs.iter_mut() {
+        let g = graph
+            .as_object_mut()
+            .ok_or(malformed(rq, 0, Inspection::EnvelopeShape))?;
+        if !keys_within(g, &["graphId", "compositeRequest"]) {
+            return Err(malformed(rq, 0, Inspection::EnvelopeKey));
+        }
+        let id = g
+            .get("graphId")
+            .and_then(Value::as_str)
+            .filter(|id| word(id))
+            .ok_or(malformed(rq, 0, Inspection::ReferenceId))?
+            .to_string();
+        if !graph_ids.insert(id.clone()) {
+            return Err(malformed(rq, 0, Inspection::DuplicateReferenceId));
+        }
+        let subs = g
+            .get_mut("compositeRequest")
+            .and_then(Value::as_array_mut)
+            .ok_or(malformed(rq, 0, Inspection::EnvelopeShape))?;
+        if plans.len() + subs.len() > cx.limits.multipart.max_parts {
+            return Err(malformed(rq, 0, Inspection::TooManyParts));
+        }
+        composite_parts(cx, subs, Some(&id), &mut plans)?;
+    }
+    Ok(plans)
+}
+
+/// Governs the subrequests of one `compositeRequest` in place, appending their plans (part
+/// numbers continue from `plans`); `graph`: the graph they belong to, which prefixes their ids.
+fn composite_parts(
+    cx: &Cx<'_>,
+    subs: &mut [Value],
+    graph: Option<&str>,
+    plans: &mut Vec<PartPlan>,
+) -> Result<(), TunnelRefusal> {
+    let rq = Direction::Request;
+    let mut ids = HashSet::new();
+    for sub in subs.iter_mut() {
+        let index = plans.len() + 1;
         let s = sub
             .as_object_mut()
             .ok_or(malformed(rq, index, Inspection::SubrequestShape))?;
@@ -174,24 +232,39 @@ fn composite_request(
         }
         let target = resolve_target(&cx.tunnel, index, url, UrlForm::AbsolutePath)?;
         let route = cx.classify(index, &method, &target.path, false)?;
-        let mut carried = cx.check_query_url(index, &route, &target.path, &target.forward)?;
-        if let Some(body) = s.get("body").filter(|b| !b.is_null()) {
-            carried.append(&mut cx.check_query_body(index, &route, &target.path, body)?);
+        let (forward, mut shape, mut carried) =
+            cx.review_query_url(index, &route, &target.path, &target.forward)?;
+        if let Some(body) = s.get_mut("body").filter(|b| !b.is_null()) {
+            let (body_shape, mut body_carried) =
+                cx.review_query_body(index, &route, &target.path, body)?;
+            carried.append(&mut body_carried);
+            if !body_shape.is_plain() {
+                shape = body_shape;
+            }
         }
-        s.insert("url".into(), Value::String(target.forward));
+        s.insert("url".into(), Value::String(forward));
         request_headers(cx, index, s.get_mut("httpHeaders"))?;
         let (mut outcome, bytes) = sub_body(cx, index, &method, &route, s.get_mut("body"), true)?;
         outcome.add_carried(&carried);
         plans.push(PartPlan {
             index,
-            id: Some(reference_id),
+            id: Some(graph_part_id(graph, &reference_id)),
             method,
             route,
             outcome,
             bytes,
+            shape,
         });
     }
-    Ok(plans)
+    Ok(())
+}
+
+/// A part's id: its reference id, inside a graph `graphId/referenceId`.
+fn graph_part_id(graph: Option<&str>, reference_id: &str) -> String {
+    match graph {
+        Some(g) => format!("{g}/{reference_id}"),
+        None => reference_id.to_string(),
+    }
 }
 
 /// Governs a sub-request body in place (`null` or absent: none).
@@ -251,11 +324,17 @@ fn batch_request(
         }
         let target = resolve_target(&cx.tunnel, index, url, UrlForm::DataRelative)?;
         let route = cx.classify(index, &method, &target.path, false)?;
-        let mut carried = cx.check_query_url(index, &route, &target.path, &target.forward)?;
-        if let Some(body) = s.get("richInput").filter(|b| !b.is_null()) {
-            carried.append(&mut cx.check_query_body(index, &route, &target.path, body)?);
+        let (forward, mut shape, mut carried) =
+            cx.review_query_url(index, &route, &target.path, &target.forward)?;
+        if let Some(body) = s.get_mut("richInput").filter(|b| !b.is_null()) {
+            let (body_shape, mut body_carried) =
+                cx.review_query_body(index, &route, &target.path, body)?;
+            carried.append(&mut body_carried);
+            if !body_shape.is_plain() {
+                shape = body_shape;
+            }
         }
-        s.insert("url".into(), Value::String(target.forward));
+        s.insert("url".into(), Value::String(forward));
         let (mut outcome, bytes) =
             sub_body(cx, index, &method, &route, s.get_mut("richInput"), true)?;
         outcome.add_carried(&carried);
@@ -266,6 +345,7 @@ fn batch_request(
             route,
             outcome,
             bytes,
+            shape,
         });
     }
     Ok(plans)
@@ -376,6 +456,7 @@ impl Tree<'_, '_> {
             route,
             outcome,
             bytes,
+            shape: Default::default(),
         });
         let mut back = Vec::with_capacity(children.len());
         for (k, mut container) in children {
@@ -430,6 +511,7 @@ pub(crate) fn govern_response(
                 TunnelKind::SfComposite => s.composite(root)?,
                 TunnelKind::SfCompositeBatch => s.batch(root)?,
                 TunnelKind::SfTree => s.tree(root)?,
+                TunnelKind::SfGraph => s.graph(root)?,
                 TunnelKind::OdataBatch => return Err(malformed(rs, 0, Inspection::TunnelKind)),
             }
         }
@@ -512,11 +594,11 @@ impl Responses<'_, '_> {
         i: usize,
         body: Option<&mut Value>,
     ) -> Result<(Outcome, bool), TunnelRefusal> {
-        let route = &self.request.parts[i].route;
+        let plan = &self.request.parts[i];
         let Some(body) = body.filter(|b| !b.is_null()) else {
             return Ok((Outcome::default(), true));
         };
-        match self.cx.response_body(number, route, body)? {
+        match self.cx.response_body(number, plan, body)? {
             Some(outcome) => {
                 if let Some(l) = self.links {
                     l.rewrite_json(body);
@@ -549,10 +631,50 @@ impl Responses<'_, '_> {
     }
 
     fn composite(&mut self, root: &mut Map<String, Value>) -> Result<(), TunnelRefusal> {
-        let rs = Direction::Response;
         let items = self.results(root, &["compositeResponse"], "compositeResponse")?;
-        for (n, item) in items.iter_mut().enumerate() {
-            let number = n + 1;
+        self.composite_items(items, None)
+    }
+
+    /// `{"graphs": [{"graphId", "graphResponse": {"compositeResponse": [...]},
+    /// "isSuccessful"}]}`: each graph's results matched to its nodes by `graphId/referenceId`.
+    fn graph(&mut self, root: &mut Map<String, Value>) -> Result<(), TunnelRefusal> {
+        let rs = Direction::Response;
+        let graphs = self.results(root, &["graphs"], "graphs")?;
+        for graph in graphs.iter_mut() {
+            let g = graph
+                .as_object_mut()
+                .ok_or(malformed(rs, 0, Inspection::EnvelopeShape))?;
+            g.retain(|k, _| matches!(k.as_str(), "graphId" | "graphResponse" | "isSuccessful"));
+            if !bool_keys(g, &["isSuccessful"]) {
+                return Err(malformed(rs, 0, Inspection::EnvelopeShape));
+            }
+            let id = g
+                .get("graphId")
+                .and_then(Value::as_str)
+                .ok_or(self.unmatched(0))?
+                .to_string();
+            let Some(response) = g.get_mut("graphResponse") else {
+                continue;
+            };
+            let response =
+                response
+                    .as_object_mut()
+                    .ok_or(malformed(rs, 0, Inspection::EnvelopeShape))?;
+            let items = self.results(response, &["compositeResponse"], "compositeResponse")?;
+            self.composite_items(items, Some(&id))?;
+        }
+        Ok(())
+    }
+
+    /// The results of one `compositeRequest` (`graph`: of that graph).
+    fn composite_items(
+        &mut self,
+        items: &mut [Value],
+        graph: Option<&str>,
+    ) -> Result<(), TunnelRefusal> {
+        let rs = Direction::Response;
+        for item in items.iter_mut() {
+            let number = self.parts.len() + 1;
             let o =
                 item.as_object_mut()
                     .ok_or(malformed(rs, number, Inspection::SubresponseShape))?;
@@ -562,11 +684,11 @@ impl Responses<'_, '_> {
                     "body" | "httpHeaders" | "httpStatusCode" | "referenceId"
                 )
             });
-            let id = o
+            let reference = o
                 .get("referenceId")
                 .and_then(Value::as_str)
-                .ok_or(self.unmatched(number))?
-                .to_string();
+                .ok_or(self.unmatched(number))?;
+            let id = graph_part_id(graph, reference);
             let i = self.plan_for(number, Some(&id))?;
             let status = status_of(o.get("httpStatusCode"), number)?;
             let mut headers = self.response_headers(o.get_mut("httpHeaders"), number)?;

@@ -43,7 +43,7 @@ use crate::dialect::Dialect;
 use crate::error::Inspection;
 use crate::json::JsonLimits;
 use crate::links::LinkRewriter;
-use crate::policy::query::{self, Carried};
+use crate::policy::query::{self, Carried, Shape};
 use crate::policy::{
     self, Direction, OpKind, Operation, Outcome, PolicySet, PseudonymKey, Purpose, Refusal,
     RouteMatch, Writes,
@@ -141,6 +141,8 @@ pub struct PartPlan {
     pub outcome: Outcome,
     /// Bytes of its body as forwarded (0 without a body).
     pub bytes: u64,
+    /// What query minimisation knows of its answer (consent fields added, aggregate columns).
+    pub shape: Shape,
 }
 
 /// How the response must line up with the request (per top-level item of a `$batch`).
@@ -295,9 +297,10 @@ pub fn govern_request(
 ) -> Result<GovernedRequest, TunnelRefusal> {
     match cx.tunnel.kind {
         TunnelKind::OdataBatch => batch::govern_request(cx, content_type, body),
-        TunnelKind::SfComposite | TunnelKind::SfCompositeBatch | TunnelKind::SfTree => {
-            composite::govern_request(cx, content_type, body)
-        }
+        TunnelKind::SfComposite
+        | TunnelKind::SfCompositeBatch
+        | TunnelKind::SfTree
+        | TunnelKind::SfGraph => composite::govern_request(cx, content_type, body),
     }
 }
 
@@ -313,9 +316,10 @@ pub fn govern_response(
 ) -> Result<GovernedResponse, TunnelRefusal> {
     match request.kind {
         TunnelKind::OdataBatch => batch::govern_response(cx, request, content_type, body, links),
-        TunnelKind::SfComposite | TunnelKind::SfCompositeBatch | TunnelKind::SfTree => {
-            composite::govern_response(cx, request, content_type, body, links)
-        }
+        TunnelKind::SfComposite
+        | TunnelKind::SfCompositeBatch
+        | TunnelKind::SfTree
+        | TunnelKind::SfGraph => composite::govern_response(cx, request, content_type, body, links),
     }
 }
 
@@ -341,7 +345,7 @@ impl<'a> Cx<'a> {
         Cx {
             set: &route.policy,
             purpose,
-            key: state.pseudonym_key.as_ref(),
+            key: route.pseudonym_key.as_ref(),
             tunnel: Tunnel::new(dialect, kind, route),
             limits: limits(state),
         }
@@ -383,42 +387,62 @@ impl Cx<'_> {
     }
 
     /// Query minimisation of one sub-request's URL (SOQL in `q`, OData options, HubSpot
-    /// `idProperty`), as for a top-level request. Returns the categories the URL sends.
-    pub fn check_query_url(
+    /// `idProperty`), as for a top-level request: the URL to forward (`forward` with the
+    /// purpose's consent fields added to its query), the shape of the part's answer and the
+    /// categories the URL sends.
+    pub fn review_query_url(
         &self,
         part: usize,
         route: &PartRoute,
         path: &str,
         forward: &str,
-    ) -> Result<Carried, TunnelRefusal> {
+    ) -> Result<(String, Shape, Carried), TunnelRefusal> {
         let PartRoute::Governed(op) = route else {
-            return Ok(Carried::new());
+            return Ok((forward.to_string(), Shape::default(), Carried::new()));
         };
-        let query = forward.split_once('?').map(|(_, q)| q);
+        let (target, query) = match forward.split_once('?') {
+            Some((t, q)) => (t, Some(q)),
+            None => (forward, None),
+        };
         let (set, purpose) = (self.set, self.purpose);
-        let verdict = query::check_url(set, purpose, op, path, query);
-        self.query_verdict(part, verdict, || {
-            query::carried_by_url(set, purpose, op, path, query)
-        })
+        match query::review_url(set, purpose, op, path, query) {
+            Ok(reviewed) => Ok(match reviewed.query {
+                Some(q) => (format!("{target}?{q}"), reviewed.shape, reviewed.carried),
+                None => (forward.to_string(), reviewed.shape, reviewed.carried),
+            }),
+            // shadow mode: the part goes out as the app wrote it, counted in full
+            Err(refusal) => {
+                let carried = self.query_verdict(part, Err(refusal), || {
+                    query::carried_by_url(set, purpose, op, path, query)
+                })?;
+                Ok((forward.to_string(), Shape::default(), carried))
+            }
+        }
     }
 
     /// Query minimisation of one sub-request's body (a Bulk query job, a search), as for a
-    /// top-level request. Returns the categories the body's query sends.
-    pub fn check_query_body(
+    /// top-level request: the purpose's consent fields are added in place; the shape of the
+    /// part's answer and the categories the body's query sends are returned.
+    pub fn review_query_body(
         &self,
         part: usize,
         route: &PartRoute,
         path: &str,
-        body: &Value,
-    ) -> Result<Carried, TunnelRefusal> {
+        body: &mut Value,
+    ) -> Result<(Shape, Carried), TunnelRefusal> {
         let PartRoute::Governed(op) = route else {
-            return Ok(Carried::new());
+            return Ok((Shape::default(), Carried::new()));
         };
         let (set, purpose) = (self.set, self.purpose);
-        let verdict = query::check_body(set, purpose, op, path, body);
-        self.query_verdict(part, verdict, || {
-            query::carried_by_body(set, purpose, op, path, body)
-        })
+        match query::review_query_body(set, purpose, op, path, body) {
+            Ok(reviewed) => Ok(reviewed),
+            Err(refusal) => {
+                let carried = self.query_verdict(part, Err(refusal), || {
+                    query::carried_by_body(set, purpose, op, path, body)
+                })?;
+                Ok((Shape::default(), carried))
+            }
+        }
     }
 
     /// A refusal sinks the part; in shadow mode it is only logged.
@@ -470,24 +494,25 @@ impl Cx<'_> {
         .map_err(|r| refuse(Cause::Policy(r)))
     }
 
-    /// Governs one sub-response body. `Ok(None)` means the single record of the part is
-    /// withheld from the purpose: the caller answers the part with a 404.
+    /// Governs one sub-response body (the answer to `plan`). `Ok(None)` means the single
+    /// record of the part is withheld from the purpose: the caller answers the part with a 404.
     pub fn response_body(
         &self,
         part: usize,
-        route: &PartRoute,
+        plan: &PartPlan,
         body: &mut Value,
     ) -> Result<Option<Outcome>, TunnelRefusal> {
-        let PartRoute::Governed(op) = route else {
+        let PartRoute::Governed(op) = &plan.route else {
             return Ok(Some(Outcome::default()));
         };
-        match policy::apply(
+        match policy::apply_shaped(
             self.set,
             self.purpose,
             op,
             Direction::Response,
             body,
             self.key,
+            &plan.shape,
         ) {
             Ok(o) => Ok(Some(o)),
             Err(Refusal::RecordWithheld { .. }) => Ok(None),

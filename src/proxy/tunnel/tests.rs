@@ -158,6 +158,21 @@ fn batch_fixture_each_part_filtered_as_if_alone() {
         "../../../tests/fixtures/crm/dynamics/batch.request.http"
     ));
     let o = origins();
+    // support writes no birthdates: the create would lose it, so the whole batch is refused
+    let err = govern_request(&cx(purpose("support"), dv_tunnel(&o)), &ct, body.as_bytes())
+        .expect_err("the create would lose its birthdate");
+    assert_eq!(
+        (err.part, err.cause),
+        (
+            1,
+            Cause::Policy(Refusal::WriteFieldsDropped {
+                field_paths: vec!["$.birthdate".into()],
+                nothing_left: false
+            })
+        )
+    );
+    // without it, every part passes, each as if alone
+    let body = body.replace(",\n  \"birthdate\": \"1990-04-01\"", "");
     let req = govern_request(&cx(purpose("support"), dv_tunnel(&o)), &ct, body.as_bytes())
         .expect("support may write contacts");
     assert_eq!(req.parts.len(), 2);
@@ -168,7 +183,7 @@ fn batch_fixture_each_part_filtered_as_if_alone() {
     // the write part, exactly as alone
     let sent = bodies(&req.body, &req.content_type);
     let create = json!({"firstname": "Saoirse", "lastname": "Vandermolen",
-        "emailaddress1": "saoirse.v@example.ie", "birthdate": "1990-04-01"});
+        "emailaddress1": "saoirse.v@example.ie"});
     let contacts = op(Dialect::Dynamics, "POST", "/api/data/v9.2/contacts");
     let (expected, out) = alone("support", &contacts, Direction::Request, &create);
     assert_eq!(json_of(&sent[0].1), expected);
@@ -233,8 +248,12 @@ fn batch_read_only_for_newsletter_consent_per_part() {
     ]);
     let req = dv_request("newsletter", &body).expect("reads pass");
     assert_eq!(req.parts.len(), 3);
-    // a relative target stays relative, canonical
+    // a relative target stays relative, canonical; a `$select` gets the consent field
     let sent = bodies(&req.body, &req.content_type);
+    assert_eq!(
+        sent[0].0,
+        "/api/data/v9.2/contacts?$select=firstname,donotbulkemail"
+    );
     assert_eq!(sent[1].0, "contacts(6f0c1a2b-0000-4000-8000-00000000f020)");
     assert!(matches!(req.parts[2].route, PartRoute::Ungoverned { .. }));
 
@@ -255,14 +274,20 @@ fn batch_read_only_for_newsletter_consent_per_part() {
     let resp = dv_response("newsletter", &req, CT, &resp_body).expect("governed");
     let got = bodies(&resp.body, &resp.content_type);
     let list_op = op(Dialect::Dynamics, "GET", "/api/data/v9.2/contacts");
-    let (expected, out) = alone(
-        "newsletter",
+    let mut expected = json_of(list.as_bytes());
+    let out = policy::apply_shaped(
+        set(),
+        purpose("newsletter"),
         &list_op,
         Direction::Response,
-        &json_of(list.as_bytes()),
-    );
+        &mut expected,
+        Some(&key()),
+        &req.parts[0].shape,
+    )
+    .expect("applies");
     assert_eq!(json_of(&got[0].1), expected);
     assert_eq!(resp.parts[0].outcome, out);
+    assert!(!got[0].1.windows(14).any(|w| w == b"donotbulkemail"));
     // the single record lacks consent: the part answers 404, as it would alone
     assert_eq!(got[1].0, "404");
     assert!(resp.parts[1].withheld);
@@ -473,6 +498,7 @@ fn kind_path(kind: TunnelKind) -> &'static str {
         TunnelKind::SfComposite => "/services/data/v66.0/composite",
         TunnelKind::SfCompositeBatch => "/services/data/v66.0/composite/batch",
         TunnelKind::SfTree => "/services/data/v66.0/composite/tree/Account",
+        TunnelKind::SfGraph => "/services/data/v66.0/composite/graph",
         TunnelKind::OdataBatch => DV_PATH,
     }
 }
@@ -656,9 +682,24 @@ fn composite_top_level_errors_keep_codes_only() {
 
 #[test]
 fn composite_batch_and_tree() {
-    let body = json!({"haltOnError": false, "batchRequests": [
+    let lossy = json!({"haltOnError": false, "batchRequests": [
         {"method": "GET", "url": "v66.0/sobjects/Contact/003A"},
         {"method": "PATCH", "url": "v66.0/sobjects/Contact/003A", "richInput": {"FirstName": "Ada", "Birthdate": "1990-04-01"}},
+    ]});
+    let err = sf_request(TunnelKind::SfCompositeBatch, "support", &lossy).expect_err("lossy");
+    assert_eq!(
+        (err.part, err.cause),
+        (
+            2,
+            Cause::Policy(Refusal::WriteFieldsDropped {
+                field_paths: vec!["$.Birthdate".into()],
+                nothing_left: false
+            })
+        )
+    );
+    let body = json!({"haltOnError": false, "batchRequests": [
+        {"method": "GET", "url": "v66.0/sobjects/Contact/003A"},
+        {"method": "PATCH", "url": "v66.0/sobjects/Contact/003A", "richInput": {"FirstName": "Ada"}},
     ]});
     let req = sf_request(TunnelKind::SfCompositeBatch, "support", &body).expect("batch");
     let sent = json_of(&req.body);
@@ -687,18 +728,29 @@ fn composite_batch_and_tree() {
         (2, Cause::Policy(Refusal::WriteDenied))
     );
 
-    let tree = json!({"records": [{
+    let tree = |c1: Value| {
+        json!({"records": [{
         "attributes": {"type": "Account", "referenceId": "acc1"}, "Name": "Imaginary Tooling",
         "Contacts": {"records": [
-            {"attributes": {"type": "Contact", "referenceId": "c1"}, "LastName": "Castellane", "Birthdate": "1990-04-01"},
-            {"attributes": {"type": "Contact", "referenceId": "c2"}, "LastName": "Drury"}]}}]});
+            c1,
+            {"attributes": {"type": "Contact", "referenceId": "c2"}, "LastName": "Drury"}]}}]})
+    };
+    let lossy = tree(
+        json!({"attributes": {"type": "Contact", "referenceId": "c1"}, "LastName": "Castellane", "Birthdate": "1990-04-01"}),
+    );
+    let err = sf_request(TunnelKind::SfTree, "support", &lossy).expect_err("lossy record");
+    assert_eq!(err.part, 2, "{err}");
+    let tree = tree(
+        json!({"attributes": {"type": "Contact", "referenceId": "c1"}, "LastName": "Castellane"}),
+    );
     let req = sf_request(TunnelKind::SfTree, "support", &tree).expect("tree");
     assert_eq!(req.parts.len(), 3);
     assert_eq!(req.parts[1].id.as_deref(), Some("c1"));
     let sent = json_of(&req.body);
-    assert!(sent["records"][0]["Contacts"]["records"][0]
-        .get("Birthdate")
-        .is_none());
+    assert_eq!(
+        sent["records"][0]["Contacts"]["records"][0]["LastName"],
+        "Castellane"
+    );
     assert_eq!(sent["records"][0]["Name"], "Imaginary Tooling");
     let resp_body = json!({"hasErrors": false, "results": [
         {"referenceId": "acc1", "id": "001A"}, {"referenceId": "c1", "id": "003A"},
@@ -731,7 +783,7 @@ type SfRow = (
 
 #[test]
 fn composite_bypass_table() {
-    use TunnelKind::{SfComposite as C, SfCompositeBatch as B, SfTree as T};
+    use TunnelKind::{SfComposite as C, SfCompositeBatch as B, SfGraph as G, SfTree as T};
     let sub = |m: &str, url: &str, r: &str| json!({"method": m, "url": url, "referenceId": r});
     let get_ok = sub("GET", "/services/data/v66.0/sobjects/Contact/003A", "ok");
     let comp = |subs: Vec<Value>| json!({"compositeRequest": subs});
@@ -775,6 +827,15 @@ fn composite_bypass_table() {
         ("tree nested-only type", T, "support", json!({"records": [{"attributes": {"type": "Account", "referenceId": "a"}, "Cases": {"records": [{"attributes": {"type": "Case", "referenceId": "k"}, "Subject": "SECRET"}]}}]}), 2, unknown),
         ("tree child container extras", T, "support", json!({"records": [{"attributes": {"type": "Account", "referenceId": "a"}, "Contacts": {"records": [], "done": true}}]}), 1, malformed),
         ("tree write of a denied purpose", T, "newsletter", json!({"records": [{"attributes": {"type": "Account", "referenceId": "a"}, "Name": "x"}]}), 1, denied),
+        ("nested graph", C, "support", comp(vec![json!({"method": "POST", "url": "/services/data/v66.0/composite/graph", "referenceId": "n", "body": {"graphs": []}})]), 1, |c| *c == Cause::Nested),
+        ("graph unknown envelope key", G, "support", json!({"graphs": [], "allOrNone": false}), 0, malformed),
+        ("graph unknown graph key", G, "support", json!({"graphs": [{"graphId": "g", "compositeRequest": [], "x": 1}]}), 0, malformed),
+        ("graph without an id", G, "support", json!({"graphs": [{"compositeRequest": [get_ok.clone()]}]}), 0, malformed),
+        ("odd graphId", G, "support", json!({"graphs": [{"graphId": "a/b", "compositeRequest": [get_ok.clone()]}]}), 0, malformed),
+        ("duplicate graphId", G, "support", json!({"graphs": [{"graphId": "g", "compositeRequest": [get_ok.clone()]}, {"graphId": "g", "compositeRequest": []}]}), 0, malformed),
+        ("graph node on an unclassified path", G, "support", json!({"graphs": [{"graphId": "g1", "compositeRequest": [get_ok.clone()]}, {"graphId": "g2", "compositeRequest": [sub("GET", "/services/data/v66.0/sobjects/User/005A", "u")]}]}), 2, unknown),
+        ("graph hidden write of a denied purpose", G, "newsletter", json!({"graphs": [{"graphId": "g", "compositeRequest": [get_ok.clone(), json!({"method": "PATCH", "url": "/services/data/v66.0/sobjects/Contact/003A", "referenceId": "w", "body": {"FirstName": "SECRET"}})]}]}), 2, denied),
+        ("graph value reference", G, "support", json!({"graphs": [{"graphId": "g", "compositeRequest": [get_ok.clone(), json!({"method": "PATCH", "url": "/services/data/v66.0/sobjects/Contact/003B", "referenceId": "w", "body": {"FirstName": "@{ok.Birthdate}"}})]}]}), 2, reference),
     ];
     for (name, kind, p, body, part, cause) in rows {
         let err = sf_request(kind, p, &body).expect_err(name);
@@ -790,13 +851,14 @@ fn composite_bypass_table() {
 
 #[test]
 fn references_in_dropped_fields_never_flow() {
-    // an unclassified key is dropped by the write policy: the reference is not forwarded
+    // an unclassified key is dropped by the write policy, which refuses the lossy write: the
+    // reference is not forwarded
     let body = json!({"compositeRequest": [{"method": "PATCH", "url": "/services/data/v66.0/sobjects/Contact/003B",
         "referenceId": "w", "body": {"@{ok.Email}": "x", "FirstName": "Ada"}}]});
-    let req = sf_request(TunnelKind::SfComposite, "support", &body).expect("dropped");
-    assert_eq!(
-        json_of(&req.body)["compositeRequest"][0]["body"],
-        json!({"FirstName": "Ada"})
+    let err = sf_request(TunnelKind::SfComposite, "support", &body).expect_err("lossy");
+    assert!(
+        matches!(err.cause, Cause::Policy(Refusal::WriteFieldsDropped { .. })),
+        "{err:?}"
     );
     // a surviving key with a reference would be refused
     assert!(!value_references_ok(&json!({"@{ok.Email}": 1})));
@@ -859,4 +921,78 @@ fn tunnel_operations_are_refused_by_apply() {
     ] {
         assert_eq!(op(Dialect::Salesforce, "POST", path).tunnel(), Some(kind));
     }
+}
+
+#[test]
+fn composite_graph_nodes_governed_per_graph_and_a_lossy_node_refuses_all() {
+    let node = |r: &str, body: Value| json!({"method": "PATCH", "url": "/services/data/v66.0/sobjects/Contact/003A", "referenceId": r, "body": body});
+    let graphs = |second: Value| {
+        json!({"graphs": [
+            {"graphId": "g1", "compositeRequest": [
+                {"method": "POST", "url": "/services/data/v66.0/sobjects/Contact", "referenceId": "c", "body": {"LastName": "Graph"}},
+                node("u", json!({"FirstName": "Ada"}))]},
+            {"graphId": "g2", "compositeRequest": [node("u", second)]}]})
+    };
+    // a node that would lose a field refuses the whole request, naming its part
+    let err = sf_request(
+        TunnelKind::SfGraph,
+        "support",
+        &graphs(json!({"FirstName": "Ada", "Birthdate": "1990-04-01"})),
+    )
+    .expect_err("lossy node");
+    assert_eq!(
+        (err.part, err.cause),
+        (
+            3,
+            Cause::Policy(Refusal::WriteFieldsDropped {
+                field_paths: vec!["$.Birthdate".into()],
+                nothing_left: false
+            })
+        )
+    );
+    let req = sf_request(
+        TunnelKind::SfGraph,
+        "support",
+        &graphs(json!({"Title": "Dr"})),
+    )
+    .expect("support writes");
+    let ids: Vec<_> = req.parts.iter().map(|p| p.id.as_deref()).collect();
+    assert_eq!(ids, [Some("g1/c"), Some("g1/u"), Some("g2/u")]);
+    let sent = json_of(&req.body);
+    assert_eq!(
+        sent["graphs"][1]["compositeRequest"][0]["body"],
+        json!({"Title": "Dr"})
+    );
+    // reference ids repeat across graphs; results match by graph and reference
+    let resp_body = json!({"graphs": [
+        {"graphId": "g2", "isSuccessful": false, "graphResponse": {"compositeResponse": [
+            {"body": [{"errorCode": "ENTITY_IS_DELETED", "message": "SECRET deleted"}], "httpHeaders": {}, "httpStatusCode": 404, "referenceId": "u"}]}},
+        {"graphId": "g1", "isSuccessful": true, "extra": "SECRET", "graphResponse": {"compositeResponse": [
+            {"body": {"id": "003N", "success": true, "errors": []}, "httpHeaders": {"Location": "/services/data/v66.0/sobjects/Contact/003N"}, "httpStatusCode": 201, "referenceId": "c"},
+            {"body": null, "httpHeaders": {}, "httpStatusCode": 204, "referenceId": "u"}]}}]});
+    let resp = sf_response("support", &req, &resp_body).expect("governed");
+    let got = json_of(&resp.body);
+    assert!(!got.to_string().contains("SECRET"), "{got}");
+    assert_eq!(got["graphs"][1]["isSuccessful"], true);
+    assert_eq!(
+        got["graphs"][0]["graphResponse"]["compositeResponse"][0]["body"][0]["errorCode"],
+        "ENTITY_IS_DELETED"
+    );
+    let matched: Vec<_> = resp
+        .parts
+        .iter()
+        .map(|p| (p.index, p.id.as_deref(), p.status))
+        .collect();
+    assert_eq!(
+        matched,
+        [
+            (3, Some("g2/u"), Some(404)),
+            (1, Some("g1/c"), Some(201)),
+            (2, Some("g1/u"), Some(204))
+        ]
+    );
+    // a result for a node nobody asked for is refused
+    let stray = json!({"graphs": [{"graphId": "g3", "isSuccessful": true, "graphResponse": {"compositeResponse": [
+        {"body": null, "httpHeaders": {}, "httpStatusCode": 204, "referenceId": "u"}]}}]});
+    assert!(sf_response("support", &req, &stray).is_err());
 }
