@@ -222,6 +222,7 @@ fn run_case(set: &PolicySet, case: &super::model::RawTestCase, key: &PseudonymKe
                     super::query::Reviewed {
                         query: r.query,
                         shape,
+                        carried: r.carried,
                     }
                 })
             }

@@ -47,7 +47,7 @@ use crate::body::ProxyBody;
 use crate::budget::Allowance;
 use crate::caller::Caller;
 use crate::error::{ForPurpose, ProxyError};
-use crate::policy::query::{QueryRefusal, Shape};
+use crate::policy::query::{Carried, QueryRefusal, Shape};
 use crate::policy::{self, Direction, Operation, Outcome, Purpose, Refusal};
 use crate::state::State;
 use crate::tls::PeerIdentity;
@@ -251,14 +251,18 @@ impl Ctx<Governed> {
     }
 
     /// Query minimisation's verdict: refused, or in shadow mode logged and let through.
+    /// Returns the categories the query sends (`unchecked` counts them when a refused query
+    /// goes through in shadow mode).
     pub fn enforce_query(
         &self,
         purpose: &Purpose,
-        verdict: Result<(), QueryRefusal>,
-    ) -> Result<(), ProxyError> {
+        verdict: Result<Carried, QueryRefusal>,
+        unchecked: impl FnOnce() -> Carried,
+    ) -> Result<Carried, ProxyError> {
         Ok(crate::error::enforce_query(
             purpose,
             verdict,
+            unchecked,
             Some(&self.request_id),
             None,
         )?)
@@ -338,11 +342,39 @@ async fn pipeline(
     // 1
     let caller = match identify::identify(&live, conn, req.headers()) {
         Ok(caller) => caller,
-        Err(err) => return (Reached::Arrived(arrival), Err(err)),
+        Err(err) => {
+            if let Some(app) = err.app() {
+                let purpose = match &err {
+                    ProxyError::PurposeNotGranted { purpose, .. } => purpose.as_str(),
+                    _ => "",
+                };
+                log::early_refusal(state, &live, &arrival, app, purpose, None, &req, &err).await;
+            }
+            return (Reached::Arrived(arrival), Err(err));
+        }
     };
     // 2
-    let (route, governance) = match route::route(&live, &req) {
-        Ok(routed) => routed,
+    let located = route::locate(&live, &req).map(|r| {
+        let governance = r.governance(req.method());
+        (r, governance)
+    });
+    let (route, governance) = match located {
+        Ok((route, Ok(governance))) => (route, governance),
+        Ok((route, Err(err))) => {
+            let (app, purpose) = (&*caller.app, &*caller.purpose);
+            log::early_refusal(
+                state,
+                &live,
+                &arrival,
+                app,
+                purpose,
+                Some(&route),
+                &req,
+                &err,
+            )
+            .await;
+            return (Reached::Identified(arrival, caller), Err(err));
+        }
         Err(err) => return (Reached::Identified(arrival, caller), Err(err)),
     };
     match governance {

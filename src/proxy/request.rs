@@ -26,7 +26,7 @@ use super::{tunnel, Ctx, Governed, Ungoverned};
 use crate::body::{self, encoding, media, ProxyBody};
 use crate::error::{ForPurpose, ProxyError};
 use crate::json;
-use crate::policy::query::{Reviewed, Shape};
+use crate::policy::query::{Carried, Reviewed, Shape};
 use crate::policy::{self, Direction, OpKind, Outcome, Writes};
 use crate::state::State;
 
@@ -38,13 +38,29 @@ pub async fn governed(
     req: Request<AppBody>,
 ) -> Result<Request<ProxyBody>, ProxyError> {
     let (mut parts, incoming) = req.into_parts();
-    admit(ctx, &mut parts)?;
+    let carried = admit(ctx, &mut parts)?;
     // kept before `head` drops it: a filtered response is re-encoded for the app
     ctx.flow.accept_encoding = header_str(&parts.headers, header::ACCEPT_ENCODING);
     let uri = head(state, &ctx.route, &mut parts)?;
     ask_for_inspectable(ctx, &mut parts.headers);
     let body = governed_body(state, ctx, &parts.method, &mut parts.headers, incoming).await?;
+    record_carried(ctx, carried);
     Ok(build(parts, uri, body))
+}
+
+/// Personal data in the URL (a predicate, a lookup by e-mail) goes to the processor like a
+/// body does: its categories join the request direction's report, so phase 8 appends a
+/// `to_processor` record before anything is forwarded (also for a GET without a body).
+fn record_carried(ctx: &mut Ctx<Governed>, carried: Carried) {
+    if carried.is_empty() {
+        return;
+    }
+    let sent = ctx.flow.sent.get_or_insert_with(|| BodyReport {
+        outcome: Outcome::default(),
+        bytes: 0,
+        parts: Vec::new(),
+    });
+    sent.outcome.add_carried(&carried);
 }
 
 /// Phase 3 on an ungoverned route: the head filtered, the body streamed under the cap.
@@ -96,8 +112,9 @@ fn head(state: &State, route: &Route, parts: &mut Parts) -> Result<Uri, ProxyErr
 /// a body slip past inspection, the purpose's query minimisation on the URL, and writes of
 /// a `writes: deny` purpose (a tunnel's own operation is a read; its write parts are refused
 /// inside it). A query the purpose decides consent for gets its consent fields added here,
-/// so everything after (the transfer record included) sees the query as forwarded.
-fn admit(ctx: &mut Ctx<Governed>, parts: &mut Parts) -> Result<(), ProxyError> {
+/// so everything after (the transfer record included) sees the query as forwarded. Returns
+/// the categories the URL sends.
+fn admit(ctx: &mut Ctx<Governed>, parts: &mut Parts) -> Result<Carried, ProxyError> {
     for (name, what) in [
         (header::RANGE, "Range on a governed route"),
         (header::UPGRADE, "Upgrade on a governed route"),
@@ -108,19 +125,16 @@ fn admit(ctx: &mut Ctx<Governed>, parts: &mut Parts) -> Result<(), ProxyError> {
     }
     let purpose = ctx.purpose()?;
     let op = &ctx.flow.op;
-    let reviewed = policy::query::review_url(
-        &ctx.route.policy,
-        purpose,
-        op,
-        &ctx.route.path,
-        parts.uri.query(),
-    );
-    let reviewed = match reviewed {
+    let (set, path, query) = (&ctx.route.policy, &ctx.route.path, parts.uri.query());
+    let reviewed = match policy::query::review_url(set, purpose, op, path, query) {
         Ok(r) => r,
-        Err(refusal) => {
-            ctx.enforce_query(purpose, Err(refusal))?;
-            Reviewed::default()
-        }
+        // shadow mode: the query goes out as the app wrote it, counted in full
+        Err(refusal) => Reviewed {
+            carried: ctx.enforce_query(purpose, Err(refusal), || {
+                policy::query::carried_by_url(set, purpose, op, path, query)
+            })?,
+            ..Reviewed::default()
+        },
     };
     let writes = matches!(op.op(), OpKind::Write | OpKind::Delete);
     if op.tunnel().is_none() && writes && purpose.writes == Writes::Deny {
@@ -132,7 +146,7 @@ fn admit(ctx: &mut Ctx<Governed>, parts: &mut Parts) -> Result<(), ProxyError> {
         parts.uri = with_query(&parts.uri, &query)?;
     }
     ctx.flow.shape = reviewed.shape;
-    Ok(())
+    Ok(reviewed.carried)
 }
 
 /// `uri` with its query string replaced (the path, scheme and authority as they were).
@@ -224,18 +238,15 @@ async fn json_body(
         }
     })?;
     let purpose = ctx.purpose()?;
-    let reviewed = policy::query::review_body(
-        &ctx.route.policy,
-        purpose,
-        &ctx.flow.op,
-        &ctx.route.path,
-        &mut doc,
-    );
-    let shape = match reviewed {
-        Ok(shape) => shape,
+    let (set, op, path) = (&ctx.route.policy, &ctx.flow.op, &ctx.route.path);
+    let (shape, carried) = match policy::query::review_query_body(set, purpose, op, path, &mut doc)
+    {
+        Ok(reviewed) => reviewed,
+        // shadow mode: the body goes out as the app wrote it, counted in full
         Err(refusal) => {
-            ctx.enforce_query(purpose, Err(refusal))?;
-            Shape::default()
+            let unchecked = || policy::query::carried_by_body(set, purpose, op, path, &doc);
+            let carried = ctx.enforce_query(purpose, Err(refusal), unchecked)?;
+            (Shape::default(), carried)
         }
     };
     // the body's query rewritten (consent fields added): its shape is the answer's
@@ -243,7 +254,8 @@ async fn json_body(
     if rewritten {
         ctx.flow.shape = shape;
     }
-    let outcome = ctx.filter(state, Direction::Request, &mut doc)?;
+    let mut outcome = ctx.filter(state, Direction::Request, &mut doc)?;
+    outcome.add_carried(&carried);
     headers.remove(header::CONTENT_LENGTH);
     let out = if rewritten || (outcome.changed && !outcome.shadow) {
         json::to_bytes_sized(&doc, bytes.len())
@@ -276,7 +288,8 @@ async fn tunnel_body(
     headers.remove(header::CONTENT_LENGTH);
     let outcome = governed.outcome();
     ctx.log_outcome(Direction::Request, &outcome);
-    if governed.writes() {
+    // writes, and reads whose queries send personal data, go on record before forwarding
+    if governed.writes() || !outcome.categories_delivered.is_empty() {
         ctx.flow.sent = Some(BodyReport {
             outcome,
             bytes: governed.body.len() as u64,
