@@ -104,7 +104,11 @@ impl Identities {
             (None, None) if app.purposes.len() == 1 => {
                 app.purposes.iter().next().cloned().unwrap_or_default()
             }
-            (None, None) => return Err(ProxyError::PurposeMissing),
+            (None, None) => {
+                return Err(ProxyError::PurposeMissing {
+                    app: app.name.clone(),
+                })
+            }
         };
         if !app.purposes.contains(&purpose) {
             return Err(ProxyError::PurposeNotGranted {
@@ -264,7 +268,9 @@ apps:
         };
         assert_eq!(
             ids.identify(Some(&p), &HeaderMap::new()),
-            Err(ProxyError::PurposeMissing)
+            Err(ProxyError::PurposeMissing {
+                app: "support-desk".into()
+            })
         );
         let c = ids
             .identify(Some(&p), &headers(&[("zweck-purpose", "billing")]))

@@ -1,10 +1,17 @@
 //! Development key material: a dev CA, the certificates it signs, the audit signing key, the
 //! pseudonymisation master key and API keys, all in one directory (default `certs/`).
 //!
-//! `zweck certs generate` calls [`generate`] with `overwrite: true`; `serve` in dev mode calls it
-//! with `overwrite: false` on every start, so a fresh checkout works without a setup step and a
-//! second start changes nothing. Production brings its own certificates and keys; nothing here
-//! is meant to leave a developer's machine.
+//! `zweck certs generate` calls [`generate`] (with `--force`, `overwrite: true`); `serve` in dev
+//! mode calls it with `overwrite: false` on every start, so a fresh checkout works without a
+//! setup step and a second start changes nothing. Production brings its own certificates and
+//! keys; nothing here is meant to leave a developer's machine.
+//!
+//! `overwrite` replaces certificates only (the CA and every leaf): renewing a TLS certificate
+//! must not change the audit signing key (the log's checkpoints would stop verifying) or the
+//! pseudonymisation key (every pseudonym would change), nor lock an app out with a new API
+//! key. Those rotate on their own, deliberately: `zweck keys rotate audit|pseudonym`
+//! ([`crate::keys`]). `renew_leaves` re-issues the leaves from the existing CA (`zweck keys
+//! rotate tls`).
 //!
 //! Why the rules below:
 //! - Every file is written through [`crate::secrets::write_atomic`] (private keys and API keys
@@ -61,8 +68,11 @@ pub struct GenerateOptions {
     pub client_apps: Vec<String>,
     /// One API key (`api-keys/<app>.key`) and its hash (`api-keys/<app>.sha256`) each.
     pub api_key_apps: Vec<String>,
-    /// `false` creates only what is missing or unusable (dev mode's first start).
+    /// `false` creates only what is missing or unusable (dev mode's first start); `true`
+    /// replaces the CA and every certificate, never a key of another kind.
     pub overwrite: bool,
+    /// Re-issues every leaf certificate (and its key) from the existing CA.
+    pub renew_leaves: bool,
 }
 
 impl GenerateOptions {
@@ -77,6 +87,7 @@ impl GenerateOptions {
             client_apps: Vec::new(),
             api_key_apps: Vec::new(),
             overwrite: false,
+            renew_leaves: false,
         }
     }
 }
@@ -132,6 +143,10 @@ impl DevPaths {
     }
     pub fn audit_pub(&self) -> PathBuf {
         self.dir.join("audit.pub")
+    }
+    /// The audit key history (written by `zweck keys rotate audit`).
+    pub fn audit_keys(&self) -> PathBuf {
+        self.dir.join("audit.keys")
     }
     pub fn pseudonym_key(&self) -> PathBuf {
         self.dir.join("pseudonym.key")
@@ -216,7 +231,7 @@ pub fn generate(opts: &GenerateOptions) -> Result<GenerateReport, CertsError> {
 
     let ca = ca(&paths, opts.overwrite, &mut report)?;
     // A new CA invalidates every leaf; an existing one keeps the leaves it signed.
-    let keep_leaves = !opts.overwrite && !ca.fresh;
+    let keep_leaves = !opts.overwrite && !opts.renew_leaves && !ca.fresh;
     let server = LeafSpec {
         sans: &opts.server_names,
         common_name: "Zweck proxy",
@@ -252,10 +267,10 @@ pub fn generate(opts: &GenerateOptions) -> Result<GenerateReport, CertsError> {
         leaf(&cert, &key, &client, &ca, keep_leaves, &mut report)?;
     }
 
-    audit_key(&paths, opts.overwrite, &mut report)?;
-    pseudonym_key(&paths, opts.overwrite, &mut report)?;
+    audit_key(&paths, &mut report)?;
+    pseudonym_key(&paths, &mut report)?;
     for app in &opts.api_key_apps {
-        api_key(&paths, app, opts.overwrite, &mut report)?;
+        api_key(&paths, app, &mut report)?;
     }
     Ok(report)
 }
@@ -426,13 +441,9 @@ impl ParsedCert {
     }
 }
 
-fn audit_key(
-    paths: &DevPaths,
-    overwrite: bool,
-    report: &mut GenerateReport,
-) -> Result<(), CertsError> {
+fn audit_key(paths: &DevPaths, report: &mut GenerateReport) -> Result<(), CertsError> {
     let (key_path, pub_path) = (paths.audit_key(), paths.audit_pub());
-    let key = if !overwrite && key_path.exists() {
+    let key = if key_path.exists() {
         report.kept.push(key_path.clone());
         read_audit_key(&key_path)?
     } else {
@@ -452,13 +463,9 @@ fn audit_key(
     Ok(())
 }
 
-fn pseudonym_key(
-    paths: &DevPaths,
-    overwrite: bool,
-    report: &mut GenerateReport,
-) -> Result<(), CertsError> {
+fn pseudonym_key(paths: &DevPaths, report: &mut GenerateReport) -> Result<(), CertsError> {
     let path = paths.pseudonym_key();
-    if !overwrite && path.exists() {
+    if path.exists() {
         // Validate, but never replace: a new key would change every pseudonym.
         read_pseudonym_key(&path)?;
         report.kept.push(path);
@@ -476,14 +483,9 @@ fn pseudonym_key(
 
 /// An existing hash is kept even without its key: the key may have been handed to the app and
 /// deleted here, and a new one would lock that app out.
-fn api_key(
-    paths: &DevPaths,
-    app: &str,
-    overwrite: bool,
-    report: &mut GenerateReport,
-) -> Result<(), CertsError> {
+fn api_key(paths: &DevPaths, app: &str, report: &mut GenerateReport) -> Result<(), CertsError> {
     let (key_path, hash_path) = (paths.api_key(app), paths.api_key_sha256(app));
-    if !overwrite && hash_path.exists() {
+    if hash_path.exists() {
         read_api_key_sha256(&hash_path)?;
         if key_path.exists() {
             report.kept.push(key_path);
@@ -491,7 +493,7 @@ fn api_key(
         report.kept.push(hash_path);
         return Ok(());
     }
-    let key = if !overwrite && key_path.exists() {
+    let key = if key_path.exists() {
         report.kept.push(key_path.clone());
         read_api_key(&key_path)?
     } else {
@@ -969,10 +971,24 @@ mod tests {
 
         opts.overwrite = true;
         let report = generate(&opts).unwrap();
-        assert!(report.kept.is_empty());
         let after = snapshot(&p.dir);
+        // --force renews certificates, and nothing else: the audit key (old checkpoints
+        // would stop verifying), the pseudonym key (every pseudonym would change) and API keys
+        // (apps would be locked out) rotate only on their own (`zweck keys rotate`)
+        let kept = [
+            p.audit_key(),
+            p.audit_pub(),
+            p.pseudonym_key(),
+            p.api_key(APP),
+            p.api_key_sha256(APP),
+        ];
         for (path, bytes) in &before {
-            assert_ne!(&after[path], bytes, "{} not regenerated", path.display());
+            if kept.contains(path) {
+                assert_eq!(&after[path], bytes, "{} replaced", path.display());
+                assert!(report.kept.contains(path), "{}", path.display());
+            } else {
+                assert_ne!(&after[path], bytes, "{} not regenerated", path.display());
+            }
         }
     }
 
@@ -1089,10 +1105,9 @@ mod tests {
             .trim_end()
             .bytes()
             .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
-        assert_eq!(
-            hex::encode(read_pseudonym_key(&p.pseudonym_key()).unwrap()),
-            text.trim_end()
-        );
+        let secret = read_pseudonym_key(&p.pseudonym_key()).unwrap();
+        assert_eq!(hex::encode(secret.key), text.trim_end());
+        assert_eq!(secret.version, 1);
 
         // A damaged key is an error, not a new key.
         fs::write(p.pseudonym_key(), "secret-but-short\n").unwrap();

@@ -24,6 +24,42 @@ use crate::policy::engine::UnknownField;
 /// Distinct series kept (and exported) at most.
 pub const MAX_SERIES: usize = 1000;
 
+/// The field label of a key that does not look like a field name: some bodies use data as
+/// keys (a map keyed by e-mail address or phone number), and a metric label must never carry
+/// a value, so such keys are counted under this one label instead.
+pub const NOT_A_FIELD_NAME: &str = "$.<key that looks like data>";
+
+/// Whether a field path can be shown as it is: CRM field names (`New_Field__c`,
+/// `hs_new_one`, `cr123_x`, OData annotations such as `x@OData.Community.Display.V1.FormattedValue`)
+/// are short runs of letters, digits, `_`, `-` and `.`; an e-mail address, a phone number or
+/// free text used as a key is not.
+fn looks_like_field_path(path: &str) -> bool {
+    const MAX_LEN: usize = 200;
+    const MAX_DIGIT_RUN: usize = 5;
+    if path.len() > MAX_LEN {
+        return false;
+    }
+    let allowed = |c: char| {
+        c.is_ascii_alphanumeric() || matches!(c, '$' | '.' | '_' | '-' | '[' | ']' | '*' | '@')
+    };
+    if !path.chars().all(allowed) {
+        return false;
+    }
+    let mut run = 0;
+    for c in path.chars() {
+        run = if c.is_ascii_digit() { run + 1 } else { 0 };
+        if run > MAX_DIGIT_RUN {
+            return false;
+        }
+    }
+    // `@` only as an OData annotation (`@odata.etag`, `x@OData.Community...`,
+    // `x@Microsoft.Dynamics.CRM.lookuplogicalname`), never as in an e-mail address
+    path.split('@').skip(1).all(|after| {
+        let lower = after.to_ascii_lowercase();
+        lower.starts_with("odata.") || lower.starts_with("microsoft.dynamics.crm.")
+    })
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Labels {
     upstream: Arc<str>,
@@ -92,7 +128,12 @@ impl Drift {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         for f in fields {
-            let key = (upstream.clone(), f.resource.clone(), f.path.clone());
+            let path = if looks_like_field_path(&f.path) {
+                f.path.clone()
+            } else {
+                NOT_A_FIELD_NAME.to_string()
+            };
+            let key = (upstream.clone(), f.resource.clone(), path.clone());
             if !seen.contains_key(&key) && seen.len() >= MAX_SERIES {
                 self.overflow.inc();
                 continue;
@@ -102,7 +143,7 @@ impl Drift {
                 .get_or_create(&Labels {
                     upstream: upstream.clone(),
                     resource: f.resource.clone(),
-                    field: f.path.clone(),
+                    field: path,
                 })
                 .inc();
         }
@@ -153,7 +194,16 @@ pub fn patch(snapshot: &Snapshot) -> String {
             );
             upstream = u;
         }
+        let (data_keys, fields): (Vec<&Seen>, Vec<&Seen>) = fields
+            .into_iter()
+            .partition(|s| s.field == NOT_A_FIELD_NAME);
         let _ = writeln!(out, "  {r}:\n    fields:");
+        if let Some(n) = data_keys.first().map(|s| s.count) {
+            let _ = writeln!(
+                out,
+                "      # {n} key(s) that look like data (an e-mail address, a number, text used as a key): not named here; check the resource's shape"
+            );
+        }
         for s in fields {
             let _ = writeln!(
                 out,
@@ -241,5 +291,52 @@ mod tests {
             parsed["resources"]["Contact"]["fields"]["$.New__c"],
             "unclassified"
         );
+    }
+
+    #[test]
+    fn keys_that_look_like_data_never_become_labels() {
+        let mut registry = Registry::default();
+        let drift = Drift::register(&mut registry);
+        let up: Arc<str> = Arc::from("crm");
+        let data_keys = [
+            "$.anna.fict@example.com",
+            "$.properties.4915112345678",
+            "$.Anna Fictitious",
+            "$.x@example.org",
+        ];
+        let names = [
+            "$.New_Field__c",
+            "$.properties.hs_new_one",
+            "$.cr123_x@OData.Community.Display.V1.FormattedValue",
+            "$.@odata.etag",
+            "$.Address_2__c",
+        ];
+        let all: Vec<UnknownField> = data_keys
+            .iter()
+            .chain(names.iter())
+            .map(|p| field("Contact", p))
+            .collect();
+        drift.record(&up, &all);
+        let snap = drift.snapshot();
+        let shown: Vec<&str> = snap.fields.iter().map(|s| s.field.as_str()).collect();
+        for name in names {
+            assert!(shown.contains(&name), "{name} missing from {shown:?}");
+        }
+        let hidden = snap
+            .fields
+            .iter()
+            .find(|s| s.field == NOT_A_FIELD_NAME)
+            .map(|s| s.count);
+        assert_eq!(hidden, Some(data_keys.len() as u64));
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        let patch = patch(&snap);
+        for key in data_keys {
+            let bare = key
+                .trim_start_matches("$.")
+                .trim_start_matches("properties.");
+            assert!(!text.contains(bare), "{bare} in /metrics");
+            assert!(!patch.contains(bare), "{bare} in the patch");
+        }
     }
 }

@@ -23,7 +23,7 @@ use crate::body::{self, encoding::DecodeError, json_stream::JsonStreamError, Pro
 use crate::budget::{Exhausted, RefusalStyle};
 use crate::dialect::Dialect;
 use crate::json::JsonError;
-use crate::policy::query::QueryRefusal;
+use crate::policy::query::{Carried, QueryRefusal};
 use crate::policy::{CsvFailure, Direction, Purpose, Refusal};
 use crate::proxy::route::RouteRefusal;
 use crate::proxy::tunnel::{Cause, TunnelRefusal};
@@ -256,7 +256,7 @@ pub enum ProxyError {
     UnknownApp,
     /// The app sent no `Zweck-Purpose` and its credential implies none.
     #[error("no purpose given: send the Zweck-Purpose header")]
-    PurposeMissing,
+    PurposeMissing { app: String },
     /// The purpose is not one the app is granted (or does not exist).
     #[error("purpose {purpose:?} is not granted to app {app}")]
     PurposeNotGranted { app: String, purpose: String },
@@ -429,7 +429,7 @@ impl ProxyError {
         match self {
             PartRefused { cause, .. } => cause.status(),
             UnknownApp => StatusCode::UNAUTHORIZED,
-            PurposeMissing
+            PurposeMissing { .. }
             | PurposeNotGranted { .. }
             | PurposeUnknown { .. }
             | UnknownResource
@@ -482,7 +482,7 @@ impl ProxyError {
         match self {
             PartRefused { cause, .. } => cause.problem_type(),
             UnknownApp => ProblemType::UnknownApp,
-            PurposeMissing => ProblemType::PurposeMissing,
+            PurposeMissing { .. } => ProblemType::PurposeMissing,
             PurposeNotGranted { .. } => ProblemType::PurposeNotGranted,
             NoRoute => ProblemType::NoRoute,
             UnknownResource => ProblemType::UnknownResource,
@@ -516,6 +516,17 @@ impl ProxyError {
             TransferNotPermitted { .. } => ProblemType::TransferNotPermitted,
             AuditUnavailable => ProblemType::AuditUnavailable,
             BudgetExhausted { exhausted, .. } => budget_problem(exhausted),
+        }
+    }
+
+    /// The app a refusal in phase 1 still knows (its credential named it, its purpose was
+    /// the problem): logs, metrics and the transfer log name it.
+    pub fn app(&self) -> Option<&str> {
+        match self {
+            ProxyError::PurposeMissing { app } | ProxyError::PurposeNotGranted { app, .. } => {
+                Some(app)
+            }
+            _ => None,
         }
     }
 
@@ -717,18 +728,20 @@ impl From<ForPurpose<'_, TunnelRefusal>> for ProxyError {
 }
 
 /// Query minimisation's verdict under the purpose's mode: in shadow mode a refusal is only
-/// logged and the request goes on; otherwise it stands. `request_id` or `part` (a tunnel's
-/// sub-request) say where in the log.
+/// logged and the request goes on, sending what `unchecked` counts; otherwise it stands.
+/// `request_id` or `part` (a tunnel's sub-request) say where in the log.
 pub fn enforce_query(
     purpose: &Purpose,
-    verdict: Result<(), QueryRefusal>,
+    verdict: Result<Carried, QueryRefusal>,
+    unchecked: impl FnOnce() -> Carried,
     request_id: Option<&str>,
     part: Option<usize>,
-) -> Result<(), QueryRefusal> {
-    if let Some(refusal) = crate::policy::decide::query_verdict(purpose, verdict)? {
+) -> Result<Carried, QueryRefusal> {
+    let (carried, shadowed) = crate::policy::decide::query_verdict(purpose, verdict, unchecked)?;
+    if let Some(refusal) = shadowed {
         tracing::warn!(request_id, part, purpose = %purpose.name, %refusal, "shadow mode: query would be refused");
     }
-    Ok(())
+    Ok(carried)
 }
 
 impl From<&JsonError> for Inspection {

@@ -29,12 +29,13 @@
 //! live part a reload swaps, [`reload`] reloads config, keys, credentials, certificates and
 //! policies, [`preflight`] runs every check `serve` runs before it listens (for `serve`,
 //! `config check` and reloads alike), [`runtime`] starts and stops a whole Zweck, [`config`]
-//! loads `zweck.yaml` (raw -> compiled), [`secrets`] reads and writes key files, [`certs`]
-//! and [`dev`] make development key material, [`crm_double`] stands in for the CRMs in tests
-//! and demos, [`discover`] builds inventories from a CRM's own metadata (`zweck inventory
-//! discover`), [`drift`] counts the fields governed bodies carry that the inventory does not
-//! classify, [`shadow`] compares a candidate policy on real traffic, [`cli`] holds the
-//! command line's definitions and glue that tests parse (the policy workflow).
+//! loads `zweck.yaml` (raw -> compiled), [`secrets`] reads and writes key files, [`keys`]
+//! rotates them, [`certs`] and [`dev`] make development key material, [`crm_double`] stands
+//! in for the CRMs in tests and demos, [`discover`] builds inventories from a CRM's own
+//! metadata (`zweck inventory discover`), [`drift`] counts the fields governed bodies carry
+//! that the inventory does not classify, [`shadow`] compares a candidate policy on real
+//! traffic, [`cli`] holds the command line's definitions and glue that tests parse (the
+//! policy workflow).
 
 pub mod admin;
 pub mod audit;
@@ -52,6 +53,7 @@ pub mod discover;
 pub mod drift;
 pub mod error;
 pub mod json;
+pub mod keys;
 pub mod linger;
 pub mod links;
 pub mod logging;

@@ -1,5 +1,5 @@
-//! The `zweck` command line: serve, demo, reload, certs, crm-double, policy, audit, config
-//! check.
+//! The `zweck` command line: serve, demo, reload, certs, keys, crm-double, policy, inventory,
+//! audit, config check.
 //!
 //! Output goes through [`out`] and [`say`]: a reader that goes away (`zweck ... | head`) ends
 //! the output quietly instead of panicking, as Rust's `print!` does on a closed pipe (Rust
@@ -80,6 +80,11 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Rotate TLS certificates, the audit signing key or the pseudonym key, each on its own.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Build inventories from what the CRM says about its own fields.
     Inventory {
         #[command(subcommand)]
@@ -139,61 +144,138 @@ enum CertsCommand {
         /// Output directory (default: the config's certs_dir).
         #[arg(long)]
         dir: Option<PathBuf>,
-        /// Replace existing files instead of only making missing ones.
+        /// Replace the CA and every certificate instead of only making missing ones. Never
+        /// replaces the audit signing key, the pseudonym key or API keys (see `zweck keys
+        /// rotate`).
         #[arg(long)]
         force: bool,
     },
 }
 
+/// What verifies a log: the signer's key, the off-box copies, the origin.
+#[derive(clap::Args)]
+struct EvidenceArgs {
+    /// The signer's public key (certs/audit.pub) or, after a rotation, the key history
+    /// (certs/audit.keys).
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// Off-box checkpoint files (each must exist), to detect a cut-off tail.
+    #[arg(long)]
+    offbox: Vec<PathBuf>,
+    /// The origin to expect when a log's on-box checkpoints are gone.
+    #[arg(long)]
+    origin: Option<String>,
+    /// Show progress on stderr.
+    #[arg(long)]
+    progress: bool,
+}
+
+/// Where a report goes.
+#[derive(clap::Args)]
+struct OutputArgs {
+    /// Report even when the logs do not verify; every page then says UNVERIFIED.
+    #[arg(long)]
+    unverified: bool,
+    /// Write the report to this file instead of stdout.
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Sign the report with this Ed25519 key (certs/audit.key): writes <output>.sig.
+    #[arg(long, requires = "output")]
+    sign: Option<PathBuf>,
+}
+
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Check the hash chain, checkpoints and signatures; names the first bad record.
-    /// Exit 0 intact, 1 tampered, 2 unreadable.
+    /// Check the hash chain, checkpoints, signatures and off-box coverage; names the first bad
+    /// record. Several logs are one fleet. Exit 0 verified, 1 tampered, 2 unverified.
     Verify {
         /// Active log files (rotated segments and checkpoints are found beside each).
         #[arg(required = true)]
         logs: Vec<PathBuf>,
-        /// The signer's public key (certs/audit.pub).
-        #[arg(long)]
-        key: Option<PathBuf>,
-        /// Off-box checkpoint files, to detect a cut-off tail.
-        #[arg(long)]
-        offbox: Vec<PathBuf>,
-        /// Show progress on stderr.
-        #[arg(long)]
-        progress: bool,
+        #[command(flatten)]
+        evidence: EvidenceArgs,
     },
-    /// Summarise flows by processor, country, mechanism, category, purpose, app and period.
+    /// Verify, then summarise flows by processor, country, mechanism, category, purpose, app
+    /// and period.
     Report {
         #[arg(required = true)]
         logs: Vec<PathBuf>,
         /// Comma-separated: processor,country,mechanism,category,purpose,app,day,month
         #[arg(long, default_value = "processor,country,mechanism")]
         by: String,
-        /// table, csv or json
+        /// table, csv, json or html
         #[arg(long, default_value = "table")]
         format: String,
+        /// From this date (inclusive) or RFC 3339 time, UTC.
         #[arg(long)]
         since: Option<String>,
+        /// Up to this date (inclusive: the whole day) or RFC 3339 time (inclusive).
         #[arg(long)]
         until: Option<String>,
+        /// One month: 2026-11.
+        #[arg(long, conflicts_with_all = ["since", "until", "quarter"])]
+        month: Option<String>,
+        /// One quarter: 2026-Q4.
+        #[arg(long, conflicts_with_all = ["since", "until"])]
+        quarter: Option<String>,
+        #[command(flatten)]
+        evidence: EvidenceArgs,
+        #[command(flatten)]
+        output: OutputArgs,
     },
-    /// The Art. 30(1) record of processing, from config and policies, reconciled with logs.
+    /// The Art. 30(1) record of processing, from config and policies, reconciled with the
+    /// verified logs.
     Ropa {
         #[arg(long, default_value = "zweck.yaml")]
         config: PathBuf,
+        #[arg(required = true)]
         logs: Vec<PathBuf>,
-        #[arg(long, default_value = "table")]
+        /// markdown, html, json or csv
+        #[arg(long, default_value = "markdown")]
         format: String,
+        #[command(flatten)]
+        evidence: EvidenceArgs,
+        #[command(flatten)]
+        output: OutputArgs,
     },
     /// An RFC 6962 inclusion proof of one record against the newest checkpoint.
     Prove {
         log: PathBuf,
         seq: u64,
+        /// The signer's public key or key history; without it the proof is not verified.
         #[arg(long)]
         key: Option<PathBuf>,
         #[arg(long)]
         offbox: Vec<PathBuf>,
+    },
+    /// Check a report against its detached signature (<report>.sig) and, with --log, against
+    /// the logs it was computed from.
+    VerifyReport {
+        report: PathBuf,
+        /// The signature file (default: <report>.sig).
+        #[arg(long)]
+        signature: Option<PathBuf>,
+        /// The signer's public key or key history.
+        #[arg(long)]
+        key: Option<PathBuf>,
+        /// Logs whose state the report names (matched by origin).
+        #[arg(long)]
+        log: Vec<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Rotate one kind of key: tls (certificates from the dev CA), audit (checkpoint signing
+    /// key, kept verifiable through the key history) or pseudonym (every pseudonym changes).
+    Rotate {
+        /// tls, audit or pseudonym
+        kind: String,
+        #[arg(long, default_value = "zweck.yaml")]
+        config: PathBuf,
+        /// Confirm a pseudonym key rotation (every pseudonym changes).
+        #[arg(long)]
+        yes: bool,
     },
 }
 
@@ -340,6 +422,21 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             command: InventoryCommand::Drift { config, admin },
         } => drift(&config, admin).await,
         Command::Audit { command } => audit_command(command),
+        Command::Keys {
+            command: KeysCommand::Rotate { kind, config, yes },
+        } => {
+            let Some(kind) = zweck::keys::KeyKind::parse(&kind) else {
+                say(&format!(
+                    "unknown key kind {kind:?}: expected tls, audit or pseudonym\n"
+                ));
+                return Ok(ExitCode::from(2));
+            };
+            let config = Config::load(&config)?;
+            for line in zweck::keys::rotate(&config, kind, yes).await? {
+                out(&format!("{line}\n"))?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Config {
             command: ConfigCommand::Check { config },
         } => config_check(&config),
@@ -380,6 +477,47 @@ fn config_check(path: &Path) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// A usage problem of an audit command: printed, exit 2.
+fn usage(message: impl std::fmt::Display) -> zweck::audit::CliReport {
+    zweck::audit::CliReport {
+        text: format!("{message}\n"),
+        exit_code: 2,
+    }
+}
+
+fn keys(path: Option<&Path>) -> Result<zweck::audit::KeyRing, zweck::audit::CliReport> {
+    match path {
+        None => Ok(zweck::audit::KeyRing::default()),
+        Some(p) => {
+            zweck::audit::KeyRing::read(p).map_err(|e| usage(format!("UNVERIFIED: key {e}")))
+        }
+    }
+}
+
+fn evidence(
+    logs: Vec<PathBuf>,
+    e: EvidenceArgs,
+) -> Result<zweck::audit::VerifyOptions, zweck::audit::CliReport> {
+    Ok(zweck::audit::VerifyOptions {
+        logs,
+        keys: keys(e.key.as_deref())?,
+        offbox: e.offbox,
+        origin: e.origin,
+        progress: e.progress,
+    })
+}
+
+fn format(f: &str, allowed: &[&str]) -> Result<zweck::audit::Format, zweck::audit::CliReport> {
+    zweck::audit::Format::parse(f)
+        .filter(|p| allowed.contains(&p.name()))
+        .ok_or_else(|| {
+            usage(format!(
+                "unknown format {f:?}: expected one of {}",
+                allowed.join(", ")
+            ))
+        })
 }
 
 /// `zweck reload`: `POST /reload` on the admin listener with the admin token.
@@ -533,71 +671,105 @@ async fn discover(
 }
 
 fn audit_command(command: AuditCommand) -> anyhow::Result<ExitCode> {
+    let report = audit_report(command).unwrap_or_else(|refused| refused);
+    out(&report.text)?;
+    Ok(ExitCode::from(report.exit_code.clamp(0, 255) as u8))
+}
+
+fn audit_report(command: AuditCommand) -> Result<zweck::audit::CliReport, zweck::audit::CliReport> {
     use zweck::audit;
-    let key = |path: Option<PathBuf>| -> anyhow::Result<Option<[u8; 32]>> {
-        path.map(|p| zweck::secrets::read_audit_pub(&p).map_err(anyhow::Error::from))
-            .transpose()
-    };
-    let format = |f: &str| audit::Format::parse(f).with_context(|| format!("unknown format {f}"));
-    let report = match command {
-        AuditCommand::Verify {
-            logs,
-            key: k,
-            offbox,
-            progress,
-        } => audit::verify(&audit::VerifyOptions {
-            logs,
-            public_key: key(k)?,
-            offbox,
-            origin: None,
-            progress,
-        }),
+    Ok(match command {
+        AuditCommand::Verify { logs, evidence: e } => audit::verify(&evidence(logs, e)?),
         AuditCommand::Report {
             logs,
             by,
             format: f,
             since,
             until,
+            month,
+            quarter,
+            evidence: e,
+            output,
         } => {
             let group_by = by
                 .split(',')
                 .filter(|d| !d.trim().is_empty())
                 .map(|d| {
-                    audit::Dimension::parse(d.trim())
-                        .with_context(|| format!("unknown dimension {d}"))
+                    audit::Dimension::parse(d.trim()).ok_or_else(|| {
+                        usage(format!("unknown dimension {d:?}: expected processor, country, mechanism, category, purpose, app, day or month"))
+                    })
                 })
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            audit::report(&audit::ReportOptions {
-                logs,
-                group_by,
+                .collect::<Result<Vec<_>, _>>()?;
+            let period = audit::Period::parse(&audit::PeriodArgs {
                 since,
                 until,
-                format: format(&f)?,
+                month,
+                quarter,
             })
+            .map_err(usage)?;
+            let opts = audit::ReportOptions {
+                evidence: evidence(logs, e)?,
+                group_by,
+                period,
+                format: format(&f, &["table", "csv", "json", "html"])?,
+                unverified: output.unverified,
+            };
+            audit::report_to(
+                &opts,
+                &audit::Output {
+                    path: output.output,
+                    sign: output.sign,
+                },
+            )
         }
         AuditCommand::Ropa {
             config,
             logs,
             format: f,
+            evidence: e,
+            output,
         } => {
-            let config = Config::load(&config)?;
-            let set = zweck::cli::policy::load_source(&config.policy_source())?;
-            audit::ropa(&set, &config.upstreams, &logs, format(&f)?)
+            let format = format(&f, &["markdown", "html", "json", "csv"])?;
+            let config = Config::load(&config).map_err(usage)?;
+            let set = zweck::cli::policy::load_source(&config.policy_source()).map_err(usage)?;
+            let opts = audit::RopaOptions {
+                evidence: evidence(logs, e)?,
+                format,
+                unverified: output.unverified,
+            };
+            audit::ropa_to(
+                &set,
+                &config,
+                &opts,
+                &audit::Output {
+                    path: output.output,
+                    sign: output.sign,
+                },
+            )
         }
         AuditCommand::Prove {
             log,
             seq,
-            key: k,
+            key,
             offbox,
         } => audit::prove(&audit::ProveOptions {
             log,
             seq,
-            public_key: key(k)?,
+            keys: keys(key.as_deref())?,
             offbox,
         }),
-    };
-    out(&report.text)?;
-    Ok(ExitCode::from(report.exit_code.clamp(0, 255) as u8))
+        AuditCommand::VerifyReport {
+            report,
+            signature,
+            key,
+            log,
+        } => audit::verify_report(&audit::ReportCheckOptions {
+            report,
+            signature,
+            keys: keys(key.as_deref())?,
+            logs: log,
+        }),
+    })
 }
 
 async fn serve(path: &Path, demo: bool) -> anyhow::Result<ExitCode> {

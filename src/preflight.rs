@@ -30,6 +30,23 @@ use crate::upstream::UpstreamSetupError;
 /// The environment variable naming the pseudonymisation master key file.
 pub const PSEUDONYM_KEY_ENV: &str = "ZWECK_PSEUDONYM_KEY_FILE";
 
+/// Where the pseudonym master key is read from, and the setting that names it:
+/// `ZWECK_PSEUDONYM_KEY_FILE`, else `pseudonym_key_file`, else in dev mode the generated one
+/// (`zweck keys rotate pseudonym` rotates the same file).
+pub fn pseudonym_key_source(config: &Config) -> Option<(&'static str, PathBuf)> {
+    match std::env::var_os(PSEUDONYM_KEY_ENV) {
+        Some(p) => Some((PSEUDONYM_KEY_ENV, PathBuf::from(p))),
+        None => match &config.pseudonym_key_file {
+            Some(p) => Some(("pseudonym_key_file", p.clone())),
+            None if config.dev => Some((
+                "certs_dir",
+                DevPaths::new(&config.certs_dir).pseudonym_key(),
+            )),
+            None => None,
+        },
+    }
+}
+
 /// The shortest admin token accepted (`openssl rand -hex 32` makes 64 characters).
 const MIN_ADMIN_TOKEN: usize = 32;
 
@@ -307,25 +324,17 @@ impl Checker {
         }
     }
 
-    /// `ZWECK_PSEUDONYM_KEY_FILE`, else `pseudonym_key_file`, else in dev mode the generated
-    /// one; and whether one is configured at all (read or not).
+    /// The key of [`pseudonym_key_source`], its version prefixing every pseudonym; and
+    /// whether one is configured at all (read or not).
     fn pseudonym_key(&mut self, config: &Config) -> (Option<PseudonymKey>, bool) {
-        let (key, path) = match std::env::var_os(PSEUDONYM_KEY_ENV) {
-            Some(p) => (PSEUDONYM_KEY_ENV, PathBuf::from(p)),
-            None => match &config.pseudonym_key_file {
-                Some(p) => ("pseudonym_key_file", p.clone()),
-                None if config.dev => (
-                    "certs_dir",
-                    DevPaths::new(&config.certs_dir).pseudonym_key(),
-                ),
-                None => return (None, false),
-            },
+        let Some((key, path)) = pseudonym_key_source(config) else {
+            return (None, false);
         };
         if !self.secret(config, key, &path) {
             return (None, true);
         }
         match secrets::read_pseudonym_key(&path) {
-            Ok(k) => (Some(PseudonymKey::new(&k)), true),
+            Ok(k) => (Some(PseudonymKey::with_version(&k.key, k.version)), true),
             Err(e) => {
                 self.error(config, key, chain(&e));
                 (None, true)

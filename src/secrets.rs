@@ -118,9 +118,53 @@ pub fn read_audit_key(path: &Path) -> Result<KeyPair, SecretsError> {
     Ok(key)
 }
 
-/// Reads the pseudonymisation master key: 32 bytes as 64 hex characters.
-pub fn read_pseudonym_key(path: &Path) -> Result<[u8; 32], SecretsError> {
-    read_hex_32(path, "expected 64 hex characters (32 bytes)")
+/// A pseudonymisation master key and its version (the `N` of `pzN_` in every pseudonym).
+#[derive(Clone, PartialEq, Eq)]
+pub struct PseudonymSecret {
+    pub version: u32,
+    pub key: [u8; 32],
+}
+
+impl std::fmt::Debug for PseudonymSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PseudonymSecret")
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PseudonymSecret {
+    /// The file's text: `v<version>:<64 hex>` (version 1 is written as bare hex, the form
+    /// every earlier key file has).
+    pub fn to_text(&self) -> String {
+        if self.version == 1 {
+            format!("{}\n", hex::encode(self.key))
+        } else {
+            format!("v{}:{}\n", self.version, hex::encode(self.key))
+        }
+    }
+}
+
+/// Reads the pseudonymisation master key: 64 hex characters (version 1), or
+/// `v<version>:<64 hex>` as `zweck keys rotate pseudonym` writes it.
+pub fn read_pseudonym_key(path: &Path) -> Result<PseudonymSecret, SecretsError> {
+    const REASON: &str = "expected 64 hex characters (32 bytes), or v<version>:<64 hex characters>";
+    let text = read_text(path)?;
+    let text = text.trim();
+    let (version, hex_key) = match text.split_once(':') {
+        Some((v, k)) => {
+            let version = v
+                .strip_prefix('v')
+                .and_then(|n| n.parse::<u32>().ok())
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| malformed(path, REASON))?;
+            (version, k)
+        }
+        None => (1, text),
+    };
+    let mut key = [0u8; 32];
+    hex::decode_to_slice(hex_key, &mut key).map_err(|_| malformed(path, REASON))?;
+    Ok(PseudonymSecret { version, key })
 }
 
 /// Reads a PKCS#8 PEM private key of any algorithm rcgen knows.
@@ -146,7 +190,7 @@ fn read_hex_32(path: &Path, reason: &'static str) -> Result<[u8; 32], SecretsErr
     Ok(out)
 }
 
-fn read_text(path: &Path) -> Result<String, SecretsError> {
+pub(crate) fn read_text(path: &Path) -> Result<String, SecretsError> {
     let bytes = fs::read(path).map_err(|source| io_error(path, "read", source))?;
     String::from_utf8(bytes).map_err(|_| malformed(path, "expected UTF-8 text"))
 }

@@ -205,12 +205,19 @@ fn sigkill_under_load_loses_no_acknowledged_record() {
         acked_total.extend(acked);
         let v = audit::verify(&audit::VerifyOptions {
             logs: vec![config(&root).log],
-            public_key: Some(public),
+            keys: zweck::audit::KeyRing::single(public),
             offbox: vec![root.join("auditor/checkpoints")],
             origin: None,
             progress: false,
         });
-        assert_eq!(v.exit_code, 0, "round {round}: {}", v.text);
+        // Killed before its first checkpoint reached the auditor's copy, the log cannot be
+        // verified yet (its tail is not covered), but nothing in it is wrong.
+        if root.join("auditor/checkpoints").exists() {
+            assert_eq!(v.exit_code, 0, "round {round}: {}", v.text);
+        } else {
+            assert_eq!(v.exit_code, 2, "round {round}: {}", v.text);
+            assert!(v.text.contains("off-box file"), "round {round}: {}", v.text);
+        }
     }
     // A last clean start recovers whatever tail the final kill tore, and seals the log.
     let rt = tokio::runtime::Runtime::new().expect("runtime");
@@ -222,7 +229,7 @@ fn sigkill_under_load_loses_no_acknowledged_record() {
     assert!(acked_total.iter().all(|s| in_log.contains(s)));
     let v = audit::verify(&audit::VerifyOptions {
         logs: vec![config(&root).log],
-        public_key: Some(public),
+        keys: zweck::audit::KeyRing::single(public),
         offbox: vec![root.join("auditor/checkpoints")],
         origin: None,
         progress: false,

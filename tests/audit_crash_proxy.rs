@@ -176,7 +176,7 @@ async fn every_released_response_survives_a_sigkill_in_the_log() {
 
     let report = zweck::audit::verify(&zweck::audit::VerifyOptions {
         logs: vec![log],
-        public_key: Some(
+        keys: zweck::audit::KeyRing::single(
             zweck::secrets::read_audit_pub(&s.dir.path().join("certs/audit.pub")).expect("pub"),
         ),
         offbox: vec![s.dir.path().join("audit-offbox/checkpoints")],

@@ -263,3 +263,50 @@ async fn composite_query_parts_get_the_consent_field_too() {
         .iter()
         .all(|r| r.get("HasOptedOutOfEmail").is_none()));
 }
+
+/// Both reviews at once (issues 12 and 14): a query Zweck rewrites to read consent is on
+/// record before it is forwarded, with the categories its predicate sends (the consent field
+/// added to its select list sends none), and the CRM receives the rewritten query.
+#[tokio::test]
+async fn a_rewritten_query_is_on_record_as_forwarded_before_it_is_forwarded() {
+    let h = Harness::start_full(CONTACTS, |_| {}, |o| o).await;
+    let news = h.cert_client(CERT_APP, Version::H1);
+    let email = h.double.double.contact(Dialect::Salesforce, 3)["Email"]
+        .as_str()
+        .expect("email")
+        .to_string();
+    let encoded = email.replace('@', "%40");
+    let (r, b) = news
+        .get(
+            &h.url(&format!(
+                "/services/data/v66.0/query?q=SELECT+Id,Email+FROM+Contact+WHERE+Email+%3D+%27{encoded}%27"
+            )),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{}", String::from_utf8_lossy(&b));
+    assert_eq!(
+        forwarded(&h),
+        format!("/services/data/v66.0/query?q=SELECT Id,Email, HasOptedOutOfEmail FROM Contact WHERE Email = '{email}'")
+    );
+    let text = std::fs::read_to_string(h.dir.path().join("logs/transfers.jsonl")).expect("log");
+    let log: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect();
+    let sent = log
+        .iter()
+        .find(|e| e["direction"] == "to_processor" && e["app"] == CERT_APP)
+        .expect("a to_processor record");
+    assert_eq!(
+        sent["categories_delivered"],
+        serde_json::json!(["user.contact.email"])
+    );
+    assert_eq!(sent["status"], 0, "written before the answer exists");
+    let answer = log
+        .iter()
+        .find(|e| e["request_id"] == sent["request_id"] && e["direction"] == "from_processor")
+        .expect("the answer's record");
+    assert!(answer["seq"].as_u64() > sent["seq"].as_u64());
+    assert!(!text.contains(&email) && !text.contains(&encoded));
+}

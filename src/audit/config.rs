@@ -13,6 +13,12 @@
 //!   origin: zweck.example.com/transfers         # checkpoint origin and key name
 //! ```
 //!
+//! Without `origin`, each instance gets its own: `zweck/<hostname>/<8 hex digits of the
+//! SHA-256 of the log's absolute path>`, so two instances on one host (two logs; the lock
+//! file forbids two writers on one) never share an origin, and their checkpoints can share
+//! one off-box file. A log that already has on-box checkpoints keeps the origin they name
+//! (see `writer::prepare`), so an upgrade or a moved log never changes a log's origin.
+//!
 //! Off-box is required (a chain alone cannot reveal a cut-off tail), so leaving it out is an
 //! error and switching it off takes an explicit `offbox: none`. An off-box file inside the
 //! log's own directory is refused: whoever can cut the log could cut it too.
@@ -101,6 +107,9 @@ pub struct AuditConfig {
     pub rotate_age: Option<Duration>,
     /// Checkpoint origin line and signing key name.
     pub origin: String,
+    /// Whether `origin` was configured. A default origin gives way to the one a log's
+    /// existing checkpoints already name.
+    pub origin_configured: bool,
     /// How long the writer waits for more appends before a sync (0: batches form while the
     /// previous sync runs, which costs no latency at low load). At most 2 ms.
     pub commit_window: Duration,
@@ -123,20 +132,32 @@ impl AuditConfig {
             checkpoint_interval: None,
             rotate_bytes: None,
             rotate_age: None,
-            origin: default_origin(),
+            origin: String::new(),
+            origin_configured: false,
             commit_window: Duration::ZERO,
         }
+        .with_default_origin()
+    }
+
+    fn with_default_origin(mut self) -> Self {
+        self.origin = default_origin(&self.log);
+        self
     }
 }
 
-/// `zweck/<hostname>`: distinct per instance, so logs of several instances can be merged.
-pub fn default_origin() -> String {
+/// `zweck/<hostname>/<8 hex of SHA-256(absolute log path)>`: distinct per instance, also
+/// for two instances on one host, so the logs of a fleet can share an off-box file and be
+/// verified and reported together.
+pub fn default_origin(log: &Path) -> String {
+    use sha2::Digest as _;
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|h| h.trim().to_string())
-        .filter(|h| valid_origin(h))
+        .filter(|h| valid_origin(h) && !h.contains('/'))
         .unwrap_or_else(|| "localhost".to_string());
-    format!("zweck/{host}")
+    let path = normalise(log);
+    let digest = sha2::Sha256::digest(path.as_os_str().as_encoded_bytes());
+    format!("zweck/{host}/{}", hex::encode(&digest[..4]))
 }
 
 /// A signed-note key name: non-empty, no whitespace, no `+`.
@@ -270,12 +291,12 @@ pub fn compile_config(
         },
     };
     let origin = match &raw.origin {
-        Some(o) if valid_origin(o) => o.clone(),
+        Some(o) if valid_origin(o) && o != crate::audit::signature::REPORT_KEY_NAME => o.clone(),
         Some(o) => {
             errors.push(AuditConfigError::Origin { value: o.clone() });
             String::new()
         }
-        None => default_origin(),
+        None => default_origin(&log),
     };
     if !errors.is_empty() {
         return Err(errors);
@@ -290,6 +311,7 @@ pub fn compile_config(
         rotate_bytes,
         rotate_age,
         origin,
+        origin_configured: raw.origin.is_some(),
         commit_window: Duration::ZERO,
     })
 }

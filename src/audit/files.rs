@@ -181,7 +181,10 @@ impl ChainState {
                 expected: self.next_seq,
             });
         }
-        if head.prev != hex::encode(self.prev) {
+        let mut expected = [0u8; 64];
+        // 32 bytes always fit 64 hex digits; no allocation per line (verify reads millions)
+        let _ = hex::encode_to_slice(self.prev, &mut expected);
+        if head.prev.as_bytes() != expected {
             return Err(ChainBreak::Prev);
         }
         self.advance(line);

@@ -12,8 +12,9 @@ use std::path::PathBuf;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 
-use super::checkpoint::{verify_note, Checkpoint, CheckpointError, SignedNote};
+use super::checkpoint::{Checkpoint, SignedNote};
 use super::files::{self, Lines};
+use super::keys::{KeyRing, SignatureError};
 use super::merkle::{inclusion_proof, leaf_hash, root, verify_inclusion, Hash};
 use super::CliReport;
 
@@ -23,9 +24,11 @@ pub struct ProveOptions {
     /// The active log path.
     pub log: PathBuf,
     pub seq: u64,
-    /// `audit.pub`; without it the checkpoint's signature is not checked (and it says so).
-    pub public_key: Option<[u8; 32]>,
-    /// Off-box checkpoint files; preferred over on-box ones of the same size.
+    /// `audit.pub` or the key history; without a key the checkpoint's signature is not
+    /// checked, and the proof is not verified (exit 2).
+    pub keys: KeyRing,
+    /// Off-box checkpoint files; preferred over on-box ones of the same size. Each must
+    /// exist.
     pub offbox: Vec<PathBuf>,
 }
 
@@ -48,10 +51,12 @@ pub enum ProveError {
     Unreadable { log: PathBuf, reason: io::Error },
     #[error("UNREADABLE {}: no such log", log.display())]
     NoSuchLog { log: PathBuf },
+    #[error("UNREADABLE off-box file {}: {reason}", path.display())]
+    Offbox { path: PathBuf, reason: io::Error },
     #[error("the log holds {entries} records; there is no seq {seq}")]
     NoSuchRecord { entries: u64, seq: u64 },
     #[error("TAMPERED checkpoint at {at}: {reason}")]
-    TamperedCheckpoint { at: String, reason: CheckpointError },
+    TamperedCheckpoint { at: String, reason: SignatureError },
     #[error("no checkpoint covers seq {seq} yet (the log holds {entries} records); one is written every checkpoint_every entries and at shutdown")]
     NotCovered { seq: u64, entries: u64 },
     #[error(
@@ -73,6 +78,7 @@ impl ProveError {
             | ProveError::ProofFails => 1,
             ProveError::Unreadable { .. }
             | ProveError::NoSuchLog { .. }
+            | ProveError::Offbox { .. }
             | ProveError::NoSuchRecord { .. }
             | ProveError::NotCovered { .. }
             | ProveError::NoPath => 2,
@@ -119,12 +125,21 @@ pub fn prove(opts: &ProveOptions) -> CliReport {
             for l in p.note.lines() {
                 let _ = writeln!(out, "  {l}");
             }
-            let _ = writeln!(
-                out,
-                "VERIFIED: record {} is leaf {} of the tree of size {} the checkpoint commits to",
-                p.seq, p.seq, p.checkpoint.size
-            );
-            CliReport::new(out, 0)
+            if signed {
+                let _ = writeln!(
+                    out,
+                    "VERIFIED: record {} is leaf {} of the tree of size {} the checkpoint commits to",
+                    p.seq, p.seq, p.checkpoint.size
+                );
+                CliReport::new(out, 0)
+            } else {
+                let _ = writeln!(
+                    out,
+                    "UNVERIFIED: record {} is leaf {} of the tree of size {} in this checkpoint, but without --key nothing shows who signed the checkpoint",
+                    p.seq, p.seq, p.checkpoint.size
+                );
+                CliReport::new(out, 2)
+            }
         }
         Err(why) => CliReport::new(format!("{why}\n"), why.exit_code()),
     }
@@ -161,6 +176,12 @@ pub fn build(opts: &ProveOptions) -> Result<(InclusionProof, bool), ProveError> 
         entries: leaves.len() as u64,
         seq: opts.seq,
     })?;
+    for p in &opts.offbox {
+        std::fs::metadata(p).map_err(|reason| ProveError::Offbox {
+            path: p.clone(),
+            reason,
+        })?;
+    }
     // Candidate checkpoints: off-box first, so an equal size prefers the off-box copy.
     let mut notes: Vec<(String, SignedNote)> = Vec::new();
     let sources: Vec<PathBuf> = opts
@@ -193,15 +214,16 @@ pub fn build(opts: &ProveOptions) -> Result<(InclusionProof, bool), ProveError> 
         {
             continue;
         }
-        if let Some(pk) = &opts.public_key {
-            verify_note(n, &cp.origin, pk).map_err(|reason| ProveError::TamperedCheckpoint {
-                at: src.clone(),
-                reason,
-            })?;
+        if !opts.keys.is_empty() {
+            opts.keys
+                .verify(n)
+                .map_err(|reason| ProveError::TamperedCheckpoint {
+                    at: src.clone(),
+                    reason,
+                })?;
         }
         if best.as_ref().is_none_or(|(b, _, _)| cp.size > b.size) {
-            let note = format!("{}\n{}", n.body, signature_lines(n));
-            best = Some((cp, src.clone(), note));
+            best = Some((cp, src.clone(), super::verify::note_text(n)));
         }
     }
     let (checkpoint, source, note) = best.ok_or(ProveError::NotCovered {
@@ -227,22 +249,6 @@ pub fn build(opts: &ProveOptions) -> Result<(InclusionProof, bool), ProveError> 
             source,
             path,
         },
-        opts.public_key.is_some(),
+        !opts.keys.is_empty(),
     ))
-}
-
-fn signature_lines(n: &SignedNote) -> String {
-    n.signatures
-        .iter()
-        .map(|s| {
-            let mut blob = s.key_hash.to_vec();
-            blob.extend_from_slice(&s.signature);
-            format!(
-                "{}{} {}\n",
-                super::checkpoint::SIG_PREFIX,
-                s.name,
-                STANDARD.encode(blob)
-            )
-        })
-        .collect()
 }

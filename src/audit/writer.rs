@@ -69,6 +69,7 @@ struct Shared {
     counters: Arc<Counters>,
     recovery: RecoveryReport,
     on_missing: OnMissing,
+    origin: String,
     verifier_key: String,
     offbox_task: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     offbox_error: offbox::LastError,
@@ -102,6 +103,13 @@ impl AuditLog {
     where
         F: FnOnce(Box<dyn Sink>) -> Box<dyn Sink> + Send + 'static,
     {
+        let mut config = config;
+        config.origin = tokio::task::spawn_blocking({
+            let config = config.clone();
+            move || resolve_origin(&config)
+        })
+        .await
+        .map_err(|e| AuditError::OpenTask(Arc::new(e)))?;
         let cfg = config.clone();
         let (writer_parts, recovery) = tokio::task::spawn_blocking(move || prepare(&cfg, wrap))
             .await
@@ -150,6 +158,7 @@ impl AuditLog {
                 counters,
                 recovery,
                 on_missing: config.on_missing_mechanism,
+                origin: config.origin.clone(),
                 verifier_key,
                 offbox_task: tokio::sync::Mutex::new(offbox_task),
                 offbox_error,
@@ -208,6 +217,11 @@ impl AuditLog {
         &self.shared.recovery
     }
 
+    /// Whether the writer has failed (every append would fail): cheap, for the request path.
+    pub fn has_failed(&self) -> bool {
+        self.shared.failed.get().is_some()
+    }
+
     /// Why the writer failed, if it did (readiness reports it; appends return it).
     pub fn failure(&self) -> Option<String> {
         self.shared.failed.get().map(ToString::to_string)
@@ -225,6 +239,11 @@ impl AuditLog {
     /// The `audit.on_missing_mechanism` setting, for [`super::decide_mechanism`].
     pub fn on_missing_mechanism(&self) -> OnMissing {
         self.shared.on_missing
+    }
+
+    /// The origin the checkpoints name (configured, or the log's own, or the default).
+    pub fn origin(&self) -> &str {
+        &self.shared.origin
     }
 
     /// The signed-note verifier key (`name+hash+base64`) of the checkpoint signer.
@@ -269,6 +288,25 @@ fn lock_log(log: &std::path::Path) -> Result<std::fs::File, AuditError> {
         }),
         Err(std::fs::TryLockError::Error(e)) => Err(AuditError::io(&path, e)),
     }
+}
+
+/// The origin to sign as: the configured one; else the one the log's newest on-box
+/// checkpoint names (a log keeps its origin when the default changes, e.g. on upgrade from
+/// `zweck/<hostname>`); else the default for this log.
+fn resolve_origin(config: &AuditConfig) -> String {
+    if config.origin_configured {
+        return config.origin.clone();
+    }
+    files::read_checkpoints(&files::checkpoints_path(&config.log))
+        .ok()
+        .and_then(|notes| {
+            notes.into_iter().flatten().rev().find_map(|n| {
+                checkpoint::Checkpoint::parse_body(&n.body)
+                    .ok()
+                    .map(|c| c.origin)
+            })
+        })
+        .unwrap_or_else(|| config.origin.clone())
 }
 
 /// The blocking half of `open`: key, directory, recovery, file.

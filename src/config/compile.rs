@@ -212,6 +212,7 @@ impl Compiler {
             refusal_style,
             apps,
             upstreams,
+            record_of_processing: raw.record_of_processing.unwrap_or_default(),
             spans: std::mem::take(&mut self.spans),
         })
     }

@@ -87,6 +87,8 @@ pub struct Config {
     pub refusal_style: crate::budget::RefusalStyle,
     pub apps: Vec<AppConfig>,
     pub upstreams: Vec<UpstreamConfig>,
+    /// What the Art. 30(1) record needs that configuration cannot tell (`zweck audit ropa`).
+    pub record_of_processing: crate::audit::RecordOfProcessing,
     /// Where keys sit in the file, for diagnostics found after compiling.
     pub spans: Spans,
 }

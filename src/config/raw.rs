@@ -38,6 +38,8 @@ pub(super) struct RawConfig {
     pub(super) apps: BTreeMap<String, Spanned<RawApp>>,
     #[serde(default)]
     pub(super) upstreams: BTreeMap<String, Spanned<RawUpstream>>,
+    #[serde(default)]
+    pub(super) record_of_processing: Option<crate::audit::RecordOfProcessing>,
 }
 
 /// `policies:` a directory, or `{ dir | bundle + trusted_keys, candidate? }`.

@@ -23,7 +23,11 @@ fn table() -> Vec<(ProxyError, u16, &'static str)> {
     };
     vec![
         (ProxyError::UnknownApp, 401, "unknown-app"),
-        (ProxyError::PurposeMissing, 403, "purpose-missing"),
+        (
+            ProxyError::PurposeMissing { app: "a".into() },
+            403,
+            "purpose-missing",
+        ),
         (
             ProxyError::PurposeNotGranted {
                 app: "a".into(),

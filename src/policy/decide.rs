@@ -26,7 +26,7 @@ use http::Method;
 use serde_json::Value;
 
 use super::engine::{apply_with, Direction, FieldDecision, Outcome, Refusal};
-use super::query::{self, QueryRefusal, Shape};
+use super::query::{self, Carried, QueryRefusal, Reviewed, Shape};
 use super::set::{Mode, OpKind, Operation, PolicySet, Purpose, RouteMatch, Writes};
 use super::PseudonymKey;
 use crate::dialect::Dialect;
@@ -59,12 +59,14 @@ pub fn route<'s>(
 }
 
 /// What passed [`admit`]: a query refusal that a shadow purpose is spared (to be logged),
-/// the query to forward instead of the app's (None: unchanged) and the shape of its answer.
+/// the query to forward instead of the app's (None: unchanged), the shape of its answer and
+/// the categories the URL sends to the processor (the proxy records them before forwarding).
 #[derive(Debug, Clone, Default)]
 pub struct Admitted {
     pub shadowed: Option<QueryRefusal>,
     pub query: Option<String>,
     pub shape: Shape,
+    pub carried: Carried,
 }
 
 /// Phase 3 before any body byte: query minimisation of the URL, then writes and deletes of
@@ -79,7 +81,16 @@ pub fn admit(
 ) -> Result<Admitted, Denial> {
     let (reviewed, shadowed) = match query::review_url(set, purpose, op, path, query) {
         Ok(r) => (r, None),
-        Err(refusal) => (Default::default(), query_verdict(purpose, Err(refusal))?),
+        // shadow mode: the query goes out as the app wrote it, counted in full
+        Err(refusal) => {
+            let unchecked = || query::carried_by_url(set, purpose, op, path, query);
+            let (carried, shadowed) = query_verdict(purpose, Err(refusal), unchecked)?;
+            let reviewed = Reviewed {
+                carried,
+                ..Reviewed::default()
+            };
+            (reviewed, shadowed)
+        }
     };
     let writes = matches!(op.op(), OpKind::Write | OpKind::Delete);
     if op.tunnel().is_none() && writes && purpose.writes == Writes::Deny {
@@ -89,23 +100,27 @@ pub fn admit(
         shadowed,
         query: reviewed.query,
         shape: reviewed.shape,
+        carried: reviewed.carried,
     })
 }
 
-/// A query refusal as enforced: `Ok(Some(_))` when a shadow purpose is spared it.
+/// A query refusal as enforced, with the categories the query sends: a shadow purpose is
+/// spared the refusal (returned beside them, to be logged) and its query goes out as the
+/// app wrote it, so `unchecked` counts what that sends.
 pub fn query_verdict(
     purpose: &Purpose,
-    verdict: Result<(), QueryRefusal>,
-) -> Result<Option<QueryRefusal>, QueryRefusal> {
+    verdict: Result<Carried, QueryRefusal>,
+    unchecked: impl FnOnce() -> Carried,
+) -> Result<(Carried, Option<QueryRefusal>), QueryRefusal> {
     match verdict {
-        Ok(()) => Ok(None),
-        Err(refusal) if purpose.mode == Mode::Shadow => Ok(Some(refusal)),
+        Ok(carried) => Ok((carried, None)),
+        Err(refusal) if purpose.mode == Mode::Shadow => Ok((unchecked(), Some(refusal))),
         Err(refusal) => Err(refusal),
     }
 }
 
-/// A governed request body, decided: the outcome, a query refusal a shadow purpose was
-/// spared, and the shape of the answer when the body's query was rewritten in place (plain
+/// A governed request body, decided: the outcome (with the categories the body's query
+/// sends), a query refusal a shadow purpose was spared, and the shape of the answer when the body's query was rewritten in place (plain
 /// otherwise: the URL's shape stands).
 #[derive(Debug, Clone, Default)]
 pub struct BodyDecision {
@@ -136,11 +151,17 @@ fn request_body_traced(
     key: Option<&PseudonymKey>,
     trace: Option<&mut Vec<FieldDecision>>,
 ) -> Result<BodyDecision, Denial> {
-    let (shape, shadowed) = match query::review_body(set, purpose, op, path, body) {
-        Ok(shape) => (shape, None),
-        Err(refusal) => (Shape::default(), query_verdict(purpose, Err(refusal))?),
+    let ((shape, carried), shadowed) = match query::review_query_body(set, purpose, op, path, body)
+    {
+        Ok(reviewed) => (reviewed, None),
+        // shadow mode: the body goes out as the app wrote it, counted in full
+        Err(refusal) => {
+            let unchecked = || query::carried_by_body(set, purpose, op, path, body);
+            let (carried, shadowed) = query_verdict(purpose, Err(refusal), unchecked)?;
+            ((Shape::default(), carried), shadowed)
+        }
     };
-    let outcome = apply_with(
+    let mut outcome = apply_with(
         set,
         purpose,
         op,
@@ -150,6 +171,7 @@ fn request_body_traced(
         trace,
         &Shape::default(),
     )?;
+    outcome.add_carried(&carried);
     Ok(BodyDecision {
         outcome,
         shadowed,

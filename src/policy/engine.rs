@@ -104,6 +104,13 @@ impl Outcome {
             .collect()
     }
 
+    /// Adds the categories a request's query sends (predicates, lookups): they reach the
+    /// processor as sent, so they are both received and delivered.
+    pub fn add_carried(&mut self, carried: &std::collections::BTreeSet<&'static str>) {
+        self.categories_received.extend(carried.iter().copied());
+        self.categories_delivered.extend(carried.iter().copied());
+    }
+
     /// `actions` with owned names (for the transfer log).
     pub fn action_counts(&self) -> BTreeMap<String, u64> {
         self.actions
@@ -226,7 +233,8 @@ pub(crate) fn apply_with(
 }
 
 const A_RECORD_REMOVED: usize = 8;
-const ACTION_NAMES: [&str; 9] = [
+/// Every name an outcome's `actions` (and a transfer record's) can hold.
+pub const ACTION_NAMES: [&str; 9] = [
     "keep",
     "drop",
     "redact",

@@ -12,8 +12,15 @@
 //! which country received or sent what categories and how many records. This module turns
 //! that context into `audit::TransferRecord`s: route templates instead of paths, category
 //! names and counts instead of values.
+//!
+//! Refusals before a governed context exists are recorded too when the caller's credential
+//! named an app (`purpose-missing`, `purpose-not-granted`) or the path reached a CRM upstream
+//! that no inventory classifies (`unknown-resource`): an attempt at personal data the policy
+//! stopped is what an auditor asks about. A refusal on an ungoverned route, or of an unknown
+//! caller, names no personal data and no app and is not recorded.
 
-use super::{Ctx, Governed};
+use super::route::{Governance, Route};
+use super::{Arrival, Ctx, Governed};
 use crate::audit::{
     self, Decision, Direction, MechanismDecision, OnMissing, Stage, TransferRecord,
 };
@@ -180,6 +187,11 @@ pub async fn append(
         return Ok(());
     };
     let Some(body) = body_of(ctx, direction) else {
+        // Nothing to record yet, but a failed log could not record the answer either: stop
+        // before anything reaches the processor.
+        if direction == Direction::Request && log.has_failed() {
+            return Err(ProxyError::AuditUnavailable);
+        }
         return Ok(());
     };
     let mut record = record(
@@ -231,6 +243,66 @@ pub async fn refusal(state: &State, ctx: &Ctx<Governed>, err: &ProxyError) {
         tracing::error!(request_id = %ctx.request_id, error = %e, "transfer log append failed for a refusal");
     }
 }
+
+/// The record of a refusal in phase 1 or 2 (best effort, like [`refusal`]): `app` is what the
+/// credential named, `purpose` what was asked for (empty when nothing was). `route` is
+/// located again (in the request's `live` snapshot) for the record only when phase 1
+/// refused, so the answer does not change.
+#[allow(clippy::too_many_arguments)]
+pub async fn early_refusal<B>(
+    state: &State,
+    live: &crate::state::Live,
+    arrival: &Arrival,
+    app: &str,
+    purpose: &str,
+    located: Option<&Route>,
+    req: &http::Request<B>,
+    err: &ProxyError,
+) {
+    let Some(log) = &state.audit else {
+        return;
+    };
+    let relocated;
+    let route = match located {
+        Some(route) => route,
+        None => match super::route::locate(live, req) {
+            Ok(route) => {
+                relocated = route;
+                &relocated
+            }
+            Err(_) => return, // no upstream: nothing could have reached a processor
+        },
+    };
+    let template = match route.governance(&arrival.method) {
+        Ok(Governance::Governed(op)) => op.template().to_string(),
+        // no personal data on these routes: nothing for the transfer log
+        Ok(Governance::Ungoverned(_) | Governance::Metadata(_)) => return,
+        Err(_) => UNCLASSIFIED_ROUTE.to_string(),
+    };
+    let x = Exchange {
+        request_id: &arrival.request_id,
+        app,
+        purpose,
+        method: arrival.method.as_str(),
+        route: &template,
+        policy: &route.policy,
+        upstream: &route.upstream,
+    };
+    let record = record(
+        &x,
+        Direction::Request,
+        None,
+        Decision::Blocked,
+        err.status().as_u16(),
+        Some(err.slug()),
+    );
+    if let Err(e) = log.append(record).await {
+        tracing::error!(request_id = %arrival.request_id, error = %e, "transfer log append failed for a refusal");
+    }
+}
+
+/// The `route` of a record whose path matched no inventory operation (`unknown-resource`).
+pub const UNCLASSIFIED_ROUTE: &str = "-";
 
 /// The filtered body of one direction, if there was one.
 fn body_of(ctx: &Ctx<Governed>, direction: Direction) -> Option<&BodyReport> {

@@ -398,11 +398,39 @@ async fn pipeline(
     // 1
     let caller = match identify::identify(&live, conn, req.headers()) {
         Ok(caller) => caller,
-        Err(err) => return (Reached::Arrived(arrival), Err(err)),
+        Err(err) => {
+            if let Some(app) = err.app() {
+                let purpose = match &err {
+                    ProxyError::PurposeNotGranted { purpose, .. } => purpose.as_str(),
+                    _ => "",
+                };
+                log::early_refusal(state, &live, &arrival, app, purpose, None, &req, &err).await;
+            }
+            return (Reached::Arrived(arrival), Err(err));
+        }
     };
     // 2
-    let (route, governance) = match route::route(&live, &req) {
-        Ok(routed) => routed,
+    let located = route::locate(&live, &req).map(|r| {
+        let governance = r.governance(req.method());
+        (r, governance)
+    });
+    let (route, governance) = match located {
+        Ok((route, Ok(governance))) => (route, governance),
+        Ok((route, Err(err))) => {
+            let (app, purpose) = (&*caller.app, &*caller.purpose);
+            log::early_refusal(
+                state,
+                &live,
+                &arrival,
+                app,
+                purpose,
+                Some(&route),
+                &req,
+                &err,
+            )
+            .await;
+            return (Reached::Identified(arrival, caller), Err(err));
+        }
         Err(err) => return (Reached::Identified(arrival, caller), Err(err)),
     };
     match governance {

@@ -26,6 +26,7 @@ use super::{tunnel, Ctx, Governed, Ungoverned};
 use crate::body::{self, encoding, media, ProxyBody};
 use crate::error::{ForPurpose, ProxyError};
 use crate::json;
+use crate::policy::query::Carried;
 use crate::policy::{self, Direction, Outcome};
 use crate::state::State;
 
@@ -41,13 +42,29 @@ pub async fn governed(
         // the app's query, before query minimisation rewrites it
         ctx.flow.shadow_query = parts.uri.query().map(str::to_string);
     }
-    admit(state, ctx, &mut parts)?;
+    let carried = admit(state, ctx, &mut parts)?;
     // kept before `head` drops it: a filtered response is re-encoded for the app
     ctx.flow.accept_encoding = header_str(&parts.headers, header::ACCEPT_ENCODING);
     let uri = head(state, &ctx.route, &mut parts)?;
     ask_for_inspectable(ctx, &mut parts.headers);
     let body = governed_body(state, ctx, &parts.method, &mut parts.headers, incoming).await?;
+    record_carried(ctx, carried);
     Ok(build(parts, uri, body))
+}
+
+/// Personal data in the URL (a predicate, a lookup by e-mail) goes to the processor like a
+/// body does: its categories join the request direction's report, so phase 8 appends a
+/// `to_processor` record before anything is forwarded (also for a GET without a body).
+fn record_carried(ctx: &mut Ctx<Governed>, carried: Carried) {
+    if carried.is_empty() {
+        return;
+    }
+    let sent = ctx.flow.sent.get_or_insert_with(|| BodyReport {
+        outcome: Outcome::default(),
+        bytes: 0,
+        parts: Vec::new(),
+    });
+    sent.outcome.add_carried(&carried);
 }
 
 /// Phase 3 on an ungoverned route: the head filtered, the body streamed under the cap.
@@ -99,8 +116,9 @@ fn head(state: &State, route: &Route, parts: &mut Parts) -> Result<Uri, ProxyErr
 /// a body slip past inspection, the purpose's query minimisation on the URL, and writes of
 /// a `writes: deny` purpose (a tunnel's own operation is a read; its write parts are refused
 /// inside it). A query the purpose decides consent for gets its consent fields added here,
-/// so everything after (the transfer record included) sees the query as forwarded.
-fn admit(state: &State, ctx: &mut Ctx<Governed>, parts: &mut Parts) -> Result<(), ProxyError> {
+/// so everything after (the transfer record included) sees the query as forwarded. Returns
+/// the categories the URL sends.
+fn admit(state: &State, ctx: &mut Ctx<Governed>, parts: &mut Parts) -> Result<Carried, ProxyError> {
     for (name, what) in [
         (header::RANGE, "Range on a governed route"),
         (header::UPGRADE, "Upgrade on a governed route"),
@@ -126,7 +144,7 @@ fn admit(state: &State, ctx: &mut Ctx<Governed>, parts: &mut Parts) -> Result<()
         parts.uri = with_query(&parts.uri, &query)?;
     }
     ctx.flow.shape = admitted.shape;
-    Ok(())
+    Ok(admitted.carried)
 }
 
 /// `uri` with its query string replaced (the path, scheme and authority as they were).
@@ -271,7 +289,8 @@ async fn tunnel_body(
     headers.remove(header::CONTENT_LENGTH);
     let outcome = governed.outcome();
     ctx.log_outcome(Direction::Request, &outcome);
-    if governed.writes() {
+    // writes, and reads whose queries send personal data, go on record before forwarding
+    if governed.writes() || !outcome.categories_delivered.is_empty() {
         ctx.flow.sent = Some(BodyReport {
             outcome,
             bytes: governed.body.len() as u64,

@@ -99,11 +99,17 @@ pub fn respond(
     bytes_in: Option<u64>,
 ) -> Response<ProxyBody> {
     let seen = reached.seen();
+    // a refusal in phase 1 may still know the app its credential named
+    let named: Option<Arc<str>> = match (&seen.caller, &result) {
+        (None, Err(err)) => err.app().map(Arc::from),
+        _ => None,
+    };
+    let app = seen.caller.map(|c| &c.app).or(named.as_ref());
     let (mut resp, problem) = match result {
         Ok(resp) => (resp, None),
         Err(err) => {
             state.metrics.count_refusal(err.slug());
-            (refused(&seen, &err), Some(err.slug()))
+            (refused(&seen, app, &err), Some(err.slug()))
         }
     };
     stamp(&seen, &mut resp);
@@ -111,7 +117,7 @@ pub fn respond(
     let upstream = Label::new(seen.route.map(|r| &r.upstream.label));
     state.metrics.count_request(&RequestLabels {
         upstream: upstream.clone(),
-        app: Label::new(seen.caller.map(|c| &c.app)),
+        app: Label::new(app),
         purpose: Label::new(seen.caller.map(|c| &c.purpose)),
         status,
     });
@@ -266,10 +272,10 @@ impl Drop for Accounted {
 }
 
 /// The refusal's response (`error.rs`), and one log event without values.
-fn refused(seen: &Seen<'_>, err: &ProxyError) -> Response<ProxyBody> {
+fn refused(seen: &Seen<'_>, app: Option<&Arc<str>>, err: &ProxyError) -> Response<ProxyBody> {
     tracing::info!(
         request_id = %seen.request_id,
-        app = seen.caller.map_or("-", |c| &*c.app),
+        app = app.map_or("-", |a| &**a),
         purpose = seen.caller.map_or("-", |c| &*c.purpose),
         route = seen.template,
         problem = err.slug(),

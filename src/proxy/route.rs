@@ -72,9 +72,11 @@ pub enum Governance {
     Metadata(String),
 }
 
-/// Phase 2. Canonicalises the path, refuses method overrides, picks the upstream and decides
-/// how the route is governed.
-pub fn route<B>(live: &Live, req: &Request<B>) -> Result<(Route, Governance), ProxyError> {
+/// Phase 2, first half: the canonical path and the upstream it goes to (refusing method
+/// overrides), before the inventory is asked; [`Route::governance`] is the second half. Two
+/// steps, so that a refusal of a path no inventory classifies still knows its upstream for
+/// the transfer log.
+pub fn locate<B>(live: &Live, req: &Request<B>) -> Result<Route, ProxyError> {
     refuse_method_override(req.method(), req.uri(), req.headers())?;
     let path = canonical_path(req.uri().path())?;
     let host = request_host(req.uri(), req.headers());
@@ -85,15 +87,19 @@ pub fn route<B>(live: &Live, req: &Request<B>) -> Result<(Route, Governance), Pr
     )
     .ok_or(ProxyError::NoRoute)?
     .clone();
-    let policy = live.policy.clone();
-    let governance = governance(&upstream, &policy, req.method(), &path)?;
-    let route = Route {
+    Ok(Route {
         upstream,
         path,
-        policy,
+        policy: live.policy.clone(),
         pseudonym_key: live.pseudonym_key.clone(),
-    };
-    Ok((route, governance))
+    })
+}
+
+impl Route {
+    /// The second half of phase 2: how `method` on this route is governed.
+    pub fn governance(&self, method: &Method) -> Result<Governance, ProxyError> {
+        governance(&self.upstream, &self.policy, method, &self.path)
+    }
 }
 
 /// The upstream's `ungoverned` list first, then the inventory of its dialect. A path that

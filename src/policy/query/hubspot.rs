@@ -9,7 +9,10 @@
 
 use serde_json::Value;
 
-use super::{form_decode, query_params, replace_param, Checker, QueryRefusal, Reviewed, Shape};
+use super::{
+    form_decode, query_params, replace_param, Carried, Checker, Enforce, QueryRefusal, Reviewed,
+    Shape,
+};
 use crate::dialect::Dialect;
 use crate::policy::set::{PolicySet, Purpose};
 
@@ -69,7 +72,7 @@ pub(super) fn review_url(
     let Some(inv) = set.inventory(Dialect::HubSpot) else {
         return Ok(Reviewed::default());
     };
-    let checker = Checker::new(set, inv, purpose);
+    let checker = Checker::new(set, inv, purpose, Enforce::Yes);
     let mut named: Vec<String> = Vec::new();
     let mut any = false;
     for (name, value) in query_params(query)? {
@@ -80,7 +83,11 @@ pub(super) fn review_url(
     }
     let (add, shape) = consent_properties(&checker, resource, any, &named)?;
     let query = (!add.is_empty()).then(|| replace_param(query, None, "properties", &add.join(",")));
-    Ok(Reviewed { query, shape })
+    Ok(Reviewed {
+        query,
+        shape,
+        carried: Carried::new(),
+    })
 }
 
 /// The properties to add to a read of `resource` that names `named` (`any`: it names a list
@@ -127,50 +134,56 @@ fn consent_properties(
 }
 
 /// HubSpot reads a record by any unique property (`/contacts/{email}?idProperty=email`,
-/// batch reads with `idProperty` in the body): looking up by a property tests it.
+/// batch reads with `idProperty` in the body): looking up by a property tests it, and sends
+/// a value of it (the path segment, the batch's ids).
 pub(super) fn check_id_property(
     set: &PolicySet,
     purpose: &Purpose,
     resource: usize,
     query: Option<&str>,
-) -> Result<(), QueryRefusal> {
+    enforce: Enforce,
+) -> Result<Carried, QueryRefusal> {
     let Some(inv) = set.inventory(Dialect::HubSpot) else {
-        return Ok(());
+        return Ok(Carried::new());
     };
-    let mut checker = Checker::new(set, inv, purpose);
+    let mut checker = Checker::new(set, inv, purpose, enforce);
     for (name, value) in query_params(query)? {
         if name == "idProperty" {
             checker.property(resource, &form_decode(value)?);
         }
     }
-    checker.finish()
+    checker.finish()?;
+    Ok(checker.carried)
 }
 
 /// A governed HubSpot read body: a search (`path` ends in `/search`) or a batch read that may
 /// look records up by `idProperty`; both get the purpose's consent properties added to
-/// `properties`.
+/// `properties`. Returns the answer's shape and the categories the body's query sends.
 pub(super) fn review_body(
     set: &PolicySet,
     purpose: &Purpose,
     resource: usize,
     path: &str,
     body: &mut Value,
-) -> Result<Shape, QueryRefusal> {
+    enforce: Enforce,
+) -> Result<(Shape, Carried), QueryRefusal> {
     let inv = set
         .inventory(Dialect::HubSpot)
         .ok_or(QueryRefusal::Unreadable("no HubSpot inventory"))?;
+    let mut carried = Carried::new();
     if path.ends_with("/search") {
-        check_hubspot_search(set, purpose, resource, body)?;
+        carried = search(set, purpose, resource, body, enforce)?;
     } else if let Some(p) = body.get("idProperty") {
         let name = p
             .as_str()
             .ok_or(QueryRefusal::Unreadable("idProperty names a property"))?;
-        let mut checker = Checker::new(set, inv, purpose);
+        let mut checker = Checker::new(set, inv, purpose, enforce);
         checker.property(resource, name);
         checker.finish()?;
+        carried = checker.carried;
     }
     if !(path.ends_with("/search") || path.ends_with("/batch/read")) {
-        return Ok(Shape::default());
+        return Ok((Shape::default(), carried));
     }
     let bad = QueryRefusal::Unreadable("properties is a list of property names");
     let named: Vec<String> = match body.get("properties") {
@@ -181,7 +194,7 @@ pub(super) fn review_body(
             .collect::<Result<_, _>>()?,
         Some(_) => return Err(bad),
     };
-    let checker = Checker::new(set, inv, purpose);
+    let checker = Checker::new(set, inv, purpose, Enforce::Yes);
     let (add, shape) = consent_properties(&checker, resource, !named.is_empty(), &named)?;
     if !add.is_empty() {
         if let Some(obj) = body.as_object_mut() {
@@ -193,21 +206,32 @@ pub(super) fn review_body(
             );
         }
     }
-    Ok(shape)
+    Ok((shape, carried))
 }
 
 /// Checks a HubSpot CRM search body (`POST /crm/v3/objects/{type}/search`) against the
-/// resource `resource` of the HubSpot inventory.
+/// resource `resource` of the HubSpot inventory. Filters and free text send values; sorts
+/// do not.
 pub fn check_hubspot_search(
     set: &PolicySet,
     purpose: &Purpose,
     resource: usize,
     body: &serde_json::Value,
-) -> Result<(), QueryRefusal> {
+) -> Result<Carried, QueryRefusal> {
+    search(set, purpose, resource, body, Enforce::Yes)
+}
+
+fn search(
+    set: &PolicySet,
+    purpose: &Purpose,
+    resource: usize,
+    body: &serde_json::Value,
+    enforce: Enforce,
+) -> Result<Carried, QueryRefusal> {
     let inv = set
         .inventory(Dialect::HubSpot)
         .ok_or(QueryRefusal::Unreadable("no HubSpot inventory"))?;
-    let mut checker = Checker::new(set, inv, purpose);
+    let mut checker = Checker::new(set, inv, purpose, enforce);
     let bad =
         QueryRefusal::Unreadable("a search body is an object of filterGroups, sorts and query");
     let obj = body.as_object().ok_or(bad.clone())?;
@@ -220,11 +244,13 @@ pub fn check_hubspot_search(
         }
     }
     if let Some(sorts) = obj.get("sorts") {
+        checker.carrying = false;
         for sort in sorts.as_array().ok_or(bad.clone())? {
             // `["createdate"]` or `[{"propertyName": "createdate", "direction": ...}]`
             let name = sort.as_str().or_else(|| property(sort));
             checker.property(resource, name.ok_or(bad.clone())?);
         }
+        checker.carrying = true;
     }
     if obj
         .get("query")
@@ -234,7 +260,8 @@ pub fn check_hubspot_search(
             checker.property(resource, p);
         }
     }
-    checker.finish()
+    checker.finish()?;
+    Ok(checker.carried)
 }
 
 fn property(v: &serde_json::Value) -> Option<&str> {
@@ -266,6 +293,7 @@ mod tests {
                 "/crm/v3/objects/contacts/search",
                 &body,
             )
+            .map(drop)
         };
         let filter = |p: &str| json!({"filterGroups": [{"filters": [{"propertyName": p, "operator": "EQ", "value": "x"}]}]});
         assert_eq!(check("newsletter", filter("email")), Ok(()));
@@ -305,7 +333,7 @@ mod tests {
             .expect("single read");
         let get = |purpose: &str, q: &str| {
             let p = set.purpose(purpose).expect("purpose");
-            check_url(set, p, single, "/crm/v3/objects/contacts/x", Some(q))
+            check_url(set, p, single, "/crm/v3/objects/contacts/x", Some(q)).map(drop)
         };
         assert_eq!(
             get("newsletter", "idProperty=email&properties=email"),
@@ -323,7 +351,7 @@ mod tests {
             .expect("batch read");
         let read = |purpose: &str, body: serde_json::Value| {
             let p = set.purpose(purpose).expect("purpose");
-            check_body(set, p, batch, "/crm/v3/objects/contacts/batch/read", &body)
+            check_body(set, p, batch, "/crm/v3/objects/contacts/batch/read", &body).map(drop)
         };
         let by_email = json!({"idProperty": "email", "inputs": [{"id": "x"}]});
         assert_eq!(read("analytics", by_email), refused(&["contacts.email"]));

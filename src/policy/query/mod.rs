@@ -18,6 +18,13 @@
 //! `sorts`, free-text `query`) and `idProperty` lookups. The `SELECT` list needs no check:
 //! the response filter removes what may not be seen. docs/policy.md has the user's view.
 //!
+//! A query that passes also says what it sends: the values in its predicates, lookups and
+//! free text go to the processor, so their categories ([`Carried`]) make the request's
+//! `to_processor` transfer record, written before the request is forwarded. Fields that only
+//! sort, group, aggregate or select carry no value and are not counted (so the consent fields
+//! Zweck adds to a select list change nothing: the record describes the query as forwarded);
+//! system fields (record ids) are not personal data by the inventory's own classification.
+//!
 //! One file per query language: `soql` (Salesforce), `odata` (Dataverse), `hubspot`
 //! (CRM search bodies and `idProperty` lookups). This module routes a request to its language
 //! by dialect and holds what the languages share: the verdict ([`QueryRefusal`]), the
@@ -29,6 +36,8 @@ mod soql;
 
 pub use hubspot::check_hubspot_search;
 pub use soql::{check_soql, review_soql};
+
+use std::collections::BTreeSet;
 
 use super::select::FieldNode;
 use super::set::{Action, Inventory, Mode, OpKind, Operation, PolicySet, Purpose, Resolved};
@@ -102,30 +111,37 @@ pub struct Aggregate {
     pub(crate) columns: FieldNode,
 }
 
-/// A query reviewed for a purpose: what to forward instead (None: unchanged) and the shape
-/// of its answer.
+/// A query reviewed for a purpose: what to forward instead (None: unchanged), the shape
+/// of its answer and the categories it sends.
 #[derive(Debug, Clone, Default)]
 pub struct Reviewed {
     /// The query string to forward when Zweck rewrote it (consent fields added).
     pub query: Option<String>,
     pub shape: Shape,
+    /// What the query (as forwarded) sends to the processor.
+    pub carried: Carried,
 }
+
+/// The non-system categories of the values a request sends to the processor in its URL or
+/// query body (predicates, lookups by a unique property, free text): never the values.
+pub type Carried = BTreeSet<&'static str>;
 
 /// Checks the query a request carries in its URL: SOQL in `q` of Salesforce's
 /// `query`/`queryAll`, Dataverse query options, and the key a record is addressed by
 /// (Salesforce External ID, Dataverse alternate key, HubSpot `idProperty`). `path` is the
-/// canonical path, `query` the raw query string.
+/// canonical path, `query` the raw query string. Returns the categories the URL sends.
 ///
 /// The key is checked for every operation: the answer to a read, an upsert (201 or 200) or a
-/// delete (204 or 404) by a field's value says whether a record with that value exists.
+/// delete (204 or 404) by a field's value says whether a record with that value exists. And
+/// the key's value goes to the processor, so its category is counted for every operation.
 pub fn check_url(
     set: &PolicySet,
     purpose: &Purpose,
     op: &Operation,
     path: &str,
     query: Option<&str>,
-) -> Result<(), QueryRefusal> {
-    review_url(set, purpose, op, path, query).map(|_| ())
+) -> Result<Carried, QueryRefusal> {
+    review_url(set, purpose, op, path, query).map(|r| r.carried)
 }
 
 /// Checks the query a request carries in its URL (see [`check_url`]) and adds the consent
@@ -139,38 +155,102 @@ pub fn review_url(
     path: &str,
     query: Option<&str>,
 ) -> Result<Reviewed, QueryRefusal> {
-    match op.dialect {
-        Dialect::Salesforce => soql::check_external_id(set, purpose, op.resource_idx, path)?,
-        Dialect::Dynamics => odata::check_alternate_key(set, purpose, op.resource_idx, path)?,
-        Dialect::HubSpot => hubspot::check_id_property(set, purpose, op.resource_idx, query)?,
-        Dialect::Generic => {}
-    }
-    if op.op != OpKind::Read {
-        return Ok(Reviewed::default());
-    }
-    let reviewed = match op.dialect {
-        Dialect::Salesforce => soql::review_url(set, purpose, op, path, query)?,
-        Dialect::Dynamics => odata::review_options(set, purpose, op.resource_idx, query)?,
-        Dialect::HubSpot => hubspot::review_url(set, purpose, op.resource_idx, path, query)?,
-        Dialect::Generic => Reviewed::default(),
-    };
+    let reviewed = url(set, purpose, op, path, query, Enforce::Yes)?;
     Ok(if purpose.mode == Mode::Shadow {
-        Reviewed::default()
+        Reviewed {
+            carried: reviewed.carried,
+            ..Reviewed::default()
+        }
     } else {
         reviewed
     })
 }
 
+/// What a URL sends when its query goes through unchecked (a purpose in shadow mode): the
+/// categories of every field its predicates name, allowed or not. A query that cannot be
+/// read sends values of unknown category: [`UNCLASSIFIED`].
+pub fn carried_by_url(
+    set: &PolicySet,
+    purpose: &Purpose,
+    op: &Operation,
+    path: &str,
+    query: Option<&str>,
+) -> Carried {
+    url(set, purpose, op, path, query, Enforce::No).map_or_else(|_| unclassified(), |r| r.carried)
+}
+
+/// [`carried_by_url`] for a query body (which stays as the app sent it).
+pub fn carried_by_body(
+    set: &PolicySet,
+    purpose: &Purpose,
+    op: &Operation,
+    path: &str,
+    body: &serde_json::Value,
+) -> Carried {
+    if op.op != OpKind::Read {
+        return Carried::new();
+    }
+    review_body_of(set, purpose, op, path, &mut body.clone(), Enforce::No)
+        .map_or_else(|_| unclassified(), |(_, carried)| carried)
+}
+
+/// The name recorded for values whose category could not be told.
+pub const UNCLASSIFIED: &str = "unclassified";
+
+fn unclassified() -> Carried {
+    Carried::from([UNCLASSIFIED])
+}
+
+fn url(
+    set: &PolicySet,
+    purpose: &Purpose,
+    op: &Operation,
+    path: &str,
+    query: Option<&str>,
+    enforce: Enforce,
+) -> Result<Reviewed, QueryRefusal> {
+    let res = op.resource_idx;
+    let mut carried = match op.dialect {
+        Dialect::Salesforce => soql::check_external_id(set, purpose, res, path, enforce)?,
+        Dialect::Dynamics => odata::check_alternate_key(set, purpose, res, path, enforce)?,
+        Dialect::HubSpot => hubspot::check_id_property(set, purpose, res, query, enforce)?,
+        Dialect::Generic => Carried::new(),
+    };
+    if op.op != OpKind::Read {
+        return Ok(Reviewed {
+            carried,
+            ..Reviewed::default()
+        });
+    }
+    let mut reviewed = match op.dialect {
+        Dialect::Salesforce => soql::review_url(set, purpose, op, path, query, enforce)?,
+        Dialect::Dynamics => odata::review_options(set, purpose, res, query, enforce)?,
+        Dialect::HubSpot => hubspot::review_url(set, purpose, res, path, query)?,
+        Dialect::Generic => Reviewed::default(),
+    };
+    carried.append(&mut reviewed.carried);
+    reviewed.carried = carried;
+    Ok(reviewed)
+}
+
+/// Whether a check refuses fields the purpose may not see, or only counts what is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Enforce {
+    Yes,
+    No,
+}
+
 /// Checks the query a governed request body carries: SOQL in a Bulk API 2.0 query job, a
-/// HubSpot CRM search or batch read by `idProperty`. `path` is the canonical path.
+/// HubSpot CRM search or batch read by `idProperty`. `path` is the canonical path. Returns
+/// the categories the body's query sends.
 pub fn check_body(
     set: &PolicySet,
     purpose: &Purpose,
     op: &Operation,
     path: &str,
     body: &serde_json::Value,
-) -> Result<(), QueryRefusal> {
-    review_body(set, purpose, op, path, &mut body.clone()).map(|_| ())
+) -> Result<Carried, QueryRefusal> {
+    review_query_body(set, purpose, op, path, &mut body.clone()).map(|(_, carried)| carried)
 }
 
 /// Checks the query a read's body carries (see [`check_body`]) and adds the purpose's
@@ -183,14 +263,27 @@ pub fn review_body(
     path: &str,
     body: &mut serde_json::Value,
 ) -> Result<Shape, QueryRefusal> {
+    review_query_body(set, purpose, op, path, body).map(|(shape, _)| shape)
+}
+
+/// [`review_body`] that also returns the categories the body's query sends (as forwarded:
+/// the consent fields added go to select lists, which send nothing).
+pub fn review_query_body(
+    set: &PolicySet,
+    purpose: &Purpose,
+    op: &Operation,
+    path: &str,
+    body: &mut serde_json::Value,
+) -> Result<(Shape, Carried), QueryRefusal> {
     if op.op != OpKind::Read {
-        return Ok(Shape::default());
+        return Ok((Shape::default(), Carried::new()));
     }
     if purpose.mode == Mode::Shadow {
         let mut copy = body.clone();
-        return review_body_of(set, purpose, op, path, &mut copy).map(|_| Shape::default());
+        return review_body_of(set, purpose, op, path, &mut copy, Enforce::Yes)
+            .map(|(_, carried)| (Shape::default(), carried));
     }
-    review_body_of(set, purpose, op, path, body)
+    review_body_of(set, purpose, op, path, body, Enforce::Yes)
 }
 
 fn review_body_of(
@@ -199,17 +292,20 @@ fn review_body_of(
     op: &Operation,
     path: &str,
     body: &mut serde_json::Value,
-) -> Result<Shape, QueryRefusal> {
+    enforce: Enforce,
+) -> Result<(Shape, Carried), QueryRefusal> {
     let path = path.trim_end_matches('/');
     match op.dialect {
         Dialect::Salesforce if path.ends_with("/jobs/query") => {
-            soql::review_query_job(set, purpose, body)
+            soql::review_query_job(set, purpose, body, enforce)
         }
         Dialect::Salesforce if path.contains("/composite/sobjects/") => {
-            soql::review_fields_body(set, purpose, op, body)
+            soql::review_fields_body(set, purpose, op, body).map(|shape| (shape, Carried::new()))
         }
-        Dialect::HubSpot => hubspot::review_body(set, purpose, op.resource_idx, path, body),
-        _ => Ok(Shape::default()),
+        Dialect::HubSpot => {
+            hubspot::review_body(set, purpose, op.resource_idx, path, body, enforce)
+        }
+        _ => Ok((Shape::default(), Carried::new())),
     }
 }
 
@@ -288,26 +384,45 @@ fn form_decode(s: &str) -> Result<String, QueryRefusal> {
         .map_err(|_| QueryRefusal::Unreadable("a query parameter that is not UTF-8"))
 }
 
-/// Collects the fields a query tests that the purpose may not see.
+/// Collects the fields a query tests that the purpose may not see, and the categories of
+/// the values it sends.
 struct Checker<'a> {
     set: &'a PolicySet,
     inv: &'a Inventory,
     purpose: &'a Purpose,
     denied: Vec<String>,
+    enforce: Enforce,
+    /// True while the fields visited are compared with values (predicates, lookups, free
+    /// text); false in sort, group, aggregate and select lists.
+    carrying: bool,
+    carried: Carried,
 }
 
 impl<'a> Checker<'a> {
-    fn new(set: &'a PolicySet, inv: &'a Inventory, purpose: &'a Purpose) -> Self {
+    fn new(set: &'a PolicySet, inv: &'a Inventory, purpose: &'a Purpose, enforce: Enforce) -> Self {
         Checker {
             set,
             inv,
             purpose,
             denied: Vec::new(),
+            enforce,
+            carrying: true,
+            carried: Carried::new(),
         }
     }
 
+    /// Runs `f` with nothing it visits counted as sent (lists that carry no value).
+    fn not_carrying<T>(&mut self, f: impl FnOnce(&mut Self) -> T) -> T {
+        let before = std::mem::replace(&mut self.carrying, false);
+        let out = f(self);
+        self.carrying = before;
+        out
+    }
+
+    /// The verdict on the fields visited so far: with [`Enforce::No`] none is refused.
     fn finish(&mut self) -> Result<(), QueryRefusal> {
-        if self.denied.is_empty() {
+        if self.denied.is_empty() || self.enforce == Enforce::No {
+            self.denied.clear();
             Ok(())
         } else {
             Err(QueryRefusal::NotAllowed {
@@ -320,12 +435,11 @@ impl<'a> Checker<'a> {
     /// an object the inventory does not know, named `object` in the refusal).
     #[inline]
     fn field(&mut self, resource: Option<usize>, object: &str, path: &[&str]) {
+        let inv = self.inv;
         let allowed = match (resource, path.split_last()) {
             (Some(res), Some((last, relations))) => relations
                 .iter()
-                .try_fold(res, |r, rel| {
-                    member(&self.inv.resources[r].fields, rel)?.child
-                })
+                .try_fold(res, |r, rel| member(&inv.resources[r].fields, rel)?.child)
                 .is_some_and(|r| self.allowed(r, &[last])),
             _ => false,
         };
@@ -352,10 +466,17 @@ impl<'a> Checker<'a> {
     /// Whether the purpose sees the field at `path` of `resource` unaltered: its category
     /// is kept (the deepest node's, else the nearest ancestor's, as in the engine), it is
     /// one of the purpose's consent signals, or it is unclassified on a resource that keeps
-    /// unclassified fields.
+    /// unclassified fields. While `carrying`, the field's category is counted as sent.
     #[inline]
-    fn allowed(&self, resource: usize, path: &[&str]) -> bool {
+    fn allowed(&mut self, resource: usize, path: &[&str]) -> bool {
         let resource = &self.inv.resources[resource];
+        if self.carrying {
+            if let Some(cat) = field_category(resource, path) {
+                if !self.set.taxonomy.is_system(cat) {
+                    self.carried.insert(self.set.taxonomy.name(cat));
+                }
+            }
+        }
         let is_signal = |field: &[String]| {
             field.len() == path.len()
                 && field
@@ -437,6 +558,18 @@ impl<'a> Checker<'a> {
     }
 }
 
+/// The category of the field at `path` of `resource`: the deepest node's, else the nearest
+/// ancestor's (as in the engine).
+fn field_category(resource: &super::set::Resource, path: &[&str]) -> Option<CatId> {
+    let mut node = Some(&resource.fields);
+    let mut cat = None;
+    for seg in path {
+        node = node.and_then(|n| member(n, seg));
+        cat = node.and_then(|n| n.cat).or(cat);
+    }
+    cat
+}
+
 /// A member of a field tree by name, ASCII case-insensitively (SOQL names are
 /// case-insensitive; HubSpot's are lowercase).
 #[inline]
@@ -502,6 +635,181 @@ mod tests {
                 .map(std::string::ToString::to_string)
                 .collect(),
         })
+    }
+
+    fn op<'s>(
+        set: &'s PolicySet,
+        dialect: Dialect,
+        template_end: &str,
+        kind: OpKind,
+    ) -> &'s Operation {
+        set.inventory(dialect)
+            .expect("inventory")
+            .operations()
+            .iter()
+            .find(|o| o.template().ends_with(template_end) && o.op() == kind)
+            .expect("operation")
+    }
+
+    fn names(c: &Carried) -> Vec<&'static str> {
+        c.iter().copied().collect()
+    }
+
+    /// What a query sends is counted from its predicates, lookups and free text, never from
+    /// sort or group lists, and system fields (ids) are no personal data.
+    #[test]
+    fn predicates_lookups_and_free_text_count_what_the_query_sends() {
+        let set = shipped();
+        let support = set.purpose("support").expect("purpose");
+        let query = op(set, Dialect::Salesforce, "/query", OpKind::Read);
+        let url = |q: &str| check_url(set, support, query, "/services/data/v66.0/query", Some(q));
+        assert_eq!(
+            url("q=SELECT+Id+FROM+Contact+WHERE+Email+%3D+%27x%27+ORDER+BY+LastName")
+                .map(|c| names(&c)),
+            Ok(vec!["user.contact.email"])
+        );
+        assert_eq!(
+            url("q=SELECT+Id,Email+FROM+Contact+WHERE+Id+%3D+%27003%27+ORDER+BY+LastName")
+                .map(|c| names(&c)),
+            Ok(vec![])
+        );
+        assert_eq!(
+            url("q=SELECT+Id,(SELECT+Id+FROM+Cases)+FROM+Contact+WHERE+Id+IN+(SELECT+ContactId+FROM+Case)+AND+Phone+!%3D+null").map(|c| names(&c)),
+            Ok(vec!["user.contact.phone_number"])
+        );
+        // HubSpot: a lookup by e-mail sends an e-mail, for a read and for a write
+        let single = op(set, Dialect::HubSpot, "/contacts/*", OpKind::Read);
+        let by_email = check_url(
+            set,
+            support,
+            single,
+            "/crm/v3/objects/contacts/x",
+            Some("idProperty=email"),
+        );
+        assert_eq!(by_email.map(|c| names(&c)), Ok(vec!["user.contact.email"]));
+        let patch = op(set, Dialect::HubSpot, "/contacts/*", OpKind::Write);
+        let analytics = set.purpose("analytics").expect("purpose");
+        // a write's lookup is checked like a read's (the answer says whether a record with
+        // that value exists) and counted
+        let write = check_url(
+            set,
+            support,
+            patch,
+            "/crm/v3/objects/contacts/x",
+            Some("idProperty=email"),
+        );
+        assert_eq!(write.map(|c| names(&c)), Ok(vec!["user.contact.email"]));
+        let lookup = (
+            patch,
+            "/crm/v3/objects/contacts/x",
+            Some("idProperty=email"),
+        );
+        assert!(check_url(set, analytics, lookup.0, lookup.1, lookup.2).is_err());
+        // in shadow mode it would go through: then it is counted all the same
+        let unchecked = carried_by_url(set, analytics, lookup.0, lookup.1, lookup.2);
+        assert_eq!(names(&unchecked), ["user.contact.email"]);
+        // a search: filters and free text send values, sorts do not
+        let search = op(set, Dialect::HubSpot, "/contacts/search", OpKind::Read);
+        let body = serde_json::json!({
+            "filterGroups": [{"filters": [{"propertyName": "email", "operator": "EQ", "value": "x"}]}],
+            "sorts": ["lastname"],
+        });
+        let sent = check_body(
+            set,
+            support,
+            search,
+            "/crm/v3/objects/contacts/search",
+            &body,
+        );
+        assert_eq!(sent.map(|c| names(&c)), Ok(vec!["user.contact.email"]));
+        let free = serde_json::json!({"query": "livia"});
+        // (free text reaches a property no inventory classifies: refused, yet counted)
+        assert!(check_body(
+            set,
+            support,
+            search,
+            "/crm/v3/objects/contacts/search",
+            &free
+        )
+        .is_err());
+        let sent = carried_by_body(
+            set,
+            support,
+            search,
+            "/crm/v3/objects/contacts/search",
+            &free,
+        );
+        assert!(
+            sent.contains("user.contact.email") && sent.contains("user.name.last"),
+            "{sent:?}"
+        );
+        // Dataverse: alternate keys and $filter send values, $orderby does not
+        let dv = op(set, Dialect::Dynamics, "/contacts(*)", OpKind::Read);
+        let key = check_url(
+            set,
+            support,
+            dv,
+            "/api/data/v9.2/contacts(emailaddress1='x%40example.com')",
+            None,
+        );
+        assert_eq!(key.map(|c| names(&c)), Ok(vec!["user.contact.email"]));
+        let list = op(set, Dialect::Dynamics, "/contacts", OpKind::Read);
+        let filtered = check_url(
+            set,
+            support,
+            list,
+            "/api/data/v9.2/contacts",
+            Some("$filter=mobilephone eq '1'&$orderby=lastname"),
+        );
+        assert_eq!(
+            filtered.map(|c| names(&c)),
+            Ok(vec!["user.contact.phone_number"])
+        );
+    }
+
+    /// In shadow mode a refused query still goes out: what it sends is counted all the same,
+    /// and a query that cannot be read is recorded as sending unclassified values.
+    #[test]
+    fn a_query_let_through_unchecked_is_counted_in_full() {
+        let set = shipped();
+        let analytics = set.purpose("analytics").expect("purpose");
+        let query = op(set, Dialect::Salesforce, "/query", OpKind::Read);
+        let path = "/services/data/v66.0/query";
+        let q = Some("q=SELECT+Id+FROM+Contact+WHERE+Email+%3D+%27x%27+AND+LastName+%3D+%27y%27");
+        assert!(check_url(set, analytics, query, path, q).is_err());
+        let all = carried_by_url(set, analytics, query, path, q);
+        assert_eq!(names(&all), vec!["user.contact.email", "user.name.last"]);
+        let unreadable = carried_by_url(set, analytics, query, path, Some("q=SELECT+%22"));
+        assert_eq!(names(&unreadable), vec![UNCLASSIFIED]);
+    }
+
+    /// A query Zweck rewrites still says what it sends: the consent field it adds to the
+    /// select list sends no value, and neither do an aggregate's columns; its predicates do.
+    #[test]
+    fn a_rewritten_query_reports_what_it_sends_as_forwarded() {
+        let set = shipped();
+        let query = op(set, Dialect::Salesforce, "/query", OpKind::Read);
+        let path = "/services/data/v66.0/query";
+        let newsletter = set.purpose("newsletter").expect("purpose");
+        let q = Some("q=SELECT+Id,Email+FROM+Contact+WHERE+Email+%3D+%27x%27");
+        let reviewed = review_url(set, newsletter, query, path, q).expect("passes");
+        let forwarded = reviewed.query.expect("consent field added");
+        assert!(forwarded.contains("HasOptedOutOfEmail"), "{forwarded}");
+        assert_eq!(names(&reviewed.carried), ["user.contact.email"]);
+        // the forwarded query, reviewed again, sends the same
+        let again = review_url(set, newsletter, query, path, Some(&forwarded)).expect("passes");
+        assert!(again.query.is_none(), "a fixed point");
+        assert_eq!(again.carried, reviewed.carried);
+        // an aggregate: grouped and counted fields send nothing, its filter does
+        let analytics = set.purpose("analytics").expect("purpose");
+        let agg = |q: &str| review_url(set, analytics, query, path, Some(q));
+        let grouped = agg("q=SELECT+COUNT(Id),MailingCountry+FROM+Contact+GROUP+BY+MailingCountry")
+            .expect("passes");
+        assert!(grouped.shape.aggregate.is_some());
+        assert!(grouped.carried.is_empty(), "{:?}", grouped.carried);
+        let filtered = agg("q=SELECT+COUNT(Id)+FROM+Contact+WHERE+MailingCountry+%3D+%27DE%27+GROUP+BY+MailingCountry")
+            .expect("passes");
+        assert_eq!(names(&filtered.carried), ["user.contact.address.country"]);
     }
 
     fn query_op(set: &PolicySet) -> &Operation {
@@ -638,7 +946,7 @@ mod tests {
             let p = set.purpose("newsletter").expect("purpose");
             let _ = check_soql(set, p, &q);
             for option in ["$filter=", "$orderby=", "$expand=", "$apply="] {
-                let _ = odata::review_options(set, p, 0, Some(&format!("{option}{q}")));
+                let _ = odata::review_options(set, p, 0, Some(&format!("{option}{q}")), Enforce::Yes);
             }
         }
     }

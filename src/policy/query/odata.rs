@@ -9,8 +9,8 @@
 //! that lacks a consent field the purpose decides from gets it appended.
 
 use super::{
-    form_decode, is, query_params, relation, replace_param, Aggregate, AggregateRefusal, Checker,
-    QueryRefusal, Reviewed, Shape,
+    form_decode, is, query_params, relation, replace_param, Aggregate, AggregateRefusal, Carried,
+    Checker, Enforce, QueryRefusal, Reviewed, Shape,
 };
 use crate::dialect::Dialect;
 use crate::policy::select::FieldNode;
@@ -18,28 +18,29 @@ use crate::policy::set::{PolicySet, Purpose};
 
 /// A Dataverse read by alternate key, `contacts(emailaddress1='x')` or
 /// `contacts(firstname='a',lastname='b')`, tests the key properties like a filter; a read by
-/// id, `contacts(00000000-…)`, tests nothing.
+/// id, `contacts(00000000-…)`, tests nothing. The key properties' values are sent.
 pub(super) fn check_alternate_key(
     set: &PolicySet,
     purpose: &Purpose,
     resource: usize,
     path: &str,
-) -> Result<(), QueryRefusal> {
+    enforce: Enforce,
+) -> Result<Carried, QueryRefusal> {
     let last = path.trim_end_matches('/').rsplit('/').next().unwrap_or("");
     let Some(open) = last.find('(') else {
-        return Ok(());
+        return Ok(Carried::new());
     };
     let key = last[open + 1..]
         .strip_suffix(')')
         .ok_or(QueryRefusal::Unreadable("a key in parentheses"))?;
     let key = form_decode(key)?;
     if !key.contains('=') {
-        return Ok(());
+        return Ok(Carried::new());
     }
     let Some(inv) = set.inventory(Dialect::Dynamics) else {
-        return Ok(());
+        return Ok(Carried::new());
     };
-    let mut checker = Checker::new(set, inv, purpose);
+    let mut checker = Checker::new(set, inv, purpose, enforce);
     for part in split_top_level(&key, ',') {
         let (name, _) = part.split_once('=').ok_or(QueryRefusal::Unreadable(
             "an alternate key is name=value pairs",
@@ -51,7 +52,8 @@ pub(super) fn check_alternate_key(
         let object = checker.inv.resources[resource].name.clone();
         checker.deny(format!("{object}.{name}"));
     }
-    checker.finish()
+    checker.finish()?;
+    Ok(checker.carried)
 }
 
 /// Dataverse (OData) query options that test fields: `$filter` and `$orderby`, `$apply`,
@@ -62,11 +64,12 @@ pub(super) fn review_options(
     purpose: &Purpose,
     resource: usize,
     query: Option<&str>,
+    enforce: Enforce,
 ) -> Result<Reviewed, QueryRefusal> {
     let Some(inv) = set.inventory(Dialect::Dynamics) else {
         return Ok(Reviewed::default());
     };
-    let mut checker = Checker::new(set, inv, purpose);
+    let mut checker = Checker::new(set, inv, purpose, enforce);
     let mut aggregate = None;
     let params = query_params(query)?;
     let mut decoded = Vec::with_capacity(params.len());
@@ -80,6 +83,7 @@ pub(super) fn review_options(
         decoded.push((name.clone(), value));
     }
     checker.finish()?;
+    let carried = std::mem::take(&mut checker.carried);
     if let Some(columns) = aggregate {
         if purpose.filters_records() {
             return Err(QueryRefusal::AggregateNotAllowed {
@@ -97,6 +101,7 @@ pub(super) fn review_options(
                     columns,
                 }),
             },
+            carried,
         });
     }
     // consent fields into `$select` (absent: every column comes back) and nested `$expand`
@@ -115,7 +120,11 @@ pub(super) fn review_options(
     if shape.consent_added.is_empty() {
         query = None;
     }
-    Ok(Reviewed { query, shape })
+    Ok(Reviewed {
+        query,
+        shape,
+        carried,
+    })
 }
 
 /// A query option's name without `$`, lower case.
@@ -250,14 +259,14 @@ fn odata_apply(
                             .strip_prefix("aggregate(")
                             .and_then(|a| a.strip_suffix(')'))
                             .ok_or(bad.clone())?;
-                        aggregate_list(checker, cols, resource, args)?;
+                        checker.not_carrying(|c| aggregate_list(c, cols, resource, args))?;
                     }
                     _ => return Err(bad),
                 }
             }
             "aggregate" => {
                 let cols = columns.get_or_insert_with(|| aggregate_columns(checker, resource));
-                aggregate_list(checker, cols, resource, inner)?;
+                checker.not_carrying(|c| aggregate_list(c, cols, resource, inner))?;
             }
             _ => return Err(bad),
         }
@@ -349,8 +358,11 @@ fn odata_option(
     name: &str,
     value: &str,
 ) -> Result<(), QueryRefusal> {
-    match option_name(name).as_str() {
+    let option = option_name(name);
+    match option.as_str() {
         "filter" | "orderby" => {
+            // a sort order (and a grouping, read as one) sends no value; a filter does
+            let before = std::mem::replace(&mut checker.carrying, option == "filter");
             let tokens = odata_lex(value)?;
             let mut scan = ODataScan {
                 tokens: &tokens,
@@ -363,6 +375,7 @@ fn odata_option(
             if scan.pos != tokens.len() {
                 return Err(QueryRefusal::Unreadable("unbalanced parentheses"));
             }
+            checker.carrying = before;
             Ok(())
         }
         // in `$expand`, an aggregate of related records is not read: refused
@@ -728,7 +741,7 @@ mod tests {
             .expect("contacts list");
         let check = |purpose: &str, q: &str| {
             let p = set.purpose(purpose).expect("purpose");
-            check_url(set, p, list, "/api/data/v9.2/contacts", Some(q))
+            check_url(set, p, list, "/api/data/v9.2/contacts", Some(q)).map(drop)
         };
         for q in [
             "$select=fullname,emailaddress1&$filter=emailaddress1 eq 'livia@example.com'",
@@ -763,7 +776,7 @@ mod tests {
             .expect("contacts single");
         let by_key = |purpose: &str, path: &str| {
             let p = set.purpose(purpose).expect("purpose");
-            check_url(set, p, single, path, None)
+            check_url(set, p, single, path, None).map(drop)
         };
         let guid = "/api/data/v9.2/contacts(a1b2c3d4-0000-4000-8000-000000000001)";
         assert_eq!(by_key("analytics", guid), Ok(()));

@@ -15,8 +15,8 @@
 use serde_json::Value;
 
 use super::{
-    form_decode, is, query_params, relation, replace_param, Aggregate, AggregateRefusal, Checker,
-    QueryRefusal, Reviewed, Shape,
+    form_decode, is, query_params, relation, replace_param, Aggregate, AggregateRefusal, Carried,
+    Checker, Enforce, QueryRefusal, Reviewed, Shape,
 };
 use crate::dialect::Dialect;
 use crate::policy::select::FieldNode;
@@ -30,6 +30,7 @@ pub(super) fn review_url(
     op: &Operation,
     path: &str,
     query: Option<&str>,
+    enforce: Enforce,
 ) -> Result<Reviewed, QueryRefusal> {
     let last = path.trim_end_matches('/').rsplit('/').next().unwrap_or("");
     if !(last == "query" || last == "queryAll") {
@@ -47,10 +48,11 @@ pub(super) fn review_url(
     let Some((i, q)) = soql else {
         return Ok(Reviewed::default());
     };
-    let (rewritten, shape) = review_soql(set, purpose, &q)?;
+    let (rewritten, shape, carried) = soql_reviewed(set, purpose, &q, enforce)?;
     Ok(Reviewed {
         query: rewritten.map(|q| replace_param(query, Some(i), "q", &q)),
         shape,
+        carried,
     })
 }
 
@@ -62,20 +64,22 @@ pub(super) fn check_external_id(
     purpose: &Purpose,
     resource: usize,
     path: &str,
-) -> Result<(), QueryRefusal> {
+    enforce: Enforce,
+) -> Result<Carried, QueryRefusal> {
     let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
     let Some(at) = segments.iter().position(|s| *s == "sobjects") else {
-        return Ok(());
+        return Ok(Carried::new());
     };
     let [object, field, _value] = &segments[at + 1..] else {
-        return Ok(());
+        return Ok(Carried::new());
     };
     let inv = set
         .inventory(Dialect::Salesforce)
         .ok_or(QueryRefusal::Unreadable("no Salesforce inventory"))?;
-    let mut checker = Checker::new(set, inv, purpose);
+    let mut checker = Checker::new(set, inv, purpose, enforce);
     checker.field(Some(resource), object, &[field]);
-    checker.finish()
+    checker.finish()?;
+    Ok(checker.carried)
 }
 
 /// A Bulk API 2.0 query job (`POST .../jobs/query`) names its SOQL in `query`; a rewritten
@@ -84,17 +88,18 @@ pub(super) fn review_query_job(
     set: &PolicySet,
     purpose: &Purpose,
     body: &mut Value,
-) -> Result<Shape, QueryRefusal> {
+    enforce: Enforce,
+) -> Result<(Shape, Carried), QueryRefusal> {
     let Some(q) = body.get("query").and_then(|q| q.as_str()) else {
         return Err(QueryRefusal::Unreadable(
             "a query job names its query in `query`",
         ));
     };
-    let (rewritten, shape) = review_soql(set, purpose, q)?;
+    let (rewritten, shape, carried) = soql_reviewed(set, purpose, q, enforce)?;
     if let (Some(q), Some(obj)) = (rewritten, body.as_object_mut()) {
         obj.insert("query".into(), Value::String(q));
     }
-    Ok(shape)
+    Ok((shape, carried))
 }
 
 /// `fields=A,B` of `GET .../sobjects/{Object}/{id}` and `GET .../composite/sobjects/{Object}`
@@ -121,7 +126,11 @@ fn review_fields_param(
     let shape = add_to_field_list(set, purpose, op.resource_idx, &mut names)?;
     let query = (!shape.consent_added.is_empty())
         .then(|| replace_param(query, Some(i), "fields", &names.join(",")));
-    Ok(Reviewed { query, shape })
+    Ok(Reviewed {
+        query,
+        shape,
+        carried: Carried::new(),
+    })
 }
 
 /// `fields: [...]` of `POST .../composite/sobjects/{Object}` (a retrieve by ids).
@@ -162,7 +171,7 @@ fn add_to_field_list(
     let Some(inv) = set.inventory(Dialect::Salesforce) else {
         return Ok(shape);
     };
-    let checker = Checker::new(set, inv, purpose);
+    let checker = Checker::new(set, inv, purpose, Enforce::Yes);
     for field in checker.signal_fields(resource) {
         let name = field.join(".");
         if !names.iter().any(|n| n.eq_ignore_ascii_case(&name)) {
@@ -173,9 +182,9 @@ fn add_to_field_list(
     Ok(shape)
 }
 
-/// Checks one SOQL statement for `purpose`.
-pub fn check_soql(set: &PolicySet, purpose: &Purpose, soql: &str) -> Result<(), QueryRefusal> {
-    review_soql(set, purpose, soql).map(|_| ())
+/// Checks one SOQL statement for `purpose`; returns the categories its conditions send.
+pub fn check_soql(set: &PolicySet, purpose: &Purpose, soql: &str) -> Result<Carried, QueryRefusal> {
+    soql_reviewed(set, purpose, soql, Enforce::Yes).map(|(_, _, carried)| carried)
 }
 
 /// Checks one SOQL statement for `purpose` and adds the consent fields the purpose decides
@@ -185,11 +194,23 @@ pub fn review_soql(
     purpose: &Purpose,
     soql: &str,
 ) -> Result<(Option<String>, Shape), QueryRefusal> {
+    soql_reviewed(set, purpose, soql, Enforce::Yes).map(|(q, shape, _)| (q, shape))
+}
+
+/// [`review_soql`] that also returns the categories the statement's conditions send (the
+/// consent fields it adds go to select lists only, so the rewritten statement sends what the
+/// app's did); with [`Enforce::No`] nothing is refused for a field the purpose may not see.
+fn soql_reviewed(
+    set: &PolicySet,
+    purpose: &Purpose,
+    soql: &str,
+    enforce: Enforce,
+) -> Result<(Option<String>, Shape, Carried), QueryRefusal> {
     let inv = set
         .inventory(Dialect::Salesforce)
         .ok_or(QueryRefusal::Unreadable("no Salesforce inventory"))?;
     let (tokens, spans) = lex(soql)?;
-    let mut checker = Checker::new(set, inv, purpose);
+    let mut checker = Checker::new(set, inv, purpose, enforce);
     let mut parser = Parser {
         tokens: &tokens,
         spans: &spans,
@@ -204,6 +225,7 @@ pub fn review_soql(
     let levels = std::mem::take(&mut parser.levels);
     let aggregate = aggregate(&mut checker, &levels)?;
     checker.finish()?;
+    let carried = std::mem::take(&mut checker.carried);
     if let Some(aggregate) = aggregate {
         return Ok((
             None,
@@ -211,11 +233,12 @@ pub fn review_soql(
                 consent_added: Vec::new(),
                 aggregate: Some(aggregate),
             },
+            carried,
         ));
     }
     let (inserts, consent_added) = consent_inserts(&checker, &levels);
     if inserts.is_empty() {
-        return Ok((None, Shape::default()));
+        return Ok((None, Shape::default(), carried));
     }
     let mut out = soql.to_string();
     // back to front, so the offsets still hold
@@ -228,6 +251,7 @@ pub fn review_soql(
             consent_added,
             aggregate: None,
         },
+        carried,
     ))
 }
 
@@ -252,6 +276,8 @@ fn aggregate(
     let Some(top) = levels.first().filter(|l| l.is_aggregate()) else {
         return Ok(None);
     };
+    // the select list sends no values: its fields are checked, not counted as carried
+    checker.carrying = false;
     let object = top.scope.names[0].unwrap_or("?").to_string();
     let Some(resource) = top.scope.resource else {
         return Err(QueryRefusal::AggregateNotAllowed {
@@ -786,19 +812,19 @@ impl<'s> Parser<'_, 's, '_, '_> {
             self.pos += 1;
             let upper = w.to_ascii_uppercase();
             match upper.as_str() {
-                "WHERE" => self.condition(scope)?,
+                "WHERE" => self.carrying(true, |p| p.condition(scope))?,
                 "HAVING" => {
                     self.levels[level].grouped = true;
-                    self.condition(scope)?;
+                    self.carrying(true, |p| p.condition(scope))?;
                 }
                 "GROUP" => {
                     self.levels[level].grouped = true;
                     self.expect_word("BY")?;
-                    self.field_list(scope)?;
+                    self.carrying(false, |p| p.field_list(scope))?;
                 }
                 "ORDER" => {
                     self.expect_word("BY")?;
-                    self.field_list(scope)?;
+                    self.carrying(false, |p| p.field_list(scope))?;
                 }
                 "USING" => {
                     self.expect_word("SCOPE")?;
@@ -815,6 +841,19 @@ impl<'s> Parser<'_, 's, '_, '_> {
             }
         }
         Ok(())
+    }
+
+    /// Runs `clause` with the checker counting (conditions) or not counting (sort and group
+    /// lists) the categories of the fields it visits, and restores the previous setting.
+    fn carrying(
+        &mut self,
+        on: bool,
+        clause: impl FnOnce(&mut Self) -> Result<(), QueryRefusal>,
+    ) -> Result<(), QueryRefusal> {
+        let before = std::mem::replace(&mut self.checker.carrying, on);
+        let result = clause(self);
+        self.checker.carrying = before;
+        result
     }
 
     fn expect_word(&mut self, word: &str) -> Result<(), QueryRefusal> {
@@ -990,7 +1029,7 @@ mod tests {
     use super::*;
 
     fn soql(set: &PolicySet, purpose: &str, q: &str) -> Result<(), QueryRefusal> {
-        check_soql(set, set.purpose(purpose).expect("purpose"), q)
+        check_soql(set, set.purpose(purpose).expect("purpose"), q).map(drop)
     }
 
     #[test]
@@ -1342,8 +1381,9 @@ purposes:
             .iter()
             .find(|o| o.template().ends_with("/query"))
             .expect("query operation");
-        let check =
-            |path: &str, q: Option<&str>| super::super::check_url(set, purpose, op, path, q);
+        let check = |path: &str, q: Option<&str>| {
+            super::super::check_url(set, purpose, op, path, q).map(drop)
+        };
         assert_eq!(
             check(
                 "/services/data/v66.0/query",
@@ -1421,7 +1461,7 @@ purposes:
         let inv = set.inventory(Dialect::Salesforce).expect("inventory");
         let p = set.purpose("support").expect("purpose");
         let (tokens, spans) = lex(soql).expect("lexes");
-        let mut checker = Checker::new(set, inv, p);
+        let mut checker = Checker::new(set, inv, p, Enforce::Yes);
         let mut parser = Parser {
             tokens: &tokens,
             spans: &spans,

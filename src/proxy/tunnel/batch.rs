@@ -125,7 +125,7 @@ fn request_part(
         }
     };
     let route = cx.classify(index, method, &path, in_change_set)?;
-    let (forward, mut shape) = cx.review_query_url(index, &route, &path, &forward)?;
+    let (forward, mut shape, mut carried) = cx.review_query_url(index, &route, &path, &forward)?;
     if let (Some(created), Some(id), "POST") = (created, &content_id, method.as_str()) {
         created.push((id.clone(), path.clone()));
     }
@@ -143,7 +143,7 @@ fn request_part(
     }
     let list = allowlist(cx.tunnel.dialect);
     headers.retain(|(n, _)| list.allows_request(&n.to_ascii_lowercase()));
-    let (outcome, bytes) = if body.is_empty() {
+    let (mut outcome, bytes) = if body.is_empty() {
         (cx.request_body(index, method, &route, None)?, 0)
     } else {
         let ct = super::batch::content_type(headers);
@@ -152,7 +152,9 @@ fn request_part(
         }
         let mut doc = json::parse(body, &cx.limits.json)
             .map_err(|e| refuse(Cause::Malformed((&e).into())))?;
-        let body_shape = cx.review_query_body(index, &route, &path, &mut doc)?;
+        let (body_shape, mut body_carried) =
+            cx.review_query_body(index, &route, &path, &mut doc)?;
+        carried.append(&mut body_carried);
         let rewritten = !body_shape.is_plain();
         if rewritten {
             shape = body_shape;
@@ -164,6 +166,7 @@ fn request_part(
         }
         (outcome, part.message.body().len() as u64)
     };
+    outcome.add_carried(&carried);
     let method = match &part.message {
         HttpMessage::Request { method, .. } => method.clone(),
         HttpMessage::Response { .. } => String::new(),

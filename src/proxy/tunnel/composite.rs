@@ -232,17 +232,20 @@ fn composite_parts(
         }
         let target = resolve_target(&cx.tunnel, index, url, UrlForm::AbsolutePath)?;
         let route = cx.classify(index, &method, &target.path, false)?;
-        let (forward, mut shape) =
+        let (forward, mut shape, mut carried) =
             cx.review_query_url(index, &route, &target.path, &target.forward)?;
         if let Some(body) = s.get_mut("body").filter(|b| !b.is_null()) {
-            let body_shape = cx.review_query_body(index, &route, &target.path, body)?;
+            let (body_shape, mut body_carried) =
+                cx.review_query_body(index, &route, &target.path, body)?;
+            carried.append(&mut body_carried);
             if !body_shape.is_plain() {
                 shape = body_shape;
             }
         }
         s.insert("url".into(), Value::String(forward));
         request_headers(cx, index, s.get_mut("httpHeaders"))?;
-        let (outcome, bytes) = sub_body(cx, index, &method, &route, s.get_mut("body"), true)?;
+        let (mut outcome, bytes) = sub_body(cx, index, &method, &route, s.get_mut("body"), true)?;
+        outcome.add_carried(&carried);
         plans.push(PartPlan {
             index,
             id: Some(graph_part_id(graph, &reference_id)),
@@ -321,16 +324,20 @@ fn batch_request(
         }
         let target = resolve_target(&cx.tunnel, index, url, UrlForm::DataRelative)?;
         let route = cx.classify(index, &method, &target.path, false)?;
-        let (forward, mut shape) =
+        let (forward, mut shape, mut carried) =
             cx.review_query_url(index, &route, &target.path, &target.forward)?;
         if let Some(body) = s.get_mut("richInput").filter(|b| !b.is_null()) {
-            let body_shape = cx.review_query_body(index, &route, &target.path, body)?;
+            let (body_shape, mut body_carried) =
+                cx.review_query_body(index, &route, &target.path, body)?;
+            carried.append(&mut body_carried);
             if !body_shape.is_plain() {
                 shape = body_shape;
             }
         }
         s.insert("url".into(), Value::String(forward));
-        let (outcome, bytes) = sub_body(cx, index, &method, &route, s.get_mut("richInput"), true)?;
+        let (mut outcome, bytes) =
+            sub_body(cx, index, &method, &route, s.get_mut("richInput"), true)?;
+        outcome.add_carried(&carried);
         plans.push(PartPlan {
             index,
             id: None,

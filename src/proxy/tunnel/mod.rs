@@ -43,7 +43,7 @@ use crate::dialect::Dialect;
 use crate::error::Inspection;
 use crate::json::JsonLimits;
 use crate::links::LinkRewriter;
-use crate::policy::query::Shape;
+use crate::policy::query::{self, Carried, Shape};
 use crate::policy::{
     self, Direction, OpKind, Operation, Outcome, PolicySet, PseudonymKey, Purpose, Refusal,
     RouteMatch, Writes,
@@ -388,51 +388,59 @@ impl Cx<'_> {
 
     /// Query minimisation of one sub-request's URL (SOQL in `q`, OData options, HubSpot
     /// `idProperty`), as for a top-level request: the URL to forward (`forward` with the
-    /// purpose's consent fields added to its query) and the shape of the part's answer.
+    /// purpose's consent fields added to its query), the shape of the part's answer and the
+    /// categories the URL sends.
     pub fn review_query_url(
         &self,
         part: usize,
         route: &PartRoute,
         path: &str,
         forward: &str,
-    ) -> Result<(String, Shape), TunnelRefusal> {
+    ) -> Result<(String, Shape, Carried), TunnelRefusal> {
         let PartRoute::Governed(op) = route else {
-            return Ok((forward.to_string(), Shape::default()));
+            return Ok((forward.to_string(), Shape::default(), Carried::new()));
         };
         let (target, query) = match forward.split_once('?') {
             Some((t, q)) => (t, Some(q)),
             None => (forward, None),
         };
-        match crate::policy::query::review_url(self.set, self.purpose, op, path, query) {
+        let (set, purpose) = (self.set, self.purpose);
+        match query::review_url(set, purpose, op, path, query) {
             Ok(reviewed) => Ok(match reviewed.query {
-                Some(q) => (format!("{target}?{q}"), reviewed.shape),
-                None => (forward.to_string(), reviewed.shape),
+                Some(q) => (format!("{target}?{q}"), reviewed.shape, reviewed.carried),
+                None => (forward.to_string(), reviewed.shape, reviewed.carried),
             }),
+            // shadow mode: the part goes out as the app wrote it, counted in full
             Err(refusal) => {
-                self.query_verdict(part, Err(refusal))?;
-                Ok((forward.to_string(), Shape::default()))
+                let carried = self.query_verdict(part, Err(refusal), || {
+                    query::carried_by_url(set, purpose, op, path, query)
+                })?;
+                Ok((forward.to_string(), Shape::default(), carried))
             }
         }
     }
 
     /// Query minimisation of one sub-request's body (a Bulk query job, a search), as for a
-    /// top-level request: the purpose's consent fields are added in place, and the shape of
-    /// the part's answer returned.
+    /// top-level request: the purpose's consent fields are added in place; the shape of the
+    /// part's answer and the categories the body's query sends are returned.
     pub fn review_query_body(
         &self,
         part: usize,
         route: &PartRoute,
         path: &str,
         body: &mut Value,
-    ) -> Result<Shape, TunnelRefusal> {
+    ) -> Result<(Shape, Carried), TunnelRefusal> {
         let PartRoute::Governed(op) = route else {
-            return Ok(Shape::default());
+            return Ok((Shape::default(), Carried::new()));
         };
-        match crate::policy::query::review_body(self.set, self.purpose, op, path, body) {
-            Ok(shape) => Ok(shape),
+        let (set, purpose) = (self.set, self.purpose);
+        match query::review_query_body(set, purpose, op, path, body) {
+            Ok(reviewed) => Ok(reviewed),
             Err(refusal) => {
-                self.query_verdict(part, Err(refusal))?;
-                Ok(Shape::default())
+                let carried = self.query_verdict(part, Err(refusal), || {
+                    query::carried_by_body(set, purpose, op, path, body)
+                })?;
+                Ok((Shape::default(), carried))
             }
         }
     }
@@ -441,9 +449,10 @@ impl Cx<'_> {
     fn query_verdict(
         &self,
         part: usize,
-        verdict: Result<(), crate::policy::query::QueryRefusal>,
-    ) -> Result<(), TunnelRefusal> {
-        crate::error::enforce_query(self.purpose, verdict, None, Some(part))
+        verdict: Result<Carried, query::QueryRefusal>,
+        unchecked: impl FnOnce() -> Carried,
+    ) -> Result<Carried, TunnelRefusal> {
+        crate::error::enforce_query(self.purpose, verdict, unchecked, None, Some(part))
             .map_err(|refusal| TunnelRefusal::new(Direction::Request, part, Cause::Query(refusal)))
     }
 
