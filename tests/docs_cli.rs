@@ -55,6 +55,8 @@ fn command_lines(md: &str) -> Vec<String> {
         }
         if fenced {
             let l = line.trim().trim_start_matches("$ ");
+            // a shell comment after the command is no argument
+            let l = l.split_once(" #").map_or(l, |(cmd, _)| cmd).trim_end();
             if let Some(rest) = l.strip_prefix("zweck ") {
                 out.push(rest.to_string());
             } else if let Some(rest) = l
@@ -83,7 +85,7 @@ fn command_lines(md: &str) -> Vec<String> {
 /// table) is each alternative, `...` is left out, and placeholders for numbers get one.
 fn expand(line: &str) -> Vec<Vec<String>> {
     let mut variants: Vec<Vec<String>> = vec![Vec::new()];
-    let line = line.replace("\\|", "|");
+    let line = shell_substituted(&line.replace("\\|", "|"));
     for word in line.split_whitespace() {
         let word = word.trim_matches(|c| c == '[' || c == ']');
         if word.is_empty() || word == "..." || word == "|" {
@@ -96,6 +98,7 @@ fn expand(line: &str) -> Vec<Vec<String>> {
         };
         let word_for = |w: &str| match w {
             "SEQ" | "N" => "3".to_string(),
+            "PERCENT" => "100".to_string(),
             w => w.to_string(),
         };
         variants = variants
@@ -110,6 +113,19 @@ fn expand(line: &str) -> Vec<Vec<String>> {
             .collect();
     }
     variants
+}
+
+/// A quoted shell command substitution (`"$(git rev-parse --short HEAD)"`) is one word, the
+/// value it prints.
+fn shell_substituted(line: &str) -> String {
+    let mut out = line.to_string();
+    while let Some(start) = out.find("\"$(") {
+        let Some(len) = out[start..].find(")\"") else {
+            break;
+        };
+        out.replace_range(start..start + len + 2, "value");
+    }
+    out
 }
 
 fn zweck(args: &[String]) -> (i32, String) {
@@ -138,8 +154,11 @@ fn value<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
 
 /// What the CLI checks itself after clap: formats, groupings, periods, key kinds.
 fn values_are_accepted(args: &[String]) -> Result<(), String> {
-    if let Some(f) = value(args, "--format") {
-        Format::parse(f).ok_or(format!("--format {f}"))?;
+    // audit's formats; the policy commands' `--format` is checked by clap
+    if args.first().is_some_and(|a| a == "audit") {
+        if let Some(f) = value(args, "--format") {
+            Format::parse(f).ok_or(format!("--format {f}"))?;
+        }
     }
     if let Some(by) = value(args, "--by") {
         for d in by.split(',') {
