@@ -241,48 +241,9 @@ pub fn spawn_watchers(state: Arc<State>, mut stop: watch::Receiver<bool>) {
     let source = state.config.policy_source();
     let debouncer = {
         let tx = events_tx.clone();
-        let source = source.clone();
-        notify_debouncer_full::new_debouncer(
-            Duration::from_millis(300),
-            None,
-            move |res: notify_debouncer_full::DebounceEventResult| {
-                // only changes: a reload reads the files, and notify reports reads as
-                // access events, which would otherwise trigger the next reload forever
-                let changed = res.as_ref().is_ok_and(|events| {
-                    events.iter().any(|e| {
-                        use notify::event::{EventKind, ModifyKind};
-                        matches!(
-                            e.event.kind,
-                            EventKind::Create(_)
-                                | EventKind::Modify(
-                                    ModifyKind::Data(_)
-                                        | ModifyKind::Name(_)
-                                        | ModifyKind::Any
-                                        | ModifyKind::Other
-                                )
-                                | EventKind::Remove(_)
-                        ) && e.event.paths.iter().any(|p| source.concerns(p))
-                    })
-                });
-                if changed {
-                    let _ = tx.try_send(Ask::Policies);
-                }
-            },
-        )
-    };
-    let (path, mode) = watch_target(&source);
-    let debouncer = match debouncer {
-        Ok(mut d) => match d.watch(path, mode) {
-            Ok(()) => Some(d),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot watch the policy directory; reload with SIGHUP");
-                None
-            }
-        },
-        Err(e) => {
-            tracing::warn!(error = %e, "no file watcher; reload with SIGHUP");
-            None
-        }
+        watch_policies(&source, move || {
+            let _ = tx.try_send(Ask::Policies);
+        })
     };
     #[cfg(unix)]
     {
@@ -397,48 +358,9 @@ impl Policies {
         // The debouncer runs on its own thread; it only nudges the reload task.
         let debouncer = {
             let tx = events_tx.clone();
-            let source = self.source.clone();
-            notify_debouncer_full::new_debouncer(
-                Duration::from_millis(300),
-                None,
-                move |res: notify_debouncer_full::DebounceEventResult| {
-                    // only changes: a reload reads the files, and notify reports reads as
-                    // access events, which would otherwise trigger the next reload forever
-                    let changed = res.as_ref().is_ok_and(|events| {
-                        events.iter().any(|e| {
-                            use notify::event::{EventKind, ModifyKind};
-                            matches!(
-                                e.event.kind,
-                                EventKind::Create(_)
-                                    | EventKind::Modify(
-                                        ModifyKind::Data(_)
-                                            | ModifyKind::Name(_)
-                                            | ModifyKind::Any
-                                            | ModifyKind::Other
-                                    )
-                                    | EventKind::Remove(_)
-                            ) && e.event.paths.iter().any(|p| source.concerns(p))
-                        })
-                    });
-                    if changed {
-                        let _ = tx.try_send(());
-                    }
-                },
-            )
-        };
-        let (path, mode) = watch_target(&self.source);
-        let debouncer = match debouncer {
-            Ok(mut d) => match d.watch(path, mode) {
-                Ok(()) => Some(d),
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot watch the policy directory; reload with SIGHUP");
-                    None
-                }
-            },
-            Err(e) => {
-                tracing::warn!(error = %e, "no file watcher; reload with SIGHUP");
-                None
-            }
+            watch_policies(&self.source, move || {
+                let _ = tx.try_send(());
+            })
         };
         #[cfg(unix)]
         {
@@ -482,6 +404,62 @@ impl Policies {
 
 /// What to watch for a source: a directory recursively, a bundle's directory (its file and
 /// signature are replaced by rename).
+/// Watches where `source`'s policies live and calls `on_change` (from the debouncer's own
+/// thread) when they change; `None`, with a warning, where the platform cannot watch: SIGHUP
+/// still reloads.
+fn watch_policies(
+    source: &PolicySource,
+    on_change: impl Fn() + Send + 'static,
+) -> Option<
+    notify_debouncer_full::Debouncer<
+        notify::RecommendedWatcher,
+        notify_debouncer_full::RecommendedCache,
+    >,
+> {
+    let concerned = source.clone();
+    let debouncer = notify_debouncer_full::new_debouncer(
+        Duration::from_millis(300),
+        None,
+        move |res: notify_debouncer_full::DebounceEventResult| {
+            // only changes: a reload reads the files, and notify reports reads as access
+            // events, which would otherwise trigger the next reload forever
+            let changed = res.as_ref().is_ok_and(|events| {
+                events.iter().any(|e| {
+                    use notify::event::{EventKind, ModifyKind};
+                    matches!(
+                        e.event.kind,
+                        EventKind::Create(_)
+                            | EventKind::Modify(
+                                ModifyKind::Data(_)
+                                    | ModifyKind::Name(_)
+                                    | ModifyKind::Any
+                                    | ModifyKind::Other
+                            )
+                            | EventKind::Remove(_)
+                    ) && e.event.paths.iter().any(|p| concerned.concerns(p))
+                })
+            });
+            if changed {
+                on_change();
+            }
+        },
+    );
+    let (path, mode) = watch_target(source);
+    match debouncer {
+        Ok(mut d) => match d.watch(path, mode) {
+            Ok(()) => Some(d),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch the policy directory; reload with SIGHUP");
+                None
+            }
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "no file watcher; reload with SIGHUP");
+            None
+        }
+    }
+}
+
 fn watch_target(source: &PolicySource) -> (&Path, notify::RecursiveMode) {
     let (path, recursive) = source.watch_path();
     let mode = if recursive {
