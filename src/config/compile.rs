@@ -15,7 +15,7 @@ use super::raw::{
 use super::{
     iso3166, ApiKeyConfig, AppConfig, ClientCertMatch, Config, ConfigError, CrmDoubleSettings,
     KeyDigest, Limits, LogConfig, LogFormat, MechanismKind, SecretSource, Spans, TlsFiles,
-    TransferMechanism, UpstreamAuth, UpstreamConfig,
+    TransferMechanism, UpstreamAuth, UpstreamConfig, UpstreamProtocol,
 };
 use crate::audit::{AuditConfig, RawAuditConfig};
 use crate::budget::{RawBudgetsConfig, RefusalStyle};
@@ -630,6 +630,17 @@ impl Compiler {
                 .map(|v| Spanned::new(v, at, at)),
             Duration::from_secs(60),
         );
+        let protocol = match raw.protocol.as_deref() {
+            None => UpstreamProtocol::Auto,
+            Some(p) => UpstreamProtocol::parse(p).unwrap_or_else(|| {
+                self.error(
+                    &at,
+                    format!("upstream {name}: protocol must be auto, http1 or http2, not {p:?}"),
+                );
+                ok = false;
+                UpstreamProtocol::Auto
+            }),
+        };
         let mut ungoverned = Vec::new();
         for p in &raw.ungoverned {
             match RoutePattern::parse(p) {
@@ -664,6 +675,7 @@ impl Compiler {
             connect_timeout,
             response_timeout,
             body_idle_timeout,
+            protocol,
             ungoverned,
         })
     }

@@ -292,7 +292,34 @@ pub struct UpstreamConfig {
     pub response_timeout: Duration,
     /// After the response head, the longest wait for the next piece of its body.
     pub body_idle_timeout: Duration,
+    /// The HTTP version Zweck speaks to the upstream.
+    pub protocol: UpstreamProtocol,
     pub ungoverned: Vec<RoutePattern>,
+}
+
+/// The HTTP version towards an upstream (`upstreams.<name>.protocol`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum UpstreamProtocol {
+    /// ALPN offers `h2` and `http/1.1`; the upstream picks. HTTP/2 multiplexes every request
+    /// on one connection.
+    #[default]
+    Auto,
+    /// HTTP/1.1 only: a pool of connections, one request at a time on each.
+    Http1,
+    /// HTTP/2 only (ALPN `h2`); an upstream without it fails to connect.
+    Http2,
+}
+
+impl UpstreamProtocol {
+    /// The value as the config spells it.
+    pub fn parse(s: &str) -> Option<UpstreamProtocol> {
+        match s {
+            "auto" => Some(UpstreamProtocol::Auto),
+            "http1" => Some(UpstreamProtocol::Http1),
+            "http2" => Some(UpstreamProtocol::Http2),
+            _ => None,
+        }
+    }
 }
 
 /// Where Zweck gets the upstream's credential from. Apps never hold it.

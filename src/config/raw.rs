@@ -165,6 +165,8 @@ pub(super) struct RawUpstream {
     #[serde(default)]
     pub(super) body_idle_timeout: Option<String>,
     #[serde(default)]
+    pub(super) protocol: Option<String>,
+    #[serde(default)]
     pub(super) ungoverned: Vec<String>,
 }
 
