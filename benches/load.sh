@@ -28,6 +28,7 @@
 #   ZWECK_BENCH_IDLE      idle TLS connections for the per-connection RSS (default 500)
 #   ZWECK_BENCH_EXPORT_MB size of the CSV export (default 1024; 0 skips it)
 #   ZWECK_BENCH_KEEP=1    keep the temporary directory (configs, logs, raw oha JSON)
+#   ZWECK_BIN             a zweck binary to measure instead of building this tree
 #
 # Load generator: oha (`cargo install oha`, ~8 min to compile; installed here when missing).
 # It is the only one of oha, wrk and h2load that has a fixed request rate with coordinated-
@@ -92,10 +93,14 @@ if [[ ! -x "$OHA" ]]; then
     OHA="$HOME/.cargo/bin/oha"
 fi
 
-log "building (cargo build --release --bin zweck)"
-(cd "$REPO" && cargo build --release --bin zweck >/dev/null 2>"$WORK/build.log") \
-    || { tail -20 "$WORK/build.log" >&2; die "build failed"; }
-ZWECK="$REPO/target/release/zweck"
+if [[ -n "${ZWECK_BIN:-}" ]]; then
+    ZWECK=$(realpath "$ZWECK_BIN")
+else
+    log "building (cargo build --release --bin zweck)"
+    (cd "$REPO" && cargo build --release --bin zweck >/dev/null 2>"$WORK/build.log") \
+        || { tail -20 "$WORK/build.log" >&2; die "build failed"; }
+    ZWECK="$REPO/target/release/zweck"
+fi
 START=$SECONDS
 
 # Watchdog: the measurement part is bounded, whatever hangs.
@@ -150,6 +155,7 @@ EOF
 fi
 "$ZWECK" certs generate --config "$WORK/zweck-log.yaml" >/dev/null
 echo "bench-$RANDOM$RANDOM" >"$WORK/certs/crm-double.token"
+chmod 600 "$WORK/certs/crm-double.token"
 CERTS="$WORK/certs"
 CA="$CERTS/ca.pem"
 APP_CERT=("$CERTS/clients/newsletter-tool.pem" "$CERTS/clients/newsletter-tool.key")
@@ -266,7 +272,7 @@ run_oha() {
     port=$(port_of "$target"); url="https://127.0.0.1:$port$path"
     pids=$(pids_of "$target")
     # shellcheck disable=SC2206
-    extra=($(client_args "$target"))
+    extra=($(client_args "$target") $(oha_req_args "$scenario"))
     [[ $mode == rate ]] && rate_args=(-q "$rate" --latency-correction)
     # oha sends Accept-Encoding: gzip, compress, deflate, br by default; the double and nginx
     # never compress, Zweck re-encodes governed bodies when asked: identity unless the target
@@ -322,7 +328,7 @@ check() { # name target path extra-curl-args... -> prints "status size"
     local port; port=$(port_of "$target")
     # shellcheck disable=SC2046
     curl -s -o "$WORK/check-$target.body" -w '%{http_code} %{size_download}\n' --cacert "$CA" \
-        $(client_args "$target") "$@" "https://127.0.0.1:$port$path" || true
+        $(client_args "$target") $(curl_req_args "$1") "$@" "https://127.0.0.1:$port$path" || true
 }
 
 # ---------------------------------------------------------------- idle memory (before any traffic)
@@ -335,12 +341,16 @@ IDLE_NGINX_KB=$(status_kb VmRSS $(pids_of nginx))
 SOQL="SELECT+Id,FirstName,LastName,Email,Phone,MobilePhone,Birthdate,HasOptedOutOfEmail,MailingStreet,MailingCity,MailingPostalCode,MailingCountry,Title,Department+FROM+Contact"
 P_PASS="/services/data/"
 P_GOV="/services/data/v66.0/query?q=$SOQL+LIMIT+200"
-# ~100 KB pages of the other dialects, the same contacts and about the same fields
-HS_PROPS="firstname,lastname,email,phone,mobilephone,date_of_birth,hs_email_optout,address,city,zip,country,jobtitle,company,hs_lead_status,lifecyclestage"
-P_HS="/crm/v3/objects/contacts?limit=100&properties=$HS_PROPS"
-DV_SELECT="contactid,firstname,lastname,emailaddress1,telephone1,mobilephone,birthdate,donotbulkemail,address1_line1,address1_city,address1_postalcode,address1_country,jobtitle,department"
+# ~100 KB pages of the other dialects, the same contacts and about the same fields: a HubSpot
+# search of 200 contacts (a list page stops at 100, ~52 KB) and 200 Dataverse contacts
+HS_BODY='{"limit":200,"properties":["firstname","lastname","email","phone","mobilephone","date_of_birth","hs_email_optout","address","city","zip","country"]}'
+P_HS="/crm/v3/objects/contacts/search"
+DV_SELECT="contactid,firstname,lastname,fullname,emailaddress1,telephone1,mobilephone,birthdate,jobtitle,address1_line1,address1_city,address1_postalcode,address1_country,donotemail,donotbulkemail"
 P_DV="/api/data/v9.2/contacts?\$select=$DV_SELECT&\$top=200"
 path_of() { case "$1" in pass) echo "$P_PASS" ;; gov) echo "$P_GOV" ;; bulk) echo "$P_BULK" ;; hs) echo "$P_HS" ;; dv) echo "$P_DV" ;; esac; }
+# the request a scenario sends besides its path (a JSON body has no spaces: word splitting keeps it whole)
+oha_req_args() { [[ $1 == hs ]] && echo "-m POST -T application/json -d $HS_BODY"; true; }
+curl_req_args() { [[ $1 == hs ]] && echo "-H Content-Type:application/json -d $HS_BODY"; true; }
 
 # The Bulk job: created through Zweck (so it knows the job's object), read by everyone.
 BULK_Q='SELECT Id,FirstName,LastName,Email,Phone,MobilePhone,Birthdate,HasOptedOutOfEmail,MailingStreet,MailingCity,MailingPostalCode,MailingCountry,Title,Department FROM Contact'
@@ -386,16 +396,16 @@ else
     BULK_STATE="not yet governed: measured as pass-through (declared ungoverned for the bench)"
 fi
 
-warm_up() { # target path: pools, caches, allocator
+warm_up() { # target path scenario: pools, caches, allocator
     # shellcheck disable=SC2046
     timeout 10 "${GEN[@]}" "$OHA" --no-tui -z 1s -c "$CONNS" --disable-compression --cacert "$CA" $(client_args "$1") \
-        --output-format quiet "https://127.0.0.1:$(port_of "$1")$2" >/dev/null 2>&1 || true
+        $(oha_req_args "${3:-}") --output-format quiet "https://127.0.0.1:$(port_of "$1")$2" >/dev/null 2>&1 || true
 }
 log "measuring (${DUR}s per run, $CONNS connections; $PINNING)"
 for s in pass gov bulk; do
     sp=$(path_of "$s")
     for t in direct nginx zweck zweck-nolog; do
-        warm_up "$t" "$sp"
+        warm_up "$t" "$sp" "$s"
         run_oha "$s" "$t" max 0 "$sp"
     done
     zmax=$(awk -F'\t' -v s="$s" '$1==s && $2=="zweck" && $3=="max" {print $5}' "$RESULTS")
@@ -409,7 +419,7 @@ for s in pass gov bulk; do
         run_oha "$s" zweck-gzip rate "$rate" "$sp"
     fi
     if [[ $s == pass ]]; then   # the same through HTTP/1.1 upstream connections
-        warm_up zweck-h1 "$sp"
+        warm_up zweck-h1 "$sp" "$s"
         run_oha "$s" zweck-h1 max 0 "$sp"
         run_oha "$s" zweck-h1 rate "$rate" "$sp"
     fi
@@ -421,7 +431,7 @@ for s in gov hs dv; do
     for t in $(targets_of "$s"); do
         # gov's direct, nginx, zweck and zweck-nolog rows are measured above
         [[ $s == gov && $t != zweck-an && $t != zweck-h1 ]] && continue
-        warm_up "$t" "$sp"
+        warm_up "$t" "$sp" "$s"
         run_oha "$s" "$t" max 0 "$sp"
     done
 done
@@ -497,10 +507,10 @@ ELAPSED=$(( SECONDS - START ))
 echo "# Zweck load benchmark"
 echo
 echo "- machine: $(nproc) CPUs, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), $(awk '/MemTotal/ {printf "%.1f GB", $2/1048576}' /proc/meminfo) RAM, load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "- zweck $(cd "$REPO" && git describe --always --dirty 2>/dev/null), nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///'), oha $("$OHA" --version | awk '{print $2}'), policies from $POLICY_SOURCE (budgets raised)"
+echo "- $("$ZWECK" --version 2>/dev/null || echo zweck) at $ZWECK, nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///'), oha $("$OHA" --version | awk '{print $2}'), policies from $POLICY_SOURCE (budgets raised)"
 echo "- $PINNING; oha HTTP/1.1 keep-alive over TLS, $CONNS connections, ${DUR}s per run; 'max' = closed loop, 'rate' = open loop at 50 % of Zweck's max (same rate for every target, coordinated omission corrected)"
 echo "- bodies: pass ${SIZE[pass-direct]} B (GET /services/data/), gov ${SIZE[gov-direct]} B raw / ${SIZE[gov-zweck]} B after the newsletter policy (SOQL page, 200 contacts), bulk ${SIZE[bulk-direct]} B raw / ${SIZE[bulk-zweck]} B via Zweck (CSV results, 2000 rows; $BULK_STATE${BULK_NOTE:+; $BULK_NOTE})"
-echo "- per-dialect pages, raw / newsletter / analytics (pseudonyms): Salesforce ${SIZE[gov-direct]} / ${SIZE[gov-zweck]} / ${SIZE[gov-zweck-an]} B, HubSpot ${SIZE[hs-direct]} / ${SIZE[hs-zweck]} / ${SIZE[hs-zweck-an]} B (100 contacts), Dataverse ${SIZE[dv-direct]} / ${SIZE[dv-zweck]} / ${SIZE[dv-zweck-an]} B (200 contacts)"
+echo "- per-dialect pages, raw / newsletter / analytics (pseudonyms): Salesforce ${SIZE[gov-direct]} / ${SIZE[gov-zweck]} / ${SIZE[gov-zweck-an]} B, HubSpot ${SIZE[hs-direct]} / ${SIZE[hs-zweck]} / ${SIZE[hs-zweck-an]} B (search, 200 contacts), Dataverse ${SIZE[dv-direct]} / ${SIZE[dv-zweck]} / ${SIZE[dv-zweck-an]} B (200 contacts)"
 echo "- zweck: with the transfer log; 'without log' and 'HTTP/1.1 upstreams' (protocol: http1, also without the log) are separate processes"
 echo
 python3 "$HERE/report.py" "$RESULTS"

@@ -44,6 +44,9 @@ use tokio_rustls::TlsConnector;
 use crate::body::ProxyBody;
 use crate::config::UpstreamProtocol;
 
+/// The read buffer under each upstream connection's TLS.
+const READ_BUFFER: usize = 32 * 1024;
+
 /// How long an HTTP/1.1 connection may sit idle in the pool.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
@@ -301,9 +304,16 @@ impl Inner {
                     return Ok((Conn::H2(s), true));
                 }
             }
-            return self.connect().await.map(|c| (c, false));
+            return self.connect_boxed().await.map(|c| (c, false));
         }
-        self.connect().await.map(|c| (c, false))
+        self.connect_boxed().await.map(|c| (c, false))
+    }
+
+    /// [`Inner::connect`] on the heap: its TCP, TLS and HTTP handshake futures are large,
+    /// and inline they would make every request's future (moved by hyper per request) as
+    /// large, though a connect is rare.
+    async fn connect_boxed(&self) -> Result<Conn, SendError> {
+        Box::pin(self.connect()).await
     }
 
     /// The shared HTTP/2 connection, or an idle HTTP/1.1 one that is still open.
@@ -385,6 +395,9 @@ impl Inner {
         .map_err(|_| SendError::ConnectTimeout)?
         .map_err(SendError::Connect)?;
         let _ = tcp.set_nodelay(true);
+        // rustls asks for 4 KiB per read: through a buffer, a 100 KB response is a handful
+        // of read calls instead of ~25 (the buffer is per upstream connection, not per app's)
+        let tcp = tokio::io::BufReader::with_capacity(READ_BUFFER, tcp);
         let tls = self
             .tls
             .connect(self.server_name.clone(), tcp)
@@ -395,7 +408,8 @@ impl Inner {
             UpstreamProtocol::Http1 => false,
             UpstreamProtocol::Http2 => true,
         };
-        self.speaks.store(if h2 { H2 } else { H1 }, Ordering::Release);
+        self.speaks
+            .store(if h2 { H2 } else { H1 }, Ordering::Release);
         let io = TokioIo::new(Counted {
             io: tls,
             _open: Held::new(&self.counters.open),

@@ -285,13 +285,11 @@ impl Upstream {
             .header(header::ACCEPT, "application/json")
             .body(body::full(Bytes::from(form)))
             .map_err(|_| fail())?;
-        let resp = tokio::time::timeout(
-            self.config.response_timeout,
-            self.token_client.request(req),
-        )
-            .await
-            .map_err(|_| fail())?
-            .map_err(|_| fail())?;
+        let resp =
+            tokio::time::timeout(self.config.response_timeout, self.token_client.request(req))
+                .await
+                .map_err(|_| fail())?
+                .map_err(|_| fail())?;
         if !resp.status().is_success() {
             tracing::warn!(upstream = %self.config.name, status = resp.status().as_u16(), "token endpoint refused the client credentials");
             return Err(fail());

@@ -13,8 +13,8 @@ NAMES = {
     "pass": "pass-through (484 B)",
     "gov": "governed JSON (98 KB)",
     "bulk": "Bulk CSV (2000 rows, 421 KB)",
-    "hs": "governed HubSpot list (100 contacts)",
-    "dv": "governed Dataverse contacts (200)",
+    "hs": "governed HubSpot search (200 contacts, 104 KB)",
+    "dv": "governed Dataverse contacts (200, 99 KB)",
 }
 SCENARIOS = ["pass", "gov", "bulk", "hs", "dv"]
 TARGETS = ["direct", "nginx", "zweck", "zweck-nolog", "zweck-gzip", "zweck-an", "zweck-h1"]
