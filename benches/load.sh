@@ -324,11 +324,11 @@ EOF
 }
 
 check() { # name target path extra-curl-args... -> prints "status size"
-    local target=$2 path=$3; shift 3
+    local name=$1 target=$2 path=$3; shift 3
     local port; port=$(port_of "$target")
     # shellcheck disable=SC2046
     curl -s -o "$WORK/check-$target.body" -w '%{http_code} %{size_download}\n' --cacert "$CA" \
-        $(client_args "$target") $(curl_req_args "$1") "$@" "https://127.0.0.1:$port$path" || true
+        $(client_args "$target") $(curl_req_args "$name") "$@" "https://127.0.0.1:$port$path" || true
 }
 
 # ---------------------------------------------------------------- idle memory (before any traffic)

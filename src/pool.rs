@@ -323,7 +323,10 @@ impl Inner {
         }
         loop {
             let idle = {
-                let mut stack = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+                let mut stack = self
+                    .idle
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 stack.pop()?
             };
             if idle.since.elapsed() >= IDLE_TIMEOUT || idle.sender.is_closed() {
@@ -338,7 +341,10 @@ impl Inner {
     }
 
     fn shared_h2(&self) -> Option<http2::SendRequest<ProxyBody>> {
-        let mut slot = self.h2.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slot = self
+            .h2
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         match slot.as_ref() {
             Some(s) if !s.is_closed() => Some(s.clone()),
             Some(_) => {
@@ -353,7 +359,10 @@ impl Inner {
         if sender.is_closed() {
             return;
         }
-        let mut stack = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let mut stack = self
+            .idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         stack.push(Idle {
             sender,
             since: Instant::now(),
@@ -377,7 +386,10 @@ impl Inner {
             loop {
                 tick.tick().await;
                 let Some(pool) = pool.upgrade() else { return };
-                let mut stack = pool.idle.lock().unwrap_or_else(|p| p.into_inner());
+                let mut stack = pool
+                    .idle
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 stack.retain(|i| i.since.elapsed() < IDLE_TIMEOUT && !i.sender.is_closed());
             }
         });
@@ -425,7 +437,10 @@ impl Inner {
                     tracing::debug!(error = %e, "upstream HTTP/2 connection ended");
                 }
             });
-            *self.h2.lock().unwrap_or_else(|p| p.into_inner()) = Some(sender.clone());
+            *self
+                .h2
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(sender.clone());
             Ok(Conn::H2(sender))
         } else {
             let (sender, conn) = http1::Builder::new().handshake(io).await?;
