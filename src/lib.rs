@@ -24,7 +24,8 @@
 //! Around it: [`server`] accepts TLS connections and shuts down gracefully (HTTP/1.1 with a
 //! lingering close, [`linger`], so a refused client reads its answer), [`tls`] builds the
 //! rustls configs and reads client identities, [`admin`] serves health, Prometheus metrics
-//! ([`metrics`], with upstream pool gauges from [`pool`]) and `POST /reload`, [`logging`]
+//! ([`metrics`], with each upstream's connection pool and its gauges in [`pool`]) and
+//! `POST /reload`, [`logging`]
 //! writes the process log (text or JSON lines), [`state`] holds what a request needs and the
 //! live part a reload swaps, [`reload`] reloads config, keys, credentials, certificates and
 //! policies, [`preflight`] runs every check `serve` runs before it listens (for `serve`,
