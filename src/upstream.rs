@@ -81,8 +81,6 @@ pub struct Upstream {
     label: Arc<str>,
     /// Where every request goes.
     connections: Pool,
-    /// For an OAuth2 token endpoint, which may be another host.
-    token_client: HttpsClient,
     credential: Credential,
     in_flight: prometheus_client::metrics::gauge::Gauge,
 }
@@ -103,6 +101,8 @@ enum Credential {
 }
 
 struct OAuth2Source {
+    /// The token endpoint may be another host than the upstream's.
+    client: HttpsClient,
     token_url: Uri,
     client_id: String,
     client_secret: String,
@@ -190,8 +190,6 @@ impl Upstream {
                 upstream: name.clone(),
                 source,
             })?;
-        let token_client =
-            token_client(config.ca.as_deref(), config.connect_timeout).map_err(tls_error)?;
         let credential = match &config.auth {
             None => Credential::None,
             Some(UpstreamAuth::BearerFile(p)) => Credential::Static(bearer(
@@ -208,6 +206,8 @@ impl Upstream {
                 secret,
                 scope,
             }) => Credential::OAuth2(Box::new(OAuth2Source {
+                client: token_client(config.ca.as_deref(), config.connect_timeout)
+                    .map_err(tls_error)?,
                 token_url: token_url.clone(),
                 client_id: client_id.clone(),
                 client_secret: read_secret(&name, secret)?,
@@ -231,7 +231,6 @@ impl Upstream {
             origin,
             label: Arc::from(name.as_str()),
             connections,
-            token_client,
             credential,
             in_flight,
             config,
@@ -285,11 +284,10 @@ impl Upstream {
             .header(header::ACCEPT, "application/json")
             .body(body::full(Bytes::from(form)))
             .map_err(|_| fail())?;
-        let resp =
-            tokio::time::timeout(self.config.response_timeout, self.token_client.request(req))
-                .await
-                .map_err(|_| fail())?
-                .map_err(|_| fail())?;
+        let resp = tokio::time::timeout(self.config.response_timeout, src.client.request(req))
+            .await
+            .map_err(|_| fail())?
+            .map_err(|_| fail())?;
         if !resp.status().is_success() {
             tracing::warn!(upstream = %self.config.name, status = resp.status().as_u16(), "token endpoint refused the client credentials");
             return Err(fail());
@@ -585,6 +583,7 @@ mod tests {
     #[test]
     fn token_form_round_trips_reserved_characters() {
         let src = OAuth2Source {
+            client: token_client(None, Duration::from_secs(1)).expect("client"),
             token_url: Uri::from_static("https://login.example/oauth2/token"),
             client_id: "zweck app".into(),
             client_secret: "s3cr+t&x=1%2F ü".into(),
