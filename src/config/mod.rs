@@ -89,8 +89,20 @@ pub struct Config {
     pub upstreams: Vec<UpstreamConfig>,
     /// What the Art. 30(1) record needs that configuration cannot tell (`zweck audit ropa`).
     pub record_of_processing: crate::audit::RecordOfProcessing,
+    /// `controller:`: the name and time zone incident notifications use.
+    pub controller: ControllerSettings,
     /// Where keys sit in the file, for diagnostics found after compiling.
     pub spans: Spans,
+}
+
+/// `controller:` in `zweck.yaml` (`zweck incident open`).
+#[derive(Debug, Clone, Default)]
+pub struct ControllerSettings {
+    /// The controller's name on notifications (default: the controller named in
+    /// `policies/purposes.yaml`).
+    pub name: Option<String>,
+    /// The controller's time zone (IANA), in which deadlines are shown; `None`: UTC.
+    pub time_zone: Option<jiff::tz::TimeZone>,
 }
 
 /// How Zweck writes its own log (stderr).
