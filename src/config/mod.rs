@@ -566,18 +566,26 @@ upstreams:
 
     #[test]
     fn the_controller_time_zone_is_an_iana_name_or_an_error_at_its_line() {
-        let text = format!("{MINIMAL}controller:\n  name: Example GmbH\n  time_zone: Europe/Atlantis\n");
+        let text =
+            format!("{MINIMAL}controller:\n  name: Example GmbH\n  time_zone: Europe/Atlantis\n");
         let ConfigError::Invalid(diags) = parse(&text).expect_err("invalid") else {
             panic!("expected diagnostics");
         };
         assert_eq!(diags.len(), 1, "{diags:?}");
-        assert!(diags[0].message.contains("controller.time_zone"), "{diags:?}");
+        assert!(
+            diags[0].message.contains("controller.time_zone"),
+            "{diags:?}"
+        );
         assert_eq!(diags[0].line, text.lines().count());
         let ok = parse(&text.replace("Europe/Atlantis", "Europe/Berlin")).expect("valid");
         let tz = ok.controller.time_zone.expect("a zone");
         assert_eq!(tz.iana_name(), Some("Europe/Berlin"));
         assert_eq!(ok.controller.name.as_deref(), Some("Example GmbH"));
-        assert!(parse(MINIMAL).expect("valid").controller.time_zone.is_none());
+        assert!(parse(MINIMAL)
+            .expect("valid")
+            .controller
+            .time_zone
+            .is_none());
     }
 
     #[test]
