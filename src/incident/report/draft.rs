@@ -274,15 +274,15 @@ pub fn build(
     let from = &facts.from_processor;
     let to = &facts.to_processor;
     b.p(format!(
-        "What Zweck's verified transfer log shows for {} between {} and {}: {} records delivered from the processors to the app(s) in {} transfers, and {} records sent to the processors in {} transfers ({} and {} transfers refused by Zweck).",
+        "What Zweck's verified transfer log shows for {} between {} and {}: {} records delivered from the processors to the app(s) in {} transfers ({} of them refused by Zweck), and {} records sent to the processors in {} transfers ({} refused).",
         scope_text(facts),
         at(facts.window.from_ms),
         at(facts.window.to_ms),
         from.records,
         from.entries,
+        from.refused,
         to.records,
         to.entries,
-        from.refused,
         to.refused
     ));
     b.p(format!(
@@ -494,7 +494,7 @@ pub fn build(
         b.p("None: no throttle, block or revocation is on record for this scope since the window began.");
     }
     b.list(steps);
-    b.p("In force throughout (Zweck's configuration): purpose-bound default-deny policies minimised every governed response, and every transfer above was recorded before it happened in the hash-chained, signed transfer log.");
+    b.p("Zweck's measures in force throughout: purpose-bound default-deny policies filtered every governed request and response (the minimisation above), and every transfer above was recorded before it happened in the hash-chained, signed transfer log.");
     let measures = b.todo(
         "measures",
         "further measures taken or proposed to address the breach and mitigate its effects (e.g. keys rotated, recipients asked to delete, policy tightened)",
@@ -618,7 +618,9 @@ impl Draft {
                     }
                     Block::List { items } => {
                         for i in items {
-                            let _ = writeln!(out, "- {}", md_text(i.trim_start()));
+                            // an item indented by two spaces is nested under the one before
+                            let nested = if i.starts_with("  ") { "  " } else { "" };
+                            let _ = writeln!(out, "{nested}- {}", md_text(i.trim_start()));
                         }
                         out.push('\n');
                     }
