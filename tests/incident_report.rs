@@ -611,7 +611,7 @@ fn a_tampered_log_gets_no_draft() {
     assert!(out.contains("TAMPERED") && out.contains("refused"), "{out}");
     let store = d.path("logs/incidents");
     let left: Vec<_> = std::fs::read_dir(&store)
-        .map(|r| r.collect())
+        .map(Iterator::collect)
         .unwrap_or_default();
     assert!(left.is_empty(), "nothing written to the store: {left:?}");
     // a key that did not sign the checkpoints: unverified, no draft either

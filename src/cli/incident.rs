@@ -19,55 +19,7 @@ use crate::incident::report::{self, clock, draft::Controller, facts::Scope, stor
 pub enum IncidentCommand {
     /// Verify the transfer log, compute what flowed in the incident's window and write the
     /// Art. 33(3) notification draft (markdown, HTML, JSON), each with a detached signature.
-    Open {
-        /// When the controller became aware of the breach: RFC 3339, or a local time in
-        /// controller.time_zone (2026-12-07T09:30). The 72 hours run from here.
-        #[arg(long)]
-        detected_at: String,
-        /// Only this app's transfers and events.
-        #[arg(long)]
-        app: Option<String>,
-        /// Only this purpose's transfers and events.
-        #[arg(long)]
-        purpose: Option<String>,
-        /// Only transfers that carried this category (or one below it).
-        #[arg(long)]
-        category: Option<String>,
-        /// Start of the window (default: the first incident entry for this app and purpose).
-        #[arg(long)]
-        since: Option<String>,
-        /// End of the window, inclusive (default: now).
-        #[arg(long)]
-        until: Option<String>,
-        /// Transfer logs (default: audit.log of the config); several are one fleet.
-        #[arg(long = "log")]
-        logs: Vec<PathBuf>,
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Where the drafts go (default: <store>/<incident id>/).
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// md, html or json (default: all three).
-        #[arg(long)]
-        format: Option<String>,
-        /// The public key or key history that verifies the log (default: certs_dir's
-        /// audit.keys, else audit.pub).
-        #[arg(long)]
-        key: Option<PathBuf>,
-        /// Off-box checkpoint files (default: audit.offbox of the config when it is a file).
-        #[arg(long)]
-        offbox: Vec<PathBuf>,
-        /// The key that signs the drafts (default: audit.signing_key of the config).
-        #[arg(long)]
-        sign: Option<PathBuf>,
-        /// The incident store (default: incidents/ beside the first log).
-        #[arg(long)]
-        store: Option<PathBuf>,
-        /// Compute the window's end and the time left as of this instant (default: now), to
-        /// regenerate a draft as it stood.
-        #[arg(long)]
-        as_of: Option<String>,
-    },
+    Open(Box<OpenArgs>),
     /// List the incidents in the store with their deadline and time left.
     List {
         #[arg(long)]
@@ -91,6 +43,58 @@ pub enum IncidentCommand {
         #[arg(long)]
         store: Option<PathBuf>,
     },
+}
+
+/// `zweck incident open`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct OpenArgs {
+    /// When the controller became aware of the breach: RFC 3339, or a local time in
+    /// controller.time_zone (2026-12-07T09:30). The 72 hours run from here.
+    #[arg(long)]
+    detected_at: String,
+    /// Only this app's transfers and events.
+    #[arg(long)]
+    app: Option<String>,
+    /// Only this purpose's transfers and events.
+    #[arg(long)]
+    purpose: Option<String>,
+    /// Only transfers that carried this category (or one below it).
+    #[arg(long)]
+    category: Option<String>,
+    /// Start of the window (default: the first incident entry for this app and purpose).
+    #[arg(long)]
+    since: Option<String>,
+    /// End of the window, inclusive (default: now).
+    #[arg(long)]
+    until: Option<String>,
+    /// Transfer logs (default: audit.log of the config); several are one fleet.
+    #[arg(long = "log")]
+    logs: Vec<PathBuf>,
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Where the drafts go (default: <store>/<incident id>/).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// md, html or json (default: all three).
+    #[arg(long)]
+    format: Option<String>,
+    /// The public key or key history that verifies the log (default: certs_dir's
+    /// audit.keys, else audit.pub).
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// Off-box checkpoint files (default: audit.offbox of the config when it is a file).
+    #[arg(long)]
+    offbox: Vec<PathBuf>,
+    /// The key that signs the drafts (default: audit.signing_key of the config).
+    #[arg(long)]
+    sign: Option<PathBuf>,
+    /// The incident store (default: incidents/ beside the first log).
+    #[arg(long)]
+    store: Option<PathBuf>,
+    /// Compute the window's end and the time left as of this instant (default: now), to
+    /// regenerate a draft as it stood.
+    #[arg(long)]
+    as_of: Option<String>,
 }
 
 fn usage(message: impl std::fmt::Display) -> CliReport {
@@ -156,23 +160,24 @@ pub fn run(command: IncidentCommand) -> CliReport {
 
 fn command_report(command: IncidentCommand) -> Result<CliReport, CliReport> {
     match command {
-        IncidentCommand::Open {
-            detected_at,
-            app,
-            purpose,
-            category,
-            since,
-            until,
-            logs,
-            config,
-            out,
-            format,
-            key,
-            offbox,
-            sign,
-            store,
-            as_of,
-        } => {
+        IncidentCommand::Open(args) => {
+            let OpenArgs {
+                detected_at,
+                app,
+                purpose,
+                category,
+                since,
+                until,
+                logs,
+                config,
+                out,
+                format,
+                key,
+                offbox,
+                sign,
+                store,
+                as_of,
+            } = *args;
             let config = load_config(config.as_deref())?;
             let config = config.as_ref();
             let tz = zone(config);
