@@ -1062,3 +1062,70 @@ fn the_example_in_the_docs_is_what_the_command_writes() {
         "docs/incidents.md's example is not what `zweck incident open` writes: run ZWECK_BLESS_DOCS=1 cargo test --test incident_report the_example"
     );
 }
+
+/// Headless Chromium renders the HTML draft: a screenshot is made and the rendered text holds
+/// the figures, the deadline and the placeholders.
+#[test]
+#[ignore = "needs chromium: apt-get install chromium (the CI runs it: .ci/run)"]
+fn chromium_renders_the_html_draft() {
+    let browser = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|b| {
+            Command::new(b)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .expect("chromium is installed (apt-get install chromium)");
+    let d = Desk::new();
+    d.write(leak());
+    let (code, out) = open_leak(&d, &["--format", "html"]);
+    assert_eq!(code, 0, "{out}");
+    let page = d.path("logs/incidents/incident-20261024-1/notification.html");
+    let profile = tempfile::tempdir().expect("profile");
+    let run = |extra: &[String]| {
+        let out = Command::new(browser)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--disable-dev-shm-usage",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .args(extra)
+            .arg(format!("file://{}", page.display()))
+            .output()
+            .expect("run chromium");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    };
+    let shot = d.path("draft.png");
+    run(&[
+        format!("--screenshot={}", shot.display()),
+        "--window-size=1100,2400".into(),
+    ]);
+    let png = std::fs::read(&shot).expect("screenshot");
+    assert!(
+        png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000,
+        "a PNG with content"
+    );
+    let dom = String::from_utf8(run(&["--dump-dom".into()]).stdout).expect("utf-8 dom");
+    for figure in [
+        "2026-10-27 10:30 CET (UTC+01:00)",
+        "45 h 30 min left",
+        "user.health_and_medical",
+        "Approximate number of personal data records concerned: 3502",
+        "[TO BE COMPLETED BY THE CONTROLLER: the likely consequences",
+        "(d) Measures taken or proposed",
+    ] {
+        assert!(dom.contains(figure), "rendered page lacks {figure:?}");
+    }
+}

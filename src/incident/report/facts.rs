@@ -315,7 +315,7 @@ pub struct Collector {
     groups: Vec<FlowKey>,
     group_ids: std::collections::HashMap<FlowKey, u32>,
     kept: Vec<Compact>,
-    /// (t, in scope) of every transfer, for the count of all entries in the window.
+    /// The time of every transfer in `since..until`, in scope or not (the scope's share).
     all: Vec<i64>,
     detections: Vec<Detection>,
     containment: Vec<Containment>,

@@ -122,49 +122,58 @@ pub fn open(opts: &OpenOptions) -> CliReport {
         closed_at: None,
         close_reason: None,
     };
-    let d = draft::build(&incident, &facts, &deadline, &opts.controller, &fleet);
     let dir = opts
         .out
         .clone()
         .unwrap_or_else(|| opts.store.reports_dir(&id));
-    if let Err(e) = std::fs::create_dir_all(&dir) {
-        return refused(format!("cannot create {}: {e}", dir.display()), 2);
-    }
     let formats = if opts.formats.is_empty() {
         vec![Format::Markdown, Format::Html, Format::Json]
     } else {
         opts.formats.clone()
     };
-    let mut written = Vec::new();
-    for format in formats {
-        let text = match format {
-            Format::Html => d.html(),
-            Format::Json => d.json(),
-            _ => d.markdown(),
-        };
-        let path = dir.join(file_name(format));
-        let sig = crate::audit::signature::sign(text.as_bytes(), format.name(), &fleet, &key);
-        let mut sig_path = path.clone().into_os_string();
-        sig_path.push(".sig");
-        let sig_path = PathBuf::from(sig_path);
-        for (p, bytes) in [(&path, text.as_bytes()), (&sig_path, sig.as_bytes())] {
-            if let Err(e) = crate::secrets::write_atomic(p, bytes, store::RECORD_MODE) {
-                return refused(e.to_string(), 2);
-            }
-        }
-        written.push(path);
-    }
-    incident.reports = written
+    let files: Vec<(Format, PathBuf)> = formats
+        .into_iter()
+        .map(|f| (f, dir.join(file_name(f))))
+        .collect();
+    incident.reports = files
         .iter()
-        .map(|p| {
+        .map(|(_, p)| {
             p.strip_prefix(&opts.store.dir)
                 .unwrap_or(p)
                 .display()
                 .to_string()
         })
         .collect();
+    let d = draft::build(&incident, &facts, &deadline, &opts.controller, &fleet);
+    // A failure from here on gives the claimed id back (only the store's own directory is
+    // removed, never an --out directory the user named).
+    let failed = |why: String| {
+        if opts.out.is_none() {
+            let _ = std::fs::remove_dir_all(opts.store.reports_dir(&id));
+        }
+        refused(why, 2)
+    };
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        return failed(format!("cannot create {}: {e}", dir.display()));
+    }
+    for (format, path) in &files {
+        let text = match format {
+            Format::Html => d.html(),
+            Format::Json => d.json(),
+            _ => d.markdown(),
+        };
+        let sig = crate::audit::signature::sign(text.as_bytes(), format.name(), &fleet, &key);
+        let mut sig_path = path.clone().into_os_string();
+        sig_path.push(".sig");
+        let sig_path = PathBuf::from(sig_path);
+        for (p, bytes) in [(path, text.as_bytes()), (&sig_path, sig.as_bytes())] {
+            if let Err(e) = crate::secrets::write_atomic(p, bytes, store::RECORD_MODE) {
+                return failed(e.to_string());
+            }
+        }
+    }
     if let Err(e) = opts.store.save(&incident) {
-        return refused(e.to_string(), 2);
+        return failed(e.to_string());
     }
     let tz = &opts.time_zone;
     let mut text = String::new();
@@ -212,7 +221,7 @@ pub fn open(opts: &OpenOptions) -> CliReport {
         "{} placeholders to complete before sending",
         d.placeholders.len()
     );
-    for p in &written {
+    for (_, p) in &files {
         let _ = writeln!(
             text,
             "wrote {} and {}.sig (check with: zweck audit verify-report {} --key <public key>)",
