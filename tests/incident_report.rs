@@ -213,7 +213,8 @@ fn transfer(t: T<'_>) -> Value {
     serde_json::to_value(rec).expect("record")
 }
 
-/// An `incident` entry in the agreed shape (PHASE3 / docs/transfer-log.md).
+/// An `incident` entry in the agreed shape (docs/transfer-log.md §2.2: window bounds in whole
+/// seconds, baseline and threshold as integers).
 fn detection(seq: usize, start: &str, end: &str) -> Value {
     json!({
         "kind": "incident",
@@ -228,8 +229,8 @@ fn detection(seq: usize, start: &str, end: &str) -> Value {
         "window_start": start,
         "window_end": end,
         "observed": 3500,
-        "baseline": 120.5,
-        "threshold": 602.5,
+        "baseline": 120,
+        "threshold": 600,
         "on_anomaly": "throttle",
     })
 }
@@ -309,7 +310,7 @@ fn leak() -> Vec<(String, Value)> {
     );
     at(
         "2026-10-24T09:00:00.000Z",
-        detection(6, "2026-10-24T08:00:00.000Z", "2026-10-24T09:00:00.000Z"),
+        detection(6, "2026-10-24T08:00:00Z", "2026-10-24T09:00:00Z"),
     );
     at(
         "2026-10-24T09:05:00.000Z",

@@ -176,6 +176,12 @@ pub fn build(
         format!("{} ({})", clock::local(t, tz), clock::utc(t))
     };
     let log_at = |ts: &str| crate::audit::period::log_millis(ts).map_or_else(|| ts.to_string(), at);
+    let log_local = |ts: &str| {
+        crate::audit::period::log_millis(ts).map_or_else(
+            || ts.to_string(),
+            |ms| clock::local(clock::from_millis(ms), tz),
+        )
+    };
     let mut b = Builder {
         sections: Vec::new(),
         placeholders: Vec::new(),
@@ -339,7 +345,7 @@ pub fn build(
     );
     b.table(
         "Who received what: per direction, app, purpose and processor, with the country and the transfer mechanism",
-        &["direction", "app", "purpose", "processor (upstream)", "country", "transfer mechanism", "categories", "transfers", "records", "refused", "first", "last"],
+        &["direction", "app", "purpose", "processor (upstream)", "country", "transfer mechanism", "categories", "transfers", "records", "refused", "first (local)", "last (local)"],
         facts
             .flows
             .iter()
@@ -362,8 +368,8 @@ pub fn build(
                     f.sums.entries.to_string(),
                     f.sums.records.to_string(),
                     f.sums.refused.to_string(),
-                    log_at(&f.first),
-                    log_at(&f.last),
+                    log_local(&f.first),
+                    log_local(&f.last),
                 ]
             })
             .collect(),
@@ -669,7 +675,14 @@ impl Draft {
                         let rows = t
                             .rows
                             .iter()
-                            .map(|r| r.iter().map(|c| Cell::Html(html_text(c))).collect())
+                            .map(|r| {
+                                r.iter()
+                                    .map(|c| match c.parse::<u64>() {
+                                        Ok(n) => Cell::Num(n),
+                                        Err(_) => Cell::Html(html_text(c)),
+                                    })
+                                    .collect()
+                            })
                             .collect();
                         page.table(&t.caption, &header, rows);
                     }
