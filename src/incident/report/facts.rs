@@ -11,8 +11,9 @@
 //! The window: transfers are counted from `from` (inclusive) to `to` (exclusive). Without
 //! `--since` it starts at the first `incident` entry for the app and purpose asked about (at
 //! that detection's own `window_start` when it is earlier, since the flow it saw began
-//! there). The log is verified and read once; matching transfers are kept in compact form
-//! until the window is known.
+//! there). That entry is found by a quick unverified read ([`first_detection`]) so the
+//! verified pass can sum as it goes (memory in flows and categories, not in entries); the
+//! verified pass then confirms the entry is there ([`Facts::check_start`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -170,11 +171,11 @@ pub struct Sums {
 }
 
 impl Sums {
-    fn add(&mut self, t: &Compact) {
+    fn add(&mut self, records: u64, bytes: u64, refused: bool) {
         self.entries += 1;
-        self.records += t.records;
-        self.bytes += t.bytes;
-        if t.refused {
+        self.records += records;
+        self.bytes += bytes;
+        if refused {
             self.refused += 1;
         }
     }
@@ -276,21 +277,7 @@ pub struct Facts {
     pub all_entries_in_window: u64,
 }
 
-/// A transfer kept until the window is known: names interned.
-struct Compact {
-    t: i64,
-    group: u32,
-    records: u64,
-    bytes: u64,
-    refused: bool,
-    cats: Vec<u32>,
-    protective: Vec<(u32, u64)>,
-    kept: u64,
-    pseudonymised: bool,
-    generalised: bool,
-}
-
-/// The key of a flow, interned.
+/// The key of a flow.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct FlowKey {
     direction: u8,
@@ -304,49 +291,112 @@ struct FlowKey {
     mechanism_ref: Option<String>,
 }
 
-/// Reads lines as the verification hands them over.
-#[derive(Default)]
+/// A flow being summed: its sums, categories, first and last time.
+struct FlowAcc {
+    sums: Sums,
+    categories: BTreeSet<String>,
+    first: i64,
+    last: i64,
+}
+
+/// The first `incident` entry for a scope: where a window without `--since` starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Start {
+    /// The detection's `window_start`, or its `ts` when that is earlier.
+    pub from_ms: i64,
+    pub seq: u64,
+    pub incident: String,
+    pub rule: String,
+}
+
+/// Finds the first `incident` entry for the scope before `until`, reading the logs without
+/// verifying them: only to know where the window starts before the verified pass counts.
+/// That pass checks that this very entry is in the verified log ([`Facts::check_start`]).
+pub fn first_detection(
+    logs: &[std::path::PathBuf],
+    scope: &Scope,
+    until: Option<i64>,
+) -> Result<Option<Start>, String> {
+    const MARK: &[u8] = br#""kind":"incident""#;
+    let mut best: Option<Start> = None;
+    for log in logs {
+        crate::audit::report::read_lines(log, &mut |line| {
+            if !line.windows(MARK.len()).any(|w| w == MARK) {
+                return;
+            }
+            let Ok(d) = serde_json::from_slice::<Detection>(line) else {
+                return; // the verified pass says what is wrong with it
+            };
+            let Some(ts) = log_millis(&d.ts) else { return };
+            if !scope.app_ok(&d.app)
+                || !scope.purpose_ok(d.purpose.as_deref())
+                || until.is_some_and(|u| ts >= u)
+            {
+                return;
+            }
+            let from_ms = d
+                .window_start
+                .as_deref()
+                .and_then(log_millis)
+                .map_or(ts, |w| w.min(ts));
+            if best.as_ref().is_none_or(|b| from_ms < b.from_ms) {
+                best = Some(Start {
+                    from_ms,
+                    seq: d.seq,
+                    incident: d.incident,
+                    rule: d.rule,
+                });
+            }
+        })
+        .map_err(|e| e.to_string())?;
+    }
+    Ok(best)
+}
+
+/// Sums the verified lines of a known window as the verification hands them over.
 pub struct Collector {
     scope: Scope,
-    since: Option<i64>,
-    until: Option<i64>,
-    names: Vec<String>,
-    ids: std::collections::HashMap<String, u32>,
-    groups: Vec<FlowKey>,
-    group_ids: std::collections::HashMap<FlowKey, u32>,
-    kept: Vec<Compact>,
-    /// The time of every transfer in `since..until`, in scope or not (the scope's share).
-    all: Vec<i64>,
+    window: Window,
+    flows: std::collections::HashMap<FlowKey, FlowAcc>,
+    /// Per category: (transfers, records to processor, records from processor).
+    categories: std::collections::HashMap<String, (u64, u64, u64)>,
+    to_processor: Sums,
+    from_processor: Sums,
+    minimisation: Minimisation,
+    all_entries_in_window: u64,
     detections: Vec<Detection>,
     containment: Vec<Containment>,
     other_events: u64,
     /// The first line that could not be read (as what it claims to be).
-    pub bad: Option<String>,
+    bad: Option<String>,
 }
 
 impl Collector {
-    /// `since`/`until` in ms (`until` exclusive), when given.
-    pub fn new(scope: Scope, since: Option<i64>, until: Option<i64>) -> Collector {
+    pub fn new(scope: Scope, window: Window) -> Collector {
         Collector {
             scope,
-            since,
-            until,
-            ..Collector::default()
+            window,
+            flows: Default::default(),
+            categories: Default::default(),
+            to_processor: Sums::default(),
+            from_processor: Sums::default(),
+            minimisation: Minimisation::default(),
+            all_entries_in_window: 0,
+            detections: Vec::new(),
+            containment: Vec::new(),
+            other_events: 0,
+            bad: None,
         }
     }
 
-    fn id(&mut self, s: &str) -> u32 {
-        if let Some(id) = self.ids.get(s) {
-            return *id;
-        }
-        let id = self.names.len() as u32;
-        self.names.push(s.to_string());
-        self.ids.insert(s.to_string(), id);
-        id
+    fn bad(&mut self, what: &str, why: impl std::fmt::Display) {
+        self.bad.get_or_insert_with(|| format!("{what}: {why}"));
     }
 
-    fn bad(&mut self, seq_hint: &str, why: impl std::fmt::Display) {
-        self.bad.get_or_insert_with(|| format!("{seq_hint}: {why}"));
+    /// Events are listed from the start of the window on (a containment step after its end
+    /// is still a measure taken).
+    fn since_start(&self, ts: &str) -> bool {
+        log_millis(ts).is_some_and(|t| t >= self.window.from_ms)
     }
 
     /// One verified line.
@@ -359,7 +409,10 @@ impl Collector {
             None => self.transfer(line),
             Some("incident") => match serde_json::from_slice::<Detection>(line) {
                 Ok(d) => {
-                    if self.scope.app_ok(&d.app) && self.scope.purpose_ok(d.purpose.as_deref()) {
+                    if self.scope.app_ok(&d.app)
+                        && self.scope.purpose_ok(d.purpose.as_deref())
+                        && self.since_start(&d.ts)
+                    {
                         self.detections.push(d);
                     }
                 }
@@ -367,7 +420,10 @@ impl Collector {
             },
             Some("containment") => match serde_json::from_slice::<Containment>(line) {
                 Ok(c) => {
-                    if self.scope.app_ok(&c.app) && self.scope.purpose_ok(c.purpose.as_deref()) {
+                    if self.scope.app_ok(&c.app)
+                        && self.scope.purpose_ok(c.purpose.as_deref())
+                        && self.since_start(&c.ts)
+                    {
                         self.containment.push(c);
                     }
                 }
@@ -385,21 +441,54 @@ impl Collector {
         let Some(t) = log_millis(&l.ts) else {
             return self.bad("a transfer entry", "its ts is not a time");
         };
-        if l.stage == Stage::Intent {
+        if l.stage == Stage::Intent || t < self.window.from_ms || t >= self.window.to_ms {
             return;
         }
-        if self.until.is_some_and(|u| t >= u) || self.since.is_some_and(|s| t < s) {
-            return;
-        }
-        self.all.push(t);
+        self.all_entries_in_window += 1;
         if !self.scope.app_ok(&l.app)
             || !self.scope.purpose_ok(Some(&l.purpose))
             || !self.scope.categories_ok(&l.categories_delivered)
         {
             return;
         }
+        let response = l.direction == Direction::Response;
+        let refused = matches!(l.decision, Decision::Blocked | Decision::RateLimited);
+        let mut sums = Sums::default();
+        sums.add(l.records, l.bytes, refused);
+        if response {
+            self.from_processor.add(l.records, l.bytes, refused);
+        } else {
+            self.to_processor.add(l.records, l.bytes, refused);
+        }
+        for c in &l.categories_delivered {
+            let e = self.categories.entry(c.clone()).or_default();
+            e.0 += 1;
+            if response {
+                e.2 += l.records;
+            } else {
+                e.1 += l.records;
+            }
+        }
+        let m = &mut self.minimisation;
+        for (a, n) in &l.actions {
+            if *n > 0 && PROTECTIVE_ACTIONS.contains(&a.as_str()) {
+                *m.fields_by_action.entry(a.clone()).or_default() += n;
+                m.fields_protected += n;
+            }
+        }
+        let count = |a: &str| l.actions.get(a).copied().unwrap_or(0);
+        m.fields_kept += count("keep");
+        if count("pseudonymise") > 0 {
+            m.entries_pseudonymised += 1;
+            m.records_pseudonymised += l.records;
+        }
+        if count("generalise") > 0 {
+            m.entries_generalised += 1;
+            m.records_generalised += l.records;
+        }
         let key = FlowKey {
-            direction: u8::from(l.direction == Direction::Response),
+            // what the processors delivered sorts first
+            direction: u8::from(!response),
             app: l.app,
             purpose: l.purpose,
             upstream: l.upstream,
@@ -409,162 +498,60 @@ impl Collector {
             mechanism: l.transfer_mechanism.kind,
             mechanism_ref: l.transfer_mechanism.reference,
         };
-        let group = match self.group_ids.get(&key) {
-            Some(g) => *g,
-            None => {
-                let g = self.groups.len() as u32;
-                self.groups.push(key.clone());
-                self.group_ids.insert(key, g);
-                g
-            }
-        };
-        let cats = l.categories_delivered.iter().map(|c| self.id(c)).collect();
-        let protective = l
-            .actions
-            .iter()
-            .filter(|(a, n)| **n > 0 && PROTECTIVE_ACTIONS.contains(&a.as_str()))
-            .map(|(a, n)| (self.id(a), *n))
-            .collect::<Vec<_>>();
-        let count = |a: &str| l.actions.get(a).copied().unwrap_or(0);
-        self.kept.push(Compact {
-            t,
-            group,
-            records: l.records,
-            bytes: l.bytes,
-            refused: matches!(l.decision, Decision::Blocked | Decision::RateLimited),
-            cats,
-            protective,
-            kept: count("keep"),
-            pseudonymised: count("pseudonymise") > 0,
-            generalised: count("generalise") > 0,
+        let f = self.flows.entry(key).or_insert_with(|| FlowAcc {
+            sums: Sums::default(),
+            categories: BTreeSet::new(),
+            first: t,
+            last: t,
         });
+        f.sums.add(l.records, l.bytes, refused);
+        f.categories.extend(l.categories_delivered);
+        f.first = f.first.min(t);
+        f.last = f.last.max(t);
     }
 
-    /// The window: `[since or the first detection's start, until or now)`. `Err` when there
-    /// is no `--since` and no detection to start from.
-    fn window(&self, now_ms: i64) -> Result<Window, String> {
-        let to_ms = self.until.unwrap_or(now_ms + 1);
-        if let Some(from) = self.since {
-            return Ok(window(from, to_ms, "--since".into()));
-        }
-        let first = self
-            .detections
-            .iter()
-            .filter_map(|d| {
-                let ts = log_millis(&d.ts)?;
-                let start = d
-                    .window_start
-                    .as_deref()
-                    .and_then(log_millis)
-                    .map_or(ts, |w| w.min(ts));
-                Some((start, d))
-            })
-            .min_by_key(|(start, d)| (*start, d.seq));
-        match first {
-            Some((from, d)) => Ok(window(
-                from,
-                to_ms,
-                format!(
-                    "the first incident entry for this scope: seq {} ({}, rule {}), from its window_start",
-                    d.seq, d.incident, d.rule
-                ),
-            )),
-            None => Err("no incident entry in the log matches this app and purpose, so the window has no start: give --since".into()),
-        }
-    }
-
-    /// The facts for the window. `now_ms` ends a window without `--until`.
-    pub fn finish(self, now_ms: i64) -> Result<Facts, String> {
+    /// The facts, or why a line could not be read.
+    pub fn finish(self) -> Result<Facts, String> {
         if let Some(bad) = &self.bad {
             return Err(format!("a line of the log cannot be read: {bad}"));
         }
-        let window = self.window(now_ms)?;
-        let inside = |t: i64| t >= window.from_ms && t < window.to_ms;
-        let mut flows: BTreeMap<u32, (Sums, BTreeSet<u32>, i64, i64)> = BTreeMap::new();
-        let mut cats: BTreeMap<u32, (u64, u64, u64)> = BTreeMap::new();
-        let mut to_processor = Sums::default();
-        let mut from_processor = Sums::default();
-        let mut m = Minimisation::default();
-        for c in self.kept.iter().filter(|c| inside(c.t)) {
-            let key = &self.groups[c.group as usize];
-            let response = key.direction == 1;
-            if response {
-                from_processor.add(c);
-            } else {
-                to_processor.add(c);
-            }
-            let f = flows
-                .entry(c.group)
-                .or_insert((Sums::default(), BTreeSet::new(), c.t, c.t));
-            f.0.add(c);
-            f.1.extend(c.cats.iter().copied());
-            f.2 = f.2.min(c.t);
-            f.3 = f.3.max(c.t);
-            for cat in &c.cats {
-                let e = cats.entry(*cat).or_default();
-                e.0 += 1;
-                if response {
-                    e.2 += c.records;
-                } else {
-                    e.1 += c.records;
-                }
-            }
-            for (a, n) in &c.protective {
-                *m.fields_by_action
-                    .entry(self.names[*a as usize].clone())
-                    .or_default() += n;
-                m.fields_protected += n;
-            }
-            m.fields_kept += c.kept;
-            if c.pseudonymised {
-                m.entries_pseudonymised += 1;
-                m.records_pseudonymised += c.records;
-            }
-            if c.generalised {
-                m.entries_generalised += 1;
-                m.records_generalised += c.records;
-            }
-        }
+        let mut m = self.minimisation;
         if m.fields_kept > 0 {
             m.fields_by_action.insert("keep".into(), m.fields_kept);
         }
-        let name = |id: u32| self.names[id as usize].clone();
+        let mut flows: Vec<(FlowKey, FlowAcc)> = self.flows.into_iter().collect();
+        flows.sort_by(|a, b| a.0.cmp(&b.0));
         let flows: Vec<Flow> = flows
             .into_iter()
-            .map(|(g, (sums, cs, first, last))| {
-                let k = &self.groups[g as usize];
-                Flow {
-                    direction: if k.direction == 1 {
-                        Direction::Response
-                    } else {
-                        Direction::Request
-                    },
-                    app: k.app.clone(),
-                    purpose: k.purpose.clone(),
-                    upstream: k.upstream.clone(),
-                    processor: k.processor.clone(),
-                    jurisdiction: k.jurisdiction.clone(),
-                    cross_border: k.cross_border,
-                    mechanism: k.mechanism.clone(),
-                    mechanism_ref: k.mechanism_ref.clone(),
-                    categories: sorted(cs.into_iter().map(name)),
-                    sums,
-                    first: crate::audit::period::format_ms(first),
-                    last: crate::audit::period::format_ms(last),
-                }
+            .map(|(k, f)| Flow {
+                direction: if k.direction == 0 {
+                    Direction::Response
+                } else {
+                    Direction::Request
+                },
+                app: k.app,
+                purpose: k.purpose,
+                upstream: k.upstream,
+                processor: k.processor,
+                jurisdiction: k.jurisdiction,
+                cross_border: k.cross_border,
+                mechanism: k.mechanism,
+                mechanism_ref: k.mechanism_ref,
+                categories: f.categories.into_iter().collect(),
+                sums: f.sums,
+                first: crate::audit::period::format_ms(f.first),
+                last: crate::audit::period::format_ms(f.last),
             })
             .collect();
-        let mut categories: Vec<CategoryFacts> = cats
+        let mut categories: Vec<CategoryFacts> = self
+            .categories
             .into_iter()
-            .map(|(id, (entries, to, from))| {
-                let category = name(id);
-                CategoryFacts {
-                    special: special(&category),
-                    category,
-                    entries,
-                    records_to_processor: to,
-                    records_from_processor: from,
-                }
+            .map(|(category, (entries, to, from))| CategoryFacts {
+                special: special(&category),
+                category,
+                entries,
+                records_to_processor: to,
+                records_from_processor: from,
             })
             .collect();
         categories.sort_by(|a, b| a.category.cmp(&b.category));
@@ -577,28 +564,14 @@ impl Collector {
             flows
                 .iter()
                 .filter(|f| f.cross_border && f.sums.records > 0)
-                .map(|f| f.jurisdiction.clone())
-                .collect::<BTreeSet<_>>()
-                .into_iter(),
+                .map(|f| f.jurisdiction.clone()),
         );
-        let records_concerned = to_processor.records + from_processor.records;
-        let from_ms = window.from_ms;
-        let detections = self
-            .detections
-            .into_iter()
-            .filter(|d| log_millis(&d.ts).is_some_and(|t| t >= from_ms))
-            .collect();
-        let containment = self
-            .containment
-            .into_iter()
-            .filter(|c| log_millis(&c.ts).is_some_and(|t| t >= from_ms))
-            .collect();
-        let all_entries_in_window = self.all.iter().filter(|t| inside(**t)).count() as u64;
+        let records_concerned = self.to_processor.records + self.from_processor.records;
         Ok(Facts {
             scope: self.scope,
-            window,
-            to_processor,
-            from_processor,
+            window: self.window,
+            to_processor: self.to_processor,
+            from_processor: self.from_processor,
             records_concerned,
             data_subjects: SubjectsEstimate {
                 approximate: true,
@@ -610,11 +583,30 @@ impl Collector {
             special_categories,
             third_countries,
             minimisation: m,
-            detections,
-            containment,
+            detections: self.detections,
+            containment: self.containment,
             other_events: self.other_events,
-            all_entries_in_window,
+            all_entries_in_window: self.all_entries_in_window,
         })
+    }
+}
+
+impl Facts {
+    /// The window's start came from `start`, found in an unverified read: that entry must be
+    /// among the verified detections.
+    pub fn check_start(&self, start: &Start) -> Result<(), String> {
+        if self
+            .detections
+            .iter()
+            .any(|d| d.seq == start.seq && d.incident == start.incident)
+        {
+            Ok(())
+        } else {
+            Err(format!(
+                "the incident entry the window starts at (seq {}) is not in the verified log: the log changed while it was read; run the command again",
+                start.seq
+            ))
+        }
     }
 }
 
@@ -625,13 +617,16 @@ fn sorted(it: impl Iterator<Item = String>) -> Vec<String> {
     v
 }
 
-fn window(from_ms: i64, to_ms: i64, basis: String) -> Window {
-    Window {
-        from: crate::audit::period::format_ms(from_ms),
-        to: crate::audit::period::format_ms(to_ms),
-        basis,
-        from_ms,
-        to_ms,
+impl Window {
+    /// `[from_ms, to_ms)` and where its start came from.
+    pub fn new(from_ms: i64, to_ms: i64, basis: String) -> Window {
+        Window {
+            from: crate::audit::period::format_ms(from_ms),
+            to: crate::audit::period::format_ms(to_ms),
+            basis,
+            from_ms,
+            to_ms,
+        }
     }
 }
 
@@ -651,16 +646,18 @@ mod tests {
 
     #[test]
     fn unknown_event_kinds_are_counted_not_fatal_and_garbage_is_said() {
-        let mut c = Collector::new(Scope::default(), Some(0), None);
+        let window = || Window::new(0, 4_102_444_800_000, "--since".into());
+        let mut c = Collector::new(Scope::default(), window());
         c.add(
             br#"{"seq":0,"ts":"2026-12-01T00:00:00.000Z","prev":"00","kind":"future_thing","x":1}"#,
         );
-        let f = c.finish(1_900_000_000_000).expect("facts");
+        let f = c.finish().expect("facts");
         assert_eq!(f.other_events, 1);
-        let mut c = Collector::new(Scope::default(), Some(0), None);
+        let mut c = Collector::new(Scope::default(), window());
         c.add(br#"{"seq":0,"ts":"2026-12-01T00:00:00.000Z","prev":"00","kind":"incident"}"#);
-        assert!(c.finish(0).is_err());
-        let c = Collector::new(Scope::default(), None, None);
-        assert!(c.finish(0).unwrap_err().contains("--since"));
+        assert!(c.finish().is_err());
+        let mut c = Collector::new(Scope::default(), window());
+        c.add(b"[1,2]");
+        assert!(c.finish().unwrap_err().contains("not a JSON object"));
     }
 }

@@ -81,13 +81,46 @@ pub fn open(opts: &OpenOptions) -> CliReport {
         Ok(k) => k,
         Err(e) => return refused(format!("{e} (the drafts are signed: give --sign KEY)"), 2),
     };
-    let until_ms = opts.until.map(|t| clock::millis(t) + 1);
-    let mut collector = Collector::new(opts.scope.clone(), opts.since.map(clock::millis), until_ms);
+    // `--until` is inclusive; without it the window ends at "now" (inclusive too)
+    let to_ms = opts.until.unwrap_or(opts.as_of).as_millisecond() + 1;
+    let (window, start) = match opts.since {
+        Some(since) => (
+            facts::Window::new(clock::millis(since), to_ms, "--since".into()),
+            None,
+        ),
+        None => match facts::first_detection(&opts.evidence.logs, &opts.scope, Some(to_ms)) {
+            Ok(Some(s)) => (
+                facts::Window::new(
+                    s.from_ms,
+                    to_ms,
+                    format!(
+                        "the first incident entry for this scope: seq {} ({}, rule {}), from its window_start",
+                        s.seq, s.incident, s.rule
+                    ),
+                ),
+                Some(s),
+            ),
+            Ok(None) => {
+                return refused(
+                    "no incident entry in the log matches this app and purpose, so the window has no start: give --since".into(),
+                    2,
+                )
+            }
+            Err(e) => return refused(e, 2),
+        },
+    };
+    if window.from_ms >= window.to_ms {
+        return refused("the window is empty: its start is after its end".into(), 2);
+    }
+    let mut collector = Collector::new(opts.scope.clone(), window);
     let fleet = match gather(&opts.evidence, false, |_, line| collector.add(line)) {
         Ok(f) => f,
         Err(refusal) => return refusal,
     };
-    let facts = match collector.finish(clock::millis(opts.as_of)) {
+    let facts = match collector.finish().and_then(|f| match &start {
+        Some(s) => f.check_start(s).map(|()| f),
+        None => Ok(f),
+    }) {
         Ok(f) => f,
         Err(why) => return refused(why, 2),
     };
