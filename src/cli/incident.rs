@@ -22,6 +22,7 @@ pub enum IncidentCommand {
     Open(Box<OpenArgs>),
     /// List the incidents in the store with their deadline and time left.
     List {
+        /// The config (default: zweck.yaml when it exists).
         #[arg(long)]
         config: Option<PathBuf>,
         /// The transfer log whose store to list (default: audit.log of the config).
@@ -68,9 +69,10 @@ pub struct OpenArgs {
     #[arg(long)]
     until: Option<String>,
     /// Transfer logs (default: audit.log of the config); several are one fleet.
-    #[arg(long = "log")]
+    #[arg(long = "log", value_name = "FILE")]
     logs: Vec<PathBuf>,
-    #[arg(long)]
+    /// The config (default: zweck.yaml when it exists): time zone, log, keys, DPO.
+    #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Where the drafts go (default: <store>/<incident id>/).
     #[arg(long)]
