@@ -52,6 +52,7 @@ pub mod dialect;
 pub mod discover;
 pub mod drift;
 pub mod error;
+pub mod incident;
 pub mod json;
 pub mod keys;
 pub mod linger;

@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::audit::{AuditError, AuditLog};
+use crate::incident::{Incidents, SystemClock};
 use crate::budget::{BudgetError, Budgets};
 use crate::certs::DevPaths;
 use crate::config::Config;
@@ -183,11 +184,30 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     // runs until aborted at shutdown: it never ends by itself
     let maintenance = budgets.spawn_maintenance(std::time::Duration::from_secs(60));
     metrics.register_with(|r| budgets.metrics().register(r));
-    let state = State::new(config.clone(), live, metrics, audit, budgets);
-    let state = Arc::new(match shadow {
-        Some(s) => state.with_shadow(s),
-        None => state,
+    let incidents = config.incidents.as_ref().map(|c| {
+        let log_path = config.audit.as_ref().map(|a| a.log.as_path());
+        Arc::new(Incidents::new(
+            c,
+            audit.clone(),
+            log_path,
+            Arc::new(SystemClock),
+        ))
     });
+    let mut state = State::new(config.clone(), live, metrics, audit, budgets);
+    if let Some(shadow) = shadow {
+        state = state.with_shadow(shadow);
+    }
+    if let Some(incidents) = incidents {
+        let rx = stop_rx.clone();
+        let persisted = incidents.clone();
+        others.push(tokio::spawn(async move {
+            persisted
+                .run_persistence(std::time::Duration::from_secs(30), stopped(rx))
+                .await;
+        }));
+        state = state.with_incidents(incidents);
+    }
+    let state = Arc::new(state);
     crate::reload::spawn_watchers(state.clone(), stop_rx.clone());
     let mut admin_addr = None;
     if let Some(addr) = config.admin {

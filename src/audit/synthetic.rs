@@ -10,12 +10,15 @@ use ring::signature::Ed25519KeyPair;
 
 use super::checkpoint::{self, Checkpoint};
 use super::files::{self, ChainState};
-use super::record::{self, TransferRecord};
+use serde::Serialize;
 
-/// Writes `records` (each with its `ts`, `YYYY-MM-DDTHH:MM:SS.mmmZ`) as a new log at `log`,
+use super::record;
+
+/// Writes `records` (transfer records, or any object such as an event entry as a
+/// `serde_json::Value`; each with its `ts`, `YYYY-MM-DDTHH:MM:SS.mmmZ`) as a new log at `log`,
 /// with a signed checkpoint every `checkpoint_every` entries and at the end, on box and
 /// (when given) appended to `offbox`. Returns the number of entries.
-pub fn write_log<I>(
+pub fn write_log<I, R>(
     log: &Path,
     key: &Ed25519KeyPair,
     origin: &str,
@@ -24,7 +27,8 @@ pub fn write_log<I>(
     offbox: Option<&Path>,
 ) -> io::Result<u64>
 where
-    I: IntoIterator<Item = (String, TransferRecord)>,
+    I: IntoIterator<Item = (String, R)>,
+    R: Serialize,
 {
     if let Some(dir) = log.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;

@@ -1,0 +1,314 @@
+//! Breach support (GDPR Art. 33): detect anomalous flows per app x purpose, record each
+//! detection as an `incident` entry in the transfer log, count it, and keep what was learned
+//! across restarts. docs/incidents.md explains the method and how to tune it.
+//!
+//! Why here and inline: Zweck is the one place that sees every flow with its app, purpose,
+//! categories, processor, country and record count, and the transfer log already holds them
+//! tamper-evidently. Detection reads the same counts the committed record carries, after it is
+//! durable ([`crate::proxy::log`]), never a value; an incident entry joins the same chain so the
+//! notification's facts and their order can be verified.
+//!
+//! Modules: `detect` (baseline, rules, clock; pure and O(1) per record), `config` (the
+//! `incidents:` section). [`Incidents`] is the running part: the detector, the metric, the
+//! transfer-log appends (off the request path, on a spawned task) and the state file.
+
+pub mod config;
+pub mod detect;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+
+use crate::audit::event::{IncidentEntry, Kind};
+use crate::audit::{AuditLog, Event, OnAnomaly, TransferRecord};
+use crate::policy::{PolicySet, RouteClass};
+
+pub use config::{IncidentsConfig, RawIncidents};
+pub use detect::{Clock, Detection, Detector, Learned, ManualClock, Observation, Settings, SystemClock};
+
+/// Labels of `zweck_incidents_total`: the rule and what the purpose asked for. Both are
+/// closed sets (6 x 3), so the series stay bounded whatever apps and purposes exist.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct IncidentLabels {
+    pub rule: &'static str,
+    pub on_anomaly: &'static str,
+}
+
+/// The running detector with its outputs.
+pub struct Incidents {
+    detector: Detector,
+    log: Option<AuditLog>,
+    raised: Family<IncidentLabels, Counter>,
+    state_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Incidents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Incidents")
+            .field("detector", &self.detector)
+            .field("state_file", &self.state_file)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The state file's path when the config names none: beside the transfer log.
+pub fn default_state_file(log: &Path) -> PathBuf {
+    let mut name = log.as_os_str().to_owned();
+    name.push(".incidents.json");
+    PathBuf::from(name)
+}
+
+impl Incidents {
+    /// A detector with what the state file holds (if it exists). A state file that does not
+    /// read is kept aside (`.bad`) and learning starts afresh, with a warning: detection
+    /// never stops Zweck from starting.
+    pub fn new(
+        config: &IncidentsConfig,
+        log: Option<AuditLog>,
+        log_path: Option<&Path>,
+        clock: Arc<dyn Clock>,
+    ) -> Incidents {
+        let detector = Detector::new(config.settings.clone(), clock);
+        let state_file = config
+            .state_file
+            .clone()
+            .or_else(|| log_path.map(default_state_file));
+        if let Some(path) = &state_file {
+            match load(path) {
+                Ok(Some(learned)) => detector.restore(learned),
+                Ok(None) => {}
+                Err(why) => {
+                    let mut aside = path.as_os_str().to_owned();
+                    aside.push(".bad");
+                    let _ = std::fs::rename(path, &aside);
+                    tracing::warn!(file = %path.display(), error = %why, "incident state file unreadable: kept aside as .bad, learning starts afresh");
+                }
+            }
+        }
+        Incidents {
+            detector,
+            log,
+            raised: Family::default(),
+            state_file,
+        }
+    }
+
+    /// Registers `zweck_incidents_total`.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "incidents",
+            "Incidents raised by the detector, by rule and on_anomaly",
+            self.raised.clone(),
+        );
+    }
+
+    pub fn detector(&self) -> &Detector {
+        &self.detector
+    }
+
+    /// Feeds one committed transfer record. On the common path nothing fires and nothing is
+    /// allocated; a detection is recorded on a spawned task, so the request that caused it is
+    /// not delayed by the extra append.
+    pub fn observe(
+        self: &Arc<Self>,
+        record: &TransferRecord,
+        class: Option<RouteClass>,
+        policy: &PolicySet,
+    ) {
+        let fired = self.detector.observe(&Observation::of(record, class));
+        if fired.is_empty() {
+            return;
+        }
+        for d in fired {
+            let on_anomaly = on_anomaly_of(policy, &d.purpose);
+            self.raised
+                .get_or_create(&IncidentLabels {
+                    rule: d.rule.as_str(),
+                    on_anomaly: on_anomaly.as_str(),
+                })
+                .inc();
+            tracing::warn!(
+                rule = d.rule.as_str(),
+                app = %d.app,
+                purpose = %d.purpose,
+                observed = d.observed,
+                "incident detected"
+            );
+            let entry = entry_of(&d, on_anomaly);
+            let this = self.clone();
+            tokio::spawn(async move {
+                this.record(entry).await;
+            });
+        }
+    }
+
+    /// Appends the incident entry; returns its seq.
+    async fn record(&self, entry: IncidentEntry) -> Option<u64> {
+        let log = self.log.as_ref()?;
+        match log.append_event(Event::Incident(entry)).await {
+            Ok(seq) => Some(seq),
+            Err(e) => {
+                tracing::error!(error = %e, "transfer log append failed for an incident");
+                None
+            }
+        }
+    }
+
+    /// Writes what was learned, if anything changed since the last time.
+    pub async fn persist(&self) {
+        let Some(path) = self.state_file.clone() else {
+            return;
+        };
+        if !self.detector.take_dirty() {
+            return;
+        }
+        let learned = self.detector.snapshot();
+        let result = tokio::task::spawn_blocking(move || save(&path, &learned)).await;
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                // try again next time
+                self.detector.mark_dirty();
+                tracing::error!(error = %e, "incident state file not written");
+            }
+            Err(e) => tracing::error!(error = %e, "incident state task"),
+        }
+    }
+
+    /// Persists every `every` until `stop` resolves, then once more.
+    pub async fn run_persistence(
+        self: Arc<Self>,
+        every: std::time::Duration,
+        stop: impl std::future::Future<Output = ()>,
+    ) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                () = &mut stop => break,
+                _ = tick.tick() => self.persist().await,
+            }
+        }
+        self.persist().await;
+    }
+}
+
+/// The purpose's `on_anomaly` (alert when the purpose is unknown).
+pub fn on_anomaly_of(policy: &PolicySet, purpose: &str) -> OnAnomaly {
+    policy.purpose(purpose).map_or(OnAnomaly::Alert, |p| p.on_anomaly)
+}
+
+/// The incident entry of a detection (its id is filled in by the writer).
+pub fn entry_of(d: &Detection, on_anomaly: OnAnomaly) -> IncidentEntry {
+    IncidentEntry {
+        kind: Kind::Incident,
+        incident: String::new(),
+        rule: d.rule,
+        app: d.app.clone(),
+        purpose: d.purpose.clone(),
+        upstream: d.upstream.clone(),
+        processor: d.processor.clone(),
+        jurisdiction: d.jurisdiction.clone(),
+        categories: d.categories.clone(),
+        window_start: crate::audit::time_secs(d.window_start_ms),
+        window_end: crate::audit::time_secs(d.window_end_ms),
+        observed: d.observed,
+        baseline: d.baseline.map(|b| b.round() as u64),
+        threshold: d.threshold.map(|t| t.round() as u64),
+        on_anomaly,
+    }
+}
+
+/// The state file's errors.
+#[derive(Debug, thiserror::Error)]
+pub enum StateFileError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: not an incident state file: {source}")]
+    Format {
+        path: String,
+        source: serde_json::Error,
+    },
+}
+
+fn load(path: &Path) -> Result<Option<Learned>, StateFileError> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(StateFileError::Io {
+                path: path.display().to_string(),
+                source,
+            })
+        }
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|source| StateFileError::Format {
+            path: path.display().to_string(),
+            source,
+        })
+}
+
+/// Writes atomically: a temporary file beside it, synced, then renamed over it.
+fn save(path: &Path, learned: &Learned) -> Result<(), StateFileError> {
+    let io = |source| StateFileError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let bytes = serde_json::to_vec(learned).map_err(|source| StateFileError::Format {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp).map_err(io)?;
+        f.write_all(&bytes).map_err(io)?;
+        f.sync_data().map_err(io)?;
+    }
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_state_file_round_trips_and_a_bad_one_is_kept_aside() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("t.jsonl.incidents.json");
+        let clock = ManualClock::at(1_796_601_600_000);
+        let config = IncidentsConfig {
+            settings: Settings::default(),
+            state_file: Some(path.clone()),
+        };
+        let first = Incidents::new(&config, None, None, clock.clone());
+        let cats = vec!["user.contact.email".to_string()];
+        let mut r = crate::audit::record::tests::sample();
+        r.categories_delivered = cats;
+        first.detector.observe(&Observation::of(&r, None));
+        save(&path, &first.detector.snapshot()).expect("save");
+        let second = Incidents::new(&config, None, None, clock.clone());
+        assert_eq!(second.detector.snapshot(), first.detector.snapshot());
+
+        std::fs::write(&path, b"{not json").expect("write");
+        let third = Incidents::new(&config, None, None, clock);
+        assert!(third.detector.snapshot().apps.is_empty());
+        assert!(dir.path().join("t.jsonl.incidents.json.bad").exists());
+        assert_eq!(
+            default_state_file(Path::new("/var/lib/zweck/transfers.jsonl")),
+            PathBuf::from("/var/lib/zweck/transfers.jsonl.incidents.json")
+        );
+    }
+}
