@@ -123,6 +123,97 @@ fn authorised(token: &str, headers: &http::HeaderMap) -> bool {
         .is_some_and(|given| bool::from(given.trim().as_bytes().ct_eq(token.as_bytes())))
 }
 
+/// The admin token check of the state-changing and incident endpoints: `Err` is the answer.
+fn admin_only(
+    state: &State,
+    headers: &http::HeaderMap,
+) -> Result<(), (StatusCode, &'static str, String)> {
+    let Some(token) = state.live().admin_token.clone() else {
+        return Err((
+            StatusCode::FORBIDDEN,
+            "text/plain",
+            "off: set admin_token_file in the config\n".to_string(),
+        ));
+    };
+    if !authorised(&token, headers) {
+        return Err((
+            StatusCode::UNAUTHORIZED,
+            "text/plain",
+            "send Authorization: Bearer <the token of admin_token_file>\n".to_string(),
+        ));
+    }
+    Ok(())
+}
+
+/// `GET /containment`: what incidents contained (apps, purposes, actions, incident ids).
+fn containment(state: &State, headers: &http::HeaderMap) -> (StatusCode, &'static str, String) {
+    if let Err(answer) = admin_only(state, headers) {
+        return answer;
+    }
+    let list = state
+        .incidents
+        .as_ref()
+        .map(|i| i.containment())
+        .unwrap_or_default();
+    let text = serde_json::to_string_pretty(&serde_json::json!({ "contained": list }))
+        .unwrap_or_default();
+    (StatusCode::OK, "application/json", text + "\n")
+}
+
+/// `POST /containment/clear?app=A&purpose=P[&reason=R]`: lifts a containment and logs it.
+async fn clear_containment(
+    state: &State,
+    headers: &http::HeaderMap,
+    query: Option<&str>,
+) -> (StatusCode, &'static str, String) {
+    if let Err(answer) = admin_only(state, headers) {
+        return answer;
+    }
+    let Some(incidents) = &state.incidents else {
+        return (
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "no incident detection: add an incidents section to the config\n".to_string(),
+        );
+    };
+    let (mut app, mut purpose, mut reason) = (None, None, None);
+    for (k, v) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        match &*k {
+            "app" => app = Some(v.into_owned()),
+            "purpose" => purpose = Some(v.into_owned()),
+            "reason" => reason = Some(v.into_owned()),
+            _ => {}
+        }
+    }
+    let (Some(app), Some(purpose)) = (app, purpose) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "text/plain",
+            "name the app and the purpose: POST /containment/clear?app=APP&purpose=PURPOSE\n"
+                .to_string(),
+        );
+    };
+    let reason = reason
+        .filter(|r| !r.is_empty() && r.len() <= 200 && !r.chars().any(char::is_control))
+        .unwrap_or_else(|| "cleared-by-operator".to_string());
+    match incidents
+        .clear(&app, &purpose, crate::audit::event::By::Admin, &reason)
+        .await
+    {
+        Some(lifted) => (
+            StatusCode::OK,
+            "application/json",
+            serde_json::to_string(&serde_json::json!({ "cleared": lifted })).unwrap_or_default()
+                + "\n",
+        ),
+        None => (
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "that app and purpose are not contained\n".to_string(),
+        ),
+    }
+}
+
 /// `POST /reload`: authorised, then [`crate::reload::everything`] off the async workers.
 async fn reload(
     state: Arc<State>,
@@ -175,6 +266,15 @@ async fn answer(
             serde_json::to_string(&state.metrics.drift.snapshot()).unwrap_or_default(),
         ),
         (&Method::POST, "/reload") => reload(state.clone(), req.headers()).await,
+        (&Method::GET, "/containment") => containment(&state, req.headers()),
+        (&Method::POST, "/containment/clear") => {
+            clear_containment(&state, req.headers(), req.uri().query()).await
+        }
+        (_, "/containment" | "/containment/clear") => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "GET /containment, POST /containment/clear?app=APP&purpose=PURPOSE\n".to_string(),
+        ),
         (_, "/reload") => (
             StatusCode::METHOD_NOT_ALLOWED,
             "text/plain",

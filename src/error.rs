@@ -68,6 +68,7 @@ vocabulary! {
         UnknownApp = "unknown-app",
         PurposeMissing = "purpose-missing",
         PurposeNotGranted = "purpose-not-granted",
+        PurposeContained = "purpose-contained",
         PurposeUnknown = "purpose-unknown",
         NoRoute = "no-route",
         UnknownResource = "unknown-resource",
@@ -112,7 +113,7 @@ impl ProblemType {
             AggregateNotAllowed, AuditUnavailable, BadHost, BadPath, Blocked, BodyNotAllowed,
             BodyTooLarge, BudgetExhausted, BudgetPageOverCap, BudgetStoreUnavailable,
             ConsentFieldMissing, HeadersTooLarge, MethodOverride, NoRoute, Overloaded, PolicyFault,
-            PurposeMissing, PurposeNotGranted, PurposeUnknown, QueryNotAllowed, QueryNotCheckable,
+            PurposeContained, PurposeMissing, PurposeNotGranted, PurposeUnknown, QueryNotAllowed, QueryNotCheckable,
             RecordWithheld, RequestNotInspectable, RequestTimeout, ResponseNotInspectable,
             TransferNotPermitted, UnknownApp, UnknownResource, Unsupported, UnsupportedMediaType,
             UpstreamCredential, UpstreamMalformed, UpstreamTimeout, UpstreamUnavailable,
@@ -122,6 +123,7 @@ impl ProblemType {
             UnknownApp => "Unknown app",
             PurposeMissing => "Purpose missing",
             PurposeNotGranted => "Purpose not granted",
+            PurposeContained => "Purpose contained after an incident",
             PurposeUnknown => "Purpose unknown",
             NoRoute => "No route",
             UnknownResource => "Unknown resource",
@@ -260,6 +262,14 @@ pub enum ProxyError {
     /// The purpose is not one the app is granted (or does not exist).
     #[error("purpose {purpose:?} is not granted to app {app}")]
     PurposeNotGranted { app: String, purpose: String },
+    /// An incident contained this app x purpose (`on_anomaly: block`, or `throttle` for a bulk
+    /// export) until an operator clears it.
+    #[error("app {app} is contained for purpose {purpose:?} after an incident ({action}); an operator clears it with POST /containment/clear on the admin listener")]
+    PurposeContained {
+        app: String,
+        purpose: String,
+        action: &'static str,
+    },
     /// No upstream is configured for this host and path.
     #[error("no upstream serves this host and path")]
     NoRoute,
@@ -419,7 +429,7 @@ impl ProxyError {
         use ProxyError::{
             AggregateNotAllowed, AuditUnavailable, BadHost, BadPath, Blocked, BodyNotAllowed,
             BodyTooLarge, BudgetExhausted, ConsentFieldMissing, HeadersTooLarge, MethodOverride,
-            NoRoute, Overloaded, PartRefused, PolicyFault, PurposeMissing, PurposeNotGranted,
+            NoRoute, Overloaded, PartRefused, PolicyFault, PurposeContained, PurposeMissing, PurposeNotGranted,
             PurposeUnknown, QueryNotAllowed, QueryNotCheckable, RecordWithheld,
             RequestNotInspectable, RequestTimeout, ResponseNotInspectable, TransferNotPermitted,
             UnknownApp, UnknownResource, Unsupported, UnsupportedMediaType, UpstreamCredential,
@@ -431,6 +441,7 @@ impl ProxyError {
             UnknownApp => StatusCode::UNAUTHORIZED,
             PurposeMissing { .. }
             | PurposeNotGranted { .. }
+            | PurposeContained { .. }
             | PurposeUnknown { .. }
             | UnknownResource
             | Blocked { .. }
@@ -472,7 +483,7 @@ impl ProxyError {
         use ProxyError::{
             AggregateNotAllowed, AuditUnavailable, BadHost, BadPath, Blocked, BodyNotAllowed,
             BodyTooLarge, BudgetExhausted, ConsentFieldMissing, HeadersTooLarge, MethodOverride,
-            NoRoute, Overloaded, PartRefused, PolicyFault, PurposeMissing, PurposeNotGranted,
+            NoRoute, Overloaded, PartRefused, PolicyFault, PurposeContained, PurposeMissing, PurposeNotGranted,
             PurposeUnknown, QueryNotAllowed, QueryNotCheckable, RecordWithheld,
             RequestNotInspectable, RequestTimeout, ResponseNotInspectable, TransferNotPermitted,
             UnknownApp, UnknownResource, Unsupported, UnsupportedMediaType, UpstreamCredential,
@@ -484,6 +495,7 @@ impl ProxyError {
             UnknownApp => ProblemType::UnknownApp,
             PurposeMissing { .. } => ProblemType::PurposeMissing,
             PurposeNotGranted { .. } => ProblemType::PurposeNotGranted,
+            PurposeContained { .. } => ProblemType::PurposeContained,
             NoRoute => ProblemType::NoRoute,
             UnknownResource => ProblemType::UnknownResource,
             BadPath { .. } => ProblemType::BadPath,

@@ -1,5 +1,5 @@
 //! The `incidents:` section of zweck.yaml, raw and compiled (docs/configuration.md, keys
-//! `incidents.*`; the method in docs/incidents.md). Every wrong value is reported at its own
+//! `incidents.*`; the method in docs/detection.md). Every wrong value is reported at its own
 //! line and column by the config compiler; nothing here falls back silently.
 
 use std::path::PathBuf;

@@ -5,7 +5,7 @@
 //! category, processor and country. Nothing is allocated unless something is seen for the
 //! first time or a rule fires.
 //!
-//! **Baseline** (docs/incidents.md, "How detection works"): records delivered are counted in
+//! **Baseline** (docs/detection.md, "How detection works"): records delivered are counted in
 //! windows of `window` (default 1 min, aligned to the epoch). The windows of one UTC hour are
 //! averaged when the hour ends (an empty window counts as 0; a window in which the volume
 //! rule fired is left out, so an attack does not teach the baseline), and that hourly mean is
@@ -599,7 +599,11 @@ impl Detector {
                 },
             );
         }
-        Learned { version: 1, apps }
+        Learned {
+            version: 1,
+            apps,
+            contained: Vec::new(),
+        }
     }
 
     /// Restores what a previous run learned (before traffic).
@@ -639,6 +643,9 @@ impl Detector {
 pub struct Learned {
     pub version: u32,
     pub apps: std::collections::BTreeMap<String, LearnedApp>,
+    /// What is contained (kept by [`super::Incidents`], not by the detector).
+    #[serde(default)]
+    pub contained: Vec<super::contain::Contained>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -1,6 +1,6 @@
 //! Breach support (GDPR Art. 33): detect anomalous flows per app x purpose, record each
 //! detection as an `incident` entry in the transfer log, count it, and keep what was learned
-//! across restarts. docs/incidents.md explains the method and how to tune it.
+//! across restarts. docs/detection.md explains the method and how to tune it.
 //!
 //! Why here and inline: Zweck is the one place that sees every flow with its app, purpose,
 //! categories, processor, country and record count, and the transfer log already holds them
@@ -9,10 +9,11 @@
 //! notification's facts and their order can be verified.
 //!
 //! Modules: `detect` (baseline, rules, clock; pure and O(1) per record), `config` (the
-//! `incidents:` section). [`Incidents`] is the running part: the detector, the metric, the
+//! `incidents:` section), `contain` (which app x purpose is throttled or blocked). [`Incidents`] is the running part: the detector, the metric, the
 //! transfer-log appends (off the request path, on a spawned task) and the state file.
 
 pub mod config;
+pub mod contain;
 pub mod detect;
 
 use std::path::{Path, PathBuf};
@@ -23,11 +24,12 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
-use crate::audit::event::{IncidentEntry, Kind};
+use crate::audit::event::{Action, By, ContainmentEntry, IncidentEntry, Kind};
 use crate::audit::{AuditLog, Event, OnAnomaly, TransferRecord};
 use crate::policy::{PolicySet, RouteClass};
 
 pub use config::{IncidentsConfig, RawIncidents};
+pub use contain::{Contained, Containment};
 pub use detect::{Clock, Detection, Detector, Learned, ManualClock, Observation, Settings, SystemClock};
 
 /// Labels of `zweck_incidents_total`: the rule and what the purpose asked for. Both are
@@ -41,9 +43,12 @@ pub struct IncidentLabels {
 /// The running detector with its outputs.
 pub struct Incidents {
     detector: Detector,
+    containment: Containment,
     log: Option<AuditLog>,
     raised: Family<IncidentLabels, Counter>,
     state_file: Option<PathBuf>,
+    /// One state-file write at a time (they share the temporary file).
+    saving: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Incidents {
@@ -77,9 +82,16 @@ impl Incidents {
             .state_file
             .clone()
             .or_else(|| log_path.map(default_state_file));
+        let containment = Containment::default();
         if let Some(path) = &state_file {
             match load(path) {
-                Ok(Some(learned)) => detector.restore(learned),
+                Ok(Some(mut learned)) => {
+                    for c in std::mem::take(&mut learned.contained) {
+                        tracing::warn!(app = %c.app, purpose = %c.purpose, action = c.action.as_str(), "containment from before the restart stays in force until cleared");
+                        containment.set(c);
+                    }
+                    detector.restore(learned);
+                }
                 Ok(None) => {}
                 Err(why) => {
                     let mut aside = path.as_os_str().to_owned();
@@ -91,9 +103,11 @@ impl Incidents {
         }
         Incidents {
             detector,
+            containment,
             log,
             raised: Family::default(),
             state_file,
+            saving: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -108,6 +122,94 @@ impl Incidents {
 
     pub fn detector(&self) -> &Detector {
         &self.detector
+    }
+
+    /// What applies to `app` x `purpose` now (`None` on the common path: one atomic load).
+    pub fn contained(&self, app: &str, purpose: &str) -> Option<OnAnomaly> {
+        self.containment.of(app, purpose)
+    }
+
+    /// Everything contained now.
+    pub fn containment(&self) -> Vec<Contained> {
+        self.containment.list()
+    }
+
+    /// Lifts a containment: appends its `clear` entry and persists. `None` when nothing was
+    /// contained. Errors when the entry cannot be written (the containment is lifted anyway:
+    /// an operator decided, and the process log says it).
+    pub async fn clear(
+        &self,
+        app: &str,
+        purpose: &str,
+        by: By,
+        reason: &str,
+    ) -> Option<Contained> {
+        let lifted = self.containment.clear(app, purpose)?;
+        tracing::warn!(app, purpose, by = ?by, "containment cleared");
+        self.append_containment(ContainmentEntry {
+            kind: Kind::Containment,
+            action: Action::Clear,
+            app: app.to_string(),
+            purpose: Some(purpose.to_string()),
+            incident: lifted.incident.clone(),
+            by,
+            reason: reason.to_string(),
+        })
+        .await;
+        self.save_now().await;
+        Some(lifted)
+    }
+
+    async fn append_containment(&self, entry: ContainmentEntry) -> Option<u64> {
+        let log = self.log.as_ref()?;
+        match log.append_event(Event::Containment(entry)).await {
+            Ok(seq) => Some(seq),
+            Err(e) => {
+                tracing::error!(error = %e, "transfer log append failed for a containment step");
+                None
+            }
+        }
+    }
+
+    /// Takes the containment a purpose's `on_anomaly` asks for at once (the next request
+    /// already meets it), then records incident and step in the log and persists.
+    fn contain(self: &Arc<Self>, d: &Detection, on_anomaly: OnAnomaly, entry: IncidentEntry) {
+        let action = match on_anomaly {
+            OnAnomaly::Alert => None,
+            OnAnomaly::Throttle => Some(Action::Throttle),
+            OnAnomaly::Block => Some(Action::Block),
+        };
+        let changed = action.is_some()
+            && self.containment.set(Contained {
+                app: d.app.clone(),
+                purpose: d.purpose.clone(),
+                action: on_anomaly,
+                incident: None,
+                since: crate::audit::time_secs(self.detector.now_ms()),
+            });
+        let this = self.clone();
+        tokio::spawn(async move {
+            let (app, purpose) = (entry.app.clone(), entry.purpose.clone());
+            let seq = this.record(entry).await;
+            let incident = seq.map(crate::audit::event::incident_id);
+            let (Some(action), true) = (action, changed) else {
+                return;
+            };
+            if let Some(id) = &incident {
+                this.containment.name_incident(&app, &purpose, id);
+            }
+            this.append_containment(ContainmentEntry {
+                kind: Kind::Containment,
+                action,
+                app,
+                purpose: Some(purpose),
+                incident,
+                by: By::Detector,
+                reason: "on-anomaly".into(),
+            })
+            .await;
+            this.save_now().await;
+        });
     }
 
     /// Feeds one committed transfer record. On the common path nothing fires and nothing is
@@ -139,10 +241,7 @@ impl Incidents {
                 "incident detected"
             );
             let entry = entry_of(&d, on_anomaly);
-            let this = self.clone();
-            tokio::spawn(async move {
-                this.record(entry).await;
-            });
+            self.contain(&d, on_anomaly, entry);
         }
     }
 
@@ -160,13 +259,19 @@ impl Incidents {
 
     /// Writes what was learned, if anything changed since the last time.
     pub async fn persist(&self) {
+        if self.detector.take_dirty() {
+            self.save_now().await;
+        }
+    }
+
+    /// Writes the state file now (learned state and containment).
+    async fn save_now(&self) {
         let Some(path) = self.state_file.clone() else {
             return;
         };
-        if !self.detector.take_dirty() {
-            return;
-        }
-        let learned = self.detector.snapshot();
+        let _one_at_a_time = self.saving.lock().await;
+        let mut learned = self.detector.snapshot();
+        learned.contained = self.containment.list();
         let result = tokio::task::spawn_blocking(move || save(&path, &learned)).await;
         match result {
             Ok(Ok(())) => {}

@@ -269,7 +269,7 @@ pub struct RawPurpose {
     #[schemars(with = "Option<String>")]
     pub art10_basis: Option<SpStr>,
     /// `alert`, `throttle` or `block`: what Zweck does when it detects an incident for this
-    /// purpose (docs/incidents.md).
+    /// purpose (docs/detection.md).
     #[serde(default)]
     #[schemars(schema_with = "super::schema::on_anomaly")]
     pub on_anomaly: Option<SpStr>,
