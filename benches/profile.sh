@@ -5,6 +5,8 @@
 #   bash benches/profile.sh                 # target/release/zweck (built first)
 #   ZWECK_BIN=/path/to/other/zweck bash benches/profile.sh   # an older build, for before/after
 #   ZWECK_PROFILE_KEEP=1 bash benches/profile.sh             # keep the callgrind files
+#   ZWECK_PROFILE_INCIDENTS=1 bash benches/profile.sh        # with incident detection on (every
+#       rule, default parameters): the difference to a run without is detection's cost
 #   ZWECK_PROFILE_CANDIDATE=1 bash benches/profile.sh        # with a candidate policy compared
 #       (live shadow comparison: newsletter's candidate sees last names instead of first names)
 #
@@ -77,6 +79,10 @@ instructions() {
     python3 "$HERE/derive_config.py" "$REPO/zweck.yaml" "$run" "$WORK/policies" "$D_PORT" "$port" "$admin" "$audit" "$cfg"
     # the run shares the certificates made above
     sed -i "s|$run/certs/|$WORK/certs/|g" "$cfg"
+    if [[ "${ZWECK_PROFILE_INCIDENTS:-0}" == 1 ]]; then
+        # every detection rule on with its defaults (docs/detection.md)
+        printf 'incidents:\n  export_hours: { from: 0, to: 24 }\n' >>"$cfg"
+    fi
     RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$run.callgrind" "$ZWECK" serve --config "$cfg" \
         >"$run.log" 2>&1 &
     vpid=$!

@@ -33,7 +33,8 @@
 //! rotates them, [`certs`] and [`dev`] make development key material, [`crm_double`] stands
 //! in for the CRMs in tests and demos, [`discover`] builds inventories from a CRM's own
 //! metadata (`zweck inventory discover`), [`drift`] counts the fields governed bodies carry
-//! that the inventory does not classify, [`shadow`] compares a candidate policy on real
+//! that the inventory does not classify, [`incident`] detects anomalous flows per app x purpose
+//! and contains them (docs/detection.md), [`shadow`] compares a candidate policy on real
 //! traffic, [`cli`] holds the command line's definitions and glue that tests parse (the
 //! policy workflow).
 

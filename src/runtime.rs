@@ -40,6 +40,8 @@ pub enum StartError {
     },
     #[error("transfer log: {0}")]
     Audit(#[from] AuditError),
+    #[error(transparent)]
+    Alerts(#[from] crate::incident::alert::AlertError),
     #[error("budgets: {0}")]
     Budgets(#[from] BudgetError),
     #[error("candidate policies: {0}")]
@@ -184,15 +186,19 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     // runs until aborted at shutdown: it never ends by itself
     let maintenance = budgets.spawn_maintenance(std::time::Duration::from_secs(60));
     metrics.register_with(|r| budgets.metrics().register(r));
-    let incidents = config.incidents.as_ref().map(|c| {
-        let log_path = config.audit.as_ref().map(|a| a.log.as_path());
-        Arc::new(Incidents::new(
-            c,
-            audit.clone(),
-            log_path,
-            Arc::new(SystemClock),
-        ))
-    });
+    let incidents = match &config.incidents {
+        Some(c) => {
+            let log_path = config.audit.as_ref().map(|a| a.log.as_path());
+            let incidents = Incidents::new(c, audit.clone(), log_path, Arc::new(SystemClock));
+            let incidents = if c.webhooks.is_empty() {
+                incidents
+            } else {
+                incidents.with_alerts(crate::incident::alert::Alerts::start(&c.webhooks, c.alerts)?)
+            };
+            Some(Arc::new(incidents))
+        }
+        None => None,
+    };
     let mut state = State::new(config.clone(), live, metrics, audit, budgets);
     if let Some(shadow) = shadow {
         state = state.with_shadow(shadow);

@@ -16,11 +16,53 @@ use http_body_util::{BodyExt, Empty};
 const TOKEN: &str = "admin-token-0123456789abcdef0123456789";
 const QUERY: &str = "/services/data/v66.0/query?q=SELECT+Id,Email,MailingCity,Title+FROM+Contact+LIMIT+200";
 
-fn incidents_section(d: &Path) -> String {
+const HOOK_KEY: &str = "hook-secret-0123456789abcdef";
+
+fn incidents_section(d: &Path, hook: Option<u16>) -> String {
+    let hooks = hook.map_or(String::new(), |port| {
+        format!(
+            "  webhooks: [{{ url: \"http://127.0.0.1:{port}/hook\", secret_file: {} }}]\n",
+            d.join("hook.key").display()
+        )
+    });
     format!(
-        "admin_token_file: {}\nincidents:\n  warmup: 0s\n  volume: {{ factor: 2, min_records: 50, floor: 10 }}\n  refusals: {{ threshold: 3 }}\n  new_category: false\n  new_processor: false\n  new_country: false\n",
+        "admin_token_file: {}\nincidents:\n  warmup: 0s\n  volume: {{ factor: 2, min_records: 50, floor: 10 }}\n  refusals: {{ threshold: 3 }}\n  new_category: false\n  new_processor: false\n  new_country: false\n{hooks}",
         d.join("admin.token").display()
     )
+}
+
+type Received = std::sync::Arc<std::sync::Mutex<Vec<(http::HeaderMap, Bytes)>>>;
+
+/// A webhook receiver on loopback that keeps every request and answers 200.
+async fn receiver() -> (u16, Received) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let got: Received = Default::default();
+    let keep = got.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let keep = keep.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let keep = keep.clone();
+                    async move {
+                        let (parts, body) = req.into_parts();
+                        let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                        keep.lock().expect("lock").push((parts.headers, body));
+                        Ok::<_, std::convert::Infallible>(http::Response::new(
+                            http_body_util::Full::new(Bytes::from_static(b"ok")),
+                        ))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (port, got)
 }
 
 fn blocking_analytics(o: &Options) -> std::path::PathBuf {
@@ -30,20 +72,18 @@ fn blocking_analytics(o: &Options) -> std::path::PathBuf {
     })
 }
 
-fn options(o: Options) -> Options {
+fn options(o: Options, hook: u16) -> Options {
     let mut o = o;
     o.policies = blocking_analytics(&o);
-    o.extra_upstreams = incidents_section(&o.certs_dir);
+    o.extra_upstreams = incidents_section(&o.certs_dir, Some(hook));
     o
 }
 
 fn write_token(d: &Path) {
-    zweck::secrets::write_atomic(
-        &d.join("admin.token"),
-        TOKEN.as_bytes(),
-        zweck::secrets::SECRET_MODE,
-    )
-    .expect("token");
+    for (file, secret) in [("admin.token", TOKEN), ("hook.key", HOOK_KEY)] {
+        zweck::secrets::write_atomic(&d.join(file), secret.as_bytes(), zweck::secrets::SECRET_MODE)
+            .expect("secret");
+    }
 }
 
 fn log_lines(dir: &Path) -> Vec<serde_json::Value> {
@@ -107,7 +147,8 @@ fn delivered_values(body: &[u8]) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_export_spike_raises_a_volume_incident_blocks_the_purpose_and_an_operator_clears_it()
 {
-    let mut h = Harness::start_full(500, write_token, options).await;
+    let (hook, received) = receiver().await;
+    let mut h = Harness::start_full(500, write_token, |o| options(o, hook)).await;
     let key = h.api_key();
     let auth = [("zweck-api-key", key.as_str())];
     let c = h.anon_client(Version::H1);
@@ -140,6 +181,28 @@ async fn an_export_spike_raises_a_volume_incident_blocks_the_purpose_and_an_oper
     assert_eq!(containment["by"], "detector");
     assert_eq!(containment["incident"], inc["incident"]);
 
+    // the webhook receiver gets the alert, signed, with the entry's facts and position
+    assert!(
+        eventually(|| !received.lock().expect("lock").is_empty()).await,
+        "the webhook got the alert"
+    );
+    let (headers, alert) = received.lock().expect("lock")[0].clone();
+    let ts = headers["x-zweck-timestamp"].to_str().expect("ascii");
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, HOOK_KEY.as_bytes());
+    let signed = [ts.as_bytes(), b".", &alert].concat();
+    let expected = format!("sha256={}", hex::encode(ring::hmac::sign(&key, &signed).as_ref()));
+    assert_eq!(headers["x-zweck-signature"].to_str().expect("ascii"), expected);
+    let a: serde_json::Value = serde_json::from_slice(&alert).expect("json alert");
+    assert_eq!(a["type"], "zweck.incident");
+    assert_eq!(a["seq"], inc["seq"]);
+    assert_eq!(a["incident"], inc["incident"]);
+    assert_eq!(a["rule"], "volume");
+    assert_eq!(a["observed"], 200);
+    let alert_text = String::from_utf8_lossy(&alert).into_owned();
+    for v in &values {
+        assert!(!alert_text.contains(v.as_str()), "a delivered value is in the alert");
+    }
+
     // the next request of the app for the purpose is refused, with its own transfer record
     let (r, body) = c.get(&h.url(QUERY), &auth).await;
     assert_eq!(r.status(), 403);
@@ -161,7 +224,7 @@ async fn an_export_spike_raises_a_volume_incident_blocks_the_purpose_and_an_oper
 
     // a restart does not lift it
     h.shutdown().await;
-    let opts = options(Options::new(h.double.addr.port(), &dir));
+    let opts = options(Options::new(h.double.addr.port(), &dir), hook);
     let text = config_text(&dir, &opts);
     let config = zweck::config::Config::parse(&dir.join("zweck.yaml"), &text).expect("config");
     h.zweck = Some(zweck::runtime::start(config).await.expect("restarts"));
@@ -216,9 +279,21 @@ async fn an_export_spike_raises_a_volume_incident_blocks_the_purpose_and_an_oper
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn probing_raises_a_refusal_surge_and_alert_only_purposes_keep_working() {
+async fn probing_raises_a_refusal_surge_and_a_silent_webhook_does_not_touch_traffic() {
+    // a receiver that accepts connections and never answers
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let hook = silent.local_addr().expect("addr").port();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            open.push(stream);
+        }
+    });
     let h = Harness::start_full(120, write_token, |mut o| {
-        o.extra_upstreams = incidents_section(&o.certs_dir);
+        o.extra_upstreams = incidents_section(&o.certs_dir, Some(hook))
+            + "  alert_timeout: 1s\n  alert_retries: 1\n";
         o
     })
     .await;
@@ -241,10 +316,22 @@ async fn probing_raises_a_refusal_surge_and_alert_only_purposes_keep_working() {
     assert_eq!(inc["baseline"], serde_json::Value::Null);
     // alert only: nothing contained, the app still works
     assert!(events(&dir, "containment").is_empty());
-    let (r, _) = c
-        .get(&h.url("/services/data/v66.0/query?q=SELECT+Id+FROM+Contact+LIMIT+5"), &auth)
-        .await;
-    assert_eq!(r.status(), 200);
+    for _ in 0..5 {
+        let (r, _) = c
+            .get(&h.url("/services/data/v66.0/query?q=SELECT+Id+FROM+Contact+LIMIT+5"), &auth)
+            .await;
+        assert_eq!(r.status(), 200);
+    }
+    // the alert is given up on after its bounded retries, and counted
+    let failed = eventually_some(|| async {
+        let (_, metrics) = h.admin_get("/metrics").await;
+        metrics
+            .contains("zweck_incident_alerts_total{outcome=\"failed\"} 1")
+            .then_some(())
+    })
+    .await;
+    assert!(failed.is_some(), "the silent receiver's alert failed after 1 + 1 attempts");
+    held.abort();
 }
 
 #[test]
@@ -262,6 +349,9 @@ fn bad_incident_settings_are_refused_at_their_line() {
         ("incidents:\n  export_hours: { from: 25, to: 3 }\n", "incidents.export_hours.from"),
         ("incidents:\n  export_hours: { from: 8, to: 18, utc_offset: CET }\n", "incidents.export_hours.utc_offset"),
         ("incidents:\n  volume: { factr: 3 }\n", "factr"),
+        ("incidents:\n  webhooks: [{ url: \"http://alerts.example.com/x\", secret_file: k }]\n", "loopback"),
+        ("incidents:\n  alert_queue: 0\n", "incidents.alert_queue"),
+        ("incidents:\n  alert_timeout: 0s\n", "incidents.alert_timeout"),
     ] {
         let mut o = Options::new(o.double_port, dir.path());
         o.extra_upstreams = section.to_string();

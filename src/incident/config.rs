@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_saphyr::{Location, Spanned};
 
+use super::alert::{url_allowed, AlertSettings, Webhook};
 use super::detect::{ExportHours, RefusalRule, Settings, VolumeRule, DEFAULT_REFUSALS};
 use crate::error::ProblemType;
 
@@ -37,6 +38,23 @@ pub struct RawIncidents {
     pub export_hours: Option<RawExportHours>,
     #[serde(default)]
     pub state_file: Option<Spanned<String>>,
+    #[serde(default)]
+    pub webhooks: Vec<Spanned<RawWebhook>>,
+    #[serde(default)]
+    pub alert_queue: Option<Spanned<usize>>,
+    #[serde(default)]
+    pub alert_retries: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub alert_timeout: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebhook {
+    pub url: Spanned<String>,
+    pub secret_file: Spanned<String>,
+    #[serde(default)]
+    pub ca: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -79,6 +97,9 @@ pub struct IncidentsConfig {
     /// Where what the detector learned is kept across restarts; `None`: beside the transfer
     /// log (`<log>.incidents.json`), or nowhere without a log.
     pub state_file: Option<PathBuf>,
+    /// Where alerts are POSTed, signed.
+    pub webhooks: Vec<Webhook>,
+    pub alerts: AlertSettings,
 }
 
 /// Shortest and longest counting window; it must divide an hour so windows tile hours.
@@ -93,25 +114,9 @@ pub fn compile(
     error: &mut dyn FnMut(&Location, String),
 ) -> IncidentsConfig {
     let d = Settings::default();
-    let mut duration = |s: &Option<Spanned<String>>, key: &str, default: u64| -> u64 {
-        let Some(s) = s else { return default };
-        match crate::units::parse_duration(&s.value) {
-            Some(v) => v.as_millis() as u64,
-            None => {
-                error(
-                    &s.referenced,
-                    format!(
-                        "incidents.{key}: expected a duration like 1m, 30s or 24h, got {:?}",
-                        s.value
-                    ),
-                );
-                default
-            }
-        }
-    };
-    let window_ms = duration(&raw.window, "window", d.window_ms);
-    let warmup_ms = duration(&raw.warmup, "warmup", d.warmup_ms);
-    let cooldown_ms = duration(&raw.cooldown, "cooldown", d.cooldown_ms);
+    let window_ms = duration_ms(&raw.window, "window", d.window_ms, error);
+    let warmup_ms = duration_ms(&raw.warmup, "warmup", d.warmup_ms, error);
+    let cooldown_ms = duration_ms(&raw.cooldown, "cooldown", d.cooldown_ms, error);
     let window_at = raw.window.as_ref().map_or(at, |w| &w.referenced);
     let window_ok = (MIN_WINDOW.as_millis() as u64..=MAX_WINDOW.as_millis() as u64)
         .contains(&window_ms)
@@ -256,7 +261,72 @@ pub fn compile(
         }
     });
 
+    let webhooks = raw
+        .webhooks
+        .iter()
+        .filter_map(|w| {
+            let url = match w.value.url.value.parse::<http::Uri>() {
+                Ok(u) => u,
+                Err(_) => {
+                    error(
+                        &w.value.url.referenced,
+                        format!("incidents.webhooks[].url: not a URL: {:?}", w.value.url.value),
+                    );
+                    return None;
+                }
+            };
+            if let Err(why) = url_allowed(&url) {
+                error(
+                    &w.value.url.referenced,
+                    format!("incidents.webhooks[].url: {why}, got {:?}", w.value.url.value),
+                );
+                return None;
+            }
+            Some(Webhook {
+                url,
+                secret_file: resolve(&w.value.secret_file.value),
+                ca: w.value.ca.as_ref().map(|c| resolve(&c.value)),
+            })
+        })
+        .collect();
+    let a = AlertSettings::default();
+    let alert_timeout_ms = duration_ms(&raw.alert_timeout, "alert_timeout", a.timeout.as_millis() as u64, error);
+    let alerts = AlertSettings {
+        queue: match &raw.alert_queue {
+            Some(q) if q.value == 0 || q.value > 1_000_000 => {
+                error(
+                    &q.referenced,
+                    format!("incidents.alert_queue: 1 to 1000000 alerts, got {}", q.value),
+                );
+                a.queue
+            }
+            Some(q) => q.value,
+            None => a.queue,
+        },
+        retries: match &raw.alert_retries {
+            Some(r) if r.value > 20 => {
+                error(
+                    &r.referenced,
+                    format!("incidents.alert_retries: at most 20, got {}", r.value),
+                );
+                a.retries
+            }
+            Some(r) => r.value,
+            None => a.retries,
+        },
+        timeout: if alert_timeout_ms == 0 {
+            let at = raw.alert_timeout.as_ref().map_or(at, |t| &t.referenced);
+            error(at, "incidents.alert_timeout: must not be zero".into());
+            a.timeout
+        } else {
+            Duration::from_millis(alert_timeout_ms)
+        },
+        backoff: a.backoff,
+    };
+
     IncidentsConfig {
+        webhooks,
+        alerts,
         settings: Settings {
             window_ms,
             alpha,
@@ -270,6 +340,29 @@ pub fn compile(
             export_hours,
         },
         state_file: raw.state_file.as_ref().map(|s| resolve(&s.value)),
+    }
+}
+
+/// A duration key in milliseconds (`default` when absent or wrong; wrong is reported).
+fn duration_ms(
+    s: &Option<Spanned<String>>,
+    key: &str,
+    default: u64,
+    error: &mut dyn FnMut(&Location, String),
+) -> u64 {
+    let Some(s) = s else { return default };
+    match crate::units::parse_duration(&s.value) {
+        Some(v) => v.as_millis() as u64,
+        None => {
+            error(
+                &s.referenced,
+                format!(
+                    "incidents.{key}: expected a duration like 1m, 30s or 24h, got {:?}",
+                    s.value
+                ),
+            );
+            default
+        }
     }
 }
 

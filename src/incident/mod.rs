@@ -9,9 +9,11 @@
 //! notification's facts and their order can be verified.
 //!
 //! Modules: `detect` (baseline, rules, clock; pure and O(1) per record), `config` (the
-//! `incidents:` section), `contain` (which app x purpose is throttled or blocked). [`Incidents`] is the running part: the detector, the metric, the
+//! `incidents:` section), `contain` (which app x purpose is throttled or blocked), `alert`
+//! (signed webhook alerts from bounded queues). [`Incidents`] is the running part: the detector, the metric, the
 //! transfer-log appends (off the request path, on a spawned task) and the state file.
 
+pub mod alert;
 pub mod config;
 pub mod contain;
 pub mod detect;
@@ -46,6 +48,7 @@ pub struct Incidents {
     containment: Containment,
     log: Option<AuditLog>,
     raised: Family<IncidentLabels, Counter>,
+    alerts: Option<alert::Alerts>,
     state_file: Option<PathBuf>,
     /// One state-file write at a time (they share the temporary file).
     saving: tokio::sync::Mutex<()>,
@@ -106,18 +109,28 @@ impl Incidents {
             containment,
             log,
             raised: Family::default(),
+            alerts: None,
             state_file,
             saving: tokio::sync::Mutex::new(()),
         }
     }
 
-    /// Registers `zweck_incidents_total`.
+    /// With webhook alerts (started by the caller, see [`alert::Alerts::start`]).
+    pub fn with_alerts(mut self, alerts: alert::Alerts) -> Incidents {
+        self.alerts = Some(alerts);
+        self
+    }
+
+    /// Registers `zweck_incidents_total` (and `zweck_incident_alerts_total`).
     pub fn register(&self, registry: &mut Registry) {
         registry.register(
             "incidents",
             "Incidents raised by the detector, by rule and on_anomaly",
             self.raised.clone(),
         );
+        if let Some(alerts) = &self.alerts {
+            alerts.register(registry);
+        }
     }
 
     pub fn detector(&self) -> &Detector {
@@ -190,8 +203,14 @@ impl Incidents {
         let this = self.clone();
         tokio::spawn(async move {
             let (app, purpose) = (entry.app.clone(), entry.purpose.clone());
+            let alert = this.alerts.is_some().then(|| entry.clone());
             let seq = this.record(entry).await;
             let incident = seq.map(crate::audit::event::incident_id);
+            if let (Some(alerts), Some(mut entry)) = (&this.alerts, alert) {
+                entry.incident = incident.clone().unwrap_or_default();
+                let origin = this.log.as_ref().map(AuditLog::origin);
+                alerts.send(&alert::alert_body(&entry, seq, origin));
+            }
             let (Some(action), true) = (action, changed) else {
                 return;
             };
@@ -397,6 +416,8 @@ mod tests {
         let config = IncidentsConfig {
             settings: Settings::default(),
             state_file: Some(path.clone()),
+            webhooks: Vec::new(),
+            alerts: alert::AlertSettings::default(),
         };
         let first = Incidents::new(&config, None, None, clock.clone());
         let cats = vec!["user.contact.email".to_string()];
