@@ -69,6 +69,7 @@ vocabulary! {
         PurposeMissing = "purpose-missing",
         PurposeNotGranted = "purpose-not-granted",
         PurposeContained = "purpose-contained",
+        AppRevoked = "app-revoked",
         PurposeUnknown = "purpose-unknown",
         NoRoute = "no-route",
         UnknownResource = "unknown-resource",
@@ -113,7 +114,7 @@ impl ProblemType {
             AggregateNotAllowed, AuditUnavailable, BadHost, BadPath, Blocked, BodyNotAllowed,
             BodyTooLarge, BudgetExhausted, BudgetPageOverCap, BudgetStoreUnavailable,
             ConsentFieldMissing, HeadersTooLarge, MethodOverride, NoRoute, Overloaded, PolicyFault,
-            PurposeContained, PurposeMissing, PurposeNotGranted, PurposeUnknown, QueryNotAllowed, QueryNotCheckable,
+            AppRevoked, PurposeContained, PurposeMissing, PurposeNotGranted, PurposeUnknown, QueryNotAllowed, QueryNotCheckable,
             RecordWithheld, RequestNotInspectable, RequestTimeout, ResponseNotInspectable,
             TransferNotPermitted, UnknownApp, UnknownResource, Unsupported, UnsupportedMediaType,
             UpstreamCredential, UpstreamMalformed, UpstreamTimeout, UpstreamUnavailable,
@@ -124,6 +125,7 @@ impl ProblemType {
             PurposeMissing => "Purpose missing",
             PurposeNotGranted => "Purpose not granted",
             PurposeContained => "Purpose contained after an incident",
+            AppRevoked => "App revoked",
             PurposeUnknown => "Purpose unknown",
             NoRoute => "No route",
             UnknownResource => "Unknown resource",
@@ -270,6 +272,9 @@ pub enum ProxyError {
         purpose: String,
         action: &'static str,
     },
+    /// The app's credentials were revoked (`zweck apps revoke`, `POST /apps/APP/revoke`).
+    #[error("app {app} is revoked: its API keys and certificate are refused until an operator reinstates it")]
+    AppRevoked { app: String },
     /// No upstream is configured for this host and path.
     #[error("no upstream serves this host and path")]
     NoRoute,
@@ -429,7 +434,7 @@ impl ProxyError {
         use ProxyError::{
             AggregateNotAllowed, AuditUnavailable, BadHost, BadPath, Blocked, BodyNotAllowed,
             BodyTooLarge, BudgetExhausted, ConsentFieldMissing, HeadersTooLarge, MethodOverride,
-            NoRoute, Overloaded, PartRefused, PolicyFault, PurposeContained, PurposeMissing, PurposeNotGranted,
+            NoRoute, Overloaded, PartRefused, PolicyFault, AppRevoked, PurposeContained, PurposeMissing, PurposeNotGranted,
             PurposeUnknown, QueryNotAllowed, QueryNotCheckable, RecordWithheld,
             RequestNotInspectable, RequestTimeout, ResponseNotInspectable, TransferNotPermitted,
             UnknownApp, UnknownResource, Unsupported, UnsupportedMediaType, UpstreamCredential,
@@ -442,6 +447,7 @@ impl ProxyError {
             PurposeMissing { .. }
             | PurposeNotGranted { .. }
             | PurposeContained { .. }
+            | AppRevoked { .. }
             | PurposeUnknown { .. }
             | UnknownResource
             | Blocked { .. }
@@ -483,7 +489,7 @@ impl ProxyError {
         use ProxyError::{
             AggregateNotAllowed, AuditUnavailable, BadHost, BadPath, Blocked, BodyNotAllowed,
             BodyTooLarge, BudgetExhausted, ConsentFieldMissing, HeadersTooLarge, MethodOverride,
-            NoRoute, Overloaded, PartRefused, PolicyFault, PurposeContained, PurposeMissing, PurposeNotGranted,
+            NoRoute, Overloaded, PartRefused, PolicyFault, AppRevoked, PurposeContained, PurposeMissing, PurposeNotGranted,
             PurposeUnknown, QueryNotAllowed, QueryNotCheckable, RecordWithheld,
             RequestNotInspectable, RequestTimeout, ResponseNotInspectable, TransferNotPermitted,
             UnknownApp, UnknownResource, Unsupported, UnsupportedMediaType, UpstreamCredential,
@@ -496,6 +502,7 @@ impl ProxyError {
             PurposeMissing { .. } => ProblemType::PurposeMissing,
             PurposeNotGranted { .. } => ProblemType::PurposeNotGranted,
             PurposeContained { .. } => ProblemType::PurposeContained,
+            AppRevoked { .. } => ProblemType::AppRevoked,
             NoRoute => ProblemType::NoRoute,
             UnknownResource => ProblemType::UnknownResource,
             BadPath { .. } => ProblemType::BadPath,

@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::audit::{AuditError, AuditLog};
-use crate::incident::{Incidents, SystemClock};
+use crate::incident::{Incidents, IncidentsConfig, SystemClock};
 use crate::budget::{BudgetError, Budgets};
 use crate::certs::DevPaths;
 use crate::config::Config;
@@ -186,18 +186,20 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     // runs until aborted at shutdown: it never ends by itself
     let maintenance = budgets.spawn_maintenance(std::time::Duration::from_secs(60));
     metrics.register_with(|r| budgets.metrics().register(r));
-    let incidents = match &config.incidents {
-        Some(c) => {
-            let log_path = config.audit.as_ref().map(|a| a.log.as_path());
-            let incidents = Incidents::new(c, audit.clone(), log_path, Arc::new(SystemClock));
-            let incidents = if c.webhooks.is_empty() {
-                incidents
-            } else {
-                incidents.with_alerts(crate::incident::alert::Alerts::start(&c.webhooks, c.alerts)?)
-            };
-            Some(Arc::new(incidents))
-        }
-        None => None,
+    // always: revocation and containment work without detection too
+    let incidents = {
+        let c = config
+            .incidents
+            .clone()
+            .unwrap_or_else(IncidentsConfig::without_detection);
+        let log_path = config.audit.as_ref().map(|a| a.log.as_path());
+        let incidents = Incidents::new(&c, audit.clone(), log_path, Arc::new(SystemClock));
+        let incidents = if c.webhooks.is_empty() {
+            incidents
+        } else {
+            incidents.with_alerts(crate::incident::alert::Alerts::start(&c.webhooks, c.alerts)?)
+        };
+        Some(Arc::new(incidents))
     };
     let mut state = State::new(config.clone(), live, metrics, audit, budgets);
     if let Some(shadow) = shadow {

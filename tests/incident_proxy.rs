@@ -371,3 +371,88 @@ fn bad_incident_settings_are_refused_at_their_line() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_app_is_refused_on_its_open_connection_and_the_cli_reinstates_it() {
+    // no incidents section: revocation works without detection
+    let h = Harness::start_full(120, write_token, |mut o| {
+        o.extra_upstreams = format!(
+            "admin_token_file: {}\n",
+            o.certs_dir.join("admin.token").display()
+        );
+        o
+    })
+    .await;
+    let key = h.api_key();
+    let auth = [("zweck-api-key", key.as_str())];
+    let small = "/services/data/v66.0/query?q=SELECT+Id+FROM+Contact+LIMIT+5";
+    // one HTTP/2 connection, kept open across the revocation
+    let c = h.anon_client(Version::H2);
+    let (r, _) = c.get(&h.url(small), &auth).await;
+    assert_eq!(r.status(), 200);
+
+    let (status, _) = admin(&h, http::Method::POST, "/apps/bi-export/revoke", false).await;
+    assert_eq!(status, 401, "the token is required");
+    let (status, _) = admin(&h, http::Method::POST, "/apps/nobody/revoke", true).await;
+    assert_eq!(status, 404);
+    let (status, body) = admin(
+        &h,
+        http::Method::POST,
+        "/apps/bi-export/revoke?reason=key-leaked",
+        true,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (r, body) = c.get(&h.url(small), &auth).await;
+    assert_eq!(r.status(), 403);
+    assert_eq!(problem_slug(&r, &body), "app-revoked");
+    // other apps are untouched
+    let news = h.cert_client(CERT_APP, Version::H2);
+    let (r, _) = news.get(&h.url(small), &[]).await;
+    assert_eq!(r.status(), 200);
+    let (_, listed) = admin(&h, http::Method::GET, "/containment", true).await;
+    assert!(listed.contains("\"reason\": \"key-leaked\""), "{listed}");
+
+    // the CLI talks to the running instance's admin listener with the token
+    let dir = h.dir.path().to_path_buf();
+    let admin_addr = h.zweck().admin_addr.expect("admin");
+    let text = config_text(&dir, &{
+        let mut o = Options::new(h.double.addr.port(), &dir);
+        o.extra_upstreams = format!("admin_token_file: {}\n", dir.join("admin.token").display());
+        o
+    })
+    .replace("admin: 127.0.0.1:0", &format!("admin: {admin_addr}"));
+    std::fs::write(dir.join("cli.yaml"), text).expect("cli config");
+    let cli = tokio::task::spawn_blocking({
+        let dir = dir.clone();
+        move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_zweck"))
+                .args(["apps", "reinstate", KEY_APP, "--reason", "key-rotated", "--config"])
+                .arg(dir.join("cli.yaml"))
+                .output()
+                .expect("zweck runs")
+        }
+    })
+    .await
+    .expect("cli task");
+    assert!(
+        cli.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&cli.stdout),
+        String::from_utf8_lossy(&cli.stderr)
+    );
+    let (r, _) = c.get(&h.url(small), &auth).await;
+    assert_eq!(r.status(), 200, "reinstated");
+
+    let steps = events(&dir, "containment");
+    assert_eq!(steps.len(), 2, "{steps:?}");
+    assert_eq!(
+        (&steps[0]["action"], &steps[0]["by"], &steps[0]["reason"]),
+        (&"revoke".into(), &"admin".into(), &"key-leaked".into())
+    );
+    assert_eq!(steps[0]["purpose"], serde_json::Value::Null);
+    assert_eq!(
+        (&steps[1]["action"], &steps[1]["by"], &steps[1]["reason"]),
+        (&"reinstate".into(), &"cli".into(), &"key-rotated".into())
+    );
+}

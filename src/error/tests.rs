@@ -213,6 +213,13 @@ fn table() -> Vec<(ProxyError, u16, &'static str)> {
             403,
             "purpose-contained",
         ),
+        (
+            ProxyError::AppRevoked {
+                app: "bi-export".into(),
+            },
+            403,
+            "app-revoked",
+        ),
         (budget(Some(1500), false), 429, "budget-exhausted"),
         (budget(None, false), 403, "budget-page-over-cap"),
         (budget(Some(1000), true), 503, "budget-store-unavailable"),

@@ -93,6 +93,9 @@ pub struct RawExportHours {
 /// The compiled section.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IncidentsConfig {
+    /// Whether the detector runs (the section is present). Without it Zweck still keeps
+    /// containment and revocations (`zweck apps revoke`), with no detection.
+    pub detect: bool,
     pub settings: Settings,
     /// Where what the detector learned is kept across restarts; `None`: beside the transfer
     /// log (`<log>.incidents.json`), or nowhere without a log.
@@ -100,6 +103,19 @@ pub struct IncidentsConfig {
     /// Where alerts are POSTed, signed.
     pub webhooks: Vec<Webhook>,
     pub alerts: AlertSettings,
+}
+
+impl IncidentsConfig {
+    /// No `incidents:` section: no detection, but revocation and containment state.
+    pub fn without_detection() -> IncidentsConfig {
+        IncidentsConfig {
+            detect: false,
+            settings: Settings::default(),
+            state_file: None,
+            webhooks: Vec::new(),
+            alerts: AlertSettings::default(),
+        }
+    }
 }
 
 /// Shortest and longest counting window; it must divide an hour so windows tile hours.
@@ -325,6 +341,7 @@ pub fn compile(
     };
 
     IncidentsConfig {
+        detect: true,
         webhooks,
         alerts,
         settings: Settings {

@@ -28,15 +28,56 @@ pub struct Contained {
     pub since: String,
 }
 
+/// A revoked app: its API keys and certificate are refused until reinstated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Revoked {
+    pub app: String,
+    pub reason: String,
+    /// When it took effect, RFC 3339 UTC.
+    pub since: String,
+}
+
 /// What is contained now.
 #[derive(Debug, Default)]
 pub struct Containment {
-    /// How many app x purpose pairs are contained: the request path skips the map at 0.
+    /// How many app x purpose pairs are contained and apps revoked: the request path skips
+    /// the maps at 0.
     count: AtomicUsize,
     apps: DashMap<Box<str>, HashMap<Box<str>, Contained>, foldhash::fast::RandomState>,
+    revoked: DashMap<Box<str>, Revoked, foldhash::fast::RandomState>,
 }
 
 impl Containment {
+    /// Whether `app`'s credentials are revoked.
+    pub fn is_revoked(&self, app: &str) -> bool {
+        self.count.load(Ordering::Acquire) != 0 && self.revoked.contains_key(app)
+    }
+
+    /// Revokes `app`; false when it already was.
+    pub fn revoke(&self, r: Revoked) -> bool {
+        if self.revoked.contains_key(r.app.as_str()) {
+            return false;
+        }
+        self.revoked.insert(r.app.as_str().into(), r);
+        self.count.fetch_add(1, Ordering::AcqRel);
+        true
+    }
+
+    /// Lifts a revocation; returns what was lifted.
+    pub fn reinstate(&self, app: &str) -> Option<Revoked> {
+        let (_, r) = self.revoked.remove(app)?;
+        self.count.fetch_sub(1, Ordering::AcqRel);
+        Some(r)
+    }
+
+    /// Every revoked app, sorted.
+    pub fn revoked(&self) -> Vec<Revoked> {
+        let mut all: Vec<Revoked> = self.revoked.iter().map(|r| r.value().clone()).collect();
+        all.sort_by(|a, b| a.app.cmp(&b.app));
+        all
+    }
+
     /// What applies to `app` x `purpose` (`None` on the common path).
     pub fn of(&self, app: &str, purpose: &str) -> Option<OnAnomaly> {
         if self.count.load(Ordering::Acquire) == 0 {
@@ -125,5 +166,24 @@ mod tests {
         assert_eq!(c.of("a", "p"), None);
         assert!(c.clear("a", "p").is_none());
         assert!(c.list().is_empty());
+    }
+
+    #[test]
+    fn revoke_and_reinstate() {
+        let c = Containment::default();
+        let r = Revoked {
+            app: "a".into(),
+            reason: "key-leaked".into(),
+            since: "t".into(),
+        };
+        assert!(!c.is_revoked("a"));
+        assert!(c.revoke(r.clone()));
+        assert!(!c.revoke(r.clone()));
+        assert!(c.is_revoked("a") && !c.is_revoked("b"));
+        assert_eq!(c.of("a", "p"), None, "revocation is not a purpose's containment");
+        assert_eq!(c.revoked(), vec![r.clone()]);
+        assert_eq!(c.reinstate("a"), Some(r));
+        assert!(!c.is_revoked("a"));
+        assert_eq!(c.reinstate("a"), None);
     }
 }

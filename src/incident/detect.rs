@@ -603,6 +603,7 @@ impl Detector {
             version: 1,
             apps,
             contained: Vec::new(),
+            revoked: Vec::new(),
         }
     }
 
@@ -646,6 +647,9 @@ pub struct Learned {
     /// What is contained (kept by [`super::Incidents`], not by the detector).
     #[serde(default)]
     pub contained: Vec<super::contain::Contained>,
+    /// Revoked apps (kept by [`super::Incidents`]).
+    #[serde(default)]
+    pub revoked: Vec<super::contain::Revoked>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -31,7 +31,7 @@ use crate::audit::{AuditLog, Event, OnAnomaly, TransferRecord};
 use crate::policy::{PolicySet, RouteClass};
 
 pub use config::{IncidentsConfig, RawIncidents};
-pub use contain::{Contained, Containment};
+pub use contain::{Contained, Containment, Revoked};
 pub use detect::{Clock, Detection, Detector, Learned, ManualClock, Observation, Settings, SystemClock};
 
 /// Labels of `zweck_incidents_total`: the rule and what the purpose asked for. Both are
@@ -44,6 +44,8 @@ pub struct IncidentLabels {
 
 /// The running detector with its outputs.
 pub struct Incidents {
+    /// Whether the detector runs (`incidents:` configured).
+    detect: bool,
     detector: Detector,
     containment: Containment,
     log: Option<AuditLog>,
@@ -89,6 +91,10 @@ impl Incidents {
         if let Some(path) = &state_file {
             match load(path) {
                 Ok(Some(mut learned)) => {
+                    for r in std::mem::take(&mut learned.revoked) {
+                        tracing::warn!(app = %r.app, "app revoked before the restart stays revoked until reinstated");
+                        containment.revoke(r);
+                    }
                     for c in std::mem::take(&mut learned.contained) {
                         tracing::warn!(app = %c.app, purpose = %c.purpose, action = c.action.as_str(), "containment from before the restart stays in force until cleared");
                         containment.set(c);
@@ -105,6 +111,7 @@ impl Incidents {
             }
         }
         Incidents {
+            detect: config.detect,
             detector,
             containment,
             log,
@@ -171,6 +178,56 @@ impl Incidents {
         .await;
         self.save_now().await;
         Some(lifted)
+    }
+
+    /// Whether `app`'s credentials are revoked (one atomic load when nothing is).
+    pub fn revoked(&self, app: &str) -> bool {
+        self.containment.is_revoked(app)
+    }
+
+    /// Every revoked app.
+    pub fn revocations(&self) -> Vec<Revoked> {
+        self.containment.revoked()
+    }
+
+    /// Revokes every credential of `app` at once (the next request, also on an open
+    /// connection, is refused), appends the `revoke` entry and persists. False when the app
+    /// already was revoked.
+    pub async fn revoke(&self, app: &str, by: By, reason: &str) -> bool {
+        let fresh = self.containment.revoke(Revoked {
+            app: app.to_string(),
+            reason: reason.to_string(),
+            since: crate::audit::time_secs(self.detector.now_ms()),
+        });
+        if !fresh {
+            return false;
+        }
+        tracing::warn!(app, by = ?by, "app revoked: its API keys and certificate are refused");
+        self.append_app_step(Action::Revoke, app, by, reason).await;
+        self.save_now().await;
+        true
+    }
+
+    /// Lifts a revocation, appends the `reinstate` entry and persists.
+    pub async fn reinstate(&self, app: &str, by: By, reason: &str) -> Option<Revoked> {
+        let lifted = self.containment.reinstate(app)?;
+        tracing::warn!(app, by = ?by, "app reinstated");
+        self.append_app_step(Action::Reinstate, app, by, reason).await;
+        self.save_now().await;
+        Some(lifted)
+    }
+
+    async fn append_app_step(&self, action: Action, app: &str, by: By, reason: &str) {
+        self.append_containment(ContainmentEntry {
+            kind: Kind::Containment,
+            action,
+            app: app.to_string(),
+            purpose: None,
+            incident: None,
+            by,
+            reason: reason.to_string(),
+        })
+        .await;
     }
 
     async fn append_containment(&self, entry: ContainmentEntry) -> Option<u64> {
@@ -240,6 +297,9 @@ impl Incidents {
         class: Option<RouteClass>,
         policy: &PolicySet,
     ) {
+        if !self.detect {
+            return;
+        }
         let fired = self.detector.observe(&Observation::of(record, class));
         if fired.is_empty() {
             return;
@@ -291,6 +351,7 @@ impl Incidents {
         let _one_at_a_time = self.saving.lock().await;
         let mut learned = self.detector.snapshot();
         learned.contained = self.containment.list();
+        learned.revoked = self.containment.revoked();
         let result = tokio::task::spawn_blocking(move || save(&path, &learned)).await;
         match result {
             Ok(Ok(())) => {}
@@ -414,6 +475,7 @@ mod tests {
         let path = dir.path().join("t.jsonl.incidents.json");
         let clock = ManualClock::at(1_796_601_600_000);
         let config = IncidentsConfig {
+            detect: true,
             settings: Settings::default(),
             state_file: Some(path.clone()),
             webhooks: Vec::new(),

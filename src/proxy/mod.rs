@@ -433,7 +433,7 @@ async fn pipeline(
         }
         Err(err) => return (Reached::Identified(arrival, caller), Err(err)),
     };
-    // an incident's containment (on_anomaly) stops the app x purpose before anything flows
+    // a revoked app, or an incident's containment (on_anomaly), stops before anything flows
     if let Some(err) = contained(state, &caller, &governance) {
         let (app, purpose) = (&*caller.app, &*caller.purpose);
         log::early_refusal(state, &live, &arrival, app, purpose, Some(&route), &req, &err).await;
@@ -541,17 +541,21 @@ async fn ungoverned(
     response::ungoverned(state, ctx, resp).await // 6
 }
 
-/// The refusal a containment asks for: `block` refuses every request of the app x purpose,
-/// `throttle` its bulk exports (`class: bulk_export`).
+/// The refusal a revocation or containment asks for: a revoked app is refused outright,
+/// `block` refuses every request of the app x purpose, `throttle` its bulk exports
+/// (`class: bulk_export`).
 fn contained(
     state: &State,
     caller: &crate::caller::Caller,
     governance: &Governance,
 ) -> Option<ProxyError> {
-    let action = state
-        .incidents
-        .as_ref()?
-        .contained(&caller.app, &caller.purpose)?;
+    let incidents = state.incidents.as_ref()?;
+    if incidents.revoked(&caller.app) {
+        return Some(ProxyError::AppRevoked {
+            app: caller.app.to_string(),
+        });
+    }
+    let action = incidents.contained(&caller.app, &caller.purpose)?;
     let refuse = match action {
         crate::audit::OnAnomaly::Alert => false,
         crate::audit::OnAnomaly::Block => true,
