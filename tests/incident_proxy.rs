@@ -351,6 +351,7 @@ fn bad_incident_settings_are_refused_at_their_line() {
         ("incidents:\n  volume: { factr: 3 }\n", "factr"),
         ("incidents:\n  webhooks: [{ url: \"http://alerts.example.com/x\", secret_file: k }]\n", "loopback"),
         ("incidents:\n  alert_queue: 0\n", "incidents.alert_queue"),
+        ("incidents:\n  throttle_factor: 1.5\n", "incidents.throttle_factor"),
         ("incidents:\n  alert_timeout: 0s\n", "incidents.alert_timeout"),
     ] {
         let mut o = Options::new(o.double_port, dir.path());

@@ -39,6 +39,8 @@ pub struct RawIncidents {
     #[serde(default)]
     pub state_file: Option<Spanned<String>>,
     #[serde(default)]
+    pub throttle_factor: Option<Spanned<f64>>,
+    #[serde(default)]
     pub webhooks: Vec<Spanned<RawWebhook>>,
     #[serde(default)]
     pub alert_queue: Option<Spanned<usize>>,
@@ -96,6 +98,8 @@ pub struct IncidentsConfig {
     /// Whether the detector runs (the section is present). Without it Zweck still keeps
     /// containment and revocations (`zweck apps revoke`), with no detection.
     pub detect: bool,
+    /// What a throttled purpose's export budget is multiplied by (0 < f < 1).
+    pub throttle_factor: f64,
     pub settings: Settings,
     /// Where what the detector learned is kept across restarts; `None`: beside the transfer
     /// log (`<log>.incidents.json`), or nowhere without a log.
@@ -110,6 +114,7 @@ impl IncidentsConfig {
     pub fn without_detection() -> IncidentsConfig {
         IncidentsConfig {
             detect: false,
+            throttle_factor: DEFAULT_THROTTLE,
             settings: Settings::default(),
             state_file: None,
             webhooks: Vec::new(),
@@ -117,6 +122,9 @@ impl IncidentsConfig {
         }
     }
 }
+
+/// The default `throttle_factor`: a tenth of the budget.
+const DEFAULT_THROTTLE: f64 = 0.1;
 
 /// Shortest and longest counting window; it must divide an hour so windows tile hours.
 const MIN_WINDOW: Duration = Duration::from_secs(10);
@@ -340,8 +348,21 @@ pub fn compile(
         backoff: a.backoff,
     };
 
+    let throttle_factor = match &raw.throttle_factor {
+        Some(f) if f.value > 0.0 && f.value < 1.0 => f.value,
+        Some(f) => {
+            error(
+                &f.referenced,
+                format!("incidents.throttle_factor: between 0 and 1 (exclusive), got {}", f.value),
+            );
+            DEFAULT_THROTTLE
+        }
+        None => DEFAULT_THROTTLE,
+    };
+
     IncidentsConfig {
         detect: true,
+        throttle_factor,
         webhooks,
         alerts,
         settings: Settings {

@@ -46,6 +46,8 @@ pub struct IncidentLabels {
 pub struct Incidents {
     /// Whether the detector runs (`incidents:` configured).
     detect: bool,
+    /// `incidents.throttle_factor`.
+    throttle_factor: f64,
     detector: Detector,
     containment: Containment,
     log: Option<AuditLog>,
@@ -112,6 +114,7 @@ impl Incidents {
         }
         Incidents {
             detect: config.detect,
+            throttle_factor: config.throttle_factor,
             detector,
             containment,
             log,
@@ -178,6 +181,12 @@ impl Incidents {
         .await;
         self.save_now().await;
         Some(lifted)
+    }
+
+    /// The budget factor for `caller` when an incident throttled its purpose.
+    pub fn throttle(&self, caller: &crate::caller::Caller) -> Option<f64> {
+        (self.containment.of(&caller.app, &caller.purpose)? == OnAnomaly::Throttle)
+            .then_some(self.throttle_factor)
     }
 
     /// Whether `app`'s credentials are revoked (one atomic load when nothing is).
@@ -476,6 +485,7 @@ mod tests {
         let clock = ManualClock::at(1_796_601_600_000);
         let config = IncidentsConfig {
             detect: true,
+            throttle_factor: 0.1,
             settings: Settings::default(),
             state_file: Some(path.clone()),
             webhooks: Vec::new(),

@@ -441,7 +441,10 @@ async fn pipeline(
     }
     match governance {
         Governance::Governed(op) => {
-            let budget = BudgetScope::of(&op, &caller, &route.policy);
+            let mut budget = BudgetScope::of(&op, &caller, &route.policy);
+            if let Some(factor) = state.incidents.as_ref().and_then(|i| i.throttle(&caller)) {
+                budget = budget.map(|b| b.throttled(factor));
+            }
             let flow = Governed {
                 op,
                 budget,
