@@ -200,7 +200,10 @@ async fn app_step(
         .strip_prefix("/apps/")
         .and_then(|rest| rest.split_once('/'))
     else {
-        return text(StatusCode::NOT_FOUND, "POST /apps/APP/revoke or /apps/APP/reinstate\n".into());
+        return text(
+            StatusCode::NOT_FOUND,
+            "POST /apps/APP/revoke or /apps/APP/reinstate\n".into(),
+        );
     };
     let Some(incidents) = &state.incidents else {
         return text(StatusCode::NOT_FOUND, "not available\n".into());
@@ -231,7 +234,10 @@ async fn app_step(
                 None => text(StatusCode::NOT_FOUND, format!("{app} is not revoked\n")),
             }
         }
-        _ => text(StatusCode::NOT_FOUND, "POST /apps/APP/revoke or /apps/APP/reinstate\n".into()),
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "POST /apps/APP/revoke or /apps/APP/reinstate\n".into(),
+        ),
     }
 }
 

@@ -111,14 +111,15 @@ impl ProblemType {
     /// The problem's `title`.
     pub fn title(self) -> &'static str {
         use ProblemType::{
-            AggregateNotAllowed, AuditUnavailable, BadHost, BadPath, Blocked, BodyNotAllowed,
-            BodyTooLarge, BudgetExhausted, BudgetPageOverCap, BudgetStoreUnavailable,
-            ConsentFieldMissing, HeadersTooLarge, MethodOverride, NoRoute, Overloaded, PolicyFault,
-            AppRevoked, PurposeContained, PurposeMissing, PurposeNotGranted, PurposeUnknown, QueryNotAllowed, QueryNotCheckable,
-            RecordWithheld, RequestNotInspectable, RequestTimeout, ResponseNotInspectable,
-            TransferNotPermitted, UnknownApp, UnknownResource, Unsupported, UnsupportedMediaType,
-            UpstreamCredential, UpstreamMalformed, UpstreamTimeout, UpstreamUnavailable,
-            WriteActionNotAllowed, WriteDenied, WriteFieldsDropped,
+            AggregateNotAllowed, AppRevoked, AuditUnavailable, BadHost, BadPath, Blocked,
+            BodyNotAllowed, BodyTooLarge, BudgetExhausted, BudgetPageOverCap,
+            BudgetStoreUnavailable, ConsentFieldMissing, HeadersTooLarge, MethodOverride, NoRoute,
+            Overloaded, PolicyFault, PurposeContained, PurposeMissing, PurposeNotGranted,
+            PurposeUnknown, QueryNotAllowed, QueryNotCheckable, RecordWithheld,
+            RequestNotInspectable, RequestTimeout, ResponseNotInspectable, TransferNotPermitted,
+            UnknownApp, UnknownResource, Unsupported, UnsupportedMediaType, UpstreamCredential,
+            UpstreamMalformed, UpstreamTimeout, UpstreamUnavailable, WriteActionNotAllowed,
+            WriteDenied, WriteFieldsDropped,
         };
         match self {
             UnknownApp => "Unknown app",
@@ -432,14 +433,14 @@ impl ProxyError {
     /// The HTTP status this error is answered with.
     pub fn status(&self) -> StatusCode {
         use ProxyError::{
-            AggregateNotAllowed, AuditUnavailable, BadHost, BadPath, Blocked, BodyNotAllowed,
-            BodyTooLarge, BudgetExhausted, ConsentFieldMissing, HeadersTooLarge, MethodOverride,
-            NoRoute, Overloaded, PartRefused, PolicyFault, AppRevoked, PurposeContained, PurposeMissing, PurposeNotGranted,
-            PurposeUnknown, QueryNotAllowed, QueryNotCheckable, RecordWithheld,
-            RequestNotInspectable, RequestTimeout, ResponseNotInspectable, TransferNotPermitted,
-            UnknownApp, UnknownResource, Unsupported, UnsupportedMediaType, UpstreamCredential,
-            UpstreamMalformed, UpstreamTimeout, UpstreamUnavailable, WriteActionNotAllowed,
-            WriteDenied, WriteFieldsDropped,
+            AggregateNotAllowed, AppRevoked, AuditUnavailable, BadHost, BadPath, Blocked,
+            BodyNotAllowed, BodyTooLarge, BudgetExhausted, ConsentFieldMissing, HeadersTooLarge,
+            MethodOverride, NoRoute, Overloaded, PartRefused, PolicyFault, PurposeContained,
+            PurposeMissing, PurposeNotGranted, PurposeUnknown, QueryNotAllowed, QueryNotCheckable,
+            RecordWithheld, RequestNotInspectable, RequestTimeout, ResponseNotInspectable,
+            TransferNotPermitted, UnknownApp, UnknownResource, Unsupported, UnsupportedMediaType,
+            UpstreamCredential, UpstreamMalformed, UpstreamTimeout, UpstreamUnavailable,
+            WriteActionNotAllowed, WriteDenied, WriteFieldsDropped,
         };
         match self {
             PartRefused { cause, .. } => cause.status(),
@@ -487,14 +488,14 @@ impl ProxyError {
     /// The problem type (`urn:zweck:problem:<slug>`).
     pub fn problem_type(&self) -> ProblemType {
         use ProxyError::{
-            AggregateNotAllowed, AuditUnavailable, BadHost, BadPath, Blocked, BodyNotAllowed,
-            BodyTooLarge, BudgetExhausted, ConsentFieldMissing, HeadersTooLarge, MethodOverride,
-            NoRoute, Overloaded, PartRefused, PolicyFault, AppRevoked, PurposeContained, PurposeMissing, PurposeNotGranted,
-            PurposeUnknown, QueryNotAllowed, QueryNotCheckable, RecordWithheld,
-            RequestNotInspectable, RequestTimeout, ResponseNotInspectable, TransferNotPermitted,
-            UnknownApp, UnknownResource, Unsupported, UnsupportedMediaType, UpstreamCredential,
-            UpstreamMalformed, UpstreamTimeout, UpstreamUnavailable, WriteActionNotAllowed,
-            WriteDenied, WriteFieldsDropped,
+            AggregateNotAllowed, AppRevoked, AuditUnavailable, BadHost, BadPath, Blocked,
+            BodyNotAllowed, BodyTooLarge, BudgetExhausted, ConsentFieldMissing, HeadersTooLarge,
+            MethodOverride, NoRoute, Overloaded, PartRefused, PolicyFault, PurposeContained,
+            PurposeMissing, PurposeNotGranted, PurposeUnknown, QueryNotAllowed, QueryNotCheckable,
+            RecordWithheld, RequestNotInspectable, RequestTimeout, ResponseNotInspectable,
+            TransferNotPermitted, UnknownApp, UnknownResource, Unsupported, UnsupportedMediaType,
+            UpstreamCredential, UpstreamMalformed, UpstreamTimeout, UpstreamUnavailable,
+            WriteActionNotAllowed, WriteDenied, WriteFieldsDropped,
         };
         match self {
             PartRefused { cause, .. } => cause.problem_type(),

@@ -633,7 +633,12 @@ async fn admin_post(
     };
     let (status, text) = tokio::time::timeout(limit, exchange)
         .await
-        .with_context(|| format!("the admin listener did not answer within {} s", limit.as_secs()))??;
+        .with_context(|| {
+            format!(
+                "the admin listener did not answer within {} s",
+                limit.as_secs()
+            )
+        })??;
     if status.is_success() {
         out(&text)?;
         Ok(ExitCode::SUCCESS)

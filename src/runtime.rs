@@ -10,12 +10,12 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::audit::{AuditError, AuditLog};
-use crate::incident::{Incidents, IncidentsConfig, SystemClock};
 use crate::budget::{BudgetError, Budgets};
 use crate::certs::DevPaths;
 use crate::config::Config;
 use crate::crm_double::{CrmDouble, CrmDoubleConfig, OAuthClient};
 use crate::diagnostic::Diagnostic;
+use crate::incident::{Incidents, IncidentsConfig, SystemClock};
 use crate::metrics::Metrics;
 use crate::preflight::{self, Mode};
 use crate::reload::Policies;
@@ -197,7 +197,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         let incidents = if c.webhooks.is_empty() {
             incidents
         } else {
-            incidents.with_alerts(crate::incident::alert::Alerts::start(&c.webhooks, c.alerts)?)
+            incidents.with_alerts(crate::incident::alert::Alerts::start(
+                &c.webhooks,
+                c.alerts,
+            )?)
         };
         Some(Arc::new(incidents))
     };

@@ -1089,9 +1089,8 @@ fn events(incident_seq: u64) -> [serde_json::Value; 2] {
         by: By::Detector,
         reason: "on-anomaly".into(),
     });
-    [incident, containment].map(|e| {
-        serde_json::from_slice(&e.encode(incident_seq).expect("encode")).expect("json")
-    })
+    [incident, containment]
+        .map(|e| serde_json::from_slice(&e.encode(incident_seq).expect("encode")).expect("json"))
 }
 
 #[test]
@@ -1130,7 +1129,11 @@ fn event_entries_verify_and_are_not_counted_as_transfers() {
             unverified: false,
         },
     );
-    assert!(!ropa.text.contains("not a transfer record"), "{}", ropa.text);
+    assert!(
+        !ropa.text.contains("not a transfer record"),
+        "{}",
+        ropa.text
+    );
     let j: serde_json::Value = serde_json::from_str(&ropa.text).expect("json");
     let seen = j["purposes"]
         .as_array()

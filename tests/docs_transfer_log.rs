@@ -191,7 +191,10 @@ fn every_rule_and_action_is_in_the_event_tables() {
         .expect("rule row")
         .1;
     for rule in zweck::audit::Rule::ALL {
-        assert!(rule_row.contains(&format!("`{}`", rule.as_str())), "{rule:?}");
+        assert!(
+            rule_row.contains(&format!("`{}`", rule.as_str())),
+            "{rule:?}"
+        );
     }
     let action_row = table(&spec, CONTAINMENT)
         .into_iter()

@@ -14,7 +14,8 @@ use common::*;
 use http_body_util::{BodyExt, Empty};
 
 const TOKEN: &str = "admin-token-0123456789abcdef0123456789";
-const QUERY: &str = "/services/data/v66.0/query?q=SELECT+Id,Email,MailingCity,Title+FROM+Contact+LIMIT+200";
+const QUERY: &str =
+    "/services/data/v66.0/query?q=SELECT+Id,Email,MailingCity,Title+FROM+Contact+LIMIT+200";
 
 const HOOK_KEY: &str = "hook-secret-0123456789abcdef";
 
@@ -45,17 +46,22 @@ async fn receiver() -> (u16, Received) {
         while let Ok((stream, _)) = listener.accept().await {
             let keep = keep.clone();
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                    let keep = keep.clone();
-                    async move {
-                        let (parts, body) = req.into_parts();
-                        let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                        keep.lock().expect("lock").push((parts.headers, body));
-                        Ok::<_, std::convert::Infallible>(http::Response::new(
-                            http_body_util::Full::new(Bytes::from_static(b"ok")),
-                        ))
-                    }
-                });
+                let service =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let keep = keep.clone();
+                        async move {
+                            let (parts, body) = req.into_parts();
+                            let body = body
+                                .collect()
+                                .await
+                                .map(http_body_util::Collected::to_bytes)
+                                .unwrap_or_default();
+                            keep.lock().expect("lock").push((parts.headers, body));
+                            Ok::<_, std::convert::Infallible>(http::Response::new(
+                                http_body_util::Full::new(Bytes::from_static(b"ok")),
+                            ))
+                        }
+                    });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
                     .await;
@@ -68,7 +74,11 @@ async fn receiver() -> (u16, Received) {
 fn blocking_analytics(o: &Options) -> std::path::PathBuf {
     policies_with(&o.certs_dir, |t| {
         assert!(t.contains("\n  analytics:\n"));
-        t.replacen("\n  analytics:\n", "\n  analytics:\n    on_anomaly: block\n", 1)
+        t.replacen(
+            "\n  analytics:\n",
+            "\n  analytics:\n    on_anomaly: block\n",
+            1,
+        )
     })
 }
 
@@ -81,8 +91,12 @@ fn options(o: Options, hook: u16) -> Options {
 
 fn write_token(d: &Path) {
     for (file, secret) in [("admin.token", TOKEN), ("hook.key", HOOK_KEY)] {
-        zweck::secrets::write_atomic(&d.join(file), secret.as_bytes(), zweck::secrets::SECRET_MODE)
-            .expect("secret");
+        zweck::secrets::write_atomic(
+            &d.join(file),
+            secret.as_bytes(),
+            zweck::secrets::SECRET_MODE,
+        )
+        .expect("secret");
     }
 }
 
@@ -104,9 +118,7 @@ fn events(dir: &Path, kind: &str) -> Vec<serde_json::Value> {
 /// A request on the admin listener with the token: status and body.
 async fn admin(h: &Harness, method: http::Method, path: &str, token: bool) -> (u16, String) {
     let addr = h.zweck().admin_addr.expect("admin listener");
-    let stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .expect("connect");
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let (mut send, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await
@@ -145,8 +157,7 @@ fn delivered_values(body: &[u8]) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_export_spike_raises_a_volume_incident_blocks_the_purpose_and_an_operator_clears_it()
-{
+async fn an_export_spike_raises_a_volume_incident_blocks_the_purpose_and_an_operator_clears_it() {
     let (hook, received) = receiver().await;
     let mut h = Harness::start_full(500, write_token, |o| options(o, hook)).await;
     let key = h.api_key();
@@ -190,8 +201,14 @@ async fn an_export_spike_raises_a_volume_incident_blocks_the_purpose_and_an_oper
     let ts = headers["x-zweck-timestamp"].to_str().expect("ascii");
     let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, HOOK_KEY.as_bytes());
     let signed = [ts.as_bytes(), b".", &alert].concat();
-    let expected = format!("sha256={}", hex::encode(ring::hmac::sign(&key, &signed).as_ref()));
-    assert_eq!(headers["x-zweck-signature"].to_str().expect("ascii"), expected);
+    let expected = format!(
+        "sha256={}",
+        hex::encode(ring::hmac::sign(&key, &signed).as_ref())
+    );
+    assert_eq!(
+        headers["x-zweck-signature"].to_str().expect("ascii"),
+        expected
+    );
     let a: serde_json::Value = serde_json::from_slice(&alert).expect("json alert");
     assert_eq!(a["type"], "zweck.incident");
     assert_eq!(a["seq"], inc["seq"]);
@@ -200,7 +217,10 @@ async fn an_export_spike_raises_a_volume_incident_blocks_the_purpose_and_an_oper
     assert_eq!(a["observed"], 200);
     let alert_text = String::from_utf8_lossy(&alert).into_owned();
     for v in &values {
-        assert!(!alert_text.contains(v.as_str()), "a delivered value is in the alert");
+        assert!(
+            !alert_text.contains(v.as_str()),
+            "a delivered value is in the alert"
+        );
     }
 
     // the next request of the app for the purpose is refused, with its own transfer record
@@ -238,7 +258,13 @@ async fn an_export_spike_raises_a_volume_incident_blocks_the_purpose_and_an_oper
     let (status, listed) = admin(&h, http::Method::GET, "/containment", true).await;
     assert_eq!(status, 200, "{listed}");
     assert!(listed.contains("\"app\": \"bi-export\"") && listed.contains("\"action\": \"block\""));
-    let (status, _) = admin(&h, http::Method::POST, "/containment/clear?app=bi-export", true).await;
+    let (status, _) = admin(
+        &h,
+        http::Method::POST,
+        "/containment/clear?app=bi-export",
+        true,
+    )
+    .await;
     assert_eq!(status, 400);
     let clear = "/containment/clear?app=bi-export&purpose=analytics&reason=key-rotated";
     let (status, body) = admin(&h, http::Method::POST, clear, true).await;
@@ -251,7 +277,12 @@ async fn an_export_spike_raises_a_volume_incident_blocks_the_purpose_and_an_oper
     assert_eq!(last["by"], "admin");
     assert_eq!(last["reason"], "key-rotated");
     assert_eq!(last["incident"], inc["incident"]);
-    let (r, _) = c.get(&h.url("/services/data/v66.0/query?q=SELECT+Id+FROM+Contact+LIMIT+5"), &auth).await;
+    let (r, _) = c
+        .get(
+            &h.url("/services/data/v66.0/query?q=SELECT+Id+FROM+Contact+LIMIT+5"),
+            &auth,
+        )
+        .await;
     assert_eq!(r.status(), 200, "cleared: the app works again");
 
     // every step is in the chain, which verifies; no delivered value is in the log
@@ -274,7 +305,10 @@ async fn an_export_spike_raises_a_volume_incident_blocks_the_purpose_and_an_oper
         .expect("state file beside the log");
     assert!(state.contains("\"contained\":[]"), "{state}");
     for v in &values {
-        assert!(!state.contains(v.as_str()), "a delivered value is in the state file");
+        assert!(
+            !state.contains(v.as_str()),
+            "a delivered value is in the state file"
+        );
     }
 }
 
@@ -303,7 +337,10 @@ async fn probing_raises_a_refusal_surge_and_a_silent_webhook_does_not_touch_traf
     // an endpoint no inventory classifies, three times (the threshold)
     for _ in 0..3 {
         let (r, body) = c
-            .get(&h.url("/services/data/v66.0/sobjects/SecretThing__c/x"), &auth)
+            .get(
+                &h.url("/services/data/v66.0/sobjects/SecretThing__c/x"),
+                &auth,
+            )
             .await;
         assert_eq!(problem_slug(&r, &body), "unknown-resource");
     }
@@ -318,7 +355,10 @@ async fn probing_raises_a_refusal_surge_and_a_silent_webhook_does_not_touch_traf
     assert!(events(&dir, "containment").is_empty());
     for _ in 0..5 {
         let (r, _) = c
-            .get(&h.url("/services/data/v66.0/query?q=SELECT+Id+FROM+Contact+LIMIT+5"), &auth)
+            .get(
+                &h.url("/services/data/v66.0/query?q=SELECT+Id+FROM+Contact+LIMIT+5"),
+                &auth,
+            )
             .await;
         assert_eq!(r.status(), 200);
     }
@@ -330,7 +370,10 @@ async fn probing_raises_a_refusal_surge_and_a_silent_webhook_does_not_touch_traf
             .then_some(())
     })
     .await;
-    assert!(failed.is_some(), "the silent receiver's alert failed after 1 + 1 attempts");
+    assert!(
+        failed.is_some(),
+        "the silent receiver's alert failed after 1 + 1 attempts"
+    );
     held.abort();
 }
 
@@ -343,16 +386,40 @@ fn bad_incident_settings_are_refused_at_their_line() {
         ("incidents:\n  window: soon\n", "incidents.window"),
         ("incidents:\n  alpha: 0\n", "incidents.alpha"),
         ("incidents:\n  cooldown: 0s\n", "incidents.cooldown"),
-        ("incidents:\n  volume: { factor: 0.5 }\n", "incidents.volume.factor"),
-        ("incidents:\n  refusals: { threshold: 0 }\n", "incidents.refusals.threshold"),
-        ("incidents:\n  refusals: { reasons: [probing] }\n", "incidents.refusals.reasons"),
-        ("incidents:\n  export_hours: { from: 25, to: 3 }\n", "incidents.export_hours.from"),
-        ("incidents:\n  export_hours: { from: 8, to: 18, utc_offset: CET }\n", "incidents.export_hours.utc_offset"),
+        (
+            "incidents:\n  volume: { factor: 0.5 }\n",
+            "incidents.volume.factor",
+        ),
+        (
+            "incidents:\n  refusals: { threshold: 0 }\n",
+            "incidents.refusals.threshold",
+        ),
+        (
+            "incidents:\n  refusals: { reasons: [probing] }\n",
+            "incidents.refusals.reasons",
+        ),
+        (
+            "incidents:\n  export_hours: { from: 25, to: 3 }\n",
+            "incidents.export_hours.from",
+        ),
+        (
+            "incidents:\n  export_hours: { from: 8, to: 18, utc_offset: CET }\n",
+            "incidents.export_hours.utc_offset",
+        ),
         ("incidents:\n  volume: { factr: 3 }\n", "factr"),
-        ("incidents:\n  webhooks: [{ url: \"http://alerts.example.com/x\", secret_file: k }]\n", "loopback"),
+        (
+            "incidents:\n  webhooks: [{ url: \"http://alerts.example.com/x\", secret_file: k }]\n",
+            "loopback",
+        ),
         ("incidents:\n  alert_queue: 0\n", "incidents.alert_queue"),
-        ("incidents:\n  throttle_factor: 1.5\n", "incidents.throttle_factor"),
-        ("incidents:\n  alert_timeout: 0s\n", "incidents.alert_timeout"),
+        (
+            "incidents:\n  throttle_factor: 1.5\n",
+            "incidents.throttle_factor",
+        ),
+        (
+            "incidents:\n  alert_timeout: 0s\n",
+            "incidents.alert_timeout",
+        ),
     ] {
         let mut o = Options::new(o.double_port, dir.path());
         o.extra_upstreams = section.to_string();
@@ -428,7 +495,14 @@ async fn a_revoked_app_is_refused_on_its_open_connection_and_the_cli_reinstates_
         let dir = dir.clone();
         move || {
             std::process::Command::new(env!("CARGO_BIN_EXE_zweck"))
-                .args(["apps", "reinstate", KEY_APP, "--reason", "key-rotated", "--config"])
+                .args([
+                    "apps",
+                    "reinstate",
+                    KEY_APP,
+                    "--reason",
+                    "key-rotated",
+                    "--config",
+                ])
                 .arg(dir.join("cli.yaml"))
                 .output()
                 .expect("zweck runs")

@@ -212,7 +212,9 @@ struct KindOnly {
 
 /// The kind of an event entry (`None` for a transfer record or anything else).
 pub fn event_kind(line: &[u8]) -> Option<Kind> {
-    serde_json::from_slice::<KindOnly>(line).ok().map(|k| k.kind)
+    serde_json::from_slice::<KindOnly>(line)
+        .ok()
+        .map(|k| k.kind)
 }
 
 /// Whether a line is an event entry (it has a known `kind`), for readers that count
@@ -274,8 +276,8 @@ pub(crate) mod tests {
             reason: "key-leaked".into(),
         };
         let body = Event::Containment(c.clone()).encode(3).expect("encode");
-        let text = String::from_utf8(super::super::record::line(3, "t", &[0; 32], &body))
-            .expect("utf8");
+        let text =
+            String::from_utf8(super::super::record::line(3, "t", &[0; 32], &body)).expect("utf8");
         assert!(text.contains(r#","kind":"containment","action":"revoke","app":"a","purpose":null,"incident":null,"by":"admin","reason":"key-leaked"}"#), "{text}");
         let back: Logged<ContainmentEntry> = serde_json::from_str(&text).expect("reads back");
         assert_eq!(back.entry, c);

@@ -188,7 +188,7 @@ impl AuditLog {
         if let Some(why) = self.shared.failed.get() {
             return Err(AuditError::Failed(why.clone()));
         }
-        self.send(Body::Event(event)).await
+        self.send(Body::Event(Box::new(event))).await
     }
 
     async fn send(&self, body: Body) -> Result<u64, AuditError> {
@@ -362,7 +362,7 @@ type AppendAck = oneshot::Sender<Result<u64, AuditError>>;
 /// writer encodes once its `seq` is known (an incident's id is its position).
 enum Body {
     Encoded(Vec<u8>),
-    Event(Event),
+    Event(Box<Event>),
 }
 
 impl Body {

@@ -409,9 +409,10 @@ impl Compiler {
             }
         };
         let mut errors = Vec::new();
-        let config = crate::incident::config::compile(&i.value, &i.referenced, &resolve, &mut |at, m| {
-            errors.push((*at, m));
-        });
+        let config =
+            crate::incident::config::compile(&i.value, &i.referenced, &resolve, &mut |at, m| {
+                errors.push((*at, m));
+            });
         for (at, message) in errors {
             self.error(&at, message);
         }

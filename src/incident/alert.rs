@@ -173,7 +173,9 @@ impl Alerts {
     }
 
     fn count(&self, outcome: &'static str) {
-        self.outcomes.get_or_create(&OutcomeLabels { outcome }).inc();
+        self.outcomes
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
     }
 }
 
@@ -183,7 +185,10 @@ pub fn alert_body(entry: &IncidentEntry, seq: Option<u64>, origin: Option<&str>)
     if let Some(o) = v.as_object_mut() {
         o.shift_remove("kind");
         o.insert("type".into(), "zweck.incident".into());
-        o.insert("seq".into(), seq.map_or(serde_json::Value::Null, Into::into));
+        o.insert(
+            "seq".into(),
+            seq.map_or(serde_json::Value::Null, Into::into),
+        );
         o.insert(
             "log_origin".into(),
             origin.map_or(serde_json::Value::Null, Into::into),
@@ -245,8 +250,12 @@ async fn deliver(target: &Target, settings: &AlertSettings, body: &Bytes) -> boo
             Ok(Ok(resp)) => {
                 tracing::warn!(url = %target.url, status = resp.status().as_u16(), attempt, "incident alert refused by the receiver");
             }
-            Ok(Err(e)) => tracing::warn!(url = %target.url, error = %e, attempt, "incident alert not sent"),
-            Err(_) => tracing::warn!(url = %target.url, attempt, "incident alert timed out"),
+            Ok(Err(e)) => {
+                tracing::warn!(url = %target.url, error = %e, attempt, "incident alert not sent");
+            }
+            Err(_) => {
+                tracing::warn!(url = %target.url, attempt, "incident alert timed out");
+            }
         }
     }
     false
@@ -298,7 +307,11 @@ mod tests {
         ] {
             assert!(url_allowed(&ok.parse().expect("uri")).is_ok(), "{ok}");
         }
-        for bad in ["http://alerts.example.com/x", "http://10.0.0.1/x", "ftp://x/y"] {
+        for bad in [
+            "http://alerts.example.com/x",
+            "http://10.0.0.1/x",
+            "ftp://x/y",
+        ] {
             assert!(url_allowed(&bad.parse().expect("uri")).is_err(), "{bad}");
         }
     }
@@ -329,7 +342,9 @@ mod tests {
         std::fs::write(&key, "k").expect("key");
         let alerts = Alerts::start(
             &[Webhook {
-                url: format!("http://127.0.0.1:{port}/hook").parse().expect("uri"),
+                url: format!("http://127.0.0.1:{port}/hook")
+                    .parse()
+                    .expect("uri"),
                 secret_file: key,
                 ca: None,
             }],
@@ -345,7 +360,12 @@ mod tests {
         for _ in 0..50 {
             alerts.send(&body);
         }
-        let count = |o: &'static str| alerts.outcomes.get_or_create(&OutcomeLabels { outcome: o }).get();
+        let count = |o: &'static str| {
+            alerts
+                .outcomes
+                .get_or_create(&OutcomeLabels { outcome: o })
+                .get()
+        };
         assert!(count("dropped") > 0, "the queue of 1 overflowed");
         assert!(
             crate::eventually::eventually(|| count("failed") + count("dropped") == 50).await,

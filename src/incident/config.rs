@@ -165,7 +165,11 @@ pub fn compile(
     };
     let cooldown_ms = if cooldown_ms == 0 {
         let at = raw.cooldown.as_ref().map_or(at, |c| &c.referenced);
-        error(at, "incidents.cooldown: must not be zero (one incident per rule at most per cool-down)".into());
+        error(
+            at,
+            "incidents.cooldown: must not be zero (one incident per rule at most per cool-down)"
+                .into(),
+        );
         d.cooldown_ms
     } else {
         cooldown_ms
@@ -256,7 +260,10 @@ pub fn compile(
         if h.from.value > 23 {
             error(
                 &h.from.referenced,
-                format!("incidents.export_hours.from: an hour 0-23, got {}", h.from.value),
+                format!(
+                    "incidents.export_hours.from: an hour 0-23, got {}",
+                    h.from.value
+                ),
             );
         }
         if h.to.value > 24 || h.to.value == h.from.value {
@@ -273,7 +280,10 @@ pub fn compile(
             Some(o) => parse_offset(&o.value).unwrap_or_else(|| {
                 error(
                     &o.referenced,
-                    format!("incidents.export_hours.utc_offset: like +01:00 or -05:30, got {:?}", o.value),
+                    format!(
+                        "incidents.export_hours.utc_offset: like +01:00 or -05:30, got {:?}",
+                        o.value
+                    ),
                 );
                 0
             }),
@@ -289,20 +299,23 @@ pub fn compile(
         .webhooks
         .iter()
         .filter_map(|w| {
-            let url = match w.value.url.value.parse::<http::Uri>() {
-                Ok(u) => u,
-                Err(_) => {
-                    error(
-                        &w.value.url.referenced,
-                        format!("incidents.webhooks[].url: not a URL: {:?}", w.value.url.value),
-                    );
-                    return None;
-                }
+            let Ok(url) = w.value.url.value.parse::<http::Uri>() else {
+                error(
+                    &w.value.url.referenced,
+                    format!(
+                        "incidents.webhooks[].url: not a URL: {:?}",
+                        w.value.url.value
+                    ),
+                );
+                return None;
             };
             if let Err(why) = url_allowed(&url) {
                 error(
                     &w.value.url.referenced,
-                    format!("incidents.webhooks[].url: {why}, got {:?}", w.value.url.value),
+                    format!(
+                        "incidents.webhooks[].url: {why}, got {:?}",
+                        w.value.url.value
+                    ),
                 );
                 return None;
             }
@@ -314,13 +327,21 @@ pub fn compile(
         })
         .collect();
     let a = AlertSettings::default();
-    let alert_timeout_ms = duration_ms(&raw.alert_timeout, "alert_timeout", a.timeout.as_millis() as u64, error);
+    let alert_timeout_ms = duration_ms(
+        &raw.alert_timeout,
+        "alert_timeout",
+        a.timeout.as_millis() as u64,
+        error,
+    );
     let alerts = AlertSettings {
         queue: match &raw.alert_queue {
             Some(q) if q.value == 0 || q.value > 1_000_000 => {
                 error(
                     &q.referenced,
-                    format!("incidents.alert_queue: 1 to 1000000 alerts, got {}", q.value),
+                    format!(
+                        "incidents.alert_queue: 1 to 1000000 alerts, got {}",
+                        q.value
+                    ),
                 );
                 a.queue
             }
@@ -353,7 +374,10 @@ pub fn compile(
         Some(f) => {
             error(
                 &f.referenced,
-                format!("incidents.throttle_factor: between 0 and 1 (exclusive), got {}", f.value),
+                format!(
+                    "incidents.throttle_factor: between 0 and 1 (exclusive), got {}",
+                    f.value
+                ),
             );
             DEFAULT_THROTTLE
         }

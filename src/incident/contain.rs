@@ -180,7 +180,11 @@ mod tests {
         assert!(c.revoke(r.clone()));
         assert!(!c.revoke(r.clone()));
         assert!(c.is_revoked("a") && !c.is_revoked("b"));
-        assert_eq!(c.of("a", "p"), None, "revocation is not a purpose's containment");
+        assert_eq!(
+            c.of("a", "p"),
+            None,
+            "revocation is not a purpose's containment"
+        );
         assert_eq!(c.revoked(), vec![r.clone()]);
         assert_eq!(c.reinstate("a"), Some(r));
         assert!(!c.is_revoked("a"));

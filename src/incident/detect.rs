@@ -462,7 +462,8 @@ impl Detector {
         if let (Some(reason), Some(rule)) = (o.refusal, &s.refusals) {
             if rule.reasons.contains(&reason) {
                 p.refusals += 1;
-                if p.refusals >= rule.threshold && p.may_fire(Rule::RefusalSurge, now, s.cooldown_ms)
+                if p.refusals >= rule.threshold
+                    && p.may_fire(Rule::RefusalSurge, now, s.cooldown_ms)
                 {
                     let mut d = detection(Rule::RefusalSurge, Vec::new(), p.refusals);
                     d.threshold = Some(rule.threshold as f64);
@@ -532,8 +533,18 @@ impl Detector {
         }
         if o.flowed {
             for (enabled, rule, value, set) in [
-                (s.new_processor, Rule::NewProcessor, o.processor, &mut app.processors),
-                (s.new_country, Rule::NewCountry, o.jurisdiction, &mut app.countries),
+                (
+                    s.new_processor,
+                    Rule::NewProcessor,
+                    o.processor,
+                    &mut app.processors,
+                ),
+                (
+                    s.new_country,
+                    Rule::NewCountry,
+                    o.jurisdiction,
+                    &mut app.countries,
+                ),
             ] {
                 if !enabled || value.is_empty() || set.contains(value) {
                     continue;

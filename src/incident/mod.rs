@@ -32,7 +32,9 @@ use crate::policy::{PolicySet, RouteClass};
 
 pub use config::{IncidentsConfig, RawIncidents};
 pub use contain::{Contained, Containment, Revoked};
-pub use detect::{Clock, Detection, Detector, Learned, ManualClock, Observation, Settings, SystemClock};
+pub use detect::{
+    Clock, Detection, Detector, Learned, ManualClock, Observation, Settings, SystemClock,
+};
 
 /// Labels of `zweck_incidents_total`: the rule and what the purpose asked for. Both are
 /// closed sets (6 x 3), so the series stay bounded whatever apps and purposes exist.
@@ -160,13 +162,7 @@ impl Incidents {
     /// Lifts a containment: appends its `clear` entry and persists. `None` when nothing was
     /// contained. Errors when the entry cannot be written (the containment is lifted anyway:
     /// an operator decided, and the process log says it).
-    pub async fn clear(
-        &self,
-        app: &str,
-        purpose: &str,
-        by: By,
-        reason: &str,
-    ) -> Option<Contained> {
+    pub async fn clear(&self, app: &str, purpose: &str, by: By, reason: &str) -> Option<Contained> {
         let lifted = self.containment.clear(app, purpose)?;
         tracing::warn!(app, purpose, by = ?by, "containment cleared");
         self.append_containment(ContainmentEntry {
@@ -221,7 +217,8 @@ impl Incidents {
     pub async fn reinstate(&self, app: &str, by: By, reason: &str) -> Option<Revoked> {
         let lifted = self.containment.reinstate(app)?;
         tracing::warn!(app, by = ?by, "app reinstated");
-        self.append_app_step(Action::Reinstate, app, by, reason).await;
+        self.append_app_step(Action::Reinstate, app, by, reason)
+            .await;
         self.save_now().await;
         Some(lifted)
     }
@@ -394,7 +391,9 @@ impl Incidents {
 
 /// The purpose's `on_anomaly` (alert when the purpose is unknown).
 pub fn on_anomaly_of(policy: &PolicySet, purpose: &str) -> OnAnomaly {
-    policy.purpose(purpose).map_or(OnAnomaly::Alert, |p| p.on_anomaly)
+    policy
+        .purpose(purpose)
+        .map_or(OnAnomaly::Alert, |p| p.on_anomaly)
 }
 
 /// The incident entry of a detection (its id is filled in by the writer).

@@ -436,7 +436,17 @@ async fn pipeline(
     // a revoked app, or an incident's containment (on_anomaly), stops before anything flows
     if let Some(err) = contained(state, &caller, &governance) {
         let (app, purpose) = (&*caller.app, &*caller.purpose);
-        log::early_refusal(state, &live, &arrival, app, purpose, Some(&route), &req, &err).await;
+        log::early_refusal(
+            state,
+            &live,
+            &arrival,
+            app,
+            purpose,
+            Some(&route),
+            &req,
+            &err,
+        )
+        .await;
         return (Reached::Identified(arrival, caller), Err(err));
     }
     match governance {

@@ -504,7 +504,11 @@ async fn pump(
                 Err(f) => {
                     let reason = f.reason();
                     let ended = Some(Ended::Failed(reason));
-                    close(export.feed.as_ref(), close_record(&export, sent, Decision::Blocked, ended)).await;
+                    close(
+                        export.feed.as_ref(),
+                        close_record(&export, sent, Decision::Blocked, ended),
+                    )
+                    .await;
                     let _ = tx.send(Err(reason.as_str().into())).await;
                     return;
                 }
@@ -512,7 +516,11 @@ async fn pump(
         };
         if !pay(&mut export, &mut sent).await {
             let ended = Some(Ended::BudgetExhausted);
-            close(export.feed.as_ref(), close_record(&export, sent, Decision::RateLimited, ended)).await;
+            close(
+                export.feed.as_ref(),
+                close_record(&export, sent, Decision::RateLimited, ended),
+            )
+            .await;
             let _ = tx.send(Err("export budget exhausted".into())).await;
             return;
         }
@@ -521,12 +529,22 @@ async fn pump(
         if let Some(expected) = export.expected {
             if records > expected || (done && records != expected) {
                 let ended = Some(Ended::Failed(Inspection::CsvChanged));
-                close(export.feed.as_ref(), close_record(&export, sent, Decision::Blocked, ended)).await;
+                close(
+                    export.feed.as_ref(),
+                    close_record(&export, sent, Decision::Blocked, ended),
+                )
+                .await;
                 let _ = tx.send(Err(Inspection::CsvChanged.as_str().into())).await;
                 return;
             }
         }
-        if done && !close(export.feed.as_ref(), close_record(&export, sent, Decision::Minimised, None)).await {
+        if done
+            && !close(
+                export.feed.as_ref(),
+                close_record(&export, sent, Decision::Minimised, None),
+            )
+            .await
+        {
             let _ = tx.send(Err("transfer log unavailable".into())).await;
             return;
         }
@@ -534,7 +552,11 @@ async fn pump(
         if !chunk.is_empty() && tx.send(Ok(chunk)).await.is_err() {
             // the client went away
             let ended = Some(Ended::ClientGone);
-            close(export.feed.as_ref(), close_record(&export, sent, Decision::Blocked, ended)).await;
+            close(
+                export.feed.as_ref(),
+                close_record(&export, sent, Decision::Blocked, ended),
+            )
+            .await;
             return;
         }
     }

@@ -20,7 +20,7 @@ fn email() -> Vec<String> {
     vec!["user.contact.email".to_string()]
 }
 
-fn answer<'a>(cats: &'a [String], records: u64) -> Observation<'a> {
+fn answer(cats: &[String], records: u64) -> Observation<'_> {
     Observation {
         app: "newsletter-tool",
         purpose: "newsletter",
@@ -53,7 +53,11 @@ fn rules(d: &[Detection]) -> Vec<Rule> {
 fn steady(d: &Detector, clock: &ManualClock, hours: u64) {
     let cats = email();
     for _ in 0..hours * 60 {
-        assert_eq!(rules(&d.observe(&answer(&cats, 10))), vec![], "steady traffic");
+        assert_eq!(
+            rules(&d.observe(&answer(&cats, 10))),
+            vec![],
+            "steady traffic"
+        );
         clock.advance(MIN);
     }
 }
@@ -103,7 +107,10 @@ fn the_spike_does_not_teach_the_baseline() {
     let (d, clock) = detector(settings());
     steady(&d, &clock, 2);
     let cats = email();
-    assert_eq!(rules(&d.observe(&answer(&cats, 100_000))), vec![Rule::Volume]);
+    assert_eq!(
+        rules(&d.observe(&answer(&cats, 100_000))),
+        vec![Rule::Volume]
+    );
     clock.advance(MIN);
     steady(&d, &clock, 2);
     let snap = d.snapshot();
@@ -290,7 +297,10 @@ fn what_was_learned_survives_a_restart() {
     let cats = email();
     // no re-learning: the known category is not new, the warm-up is over, the rate is known
     assert!(again.observe(&answer(&cats, 50)).is_empty());
-    assert_eq!(rules(&again.observe(&answer(&cats, 51))), vec![Rule::Volume]);
+    assert_eq!(
+        rules(&again.observe(&answer(&cats, 51))),
+        vec![Rule::Volume]
+    );
 }
 
 #[test]
@@ -308,5 +318,8 @@ fn observations_of_records_count_answers_only() {
     r.decision = Decision::Blocked;
     r.reason = Some("unknown-resource".into());
     let o = Observation::of(&r, None);
-    assert_eq!((o.records, o.flowed, o.refusal), (0, false, Some("unknown-resource")));
+    assert_eq!(
+        (o.records, o.flowed, o.refusal),
+        (0, false, Some("unknown-resource"))
+    );
 }
