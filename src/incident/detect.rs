@@ -364,14 +364,19 @@ impl PurposeState {
     }
 }
 
+/// Sets and maps on the request path hash with foldhash (names, not attacker-keyed tables:
+/// purposes are capped per app, see [`MAX_PURPOSES_PER_APP`]).
+type Set = HashSet<Box<str>, foldhash::fast::RandomState>;
+type Map<V> = HashMap<Box<str>, V, foldhash::fast::RandomState>;
+
 /// What is learned per app.
 #[derive(Debug, Clone, Default)]
 struct AppState {
     first_seen_ms: u64,
-    categories: HashSet<Box<str>>,
-    processors: HashSet<Box<str>>,
-    countries: HashSet<Box<str>>,
-    purposes: HashMap<Box<str>, PurposeState>,
+    categories: Set,
+    processors: Set,
+    countries: Set,
+    purposes: Map<PurposeState>,
 }
 
 /// The detector: per app x purpose counters and learned sets, behind a sharded map.
@@ -581,7 +586,7 @@ impl Detector {
     pub fn snapshot(&self) -> Learned {
         let mut apps = std::collections::BTreeMap::new();
         for a in &self.apps {
-            let sorted = |set: &HashSet<Box<str>>| {
+            let sorted = |set: &Set| {
                 let mut v: Vec<String> = set.iter().map(ToString::to_string).collect();
                 v.sort();
                 v
