@@ -1,7 +1,9 @@
 //! Logs written without the proxy, for tests that need entries at chosen times and for the
 //! benchmark that generates a million entries (benches/audit_report.rs). The lines, the
 //! chain and the checkpoints are made by the writer's own functions, so a synthetic log is a
-//! real one in every byte; only `ts` comes from the caller instead of the clock.
+//! real one in every byte; only `ts` comes from the caller instead of the clock. Any
+//! serialisable object is a line body, so tests also write event entries (`kind` after
+//! `prev`, docs/transfer-log.md) beside transfer records.
 
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
@@ -10,7 +12,6 @@ use ring::signature::Ed25519KeyPair;
 
 use super::checkpoint::{self, Checkpoint};
 use super::files::{self, ChainState};
-use serde::Serialize;
 
 use super::record;
 
@@ -28,7 +29,7 @@ pub fn write_log<I, R>(
 ) -> io::Result<u64>
 where
     I: IntoIterator<Item = (String, R)>,
-    R: Serialize,
+    R: serde::Serialize,
 {
     if let Some(dir) = log.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;

@@ -168,6 +168,7 @@ impl Compiler {
         };
         let log = self.log(&raw.log);
         let incidents = raw.incidents.as_ref().map(|i| self.incidents(i));
+        let controller = self.controller(raw.controller.as_ref());
         let tls = TlsFiles {
             cert: self.spanned_path("tls.cert", &raw.tls.cert),
             key: self.spanned_path("tls.key", &raw.tls.key),
@@ -215,8 +216,29 @@ impl Compiler {
             apps,
             upstreams,
             record_of_processing: raw.record_of_processing.unwrap_or_default(),
+            controller,
             spans: std::mem::take(&mut self.spans),
         })
+    }
+
+    /// `controller:`: the time zone must be one the bundled IANA database knows.
+    fn controller(&mut self, raw: Option<&super::raw::RawController>) -> super::ControllerSettings {
+        let Some(raw) = raw else {
+            return super::ControllerSettings::default();
+        };
+        let time_zone = raw.time_zone.as_ref().and_then(|tz| {
+            match crate::incident::report::clock::time_zone(&tz.value) {
+                Ok(zone) => Some(zone),
+                Err(e) => {
+                    self.error(&tz.referenced, format!("controller.time_zone: {e}"));
+                    None
+                }
+            }
+        });
+        super::ControllerSettings {
+            name: raw.name.clone(),
+            time_zone,
+        }
     }
 
     fn log(&mut self, l: &RawLog) -> LogConfig {

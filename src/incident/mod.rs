@@ -1,6 +1,8 @@
 //! Breach support (GDPR Art. 33): detect anomalous flows per app x purpose, record each
-//! detection as an `incident` entry in the transfer log, count it, and keep what was learned
-//! across restarts. docs/detection.md explains the method and how to tune it.
+//! detection as an `incident` entry in the transfer log, count it, contain it, and keep what
+//! was learned across restarts (docs/detection.md explains the method and how to tune it);
+//! afterwards, `report` turns the verified transfer log into the facts of an incident and the
+//! Art. 33(3) notification draft (`zweck incident open`, `list`, `close`).
 //!
 //! Why here and inline: Zweck is the one place that sees every flow with its app, purpose,
 //! categories, processor, country and record count, and the transfer log already holds them
@@ -10,13 +12,15 @@
 //!
 //! Modules: `detect` (baseline, rules, clock; pure and O(1) per record), `config` (the
 //! `incidents:` section), `contain` (which app x purpose is throttled or blocked), `alert`
-//! (signed webhook alerts from bounded queues). [`Incidents`] is the running part: the detector, the metric, the
-//! transfer-log appends (off the request path, on a spawned task) and the state file.
+//! (signed webhook alerts from bounded queues), `report` (the Art. 33 facts and draft).
+//! [`Incidents`] is the running part: the detector, the metric, the transfer-log appends (off
+//! the request path, on a spawned task) and the state file.
 
 pub mod alert;
 pub mod config;
 pub mod contain;
 pub mod detect;
+pub mod report;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
