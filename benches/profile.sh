@@ -6,6 +6,8 @@
 #   ZWECK_BIN=/path/to/other/zweck bash benches/profile.sh   # an older build, for before/after
 #   ZWECK_PROFILE_KEEP=1 bash benches/profile.sh             # keep the callgrind files
 #   ZWECK_PROFILE_ONLY=pass bash benches/profile.sh          # only the scenarios whose name has "pass"
+#   ZWECK_PROFILE_INCIDENTS=1 bash benches/profile.sh        # with incident detection on (every
+#       rule, default parameters): the difference to a run without is detection's cost
 #   ZWECK_PROFILE_CANDIDATE=1 bash benches/profile.sh        # with a candidate policy compared
 #       (live shadow comparison: newsletter's candidate sees last names instead of first names)
 #
@@ -65,6 +67,7 @@ mkdir -p "$WORK/certs"
 python3 "$HERE/derive_config.py" "$REPO/zweck.yaml" "$WORK" "$WORK/policies" "$D_PORT" 1 2 yes "$WORK/base.yaml"
 "$ZWECK" certs generate --config "$WORK/base.yaml" >/dev/null
 echo "profile-$RANDOM$RANDOM" >"$WORK/certs/crm-double.token"
+# Zweck refuses a credential file other users can read
 chmod 600 "$WORK/certs/crm-double.token"
 CA="$WORK/certs/ca.pem"
 CLIENT=(--cacert "$CA" --cert "$WORK/certs/clients/newsletter-tool.pem" --key "$WORK/certs/clients/newsletter-tool.key")
@@ -84,6 +87,10 @@ instructions() {
     unset ZWECK_UPSTREAM_PROTOCOL
     # the run shares the certificates made above
     sed -i "s|$run/certs/|$WORK/certs/|g" "$cfg"
+    if [[ "${ZWECK_PROFILE_INCIDENTS:-0}" == 1 ]]; then
+        # every detection rule on with its defaults (docs/detection.md)
+        printf 'incidents:\n  export_hours: { from: 0, to: 24 }\n' >>"$cfg"
+    fi
     if ! "$ZWECK" config check --config "$cfg" >"$run.check" 2>&1; then
         log "this build cannot run it: $(head -1 "$run.check")"
         echo "-"

@@ -123,6 +123,168 @@ fn authorised(token: &str, headers: &http::HeaderMap) -> bool {
         .is_some_and(|given| bool::from(given.trim().as_bytes().ct_eq(token.as_bytes())))
 }
 
+/// The admin token check of the state-changing and incident endpoints: `Err` is the answer.
+fn admin_only(
+    state: &State,
+    headers: &http::HeaderMap,
+) -> Result<(), (StatusCode, &'static str, String)> {
+    let Some(token) = state.live().admin_token.clone() else {
+        return Err((
+            StatusCode::FORBIDDEN,
+            "text/plain",
+            "off: set admin_token_file in the config\n".to_string(),
+        ));
+    };
+    if !authorised(&token, headers) {
+        return Err((
+            StatusCode::UNAUTHORIZED,
+            "text/plain",
+            "send Authorization: Bearer <the token of admin_token_file>\n".to_string(),
+        ));
+    }
+    Ok(())
+}
+
+/// `GET /containment`: what incidents contained (apps, purposes, actions, incident ids).
+fn containment(state: &State, headers: &http::HeaderMap) -> (StatusCode, &'static str, String) {
+    if let Err(answer) = admin_only(state, headers) {
+        return answer;
+    }
+    let (contained, revoked) = state
+        .incidents
+        .as_ref()
+        .map(|i| (i.containment(), i.revocations()))
+        .unwrap_or_default();
+    let text = serde_json::to_string_pretty(
+        &serde_json::json!({ "contained": contained, "revoked": revoked }),
+    )
+    .unwrap_or_default();
+    (StatusCode::OK, "application/json", text + "\n")
+}
+
+/// The query parameters of a step: (app, purpose, reason, by).
+fn step_params(query: Option<&str>) -> [Option<String>; 4] {
+    let mut out: [Option<String>; 4] = Default::default();
+    for (k, v) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        let slot = match &*k {
+            "app" => 0,
+            "purpose" => 1,
+            "reason" => 2,
+            "by" => 3,
+            _ => continue,
+        };
+        out[slot] = Some(v.into_owned());
+    }
+    out
+}
+
+/// A reason as the log takes it: short, printable, or the default slug.
+fn reason_or(reason: Option<String>, default: &str) -> String {
+    reason
+        .filter(|r| !r.is_empty() && r.len() <= 200 && !r.chars().any(char::is_control))
+        .unwrap_or_else(|| default.to_string())
+}
+
+/// `POST /apps/APP/revoke[?reason=R]` and `POST /apps/APP/reinstate[?reason=R]`.
+async fn app_step(
+    state: &State,
+    headers: &http::HeaderMap,
+    path: &str,
+    query: Option<&str>,
+) -> (StatusCode, &'static str, String) {
+    if let Err(answer) = admin_only(state, headers) {
+        return answer;
+    }
+    let text = |status, t: String| (status, "text/plain", t);
+    let Some((app, step)) = path
+        .strip_prefix("/apps/")
+        .and_then(|rest| rest.split_once('/'))
+    else {
+        return text(
+            StatusCode::NOT_FOUND,
+            "POST /apps/APP/revoke or /apps/APP/reinstate\n".into(),
+        );
+    };
+    let Some(incidents) = &state.incidents else {
+        return text(StatusCode::NOT_FOUND, "not available\n".into());
+    };
+    let app = percent_encoding::percent_decode_str(app).decode_utf8_lossy();
+    let app = app.as_ref();
+    if !state.live().config.apps.iter().any(|a| a.name == app) {
+        return text(StatusCode::NOT_FOUND, "no such app in the config\n".into());
+    }
+    let [_, _, reason, by] = step_params(query);
+    let by = match by.as_deref() {
+        Some("cli") => crate::audit::event::By::Cli,
+        _ => crate::audit::event::By::Admin,
+    };
+    match step {
+        "revoke" => {
+            let reason = reason_or(reason, "revoked-by-operator");
+            if incidents.revoke(app, by, &reason).await {
+                text(StatusCode::OK, format!("{app} revoked: its API keys and certificate are refused from the next request on\n"))
+            } else {
+                text(StatusCode::OK, format!("{app} was already revoked\n"))
+            }
+        }
+        "reinstate" => {
+            let reason = reason_or(reason, "reinstated-by-operator");
+            match incidents.reinstate(app, by, &reason).await {
+                Some(_) => text(StatusCode::OK, format!("{app} reinstated\n")),
+                None => text(StatusCode::NOT_FOUND, format!("{app} is not revoked\n")),
+            }
+        }
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "POST /apps/APP/revoke or /apps/APP/reinstate\n".into(),
+        ),
+    }
+}
+
+/// `POST /containment/clear?app=A&purpose=P[&reason=R]`: lifts a containment and logs it.
+async fn clear_containment(
+    state: &State,
+    headers: &http::HeaderMap,
+    query: Option<&str>,
+) -> (StatusCode, &'static str, String) {
+    if let Err(answer) = admin_only(state, headers) {
+        return answer;
+    }
+    let Some(incidents) = &state.incidents else {
+        return (
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "no incident detection: add an incidents section to the config\n".to_string(),
+        );
+    };
+    let [app, purpose, reason, _] = step_params(query);
+    let (Some(app), Some(purpose)) = (app, purpose) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "text/plain",
+            "name the app and the purpose: POST /containment/clear?app=APP&purpose=PURPOSE\n"
+                .to_string(),
+        );
+    };
+    let reason = reason_or(reason, "cleared-by-operator");
+    match incidents
+        .clear(&app, &purpose, crate::audit::event::By::Admin, &reason)
+        .await
+    {
+        Some(lifted) => (
+            StatusCode::OK,
+            "application/json",
+            serde_json::to_string(&serde_json::json!({ "cleared": lifted })).unwrap_or_default()
+                + "\n",
+        ),
+        None => (
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "that app and purpose are not contained\n".to_string(),
+        ),
+    }
+}
+
 /// `POST /reload`: authorised, then [`crate::reload::everything`] off the async workers.
 async fn reload(
     state: Arc<State>,
@@ -175,6 +337,18 @@ async fn answer(
             serde_json::to_string(&state.metrics.drift.snapshot()).unwrap_or_default(),
         ),
         (&Method::POST, "/reload") => reload(state.clone(), req.headers()).await,
+        (&Method::GET, "/containment") => containment(&state, req.headers()),
+        (&Method::POST, "/containment/clear") => {
+            clear_containment(&state, req.headers(), req.uri().query()).await
+        }
+        (&Method::POST, path) if path.starts_with("/apps/") => {
+            app_step(&state, req.headers(), path, req.uri().query()).await
+        }
+        (_, "/containment" | "/containment/clear") => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "GET /containment, POST /containment/clear?app=APP&purpose=PURPOSE\n".to_string(),
+        ),
         (_, "/reload") => (
             StatusCode::METHOD_NOT_ALLOWED,
             "text/plain",

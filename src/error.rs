@@ -68,6 +68,8 @@ vocabulary! {
         UnknownApp = "unknown-app",
         PurposeMissing = "purpose-missing",
         PurposeNotGranted = "purpose-not-granted",
+        PurposeContained = "purpose-contained",
+        AppRevoked = "app-revoked",
         PurposeUnknown = "purpose-unknown",
         NoRoute = "no-route",
         UnknownResource = "unknown-resource",
@@ -109,19 +111,22 @@ impl ProblemType {
     /// The problem's `title`.
     pub fn title(self) -> &'static str {
         use ProblemType::{
-            AggregateNotAllowed, AuditUnavailable, BadHost, BadPath, Blocked, BodyNotAllowed,
-            BodyTooLarge, BudgetExhausted, BudgetPageOverCap, BudgetStoreUnavailable,
-            ConsentFieldMissing, HeadersTooLarge, MethodOverride, NoRoute, Overloaded, PolicyFault,
-            PurposeMissing, PurposeNotGranted, PurposeUnknown, QueryNotAllowed, QueryNotCheckable,
-            RecordWithheld, RequestNotInspectable, RequestTimeout, ResponseNotInspectable,
-            TransferNotPermitted, UnknownApp, UnknownResource, Unsupported, UnsupportedMediaType,
-            UpstreamCredential, UpstreamMalformed, UpstreamTimeout, UpstreamUnavailable,
-            WriteActionNotAllowed, WriteDenied, WriteFieldsDropped,
+            AggregateNotAllowed, AppRevoked, AuditUnavailable, BadHost, BadPath, Blocked,
+            BodyNotAllowed, BodyTooLarge, BudgetExhausted, BudgetPageOverCap,
+            BudgetStoreUnavailable, ConsentFieldMissing, HeadersTooLarge, MethodOverride, NoRoute,
+            Overloaded, PolicyFault, PurposeContained, PurposeMissing, PurposeNotGranted,
+            PurposeUnknown, QueryNotAllowed, QueryNotCheckable, RecordWithheld,
+            RequestNotInspectable, RequestTimeout, ResponseNotInspectable, TransferNotPermitted,
+            UnknownApp, UnknownResource, Unsupported, UnsupportedMediaType, UpstreamCredential,
+            UpstreamMalformed, UpstreamTimeout, UpstreamUnavailable, WriteActionNotAllowed,
+            WriteDenied, WriteFieldsDropped,
         };
         match self {
             UnknownApp => "Unknown app",
             PurposeMissing => "Purpose missing",
             PurposeNotGranted => "Purpose not granted",
+            PurposeContained => "Purpose contained after an incident",
+            AppRevoked => "App revoked",
             PurposeUnknown => "Purpose unknown",
             NoRoute => "No route",
             UnknownResource => "Unknown resource",
@@ -260,6 +265,17 @@ pub enum ProxyError {
     /// The purpose is not one the app is granted (or does not exist).
     #[error("purpose {purpose:?} is not granted to app {app}")]
     PurposeNotGranted { app: String, purpose: String },
+    /// An incident contained this app x purpose (`on_anomaly: block`, or `throttle` for a bulk
+    /// export) until an operator clears it.
+    #[error("app {app} is contained for purpose {purpose:?} after an incident ({action}); an operator clears it with POST /containment/clear on the admin listener")]
+    PurposeContained {
+        app: String,
+        purpose: String,
+        action: &'static str,
+    },
+    /// The app's credentials were revoked (`zweck apps revoke`, `POST /apps/APP/revoke`).
+    #[error("app {app} is revoked: its API keys and certificate are refused until an operator reinstates it")]
+    AppRevoked { app: String },
     /// No upstream is configured for this host and path.
     #[error("no upstream serves this host and path")]
     NoRoute,
@@ -417,20 +433,22 @@ impl ProxyError {
     /// The HTTP status this error is answered with.
     pub fn status(&self) -> StatusCode {
         use ProxyError::{
-            AggregateNotAllowed, AuditUnavailable, BadHost, BadPath, Blocked, BodyNotAllowed,
-            BodyTooLarge, BudgetExhausted, ConsentFieldMissing, HeadersTooLarge, MethodOverride,
-            NoRoute, Overloaded, PartRefused, PolicyFault, PurposeMissing, PurposeNotGranted,
-            PurposeUnknown, QueryNotAllowed, QueryNotCheckable, RecordWithheld,
-            RequestNotInspectable, RequestTimeout, ResponseNotInspectable, TransferNotPermitted,
-            UnknownApp, UnknownResource, Unsupported, UnsupportedMediaType, UpstreamCredential,
-            UpstreamMalformed, UpstreamTimeout, UpstreamUnavailable, WriteActionNotAllowed,
-            WriteDenied, WriteFieldsDropped,
+            AggregateNotAllowed, AppRevoked, AuditUnavailable, BadHost, BadPath, Blocked,
+            BodyNotAllowed, BodyTooLarge, BudgetExhausted, ConsentFieldMissing, HeadersTooLarge,
+            MethodOverride, NoRoute, Overloaded, PartRefused, PolicyFault, PurposeContained,
+            PurposeMissing, PurposeNotGranted, PurposeUnknown, QueryNotAllowed, QueryNotCheckable,
+            RecordWithheld, RequestNotInspectable, RequestTimeout, ResponseNotInspectable,
+            TransferNotPermitted, UnknownApp, UnknownResource, Unsupported, UnsupportedMediaType,
+            UpstreamCredential, UpstreamMalformed, UpstreamTimeout, UpstreamUnavailable,
+            WriteActionNotAllowed, WriteDenied, WriteFieldsDropped,
         };
         match self {
             PartRefused { cause, .. } => cause.status(),
             UnknownApp => StatusCode::UNAUTHORIZED,
             PurposeMissing { .. }
             | PurposeNotGranted { .. }
+            | PurposeContained { .. }
+            | AppRevoked { .. }
             | PurposeUnknown { .. }
             | UnknownResource
             | Blocked { .. }
@@ -470,20 +488,22 @@ impl ProxyError {
     /// The problem type (`urn:zweck:problem:<slug>`).
     pub fn problem_type(&self) -> ProblemType {
         use ProxyError::{
-            AggregateNotAllowed, AuditUnavailable, BadHost, BadPath, Blocked, BodyNotAllowed,
-            BodyTooLarge, BudgetExhausted, ConsentFieldMissing, HeadersTooLarge, MethodOverride,
-            NoRoute, Overloaded, PartRefused, PolicyFault, PurposeMissing, PurposeNotGranted,
-            PurposeUnknown, QueryNotAllowed, QueryNotCheckable, RecordWithheld,
-            RequestNotInspectable, RequestTimeout, ResponseNotInspectable, TransferNotPermitted,
-            UnknownApp, UnknownResource, Unsupported, UnsupportedMediaType, UpstreamCredential,
-            UpstreamMalformed, UpstreamTimeout, UpstreamUnavailable, WriteActionNotAllowed,
-            WriteDenied, WriteFieldsDropped,
+            AggregateNotAllowed, AppRevoked, AuditUnavailable, BadHost, BadPath, Blocked,
+            BodyNotAllowed, BodyTooLarge, BudgetExhausted, ConsentFieldMissing, HeadersTooLarge,
+            MethodOverride, NoRoute, Overloaded, PartRefused, PolicyFault, PurposeContained,
+            PurposeMissing, PurposeNotGranted, PurposeUnknown, QueryNotAllowed, QueryNotCheckable,
+            RecordWithheld, RequestNotInspectable, RequestTimeout, ResponseNotInspectable,
+            TransferNotPermitted, UnknownApp, UnknownResource, Unsupported, UnsupportedMediaType,
+            UpstreamCredential, UpstreamMalformed, UpstreamTimeout, UpstreamUnavailable,
+            WriteActionNotAllowed, WriteDenied, WriteFieldsDropped,
         };
         match self {
             PartRefused { cause, .. } => cause.problem_type(),
             UnknownApp => ProblemType::UnknownApp,
             PurposeMissing { .. } => ProblemType::PurposeMissing,
             PurposeNotGranted { .. } => ProblemType::PurposeNotGranted,
+            PurposeContained { .. } => ProblemType::PurposeContained,
+            AppRevoked { .. } => ProblemType::AppRevoked,
             NoRoute => ProblemType::NoRoute,
             UnknownResource => ProblemType::UnknownResource,
             BadPath { .. } => ProblemType::BadPath,

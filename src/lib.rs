@@ -33,11 +33,12 @@
 //! loads `zweck.yaml` (raw -> compiled), [`secrets`] reads and writes key files, [`keys`]
 //! rotates them, [`certs`] and [`dev`] make development key material, [`crm_double`] stands
 //! in for the CRMs in tests and demos, [`discover`] builds inventories from a CRM's own
-//! metadata (`zweck inventory discover`), [`incident`] turns the verified log into the facts
-//! of a breach and the Art. 33(3) notification draft (`zweck incident open`), [`drift`]
-//! counts the fields governed bodies carry that the inventory does not classify, [`shadow`]
-//! compares a candidate policy on real traffic, [`cli`] holds the command line's definitions
-//! and glue that tests parse (the policy workflow, incidents).
+//! metadata (`zweck inventory discover`), [`incident`] detects anomalous flows per app x
+//! purpose, contains them (docs/detection.md) and turns the verified log into the facts of a
+//! breach and the Art. 33(3) notification draft (`zweck incident open`), [`drift`] counts the
+//! fields governed bodies carry that the inventory does not classify, [`shadow`] compares a
+//! candidate policy on real traffic, [`cli`] holds the command line's definitions and glue
+//! that tests parse (the policy workflow, incidents).
 
 pub mod admin;
 pub mod audit;

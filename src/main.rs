@@ -101,6 +101,34 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Revoke or reinstate an app's API keys and certificate on a running Zweck (through the
+    /// admin listener, with the token of admin_token_file).
+    Apps {
+        #[command(subcommand)]
+        command: AppsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AppsCommand {
+    /// Refuse every request with the app's keys or certificate from now on, also on open
+    /// connections (`app-revoked`); logged as a containment step.
+    Revoke {
+        app: String,
+        /// Why (a slug or short text, never a value); goes into the transfer log.
+        #[arg(long)]
+        reason: Option<String>,
+        #[arg(long, default_value = "zweck.yaml")]
+        config: PathBuf,
+    },
+    /// Lift a revocation; logged as a containment step.
+    Reinstate {
+        app: String,
+        #[arg(long)]
+        reason: Option<String>,
+        #[arg(long, default_value = "zweck.yaml")]
+        config: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -368,6 +396,31 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Serve { config } => serve(&config, false).await,
         Command::Demo { config } => serve(&config, true).await,
         Command::Reload { config } => reload(&config).await,
+        Command::Apps { command } => {
+            let (app, step, reason, config) = match command {
+                AppsCommand::Revoke {
+                    app,
+                    reason,
+                    config,
+                } => (app, "revoke", reason, config),
+                AppsCommand::Reinstate {
+                    app,
+                    reason,
+                    config,
+                } => (app, "reinstate", reason, config),
+            };
+            let mut query = form_urlencoded::Serializer::new(String::new());
+            query.append_pair("by", "cli");
+            if let Some(r) = &reason {
+                query.append_pair("reason", r);
+            }
+            // app names are letters, digits, '-' and '_'; anything else is escaped
+            const SEGMENT: &percent_encoding::AsciiSet =
+                &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_');
+            let app_path: String = percent_encoding::utf8_percent_encode(&app, SEGMENT).collect();
+            let path = format!("/apps/{app_path}/{step}?{}", query.finish());
+            admin_post(&config, &path, std::time::Duration::from_secs(30)).await
+        }
         Command::Certs {
             command: CertsCommand::Generate { config, dir, force },
         } => {
@@ -533,6 +586,17 @@ fn format(f: &str, allowed: &[&str]) -> Result<zweck::audit::Format, zweck::audi
 
 /// `zweck reload`: `POST /reload` on the admin listener with the admin token.
 async fn reload(path: &Path) -> anyhow::Result<ExitCode> {
+    // a reload compiles every policy: generous, but bounded
+    admin_post(path, "/reload", std::time::Duration::from_secs(120)).await
+}
+
+/// `POST <target>` on the admin listener of the config at `path`, with the admin token;
+/// prints the answer.
+async fn admin_post(
+    path: &Path,
+    target: &str,
+    limit: std::time::Duration,
+) -> anyhow::Result<ExitCode> {
     use http_body_util::BodyExt;
     let config = match Config::load(path) {
         Ok(c) => c,
@@ -544,10 +608,10 @@ async fn reload(path: &Path) -> anyhow::Result<ExitCode> {
         }
     };
     let admin = config.admin.context(
-        "the config has no admin listener, which `zweck reload` talks to: set `admin`, or send SIGHUP",
+        "the config has no admin listener, which this command talks to: set `admin` (a reload also works with SIGHUP)",
     )?;
     let token_file = config.admin_token_file.as_deref().context(
-        "admin_token_file is not set: the admin listener accepts no reload without it (or send SIGHUP)",
+        "admin_token_file is not set: the admin listener changes nothing without it (a reload also works with SIGHUP)",
     )?;
     let token = zweck::secrets::read_token(token_file)?;
     // an admin listener on every address is reached on loopback
@@ -569,7 +633,7 @@ async fn reload(path: &Path) -> anyhow::Result<ExitCode> {
         let (mut send, conn) =
             hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
         tokio::spawn(conn);
-        let req = http::Request::post("/reload")
+        let req = http::Request::post(target)
             .header(http::header::HOST, addr.to_string())
             .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
             .body(http_body_util::Empty::<bytes::Bytes>::new())?;
@@ -578,10 +642,14 @@ async fn reload(path: &Path) -> anyhow::Result<ExitCode> {
         let body = resp.into_body().collect().await?.to_bytes();
         anyhow::Ok((status, String::from_utf8_lossy(&body).into_owned()))
     };
-    // a reload compiles every policy: generous, but bounded
-    let (status, text) = tokio::time::timeout(std::time::Duration::from_secs(120), exchange)
+    let (status, text) = tokio::time::timeout(limit, exchange)
         .await
-        .context("the admin listener did not answer within 120 s")??;
+        .with_context(|| {
+            format!(
+                "the admin listener did not answer within {} s",
+                limit.as_secs()
+            )
+        })??;
     if status.is_success() {
         out(&text)?;
         Ok(ExitCode::SUCCESS)

@@ -224,6 +224,7 @@ pub fn restart_only_changes(running: &Config, new: &Config) -> Vec<&'static str>
     differ("crm_double", running.crm_double != new.crm_double);
     differ("audit", running.audit != new.audit);
     differ("budgets", running.budgets != new.budgets);
+    differ("incidents", running.incidents != new.incidents);
     keys
 }
 

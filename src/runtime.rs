@@ -15,6 +15,7 @@ use crate::certs::DevPaths;
 use crate::config::Config;
 use crate::crm_double::{CrmDouble, CrmDoubleConfig, OAuthClient};
 use crate::diagnostic::Diagnostic;
+use crate::incident::{Incidents, IncidentsConfig, SystemClock};
 use crate::metrics::Metrics;
 use crate::preflight::{self, Mode};
 use crate::reload::Policies;
@@ -39,6 +40,8 @@ pub enum StartError {
     },
     #[error("transfer log: {0}")]
     Audit(#[from] AuditError),
+    #[error(transparent)]
+    Alerts(#[from] crate::incident::alert::AlertError),
     #[error("budgets: {0}")]
     Budgets(#[from] BudgetError),
     #[error("candidate policies: {0}")]
@@ -183,11 +186,39 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     // runs until aborted at shutdown: it never ends by itself
     let maintenance = budgets.spawn_maintenance(std::time::Duration::from_secs(60));
     metrics.register_with(|r| budgets.metrics().register(r));
-    let state = State::new(config.clone(), live, metrics, audit, budgets);
-    let state = Arc::new(match shadow {
-        Some(s) => state.with_shadow(s),
-        None => state,
-    });
+    // always: revocation and containment work without detection too
+    let incidents = {
+        let c = config
+            .incidents
+            .clone()
+            .unwrap_or_else(IncidentsConfig::without_detection);
+        let log_path = config.audit.as_ref().map(|a| a.log.as_path());
+        let incidents = Incidents::new(&c, audit.clone(), log_path, Arc::new(SystemClock));
+        let incidents = if c.webhooks.is_empty() {
+            incidents
+        } else {
+            incidents.with_alerts(crate::incident::alert::Alerts::start(
+                &c.webhooks,
+                c.alerts,
+            )?)
+        };
+        Some(Arc::new(incidents))
+    };
+    let mut state = State::new(config.clone(), live, metrics, audit, budgets);
+    if let Some(shadow) = shadow {
+        state = state.with_shadow(shadow);
+    }
+    if let Some(incidents) = incidents {
+        let rx = stop_rx.clone();
+        let persisted = incidents.clone();
+        others.push(tokio::spawn(async move {
+            persisted
+                .run_persistence(std::time::Duration::from_secs(30), stopped(rx))
+                .await;
+        }));
+        state = state.with_incidents(incidents);
+    }
+    let state = Arc::new(state);
     crate::reload::spawn_watchers(state.clone(), stop_rx.clone());
     let mut admin_addr = None;
     if let Some(addr) = config.admin {

@@ -108,6 +108,8 @@ pub struct State {
     pub audit: Option<crate::audit::AuditLog>,
     /// Export budgets in records.
     pub budgets: crate::budget::Budgets,
+    /// The incident detector (`incidents:`), fed by the log phase.
+    pub incidents: Option<Arc<crate::incident::Incidents>>,
     /// `limits.buffered_total` in KiB: the memory all buffered governed bodies may hold at
     /// once, across connections. A parsed tree costs several times its bytes, so this is what
     /// keeps many large bodies at once from exhausting memory (503 when it is used up).
@@ -137,6 +139,7 @@ impl State {
             audit,
             buffers: Arc::new(tokio::sync::Semaphore::new(buffer_kib)),
             budgets,
+            incidents: None,
             request_ids: RequestIds::new(),
             ready: AtomicBool::new(false),
         }
@@ -156,6 +159,13 @@ impl State {
     pub fn with_shadow(mut self, shadow: Arc<crate::shadow::Shadow>) -> State {
         self.metrics.register_with(|r| shadow.register(r));
         self.shadow = Some(shadow);
+        self
+    }
+
+    /// With the incident detector (its metric registered).
+    pub fn with_incidents(mut self, incidents: Arc<crate::incident::Incidents>) -> State {
+        self.metrics.register_with(|r| incidents.register(r));
+        self.incidents = Some(incidents);
         self
     }
 

@@ -62,7 +62,7 @@ impl Desk {
         }
     }
     /// A log of `records` at the given times, checkpointed every 4 entries, on and off box.
-    fn write(&self, records: Vec<(String, TransferRecord)>) -> u64 {
+    fn write<R: serde::Serialize>(&self, records: Vec<(String, R)>) -> u64 {
         audit::synthetic::write_log(
             &self.log(),
             &self.key,
@@ -1056,4 +1056,100 @@ fn strip_tags(html: &str) -> String {
         }
     }
     out.replace("&amp;", "&")
+}
+
+// ---- event entries (incident, containment) --------------------------------------------------
+
+/// An incident and a containment entry as the writer encodes them, as JSON objects.
+fn events(incident_seq: u64) -> [serde_json::Value; 2] {
+    use zweck::audit::event::{Action, By, ContainmentEntry, IncidentEntry, Kind, Rule};
+    let incident = zweck::audit::Event::Incident(IncidentEntry {
+        kind: Kind::Incident,
+        incident: String::new(),
+        rule: Rule::Volume,
+        app: "newsletter-tool".into(),
+        purpose: "newsletter".into(),
+        upstream: Some("salesforce".into()),
+        processor: Some("Salesforce, Inc.".into()),
+        jurisdiction: Some("US".into()),
+        categories: vec!["user.contact.email".into()],
+        window_start: "2026-11-02T10:00:00Z".into(),
+        window_end: "2026-11-02T10:01:00Z".into(),
+        observed: 900,
+        baseline: Some(3),
+        threshold: Some(30),
+        on_anomaly: zweck::audit::OnAnomaly::Block,
+    });
+    let containment = zweck::audit::Event::Containment(ContainmentEntry {
+        kind: Kind::Containment,
+        action: Action::Block,
+        app: "newsletter-tool".into(),
+        purpose: Some("newsletter".into()),
+        incident: Some(format!("inc-{incident_seq}")),
+        by: By::Detector,
+        reason: "on-anomaly".into(),
+    });
+    [incident, containment]
+        .map(|e| serde_json::from_slice(&e.encode(incident_seq).expect("encode")).expect("json"))
+}
+
+#[test]
+fn event_entries_verify_and_are_not_counted_as_transfers() {
+    let d = Desk::new();
+    let [incident, containment] = events(1);
+    let value = |r: (String, TransferRecord)| (r.0, serde_json::to_value(r.1).expect("value"));
+    d.write(vec![
+        value(newsletter("2026-11-01T10:00:00.000Z")),
+        ("2026-11-02T10:00:30.000Z".into(), incident),
+        ("2026-11-02T10:00:30.001Z".into(), containment),
+        value(newsletter("2026-11-03T10:00:00.000Z")),
+    ]);
+    let v = audit::verify(&d.evidence());
+    assert_eq!(v.exit_code, 0, "{}", v.text);
+    assert!(v.text.contains("4 records"), "{}", v.text);
+
+    let r = audit::report(&audit::ReportOptions {
+        evidence: d.evidence(),
+        format: Format::Json,
+        ..Default::default()
+    });
+    assert_eq!(r.exit_code, 0, "{}", r.text);
+    let j: serde_json::Value = serde_json::from_str(&r.text).expect("json");
+    assert_eq!(j["total"]["transfers"], 2, "{}", r.text);
+    assert_eq!(j["rows"][0]["transfers"], 2, "{}", r.text);
+
+    let config = config_for(&d, "");
+    let (policies, _) = zweck::policy::PolicySet::load(&config.policies).expect("shipped policies");
+    let ropa = audit::ropa(
+        &policies,
+        &config,
+        &audit::RopaOptions {
+            evidence: d.evidence(),
+            format: Format::Json,
+            unverified: false,
+        },
+    );
+    assert!(
+        !ropa.text.contains("not a transfer record"),
+        "{}",
+        ropa.text
+    );
+    let j: serde_json::Value = serde_json::from_str(&ropa.text).expect("json");
+    let seen = j["purposes"]
+        .as_array()
+        .expect("purposes")
+        .iter()
+        .find(|p| p["name"] == "newsletter")
+        .and_then(|p| {
+            p["activities"]
+                .as_array()?
+                .iter()
+                .find(|a| a["upstream"] == "salesforce")
+                .cloned()
+        })
+        .expect("newsletter on salesforce");
+    assert_eq!(seen["seen"], 2, "{}", ropa.text);
+
+    let entries = audit::report::read_entries(&d.log()).expect("read");
+    assert_eq!(entries.len(), 2);
 }

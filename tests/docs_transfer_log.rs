@@ -8,14 +8,23 @@ use zweck::audit::checkpoint::key_from_pkcs8;
 use zweck::audit::{Decision, Direction, Stage, TransferRecord};
 use zweck::config::{MechanismKind, TransferMechanism};
 
+/// The heading the transfer entry table follows.
+const TRANSFERS: &str = "### Canonical encoding";
+const INCIDENT: &str = "#### `kind: incident`";
+const CONTAINMENT: &str = "#### `kind: containment`";
+
 fn spec() -> String {
     std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/transfer-log.md"))
         .expect("docs/transfer-log.md")
 }
 
-/// The entry table's rows: `| n | \`member\` | type | meaning |`, as (member, meaning).
-fn table(spec: &str) -> Vec<(String, String)> {
+/// The rows of the first entry table after the heading `heading`:
+/// `| n | \`member\` | type | meaning |`, as (member, meaning).
+fn table(spec: &str, heading: &str) -> Vec<(String, String)> {
     spec.lines()
+        .skip_while(|l| !l.starts_with(heading))
+        .skip(1)
+        .take_while(|l| !l.starts_with('#'))
         .filter_map(|l| {
             let cells: Vec<&str> = l.split('|').map(str::trim).collect();
             if cells.len() < 5 || cells[1].parse::<u32>().is_err() {
@@ -86,14 +95,17 @@ fn members_of_a_real_line() -> Vec<String> {
 
 #[test]
 fn the_entry_table_lists_every_member_of_a_real_line_in_order() {
-    let documented: Vec<String> = table(&spec()).into_iter().map(|(m, _)| m).collect();
+    let documented: Vec<String> = table(&spec(), TRANSFERS)
+        .into_iter()
+        .map(|(m, _)| m)
+        .collect();
     assert_eq!(documented, members_of_a_real_line());
 }
 
 #[test]
 fn every_action_the_engine_counts_is_in_the_spec() {
     let spec = spec();
-    let rows = table(&spec);
+    let rows = table(&spec, TRANSFERS);
     let actions = &rows
         .iter()
         .find(|(m, _)| m == "actions")
@@ -104,5 +116,92 @@ fn every_action_the_engine_counts_is_in_the_spec() {
             actions.contains(&format!("`{name}`")),
             "`{name}` is missing from the actions row of docs/transfer-log.md"
         );
+    }
+}
+
+/// The members of the event entries the real writer appends, in order: an incident and a
+/// containment step, each with every optional member set.
+async fn members_of_real_event_lines() -> (Vec<String>, Vec<String>) {
+    use zweck::audit::event::{Action, By, ContainmentEntry, IncidentEntry, Kind, Rule};
+    use zweck::audit::{AuditConfig, AuditLog, Event, Offbox, OnAnomaly};
+    let dir = tempfile::tempdir().expect("dir");
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).expect("keygen");
+    std::fs::write(dir.path().join("audit.key"), key.serialize_pem()).expect("write key");
+    let log_path = dir.path().join("t.jsonl");
+    let config = AuditConfig::new(&log_path, dir.path().join("audit.key"), Offbox::None);
+    let log = AuditLog::open(config).await.expect("open");
+    let incident = Event::Incident(IncidentEntry {
+        kind: Kind::Incident,
+        incident: String::new(),
+        rule: Rule::Volume,
+        app: "a".into(),
+        purpose: "p".into(),
+        upstream: Some("u".into()),
+        processor: Some("P".into()),
+        jurisdiction: Some("US".into()),
+        categories: vec!["user.contact.email".into()],
+        window_start: "2026-12-07T00:00:00Z".into(),
+        window_end: "2026-12-07T00:01:00Z".into(),
+        observed: 9,
+        baseline: Some(1),
+        threshold: Some(3),
+        on_anomaly: OnAnomaly::Block,
+    });
+    let seq = log.append_event(incident).await.expect("incident");
+    let containment = Event::Containment(ContainmentEntry {
+        kind: Kind::Containment,
+        action: Action::Block,
+        app: "a".into(),
+        purpose: Some("p".into()),
+        incident: Some(format!("inc-{seq}")),
+        by: By::Detector,
+        reason: "on-anomaly".into(),
+    });
+    log.append_event(containment).await.expect("containment");
+    log.shutdown().await.expect("shutdown");
+    let text = std::fs::read_to_string(&log_path).expect("read");
+    let mut lines = text.lines().map(|l| {
+        let m: serde_json::Map<String, serde_json::Value> = serde_json::from_str(l).expect("json");
+        m.keys().cloned().collect::<Vec<_>>()
+    });
+    let first = lines.next().expect("incident line");
+    let second = lines.next().expect("containment line");
+    (first, second)
+}
+
+#[tokio::test]
+async fn the_event_tables_list_every_member_of_real_event_lines_in_order() {
+    let spec = spec();
+    let incident: Vec<String> = table(&spec, INCIDENT).into_iter().map(|(m, _)| m).collect();
+    let containment: Vec<String> = table(&spec, CONTAINMENT)
+        .into_iter()
+        .map(|(m, _)| m)
+        .collect();
+    let (real_incident, real_containment) = members_of_real_event_lines().await;
+    assert_eq!(incident, real_incident);
+    assert_eq!(containment, real_containment);
+}
+
+#[test]
+fn every_rule_and_action_is_in_the_event_tables() {
+    let spec = spec();
+    let rule_row = table(&spec, INCIDENT)
+        .into_iter()
+        .find(|(m, _)| m == "rule")
+        .expect("rule row")
+        .1;
+    for rule in zweck::audit::Rule::ALL {
+        assert!(
+            rule_row.contains(&format!("`{}`", rule.as_str())),
+            "{rule:?}"
+        );
+    }
+    let action_row = table(&spec, CONTAINMENT)
+        .into_iter()
+        .find(|(m, _)| m == "action")
+        .expect("action row")
+        .1;
+    for a in ["throttle", "block", "revoke", "clear", "reinstate"] {
+        assert!(action_row.contains(&format!("`{a}`")), "{a}");
     }
 }

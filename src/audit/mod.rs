@@ -20,7 +20,7 @@
 //!   the cut bytes next to the log for inspection); the chain continues from there. Lines
 //!   were acknowledged only after their sync, so nothing acknowledged is ever cut.
 //!
-//! Modules: `config` (the `audit:` section), `error` (what can fail, as types), `record` (what the proxy fills in), `jurisdiction`
+//! Modules: `config` (the `audit:` section), `error` (what can fail, as types), `record` (what the proxy fills in), `event` (incident and containment entries in the same chain), `jurisdiction`
 //! (cross-border test and mechanism decision), `merkle` (RFC 6962), `checkpoint` (signed
 //! notes), `sink` (the file the writer writes, and fault injection), `files` (segments and
 //! recovery), `writer` (the [`AuditLog`] handle and its thread), `offbox` (checkpoint copies
@@ -29,6 +29,7 @@
 pub mod checkpoint;
 pub mod config;
 mod error;
+pub mod event;
 pub mod files;
 pub mod html;
 pub mod jurisdiction;
@@ -52,6 +53,7 @@ pub use config::{
     compile_config, AuditConfig, AuditConfigError, Offbox, OnMissing, RawAuditConfig, RawOffbox,
 };
 pub use error::{AuditError, Damage, KeyError, WriterFailure};
+pub use event::{ContainmentEntry, Event, IncidentEntry, OnAnomaly, Rule};
 pub use files::ChainBreak;
 pub use jurisdiction::{cross_border, decide_mechanism, MechanismDecision};
 pub use keys::{KeyFileError, KeyRing};
@@ -65,6 +67,12 @@ pub use signature::{verify_report, ReportCheckOptions};
 pub use sink::{FailingSink, FileSink, Sink};
 pub use verify::{verify, verify_fleet, Fleet, LogCheck, Status, VerifyOptions};
 pub use writer::{AuditLog, AuditStats, Recovery};
+
+/// `YYYY-MM-DDTHH:MM:SSZ` of a time in milliseconds since the Unix epoch (event entries'
+/// windows).
+pub fn time_secs(ms: u64) -> String {
+    time::rfc3339_secs(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
+}
 
 /// What an auditor command prints and the process exit code it asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -209,7 +209,7 @@ pub fn read_lines(log: &Path, visit: &mut dyn FnMut(&[u8])) -> Result<(), ReadEr
     Ok(())
 }
 
-/// Reads every whole entry of a log, unverified.
+/// Reads every whole transfer entry of a log, unverified (event entries are skipped).
 pub fn read_entries(log: &Path) -> Result<Vec<Entry>, ReadError> {
     let mut out = Vec::new();
     let mut bad = None;
@@ -218,6 +218,8 @@ pub fn read_entries(log: &Path) -> Result<Vec<Entry>, ReadError> {
         line += 1;
         match serde_json::from_slice(buf) {
             Ok(e) => out.push(e),
+            // incident and containment entries are not transfers
+            Err(_) if super::event::is_event(buf) => {}
             Err(reason) if bad.is_none() => {
                 bad = Some(ReadError::NotARecord {
                     path: log.to_path_buf(),
@@ -331,6 +333,8 @@ pub struct Aggregate {
     pub last: Option<i64>,
     /// `intent` lines (not counted as transfers).
     pub intents: u64,
+    /// Event entries (`incident`, `containment`): in the chain, not transfers.
+    pub events: u64,
     /// Lines that could not be read as transfer records (line, reason) and entries whose
     /// time is not one.
     pub bad: Option<String>,
@@ -349,6 +353,10 @@ impl Aggregate {
     pub fn add_line(&mut self, bytes: &[u8]) {
         let line: Line<'_> = match serde_json::from_slice(bytes) {
             Ok(l) => l,
+            Err(_) if super::event::is_event(bytes) => {
+                self.events += 1;
+                return;
+            }
             Err(e) => {
                 self.bad
                     .get_or_insert_with(|| format!("a line is not a transfer record: {e}"));

@@ -378,6 +378,8 @@ impl<'a> Reconciler<'a> {
     fn add(&mut self, bytes: &[u8]) {
         let l: Line = match serde_json::from_slice(bytes) {
             Ok(l) => l,
+            // incident and containment entries are not processing
+            Err(_) if super::event::is_event(bytes) => return,
             Err(e) => {
                 self.bad
                     .get_or_insert_with(|| format!("a line is not a transfer record: {e}"));

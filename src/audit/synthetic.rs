@@ -12,12 +12,13 @@ use ring::signature::Ed25519KeyPair;
 
 use super::checkpoint::{self, Checkpoint};
 use super::files::{self, ChainState};
+
 use super::record;
 
-/// Writes `records` (each with its `ts`, `YYYY-MM-DDTHH:MM:SS.mmmZ`) as a new log at `log`,
+/// Writes `records` (transfer records, or any object such as an event entry as a
+/// `serde_json::Value`; each with its `ts`, `YYYY-MM-DDTHH:MM:SS.mmmZ`) as a new log at `log`,
 /// with a signed checkpoint every `checkpoint_every` entries and at the end, on box and
-/// (when given) appended to `offbox`. Returns the number of entries. A body is any object
-/// ([`super::TransferRecord`] for transfers, a `serde_json::Value` object for anything else).
+/// (when given) appended to `offbox`. Returns the number of entries.
 pub fn write_log<I, R>(
     log: &Path,
     key: &Ed25519KeyPair,

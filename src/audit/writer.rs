@@ -18,6 +18,7 @@ use tokio::sync::oneshot;
 use super::checkpoint::{self, Checkpoint};
 use super::config::{AuditConfig, OnMissing, MAX_COMMIT_WINDOW};
 use super::error::{AuditError, KeyError, WriterFailure};
+use super::event::Event;
 use super::files::{self, ChainState, RecoveryReport};
 use super::offbox;
 use super::record::{self, TransferRecord};
@@ -34,7 +35,7 @@ const IDLE_TICK: Duration = Duration::from_secs(1);
 
 enum Cmd {
     Append {
-        body: Vec<u8>,
+        body: Body,
         ack: oneshot::Sender<Result<u64, AuditError>>,
     },
     Shutdown {
@@ -168,10 +169,29 @@ impl AuditLog {
 
     /// Appends one record; returns its seq once it is durable (after fdatasync).
     pub async fn append(&self, record: TransferRecord) -> Result<u64, AuditError> {
+        self.append_record(&record).await
+    }
+
+    /// [`AuditLog::append`] by reference, for a caller that still needs the record after it
+    /// is durable (the incident detector reads its counts).
+    pub async fn append_record(&self, record: &TransferRecord) -> Result<u64, AuditError> {
         if let Some(why) = self.shared.failed.get() {
             return Err(AuditError::Failed(why.clone()));
         }
-        let body = serde_json::to_vec(&record).map_err(|e| AuditError::Encode(Arc::new(e)))?;
+        let body = serde_json::to_vec(record).map_err(|e| AuditError::Encode(Arc::new(e)))?;
+        self.send(Body::Encoded(body)).await
+    }
+
+    /// Appends an event entry (`incident`, `containment`) to the same chain, with the same
+    /// durability; returns its `seq` (an incident's id is `inc-<seq>`).
+    pub async fn append_event(&self, event: Event) -> Result<u64, AuditError> {
+        if let Some(why) = self.shared.failed.get() {
+            return Err(AuditError::Failed(why.clone()));
+        }
+        self.send(Body::Event(Box::new(event))).await
+    }
+
+    async fn send(&self, body: Body) -> Result<u64, AuditError> {
         let (ack, rx) = oneshot::channel();
         self.shared
             .tx
@@ -337,9 +357,32 @@ where
 }
 
 type AppendAck = oneshot::Sender<Result<u64, AuditError>>;
+
+/// What an append carries: a transfer record encoded by the caller, or an event entry the
+/// writer encodes once its `seq` is known (an incident's id is its position).
+enum Body {
+    Encoded(Vec<u8>),
+    Event(Box<Event>),
+}
+
+impl Body {
+    fn encode(self, seq: u64) -> Result<Vec<u8>, AuditError> {
+        match self {
+            Body::Encoded(b) => Ok(b),
+            Body::Event(e) => e.encode(seq).map_err(|e| AuditError::Encode(Arc::new(e))),
+        }
+    }
+
+    fn len_hint(&self) -> usize {
+        match self {
+            Body::Encoded(b) => b.len(),
+            Body::Event(_) => 512,
+        }
+    }
+}
 type ShutdownAck = oneshot::Sender<Result<(), AuditError>>;
 
-fn sort(cmd: Cmd, appends: &mut Vec<(Vec<u8>, AppendAck)>, shutdowns: &mut Vec<ShutdownAck>) {
+fn sort(cmd: Cmd, appends: &mut Vec<(Body, AppendAck)>, shutdowns: &mut Vec<ShutdownAck>) {
     match cmd {
         Cmd::Append { body, ack } => appends.push((body, ack)),
         Cmd::Shutdown { ack } => shutdowns.push(ack),
@@ -436,7 +479,7 @@ impl Writer {
     }
 
     /// Writes a batch with one sync and acknowledges it.
-    fn commit(&mut self, appends: Vec<(Vec<u8>, AppendAck)>) {
+    fn commit(&mut self, appends: Vec<(Body, AppendAck)>) {
         if appends.is_empty() {
             return;
         }
@@ -451,10 +494,18 @@ impl Writer {
         if self.sink.is_empty() {
             self.active_started = now.duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs());
         }
-        let mut buf = Vec::with_capacity(appends.iter().map(|(b, _)| b.len() + 160).sum());
+        let mut buf = Vec::with_capacity(appends.iter().map(|(b, _)| b.len_hint() + 160).sum());
         let mut acks = Vec::with_capacity(appends.len());
         for (body, ack) in appends {
             let seq = self.chain.next_seq;
+            let body = match body.encode(seq) {
+                Ok(body) => body,
+                Err(e) => {
+                    // nothing written for it: the next entry takes this seq
+                    let _ = ack.send(Err(e));
+                    continue;
+                }
+            };
             let line = record::line(seq, &ts, &self.chain.prev, &body);
             self.chain.advance(&line);
             buf.extend_from_slice(&line);

@@ -167,6 +167,7 @@ impl Compiler {
             None => RefusalStyle::Problem,
         };
         let log = self.log(&raw.log);
+        let incidents = raw.incidents.as_ref().map(|i| self.incidents(i));
         let controller = self.controller(raw.controller.as_ref());
         let tls = TlsFiles {
             cert: self.spanned_path("tls.cert", &raw.tls.cert),
@@ -211,6 +212,7 @@ impl Compiler {
             audit,
             budgets: raw.budgets.map(|b| b.value),
             refusal_style,
+            incidents,
             apps,
             upstreams,
             record_of_processing: raw.record_of_processing.unwrap_or_default(),
@@ -411,6 +413,32 @@ impl Compiler {
                 None
             }
         }
+    }
+
+    /// `incidents:` (detection rules and their parameters).
+    fn incidents(
+        &mut self,
+        i: &Spanned<crate::incident::RawIncidents>,
+    ) -> crate::incident::IncidentsConfig {
+        self.spans.insert("incidents", &i.referenced);
+        let base = self.base.clone();
+        let resolve = |p: &str| {
+            let p = Path::new(p);
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }
+        };
+        let mut errors = Vec::new();
+        let config =
+            crate::incident::config::compile(&i.value, &i.referenced, &resolve, &mut |at, m| {
+                errors.push((*at, m));
+            });
+        for (at, message) in errors {
+            self.error(&at, message);
+        }
+        config
     }
 
     /// Checks `budgets:` (its store is built at start) and returns the refusal style.

@@ -85,6 +85,8 @@ pub struct Config {
     /// Where export budgets live (`local` when absent) and how refusals look.
     pub budgets: Option<crate::budget::RawBudgetsConfig>,
     pub refusal_style: crate::budget::RefusalStyle,
+    /// Incident detection (`incidents:`); off when absent.
+    pub incidents: Option<crate::incident::IncidentsConfig>,
     pub apps: Vec<AppConfig>,
     pub upstreams: Vec<UpstreamConfig>,
     /// What the Art. 30(1) record needs that configuration cannot tell (`zweck audit ropa`).

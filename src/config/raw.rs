@@ -35,6 +35,8 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) budgets: Option<Spanned<crate::budget::RawBudgetsConfig>>,
     #[serde(default)]
+    pub(super) incidents: Option<Spanned<crate::incident::RawIncidents>>,
+    #[serde(default)]
     pub(super) apps: BTreeMap<String, Spanned<RawApp>>,
     #[serde(default)]
     pub(super) upstreams: BTreeMap<String, Spanned<RawUpstream>>,

@@ -204,6 +204,22 @@ fn table() -> Vec<(ProxyError, u16, &'static str)> {
             "transfer-not-permitted",
         ),
         (ProxyError::AuditUnavailable, 503, "audit-unavailable"),
+        (
+            ProxyError::PurposeContained {
+                app: "bi-export".into(),
+                purpose: "analytics".into(),
+                action: "block",
+            },
+            403,
+            "purpose-contained",
+        ),
+        (
+            ProxyError::AppRevoked {
+                app: "bi-export".into(),
+            },
+            403,
+            "app-revoked",
+        ),
         (budget(Some(1500), false), 429, "budget-exhausted"),
         (budget(None, false), 403, "budget-page-over-cap"),
         (budget(Some(1000), true), 503, "budget-store-unavailable"),

@@ -268,6 +268,11 @@ pub struct RawPurpose {
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub art10_basis: Option<SpStr>,
+    /// `alert`, `throttle` or `block`: what Zweck does when it detects an incident for this
+    /// purpose (docs/detection.md).
+    #[serde(default)]
+    #[schemars(schema_with = "super::schema::on_anomaly")]
+    pub on_anomaly: Option<SpStr>,
 }
 
 /// A field action as written: a name, or a one-key mapping with the action's argument. The

@@ -248,6 +248,11 @@ pub fn counts(_: &mut SchemaGenerator) -> Schema {
     one_of_names([Counts::Pass, Counts::Delivered, Counts::Drop].map(Counts::as_str))
 }
 
+/// `alert`, `throttle` or `block`.
+pub fn on_anomaly(_: &mut SchemaGenerator) -> Schema {
+    one_of_names(["alert", "throttle", "block"])
+}
+
 /// `enforce` or `shadow`.
 pub fn mode(_: &mut SchemaGenerator) -> Schema {
     one_of_names(["enforce", "shadow"])

@@ -689,6 +689,8 @@ pub struct Purpose {
     pub art9_condition: Option<Art9Condition>,
     /// The authority or law (GDPR Art. 10) under which it may see criminal-conviction data.
     pub art10_basis: Option<String>,
+    /// What an incident for this purpose triggers (`on_anomaly`; default `alert`).
+    pub on_anomaly: crate::audit::OnAnomaly,
     pub(crate) by_cat: Vec<Resolved>,
     /// Every rule id an outcome of this purpose can count, by slot (see [`RuleSlot`]):
     /// built once so counting a rule never formats or allocates its name.

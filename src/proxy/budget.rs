@@ -53,6 +53,25 @@ impl BudgetScope {
         })
     }
 
+    /// The budget of a purpose an incident throttled (`on_anomaly: throttle`): every limit
+    /// times `factor` (at least one record), counted in a bucket of its own so the shrunk
+    /// limit does not inherit what the normal bucket has left.
+    pub fn throttled(mut self, factor: f64) -> BudgetScope {
+        fn shrink(b: &mut ExportBudget, factor: f64) {
+            let scale = |n: u64| ((n as f64 * factor).floor() as u64).max(1);
+            if b.records > 0 {
+                b.records = scale(b.records);
+            }
+            b.burst = b.burst.map(scale);
+            for (_, c) in &mut b.per_class {
+                shrink(c, factor);
+            }
+        }
+        shrink(&mut self.budget, factor);
+        self.key.purpose.push_str("#throttled");
+        self
+    }
+
     /// A refusal of this budget, in the configured style (`budgets.refusal`).
     fn refusal(&self, state: &State, exhausted: Exhausted) -> ProxyError {
         ProxyError::BudgetExhausted {
@@ -164,4 +183,38 @@ pub async fn charge(state: &State, ctx: &mut Ctx<Governed>) -> Result<(), ProxyE
         .map_err(|e| scope.refusal(state, e))?;
     ctx.flow.allowance = Some(allowance);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_throttled_budget_shrinks_every_limit_in_a_bucket_of_its_own() {
+        let scope = BudgetScope {
+            key: BudgetKey::new("bi-export", "analytics"),
+            budget: ExportBudget {
+                records: 1000,
+                per: std::time::Duration::from_secs(3600),
+                burst: Some(100),
+                per_class: vec![(
+                    RouteClass::List,
+                    ExportBudget {
+                        records: 5,
+                        per: std::time::Duration::from_secs(60),
+                        burst: None,
+                        per_class: Vec::new(),
+                    },
+                )],
+            },
+            class: RouteClass::List,
+            shadow: false,
+            dialect: Dialect::Salesforce,
+        };
+        let t = scope.throttled(0.1);
+        assert_eq!(t.budget.records, 100);
+        assert_eq!(t.budget.burst, Some(10));
+        assert_eq!(t.budget.per_class[0].1.records, 1, "at least one record");
+        assert_eq!(t.key.purpose, "analytics#throttled");
+    }
 }

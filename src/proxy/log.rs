@@ -25,7 +25,7 @@ use crate::audit::{
     self, Decision, Direction, MechanismDecision, OnMissing, Stage, TransferRecord,
 };
 use crate::error::ProxyError;
-use crate::policy::{Outcome, PolicySet};
+use crate::policy::{Outcome, PolicySet, RouteClass};
 use crate::state::{State, UpstreamEntry};
 
 /// What one filtered body carried.
@@ -203,8 +203,11 @@ pub async fn append(
         None,
     );
     record.parts = body.parts.clone();
-    match log.append(record).await {
-        Ok(_) => Ok(()),
+    match log.append_record(&record).await {
+        Ok(_) => {
+            detect(state, &record, Some(ctx.flow.op.class()), &ctx.route.policy);
+            Ok(())
+        }
         Err(e) => {
             tracing::error!(request_id = %ctx.request_id, error = %e, "transfer log append failed: the flow stops");
             Err(ProxyError::AuditUnavailable)
@@ -239,8 +242,11 @@ pub async fn refusal(state: &State, ctx: &Ctx<Governed>, err: &ProxyError) {
         err.status().as_u16(),
         Some(err.slug()),
     );
-    if let Err(e) = log.append(record).await {
-        tracing::error!(request_id = %ctx.request_id, error = %e, "transfer log append failed for a refusal");
+    match log.append_record(&record).await {
+        Ok(_) => detect(state, &record, Some(ctx.flow.op.class()), &ctx.route.policy),
+        Err(e) => {
+            tracing::error!(request_id = %ctx.request_id, error = %e, "transfer log append failed for a refusal");
+        }
     }
 }
 
@@ -273,11 +279,11 @@ pub async fn early_refusal<B>(
             Err(_) => return, // no upstream: nothing could have reached a processor
         },
     };
-    let template = match route.governance(&arrival.method) {
-        Ok(Governance::Governed(op)) => op.template().to_string(),
+    let (template, class) = match route.governance(&arrival.method) {
+        Ok(Governance::Governed(op)) => (op.template().to_string(), Some(op.class())),
         // no personal data on these routes: nothing for the transfer log
         Ok(Governance::Ungoverned(_) | Governance::Metadata(_)) => return,
-        Err(_) => UNCLASSIFIED_ROUTE.to_string(),
+        Err(_) => (UNCLASSIFIED_ROUTE.to_string(), None),
     };
     let x = Exchange {
         request_id: &arrival.request_id,
@@ -296,8 +302,44 @@ pub async fn early_refusal<B>(
         err.status().as_u16(),
         Some(err.slug()),
     );
-    if let Err(e) = log.append(record).await {
-        tracing::error!(request_id = %arrival.request_id, error = %e, "transfer log append failed for a refusal");
+    match log.append_record(&record).await {
+        Ok(_) => detect(state, &record, class, &route.policy),
+        Err(e) => {
+            tracing::error!(request_id = %arrival.request_id, error = %e, "transfer log append failed for a refusal");
+        }
+    }
+}
+
+/// Feeds a committed record to the incident detector, when one runs (`incidents:`): after
+/// the record is durable, from the counts it carries.
+fn detect(state: &State, record: &TransferRecord, class: Option<RouteClass>, policy: &PolicySet) {
+    if let Some(incidents) = &state.incidents {
+        incidents.observe(record, class, policy);
+    }
+}
+
+/// What a streamed export needs to feed the detector from its own task: the close record is
+/// committed after the request's phases have returned.
+pub struct Feed {
+    incidents: std::sync::Arc<crate::incident::Incidents>,
+    policy: std::sync::Arc<PolicySet>,
+    class: RouteClass,
+}
+
+impl Feed {
+    /// The detector's feed for a governed exchange, when one runs.
+    pub fn of(state: &State, ctx: &Ctx<Governed>) -> Option<Feed> {
+        state.incidents.as_ref().map(|incidents| Feed {
+            incidents: incidents.clone(),
+            policy: ctx.route.policy.clone(),
+            class: ctx.flow.op.class(),
+        })
+    }
+
+    /// Feeds a committed record.
+    pub fn observe(&self, record: &TransferRecord) {
+        self.incidents
+            .observe(record, Some(self.class), &self.policy);
     }
 }
 

@@ -437,9 +437,28 @@ async fn pipeline(
         }
         Err(err) => return (Reached::Identified(arrival, caller), Err(err)),
     };
+    // a revoked app, or an incident's containment (on_anomaly), stops before anything flows
+    if let Some(err) = contained(state, &caller, &governance) {
+        let (app, purpose) = (&*caller.app, &*caller.purpose);
+        log::early_refusal(
+            state,
+            &live,
+            &arrival,
+            app,
+            purpose,
+            Some(&route),
+            &req,
+            &err,
+        )
+        .await;
+        return (Reached::Identified(arrival, caller), Err(err));
+    }
     match governance {
         Governance::Governed(op) => {
-            let budget = BudgetScope::of(&op, &caller, &route.policy);
+            let mut budget = BudgetScope::of(&op, &caller, &route.policy);
+            if let Some(factor) = state.incidents.as_ref().and_then(|i| i.throttle(&caller)) {
+                budget = budget.map(|b| b.throttled(factor));
+            }
             let flow = Governed {
                 op,
                 budget,
@@ -539,4 +558,34 @@ async fn ungoverned(
         .map_err(|e| watch.explain(e))?; // 5
     ctx.upstream_status = Some(resp.status().as_u16());
     response::ungoverned(state, ctx, resp).await // 6
+}
+
+/// The refusal a revocation or containment asks for: a revoked app is refused outright,
+/// `block` refuses every request of the app x purpose, `throttle` its bulk exports
+/// (`class: bulk_export`).
+fn contained(
+    state: &State,
+    caller: &crate::caller::Caller,
+    governance: &Governance,
+) -> Option<ProxyError> {
+    let incidents = state.incidents.as_ref()?;
+    if incidents.revoked(&caller.app) {
+        return Some(ProxyError::AppRevoked {
+            app: caller.app.to_string(),
+        });
+    }
+    let action = incidents.contained(&caller.app, &caller.purpose)?;
+    let refuse = match action {
+        crate::audit::OnAnomaly::Alert => false,
+        crate::audit::OnAnomaly::Block => true,
+        crate::audit::OnAnomaly::Throttle => matches!(
+            governance,
+            Governance::Governed(op) if op.class() == policy::RouteClass::BulkExport
+        ),
+    };
+    refuse.then(|| ProxyError::PurposeContained {
+        app: caller.app.to_string(),
+        purpose: caller.purpose.to_string(),
+        action: action.as_str(),
+    })
 }

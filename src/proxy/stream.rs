@@ -219,6 +219,8 @@ struct Export {
     charge: Option<StreamCharge>,
     /// The transfer log and the intent record; the close record is derived from it.
     log: Option<(AuditLog, TransferRecord)>,
+    /// The incident detector's feed, given the close record once it is durable.
+    feed: Option<log::Feed>,
     /// The records the stream must deliver, when its head already said so (a Bulk page's
     /// `Sforce-NumberOfRecords`, counted on a first read): any other number cuts it.
     expected: Option<u64>,
@@ -387,6 +389,7 @@ async fn start(
         source,
         charge,
         log,
+        feed: log::Feed::of(state, ctx),
         expected,
     };
     let (first, ended) = prime(&mut export).await.map_err(|e| match e {
@@ -501,7 +504,11 @@ async fn pump(
                 Err(f) => {
                     let reason = f.reason();
                     let ended = Some(Ended::Failed(reason));
-                    close(close_record(&export, sent, Decision::Blocked, ended)).await;
+                    close(
+                        export.feed.as_ref(),
+                        close_record(&export, sent, Decision::Blocked, ended),
+                    )
+                    .await;
                     let _ = tx.send(Err(reason.as_str().into())).await;
                     return;
                 }
@@ -509,7 +516,11 @@ async fn pump(
         };
         if !pay(&mut export, &mut sent).await {
             let ended = Some(Ended::BudgetExhausted);
-            close(close_record(&export, sent, Decision::RateLimited, ended)).await;
+            close(
+                export.feed.as_ref(),
+                close_record(&export, sent, Decision::RateLimited, ended),
+            )
+            .await;
             let _ = tx.send(Err("export budget exhausted".into())).await;
             return;
         }
@@ -518,12 +529,22 @@ async fn pump(
         if let Some(expected) = export.expected {
             if records > expected || (done && records != expected) {
                 let ended = Some(Ended::Failed(Inspection::CsvChanged));
-                close(close_record(&export, sent, Decision::Blocked, ended)).await;
+                close(
+                    export.feed.as_ref(),
+                    close_record(&export, sent, Decision::Blocked, ended),
+                )
+                .await;
                 let _ = tx.send(Err(Inspection::CsvChanged.as_str().into())).await;
                 return;
             }
         }
-        if done && !close(close_record(&export, sent, Decision::Minimised, None)).await {
+        if done
+            && !close(
+                export.feed.as_ref(),
+                close_record(&export, sent, Decision::Minimised, None),
+            )
+            .await
+        {
             let _ = tx.send(Err("transfer log unavailable".into())).await;
             return;
         }
@@ -531,7 +552,11 @@ async fn pump(
         if !chunk.is_empty() && tx.send(Ok(chunk)).await.is_err() {
             // the client went away
             let ended = Some(Ended::ClientGone);
-            close(close_record(&export, sent, Decision::Blocked, ended)).await;
+            close(
+                export.feed.as_ref(),
+                close_record(&export, sent, Decision::Blocked, ended),
+            )
+            .await;
             return;
         }
     }
@@ -577,12 +602,17 @@ fn close_record(
 }
 
 /// Appends the close record; false when it could not be written.
-async fn close(pending: Option<(AuditLog, TransferRecord)>) -> bool {
+async fn close(feed: Option<&log::Feed>, pending: Option<(AuditLog, TransferRecord)>) -> bool {
     let Some((log, record)) = pending else {
         return true;
     };
-    match log.append(record).await {
-        Ok(_) => true,
+    match log.append_record(&record).await {
+        Ok(_) => {
+            if let Some(feed) = feed {
+                feed.observe(&record);
+            }
+            true
+        }
         Err(e) => {
             tracing::error!(error = %e, "transfer log append failed: the export is aborted");
             false

@@ -189,6 +189,7 @@ impl PurposeFile<'_> {
         let mode = self.mode(raw, diags);
         let counts = self.counts(raw, &requires_consent, diags);
         let export_budget = self.export_budget(raw, diags);
+        let on_anomaly = self.on_anomaly(raw, diags);
         let rules: Vec<FieldRule> = written.iter().map(|w| w.rule.clone()).collect();
         let by_cat = resolve_categories(self.tax, &rules);
         let art9_condition = self.art9_condition(raw, legal_basis, &requires_consent, diags);
@@ -226,6 +227,7 @@ impl PurposeFile<'_> {
             mode,
             art9_condition,
             art10_basis,
+            on_anomaly,
             counts,
             by_cat,
             rule_ids,
@@ -392,6 +394,24 @@ impl PurposeFile<'_> {
                 );
                 Counts::Delivered
             }),
+        }
+    }
+
+    /// `on_anomaly:` alert (default), throttle or block.
+    fn on_anomaly(&self, raw: &RawPurpose, diags: &mut Diags) -> crate::audit::OnAnomaly {
+        use crate::audit::OnAnomaly;
+        match raw.on_anomaly.as_ref().map(|v| (v, v.value.as_str())) {
+            None | Some((_, "alert")) => OnAnomaly::Alert,
+            Some((_, "throttle")) => OnAnomaly::Throttle,
+            Some((_, "block")) => OnAnomaly::Block,
+            Some((v, other)) => {
+                self.error(
+                    diags,
+                    &v.referenced,
+                    format!("on_anomaly is alert, throttle or block, not `{other}`"),
+                );
+                OnAnomaly::Alert
+            }
         }
     }
 
