@@ -167,8 +167,11 @@ impl Compiler {
             None => RefusalStyle::Problem,
         };
         let log = self.log(&raw.log);
-        let incidents = raw.incidents.as_ref().map(|i| self.incidents(i));
         let controller = self.controller(raw.controller.as_ref());
+        let incidents = raw
+            .incidents
+            .as_ref()
+            .map(|i| self.incidents(i, controller.time_zone.as_ref()));
         let tls = TlsFiles {
             cert: self.spanned_path("tls.cert", &raw.tls.cert),
             key: self.spanned_path("tls.key", &raw.tls.key),
@@ -419,6 +422,7 @@ impl Compiler {
     fn incidents(
         &mut self,
         i: &Spanned<crate::incident::RawIncidents>,
+        zone: Option<&jiff::tz::TimeZone>,
     ) -> crate::incident::IncidentsConfig {
         self.spans.insert("incidents", &i.referenced);
         let base = self.base.clone();
@@ -431,10 +435,15 @@ impl Compiler {
             }
         };
         let mut errors = Vec::new();
-        let config =
-            crate::incident::config::compile(&i.value, &i.referenced, &resolve, &mut |at, m| {
+        let config = crate::incident::config::compile(
+            &i.value,
+            &i.referenced,
+            zone,
+            &resolve,
+            &mut |at, m| {
                 errors.push((*at, m));
-            });
+            },
+        );
         for (at, message) in errors {
             self.error(&at, message);
         }

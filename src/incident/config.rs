@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_saphyr::{Location, Spanned};
 
 use super::alert::{url_allowed, AlertSettings, Webhook};
-use super::detect::{ExportHours, RefusalRule, Settings, VolumeRule, DEFAULT_REFUSALS};
+use super::detect::{ExportHours, LocalTime, RefusalRule, Settings, VolumeRule, DEFAULT_REFUSALS};
 use crate::error::ProblemType;
 
 /// `incidents:` as written.
@@ -131,9 +131,12 @@ const MIN_WINDOW: Duration = Duration::from_secs(10);
 const MAX_WINDOW: Duration = Duration::from_secs(3600);
 
 /// Compiles the section; `error` receives each problem at its position.
+/// `zone` is `controller.time_zone`: the local time of `export_hours` unless it names its own
+/// `utc_offset`.
 pub fn compile(
     raw: &RawIncidents,
     at: &Location,
+    zone: Option<&jiff::tz::TimeZone>,
     resolve: &dyn Fn(&str) -> PathBuf,
     error: &mut dyn FnMut(&Location, String),
 ) -> IncidentsConfig {
@@ -275,9 +278,8 @@ pub fn compile(
                 ),
             );
         }
-        let utc_offset_minutes = match &h.utc_offset {
-            None => 0,
-            Some(o) => parse_offset(&o.value).unwrap_or_else(|| {
+        let local = match (&h.utc_offset, zone) {
+            (Some(o), _) => LocalTime::Offset(parse_offset(&o.value).unwrap_or_else(|| {
                 error(
                     &o.referenced,
                     format!(
@@ -286,12 +288,14 @@ pub fn compile(
                     ),
                 );
                 0
-            }),
+            })),
+            (None, Some(zone)) => LocalTime::Zone(zone.clone()),
+            (None, None) => LocalTime::Offset(0),
         };
         ExportHours {
             from: h.from.value.min(23),
             to: h.to.value.min(24),
-            utc_offset_minutes,
+            local,
         }
     });
 

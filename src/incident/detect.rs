@@ -101,21 +101,42 @@ pub struct RefusalRule {
 }
 
 /// `export_hours:` when bulk exports are expected, in the controller's local time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExportHours {
     /// First hour (0-23) inside the declared hours.
     pub from: u8,
     /// First hour after them (1-24); `from > to` wraps midnight.
     pub to: u8,
-    /// The local time's offset from UTC, in minutes.
-    pub utc_offset_minutes: i32,
+    /// How a UTC instant becomes a local hour.
+    pub local: LocalTime,
+}
+
+/// The controller's local time: a fixed offset (`export_hours.utc_offset`) or an IANA zone
+/// (`controller.time_zone`), which follows daylight saving.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LocalTime {
+    /// Minutes east of UTC.
+    Offset(i32),
+    Zone(jiff::tz::TimeZone),
+}
+
+impl LocalTime {
+    /// The local hour of day (0-23) at `ms` (UTC, milliseconds since the epoch).
+    fn hour(&self, ms: u64) -> i64 {
+        let ms = i64::try_from(ms).unwrap_or(i64::MAX);
+        let offset_ms = match self {
+            LocalTime::Offset(minutes) => i64::from(*minutes) * 60_000,
+            LocalTime::Zone(zone) => jiff::Timestamp::from_millisecond(ms)
+                .map_or(0, |t| i64::from(zone.to_offset(t).seconds()) * 1000),
+        };
+        (ms + offset_ms).rem_euclid(DAY_MS as i64) / HOUR_MS as i64
+    }
 }
 
 impl ExportHours {
     /// Whether `ms` (UTC) is inside the declared hours.
     pub fn contains(&self, ms: u64) -> bool {
-        let local = ms as i64 + i64::from(self.utc_offset_minutes) * 60_000;
-        let hour = local.rem_euclid(DAY_MS as i64) / HOUR_MS as i64;
+        let hour = self.local.hour(ms);
         let (from, to) = (i64::from(self.from), i64::from(self.to));
         if from <= to {
             (from..to).contains(&hour)

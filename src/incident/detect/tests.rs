@@ -225,7 +225,7 @@ fn a_bulk_export_outside_the_declared_hours_fires_inside_not() {
         export_hours: Some(ExportHours {
             from: 8,
             to: 18,
-            utc_offset_minutes: 60,
+            local: LocalTime::Offset(60),
         }),
         ..settings()
     });
@@ -249,7 +249,7 @@ fn export_hours_may_wrap_midnight() {
     let night = ExportHours {
         from: 22,
         to: 6,
-        utc_offset_minutes: 0,
+        local: LocalTime::Offset(0),
     };
     assert!(night.contains(T0 + 23 * HOUR_MS));
     assert!(night.contains(T0 + 2 * HOUR_MS));
@@ -257,10 +257,33 @@ fn export_hours_may_wrap_midnight() {
     let behind = ExportHours {
         from: 0,
         to: 1,
-        utc_offset_minutes: -300,
+        local: LocalTime::Offset(-300),
     };
     // 05:30 UTC is 00:30 at -05:00
     assert!(behind.contains(T0 + 5 * HOUR_MS + 30 * MIN));
+}
+
+#[test]
+fn export_hours_in_a_time_zone_follow_daylight_saving() {
+    let berlin = jiff::tz::TimeZone::get("Europe/Berlin").expect("bundled zone");
+    let office = ExportHours {
+        from: 8,
+        to: 18,
+        local: LocalTime::Zone(berlin),
+    };
+    let at = |s: &str| {
+        let t: jiff::Timestamp = s.parse().expect("timestamp");
+        u64::try_from(t.as_millisecond()).expect("after 1970")
+    };
+    // summer (UTC+2): 06:30 UTC is 08:30 local, 05:30 UTC is 07:30
+    assert!(office.contains(at("2026-07-01T06:30:00Z")));
+    assert!(!office.contains(at("2026-07-01T05:30:00Z")));
+    // winter (UTC+1): 06:30 UTC is 07:30 local, 07:30 UTC is 08:30
+    assert!(!office.contains(at("2026-12-01T06:30:00Z")));
+    assert!(office.contains(at("2026-12-01T07:30:00Z")));
+    // the day the clocks go back (25 October 2026): 16:30 UTC is 17:30 CET, 17:30 is 18:30
+    assert!(office.contains(at("2026-10-25T16:30:00Z")));
+    assert!(!office.contains(at("2026-10-25T17:30:00Z")));
 }
 
 #[test]
