@@ -251,10 +251,7 @@ impl Ctx<Governed> {
             return Ok(None);
         };
         let (set, op) = (&self.route.policy, &self.flow.op);
-        let links = &self.route.upstream.links;
-        let rewrite = |s: &str| links.rewrite(s);
-        let hook: Option<&dyn Fn(&str) -> Option<String>> =
-            links.may_link_json(bytes).then_some(&rewrite);
+        let links = Some(&self.route.upstream.links);
         let limits = buffer::json_limits(state);
         let key = self.route.pseudonym_key.as_ref();
         match policy::span::response(
@@ -265,7 +262,7 @@ impl Ctx<Governed> {
             &limits,
             key,
             &self.flow.shape,
-            hook,
+            links,
         ) {
             Ok(m) => {
                 self.response_decided(state, &m.outcome);

@@ -37,6 +37,7 @@ use super::select::{FastStep, LocNode};
 use super::set::{Counts, OpKind, Operation, PolicySet, Purpose};
 use super::{Mode, PseudonymKey, Writes};
 use crate::json::JsonLimits;
+use crate::links::LinkRewriter;
 use scan::{StrHook, Validator};
 use walk::SpanWalker;
 
@@ -78,7 +79,7 @@ pub struct Minimised {
 }
 
 /// The span path of [`super::decide::response_body`] followed by the proxy's link rewrite:
-/// `links` (when given) rewrites string values as `LinkRewriter::rewrite_json` does after
+/// `links` (when given) rewrites string values as [`LinkRewriter::rewrite_json`] does after
 /// the DOM path. `limits` are the strict model's.
 #[allow(clippy::too_many_arguments)]
 pub fn response(
@@ -89,7 +90,7 @@ pub fn response(
     limits: &JsonLimits,
     key: Option<&PseudonymKey>,
     shape: &Shape,
-    links: Option<&dyn Fn(&str) -> Option<String>>,
+    links: Option<&LinkRewriter>,
 ) -> Result<Minimised, Fallback> {
     if purpose.mode == Mode::Shadow || op.tunnel.is_some() {
         return Err(Fallback::Mode);
@@ -131,7 +132,11 @@ pub fn response(
         Vec::new()
     };
     let tax = &set.taxonomy;
-    let hook: Option<StrHook<'_>> = links;
+    let rewrite = |s: &str| links.and_then(|l| l.rewrite(s));
+    // copied strings are looked at only when one may be a link; written ones always
+    let copy_hook: Option<StrHook<'_>> = links
+        .is_some_and(|l| l.may_link_json(body))
+        .then_some(&rewrite);
     let mut w = SpanWalker {
         b: body,
         out: Vec::with_capacity(body.len()),
@@ -154,7 +159,8 @@ pub fn response(
         changed: false,
         unknown: Vec::new(),
         shape,
-        hook,
+        hook: copy_hook,
+        rewrite: &rewrite,
         count_keys,
         at_root: true,
         counts: Vec::new(),

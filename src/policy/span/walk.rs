@@ -54,8 +54,10 @@ pub(super) struct SpanWalker<'a, 'b> {
     pub changed: bool,
     pub unknown: Vec<(usize, Option<&'a FieldNode>, String)>,
     pub shape: &'a Shape,
-    /// The upstream-link rewrite, when the body may hold a link.
+    /// The upstream-link rewrite of copied strings, when the body may hold a link.
     pub hook: Option<StrHook<'b>>,
+    /// The upstream-link rewrite of the values actions write.
+    pub rewrite: StrHook<'b>,
     /// The resource's count members' names, looked for in the root object (empty: none).
     pub count_keys: Vec<&'a str>,
     /// True until the first object is entered: the root, where count members sit.
@@ -371,13 +373,16 @@ impl<'a> SpanWalker<'a, '_> {
     /// DOM walker.
     fn stripped_names(&self, res: usize) -> Result<Vec<&'a str>, Fallback> {
         let shape: &'a Shape = self.shape;
+        let fields = &self.inv.resources[res].fields;
         let mut names = Vec::new();
         for (r, path) in &shape.consent_added {
             if *r != res {
                 continue;
             }
             match path.as_slice() {
-                [one] if self.inv.resources[res].fields.has_structure() => names.push(one.as_str()),
+                [one] if fields.has_structure() && fields.child.is_none() => {
+                    names.push(one.as_str());
+                }
                 [] => {}
                 _ => return Err(Fallback::Shape),
             }
@@ -394,11 +399,9 @@ impl<'a> SpanWalker<'a, '_> {
 
     /// Writes a value an action produced, links rewritten as the proxy rewrites them.
     fn write_value(&mut self, mut v: Value) {
-        if let Some(hook) = self.hook {
-            if let Value::String(s) = &v {
-                if let Some(new) = hook(s) {
-                    v = Value::String(new);
-                }
+        if let Value::String(s) = &v {
+            if let Some(new) = (self.rewrite)(s) {
+                v = Value::String(new);
             }
         }
         // writing a Value into a Vec cannot fail
