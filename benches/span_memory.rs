@@ -127,7 +127,7 @@ fn main() {
                 let _ = writeln!(stdout, "| {name} | {purpose} | failed | | | | |");
                 continue;
             }
-            let mib = |b: u64| b as f64 / (1 << 20) as f64;
+            let mib = |b: u64| b as f64 / 1_048_576.0;
             let _ = writeln!(
                 stdout,
                 "| {name} | {purpose} | {:.1} MiB | {:.1} MiB | {:.1} MiB ({:.1}x input) | {:.1} MiB ({:.1}x input) | {:.2} |",

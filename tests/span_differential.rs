@@ -88,14 +88,13 @@ impl Case<'_> {
         let label = format!("{what} / {} / {}", self.purpose, self.op.resource());
         match (&oracle, span) {
             (Ok(expected), Ok(got)) => {
-                if expected.0 != got.0 {
-                    panic!(
-                        "{label}: bytes differ\n  dom:  {}\n  span: {}\n  input: {}",
-                        String::from_utf8_lossy(&expected.0),
-                        String::from_utf8_lossy(&got.0),
-                        String::from_utf8_lossy(bytes)
-                    );
-                }
+                assert!(
+                    expected.0 == got.0,
+                    "{label}: bytes differ\n  dom:  {}\n  span: {}\n  input: {}",
+                    String::from_utf8_lossy(&expected.0),
+                    String::from_utf8_lossy(&got.0),
+                    String::from_utf8_lossy(bytes)
+                );
                 assert_eq!(expected.1, got.1, "{label}: outcomes differ");
                 true
             }
