@@ -79,6 +79,9 @@ fn hex4(b: &[u8], i: usize) -> Option<u32> {
 pub(super) struct Validator<'a> {
     b: &'a [u8],
     max_depth: usize,
+    /// Key lists of finished objects, kept for the next (one allocation per depth, not per
+    /// object).
+    pool: Vec<Vec<Cow<'a, str>>>,
 }
 
 impl<'a> Validator<'a> {
@@ -88,7 +91,11 @@ impl<'a> Validator<'a> {
         if b.starts_with(&[0xEF, 0xBB, 0xBF]) || std::str::from_utf8(b).is_err() {
             return false;
         }
-        let v = Validator { b, max_depth };
+        let mut v = Validator {
+            b,
+            max_depth,
+            pool: Vec::new(),
+        };
         let i = ws(b, 0);
         match v.value(i, 0) {
             Some(end) => ws(b, end) == b.len(),
@@ -96,7 +103,7 @@ impl<'a> Validator<'a> {
         }
     }
 
-    fn value(&self, i: usize, depth: usize) -> Option<usize> {
+    fn value(&mut self, i: usize, depth: usize) -> Option<usize> {
         match *self.b.get(i)? {
             b'{' => self.object(i, depth + 1),
             b'[' => self.array(i, depth + 1),
@@ -113,7 +120,7 @@ impl<'a> Validator<'a> {
         (self.b.get(i..i + word.len())? == word).then_some(i + word.len())
     }
 
-    fn array(&self, i: usize, depth: usize) -> Option<usize> {
+    fn array(&mut self, i: usize, depth: usize) -> Option<usize> {
         if depth > self.max_depth {
             return None;
         }
@@ -131,7 +138,7 @@ impl<'a> Validator<'a> {
         }
     }
 
-    fn object(&self, i: usize, depth: usize) -> Option<usize> {
+    fn object(&mut self, i: usize, depth: usize) -> Option<usize> {
         if depth > self.max_depth {
             return None;
         }
@@ -139,7 +146,8 @@ impl<'a> Validator<'a> {
         if self.b.get(i) == Some(&b'}') {
             return Some(i + 1);
         }
-        let mut few: Vec<Cow<'a, str>> = Vec::new();
+        let mut few = self.pool.pop().unwrap_or_default();
+        few.clear();
         let mut many: Option<HashSet<Cow<'a, str>, foldhash::fast::RandomState>> = None;
         loop {
             if self.b.get(i) != Some(&b'"') {
@@ -173,7 +181,11 @@ impl<'a> Validator<'a> {
             i = ws(self.b, self.value(ws(self.b, i + 1), depth)?);
             match self.b.get(i)? {
                 b',' => i = ws(self.b, i + 1),
-                b'}' => return Some(i + 1),
+                b'}' => {
+                    few.clear();
+                    self.pool.push(few);
+                    return Some(i + 1);
+                }
                 _ => return None,
             }
         }

@@ -422,7 +422,9 @@ impl<'a> SpanWalker<'a, '_> {
             }
         }
         if self.observing {
-            return self.copy(i);
+            // what an observed record would write is cut again: only its end matters
+            let end = scan::skip_value(self.b, i).ok_or(Fallback::Bytes)?;
+            return Ok((Verdict::Keep, end));
         }
         let p = self.purpose;
         let (rule, action): (RuleSlot, &'a Action) = if cat == self.tax.unclassified() {
