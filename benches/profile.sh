@@ -62,6 +62,8 @@ mkdir -p "$WORK/certs"
 python3 "$HERE/derive_config.py" "$REPO/zweck.yaml" "$WORK" "$WORK/policies" "$D_PORT" 1 2 yes "$WORK/base.yaml"
 "$ZWECK" certs generate --config "$WORK/base.yaml" >/dev/null
 echo "profile-$RANDOM$RANDOM" >"$WORK/certs/crm-double.token"
+# the upstream token must not be readable by other users (`zweck` refuses a 0644 token file)
+chmod 600 "$WORK/certs/crm-double.token"
 CA="$WORK/certs/ca.pem"
 CLIENT=(--cacert "$CA" --cert "$WORK/certs/clients/newsletter-tool.pem" --key "$WORK/certs/clients/newsletter-tool.key")
 

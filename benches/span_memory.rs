@@ -3,9 +3,10 @@
 //!
 //! Measured as the rise of the process's resident high-water mark (`VmHWM`, reset through
 //! `/proc/self/clear_refs`) over one run, each case in a fresh child process of this binary so
-//! no allocator cache of an earlier case hides a peak. The page is generated before the mark
-//! is reset: the figure is what governing costs beyond holding the input. Linux only; timed
-//! nowhere, so it is a bench, not a test.
+//! no allocator cache of an earlier case hides a peak. The parent generates each page once
+//! into a temporary file; the child only reads it (so no memory freed by the generator is
+//! there to be reused) and resets the mark after: the figure is what governing costs beyond
+//! holding the input. Linux only; timed nowhere, so it is a bench, not a test.
 //!
 //! Run: `cargo bench --bench span_memory` (about a minute).
 
@@ -42,7 +43,7 @@ fn status_kib(field: &str) -> u64 {
 }
 
 /// One case in this process: prints `input_bytes output_bytes peak_rise_kib`.
-fn child(dialect: &str, purpose: &str, path_kind: &str) {
+fn child(dialect: &str, purpose: &str, path_kind: &str, page: &str) {
     let (_, dialect, path) = DIALECTS
         .iter()
         .find(|(n, _, _)| *n == dialect)
@@ -54,10 +55,7 @@ fn child(dialect: &str, purpose: &str, path_kind: &str) {
         panic!("{path} is governed");
     };
     let p = set.purpose(purpose).expect("purpose");
-    let bytes = {
-        let double = shared::double();
-        shared::page(&double, dialect, 10_000_000)
-    };
+    let bytes = std::fs::read(page).expect("page file");
     let shape = policy::query::Shape::default();
     // the high-water mark starts again at what is resident now (input included)
     let _ = std::fs::write("/proc/self/clear_refs", "5");
@@ -94,12 +92,15 @@ fn child(dialect: &str, purpose: &str, path_kind: &str) {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if let [flag, dialect, purpose, kind] = args.as_slice() {
+    if let [flag, dialect, purpose, kind, page] = args.as_slice() {
         if flag == "--case" {
-            child(dialect, purpose, kind);
+            child(dialect, purpose, kind, page);
             return;
         }
     }
+    let double = shared::double();
+    let dir = std::env::temp_dir().join(format!("span_memory-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
     let exe = std::env::current_exe().expect("own path");
     let mut stdout = std::io::stdout();
     let _ = writeln!(
@@ -107,12 +108,15 @@ fn main() {
         "| dialect | purpose | input | output | DOM path: peak rise | span path: peak rise | span / output |"
     );
     let _ = writeln!(stdout, "|---|---|---|---|---|---|---|");
-    for (name, _, _) in DIALECTS {
+    for (name, dialect, _) in DIALECTS {
+        let page = dir.join(format!("{name}.json"));
+        std::fs::write(&page, shared::page(&double, dialect, 10_000_000)).expect("write page");
         for purpose in ["newsletter", "analytics"] {
             let mut row = Vec::new();
             for kind in ["dom", "span"] {
                 let out = std::process::Command::new(&exe)
                     .args(["--case", name, purpose, kind])
+                    .arg(&page)
                     .output()
                     .expect("child");
                 let text = String::from_utf8_lossy(&out.stdout);
@@ -141,4 +145,5 @@ fn main() {
             );
         }
     }
+    let _ = std::fs::remove_dir_all(&dir);
 }
