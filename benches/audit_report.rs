@@ -19,7 +19,9 @@
 //!   own parse of `seq` and `prev` reads this much);
 //! - `aggregate`: read and sum every entry into the report's groups (JSON parsing);
 //! - `verify`: `zweck audit verify` (hash chain, Merkle tree, checkpoint signatures, off-box);
-//! - `report html`: `zweck audit report --format html` (verify and sum in one pass, render).
+//! - `report html`: `zweck audit report --format html` (verify and sum in one pass, render);
+//! - `incident`: the facts `zweck incident open` computes for one app and purpose over the
+//!   whole log (verify and sum in one pass, as `report`; no draft rendered or signed).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -283,6 +285,20 @@ fn main() {
         assert_eq!(r.exit_code, 0, "{}", r.text);
         html_bytes = r.text.len();
     });
+    let incident = time(runs, || {
+        use zweck::incident::report::facts::{Collector, Scope, Window};
+        let scope = Scope {
+            app: Some("bi-export".into()),
+            purpose: Some("analytics".into()),
+            category: None,
+        };
+        let mut c = Collector::new(scope, Window::new(0, 4_102_444_800_000, "--since".into()));
+        let fleet = audit::report::gather(&evidence, false, |_, line| c.add(line))
+            .unwrap_or_else(|r| panic!("{}", r.text));
+        assert!(fleet.verified());
+        let facts = c.finish().expect("facts");
+        assert_eq!(facts.all_entries_in_window, n);
+    });
     println!(
         "audit_report: {n} entries, {:.0} MB log, median of {runs} run(s); load average {}",
         size as f64 / 1e6,
@@ -300,6 +316,7 @@ fn main() {
         ("aggregate", aggregate),
         ("verify", verify),
         ("report html", html),
+        ("incident", incident),
     ] {
         println!(
             "  {step:<12} {:>7.2} {:>7.2} {:>8.2}x {:>8.0}",

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Load benchmark: Zweck vs nginx vs the CRM double directly, on loopback.
 #
-#   bash benches/load.sh            # builds target/release/zweck, runs everything (< 5 min after the build)
+#   bash benches/load.sh            # builds target/release/zweck, runs everything (< 8 min after the build)
 #
 # What it does (docs/performance.md explains the numbers and the goals):
 #   - starts the built-in CRM double, Zweck with the transfer log, Zweck without it, and nginx
@@ -11,9 +11,15 @@
 #     connections) and open loop at a fixed rate (50 % of Zweck's maximum, coordinated
 #     omission corrected), for three scenarios: a ~0.5 KB ungoverned pass-through, a ~100 KB
 #     governed SOQL page, and a Bulk API 2.0 CSV results page;
-#   - reads CPU seconds (/proc/PID/stat utime+stime) and peak RSS (VmHWM, reset per run via
-#     clear_refs) of the proxy process, RSS idle and per idle TLS connection, and the RSS of
-#     a ~1 GB CSV export through Zweck;
+#   - then, at maximum only, the governed ~100 KB page of each dialect (Salesforce SOQL,
+#     HubSpot list, Dataverse contacts) for the two shipped purpose kinds: filtering
+#     (newsletter app, client certificate) and pseudonymising (bi-export app, analytics
+#     purpose, API key), beside nginx and direct fetching the same raw page; and the
+#     pass-through again through a Zweck whose upstreams speak HTTP/1.1 only
+#     (`protocol: http1`) instead of HTTP/2;
+#   - reads CPU seconds (/proc/PID/stat utime+stime) of the proxy process and of the CRM
+#     double, and peak RSS (VmHWM, reset per run via clear_refs) of the proxy process, RSS
+#     idle and per idle TLS connection, and the RSS of a ~1 GB CSV export through Zweck;
 #   - prints one table. Nothing leaves loopback; every process it starts is stopped on exit.
 #
 # Not part of CI (it needs nginx and oha and a quiet machine). Tunables (environment):
@@ -22,6 +28,7 @@
 #   ZWECK_BENCH_IDLE      idle TLS connections for the per-connection RSS (default 500)
 #   ZWECK_BENCH_EXPORT_MB size of the CSV export (default 1024; 0 skips it)
 #   ZWECK_BENCH_KEEP=1    keep the temporary directory (configs, logs, raw oha JSON)
+#   ZWECK_BIN             a zweck binary to measure instead of building this tree
 #
 # Load generator: oha (`cargo install oha`, ~8 min to compile; installed here when missing).
 # It is the only one of oha, wrk and h2load that has a fixed request rate with coordinated-
@@ -37,7 +44,7 @@ DUR=${ZWECK_BENCH_DURATION:-4}
 CONNS=${ZWECK_BENCH_CONNS:-32}
 IDLE=${ZWECK_BENCH_IDLE:-500}
 EXPORT_MB=${ZWECK_BENCH_EXPORT_MB:-1024}
-BUDGET_SECONDS=290   # everything after the build and tool installation
+BUDGET_SECONDS=460   # everything after the build and tool installation
 CONTACTS=6000000     # the double generates records on demand: no memory cost
 
 log() { printf '[load] %s\n' "$*" >&2; }
@@ -74,8 +81,9 @@ command -v python3 >/dev/null || die "python3 is needed"
 python3 -c 'import yaml' 2>/dev/null || die "python3 needs PyYAML (Debian: python3-yaml)"
 command -v curl >/dev/null || die "curl is needed"
 if ! command -v nginx >/dev/null && [[ ! -x /usr/sbin/nginx ]]; then
-    log "installing nginx (apt-get)"
-    apt-get install -y nginx >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y nginx >/dev/null; }
+    log "installing nginx (apt-get install nginx-light, or nginx)"
+    apt-get install -y nginx-light >/dev/null 2>&1 || apt-get install -y nginx >/dev/null 2>&1 \
+        || { apt-get update >/dev/null && apt-get install -y nginx-light >/dev/null; }
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 OHA=$(command -v oha || echo "$HOME/.cargo/bin/oha")
@@ -85,10 +93,14 @@ if [[ ! -x "$OHA" ]]; then
     OHA="$HOME/.cargo/bin/oha"
 fi
 
-log "building (cargo build --release --bin zweck)"
-(cd "$REPO" && cargo build --release --bin zweck >/dev/null 2>"$WORK/build.log") \
-    || { tail -20 "$WORK/build.log" >&2; die "build failed"; }
-ZWECK="$REPO/target/release/zweck"
+if [[ -n "${ZWECK_BIN:-}" ]]; then
+    ZWECK=$(realpath "$ZWECK_BIN")
+else
+    log "building (cargo build --release --bin zweck)"
+    (cd "$REPO" && cargo build --release --bin zweck >/dev/null 2>"$WORK/build.log") \
+        || { tail -20 "$WORK/build.log" >&2; die "build failed"; }
+    ZWECK="$REPO/target/release/zweck"
+fi
 START=$SECONDS
 
 # Watchdog: the measurement part is bounded, whatever hangs.
@@ -105,9 +117,10 @@ else
 fi
 
 D_PORT=$(free_port); Z_PORT=$(free_port); ZA_PORT=$(free_port)
-N_PORT=$(free_port); ZN_PORT=$(free_port); ZNA_PORT=$(free_port)
-while [[ $(printf '%s\n' "$D_PORT" "$Z_PORT" "$ZA_PORT" "$N_PORT" "$ZN_PORT" "$ZNA_PORT" | sort -u | wc -l) -lt 6 ]]; do
+N_PORT=$(free_port); ZN_PORT=$(free_port); ZNA_PORT=$(free_port); ZH_PORT=$(free_port); ZHA_PORT=$(free_port)
+while [[ $(printf '%s\n' "$D_PORT" "$Z_PORT" "$ZA_PORT" "$N_PORT" "$ZN_PORT" "$ZNA_PORT" "$ZH_PORT" "$ZHA_PORT" | sort -u | wc -l) -lt 8 ]]; do
     Z_PORT=$(free_port); ZA_PORT=$(free_port); N_PORT=$(free_port); ZN_PORT=$(free_port); ZNA_PORT=$(free_port)
+    ZH_PORT=$(free_port); ZHA_PORT=$(free_port)
 done
 
 # ---------------------------------------------------------------- policies, configs, certificates
@@ -125,8 +138,10 @@ fi
 mkdir -p "$WORK/certs" "$WORK/log/logs" "$WORK/log/offbox" "$WORK/nolog"
 python3 "$HERE/derive_config.py" "$REPO/zweck.yaml" "$WORK" "$POL" "$D_PORT" "$Z_PORT" "$ZA_PORT" yes "$WORK/zweck-log.yaml"
 python3 "$HERE/derive_config.py" "$REPO/zweck.yaml" "$WORK" "$POL" "$D_PORT" "$ZN_PORT" "$ZNA_PORT" no "$WORK/zweck-nolog.yaml"
+# the same as zweck-nolog, its upstreams on HTTP/1.1 (`protocol: http1`) instead of HTTP/2
+ZWECK_UPSTREAM_PROTOCOL=http1 python3 "$HERE/derive_config.py" "$REPO/zweck.yaml" "$WORK" "$POL" "$D_PORT" "$ZH_PORT" "$ZHA_PORT" no "$WORK/zweck-h1.yaml"
 if [[ $BULK_GOVERNED == no ]]; then
-    for f in "$WORK/zweck-log.yaml" "$WORK/zweck-nolog.yaml"; do
+    for f in "$WORK/zweck-log.yaml" "$WORK/zweck-nolog.yaml" "$WORK/zweck-h1.yaml"; do
         python3 - "$f" <<'EOF'
 import sys, yaml
 p = sys.argv[1]
@@ -140,9 +155,12 @@ EOF
 fi
 "$ZWECK" certs generate --config "$WORK/zweck-log.yaml" >/dev/null
 echo "bench-$RANDOM$RANDOM" >"$WORK/certs/crm-double.token"
+chmod 600 "$WORK/certs/crm-double.token"
 CERTS="$WORK/certs"
 CA="$CERTS/ca.pem"
 APP_CERT=("$CERTS/clients/newsletter-tool.pem" "$CERTS/clients/newsletter-tool.key")
+# the pseudonymising purpose: bi-export identifies with an API key (analytics purpose)
+AN_KEY=$(tr -d '[:space:]' <"$CERTS/api-keys/bi-export.key")
 
 # ---------------------------------------------------------------- start the servers
 wait_tls() { # port
@@ -164,10 +182,13 @@ RUST_LOG=warn "${SRV[@]}" "$ZWECK" serve --config "$WORK/zweck-log.yaml" >"$WORK
 ZLOG_PID=$!; PIDS+=("$ZLOG_PID")
 RUST_LOG=warn "${SRV[@]}" "$ZWECK" serve --config "$WORK/zweck-nolog.yaml" >"$WORK/zweck-nolog.out" 2>&1 &
 ZNOLOG_PID=$!; PIDS+=("$ZNOLOG_PID")
-wait_tls "$Z_PORT"; wait_tls "$ZN_PORT"
+RUST_LOG=warn "${SRV[@]}" "$ZWECK" serve --config "$WORK/zweck-h1.yaml" >"$WORK/zweck-h1.out" 2>&1 &
+ZH1_PID=$!; PIDS+=("$ZH1_PID")
+wait_tls "$Z_PORT"; wait_tls "$ZN_PORT"; wait_tls "$ZH_PORT"
 sleep 0.5
 kill -0 "$ZLOG_PID" 2>/dev/null || { cat "$WORK/zweck-log.out" >&2; die "zweck (log) did not start"; }
 kill -0 "$ZNOLOG_PID" 2>/dev/null || { cat "$WORK/zweck-nolog.out" >&2; die "zweck (no log) did not start"; }
+kill -0 "$ZH1_PID" 2>/dev/null || { cat "$WORK/zweck-h1.out" >&2; die "zweck (HTTP/1.1 upstreams) did not start"; }
 
 mkdir -p "$WORK/nginx"
 cat >"$WORK/nginx/nginx.conf" <<EOF
@@ -221,17 +242,25 @@ pids_of() { # target -> pids whose CPU and RSS count
     case "$1" in
         direct) echo "$DOUBLE_PID" ;;
         nginx) echo "$NGINX_PID $(pgrep -P "$NGINX_PID" | tr '\n' ' ')" ;;
-        zweck) echo "$ZLOG_PID" ;;
+        zweck|zweck-gzip|zweck-an) echo "$ZLOG_PID" ;;
         zweck-nolog) echo "$ZNOLOG_PID" ;;
-        zweck-gzip) echo "$ZLOG_PID" ;;
+        zweck-h1) echo "$ZH1_PID" ;;
     esac
 }
-port_of() { case "$1" in direct) echo "$D_PORT" ;; nginx) echo "$N_PORT" ;; zweck|zweck-gzip) echo "$Z_PORT" ;; zweck-nolog) echo "$ZN_PORT" ;; esac; }
+port_of() {
+    case "$1" in
+        direct) echo "$D_PORT" ;; nginx) echo "$N_PORT" ;; zweck|zweck-gzip|zweck-an) echo "$Z_PORT" ;;
+        zweck-nolog) echo "$ZN_PORT" ;; zweck-h1) echo "$ZH_PORT" ;;
+    esac
+}
 cpu_ticks() { local t=0 f p; for p in "$@"; do read -r -a f <"/proc/$p/stat"; t=$((t + f[13] + f[14])); done; echo "$t"; }
 status_kb() { local t=0 v p; for p in "${@:2}"; do v=$(awk -v k="$1:" '$1==k {print $2}' "/proc/$p/status"); t=$((t + ${v:-0})); done; echo "$t"; }
 reset_peak() { local p; for p in "$@"; do echo 5 >"/proc/$p/clear_refs" 2>/dev/null || true; done; }
-client_args() { # target: TLS options of a client of that target
-    if [[ $1 == zweck* ]]; then echo "--cert ${APP_CERT[0]} --key ${APP_CERT[1]}"; fi
+client_args() { # target: how a client of that target identifies (newsletter: certificate; analytics: API key)
+    case "$1" in
+        zweck-an) echo "-H Zweck-Api-Key:$AN_KEY" ;;
+        zweck*) echo "--cert ${APP_CERT[0]} --key ${APP_CERT[1]}" ;;
+    esac
 }
 
 RESULTS="$WORK/results.tsv"
@@ -243,7 +272,7 @@ run_oha() {
     port=$(port_of "$target"); url="https://127.0.0.1:$port$path"
     pids=$(pids_of "$target")
     # shellcheck disable=SC2206
-    extra=($(client_args "$target"))
+    extra=($(client_args "$target") $(oha_req_args "$scenario"))
     [[ $mode == rate ]] && rate_args=(-q "$rate" --latency-correction)
     # oha sends Accept-Encoding: gzip, compress, deflate, br by default; the double and nginx
     # never compress, Zweck re-encodes governed bodies when asked: identity unless the target
@@ -254,6 +283,7 @@ run_oha() {
     reset_peak $pids
     # shellcheck disable=SC2086
     c0=$(cpu_ticks $pids)
+    local d0 d1; d0=$(cpu_ticks "$DOUBLE_PID")
     local t0 t1 gen
     t0=$(awk '{print $14+$15+$16+$17}' /proc/$$/stat)
     timeout $((DUR + 20)) "${GEN[@]}" "$OHA" --no-tui -z "${DUR}s" -c "$CONNS" "${rate_args[@]}" \
@@ -262,15 +292,16 @@ run_oha() {
     gen=$(( t1 - t0 ))   # CPU ticks of the finished children (the load generator)
     # shellcheck disable=SC2086
     c1=$(cpu_ticks $pids)
+    d1=$(cpu_ticks "$DOUBLE_PID")
     # shellcheck disable=SC2086
     local hwm; hwm=$(status_kb VmHWM $pids)
-    python3 - "$out" "$scenario" "$label" "$mode" "$rate" "$(( c1 - c0 ))" "$CLK" "$hwm" "$gen" "$DUR" >>"$RESULTS" <<'EOF'
+    python3 - "$out" "$scenario" "$label" "$mode" "$rate" "$(( c1 - c0 ))" "$CLK" "$hwm" "$gen" "$DUR" "$(( d1 - d0 ))" >>"$RESULTS" <<'EOF'
 import json, sys
-out, scenario, target, mode, rate, ticks, clk, hwm, gen, dur = sys.argv[1:11]
+out, scenario, target, mode, rate, ticks, clk, hwm, gen, dur, dticks = sys.argv[1:12]
 try:
     d = json.load(open(out))
 except Exception:
-    print("\t".join([scenario, target, mode, rate, "0", "nan", "nan", "0", "nan", "nan", hwm, "0", "0"]))
+    print("\t".join([scenario, target, mode, rate, "0", "nan", "nan", "0", "nan", "nan", hwm, "0", "0", "nan"]))
     sys.exit(0)
 codes = d.get("statusCodeDistribution") or {}
 ok = sum(v for k, v in codes.items() if k.startswith("2"))
@@ -284,18 +315,20 @@ p99 = (lat.get("p99") or float("nan")) * 1000
 cpu_per_req = cpu / ok * 1e6 if ok else float("nan")
 size = d["summary"].get("sizePerRequest") or 0
 gen_util = int(gen) / int(clk) / secs
+double_per_req = int(dticks) / int(clk) / ok * 1e6 if ok else float("nan")
 print("\t".join(str(x) for x in [scenario, target, mode, rate, f"{rps:.0f}", f"{p50:.3f}", f"{p99:.3f}",
-      f"{(ok / total if total else 0):.4f}", f"{cpu:.2f}", f"{cpu_per_req:.1f}", hwm, size, f"{gen_util:.2f}"]))
+      f"{(ok / total if total else 0):.4f}", f"{cpu:.2f}", f"{cpu_per_req:.1f}", hwm, size, f"{gen_util:.2f}",
+      f"{double_per_req:.1f}"]))
 EOF
     tail -1 "$RESULTS" | awk -F'\t' '{printf "[load]   %-11s %-12s %-5s %6s rps  p50 %s ms  p99 %s ms  ok %s  cpu %s s\n", $1, $2, $3, $5, $6, $7, $8, $9}' >&2
 }
 
 check() { # name target path extra-curl-args... -> prints "status size"
-    local target=$2 path=$3; shift 3
+    local name=$1 target=$2 path=$3; shift 3
     local port; port=$(port_of "$target")
     # shellcheck disable=SC2046
     curl -s -o "$WORK/check-$target.body" -w '%{http_code} %{size_download}\n' --cacert "$CA" \
-        $(client_args "$target") "$@" "https://127.0.0.1:$port$path" || true
+        $(client_args "$target") $(curl_req_args "$name") "$@" "https://127.0.0.1:$port$path" || true
 }
 
 # ---------------------------------------------------------------- idle memory (before any traffic)
@@ -308,6 +341,16 @@ IDLE_NGINX_KB=$(status_kb VmRSS $(pids_of nginx))
 SOQL="SELECT+Id,FirstName,LastName,Email,Phone,MobilePhone,Birthdate,HasOptedOutOfEmail,MailingStreet,MailingCity,MailingPostalCode,MailingCountry,Title,Department+FROM+Contact"
 P_PASS="/services/data/"
 P_GOV="/services/data/v66.0/query?q=$SOQL+LIMIT+200"
+# ~100 KB pages of the other dialects, the same contacts and about the same fields: a HubSpot
+# search of 200 contacts (a list page stops at 100, ~52 KB) and 200 Dataverse contacts
+HS_BODY='{"limit":200,"properties":["firstname","lastname","email","phone","mobilephone","date_of_birth","hs_email_optout","address","city","zip","country"]}'
+P_HS="/crm/v3/objects/contacts/search"
+DV_SELECT="contactid,firstname,lastname,fullname,emailaddress1,telephone1,mobilephone,birthdate,jobtitle,address1_line1,address1_city,address1_postalcode,address1_country,donotemail,donotbulkemail"
+P_DV="/api/data/v9.2/contacts?\$select=$DV_SELECT&\$top=200"
+path_of() { case "$1" in pass) echo "$P_PASS" ;; gov) echo "$P_GOV" ;; bulk) echo "$P_BULK" ;; hs) echo "$P_HS" ;; dv) echo "$P_DV" ;; esac; }
+# the request a scenario sends besides its path (a JSON body has no spaces: word splitting keeps it whole)
+oha_req_args() { [[ $1 == hs ]] && echo "-m POST -T application/json -d $HS_BODY"; true; }
+curl_req_args() { [[ $1 == hs ]] && echo "-H Content-Type:application/json -d $HS_BODY"; true; }
 
 # The Bulk job: created through Zweck (so it knows the job's object), read by everyone.
 BULK_Q='SELECT Id,FirstName,LastName,Email,Phone,MobilePhone,Birthdate,HasOptedOutOfEmail,MailingStreet,MailingCity,MailingPostalCode,MailingCountry,Title,Department FROM Contact'
@@ -324,9 +367,18 @@ P_BULK="/services/data/v66.0/jobs/query/$JOB_ID/results?maxRecords=2000"
 
 log "checking every target answers every scenario"
 declare -A SIZE STATUS
-for s in pass gov bulk; do
-    case $s in pass) sp=$P_PASS ;; gov) sp=$P_GOV ;; bulk) sp=$P_BULK ;; esac
-    for t in direct nginx zweck zweck-nolog; do
+# the targets each scenario is measured on (the per-dialect pages at maximum only)
+targets_of() {
+    case "$1" in
+        pass) echo direct nginx zweck zweck-nolog zweck-h1 ;;
+        gov) echo direct nginx zweck zweck-nolog zweck-an zweck-h1 ;;
+        bulk) echo direct nginx zweck zweck-nolog ;;
+        hs|dv) echo direct nginx zweck zweck-an ;;
+    esac
+}
+for s in pass gov bulk hs dv; do
+    sp=$(path_of "$s")
+    for t in $(targets_of "$s"); do
         read -r st sz < <(check "$s" "$t" "$sp")
         STATUS[$s-$t]=$st; SIZE[$s-$t]=$sz
         [[ $s == bulk && $t == zweck ]] && head -1 "$WORK/check-$t.body" >"$WORK/bulk-header-zweck.txt"
@@ -344,12 +396,16 @@ else
     BULK_STATE="not yet governed: measured as pass-through (declared ungoverned for the bench)"
 fi
 
+warm_up() { # target path scenario: pools, caches, allocator
+    # shellcheck disable=SC2046
+    timeout 10 "${GEN[@]}" "$OHA" --no-tui -z 1s -c "$CONNS" --disable-compression --cacert "$CA" $(client_args "$1") \
+        $(oha_req_args "${3:-}") --output-format quiet "https://127.0.0.1:$(port_of "$1")$2" >/dev/null 2>&1 || true
+}
 log "measuring (${DUR}s per run, $CONNS connections; $PINNING)"
 for s in pass gov bulk; do
-    case $s in pass) sp=$P_PASS ;; gov) sp=$P_GOV ;; bulk) sp=$P_BULK ;; esac
-    for t in direct nginx zweck zweck-nolog; do   # warm-up: pools, caches, allocator
-        timeout 10 "${GEN[@]}" "$OHA" --no-tui -z 1s -c "$CONNS" --disable-compression --cacert "$CA" $(client_args "$t") \
-            --output-format quiet "https://127.0.0.1:$(port_of "$t")$sp" >/dev/null 2>&1 || true
+    sp=$(path_of "$s")
+    for t in direct nginx zweck zweck-nolog; do
+        warm_up "$t" "$sp" "$s"
         run_oha "$s" "$t" max 0 "$sp"
     done
     zmax=$(awk -F'\t' -v s="$s" '$1==s && $2=="zweck" && $3=="max" {print $5}' "$RESULTS")
@@ -362,6 +418,22 @@ for s in pass gov bulk; do
         run_oha "$s" zweck-gzip max 0 "$sp"
         run_oha "$s" zweck-gzip rate "$rate" "$sp"
     fi
+    if [[ $s == pass ]]; then   # the same through HTTP/1.1 upstream connections
+        warm_up zweck-h1 "$sp" "$s"
+        run_oha "$s" zweck-h1 max 0 "$sp"
+        run_oha "$s" zweck-h1 rate "$rate" "$sp"
+    fi
+done
+
+log "governed ~100 KB pages of each dialect, filtering and pseudonymising purposes (at maximum)"
+for s in gov hs dv; do
+    sp=$(path_of "$s")
+    for t in $(targets_of "$s"); do
+        # gov's direct, nginx, zweck and zweck-nolog rows are measured above
+        [[ $s == gov && $t != zweck-an && $t != zweck-h1 ]] && continue
+        warm_up "$t" "$sp" "$s"
+        run_oha "$s" "$t" max 0 "$sp"
+    done
 done
 
 # ---------------------------------------------------------------- a large CSV export
@@ -435,9 +507,11 @@ ELAPSED=$(( SECONDS - START ))
 echo "# Zweck load benchmark"
 echo
 echo "- machine: $(nproc) CPUs, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), $(awk '/MemTotal/ {printf "%.1f GB", $2/1048576}' /proc/meminfo) RAM, load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "- zweck $(cd "$REPO" && git describe --always --dirty 2>/dev/null), nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///'), oha $("$OHA" --version | awk '{print $2}'), policies from $POLICY_SOURCE (budgets raised)"
+echo "- $("$ZWECK" --version 2>/dev/null || echo zweck) at $ZWECK, nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///'), oha $("$OHA" --version | awk '{print $2}'), policies from $POLICY_SOURCE (budgets raised)"
 echo "- $PINNING; oha HTTP/1.1 keep-alive over TLS, $CONNS connections, ${DUR}s per run; 'max' = closed loop, 'rate' = open loop at 50 % of Zweck's max (same rate for every target, coordinated omission corrected)"
 echo "- bodies: pass ${SIZE[pass-direct]} B (GET /services/data/), gov ${SIZE[gov-direct]} B raw / ${SIZE[gov-zweck]} B after the newsletter policy (SOQL page, 200 contacts), bulk ${SIZE[bulk-direct]} B raw / ${SIZE[bulk-zweck]} B via Zweck (CSV results, 2000 rows; $BULK_STATE${BULK_NOTE:+; $BULK_NOTE})"
+echo "- per-dialect pages, raw / newsletter / analytics (pseudonyms): Salesforce ${SIZE[gov-direct]} / ${SIZE[gov-zweck]} / ${SIZE[gov-zweck-an]} B, HubSpot ${SIZE[hs-direct]} / ${SIZE[hs-zweck]} / ${SIZE[hs-zweck-an]} B (search, 200 contacts), Dataverse ${SIZE[dv-direct]} / ${SIZE[dv-zweck]} / ${SIZE[dv-zweck-an]} B (200 contacts)"
+echo "- zweck: with the transfer log; 'without log' and 'HTTP/1.1 upstreams' (protocol: http1, also without the log) are separate processes"
 echo
 python3 "$HERE/report.py" "$RESULTS"
 echo

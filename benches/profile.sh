@@ -5,6 +5,7 @@
 #   bash benches/profile.sh                 # target/release/zweck (built first)
 #   ZWECK_BIN=/path/to/other/zweck bash benches/profile.sh   # an older build, for before/after
 #   ZWECK_PROFILE_KEEP=1 bash benches/profile.sh             # keep the callgrind files
+#   ZWECK_PROFILE_ONLY=pass bash benches/profile.sh          # only the scenarios whose name has "pass"
 #   ZWECK_PROFILE_CANDIDATE=1 bash benches/profile.sh        # with a candidate policy compared
 #       (live shadow comparison: newsletter's candidate sees last names instead of first names)
 #
@@ -12,7 +13,9 @@
 # (8 connections, HTTP/1.1 keep-alive, TLS, the newsletter app's client certificate) through
 # to the CRM double (a separate, uninstrumented process). The difference of the two totals
 # divided by 2N is the cost of one request without start-up, TLS handshakes and shutdown:
-#   - pass-through: GET /services/data/ (484 B, ungoverned);
+#   - pass-through: GET /services/data/ (484 B, ungoverned), the upstream on HTTP/2 (what
+#     ALPN picks with the double); the same with the app on HTTP/2 (oha --http2); the same
+#     with the upstream on HTTP/1.1 (`protocol: http1`; "-" for a build without the key);
 #   - governed JSON: a SOQL page of 200 contacts (98 KB), newsletter policy, transfer log on;
 #   - the same without the transfer log: the difference is the log's CPU cost (its fdatasync
 #     waits are not instructions; load.sh measures those).
@@ -62,7 +65,6 @@ mkdir -p "$WORK/certs"
 python3 "$HERE/derive_config.py" "$REPO/zweck.yaml" "$WORK" "$WORK/policies" "$D_PORT" 1 2 yes "$WORK/base.yaml"
 "$ZWECK" certs generate --config "$WORK/base.yaml" >/dev/null
 echo "profile-$RANDOM$RANDOM" >"$WORK/certs/crm-double.token"
-# the upstream token must not be readable by other users (`zweck` refuses a 0644 token file)
 chmod 600 "$WORK/certs/crm-double.token"
 CA="$WORK/certs/ca.pem"
 CLIENT=(--cacert "$CA" --cert "$WORK/certs/clients/newsletter-tool.pem" --key "$WORK/certs/clients/newsletter-tool.key")
@@ -70,23 +72,33 @@ CLIENT=(--cacert "$CA" --cert "$WORK/certs/clients/newsletter-tool.pem" --key "$
 "$ZWECK" crm-double --listen "127.0.0.1:$D_PORT" --certs "$WORK/certs" --contacts 100000 >"$WORK/double.log" 2>&1 &
 PIDS+=($!)
 
-# instructions N PATH AUDIT(yes|no) -> total Ir of a `zweck serve` that answered N requests of PATH
+# instructions N PATH AUDIT(yes|no) CLIENT(h1|h2) UPSTREAM(auto|http1) -> total Ir of a
+# `zweck serve` that answered N requests of PATH, or "-" when this build cannot run it
 instructions() {
-    local n=$1 path=$2 audit=$3 port admin run cfg vpid
+    local n=$1 path=$2 audit=$3 client=$4 upstream=$5 port admin run cfg vpid proto=()
     port=$(free_port); admin=$(free_port)
     run="$WORK/run-$n-$port"; cfg="$run.yaml"
     mkdir -p "$run/log/logs" "$run/log/offbox"
+    [[ $upstream == auto ]] || export ZWECK_UPSTREAM_PROTOCOL=$upstream
     python3 "$HERE/derive_config.py" "$REPO/zweck.yaml" "$run" "$WORK/policies" "$D_PORT" "$port" "$admin" "$audit" "$cfg"
+    unset ZWECK_UPSTREAM_PROTOCOL
     # the run shares the certificates made above
     sed -i "s|$run/certs/|$WORK/certs/|g" "$cfg"
+    if ! "$ZWECK" config check --config "$cfg" >"$run.check" 2>&1; then
+        log "this build cannot run it: $(head -1 "$run.check")"
+        echo "-"
+        return
+    fi
     RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$run.callgrind" "$ZWECK" serve --config "$cfg" \
         >"$run.log" 2>&1 &
     vpid=$!
     for _ in $(seq 240); do
         curl -s -o /dev/null --cacert "$CA" "https://127.0.0.1:$port/" && break
+        kill -0 "$vpid" 2>/dev/null || die "zweck under callgrind exited: $(tail -3 "$run.log")"
         sleep 0.5
     done
-    "$OHA" --no-tui -n "$n" -c 8 --disable-compression "${CLIENT[@]}" --output-format quiet \
+    [[ $client == h2 ]] && proto=(--http2)
+    "$OHA" --no-tui -n "$n" -c 8 "${proto[@]}" --disable-compression "${CLIENT[@]}" --output-format quiet \
         "https://127.0.0.1:$port$path" >/dev/null 2>&1 || die "oha failed against $path"
     kill -INT "$vpid"
     wait "$vpid" || true
@@ -98,12 +110,16 @@ echo "# Instructions per request (callgrind), $("$ZWECK" --version 2>/dev/null |
 echo
 echo "| scenario | requests | Ir per request |"
 echo "|---|---:|---:|"
-for scenario in "pass-through (484 B)|/services/data/|2000|yes" \
-    "governed JSON (98 KB)|/services/data/v66.0/query?q=$SOQL|200|yes" \
-    "governed JSON (98 KB), no transfer log|/services/data/v66.0/query?q=$SOQL|200|no"; do
-    IFS='|' read -r name path n audit <<<"$scenario"
+for scenario in "pass-through (484 B)|/services/data/|2000|yes|h1|auto" \
+    "pass-through (484 B), app on HTTP/2|/services/data/|2000|yes|h2|auto" \
+    "pass-through (484 B), upstream on HTTP/1.1|/services/data/|2000|yes|h1|http1" \
+    "governed JSON (98 KB)|/services/data/v66.0/query?q=$SOQL|200|yes|h1|auto" \
+    "governed JSON (98 KB), no transfer log|/services/data/v66.0/query?q=$SOQL|200|no|h1|auto"; do
+    IFS='|' read -r name path n audit client upstream <<<"$scenario"
+    if [[ -n "${ZWECK_PROFILE_ONLY:-}" && "$name" != *"$ZWECK_PROFILE_ONLY"* ]]; then continue; fi
     log "$name: $n and $((3 * n)) requests under callgrind"
-    a=$(instructions "$n" "$path" "$audit")
-    b=$(instructions "$((3 * n))" "$path" "$audit")
+    a=$(instructions "$n" "$path" "$audit" "$client" "$upstream")
+    if [[ $a == - ]]; then echo "| $name | - | - (not supported by this build) |"; continue; fi
+    b=$(instructions "$((3 * n))" "$path" "$audit" "$client" "$upstream")
     echo "| $name | $((2 * n)) | $(( (b - a) / (2 * n) )) |"
 done

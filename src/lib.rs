@@ -24,7 +24,8 @@
 //! Around it: [`server`] accepts TLS connections and shuts down gracefully (HTTP/1.1 with a
 //! lingering close, [`linger`], so a refused client reads its answer), [`tls`] builds the
 //! rustls configs and reads client identities, [`admin`] serves health, Prometheus metrics
-//! ([`metrics`], with upstream pool gauges from [`pool`]) and `POST /reload`, [`logging`]
+//! ([`metrics`], with each upstream's connection pool and its gauges in [`pool`]) and
+//! `POST /reload`, [`logging`]
 //! writes the process log (text or JSON lines), [`state`] holds what a request needs and the
 //! live part a reload swaps, [`reload`] reloads config, keys, credentials, certificates and
 //! policies, [`preflight`] runs every check `serve` runs before it listens (for `serve`,
@@ -32,10 +33,11 @@
 //! loads `zweck.yaml` (raw -> compiled), [`secrets`] reads and writes key files, [`keys`]
 //! rotates them, [`certs`] and [`dev`] make development key material, [`crm_double`] stands
 //! in for the CRMs in tests and demos, [`discover`] builds inventories from a CRM's own
-//! metadata (`zweck inventory discover`), [`drift`] counts the fields governed bodies carry
-//! that the inventory does not classify, [`shadow`] compares a candidate policy on real
-//! traffic, [`cli`] holds the command line's definitions and glue that tests parse (the
-//! policy workflow).
+//! metadata (`zweck inventory discover`), [`incident`] turns the verified log into the facts
+//! of a breach and the Art. 33(3) notification draft (`zweck incident open`), [`drift`]
+//! counts the fields governed bodies carry that the inventory does not classify, [`shadow`]
+//! compares a candidate policy on real traffic, [`cli`] holds the command line's definitions
+//! and glue that tests parse (the policy workflow, incidents).
 
 pub mod admin;
 pub mod audit;
@@ -52,6 +54,7 @@ pub mod dialect;
 pub mod discover;
 pub mod drift;
 pub mod error;
+pub mod incident;
 pub mod json;
 pub mod keys;
 pub mod linger;

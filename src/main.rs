@@ -1,5 +1,5 @@
 //! The `zweck` command line: serve, demo, reload, certs, keys, crm-double, policy, inventory,
-//! audit, config check.
+//! audit, incident, config check.
 //!
 //! Output goes through [`out`] and [`say`]: a reader that goes away (`zweck ... | head`) ends
 //! the output quietly instead of panicking, as Rust's `print!` does on a closed pipe (Rust
@@ -79,6 +79,12 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// Personal-data breaches: the facts from the verified log, the 72-hour deadline and the
+    /// Art. 33(3) notification draft (docs/incidents.md).
+    Incident {
+        #[command(subcommand)]
+        command: zweck::cli::incident::IncidentCommand,
     },
     /// Rotate TLS certificates, the audit signing key or the pseudonym key, each on its own.
     Keys {
@@ -422,6 +428,11 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             command: InventoryCommand::Drift { config, admin },
         } => drift(&config, admin).await,
         Command::Audit { command } => audit_command(command),
+        Command::Incident { command } => {
+            let report = zweck::cli::incident::run(command);
+            out(&report.text)?;
+            Ok(ExitCode::from(report.exit_code.clamp(0, 255) as u8))
+        }
         Command::Keys {
             command: KeysCommand::Rotate { kind, config, yes },
         } => {

@@ -381,6 +381,9 @@ impl Checker {
                 Err(UpstreamSetupError::CredentialFile { source, .. }) => {
                     self.error(config, &at("auth"), chain(&source));
                 }
+                Err(UpstreamSetupError::Pool { source, .. }) => {
+                    self.error(config, &at("url"), chain(&source));
+                }
                 Err(UpstreamSetupError::Credential { what, reason, .. }) => {
                     self.error(
                         config,

@@ -140,7 +140,10 @@ pub async fn run(
             let svc_activity = activity.clone();
             let svc = service_fn(move |req| {
                 let in_flight = InFlight::begin(svc_activity.clone());
-                let handled = proxy::handle(svc_state.clone(), conn.clone(), req);
+                // boxed: hyper moves the service future per request (into its HTTP/1.1
+                // dispatcher, or into the task it spawns per HTTP/2 stream); a pointer moves
+                // cheaper than the pipeline's state (docs/performance.md, "Profile")
+                let handled = Box::pin(proxy::handle(svc_state.clone(), conn.clone(), req));
                 async move {
                     let resp = handled.await?;
                     Ok::<_, std::convert::Infallible>(resp.map(|body| TrackedBody {

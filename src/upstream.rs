@@ -3,15 +3,16 @@
 //! Apps never hold CRM credentials. Zweck injects each upstream's: a static bearer token read
 //! from a file or an environment variable at start-up, or an OAuth2 client-credentials token
 //! fetched from the token endpoint and refreshed before it expires (single flight: one
-//! refresh at a time, every waiting request reuses its result). The client is hyper-util's
-//! pooled legacy client over rustls (webpki roots plus an optional extra CA), with a connect
-//! timeout on the connector, a response timeout until the response head, and an idle timeout
-//! on the response body after it ([`UpstreamBody`]: a stalled body ends in an error, never in
-//! a clean short body). Failures become `ProxyError`s: refused or reset is 502, too slow is
-//! 504.
+//! refresh at a time, every waiting request reuses its result). Requests go out on the
+//! upstream's own connection pool over rustls ([`crate::pool`]: webpki roots plus an
+//! optional extra CA, HTTP/2 or HTTP/1.1 as `protocol` says), with a connect timeout, a
+//! response timeout until the response head, and an idle timeout on the response body after
+//! it ([`UpstreamBody`]: a stalled body ends in an error, never in a clean short body). The
+//! token endpoint, which may live on another host, is reached with hyper-util's general
+//! client. Failures become `ProxyError`s: refused or reset is 502, too slow is 504.
 //!
 //! A response whose framing is ambiguous is refused (502 `upstream-malformed`) and its
-//! connection poisoned, so the pool never hands it out again: `Content-Length` beside
+//! connection dropped, so the pool never hands it out again: `Content-Length` beside
 //! `Transfer-Encoding`, or a transfer coding other than exactly `chunked`, is what request
 //! smuggling and response splitting are made of (RFC 9112 §6.3, §11). hyper's parser already
 //! refuses conflicting `Content-Length` values, folded headers and malformed lines (502 as
@@ -28,7 +29,7 @@ use http::{header, HeaderValue, Method, Request, Response, Uri, Version};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::{capture_connection, HttpConnector};
+use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde::Deserialize;
@@ -37,12 +38,12 @@ use tokio::sync::Mutex;
 use crate::body::{self, BoxError, ProxyBody};
 use crate::config::{SecretSource, UpstreamAuth, UpstreamConfig};
 use crate::error::ProxyError;
-use crate::pool::{CountingConnector, Held, PoolCounters};
+use crate::pool::{Held, Lease, Pool, SendError, Target};
 use crate::proxy::route::RouteRule;
 use crate::tls;
 
-/// The pooled HTTPS client type; its connections count themselves ([`crate::pool`]).
-pub type HttpsClient = Client<CountingConnector<HttpsConnector<HttpConnector>>, ProxyBody>;
+/// The general HTTPS client for token endpoints.
+pub type HttpsClient = Client<HttpsConnector<HttpConnector>, ProxyBody>;
 
 /// Why an upstream could not be set up at start-up.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +64,11 @@ pub enum UpstreamSetupError {
         upstream: String,
         source: crate::secrets::SecretsError,
     },
+    #[error("upstream {upstream}: {source}")]
+    Pool {
+        upstream: String,
+        source: crate::pool::PoolSetupError,
+    },
 }
 
 /// A configured upstream, ready to forward to.
@@ -73,9 +79,10 @@ pub struct Upstream {
     pub origin: String,
     /// The name again, shared by every response body's stall error.
     label: Arc<str>,
-    client: HttpsClient,
+    /// Where every request goes.
+    connections: Pool,
     credential: Credential,
-    pool: PoolCounters,
+    in_flight: prometheus_client::metrics::gauge::Gauge,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -94,6 +101,8 @@ enum Credential {
 }
 
 struct OAuth2Source {
+    /// The token endpoint may be another host than the upstream's.
+    client: HttpsClient,
     token_url: Uri,
     client_id: String,
     client_secret: String,
@@ -113,11 +122,10 @@ struct TokenResponse {
     expires_in: Option<u64>,
 }
 
-/// Builds the pooled client for an upstream.
-pub fn build_client(
+/// The client for token endpoints (any host; HTTP/2 or HTTP/1.1 by ALPN).
+fn token_client(
     extra_ca: Option<&std::path::Path>,
     connect_timeout: Duration,
-    pool: PoolCounters,
 ) -> Result<HttpsClient, tls::TlsError> {
     let tls = tls::client_config(extra_ca)?;
     let mut http = HttpConnector::new();
@@ -129,7 +137,6 @@ pub fn build_client(
         .https_only()
         .enable_all_versions()
         .wrap_connector(http);
-    let connector = CountingConnector::new(connector, pool);
     Ok(Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_timer(TokioTimer::new())
@@ -171,8 +178,15 @@ impl Upstream {
     ) -> Result<Upstream, UpstreamSetupError> {
         let name = config.name.clone();
         let pool = pools.of(&name);
-        let client = build_client(config.ca.as_deref(), config.connect_timeout, pool.clone())
-            .map_err(|source| UpstreamSetupError::Tls {
+        let tls_error = |source| UpstreamSetupError::Tls {
+            upstream: name.clone(),
+            source,
+        };
+        let tls = tls::client_config(config.ca.as_deref()).map_err(tls_error)?;
+        let target = Target::of(&config.url, config.connect_timeout, config.protocol);
+        let in_flight = pool.in_flight.clone();
+        let connections =
+            Pool::new(target, tls, pool).map_err(|source| UpstreamSetupError::Pool {
                 upstream: name.clone(),
                 source,
             })?;
@@ -192,6 +206,8 @@ impl Upstream {
                 secret,
                 scope,
             }) => Credential::OAuth2(Box::new(OAuth2Source {
+                client: token_client(config.ca.as_deref(), config.connect_timeout)
+                    .map_err(tls_error)?,
                 token_url: token_url.clone(),
                 client_id: client_id.clone(),
                 client_secret: read_secret(&name, secret)?,
@@ -214,9 +230,9 @@ impl Upstream {
             },
             origin,
             label: Arc::from(name.as_str()),
-            client,
+            connections,
             credential,
-            pool,
+            in_flight,
             config,
         })
     }
@@ -268,7 +284,7 @@ impl Upstream {
             .header(header::ACCEPT, "application/json")
             .body(body::full(Bytes::from(form)))
             .map_err(|_| fail())?;
-        let resp = tokio::time::timeout(self.config.response_timeout, self.client.request(req))
+        let resp = tokio::time::timeout(self.config.response_timeout, src.client.request(req))
             .await
             .map_err(|_| fail())?
             .map_err(|_| fail())?;
@@ -297,42 +313,38 @@ impl Upstream {
     /// connection is never reused.
     pub async fn send(
         &self,
-        mut req: Request<ProxyBody>,
+        req: Request<ProxyBody>,
     ) -> Result<Response<UpstreamBody>, ProxyError> {
         let name = &self.config.name;
-        let _in_flight = Held::new(&self.pool.in_flight);
-        let connection = capture_connection(&mut req);
-        let resp = match tokio::time::timeout(
-            self.config.response_timeout,
-            self.client.request(req),
-        )
-        .await
-        {
-            Err(_) => {
-                return Err(ProxyError::UpstreamTimeout {
-                    upstream: name.clone(),
-                })
-            }
-            Ok(Err(e)) => return Err(self.failed(&e)),
-            Ok(Ok(resp)) => resp,
-        };
+        let _in_flight = Held::new(&self.in_flight);
+        let (resp, lease) =
+            match tokio::time::timeout(self.config.response_timeout, self.connections.send(req))
+                .await
+            {
+                Err(_) => {
+                    return Err(ProxyError::UpstreamTimeout {
+                        upstream: name.clone(),
+                    })
+                }
+                Ok(Err(e)) => return Err(self.failed(&e)),
+                Ok(Ok(sent)) => sent,
+            };
         if let Some(what) = ambiguous_framing(&resp) {
-            if let Some(connected) = connection.connection_metadata().as_ref() {
-                connected.poison();
-            }
+            // the lease is dropped unreturned: the connection closes, never reused
+            drop(lease);
             tracing::warn!(upstream = %name, framing = what, "upstream response refused: ambiguous framing; connection dropped");
             return Err(ProxyError::UpstreamMalformed {
                 upstream: name.clone(),
             });
         }
         let (idle, label) = (self.config.body_idle_timeout, self.label.clone());
-        Ok(resp.map(|inner| UpstreamBody::new(inner, idle, label)))
+        Ok(resp.map(|inner| UpstreamBody::new(inner, idle, label, lease)))
     }
 
     /// What a failed exchange means: too slow, unparsable, or unreachable.
-    fn failed(&self, e: &hyper_util::client::legacy::Error) -> ProxyError {
+    fn failed(&self, e: &SendError) -> ProxyError {
         let upstream = self.config.name.clone();
-        if is_timeout(e) {
+        if matches!(e, SendError::ConnectTimeout) || is_timeout(e) {
             ProxyError::UpstreamTimeout { upstream }
         } else if is_parse_error(e) {
             tracing::warn!(upstream = %upstream, error = %e, "upstream response unparsable");
@@ -414,6 +426,8 @@ pub struct UpstreamBody {
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
     waiting: bool,
     stalled: bool,
+    /// An HTTP/1.1 connection, back to the pool once this body has ended.
+    lease: Option<Lease>,
 }
 
 impl std::fmt::Debug for UpstreamBody {
@@ -425,7 +439,12 @@ impl std::fmt::Debug for UpstreamBody {
 }
 
 impl UpstreamBody {
-    pub fn new(inner: Incoming, idle: Duration, upstream: Arc<str>) -> UpstreamBody {
+    pub fn new(
+        inner: Incoming,
+        idle: Duration,
+        upstream: Arc<str>,
+        lease: Option<Lease>,
+    ) -> UpstreamBody {
         UpstreamBody {
             inner,
             idle,
@@ -433,6 +452,14 @@ impl UpstreamBody {
             timer: None,
             waiting: false,
             stalled: false,
+            lease,
+        }
+    }
+
+    /// The body has ended cleanly: its connection may carry the next request.
+    fn ended(&mut self) {
+        if let Some(mut lease) = self.lease.take() {
+            lease.release();
         }
     }
 
@@ -458,6 +485,13 @@ impl Body for UpstreamBody {
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(frame) => {
                 this.waiting = false;
+                match &frame {
+                    None => this.ended(),
+                    Some(Ok(_)) if this.inner.is_end_stream() => this.ended(),
+                    // an error: the connection is not put back
+                    Some(Err(_)) => this.lease = None,
+                    Some(Ok(_)) => {}
+                }
                 Poll::Ready(frame.map(|f| f.map_err(Into::into)))
             }
             Poll::Pending => {
@@ -489,6 +523,16 @@ impl Body for UpstreamBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+impl Drop for UpstreamBody {
+    /// A body that was complete without being read to its end (no body at all, e.g. a 204)
+    /// still gives its connection back; one dropped half-read does not.
+    fn drop(&mut self) {
+        if !self.stalled && self.inner.is_end_stream() {
+            self.ended();
+        }
     }
 }
 
@@ -539,6 +583,7 @@ mod tests {
     #[test]
     fn token_form_round_trips_reserved_characters() {
         let src = OAuth2Source {
+            client: token_client(None, Duration::from_secs(1)).expect("client"),
             token_url: Uri::from_static("https://login.example/oauth2/token"),
             client_id: "zweck app".into(),
             client_secret: "s3cr+t&x=1%2F ü".into(),

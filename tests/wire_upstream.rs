@@ -179,3 +179,54 @@ async fn a_stalled_upstream_body_ends_in_504_or_an_aborted_stream_never_a_short_
         assert_eq!(problem_slug(&r, &b), "upstream-timeout");
     }
 }
+
+/// `upstreams.<name>.protocol` and the pool (src/pool.rs): an HTTP/1.1 connection whose
+/// response body was read to its end carries the next request (on `auto`, where the scripted
+/// upstream's ALPN picks http/1.1, and on `http1`); `http2` towards an upstream that does not
+/// speak it is a 502 `upstream-unavailable`, never a request sent some other way.
+#[tokio::test]
+async fn http1_upstream_connections_are_reused_and_http2_only_needs_http2() {
+    let (listener, port) = ScriptedUpstream::bind();
+    let h = Harness::start_with(move |mut o| {
+        let ca = o.certs_dir.join("ca.pem");
+        let mut extra = String::new();
+        for (name, protocol) in [("auto", "auto"), ("h1", "http1"), ("h2", "http2")] {
+            extra.push_str(&format!(
+                r#"  scripted-{name}:
+    url: https://localhost:{port}
+    dialect: generic
+    route: {{ path_prefix: /{name}/ }}
+    processor: Test
+    jurisdiction: DE
+    transfer_mechanism: {{ type: none }}
+    ca: {ca}
+    protocol: {protocol}
+    ungoverned: ["GET /{name}/**"]
+"#,
+                ca = ca.display()
+            ));
+        }
+        o.extra_upstreams = extra;
+        o
+    })
+    .await;
+    let up = ScriptedUpstream::serve(listener, &h);
+    let c = h.cert_client(CERT_APP, Version::H1);
+    for prefix in ["auto", "h1"] {
+        let before = up.accepted();
+        up.answer([answer(GOOD), answer(GOOD), answer(GOOD)]);
+        for i in 0..3 {
+            let (r, b) = c.get(&h.url(&format!("/{prefix}/x")), &[]).await;
+            assert_eq!(r.status(), 200, "{prefix}, request {i}");
+            assert_eq!(&b[..], b"ok");
+        }
+        assert_eq!(
+            up.accepted() - before,
+            1,
+            "{prefix}: three requests, one after the other, on one upstream connection"
+        );
+    }
+    let (r, b) = c.get(&h.url("/h2/x"), &[]).await;
+    assert_eq!(r.status(), 502);
+    assert_eq!(problem_slug(&r, &b), "upstream-unavailable");
+}

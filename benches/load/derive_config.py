@@ -6,7 +6,8 @@ usage: derive_config.py REPO_ZWECK_YAML WORKDIR POLICIES DOUBLE_PORT ZWECK_PORT 
 Keeps apps, upstreams and the audit section of zweck.yaml; changes only what a bench on
 loopback needs: free ports, dev: true, an absolute policies path, certificates in WORKDIR,
 no embedded crm_double, upstream urls (and OAuth token urls) pointing at the separately
-started double, and a static bearer token (the stand-alone double enforces no auth, so the
+started double, a static bearer token, and with ZWECK_UPSTREAM_PROTOCOL set, that `protocol`
+on every upstream (the stand-alone double enforces no auth, so the
 OAuth client-credentials flow of zweck.yaml has no client to talk to).
 """
 import os
@@ -48,6 +49,9 @@ for up in cfg.get("upstreams", {}).values():
     if old_origin is None or url.startswith(old_origin) or url.startswith("https://127.0.0.1"):
         up["url"] = new_origin
     up["auth"] = {"bearer_file": f"{work}/certs/crm-double.token"}
+    # the protocol towards the upstream (load.sh's HTTP/1.1 variant); unset: ALPN decides
+    if os.environ.get("ZWECK_UPSTREAM_PROTOCOL"):
+        up["protocol"] = os.environ["ZWECK_UPSTREAM_PROTOCOL"]
     if "ca" in up:
         up["ca"] = f"{work}/certs/ca.pem"
 

@@ -3,7 +3,8 @@
 
 Columns of results.tsv: scenario, target, mode (max|rate), rate, rps (2xx only), p50 ms,
 p99 ms, fraction of 2xx, CPU seconds of the target's process(es), CPU us per 2xx request,
-peak RSS kB (VmHWM, reset before the run), bytes per response, load-generator CPU use.
+peak RSS kB (VmHWM, reset before the run), bytes per response, load-generator CPU use, CPU us
+of the CRM double per 2xx request.
 """
 import math
 import sys
@@ -12,9 +13,20 @@ NAMES = {
     "pass": "pass-through (484 B)",
     "gov": "governed JSON (98 KB)",
     "bulk": "Bulk CSV (2000 rows, 421 KB)",
+    "hs": "governed HubSpot search (200 contacts, 104 KB)",
+    "dv": "governed Dataverse contacts (200, 99 KB)",
 }
-TARGETS = ["direct", "nginx", "zweck", "zweck-nolog", "zweck-gzip"]
-LABEL = {"direct": "direct", "nginx": "nginx", "zweck": "zweck", "zweck-nolog": "zweck without log", "zweck-gzip": "zweck, app accepts gzip"}
+SCENARIOS = ["pass", "gov", "bulk", "hs", "dv"]
+TARGETS = ["direct", "nginx", "zweck", "zweck-nolog", "zweck-gzip", "zweck-an", "zweck-h1"]
+LABEL = {
+    "direct": "direct",
+    "nginx": "nginx",
+    "zweck": "zweck",
+    "zweck-nolog": "zweck without log",
+    "zweck-gzip": "zweck, app accepts gzip",
+    "zweck-an": "zweck, analytics (pseudonyms)",
+    "zweck-h1": "zweck, HTTP/1.1 upstreams, no log",
+}
 
 rows = {}
 for line in open(sys.argv[1]):
@@ -33,6 +45,7 @@ for line in open(sys.argv[1]):
         "hwm": int(f[10]),
         "size": int(f[11]),
         "gen": float(f[12]),
+        "double_req": float(f[13]) if len(f) > 13 else float("nan"),
     }
 
 
@@ -49,7 +62,7 @@ def ratio(a, b):
 print("| scenario | target | load | rps | p50 ms | p99 ms | added p50 | added p99 | proxy CPU s | CPU us/req | peak RSS MB | zweck/nginx | zweck/direct |")
 print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 notes = set()
-for s in ["pass", "gov", "bulk"]:
+for s in SCENARIOS:
     for mode in ["max", "rate"]:
         base = rows.get((s, "direct", mode))
         ngx = rows.get((s, "nginx", mode))
@@ -72,6 +85,8 @@ for s in ["pass", "gov", "bulk"]:
             cpu = cpu_req = hwm = "-"
             if t != "direct":
                 cpu, cpu_req, hwm = fmt(r["cpu"]), fmt(r["cpu_req"], 0), fmt(r["hwm"] / 1024, 1)
+            else:  # the CRM double's own CPU: what serving the page costs the origin
+                cpu_req = f"({fmt(r['cpu_req'], 0)})"
             rn = rd = ""
             if t.startswith("zweck"):
                 key = "rps" if mode == "max" else "p99"
@@ -84,11 +99,28 @@ print()
 print("Ratios: on `max` rows of requests per second (higher is better for Zweck), on rate rows of p99 "
       "latency (lower is better). 'added' = latency minus direct's at the same load. Proxy CPU and "
       "peak RSS are of the proxy process (nginx: master + worker); direct has no proxy. "
-      "CPU us/req = proxy CPU seconds / 2xx responses.")
+      "CPU us/req = proxy CPU seconds / 2xx responses; in parentheses on direct rows: the CRM double's.")
 if "gen" in notes:
     print("† the load generator used >= 90 % of its core: that row is bounded by the generator, not the server.")
 if "non-2xx" in notes:
     print("Rows with a 2xx share below 100 % count only the 2xx responses in rps.")
+
+print()
+print("Per-request CPU against nginx (at maximum; CPU us per 2xx response read from /proc; nginx and direct")
+print("fetch the raw page, Zweck filters it for the purpose; goals: pass-through rps >= 1.0x nginx,")
+print("governed CPU <= 2x nginx):")
+print()
+print("| scenario | zweck variant | zweck CPU us/req | nginx CPU us/req | double CPU us/req (direct) | CPU zweck/nginx | rps zweck/nginx |")
+print("|---|---|---:|---:|---:|---:|---:|")
+for s in SCENARIOS:
+    ngx = rows.get((s, "nginx", "max"))
+    base = rows.get((s, "direct", "max"))
+    for t in TARGETS[2:]:
+        r = rows.get((s, t, "max"))
+        if r is None or ngx is None:
+            continue
+        print(f"| {NAMES[s]} | {LABEL[t]} | {fmt(r['cpu_req'], 0)} | {fmt(ngx['cpu_req'], 0)} | "
+              f"{fmt(base['cpu_req'], 0) if base else '-'} | {ratio(r['cpu_req'], ngx['cpu_req'])} | {ratio(r['rps'], ngx['rps'])} |")
 
 print()
 print("Transfer-log cost (zweck vs zweck without log):")

@@ -1,7 +1,9 @@
 //! Logs written without the proxy, for tests that need entries at chosen times and for the
 //! benchmark that generates a million entries (benches/audit_report.rs). The lines, the
 //! chain and the checkpoints are made by the writer's own functions, so a synthetic log is a
-//! real one in every byte; only `ts` comes from the caller instead of the clock.
+//! real one in every byte; only `ts` comes from the caller instead of the clock. Any
+//! serialisable object is a line body, so tests also write event entries (`kind` after
+//! `prev`, docs/transfer-log.md) beside transfer records.
 
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
@@ -10,12 +12,13 @@ use ring::signature::Ed25519KeyPair;
 
 use super::checkpoint::{self, Checkpoint};
 use super::files::{self, ChainState};
-use super::record::{self, TransferRecord};
+use super::record;
 
 /// Writes `records` (each with its `ts`, `YYYY-MM-DDTHH:MM:SS.mmmZ`) as a new log at `log`,
 /// with a signed checkpoint every `checkpoint_every` entries and at the end, on box and
-/// (when given) appended to `offbox`. Returns the number of entries.
-pub fn write_log<I>(
+/// (when given) appended to `offbox`. Returns the number of entries. A body is any object
+/// ([`super::TransferRecord`] for transfers, a `serde_json::Value` object for anything else).
+pub fn write_log<I, R>(
     log: &Path,
     key: &Ed25519KeyPair,
     origin: &str,
@@ -24,7 +27,8 @@ pub fn write_log<I>(
     offbox: Option<&Path>,
 ) -> io::Result<u64>
 where
-    I: IntoIterator<Item = (String, TransferRecord)>,
+    I: IntoIterator<Item = (String, R)>,
+    R: serde::Serialize,
 {
     if let Some(dir) = log.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;

@@ -1,7 +1,8 @@
 //! The command line's glue that is worth testing without running the binary: argument
 //! definitions (clap) and what each command prints. `main.rs` stays a thin dispatcher; tests
 //! parse the command lines the docs show with these same definitions, so docs and CLI cannot
-//! drift apart. Errors here are `anyhow` (CLI glue only).
+//! drift apart. Errors here are `anyhow` (CLI glue only). `policy` holds `zweck policy ...`,
+//! `incident` holds `zweck incident ...`.
 
 use std::io::Write as _;
 
@@ -34,4 +35,5 @@ macro_rules! outln {
     };
 }
 
+pub mod incident;
 pub mod policy;

@@ -15,7 +15,7 @@ use super::raw::{
 use super::{
     iso3166, ApiKeyConfig, AppConfig, ClientCertMatch, Config, ConfigError, CrmDoubleSettings,
     KeyDigest, Limits, LogConfig, LogFormat, MechanismKind, SecretSource, Spans, TlsFiles,
-    TransferMechanism, UpstreamAuth, UpstreamConfig,
+    TransferMechanism, UpstreamAuth, UpstreamConfig, UpstreamProtocol,
 };
 use crate::audit::{AuditConfig, RawAuditConfig};
 use crate::budget::{RawBudgetsConfig, RefusalStyle};
@@ -167,6 +167,7 @@ impl Compiler {
             None => RefusalStyle::Problem,
         };
         let log = self.log(&raw.log);
+        let controller = self.controller(raw.controller.as_ref());
         let tls = TlsFiles {
             cert: self.spanned_path("tls.cert", &raw.tls.cert),
             key: self.spanned_path("tls.key", &raw.tls.key),
@@ -213,8 +214,29 @@ impl Compiler {
             apps,
             upstreams,
             record_of_processing: raw.record_of_processing.unwrap_or_default(),
+            controller,
             spans: std::mem::take(&mut self.spans),
         })
+    }
+
+    /// `controller:`: the time zone must be one the bundled IANA database knows.
+    fn controller(&mut self, raw: Option<&super::raw::RawController>) -> super::ControllerSettings {
+        let Some(raw) = raw else {
+            return super::ControllerSettings::default();
+        };
+        let time_zone = raw.time_zone.as_ref().and_then(|tz| {
+            match crate::incident::report::clock::time_zone(&tz.value) {
+                Ok(zone) => Some(zone),
+                Err(e) => {
+                    self.error(&tz.referenced, format!("controller.time_zone: {e}"));
+                    None
+                }
+            }
+        });
+        super::ControllerSettings {
+            name: raw.name.clone(),
+            time_zone,
+        }
     }
 
     fn log(&mut self, l: &RawLog) -> LogConfig {
@@ -630,6 +652,17 @@ impl Compiler {
                 .map(|v| Spanned::new(v, at, at)),
             Duration::from_secs(60),
         );
+        let protocol = match raw.protocol.as_deref() {
+            None => UpstreamProtocol::Auto,
+            Some(p) => UpstreamProtocol::parse(p).unwrap_or_else(|| {
+                self.error(
+                    &at,
+                    format!("upstream {name}: protocol must be auto, http1 or http2, not {p:?}"),
+                );
+                ok = false;
+                UpstreamProtocol::Auto
+            }),
+        };
         let mut ungoverned = Vec::new();
         for p in &raw.ungoverned {
             match RoutePattern::parse(p) {
@@ -664,6 +697,7 @@ impl Compiler {
             connect_timeout,
             response_timeout,
             body_idle_timeout,
+            protocol,
             ungoverned,
         })
     }

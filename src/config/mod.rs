@@ -89,8 +89,20 @@ pub struct Config {
     pub upstreams: Vec<UpstreamConfig>,
     /// What the Art. 30(1) record needs that configuration cannot tell (`zweck audit ropa`).
     pub record_of_processing: crate::audit::RecordOfProcessing,
+    /// `controller:`: the name and time zone incident notifications use.
+    pub controller: ControllerSettings,
     /// Where keys sit in the file, for diagnostics found after compiling.
     pub spans: Spans,
+}
+
+/// `controller:` in `zweck.yaml` (`zweck incident open`).
+#[derive(Debug, Clone, Default)]
+pub struct ControllerSettings {
+    /// The controller's name on notifications (default: the controller named in
+    /// `policies/purposes.yaml`).
+    pub name: Option<String>,
+    /// The controller's time zone (IANA), in which deadlines are shown; `None`: UTC.
+    pub time_zone: Option<jiff::tz::TimeZone>,
 }
 
 /// How Zweck writes its own log (stderr).
@@ -292,7 +304,34 @@ pub struct UpstreamConfig {
     pub response_timeout: Duration,
     /// After the response head, the longest wait for the next piece of its body.
     pub body_idle_timeout: Duration,
+    /// The HTTP version Zweck speaks to the upstream.
+    pub protocol: UpstreamProtocol,
     pub ungoverned: Vec<RoutePattern>,
+}
+
+/// The HTTP version towards an upstream (`upstreams.<name>.protocol`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum UpstreamProtocol {
+    /// ALPN offers `h2` and `http/1.1`; the upstream picks. HTTP/2 multiplexes every request
+    /// on one connection.
+    #[default]
+    Auto,
+    /// HTTP/1.1 only: a pool of connections, one request at a time on each.
+    Http1,
+    /// HTTP/2 only (ALPN `h2`); an upstream without it fails to connect.
+    Http2,
+}
+
+impl UpstreamProtocol {
+    /// The value as the config spells it.
+    pub fn parse(s: &str) -> Option<UpstreamProtocol> {
+        match s {
+            "auto" => Some(UpstreamProtocol::Auto),
+            "http1" => Some(UpstreamProtocol::Http1),
+            "http2" => Some(UpstreamProtocol::Http2),
+            _ => None,
+        }
+    }
 }
 
 /// Where Zweck gets the upstream's credential from. Apps never hold it.
@@ -550,6 +589,30 @@ upstreams:
         assert_eq!(diags[0].line, text.lines().count());
         let ok = parse(&text.replace("max_connections: 0", "max_connections: 8")).expect("valid");
         assert_eq!(ok.limits.idle_timeout, Duration::from_secs(120));
+    }
+
+    #[test]
+    fn the_controller_time_zone_is_an_iana_name_or_an_error_at_its_line() {
+        let text =
+            format!("{MINIMAL}controller:\n  name: Example GmbH\n  time_zone: Europe/Atlantis\n");
+        let ConfigError::Invalid(diags) = parse(&text).expect_err("invalid") else {
+            panic!("expected diagnostics");
+        };
+        assert_eq!(diags.len(), 1, "{diags:?}");
+        assert!(
+            diags[0].message.contains("controller.time_zone"),
+            "{diags:?}"
+        );
+        assert_eq!(diags[0].line, text.lines().count());
+        let ok = parse(&text.replace("Europe/Atlantis", "Europe/Berlin")).expect("valid");
+        let tz = ok.controller.time_zone.expect("a zone");
+        assert_eq!(tz.iana_name(), Some("Europe/Berlin"));
+        assert_eq!(ok.controller.name.as_deref(), Some("Example GmbH"));
+        assert!(parse(MINIMAL)
+            .expect("valid")
+            .controller
+            .time_zone
+            .is_none());
     }
 
     #[test]

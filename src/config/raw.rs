@@ -40,6 +40,19 @@ pub(super) struct RawConfig {
     pub(super) upstreams: BTreeMap<String, Spanned<RawUpstream>>,
     #[serde(default)]
     pub(super) record_of_processing: Option<crate::audit::RecordOfProcessing>,
+    #[serde(default)]
+    pub(super) controller: Option<RawController>,
+}
+
+/// `controller:`: who the controller is on incident notifications and whose clock the
+/// 72-hour deadline is shown on.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawController {
+    #[serde(default)]
+    pub(super) name: Option<String>,
+    #[serde(default)]
+    pub(super) time_zone: Option<Spanned<String>>,
 }
 
 /// `policies:` a directory, or `{ dir | bundle + trusted_keys, candidate? }`.
@@ -164,6 +177,8 @@ pub(super) struct RawUpstream {
     pub(super) response_timeout: Option<String>,
     #[serde(default)]
     pub(super) body_idle_timeout: Option<String>,
+    #[serde(default)]
+    pub(super) protocol: Option<String>,
     #[serde(default)]
     pub(super) ungoverned: Vec<String>,
 }

@@ -446,7 +446,11 @@ async fn pipeline(
                     ProxyError::PurposeNotGranted { purpose, .. } => purpose.as_str(),
                     _ => "",
                 };
-                log::early_refusal(state, &live, &arrival, app, purpose, None, &req, &err).await;
+                // boxed like the governed phases: a refusal's log append is a large future
+                Box::pin(log::early_refusal(
+                    state, &live, &arrival, app, purpose, None, &req, &err,
+                ))
+                .await;
             }
             return (Reached::Arrived(arrival), Err(err));
         }
@@ -460,7 +464,7 @@ async fn pipeline(
         Ok((route, Ok(governance))) => (route, governance),
         Ok((route, Err(err))) => {
             let (app, purpose) = (&*caller.app, &*caller.purpose);
-            log::early_refusal(
+            Box::pin(log::early_refusal(
                 state,
                 &live,
                 &arrival,
@@ -469,7 +473,7 @@ async fn pipeline(
                 Some(&route),
                 &req,
                 &err,
-            )
+            ))
             .await;
             return (Reached::Identified(arrival, caller), Err(err));
         }
@@ -492,7 +496,9 @@ async fn pipeline(
                 shadow_query: None,
             };
             let mut ctx = Box::new(Ctx::new(arrival, caller, route, flow));
-            let result = governed(state, &mut ctx, req).await;
+            // boxed: the governed phases' future is many KB, and inline it would be part of
+            // (and copied with) every request's future, ungoverned ones too
+            let result = Box::pin(governed(state, &mut ctx, req)).await;
             (Reached::Governed(ctx), result)
         }
         Governance::Ungoverned(template) => {
