@@ -1,12 +1,16 @@
-//! The policy engine beside a plain serde_json parse + serialize of the same bytes, so the
-//! ratio shows in one run (issue goal: engine <= 1.25x serde_json, i.e. >= 0.8x throughput).
+//! The policy engine's two paths beside a plain serde_json parse + serialize of the same
+//! bytes, so the ratios show in one run (issue 18: span path vs DOM path vs serde_json).
 //!
 //! Bodies are generated in the shapes of the fixtures by the CRM double's generator:
 //! Salesforce query pages, HubSpot list pages and Dataverse lists of about 1 KB, 100 KB and
-//! 10 MB. Each group measures three things on identical bytes:
-//! - `serde_json`: `from_slice::<Value>` + `to_vec` (the floor any JSON-rewriting proxy pays);
+//! 10 MB. Each group measures on identical bytes:
+//! - `serde_json`: `from_slice::<Value>` + `to_vec` (the floor of any DOM-based rewriter);
 //! - `zweck_parse`: Zweck's strict parser (duplicate keys, depth, BOM) + serialize;
-//! - `engine`: strict parse + `policy::apply` for the newsletter purpose + serialize.
+//! - `dom_<purpose>`: strict parse + `policy::apply` + serialize (the DOM path);
+//! - `span_<purpose>`: `policy::span::response` (the span path the proxy takes), checked
+//!   once to give the DOM path's bytes before it is timed;
+//!   for the filtering purpose (`newsletter`: consent, drops) and the pseudonymising one
+//!   (`analytics`: HMAC pseudonyms, generalisation).
 //!
 //! Run: `cargo bench --bench engine` (add `-- --quick` for a fast pass).
 
@@ -31,6 +35,7 @@ fn bench(c: &mut Criterion) {
     let set = shared::shipped_policies();
     let key = PseudonymKey::new(&[7u8; 32]);
     let limits = LIMITS;
+    let shape = policy::query::Shape::default();
     let cases = [
         (Dialect::Salesforce, "GET", "/services/data/v66.0/query"),
         (Dialect::HubSpot, "GET", "/crm/v3/objects/contacts"),
@@ -66,17 +71,38 @@ fn bench(c: &mut Criterion) {
             );
             for purpose in ["newsletter", "analytics"] {
                 let p = set.purpose(purpose).expect("purpose");
+                let dom = |bytes: &[u8]| {
+                    let mut v = json::parse(bytes, &limits).expect("parse");
+                    let out = policy::apply(&set, p, op, Direction::Response, &mut v, Some(&key))
+                        .expect("apply");
+                    (json::to_bytes(&v), out)
+                };
+                let span = |bytes: &[u8]| {
+                    policy::span::response(&set, p, op, bytes, &limits, Some(&key), &shape, None)
+                        .expect("the span path covers the page")
+                };
+                let (want, outcome) = dom(&bytes);
+                let got = span(&bytes);
+                assert!(want == got.body && outcome == got.outcome, "span == dom");
                 group.bench_with_input(
-                    BenchmarkId::new(format!("engine_{purpose}"), label),
+                    BenchmarkId::new(format!("dom_{purpose}"), label),
                     &bytes,
                     |b, bytes| {
                         b.iter(|| {
-                            let mut v = json::parse(black_box(bytes), &limits).expect("parse");
-                            let out =
-                                policy::apply(&set, p, op, Direction::Response, &mut v, Some(&key))
-                                    .expect("apply");
-                            black_box(out.records);
-                            black_box(json::to_bytes(&v))
+                            let (out, outcome) = dom(black_box(bytes));
+                            black_box(outcome.records);
+                            black_box(out)
+                        });
+                    },
+                );
+                group.bench_with_input(
+                    BenchmarkId::new(format!("span_{purpose}"), label),
+                    &bytes,
+                    |b, bytes| {
+                        b.iter(|| {
+                            let m = span(black_box(bytes));
+                            black_box(m.outcome.records);
+                            black_box(m.body)
                         });
                     },
                 );

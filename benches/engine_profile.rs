@@ -2,9 +2,10 @@
 //! (`benches/profile.sh engine`): no criterion, no timing, nothing adaptive, so two runs with
 //! N and 3N iterations differ only by 2N engine runs.
 //!
-//! Usage: `engine_profile <salesforce|hubspot|dynamics> <bytes> <purpose|parse|serde_json> <iterations>`
+//! Usage: `engine_profile <salesforce|hubspot|dynamics> <bytes> <purpose|span:purpose|parse|serde_json> <iterations>`
 //! (`parse` = Zweck's strict parse + serialize only; `serde_json` = serde_json's
-//! `from_slice::<Value>` + `to_vec`, the floor).
+//! `from_slice::<Value>` + `to_vec`, the floor; `span:PURPOSE` = the span path,
+//! `policy::span::response`).
 
 use std::hint::black_box;
 
@@ -45,6 +46,27 @@ fn main() {
             let v: serde_json::Value = serde_json::from_slice(black_box(&bytes)).expect("parse");
             black_box(serde_json::to_vec(&v).expect("serialize"));
         }
+        return;
+    }
+    if let Some(name) = args[2].strip_prefix("span:") {
+        let p = set.purpose(name).expect("purpose");
+        let shape = policy::query::Shape::default();
+        for _ in 0..iterations {
+            let m = policy::span::response(
+                &set,
+                p,
+                op,
+                black_box(&bytes),
+                &limits,
+                Some(&key),
+                &shape,
+                None,
+            )
+            .expect("the span path covers the page");
+            black_box(m.outcome.records);
+            black_box(m.body);
+        }
+        eprintln!("{} bytes, {iterations} runs", bytes.len());
         return;
     }
     let purpose = (args[2] != "parse").then(|| set.purpose(&args[2]).expect("purpose"));

@@ -9,7 +9,8 @@
 # callgrind; (count(3N) - count(N)) / 2N is the cost of one body without start-up (generating
 # the body, loading the policies). Modes: serde_json (from_slice::<Value> + to_vec, the floor),
 # parse (Zweck's strict parse + serialize), newsletter and analytics (parse + policy::apply +
-# serialize; analytics pseudonymises). Not part of CI (needs valgrind); about 2 minutes.
+# serialize, the DOM path; analytics pseudonymises), span:newsletter and span:analytics (the
+# span path, policy::span::response). Not part of CI (needs valgrind); about 3 minutes.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -31,16 +32,17 @@ count() { # dialect mode iterations
         awk '/Collected/ { gsub(",", "", $4); print $4 }'
 }
 
-echo "| body (~$BYTES B) | serde_json | strict parse | newsletter | analytics | newsletter / serde_json | analytics / serde_json |"
-echo "|---|---:|---:|---:|---:|---:|---:|"
+echo "| body (~$BYTES B) | serde_json | strict parse | newsletter DOM | analytics DOM | newsletter span | analytics span | span / DOM (newsletter, analytics) | span / serde_json |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 for dialect in salesforce hubspot dynamics; do
     declare -A per=()
-    for mode in serde_json parse newsletter analytics; do
+    for mode in serde_json parse newsletter analytics span:newsletter span:analytics; do
         a=$(count "$dialect" "$mode" "$N")
         b=$(count "$dialect" "$mode" $((3 * N)))
         per[$mode]=$(((b - a) / (2 * N)))
     done
     python3 -c "
 s, p, n, a = ${per[serde_json]}, ${per[parse]}, ${per[newsletter]}, ${per[analytics]}
-print(f'| $dialect | {s:,} | {p:,} | {n:,} | {a:,} | {n / s:.2f}x | {a / s:.2f}x |')"
+sn, sa = ${per[span:newsletter]}, ${per[span:analytics]}
+print(f'| $dialect | {s:,} | {p:,} | {n:,} | {a:,} | {sn:,} | {sa:,} | {sn / n:.2f}x, {sa / a:.2f}x | {sn / s:.2f}x, {sa / s:.2f}x |')"
 done

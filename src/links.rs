@@ -76,6 +76,12 @@ impl LinkRewriter {
         self.authorities.as_ref().is_none_or(|ac| ac.is_match(body))
     }
 
+    /// False when no string of the JSON document `body` can be an upstream link: its
+    /// authority does not occur, and no escape (`\u0063rm.example.com`) could spell it.
+    pub fn may_link_json(&self, body: &[u8]) -> bool {
+        self.may_link(body) || body.contains(&b'\\')
+    }
+
     /// Rewrites the link headers in place; returns how many changed.
     pub fn rewrite_headers(&self, headers: &mut HeaderMap) -> usize {
         let mut n = 0;
@@ -150,6 +156,15 @@ mod tests {
         });
         assert_eq!(rw().rewrite_json(&mut v), 3);
         assert!(!v.to_string().contains("dynamics.com"));
+    }
+
+    #[test]
+    fn an_escaped_authority_may_be_a_link() {
+        let r = rw();
+        let body = br#"{"next":"https://cont\u006fso.crm4.dynamics.com/x"}"#;
+        assert!(!r.may_link(body));
+        assert!(r.may_link_json(body));
+        assert!(!r.may_link_json(br#"{"next":"/x"}"#));
     }
 
     #[test]

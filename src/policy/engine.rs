@@ -232,7 +232,7 @@ pub(crate) fn apply_with(
     run(set, purpose, op, dir, body, key, trace, shape)
 }
 
-const A_RECORD_REMOVED: usize = 8;
+pub(super) const A_RECORD_REMOVED: usize = 8;
 /// Every name an outcome's `actions` (and a transfer record's) can hold.
 pub const ACTION_NAMES: [&str; 9] = [
     "keep",
@@ -246,7 +246,7 @@ pub const ACTION_NAMES: [&str; 9] = [
     "record_removed",
 ];
 
-fn action_index(a: &Action) -> usize {
+pub(super) fn action_index(a: &Action) -> usize {
     match a {
         Action::Keep => 0,
         Action::Drop => 1,
@@ -396,41 +396,77 @@ fn run(
             })
         }
     }
-    // Names are static (the taxonomy is compiled in) and rule ids shared: reporting
-    // allocates only the maps' nodes.
-    let names = |flags: &[bool]| -> BTreeSet<&'static str> {
-        flags
+    Ok(Outcome {
+        changed: w.changed,
+        ..Counted {
+            tax,
+            purpose,
+            inv,
+            actions: &w.actions,
+            rule_hits: &w.rule_hits,
+            received: &w.received,
+            delivered: &w.delivered,
+            records: w.records,
+            unknown: &w.unknown,
+        }
+        .outcome()
+    })
+}
+
+/// What a walk counted, turned into an [`Outcome`] by the DOM walk and the span walk alike
+/// (`super::span`), so the two cannot report differently.
+pub(super) struct Counted<'c, 'a> {
+    pub tax: &'a Taxonomy,
+    pub purpose: &'a Purpose,
+    pub inv: &'a Inventory,
+    pub actions: &'c [u64; 9],
+    pub rule_hits: &'c [u64],
+    pub received: &'c [bool],
+    pub delivered: &'c [bool],
+    pub records: u64,
+    pub unknown: &'c [(usize, Option<&'a FieldNode>, String)],
+}
+
+impl Counted<'_, '_> {
+    /// The outcome (`changed` false: the caller sets it).
+    pub fn outcome(&self) -> Outcome {
+        let tax = self.tax;
+        // Names are static (the taxonomy is compiled in) and rule ids shared: reporting
+        // allocates only the maps' nodes.
+        let names = |flags: &[bool]| -> BTreeSet<&'static str> {
+            flags
+                .iter()
+                .enumerate()
+                .filter(|(i, f)| **f && !tax.is_system(*i as CatId))
+                .map(|(i, _)| tax.name(i as CatId))
+                .collect()
+        };
+        let actions = self
+            .actions
             .iter()
-            .enumerate()
-            .filter(|(i, f)| **f && !tax.is_system(*i as CatId))
-            .map(|(i, _)| tax.name(i as CatId))
-            .collect()
-    };
-    let actions = w
-        .actions
-        .iter()
-        .zip(ACTION_NAMES)
-        .filter(|(n, _)| **n > 0)
-        .map(|(n, name)| (name, *n))
-        .collect();
-    // summed, not collected: two slots with one id (a consent signal listed twice) add up
-    let mut rules: BTreeMap<Arc<str>, u64> = BTreeMap::new();
-    for (n, id) in w.rule_hits.iter().zip(&purpose.rule_ids) {
-        if *n > 0 {
-            *rules.entry(id.clone()).or_insert(0) += *n;
+            .zip(ACTION_NAMES)
+            .filter(|(n, _)| **n > 0)
+            .map(|(n, name)| (name, *n))
+            .collect();
+        // summed, not collected: two slots with one id (a consent signal listed twice) add up
+        let mut rules: BTreeMap<Arc<str>, u64> = BTreeMap::new();
+        for (n, id) in self.rule_hits.iter().zip(&self.purpose.rule_ids) {
+            if *n > 0 {
+                *rules.entry(id.clone()).or_insert(0) += *n;
+            }
+        }
+        Outcome {
+            records: self.records,
+            actions,
+            rules,
+            categories_received: names(self.received),
+            categories_delivered: names(self.delivered),
+            changed: false,
+            shadow: false,
+            shadow_refusal: None,
+            unclassified: unknown_fields(self.inv, self.unknown),
         }
     }
-    Ok(Outcome {
-        records: w.records,
-        actions,
-        rules,
-        categories_received: names(&w.received),
-        categories_delivered: names(&w.delivered),
-        changed: w.changed,
-        shadow: false,
-        shadow_refusal: None,
-        unclassified: unknown_fields(inv, &w.unknown),
-    })
 }
 
 /// The unknown keys as resource names and field paths: the parent's path is found by a
@@ -483,7 +519,7 @@ fn node_path(node: &FieldNode, target: &FieldNode, path: &mut String) -> bool {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Verdict {
+pub(super) enum Verdict {
     Keep,
     /// Remove the key / array item.
     Remove,
@@ -991,7 +1027,12 @@ fn rewrite_counts(res: &Resource, counts: Counts, delivered: u64, body: &mut Val
 /// HubSpot sends every property as a string, so there `"false"` equals `false` and `"1"`
 /// equals `1`; other dialects compare strictly.
 fn granted(sig: &ConsentSignal, record: &Value, dialect: Dialect) -> bool {
-    let Some(v) = navigate(record, &sig.field) else {
+    granted_value(sig, navigate(record, &sig.field), dialect)
+}
+
+/// [`granted`] on the signal's field as found in the record (None: absent).
+pub(super) fn granted_value(sig: &ConsentSignal, v: Option<&Value>, dialect: Dialect) -> bool {
+    let Some(v) = v else {
         return false;
     };
     let matches = |actual: &Value| {

@@ -10,7 +10,8 @@
 //! - `taxonomy`: fideslang data categories shipped as data, interned;
 //! - `select`: JSONPath parsed once, compiled into field trees and record locators;
 //! - `set`: the compiled, immutable, `Arc`-shared policy set and `classify`;
-//! - `engine`: `apply`, the pure function the proxy calls per body;
+//! - `engine`: `apply`, the pure function the proxy calls per body; `span`: the same decision
+//!   over a response's bytes without a DOM (the DOM engine stays its oracle and fallback);
 //! - `actions`: mask, pseudonymise, generalise, truncate; `lookup`: the tables of
 //!   `generalise: { map: FILE }`;
 //! - `csv`: the same policies over CSV bodies (Salesforce Bulk API 2.0 results), streamed:
@@ -46,6 +47,7 @@ pub mod schema;
 pub mod select;
 pub mod set;
 pub mod source;
+pub mod span;
 pub mod taxonomy;
 pub mod testing;
 

@@ -214,8 +214,9 @@ impl LocNode {
     }
 }
 
+/// One step of a record selector on the compiled fast path.
 #[derive(Debug, Clone)]
-enum FastStep {
+pub(crate) enum FastStep {
     Keys(Vec<String>),
     Items,
     Index(usize),
@@ -283,6 +284,15 @@ impl RecordSelector {
     /// True when this selector takes the compiled fast path.
     pub fn is_fast(&self) -> bool {
         matches!(self.kind, Kind::Fast(..))
+    }
+
+    /// The steps and record pattern of a selector on the compiled fast path (None for a
+    /// jsonpath-rust query): the span walker (`super::span`) follows them over raw bytes.
+    pub(crate) fn fast_parts(&self) -> Option<(&[FastStep], &LocNode)> {
+        match &self.kind {
+            Kind::Fast(steps, node) => Some((steps, node)),
+            Kind::Query(_) => None,
+        }
     }
 
     /// Where the records sit in `body`, or `None` when the selector does not match.

@@ -234,12 +234,54 @@ impl Ctx<Governed> {
             r
         };
         let outcome = result.map_err(|r| self.refused(r))?;
-        self.log_outcome(Direction::Response, &outcome);
+        self.response_decided(state, &outcome);
+        Ok(outcome)
+    }
+
+    /// [`Ctx::filter_response`] on the span path (`policy::span`), upstream links rewritten
+    /// as well: the minimised body and its outcome, or None when the body is for the DOM path
+    /// (anything the span path does not cover, every refusal, live shadow comparison).
+    pub fn filter_response_span(
+        &self,
+        state: &State,
+        bytes: &[u8],
+    ) -> Result<Option<(Vec<u8>, Outcome)>, ProxyError> {
+        // an unknown purpose is the DOM path's to report, after its parse error if any
+        let (None, Ok(purpose)) = (&state.shadow, self.purpose()) else {
+            return Ok(None);
+        };
+        let (set, op) = (&self.route.policy, &self.flow.op);
+        let links = Some(&self.route.upstream.links);
+        let limits = buffer::json_limits(state);
+        let key = self.route.pseudonym_key.as_ref();
+        match policy::span::response(
+            set,
+            purpose,
+            op,
+            bytes,
+            &limits,
+            key,
+            &self.flow.shape,
+            links,
+        ) {
+            Ok(m) => {
+                self.response_decided(state, &m.outcome);
+                Ok(Some((m.body, m.outcome)))
+            }
+            Err(fallback) => {
+                tracing::trace!(request_id = %self.request_id, fallback = fallback.as_str(), "governed response on the DOM path");
+                Ok(None)
+            }
+        }
+    }
+
+    /// A response's decision logged (counts only) and its unknown fields counted.
+    fn response_decided(&self, state: &State, outcome: &Outcome) {
+        self.log_outcome(Direction::Response, outcome);
         state
             .metrics
             .drift
             .record(&self.route.upstream.label, &outcome.unclassified);
-        Ok(outcome)
     }
 
     /// Live shadow comparison (`crate::shadow`): the candidate policy's decision on this

@@ -4,7 +4,8 @@
 //! framing dropped, since hyper recomputes them from the body and a stale `Content-Length`
 //! must not go on; cookies dropped; the dialect's allowlist applied; absolute links to the
 //! upstream rewritten to Zweck) and the body. A governed body is read, decoded, parsed,
-//! minimised for the purpose and re-encoded for the app; one too large to buffer goes on as a
+//! minimised for the purpose and re-encoded for the app (on the span path, `policy::span`, when it
+//! covers the body: the same bytes without a tree of the page); one too large to buffer goes on as a
 //! stream (`stream.rs`); nothing governed goes on unread. On an ungoverned route small JSON
 //! bodies have their links rewritten and everything else streams through untouched.
 //!
@@ -145,6 +146,13 @@ async fn json_body(
         Read::Decoded(bytes, reservation) => (bytes, reservation),
         Read::Overflow(prefix, rest) => return Ok(Json::Overflow(prefix, rest)),
     };
+    // the span path first: no tree of the page; it hands back whatever it does not cover
+    if let Some((out, outcome)) = ctx.filter_response_span(state, &bytes)? {
+        return Ok(Json::Filtered(
+            encode_for_app(ctx, headers, Bytes::from(out)),
+            outcome,
+        ));
+    }
     let mut doc = json::parse(&bytes, &json_limits(state)).map_err(|e| not((&e).into()))?;
     let outcome = ctx.filter_response(state, &mut doc)?;
     ctx.route.upstream.links.rewrite_json(&mut doc);
@@ -210,7 +218,7 @@ async fn tunnel_body(
 /// it came.
 fn rewrite_json_links(state: &State, links: &LinkRewriter, bytes: Bytes) -> Bytes {
     // most ungoverned bodies carry no upstream link: skip the parse (9 % of pass-through CPU)
-    if !links.may_link(&bytes) {
+    if !links.may_link_json(&bytes) {
         return bytes;
     }
     let Ok(mut doc) = json::parse(&bytes, &json_limits(state)) else {

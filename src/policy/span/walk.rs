@@ -1,0 +1,507 @@
+//! The span walker: the DOM walker of `super::super::engine` over raw bytes.
+//!
+//! Every method mirrors the DOM walker's method of the same name, in the same order of
+//! decisions, so that the two count and decide alike (the differential test in
+//! `tests/span_differential.rs` holds them to it). Where the DOM walker changes a value in
+//! place, this one writes the output as it goes: a kept value is copied, a transformed one is
+//! parsed alone (one scalar, not the record), transformed and written, a removed member is
+//! cut from the output again. Whatever the DOM walker would refuse (a `block` rule meeting a
+//! value, a missing pseudonym key, a body that is one withheld record) stops the walk with a
+//! [`Fallback`], and the caller runs the DOM walker, which gives the refusal.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::scan::{self, StrHook};
+use super::Fallback;
+use crate::json::{self, JsonLimits};
+use crate::policy::actions::{self, PseudonymKey, PurposeKey};
+use crate::policy::engine::{action_index, granted_value, Verdict, A_RECORD_REMOVED};
+use crate::policy::query::Shape;
+use crate::policy::select::{FieldNode, LocNode};
+use crate::policy::set::{Action, Inventory, Purpose, Resolved, RuleSlot};
+use crate::policy::taxonomy::{CatId, Taxonomy};
+
+/// A member of the root object that counts records (`counts:`), written as received: where
+/// it sits in the output, to be rewritten once the walk knows how many records stayed.
+pub(super) struct CountSlot {
+    /// Start of the member (its comma included, if it has one).
+    pub member: usize,
+    /// The number's bytes.
+    pub value: std::ops::Range<usize>,
+}
+
+pub(super) struct SpanWalker<'a, 'b> {
+    pub b: &'b [u8],
+    pub out: Vec<u8>,
+    pub tax: &'a Taxonomy,
+    pub inv: &'a Inventory,
+    pub purpose: &'a Purpose,
+    pub consent: bool,
+    pub withheld_null: bool,
+    pub observing: bool,
+    pub master: Option<&'a PseudonymKey>,
+    pub pkey: Option<Arc<PurposeKey>>,
+    pub email_cat: Option<CatId>,
+    pub actions: [u64; 9],
+    pub rule_hits: Vec<u64>,
+    pub received: Vec<bool>,
+    pub delivered: Vec<bool>,
+    pub records: u64,
+    pub located_kept: u64,
+    pub personal: bool,
+    pub changed: bool,
+    pub unknown: Vec<(usize, Option<&'a FieldNode>, String)>,
+    pub shape: &'a Shape,
+    /// The upstream-link rewrite of copied strings, when the body may hold a link.
+    pub hook: Option<StrHook<'b>>,
+    /// The upstream-link rewrite of the values actions write.
+    pub rewrite: StrHook<'b>,
+    /// The resource's count members' names, looked for in the root object (empty: none).
+    pub count_keys: Vec<&'a str>,
+    /// True until the first object is entered: the root, where count members sit.
+    pub at_root: bool,
+    pub counts: Vec<CountSlot>,
+    /// Member names of the record object about to be walked that Zweck added to the query
+    /// (`Shape::consent_added`), to be taken out with their annotations.
+    pub strip_next: Vec<&'a str>,
+}
+
+type Step = Result<(Verdict, usize), Fallback>;
+
+/// Bytes at `i` that are `null`.
+fn is_null(b: &[u8], i: usize) -> bool {
+    b.get(i..i + 4) == Some(b"null")
+}
+
+/// Limits for parsing one value alone (the document around it was already accepted).
+const VALUE_LIMITS: JsonLimits = JsonLimits {
+    max_depth: 128,
+    max_bytes: usize::MAX,
+};
+
+impl<'a> SpanWalker<'a, '_> {
+    pub fn walk(
+        &mut self,
+        i: usize,
+        node: Option<&'a FieldNode>,
+        inherited: Option<CatId>,
+        loc: Option<&LocNode>,
+        res: usize,
+    ) -> Step {
+        if let Some(l) = loc {
+            if l.record {
+                return self.record(i, res, false);
+            }
+        }
+        if let Some(child) = node.and_then(|n| n.child) {
+            return self.record(i, child, true);
+        }
+        let cat = node.and_then(|n| n.cat).or(inherited);
+        let structured = loc.is_some() || node.is_some_and(FieldNode::has_structure);
+        if structured {
+            match self.b.get(i) {
+                Some(b'{') => {
+                    let end = self.object(i, node, cat, loc, res)?;
+                    return Ok((Verdict::Keep, end));
+                }
+                Some(b'[') => {
+                    let end = self.array(i, node, cat, loc, res)?;
+                    return Ok((Verdict::Keep, end));
+                }
+                _ => {}
+            }
+        }
+        let cat = cat.unwrap_or_else(|| self.tax.unclassified());
+        self.leaf(i, cat, res)
+    }
+
+    /// Cuts the output back to `mark` (a member or item removed), with any count slot in it.
+    fn cut(&mut self, mark: usize) {
+        self.out.truncate(mark);
+        while self.counts.last().is_some_and(|c| c.member >= mark) {
+            self.counts.pop();
+        }
+    }
+
+    fn object(
+        &mut self,
+        i: usize,
+        node: Option<&'a FieldNode>,
+        cat: Option<CatId>,
+        loc: Option<&LocNode>,
+        res: usize,
+    ) -> Result<usize, Fallback> {
+        let b = self.b;
+        let root = std::mem::replace(&mut self.at_root, false);
+        let strip = std::mem::take(&mut self.strip_next);
+        let mut stripped = false;
+        self.out.push(b'{');
+        let mut j = scan::ws(b, i + 1);
+        let mut first = true;
+        if b.get(j) == Some(&b'}') {
+            self.out.push(b'}');
+            return Ok(j + 1);
+        }
+        loop {
+            let (kend, escaped) = scan::string_end(b, j).ok_or(Fallback::Bytes)?;
+            let key = scan::decode(b, j, kend, escaped).ok_or(Fallback::Bytes)?;
+            let v = scan::ws(b, scan::ws(b, kend) + 1);
+            if !strip.is_empty() && self.strip_member(&strip, &key, v, res) {
+                stripped = true;
+                let end = scan::skip_value(b, v).ok_or(Fallback::Bytes)?;
+                j = scan::ws(b, end);
+            } else {
+                let mark = self.out.len();
+                if !first {
+                    self.out.push(b',');
+                }
+                if escaped {
+                    scan::write_str(&key, &mut self.out);
+                } else {
+                    self.out.extend_from_slice(&b[j..kend]);
+                }
+                self.out.push(b':');
+                let value_at = self.out.len();
+                let (cn, ccat) = FieldNode::member(node, &key, cat);
+                if cn.is_none() && ccat.is_none() {
+                    self.note_unknown(res, node, &key);
+                }
+                let cl = loc.and_then(|l| l.keys.get(key.as_ref()));
+                let (verdict, end) = self.walk(v, cn, ccat, cl, res)?;
+                match verdict {
+                    Verdict::Keep => first = false,
+                    _ if self.observing => first = false,
+                    Verdict::Remove => self.cut(mark),
+                    Verdict::RemoveRecord => {
+                        self.cut(value_at);
+                        self.out.extend_from_slice(b"null");
+                        first = false;
+                    }
+                }
+                let kept_number = verdict == Verdict::Keep
+                    && matches!(self.out.get(value_at), Some(b'-' | b'0'..=b'9'));
+                if root && kept_number && self.count_keys.iter().any(|k| *k == key) {
+                    self.counts.push(CountSlot {
+                        member: mark,
+                        value: value_at..self.out.len(),
+                    });
+                }
+                j = scan::ws(b, end);
+            }
+            match b.get(j) {
+                Some(b',') => j = scan::ws(b, j + 1),
+                Some(b'}') => break,
+                _ => return Err(Fallback::Bytes),
+            }
+        }
+        if stripped {
+            self.changed = true;
+        }
+        self.out.push(b'}');
+        Ok(j + 1)
+    }
+
+    /// A member Zweck added to the query to read consent (or one of its annotations,
+    /// `field@...`): left out, and received when not null (`strip_added` of the DOM walker).
+    fn strip_member(&mut self, strip: &[&'a str], key: &str, v: usize, res: usize) -> bool {
+        let Some(name) = strip.iter().find(|s| {
+            key.strip_prefix(**s)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('@'))
+        }) else {
+            return false;
+        };
+        if !is_null(self.b, v) {
+            if let Some(cat) = self.inv.resources[res]
+                .fields
+                .keys
+                .get(*name)
+                .and_then(|n| n.cat)
+            {
+                self.received[cat as usize] = true;
+            }
+        }
+        true
+    }
+
+    fn array(
+        &mut self,
+        i: usize,
+        node: Option<&'a FieldNode>,
+        cat: Option<CatId>,
+        loc: Option<&LocNode>,
+        res: usize,
+    ) -> Result<usize, Fallback> {
+        let b = self.b;
+        self.at_root = false;
+        let item_node = node.and_then(|n| n.any.as_deref());
+        self.out.push(b'[');
+        let mut j = scan::ws(b, i + 1);
+        if b.get(j) == Some(&b']') {
+            self.out.push(b']');
+            return Ok(j + 1);
+        }
+        let mut first = true;
+        let mut idx = 0usize;
+        loop {
+            let cl = loc.and_then(|l| l.item(idx));
+            idx += 1;
+            let mark = self.out.len();
+            if !first {
+                self.out.push(b',');
+            }
+            let value_at = self.out.len();
+            let located = cl.is_some_and(|l| l.record);
+            let (verdict, end) = self.walk(j, item_node, cat, cl, res)?;
+            if verdict == Verdict::RemoveRecord && located && self.withheld_null {
+                self.cut(value_at);
+                self.out.extend_from_slice(b"null");
+                first = false;
+            } else if verdict == Verdict::Keep || self.observing {
+                first = false;
+            } else {
+                self.cut(mark);
+            }
+            j = scan::ws(b, end);
+            match b.get(j) {
+                Some(b',') => j = scan::ws(b, j + 1),
+                Some(b']') => break,
+                _ => return Err(Fallback::Bytes),
+            }
+        }
+        self.out.push(b']');
+        Ok(j + 1)
+    }
+
+    #[cold]
+    fn note_unknown(&mut self, res: usize, parent: Option<&'a FieldNode>, key: &str) {
+        let seen = self.unknown.iter().any(|(r, p, k)| {
+            *r == res && k == key && p.map(std::ptr::from_ref) == parent.map(std::ptr::from_ref)
+        });
+        if !seen && self.unknown.len() < crate::policy::engine::MAX_UNKNOWN_PER_BODY {
+            self.unknown.push((res, parent, key.to_string()));
+        }
+    }
+
+    fn remove_record(&mut self, i: usize, rule: RuleSlot) -> Step {
+        if !self.observing {
+            let slot = self.purpose.slot(rule);
+            self.actions[A_RECORD_REMOVED] += 1;
+            self.rule_hits[slot] += 1;
+            self.changed = true;
+        }
+        let end = scan::skip_value(self.b, i).ok_or(Fallback::Bytes)?;
+        Ok((Verdict::RemoveRecord, end))
+    }
+
+    /// Walks a removed record only to learn which categories were received.
+    fn observe(&mut self, i: usize, res: usize) -> Result<(), Fallback> {
+        let was = std::mem::replace(&mut self.observing, true);
+        let mark = self.out.len();
+        let fields = &self.inv.resources[res].fields;
+        self.walk(i, Some(fields), None, None, res)?;
+        self.cut(mark);
+        self.observing = was;
+        Ok(())
+    }
+
+    fn record(&mut self, i: usize, res: usize, child: bool) -> Step {
+        let b = self.b;
+        if is_null(b, i) {
+            self.out.extend_from_slice(b"null");
+            return Ok((Verdict::Keep, i + 4));
+        }
+        if b.get(i) != Some(&b'{') {
+            let u = self.tax.unclassified();
+            return self.leaf(i, u, res);
+        }
+        if self.shape.aggregate.is_some() && !child {
+            return Err(Fallback::Shape);
+        }
+        let mut res = res;
+        if let Some(tk) = &self.inv.resources[res].type_key {
+            if let Some(t) = scan::navigate(b, i, tk) {
+                if b.get(t) != Some(&b'"') {
+                    return self.remove_record(i, RuleSlot::UnknownType);
+                }
+                let (end, escaped) = scan::string_end(b, t).ok_or(Fallback::Bytes)?;
+                let name = scan::decode(b, t, end, escaped).ok_or(Fallback::Bytes)?;
+                match self.inv.by_type.get(name.as_ref()) {
+                    Some(r) => res = *r,
+                    None => return self.remove_record(i, RuleSlot::UnknownType),
+                }
+            }
+        }
+        if self.consent && !self.observing {
+            for (idx, c) in self.purpose.requires_consent.iter().enumerate() {
+                let granted = match self.inv.resources[res].consent.get(c) {
+                    Some(sig) => {
+                        let v = match scan::navigate(b, i, &sig.field) {
+                            Some(at) => Some(self.parse_at(at)?.0),
+                            None => None,
+                        };
+                        granted_value(sig, v.as_ref(), self.inv.dialect)
+                    }
+                    None => child,
+                };
+                if !granted {
+                    self.observe(i, res)?;
+                    return self.remove_record(i, RuleSlot::Consent(idx));
+                }
+            }
+        }
+        if self.consent && !self.observing {
+            self.strip_next = self.stripped_names(res)?;
+        }
+        let saved = std::mem::replace(&mut self.personal, false);
+        let fields = &self.inv.resources[res].fields;
+        let (_, end) = self.walk(i, Some(fields), None, None, res)?;
+        self.strip_next.clear();
+        if self.personal && !self.observing {
+            self.records += 1;
+        }
+        if !child && !self.observing {
+            self.located_kept += 1;
+        }
+        self.personal = saved;
+        Ok((Verdict::Keep, end))
+    }
+
+    /// The top-level member names Zweck added to the query for records of `res`. A deeper
+    /// added field (or a resource whose record is no object to the field map) is left to the
+    /// DOM walker.
+    fn stripped_names(&self, res: usize) -> Result<Vec<&'a str>, Fallback> {
+        let shape: &'a Shape = self.shape;
+        let fields = &self.inv.resources[res].fields;
+        let mut names = Vec::new();
+        for (r, path) in &shape.consent_added {
+            if *r != res {
+                continue;
+            }
+            match path.as_slice() {
+                [one] if fields.has_structure() && fields.child.is_none() => {
+                    names.push(one.as_str());
+                }
+                [] => {}
+                _ => return Err(Fallback::Shape),
+            }
+        }
+        Ok(names)
+    }
+
+    /// The value at `i`, parsed alone, and its end.
+    fn parse_at(&self, i: usize) -> Result<(Value, usize), Fallback> {
+        let end = scan::skip_value(self.b, i).ok_or(Fallback::Bytes)?;
+        let v = json::parse(&self.b[i..end], &VALUE_LIMITS).map_err(|_| Fallback::Bytes)?;
+        Ok((v, end))
+    }
+
+    /// Writes a value an action produced, links rewritten as the proxy rewrites them.
+    fn write_value(&mut self, mut v: Value) {
+        if let Value::String(s) = &v {
+            if let Some(new) = (self.rewrite)(s) {
+                v = Value::String(new);
+            }
+        }
+        // writing a Value into a Vec cannot fail
+        let _ = serde_json::to_writer(&mut self.out, &v);
+    }
+
+    fn copy(&mut self, i: usize) -> Step {
+        let end = scan::copy_value(self.b, i, &mut self.out, self.hook).ok_or(Fallback::Bytes)?;
+        Ok((Verdict::Keep, end))
+    }
+
+    fn leaf(&mut self, i: usize, cat: CatId, res: usize) -> Step {
+        let null = is_null(self.b, i);
+        if !null {
+            self.received[cat as usize] = true;
+            if !self.tax.is_system(cat) {
+                self.personal = true;
+            }
+        }
+        if self.observing {
+            // what an observed record would write is cut again: only its end matters
+            let end = scan::skip_value(self.b, i).ok_or(Fallback::Bytes)?;
+            return Ok((Verdict::Keep, end));
+        }
+        let p = self.purpose;
+        let (rule, action): (RuleSlot, &'a Action) = if cat == self.tax.unclassified() {
+            if self.inv.resources[res].keep_unclassified {
+                (RuleSlot::UnclassifiedKeep, &Action::Keep)
+            } else {
+                (RuleSlot::Otherwise, &p.otherwise)
+            }
+        } else {
+            match p.by_cat[cat as usize] {
+                Resolved::Rule(r) => (RuleSlot::Field(r as usize), &p.rules[r as usize].action),
+                Resolved::Otherwise => (RuleSlot::Otherwise, &p.otherwise),
+                Resolved::System => (RuleSlot::System, &Action::Keep),
+            }
+        };
+        let slot = p.slot(rule);
+        self.rule_hits[slot] += 1;
+        self.actions[action_index(action)] += 1;
+        let new = match action {
+            Action::Keep => {
+                if !null {
+                    self.delivered[cat as usize] = true;
+                }
+                return self.copy(i);
+            }
+            Action::Drop => {
+                self.changed = true;
+                let end = scan::skip_value(self.b, i).ok_or(Fallback::Bytes)?;
+                return Ok((Verdict::Remove, end));
+            }
+            Action::Block => {
+                if !null {
+                    return Err(Fallback::Refusal);
+                }
+                return self.copy(i);
+            }
+            Action::Redact(s) => {
+                let new = s.as_ref().map_or(Value::Null, |s| Value::String(s.clone()));
+                let (old, end) = self.parse_at(i)?;
+                if old != new {
+                    self.changed = true;
+                }
+                self.write_value(new);
+                return Ok((Verdict::Keep, end));
+            }
+            _ if null => return self.copy(i),
+            _ => {
+                let (old, end) = self.parse_at(i)?;
+                let new = match action {
+                    Action::Mask { keep_last } => {
+                        let email = self
+                            .email_cat
+                            .is_some_and(|e| self.tax.lineage(cat).any(|c| c == e));
+                        actions::mask(&old, *keep_last, email)
+                    }
+                    Action::Truncate(n) => actions::truncate(&old, *n),
+                    Action::Generalise(g) => actions::generalise(&old, g),
+                    _ => {
+                        if self.pkey.is_none() {
+                            self.pkey = self.master.map(|k| k.derive(&self.purpose.name));
+                        }
+                        match &self.pkey {
+                            Some(k) => actions::pseudonymise(&old, k),
+                            None => return Err(Fallback::Refusal),
+                        }
+                    }
+                };
+                if !new.is_null() {
+                    self.delivered[cat as usize] = true;
+                }
+                if old != new {
+                    self.changed = true;
+                }
+                self.write_value(new);
+                end
+            }
+        };
+        Ok((Verdict::Keep, new))
+    }
+}
