@@ -310,6 +310,65 @@ async fn an_export_spike_raises_a_volume_incident_blocks_the_purpose_and_an_oper
             "a delivered value is in the state file"
         );
     }
+
+    // the notification draft reads what the running proxy wrote: the window starts at the
+    // detection, and lists it with the containment steps taken (block, then clear)
+    let paths = h.paths();
+    let arg = |p: std::path::PathBuf| p.display().to_string();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_zweck"))
+        .args(["incident", "open", "--detected-at", "2099-01-01T00:00:00Z"])
+        .args(["--as-of", "2099-01-01T00:00:00Z", "--app", KEY_APP])
+        .args(["--purpose", "analytics"])
+        .args(["--log", &arg(dir.join("logs/transfers.jsonl"))])
+        .args(["--key", &arg(paths.audit_pub())])
+        .args(["--offbox", &arg(dir.join("offbox/checkpoints"))])
+        .args(["--sign", &arg(paths.audit_key())])
+        .args(["--store", &arg(dir.join("incidents"))])
+        .current_dir(&dir)
+        .env("RUST_LOG", "off")
+        .output()
+        .expect("zweck incident open runs");
+    let said =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    let drafted = std::fs::read_dir(dir.join("incidents"))
+        .expect("the incident store")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.is_dir())
+        .expect("the incident's directory");
+    let text = std::fs::read_to_string(drafted.join("notification.json")).expect("draft");
+    let doc: serde_json::Value = serde_json::from_str(&text).expect("json draft");
+    let facts = &doc["facts"];
+    let detections = facts["detections"].as_array().expect("detections");
+    assert_eq!(detections.len(), 1, "{detections:?}");
+    assert_eq!(detections[0]["incident"], inc["incident"]);
+    assert_eq!(detections[0]["rule"], "volume");
+    let steps: Vec<&str> = facts["containment"]
+        .as_array()
+        .expect("containment steps")
+        .iter()
+        .filter_map(|c| c["action"].as_str())
+        .collect();
+    assert_eq!(steps, ["block", "clear"], "{text}");
+    // the records equal a recount of the app's transfer entries (the spike's 200 among them)
+    let recount: u64 = log_lines(&dir)
+        .iter()
+        .filter(|e| e.get("kind").is_none() && e["app"] == KEY_APP)
+        .filter(|e| e["direction"] == "from_processor")
+        .filter_map(|e| e["records"].as_u64())
+        .sum();
+    assert!(recount >= 200, "{recount}");
+    assert_eq!(facts["from_processor"]["records"], recount, "{text}");
+    for name in ["notification.json", "notification.md", "notification.html"] {
+        let draft = std::fs::read_to_string(drafted.join(name)).expect("draft file");
+        for v in &values {
+            assert!(
+                !draft.contains(v.as_str()),
+                "a delivered value is in {name}"
+            );
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
