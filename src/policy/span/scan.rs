@@ -81,7 +81,7 @@ pub(super) struct Validator<'a> {
     max_depth: usize,
     /// Key lists of finished objects, kept for the next (one allocation per depth, not per
     /// object).
-    pool: Vec<Vec<Cow<'a, str>>>,
+    pool: Vec<Vec<Cow<'a, [u8]>>>,
 }
 
 impl<'a> Validator<'a> {
@@ -148,14 +148,14 @@ impl<'a> Validator<'a> {
         }
         let mut few = self.pool.pop().unwrap_or_default();
         few.clear();
-        let mut many: Option<HashSet<Cow<'a, str>, foldhash::fast::RandomState>> = None;
+        let mut many: Option<HashSet<Cow<'a, [u8]>, foldhash::fast::RandomState>> = None;
         loop {
             if self.b.get(i) != Some(&b'"') {
                 return None;
             }
             let (end, escaped) = self.string(i)?;
-            let key = decode(self.b, i, end, escaped)?;
-            if key.as_bytes() == NUMBER_TOKEN {
+            let key = key_bytes(self.b, i, end, escaped)?;
+            if *key == *NUMBER_TOKEN {
                 return None;
             }
             match &mut many {
@@ -284,6 +284,19 @@ pub(super) fn string_end(b: &[u8], i: usize) -> Option<(usize, bool)> {
             }
         }
     }
+}
+
+/// The decoded bytes of the key `b[i..end]` (quotes included in the span) for the duplicate
+/// check: two keys are the same decoded string exactly when these bytes are equal. A key
+/// without escapes is its raw bytes (the body's UTF-8 was checked whole before), so only keys
+/// with escapes are decoded.
+fn key_bytes(b: &[u8], i: usize, end: usize, escaped: bool) -> Option<Cow<'_, [u8]>> {
+    if !escaped {
+        return b.get(i + 1..end.checked_sub(1)?).map(Cow::Borrowed);
+    }
+    serde_json::from_slice::<String>(b.get(i..end)?)
+        .ok()
+        .map(|s| Cow::Owned(s.into_bytes()))
 }
 
 /// The text of the (valid) string `b[i..end]`, quotes included in the span.
