@@ -590,3 +590,68 @@ async fn a_revoked_app_is_refused_on_its_open_connection_and_the_cli_reinstates_
         (&"reinstate".into(), &"cli".into(), &"key-rotated".into())
     );
 }
+
+/// `on_anomaly: throttle`: after the spike the purpose's bulk exports are refused with
+/// `purpose-contained`, while its ordinary reads still flow (with a shrunk budget), and the
+/// step is a `containment` entry with action `throttle`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttle_closes_the_bulk_class_and_leaves_ordinary_reads() {
+    let mut h = Harness::start_full(500, write_token, |o| {
+        let mut o = o;
+        o.policies = policies_with(&o.certs_dir, |t| {
+            assert!(t.contains("\n  analytics:\n"));
+            t.replacen(
+                "\n  analytics:\n",
+                "\n  analytics:\n    on_anomaly: throttle\n",
+                1,
+            )
+        });
+        o.extra_upstreams = incidents_section(&o.certs_dir, None);
+        o
+    })
+    .await;
+    let key = h.api_key();
+    let auth = [("zweck-api-key", key.as_str())];
+    let json = [
+        ("zweck-api-key", key.as_str()),
+        ("content-type", "application/json"),
+    ];
+    let job =
+        Bytes::from_static(br#"{"operation":"query","query":"SELECT Id,Email FROM Contact"}"#);
+    let c = h.anon_client(Version::H1);
+    let jobs = h.url("/services/data/v66.0/jobs/query");
+
+    // before: the purpose may start a bulk export
+    let (r, body) = c.call(http::Method::POST, &jobs, &json, job.clone()).await;
+    assert_eq!(r.status(), 200, "{}", String::from_utf8_lossy(&body));
+
+    // the spike
+    let (r, _) = c.get(&h.url(QUERY), &auth).await;
+    assert_eq!(r.status(), 200);
+    let dir = h.dir.path().to_path_buf();
+    assert!(
+        eventually(|| !events(&dir, "containment").is_empty()).await,
+        "a containment entry follows the incident"
+    );
+    let step = &events(&dir, "containment")[0];
+    assert_eq!(step["action"], "throttle");
+    assert_eq!(step["by"], "detector");
+    assert_eq!(step["purpose"], "analytics");
+
+    // the bulk class is closed, on a new connection and protocol too
+    let (r, body) = c.call(http::Method::POST, &jobs, &json, job.clone()).await;
+    assert_eq!(r.status(), 403);
+    assert_eq!(problem_slug(&r, &body), "purpose-contained");
+    let c2 = h.anon_client(Version::H2);
+    let (r, body) = c2.call(http::Method::POST, &jobs, &json, job).await;
+    assert_eq!(problem_slug(&r, &body), "purpose-contained");
+    // an ordinary read of the same app and purpose still flows
+    let (r, _) = c2
+        .get(
+            &h.url("/services/data/v66.0/query?q=SELECT+Id+FROM+Contact+LIMIT+5"),
+            &auth,
+        )
+        .await;
+    assert_eq!(r.status(), 200, "throttle is not block");
+    h.shutdown().await;
+}
