@@ -460,41 +460,35 @@ async fn pipeline(
         let governance = r.governance(req.method());
         (r, governance)
     });
+    // a route's refusal, a revoked app or an incident's containment (on_anomaly) stops here,
+    // before anything flows, with its own transfer record
     let (route, governance) = match located {
-        Ok((route, Ok(governance))) => (route, governance),
-        Ok((route, Err(err))) => {
-            let (app, purpose) = (&*caller.app, &*caller.purpose);
-            Box::pin(log::early_refusal(
-                state,
-                &live,
-                &arrival,
-                app,
-                purpose,
-                Some(&route),
-                &req,
-                &err,
-            ))
-            .await;
-            return (Reached::Identified(arrival, caller), Err(err));
+        Ok((route, governance)) => {
+            let admitted = governance.and_then(|g| match contained(state, &caller, &g) {
+                Some(err) => Err(err),
+                None => Ok(g),
+            });
+            match admitted {
+                Ok(governance) => (route, governance),
+                Err(err) => {
+                    let (app, purpose) = (&*caller.app, &*caller.purpose);
+                    Box::pin(log::early_refusal(
+                        state,
+                        &live,
+                        &arrival,
+                        app,
+                        purpose,
+                        Some(&route),
+                        &req,
+                        &err,
+                    ))
+                    .await;
+                    return (Reached::Identified(arrival, caller), Err(err));
+                }
+            }
         }
         Err(err) => return (Reached::Identified(arrival, caller), Err(err)),
     };
-    // a revoked app, or an incident's containment (on_anomaly), stops before anything flows
-    if let Some(err) = contained(state, &caller, &governance) {
-        let (app, purpose) = (&*caller.app, &*caller.purpose);
-        log::early_refusal(
-            state,
-            &live,
-            &arrival,
-            app,
-            purpose,
-            Some(&route),
-            &req,
-            &err,
-        )
-        .await;
-        return (Reached::Identified(arrival, caller), Err(err));
-    }
     match governance {
         Governance::Governed(op) => {
             let mut budget = BudgetScope::of(&op, &caller, &route.policy);
