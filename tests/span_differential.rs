@@ -54,7 +54,27 @@ struct Case<'a> {
     links: &'a LinkRewriter,
 }
 
-impl Case<'_> {
+impl<'a> Case<'a> {
+    /// A case under the strict model's default limits.
+    fn new(
+        set: &'a PolicySet,
+        purpose: &'a str,
+        op: &'a Operation,
+        key: Option<&'a PseudonymKey>,
+        shape: &'a Shape,
+        links: &'a LinkRewriter,
+    ) -> Self {
+        Case {
+            set,
+            purpose,
+            op,
+            limits: LIMITS,
+            key,
+            shape,
+            links,
+        }
+    }
+
     /// The oracle: strict parse, the DOM engine, the proxy's link rewrite, serde_json.
     fn dom(&self, bytes: &[u8]) -> Answer {
         let purpose = self.set.purpose(self.purpose).expect("purpose");
@@ -165,15 +185,7 @@ fn shipped_fixtures_under_every_operation_and_purpose() {
             for op in inv.operations() {
                 for purpose in PURPOSES {
                     for key in [Some(&key), None] {
-                        let case = Case {
-                            set: &set,
-                            purpose,
-                            op,
-                            limits: LIMITS,
-                            key,
-                            shape: &shape,
-                            links: &links,
-                        };
+                        let case = Case::new(&set, purpose, op, key, &shape, &links);
                         runs += 1;
                         if case.check(&bytes, &name) {
                             span_ran += 1;
@@ -210,15 +222,7 @@ fn the_list_fixtures_take_the_span_path() {
         let bytes = std::fs::read(root().join("tests/fixtures/crm").join(file)).expect("read");
         let op = list_op(&set, dialect);
         for purpose in PURPOSES {
-            let case = Case {
-                set: &set,
-                purpose,
-                op,
-                limits: LIMITS,
-                key: Some(&key),
-                shape: &shape,
-                links: &links,
-            };
+            let case = Case::new(&set, purpose, op, Some(&key), &shape, &links);
             assert!(case.check(&bytes, file), "{file} for {purpose} fell back");
         }
     }
@@ -260,15 +264,7 @@ fn crm_double_pages_and_query_shapes() {
                 );
             }
             for shape in &shapes {
-                let case = Case {
-                    set: &set,
-                    purpose,
-                    op,
-                    limits: LIMITS,
-                    key: Some(&key),
-                    shape,
-                    links: &links,
-                };
+                let case = Case::new(&set, purpose, op, Some(&key), shape, &links);
                 assert!(
                     case.check(&bytes, &format!("double {dialect}")),
                     "{dialect} page for {purpose} fell back"
@@ -602,15 +598,7 @@ fn generated_pages_agree() {
             (page_text(dialect, &records, seed), list_op(&set, dialect))
         };
         for purpose in PURPOSES {
-            let case = Case {
-                set: &set,
-                purpose,
-                op,
-                limits: LIMITS,
-                key: Some(&key),
-                shape: &shape,
-                links: &links,
-            };
+            let case = Case::new(&set, purpose, op, Some(&key), &shape, &links);
             runs.set(runs.get() + 1);
             if case.check(text.as_bytes(), "generated") {
                 ran.set(ran.get() + 1);
@@ -659,15 +647,7 @@ fn json_test_suite_agrees() {
         let op = list_op(&set, dialect);
         for (name, bytes) in &files {
             for purpose in ["support", "analytics"] {
-                let case = Case {
-                    set: &set,
-                    purpose,
-                    op,
-                    limits: LIMITS,
-                    key: Some(&key),
-                    shape: &shape,
-                    links: &links,
-                };
+                let case = Case::new(&set, purpose, op, Some(&key), &shape, &links);
                 // run on a thread with a normal 2 MiB stack: deep files must not overflow it
                 let ok = std::thread::scope(|s| {
                     std::thread::Builder::new()
@@ -784,13 +764,8 @@ fn hostile_shapes_agree() {
         for (name, bytes) in hostile() {
             for purpose in PURPOSES {
                 let case = Case {
-                    set: &set,
-                    purpose,
-                    op,
                     limits,
-                    key: Some(&key),
-                    shape: &shape,
-                    links: &links,
+                    ..Case::new(&set, purpose, op, Some(&key), &shape, &links)
                 };
                 std::thread::scope(|s| {
                     std::thread::Builder::new()
@@ -821,15 +796,7 @@ fn fuzz_seeds_agree() {
         for p in &files {
             let bytes = std::fs::read(p).expect("seed");
             for purpose in PURPOSES {
-                let case = Case {
-                    set: &set,
-                    purpose,
-                    op,
-                    limits: LIMITS,
-                    key: Some(&key),
-                    shape: &shape,
-                    links: &links,
-                };
+                let case = Case::new(&set, purpose, op, Some(&key), &shape, &links);
                 case.check(&bytes, &p.display().to_string());
             }
         }
