@@ -780,6 +780,112 @@ fn hostile_shapes_agree() {
     }
 }
 
+/// One defect put into a valid page at `at`: the strict model refuses every one of them
+/// wherever it sits (a kept value, a dropped one, a record removed for consent and only
+/// observed, a key or an envelope member), so the span path, which checks the page in the
+/// same pass that walks it, must not answer.
+fn inject(page: &[u8], at: usize, defect: usize) -> Vec<u8> {
+    let (head, tail) = page.split_at(at);
+    let mut out = head.to_vec();
+    match defect {
+        // a byte that is never UTF-8
+        0 => out.push(0xFF),
+        // a control character
+        1 => out.push(0x01),
+        // a lone surrogate (a string where one may stand, or a bad token elsewhere)
+        2 => out.extend_from_slice(br"\ud800"),
+        // the page cut short
+        3 => return out,
+        // a stray closing bracket
+        _ => out.push(b']'),
+    }
+    out.extend_from_slice(tail);
+    out
+}
+
+#[test]
+fn defects_anywhere_in_a_page_are_refused() {
+    let set = shipped();
+    let key = PseudonymKey::new(&[7u8; 32]);
+    let links = links();
+    let shape = Shape::default();
+    let mut refused = 0;
+    for (dialect, file) in [
+        (
+            Dialect::Salesforce,
+            "salesforce/soql-query.page1.response.json",
+        ),
+        (
+            Dialect::HubSpot,
+            "hubspot/contacts-list.page1.response.json",
+        ),
+        (
+            Dialect::Dynamics,
+            "dynamics/contacts-list.page1.response.json",
+        ),
+    ] {
+        let page = std::fs::read(root().join("tests/fixtures/crm").join(file)).expect("read");
+        let op = list_op(&set, dialect);
+        // every position of a small page, inside strings, keys, numbers and between tokens
+        let step = (page.len() / 400).max(1);
+        for at in (0..page.len()).step_by(step) {
+            for defect in 0..5 {
+                let bad = inject(&page, at, defect);
+                for purpose in PURPOSES {
+                    let case = Case::new(&set, purpose, op, Some(&key), &shape, &links);
+                    if case.dom(&bad).is_err() {
+                        refused += 1;
+                    }
+                    // panics when the span path answers what the DOM path refuses
+                    case.check(&bad, &format!("{file} + defect {defect} at {at}"));
+                }
+            }
+        }
+    }
+    assert!(refused > 10_000, "most defects are refused ({refused})");
+}
+
+/// Duplicate members in every place the walk meets an object: a record with more members than
+/// the pairwise check covers (sorted), a dropped value, a record removed for consent, a record
+/// of an unknown type, an escaped name equal to a plain one.
+#[test]
+fn duplicates_wherever_the_walk_goes_are_refused() {
+    let set = shipped();
+    let key = PseudonymKey::new(&[7u8; 32]);
+    let links = links();
+    let shape = Shape::default();
+    let op = list_op(&set, Dialect::Salesforce);
+    let many: Vec<String> = (0..40).map(|i| format!(r#""Custom{i}__c":{i}"#)).collect();
+    let rec = |inner: &str| format!(r#"{{"totalSize":1,"done":true,"records":[{inner}]}}"#);
+    let bodies = [
+        rec(&format!(
+            r#"{{"Email":"x",{},"Custom7__c":0}}"#,
+            many.join(",")
+        )),
+        rec(&format!(
+            r#"{{"Email":"x",{},"Custom\u0037__c":0}}"#,
+            many.join(",")
+        )),
+        rec(r#"{"Email":"x","Description":{"a":1,"a":2}}"#),
+        rec(r#"{"HasOptedOutOfEmail":true,"Email":"x","Description":{"a":1,"a":2}}"#),
+        rec(r#"{"attributes":{"type":"Nope"},"Email":"x","Description":{"a":1,"a":2}}"#),
+        rec(r#"{"attributes":{"type":"Contact","type":"Contact"},"Email":"x"}"#),
+        rec(r#"{"Email":"x","Em\u0061il":"y"}"#),
+        r#"{"totalSize":1,"done":true,"records":[],"done":false}"#.to_string(),
+    ];
+    for body in &bodies {
+        for purpose in PURPOSES {
+            let case = Case::new(&set, purpose, op, Some(&key), &shape, &links);
+            assert!(case.dom(body.as_bytes()).is_err(), "the DOM refuses {body}");
+            case.check(body.as_bytes(), body);
+        }
+    }
+    // without the duplicate, the large record is answered on the span path
+    let fine = rec(&format!(r#"{{"Email":"x",{}}}"#, many.join(",")));
+    let case = Case::new(&set, "support", op, Some(&key), &shape, &links);
+    assert!(case.check(fine.as_bytes(), "40 members"));
+}
+
 #[test]
 fn fuzz_seeds_agree() {
     // the body fuzz target's seeds (fuzz/seeds), where the repository carries them

@@ -2,11 +2,13 @@
 //!
 //! The DOM path (`crate::json::parse` into a `serde_json::Value`, `engine::apply`,
 //! `serde_json` to write it again) builds a tree of the whole page, which costs several times
-//! the page's bytes and most of a governed request's CPU. This path reads the page twice
-//! instead: once to check it against the strict document model (docs/json.md: grammar,
-//! UTF-8, BOM, depth, duplicate keys on the decoded key, lone surrogates, trailing content),
-//! once to walk it with the compiled locators and field trees, copying what is kept and
-//! writing anew only the values an action changes. Its output is byte-identical to the DOM
+//! the page's bytes and most of a governed request's CPU. This path reads the page once
+//! instead: it walks it with the compiled locators and field trees, copying what is kept and
+//! writing anew only the values an action changes, and checks every byte it walks, copies
+//! or skips against the strict document model as it goes (docs/json.md: grammar, UTF-8, BOM,
+//! depth, duplicate keys on the decoded key, lone surrogates, trailing content; `scan`). A
+//! record selector or a record's type and consent fields are read ahead on bytes not yet
+//! checked; a bad byte anywhere still ends the walk with a fallback before anything is used. Its output is byte-identical to the DOM
 //! path's (same member order, same escaping, same number spelling), its outcome identical
 //! (records, categories, actions and rules counted by the same [`Counted`]).
 //!
@@ -38,8 +40,8 @@ use super::set::{Counts, OpKind, Operation, PolicySet, Purpose};
 use super::{Mode, PseudonymKey, Writes};
 use crate::json::JsonLimits;
 use crate::links::LinkRewriter;
-use scan::{StrHook, Validator};
-use walk::SpanWalker;
+use scan::{Checker, StrHook};
+use walk::{Memo, SpanWalker};
 
 /// Why the span path handed a body back to the DOM path (never an error to the client).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,8 +103,7 @@ pub fn response(
     if shape.aggregate.is_some() {
         return Err(Fallback::Shape);
     }
-    // the strict model's effective depth: serde_json's own recursion limit allows 127
-    if body.len() > limits.max_bytes || !Validator::check(body, limits.max_depth.min(127)) {
+    if body.len() > limits.max_bytes {
         return Err(Fallback::Bytes);
     }
     let inv = set.inventory(op.dialect).ok_or(Fallback::Refusal)?;
@@ -140,6 +141,10 @@ pub fn response(
     let mut w = SpanWalker {
         b: body,
         out: Vec::with_capacity(body.len()),
+        // the strict model's effective depth: serde_json's own recursion limit allows 127
+        ck: Checker::new(body, limits.max_depth.min(127)),
+        depth: 0,
+        memo: Memo::new(),
         tax,
         inv,
         purpose,

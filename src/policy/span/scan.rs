@@ -1,25 +1,28 @@
-//! Byte-level JSON for the span walker: a strict validator and the readers and copiers the
-//! walker uses on bytes the validator accepted.
+//! Byte-level JSON for the span walker: the strict document model checked in the walk's one
+//! pass ([`Checker`]), and the readers the walker uses to look ahead.
 //!
-//! The validator is deliberately at least as strict as `crate::json::parse`: whatever it
+//! The checker is deliberately at least as strict as `crate::json::parse`: whatever it
 //! accepts, the strict model accepts and reads the same way; whatever it doubts (including
 //! forms the strict model accepts, such as serde_json's private number marker as a key) it
-//! refuses, and the caller then runs the strict model, which gives the one answer. So the
-//! validator never needs to say *why* a document is bad, only that it is not sure it is good.
+//! refuses, and the caller then runs the strict model, which gives the one answer. So it never
+//! needs to say *why* a document is bad, only that it is not sure it is good. UTF-8 is checked
+//! where bytes above 0x7F may stand, inside strings: anywhere else such a byte is no token.
+//!
+//! The look-ahead readers (`member`, `navigate`, `skip_value`, `string_end`) read bytes the
+//! walk has not checked yet (a record's type or consent field before the record is walked):
+//! they never panic on bad bytes, and what they find counts only once the walk has checked
+//! the same bytes, since a bad body ends the walk with a fallback.
 //!
 //! Output is written as serde_json writes a `Value` (compact, keys and strings escaped as its
 //! formatter does, exponents `e` with an explicit sign): a string without a backslash is copied
 //! byte for byte, one with escapes is decoded and written again by serde_json itself.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
+use std::hash::BuildHasher;
 
 /// serde_json's marker key for arbitrary-precision numbers: a document that uses it as a key
 /// anywhere is left to the strict model.
 const NUMBER_TOKEN: &[u8] = b"$serde_json::private::Number";
-
-/// Objects with more members than this check duplicates by hashing.
-const FEW_KEYS: usize = 16;
 
 const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGHS: u64 = 0x8080_8080_8080_8080;
@@ -35,10 +38,11 @@ pub(super) fn ws(b: &[u8], mut i: usize) -> usize {
     i
 }
 
-/// The first byte at or after `i` that is `"`, `\` or (when `controls`) below 0x20, eight
-/// bytes at a time (SWAR); `b.len()` when there is none.
+/// The first byte at or after `i` that is `"` or `\\`, eight bytes at a time (SWAR);
+/// `b.len()` when there is none. For bytes already checked: control characters are not looked
+/// for.
 #[inline]
-fn find_special(b: &[u8], mut i: usize, controls: bool) -> usize {
+fn find_special(b: &[u8], mut i: usize) -> usize {
     while let Some(chunk) = b.get(i..i + 8) {
         let Ok(word) = <[u8; 8]>::try_from(chunk) else {
             break;
@@ -46,11 +50,7 @@ fn find_special(b: &[u8], mut i: usize, controls: bool) -> usize {
         let w = u64::from_le_bytes(word);
         let quote = w ^ (ONES * u64::from(b'"'));
         let slash = w ^ (ONES * u64::from(b'\\'));
-        let mut hit = (quote.wrapping_sub(ONES) & !quote) | (slash.wrapping_sub(ONES) & !slash);
-        if controls {
-            hit |= w.wrapping_sub(ONES * 0x20) & !w;
-        }
-        hit &= HIGHS;
+        let hit = ((quote.wrapping_sub(ONES) & !quote) | (slash.wrapping_sub(ONES) & !slash)) & HIGHS;
         if hit != 0 {
             // the lowest flagged byte is exact (borrows only move upwards)
             return i + (hit.trailing_zeros() / 8) as usize;
@@ -58,9 +58,44 @@ fn find_special(b: &[u8], mut i: usize, controls: bool) -> usize {
         i += 8;
     }
     while let Some(&c) = b.get(i) {
-        if c == b'"' || c == b'\\' || (controls && c < 0x20) {
+        if c == b'"' || c == b'\\' {
             return i;
         }
+        i += 1;
+    }
+    b.len()
+}
+
+/// The first byte at or after `i` that is `"`, `\\` or below 0x20 (SWAR), for bytes not yet
+/// checked; `high` is set when a byte at or above 0x80 may have been passed (a word holding
+/// one was read), so that the caller checks the string's UTF-8.
+#[inline]
+fn find_special_checked(b: &[u8], mut i: usize, high: &mut bool) -> usize {
+    let mut seen = 0u64;
+    while let Some(chunk) = b.get(i..i + 8) {
+        let Ok(word) = <[u8; 8]>::try_from(chunk) else {
+            break;
+        };
+        let w = u64::from_le_bytes(word);
+        seen |= w;
+        let quote = w ^ (ONES * u64::from(b'"'));
+        let slash = w ^ (ONES * u64::from(b'\\'));
+        let hit = ((quote.wrapping_sub(ONES) & !quote)
+            | (slash.wrapping_sub(ONES) & !slash)
+            | (w.wrapping_sub(ONES * 0x20) & !w))
+            & HIGHS;
+        if hit != 0 {
+            *high |= seen & HIGHS != 0;
+            return i + (hit.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    *high |= seen & HIGHS != 0;
+    while let Some(&c) = b.get(i) {
+        if c == b'"' || c == b'\\' || c < 0x20 {
+            return i;
+        }
+        *high |= c >= 0x80;
         i += 1;
     }
     b.len()
@@ -75,159 +110,393 @@ fn hex4(b: &[u8], i: usize) -> Option<u32> {
     Some(n)
 }
 
-/// The strict validator (see the module docs).
-pub(super) struct Validator<'a> {
-    b: &'a [u8],
-    max_depth: usize,
-    /// Key lists of finished objects, kept for the next (one allocation per depth, not per
-    /// object).
-    pool: Vec<Vec<Cow<'a, [u8]>>>,
+/// The end of the string starting at `i` (after its closing quote) and whether it has
+/// escapes, checked: None for control characters, bad escapes, lone surrogates and bytes that
+/// are not UTF-8.
+pub(super) fn string(b: &[u8], i: usize) -> Option<(usize, bool)> {
+    let mut j = i + 1;
+    let mut escaped = false;
+    let mut high = false;
+    loop {
+        j = find_special_checked(b, j, &mut high);
+        match *b.get(j)? {
+            b'"' => {
+                if high {
+                    std::str::from_utf8(b.get(i + 1..j)?).ok()?;
+                }
+                return Some((j + 1, escaped));
+            }
+            b'\\' => {
+                escaped = true;
+                match *b.get(j + 1)? {
+                    b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => j += 2,
+                    b'u' => {
+                        let cp = hex4(b, j + 2)?;
+                        j += 6;
+                        if (0xDC00..0xE000).contains(&cp) {
+                            return None;
+                        }
+                        if (0xD800..0xDC00).contains(&cp) {
+                            if b.get(j..j + 2)? != b"\\u" {
+                                return None;
+                            }
+                            let low = hex4(b, j + 2)?;
+                            if !(0xDC00..0xE000).contains(&low) {
+                                return None;
+                            }
+                            j += 6;
+                        }
+                    }
+                    _ => return None,
+                }
+            }
+            _ => return None,
+        }
+    }
 }
 
-impl<'a> Validator<'a> {
-    /// True when `b` is one document the strict model accepts, nested at most `max_depth`
-    /// deep (the caller passes the strict model's effective limit).
-    pub fn check(b: &'a [u8], max_depth: usize) -> bool {
-        if b.starts_with(&[0xEF, 0xBB, 0xBF]) || std::str::from_utf8(b).is_err() {
-            return false;
+/// A member name of an object being read, for the duplicate check: its hash and where its
+/// decoded bytes are (the body for a name without escapes, [`Checker`]'s own buffer for one
+/// with).
+#[derive(Clone, Copy)]
+struct Name {
+    hash: u64,
+    start: usize,
+    len: usize,
+    decoded: bool,
+}
+
+/// Where an object's names start in [`Checker`]'s lists (`Checker::open`).
+#[derive(Clone, Copy)]
+pub(super) struct Names(usize, usize);
+
+/// An open object's duplicate check: a 256-bit filter of its names' hashes, so that a new
+/// name is compared with the others only when its bit is taken already. Past `FEW_NAMES`
+/// names the filter fills up, and the object's names are sorted by hash once, when it closes.
+struct Frame {
+    first: usize,
+    filter: [u64; 4],
+}
+
+/// Objects with up to this many members check each new name as it comes; larger ones sort.
+const FEW_NAMES: usize = 64;
+
+/// The strict document model over bytes (see the module docs), read in the walker's one pass:
+/// every value the walker copies, skips or walks is checked by these methods or by the walker
+/// itself with them (member names, separators, depth), so that a body the span path answers
+/// is one the strict model accepts, read the same way.
+pub(super) struct Checker<'b> {
+    b: &'b [u8],
+    /// The strict model's effective depth limit.
+    pub max_depth: usize,
+    hasher: foldhash::fast::RandomState,
+    /// Names of the objects open now, innermost last.
+    names: Vec<Name>,
+    /// The objects open now, innermost last.
+    frames: Vec<Frame>,
+    /// Decoded names that had escapes.
+    decoded: Vec<u8>,
+}
+
+/// Where a checked value goes: into the output, written as serde_json writes it, or nowhere.
+pub(super) trait Sink {
+    fn byte(&mut self, c: u8);
+    fn raw(&mut self, bytes: &[u8]);
+    /// The (checked) string `b[i..end]`, a value unless `key`; values go through `hook`.
+    fn string(
+        &mut self,
+        b: &[u8],
+        i: usize,
+        end: usize,
+        escaped: bool,
+        key: bool,
+        hook: Option<StrHook<'_>>,
+    ) -> Option<()>;
+    fn number(&mut self, b: &[u8], i: usize, end: usize);
+}
+
+/// Checks without writing (a dropped or observed value, a member Zweck added).
+pub(super) struct Skip;
+
+impl Sink for Skip {
+    #[inline]
+    fn byte(&mut self, _: u8) {}
+    #[inline]
+    fn raw(&mut self, _: &[u8]) {}
+    #[inline]
+    fn string(
+        &mut self,
+        _: &[u8],
+        _: usize,
+        _: usize,
+        _: bool,
+        _: bool,
+        _: Option<StrHook<'_>>,
+    ) -> Option<()> {
+        Some(())
+    }
+    #[inline]
+    fn number(&mut self, _: &[u8], _: usize, _: usize) {}
+}
+
+impl Sink for Vec<u8> {
+    #[inline]
+    fn byte(&mut self, c: u8) {
+        self.push(c);
+    }
+    #[inline]
+    fn raw(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+    #[inline]
+    fn string(
+        &mut self,
+        b: &[u8],
+        i: usize,
+        end: usize,
+        escaped: bool,
+        key: bool,
+        hook: Option<StrHook<'_>>,
+    ) -> Option<()> {
+        let rewritten = match hook {
+            Some(h) if !key => h(&decode(b, i, end, escaped)?),
+            _ => None,
+        };
+        match rewritten {
+            Some(s) => write_str(&s, self),
+            None if escaped => write_str(&decode(b, i, end, true)?, self),
+            None => self.extend_from_slice(b.get(i..end)?),
         }
-        let mut v = Validator {
+        Some(())
+    }
+    #[inline]
+    fn number(&mut self, b: &[u8], i: usize, end: usize) {
+        write_number(b, i, end, self);
+    }
+}
+
+impl<'b> Checker<'b> {
+    pub fn new(b: &'b [u8], max_depth: usize) -> Checker<'b> {
+        Checker {
             b,
             max_depth,
-            pool: Vec::new(),
-        };
-        let i = ws(b, 0);
-        match v.value(i, 0) {
-            Some(end) => ws(b, end) == b.len(),
-            None => false,
+            hasher: foldhash::fast::RandomState::default(),
+            names: Vec::new(),
+            frames: Vec::new(),
+            decoded: Vec::new(),
         }
     }
 
-    fn value(&mut self, i: usize, depth: usize) -> Option<usize> {
-        match *self.b.get(i)? {
-            b'{' => self.object(i, depth + 1),
-            b'[' => self.array(i, depth + 1),
-            b'"' => self.string(i).map(|(end, _)| end),
-            b't' => self.literal(i, b"true"),
-            b'f' => self.literal(i, b"false"),
-            b'n' => self.literal(i, b"null"),
-            b'-' | b'0'..=b'9' => number_end(self.b, i),
+    /// True when `b` is one document the strict model accepts (the checker alone, for tests).
+    #[cfg(test)]
+    pub fn document(b: &'b [u8], max_depth: usize) -> bool {
+        let mut c = Checker::new(b, max_depth);
+        let i = ws(b, 0);
+        c.value(i, 0, &mut Skip, None)
+            .is_some_and(|end| ws(b, end) == b.len())
+    }
+
+    /// Starts the names of an object.
+    pub fn open(&mut self) -> Names {
+        self.frames.push(Frame {
+            first: self.names.len(),
+            filter: [0; 4],
+        });
+        Names(self.names.len(), self.decoded.len())
+    }
+
+    /// Checks the member name (a string) at `i` and adds it to the open object's names;
+    /// returns its end and whether it has escapes. None for a bad string and for serde_json's
+    /// private number marker.
+    pub fn name(&mut self, i: usize) -> Option<(usize, bool)> {
+        let b = self.b;
+        if b.get(i) != Some(&b'"') {
+            return None;
+        }
+        let (end, escaped) = string(b, i)?;
+        let name = if escaped {
+            let s = serde_json::from_slice::<String>(b.get(i..end)?).ok()?;
+            let start = self.decoded.len();
+            self.decoded.extend_from_slice(s.as_bytes());
+            Name {
+                hash: self.hasher.hash_one(s.as_bytes()),
+                start,
+                len: s.len(),
+                decoded: true,
+            }
+        } else {
+            let bytes = b.get(i + 1..end - 1)?;
+            Name {
+                hash: self.hasher.hash_one(bytes),
+                start: i + 1,
+                len: bytes.len(),
+                decoded: false,
+            }
+        };
+        if self.bytes(name) == NUMBER_TOKEN {
+            return None;
+        }
+        let frame = self.frames.last_mut()?;
+        let own = self.names.len() - frame.first;
+        if own < FEW_NAMES {
+            let word = (name.hash >> 62) as usize;
+            let bit = 1u64 << ((name.hash >> 56) & 63);
+            let taken = frame.filter[word] & bit != 0;
+            frame.filter[word] |= bit;
+            let first = frame.first;
+            if taken {
+                let same = self.names.get(first..).unwrap_or_default().iter().any(|n| {
+                    n.hash == name.hash && self.bytes(*n) == self.bytes(name)
+                });
+                if same {
+                    return None;
+                }
+            }
+        }
+        self.names.push(name);
+        Some((end, escaped))
+    }
+
+    fn bytes(&self, n: Name) -> &[u8] {
+        let from = if n.decoded { &self.decoded[..] } else { self.b };
+        from.get(n.start..n.start + n.len).unwrap_or_default()
+    }
+
+    /// Ends an object: None when two of its names decode to the same string.
+    pub fn close(&mut self, at: Names) -> Option<()> {
+        let Names(first, decoded) = at;
+        self.frames.pop();
+        let mut names = std::mem::take(&mut self.names);
+        let unique = {
+            let own = names.get_mut(first..).unwrap_or_default();
+            if own.len() <= FEW_NAMES {
+                // each name was checked as it came
+                true
+            } else {
+                own.sort_unstable_by_key(|n| n.hash);
+                own.chunk_by(|x, y| x.hash == y.hash).all(|run| {
+                    (0..run.len()).all(|x| {
+                        (x + 1..run.len()).all(|y| self.bytes(run[x]) != self.bytes(run[y]))
+                    })
+                })
+            }
+        };
+        names.truncate(first);
+        self.names = names;
+        self.decoded.truncate(decoded);
+        unique.then_some(())
+    }
+
+    /// Checks the value at `i`, nested `depth` deep, and writes it into `out` as serde_json
+    /// writes it (strings that are values through `hook`). Returns its end.
+    pub fn value<S: Sink>(
+        &mut self,
+        i: usize,
+        depth: usize,
+        out: &mut S,
+        hook: Option<StrHook<'_>>,
+    ) -> Option<usize> {
+        let b = self.b;
+        match *b.get(i)? {
+            b'"' => {
+                let (end, escaped) = string(b, i)?;
+                out.string(b, i, end, escaped, false, hook)?;
+                Some(end)
+            }
+            b'{' => self.object(i, depth + 1, out, hook),
+            b'[' => self.array(i, depth + 1, out, hook),
+            b't' => self.literal(i, b"true", out),
+            b'f' => self.literal(i, b"false", out),
+            b'n' => self.literal(i, b"null", out),
+            b'-' | b'0'..=b'9' => {
+                let end = number_end(b, i)?;
+                out.number(b, i, end);
+                Some(end)
+            }
             _ => None,
         }
     }
 
-    fn literal(&self, i: usize, word: &[u8]) -> Option<usize> {
-        (self.b.get(i..i + word.len())? == word).then_some(i + word.len())
+    fn literal<S: Sink>(&self, i: usize, word: &[u8], out: &mut S) -> Option<usize> {
+        if self.b.get(i..i + word.len())? != word {
+            return None;
+        }
+        out.raw(word);
+        Some(i + word.len())
     }
 
-    fn array(&mut self, i: usize, depth: usize) -> Option<usize> {
+    fn array<S: Sink>(
+        &mut self,
+        i: usize,
+        depth: usize,
+        out: &mut S,
+        hook: Option<StrHook<'_>>,
+    ) -> Option<usize> {
         if depth > self.max_depth {
             return None;
         }
-        let mut i = ws(self.b, i + 1);
-        if self.b.get(i) == Some(&b']') {
-            return Some(i + 1);
-        }
-        loop {
-            i = ws(self.b, self.value(i, depth)?);
-            match self.b.get(i)? {
-                b',' => i = ws(self.b, i + 1),
-                b']' => return Some(i + 1),
-                _ => return None,
-            }
-        }
-    }
-
-    fn object(&mut self, i: usize, depth: usize) -> Option<usize> {
-        if depth > self.max_depth {
-            return None;
-        }
-        let mut i = ws(self.b, i + 1);
-        if self.b.get(i) == Some(&b'}') {
-            return Some(i + 1);
-        }
-        let mut few = self.pool.pop().unwrap_or_default();
-        few.clear();
-        let mut many: Option<HashSet<Cow<'a, [u8]>, foldhash::fast::RandomState>> = None;
-        loop {
-            if self.b.get(i) != Some(&b'"') {
-                return None;
-            }
-            let (end, escaped) = self.string(i)?;
-            let key = key_bytes(self.b, i, end, escaped)?;
-            if *key == *NUMBER_TOKEN {
-                return None;
-            }
-            match &mut many {
-                Some(set) => {
-                    if !set.insert(key) {
-                        return None;
-                    }
-                }
-                None => {
-                    if few.contains(&key) {
-                        return None;
-                    }
-                    few.push(key);
-                    if few.len() > FEW_KEYS {
-                        many = Some(few.drain(..).collect());
-                    }
-                }
-            }
-            i = ws(self.b, end);
-            if self.b.get(i) != Some(&b':') {
-                return None;
-            }
-            i = ws(self.b, self.value(ws(self.b, i + 1), depth)?);
-            match self.b.get(i)? {
-                b',' => i = ws(self.b, i + 1),
-                b'}' => {
-                    few.clear();
-                    self.pool.push(few);
-                    return Some(i + 1);
-                }
-                _ => return None,
-            }
-        }
-    }
-
-    /// The end of the string starting at `i` (after its closing quote) and whether it has
-    /// escapes; None for control characters, bad escapes and lone surrogates.
-    fn string(&self, i: usize) -> Option<(usize, bool)> {
         let b = self.b;
-        let mut j = i + 1;
-        let mut escaped = false;
+        out.byte(b'[');
+        let mut j = ws(b, i + 1);
+        if b.get(j) == Some(&b']') {
+            out.byte(b']');
+            return Some(j + 1);
+        }
         loop {
-            j = find_special(b, j, true);
+            j = ws(b, self.value(j, depth, out, hook)?);
             match *b.get(j)? {
-                b'"' => return Some((j + 1, escaped)),
-                b'\\' => {
-                    escaped = true;
-                    match *b.get(j + 1)? {
-                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => j += 2,
-                        b'u' => {
-                            let cp = hex4(b, j + 2)?;
-                            j += 6;
-                            if (0xDC00..0xE000).contains(&cp) {
-                                return None;
-                            }
-                            if (0xD800..0xDC00).contains(&cp) {
-                                if b.get(j..j + 2)? != b"\\u" {
-                                    return None;
-                                }
-                                let low = hex4(b, j + 2)?;
-                                if !(0xDC00..0xE000).contains(&low) {
-                                    return None;
-                                }
-                                j += 6;
-                            }
-                        }
-                        _ => return None,
-                    }
+                b',' => {
+                    out.byte(b',');
+                    j = ws(b, j + 1);
+                }
+                b']' => {
+                    out.byte(b']');
+                    return Some(j + 1);
                 }
                 _ => return None,
             }
         }
+    }
+
+    fn object<S: Sink>(
+        &mut self,
+        i: usize,
+        depth: usize,
+        out: &mut S,
+        hook: Option<StrHook<'_>>,
+    ) -> Option<usize> {
+        if depth > self.max_depth {
+            return None;
+        }
+        let b = self.b;
+        out.byte(b'{');
+        let mut j = ws(b, i + 1);
+        if b.get(j) == Some(&b'}') {
+            out.byte(b'}');
+            return Some(j + 1);
+        }
+        let names = self.open();
+        loop {
+            let (end, escaped) = self.name(j)?;
+            out.string(b, j, end, escaped, true, None)?;
+            j = ws(b, end);
+            if b.get(j) != Some(&b':') {
+                return None;
+            }
+            out.byte(b':');
+            j = ws(b, self.value(ws(b, j + 1), depth, out, hook)?);
+            match *b.get(j)? {
+                b',' => {
+                    out.byte(b',');
+                    j = ws(b, j + 1);
+                }
+                b'}' => break,
+                _ => return None,
+            }
+        }
+        self.close(names)?;
+        out.byte(b'}');
+        Some(j + 1)
     }
 }
 
@@ -275,7 +544,7 @@ pub(super) fn string_end(b: &[u8], i: usize) -> Option<(usize, bool)> {
     let mut j = i + 1;
     let mut escaped = false;
     loop {
-        j = find_special(b, j, false);
+        j = find_special(b, j);
         match *b.get(j)? {
             b'"' => return Some((j + 1, escaped)),
             _ => {
@@ -284,19 +553,6 @@ pub(super) fn string_end(b: &[u8], i: usize) -> Option<(usize, bool)> {
             }
         }
     }
-}
-
-/// The decoded bytes of the key `b[i..end]` (quotes included in the span) for the duplicate
-/// check: two keys are the same decoded string exactly when these bytes are equal. A key
-/// without escapes is its raw bytes (the body's UTF-8 was checked whole before), so only keys
-/// with escapes are decoded.
-fn key_bytes(b: &[u8], i: usize, end: usize, escaped: bool) -> Option<Cow<'_, [u8]>> {
-    if !escaped {
-        return b.get(i + 1..end.checked_sub(1)?).map(Cow::Borrowed);
-    }
-    serde_json::from_slice::<String>(b.get(i..end)?)
-        .ok()
-        .map(|s| Cow::Owned(s.into_bytes()))
 }
 
 /// The text of the (valid) string `b[i..end]`, quotes included in the span.
@@ -368,73 +624,6 @@ pub(super) fn write_str(s: &str, out: &mut Vec<u8>) {
 /// Rewrites one string value (the upstream links of the proxy); None leaves it.
 pub(super) type StrHook<'h> = &'h dyn Fn(&str) -> Option<String>;
 
-/// Copies the (valid) value at `i` compactly, as serde_json would write it; string values
-/// (not keys) go through `hook` when there is one. Returns the end of the value.
-pub(super) fn copy_value(
-    b: &[u8],
-    i: usize,
-    out: &mut Vec<u8>,
-    hook: Option<StrHook<'_>>,
-) -> Option<usize> {
-    let mut depth = 0usize;
-    let mut j = i;
-    loop {
-        let c = *b.get(j)?;
-        match c {
-            b'"' => {
-                let (end, escaped) = string_end(b, j)?;
-                let is_key = b.get(ws(b, end)) == Some(&b':') && depth > 0;
-                let rewritten = match hook {
-                    Some(h) if !is_key => h(&decode(b, j, end, escaped)?),
-                    _ => None,
-                };
-                match rewritten {
-                    Some(s) => write_str(&s, out),
-                    None if escaped => write_str(&decode(b, j, end, true)?, out),
-                    None => out.extend_from_slice(&b[j..end]),
-                }
-                j = end;
-            }
-            b'{' | b'[' => {
-                depth += 1;
-                out.push(c);
-                j += 1;
-                continue;
-            }
-            b'}' | b']' => {
-                depth = depth.checked_sub(1)?;
-                out.push(c);
-                j += 1;
-            }
-            b',' | b':' => {
-                out.push(c);
-                j += 1;
-                continue;
-            }
-            b' ' | b'\t' | b'\n' | b'\r' => {
-                j = ws(b, j);
-                continue;
-            }
-            b't' | b'n' => {
-                out.extend_from_slice(b.get(j..j + 4)?);
-                j += 4;
-            }
-            b'f' => {
-                out.extend_from_slice(b.get(j..j + 5)?);
-                j += 5;
-            }
-            _ => {
-                let end = number_end(b, j)?;
-                write_number(b, j, end, out);
-                j = end;
-            }
-        }
-        if depth == 0 {
-            return Some(j);
-        }
-    }
-}
-
 /// The member `key` of the (valid) object at `i`: the position of its value.
 pub(super) fn member(b: &[u8], i: usize, key: &str) -> Option<usize> {
     if b.get(i) != Some(&b'{') {
@@ -474,7 +663,9 @@ mod tests {
 
     fn min(s: &str) -> String {
         let mut out = Vec::new();
-        let end = copy_value(s.as_bytes(), ws(s.as_bytes(), 0), &mut out, None).expect("copy");
+        let end = Checker::new(s.as_bytes(), 128)
+            .value(ws(s.as_bytes(), 0), 0, &mut out, None)
+            .expect("copy");
         assert_eq!(ws(s.as_bytes(), end), s.len());
         String::from_utf8(out).expect("utf8")
     }
@@ -514,19 +705,19 @@ mod tests {
             "{\"a\" 1}",
             "{1:2}",
         ] {
-            assert!(!Validator::check(bad.as_bytes(), 128), "{bad:?}");
+            assert!(!Checker::document(bad.as_bytes(), 128), "{bad:?}");
         }
-        assert!(!Validator::check(b"\xEF\xBB\xBF{}", 128));
-        assert!(!Validator::check(b"[\"\xff\"]", 128));
-        assert!(!Validator::check(b"[[[[[1]]]]]", 4));
-        assert!(Validator::check(b"[[[[1]]]]", 4));
-        assert!(Validator::check(
+        assert!(!Checker::document(b"\xEF\xBB\xBF{}", 128));
+        assert!(!Checker::document(b"[\"\xff\"]", 128));
+        assert!(!Checker::document(b"[[[[[1]]]]]", 4));
+        assert!(Checker::document(b"[[[[1]]]]", 4));
+        assert!(Checker::document(
             r#" {"a":[1,-0.5e+3,"\ud834\udd1e",{}]} "#.as_bytes(),
             128
         ));
         let many: Vec<String> = (0..40).map(|i| format!("\"k{i}\":{i}")).collect();
         let doc = format!("{{{},\"k7\":0}}", many.join(","));
-        assert!(!Validator::check(doc.as_bytes(), 128));
+        assert!(!Checker::document(doc.as_bytes(), 128));
     }
 
     #[test]

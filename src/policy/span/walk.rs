@@ -9,11 +9,12 @@
 //! value, a missing pseudonym key, a body that is one withheld record) stops the walk with a
 //! [`Fallback`], and the caller runs the DOM walker, which gives the refusal.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::scan::{self, StrHook};
+use super::scan::{self, Checker, Skip, StrHook};
 use super::Fallback;
 use crate::json::{self, JsonLimits};
 use crate::policy::actions::{self, PseudonymKey, PurposeKey};
@@ -35,6 +36,12 @@ pub(super) struct CountSlot {
 pub(super) struct SpanWalker<'a, 'b> {
     pub b: &'b [u8],
     pub out: Vec<u8>,
+    /// The strict model, checked as the walk goes.
+    pub ck: Checker<'b>,
+    /// How deep the walk is nested now (the root value is at 0).
+    pub depth: usize,
+    /// Member names answered before.
+    pub memo: Memo<'a, 'b>,
     pub tax: &'a Taxonomy,
     pub inv: &'a Inventory,
     pub purpose: &'a Purpose,
@@ -69,6 +76,82 @@ pub(super) struct SpanWalker<'a, 'b> {
 }
 
 type Step = Result<(Verdict, usize), Fallback>;
+
+/// The last answer of [`FieldNode::member`] for one member position of one field node. A
+/// page's records repeat the same names in the same order, so most names are answered by
+/// comparing their bytes with the last record's, not by decoding and hashing them.
+#[derive(Clone, Copy)]
+struct Recalled<'a, 'b> {
+    node: &'a FieldNode,
+    pos: usize,
+    inherited: Option<CatId>,
+    name: &'b [u8],
+    found: (Option<&'a FieldNode>, Option<CatId>),
+}
+
+/// A small direct-mapped table of [`Recalled`] answers (a miss asks the field node).
+pub(super) struct Memo<'a, 'b> {
+    slots: Vec<Option<Recalled<'a, 'b>>>,
+}
+
+impl<'a, 'b> Memo<'a, 'b> {
+    const SLOTS: usize = 256;
+
+    pub fn new() -> Self {
+        Memo { slots: Vec::new() }
+    }
+
+    fn slot(node: &FieldNode, pos: usize) -> usize {
+        (std::ptr::from_ref(node).addr() >> 4)
+            .wrapping_mul(31)
+            .wrapping_add(pos)
+            % Self::SLOTS
+    }
+
+    /// What `FieldNode::member` answered for `name` at `pos` of `node`, if remembered.
+    #[inline]
+    fn recall(
+        &self,
+        node: &'a FieldNode,
+        pos: usize,
+        name: &[u8],
+        inherited: Option<CatId>,
+    ) -> Option<(Option<&'a FieldNode>, Option<CatId>)> {
+        match self.slots.get(Self::slot(node, pos)) {
+            Some(Some(r))
+                if std::ptr::eq(r.node, node)
+                    && r.pos == pos
+                    && r.inherited == inherited
+                    && r.name == name =>
+            {
+                Some(r.found)
+            }
+            _ => None,
+        }
+    }
+
+    fn remember(
+        &mut self,
+        node: &'a FieldNode,
+        pos: usize,
+        name: &'b [u8],
+        inherited: Option<CatId>,
+        found: (Option<&'a FieldNode>, Option<CatId>),
+    ) {
+        if self.slots.is_empty() {
+            self.slots.resize(Self::SLOTS, None);
+        }
+        if let Some(slot) = self.slots.get_mut(Self::slot(node, pos)) {
+            *slot = Some(Recalled {
+                node,
+                pos,
+                inherited,
+                name,
+                found,
+            });
+        }
+    }
+}
 
 /// Bytes at `i` that are `null`.
 fn is_null(b: &[u8], i: usize) -> bool {
@@ -134,6 +217,7 @@ impl<'a> SpanWalker<'a, '_> {
         res: usize,
     ) -> Result<usize, Fallback> {
         let b = self.b;
+        self.enter()?;
         let root = std::mem::replace(&mut self.at_root, false);
         let strip = std::mem::take(&mut self.strip_next);
         let mut stripped = false;
@@ -142,15 +226,32 @@ impl<'a> SpanWalker<'a, '_> {
         let mut first = true;
         if b.get(j) == Some(&b'}') {
             self.out.push(b'}');
+            self.depth -= 1;
             return Ok(j + 1);
         }
+        let names = self.ck.open();
+        let mut pos = 0usize;
         loop {
-            let (kend, escaped) = scan::string_end(b, j).ok_or(Fallback::Bytes)?;
-            let key = scan::decode(b, j, kend, escaped).ok_or(Fallback::Bytes)?;
-            let v = scan::ws(b, scan::ws(b, kend) + 1);
-            if !strip.is_empty() && self.strip_member(&strip, &key, v, res) {
+            let (kend, escaped) = self.ck.name(j).ok_or(Fallback::Bytes)?;
+            let raw = b.get(j + 1..kend - 1).ok_or(Fallback::Bytes)?;
+            // the name as text, only where it is needed (most names are matched as bytes)
+            let text = || -> Result<Cow<'_, str>, Fallback> {
+                if escaped {
+                    scan::decode(b, j, kend, true).ok_or(Fallback::Bytes)
+                } else {
+                    std::str::from_utf8(raw)
+                        .map(Cow::Borrowed)
+                        .map_err(|_| Fallback::Bytes)
+                }
+            };
+            let colon = scan::ws(b, kend);
+            if b.get(colon) != Some(&b':') {
+                return Err(Fallback::Bytes);
+            }
+            let v = scan::ws(b, colon + 1);
+            if !strip.is_empty() && self.strip_member(&strip, &text()?, v, res) {
                 stripped = true;
-                let end = scan::skip_value(b, v).ok_or(Fallback::Bytes)?;
+                let end = self.skip(v)?;
                 j = scan::ws(b, end);
             } else {
                 let mark = self.out.len();
@@ -158,17 +259,32 @@ impl<'a> SpanWalker<'a, '_> {
                     self.out.push(b',');
                 }
                 if escaped {
-                    scan::write_str(&key, &mut self.out);
+                    scan::write_str(&text()?, &mut self.out);
                 } else {
                     self.out.extend_from_slice(&b[j..kend]);
                 }
                 self.out.push(b':');
                 let value_at = self.out.len();
-                let (cn, ccat) = FieldNode::member(node, &key, cat);
+                let (cn, ccat) = match node {
+                    None => (None, cat),
+                    Some(n) if !escaped => match self.memo.recall(n, pos, raw, cat) {
+                        Some(found) => found,
+                        None => {
+                            let found = FieldNode::member(node, &text()?, cat);
+                            self.memo.remember(n, pos, raw, cat, found);
+                            found
+                        }
+                    },
+                    Some(_) => FieldNode::member(node, &text()?, cat),
+                };
+                pos += 1;
                 if cn.is_none() && ccat.is_none() {
-                    self.note_unknown(res, node, &key);
+                    self.note_unknown(res, node, &text()?);
                 }
-                let cl = loc.and_then(|l| l.keys.get(key.as_ref()));
+                let cl = match loc {
+                    Some(l) => l.keys.get(text()?.as_ref()),
+                    None => None,
+                };
                 let (verdict, end) = self.walk(v, cn, ccat, cl, res)?;
                 match verdict {
                     Verdict::Keep => first = false,
@@ -182,7 +298,11 @@ impl<'a> SpanWalker<'a, '_> {
                 }
                 let kept_number = verdict == Verdict::Keep
                     && matches!(self.out.get(value_at), Some(b'-' | b'0'..=b'9'));
-                if root && kept_number && self.count_keys.iter().any(|k| *k == key) {
+                if root
+                    && kept_number
+                    && !self.count_keys.is_empty()
+                    && self.count_keys.contains(&text()?.as_ref())
+                {
                     self.counts.push(CountSlot {
                         member: mark,
                         value: value_at..self.out.len(),
@@ -196,11 +316,29 @@ impl<'a> SpanWalker<'a, '_> {
                 _ => return Err(Fallback::Bytes),
             }
         }
+        self.ck.close(names).ok_or(Fallback::Bytes)?;
+        self.depth -= 1;
         if stripped {
             self.changed = true;
         }
         self.out.push(b'}');
         Ok(j + 1)
+    }
+
+    /// One level deeper (an object or array), within the strict model's depth.
+    fn enter(&mut self) -> Result<(), Fallback> {
+        self.depth += 1;
+        if self.depth > self.ck.max_depth {
+            return Err(Fallback::Bytes);
+        }
+        Ok(())
+    }
+
+    /// Checks the value at `i` without writing it; its end.
+    fn skip(&mut self, i: usize) -> Result<usize, Fallback> {
+        self.ck
+            .value(i, self.depth, &mut Skip, None)
+            .ok_or(Fallback::Bytes)
     }
 
     /// A member Zweck added to the query to read consent (or one of its annotations,
@@ -234,12 +372,14 @@ impl<'a> SpanWalker<'a, '_> {
         res: usize,
     ) -> Result<usize, Fallback> {
         let b = self.b;
+        self.enter()?;
         self.at_root = false;
         let item_node = node.and_then(|n| n.any.as_deref());
         self.out.push(b'[');
         let mut j = scan::ws(b, i + 1);
         if b.get(j) == Some(&b']') {
             self.out.push(b']');
+            self.depth -= 1;
             return Ok(j + 1);
         }
         let mut first = true;
@@ -270,6 +410,7 @@ impl<'a> SpanWalker<'a, '_> {
                 _ => return Err(Fallback::Bytes),
             }
         }
+        self.depth -= 1;
         self.out.push(b']');
         Ok(j + 1)
     }
@@ -284,26 +425,26 @@ impl<'a> SpanWalker<'a, '_> {
         }
     }
 
-    fn remove_record(&mut self, i: usize, rule: RuleSlot) -> Step {
+    /// Removes the record at `i`, which ends at `end`.
+    fn remove_record(&mut self, end: usize, rule: RuleSlot) -> Step {
         if !self.observing {
             let slot = self.purpose.slot(rule);
             self.actions[A_RECORD_REMOVED] += 1;
             self.rule_hits[slot] += 1;
             self.changed = true;
         }
-        let end = scan::skip_value(self.b, i).ok_or(Fallback::Bytes)?;
         Ok((Verdict::RemoveRecord, end))
     }
 
-    /// Walks a removed record only to learn which categories were received.
-    fn observe(&mut self, i: usize, res: usize) -> Result<(), Fallback> {
+    /// Walks a removed record only to learn which categories were received; its end.
+    fn observe(&mut self, i: usize, res: usize) -> Result<usize, Fallback> {
         let was = std::mem::replace(&mut self.observing, true);
         let mark = self.out.len();
         let fields = &self.inv.resources[res].fields;
-        self.walk(i, Some(fields), None, None, res)?;
+        let (_, end) = self.walk(i, Some(fields), None, None, res)?;
         self.cut(mark);
         self.observing = was;
-        Ok(())
+        Ok(end)
     }
 
     fn record(&mut self, i: usize, res: usize, child: bool) -> Step {
@@ -323,13 +464,17 @@ impl<'a> SpanWalker<'a, '_> {
         if let Some(tk) = &self.inv.resources[res].type_key {
             if let Some(t) = scan::navigate(b, i, tk) {
                 if b.get(t) != Some(&b'"') {
-                    return self.remove_record(i, RuleSlot::UnknownType);
+                    let end = self.skip(i)?;
+                    return self.remove_record(end, RuleSlot::UnknownType);
                 }
                 let (end, escaped) = scan::string_end(b, t).ok_or(Fallback::Bytes)?;
                 let name = scan::decode(b, t, end, escaped).ok_or(Fallback::Bytes)?;
                 match self.inv.by_type.get(name.as_ref()) {
                     Some(r) => res = *r,
-                    None => return self.remove_record(i, RuleSlot::UnknownType),
+                    None => {
+                        let end = self.skip(i)?;
+                        return self.remove_record(end, RuleSlot::UnknownType);
+                    }
                 }
             }
         }
@@ -346,8 +491,8 @@ impl<'a> SpanWalker<'a, '_> {
                     None => child,
                 };
                 if !granted {
-                    self.observe(i, res)?;
-                    return self.remove_record(i, RuleSlot::Consent(idx));
+                    let end = self.observe(i, res)?;
+                    return self.remove_record(end, RuleSlot::Consent(idx));
                 }
             }
         }
@@ -391,8 +536,14 @@ impl<'a> SpanWalker<'a, '_> {
     }
 
     /// The value at `i`, parsed alone, and its end.
-    fn parse_at(&self, i: usize) -> Result<(Value, usize), Fallback> {
-        let end = scan::skip_value(self.b, i).ok_or(Fallback::Bytes)?;
+    fn parse_at(&mut self, i: usize) -> Result<(Value, usize), Fallback> {
+        if self.b.get(i) == Some(&b'"') {
+            // most transformed values are strings: decoded without a parser
+            let (end, escaped) = scan::string(self.b, i).ok_or(Fallback::Bytes)?;
+            let text = scan::decode(self.b, i, end, escaped).ok_or(Fallback::Bytes)?;
+            return Ok((Value::String(text.into_owned()), end));
+        }
+        let end = self.skip(i)?;
         let v = json::parse(&self.b[i..end], &VALUE_LIMITS).map_err(|_| Fallback::Bytes)?;
         Ok((v, end))
     }
@@ -409,7 +560,10 @@ impl<'a> SpanWalker<'a, '_> {
     }
 
     fn copy(&mut self, i: usize) -> Step {
-        let end = scan::copy_value(self.b, i, &mut self.out, self.hook).ok_or(Fallback::Bytes)?;
+        let end = self
+            .ck
+            .value(i, self.depth, &mut self.out, self.hook)
+            .ok_or(Fallback::Bytes)?;
         Ok((Verdict::Keep, end))
     }
 
@@ -423,7 +577,7 @@ impl<'a> SpanWalker<'a, '_> {
         }
         if self.observing {
             // what an observed record would write is cut again: only its end matters
-            let end = scan::skip_value(self.b, i).ok_or(Fallback::Bytes)?;
+            let end = self.skip(i)?;
             return Ok((Verdict::Keep, end));
         }
         let p = self.purpose;
@@ -452,7 +606,7 @@ impl<'a> SpanWalker<'a, '_> {
             }
             Action::Drop => {
                 self.changed = true;
-                let end = scan::skip_value(self.b, i).ok_or(Fallback::Bytes)?;
+                let end = self.skip(i)?;
                 return Ok((Verdict::Remove, end));
             }
             Action::Block => {
