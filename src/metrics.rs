@@ -53,14 +53,30 @@ pub struct RequestLabels {
     pub status: u16,
 }
 
+/// The metric handles of the last request answered on one connection
+/// ([`Metrics::count_request`]).
+#[derive(Debug, Default)]
+pub struct RequestMetricCache {
+    last: std::sync::Mutex<Option<CachedRequest>>,
+}
+
+#[derive(Debug)]
+struct CachedRequest {
+    labels: RequestLabels,
+    class: &'static str,
+    status_class: &'static str,
+    requests: Counter,
+    duration: Histogram,
+}
+
 /// Labels of the request duration histogram.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct DurationLabels {
-    pub upstream: Label,
+struct DurationLabels {
+    upstream: Label,
     /// `single`, `list`, `bulk_export`, `ungoverned`, or `-` when not routed.
-    pub class: &'static str,
+    class: &'static str,
     /// `2xx`, `4xx`, ...
-    pub status_class: &'static str,
+    status_class: &'static str,
 }
 
 /// Labels of the metadata counter.
@@ -145,13 +161,13 @@ impl PoolGauges {
 /// Every metric Zweck exports.
 pub struct Metrics {
     registry: Registry,
-    pub requests: Family<RequestLabels, Counter>,
-    pub request_duration: HistogramFamily<DurationLabels>,
+    requests: Family<RequestLabels, Counter>,
+    request_duration: HistogramFamily<DurationLabels>,
     refusals: Family<ProblemLabels, Counter>,
     /// Requests to `op: metadata` routes (describe, properties, `$metadata`), which pass
     /// unchanged and are no transfers: the transfer log never shows them.
     pub metadata_requests: Family<MetadataLabels, Counter>,
-    pub upstream_latency: HistogramFamily<UpstreamLabels>,
+    upstream_latency: HistogramFamily<UpstreamLabels>,
     pub pools: PoolGauges,
     pub open_connections: Gauge<i64, std::sync::atomic::AtomicI64>,
     /// 1 while `/readyz` answers 200 (set at scrape time).
@@ -326,9 +342,45 @@ impl Metrics {
         }
     }
 
-    /// Counts one answered request.
-    pub fn count_request(&self, labels: &RequestLabels) {
-        self.requests.get_or_create(labels).inc();
+    /// Counts one answered request and returns the duration histogram it goes into, through
+    /// the connection's `cache`: a connection's requests mostly share their labels, so a
+    /// label set equal to the last one's (`Arc` names compare by pointer first) reuses its
+    /// handles instead of hashing the labels into both families again.
+    pub fn count_request(
+        &self,
+        cache: &RequestMetricCache,
+        labels: RequestLabels,
+        class: &'static str,
+    ) -> Histogram {
+        let status_class = status_class(labels.status);
+        // contended (concurrent HTTP/2 streams finishing together): look up without the cache
+        let mut last = cache.last.try_lock().ok();
+        if let Some(Some(hit)) = last.as_deref() {
+            if hit.labels == labels && hit.class == class && hit.status_class == status_class {
+                hit.requests.inc();
+                return hit.duration.clone();
+            }
+        }
+        let requests = self.requests.get_or_create(&labels).clone();
+        requests.inc();
+        let duration = self
+            .request_duration
+            .get_or_create(&DurationLabels {
+                upstream: labels.upstream.clone(),
+                class,
+                status_class,
+            })
+            .clone();
+        if let Some(last) = last.as_deref_mut() {
+            *last = Some(CachedRequest {
+                labels,
+                class,
+                status_class,
+                requests,
+                duration: duration.clone(),
+            });
+        }
+        duration
     }
 
     /// Counts one refusal by its problem type.
@@ -354,14 +406,14 @@ impl Metrics {
         self.metadata_requests.get_or_create(&labels).inc();
     }
 
-    /// Records one upstream's time from forwarding to the response head.
-    pub fn observe_upstream(&self, upstream: &Arc<str>, seconds: f64) {
-        let labels = UpstreamLabels {
-            upstream: upstream.clone(),
-        };
+    /// The histogram of one upstream's time from forwarding to the response head (resolved
+    /// once per upstream: `state::UpstreamEntry` keeps it).
+    pub fn upstream_latency_of(&self, upstream: &Arc<str>) -> Histogram {
         self.upstream_latency
-            .get_or_create(&labels)
-            .observe(seconds);
+            .get_or_create(&UpstreamLabels {
+                upstream: upstream.clone(),
+            })
+            .clone()
     }
 
     /// Registers metrics owned by another component (e.g. export budgets), under `zweck_`.
@@ -583,6 +635,50 @@ mod tests {
             "{p:?}"
         );
         assert!(text.trim_end().ends_with("# EOF"), "{text}");
+    }
+
+    #[test]
+    fn a_connection_cache_counts_every_request_under_its_own_labels() {
+        let m = Metrics::new();
+        let cache = RequestMetricCache::default();
+        let (sf, hs, app, purpose): (Arc<str>, Arc<str>, Arc<str>, Arc<str>) = (
+            "salesforce".into(),
+            "hubspot".into(),
+            "newsletter-tool".into(),
+            "newsletter".into(),
+        );
+        let labels = |upstream: &Arc<str>, status| RequestLabels {
+            upstream: Label::new(Some(upstream)),
+            app: Label::new(Some(&app)),
+            purpose: Label::new(Some(&purpose)),
+            status,
+        };
+        // hits, a different status, an equal name in another allocation, another upstream
+        let other_sf: Arc<str> = "salesforce".into();
+        for (upstream, status, class) in [
+            (&sf, 200, "list"),
+            (&sf, 200, "list"),
+            (&sf, 200, "single"),
+            (&sf, 404, "list"),
+            (&other_sf, 200, "list"),
+            (&hs, 200, "list"),
+            (&sf, 200, "list"),
+        ] {
+            m.count_request(&cache, labels(upstream, status), class)
+                .observe(0.001);
+        }
+        let text = m.render();
+        for line in [
+            "zweck_requests_total{upstream=\"salesforce\",app=\"newsletter-tool\",purpose=\"newsletter\",status=\"200\"} 5",
+            "zweck_requests_total{upstream=\"salesforce\",app=\"newsletter-tool\",purpose=\"newsletter\",status=\"404\"} 1",
+            "zweck_requests_total{upstream=\"hubspot\",app=\"newsletter-tool\",purpose=\"newsletter\",status=\"200\"} 1",
+            "zweck_request_duration_seconds_count{upstream=\"salesforce\",class=\"list\",status_class=\"2xx\"} 4",
+            "zweck_request_duration_seconds_count{upstream=\"salesforce\",class=\"single\",status_class=\"2xx\"} 1",
+            "zweck_request_duration_seconds_count{upstream=\"salesforce\",class=\"list\",status_class=\"4xx\"} 1",
+            "zweck_request_duration_seconds_count{upstream=\"hubspot\",class=\"list\",status_class=\"2xx\"} 1",
+        ] {
+            assert!(text.contains(line), "{line} missing:\n{text}");
+        }
     }
 
     #[test]

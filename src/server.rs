@@ -133,7 +133,11 @@ pub async fn run(
             // that sends nothing then meets the header-read timeout instead of hanging.
             let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
             let tls = Linger::new(tls, (!h2).then_some(limits.linger_timeout));
-            let conn = Arc::new(ConnInfo { peer, identity });
+            let conn = Arc::new(ConnInfo {
+                peer,
+                identity,
+                metrics: Default::default(),
+            });
             state.metrics.open_connections.inc();
             let svc_state = state.clone();
             let activity = Arc::new(Activity::new());

@@ -30,6 +30,8 @@ pub struct UpstreamEntry {
     /// The origins a batch tunnel's parts may address: the upstream's and Zweck's own
     /// public URL.
     pub origins: [String; 2],
+    /// Its `zweck_upstream_latency_seconds` histogram, resolved by the first request.
+    pub latency: std::sync::OnceLock<prometheus_client::metrics::histogram::Histogram>,
 }
 
 impl UpstreamEntry {
@@ -48,6 +50,7 @@ impl UpstreamEntry {
             links,
             label,
             origins,
+            latency: std::sync::OnceLock::new(),
         })
     }
 }

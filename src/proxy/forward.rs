@@ -34,6 +34,9 @@ pub async fn forward(
     let started = Instant::now();
     let resp = entry.upstream.send(req).await;
     let seconds = started.elapsed().as_secs_f64();
-    state.metrics.observe_upstream(&entry.label, seconds);
+    entry
+        .latency
+        .get_or_init(|| state.metrics.upstream_latency_of(&entry.label))
+        .observe(seconds);
     resp
 }

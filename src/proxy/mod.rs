@@ -77,11 +77,13 @@ use self::route::{Governance, Route};
 pub use self::respond::{POLICY_HEADER, REQUEST_ID_HEADER};
 
 /// What the server knows about the connection a request came on.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ConnInfo {
     pub peer: SocketAddr,
     /// The verified client certificate's names, when one was presented.
     pub identity: Option<PeerIdentity>,
+    /// The metric handles of the connection's last answered request.
+    pub metrics: crate::metrics::RequestMetricCache,
 }
 
 /// What is known of every request from its first byte.
@@ -421,7 +423,13 @@ pub async fn handle(
     let body = AppBody::new(incoming, &parts.headers, limits, &arrival.request_id);
     let req = Request::from_parts(parts, body);
     let (reached, result) = pipeline(&state, &conn, arrival, req).await;
-    Ok(respond::respond(&state, &reached, result, bytes_in))
+    Ok(respond::respond(
+        &state,
+        &conn.metrics,
+        &reached,
+        result,
+        bytes_in,
+    ))
 }
 
 /// Phases 1 and 2, then the path the route decided on.

@@ -30,7 +30,7 @@ use crate::body::{BoxError, ProxyBody};
 use crate::budget::Allowance;
 use crate::caller::Caller;
 use crate::error::ProxyError;
-use crate::metrics::{status_class, DurationLabels, Label, RequestLabels};
+use crate::metrics::{Label, RequestLabels, RequestMetricCache};
 use crate::state::State;
 
 /// The response header carrying the request id.
@@ -91,9 +91,10 @@ impl Reached {
 
 /// Phase 9. Answers the request: the pipeline's response or the refusal's, stamped, counted,
 /// and accounted for in the access log once its body is done. `bytes_in` is the request
-/// body's declared length.
+/// body's declared length; `cache` holds the metric handles of the connection's last request.
 pub fn respond(
     state: &State,
+    cache: &RequestMetricCache,
     reached: &Reached,
     result: Result<Response<ProxyBody>, ProxyError>,
     bytes_in: Option<u64>,
@@ -114,22 +115,13 @@ pub fn respond(
     };
     stamp(&seen, &mut resp);
     let status = resp.status().as_u16();
-    let upstream = Label::new(seen.route.map(|r| &r.upstream.label));
-    state.metrics.count_request(&RequestLabels {
-        upstream: upstream.clone(),
+    let labels = RequestLabels {
+        upstream: Label::new(seen.route.map(|r| &r.upstream.label)),
         app: Label::new(app),
         purpose: Label::new(seen.caller.map(|c| &c.purpose)),
         status,
-    });
-    let duration = state
-        .metrics
-        .request_duration
-        .get_or_create(&DurationLabels {
-            upstream,
-            class: seen.class,
-            status_class: status_class(status),
-        })
-        .clone();
+    };
+    let duration = state.metrics.count_request(cache, labels, seen.class);
     let entry = tracing::enabled!(target: ACCESS_TARGET, tracing::Level::INFO)
         .then(|| AccessEntry::new(&seen, status, problem, bytes_in));
     resp.map(|body| {
