@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Load benchmark: Zweck vs nginx vs the CRM double directly, on loopback.
 #
-#   bash benches/load.sh            # builds target/release/zweck, runs everything (< 8 min after the build)
+#   bash benches/load.sh            # builds target/release/zweck, runs everything (< 9 min after the build)
 #
 # What it does (docs/performance.md explains the numbers and the goals):
 #   - starts the built-in CRM double, Zweck with the transfer log, Zweck without it, and nginx
@@ -14,7 +14,9 @@
 #   - then, at maximum only, the governed ~100 KB page of each dialect (Salesforce SOQL,
 #     HubSpot list, Dataverse contacts) for the two shipped purpose kinds: filtering
 #     (newsletter app, client certificate) and pseudonymising (bi-export app, analytics
-#     purpose, API key), beside nginx and direct fetching the same raw page; and the
+#     purpose, API key), beside nginx and direct fetching the same raw page; the same for a
+#     governed ~1 KB page of each dialect (two contacts: what an app's single lookups and
+#     small pages cost, where per-request work outweighs the bytes); and the
 #     pass-through again through a Zweck whose upstreams speak HTTP/1.1 only
 #     (`protocol: http1`) instead of HTTP/2;
 #   - reads CPU seconds (/proc/PID/stat utime+stime) of the proxy process and of the CRM
@@ -44,7 +46,7 @@ DUR=${ZWECK_BENCH_DURATION:-4}
 CONNS=${ZWECK_BENCH_CONNS:-32}
 IDLE=${ZWECK_BENCH_IDLE:-500}
 EXPORT_MB=${ZWECK_BENCH_EXPORT_MB:-1024}
-BUDGET_SECONDS=460   # everything after the build and tool installation
+BUDGET_SECONDS=540   # everything after the build and tool installation
 CONTACTS=6000000     # the double generates records on demand: no memory cost
 
 log() { printf '[load] %s\n' "$*" >&2; }
@@ -347,10 +349,20 @@ HS_BODY='{"limit":200,"properties":["firstname","lastname","email","phone","mobi
 P_HS="/crm/v3/objects/contacts/search"
 DV_SELECT="contactid,firstname,lastname,fullname,emailaddress1,telephone1,mobilephone,birthdate,jobtitle,address1_line1,address1_city,address1_postalcode,address1_country,donotemail,donotbulkemail"
 P_DV="/api/data/v9.2/contacts?\$select=$DV_SELECT&\$top=200"
-path_of() { case "$1" in pass) echo "$P_PASS" ;; gov) echo "$P_GOV" ;; bulk) echo "$P_BULK" ;; hs) echo "$P_HS" ;; dv) echo "$P_DV" ;; esac; }
+# ~1 KB pages: the same queries for two contacts
+P_GOV1="/services/data/v66.0/query?q=$SOQL+LIMIT+2"
+HS1_BODY=${HS_BODY/\"limit\":200/\"limit\":2}
+P_DV1="/api/data/v9.2/contacts?\$select=$DV_SELECT&\$top=2"
+path_of() {
+    case "$1" in
+        pass) echo "$P_PASS" ;; gov) echo "$P_GOV" ;; bulk) echo "$P_BULK" ;; hs) echo "$P_HS" ;; dv) echo "$P_DV" ;;
+        gov1) echo "$P_GOV1" ;; hs1) echo "$P_HS" ;; dv1) echo "$P_DV1" ;;
+    esac
+}
 # the request a scenario sends besides its path (a JSON body has no spaces: word splitting keeps it whole)
-oha_req_args() { [[ $1 == hs ]] && echo "-m POST -T application/json -d $HS_BODY"; true; }
-curl_req_args() { [[ $1 == hs ]] && echo "-H Content-Type:application/json -d $HS_BODY"; true; }
+hs_body_of() { case "$1" in hs) echo "$HS_BODY" ;; hs1) echo "$HS1_BODY" ;; esac; }
+oha_req_args() { [[ $1 == hs* ]] && echo "-m POST -T application/json -d $(hs_body_of "$1")"; true; }
+curl_req_args() { [[ $1 == hs* ]] && echo "-H Content-Type:application/json -d $(hs_body_of "$1")"; true; }
 
 # The Bulk job: created through Zweck (so it knows the job's object), read by everyone.
 BULK_Q='SELECT Id,FirstName,LastName,Email,Phone,MobilePhone,Birthdate,HasOptedOutOfEmail,MailingStreet,MailingCity,MailingPostalCode,MailingCountry,Title,Department FROM Contact'
@@ -373,10 +385,10 @@ targets_of() {
         pass) echo direct nginx zweck zweck-nolog zweck-h1 ;;
         gov) echo direct nginx zweck zweck-nolog zweck-an zweck-h1 ;;
         bulk) echo direct nginx zweck zweck-nolog ;;
-        hs|dv) echo direct nginx zweck zweck-an ;;
+        hs|dv|gov1|hs1|dv1) echo direct nginx zweck zweck-an ;;
     esac
 }
-for s in pass gov bulk hs dv; do
+for s in pass gov bulk hs dv gov1 hs1 dv1; do
     sp=$(path_of "$s")
     for t in $(targets_of "$s"); do
         read -r st sz < <(check "$s" "$t" "$sp")
@@ -425,8 +437,8 @@ for s in pass gov bulk; do
     fi
 done
 
-log "governed ~100 KB pages of each dialect, filtering and pseudonymising purposes (at maximum)"
-for s in gov hs dv; do
+log "governed ~100 KB and ~1 KB pages of each dialect, filtering and pseudonymising purposes (at maximum)"
+for s in gov hs dv gov1 hs1 dv1; do
     sp=$(path_of "$s")
     for t in $(targets_of "$s"); do
         # gov's direct, nginx, zweck and zweck-nolog rows are measured above
@@ -511,6 +523,7 @@ echo "- $("$ZWECK" --version 2>/dev/null || echo zweck) at $ZWECK, nginx $("$NGI
 echo "- $PINNING; oha HTTP/1.1 keep-alive over TLS, $CONNS connections, ${DUR}s per run; 'max' = closed loop, 'rate' = open loop at 50 % of Zweck's max (same rate for every target, coordinated omission corrected)"
 echo "- bodies: pass ${SIZE[pass-direct]} B (GET /services/data/), gov ${SIZE[gov-direct]} B raw / ${SIZE[gov-zweck]} B after the newsletter policy (SOQL page, 200 contacts), bulk ${SIZE[bulk-direct]} B raw / ${SIZE[bulk-zweck]} B via Zweck (CSV results, 2000 rows; $BULK_STATE${BULK_NOTE:+; $BULK_NOTE})"
 echo "- per-dialect pages, raw / newsletter / analytics (pseudonyms): Salesforce ${SIZE[gov-direct]} / ${SIZE[gov-zweck]} / ${SIZE[gov-zweck-an]} B, HubSpot ${SIZE[hs-direct]} / ${SIZE[hs-zweck]} / ${SIZE[hs-zweck-an]} B (search, 200 contacts), Dataverse ${SIZE[dv-direct]} / ${SIZE[dv-zweck]} / ${SIZE[dv-zweck-an]} B (200 contacts)"
+echo "- ~1 KB pages (two contacts), raw / newsletter / analytics: Salesforce ${SIZE[gov1-direct]} / ${SIZE[gov1-zweck]} / ${SIZE[gov1-zweck-an]} B, HubSpot ${SIZE[hs1-direct]} / ${SIZE[hs1-zweck]} / ${SIZE[hs1-zweck-an]} B, Dataverse ${SIZE[dv1-direct]} / ${SIZE[dv1-zweck]} / ${SIZE[dv1-zweck-an]} B"
 echo "- zweck: with the transfer log; 'without log' and 'HTTP/1.1 upstreams' (protocol: http1, also without the log) are separate processes"
 echo
 python3 "$HERE/report.py" "$RESULTS"

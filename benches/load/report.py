@@ -15,8 +15,11 @@ NAMES = {
     "bulk": "Bulk CSV (2000 rows, 421 KB)",
     "hs": "governed HubSpot search (200 contacts, 104 KB)",
     "dv": "governed Dataverse contacts (200, 99 KB)",
+    "gov1": "governed JSON (2 contacts, ~1 KB)",
+    "hs1": "governed HubSpot search (2 contacts, ~1 KB)",
+    "dv1": "governed Dataverse contacts (2, ~1 KB)",
 }
-SCENARIOS = ["pass", "gov", "bulk", "hs", "dv"]
+SCENARIOS = ["pass", "gov", "bulk", "hs", "dv", "gov1", "hs1", "dv1"]
 TARGETS = ["direct", "nginx", "zweck", "zweck-nolog", "zweck-gzip", "zweck-an", "zweck-h1"]
 LABEL = {
     "direct": "direct",
@@ -108,7 +111,7 @@ if "non-2xx" in notes:
 print()
 print("Per-request CPU against nginx (at maximum; CPU us per 2xx response read from /proc; nginx and direct")
 print("fetch the raw page, Zweck filters it for the purpose; goals: pass-through rps >= 1.0x nginx,")
-print("governed CPU <= 2x nginx):")
+print("governed ~100 KB CPU <= 2x nginx, governed ~1 KB CPU <= 3x nginx):")
 print()
 print("| scenario | zweck variant | zweck CPU us/req | nginx CPU us/req | double CPU us/req (direct) | CPU zweck/nginx | rps zweck/nginx |")
 print("|---|---|---:|---:|---:|---:|---:|")

@@ -71,8 +71,24 @@ pub fn classify_headers(headers: &HeaderMap) -> BodyKind {
     }
 }
 
+/// The `Content-Type` values CRM APIs send on nearly every JSON response, compared (ASCII
+/// case-insensitively) before anything is parsed; the parse gives each of them `Json` too.
+const PLAIN_JSON: [&str; 3] = [
+    "application/json",
+    "application/json;charset=utf-8",
+    "application/json; charset=utf-8",
+];
+
 /// Classifies one `Content-Type` header value.
 pub fn classify(value: &str) -> BodyKind {
+    if PLAIN_JSON.iter().any(|j| value.eq_ignore_ascii_case(j)) {
+        return BodyKind::Json;
+    }
+    classify_parsed(value)
+}
+
+/// [`classify`] by parsing the value.
+fn classify_parsed(value: &str) -> BodyKind {
     let Some(media) = MediaType::parse(value) else {
         return BodyKind::Other(INVALID.to_string());
     };
@@ -271,6 +287,16 @@ mod tests {
 
     fn other(essence: &str) -> BodyKind {
         BodyKind::Other(essence.to_string())
+    }
+
+    #[test]
+    fn the_plain_json_values_classify_as_the_parser_does() {
+        for v in PLAIN_JSON {
+            for v in [v.to_string(), v.to_ascii_uppercase()] {
+                assert_eq!(classify_parsed(&v), BodyKind::Json, "{v}");
+                assert_eq!(classify(&v), BodyKind::Json, "{v}");
+            }
+        }
     }
 
     #[test]
