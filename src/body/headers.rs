@@ -197,8 +197,12 @@ pub fn filter_response_headers(dialect: Dialect, headers: &mut HeaderMap) -> usi
     retain(headers, |name| list.allows_response(name)) + filter_record_links(dialect, headers)
 }
 
-/// The response headers that name the record a write created or changed.
-const RECORD_LINKS: [&str; 2] = ["location", "odata-entityid"];
+/// The response headers that name the record a write created or changed (names, not strings:
+/// a string is parsed into a name again by every lookup).
+static RECORD_LINKS: [HeaderName; 2] = [
+    http::header::LOCATION,
+    HeaderName::from_static("odata-entityid"),
+];
 
 /// Drops `Location` and `OData-EntityId` values whose last path segment is not a record id of
 /// the dialect (generic upstreams are not checked: they have no id form). Returns how many
@@ -208,7 +212,7 @@ pub fn filter_record_links(dialect: Dialect, headers: &mut HeaderMap) -> usize {
         return 0;
     }
     let mut removed = 0;
-    for name in RECORD_LINKS {
+    for name in &RECORD_LINKS {
         let ok = headers
             .get_all(name)
             .iter()
@@ -216,7 +220,10 @@ pub fn filter_record_links(dialect: Dialect, headers: &mut HeaderMap) -> usize {
         if !ok {
             headers.remove(name);
             removed += 1;
-            tracing::info!(header = name, "a record link that is no id was dropped");
+            tracing::info!(
+                header = name.as_str(),
+                "a record link that is no id was dropped"
+            );
         }
     }
     removed

@@ -79,7 +79,14 @@ pub enum Governance {
 pub fn locate<B>(live: &Live, req: &Request<B>) -> Result<Route, ProxyError> {
     refuse_method_override(req.method(), req.uri(), req.headers())?;
     let path = canonical_path(req.uri().path())?;
-    let host = request_host(req.uri(), req.headers());
+    // read only when some upstream selects by host: a rule without one ignores it
+    let by_host = live
+        .upstreams
+        .iter()
+        .any(|u| u.upstream.rule.host.is_some());
+    let host = by_host
+        .then(|| request_host(req.uri(), req.headers()))
+        .flatten();
     let upstream = select(
         live.upstreams.iter().map(|u| (&u.upstream.rule, u)),
         host.as_deref(),
