@@ -20,8 +20,10 @@
 #     with the upstream on HTTP/1.1 (`protocol: http1`; "-" for a build without the key);
 #   - governed JSON: a SOQL page of 200 contacts (98 KB), newsletter policy, transfer log on;
 #   - the same without the transfer log: the difference is the log's CPU cost (its fdatasync
-#     waits are not instructions; load.sh measures those).
-# Everything on 127.0.0.1; about 3 minutes. Not part of CI (needs valgrind and oha).
+#     waits are not instructions; load.sh measures those);
+#   - both again for a page of two contacts (985 B): what a governed exchange costs around
+#     the body (identification, routing, budget, transfer records, the response head).
+# Everything on 127.0.0.1; about 4 minutes. Not part of CI (needs valgrind and oha).
 # Look inside a kept file with `callgrind_annotate --inclusive=yes FILE | head -60`.
 set -euo pipefail
 
@@ -112,7 +114,9 @@ instructions() {
     awk '/^(summary|totals):/ {print $2; exit}' "$run.callgrind"
 }
 
-SOQL="SELECT+Id,FirstName,LastName,Email,Phone,MobilePhone,Birthdate,HasOptedOutOfEmail,MailingStreet,MailingCity,MailingPostalCode,MailingCountry,Title,Department+FROM+Contact+LIMIT+200"
+FIELDS="Id,FirstName,LastName,Email,Phone,MobilePhone,Birthdate,HasOptedOutOfEmail,MailingStreet,MailingCity,MailingPostalCode,MailingCountry,Title,Department"
+SOQL="SELECT+$FIELDS+FROM+Contact+LIMIT+200"
+SOQL1="SELECT+$FIELDS+FROM+Contact+LIMIT+2"
 echo "# Instructions per request (callgrind), $("$ZWECK" --version 2>/dev/null || echo zweck) at $ZWECK"
 echo
 echo "| scenario | requests | Ir per request |"
@@ -121,7 +125,9 @@ for scenario in "pass-through (484 B)|/services/data/|2000|yes|h1|auto" \
     "pass-through (484 B), app on HTTP/2|/services/data/|2000|yes|h2|auto" \
     "pass-through (484 B), upstream on HTTP/1.1|/services/data/|2000|yes|h1|http1" \
     "governed JSON (98 KB)|/services/data/v66.0/query?q=$SOQL|200|yes|h1|auto" \
-    "governed JSON (98 KB), no transfer log|/services/data/v66.0/query?q=$SOQL|200|no|h1|auto"; do
+    "governed JSON (98 KB), no transfer log|/services/data/v66.0/query?q=$SOQL|200|no|h1|auto" \
+    "governed JSON (985 B)|/services/data/v66.0/query?q=$SOQL1|500|yes|h1|auto" \
+    "governed JSON (985 B), no transfer log|/services/data/v66.0/query?q=$SOQL1|500|no|h1|auto"; do
     IFS='|' read -r name path n audit client upstream <<<"$scenario"
     if [[ -n "${ZWECK_PROFILE_ONLY:-}" && "$name" != *"$ZWECK_PROFILE_ONLY"* ]]; then continue; fi
     log "$name: $n and $((3 * n)) requests under callgrind"

@@ -116,27 +116,25 @@ impl RoutePattern {
         };
         // at most one: the canonical path has no empty segment before its end
         let trimmed = rest.strip_suffix('/').unwrap_or(rest);
-        let parts: Vec<&str> = if trimmed.is_empty() {
-            Vec::new()
-        } else {
-            trimmed.split('/').collect()
-        };
-        let mut i = 0;
+        // walked, not collected: every request tries many patterns
+        let mut parts = (!trimmed.is_empty())
+            .then(|| trimmed.split('/'))
+            .into_iter()
+            .flatten();
         for seg in &self.segments {
             match seg {
                 Segment::Rest => return true,
                 Segment::Glob(pieces) => {
-                    let Some(part) = parts.get(i) else {
+                    let Some(part) = parts.next() else {
                         return false;
                     };
                     if !glob_match(pieces, part) {
                         return false;
                     }
-                    i += 1;
                 }
             }
         }
-        i == parts.len()
+        parts.next().is_none()
     }
 }
 
