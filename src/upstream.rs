@@ -241,20 +241,30 @@ impl Upstream {
         &self.config.name
     }
 
-    /// The upstream URI for a canonical path and the raw query.
+    /// The upstream URI for a canonical path and the raw query: the configured URL's scheme
+    /// and authority (parsed once, at start-up) with the path and query parsed here.
     pub fn uri_for(&self, path: &str, query: Option<&str>) -> Result<Uri, ProxyError> {
-        let mut target = String::with_capacity(
-            self.origin.len() + path.len() + query.map_or(0, |q| q.len() + 1),
-        );
-        target.push_str(&self.origin);
+        let unparsable = || ProxyError::BadPath {
+            reason: "unparsable request target",
+        };
+        let mut target = String::with_capacity(path.len() + query.map_or(0, |q| q.len() + 1));
         target.push_str(path);
         if let Some(q) = query {
             target.push('?');
             target.push_str(q);
         }
-        Uri::try_from(target).map_err(|_| ProxyError::BadPath {
-            reason: "unparsable request target",
-        })
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(
+            self.config
+                .url
+                .scheme()
+                .cloned()
+                .unwrap_or(http::uri::Scheme::HTTPS),
+        );
+        parts.authority = self.config.url.authority().cloned();
+        parts.path_and_query =
+            Some(http::uri::PathAndQuery::try_from(target).map_err(|_| unparsable())?);
+        Uri::from_parts(parts).map_err(|_| unparsable())
     }
 
     /// The `Authorization` value Zweck sends to this upstream, if it has a credential.
