@@ -62,17 +62,32 @@ where
     if hint.lower() > limit as u64 {
         return Err(CollectError::TooLarge { limit });
     }
-    let mut buf = BytesMut::with_capacity((hint.lower() as usize).min(limit));
+    // a body of one data frame (most small ones) is returned as it came, without a copy
+    let mut first: Option<Bytes> = None;
+    let mut buf = BytesMut::new();
+    let mut len = 0;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| CollectError::Stream(e.into()))?;
         if let Ok(data) = frame.into_data() {
-            if buf.len() + data.len() > limit {
+            len += data.len();
+            if len > limit {
                 return Err(CollectError::TooLarge { limit });
             }
-            buf.extend_from_slice(&data);
+            match first.take() {
+                None if buf.is_empty() => first = Some(data),
+                held => {
+                    if buf.is_empty() {
+                        buf.reserve((hint.lower() as usize).clamp(len, limit));
+                    }
+                    if let Some(held) = held {
+                        buf.extend_from_slice(&held);
+                    }
+                    buf.extend_from_slice(&data);
+                }
+            }
         }
     }
-    Ok(buf.freeze())
+    Ok(first.unwrap_or_else(|| buf.freeze()))
 }
 
 #[cfg(test)]
@@ -87,5 +102,37 @@ mod tests {
         assert_eq!(ok.len(), 10);
         let err = collect_limited(full(vec![b'a'; 11]), 10).await;
         assert!(matches!(err, Err(CollectError::TooLarge { limit: 10 })));
+    }
+
+    #[tokio::test]
+    async fn collect_joins_frames_in_order_and_counts_them_all_against_the_limit() {
+        use http_body::Frame;
+        use std::collections::VecDeque;
+        use std::pin::Pin;
+        use std::task::{Context, Poll};
+        /// A body of the given data frames, one per poll.
+        struct Frames(VecDeque<Bytes>);
+        impl Body for Frames {
+            type Data = Bytes;
+            type Error = BoxError;
+            fn poll_frame(
+                mut self: Pin<&mut Self>,
+                _: &mut Context<'_>,
+            ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+                Poll::Ready(self.0.pop_front().map(|b| Ok(Frame::data(b))))
+            }
+        }
+        let frames =
+            |parts: &[&'static [u8]]| Frames(parts.iter().map(|p| Bytes::from_static(p)).collect());
+        let one = collect_limited(frames(&[b"abc"]), 10).await.expect("fits");
+        assert_eq!(&one[..], b"abc");
+        let three = collect_limited(frames(&[b"ab", b"", b"cde", b"f"]), 6)
+            .await
+            .expect("fits");
+        assert_eq!(&three[..], b"abcdef");
+        let over = collect_limited(frames(&[b"abcd", b"efg"]), 6).await;
+        assert!(matches!(over, Err(CollectError::TooLarge { limit: 6 })));
+        let empty = collect_limited(frames(&[]), 6).await.expect("empty");
+        assert!(empty.is_empty());
     }
 }
