@@ -50,8 +50,7 @@ fn find_special(b: &[u8], mut i: usize) -> usize {
         let w = u64::from_le_bytes(word);
         let quote = w ^ (ONES * u64::from(b'"'));
         let slash = w ^ (ONES * u64::from(b'\\'));
-        let hit =
-            ((quote.wrapping_sub(ONES) & !quote) | (slash.wrapping_sub(ONES) & !slash)) & HIGHS;
+        let hit = ((quote.wrapping_sub(ONES) & !quote) | (slash.wrapping_sub(ONES) & !slash)) & HIGHS;
         if hit != 0 {
             // the lowest flagged byte is exact (borrows only move upwards)
             return i + (hit.trailing_zeros() / 8) as usize;
@@ -346,12 +345,9 @@ impl<'b> Checker<'b> {
             frame.filter[word] |= bit;
             let first = frame.first;
             if taken {
-                let same = self
-                    .names
-                    .get(first..)
-                    .unwrap_or_default()
-                    .iter()
-                    .any(|n| n.hash == name.hash && self.bytes(*n) == self.bytes(name));
+                let same = self.names.get(first..).unwrap_or_default().iter().any(|n| {
+                    n.hash == name.hash && self.bytes(*n) == self.bytes(name)
+                });
                 if same {
                     return None;
                 }
