@@ -496,24 +496,45 @@ fn unknown_fields(
 }
 
 /// Appends the path from `node` to `target` to `path`; false when `target` is not below.
+/// The tree is searched by pointer first and only the path found is written out (writing
+/// every key the search passes cost more than the rest of a small governed body's report).
 fn node_path(node: &FieldNode, target: &FieldNode, path: &mut String) -> bool {
+    let mut steps = Vec::new();
+    if !node_chain(node, target, &mut steps) {
+        return false;
+    }
+    for step in steps {
+        match step {
+            Some(key) => crate::policy::select::push_key(path, key),
+            None => path.push_str("[*]"),
+        }
+    }
+    true
+}
+
+/// The keys (`None`: `[*]`) from `node` down to `target`, in the order a search of named
+/// members before `[*]` meets them.
+fn node_chain<'n>(
+    node: &'n FieldNode,
+    target: &FieldNode,
+    steps: &mut Vec<Option<&'n str>>,
+) -> bool {
     if std::ptr::eq(node, target) {
         return true;
     }
-    let mark = path.len();
     for (k, child) in &node.keys {
-        crate::policy::select::push_key(path, k);
-        if node_path(child, target, path) {
+        steps.push(Some(k));
+        if node_chain(child, target, steps) {
             return true;
         }
-        path.truncate(mark);
+        steps.pop();
     }
     if let Some(any) = &node.any {
-        path.push_str("[*]");
-        if node_path(any, target, path) {
+        steps.push(None);
+        if node_chain(any, target, steps) {
             return true;
         }
-        path.truncate(mark);
+        steps.pop();
     }
     false
 }
