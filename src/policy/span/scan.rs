@@ -50,7 +50,8 @@ fn find_special(b: &[u8], mut i: usize) -> usize {
         let w = u64::from_le_bytes(word);
         let quote = w ^ (ONES * u64::from(b'"'));
         let slash = w ^ (ONES * u64::from(b'\\'));
-        let hit = ((quote.wrapping_sub(ONES) & !quote) | (slash.wrapping_sub(ONES) & !slash)) & HIGHS;
+        let hit =
+            ((quote.wrapping_sub(ONES) & !quote) | (slash.wrapping_sub(ONES) & !slash)) & HIGHS;
         if hit != 0 {
             // the lowest flagged byte is exact (borrows only move upwards)
             return i + (hit.trailing_zeros() / 8) as usize;
@@ -325,9 +326,9 @@ impl<'b> Checker<'b> {
     }
 
     /// Checks the member name (a string) at `i` and adds it to the open object's names;
-    /// returns its end and whether it has escapes. None for a bad string and for serde_json's
-    /// private number marker.
-    pub fn name(&mut self, i: usize) -> Option<(usize, bool)> {
+    /// returns its end, whether it has escapes and its hash. None for a bad string and for
+    /// serde_json's private number marker.
+    pub fn name(&mut self, i: usize) -> Option<(usize, bool, u64)> {
         let b = self.b;
         if b.get(i) != Some(&b'"') {
             return None;
@@ -355,6 +356,37 @@ impl<'b> Checker<'b> {
         if self.bytes(name) == NUMBER_TOKEN {
             return None;
         }
+        self.add(name)?;
+        Some((end, escaped, name.hash))
+    }
+
+    /// The name at `i` when it is known to be `known` (the bytes of a name without escapes,
+    /// checked before in this body, and `hash` its hash): its end, having added it to the open
+    /// object's names; None when the bytes at `i` are not that name (check it with `name`).
+    #[inline]
+    pub fn known_name(&mut self, i: usize, known: &[u8], hash: u64) -> Option<usize> {
+        let b = self.b;
+        let end = i + known.len() + 2;
+        if b.get(i) != Some(&b'"')
+            || b.get(i + 1..end - 1)? != known
+            || b.get(end - 1) != Some(&b'"')
+        {
+            return None;
+        }
+        // a checked name's bytes hold no quote, backslash or control byte and are UTF-8 on
+        // their own, so the same bytes here are the same valid name
+        self.add(Name {
+            hash,
+            start: i + 1,
+            len: known.len(),
+            decoded: false,
+        })?;
+        Some(end)
+    }
+
+    /// Adds a name to the open object's names: None when the object has it already.
+    #[inline]
+    fn add(&mut self, name: Name) -> Option<()> {
         let frame = self.frames.last_mut()?;
         let own = self.names.len() - frame.first;
         if own < FEW_NAMES {
@@ -364,16 +396,19 @@ impl<'b> Checker<'b> {
             frame.filter[word] |= bit;
             let first = frame.first;
             if taken {
-                let same = self.names.get(first..).unwrap_or_default().iter().any(|n| {
-                    n.hash == name.hash && self.bytes(*n) == self.bytes(name)
-                });
+                let same = self
+                    .names
+                    .get(first..)
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|n| n.hash == name.hash && self.bytes(*n) == self.bytes(name));
                 if same {
                     return None;
                 }
             }
         }
         self.names.push(name);
-        Some((end, escaped))
+        Some(())
     }
 
     fn bytes(&self, n: Name) -> &[u8] {
@@ -496,7 +531,7 @@ impl<'b> Checker<'b> {
         }
         let names = self.open();
         loop {
-            let (end, escaped) = self.name(j)?;
+            let (end, escaped, _) = self.name(j)?;
             out.string(b, j, end, escaped, true, None)?;
             j = ws(b, end);
             if b.get(j) != Some(&b':') {

@@ -80,7 +80,16 @@ type Step = Result<(Verdict, usize), Fallback>;
 /// What [`FieldNode::member`] answered for one member position of one field node. A page's
 /// records repeat the same names in the same order, so most names are answered by comparing
 /// their bytes with the last record's at the same position, not by decoding and hashing them.
-type Recalled<'a, 'b> = Option<(&'b [u8], (Option<&'a FieldNode>, Option<CatId>))>;
+type Recalled<'a, 'b> = Option<Answer<'a, 'b>>;
+
+/// One remembered name: its bytes (a checked name without escapes), its hash for the
+/// duplicate check, and the field node's answer.
+#[derive(Clone, Copy)]
+struct Answer<'a, 'b> {
+    name: &'b [u8],
+    hash: u64,
+    found: (Option<&'a FieldNode>, Option<CatId>),
+}
 
 /// The remembered answers of one field node (under one inherited category), by position.
 struct NodeMemo<'a, 'b> {
@@ -121,27 +130,13 @@ impl<'a, 'b> Memo<'a, 'b> {
         Some(self.nodes.len() - 1)
     }
 
-    /// What the node of `table` answered for `name` at `pos`, if it was this name.
+    /// The name last seen at `pos` of the node of `table`.
     #[inline]
-    fn recall(
-        &self,
-        table: usize,
-        pos: usize,
-        name: &[u8],
-    ) -> Option<(Option<&'a FieldNode>, Option<CatId>)> {
-        match self.nodes.get(table)?.names.get(pos) {
-            Some(Some((seen, found))) if *seen == name => Some(*found),
-            _ => None,
-        }
+    fn recall(&self, table: usize, pos: usize) -> Option<Answer<'a, 'b>> {
+        *self.nodes.get(table)?.names.get(pos)?
     }
 
-    fn remember(
-        &mut self,
-        table: usize,
-        pos: usize,
-        name: &'b [u8],
-        found: (Option<&'a FieldNode>, Option<CatId>),
-    ) {
+    fn remember(&mut self, table: usize, pos: usize, answer: Answer<'a, 'b>) {
         let Some(m) = self.nodes.get_mut(table) else {
             return;
         };
@@ -151,7 +146,7 @@ impl<'a, 'b> Memo<'a, 'b> {
         if m.names.len() <= pos {
             m.names.resize(pos + 1, None);
         }
-        m.names[pos] = Some((name, found));
+        m.names[pos] = Some(answer);
     }
 }
 
@@ -235,7 +230,17 @@ impl<'a> SpanWalker<'a, '_> {
         let memo = node.and_then(|n| self.memo.table(n, cat));
         let mut pos = 0usize;
         loop {
-            let (kend, escaped) = self.ck.name(j).ok_or(Fallback::Bytes)?;
+            // the name the last record had here, when it is the same bytes
+            let recalled = memo.and_then(|t| self.memo.recall(t, pos));
+            let (kend, escaped, hash, known) = match recalled
+                .and_then(|r| self.ck.known_name(j, r.name, r.hash).map(|e| (e, r)))
+            {
+                Some((end, r)) => (end, false, r.hash, Some(r.found)),
+                None => {
+                    let (end, escaped, hash) = self.ck.name(j).ok_or(Fallback::Bytes)?;
+                    (end, escaped, hash, None)
+                }
+            };
             let raw = b.get(j + 1..kend - 1).ok_or(Fallback::Bytes)?;
             // the name as text, only where it is needed (most names are matched as bytes)
             let text = || -> Result<Cow<'_, str>, Fallback> {
@@ -270,12 +275,13 @@ impl<'a> SpanWalker<'a, '_> {
                 let value_at = self.out.len();
                 let (cn, ccat) = match node {
                     None => (None, cat),
-                    Some(_) if !escaped => match memo.and_then(|t| self.memo.recall(t, pos, raw)) {
+                    Some(_) if !escaped => match known {
                         Some(found) => found,
                         None => {
                             let found = FieldNode::member(node, &text()?, cat);
                             if let Some(t) = memo {
-                                self.memo.remember(t, pos, raw, found);
+                                let name = raw;
+                                self.memo.remember(t, pos, Answer { name, hash, found });
                             }
                             found
                         }
