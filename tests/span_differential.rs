@@ -886,6 +886,57 @@ fn duplicates_wherever_the_walk_goes_are_refused() {
     assert!(case.check(fine.as_bytes(), "40 members"));
 }
 
+/// A child record with a consent of its own that it lacks, inside a parent that has consent
+/// (here an account's type, a system field) and holds nothing personal itself: the child is
+/// removed, and the parent still counts as a record of personal data, since the removed
+/// child's data was received with it (the DOM path observes the child, the span path walks it
+/// once and puts back what it counted).
+#[test]
+fn a_removed_child_record_still_makes_its_parent_personal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policies = root().join("policies");
+    std::fs::create_dir(dir.path().join("inventory")).expect("mkdir");
+    std::fs::copy(
+        policies.join("purposes.yaml"),
+        dir.path().join("purposes.yaml"),
+    )
+    .expect("copy");
+    for name in ["hubspot.yaml", "dynamics.yaml"] {
+        let from = policies.join("inventory").join(name);
+        std::fs::copy(from, dir.path().join("inventory").join(name)).expect("copy");
+    }
+    let sf = std::fs::read_to_string(policies.join("inventory/salesforce.yaml")).expect("read");
+    let at = sf.find("\n  Account:\n").expect("Account");
+    let fields = at + sf[at..].find("\n    fields:\n").expect("fields");
+    let sf = format!(
+        "{}\n    children:\n      $.Contacts.records[*]: Contact\n    consent:\n      \
+         marketing_email: {{ field: $.Type, granted_when: Customer }}\n    fields:\n      \
+         $.Contacts.totalSize: system\n      $.Contacts.done: system\n{}",
+        &sf[..fields],
+        &sf[fields + "\n    fields:\n".len()..]
+    );
+    std::fs::write(dir.path().join("inventory/salesforce.yaml"), sf).expect("write");
+    let set = PolicySet::load(dir.path()).expect("policies").0;
+    let key = PseudonymKey::new(&[7u8; 32]);
+    let links = links();
+    let shape = Shape::default();
+    let op = list_op(&set, Dialect::Salesforce);
+    let child = |opted_out: bool| {
+        format!(
+            r#"{{"totalSize":1,"done":true,"records":[{{"attributes":{{"type":"Account"}},"Id":"001","Type":"Customer","Contacts":{{"totalSize":1,"done":true,"records":[{{"attributes":{{"type":"Contact"}},"Id":"003","Email":"a@b.example","HasOptedOutOfEmail":{opted_out}}}]}}}}]}}"#
+        )
+    };
+    for opted_out in [true, false] {
+        let page = child(opted_out);
+        let case = Case::new(&set, "newsletter", op, Some(&key), &shape, &links);
+        let (_, outcome) = case.dom(page.as_bytes()).expect("the DOM path answers");
+        // one record of personal data either way: the contact when it stays, the account
+        // that carried it when it is removed
+        assert_eq!(outcome.records, 1, "{page}");
+        assert!(case.check(page.as_bytes(), &page), "the span path answers");
+    }
+}
+
 #[test]
 fn fuzz_seeds_agree() {
     // the body fuzz target's seeds (fuzz/seeds), where the repository carries them

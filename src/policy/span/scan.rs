@@ -50,7 +50,8 @@ fn find_special(b: &[u8], mut i: usize) -> usize {
         let w = u64::from_le_bytes(word);
         let quote = w ^ (ONES * u64::from(b'"'));
         let slash = w ^ (ONES * u64::from(b'\\'));
-        let hit = ((quote.wrapping_sub(ONES) & !quote) | (slash.wrapping_sub(ONES) & !slash)) & HIGHS;
+        let hit =
+            ((quote.wrapping_sub(ONES) & !quote) | (slash.wrapping_sub(ONES) & !slash)) & HIGHS;
         if hit != 0 {
             // the lowest flagged byte is exact (borrows only move upwards)
             return i + (hit.trailing_zeros() / 8) as usize;
@@ -110,15 +111,31 @@ fn hex4(b: &[u8], i: usize) -> Option<u32> {
     Some(n)
 }
 
+/// True when `b` is UTF-8 and holds no byte below 0x20 (no control character, and no
+/// whitespace but spaces: a compact body, as CRM APIs send). Strings in such a body need no
+/// check of their own for either.
+fn plain(b: &[u8]) -> bool {
+    // 64 bytes at a time without a branch per byte (the compiler vectorises the fold)
+    let no_controls = b
+        .chunks(64)
+        .all(|c| c.iter().fold(0u8, |acc, &x| acc | u8::from(x < 0x20)) == 0);
+    no_controls && simdutf8::basic::from_utf8(b).is_ok()
+}
+
 /// The end of the string starting at `i` (after its closing quote) and whether it has
 /// escapes, checked: None for control characters, bad escapes, lone surrogates and bytes that
-/// are not UTF-8.
-pub(super) fn string(b: &[u8], i: usize) -> Option<(usize, bool)> {
+/// are not UTF-8. `plain`: the whole body is known to be UTF-8 without control characters.
+#[inline]
+pub(super) fn string(b: &[u8], i: usize, plain: bool) -> Option<(usize, bool)> {
     let mut j = i + 1;
     let mut escaped = false;
     let mut high = false;
     loop {
-        j = find_special_checked(b, j, &mut high);
+        j = if plain {
+            find_special(b, j)
+        } else {
+            find_special_checked(b, j, &mut high)
+        };
         match *b.get(j)? {
             b'"' => {
                 if high {
@@ -189,6 +206,8 @@ pub(super) struct Checker<'b> {
     b: &'b [u8],
     /// The strict model's effective depth limit.
     pub max_depth: usize,
+    /// The body is UTF-8 and has no byte below 0x20 (checked once, up front).
+    pub plain: bool,
     hasher: foldhash::fast::RandomState,
     /// Names of the objects open now, innermost last.
     names: Vec<Name>,
@@ -280,6 +299,7 @@ impl<'b> Checker<'b> {
         Checker {
             b,
             max_depth,
+            plain: plain(b),
             hasher: foldhash::fast::RandomState::default(),
             names: Vec::new(),
             frames: Vec::new(),
@@ -306,14 +326,14 @@ impl<'b> Checker<'b> {
     }
 
     /// Checks the member name (a string) at `i` and adds it to the open object's names;
-    /// returns its end and whether it has escapes. None for a bad string and for serde_json's
-    /// private number marker.
-    pub fn name(&mut self, i: usize) -> Option<(usize, bool)> {
+    /// returns its end, whether it has escapes and its hash. None for a bad string and for
+    /// serde_json's private number marker.
+    pub fn name(&mut self, i: usize) -> Option<(usize, bool, u64)> {
         let b = self.b;
         if b.get(i) != Some(&b'"') {
             return None;
         }
-        let (end, escaped) = string(b, i)?;
+        let (end, escaped) = string(b, i, self.plain)?;
         let name = if escaped {
             let s = serde_json::from_slice::<String>(b.get(i..end)?).ok()?;
             let start = self.decoded.len();
@@ -336,6 +356,37 @@ impl<'b> Checker<'b> {
         if self.bytes(name) == NUMBER_TOKEN {
             return None;
         }
+        self.add(name)?;
+        Some((end, escaped, name.hash))
+    }
+
+    /// The name at `i` when it is known to be `known` (the bytes of a name without escapes,
+    /// checked before in this body, and `hash` its hash): its end, having added it to the open
+    /// object's names; None when the bytes at `i` are not that name (check it with `name`).
+    #[inline]
+    pub fn known_name(&mut self, i: usize, known: &[u8], hash: u64) -> Option<usize> {
+        let b = self.b;
+        let end = i + known.len() + 2;
+        if b.get(i) != Some(&b'"')
+            || b.get(i + 1..end - 1)? != known
+            || b.get(end - 1) != Some(&b'"')
+        {
+            return None;
+        }
+        // a checked name's bytes hold no quote, backslash or control byte and are UTF-8 on
+        // their own, so the same bytes here are the same valid name
+        self.add(Name {
+            hash,
+            start: i + 1,
+            len: known.len(),
+            decoded: false,
+        })?;
+        Some(end)
+    }
+
+    /// Adds a name to the open object's names: None when the object has it already.
+    #[inline]
+    fn add(&mut self, name: Name) -> Option<()> {
         let frame = self.frames.last_mut()?;
         let own = self.names.len() - frame.first;
         if own < FEW_NAMES {
@@ -345,16 +396,19 @@ impl<'b> Checker<'b> {
             frame.filter[word] |= bit;
             let first = frame.first;
             if taken {
-                let same = self.names.get(first..).unwrap_or_default().iter().any(|n| {
-                    n.hash == name.hash && self.bytes(*n) == self.bytes(name)
-                });
+                let same = self
+                    .names
+                    .get(first..)
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|n| n.hash == name.hash && self.bytes(*n) == self.bytes(name));
                 if same {
                     return None;
                 }
             }
         }
         self.names.push(name);
-        Some((end, escaped))
+        Some(())
     }
 
     fn bytes(&self, n: Name) -> &[u8] {
@@ -399,7 +453,7 @@ impl<'b> Checker<'b> {
         let b = self.b;
         match *b.get(i)? {
             b'"' => {
-                let (end, escaped) = string(b, i)?;
+                let (end, escaped) = string(b, i, self.plain)?;
                 out.string(b, i, end, escaped, false, hook)?;
                 Some(end)
             }
@@ -477,7 +531,7 @@ impl<'b> Checker<'b> {
         }
         let names = self.open();
         loop {
-            let (end, escaped) = self.name(j)?;
+            let (end, escaped, _) = self.name(j)?;
             out.string(b, j, end, escaped, true, None)?;
             j = ws(b, end);
             if b.get(j) != Some(&b':') {

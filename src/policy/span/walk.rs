@@ -77,79 +77,76 @@ pub(super) struct SpanWalker<'a, 'b> {
 
 type Step = Result<(Verdict, usize), Fallback>;
 
-/// The last answer of [`FieldNode::member`] for one member position of one field node. A
-/// page's records repeat the same names in the same order, so most names are answered by
-/// comparing their bytes with the last record's, not by decoding and hashing them.
+/// What [`FieldNode::member`] answered for one member position of one field node. A page's
+/// records repeat the same names in the same order, so most names are answered by comparing
+/// their bytes with the last record's at the same position, not by decoding and hashing them.
+type Recalled<'a, 'b> = Option<Answer<'a, 'b>>;
+
+/// One remembered name: its bytes (a checked name without escapes), its hash for the
+/// duplicate check, and the field node's answer.
 #[derive(Clone, Copy)]
-struct Recalled<'a, 'b> {
-    node: &'a FieldNode,
-    pos: usize,
-    inherited: Option<CatId>,
+struct Answer<'a, 'b> {
     name: &'b [u8],
+    hash: u64,
     found: (Option<&'a FieldNode>, Option<CatId>),
 }
 
-/// A small direct-mapped table of [`Recalled`] answers (a miss asks the field node).
+/// The remembered answers of one field node (under one inherited category), by position.
+struct NodeMemo<'a, 'b> {
+    node: &'a FieldNode,
+    inherited: Option<CatId>,
+    names: Vec<Recalled<'a, 'b>>,
+}
+
+/// Remembered member answers per field node: a handful of nodes (the record's, its nested
+/// objects'), a few hundred positions each; past that nothing is remembered and names are
+/// looked up as they come.
 pub(super) struct Memo<'a, 'b> {
-    slots: Vec<Option<Recalled<'a, 'b>>>,
+    nodes: Vec<NodeMemo<'a, 'b>>,
 }
 
 impl<'a, 'b> Memo<'a, 'b> {
-    const SLOTS: usize = 256;
+    const NODES: usize = 32;
+    const POSITIONS: usize = 512;
 
     pub fn new() -> Self {
-        Memo { slots: Vec::new() }
+        Memo { nodes: Vec::new() }
     }
 
-    fn slot(node: &FieldNode, pos: usize) -> usize {
-        (std::ptr::from_ref(node).addr() >> 4)
-            .wrapping_mul(31)
-            .wrapping_add(pos)
-            % Self::SLOTS
+    /// The table of `node` under `inherited`, made on first use (None when full).
+    fn table(&mut self, node: &'a FieldNode, inherited: Option<CatId>) -> Option<usize> {
+        let found = self
+            .nodes
+            .iter()
+            .position(|m| std::ptr::eq(m.node, node) && m.inherited == inherited);
+        if found.is_some() || self.nodes.len() >= Self::NODES {
+            return found;
+        }
+        self.nodes.push(NodeMemo {
+            node,
+            inherited,
+            names: Vec::new(),
+        });
+        Some(self.nodes.len() - 1)
     }
 
-    /// What `FieldNode::member` answered for `name` at `pos` of `node`, if remembered.
+    /// The name last seen at `pos` of the node of `table`.
     #[inline]
-    fn recall(
-        &self,
-        node: &'a FieldNode,
-        pos: usize,
-        name: &[u8],
-        inherited: Option<CatId>,
-    ) -> Option<(Option<&'a FieldNode>, Option<CatId>)> {
-        match self.slots.get(Self::slot(node, pos)) {
-            Some(Some(r))
-                if std::ptr::eq(r.node, node)
-                    && r.pos == pos
-                    && r.inherited == inherited
-                    && r.name == name =>
-            {
-                Some(r.found)
-            }
-            _ => None,
-        }
+    fn recall(&self, table: usize, pos: usize) -> Option<Answer<'a, 'b>> {
+        *self.nodes.get(table)?.names.get(pos)?
     }
 
-    fn remember(
-        &mut self,
-        node: &'a FieldNode,
-        pos: usize,
-        name: &'b [u8],
-        inherited: Option<CatId>,
-        found: (Option<&'a FieldNode>, Option<CatId>),
-    ) {
-        if self.slots.is_empty() {
-            self.slots.resize(Self::SLOTS, None);
+    fn remember(&mut self, table: usize, pos: usize, answer: Answer<'a, 'b>) {
+        let Some(m) = self.nodes.get_mut(table) else {
+            return;
+        };
+        if pos >= Self::POSITIONS {
+            return;
         }
-        if let Some(slot) = self.slots.get_mut(Self::slot(node, pos)) {
-            *slot = Some(Recalled {
-                node,
-                pos,
-                inherited,
-                name,
-                found,
-            });
+        if m.names.len() <= pos {
+            m.names.resize(pos + 1, None);
         }
+        m.names[pos] = Some(answer);
     }
 }
 
@@ -230,9 +227,20 @@ impl<'a> SpanWalker<'a, '_> {
             return Ok(j + 1);
         }
         let names = self.ck.open();
+        let memo = node.and_then(|n| self.memo.table(n, cat));
         let mut pos = 0usize;
         loop {
-            let (kend, escaped) = self.ck.name(j).ok_or(Fallback::Bytes)?;
+            // the name the last record had here, when it is the same bytes
+            let recalled = memo.and_then(|t| self.memo.recall(t, pos));
+            let (kend, escaped, hash, known) = match recalled
+                .and_then(|r| self.ck.known_name(j, r.name, r.hash).map(|e| (e, r)))
+            {
+                Some((end, r)) => (end, false, r.hash, Some(r.found)),
+                None => {
+                    let (end, escaped, hash) = self.ck.name(j).ok_or(Fallback::Bytes)?;
+                    (end, escaped, hash, None)
+                }
+            };
             let raw = b.get(j + 1..kend - 1).ok_or(Fallback::Bytes)?;
             // the name as text, only where it is needed (most names are matched as bytes)
             let text = || -> Result<Cow<'_, str>, Fallback> {
@@ -267,11 +275,14 @@ impl<'a> SpanWalker<'a, '_> {
                 let value_at = self.out.len();
                 let (cn, ccat) = match node {
                     None => (None, cat),
-                    Some(n) if !escaped => match self.memo.recall(n, pos, raw, cat) {
+                    Some(_) if !escaped => match known {
                         Some(found) => found,
                         None => {
                             let found = FieldNode::member(node, &text()?, cat);
-                            self.memo.remember(n, pos, raw, cat, found);
+                            if let Some(t) = memo {
+                                let name = raw;
+                                self.memo.remember(t, pos, Answer { name, hash, found });
+                            }
                             found
                         }
                     },
@@ -539,7 +550,7 @@ impl<'a> SpanWalker<'a, '_> {
     fn parse_at(&mut self, i: usize) -> Result<(Value, usize), Fallback> {
         if self.b.get(i) == Some(&b'"') {
             // most transformed values are strings: decoded without a parser
-            let (end, escaped) = scan::string(self.b, i).ok_or(Fallback::Bytes)?;
+            let (end, escaped) = scan::string(self.b, i, self.ck.plain).ok_or(Fallback::Bytes)?;
             let text = scan::decode(self.b, i, end, escaped).ok_or(Fallback::Bytes)?;
             return Ok((Value::String(text.into_owned()), end));
         }
