@@ -70,6 +70,19 @@ impl LinkRewriter {
         None
     }
 
+    /// The first bytes (lower case) a string must start with to be rewritten: a link starts
+    /// with its origin's scheme.
+    pub fn first_bytes(&self) -> Vec<u8> {
+        let mut bytes: Vec<u8> = self
+            .origins
+            .iter()
+            .filter_map(|o| o.as_bytes().first())
+            .map(u8::to_ascii_lowercase)
+            .collect();
+        bytes.dedup();
+        bytes
+    }
+
     /// False when `body` cannot contain a link to the upstream: its authority (`host[:port]`)
     /// does not occur anywhere, in any letter case. Lets an ungoverned body skip the parse.
     pub fn may_link(&self, body: &[u8]) -> bool {

@@ -134,10 +134,12 @@ pub fn response(
     };
     let tax = &set.taxonomy;
     let rewrite = |s: &str| links.and_then(|l| l.rewrite(s));
-    // copied strings are looked at only when one may be a link; written ones always
-    let copy_hook: Option<StrHook<'_>> = links
-        .is_some_and(|l| l.may_link_json(body))
-        .then_some(&rewrite);
+    // copied strings are looked at only when one may start a link; written ones always
+    let starts = links.map(LinkRewriter::first_bytes).unwrap_or_default();
+    let copy_hook = links.map(|_| StrHook {
+        rewrite: &rewrite,
+        starts: &starts,
+    });
     let mut w = SpanWalker {
         b: body,
         out: Vec::with_capacity(body.len()),

@@ -278,7 +278,10 @@ impl Sink for Vec<u8> {
         hook: Option<StrHook<'_>>,
     ) -> Option<()> {
         let rewritten = match hook {
-            Some(h) if !key => h(&decode(b, i, end, escaped)?),
+            // a string without escapes starts with its first byte: most are no link
+            Some(h) if !key && (escaped || b.get(i + 1).is_some_and(|c| h.may_start(*c))) => {
+                (h.rewrite)(&decode(b, i, end, escaped)?)
+            }
             _ => None,
         };
         match rewritten {
@@ -676,7 +679,23 @@ pub(super) fn write_str(s: &str, out: &mut Vec<u8>) {
 }
 
 /// Rewrites one string value (the upstream links of the proxy); None leaves it.
-pub(super) type StrHook<'h> = &'h dyn Fn(&str) -> Option<String>;
+pub(super) type Rewrite<'h> = &'h dyn Fn(&str) -> Option<String>;
+
+/// The link rewrite of copied strings: `rewrite` answers only for strings that start with one
+/// of `starts` (lower case; a string's first byte in either case), so a string that starts
+/// otherwise is copied without being decoded.
+#[derive(Clone, Copy)]
+pub(super) struct StrHook<'h> {
+    pub rewrite: Rewrite<'h>,
+    pub starts: &'h [u8],
+}
+
+impl StrHook<'_> {
+    #[inline]
+    fn may_start(&self, first: u8) -> bool {
+        self.starts.contains(&first.to_ascii_lowercase())
+    }
+}
 
 /// The member `key` of the (valid) object at `i`: the position of its value.
 pub(super) fn member(b: &[u8], i: usize, key: &str) -> Option<usize> {

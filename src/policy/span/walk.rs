@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::scan::{self, Checker, Skip, StrHook};
+use super::scan::{self, Checker, Rewrite, Skip, StrHook};
 use super::Fallback;
 use crate::json::{self, JsonLimits};
 use crate::policy::actions::{self, PseudonymKey, PurposeKey};
@@ -61,10 +61,10 @@ pub(super) struct SpanWalker<'a, 'b> {
     pub changed: bool,
     pub unknown: Vec<(usize, Option<&'a FieldNode>, String)>,
     pub shape: &'a Shape,
-    /// The upstream-link rewrite of copied strings, when the body may hold a link.
+    /// The upstream-link rewrite of copied strings.
     pub hook: Option<StrHook<'b>>,
     /// The upstream-link rewrite of the values actions write.
-    pub rewrite: StrHook<'b>,
+    pub rewrite: Rewrite<'b>,
     /// The resource's count members' names, looked for in the root object (empty: none).
     pub count_keys: Vec<&'a str>,
     /// True until the first object is entered: the root, where count members sit.
