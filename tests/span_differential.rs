@@ -199,26 +199,29 @@ fn shipped_fixtures_under_every_operation_and_purpose() {
     assert!(span_ran * 2 > runs, "span path ran {span_ran} of {runs}");
 }
 
+/// Each dialect's list page among the shipped fixtures.
+const LIST_PAGES: [(Dialect, &str); 3] = [
+    (
+        Dialect::Salesforce,
+        "salesforce/soql-query.page1.response.json",
+    ),
+    (
+        Dialect::HubSpot,
+        "hubspot/contacts-list.page1.response.json",
+    ),
+    (
+        Dialect::Dynamics,
+        "dynamics/contacts-list.page1.response.json",
+    ),
+];
+
 #[test]
 fn the_list_fixtures_take_the_span_path() {
     let set = shipped();
     let key = PseudonymKey::new(&[7u8; 32]);
     let links = links();
     let shape = Shape::default();
-    for (dialect, file) in [
-        (
-            Dialect::Salesforce,
-            "salesforce/soql-query.page1.response.json",
-        ),
-        (
-            Dialect::HubSpot,
-            "hubspot/contacts-list.page1.response.json",
-        ),
-        (
-            Dialect::Dynamics,
-            "dynamics/contacts-list.page1.response.json",
-        ),
-    ] {
+    for (dialect, file) in LIST_PAGES {
         let bytes = std::fs::read(root().join("tests/fixtures/crm").join(file)).expect("read");
         let op = list_op(&set, dialect);
         for purpose in PURPOSES {
@@ -810,20 +813,7 @@ fn defects_anywhere_in_a_page_are_refused() {
     let links = links();
     let shape = Shape::default();
     let mut refused = 0;
-    for (dialect, file) in [
-        (
-            Dialect::Salesforce,
-            "salesforce/soql-query.page1.response.json",
-        ),
-        (
-            Dialect::HubSpot,
-            "hubspot/contacts-list.page1.response.json",
-        ),
-        (
-            Dialect::Dynamics,
-            "dynamics/contacts-list.page1.response.json",
-        ),
-    ] {
+    for (dialect, file) in LIST_PAGES {
         let page = std::fs::read(root().join("tests/fixtures/crm").join(file)).expect("read");
         let op = list_op(&set, dialect);
         // every position of a small page, inside strings, keys, numbers and between tokens
