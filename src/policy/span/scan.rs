@@ -6,7 +6,13 @@
 //! forms the strict model accepts, such as serde_json's private number marker as a key) it
 //! refuses, and the caller then runs the strict model, which gives the one answer. So it never
 //! needs to say *why* a document is bad, only that it is not sure it is good. UTF-8 is checked
-//! where bytes above 0x7F may stand, inside strings: anywhere else such a byte is no token.
+//! where bytes above 0x7F may stand, inside strings: anywhere else such a byte is no token. A
+//! compact body (UTF-8 as a whole, no byte below 0x20: what CRM APIs send) is checked once up
+//! front instead, and its strings then skip their own UTF-8 and control checks.
+//!
+//! Duplicate member names are found by a hash filter per open object ([`Checker::open`]); a
+//! name the walk already checked at the same place of the last record is taken by comparing
+//! its bytes ([`Checker::known_name`]).
 //!
 //! The look-ahead readers (`member`, `navigate`, `skip_value`, `string_end`) read bytes the
 //! walk has not checked yet (a record's type or consent field before the record is walked):
