@@ -280,8 +280,12 @@ impl<'a> SpanWalker<'a, '_> {
                         None => {
                             let found = FieldNode::member(node, &text()?, cat);
                             if let Some(t) = memo {
-                                let name = raw;
-                                self.memo.remember(t, pos, Answer { name, hash, found });
+                                let answer = Answer {
+                                    name: raw,
+                                    hash,
+                                    found,
+                                };
+                                self.memo.remember(t, pos, answer);
                             }
                             found
                         }
