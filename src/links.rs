@@ -24,6 +24,8 @@ pub struct LinkRewriter {
     /// Finds the upstream's authorities in a body, in any letter case (`None` if it could not
     /// be built: then every body is parsed).
     authorities: Option<AhoCorasick>,
+    /// The origins' first bytes, lower case ([`LinkRewriter::first_bytes`]).
+    starts: Vec<u8>,
 }
 
 impl LinkRewriter {
@@ -46,10 +48,17 @@ impl LinkRewriter {
             .ascii_case_insensitive(true)
             .build(&authorities)
             .ok();
+        let mut starts: Vec<u8> = origins
+            .iter()
+            .filter_map(|o| o.as_bytes().first())
+            .map(u8::to_ascii_lowercase)
+            .collect();
+        starts.dedup();
         LinkRewriter {
             public_url: public_url.trim_end_matches('/').to_string(),
             origins,
             authorities,
+            starts,
         }
     }
 
@@ -72,15 +81,8 @@ impl LinkRewriter {
 
     /// The first bytes (lower case) a string must start with to be rewritten: a link starts
     /// with its origin's scheme.
-    pub fn first_bytes(&self) -> Vec<u8> {
-        let mut bytes: Vec<u8> = self
-            .origins
-            .iter()
-            .filter_map(|o| o.as_bytes().first())
-            .map(u8::to_ascii_lowercase)
-            .collect();
-        bytes.dedup();
-        bytes
+    pub fn first_bytes(&self) -> &[u8] {
+        &self.starts
     }
 
     /// False when `body` cannot contain a link to the upstream: its authority (`host[:port]`)

@@ -135,10 +135,9 @@ pub fn response(
     let tax = &set.taxonomy;
     let rewrite = |s: &str| links.and_then(|l| l.rewrite(s));
     // copied strings are looked at only when one may start a link; written ones always
-    let starts = links.map(LinkRewriter::first_bytes).unwrap_or_default();
-    let copy_hook = links.map(|_| StrHook {
+    let copy_hook = links.map(|l| StrHook {
         rewrite: &rewrite,
-        starts: &starts,
+        starts: l.first_bytes(),
     });
     let mut w = SpanWalker {
         b: body,
