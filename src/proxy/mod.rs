@@ -581,7 +581,14 @@ async fn governed_phases(
     let resp = response::governed(state, ctx, resp).await?; // 6
     budget::charge(state, ctx).await?; // 7
     let status = resp.status().as_u16();
-    log::append(state, ctx, audit::Direction::Response, status, &mut preparing).await?; // 8
+    log::append(
+        state,
+        ctx,
+        audit::Direction::Response,
+        status,
+        &mut preparing,
+    )
+    .await?; // 8
     Ok(resp)
 }
 
