@@ -903,6 +903,61 @@ fn duplicates_wherever_the_walk_goes_are_refused() {
     assert!(case.check(fine.as_bytes(), "records of the same 71 members"));
 }
 
+/// A record's consent field is found by searching for its quoted name; what the search finds
+/// counts only if the walk then meets it as one of the record's own members. Each body here
+/// puts the name somewhere else first (the next record, a string value, a nested object, an
+/// escaped spelling); both paths must agree, the span path by reading right or by handing
+/// the body to the DOM path.
+#[test]
+fn a_consent_field_found_by_its_name_is_the_records_own() {
+    let set = shipped();
+    let key = PseudonymKey::new(&[7u8; 32]);
+    let links = links();
+    let shape = Shape::default();
+    let op = list_op(&set, Dialect::Salesforce);
+    let rec = |inner: &str| format!(r#"{{"totalSize":2,"done":true,"records":[{inner}]}}"#);
+    let bodies = [
+        // the first record lacks it, the next has it
+        rec(r#"{"Email":"a@x"},{"Email":"b@x","HasOptedOutOfEmail":false}"#),
+        rec(r#"{"Email":"a@x"},{"Email":"b@x","HasOptedOutOfEmail":true}"#),
+        // a value that reads like the name, before the member
+        rec(r#"{"Title":"HasOptedOutOfEmail","Email":"a@x","HasOptedOutOfEmail":false}"#),
+        rec(r#"{"Title":"\"HasOptedOutOfEmail\":true","Email":"a@x","HasOptedOutOfEmail":false}"#),
+        // a name that ends like it
+        rec(r#"{"X\"HasOptedOutOfEmail":true,"Email":"a@x","HasOptedOutOfEmail":false}"#),
+        // a nested object's member of that name first
+        rec(
+            r#"{"Description":{"HasOptedOutOfEmail":true},"Email":"a@x","HasOptedOutOfEmail":false}"#,
+        ),
+        rec(
+            r#"{"Description":{"HasOptedOutOfEmail":false},"Email":"a@x","HasOptedOutOfEmail":true}"#,
+        ),
+        // spelled with an escape: the search finds nothing, the record still has it
+        rec(r#"{"Email":"a@x","HasOptedOutOf\u0045mail":false}"#),
+        rec(
+            r#"{"Email":"a@x","HasOptedOutOf\u0045mail":false},{"Email":"b@x","HasOptedOutOfEmail":true}"#,
+        ),
+        // spaces before the colon
+        rec(r#"{"Email":"a@x","HasOptedOutOfEmail" : false}"#),
+        // a child record's own consent field, after its parent's
+        rec(
+            r#"{"Email":"a@x","HasOptedOutOfEmail":false,"ReportsTo":{"Email":"c@x","HasOptedOutOfEmail":true}}"#,
+        ),
+    ];
+    for body in &bodies {
+        for purpose in PURPOSES {
+            let case = Case::new(&set, purpose, op, Some(&key), &shape, &links);
+            case.check(body.as_bytes(), body);
+        }
+    }
+    // the plain case is read by the search and answered on the span path
+    let case = Case::new(&set, "newsletter", op, Some(&key), &shape, &links);
+    let plain = rec(
+        r#"{"Email":"a@x","HasOptedOutOfEmail":false},{"Email":"b@x","HasOptedOutOfEmail":true}"#,
+    );
+    assert!(case.check(plain.as_bytes(), "two records with their consent"));
+}
+
 /// A child record with a consent of its own that it lacks, inside a parent that has consent
 /// (here an account's type, a system field) and holds nothing personal itself: the child is
 /// removed, and the parent still counts as a record of personal data, since the removed

@@ -171,6 +171,9 @@ pub fn response(
         at_root: true,
         counts: Vec::new(),
         strip_next: Vec::new(),
+        probe: None,
+        finder: None,
+        last_record: 0,
     };
     let (verdict, end) = w.walk(root, Some(&res.envelope), None, located, op.resource_idx)?;
     if scan::ws(body, end) != body.len() {

@@ -21,7 +21,7 @@ use crate::policy::actions::{self, PseudonymKey, PurposeKey};
 use crate::policy::engine::{action_index, granted_value, Verdict, A_RECORD_REMOVED};
 use crate::policy::query::Shape;
 use crate::policy::select::{FieldNode, LocNode};
-use crate::policy::set::{Action, Inventory, Purpose, Resolved, RuleSlot};
+use crate::policy::set::{Action, ConsentSignal, Inventory, Purpose, Resolved, RuleSlot};
 use crate::policy::taxonomy::{CatId, Taxonomy};
 
 /// A member of the root object that counts records (`counts:`), written as received: where
@@ -73,6 +73,26 @@ pub(super) struct SpanWalker<'a, 'b> {
     /// Member names of the record object about to be walked that Zweck added to the query
     /// (`Shape::consent_added`), to be taken out with their annotations.
     pub strip_next: Vec<&'a str>,
+    /// The record being walked whose consent was read by a search ([`ConsentProbe`]).
+    pub probe: Option<ConsentProbe>,
+    /// The searcher of the last consent field looked for, by resource.
+    pub finder: Option<(usize, memchr::memmem::Finder<'static>)>,
+    /// Bytes of the last record walked (how far a consent search may look).
+    pub last_record: usize,
+}
+
+/// A record's consent field found by searching for its name's bytes instead of reading the
+/// record's members up to it: what was found counts only once the walk has met the record's
+/// members. `name_at` must then be where one of its own members' name starts; `None` (no such
+/// name in the rest of the body) holds only if none of its members has an escaped name,
+/// which could spell the field. Otherwise the body goes to the DOM path.
+pub(super) struct ConsentProbe {
+    /// The walk's depth inside the record's object.
+    depth: usize,
+    /// Where the name found starts (its opening quote), or none found.
+    name_at: Option<usize>,
+    /// The walk met a member of the record there.
+    met: bool,
 }
 
 type Step = Result<(Verdict, usize), Fallback>;
@@ -286,6 +306,13 @@ impl<'a> SpanWalker<'a, '_> {
                         (end, escaped, hash, None)
                     }
                 };
+            if let Some(p) = self.probe.as_mut().filter(|p| p.depth == self.depth) {
+                if escaped {
+                    // an escaped name could spell the consent field the search did not find
+                    return Err(Fallback::Shape);
+                }
+                p.met |= p.name_at == Some(j);
+            }
             let raw = b.get(j + 1..kend - 1).ok_or(Fallback::Bytes)?;
             // the name as text, only where it is needed (most names are matched as bytes)
             let text = || -> Result<Cow<'_, str>, Fallback> {
@@ -555,11 +582,76 @@ impl<'a> SpanWalker<'a, '_> {
                 }
             }
         }
+        // a record nested in this one has its own probe; this one's is put back after it
+        let outer = self.probe.take();
+        let step = self.record_with_consent(i, res, child);
+        let probe = std::mem::replace(&mut self.probe, outer);
+        let step = step?;
+        if let Some(p) = probe {
+            if p.name_at.is_some() && !p.met {
+                // the name found is not this record's member: its consent was misread
+                return Err(Fallback::Shape);
+            }
+        }
+        self.last_record = step.1.saturating_sub(i);
+        Ok(step)
+    }
+
+    /// Where the consent field `sig` of the record at `i` holds its value, if the record has
+    /// it. A field one level down is found by searching the bytes for its quoted name (with a
+    /// [`ConsentProbe`] for the walk to confirm); anything else by reading the members.
+    fn consent_at(&mut self, i: usize, res: usize, sig: &ConsentSignal) -> Option<usize> {
+        let b = self.b;
+        let [key] = sig.field.as_slice() else {
+            return scan::navigate(b, i, &sig.field);
+        };
+        if self.finder.as_ref().is_none_or(|(r, _)| *r != res) {
+            if !key.bytes().all(|c| c >= 0x20 && c != b'"' && c != b'\\') {
+                return scan::navigate(b, i, &sig.field);
+            }
+            let needle = format!("\"{key}\"").into_bytes();
+            self.finder = Some((res, memchr::memmem::Finder::new(&needle).into_owned()));
+        }
+        let (_, finder) = self.finder.as_ref()?;
+        // as far as two records like the last, at least 4 KiB; past that, read the members
+        let reach = i.saturating_add(self.last_record.saturating_mul(2).max(4096));
+        let window = b.get(i..reach.min(b.len()))?;
+        let mut from = 0;
+        let found = loop {
+            let Some(at) = finder.find(window.get(from..)?).map(|p| i + from + p) else {
+                break None;
+            };
+            let colon = scan::ws(b, at + finder.needle().len());
+            if b.get(colon) == Some(&b':') {
+                break Some((at, scan::ws(b, colon + 1)));
+            }
+            // a string value that reads like the name
+            from = at + 1 - i;
+        };
+        if found.is_none() && reach < b.len() {
+            return scan::navigate(b, i, &sig.field);
+        }
+        self.probe = Some(ConsentProbe {
+            depth: self.depth + 1,
+            name_at: found.map(|(at, _)| at),
+            met: false,
+        });
+        found.map(|(_, value)| value)
+    }
+
+    fn record_with_consent(&mut self, i: usize, res: usize, child: bool) -> Step {
+        let b = self.b;
         if self.consent && !self.observing {
+            let single = self.purpose.requires_consent.len() == 1;
             for (idx, c) in self.purpose.requires_consent.iter().enumerate() {
                 let granted = match self.inv.resources[res].consent.get(c) {
                     Some(sig) => {
-                        let v = match scan::navigate(b, i, &sig.field) {
+                        let at = if single {
+                            self.consent_at(i, res, sig)
+                        } else {
+                            scan::navigate(b, i, &sig.field)
+                        };
+                        let v = match at {
                             Some(at) => Some(self.parse_at(at)?.0),
                             None => None,
                         };
