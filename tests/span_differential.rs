@@ -932,6 +932,13 @@ fn a_consent_field_found_by_its_name_is_the_records_own() {
         rec(
             r#"{"Description":{"HasOptedOutOfEmail":false},"Email":"a@x","HasOptedOutOfEmail":true}"#,
         ),
+        // ... in one the walk reads member by member (a compound address)
+        rec(
+            r#"{"MailingAddress":{"city":"B","HasOptedOutOfEmail":false},"Email":"a@x","HasOptedOutOfEmail":true}"#,
+        ),
+        rec(
+            r#"{"MailingAddress":{"city":"B","HasOptedOut\u004ffEmail":true},"Email":"a@x","HasOptedOutOfEmail":false}"#,
+        ),
         // spelled with an escape: the search finds nothing, the record still has it
         rec(r#"{"Email":"a@x","HasOptedOutOf\u0045mail":false}"#),
         rec(
@@ -950,6 +957,30 @@ fn a_consent_field_found_by_its_name_is_the_records_own() {
             case.check(body.as_bytes(), body);
         }
     }
+    // HubSpot's field is one level further down, in each record's `properties`
+    let hs = list_op(&set, Dialect::HubSpot);
+    let page = |inner: &str| format!(r#"{{"results":[{inner}]}}"#);
+    let hs_bodies = [
+        page(r#"{"id":"1","properties":{"email":"a@x","hs_email_optout":"false"}}"#),
+        // not in this record's properties, but in a sibling object and in the next record
+        page(
+            r#"{"id":"1","properties":{"email":"a@x"},"propertiesWithHistory":{"hs_email_optout":"false"}},{"id":"2","properties":{"email":"b@x","hs_email_optout":"false"}}"#,
+        ),
+        page(
+            r#"{"id":"1","properties":{"email":"a@x","nested":{"hs_email_optout":"false"},"hs_email_optout":"true"}}"#,
+        ),
+        page(r#"{"id":"1","properties":{"email":"a@x","hs_email_opt\u006fut":"false"}}"#),
+        page(r#"{"id":"1","properties":{}},{"id":"2","properties":{"hs_email_optout":"false"}}"#),
+    ];
+    for body in &hs_bodies {
+        for purpose in PURPOSES {
+            let case = Case::new(&set, purpose, hs, Some(&key), &shape, &links);
+            case.check(body.as_bytes(), body);
+        }
+    }
+    let case = Case::new(&set, "newsletter", hs, Some(&key), &shape, &links);
+    assert!(case.check(hs_bodies[0].as_bytes(), "a HubSpot record with its consent"));
+
     // the plain case is read by the search and answered on the span path
     let case = Case::new(&set, "newsletter", op, Some(&key), &shape, &links);
     let plain = rec(

@@ -82,17 +82,26 @@ pub(super) struct SpanWalker<'a, 'b> {
 }
 
 /// A record's consent field found by searching for its name's bytes instead of reading the
-/// record's members up to it: what was found counts only once the walk has met the record's
+/// members of the object that holds it (the record, or an object in it such as HubSpot's
+/// `properties`) up to it: what was found counts only once the walk has met that object's
 /// members. `name_at` must then be where one of its own members' name starts; `None` (no such
 /// name in the rest of the body) holds only if none of its members has an escaped name,
 /// which could spell the field. Otherwise the body goes to the DOM path.
 pub(super) struct ConsentProbe {
-    /// The walk's depth inside the record's object.
-    depth: usize,
+    /// Where the object that holds the field starts.
+    object_at: usize,
     /// Where the name found starts (its opening quote), or none found.
     name_at: Option<usize>,
-    /// The walk met a member of the record there.
+    /// The walk read the object (checking its names), and met a member of it at `name_at`.
+    visited: bool,
     met: bool,
+}
+
+impl ConsentProbe {
+    /// Whether the walk confirmed what the search found.
+    fn confirmed(&self) -> bool {
+        self.visited && (self.name_at.is_none() || self.met)
+    }
 }
 
 type Step = Result<(Verdict, usize), Fallback>;
@@ -257,6 +266,9 @@ impl<'a> SpanWalker<'a, '_> {
         let root = std::mem::replace(&mut self.at_root, false);
         let strip = std::mem::take(&mut self.strip_next);
         let mut stripped = false;
+        if let Some(p) = self.probe.as_mut().filter(|p| p.object_at == i) {
+            p.visited = true;
+        }
         self.out.push(b'{');
         let mut j = scan::ws(b, i + 1);
         let mut first = true;
@@ -306,7 +318,7 @@ impl<'a> SpanWalker<'a, '_> {
                         (end, escaped, hash, None)
                     }
                 };
-            if let Some(p) = self.probe.as_mut().filter(|p| p.depth == self.depth) {
+            if let Some(p) = self.probe.as_mut().filter(|p| p.object_at == i) {
                 if escaped {
                     // an escaped name could spell the consent field the search did not find
                     return Err(Fallback::Shape);
@@ -587,27 +599,32 @@ impl<'a> SpanWalker<'a, '_> {
         let step = self.record_with_consent(i, res, child);
         let probe = std::mem::replace(&mut self.probe, outer);
         let step = step?;
-        if let Some(p) = probe {
-            if p.name_at.is_some() && !p.met {
-                // the name found is not this record's member: its consent was misread
-                return Err(Fallback::Shape);
-            }
+        if probe.is_some_and(|p| !p.confirmed()) {
+            // the name found is not the member looked for, or the object was not read: the
+            // record's consent may have been misread
+            return Err(Fallback::Shape);
         }
         self.last_record = step.1.saturating_sub(i);
         Ok(step)
     }
 
     /// Where the consent field `sig` of the record at `i` holds its value, if the record has
-    /// it. A field one level down is found by searching the bytes for its quoted name (with a
-    /// [`ConsentProbe`] for the walk to confirm); anything else by reading the members.
+    /// it. The objects on its path are read member by member; in the last, the field is found
+    /// by searching the bytes for its quoted name, with a [`ConsentProbe`] for the walk to
+    /// confirm.
     fn consent_at(&mut self, i: usize, res: usize, sig: &ConsentSignal) -> Option<usize> {
         let b = self.b;
-        let [key] = sig.field.as_slice() else {
+        let Some((key, path)) = sig.field.split_last() else {
             return scan::navigate(b, i, &sig.field);
         };
+        let holder = scan::navigate(b, i, path)?;
+        if b.get(holder) != Some(&b'{') {
+            return None;
+        }
+        let i = holder;
         if self.finder.as_ref().is_none_or(|(r, _)| *r != res) {
             if !key.bytes().all(|c| c >= 0x20 && c != b'"' && c != b'\\') {
-                return scan::navigate(b, i, &sig.field);
+                return scan::member(b, i, key);
             }
             let needle = format!("\"{key}\"").into_bytes();
             self.finder = Some((res, memchr::memmem::Finder::new(&needle).into_owned()));
@@ -629,11 +646,12 @@ impl<'a> SpanWalker<'a, '_> {
             from = at + 1 - i;
         };
         if found.is_none() && reach < b.len() {
-            return scan::navigate(b, i, &sig.field);
+            return scan::member(b, i, key);
         }
         self.probe = Some(ConsentProbe {
-            depth: self.depth + 1,
+            object_at: i,
             name_at: found.map(|(at, _)| at),
+            visited: false,
             met: false,
         });
         found.map(|(_, value)| value)
