@@ -84,8 +84,16 @@ fn refresh_transfer_log_gauges(state: &State) {
         .set(i64::from(audit.failure().is_some()));
     m.transfer_log_offbox_failing
         .set(i64::from(audit.offbox_error().is_some()));
+    let stats = audit.stats();
     m.transfer_log_entries
-        .set(i64::try_from(audit.stats().entries).unwrap_or(i64::MAX));
+        .set(i64::try_from(stats.entries).unwrap_or(i64::MAX));
+    // the writer counts; a scrape copies (fetch_max: concurrent scrapes never go backwards)
+    m.transfer_log_appends
+        .inner()
+        .fetch_max(stats.appends, std::sync::atomic::Ordering::Relaxed);
+    m.transfer_log_syncs
+        .inner()
+        .fetch_max(stats.syncs, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// `GET /shadow`: what the candidate policy would do differently, per purpose x field

@@ -179,6 +179,10 @@ pub struct Metrics {
     pub transfer_log_offbox_failing: Gauge<i64, std::sync::atomic::AtomicI64>,
     /// Entries in the transfer log (its tree size).
     pub transfer_log_entries: Gauge<i64, std::sync::atomic::AtomicI64>,
+    /// Records acknowledged durable, and the syncs that made them so (their ratio is the
+    /// group commit's batch size).
+    pub transfer_log_appends: Counter<u64, AtomicU64>,
+    pub transfer_log_syncs: Counter<u64, AtomicU64>,
     /// Fields seen on governed routes that the inventory does not classify.
     pub drift: crate::drift::Drift,
     policy_info: Family<PolicyLabels, Gauge>,
@@ -289,6 +293,18 @@ impl Metrics {
             "Entries in the transfer log",
             transfer_log_entries.clone(),
         );
+        let transfer_log_appends = Counter::default();
+        registry.register(
+            "transfer_log_appends",
+            "Transfer-log records acknowledged durable since start",
+            transfer_log_appends.clone(),
+        );
+        let transfer_log_syncs = Counter::default();
+        registry.register(
+            "transfer_log_syncs",
+            "fdatasync calls that made transfer-log records durable since start (group commit)",
+            transfer_log_syncs.clone(),
+        );
         let drift = crate::drift::Drift::register(registry);
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info
@@ -334,6 +350,8 @@ impl Metrics {
             transfer_log_failed,
             transfer_log_offbox_failing,
             transfer_log_entries,
+            transfer_log_appends,
+            transfer_log_syncs,
             drift,
             policy_info,
             certificate_expiry,

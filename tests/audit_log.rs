@@ -169,6 +169,73 @@ async fn concurrent_appends_are_group_committed_and_verify() {
     assert!(first.contains(&format!("\"prev\":\"{}\"", "0".repeat(64))));
 }
 
+/// Group commit under load: the writer waits, up to `audit.commit_window`, for the records of
+/// exchanges still in flight (announced with `preparing`), so one sync covers them all; a
+/// lone append never waits, and an exchange that ends without a record ends the wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_commit_window_waits_for_exchanges_in_flight_and_no_longer() {
+    use std::future::Future;
+    use std::task::Poll;
+    use std::time::Duration;
+    // a window no test outlasts: every wait below must end for another reason
+    let mut s = setup();
+    s.config.commit_window = Duration::from_secs(600);
+    let bound = Duration::from_secs(60);
+    let log = AuditLog::open(s.config.clone()).await.expect("open");
+    // sends the append (its first poll) and returns the future still waiting for its sync
+    async fn sent<F: Future + Unpin>(mut f: F) -> F {
+        let first =
+            std::future::poll_fn(|cx| Poll::Ready(std::pin::Pin::new(&mut f).poll(cx))).await;
+        assert!(
+            first.is_pending(),
+            "acknowledged before anything was in flight"
+        );
+        f
+    }
+
+    // nothing else in flight: no wait
+    tokio::time::timeout(bound, log.append(record(0)))
+        .await
+        .expect("a lone append does not wait for the window")
+        .expect("append");
+    assert_eq!(log.stats().syncs, 1);
+
+    // two records arrive while a third exchange is in flight: they wait for its record
+    let third = log.preparing();
+    let a = sent(Box::pin(log.append(record(1)))).await;
+    let b = sent(Box::pin(log.append(record(2)))).await;
+    assert!(
+        eventually(|| log.awaiting_in_flight()).await,
+        "the writer holds them back"
+    );
+    let c = tokio::time::timeout(bound, log.append_prepared(&record(3), Some(third)))
+        .await
+        .expect("the last record in flight ends the wait")
+        .expect("append");
+    let (a, b) = tokio::time::timeout(bound, async { (a.await, b.await) })
+        .await
+        .expect("acknowledged with the third");
+    assert_eq!((a.expect("a"), b.expect("b"), c), (1, 2, 3));
+    assert_eq!(log.stats().syncs, 2, "one sync for the three");
+
+    // an exchange in flight that ends without a record (a refusal, an error) ends the wait
+    let fourth = log.preparing();
+    let d = sent(Box::pin(log.append(record(4)))).await;
+    assert!(
+        eventually(|| log.awaiting_in_flight()).await,
+        "the writer holds it back"
+    );
+    drop(fourth);
+    let d = tokio::time::timeout(bound, d)
+        .await
+        .expect("woken when nothing is in flight any more");
+    assert_eq!(d.expect("d"), 4);
+    assert_eq!(log.stats().syncs, 3);
+    log.shutdown().await.expect("shutdown");
+    let v = s.verify();
+    assert_eq!(v.exit_code, 0, "{}", v.text);
+}
+
 #[tokio::test]
 async fn a_second_writer_is_refused_while_the_first_holds_the_log() {
     let s = setup();

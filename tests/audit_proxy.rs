@@ -76,6 +76,13 @@ async fn governed_flows_and_refusals_are_logged_without_values_and_the_log_verif
     let (r, _) = news.get(&h.url("/services/data/"), &[]).await;
     assert_eq!(r.status(), 200);
 
+    // One exchange at a time: the writer never held a batch back for the whole commit window
+    // (it waits only for other exchanges in flight; an exchange still announced while it
+    // waits for its own record would make every batch wait the window out).
+    let stats = h.zweck().state.audit.as_ref().expect("audit").stats();
+    assert!(stats.appends >= 3, "{stats:?}");
+    assert_eq!(stats.window_timeouts, 0, "{stats:?}");
+
     let log = entries(&h);
     let read = log
         .iter()

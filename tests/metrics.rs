@@ -90,6 +90,37 @@ async fn metrics_describe_requests_refusals_versions_certificates_pools_and_the_
     assert!(text.contains("zweck_certificate_expiry_seconds{source=\"tls.client_ca\""));
     assert!(text.contains("zweck_certificate_expiry_seconds{source=\"upstreams.salesforce.ca\""));
     assert!(text.trim_end().ends_with("# EOF"));
+    // the transfer log's group commit: records durable, and the syncs that made them so
+    let appends = sample(&text, "zweck_transfer_log_appends_total ").expect("appends");
+    let syncs = sample(&text, "zweck_transfer_log_syncs_total ").expect("syncs");
+    assert!(
+        appends >= 3.0,
+        "two reads and the refusal for the spent budget: {appends}"
+    );
+    assert!(
+        syncs >= 1.0 && syncs <= appends,
+        "{syncs} syncs for {appends} appends"
+    );
+
+    // every metric Zweck exports is in the operations reference
+    let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operations.md"))
+        .expect("docs");
+    let undocumented: Vec<_> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE zweck_"))
+        .filter_map(|family| {
+            let (name, kind) = family.split_once(' ').expect("# TYPE name kind");
+            let row = match kind {
+                "counter" => format!("| `zweck_{name}_total` |"),
+                _ => format!("| `zweck_{name}` |"),
+            };
+            (!docs.contains(&row)).then(|| format!("zweck_{name} ({kind})"))
+        })
+        .collect();
+    assert!(
+        undocumented.is_empty(),
+        "docs/operations.md does not list {undocumented:?}"
+    );
 
     // every metric the example alert rules name is exported
     let rules = std::fs::read_to_string(concat!(

@@ -49,6 +49,8 @@ pub struct RawAuditConfig {
     pub rotate_age: Option<String>,
     #[serde(default)]
     pub origin: Option<String>,
+    #[serde(default)]
+    pub commit_window: Option<String>,
 }
 
 /// `offbox:` as written: `{ file: path }`, `{ url: https://... }` or `none`.
@@ -110,15 +112,19 @@ pub struct AuditConfig {
     /// Whether `origin` was configured. A default origin gives way to the one a log's
     /// existing checkpoints already name.
     pub origin_configured: bool,
-    /// How long the writer waits for more appends before a sync (0: batches form while the
-    /// previous sync runs, which costs no latency at low load). At most 2 ms.
+    /// How long the writer waits, at most, for the records of governed answers still being
+    /// prepared before it syncs a batch (group commit under load). It waits only while such
+    /// answers exist, so a lone request never waits. 0: batches form only while the previous
+    /// sync runs. At most [`MAX_COMMIT_WINDOW`].
     pub commit_window: Duration,
 }
 
 /// Default checkpoint spacing in entries.
 pub const DEFAULT_CHECKPOINT_EVERY: u64 = 1000;
+/// The commit window unless configured.
+pub const DEFAULT_COMMIT_WINDOW: Duration = Duration::from_millis(2);
 /// Upper bound of the commit window.
-pub const MAX_COMMIT_WINDOW: Duration = Duration::from_millis(2);
+pub const MAX_COMMIT_WINDOW: Duration = Duration::from_millis(10);
 
 impl AuditConfig {
     /// A config with defaults for everything but the paths (tests, tools).
@@ -134,7 +140,7 @@ impl AuditConfig {
             rotate_age: None,
             origin: String::new(),
             origin_configured: false,
-            commit_window: Duration::ZERO,
+            commit_window: DEFAULT_COMMIT_WINDOW,
         }
         .with_default_origin()
     }
@@ -187,6 +193,8 @@ pub enum AuditConfigError {
     CheckpointEveryZero,
     #[error("audit.{key}: {value:?} is not a positive duration (250ms, 10s, 5m, 1h, 1d)")]
     Duration { key: &'static str, value: String },
+    #[error("audit.commit_window: {value:?} is not a duration from 0ms to 10ms")]
+    CommitWindow { value: String },
     #[error("audit.rotate_bytes: {value:?} is not a size of at least 4KiB (64MiB, 1GiB)")]
     RotateBytes { value: String },
     #[error(
@@ -280,6 +288,16 @@ pub fn compile_config(
     };
     let checkpoint_interval = duration("checkpoint_interval", &raw.checkpoint_interval);
     let rotate_age = duration("rotate_age", &raw.rotate_age);
+    let commit_window = match &raw.commit_window {
+        None => DEFAULT_COMMIT_WINDOW,
+        Some(s) => match parse_duration(s) {
+            Some(d) if d <= MAX_COMMIT_WINDOW => d,
+            _ => {
+                errors.push(AuditConfigError::CommitWindow { value: s.clone() });
+                DEFAULT_COMMIT_WINDOW
+            }
+        },
+    };
     let rotate_bytes = match &raw.rotate_bytes {
         None => None,
         Some(s) => match parse_size(s) {
@@ -312,7 +330,7 @@ pub fn compile_config(
         rotate_age,
         origin,
         origin_configured: raw.origin.is_some(),
-        commit_window: Duration::ZERO,
+        commit_window,
     })
 }
 
@@ -371,6 +389,17 @@ mod tests {
         assert_eq!(c.offbox, Offbox::None);
         assert_eq!(c.rotate_bytes, Some(64 << 20));
         assert_eq!(c.rotate_age, Some(Duration::from_secs(86_400)));
+        assert_eq!(c.commit_window, DEFAULT_COMMIT_WINDOW);
+        for (value, window) in [("0", Duration::ZERO), ("5ms", Duration::from_millis(5))] {
+            let c = compile_config(
+                &raw(&format!(
+                    "{{ log: l, signing_key: k, offbox: none, commit_window: '{value}' }}"
+                )),
+                Path::new("/x"),
+            )
+            .expect("valid");
+            assert_eq!(c.commit_window, window);
+        }
         let c = compile_config(
             &raw("{ log: l, signing_key: k, offbox: { url: 'https://witness.example/add' } }"),
             Path::new("/x"),
@@ -382,11 +411,24 @@ mod tests {
     #[test]
     fn reports_every_error() {
         let errs = compile_config(
-            &raw("{ log: logs/t.jsonl, signing_key: k, offbox: { file: logs/cp }, on_missing_mechanism: maybe, checkpoint_every: 0, rotate_bytes: lots, origin: 'a b' }"),
+            &raw("{ log: logs/t.jsonl, signing_key: k, offbox: { file: logs/cp }, on_missing_mechanism: maybe, checkpoint_every: 0, rotate_bytes: lots, origin: 'a b', commit_window: 11ms }"),
             Path::new("/x"),
         )
         .expect_err("invalid");
-        assert_eq!(errs.len(), 5, "{errs:?}");
+        assert_eq!(errs.len(), 6, "{errs:?}");
+        for bad in ["soon", "1s", "-1ms"] {
+            let errs = compile_config(
+                &raw(&format!(
+                    "{{ log: l, signing_key: k, offbox: none, commit_window: '{bad}' }}"
+                )),
+                Path::new("/x"),
+            )
+            .expect_err("not a commit window");
+            assert!(
+                matches!(&errs[..], [AuditConfigError::CommitWindow { value }] if value == bad),
+                "{errs:?}"
+            );
+        }
         let errs = compile_config(
             &raw("{ log: l, signing_key: k, offbox: { url: 'http://witness.example/add' } }"),
             Path::new("/x"),

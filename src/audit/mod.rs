@@ -66,7 +66,7 @@ pub use ropa::{ropa, ropa_to, RecordOfProcessing, RopaOptions};
 pub use signature::{verify_report, ReportCheckOptions};
 pub use sink::{FailingSink, FileSink, Sink};
 pub use verify::{verify, verify_fleet, Fleet, LogCheck, Status, VerifyOptions};
-pub use writer::{AuditLog, AuditStats, Recovery};
+pub use writer::{AuditLog, AuditStats, Preparing, Recovery};
 
 /// `YYYY-MM-DDTHH:MM:SSZ` of a time in milliseconds since the Unix epoch (event entries'
 /// windows).

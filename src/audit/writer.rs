@@ -7,7 +7,7 @@
 //! every sender awaits its ack, so the queue never exceeds the requests in flight) lets the
 //! thread wait with a timeout for checkpoint intervals and the commit window.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -16,7 +16,7 @@ use ring::signature::Ed25519KeyPair;
 use tokio::sync::oneshot;
 
 use super::checkpoint::{self, Checkpoint};
-use super::config::{AuditConfig, OnMissing, MAX_COMMIT_WINDOW};
+use super::config::{AuditConfig, OnMissing};
 use super::error::{AuditError, KeyError, WriterFailure};
 use super::event::Event;
 use super::files::{self, ChainState, RecoveryReport};
@@ -41,6 +41,8 @@ enum Cmd {
     Shutdown {
         ack: oneshot::Sender<Result<(), AuditError>>,
     },
+    /// The last announced exchange ended without a record: stop waiting for one.
+    Nudge,
 }
 
 /// Counters for tests, metrics and benchmarks.
@@ -54,6 +56,9 @@ pub struct AuditStats {
     pub checkpoints: u64,
     /// Entries in the log (the tree size).
     pub entries: u64,
+    /// Batches held back for the whole commit window (exchanges in flight sent no record
+    /// in time). A lone exchange never causes one.
+    pub window_timeouts: u64,
 }
 
 #[derive(Default)]
@@ -62,11 +67,15 @@ struct Counters {
     syncs: AtomicU64,
     checkpoints: AtomicU64,
     entries: AtomicU64,
+    window_timeouts: AtomicU64,
 }
 
 struct Shared {
     tx: mpsc::Sender<Cmd>,
     failed: Arc<OnceLock<WriterFailure>>,
+    /// Governed exchanges in flight that will send a record ([`Preparing`]), and whether
+    /// the writer waits for them.
+    preparing: Arc<Announced>,
     counters: Arc<Counters>,
     recovery: RecoveryReport,
     on_missing: OnMissing,
@@ -88,6 +97,47 @@ impl std::fmt::Debug for AuditLog {
             .field("stats", &self.stats())
             .field("failed", &self.shared.failed.get())
             .finish_non_exhaustive()
+    }
+}
+
+/// A governed exchange in flight, announced to the writer ([`AuditLog::preparing`]).
+#[must_use = "the announcement ends when the guard is dropped"]
+pub struct Preparing {
+    announced: Arc<Announced>,
+    tx: mpsc::Sender<Cmd>,
+    /// Ends without waking the writer (its record follows at once).
+    quiet: bool,
+}
+
+impl Preparing {
+    fn end_quietly(mut self) {
+        self.quiet = true;
+    }
+}
+
+/// What [`Preparing`] guards share with the writer.
+#[derive(Default)]
+struct Announced {
+    /// Exchanges announced now.
+    count: AtomicUsize,
+    /// Whether the writer is waiting for them (then the last one to end wakes it).
+    awaited: std::sync::atomic::AtomicBool,
+}
+
+impl Drop for Preparing {
+    fn drop(&mut self) {
+        // SeqCst on both sides: either the writer sees the count at zero when it checks, or
+        // this sees it waiting and wakes it (a late wake-up is a no-op).
+        let last = self.announced.count.fetch_sub(1, Ordering::SeqCst) == 1;
+        if last && !self.quiet && self.announced.awaited.load(Ordering::SeqCst) {
+            let _ = self.tx.send(Cmd::Nudge);
+        }
+    }
+}
+
+impl std::fmt::Debug for Preparing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Preparing")
     }
 }
 
@@ -128,6 +178,7 @@ impl AuditLog {
             .entries
             .store(recovered.chain.next_seq, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel();
+        let preparing = Arc::new(Announced::default());
         let now = Instant::now();
         let mut writer = Writer {
             sink,
@@ -142,7 +193,8 @@ impl AuditLog {
             interval: config.checkpoint_interval,
             rotate_bytes: config.rotate_bytes,
             rotate_age: config.rotate_age,
-            window: config.commit_window.min(MAX_COMMIT_WINDOW),
+            window: config.commit_window,
+            preparing: preparing.clone(),
             failed: failed.clone(),
             counters: counters.clone(),
             offbox: offbox_tx,
@@ -156,6 +208,7 @@ impl AuditLog {
             shared: Arc::new(Shared {
                 tx,
                 failed,
+                preparing,
                 counters,
                 recovery,
                 on_missing: config.on_missing_mechanism,
@@ -175,11 +228,50 @@ impl AuditLog {
     /// [`AuditLog::append`] by reference, for a caller that still needs the record after it
     /// is durable (the incident detector reads its counts).
     pub async fn append_record(&self, record: &TransferRecord) -> Result<u64, AuditError> {
+        self.append_prepared(record, None).await
+    }
+
+    /// Announces a governed exchange in flight whose record will follow: while any is
+    /// announced, the writer waits up to `commit_window` for more records before it syncs,
+    /// so under load one `fdatasync` covers many. Dropping the guard (or appending with it)
+    /// ends the announcement; an exchange that waits for its own record's sync must not be
+    /// announced meanwhile, or the writer would wait the whole window for nothing.
+    pub fn preparing(&self) -> Preparing {
+        self.shared.preparing.count.fetch_add(1, Ordering::SeqCst);
+        Preparing {
+            announced: self.shared.preparing.clone(),
+            tx: self.shared.tx.clone(),
+            quiet: false,
+        }
+    }
+
+    /// Whether the writer holds records back now, waiting for exchanges in flight (tests).
+    #[doc(hidden)]
+    pub fn awaiting_in_flight(&self) -> bool {
+        self.shared.preparing.awaited.load(Ordering::SeqCst)
+    }
+
+    /// [`AuditLog::append_record`] for an exchange announced with [`AuditLog::preparing`]: the
+    /// announcement ends just before the record is sent, so the writer never waits for a
+    /// record it already holds.
+    pub async fn append_prepared(
+        &self,
+        record: &TransferRecord,
+        preparing: Option<Preparing>,
+    ) -> Result<u64, AuditError> {
+        let encoded = self.encode(record);
+        // quietly: this record is what the writer waits for, sent right after
+        if let Some(p) = preparing {
+            p.end_quietly();
+        }
+        self.send(Body::Encoded(encoded?)).await
+    }
+
+    fn encode(&self, record: &TransferRecord) -> Result<Vec<u8>, AuditError> {
         if let Some(why) = self.shared.failed.get() {
             return Err(AuditError::Failed(why.clone()));
         }
-        let body = serde_json::to_vec(record).map_err(|e| AuditError::Encode(Arc::new(e)))?;
-        self.send(Body::Encoded(body)).await
+        serde_json::to_vec(record).map_err(|e| AuditError::Encode(Arc::new(e)))
     }
 
     /// Appends an event entry (`incident`, `containment`) to the same chain, with the same
@@ -229,6 +321,7 @@ impl AuditLog {
             syncs: c.syncs.load(Ordering::Relaxed),
             checkpoints: c.checkpoints.load(Ordering::Relaxed),
             entries: c.entries.load(Ordering::Relaxed),
+            window_timeouts: c.window_timeouts.load(Ordering::Relaxed),
         }
     }
 
@@ -386,6 +479,7 @@ fn sort(cmd: Cmd, appends: &mut Vec<(Body, AppendAck)>, shutdowns: &mut Vec<Shut
     match cmd {
         Cmd::Append { body, ack } => appends.push((body, ack)),
         Cmd::Shutdown { ack } => shutdowns.push(ack),
+        Cmd::Nudge => {}
     }
 }
 
@@ -404,6 +498,7 @@ struct Writer {
     rotate_bytes: Option<u64>,
     rotate_age: Option<Duration>,
     window: Duration,
+    preparing: Arc<Announced>,
     failed: Arc<OnceLock<WriterFailure>>,
     counters: Arc<Counters>,
     offbox: Option<tokio::sync::mpsc::UnboundedSender<String>>,
@@ -436,16 +531,7 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            if !self.window.is_zero() && shutdowns.is_empty() {
-                let deadline = Instant::now() + self.window;
-                while appends.len() < MAX_BATCH && shutdowns.is_empty() {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    match rx.recv_timeout(left) {
-                        Ok(cmd) => sort(cmd, &mut appends, &mut shutdowns),
-                        Err(_) => break,
-                    }
-                }
-            }
+            self.await_prepared(&rx, &mut appends, &mut shutdowns);
             self.commit(appends);
             if !shutdowns.is_empty() {
                 let result = self.final_checkpoint();
@@ -457,6 +543,40 @@ impl Writer {
             }
             self.housekeeping();
         }
+    }
+
+    /// Group commit under load: while other governed exchanges are in flight (announced with
+    /// [`AuditLog::preparing`]), waits up to the commit window for their records, so they share
+    /// this batch's sync instead of each paying one. Nothing else in flight (an idle proxy, a
+    /// lone request): no wait at all.
+    fn await_prepared(
+        &self,
+        rx: &mpsc::Receiver<Cmd>,
+        appends: &mut Vec<(Body, AppendAck)>,
+        shutdowns: &mut Vec<ShutdownAck>,
+    ) {
+        if self.window.is_zero() {
+            return;
+        }
+        let deadline = Instant::now() + self.window;
+        self.preparing.awaited.store(true, Ordering::SeqCst);
+        while appends.len() < MAX_BATCH
+            && shutdowns.is_empty()
+            && self.preparing.count.load(Ordering::SeqCst) > 0
+        {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(cmd) => sort(cmd, appends, shutdowns),
+                Err(RecvTimeoutError::Timeout) => {
+                    self.counters
+                        .window_timeouts
+                        .fetch_add(1, Ordering::Relaxed);
+                    break;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        self.preparing.awaited.store(false, Ordering::SeqCst);
     }
 
     fn idle_wait(&self) -> Duration {

@@ -52,6 +52,13 @@ pub enum CollectError {
     Stream(BoxError),
 }
 
+/// A body of one data frame at least this long is kept as it came. A frame is a slice of
+/// the connection's read buffer (hyper, h2), and holding the slice holds the whole buffer:
+/// up to ~400 KiB on HTTP/1.1. Below this a body is copied out, so that many small bodies
+/// held at once (`limits.buffered_total` counts their bytes) pin no more than they count;
+/// at or above it the buffer is at most a few times the body, and the copy would cost more.
+pub const SHARE_ONE_FRAME_FROM: usize = 64 * 1024;
+
 /// Collects a body, refusing it as soon as it grows past `limit` (the rest is not read).
 pub async fn collect_limited<B>(mut body: B, limit: usize) -> Result<Bytes, CollectError>
 where
@@ -62,7 +69,7 @@ where
     if hint.lower() > limit as u64 {
         return Err(CollectError::TooLarge { limit });
     }
-    // a body of one data frame (most small ones) is returned as it came, without a copy
+    // a large body of one data frame is returned as it came, without a copy
     let mut first: Option<Bytes> = None;
     let mut buf = BytesMut::new();
     let mut len = 0;
@@ -87,7 +94,11 @@ where
             }
         }
     }
-    Ok(first.unwrap_or_else(|| buf.freeze()))
+    Ok(match first {
+        Some(one) if one.len() >= SHARE_ONE_FRAME_FROM => one,
+        Some(small) => Bytes::copy_from_slice(&small),
+        None => buf.freeze(),
+    })
 }
 
 #[cfg(test)]
@@ -126,6 +137,19 @@ mod tests {
             |parts: &[&'static [u8]]| Frames(parts.iter().map(|p| Bytes::from_static(p)).collect());
         let one = collect_limited(frames(&[b"abc"]), 10).await.expect("fits");
         assert_eq!(&one[..], b"abc");
+        // one frame: a small one is copied out of the (connection's) buffer it came in, a
+        // large one is kept as it came
+        let small = Bytes::from(vec![b'x'; SHARE_ONE_FRAME_FROM - 1]);
+        let got = collect_limited(Frames([small.clone()].into()), usize::MAX)
+            .await
+            .expect("fits");
+        assert_eq!(got, small);
+        assert_ne!(got.as_ptr(), small.as_ptr(), "a small body pins no buffer");
+        let large = Bytes::from(vec![b'x'; SHARE_ONE_FRAME_FROM]);
+        let got = collect_limited(Frames([large.clone()].into()), usize::MAX)
+            .await
+            .expect("fits");
+        assert_eq!(got.as_ptr(), large.as_ptr(), "a large body is not copied");
         let three = collect_limited(frames(&[b"ab", b"", b"cde", b"f"]), 6)
             .await
             .expect("fits");

@@ -176,12 +176,14 @@ pub fn permit_transfer(state: &State, ctx: &Ctx<Governed>) -> Result<(), ProxyEr
 }
 
 /// Phase 8. Appends the transfer record of one direction and waits for it to be durable.
-/// A direction without a body is not logged.
+/// A direction without a body is not logged. `preparing` is the answer's announcement to the
+/// log writer ([`audit::AuditLog::preparing`]); it ends when the record is sent, or here.
 pub async fn append(
     state: &State,
     ctx: &Ctx<Governed>,
     direction: Direction,
     status: u16,
+    preparing: Option<audit::Preparing>,
 ) -> Result<(), ProxyError> {
     let Some(log) = &state.audit else {
         return Ok(());
@@ -203,7 +205,7 @@ pub async fn append(
         None,
     );
     record.parts = body.parts.clone();
-    match log.append_record(&record).await {
+    match log.append_prepared(&record, preparing).await {
         Ok(_) => {
             detect(state, &record, Some(ctx.flow.op.class()), &ctx.route.policy);
             Ok(())
