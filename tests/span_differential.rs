@@ -846,6 +846,10 @@ fn duplicates_wherever_the_walk_goes_are_refused() {
     let shape = Shape::default();
     let op = list_op(&set, Dialect::Salesforce);
     let many: Vec<String> = (0..40).map(|i| format!(r#""Custom{i}__c":{i}"#)).collect();
+    let many70 = (0..70)
+        .map(|i| format!(r#""Custom{i}__c":{i}"#))
+        .collect::<Vec<_>>()
+        .join(",");
     let rec = |inner: &str| format!(r#"{{"totalSize":1,"done":true,"records":[{inner}]}}"#);
     let bodies = [
         rec(&format!(
@@ -862,6 +866,24 @@ fn duplicates_wherever_the_walk_goes_are_refused() {
         rec(r#"{"attributes":{"type":"Contact","type":"Contact"},"Email":"x"}"#),
         rec(r#"{"Email":"x","Em\u0061il":"y"}"#),
         r#"{"totalSize":1,"done":true,"records":[],"done":false}"#.to_string(),
+        // a record that repeats the last one's names in order (matched by their bytes, not
+        // yet added to the duplicate check), then one of them again: after its last name,
+        // where the last record had another, in a nested object, past the pairwise check
+        rec(
+            r#"{"Email":"x","Phone":"1","Title":"t"},{"Email":"y","Phone":"2","Title":"u","Email":"z"}"#,
+        ),
+        rec(r#"{"Email":"x","Phone":"1","Title":"t"},{"Email":"y","Phone":"2","Email":"z"}"#),
+        rec(
+            r#"{"attributes":{"type":"Contact","url":"/a"},"Email":"x"},{"attributes":{"type":"Contact","url":"/b","type":"Contact"},"Email":"y"}"#,
+        ),
+        rec(&format!(
+            r#"{{"Email":"x",{many70}}},{{"Email":"y",{many70},"Custom7__c":0}}"#
+        )),
+        // the remembered names mix two records ([Title, Phone, Title] after a record of
+        // [Email, Phone, Title] and one of [Title]): a record with those names has a duplicate
+        rec(
+            r#"{"Email":"x","Phone":"1","Title":"t"},{"Title":"u"},{"Title":"v","Phone":"2","Title":"w"}"#,
+        ),
     ];
     for body in &bodies {
         for purpose in PURPOSES {
@@ -870,10 +892,15 @@ fn duplicates_wherever_the_walk_goes_are_refused() {
             case.check(body.as_bytes(), body);
         }
     }
-    // without the duplicate, the large record is answered on the span path
-    let fine = rec(&format!(r#"{{"Email":"x",{}}}"#, many.join(",")));
+    // without the duplicate, the large record is answered on the span path, and so are
+    // records that repeat the names of the one before
     let case = Case::new(&set, "support", op, Some(&key), &shape, &links);
+    let fine = rec(&format!(r#"{{"Email":"x",{}}}"#, many.join(",")));
     assert!(case.check(fine.as_bytes(), "40 members"));
+    let fine = rec(&format!(
+        r#"{{"Email":"x",{many70}}},{{"Email":"y",{many70}}},{{"Email":"z",{many70},"Title":"t"}}"#
+    ));
+    assert!(case.check(fine.as_bytes(), "records of the same 71 members"));
 }
 
 /// A child record with a consent of its own that it lacks, inside a parent that has consent

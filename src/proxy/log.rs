@@ -176,14 +176,15 @@ pub fn permit_transfer(state: &State, ctx: &Ctx<Governed>) -> Result<(), ProxyEr
 }
 
 /// Phase 8. Appends the transfer record of one direction and waits for it to be durable.
-/// A direction without a body is not logged. `preparing` is the answer's announcement to the
-/// log writer ([`audit::AuditLog::preparing`]); it ends when the record is sent, or here.
+/// A direction without a body is not logged. `preparing` is the exchange's announcement to
+/// the log writer ([`audit::AuditLog::preparing`]): taken (ended) when a record is sent, left
+/// as it is when there is none (a read's request), so the writer is not woken for nothing.
 pub async fn append(
     state: &State,
     ctx: &Ctx<Governed>,
     direction: Direction,
     status: u16,
-    preparing: Option<audit::Preparing>,
+    preparing: &mut Option<audit::Preparing>,
 ) -> Result<(), ProxyError> {
     let Some(log) = &state.audit else {
         return Ok(());
@@ -205,7 +206,7 @@ pub async fn append(
         None,
     );
     record.parts = body.parts.clone();
-    match log.append_prepared(&record, preparing).await {
+    match log.append_prepared(&record, preparing.take()).await {
         Ok(_) => {
             detect(state, &record, Some(ctx.flow.op.class()), &ctx.route.policy);
             Ok(())

@@ -564,12 +564,14 @@ async fn governed_phases(
     // In flight: the log writer may wait for this request's records to share a sync. The
     // announcement pauses while the request waits for its own record to be durable.
     let announce = || state.audit.as_ref().map(audit::AuditLog::preparing);
-    let preparing = announce();
+    let mut preparing = announce();
     let mut out = request::governed(state, ctx, req).await?; // 3
     budget::precheck(state, ctx, &mut out).await?; // 4
     log::permit_transfer(state, ctx)?; // 8: may it flow at all, and its record first
-    log::append(state, ctx, audit::Direction::Request, 0, preparing).await?;
-    let preparing = announce();
+    log::append(state, ctx, audit::Direction::Request, 0, &mut preparing).await?;
+    if preparing.is_none() {
+        preparing = announce();
+    }
     ctx.flow.forwarded = true;
     if ctx.flow.op.format() == policy::BodyFormat::Csv {
         ctx.flow.refetch = csv::Refetch::of(&out);
@@ -579,7 +581,14 @@ async fn governed_phases(
     let resp = response::governed(state, ctx, resp).await?; // 6
     budget::charge(state, ctx).await?; // 7
     let status = resp.status().as_u16();
-    log::append(state, ctx, audit::Direction::Response, status, preparing).await?; // 8
+    log::append(
+        state,
+        ctx,
+        audit::Direction::Response,
+        status,
+        &mut preparing,
+    )
+    .await?; // 8
     Ok(resp)
 }
 

@@ -12,7 +12,9 @@
 //!
 //! Duplicate member names are found by a hash filter per open object ([`Checker::open`]); a
 //! name the walk already checked at the same place of the last record is taken by comparing
-//! its bytes ([`Checker::known_name`]).
+//! its bytes ([`Checker::same_name`]). An object whose names are, so far, those of the last
+//! whole object at the same place in the same order cannot have repeated one, and the walk
+//! adds them to the filter only once they differ.
 //!
 //! The look-ahead readers (`member`, `navigate`, `skip_value`, `string_end`) read bytes the
 //! walk has not checked yet (a record's type or consent field before the record is walked):
@@ -369,11 +371,12 @@ impl<'b> Checker<'b> {
         Some((end, escaped, name.hash))
     }
 
-    /// The name at `i` when it is known to be `known` (the bytes of a name without escapes,
-    /// checked before in this body, and `hash` its hash): its end, having added it to the open
-    /// object's names; None when the bytes at `i` are not that name (check it with `name`).
+    /// The end of the name at `i` when it is `known` (the bytes of a name without escapes,
+    /// checked before in this body); None when the bytes at `i` are not that name (check it
+    /// with `name`). Not added to the open object's names: the caller adds it
+    /// ([`Checker::add_known`]) or knows that it cannot repeat one.
     #[inline]
-    pub fn known_name(&mut self, i: usize, known: &[u8], hash: u64) -> Option<usize> {
+    pub fn same_name(&self, i: usize, known: &[u8]) -> Option<usize> {
         let b = self.b;
         let end = i + known.len() + 2;
         if b.get(i) != Some(&b'"')
@@ -384,13 +387,19 @@ impl<'b> Checker<'b> {
         }
         // a checked name's bytes hold no quote, backslash or control byte and are UTF-8 on
         // their own, so the same bytes here are the same valid name
+        Some(end)
+    }
+
+    /// Adds the checked name without escapes `b[start..start + len]` (its hash `hash`) to the
+    /// open object's names: None when the object has it already.
+    #[inline]
+    pub fn add_known(&mut self, start: usize, len: usize, hash: u64) -> Option<()> {
         self.add(Name {
             hash,
-            start: i + 1,
-            len: known.len(),
+            start,
+            len,
             decoded: false,
-        })?;
-        Some(end)
+        })
     }
 
     /// Adds a name to the open object's names: None when the object has it already.

@@ -82,11 +82,12 @@ type Step = Result<(Verdict, usize), Fallback>;
 /// their bytes with the last record's at the same position, not by decoding and hashing them.
 type Recalled<'a, 'b> = Option<Answer<'a, 'b>>;
 
-/// One remembered name: its bytes (a checked name without escapes), its hash for the
-/// duplicate check, and the field node's answer.
+/// One remembered name: its bytes (a checked name without escapes) and where they start in
+/// the body, its hash for the duplicate check, and the field node's answer.
 #[derive(Clone, Copy)]
 struct Answer<'a, 'b> {
     name: &'b [u8],
+    at: usize,
     hash: u64,
     found: (Option<&'a FieldNode>, Option<CatId>),
 }
@@ -96,6 +97,9 @@ struct NodeMemo<'a, 'b> {
     node: &'a FieldNode,
     inherited: Option<CatId>,
     names: Vec<Recalled<'a, 'b>>,
+    /// Positions `0..whole` hold the names of one object, which the duplicate check passed:
+    /// an object whose names are those, in that order, has no duplicate among them either.
+    whole: usize,
 }
 
 /// Remembered member answers per field node: a handful of nodes (the record's, its nested
@@ -126,6 +130,7 @@ impl<'a, 'b> Memo<'a, 'b> {
             node,
             inherited,
             names: Vec::new(),
+            whole: 0,
         });
         Some(self.nodes.len() - 1)
     }
@@ -134,6 +139,20 @@ impl<'a, 'b> Memo<'a, 'b> {
     #[inline]
     fn recall(&self, table: usize, pos: usize) -> Option<Answer<'a, 'b>> {
         *self.nodes.get(table)?.names.get(pos)?
+    }
+
+    /// How many leading positions of `table` hold one duplicate-free object's names.
+    #[inline]
+    fn whole(&self, table: usize) -> usize {
+        self.nodes.get(table).map_or(0, |m| m.whole)
+    }
+
+    /// An object of `table`'s node closed: `names` of its names, all remembered at their
+    /// positions (0 when not: one had escapes, or it had more than are remembered).
+    fn closed(&mut self, table: usize, names: usize) {
+        if let Some(m) = self.nodes.get_mut(table) {
+            m.whole = if names <= Self::POSITIONS { names } else { 0 };
+        }
     }
 
     fn remember(&mut self, table: usize, pos: usize, answer: Answer<'a, 'b>) {
@@ -229,18 +248,44 @@ impl<'a> SpanWalker<'a, '_> {
         let names = self.ck.open();
         let memo = node.and_then(|n| self.memo.table(n, cat));
         let mut pos = 0usize;
+        // While the names are those of the last whole object at this node, in its order, they
+        // cannot repeat each other, and they are not added to the duplicate check; at the
+        // first that differs, the ones before it are (`replay`). Not with members to strip,
+        // which are checked but take no position.
+        let whole = match memo {
+            Some(t) if strip.is_empty() => self.memo.whole(t),
+            _ => 0,
+        };
+        let mut deferred = whole > 0;
+        // every name is remembered at its position (none had escapes or was stripped)
+        let mut remembered = strip.is_empty();
         loop {
             // the name the last record had here, when it is the same bytes
             let recalled = memo.and_then(|t| self.memo.recall(t, pos));
-            let (kend, escaped, hash, known) = match recalled
-                .and_then(|r| self.ck.known_name(j, r.name, r.hash).map(|e| (e, r)))
-            {
-                Some((end, r)) => (end, false, r.hash, Some(r.found)),
-                None => {
-                    let (end, escaped, hash) = self.ck.name(j).ok_or(Fallback::Bytes)?;
-                    (end, escaped, hash, None)
-                }
-            };
+            let (kend, escaped, hash, known) =
+                match recalled.and_then(|r| self.ck.same_name(j, r.name).map(|e| (e, r))) {
+                    Some((end, r)) => {
+                        if !(deferred && pos < whole) {
+                            if deferred {
+                                self.replay(memo, pos)?;
+                                deferred = false;
+                            }
+                            self.ck
+                                .add_known(j + 1, r.name.len(), r.hash)
+                                .ok_or(Fallback::Bytes)?;
+                        }
+                        (end, false, r.hash, Some(r.found))
+                    }
+                    None => {
+                        if deferred {
+                            self.replay(memo, pos)?;
+                            deferred = false;
+                        }
+                        let (end, escaped, hash) = self.ck.name(j).ok_or(Fallback::Bytes)?;
+                        remembered &= !escaped;
+                        (end, escaped, hash, None)
+                    }
+                };
             let raw = b.get(j + 1..kend - 1).ok_or(Fallback::Bytes)?;
             // the name as text, only where it is needed (most names are matched as bytes)
             let text = || -> Result<Cow<'_, str>, Fallback> {
@@ -282,6 +327,7 @@ impl<'a> SpanWalker<'a, '_> {
                             if let Some(t) = memo {
                                 let answer = Answer {
                                     name: raw,
+                                    at: j + 1,
                                     hash,
                                     found,
                                 };
@@ -332,12 +378,28 @@ impl<'a> SpanWalker<'a, '_> {
             }
         }
         self.ck.close(names).ok_or(Fallback::Bytes)?;
+        if let Some(t) = memo {
+            self.memo.closed(t, if remembered { pos } else { 0 });
+        }
         self.depth -= 1;
         if stripped {
             self.changed = true;
         }
         self.out.push(b'}');
         Ok(j + 1)
+    }
+
+    /// Adds the names at positions `0..upto` of `memo`'s table to the open object's duplicate
+    /// check: the names this object had there, matched but not added yet.
+    fn replay(&mut self, memo: Option<usize>, upto: usize) -> Result<(), Fallback> {
+        let t = memo.ok_or(Fallback::Bytes)?;
+        for p in 0..upto {
+            let r = self.memo.recall(t, p).ok_or(Fallback::Bytes)?;
+            self.ck
+                .add_known(r.at, r.name.len(), r.hash)
+                .ok_or(Fallback::Bytes)?;
+        }
+        Ok(())
     }
 
     /// One level deeper (an object or array), within the strict model's depth.
