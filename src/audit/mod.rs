@@ -12,7 +12,9 @@
 //! - One writer (a std thread, because fdatasync blocks) owns the file. Callers serialise
 //!   their record on their own task, send it and await an acknowledgement; the writer
 //!   assigns `seq`, `ts` and `prev`, writes every queued line at once and acknowledges them
-//!   after one `fdatasync` (group commit: lines that arrive during a sync share the next one).
+//!   after one `fdatasync` (group commit: lines that arrive during a sync share the next one,
+//!   and under load the writer waits up to `commit_window` for the records of exchanges in
+//!   flight, [`AuditLog::preparing`], since on a busy CPU the queue behind a sync is short).
 //! - Fail closed: once a write or a sync fails the writer is failed for good (after a failed
 //!   fsync the kernel may have dropped the dirty pages, so carrying on could acknowledge lost
 //!   lines); every later append errors and the proxy answers 503.

@@ -555,7 +555,7 @@ impl Writer {
         appends: &mut Vec<(Body, AppendAck)>,
         shutdowns: &mut Vec<ShutdownAck>,
     ) {
-        if self.window.is_zero() {
+        if self.window.is_zero() || appends.is_empty() {
             return;
         }
         let deadline = Instant::now() + self.window;
