@@ -30,6 +30,8 @@
 #   ZWECK_BENCH_IDLE      idle TLS connections for the per-connection RSS (default 500)
 #   ZWECK_BENCH_EXPORT_MB size of the CSV export (default 1024; 0 skips it)
 #   ZWECK_BENCH_KEEP=1    keep the temporary directory (configs, logs, raw oha JSON)
+#   ZWECK_BENCH_ONLY      measure only these scenarios, e.g. "gov1 hs1" (pass gov bulk hs dv
+#                         gov1 hs1 dv1; default all): a quick look at a few rows
 #   ZWECK_BIN             a zweck binary to measure instead of building this tree
 #
 # Load generator: oha (`cargo install oha`, ~8 min to compile; installed here when missing).
@@ -377,6 +379,8 @@ if [[ -z "$JOB_ID" ]]; then
 fi
 P_BULK="/services/data/v66.0/jobs/query/$JOB_ID/results?maxRecords=2000"
 
+# the scenarios measured (ZWECK_BENCH_ONLY; all by default)
+wanted() { [[ -z "${ZWECK_BENCH_ONLY:-}" || " $ZWECK_BENCH_ONLY " == *" $1 "* ]]; }
 log "checking every target answers every scenario"
 declare -A SIZE STATUS
 # the targets each scenario is measured on (the per-dialect pages at maximum only)
@@ -388,7 +392,12 @@ targets_of() {
         hs|dv|gov1|hs1|dv1) echo direct nginx zweck zweck-an ;;
     esac
 }
+# empty for the scenarios ZWECK_BENCH_ONLY leaves out (the report's header names them all)
 for s in pass gov bulk hs dv gov1 hs1 dv1; do
+    for t in $(targets_of "$s"); do SIZE[$s-$t]=""; done
+done
+for s in pass gov bulk hs dv gov1 hs1 dv1; do
+    wanted "$s" || continue
     sp=$(path_of "$s")
     for t in $(targets_of "$s"); do
         read -r st sz < <(check "$s" "$t" "$sp")
@@ -398,7 +407,9 @@ for s in pass gov bulk hs dv gov1 hs1 dv1; do
         [[ $st == 200 ]] || log "warning: $s via $t answered $st: $(head -c 300 "$WORK/check-$t.body")"
     done
 done
-if [[ $BULK_GOVERNED == yes ]]; then
+if ! wanted bulk; then
+    BULK_STATE="not measured (ZWECK_BENCH_ONLY)"
+elif [[ $BULK_GOVERNED == yes ]]; then
     if cmp -s "$WORK/bulk-header-zweck.txt" "$WORK/bulk-header-direct.txt"; then
         BULK_STATE="governed in the inventory, but Zweck returned the columns unchanged"
     else
@@ -415,6 +426,7 @@ warm_up() { # target path scenario: pools, caches, allocator
 }
 log "measuring (${DUR}s per run, $CONNS connections; $PINNING)"
 for s in pass gov bulk; do
+    wanted "$s" || continue
     sp=$(path_of "$s")
     for t in direct nginx zweck zweck-nolog; do
         warm_up "$t" "$sp" "$s"
@@ -439,6 +451,7 @@ done
 
 log "governed ~100 KB and ~1 KB pages of each dialect, filtering and pseudonymising purposes (at maximum)"
 for s in gov hs dv gov1 hs1 dv1; do
+    wanted "$s" || continue
     sp=$(path_of "$s")
     for t in $(targets_of "$s"); do
         # gov's direct, nginx, zweck and zweck-nolog rows are measured above

@@ -22,7 +22,10 @@
 #   - the same without the transfer log: the difference is the log's CPU cost (its fdatasync
 #     waits are not instructions; load.sh measures those);
 #   - both again for a page of two contacts (985 B): what a governed exchange costs around
-#     the body (identification, routing, budget, transfer records, the response head).
+#     the body (identification, routing, budget, transfer records, the response head);
+#   - a HubSpot search of two contacts (`POST /crm/v3/objects/contacts/search`, the ~1 KB
+#     body of load.sh's hs1 rows), with and without the transfer log: beside the answer,
+#     Zweck reviews and rewrites the request's JSON body and records the request direction.
 # Everything on 127.0.0.1; about 4 minutes. Not part of CI (needs valgrind and oha).
 # Look inside a kept file with `callgrind_annotate --inclusive=yes FILE | head -60`.
 set -euo pipefail
@@ -77,10 +80,11 @@ CLIENT=(--cacert "$CA" --cert "$WORK/certs/clients/newsletter-tool.pem" --key "$
 "$ZWECK" crm-double --listen "127.0.0.1:$D_PORT" --certs "$WORK/certs" --contacts 100000 >"$WORK/double.log" 2>&1 &
 PIDS+=($!)
 
-# instructions N PATH AUDIT(yes|no) CLIENT(h1|h2) UPSTREAM(auto|http1) -> total Ir of a
-# `zweck serve` that answered N requests of PATH, or "-" when this build cannot run it
+# instructions N PATH AUDIT(yes|no) CLIENT(h1|h2) UPSTREAM(auto|http1) [BODY] -> total Ir of a
+# `zweck serve` that answered N requests of PATH (a POST of the JSON BODY when there is one),
+# or "-" when this build cannot run it
 instructions() {
-    local n=$1 path=$2 audit=$3 client=$4 upstream=$5 port admin run cfg vpid proto=()
+    local n=$1 path=$2 audit=$3 client=$4 upstream=$5 body=${6:-} port admin run cfg vpid proto=() req=()
     port=$(free_port); admin=$(free_port)
     run="$WORK/run-$n-$port"; cfg="$run.yaml"
     mkdir -p "$run/log/logs" "$run/log/offbox"
@@ -107,7 +111,8 @@ instructions() {
         sleep 0.5
     done
     [[ $client == h2 ]] && proto=(--http2)
-    "$OHA" --no-tui -n "$n" -c 8 "${proto[@]}" --disable-compression "${CLIENT[@]}" --output-format quiet \
+    [[ -n $body ]] && req=(-m POST -T application/json -d "$body")
+    "$OHA" --no-tui -n "$n" -c 8 "${proto[@]}" "${req[@]}" --disable-compression "${CLIENT[@]}" --output-format quiet \
         "https://127.0.0.1:$port$path" >/dev/null 2>&1 || die "oha failed against $path"
     kill -INT "$vpid"
     wait "$vpid" || true
@@ -117,6 +122,9 @@ instructions() {
 FIELDS="Id,FirstName,LastName,Email,Phone,MobilePhone,Birthdate,HasOptedOutOfEmail,MailingStreet,MailingCity,MailingPostalCode,MailingCountry,Title,Department"
 SOQL="SELECT+$FIELDS+FROM+Contact+LIMIT+200"
 SOQL1="SELECT+$FIELDS+FROM+Contact+LIMIT+2"
+# load.sh's HS1_BODY: the HubSpot search of two contacts, about the same properties
+HS1_BODY='{"limit":2,"properties":["firstname","lastname","email","phone","mobilephone","date_of_birth","hs_email_optout","address","city","zip","country"]}'
+P_HS="/crm/v3/objects/contacts/search"
 echo "# Instructions per request (callgrind), $("$ZWECK" --version 2>/dev/null || echo zweck) at $ZWECK"
 echo
 echo "| scenario | requests | Ir per request |"
@@ -127,12 +135,14 @@ for scenario in "pass-through (484 B)|/services/data/|2000|yes|h1|auto" \
     "governed JSON (98 KB)|/services/data/v66.0/query?q=$SOQL|200|yes|h1|auto" \
     "governed JSON (98 KB), no transfer log|/services/data/v66.0/query?q=$SOQL|200|no|h1|auto" \
     "governed JSON (985 B)|/services/data/v66.0/query?q=$SOQL1|500|yes|h1|auto" \
-    "governed JSON (985 B), no transfer log|/services/data/v66.0/query?q=$SOQL1|500|no|h1|auto"; do
-    IFS='|' read -r name path n audit client upstream <<<"$scenario"
+    "governed JSON (985 B), no transfer log|/services/data/v66.0/query?q=$SOQL1|500|no|h1|auto" \
+    "governed HubSpot search (1,073 B)|$P_HS|500|yes|h1|auto|$HS1_BODY" \
+    "governed HubSpot search (1,073 B), no transfer log|$P_HS|500|no|h1|auto|$HS1_BODY"; do
+    IFS='|' read -r name path n audit client upstream body <<<"$scenario"
     if [[ -n "${ZWECK_PROFILE_ONLY:-}" && "$name" != *"$ZWECK_PROFILE_ONLY"* ]]; then continue; fi
     log "$name: $n and $((3 * n)) requests under callgrind"
-    a=$(instructions "$n" "$path" "$audit" "$client" "$upstream")
+    a=$(instructions "$n" "$path" "$audit" "$client" "$upstream" "$body")
     if [[ $a == - ]]; then echo "| $name | - | - (not supported by this build) |"; continue; fi
-    b=$(instructions "$((3 * n))" "$path" "$audit" "$client" "$upstream")
+    b=$(instructions "$((3 * n))" "$path" "$audit" "$client" "$upstream" "$body")
     echo "| $name | $((2 * n)) | $(( (b - a) / (2 * n) )) |"
 done

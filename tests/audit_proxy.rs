@@ -371,6 +371,41 @@ async fn personal_data_in_urls_and_query_bodies_is_recorded_before_forwarding() 
         .await;
     assert_eq!(r.status(), 200);
     assert_eq!(to_processor(&entries(&h), "support-desk").len(), before);
+    // nor a read's body that names only properties, limits, sorts and record ids (the
+    // answer is on record as ever)
+    let id = h.double.double.contact(Dialect::HubSpot, 3)["id"].clone();
+    let reads = [
+        (
+            "/crm/v3/objects/contacts/search",
+            r#"{"limit":2,"properties":["email","firstname"],"sorts":["createdate"]}"#.to_string(),
+        ),
+        (
+            "/crm/v3/objects/contacts/batch/read",
+            serde_json::json!({"inputs": [{"id": id}], "properties": ["email"]}).to_string(),
+        ),
+    ];
+    for (path, body) in reads {
+        let answers = entries(&h)
+            .iter()
+            .filter(|e| e["direction"] == "from_processor")
+            .count();
+        let (r, b) = support
+            .call(
+                Method::POST,
+                &h.url(path),
+                &[purpose, ("content-type", "application/json")],
+                Bytes::from(body),
+            )
+            .await;
+        assert_eq!(r.status(), 200, "{path}: {}", String::from_utf8_lossy(&b));
+        let log = entries(&h);
+        assert_eq!(to_processor(&log, "support-desk").len(), before, "{path}");
+        let now = log
+            .iter()
+            .filter(|e| e["direction"] == "from_processor")
+            .count();
+        assert_eq!(now, answers + 1, "{path}: the answer is on record");
+    }
     // categories, never values
     let text = std::fs::read_to_string(h.dir.path().join("logs/transfers.jsonl")).expect("log");
     assert!(!text.contains(&email) && !text.contains(&encoded));

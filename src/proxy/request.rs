@@ -198,12 +198,30 @@ async fn governed_body(
         return tunnel_body(state, ctx, kind, headers, incoming).await;
     }
     let (bytes, outcome) = json_body(state, ctx, headers, incoming).await?;
-    ctx.flow.sent = Some(BodyReport {
-        outcome,
-        bytes: bytes.len() as u64,
-        parts: Vec::new(),
-    });
+    if sends_personal_data(&ctx.flow.op, &outcome) {
+        ctx.flow.sent = Some(BodyReport {
+            outcome,
+            bytes: bytes.len() as u64,
+            parts: Vec::new(),
+        });
+    }
     Ok(body::full(bytes))
+}
+
+/// Whether a governed body goes on record before it is forwarded (docs/transfer-log.md,
+/// "What is on record"): every write body, and a read's body that names personal data (a
+/// search filter, free text, a lookup by property: their categories are in `outcome`) or in
+/// which the policy found anything at all. A read's body of field lists, sorts, limits and
+/// cursors sends nothing personal: like such a query string or a tunnel's read part, it has
+/// no `to_processor` record (its answer has its `from_processor` one), which spares the
+/// exchange a second durable append.
+fn sends_personal_data(op: &policy::Operation, outcome: &Outcome) -> bool {
+    op.op() != policy::OpKind::Read
+        || outcome.records > 0
+        || !outcome.actions.is_empty()
+        || !outcome.categories_received.is_empty()
+        || !outcome.categories_delivered.is_empty()
+        || !outcome.unclassified.is_empty()
 }
 
 /// Reads, parses and filters a governed JSON request body (writes: keep, drop, block only).

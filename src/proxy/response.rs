@@ -104,9 +104,12 @@ async fn governed_body(
     }
     let csv = ctx.flow.op.format() == policy::BodyFormat::Csv
         && media::classify_headers(headers) == media::BodyKind::Csv;
+    // The two streamed paths are boxed: their futures are 5-6 KB, and inline they would be
+    // part of (and copied with) every governed exchange's future, a ~1 KB page's too; they
+    // run for large bodies, where one allocation is nothing.
     if csv {
         ctx.shadow_not_compared(state);
-        return super::csv::results(state, ctx, headers, incoming, status).await;
+        return Box::pin(super::csv::results(state, ctx, headers, incoming, status)).await;
     }
     match json_body(state, ctx, headers, incoming).await? {
         Json::Filtered(bytes, outcome) => {
@@ -119,7 +122,7 @@ async fn governed_body(
         }
         Json::Overflow(prefix, rest) => {
             ctx.shadow_not_compared(state);
-            stream::list(state, ctx, headers, prefix, rest, status).await
+            Box::pin(stream::list(state, ctx, headers, prefix, rest, status)).await
         }
     }
 }

@@ -158,6 +158,49 @@ fn search_eq_and_paging() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
 
+/// A search without filters answers from the record count (no walk over every record): the
+/// same pages, totals and cursors as a filter every record passes, which walks them all.
+#[test]
+fn unfiltered_search_answers_as_a_walk_over_every_record() {
+    let d = double(60);
+    let everyone = json!([{"filters": [{"propertyName": "no_such_property", "operator": "NOT_HAS_PROPERTY"}]}]);
+    for (limit, after) in [
+        (2, None),
+        (10, Some("0")),
+        (25, Some("50")),
+        (10, Some("60")),
+        (5, Some("90")),
+    ] {
+        let mut body = json!({"limit": limit, "properties": ["email", "hs_email_optout"]});
+        if let Some(a) = after {
+            body["after"] = json!(a);
+        }
+        let unfiltered = run(
+            &d,
+            Method::POST,
+            "/crm/v3/objects/contacts/search",
+            &body.to_string(),
+        );
+        body["filterGroups"] = everyone.clone();
+        let walked = run(
+            &d,
+            Method::POST,
+            "/crm/v3/objects/contacts/search",
+            &body.to_string(),
+        );
+        assert_eq!(unfiltered.0, StatusCode::OK);
+        assert_eq!(unfiltered, walked, "limit {limit}, after {after:?}");
+    }
+    let (_, v) = run(
+        &d,
+        Method::POST,
+        "/crm/v3/objects/contacts/search",
+        r#"{"limit":2}"#,
+    );
+    assert_eq!(v["total"], json!(60));
+    assert_eq!(v["results"].as_array().map(Vec::len), Some(2));
+}
+
 #[test]
 fn batch_read_create_update() {
     let d = double(10);

@@ -98,7 +98,7 @@ fn consent_properties(
     checker: &Checker<'_>,
     resource: usize,
     any: bool,
-    named: &[String],
+    named: &[impl AsRef<str>],
 ) -> Result<(Vec<String>, Shape), QueryRefusal> {
     let res = &checker.inv.resources[resource];
     let mut add: Vec<String> = Vec::new();
@@ -112,7 +112,10 @@ fn consent_properties(
                 })
             }
         };
-        if named.iter().any(|n| n.eq_ignore_ascii_case(property)) {
+        if named
+            .iter()
+            .any(|n| n.as_ref().eq_ignore_ascii_case(property))
+        {
             continue;
         }
         if !any && add.is_empty() {
@@ -186,24 +189,26 @@ pub(super) fn review_body(
         return Ok((Shape::default(), carried));
     }
     let bad = QueryRefusal::Unreadable("properties is a list of property names");
-    let named: Vec<String> = match body.get("properties") {
+    let named: Vec<&str> = match body.get("properties") {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Array(items)) => items
             .iter()
-            .map(|v| v.as_str().map(str::to_string).ok_or(bad.clone()))
+            .map(|v| v.as_str().ok_or(bad.clone()))
             .collect::<Result<_, _>>()?,
         Some(_) => return Err(bad),
     };
     let checker = Checker::new(set, inv, purpose, Enforce::Yes);
     let (add, shape) = consent_properties(&checker, resource, !named.is_empty(), &named)?;
     if !add.is_empty() {
-        if let Some(obj) = body.as_object_mut() {
-            let mut list = named;
-            list.extend(add);
-            obj.insert(
-                "properties".into(),
-                Value::Array(list.into_iter().map(Value::String).collect()),
-            );
+        let added = add.into_iter().map(Value::String);
+        match body.get_mut("properties") {
+            // the list as the app wrote it, the consent properties after it
+            Some(Value::Array(items)) => items.extend(added),
+            _ => {
+                if let Some(obj) = body.as_object_mut() {
+                    obj.insert("properties".into(), Value::Array(added.collect()));
+                }
+            }
         }
     }
     Ok((shape, carried))
