@@ -171,7 +171,8 @@ async fn concurrent_appends_are_group_committed_and_verify() {
 
 /// Group commit under load: the writer waits, up to `audit.commit_window`, for the records of
 /// exchanges still in flight (announced with `preparing`), so one sync covers them all; a
-/// lone append never waits, and an exchange that ends without a record ends the wait.
+/// lone append never waits, an exchange that ends without a record ends the wait, and a wait
+/// that brought nothing is not repeated for the next 8 batches.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_commit_window_waits_for_exchanges_in_flight_and_no_longer() {
     use std::future::Future;
@@ -231,6 +232,22 @@ async fn the_commit_window_waits_for_exchanges_in_flight_and_no_longer() {
         .expect("woken when nothing is in flight any more");
     assert_eq!(d.expect("d"), 4);
     assert_eq!(log.stats().syncs, 3);
+
+    // that wait brought no record: the next 8 batches do not wait, though one is in flight;
+    // the one after waits again
+    let fifth = log.preparing();
+    for n in 5..13 {
+        tokio::time::timeout(bound, log.append(record(n)))
+            .await
+            .expect("no wait right after a wait that brought nothing")
+            .expect("append");
+    }
+    assert_eq!(log.stats().syncs, 11);
+    let m = sent(Box::pin(log.append(record(13)))).await;
+    assert!(eventually(|| log.awaiting_in_flight()).await, "waits again");
+    drop(fifth);
+    let m = tokio::time::timeout(bound, m).await.expect("woken");
+    assert_eq!(m.expect("m"), 13);
     log.shutdown().await.expect("shutdown");
     let v = s.verify();
     assert_eq!(v.exit_code, 0, "{}", v.text);

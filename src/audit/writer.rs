@@ -30,6 +30,8 @@ pub type Recovery = RecoveryReport;
 
 /// Most appends written by one sync.
 const MAX_BATCH: usize = 4096;
+/// Batches synced without waiting after a wait for records in flight brought none.
+const SKIP_AFTER_IDLE_WAIT: u32 = 8;
 /// How often an idle writer wakes to check age rotation.
 const IDLE_TICK: Duration = Duration::from_secs(1);
 
@@ -194,6 +196,7 @@ impl AuditLog {
             rotate_bytes: config.rotate_bytes,
             rotate_age: config.rotate_age,
             window: config.commit_window,
+            skip_waits: 0,
             preparing: preparing.clone(),
             failed: failed.clone(),
             counters: counters.clone(),
@@ -498,6 +501,8 @@ struct Writer {
     rotate_bytes: Option<u64>,
     rotate_age: Option<Duration>,
     window: Duration,
+    /// Batches left to sync without waiting, after a wait that brought no record.
+    skip_waits: u32,
     preparing: Arc<Announced>,
     failed: Arc<OnceLock<WriterFailure>>,
     counters: Arc<Counters>,
@@ -548,9 +553,10 @@ impl Writer {
     /// Group commit under load: while other governed exchanges are in flight (announced with
     /// [`AuditLog::preparing`]), waits up to the commit window for their records, so they share
     /// this batch's sync instead of each paying one. Nothing else in flight (an idle proxy, a
-    /// lone request): no wait at all.
+    /// lone request): no wait at all. A wait that brought nothing (moderate load: records
+    /// seldom share a window) is not repeated for the next [`SKIP_AFTER_IDLE_WAIT`] batches.
     fn await_prepared(
-        &self,
+        &mut self,
         rx: &mpsc::Receiver<Cmd>,
         appends: &mut Vec<(Body, AppendAck)>,
         shutdowns: &mut Vec<ShutdownAck>,
@@ -558,12 +564,19 @@ impl Writer {
         if self.window.is_zero() || appends.is_empty() {
             return;
         }
+        if self.skip_waits > 0 {
+            self.skip_waits -= 1;
+            return;
+        }
+        let held = appends.len();
         let deadline = Instant::now() + self.window;
         self.preparing.awaited.store(true, Ordering::SeqCst);
+        let mut waited = false;
         while appends.len() < MAX_BATCH
             && shutdowns.is_empty()
             && self.preparing.count.load(Ordering::SeqCst) > 0
         {
+            waited = true;
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(cmd) => sort(cmd, appends, shutdowns),
@@ -577,6 +590,11 @@ impl Writer {
             }
         }
         self.preparing.awaited.store(false, Ordering::SeqCst);
+        if waited && appends.len() == held && shutdowns.is_empty() {
+            // nothing came: records rarely share a window at this load, so the next batches
+            // go without waiting (then one waits again, to see whether that changed)
+            self.skip_waits = SKIP_AFTER_IDLE_WAIT;
+        }
     }
 
     fn idle_wait(&self) -> Duration {
