@@ -112,10 +112,11 @@ pub struct AuditConfig {
     /// Whether `origin` was configured. A default origin gives way to the one a log's
     /// existing checkpoints already name.
     pub origin_configured: bool,
-    /// How long the writer waits, at most, for the records of governed answers still being
-    /// prepared before it syncs a batch (group commit under load). It waits only while such
-    /// answers exist, so a lone request never waits. 0: batches form only while the previous
-    /// sync runs. At most [`MAX_COMMIT_WINDOW`].
+    /// How long the writer waits, at most, for the records of other governed exchanges in
+    /// flight before it syncs a batch (group commit under load; see the writer's
+    /// `await_prepared`). It waits only while such exchanges exist, so a lone request never
+    /// waits. 0: batches form only while the previous sync runs. `compile_config` bounds it
+    /// by [`MAX_COMMIT_WINDOW`]; a config built in code is taken as it is (tests).
     pub commit_window: Duration,
 }
 

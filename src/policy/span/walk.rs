@@ -596,7 +596,7 @@ impl<'a> SpanWalker<'a, '_> {
         }
         // a record nested in this one has its own probe; this one's is put back after it
         let outer = self.probe.take();
-        let step = self.record_with_consent(i, res, child);
+        let step = self.consented_record(i, res, child);
         let probe = std::mem::replace(&mut self.probe, outer);
         let step = step?;
         if probe.is_some_and(|p| !p.confirmed()) {
@@ -657,7 +657,10 @@ impl<'a> SpanWalker<'a, '_> {
         found.map(|(_, value)| value)
     }
 
-    fn record_with_consent(&mut self, i: usize, res: usize, child: bool) -> Step {
+    /// The record at `i` of resource `res` once its type is known: removed (and observed)
+    /// when it lacks a consent the purpose requires, else walked. [`SpanWalker::record`]
+    /// confirms the consent search's probe after it.
+    fn consented_record(&mut self, i: usize, res: usize, child: bool) -> Step {
         let b = self.b;
         if self.consent && !self.observing {
             let single = self.purpose.requires_consent.len() == 1;
