@@ -119,6 +119,18 @@ struct Answer<'a, 'b> {
     at: usize,
     hash: u64,
     found: (Option<&'a FieldNode>, Option<CatId>),
+    /// The category of the leaf the member's value is, when `found` makes it one whatever the
+    /// value (no record, no structure below, and classified): such a member is walked without
+    /// the general dispatch ([`SpanWalker::leaves`]).
+    leaf: Option<CatId>,
+}
+
+/// Where [`SpanWalker::leaves`] left an object.
+enum Members {
+    /// At the member starting at this index, for the general loop.
+    Open(usize),
+    /// Closed: at its `}`.
+    Closed(usize),
 }
 
 /// The remembered answers of one field node (under one inherited category), by position.
@@ -291,7 +303,14 @@ impl<'a> SpanWalker<'a, '_> {
         let mut deferred = whole > 0;
         // every name is remembered at its position (none had escapes or was stripped)
         let mut remembered = strip.is_empty();
-        loop {
+        let mut closed = false;
+        if let (Some(t), true, None, false) = (memo, whole > 0, loc, root) {
+            match self.leaves(t, whole, i, j, &mut pos, &mut first, res)? {
+                Members::Open(at) => j = at,
+                Members::Closed(at) => (j, closed) = (at, true),
+            }
+        }
+        while !closed {
             // the name the last record had here, when it is the same bytes
             let recalled = memo.and_then(|t| self.memo.recall(t, pos));
             let (kend, escaped, hash, known) =
@@ -369,6 +388,7 @@ impl<'a> SpanWalker<'a, '_> {
                                     at: j + 1,
                                     hash,
                                     found,
+                                    leaf: self.leaf_of(found),
                                 };
                                 self.memo.remember(t, pos, answer);
                             }
@@ -426,6 +446,93 @@ impl<'a> SpanWalker<'a, '_> {
         }
         self.out.push(b'}');
         Ok(j + 1)
+    }
+
+    /// The members of the object at `i` from the one at `j` (position `pos`) on, for as long
+    /// as each has the name the last whole object of memo table `t` had at its position
+    /// (before `whole`) and that name's value is a leaf ([`Answer::leaf`]): the general
+    /// loop's steps for such a member without its dispatch. Such names are not added to the
+    /// duplicate check (the general loop defers them alike, see `object`). Not for the root
+    /// object, an object a locator reads, or one with members to strip.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn leaves(
+        &mut self,
+        t: usize,
+        whole: usize,
+        i: usize,
+        mut j: usize,
+        pos: &mut usize,
+        first: &mut bool,
+        res: usize,
+    ) -> Result<Members, Fallback> {
+        let b = self.b;
+        let probed = self.probe.as_ref().is_some_and(|p| p.object_at == i);
+        while *pos < whole {
+            let Some(r) = self.memo.recall(t, *pos) else {
+                break;
+            };
+            let Some(cat) = r.leaf else {
+                break;
+            };
+            let Some(kend) = self.ck.same_name(j, r.name) else {
+                break;
+            };
+            if probed {
+                if let Some(p) = self.probe.as_mut() {
+                    p.met |= p.name_at == Some(j);
+                }
+            }
+            let colon = scan::ws(b, kend);
+            if b.get(colon) != Some(&b':') {
+                return Err(Fallback::Bytes);
+            }
+            let v = scan::ws(b, colon + 1);
+            let mark = self.out.len();
+            // an observed record's output is cut again: its members need not be written
+            if !self.observing {
+                if !*first {
+                    self.out.push(b',');
+                }
+                self.out.extend_from_slice(&b[j..kend]);
+                self.out.push(b':');
+            }
+            let value_at = self.out.len();
+            *pos += 1;
+            let (verdict, end) = self.leaf(v, cat, res)?;
+            match verdict {
+                Verdict::Keep => *first = false,
+                _ if self.observing => *first = false,
+                Verdict::Remove => self.cut(mark),
+                Verdict::RemoveRecord => {
+                    self.cut(value_at);
+                    self.out.extend_from_slice(b"null");
+                    *first = false;
+                }
+            }
+            j = scan::ws(b, end);
+            match b.get(j) {
+                Some(b',') => j = scan::ws(b, j + 1),
+                Some(b'}') => return Ok(Members::Closed(j)),
+                _ => return Err(Fallback::Bytes),
+            }
+        }
+        Ok(Members::Open(j))
+    }
+
+    /// The category of the leaf a member with `found` (its field node and inherited
+    /// category) is, when `walk` would make it one whatever its value ([`Answer::leaf`]).
+    fn leaf_of(&self, found: (Option<&'a FieldNode>, Option<CatId>)) -> Option<CatId> {
+        match found {
+            // an unknown member: noted by the general loop
+            (None, None) => None,
+            (Some(n), _) if n.child.is_some() || n.has_structure() => None,
+            (n, inherited) => Some(
+                n.and_then(|n| n.cat)
+                    .or(inherited)
+                    .unwrap_or_else(|| self.tax.unclassified()),
+            ),
+        }
     }
 
     /// Adds the names at positions `0..upto` of `memo`'s table to the open object's duplicate
