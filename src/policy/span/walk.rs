@@ -303,14 +303,18 @@ impl<'a> SpanWalker<'a, '_> {
         let mut deferred = whole > 0;
         // every name is remembered at its position (none had escapes or was stripped)
         let mut remembered = strip.is_empty();
-        let mut closed = false;
-        if let (Some(t), true, None, false) = (memo, whole > 0, loc, root) {
-            match self.leaves(t, whole, i, j, &mut pos, &mut first, res)? {
-                Members::Open(at) => j = at,
-                Members::Closed(at) => (j, closed) = (at, true),
+        // members that are leaves, under names repeated from the last record, take a shorter way
+        let fast = memo.filter(|_| loc.is_none() && !root);
+        loop {
+            if let Some(t) = fast.filter(|_| deferred && pos < whole) {
+                match self.leaves(t, whole, i, j, &mut pos, &mut first, res)? {
+                    Members::Open(at) => j = at,
+                    Members::Closed(at) => {
+                        j = at;
+                        break;
+                    }
+                }
             }
-        }
-        while !closed {
             // the name the last record had here, when it is the same bytes
             let recalled = memo.and_then(|t| self.memo.recall(t, pos));
             let (kend, escaped, hash, known) =
