@@ -926,6 +926,28 @@ impl<'a> SpanWalker<'a, '_> {
                 return Ok((Verdict::Keep, end));
             }
             _ if null => return self.copy(i),
+            Action::Pseudonymise if self.b.get(i) == Some(&b'"') => {
+                // a string, the common case: its text is hashed as it stands in the body
+                if self.pkey.is_none() {
+                    self.pkey = self.master.map(|k| k.derive(&self.purpose.name));
+                }
+                let Some(k) = &self.pkey else {
+                    return Err(Fallback::Refusal);
+                };
+                let (end, escaped) =
+                    scan::string(self.b, i, self.ck.plain).ok_or(Fallback::Bytes)?;
+                let text = scan::decode(self.b, i, end, escaped).ok_or(Fallback::Bytes)?;
+                let pseudonym = k.pseudonym(&text);
+                self.delivered[cat as usize] = true;
+                if *text != pseudonym {
+                    self.changed = true;
+                }
+                match (self.rewrite)(&pseudonym) {
+                    Some(link) => scan::write_str(&link, &mut self.out),
+                    None => scan::write_str(&pseudonym, &mut self.out),
+                }
+                end
+            }
             _ => {
                 let (old, end) = self.parse_at(i)?;
                 let new = match action {
