@@ -79,6 +79,9 @@ pub(super) struct SpanWalker<'a, 'b> {
     pub finder: Option<(usize, memchr::memmem::Finder<'static>)>,
     /// Bytes of the last record walked (how far a consent search may look).
     pub last_record: usize,
+    /// The last record type read (its string's bytes, quotes included, without escapes) and
+    /// its resource.
+    pub last_type: Option<(&'b [u8], usize)>,
 }
 
 /// A record's consent field found by searching for its name's bytes instead of reading the
@@ -695,9 +698,25 @@ impl<'a> SpanWalker<'a, '_> {
                     return self.remove_record(end, RuleSlot::UnknownType);
                 }
                 let (end, escaped) = scan::string_end(b, t).ok_or(Fallback::Bytes)?;
-                let name = scan::decode(b, t, end, escaped).ok_or(Fallback::Bytes)?;
-                match self.inv.by_type.get(name.as_ref()) {
-                    Some(r) => res = *r,
+                let raw = b.get(t..end).ok_or(Fallback::Bytes)?;
+                // a page's records mostly share their type: the same bytes, the same resource
+                let known = self
+                    .last_type
+                    .filter(|(last, _)| !escaped && *last == raw)
+                    .map(|(_, r)| r);
+                let found = match known {
+                    Some(r) => Some(r),
+                    None => {
+                        let name = scan::decode(b, t, end, escaped).ok_or(Fallback::Bytes)?;
+                        let found = self.inv.by_type.get(name.as_ref()).copied();
+                        if let (Some(r), false) = (found, escaped) {
+                            self.last_type = Some((raw, r));
+                        }
+                        found
+                    }
+                };
+                match found {
+                    Some(r) => res = r,
                     None => {
                         let end = self.skip(i)?;
                         return self.remove_record(end, RuleSlot::UnknownType);
@@ -845,7 +864,13 @@ impl<'a> SpanWalker<'a, '_> {
             return Ok((Value::String(text.into_owned()), end));
         }
         let end = self.skip(i)?;
-        let v = json::parse(&self.b[i..end], &VALUE_LIMITS).map_err(|_| Fallback::Bytes)?;
+        // a consent flag is read once per record: literals need no parser
+        let v = match &self.b[i..end] {
+            b"true" => Value::Bool(true),
+            b"false" => Value::Bool(false),
+            b"null" => Value::Null,
+            bytes => json::parse(bytes, &VALUE_LIMITS).map_err(|_| Fallback::Bytes)?,
+        };
         Ok((v, end))
     }
 
