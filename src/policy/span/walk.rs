@@ -870,7 +870,7 @@ impl<'a> SpanWalker<'a, '_> {
     fn parse_at(&mut self, i: usize) -> Result<(Value, usize), Fallback> {
         if self.b.get(i) == Some(&b'"') {
             // most transformed values are strings: decoded without a parser
-            let (end, escaped) = scan::string(self.b, i, self.ck.plain).ok_or(Fallback::Bytes)?;
+            let (end, escaped) = scan::string(self.b, i, self.ck.text).ok_or(Fallback::Bytes)?;
             let text = scan::decode(self.b, i, end, escaped).ok_or(Fallback::Bytes)?;
             return Ok((Value::String(text.into_owned()), end));
         }
@@ -971,7 +971,7 @@ impl<'a> SpanWalker<'a, '_> {
                     return Err(Fallback::Refusal);
                 };
                 let (end, escaped) =
-                    scan::string(self.b, i, self.ck.plain).ok_or(Fallback::Bytes)?;
+                    scan::string(self.b, i, self.ck.text).ok_or(Fallback::Bytes)?;
                 let text = scan::decode(self.b, i, end, escaped).ok_or(Fallback::Bytes)?;
                 let pseudonym = k.pseudonym(&text);
                 self.delivered[cat as usize] = true;
