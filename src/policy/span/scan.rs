@@ -859,7 +859,7 @@ mod tests {
         for n in 0..base.len() {
             let a = &base[..n];
             assert!(same_bytes(a, a));
-            assert!(!same_bytes(a, &base[..n + 1]));
+            assert!(!same_bytes(a, &base[..=n]));
             for k in 0..n {
                 let mut b = a.to_vec();
                 b[k] ^= 0x20;
@@ -873,7 +873,7 @@ mod tests {
     fn serde_spelled_matches_serde_json() {
         let mut spellings: Vec<String> = ["\\/", "\\\"", "\\\\", "\\b", "\\f", "\\n", "\\r", "\\t"]
             .iter()
-            .map(|s| s.to_string())
+            .map(ToString::to_string)
             .collect();
         for c in 0u32..0x100 {
             spellings.push(format!("\\u{c:04x}"));
