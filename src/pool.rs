@@ -49,9 +49,10 @@ const READ_BUFFER: usize = 32 * 1024;
 
 /// The largest HTTP/2 frame Zweck accepts from an upstream (`SETTINGS_MAX_FRAME_SIZE`; the
 /// protocol's default is 16 KiB). A ~100 KB page then comes as one DATA frame rather than
-/// seven: one piece for the body reader to wake for and keep as it came (no copy into a
-/// buffer of the whole, `body::collect_limited`), instead of seven wake-ups and a copy. It
-/// bounds what one frame may make the connection buffer before any of it is handed on.
+/// seven: one piece for the body reader to wake for and keep as it came (`body::gather`),
+/// instead of seven wake-ups and a copy into a buffer of the whole. It bounds what one frame
+/// makes the connection buffer before any of it is handed on (docs/configuration.md,
+/// `limits.buffered_total`).
 const H2_MAX_FRAME: u32 = 256 * 1024;
 
 /// How long an HTTP/1.1 connection may sit idle in the pool.
