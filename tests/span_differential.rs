@@ -989,6 +989,61 @@ fn a_consent_field_found_by_its_name_is_the_records_own() {
     assert!(case.check(plain.as_bytes(), "two records with their consent"));
 }
 
+/// A consent field in an object the walk does not read member by member (here `Prefs`, which
+/// the inventory does not map, so the walk copies or drops it whole): the search cannot be
+/// confirmed there, and a name spelled with an escape would not be seen. The span path must
+/// hand such records to the DOM path, whatever the search found.
+#[test]
+fn a_consent_field_in_an_object_the_walk_skips_is_left_to_the_dom_path() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policies = root().join("policies");
+    std::fs::create_dir(dir.path().join("inventory")).expect("mkdir");
+    std::fs::copy(
+        policies.join("purposes.yaml"),
+        dir.path().join("purposes.yaml"),
+    )
+    .expect("copy");
+    for name in ["hubspot.yaml", "dynamics.yaml"] {
+        let from = policies.join("inventory").join(name);
+        std::fs::copy(from, dir.path().join("inventory").join(name)).expect("copy");
+    }
+    let sf = std::fs::read_to_string(policies.join("inventory/salesforce.yaml")).expect("read");
+    let field = "marketing_email: { field: $.HasOptedOutOfEmail, granted_when: false }";
+    let contact = sf.find("\n  Contact:\n").expect("Contact");
+    let at = contact + sf[contact..].find(field).expect("Contact's consent");
+    let sf = format!(
+        "{}marketing_email: {{ field: $.Prefs.OptOut, granted_when: false }}{}",
+        &sf[..at],
+        &sf[at + field.len()..]
+    );
+    std::fs::write(dir.path().join("inventory/salesforce.yaml"), sf).expect("write");
+    let set = PolicySet::load(dir.path()).expect("policies").0;
+    let key = PseudonymKey::new(&[7u8; 32]);
+    let links = links();
+    let shape = Shape::default();
+    let op = list_op(&set, Dialect::Salesforce);
+    let rec = |inner: &str| format!(r#"{{"totalSize":1,"done":true,"records":[{inner}]}}"#);
+    let bodies = [
+        // granted, but spelled with an escape: a search finds no such name
+        rec(r#"{"Email":"a@x","Prefs":{"Opt\u004fut":false}}"#),
+        rec(r#"{"Email":"a@x","Prefs":{"OptOut":false}}"#),
+        rec(r#"{"Email":"a@x","Prefs":{"OptOut":true}}"#),
+        rec(r#"{"Email":"a@x","Prefs":{"Other":{"OptOut":true},"OptOut":false}}"#),
+    ];
+    for body in &bodies {
+        let case = Case::new(&set, "newsletter", op, Some(&key), &shape, &links);
+        let (out, _) = case.dom(body.as_bytes()).expect("the DOM path answers");
+        // the escaped spelling is the field: the record stays
+        if body.contains("u004f") {
+            assert!(String::from_utf8_lossy(&out).contains("a@x"), "{body}");
+        }
+        assert!(
+            !case.check(body.as_bytes(), body),
+            "left to the DOM path: {body}"
+        );
+    }
+}
+
 /// A child record with a consent of its own that it lacks, inside a parent that has consent
 /// (here an account's type, a system field) and holds nothing personal itself: the child is
 /// removed, and the parent still counts as a record of personal data, since the removed

@@ -174,6 +174,7 @@ pub fn response(
         probe: None,
         finder: None,
         last_record: 0,
+        last_type: None,
     };
     let (verdict, end) = w.walk(root, Some(&res.envelope), None, located, op.resource_idx)?;
     if scan::ws(body, end) != body.len() {

@@ -119,6 +119,32 @@ fn hex4(b: &[u8], i: usize) -> Option<u32> {
     Some(n)
 }
 
+/// `a == b` for the short slices member names are, eight bytes at a time and without a call
+/// (the last word overlaps the one before it).
+#[inline]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    fn word(s: &[u8], k: usize) -> u64 {
+        s.get(k..k + 8)
+            .and_then(|w| <[u8; 8]>::try_from(w).ok())
+            .map_or(0, u64::from_le_bytes)
+    }
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    if n < 8 {
+        return a.iter().zip(b).all(|(x, y)| x == y);
+    }
+    let mut k = 0;
+    while k + 8 < n {
+        if word(a, k) != word(b, k) {
+            return false;
+        }
+        k += 8;
+    }
+    word(a, n - 8) == word(b, n - 8)
+}
+
 /// True when `b` is UTF-8 and holds no byte below 0x20 (no control character, and no
 /// whitespace but spaces: a compact body, as CRM APIs send). Strings in such a body need no
 /// check of their own for either.
@@ -286,15 +312,17 @@ impl Sink for Vec<u8> {
         hook: Option<StrHook<'_>>,
     ) -> Option<()> {
         let rewritten = match hook {
-            // a string without escapes starts with its first byte: most are no link
-            Some(h) if !key && (escaped || b.get(i + 1).is_some_and(|c| h.may_start(*c))) => {
+            // a string starts with its first byte unless that begins an escape: most are no link
+            Some(h) if !key && b.get(i + 1).is_some_and(|c| *c == b'\\' || h.may_start(*c)) => {
                 (h.rewrite)(&decode(b, i, end, escaped)?)
             }
             _ => None,
         };
         match rewritten {
             Some(s) => write_str(&s, self),
-            None if escaped => write_str(&decode(b, i, end, true)?, self),
+            None if escaped && !serde_spelled(b.get(i + 1..end - 1)?) => {
+                write_str(&decode(b, i, end, true)?, self);
+            }
             None => self.extend_from_slice(b.get(i..end)?),
         }
         Some(())
@@ -380,7 +408,7 @@ impl<'b> Checker<'b> {
         let b = self.b;
         let end = i + known.len() + 2;
         if b.get(i) != Some(&b'"')
-            || b.get(i + 1..end - 1)? != known
+            || !same_bytes(b.get(i + 1..end - 1)?, known)
             || b.get(end - 1) != Some(&b'"')
         {
             return None;
@@ -693,6 +721,37 @@ pub(super) fn write_str(s: &str, out: &mut Vec<u8>) {
     let _ = serde_json::to_writer(&mut *out, s);
 }
 
+/// True when the escapes of the checked string content `s` are all spelled as serde_json
+/// writes them (`\\"`, `\\\\`, the five short forms of control characters, and `\\u00xx` in
+/// lower case for the other control characters): serde_json would write the decoded string
+/// back as these very bytes, so they are copied instead of decoded and written again.
+fn serde_spelled(s: &[u8]) -> bool {
+    let mut k = 0;
+    while let Some(p) = s.get(k..).and_then(|rest| memchr::memchr(b'\\', rest)) {
+        let at = k + p;
+        match s.get(at + 1) {
+            Some(b'"' | b'\\' | b'b' | b'f' | b'n' | b'r' | b't') => k = at + 2,
+            Some(b'u') => {
+                let Some(&[b'0', b'0', hi @ (b'0' | b'1'), lo]) = s.get(at + 2..at + 6) else {
+                    return false;
+                };
+                let lo = match lo {
+                    b'0'..=b'9' => lo - b'0',
+                    b'a'..=b'f' => lo - b'a' + 10,
+                    _ => return false,
+                };
+                // the ones with a short form are written short
+                if matches!((hi - b'0') * 16 + lo, 0x08 | 0x09 | 0x0a | 0x0c | 0x0d) {
+                    return false;
+                }
+                k = at + 6;
+            }
+            _ => return false,
+        }
+    }
+    true
+}
+
 /// Rewrites one string value (the upstream links of the proxy); None leaves it.
 pub(super) type Rewrite<'h> = &'h dyn Fn(&str) -> Option<String>;
 
@@ -748,6 +807,56 @@ pub(super) fn navigate(b: &[u8], i: usize, keys: &[String]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn same_bytes_is_slice_equality() {
+        let base: Vec<u8> = (0u8..40).map(|c| b'a' + c % 26).collect();
+        for n in 0..base.len() {
+            let a = &base[..n];
+            assert!(same_bytes(a, a));
+            assert!(!same_bytes(a, &base[..n + 1]));
+            for k in 0..n {
+                let mut b = a.to_vec();
+                b[k] ^= 0x20;
+                assert!(!same_bytes(a, &b), "{n} {k}");
+            }
+        }
+    }
+
+    /// `serde_spelled` says yes exactly for the escapes serde_json writes itself.
+    #[test]
+    fn serde_spelled_matches_serde_json() {
+        let mut spellings: Vec<String> = ["\\/", "\\\"", "\\\\", "\\b", "\\f", "\\n", "\\r", "\\t"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        for c in 0u32..0x100 {
+            spellings.push(format!("\\u{c:04x}"));
+            spellings.push(format!("\\u{c:04X}"));
+        }
+        spellings.push("\\u00e9".into());
+        spellings.push("\\ud83d\\ude00".into());
+        for esc in &spellings {
+            for text in [
+                esc.clone(),
+                format!("a{esc}b"),
+                format!("{esc}{esc}"),
+                format!("é{esc}"),
+            ] {
+                let quoted = format!("\"{text}\"");
+                let decoded: String = serde_json::from_str(&quoted).expect("valid");
+                let again = serde_json::to_string(&decoded).expect("string");
+                assert_eq!(
+                    serde_spelled(text.as_bytes()),
+                    again == quoted,
+                    "{quoted} -> {again}"
+                );
+            }
+        }
+        assert!(serde_spelled(b"plain"));
+        assert!(!serde_spelled(b"cut \\u00"));
+        assert!(!serde_spelled(b"cut \\"));
+    }
 
     fn min(s: &str) -> String {
         let mut out = Vec::new();

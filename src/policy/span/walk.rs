@@ -79,6 +79,9 @@ pub(super) struct SpanWalker<'a, 'b> {
     pub finder: Option<(usize, memchr::memmem::Finder<'static>)>,
     /// Bytes of the last record walked (how far a consent search may look).
     pub last_record: usize,
+    /// The last record type read (its string's bytes, quotes included, without escapes) and
+    /// its resource.
+    pub last_type: Option<(&'b [u8], usize)>,
 }
 
 /// A record's consent field found by searching for its name's bytes instead of reading the
@@ -119,6 +122,18 @@ struct Answer<'a, 'b> {
     at: usize,
     hash: u64,
     found: (Option<&'a FieldNode>, Option<CatId>),
+    /// The category of the leaf the member's value is, when `found` makes it one whatever the
+    /// value (no record, no structure below, and classified): such a member is walked without
+    /// the general dispatch ([`SpanWalker::leaves`]).
+    leaf: Option<CatId>,
+}
+
+/// Where [`SpanWalker::leaves`] left an object.
+enum Members {
+    /// At the member starting at this index, for the general loop.
+    Open(usize),
+    /// Closed: at its `}`.
+    Closed(usize),
 }
 
 /// The remembered answers of one field node (under one inherited category), by position.
@@ -291,7 +306,18 @@ impl<'a> SpanWalker<'a, '_> {
         let mut deferred = whole > 0;
         // every name is remembered at its position (none had escapes or was stripped)
         let mut remembered = strip.is_empty();
+        // members that are leaves, under names repeated from the last record, take a shorter way
+        let fast = memo.filter(|_| loc.is_none() && !root);
         loop {
+            if let Some(t) = fast.filter(|_| deferred && pos < whole) {
+                match self.leaves(t, whole, i, j, &mut pos, &mut first, res)? {
+                    Members::Open(at) => j = at,
+                    Members::Closed(at) => {
+                        j = at;
+                        break;
+                    }
+                }
+            }
             // the name the last record had here, when it is the same bytes
             let recalled = memo.and_then(|t| self.memo.recall(t, pos));
             let (kend, escaped, hash, known) =
@@ -369,6 +395,7 @@ impl<'a> SpanWalker<'a, '_> {
                                     at: j + 1,
                                     hash,
                                     found,
+                                    leaf: self.leaf_of(found),
                                 };
                                 self.memo.remember(t, pos, answer);
                             }
@@ -426,6 +453,93 @@ impl<'a> SpanWalker<'a, '_> {
         }
         self.out.push(b'}');
         Ok(j + 1)
+    }
+
+    /// The members of the object at `i` from the one at `j` (position `pos`) on, for as long
+    /// as each has the name the last whole object of memo table `t` had at its position
+    /// (before `whole`) and that name's value is a leaf ([`Answer::leaf`]): the general
+    /// loop's steps for such a member without its dispatch. Such names are not added to the
+    /// duplicate check (the general loop defers them alike, see `object`). Not for the root
+    /// object, an object a locator reads, or one with members to strip.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn leaves(
+        &mut self,
+        t: usize,
+        whole: usize,
+        i: usize,
+        mut j: usize,
+        pos: &mut usize,
+        first: &mut bool,
+        res: usize,
+    ) -> Result<Members, Fallback> {
+        let b = self.b;
+        let probed = self.probe.as_ref().is_some_and(|p| p.object_at == i);
+        while *pos < whole {
+            let Some(r) = self.memo.recall(t, *pos) else {
+                break;
+            };
+            let Some(cat) = r.leaf else {
+                break;
+            };
+            let Some(kend) = self.ck.same_name(j, r.name) else {
+                break;
+            };
+            if probed {
+                if let Some(p) = self.probe.as_mut() {
+                    p.met |= p.name_at == Some(j);
+                }
+            }
+            let colon = scan::ws(b, kend);
+            if b.get(colon) != Some(&b':') {
+                return Err(Fallback::Bytes);
+            }
+            let v = scan::ws(b, colon + 1);
+            let mark = self.out.len();
+            // an observed record's output is cut again: its members need not be written
+            if !self.observing {
+                if !*first {
+                    self.out.push(b',');
+                }
+                self.out.extend_from_slice(&b[j..kend]);
+                self.out.push(b':');
+            }
+            let value_at = self.out.len();
+            *pos += 1;
+            let (verdict, end) = self.leaf(v, cat, res)?;
+            match verdict {
+                Verdict::Keep => *first = false,
+                _ if self.observing => *first = false,
+                Verdict::Remove => self.cut(mark),
+                Verdict::RemoveRecord => {
+                    self.cut(value_at);
+                    self.out.extend_from_slice(b"null");
+                    *first = false;
+                }
+            }
+            j = scan::ws(b, end);
+            match b.get(j) {
+                Some(b',') => j = scan::ws(b, j + 1),
+                Some(b'}') => return Ok(Members::Closed(j)),
+                _ => return Err(Fallback::Bytes),
+            }
+        }
+        Ok(Members::Open(j))
+    }
+
+    /// The category of the leaf a member with `found` (its field node and inherited
+    /// category) is, when `walk` would make it one whatever its value ([`Answer::leaf`]).
+    fn leaf_of(&self, found: (Option<&'a FieldNode>, Option<CatId>)) -> Option<CatId> {
+        match found {
+            // an unknown member: noted by the general loop
+            (None, None) => None,
+            (Some(n), _) if n.child.is_some() || n.has_structure() => None,
+            (n, inherited) => Some(
+                n.and_then(|n| n.cat)
+                    .or(inherited)
+                    .unwrap_or_else(|| self.tax.unclassified()),
+            ),
+        }
     }
 
     /// Adds the names at positions `0..upto` of `memo`'s table to the open object's duplicate
@@ -584,9 +698,25 @@ impl<'a> SpanWalker<'a, '_> {
                     return self.remove_record(end, RuleSlot::UnknownType);
                 }
                 let (end, escaped) = scan::string_end(b, t).ok_or(Fallback::Bytes)?;
-                let name = scan::decode(b, t, end, escaped).ok_or(Fallback::Bytes)?;
-                match self.inv.by_type.get(name.as_ref()) {
-                    Some(r) => res = *r,
+                let raw = b.get(t..end).ok_or(Fallback::Bytes)?;
+                // a page's records mostly share their type: the same bytes, the same resource
+                let known = self
+                    .last_type
+                    .filter(|(last, _)| !escaped && *last == raw)
+                    .map(|(_, r)| r);
+                let found = match known {
+                    Some(r) => Some(r),
+                    None => {
+                        let name = scan::decode(b, t, end, escaped).ok_or(Fallback::Bytes)?;
+                        let found = self.inv.by_type.get(name.as_ref()).copied();
+                        if let (Some(r), false) = (found, escaped) {
+                            self.last_type = Some((raw, r));
+                        }
+                        found
+                    }
+                };
+                match found {
+                    Some(r) => res = r,
                     None => {
                         let end = self.skip(i)?;
                         return self.remove_record(end, RuleSlot::UnknownType);
@@ -734,7 +864,13 @@ impl<'a> SpanWalker<'a, '_> {
             return Ok((Value::String(text.into_owned()), end));
         }
         let end = self.skip(i)?;
-        let v = json::parse(&self.b[i..end], &VALUE_LIMITS).map_err(|_| Fallback::Bytes)?;
+        // a consent flag is read once per record: literals need no parser
+        let v = match &self.b[i..end] {
+            b"true" => Value::Bool(true),
+            b"false" => Value::Bool(false),
+            b"null" => Value::Null,
+            bytes => json::parse(bytes, &VALUE_LIMITS).map_err(|_| Fallback::Bytes)?,
+        };
         Ok((v, end))
     }
 
@@ -815,6 +951,28 @@ impl<'a> SpanWalker<'a, '_> {
                 return Ok((Verdict::Keep, end));
             }
             _ if null => return self.copy(i),
+            Action::Pseudonymise if self.b.get(i) == Some(&b'"') => {
+                // a string, the common case: its text is hashed as it stands in the body
+                if self.pkey.is_none() {
+                    self.pkey = self.master.map(|k| k.derive(&self.purpose.name));
+                }
+                let Some(k) = &self.pkey else {
+                    return Err(Fallback::Refusal);
+                };
+                let (end, escaped) =
+                    scan::string(self.b, i, self.ck.plain).ok_or(Fallback::Bytes)?;
+                let text = scan::decode(self.b, i, end, escaped).ok_or(Fallback::Bytes)?;
+                let pseudonym = k.pseudonym(&text);
+                self.delivered[cat as usize] = true;
+                if *text != pseudonym {
+                    self.changed = true;
+                }
+                match (self.rewrite)(&pseudonym) {
+                    Some(link) => scan::write_str(&link, &mut self.out),
+                    None => scan::write_str(&pseudonym, &mut self.out),
+                }
+                end
+            }
             _ => {
                 let (old, end) = self.parse_at(i)?;
                 let new = match action {
