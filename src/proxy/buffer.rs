@@ -131,7 +131,7 @@ pub enum Read {
 pub async fn read_or_overflow(
     state: &State,
     headers: &mut HeaderMap,
-    incoming: UpstreamBody,
+    mut incoming: UpstreamBody,
 ) -> Result<Read, ProxyError> {
     let direction = Direction::Response;
     let codings = codings(headers, direction)?;
@@ -140,7 +140,6 @@ pub async fn read_or_overflow(
         return Ok(Read::Overflow(Bytes::new(), incoming));
     }
     let mut reservation = Reservation::new(state, headers)?;
-    let mut incoming = incoming;
     let raw = match body::gather(&mut incoming, limit).await {
         Ok(body::Gathered::Whole(raw)) => raw,
         Ok(body::Gathered::Over(prefix)) => return Ok(Read::Overflow(prefix, incoming)),
