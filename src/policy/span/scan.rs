@@ -8,7 +8,8 @@
 //! needs to say *why* a document is bad, only that it is not sure it is good. UTF-8 is checked
 //! where bytes above 0x7F may stand, inside strings: anywhere else such a byte is no token. A
 //! compact body (UTF-8 as a whole, no byte below 0x20: what CRM APIs send) is checked once up
-//! front instead, and its strings then skip their own UTF-8 and control checks.
+//! front instead, and its strings then skip their own UTF-8 and control checks; in one without
+//! a backslash anywhere, a string ends at its next quote ([`Text`]).
 //!
 //! Duplicate member names are found by a hash filter per open object ([`Checker::open`]); a
 //! name the walk already checked at the same place of the last record is taken by comparing
@@ -145,27 +146,71 @@ fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     word(a, n - 8) == word(b, n - 8)
 }
 
-/// True when `b` is UTF-8 and holds no byte below 0x20 (no control character, and no
-/// whitespace but spaces: a compact body, as CRM APIs send). Strings in such a body need no
-/// check of their own for either.
-fn plain(b: &[u8]) -> bool {
-    // 64 bytes at a time without a branch per byte (the compiler vectorises the fold)
-    let no_controls = b
-        .chunks(64)
-        .all(|c| c.iter().fold(0u8, |acc, &x| acc | u8::from(x < 0x20)) == 0);
-    no_controls && simdutf8::basic::from_utf8(b).is_ok()
+/// What is known of a whole body's bytes before the walk (checked once, up front).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Text {
+    /// Nothing: each string checks its own UTF-8 and control characters.
+    Unchecked,
+    /// UTF-8 without a byte below 0x20 (no control character, and no whitespace but spaces:
+    /// a compact body, as CRM APIs send). Strings need no check of their own for either.
+    Plain,
+    /// Plain, and without a backslash anywhere: a string ends at the next quote.
+    Bare,
+}
+
+impl Text {
+    fn of(b: &[u8]) -> Text {
+        // the least byte of 64 at a time, without a branch per byte (the fold vectorises)
+        let no_controls = b
+            .chunks(64)
+            .all(|c| c.iter().fold(u8::MAX, |least, &x| least.min(x)) >= 0x20);
+        if !no_controls || simdutf8::basic::from_utf8(b).is_err() {
+            Text::Unchecked
+        } else if memchr::memchr(b'\\', b).is_some() {
+            Text::Plain
+        } else {
+            Text::Bare
+        }
+    }
+}
+
+/// The first `"` at or after `i` (SWAR, eight bytes at a time); `b.len()` when there is none.
+#[inline]
+fn find_quote(b: &[u8], mut i: usize) -> usize {
+    while let Some(chunk) = b.get(i..i + 8) {
+        let Ok(word) = <[u8; 8]>::try_from(chunk) else {
+            break;
+        };
+        let quote = u64::from_le_bytes(word) ^ (ONES * u64::from(b'"'));
+        let hit = quote.wrapping_sub(ONES) & !quote & HIGHS;
+        if hit != 0 {
+            return i + (hit.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while let Some(&c) = b.get(i) {
+        if c == b'"' {
+            return i;
+        }
+        i += 1;
+    }
+    b.len()
 }
 
 /// The end of the string starting at `i` (after its closing quote) and whether it has
 /// escapes, checked: None for control characters, bad escapes, lone surrogates and bytes that
-/// are not UTF-8. `plain`: the whole body is known to be UTF-8 without control characters.
+/// are not UTF-8. `text`: what is known of the whole body.
 #[inline]
-pub(super) fn string(b: &[u8], i: usize, plain: bool) -> Option<(usize, bool)> {
+pub(super) fn string(b: &[u8], i: usize, text: Text) -> Option<(usize, bool)> {
     let mut j = i + 1;
+    if text == Text::Bare {
+        j = find_quote(b, j);
+        return (b.get(j) == Some(&b'"')).then_some((j + 1, false));
+    }
     let mut escaped = false;
     let mut high = false;
     loop {
-        j = if plain {
+        j = if text == Text::Plain {
             find_special(b, j)
         } else {
             find_special_checked(b, j, &mut high)
@@ -240,8 +285,8 @@ pub(super) struct Checker<'b> {
     b: &'b [u8],
     /// The strict model's effective depth limit.
     pub max_depth: usize,
-    /// The body is UTF-8 and has no byte below 0x20 (checked once, up front).
-    pub plain: bool,
+    /// What is known of the body's bytes (checked once, up front).
+    pub text: Text,
     hasher: foldhash::fast::RandomState,
     /// Names of the objects open now, innermost last.
     names: Vec<Name>,
@@ -338,7 +383,7 @@ impl<'b> Checker<'b> {
         Checker {
             b,
             max_depth,
-            plain: plain(b),
+            text: Text::of(b),
             hasher: foldhash::fast::RandomState::default(),
             names: Vec::new(),
             frames: Vec::new(),
@@ -372,7 +417,7 @@ impl<'b> Checker<'b> {
         if b.get(i) != Some(&b'"') {
             return None;
         }
-        let (end, escaped) = string(b, i, self.plain)?;
+        let (end, escaped) = string(b, i, self.text)?;
         let name = if escaped {
             let s = serde_json::from_slice::<String>(b.get(i..end)?).ok()?;
             let start = self.decoded.len();
@@ -499,7 +544,7 @@ impl<'b> Checker<'b> {
         let b = self.b;
         match *b.get(i)? {
             b'"' => {
-                let (end, escaped) = string(b, i, self.plain)?;
+                let (end, escaped) = string(b, i, self.text)?;
                 out.string(b, i, end, escaped, false, hook)?;
                 Some(end)
             }

@@ -123,8 +123,9 @@ struct Answer<'a, 'b> {
     hash: u64,
     found: (Option<&'a FieldNode>, Option<CatId>),
     /// The category of the leaf the member's value is, when `found` makes it one whatever the
-    /// value (no record, no structure below, and classified): such a member is walked without
-    /// the general dispatch ([`SpanWalker::leaves`]).
+    /// value (no record and no structure below; `unclassified` for an unknown member, noted
+    /// already): such a member is walked without the general dispatch
+    /// ([`SpanWalker::leaves`]).
     leaf: Option<CatId>,
 }
 
@@ -140,6 +141,8 @@ enum Members {
 struct NodeMemo<'a, 'b> {
     node: &'a FieldNode,
     inherited: Option<CatId>,
+    /// The resource whose records hold the node (an unknown member is noted per resource).
+    res: usize,
     names: Vec<Recalled<'a, 'b>>,
     /// Positions `0..whole` hold the names of one object, which the duplicate check passed:
     /// an object whose names are those, in that order, has no duplicate among them either.
@@ -161,18 +164,25 @@ impl<'a, 'b> Memo<'a, 'b> {
         Memo { nodes: Vec::new() }
     }
 
-    /// The table of `node` under `inherited`, made on first use (None when full).
-    fn table(&mut self, node: &'a FieldNode, inherited: Option<CatId>) -> Option<usize> {
+    /// The table of `node` under `inherited` in records of `res`, made on first use (None
+    /// when full).
+    fn table(
+        &mut self,
+        node: &'a FieldNode,
+        inherited: Option<CatId>,
+        res: usize,
+    ) -> Option<usize> {
         let found = self
             .nodes
             .iter()
-            .position(|m| std::ptr::eq(m.node, node) && m.inherited == inherited);
+            .position(|m| std::ptr::eq(m.node, node) && m.inherited == inherited && m.res == res);
         if found.is_some() || self.nodes.len() >= Self::NODES {
             return found;
         }
         self.nodes.push(NodeMemo {
             node,
             inherited,
+            res,
             names: Vec::new(),
             whole: 0,
         });
@@ -293,7 +303,7 @@ impl<'a> SpanWalker<'a, '_> {
             return Ok(j + 1);
         }
         let names = self.ck.open();
-        let memo = node.and_then(|n| self.memo.table(n, cat));
+        let memo = node.and_then(|n| self.memo.table(n, cat, res));
         let mut pos = 0usize;
         // While the names are those of the last whole object at this node, in its order, they
         // cannot repeat each other, and they are not added to the duplicate check; at the
@@ -531,8 +541,9 @@ impl<'a> SpanWalker<'a, '_> {
     /// category) is, when `walk` would make it one whatever its value ([`Answer::leaf`]).
     fn leaf_of(&self, found: (Option<&'a FieldNode>, Option<CatId>)) -> Option<CatId> {
         match found {
-            // an unknown member: noted by the general loop
-            (None, None) => None,
+            // an unknown member was noted (for its node and resource, those of the memo
+            // table) when its answer was remembered
+            (None, None) => Some(self.tax.unclassified()),
             (Some(n), _) if n.child.is_some() || n.has_structure() => None,
             (n, inherited) => Some(
                 n.and_then(|n| n.cat)
@@ -859,7 +870,7 @@ impl<'a> SpanWalker<'a, '_> {
     fn parse_at(&mut self, i: usize) -> Result<(Value, usize), Fallback> {
         if self.b.get(i) == Some(&b'"') {
             // most transformed values are strings: decoded without a parser
-            let (end, escaped) = scan::string(self.b, i, self.ck.plain).ok_or(Fallback::Bytes)?;
+            let (end, escaped) = scan::string(self.b, i, self.ck.text).ok_or(Fallback::Bytes)?;
             let text = scan::decode(self.b, i, end, escaped).ok_or(Fallback::Bytes)?;
             return Ok((Value::String(text.into_owned()), end));
         }
@@ -960,7 +971,7 @@ impl<'a> SpanWalker<'a, '_> {
                     return Err(Fallback::Refusal);
                 };
                 let (end, escaped) =
-                    scan::string(self.b, i, self.ck.plain).ok_or(Fallback::Bytes)?;
+                    scan::string(self.b, i, self.ck.text).ok_or(Fallback::Bytes)?;
                 let text = scan::decode(self.b, i, end, escaped).ok_or(Fallback::Bytes)?;
                 let pseudonym = k.pseudonym(&text);
                 self.delivered[cat as usize] = true;
