@@ -20,7 +20,8 @@
 #     with the upstream on HTTP/1.1 (`protocol: http1`; "-" for a build without the key);
 #   - governed JSON: a SOQL page of 200 contacts (98 KB), newsletter policy, transfer log on;
 #   - the same without the transfer log: the difference is the log's CPU cost (its fdatasync
-#     waits are not instructions; load.sh measures those);
+#     waits are not instructions; load.sh measures those); and that with the upstream on
+#     HTTP/1.1 (`protocol: http1`): what the upstream's protocol costs a large body;
 #   - both again for a page of two contacts (985 B): what a governed exchange costs around
 #     the body (identification, routing, budget, transfer records, the response head);
 #   - a HubSpot search of two contacts (`POST /crm/v3/objects/contacts/search`, the ~1 KB
@@ -134,6 +135,7 @@ for scenario in "pass-through (484 B)|/services/data/|2000|yes|h1|auto" \
     "pass-through (484 B), upstream on HTTP/1.1|/services/data/|2000|yes|h1|http1" \
     "governed JSON (98 KB)|/services/data/v66.0/query?q=$SOQL|200|yes|h1|auto" \
     "governed JSON (98 KB), no transfer log|/services/data/v66.0/query?q=$SOQL|200|no|h1|auto" \
+    "governed JSON (98 KB), no transfer log, upstream on HTTP/1.1|/services/data/v66.0/query?q=$SOQL|200|no|h1|http1" \
     "governed JSON (985 B)|/services/data/v66.0/query?q=$SOQL1|500|yes|h1|auto" \
     "governed JSON (985 B), no transfer log|/services/data/v66.0/query?q=$SOQL1|500|no|h1|auto" \
     "governed HubSpot search (1,073 B)|$P_HS|500|yes|h1|auto|$HS1_BODY" \

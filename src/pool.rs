@@ -47,6 +47,14 @@ use crate::config::UpstreamProtocol;
 /// The read buffer under each upstream connection's TLS.
 const READ_BUFFER: usize = 32 * 1024;
 
+/// The largest HTTP/2 frame Zweck accepts from an upstream (`SETTINGS_MAX_FRAME_SIZE`; the
+/// protocol's default is 16 KiB). A ~100 KB page then comes as one DATA frame rather than
+/// seven: one piece for the body reader to wake for and keep as it came (`body::gather`),
+/// instead of seven wake-ups and a copy into a buffer of the whole. It bounds what one frame
+/// makes the connection buffer before any of it is handed on (docs/configuration.md,
+/// `limits.buffered_total`).
+const H2_MAX_FRAME: u32 = 256 * 1024;
+
 /// How long an HTTP/1.1 connection may sit idle in the pool.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
@@ -430,6 +438,7 @@ impl Inner {
         if h2 {
             let (sender, conn) = http2::Builder::new(TokioExecutor::new())
                 .timer(TokioTimer::new())
+                .max_frame_size(H2_MAX_FRAME)
                 .handshake(io)
                 .await?;
             tokio::spawn(async move {

@@ -65,40 +65,74 @@ where
     B: Body<Data = Bytes> + Unpin,
     B::Error: Into<BoxError>,
 {
-    let hint = body.size_hint();
-    if hint.lower() > limit as u64 {
+    if body.size_hint().lower() > limit as u64 {
         return Err(CollectError::TooLarge { limit });
     }
-    // a large body of one data frame is returned as it came, without a copy
+    match gather(&mut body, limit).await {
+        Ok(Gathered::Whole(bytes)) => Ok(bytes),
+        Ok(Gathered::Over(_)) => Err(CollectError::TooLarge { limit }),
+        Err(e) => Err(CollectError::Stream(e)),
+    }
+}
+
+/// What [`gather`] read.
+#[derive(Debug)]
+pub enum Gathered {
+    /// The whole body.
+    Whole(Bytes),
+    /// The bytes read until they passed the limit (its last frame whole); the rest is still
+    /// in the body.
+    Over(Bytes),
+}
+
+/// Reads a body to its end or until it passes `limit`, whichever comes first.
+///
+/// A body of one data frame is returned as it came when it is large (no copy: an upstream
+/// page on HTTP/2 is one frame up to `pool::H2_MAX_FRAME`), copied out when it is small
+/// ([`SHARE_ONE_FRAME_FROM`]); frames after the first are joined in one buffer, sized from
+/// the body's size hint (growing by doubling copied ~2x the body).
+pub async fn gather<B>(body: &mut B, limit: usize) -> Result<Gathered, BoxError>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    let hint = body.size_hint().lower();
     let mut first: Option<Bytes> = None;
     let mut buf = BytesMut::new();
     let mut len = 0;
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| CollectError::Stream(e.into()))?;
-        if let Ok(data) = frame.into_data() {
-            len += data.len();
-            if len > limit {
-                return Err(CollectError::TooLarge { limit });
-            }
-            match first.take() {
-                None if buf.is_empty() => first = Some(data),
-                held => {
-                    if buf.is_empty() {
-                        buf.reserve((hint.lower() as usize).clamp(len, limit));
-                    }
-                    if let Some(held) = held {
-                        buf.extend_from_slice(&held);
-                    }
-                    buf.extend_from_slice(&data);
+        let Ok(data) = frame.map_err(Into::into)?.into_data() else {
+            continue;
+        };
+        if data.is_empty() {
+            continue;
+        }
+        len += data.len();
+        match first.take() {
+            None if buf.is_empty() => first = Some(data),
+            held => {
+                if buf.is_empty() {
+                    buf.reserve(
+                        usize::try_from(hint)
+                            .unwrap_or(usize::MAX)
+                            .clamp(len, limit.saturating_add(1)),
+                    );
                 }
+                if let Some(held) = held {
+                    buf.extend_from_slice(&held);
+                }
+                buf.extend_from_slice(&data);
             }
         }
+        if len > limit {
+            return Ok(Gathered::Over(first.unwrap_or_else(|| buf.freeze())));
+        }
     }
-    Ok(match first {
+    Ok(Gathered::Whole(match first {
         Some(one) if one.len() >= SHARE_ONE_FRAME_FROM => one,
         Some(small) => Bytes::copy_from_slice(&small),
         None => buf.freeze(),
-    })
+    }))
 }
 
 #[cfg(test)]
@@ -158,5 +192,23 @@ mod tests {
         assert!(matches!(over, Err(CollectError::TooLarge { limit: 6 })));
         let empty = collect_limited(frames(&[]), 6).await.expect("empty");
         assert!(empty.is_empty());
+        // gather: past the limit, what was read comes back and the rest stays in the body
+        let mut body = frames(&[b"abcd", b"efg", b"hi"]);
+        let Ok(Gathered::Over(read)) = gather(&mut body, 6).await else {
+            panic!("over the limit");
+        };
+        assert_eq!(&read[..], b"abcdefg");
+        let rest = collect_limited(body, 6).await.expect("the rest");
+        assert_eq!(&rest[..], b"hi");
+        // a single frame over the limit is handed back as it came
+        let mut body = Frames([large.clone()].into());
+        let Ok(Gathered::Over(read)) = gather(&mut body, 10).await else {
+            panic!("over the limit");
+        };
+        assert_eq!(read.as_ptr(), large.as_ptr(), "one frame is not copied");
+        let Ok(Gathered::Whole(whole)) = gather(&mut frames(&[b"ab", b"c"]), 3).await else {
+            panic!("within the limit");
+        };
+        assert_eq!(&whole[..], b"abc");
     }
 }

@@ -7,7 +7,7 @@
 //! parses; errors say why a body could not be read (`request-not-inspectable`,
 //! `response-not-inspectable`, `body-too-large`).
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::{header, HeaderMap};
 use tokio::sync::OwnedSemaphorePermit;
 
@@ -131,7 +131,7 @@ pub enum Read {
 pub async fn read_or_overflow(
     state: &State,
     headers: &mut HeaderMap,
-    incoming: UpstreamBody,
+    mut incoming: UpstreamBody,
 ) -> Result<Read, ProxyError> {
     let direction = Direction::Response;
     let codings = codings(headers, direction)?;
@@ -140,9 +140,9 @@ pub async fn read_or_overflow(
         return Ok(Read::Overflow(Bytes::new(), incoming));
     }
     let mut reservation = Reservation::new(state, headers)?;
-    let raw = match collect_or_overflow(incoming, limit).await {
-        Ok(Collected::Whole(raw)) => raw,
-        Ok(Collected::Overflow(prefix, rest)) => return Ok(Read::Overflow(prefix, rest)),
+    let raw = match body::gather(&mut incoming, limit).await {
+        Ok(body::Gathered::Whole(raw)) => raw,
+        Ok(body::Gathered::Over(prefix)) => return Ok(Read::Overflow(prefix, incoming)),
         Err(e) => return Err(stream_failure(e.as_ref(), direction)),
     };
     let bytes = decode(state, &mut reservation, headers, &raw, &codings, direction)?;
@@ -181,31 +181,4 @@ fn decode(
     reservation.grow(state, raw.len() + bytes.len())?;
     headers.remove(header::CONTENT_ENCODING);
     Ok(bytes)
-}
-
-enum Collected {
-    Whole(Bytes),
-    /// The bytes read so far and the rest of the body.
-    Overflow(Bytes, UpstreamBody),
-}
-
-/// Collects up to `limit` bytes; past it, hands back what was read and the rest.
-async fn collect_or_overflow(
-    mut incoming: UpstreamBody,
-    limit: usize,
-) -> Result<Collected, BoxError> {
-    use http_body_util::BodyExt;
-    // sized from Content-Length when there is one (growing by doubling copied ~2x the body)
-    let hint = http_body::Body::size_hint(&incoming).lower() as usize;
-    let mut buf = BytesMut::with_capacity(hint.min(limit.saturating_add(1)));
-    while let Some(frame) = incoming.frame().await {
-        let frame = frame?;
-        if let Ok(data) = frame.into_data() {
-            buf.extend_from_slice(&data);
-            if buf.len() > limit {
-                return Ok(Collected::Overflow(buf.freeze(), incoming));
-            }
-        }
-    }
-    Ok(Collected::Whole(buf.freeze()))
 }
