@@ -989,12 +989,9 @@ fn a_consent_field_found_by_its_name_is_the_records_own() {
     assert!(case.check(plain.as_bytes(), "two records with their consent"));
 }
 
-/// A consent field in an object the walk does not read member by member (here `Prefs`, which
-/// the inventory does not map, so the walk copies or drops it whole): the search cannot be
-/// confirmed there, and a name spelled with an escape would not be seen. The span path must
-/// hand such records to the DOM path, whatever the search found.
-#[test]
-fn a_consent_field_in_an_object_the_walk_skips_is_left_to_the_dom_path() {
+/// The shipped policies with Salesforce's inventory rewritten by `edit`, loaded from a
+/// temporary directory (which lives as long as the returned guard).
+fn shipped_with_salesforce(edit: impl FnOnce(&str) -> String) -> (tempfile::TempDir, PolicySet) {
     let dir = tempfile::tempdir().expect("tempdir");
     let policies = root().join("policies");
     std::fs::create_dir(dir.path().join("inventory")).expect("mkdir");
@@ -1008,16 +1005,27 @@ fn a_consent_field_in_an_object_the_walk_skips_is_left_to_the_dom_path() {
         std::fs::copy(from, dir.path().join("inventory").join(name)).expect("copy");
     }
     let sf = std::fs::read_to_string(policies.join("inventory/salesforce.yaml")).expect("read");
-    let field = "marketing_email: { field: $.HasOptedOutOfEmail, granted_when: false }";
-    let contact = sf.find("\n  Contact:\n").expect("Contact");
-    let at = contact + sf[contact..].find(field).expect("Contact's consent");
-    let sf = format!(
-        "{}marketing_email: {{ field: $.Prefs.OptOut, granted_when: false }}{}",
-        &sf[..at],
-        &sf[at + field.len()..]
-    );
-    std::fs::write(dir.path().join("inventory/salesforce.yaml"), sf).expect("write");
+    std::fs::write(dir.path().join("inventory/salesforce.yaml"), edit(&sf)).expect("write");
     let set = PolicySet::load(dir.path()).expect("policies").0;
+    (dir, set)
+}
+
+/// A consent field in an object the walk does not read member by member (here `Prefs`, which
+/// the inventory does not map, so the walk copies or drops it whole): the search cannot be
+/// confirmed there, and a name spelled with an escape would not be seen. The span path must
+/// hand such records to the DOM path, whatever the search found.
+#[test]
+fn a_consent_field_in_an_object_the_walk_skips_is_left_to_the_dom_path() {
+    let (_dir, set) = shipped_with_salesforce(|sf| {
+        let field = "marketing_email: { field: $.HasOptedOutOfEmail, granted_when: false }";
+        let contact = sf.find("\n  Contact:\n").expect("Contact");
+        let at = contact + sf[contact..].find(field).expect("Contact's consent");
+        format!(
+            "{}marketing_email: {{ field: $.Prefs.OptOut, granted_when: false }}{}",
+            &sf[..at],
+            &sf[at + field.len()..]
+        )
+    });
     let key = PseudonymKey::new(&[7u8; 32]);
     let links = links();
     let shape = Shape::default();
@@ -1051,30 +1059,17 @@ fn a_consent_field_in_an_object_the_walk_skips_is_left_to_the_dom_path() {
 /// once and puts back what it counted).
 #[test]
 fn a_removed_child_record_still_makes_its_parent_personal() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policies = root().join("policies");
-    std::fs::create_dir(dir.path().join("inventory")).expect("mkdir");
-    std::fs::copy(
-        policies.join("purposes.yaml"),
-        dir.path().join("purposes.yaml"),
-    )
-    .expect("copy");
-    for name in ["hubspot.yaml", "dynamics.yaml"] {
-        let from = policies.join("inventory").join(name);
-        std::fs::copy(from, dir.path().join("inventory").join(name)).expect("copy");
-    }
-    let sf = std::fs::read_to_string(policies.join("inventory/salesforce.yaml")).expect("read");
-    let at = sf.find("\n  Account:\n").expect("Account");
-    let fields = at + sf[at..].find("\n    fields:\n").expect("fields");
-    let sf = format!(
-        "{}\n    children:\n      $.Contacts.records[*]: Contact\n    consent:\n      \
-         marketing_email: {{ field: $.Type, granted_when: Customer }}\n    fields:\n      \
-         $.Contacts.totalSize: system\n      $.Contacts.done: system\n{}",
-        &sf[..fields],
-        &sf[fields + "\n    fields:\n".len()..]
-    );
-    std::fs::write(dir.path().join("inventory/salesforce.yaml"), sf).expect("write");
-    let set = PolicySet::load(dir.path()).expect("policies").0;
+    let (_dir, set) = shipped_with_salesforce(|sf| {
+        let at = sf.find("\n  Account:\n").expect("Account");
+        let fields = at + sf[at..].find("\n    fields:\n").expect("fields");
+        format!(
+            "{}\n    children:\n      $.Contacts.records[*]: Contact\n    consent:\n      \
+             marketing_email: {{ field: $.Type, granted_when: Customer }}\n    fields:\n      \
+             $.Contacts.totalSize: system\n      $.Contacts.done: system\n{}",
+            &sf[..fields],
+            &sf[fields + "\n    fields:\n".len()..]
+        )
+    });
     let key = PseudonymKey::new(&[7u8; 32]);
     let links = links();
     let shape = Shape::default();
