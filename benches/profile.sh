@@ -41,15 +41,8 @@ die() { log "error: $*"; exit 1; }
 
 command -v valgrind >/dev/null || die "valgrind is needed (Debian: apt-get install valgrind)"
 command -v python3 >/dev/null || die "python3 is needed"
-OHA=$(command -v oha || echo "$HOME/.cargo/bin/oha")
-[[ -x "$OHA" ]] || die "oha is needed (cargo install oha --locked)"
-
-if [[ -z "${ZWECK_BIN:-}" ]]; then
-    log "building (cargo build --release --bin zweck)"
-    (cd "$REPO" && cargo build --release --bin zweck >/dev/null 2>&1) || die "build failed"
-    ZWECK_BIN="$REPO/target/release/zweck"
-fi
-ZWECK=$(realpath "$ZWECK_BIN")
+bench_oha
+bench_zweck "$REPO"
 
 WORK=$(mktemp -d /tmp/zweck-profile.XXXXXX)
 PIDS=()
@@ -69,14 +62,7 @@ if [[ "${ZWECK_PROFILE_CANDIDATE:-0}" == 1 ]]; then
     export ZWECK_CANDIDATE_POLICIES="$WORK/candidate"
 fi
 D_PORT=$(free_port)
-mkdir -p "$WORK/certs"
-python3 "$HERE/derive_config.py" "$REPO/zweck.yaml" "$WORK" "$WORK/policies" "$D_PORT" 1 2 yes "$WORK/base.yaml"
-"$ZWECK" certs generate --config "$WORK/base.yaml" >/dev/null
-echo "profile-$RANDOM$RANDOM" >"$WORK/certs/crm-double.token"
-# Zweck refuses a credential file other users can read
-chmod 600 "$WORK/certs/crm-double.token"
-CA="$WORK/certs/ca.pem"
-CLIENT=(--cacert "$CA" --cert "$WORK/certs/clients/newsletter-tool.pem" --key "$WORK/certs/clients/newsletter-tool.key")
+bench_certs "$ZWECK" "$REPO" "$WORK" "$D_PORT"
 
 "$ZWECK" crm-double --listen "127.0.0.1:$D_PORT" --certs "$WORK/certs" --contacts 100000 >"$WORK/double.log" 2>&1 &
 PIDS+=($!)
@@ -88,12 +74,7 @@ instructions() {
     local n=$1 path=$2 audit=$3 client=$4 upstream=$5 body=${6:-} port admin run cfg vpid proto=() req=()
     port=$(free_port); admin=$(free_port)
     run="$WORK/run-$n-$port"; cfg="$run.yaml"
-    mkdir -p "$run/log/logs" "$run/log/offbox"
-    [[ $upstream == auto ]] || export ZWECK_UPSTREAM_PROTOCOL=$upstream
-    python3 "$HERE/derive_config.py" "$REPO/zweck.yaml" "$run" "$WORK/policies" "$D_PORT" "$port" "$admin" "$audit" "$cfg"
-    unset ZWECK_UPSTREAM_PROTOCOL
-    # the run shares the certificates made above
-    sed -i "s|$run/certs/|$WORK/certs/|g" "$cfg"
+    bench_run_config "$REPO" "$WORK" "$run" "$D_PORT" "$port" "$admin" "$audit" "$upstream" "$cfg"
     if [[ "${ZWECK_PROFILE_INCIDENTS:-0}" == 1 ]]; then
         # every detection rule on with its defaults (docs/detection.md)
         printf 'incidents:\n  export_hours: { from: 0, to: 24 }\n' >>"$cfg"

@@ -29,15 +29,8 @@ die() { log "error: $*"; exit 1; }
 
 command -v strace >/dev/null || die "strace is needed (Debian: apt-get install strace)"
 command -v python3 >/dev/null || die "python3 is needed"
-OHA=$(command -v oha || echo "$HOME/.cargo/bin/oha")
-[[ -x "$OHA" ]] || die "oha is needed (cargo install oha --locked)"
-
-if [[ -z "${ZWECK_BIN:-}" ]]; then
-    log "building (cargo build --release --bin zweck)"
-    (cd "$REPO" && cargo build --release --bin zweck >/dev/null 2>&1) || die "build failed"
-    ZWECK_BIN="$REPO/target/release/zweck"
-fi
-ZWECK=$(realpath "$ZWECK_BIN")
+bench_oha
+bench_zweck "$REPO"
 
 WORK=$(mktemp -d /tmp/zweck-syscalls.XXXXXX)
 PIDS=()
@@ -52,13 +45,7 @@ trap 'exit 130' INT TERM
 
 snapshot_policies "$ZWECK" "$REPO" "$WORK/policies" || die "policies do not check"
 D_PORT=$(free_port)
-mkdir -p "$WORK/certs"
-python3 "$HERE/derive_config.py" "$REPO/zweck.yaml" "$WORK" "$WORK/policies" "$D_PORT" 1 2 yes "$WORK/base.yaml"
-"$ZWECK" certs generate --config "$WORK/base.yaml" >/dev/null
-echo "syscalls-$RANDOM$RANDOM" >"$WORK/certs/crm-double.token"
-chmod 600 "$WORK/certs/crm-double.token"
-CA="$WORK/certs/ca.pem"
-CLIENT=(--cacert "$CA" --cert "$WORK/certs/clients/newsletter-tool.pem" --key "$WORK/certs/clients/newsletter-tool.key")
+bench_certs "$ZWECK" "$REPO" "$WORK" "$D_PORT"
 
 "$ZWECK" crm-double --listen "127.0.0.1:$D_PORT" --certs "$WORK/certs" --contacts 100000 >"$WORK/double.log" 2>&1 &
 PIDS+=($!)
@@ -79,11 +66,7 @@ measure() {
     local name=$1 n=$2 path=$3 audit=$4 upstream=$5 port admin run cfg zpid spid before after
     port=$(free_port); admin=$(free_port)
     run="$WORK/run-$port"; cfg="$run.yaml"
-    mkdir -p "$run/log/logs" "$run/log/offbox"
-    [[ $upstream == auto ]] || export ZWECK_UPSTREAM_PROTOCOL=$upstream
-    python3 "$HERE/derive_config.py" "$REPO/zweck.yaml" "$run" "$WORK/policies" "$D_PORT" "$port" "$admin" "$audit" "$cfg"
-    unset ZWECK_UPSTREAM_PROTOCOL
-    sed -i "s|$run/certs/|$WORK/certs/|g" "$cfg"
+    bench_run_config "$REPO" "$WORK" "$run" "$D_PORT" "$port" "$admin" "$audit" "$upstream" "$cfg"
     if ! "$ZWECK" config check --config "$cfg" >"$run.check" 2>&1; then
         echo "| $name | - | - (not supported by this build: $(head -1 "$run.check")) |"
         return
