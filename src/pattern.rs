@@ -138,6 +138,120 @@ impl RoutePattern {
     }
 }
 
+/// The patterns of one ordered list that can match a request, in list order: an index by
+/// method and number of path segments. A request tries only the patterns that could match
+/// it, and still in the list's order, so the first match is the one a scan of the whole list
+/// finds (`find` is that scan with the hopeless patterns skipped; a test compares the two on
+/// every shipped inventory). Built once when the list is compiled.
+#[derive(Debug, Clone, Default)]
+pub struct RouteIndex {
+    /// `buckets[slot * width + n]`: the positions of the patterns a request whose method has
+    /// `slot` and whose path has `n` segments (`n == width - 1`: more than any pattern names)
+    /// may match, ascending.
+    buckets: Vec<Vec<u32>>,
+    width: usize,
+}
+
+/// Methods with a bucket of their own; any other method shares the last slot.
+const METHOD_SLOTS: [Method; 9] = [
+    Method::GET,
+    Method::HEAD,
+    Method::POST,
+    Method::PUT,
+    Method::PATCH,
+    Method::DELETE,
+    Method::OPTIONS,
+    Method::TRACE,
+    Method::CONNECT,
+];
+
+fn method_slot(method: &Method) -> usize {
+    METHOD_SLOTS
+        .iter()
+        .position(|m| m == method)
+        .unwrap_or(METHOD_SLOTS.len())
+}
+
+/// The number of segments `matches` walks in a canonical path: one final `/` does not count.
+fn path_segments(path: &str) -> usize {
+    let rest = path.strip_prefix('/').unwrap_or(path);
+    let trimmed = rest.strip_suffix('/').unwrap_or(rest);
+    if trimmed.is_empty() {
+        0
+    } else {
+        trimmed.bytes().filter(|b| *b == b'/').count() + 1
+    }
+}
+
+impl RoutePattern {
+    /// The segments before a final `**`, and whether there is one.
+    fn arity(&self) -> (usize, bool) {
+        match self.segments.last() {
+            Some(Segment::Rest) => (self.segments.len() - 1, true),
+            _ => (self.segments.len(), false),
+        }
+    }
+
+    /// Whether a request of a method in `slot` (the last slot: any method without one of its
+    /// own) can match: the pattern's method decides, an unlisted method is left to `matches`.
+    fn may_take_slot(&self, slot: usize) -> bool {
+        match &self.method {
+            None => true,
+            Some(m) => method_slot(m) == slot,
+        }
+    }
+}
+
+impl RouteIndex {
+    /// The index of `patterns`, in their order.
+    pub fn new<'p>(patterns: impl IntoIterator<Item = &'p RoutePattern>) -> RouteIndex {
+        let patterns: Vec<&RoutePattern> = patterns.into_iter().collect();
+        // the overflow column holds paths longer than every pattern: only `**` ones match
+        let width = patterns.iter().map(|p| p.arity().0).max().unwrap_or(0) + 2;
+        let slots = METHOD_SLOTS.len() + 1;
+        let mut buckets = vec![Vec::new(); slots * width];
+        for (pos, p) in patterns.iter().enumerate() {
+            let pos = u32::try_from(pos).unwrap_or(u32::MAX);
+            let (fixed, rest) = p.arity();
+            for slot in (0..slots).filter(|s| p.may_take_slot(*s)) {
+                for n in 0..width {
+                    if (rest && n >= fixed) || n == fixed {
+                        buckets[slot * width + n].push(pos);
+                    }
+                }
+            }
+        }
+        RouteIndex { buckets, width }
+    }
+
+    /// The positions of the patterns that may match `method` and the canonical `path`,
+    /// ascending: every pattern that matches is among them.
+    pub fn candidates(&self, method: &Method, path: &str) -> &[u32] {
+        if self.width == 0 {
+            return &[];
+        }
+        let n = path_segments(path).min(self.width - 1);
+        self.buckets
+            .get(method_slot(method) * self.width + n)
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// The position of the first of `patterns` (the list the index was built from) that
+    /// matches, as `patterns.iter().position(|p| p.matches(method, path))` finds it.
+    pub fn find<'p, T: 'p>(
+        &self,
+        items: &'p [T],
+        pattern: impl Fn(&'p T) -> &'p RoutePattern,
+        method: &Method,
+        path: &str,
+    ) -> Option<&'p T> {
+        self.candidates(method, path)
+            .iter()
+            .filter_map(|pos| items.get(*pos as usize))
+            .find(|item| pattern(item).matches(method, path))
+    }
+}
+
 fn method_text(text: &str) -> &str {
     text.split(' ').next().unwrap_or("*")
 }
@@ -306,6 +420,79 @@ mod tests {
         assert!(!p("GET /a/b").same_route(&p("POST /a/b")));
         assert!(!p("GET /a/b").same_route(&p("GET /a/b/*")));
         assert!(!p("GET /a/*").same_route(&p("GET /a/**")));
+    }
+
+    /// The index finds what a scan of the whole list finds: the first match, on lists of
+    /// random patterns (methods, `*`, globs in segments, `**`) and random paths.
+    mod index_is_the_scan {
+        use super::*;
+        use proptest::prelude::*;
+
+        const METHODS: [&str; 5] = ["GET", "POST", "DELETE", "PURGE", "*"];
+        const SEGMENTS: [&str; 7] = ["a", "b", "*", "v*", "c(*)", "**", "a*b"];
+        const PARTS: [&str; 7] = ["a", "b", "v1", "c(x)", "axb", "ab", "c()"];
+
+        fn pattern() -> impl Strategy<Value = String> {
+            (
+                prop::sample::select(&METHODS[..]),
+                prop::collection::vec(prop::sample::select(&SEGMENTS[..]), 0..5),
+                any::<bool>(),
+            )
+                .prop_map(|(m, segs, slash)| {
+                    // `**` only last, as `parse` requires
+                    let mut segs: Vec<&str> = segs.into_iter().filter(|s| *s != "**").collect();
+                    if slash {
+                        segs.push("**");
+                    }
+                    format!("{m} /{}", segs.join("/"))
+                })
+        }
+
+        fn request() -> impl Strategy<Value = (Method, String)> {
+            (
+                prop::sample::select(&["GET", "POST", "DELETE", "PURGE", "PUT"][..]),
+                prop::collection::vec(prop::sample::select(&PARTS[..]), 0..7),
+                any::<bool>(),
+            )
+                .prop_map(|(m, parts, slash)| {
+                    let mut path = format!("/{}", parts.join("/"));
+                    if slash && path != "/" {
+                        path.push('/');
+                    }
+                    (Method::from_bytes(m.as_bytes()).expect("method"), path)
+                })
+        }
+
+        proptest! {
+            #[test]
+            fn on_random_lists(
+                texts in prop::collection::vec(pattern(), 0..16),
+                requests in prop::collection::vec(request(), 1..32),
+            ) {
+                let patterns: Vec<RoutePattern> = texts
+                    .iter()
+                    .map(|t| RoutePattern::parse(t).expect("generated pattern"))
+                    .collect();
+                let index = RouteIndex::new(&patterns);
+                for (method, path) in &requests {
+                    let scan = patterns.iter().position(|p| p.matches(method, path));
+                    let found = index
+                        .find(&patterns, |p| p, method, path)
+                        .map(|p| std::ptr::from_ref(p) as usize);
+                    let scanned = scan.map(|i| std::ptr::from_ref(&patterns[i]) as usize);
+                    prop_assert_eq!(found, scanned, "{} {} in {:?}", method, path, texts);
+                }
+            }
+        }
+
+        #[test]
+        fn an_empty_list_matches_nothing() {
+            let index = RouteIndex::new(&[] as &[RoutePattern]);
+            assert!(index.candidates(&Method::GET, "/a").is_empty());
+            assert!(RouteIndex::default()
+                .find(&[] as &[RoutePattern], |p| p, &Method::GET, "/")
+                .is_none());
+        }
     }
 
     #[test]

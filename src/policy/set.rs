@@ -10,7 +10,7 @@ use http::Method;
 use super::select::{FieldNode, RecordSelector};
 use super::taxonomy::{CatId, Taxonomy};
 use crate::dialect::Dialect;
-use crate::pattern::RoutePattern;
+use crate::pattern::{RouteIndex, RoutePattern};
 
 /// The compiled policies: inventories per dialect, purposes, controller, version.
 #[derive(Debug)]
@@ -111,10 +111,11 @@ impl PolicySet {
         let Some(inv) = self.inventories.get(&dialect) else {
             return RouteMatch::Unknown;
         };
-        if let Some(op) = inv
-            .operations
-            .iter()
-            .find(|o| o.pattern.matches(method, canonical_path))
+        let routes = &inv.routes;
+        if let Some(op) =
+            routes
+                .operations
+                .find(&inv.operations, |o| &o.pattern, method, canonical_path)
         {
             if op.op == OpKind::Metadata {
                 return RouteMatch::Metadata {
@@ -124,10 +125,9 @@ impl PolicySet {
             }
             return RouteMatch::Operation(op);
         }
-        if let Some(p) = inv
+        if let Some(p) = routes
             .ungoverned
-            .iter()
-            .find(|p| p.matches(method, canonical_path))
+            .find(&inv.ungoverned, |p| p, method, canonical_path)
         {
             return RouteMatch::Ungoverned {
                 template: p.template(),
@@ -153,6 +153,26 @@ pub struct Inventory {
     pub(crate) operations: Vec<Operation>,
     pub(crate) resources: Vec<Resource>,
     pub(crate) by_type: super::FastMap<String, usize>,
+    /// Which operations and `ungoverned` entries a request may match (`classify`).
+    pub(crate) routes: InventoryRoutes,
+}
+
+/// The route indexes of an inventory: `operations` over its operations, `ungoverned` over
+/// its `ungoverned` entries, each in file order.
+#[derive(Debug, Default)]
+pub(crate) struct InventoryRoutes {
+    pub(crate) operations: RouteIndex,
+    pub(crate) ungoverned: RouteIndex,
+}
+
+impl InventoryRoutes {
+    /// The indexes of these lists (as compiled: the inventory's order).
+    pub(crate) fn new(operations: &[Operation], ungoverned: &[RoutePattern]) -> InventoryRoutes {
+        InventoryRoutes {
+            operations: RouteIndex::new(operations.iter().map(|o| &o.pattern)),
+            ungoverned: RouteIndex::new(ungoverned),
+        }
+    }
 }
 
 impl Inventory {

@@ -1108,3 +1108,78 @@ fn string_generalisation_reads_its_table_from_the_policy_directory() {
     );
     assert!(errors_with(&escape, &[]).contains("name a file under the policy directory"));
 }
+
+/// `classify` skips, by an index, the routes that cannot match (`pattern::RouteIndex`): on
+/// every shipped inventory it must find what the scan of the whole inventory in file order
+/// finds (operations first, then `ungoverned`; the first match wins), for paths made from
+/// every route of every inventory, their neighbours, and every method. A change of
+/// precedence fails here.
+#[test]
+fn classify_finds_what_a_scan_of_the_inventory_finds() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    let set = PolicySet::load(&dir).expect("shipped policies").0;
+    let templates: Vec<String> = set
+        .inventories
+        .values()
+        .flat_map(|inv| {
+            inv.operations
+                .iter()
+                .map(|o| o.template().to_string())
+                .chain(inv.ungoverned.iter().map(|u| u.template().to_string()))
+        })
+        .collect();
+    let mut paths = std::collections::BTreeSet::new();
+    for t in &templates {
+        let (_, path) = t.split_once(' ').expect("METHOD /path");
+        for filler in ["x", "v66.0", "003Fict00000001AAA", "6f0c-1"] {
+            for tail in ["", "a", "a/b"] {
+                let concrete = path.replace("/**", &format!("/{tail}")).replace('*', filler);
+                let concrete = concrete.trim_end_matches('/').to_string();
+                let shorter = concrete.rsplit_once('/').map(|(a, _)| a.to_string());
+                paths.insert(format!("{concrete}/"));
+                paths.insert(format!("{concrete}/extra"));
+                paths.extend(shorter);
+                paths.insert(if concrete.is_empty() { "/".into() } else { concrete });
+            }
+        }
+    }
+    let methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "PURGE"]
+        .map(|m| Method::from_bytes(m.as_bytes()).expect("method"));
+    let scan = |inv: &set::Inventory, m: &Method, p: &str| -> String {
+        if let Some(i) = inv.operations.iter().position(|o| o.pattern.matches(m, p)) {
+            return format!("operation {i}");
+        }
+        match inv.ungoverned.iter().position(|u| u.matches(m, p)) {
+            Some(i) => format!("ungoverned {i}"),
+            None => "unknown".into(),
+        }
+    };
+    let (mut compared, mut matched) = (0, 0);
+    for (dialect, inv) in &set.inventories {
+        let op_of = |template: &str| {
+            inv.operations
+                .iter()
+                .position(|o| std::ptr::eq(o.template(), template))
+                .map_or("a foreign operation".into(), |i| format!("operation {i}"))
+        };
+        for m in &methods {
+            for p in &paths {
+                let found = match set.classify(*dialect, m, p) {
+                    RouteMatch::Operation(op) => op_of(op.template()),
+                    RouteMatch::Metadata { template, .. } => op_of(template),
+                    RouteMatch::Ungoverned { template } => inv
+                        .ungoverned
+                        .iter()
+                        .position(|u| std::ptr::eq(u.template(), template))
+                        .map_or("a foreign entry".into(), |i| format!("ungoverned {i}")),
+                    RouteMatch::Unknown => "unknown".into(),
+                };
+                assert_eq!(found, scan(inv, m, p), "{dialect:?} {m} {p}");
+                compared += 1;
+                matched += usize::from(found != "unknown");
+            }
+        }
+    }
+    // not vacuous: every route of every inventory was among the paths, with its method
+    assert!(matched >= templates.len(), "{matched} of {compared} matched");
+}

@@ -18,8 +18,8 @@ use crate::policy::diagnostic::Diags;
 use crate::policy::model::{OrderedMap, RawInventory, RawOperation, RawResource, SpStr, Spanned};
 use crate::policy::select::{parse_field_path, parse_key_path, FieldNode, RecordSelector};
 use crate::policy::set::{
-    BodyFormat, ConsentSignal, Inventory, OpKind, Operation, Resource, RouteClass, TunnelKind,
-    Withheld,
+    BodyFormat, ConsentSignal, Inventory, InventoryRoutes, OpKind, Operation, Resource,
+    RouteClass, TunnelKind, Withheld,
 };
 use crate::policy::taxonomy::Taxonomy;
 use crate::policy::FastMap;
@@ -128,12 +128,14 @@ fn compile_inventory(
     for (i, (name, res)) in raw.resources.iter().enumerate() {
         resources.push(file.resource(i, name, res, &mut operations, diags));
     }
+    let routes = InventoryRoutes::new(&operations, &ungoverned);
     Some(Inventory {
         dialect,
         ungoverned,
         operations,
         resources,
         by_type,
+        routes,
     })
 }
 
