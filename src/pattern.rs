@@ -18,14 +18,17 @@
 //! a pattern with more or fewer segments: `/sobjects/Contact/` is not
 //! `/sobjects/Contact/*`, because `*` needs a non-empty segment.
 
+use std::sync::Arc;
+
 use http::Method;
 
-/// A compiled `METHOD /path` pattern.
+/// A compiled `METHOD /path` pattern. Shared when cloned: every governed request carries its
+/// operation's pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoutePattern {
     method: Option<Method>,
-    segments: Vec<Segment>,
-    template: String,
+    segments: Arc<[Segment]>,
+    template: Arc<str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,8 +91,8 @@ impl RoutePattern {
         }
         Ok(RoutePattern {
             method,
-            segments,
-            template: format!("{} {}", method_text(text), path),
+            segments: segments.into(),
+            template: format!("{} {}", method_text(text), path).into(),
         })
     }
 
@@ -121,7 +124,7 @@ impl RoutePattern {
             .then(|| trimmed.split('/'))
             .into_iter()
             .flatten();
-        for seg in &self.segments {
+        for seg in self.segments.iter() {
             match seg {
                 Segment::Rest => return true,
                 Segment::Glob(pieces) => {

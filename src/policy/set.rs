@@ -299,11 +299,35 @@ impl RouteClass {
     }
 }
 
-/// A governed route of an inventory resource.
+/// The name of an operation's resource, shared by the copies of the operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceName(pub(crate) std::sync::Arc<str>);
+
+impl std::ops::Deref for ResourceName {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for ResourceName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl PartialEq<ResourceName> for String {
+    fn eq(&self, other: &ResourceName) -> bool {
+        **self == *other.0
+    }
+}
+
+/// A governed route of an inventory resource. Every governed request holds a copy of its
+/// operation: the names are shared, so the copy allocates nothing.
 #[derive(Debug, Clone)]
 pub struct Operation {
     pub(crate) dialect: Dialect,
-    pub(crate) resource: String,
+    pub(crate) resource: ResourceName,
     pub(crate) resource_idx: usize,
     pub(crate) op: OpKind,
     pub(crate) class: RouteClass,

@@ -19,7 +19,7 @@ use crate::policy::model::{OrderedMap, RawInventory, RawOperation, RawResource, 
 use crate::policy::select::{parse_field_path, parse_key_path, FieldNode, RecordSelector};
 use crate::policy::set::{
     BodyFormat, ConsentSignal, Inventory, InventoryRoutes, OpKind, Operation, Resource,
-    RouteClass, TunnelKind, Withheld,
+    ResourceName, RouteClass, TunnelKind, Withheld,
 };
 use crate::policy::taxonomy::Taxonomy;
 use crate::policy::FastMap;
@@ -278,7 +278,7 @@ impl InventoryFile<'_> {
         }
         Some(Operation {
             dialect: self.dialect,
-            resource: name.value.clone(),
+            resource: ResourceName(name.value.as_str().into()),
             resource_idx: idx,
             op: kind,
             class,
