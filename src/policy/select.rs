@@ -148,6 +148,18 @@ pub struct FieldNode {
     pub child: Option<usize>,
     /// The inventory entry that set `cat` (`Contact $.Email`), for explain and coverage.
     pub source: Option<std::sync::Arc<str>>,
+    /// Where the node sits in its resource's tree, set once the tree is complete
+    /// ([`FieldNode::place_all`]); a copy of the tree carries its original's.
+    pub place: Option<std::sync::Arc<NodePlace>>,
+}
+
+/// The place of a node in its resource's tree: the steps from the root (`None`: `[*]`) and
+/// their path as the drift report writes it (`.properties.email`, without the `$`). A report
+/// of an unknown field names its parent's place without searching the tree.
+#[derive(Debug)]
+pub struct NodePlace {
+    pub steps: Vec<Option<String>>,
+    pub path: String,
 }
 
 impl FieldNode {
@@ -161,6 +173,41 @@ impl FieldNode {
             };
         }
         node
+    }
+
+    /// Records in every node below this root (itself included) where it sits: called once
+    /// the tree is complete.
+    pub fn place_all(&mut self) {
+        fn go(node: &mut FieldNode, steps: &mut Vec<Option<String>>, path: &mut String) {
+            node.place = Some(std::sync::Arc::new(NodePlace {
+                steps: steps.clone(),
+                path: path.clone(),
+            }));
+            let len = path.len();
+            for (k, child) in &mut node.keys {
+                steps.push(Some(k.clone()));
+                push_key(path, k);
+                go(child, steps, path);
+                steps.pop();
+                path.truncate(len);
+            }
+            if let Some(any) = &mut node.any {
+                steps.push(None);
+                path.push_str("[*]");
+                go(any, steps, path);
+                steps.pop();
+                path.truncate(len);
+            }
+        }
+        go(self, &mut Vec::new(), &mut String::new());
+    }
+
+    /// The node `steps` below this one (`None`: `[*]`), if there is one.
+    pub fn at(&self, steps: &[Option<String>]) -> Option<&FieldNode> {
+        steps.iter().try_fold(self, |node, step| match step {
+            Some(k) => node.keys.get(k),
+            None => node.any.as_deref(),
+        })
     }
 
     /// True when deeper nodes exist.
@@ -369,8 +416,9 @@ fn fast_matches(steps: &[FastStep], v: &Value) -> bool {
 
 /// Renders a member name as a path segment (`.Email` or `['@odata.etag']`).
 pub fn push_key(path: &mut String, key: &str) {
+    // bytes, not chars: no byte of a non-ASCII character is ASCII alphanumeric
     let plain = !key.is_empty()
-        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
         && !key.starts_with(|c: char| c.is_ascii_digit());
     if plain {
         path.push('.');

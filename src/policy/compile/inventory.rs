@@ -229,6 +229,8 @@ impl InventoryFile<'_> {
         let mut fields = FieldNode::default();
         self.classify_map(&res.fields, &mut fields, "field", &name.value, diags);
         self.children(res, &mut fields, diags);
+        envelope.place_all();
+        fields.place_all();
         Resource {
             name: name.value.clone(),
             records,
