@@ -34,11 +34,25 @@ pub enum RefusalStyle {
     Vendor,
 }
 
-fn policy_name(class: Option<RouteClass>) -> String {
+fn policy_name(class: Option<RouteClass>) -> &'static str {
     match class {
-        None => "export".to_string(),
-        Some(c) => format!("export-{}", c.as_str()),
+        None => "export",
+        Some(RouteClass::Single) => "export-single",
+        Some(RouteClass::List) => "export-list",
+        Some(RouteClass::BulkExport) => "export-bulk_export",
     }
+}
+
+/// `"name";a=x;b=y`, the structured-field item both headers carry: written directly (every
+/// governed response has two), not through `format!`.
+fn item(name: &str, (a, x): (&str, u64), (b, y): (&str, u64)) -> Option<HeaderValue> {
+    let (mut x_digits, mut y_digits) = (itoa::Buffer::new(), itoa::Buffer::new());
+    let (x, y) = (x_digits.format(x), y_digits.format(y));
+    let mut s = String::with_capacity(name.len() + a.len() + b.len() + x.len() + y.len() + 6);
+    for part in ["\"", name, "\";", a, "=", x, ";", b, "=", y] {
+        s.push_str(part);
+    }
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(s)).ok()
 }
 
 /// Whole seconds, rounded up: a client told "0" would retry at once.
@@ -46,27 +60,16 @@ fn secs_ceil(d: std::time::Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
-fn value(s: String) -> Option<HeaderValue> {
-    HeaderValue::from_str(&s).ok()
-}
 
 impl Allowance {
     /// `RateLimit-Policy` and `RateLimit` for a governed response.
     pub fn headers(&self) -> Vec<(HeaderName, HeaderValue)> {
         let name = policy_name(self.class);
         let mut out = Vec::with_capacity(2);
-        if let Some(v) = value(format!(
-            "\"{name}\";q={};w={}",
-            self.limit,
-            secs_ceil(self.window)
-        )) {
+        if let Some(v) = item(name, ("q", self.limit), ("w", secs_ceil(self.window))) {
             out.push((RATELIMIT_POLICY, v));
         }
-        if let Some(v) = value(format!(
-            "\"{name}\";r={};t={}",
-            self.remaining,
-            secs_ceil(self.reset)
-        )) {
+        if let Some(v) = item(name, ("r", self.remaining), ("t", secs_ceil(self.reset))) {
             out.push((RATELIMIT, v));
         }
         out
@@ -79,19 +82,15 @@ impl Exhausted {
         let name = policy_name(self.class);
         let mut out = Vec::with_capacity(3);
         if !self.window.is_zero() {
-            if let Some(v) = value(format!(
-                "\"{name}\";q={};w={}",
-                self.limit,
-                secs_ceil(self.window)
-            )) {
+            if let Some(v) = item(name, ("q", self.limit), ("w", secs_ceil(self.window))) {
                 out.push((RATELIMIT_POLICY, v));
             }
         }
         if let Some(secs) = self.retry_after_secs() {
-            if let Some(v) = value(format!("\"{name}\";r=0;t={secs}")) {
+            if let Some(v) = item(name, ("r", 0), ("t", secs)) {
                 out.push((RATELIMIT, v));
             }
-            if let Some(v) = value(secs.to_string()) {
+            if let Some(v) = HeaderValue::from_str(itoa::Buffer::new().format(secs)).ok() {
                 out.push((RETRY_AFTER, v));
             }
         }
@@ -229,5 +228,12 @@ mod tests {
             ..a
         };
         assert_eq!(a.headers()[1].1, "\"export-bulk_export\";r=123;t=10");
+    }
+
+    #[test]
+    fn a_class_limit_is_named_after_its_class() {
+        for c in [RouteClass::Single, RouteClass::List, RouteClass::BulkExport] {
+            assert_eq!(policy_name(Some(c)), format!("export-{}", c.as_str()));
+        }
     }
 }
