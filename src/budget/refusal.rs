@@ -60,7 +60,6 @@ fn secs_ceil(d: std::time::Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
-
 impl Allowance {
     /// `RateLimit-Policy` and `RateLimit` for a governed response.
     pub fn headers(&self) -> Vec<(HeaderName, HeaderValue)> {

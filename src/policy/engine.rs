@@ -432,13 +432,12 @@ impl Counted<'_, '_> {
     pub fn outcome(&self) -> Outcome {
         let tax = self.tax;
         // Names are static (the taxonomy is compiled in) and rule ids shared: reporting
-        // allocates only the maps' nodes.
+        // allocates only the maps' nodes. Taken in name order, the set is built without a
+        // sort.
         let names = |flags: &[bool]| -> BTreeSet<&'static str> {
-            flags
-                .iter()
-                .enumerate()
-                .filter(|(i, f)| **f && !tax.is_system(*i as CatId))
-                .map(|(i, _)| tax.name(i as CatId))
+            tax.in_name_order()
+                .filter(|i| flags.get(*i as usize).copied().unwrap_or(false) && !tax.is_system(*i))
+                .map(|i| tax.name(i))
                 .collect()
         };
         let actions = self

@@ -72,6 +72,8 @@ pub struct Category {
 pub struct Taxonomy {
     cats: Vec<Category>,
     by_name: super::FastMap<&'static str, CatId>,
+    /// Every id, ordered by name: sets of names are built from it already sorted.
+    name_order: Vec<CatId>,
     unclassified: CatId,
 }
 
@@ -101,9 +103,12 @@ impl Taxonomy {
             by_name.insert(*name, i as CatId);
         }
         let unclassified = by_name.get(UNCLASSIFIED).copied().unwrap_or(0);
+        let mut name_order: Vec<CatId> = (0..cats.len()).map(|i| i as CatId).collect();
+        name_order.sort_by_key(|i| cats[*i as usize].name);
         Taxonomy {
             cats,
             by_name,
+            name_order,
             unclassified,
         }
     }
@@ -121,6 +126,11 @@ impl Taxonomy {
     /// The name behind an id.
     pub fn name(&self, id: CatId) -> &'static str {
         self.cats[id as usize].name
+    }
+
+    /// Every id, in the order of the names (as a `BTreeSet` of names holds them).
+    pub fn in_name_order(&self) -> impl Iterator<Item = CatId> + '_ {
+        self.name_order.iter().copied()
     }
 
     /// Number of categories.
@@ -181,6 +191,15 @@ mod tests {
         assert_eq!(names, ["user.contact.email", "user.contact", "user"]);
         assert!(t.is_system(t.get("system.operations").expect("ops")));
         assert!(!t.is_system(t.unclassified()));
+    }
+
+    #[test]
+    fn name_order_is_every_id_sorted_by_name() {
+        let t = Taxonomy::builtin();
+        let ordered: Vec<&str> = t.in_name_order().map(|i| t.name(i)).collect();
+        let mut sorted: Vec<&str> = t.names().collect();
+        sorted.sort_unstable();
+        assert_eq!(ordered, sorted);
     }
 
     #[test]

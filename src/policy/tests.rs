@@ -1133,18 +1133,26 @@ fn classify_finds_what_a_scan_of_the_inventory_finds() {
         let (_, path) = t.split_once(' ').expect("METHOD /path");
         for filler in ["x", "v66.0", "003Fict00000001AAA", "6f0c-1"] {
             for tail in ["", "a", "a/b"] {
-                let concrete = path.replace("/**", &format!("/{tail}")).replace('*', filler);
+                let concrete = path
+                    .replace("/**", &format!("/{tail}"))
+                    .replace('*', filler);
                 let concrete = concrete.trim_end_matches('/').to_string();
                 let shorter = concrete.rsplit_once('/').map(|(a, _)| a.to_string());
                 paths.insert(format!("{concrete}/"));
                 paths.insert(format!("{concrete}/extra"));
                 paths.extend(shorter);
-                paths.insert(if concrete.is_empty() { "/".into() } else { concrete });
+                paths.insert(if concrete.is_empty() {
+                    "/".into()
+                } else {
+                    concrete
+                });
             }
         }
     }
-    let methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "PURGE"]
-        .map(|m| Method::from_bytes(m.as_bytes()).expect("method"));
+    let methods = [
+        "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "PURGE",
+    ]
+    .map(|m| Method::from_bytes(m.as_bytes()).expect("method"));
     let scan = |inv: &set::Inventory, m: &Method, p: &str| -> String {
         if let Some(i) = inv.operations.iter().position(|o| o.pattern.matches(m, p)) {
             return format!("operation {i}");
@@ -1181,5 +1189,8 @@ fn classify_finds_what_a_scan_of_the_inventory_finds() {
         }
     }
     // not vacuous: every route of every inventory was among the paths, with its method
-    assert!(matched >= templates.len(), "{matched} of {compared} matched");
+    assert!(
+        matched >= templates.len(),
+        "{matched} of {compared} matched"
+    );
 }

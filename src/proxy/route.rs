@@ -412,9 +412,7 @@ mod tests {
                 }
                 b'\\' => return Err(bad("backslash")),
                 b';' => return Err(bad("path parameters")),
-                0..=0x20 | 0x7f..=0xff => {
-                    return Err(bad("raw control, space or non-ASCII byte"))
-                }
+                0..=0x20 | 0x7f..=0xff => return Err(bad("raw control, space or non-ASCII byte")),
                 _ => {
                     out.push(b as char);
                     i += 1;
