@@ -241,7 +241,7 @@ async fn shadow_counts_and_never_refuses() {
     assert_eq!(shadow, 3);
 }
 
-fn labels(class: &str) -> zweck::budget::BudgetLabels {
+fn labels(class: &'static str) -> zweck::budget::BudgetLabels {
     zweck::budget::BudgetLabels {
         app: "bi-export".into(),
         purpose: "analytics".into(),

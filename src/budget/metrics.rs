@@ -11,12 +11,13 @@ use prometheus_client::registry::Registry;
 use super::BudgetKey;
 use crate::policy::RouteClass;
 
-/// Labels of the budget counters: names from config, never request content.
+/// Labels of the budget counters: names from config, never request content. Shared, not
+/// copied: a charge looks its counter up with them on every governed read.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BudgetLabels {
-    pub app: String,
-    pub purpose: String,
-    pub class: String,
+    pub app: std::sync::Arc<str>,
+    pub purpose: std::sync::Arc<str>,
+    pub class: &'static str,
 }
 
 /// Records charged and refused per key, refusals, shadow overruns, store fallbacks.
@@ -40,7 +41,7 @@ fn labels(key: &BudgetKey, class: RouteClass) -> BudgetLabels {
     BudgetLabels {
         app: key.app.clone(),
         purpose: key.purpose.clone(),
-        class: class.as_str().to_string(),
+        class: class.as_str(),
     }
 }
 

@@ -104,15 +104,19 @@ pub enum BudgetError {
     BadUrl(String),
 }
 
-/// Whose budget: one per (app, purpose).
+/// Whose budget: one per (app, purpose). The names are shared with the caller and the
+/// metric labels (every governed read builds a key).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct BudgetKey {
-    pub app: String,
-    pub purpose: String,
+    pub app: std::sync::Arc<str>,
+    pub purpose: std::sync::Arc<str>,
 }
 
 impl BudgetKey {
-    pub fn new(app: impl Into<String>, purpose: impl Into<String>) -> BudgetKey {
+    pub fn new(
+        app: impl Into<std::sync::Arc<str>>,
+        purpose: impl Into<std::sync::Arc<str>>,
+    ) -> BudgetKey {
         BudgetKey {
             app: app.into(),
             purpose: purpose.into(),

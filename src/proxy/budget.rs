@@ -45,7 +45,7 @@ impl BudgetScope {
         let purpose = policy.purpose(&caller.purpose)?;
         let budget = purpose.export_budget.clone()?;
         Some(BudgetScope {
-            key: BudgetKey::new(caller.app.to_string(), caller.purpose.to_string()),
+            key: BudgetKey::new(caller.app.clone(), caller.purpose.clone()),
             budget,
             class: op.class(),
             shadow: purpose.mode == policy::Mode::Shadow,
@@ -68,7 +68,7 @@ impl BudgetScope {
             }
         }
         shrink(&mut self.budget, factor);
-        self.key.purpose.push_str("#throttled");
+        self.key.purpose = format!("{}#throttled", self.key.purpose).into();
         self
     }
 
@@ -215,6 +215,6 @@ mod tests {
         assert_eq!(t.budget.records, 100);
         assert_eq!(t.budget.burst, Some(10));
         assert_eq!(t.budget.per_class[0].1.records, 1, "at least one record");
-        assert_eq!(t.key.purpose, "analytics#throttled");
+        assert_eq!(&*t.key.purpose, "analytics#throttled");
     }
 }
