@@ -57,8 +57,9 @@ impl Pace {
             let sample = at.saturating_duration_since(last).min(self.window * 2);
             self.gap = Some(match self.gap {
                 None => sample,
-                Some(avg) if sample >= avg => avg + (sample - avg) / (1 << SHIFT),
-                Some(avg) => avg - (avg - sample) / (1 << SHIFT),
+                // one of the two differences is zero
+                Some(avg) => (avg + sample.saturating_sub(avg) / (1 << SHIFT))
+                    .saturating_sub(avg.saturating_sub(sample) / (1 << SHIFT)),
             });
         }
         // sends from several threads may arrive slightly out of order: keep the newest
@@ -184,7 +185,7 @@ mod tests {
         let t0 = Instant::now() + Duration::from_secs(1);
         let mut pace = Pace::new(5 * MS);
         pace.arrived(t0);
-        pace.arrived(t0 - MS); // sent a moment earlier on another thread, received later
+        pace.arrived(t0.checked_sub(MS).expect("an instant")); // sent a moment earlier on another thread, received later
         assert_eq!(pace.gap(), Some(Duration::ZERO));
         pace.arrived(t0 + 2 * MS);
         // the gap is measured from the newest send time, not the late one
