@@ -59,8 +59,8 @@ pub struct AuditStats {
     pub checkpoints: u64,
     /// Entries in the log (the tree size).
     pub entries: u64,
-    /// Batches held back for the whole wait the pace allowed (exchanges in flight sent no
-    /// record in time). A lone exchange never causes one.
+    /// Batches held back for the whole commit window (fewer than [`pace::TARGET`] more
+    /// records came while other exchanges were in flight). A lone exchange never causes one.
     pub window_timeouts: u64,
 }
 
