@@ -59,7 +59,7 @@ pub struct AuditStats {
     pub checkpoints: u64,
     /// Entries in the log (the tree size).
     pub entries: u64,
-    /// Batches held back for the whole commit window (fewer than [`pace::TARGET`] more
+    /// Batches held back for the whole commit window (fewer than four more
     /// records came while other exchanges were in flight). A lone exchange never causes one.
     pub window_timeouts: u64,
 }
