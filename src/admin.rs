@@ -94,6 +94,9 @@ fn refresh_transfer_log_gauges(state: &State) {
     m.transfer_log_syncs
         .inner()
         .fetch_max(stats.syncs, std::sync::atomic::Ordering::Relaxed);
+    m.transfer_log_window_timeouts
+        .inner()
+        .fetch_max(stats.window_timeouts, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// `GET /shadow`: what the candidate policy would do differently, per purpose x field

@@ -183,6 +183,9 @@ pub struct Metrics {
     /// group commit's batch size).
     pub transfer_log_appends: Counter<u64, AtomicU64>,
     pub transfer_log_syncs: Counter<u64, AtomicU64>,
+    /// Batches the writer held back for the whole commit window without the records it
+    /// waited for (the latency the group commit cost in vain).
+    pub transfer_log_window_timeouts: Counter<u64, AtomicU64>,
     /// Fields seen on governed routes that the inventory does not classify.
     pub drift: crate::drift::Drift,
     policy_info: Family<PolicyLabels, Gauge>,
@@ -305,6 +308,12 @@ impl Metrics {
             "fdatasync calls that made transfer-log records durable since start (group commit)",
             transfer_log_syncs.clone(),
         );
+        let transfer_log_window_timeouts = Counter::default();
+        registry.register(
+            "transfer_log_window_timeouts",
+            "Batches held back for the whole commit window without the records awaited",
+            transfer_log_window_timeouts.clone(),
+        );
         let drift = crate::drift::Drift::register(registry);
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info
@@ -352,6 +361,7 @@ impl Metrics {
             transfer_log_entries,
             transfer_log_appends,
             transfer_log_syncs,
+            transfer_log_window_timeouts,
             drift,
             policy_info,
             certificate_expiry,

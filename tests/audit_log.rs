@@ -171,8 +171,8 @@ async fn concurrent_appends_are_group_committed_and_verify() {
 
 /// Group commit under load: the writer waits, up to `audit.commit_window`, for the records of
 /// exchanges still in flight (announced with `preparing`), so one sync covers them all; a
-/// lone append never waits, an exchange that ends without a record ends the wait, and a wait
-/// that brought nothing is not repeated for the next 8 batches.
+/// lone append never waits, an exchange that ends without a record ends the wait, and records
+/// further apart than the window never wait (src/audit/pace.rs has the pace's own tests).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_commit_window_waits_for_exchanges_in_flight_and_no_longer() {
     use std::future::Future;
@@ -233,24 +233,70 @@ async fn the_commit_window_waits_for_exchanges_in_flight_and_no_longer() {
     assert_eq!(d.expect("d"), 4);
     assert_eq!(log.stats().syncs, 3);
 
-    // that wait brought no record: the next 8 batches do not wait, though one is in flight;
-    // the one after waits again
-    let fifth = log.preparing();
+    // records at a pace slower than the window do not wait, though others are in flight
+    log.shutdown().await.expect("shutdown");
+    let mut slow = s.config.clone();
+    slow.commit_window = Duration::from_nanos(1);
+    let log = AuditLog::open(slow).await.expect("reopen");
+    let sixth = log.preparing();
     for n in 5..13 {
         tokio::time::timeout(bound, log.append(record(n)))
             .await
-            .expect("no wait right after a wait that brought nothing")
+            .expect("no wait at a slow pace")
             .expect("append");
     }
-    assert_eq!(log.stats().syncs, 11);
-    let m = sent(Box::pin(log.append(record(13)))).await;
-    assert!(eventually(|| log.awaiting_in_flight()).await, "waits again");
-    drop(fifth);
-    let m = tokio::time::timeout(bound, m).await.expect("woken");
-    assert_eq!(m.expect("m"), 13);
+    let stats = log.stats();
+    assert_eq!(stats.window_timeouts, 0, "never held back: {stats:?}");
+    drop(sixth);
     log.shutdown().await.expect("shutdown");
     let v = s.verify();
     assert_eq!(v.exit_code, 0, "{}", v.text);
+}
+
+/// At a high rate a held batch is synced once four more records came, though other exchanges
+/// are still in flight: the window bounds the wait, the batch size ends it sooner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_batch_is_synced_once_four_more_records_came() {
+    use std::time::Duration;
+    let mut s = setup();
+    s.config.commit_window = Duration::from_secs(600);
+    let bound = Duration::from_secs(60);
+    let log = AuditLog::open(s.config.clone()).await.expect("open");
+    // a lone record: no wait, and the pace has a first send time
+    log.append(record(0)).await.expect("append");
+    let busy = log.preparing();
+    let first = tokio::spawn({
+        let log = log.clone();
+        async move { log.append(record(1)).await }
+    });
+    assert!(
+        eventually(|| log.awaiting_in_flight()).await,
+        "held back while another is in flight"
+    );
+    let more = (2..6).map(|n| {
+        let log = log.clone();
+        tokio::spawn(async move { log.append(record(n)).await })
+    });
+    let more: Vec<_> = more.collect();
+    let mut seqs = vec![tokio::time::timeout(bound, first)
+        .await
+        .expect("synced after four more, not after the window")
+        .expect("task")
+        .expect("append")];
+    for m in more {
+        seqs.push(m.await.expect("task").expect("append"));
+    }
+    seqs.sort_unstable();
+    assert_eq!(seqs, vec![1, 2, 3, 4, 5]);
+    let stats = log.stats();
+    assert_eq!(
+        stats.syncs, 2,
+        "one for the lone record, one for the five: {stats:?}"
+    );
+    assert_eq!(stats.window_timeouts, 0, "{stats:?}");
+    drop(busy);
+    log.shutdown().await.expect("shutdown");
+    assert_eq!(s.verify().exit_code, 0);
 }
 
 #[tokio::test]

@@ -592,17 +592,27 @@ async fn a_revoked_app_is_refused_on_its_open_connection_and_the_cli_reinstates_
 }
 
 /// `on_anomaly: throttle`: after the spike the purpose's bulk exports are refused with
-/// `purpose-contained`, while its ordinary reads still flow (with a shrunk budget), and the
-/// step is a `containment` entry with action `throttle`.
+/// `purpose-contained`, while its ordinary reads still flow with a budget shrunk by
+/// `incidents.throttle_factor` (default 0.1), and the step is a `containment` entry with
+/// action `throttle`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttle_closes_the_bulk_class_and_leaves_ordinary_reads() {
     let mut h = Harness::start_full(500, write_token, |o| {
         let mut o = o;
         o.policies = policies_with(&o.certs_dir, |t| {
             assert!(t.contains("\n  analytics:\n"));
+            let budget = "    export_budget: { records: 1000000, per: 1d, burst: 100000 }\n";
+            assert!(t.contains(budget));
+            // a burst of 1000 records (the spike fits), 100 once throttled; it refills by
+            // about one record every 9 s, so the test's reads meet the burst alone
             t.replacen(
                 "\n  analytics:\n",
                 "\n  analytics:\n    on_anomaly: throttle\n",
+                1,
+            )
+            .replacen(
+                budget,
+                "    export_budget: { records: 100000, per: 1d, burst: 1000 }\n",
                 1,
             )
         });
@@ -653,5 +663,27 @@ async fn throttle_closes_the_bulk_class_and_leaves_ordinary_reads() {
         )
         .await;
     assert_eq!(r.status(), 200, "throttle is not block");
+
+    // ... with a tenth of the budget: 100 records, where the purpose had 1000 (minus the
+    // spike's 200) before. A page larger than what is left is refused whole.
+    let page = |n: u32| {
+        h.url(&format!(
+            "/services/data/v66.0/query?q=SELECT+Id,Email,MailingCity+FROM+Contact+LIMIT+{n}"
+        ))
+    };
+    let records = |body: &[u8]| {
+        let v: serde_json::Value = serde_json::from_slice(body).expect("json");
+        v["records"].as_array().map_or(0, Vec::len)
+    };
+    let (r, body) = c2.get(&page(60), &auth).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(records(&body), 60);
+    // about 35 left (the read above took up to 5): unthrottled, ~735 would be
+    let (r, body) = c2.get(&page(60), &auth).await;
+    assert_eq!(r.status(), 429, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(problem_slug(&r, &body), "budget-exhausted");
+    let (r, body) = c2.get(&page(30), &auth).await;
+    assert_eq!(r.status(), 200, "what is left still flows");
+    assert_eq!(records(&body), 30);
     h.shutdown().await;
 }

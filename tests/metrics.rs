@@ -101,6 +101,9 @@ async fn metrics_describe_requests_refusals_versions_certificates_pools_and_the_
         syncs >= 1.0 && syncs <= appends,
         "{syncs} syncs for {appends} appends"
     );
+    // one exchange at a time: no batch was ever held back for records that did not come
+    let timeouts = sample(&text, "zweck_transfer_log_window_timeouts_total ").expect("timeouts");
+    assert_eq!(timeouts, 0.0);
 
     // every metric Zweck exports is in the operations reference
     let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operations.md"))

@@ -114,8 +114,9 @@ pub struct AuditConfig {
     pub origin_configured: bool,
     /// How long the writer waits, at most, for the records of other governed exchanges in
     /// flight before it syncs a batch (group commit under load; see the writer's
-    /// `await_prepared`). It waits only while such exchanges exist, so a lone request never
-    /// waits. 0: batches form only while the previous sync runs. `compile_config` bounds it
+    /// `await_prepared` and `pace`). It waits only while such exchanges exist and records
+    /// arrive closer together than this, so a lone request or a light load never waits.
+    /// 0: batches form only while the previous sync runs. `compile_config` bounds it
     /// by [`MAX_COMMIT_WINDOW`]; a config built in code is taken as it is (tests).
     pub commit_window: Duration,
 }
@@ -123,7 +124,7 @@ pub struct AuditConfig {
 /// Default checkpoint spacing in entries.
 pub const DEFAULT_CHECKPOINT_EVERY: u64 = 1000;
 /// The commit window unless configured.
-pub const DEFAULT_COMMIT_WINDOW: Duration = Duration::from_millis(2);
+pub const DEFAULT_COMMIT_WINDOW: Duration = Duration::from_millis(5);
 /// Upper bound of the commit window.
 pub const MAX_COMMIT_WINDOW: Duration = Duration::from_millis(10);
 

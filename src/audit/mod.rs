@@ -13,8 +13,9 @@
 //!   their record on their own task, send it and await an acknowledgement; the writer
 //!   assigns `seq`, `ts` and `prev`, writes every queued line at once and acknowledges them
 //!   after one `fdatasync` (group commit: lines that arrive during a sync share the next one,
-//!   and under load the writer waits up to `commit_window` for the records of exchanges in
-//!   flight, [`AuditLog::preparing`], since on a busy CPU the queue behind a sync is short).
+//!   and under load the writer waits, at most `commit_window`, for the records of exchanges
+//!   in flight, [`AuditLog::preparing`], since on a busy CPU the queue behind a sync is short;
+//!   `pace` decides from how fast records arrive whether a wait is likely to pay).
 //! - Fail closed: once a write or a sync fails the writer is failed for good (after a failed
 //!   fsync the kernel may have dropped the dirty pages, so carrying on could acknowledge lost
 //!   lines); every later append errors and the proxy answers 503.
@@ -24,7 +25,7 @@
 //!
 //! Modules: `config` (the `audit:` section), `error` (what can fail, as types), `record` (what the proxy fills in), `event` (incident and containment entries in the same chain), `jurisdiction`
 //! (cross-border test and mechanism decision), `merkle` (RFC 6962), `checkpoint` (signed
-//! notes), `sink` (the file the writer writes, and fault injection), `files` (segments and
+//! notes), `sink` (the file the writer writes, and fault injection), `pace` (how long a batch waits), `files` (segments and
 //! recovery), `writer` (the [`AuditLog`] handle and its thread), `offbox` (checkpoint copies
 //! elsewhere), and the auditor tools `verify`, `report`, `ropa`, `prove`.
 
@@ -38,6 +39,7 @@ pub mod jurisdiction;
 pub mod keys;
 pub mod merkle;
 mod offbox;
+mod pace;
 pub mod period;
 pub mod prove;
 pub mod record;

@@ -21,6 +21,7 @@ use super::error::{AuditError, KeyError, WriterFailure};
 use super::event::Event;
 use super::files::{self, ChainState, RecoveryReport};
 use super::offbox;
+use super::pace::{self, Pace};
 use super::record::{self, TransferRecord};
 use super::sink::{FileSink, Sink};
 use super::time;
@@ -30,8 +31,6 @@ pub type Recovery = RecoveryReport;
 
 /// Most appends written by one sync.
 const MAX_BATCH: usize = 4096;
-/// Batches synced without waiting after a wait for records in flight brought none.
-const SKIP_AFTER_IDLE_WAIT: u32 = 8;
 /// How often an idle writer wakes to check age rotation.
 const IDLE_TICK: Duration = Duration::from_secs(1);
 
@@ -39,6 +38,8 @@ enum Cmd {
     Append {
         body: Body,
         ack: oneshot::Sender<Result<u64, AuditError>>,
+        /// When it was sent: the writer's [`Pace`] measures the gaps between records.
+        sent: Instant,
     },
     Shutdown {
         ack: oneshot::Sender<Result<(), AuditError>>,
@@ -58,8 +59,8 @@ pub struct AuditStats {
     pub checkpoints: u64,
     /// Entries in the log (the tree size).
     pub entries: u64,
-    /// Batches held back for the whole commit window (exchanges in flight sent no record
-    /// in time). A lone exchange never causes one.
+    /// Batches held back for the whole commit window (fewer than four more
+    /// records came while other exchanges were in flight). A lone exchange never causes one.
     pub window_timeouts: u64,
 }
 
@@ -195,8 +196,7 @@ impl AuditLog {
             interval: config.checkpoint_interval,
             rotate_bytes: config.rotate_bytes,
             rotate_age: config.rotate_age,
-            window: config.commit_window,
-            skip_waits: 0,
+            pace: Pace::new(config.commit_window),
             preparing: preparing.clone(),
             failed: failed.clone(),
             counters: counters.clone(),
@@ -290,7 +290,11 @@ impl AuditLog {
         let (ack, rx) = oneshot::channel();
         self.shared
             .tx
-            .send(Cmd::Append { body, ack })
+            .send(Cmd::Append {
+                body,
+                ack,
+                sent: Instant::now(),
+            })
             .map_err(|_| AuditError::Closed)?;
         rx.await.map_err(|_| self.closed_or_failed())?
     }
@@ -478,9 +482,17 @@ impl Body {
 }
 type ShutdownAck = oneshot::Sender<Result<(), AuditError>>;
 
-fn sort(cmd: Cmd, appends: &mut Vec<(Body, AppendAck)>, shutdowns: &mut Vec<ShutdownAck>) {
+fn sort(
+    cmd: Cmd,
+    pace: &mut Pace,
+    appends: &mut Vec<(Body, AppendAck)>,
+    shutdowns: &mut Vec<ShutdownAck>,
+) {
     match cmd {
-        Cmd::Append { body, ack } => appends.push((body, ack)),
+        Cmd::Append { body, ack, sent } => {
+            pace.arrived(sent);
+            appends.push((body, ack));
+        }
         Cmd::Shutdown { ack } => shutdowns.push(ack),
         Cmd::Nudge => {}
     }
@@ -500,9 +512,8 @@ struct Writer {
     interval: Option<Duration>,
     rotate_bytes: Option<u64>,
     rotate_age: Option<Duration>,
-    window: Duration,
-    /// Batches left to sync without waiting, after a wait that brought no record.
-    skip_waits: u32,
+    /// How fast records arrive: whether, and how long, a batch waits for more.
+    pace: Pace,
     preparing: Arc<Announced>,
     failed: Arc<OnceLock<WriterFailure>>,
     counters: Arc<Counters>,
@@ -529,10 +540,10 @@ impl Writer {
             };
             let mut appends = Vec::new();
             let mut shutdowns = Vec::new();
-            sort(first, &mut appends, &mut shutdowns);
+            sort(first, &mut self.pace, &mut appends, &mut shutdowns);
             while appends.len() < MAX_BATCH && shutdowns.is_empty() {
                 match rx.try_recv() {
-                    Ok(cmd) => sort(cmd, &mut appends, &mut shutdowns),
+                    Ok(cmd) => sort(cmd, &mut self.pace, &mut appends, &mut shutdowns),
                     Err(_) => break,
                 }
             }
@@ -551,35 +562,33 @@ impl Writer {
     }
 
     /// Group commit under load: while other governed exchanges are in flight (announced with
-    /// [`AuditLog::preparing`]), waits up to the commit window for their records, so they share
-    /// this batch's sync instead of each paying one. Nothing else in flight (an idle proxy, a
-    /// lone request): no wait at all. A wait that brought nothing (moderate load: records
-    /// seldom share a window) is not repeated for the next [`SKIP_AFTER_IDLE_WAIT`] batches.
+    /// [`AuditLog::preparing`]) and records arrive faster than the commit window ([`Pace`]),
+    /// waits for their records until [`pace::TARGET`] more came, none is in flight any more,
+    /// or the window is over, so they share this batch's sync instead of each paying one.
+    /// Nothing else in flight (an idle proxy, a lone request) or records further apart than
+    /// the window: no wait.
     fn await_prepared(
         &mut self,
         rx: &mpsc::Receiver<Cmd>,
         appends: &mut Vec<(Body, AppendAck)>,
         shutdowns: &mut Vec<ShutdownAck>,
     ) {
-        if self.window.is_zero() || appends.is_empty() {
+        if appends.is_empty() || self.preparing.count.load(Ordering::SeqCst) == 0 {
             return;
         }
-        if self.skip_waits > 0 {
-            self.skip_waits -= 1;
+        let Some(wait) = self.pace.wait() else {
             return;
-        }
-        let held = appends.len();
-        let deadline = Instant::now() + self.window;
+        };
+        let deadline = Instant::now() + wait;
+        let enough = (appends.len() + pace::TARGET).min(MAX_BATCH);
         self.preparing.awaited.store(true, Ordering::SeqCst);
-        let mut waited = false;
-        while appends.len() < MAX_BATCH
+        while appends.len() < enough
             && shutdowns.is_empty()
             && self.preparing.count.load(Ordering::SeqCst) > 0
         {
-            waited = true;
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
-                Ok(cmd) => sort(cmd, appends, shutdowns),
+                Ok(cmd) => sort(cmd, &mut self.pace, appends, shutdowns),
                 Err(RecvTimeoutError::Timeout) => {
                     self.counters
                         .window_timeouts
@@ -590,11 +599,6 @@ impl Writer {
             }
         }
         self.preparing.awaited.store(false, Ordering::SeqCst);
-        if waited && appends.len() == held && shutdowns.is_empty() {
-            // nothing came: records rarely share a window at this load, so the next batches
-            // go without waiting (then one waits again, to see whether that changed)
-            self.skip_waits = SKIP_AFTER_IDLE_WAIT;
-        }
     }
 
     fn idle_wait(&self) -> Duration {

@@ -18,6 +18,7 @@ use serde::Serialize;
 
 use super::set::{Action, ExportBudget, Generalise, Mode, PolicySet, Purpose, Resolved, Writes};
 use super::taxonomy::CatId;
+use crate::audit::OnAnomaly;
 use crate::dialect::Dialect;
 
 /// Which way a change moves exposure.
@@ -287,7 +288,8 @@ fn dialects(old: &PolicySet, new: &PolicySet) -> Vec<Dialect> {
     ds
 }
 
-/// What a purpose's settings change: consent, writes, mode, otherwise, budget and basis.
+/// What a purpose's settings change: consent, writes, mode, otherwise, basis, incident
+/// response (`on_anomaly`) and budget.
 fn settings(o: &Purpose, n: &Purpose, out: &mut Vec<Difference>) {
     let mut push = |aspect, at: String, old: String, new: String, change| {
         out.push(Difference {
@@ -421,6 +423,26 @@ fn settings(o: &Purpose, n: &Purpose, out: &mut Vec<Difference>) {
             String::new(),
             name(&o.art10_basis),
             name(&n.art10_basis),
+            change,
+        );
+    }
+    if o.on_anomaly != n.on_anomaly {
+        // a weaker response to an incident lets a leaked key take more before it is stopped
+        let strength = |a: OnAnomaly| match a {
+            OnAnomaly::Alert => 0,
+            OnAnomaly::Throttle => 1,
+            OnAnomaly::Block => 2,
+        };
+        let change = if strength(n.on_anomaly) < strength(o.on_anomaly) {
+            Change::Gain
+        } else {
+            Change::Loss
+        };
+        push(
+            "on_anomaly",
+            String::new(),
+            o.on_anomaly.as_str().into(),
+            n.on_anomaly.as_str().into(),
             change,
         );
     }

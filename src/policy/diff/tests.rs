@@ -162,3 +162,50 @@ fn shadow_mode_and_a_new_purpose_gain_exposure_and_render_as_markdown() {
         .is_some_and(|a| !a.is_empty()));
     assert_eq!(json["differences"][0]["change"], "gain");
 }
+
+/// `on_anomaly` is the purpose's response to an incident: weakening it (block -> alert) lets
+/// a leaked key take more before it is stopped, so it gains exposure; strengthening loses it.
+#[test]
+fn a_weaker_incident_response_gains_exposure() {
+    let alert = set(&shipped_sources());
+    for (response, then) in [
+        ("throttle", "alert"),
+        ("block", "alert"),
+        ("block", "throttle"),
+    ] {
+        let stronger = set(&edited("purposes.yaml", |t| {
+            t.replacen(
+                "    requires_consent: marketing_email ",
+                &format!("    on_anomaly: {response}\n    requires_consent: marketing_email "),
+                1,
+            )
+        }));
+        let weaker = if then == "alert" {
+            set(&shipped_sources())
+        } else {
+            set(&edited("purposes.yaml", |t| {
+                t.replacen(
+                    "    requires_consent: marketing_email ",
+                    &format!("    on_anomaly: {then}\n    requires_consent: marketing_email "),
+                    1,
+                )
+            }))
+        };
+        let d = diff(&stronger, &weaker);
+        let row = find(&d, "newsletter", "on_anomaly", "");
+        assert_eq!(
+            (row.old.as_str(), row.new.as_str(), row.change),
+            (response, then, Change::Gain),
+            "{d}"
+        );
+        assert!(d.gains_exposure());
+        assert_eq!(d.differences.len(), 1, "{d}");
+        let back = diff(&weaker, &stronger);
+        assert_eq!(
+            find(&back, "newsletter", "on_anomaly", "").change,
+            Change::Loss
+        );
+        assert!(!back.gains_exposure(), "{back}");
+    }
+    assert!(diff(&alert, &alert).differences.is_empty());
+}
