@@ -245,7 +245,7 @@ fn labels(class: &'static str) -> zweck::budget::BudgetLabels {
     zweck::budget::BudgetLabels {
         app: "bi-export".into(),
         purpose: "analytics".into(),
-        class: class.into(),
+        class,
     }
 }
 

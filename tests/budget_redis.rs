@@ -271,7 +271,7 @@ async fn redis_killed_mid_test_bulk_fails_closed_and_lists_use_the_local_share()
         .get_or_create(&zweck::budget::BudgetLabels {
             app: "bi-export".into(),
             purpose: "analytics".into(),
-            class: "list".into(),
+            class: "list",
         })
         .get();
     assert!(fallbacks >= 2);

@@ -89,7 +89,7 @@ impl Exhausted {
             if let Some(v) = item(name, ("r", 0), ("t", secs)) {
                 out.push((RATELIMIT, v));
             }
-            if let Some(v) = HeaderValue::from_str(itoa::Buffer::new().format(secs)).ok() {
+            if let Ok(v) = HeaderValue::from_str(itoa::Buffer::new().format(secs)) {
                 out.push((RETRY_AFTER, v));
             }
         }
