@@ -248,8 +248,9 @@ impl RouteIndex {
             .map_or(&[], Vec::as_slice)
     }
 
-    /// The position of the first of `patterns` (the list the index was built from) that
-    /// matches, as `patterns.iter().position(|p| p.matches(method, path))` finds it.
+    /// The first of `items` (the list the index was built from, `pattern` naming each
+    /// item's pattern) that matches: the item `items.iter().find(|i| pattern(i).matches(..))`
+    /// finds.
     pub fn find<'p, T: 'p>(
         &self,
         items: &'p [T],
