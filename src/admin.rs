@@ -4,6 +4,10 @@
 //! carries no personal data, and putting it on its own address keeps it off the public
 //! listener.
 //!
+//! With the admin token, the incident side: `GET /containment`, `POST /containment/contain`
+//! (an operator contains one app x purpose by hand), `POST /containment/clear` and
+//! `POST /apps/APP/revoke|reinstate`; each step is logged before it is answered.
+//!
 //! Reading is open (probes and scrapers carry no credentials); changing state is not:
 //! `POST /reload` needs `Authorization: Bearer <token>` with the token of `admin_token_file`,
 //! compared in constant time, and is refused (403) when no token is configured. A reload
