@@ -135,7 +135,7 @@ async fn zweck_cli(args: Vec<String>) -> (Option<i32>, String) {
 }
 
 fn args(words: &[&str], config: &Path) -> Vec<String> {
-    let mut v: Vec<String> = words.iter().map(|w| w.to_string()).collect();
+    let mut v: Vec<String> = words.iter().map(ToString::to_string).collect();
     v.push("--config".into());
     v.push(config.display().to_string());
     v
