@@ -29,7 +29,8 @@ pub struct Contained {
     pub incident: Option<String>,
     /// When it took effect, RFC 3339 UTC.
     pub since: String,
-    /// Who took the step in force (absent in state files written before it was kept).
+    /// Who took the step in force by hand (`admin`, `cli`); absent for the detector's, so a
+    /// state file without a step by hand stays readable by versions before steps by hand.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub by: Option<By>,
     /// The operator's reason of a step by hand (`None` for the detector's).
@@ -237,7 +238,7 @@ mod tests {
             action,
             incident: None,
             since: "2026-12-07T08:00:00Z".into(),
-            by: Some(By::Detector),
+            by: None,
             reason: None,
         }
     }
@@ -299,10 +300,16 @@ mod tests {
     }
 
     #[test]
-    fn a_state_file_entry_without_by_still_reads() {
+    fn the_detectors_containment_is_written_as_before_steps_by_hand() {
         let old = r#"{"app":"a","purpose":"p","action":"block","incident":null,"since":"t"}"#;
         let c: Contained = serde_json::from_str(old).expect("reads");
         assert_eq!(c.by, None);
+        assert_eq!(serde_json::to_string(&c).expect("writes"), old);
+        let by_hand = serde_json::to_string(&by_hand(OnAnomaly::Block)).expect("writes");
+        assert!(
+            by_hand.ends_with(r#","by":"admin","reason":"investigation"}"#),
+            "{by_hand}"
+        );
     }
 
     #[test]

@@ -322,7 +322,8 @@ impl Incidents {
                 action: on_anomaly,
                 incident: None,
                 since: crate::audit::time_secs(self.detector.now_ms()),
-                by: Some(By::Detector),
+                // absent for the detector: its state files stay readable by older versions
+                by: None,
                 reason: None,
             });
         let this = self.clone();
