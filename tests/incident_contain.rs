@@ -724,3 +724,30 @@ async fn the_cli_contains_and_clears_a_purpose_as_cli() {
     .await;
     assert_eq!(code, Some(0), "{said}");
 }
+
+/// A transfer log that cannot be written (a full disk): the containment is still taken (it
+/// only refuses more), and the answer says its entry is missing instead of claiming success.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_failed_log_the_step_is_in_force_and_the_answer_says_the_entry_is_missing() {
+    let h = Harness::start_full(
+        120,
+        |dir| {
+            write_token(dir);
+            let log = dir.join("logs/transfers.jsonl");
+            std::fs::create_dir_all(log.parent().expect("dir")).expect("mkdir");
+            std::os::unix::fs::symlink("/dev/full", &log).expect("symlink");
+        },
+        with_token,
+    )
+    .await;
+    let (status, body) = post(
+        &h,
+        "/containment/contain?app=support-desk&purpose=support&action=block",
+    )
+    .await;
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("could not be written"), "{body}");
+    let listed = contained(&h).await;
+    assert_eq!(listed.len(), 1, "in force regardless: {listed:?}");
+    assert_eq!(listed[0]["action"], "block");
+}
