@@ -73,6 +73,10 @@ pub struct Incidents {
     state_file: Option<PathBuf>,
     /// One state-file write at a time (they share the temporary file).
     saving: tokio::sync::Mutex<()>,
+    /// One operator step at a time, from its effect to its entry: two operators' steps on
+    /// the same app x purpose (a contain and a clear) reach the log in the order they took
+    /// effect.
+    operator: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Incidents {
@@ -139,6 +143,7 @@ impl Incidents {
             alerts: None,
             state_file,
             saving: tokio::sync::Mutex::new(()),
+            operator: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -178,6 +183,7 @@ impl Incidents {
     /// contained. Errors when the entry cannot be written (the containment is lifted anyway:
     /// an operator decided, and the process log says it).
     pub async fn clear(&self, app: &str, purpose: &str, by: By, reason: &str) -> Option<Contained> {
+        let _in_order = self.operator.lock().await;
         let lifted = self.containment.clear(app, purpose)?;
         tracing::warn!(app, purpose, by = ?by, "containment cleared");
         self.append_containment(ContainmentEntry {
@@ -209,6 +215,7 @@ impl Incidents {
         reason: &str,
     ) -> (Step, Option<Logged>) {
         let action = measure.on_anomaly();
+        let _in_order = self.operator.lock().await;
         let step = self.containment.contain(Contained {
             app: app.to_string(),
             purpose: purpose.to_string(),
@@ -257,6 +264,7 @@ impl Incidents {
     /// connection, is refused), appends the `revoke` entry and persists. False when the app
     /// already was revoked.
     pub async fn revoke(&self, app: &str, by: By, reason: &str) -> bool {
+        let _in_order = self.operator.lock().await;
         let fresh = self.containment.revoke(Revoked {
             app: app.to_string(),
             reason: reason.to_string(),
@@ -273,6 +281,7 @@ impl Incidents {
 
     /// Lifts a revocation, appends the `reinstate` entry and persists.
     pub async fn reinstate(&self, app: &str, by: By, reason: &str) -> Option<Revoked> {
+        let _in_order = self.operator.lock().await;
         let lifted = self.containment.reinstate(app)?;
         tracing::warn!(app, by = ?by, "app reinstated");
         self.append_app_step(Action::Reinstate, app, by, reason)
