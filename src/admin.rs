@@ -4,6 +4,10 @@
 //! carries no personal data, and putting it on its own address keeps it off the public
 //! listener.
 //!
+//! With the admin token, the incident side: `GET /containment`, `POST /containment/contain`
+//! (an operator contains one app x purpose by hand), `POST /containment/clear` and
+//! `POST /apps/APP/revoke|reinstate`; each step is logged before it is answered.
+//!
 //! Reading is open (probes and scrapers carry no credentials); changing state is not:
 //! `POST /reload` needs `Authorization: Bearer <token>` with the token of `admin_token_file`,
 //! compared in constant time, and is refused (403) when no token is configured. A reload
@@ -173,27 +177,68 @@ fn containment(state: &State, headers: &http::HeaderMap) -> (StatusCode, &'stati
     (StatusCode::OK, "application/json", text + "\n")
 }
 
-/// The query parameters of a step: (app, purpose, reason, by).
-fn step_params(query: Option<&str>) -> [Option<String>; 4] {
-    let mut out: [Option<String>; 4] = Default::default();
-    for (k, v) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
-        let slot = match &*k {
-            "app" => 0,
-            "purpose" => 1,
-            "reason" => 2,
-            "by" => 3,
-            _ => continue,
-        };
-        out[slot] = Some(v.into_owned());
-    }
-    out
+/// An answer: status, content type, body.
+type Answer = (StatusCode, &'static str, String);
+
+fn bad_request(text: impl Into<String>) -> Answer {
+    (StatusCode::BAD_REQUEST, "text/plain", text.into() + "\n")
 }
 
-/// A reason as the log takes it: short, printable, or the default slug.
-fn reason_or(reason: Option<String>, default: &str) -> String {
-    reason
-        .filter(|r| !r.is_empty() && r.len() <= 200 && !r.chars().any(char::is_control))
-        .unwrap_or_else(|| default.to_string())
+/// The query parameters of a containment step, each at most once.
+#[derive(Debug, Default)]
+struct StepParams {
+    app: Option<String>,
+    purpose: Option<String>,
+    action: Option<String>,
+    reason: Option<String>,
+    by: Option<String>,
+}
+
+impl StepParams {
+    /// Unknown parameters are ignored; a parameter given twice is refused (which one would
+    /// count is a guess an operator should not have to make).
+    fn parse(query: Option<&str>) -> Result<StepParams, Answer> {
+        let mut out = StepParams::default();
+        for (k, v) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+            let slot = match &*k {
+                "app" => &mut out.app,
+                "purpose" => &mut out.purpose,
+                "action" => &mut out.action,
+                "reason" => &mut out.reason,
+                "by" => &mut out.by,
+                _ => continue,
+            };
+            if slot.replace(v.into_owned()).is_some() {
+                return Err(bad_request(format!("{k} is given more than once")));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The reason as the log takes it: the default slug when absent or empty, refused when
+    /// longer than 200 characters or with a control character (nothing changes then).
+    fn reason(&self, default: &str) -> Result<String, Answer> {
+        match self.reason.as_deref() {
+            None | Some("") => Ok(default.to_string()),
+            Some(r) if r.chars().count() > 200 => Err(bad_request(
+                "reason is longer than 200 characters: nothing was changed",
+            )),
+            Some(r) if r.chars().any(char::is_control) => Err(bad_request(
+                "reason has a control character: nothing was changed",
+            )),
+            Some(r) => Ok(r.to_string()),
+        }
+    }
+
+    /// Who takes the step: `admin` (default) or `cli` (what `zweck apps ...` sends).
+    fn by(&self) -> Result<crate::audit::event::By, Answer> {
+        use crate::audit::event::By;
+        match self.by.as_deref() {
+            None | Some("admin") => Ok(By::Admin),
+            Some("cli") => Ok(By::Cli),
+            Some(_) => Err(bad_request("by is admin or cli: nothing was changed")),
+        }
+    }
 }
 
 /// `POST /apps/APP/revoke[?reason=R]` and `POST /apps/APP/reinstate[?reason=R]`.
@@ -224,14 +269,20 @@ async fn app_step(
     if !state.live().config.apps.iter().any(|a| a.name == app) {
         return text(StatusCode::NOT_FOUND, "no such app in the config\n".into());
     }
-    let [_, _, reason, by] = step_params(query);
-    let by = match by.as_deref() {
-        Some("cli") => crate::audit::event::By::Cli,
-        _ => crate::audit::event::By::Admin,
+    let params = match StepParams::parse(query) {
+        Ok(p) => p,
+        Err(answer) => return answer,
+    };
+    let by = match params.by() {
+        Ok(by) => by,
+        Err(answer) => return answer,
     };
     match step {
         "revoke" => {
-            let reason = reason_or(reason, "revoked-by-operator");
+            let reason = match params.reason("revoked-by-operator") {
+                Ok(r) => r,
+                Err(answer) => return answer,
+            };
             if incidents.revoke(app, by, &reason).await {
                 text(StatusCode::OK, format!("{app} revoked: its API keys and certificate are refused from the next request on\n"))
             } else {
@@ -239,7 +290,10 @@ async fn app_step(
             }
         }
         "reinstate" => {
-            let reason = reason_or(reason, "reinstated-by-operator");
+            let reason = match params.reason("reinstated-by-operator") {
+                Ok(r) => r,
+                Err(answer) => return answer,
+            };
             match incidents.reinstate(app, by, &reason).await {
                 Some(_) => text(StatusCode::OK, format!("{app} reinstated\n")),
                 None => text(StatusCode::NOT_FOUND, format!("{app} is not revoked\n")),
@@ -253,35 +307,27 @@ async fn app_step(
 }
 
 /// `POST /containment/clear?app=A&purpose=P[&reason=R]`: lifts a containment and logs it.
+/// The app need not be in the config any more: a containment outlives a reload that removed
+/// its app, and must stay clearable.
 async fn clear_containment(
     state: &State,
     headers: &http::HeaderMap,
     query: Option<&str>,
-) -> (StatusCode, &'static str, String) {
-    if let Err(answer) = admin_only(state, headers) {
-        return answer;
-    }
-    let Some(incidents) = &state.incidents else {
-        return (
-            StatusCode::NOT_FOUND,
-            "text/plain",
-            "no incident detection: add an incidents section to the config\n".to_string(),
+) -> Answer {
+    let (incidents, params) = match step_of(state, headers, query) {
+        Ok(x) => x,
+        Err(answer) => return answer,
+    };
+    let (Some(app), Some(purpose)) = (&params.app, &params.purpose) else {
+        return bad_request(
+            "name the app and the purpose: POST /containment/clear?app=APP&purpose=PURPOSE",
         );
     };
-    let [app, purpose, reason, _] = step_params(query);
-    let (Some(app), Some(purpose)) = (app, purpose) else {
-        return (
-            StatusCode::BAD_REQUEST,
-            "text/plain",
-            "name the app and the purpose: POST /containment/clear?app=APP&purpose=PURPOSE\n"
-                .to_string(),
-        );
+    let (reason, by) = match (params.reason("cleared-by-operator"), params.by()) {
+        (Ok(reason), Ok(by)) => (reason, by),
+        (Err(answer), _) | (_, Err(answer)) => return answer,
     };
-    let reason = reason_or(reason, "cleared-by-operator");
-    match incidents
-        .clear(&app, &purpose, crate::audit::event::By::Admin, &reason)
-        .await
-    {
+    match incidents.clear(app, purpose, by, &reason).await {
         Some(lifted) => (
             StatusCode::OK,
             "application/json",
@@ -292,6 +338,94 @@ async fn clear_containment(
             StatusCode::NOT_FOUND,
             "text/plain",
             "that app and purpose are not contained\n".to_string(),
+        ),
+    }
+}
+
+/// The admin token, the incident state and the parameters every containment step needs.
+fn step_of<'s>(
+    state: &'s State,
+    headers: &http::HeaderMap,
+    query: Option<&str>,
+) -> Result<(&'s crate::incident::Incidents, StepParams), Answer> {
+    admin_only(state, headers)?;
+    let incidents = state.incidents.as_deref().ok_or_else(|| {
+        (
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "containment is not available in this process\n".to_string(),
+        )
+    })?;
+    Ok((incidents, StepParams::parse(query)?))
+}
+
+/// `POST /containment/contain?app=A&purpose=P&action=block|throttle[&reason=R]`: contains
+/// one app x purpose by hand (docs/detection.md, "Containing by hand"). The same action
+/// again changes nothing (200); `block` replaces `throttle` (200, a new entry); `throttle`
+/// where `block` is in force is refused (409): clearing is the way down.
+async fn contain(state: &State, headers: &http::HeaderMap, query: Option<&str>) -> Answer {
+    use crate::incident::{Logged, Measure, Step};
+    let (incidents, params) = match step_of(state, headers, query) {
+        Ok(x) => x,
+        Err(answer) => return answer,
+    };
+    let usage =
+        "POST /containment/contain?app=APP&purpose=PURPOSE&action=block|throttle[&reason=R]";
+    let (Some(app), Some(purpose), Some(action)) = (&params.app, &params.purpose, &params.action)
+    else {
+        return bad_request(format!("name the app, the purpose and the action: {usage}"));
+    };
+    let Some(measure) = Measure::parse(action) else {
+        return bad_request(format!("action is block or throttle: {usage}"));
+    };
+    let (reason, by) = match (params.reason("contained-by-operator"), params.by()) {
+        (Ok(reason), Ok(by)) => (reason, by),
+        (Err(answer), _) | (_, Err(answer)) => return answer,
+    };
+    let not_found = |text: &str| (StatusCode::NOT_FOUND, "text/plain", text.to_string());
+    {
+        let live = state.live();
+        let Some(granted) = live.config.apps.iter().find(|a| &a.name == app) else {
+            return not_found("no such app in the config: nothing was changed\n");
+        };
+        if !granted.purposes.contains(purpose.as_str()) {
+            return not_found("the app is not granted that purpose: nothing was changed\n");
+        }
+    }
+    let (step, logged) = incidents
+        .contain_by_hand(app, purpose, measure, by, &reason)
+        .await;
+    let json = |status, step: &str, c: &crate::incident::Contained, seq: Option<u64>| {
+        let body = serde_json::json!({ "step": step, "contained": c, "seq": seq });
+        (
+            status,
+            "application/json",
+            serde_json::to_string(&body).unwrap_or_default() + "\n",
+        )
+    };
+    if logged == Some(Logged::Failed) {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "text/plain",
+            "contained and in force, but its transfer-log entry could not be written (the process log says why)\n"
+                .to_string(),
+        );
+    }
+    let seq = match logged {
+        Some(Logged::At(seq)) => Some(seq),
+        _ => None,
+    };
+    match step {
+        Step::New(c) => json(StatusCode::OK, "contained", &c, seq),
+        Step::Stronger(c) => json(StatusCode::OK, "stronger", &c, seq),
+        Step::Same(c) => json(StatusCode::OK, "unchanged", &c, None),
+        Step::Weaker(c) => (
+            StatusCode::CONFLICT,
+            "text/plain",
+            format!(
+                "{app} is already contained with {} for {purpose}: nothing was changed (clear it first to contain with less)\n",
+                c.action.as_str()
+            ),
         ),
     }
 }
@@ -352,13 +486,16 @@ async fn answer(
         (&Method::POST, "/containment/clear") => {
             clear_containment(&state, req.headers(), req.uri().query()).await
         }
+        (&Method::POST, "/containment/contain") => {
+            contain(&state, req.headers(), req.uri().query()).await
+        }
         (&Method::POST, path) if path.starts_with("/apps/") => {
             app_step(&state, req.headers(), path, req.uri().query()).await
         }
-        (_, "/containment" | "/containment/clear") => (
+        (_, "/containment" | "/containment/clear" | "/containment/contain") => (
             StatusCode::METHOD_NOT_ALLOWED,
             "text/plain",
-            "GET /containment, POST /containment/clear?app=APP&purpose=PURPOSE\n".to_string(),
+            "GET /containment, POST /containment/contain?app=APP&purpose=PURPOSE&action=block|throttle, POST /containment/clear?app=APP&purpose=PURPOSE\n".to_string(),
         ),
         (_, "/reload") => (
             StatusCode::METHOD_NOT_ALLOWED,

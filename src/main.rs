@@ -101,33 +101,12 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
-    /// Revoke or reinstate an app's API keys and certificate on a running Zweck (through the
-    /// admin listener, with the token of admin_token_file).
+    /// Revoke or reinstate an app's API keys and certificate, or contain or clear one of its
+    /// purposes, on a running Zweck (through the admin listener, with the token of
+    /// admin_token_file).
     Apps {
         #[command(subcommand)]
-        command: AppsCommand,
-    },
-}
-
-#[derive(Subcommand)]
-enum AppsCommand {
-    /// Refuse every request with the app's keys or certificate from now on, also on open
-    /// connections (`app-revoked`); logged as a containment step.
-    Revoke {
-        app: String,
-        /// Why (a slug or short text, never a value); goes into the transfer log.
-        #[arg(long)]
-        reason: Option<String>,
-        #[arg(long, default_value = "zweck.yaml")]
-        config: PathBuf,
-    },
-    /// Lift a revocation; logged as a containment step.
-    Reinstate {
-        app: String,
-        #[arg(long)]
-        reason: Option<String>,
-        #[arg(long, default_value = "zweck.yaml")]
-        config: PathBuf,
+        command: zweck::cli::apps::AppsCommand,
     },
 }
 
@@ -397,29 +376,12 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Demo { config } => serve(&config, true).await,
         Command::Reload { config } => reload(&config).await,
         Command::Apps { command } => {
-            let (app, step, reason, config) = match command {
-                AppsCommand::Revoke {
-                    app,
-                    reason,
-                    config,
-                } => (app, "revoke", reason, config),
-                AppsCommand::Reinstate {
-                    app,
-                    reason,
-                    config,
-                } => (app, "reinstate", reason, config),
-            };
-            let mut query = form_urlencoded::Serializer::new(String::new());
-            query.append_pair("by", "cli");
-            if let Some(r) = &reason {
-                query.append_pair("reason", r);
-            }
-            // app names are letters, digits, '-' and '_'; anything else is escaped
-            const SEGMENT: &percent_encoding::AsciiSet =
-                &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_');
-            let app_path: String = percent_encoding::utf8_percent_encode(&app, SEGMENT).collect();
-            let path = format!("/apps/{app_path}/{step}?{}", query.finish());
-            admin_post(&config, &path, std::time::Duration::from_secs(30)).await
+            admin_post(
+                command.config(),
+                &command.target(),
+                std::time::Duration::from_secs(30),
+            )
+            .await
         }
         Command::Certs {
             command: CertsCommand::Generate { config, dir, force },

@@ -149,9 +149,9 @@ impl Action {
 pub enum By {
     /// The detector, following the purpose's `on_anomaly`.
     Detector,
-    /// An operator through the admin endpoint.
+    /// An operator through an admin endpoint.
     Admin,
-    /// An operator through `zweck apps revoke`.
+    /// An operator through `zweck apps ...` (revoke, reinstate, contain, clear).
     Cli,
 }
 

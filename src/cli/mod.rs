@@ -2,7 +2,7 @@
 //! definitions (clap) and what each command prints. `main.rs` stays a thin dispatcher; tests
 //! parse the command lines the docs show with these same definitions, so docs and CLI cannot
 //! drift apart. Errors here are `anyhow` (CLI glue only). `policy` holds `zweck policy ...`,
-//! `incident` holds `zweck incident ...`.
+//! `incident` holds `zweck incident ...`, `apps` holds `zweck apps ...`.
 
 use std::io::Write as _;
 
@@ -35,5 +35,6 @@ macro_rules! outln {
     };
 }
 
+pub mod apps;
 pub mod incident;
 pub mod policy;

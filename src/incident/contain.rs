@@ -1,5 +1,6 @@
-//! Containment without a restart: which app x purpose is throttled or blocked after an
-//! incident, until an operator clears it.
+//! Containment without a restart: which app x purpose is throttled or blocked, after an
+//! incident or by an operator's hand (`POST /containment/contain`, `zweck apps contain`),
+//! until an operator clears it.
 //!
 //! Lives beside the live state, not in it: a reload swaps config and policies but must not
 //! lift a containment, and the state file keeps it across restarts (so a restart does not
@@ -12,6 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
 
+use crate::audit::event::{Action, By};
 use crate::audit::OnAnomaly;
 
 /// One contained app x purpose.
@@ -22,10 +24,67 @@ pub struct Contained {
     pub purpose: String,
     /// `throttle` or `block`.
     pub action: OnAnomaly,
-    /// The incident that led to it (`inc-<seq>`), once recorded.
+    /// The incident that led to it (`inc-<seq>`), once recorded; `None` when an operator
+    /// contained it by hand.
     pub incident: Option<String>,
     /// When it took effect, RFC 3339 UTC.
     pub since: String,
+    /// Who took the step in force by hand (`admin`, `cli`); absent for the detector's, so a
+    /// state file without a step by hand stays readable by versions before steps by hand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<By>,
+    /// The operator's reason of a step by hand (`None` for the detector's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// What an operator contains with by hand (`action=` of `POST /containment/contain`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Measure {
+    /// Bulk exports refused, the export budget shrunk by `incidents.throttle_factor`.
+    Throttle,
+    /// Every request of the app for the purpose refused.
+    Block,
+}
+
+impl Measure {
+    /// `throttle` or `block`; anything else is `None`.
+    pub fn parse(text: &str) -> Option<Measure> {
+        match text {
+            "throttle" => Some(Measure::Throttle),
+            "block" => Some(Measure::Block),
+            _ => None,
+        }
+    }
+
+    /// The containment in force, as the detector's `on_anomaly` names it.
+    pub fn on_anomaly(self) -> OnAnomaly {
+        match self {
+            Measure::Throttle => OnAnomaly::Throttle,
+            Measure::Block => OnAnomaly::Block,
+        }
+    }
+
+    /// The `action` of its `containment` entry.
+    pub fn action(self) -> Action {
+        match self {
+            Measure::Throttle => Action::Throttle,
+            Measure::Block => Action::Block,
+        }
+    }
+}
+
+/// What a containment by hand did, against what was in force for the app x purpose.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Nothing was contained: this is now.
+    New(Contained),
+    /// `throttle` was in force and this `block` replaced it.
+    Stronger(Contained),
+    /// The same action is already in force: nothing changed.
+    Same(Contained),
+    /// A stronger action (`block`) is in force: nothing changed (clearing is the way down).
+    Weaker(Contained),
 }
 
 /// A revoked app: its API keys and certificate are refused until reinstated.
@@ -108,6 +167,27 @@ impl Containment {
         }
     }
 
+    /// Contains `app` x `purpose` by hand: a new containment or a stronger action takes
+    /// effect at once; the same or a weaker one changes nothing. A replaced `throttle` keeps
+    /// its incident, so the eventual `clear` still names what started it.
+    pub fn contain(&self, c: Contained) -> Step {
+        let mut purposes = self.apps.entry(c.app.as_str().into()).or_default();
+        match purposes.get_mut(c.purpose.as_str()) {
+            Some(old) if old.action == c.action => Step::Same(old.clone()),
+            Some(old) if strength(old.action) > strength(c.action) => Step::Weaker(old.clone()),
+            Some(old) => {
+                let incident = old.incident.take();
+                *old = Contained { incident, ..c };
+                Step::Stronger(old.clone())
+            }
+            None => {
+                purposes.insert(c.purpose.as_str().into(), c.clone());
+                self.count.fetch_add(1, Ordering::AcqRel);
+                Step::New(c)
+            }
+        }
+    }
+
     /// Records the incident id of a containment taken before its entry was durable.
     pub fn name_incident(&self, app: &str, purpose: &str, incident: &str) {
         if let Some(mut purposes) = self.apps.get_mut(app) {
@@ -137,6 +217,16 @@ impl Containment {
     }
 }
 
+/// How strongly an action contains: `block` over `throttle` over `alert` (which contains
+/// nothing).
+fn strength(action: OnAnomaly) -> u8 {
+    match action {
+        OnAnomaly::Alert => 0,
+        OnAnomaly::Throttle => 1,
+        OnAnomaly::Block => 2,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,7 +238,78 @@ mod tests {
             action,
             incident: None,
             since: "2026-12-07T08:00:00Z".into(),
+            by: None,
+            reason: None,
         }
+    }
+
+    fn by_hand(action: OnAnomaly) -> Contained {
+        Contained {
+            by: Some(By::Admin),
+            reason: Some("investigation".into()),
+            ..step(action)
+        }
+    }
+
+    #[test]
+    fn by_hand_new_same_stronger_and_weaker() {
+        let c = Containment::default();
+        assert_eq!(
+            c.contain(by_hand(OnAnomaly::Throttle)),
+            Step::New(by_hand(OnAnomaly::Throttle))
+        );
+        assert_eq!(c.of("a", "p"), Some(OnAnomaly::Throttle));
+        assert!(matches!(
+            c.contain(by_hand(OnAnomaly::Throttle)),
+            Step::Same(_)
+        ));
+        assert_eq!(c.list().len(), 1);
+        assert!(matches!(
+            c.contain(by_hand(OnAnomaly::Block)),
+            Step::Stronger(_)
+        ));
+        assert_eq!(c.of("a", "p"), Some(OnAnomaly::Block));
+        assert!(
+            matches!(c.contain(by_hand(OnAnomaly::Throttle)), Step::Weaker(old) if old.action == OnAnomaly::Block)
+        );
+        assert_eq!(c.of("a", "p"), Some(OnAnomaly::Block), "block stays");
+        assert!(matches!(
+            c.contain(by_hand(OnAnomaly::Block)),
+            Step::Same(_)
+        ));
+        assert!(c.clear("a", "p").is_some());
+        assert_eq!(c.of("a", "p"), None, "the count went back to 0");
+    }
+
+    #[test]
+    fn a_stronger_step_by_hand_keeps_the_detectors_incident() {
+        let c = Containment::default();
+        assert!(c.set(Contained {
+            incident: Some("inc-7".into()),
+            ..step(OnAnomaly::Throttle)
+        }));
+        assert!(matches!(
+            c.contain(by_hand(OnAnomaly::Block)),
+            Step::Stronger(_)
+        ));
+        let now = &c.list()[0];
+        assert_eq!(now.action, OnAnomaly::Block);
+        assert_eq!(now.incident.as_deref(), Some("inc-7"));
+        assert_eq!(now.by, Some(By::Admin));
+        assert_eq!(now.reason.as_deref(), Some("investigation"));
+    }
+
+    #[test]
+    fn the_detectors_containment_is_written_as_before_steps_by_hand() {
+        let old = r#"{"app":"a","purpose":"p","action":"block","incident":null,"since":"t"}"#;
+        let c: Contained = serde_json::from_str(old).expect("reads");
+        assert_eq!(c.by, None);
+        assert_eq!(serde_json::to_string(&c).expect("writes"), old);
+        let by_hand = serde_json::to_string(&by_hand(OnAnomaly::Block)).expect("writes");
+        assert!(
+            by_hand.ends_with(r#","by":"admin","reason":"investigation"}"#),
+            "{by_hand}"
+        );
     }
 
     #[test]

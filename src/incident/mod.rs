@@ -35,7 +35,7 @@ use crate::audit::{AuditLog, Event, OnAnomaly, TransferRecord};
 use crate::policy::{PolicySet, RouteClass};
 
 pub use config::{IncidentsConfig, RawIncidents};
-pub use contain::{Contained, Containment, Revoked};
+pub use contain::{Contained, Containment, Measure, Revoked, Step};
 pub use detect::{
     Clock, Detection, Detector, Learned, ManualClock, Observation, Settings, SystemClock,
 };
@@ -46,6 +46,17 @@ pub use detect::{
 pub struct IncidentLabels {
     pub rule: &'static str,
     pub on_anomaly: &'static str,
+}
+
+/// Whether a containment step's entry is in the transfer log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Logged {
+    /// Durable at this `seq`.
+    At(u64),
+    /// No transfer log is configured.
+    NoLog,
+    /// The append failed (the process log says why); the step is in force regardless.
+    Failed,
 }
 
 /// The running detector with its outputs.
@@ -62,6 +73,10 @@ pub struct Incidents {
     state_file: Option<PathBuf>,
     /// One state-file write at a time (they share the temporary file).
     saving: tokio::sync::Mutex<()>,
+    /// One operator step at a time, from its effect to its entry: two operators' steps on
+    /// the same app x purpose (a contain and a clear) reach the log in the order they took
+    /// effect.
+    operator: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Incidents {
@@ -128,6 +143,7 @@ impl Incidents {
             alerts: None,
             state_file,
             saving: tokio::sync::Mutex::new(()),
+            operator: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -167,6 +183,7 @@ impl Incidents {
     /// contained. Errors when the entry cannot be written (the containment is lifted anyway:
     /// an operator decided, and the process log says it).
     pub async fn clear(&self, app: &str, purpose: &str, by: By, reason: &str) -> Option<Contained> {
+        let _in_order = self.operator.lock().await;
         let lifted = self.containment.clear(app, purpose)?;
         tracing::warn!(app, purpose, by = ?by, "containment cleared");
         self.append_containment(ContainmentEntry {
@@ -181,6 +198,50 @@ impl Incidents {
         .await;
         self.save_now().await;
         Some(lifted)
+    }
+
+    /// Contains `app` x `purpose` by an operator's hand, with the effect the detector's
+    /// containment has (the next request, also on an open connection, meets it): a new or
+    /// stronger action takes effect, its `containment` entry (no incident) is appended before
+    /// this returns, and the state file is written. The same or a weaker action than the one
+    /// in force changes nothing and appends nothing (`None`). The caller checks that the app
+    /// and purpose exist.
+    pub async fn contain_by_hand(
+        &self,
+        app: &str,
+        purpose: &str,
+        measure: Measure,
+        by: By,
+        reason: &str,
+    ) -> (Step, Option<Logged>) {
+        let action = measure.on_anomaly();
+        let _in_order = self.operator.lock().await;
+        let step = self.containment.contain(Contained {
+            app: app.to_string(),
+            purpose: purpose.to_string(),
+            action,
+            incident: None,
+            since: crate::audit::time_secs(self.detector.now_ms()),
+            by: Some(by),
+            reason: Some(reason.to_string()),
+        });
+        if !matches!(step, Step::New(_) | Step::Stronger(_)) {
+            return (step, None);
+        }
+        tracing::warn!(app, purpose, action = action.as_str(), by = ?by, "contained by hand");
+        let logged = self
+            .append_containment(ContainmentEntry {
+                kind: Kind::Containment,
+                action: measure.action(),
+                app: app.to_string(),
+                purpose: Some(purpose.to_string()),
+                incident: None,
+                by,
+                reason: reason.to_string(),
+            })
+            .await;
+        self.save_now().await;
+        (step, Some(logged))
     }
 
     /// The budget factor for `caller` when an incident throttled its purpose.
@@ -203,6 +264,7 @@ impl Incidents {
     /// connection, is refused), appends the `revoke` entry and persists. False when the app
     /// already was revoked.
     pub async fn revoke(&self, app: &str, by: By, reason: &str) -> bool {
+        let _in_order = self.operator.lock().await;
         let fresh = self.containment.revoke(Revoked {
             app: app.to_string(),
             reason: reason.to_string(),
@@ -219,6 +281,7 @@ impl Incidents {
 
     /// Lifts a revocation, appends the `reinstate` entry and persists.
     pub async fn reinstate(&self, app: &str, by: By, reason: &str) -> Option<Revoked> {
+        let _in_order = self.operator.lock().await;
         let lifted = self.containment.reinstate(app)?;
         tracing::warn!(app, by = ?by, "app reinstated");
         self.append_app_step(Action::Reinstate, app, by, reason)
@@ -240,13 +303,15 @@ impl Incidents {
         .await;
     }
 
-    async fn append_containment(&self, entry: ContainmentEntry) -> Option<u64> {
-        let log = self.log.as_ref()?;
+    async fn append_containment(&self, entry: ContainmentEntry) -> Logged {
+        let Some(log) = self.log.as_ref() else {
+            return Logged::NoLog;
+        };
         match log.append_event(Event::Containment(entry)).await {
-            Ok(seq) => Some(seq),
+            Ok(seq) => Logged::At(seq),
             Err(e) => {
                 tracing::error!(error = %e, "transfer log append failed for a containment step");
-                None
+                Logged::Failed
             }
         }
     }
@@ -266,6 +331,9 @@ impl Incidents {
                 action: on_anomaly,
                 incident: None,
                 since: crate::audit::time_secs(self.detector.now_ms()),
+                // absent for the detector: its state files stay readable by older versions
+                by: None,
+                reason: None,
             });
         let this = self.clone();
         tokio::spawn(async move {

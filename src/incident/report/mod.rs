@@ -102,7 +102,7 @@ pub fn open(opts: &OpenOptions) -> CliReport {
             ),
             Ok(None) => {
                 return refused(
-                    "no incident entry in the log matches this app and purpose, so the window has no start: give --since".into(),
+                    "no incident entry in the log matches this app and purpose, so the window has no start: give --since (a containment taken by hand names no incident: when the breach began is the investigation's finding)".into(),
                     2,
                 )
             }
