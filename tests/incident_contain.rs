@@ -14,7 +14,6 @@ use std::path::Path;
 use bytes::Bytes;
 use common::raw::{self, Reader};
 use common::*;
-use http_body_util::{BodyExt, Empty};
 
 const TOKEN: &str = "admin-token-0123456789abcdef0123456789";
 const SOQL: &str = "/services/data/v66.0/query?q=SELECT+Id,Email+FROM+Contact+LIMIT+5";
@@ -54,27 +53,8 @@ async fn admin(
     target: &str,
     token: Option<&str>,
 ) -> (u16, String) {
-    let addr = h.zweck().admin_addr.expect("admin listener");
-    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let (mut send, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .expect("handshake");
-    tokio::spawn(conn);
-    let mut req = http::Request::builder()
-        .method(method)
-        .uri(target)
-        .header("host", "admin");
-    if let Some(t) = token {
-        req = req.header("authorization", format!("Bearer {t}"));
-    }
-    let resp = send
-        .send_request(req.body(Empty::<Bytes>::new()).expect("req"))
-        .await
-        .expect("resp");
-    let status = resp.status().as_u16();
-    let body = resp.into_body().collect().await.expect("body").to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
+    let bearer = token.map(|t| format!("Bearer {t}"));
+    h.admin_call(method, target, bearer.as_deref()).await
 }
 
 async fn post(h: &Harness, target: &str) -> (u16, String) {

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use bytes::Bytes;
 use common::*;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::BodyExt;
 
 const TOKEN: &str = "admin-token-0123456789abcdef0123456789";
 const QUERY: &str =
@@ -117,27 +117,9 @@ fn events(dir: &Path, kind: &str) -> Vec<serde_json::Value> {
 
 /// A request on the admin listener with the token: status and body.
 async fn admin(h: &Harness, method: http::Method, path: &str, token: bool) -> (u16, String) {
-    let addr = h.zweck().admin_addr.expect("admin listener");
-    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let (mut send, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .expect("handshake");
-    tokio::spawn(conn);
-    let mut req = http::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", "admin");
-    if token {
-        req = req.header("authorization", format!("Bearer {TOKEN}"));
-    }
-    let resp = send
-        .send_request(req.body(Empty::<Bytes>::new()).expect("req"))
+    let bearer = format!("Bearer {TOKEN}");
+    h.admin_call(method, path, token.then_some(bearer.as_str()))
         .await
-        .expect("resp");
-    let status = resp.status().as_u16();
-    let body = resp.into_body().collect().await.expect("body").to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
 }
 
 /// Every string value of the delivered records that is long enough to be telling.

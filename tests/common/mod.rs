@@ -272,6 +272,18 @@ impl Harness {
 
     /// GET on the admin listener (plain HTTP/1.1): status and body text.
     pub async fn admin_get(&self, path: &str) -> (http::StatusCode, String) {
+        let (status, body) = self.admin_call(Method::GET, path, None).await;
+        (http::StatusCode::from_u16(status).expect("a status"), body)
+    }
+
+    /// A request without a body on the admin listener (plain HTTP/1.1), with `authorization`
+    /// as that header's value if given: status and body text.
+    pub async fn admin_call(
+        &self,
+        method: Method,
+        target: &str,
+        authorization: Option<&str>,
+    ) -> (u16, String) {
         let admin = self.zweck().admin_addr.expect("admin listener");
         let stream = tokio::net::TcpStream::connect(admin)
             .await
@@ -281,18 +293,23 @@ impl Harness {
                 .await
                 .expect("handshake");
         tokio::spawn(conn);
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(target)
+            .header("host", "admin");
+        if let Some(a) = authorization {
+            req = req.header("authorization", a);
+        }
         let resp = send
             .send_request(
-                http::Request::get(path)
-                    .header("host", "admin")
-                    .body(http_body_util::Empty::<Bytes>::new())
+                req.body(http_body_util::Empty::<Bytes>::new())
                     .expect("req"),
             )
             .await
             .expect("resp");
-        let status = resp.status();
+        let status = resp.status().as_u16();
         let body = resp.into_body().collect().await.expect("body").to_bytes();
-        (status, String::from_utf8_lossy(&body).to_string())
+        (status, String::from_utf8_lossy(&body).into_owned())
     }
 
     pub fn paths(&self) -> DevPaths {
