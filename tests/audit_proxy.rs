@@ -160,16 +160,7 @@ async fn governed_flows_and_refusals_are_logged_without_values_and_the_log_verif
 
     // shut down (final checkpoint), then the auditor's verification passes
     h.shutdown().await;
-    let report = zweck::audit::verify(&zweck::audit::VerifyOptions {
-        logs: vec![h.dir.path().join("logs/transfers.jsonl")],
-        keys: zweck::audit::KeyRing::single(
-            zweck::secrets::read_audit_pub(&h.paths().audit_pub()).expect("pub"),
-        ),
-        offbox: vec![h.dir.path().join("offbox/checkpoints")],
-        origin: None,
-        progress: false,
-    });
-    assert_eq!(report.exit_code, 0, "{}", report.text);
+    h.assert_log_verifies();
 }
 
 #[tokio::test]

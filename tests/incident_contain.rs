@@ -121,20 +121,6 @@ fn args(words: &[&str], config: &Path) -> Vec<String> {
     v
 }
 
-fn verify(h: &Harness) {
-    let dir = h.dir.path();
-    let report = zweck::audit::verify(&zweck::audit::VerifyOptions {
-        logs: vec![dir.join("logs/transfers.jsonl")],
-        keys: zweck::audit::KeyRing::single(
-            zweck::secrets::read_audit_pub(&h.paths().audit_pub()).expect("pub"),
-        ),
-        offbox: vec![dir.join("offbox/checkpoints")],
-        origin: None,
-        progress: false,
-    });
-    assert_eq!(report.exit_code, 0, "{}", report.text);
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_block_by_hand_refuses_one_purpose_on_open_and_new_connections_until_cleared() {
     let mut h = Harness::start_full(120, write_token, with_token).await;
@@ -251,7 +237,7 @@ async fn a_block_by_hand_refuses_one_purpose_on_open_and_new_connections_until_c
 
     // the chain verifies with the entries in it
     h.shutdown().await;
-    verify(&h);
+    h.assert_log_verifies();
 
     // the Art. 33 draft lists both steps with who took them and no incident
     let paths = h.paths();

@@ -269,16 +269,7 @@ async fn an_export_spike_raises_a_volume_incident_blocks_the_purpose_and_an_oper
 
     // every step is in the chain, which verifies; no delivered value is in the log
     h.shutdown().await;
-    let report = zweck::audit::verify(&zweck::audit::VerifyOptions {
-        logs: vec![dir.join("logs/transfers.jsonl")],
-        keys: zweck::audit::KeyRing::single(
-            zweck::secrets::read_audit_pub(&h.paths().audit_pub()).expect("pub"),
-        ),
-        offbox: vec![dir.join("offbox/checkpoints")],
-        origin: None,
-        progress: false,
-    });
-    assert_eq!(report.exit_code, 0, "{}", report.text);
+    h.assert_log_verifies();
     let log = std::fs::read_to_string(dir.join("logs/transfers.jsonl")).expect("log");
     for v in &values {
         assert!(!log.contains(v.as_str()), "a delivered value is in the log");

@@ -312,6 +312,22 @@ impl Harness {
         (status, String::from_utf8_lossy(&body).into_owned())
     }
 
+    /// `zweck audit verify` of this Zweck's transfer log, its on-box and off-box checkpoints
+    /// against its audit public key; asserts that it passes.
+    pub fn assert_log_verifies(&self) {
+        let dir = self.dir.path();
+        let report = zweck::audit::verify(&zweck::audit::VerifyOptions {
+            logs: vec![dir.join("logs/transfers.jsonl")],
+            keys: zweck::audit::KeyRing::single(
+                zweck::secrets::read_audit_pub(&self.paths().audit_pub()).expect("pub"),
+            ),
+            offbox: vec![dir.join("offbox/checkpoints")],
+            origin: None,
+            progress: false,
+        });
+        assert_eq!(report.exit_code, 0, "{}", report.text);
+    }
+
     pub fn paths(&self) -> DevPaths {
         DevPaths::new(self.dir.path())
     }
